@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="snds_assets",
+    version="0.1.0",
+    description="Reception, verification and provision of the SNDS main base as a Dagster code location on Spark",
+    packages=find_packages(exclude=["snds_assets_tests*"]),
+    package_data={"snds_assets": ["catalog/schemas/**/*.json", "py.typed"]},
+    include_package_data=True,
+    python_requires=">=3.11",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-pyspark==0.29.27",
+        "dagster-azure==0.29.27",
+        "pyspark[connect]==4.3.0",
+        "pandera[pyspark]",
+        "pyyaml",
+        "pyarrow",
+    ],
+    extras_require={
+        "dev": ["pytest", "pytest-timeout"],
+    },
+    entry_points={"console_scripts": ["snds=snds_assets.cli:main"]},
+)

@@ -1,0 +1,136 @@
+"""Check vocabulary shared by the reception report (SPEC §6) and the Dagster asset checks.
+
+Every rule a table is checked by appears under the same name in the report and as an asset check, so the UI
+and the report always agree.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ERROR, WARN = "ERROR", "WARN"
+
+RAW_RULES: tuple[str, ...] = ("file_present", "checksum", "row_count", "columns")
+CURATED_RULES: tuple[str, ...] = (
+    "type", "not_null", "primary_key", "foreign_key", "nomenclature", "range", "domain", "rows_reconciled",
+)
+ALL_RULES = RAW_RULES + CURATED_RULES
+
+# (check name, rule) declared on every curated asset: one verdict each per delivered table.
+CURATED_CHECKS: tuple[tuple[str, str], ...] = (
+    ("type", "type"), ("not_null", "not_null"), ("primary_key", "primary_key"),
+    ("primary_key_state", "primary_key"), ("foreign_key", "foreign_key"), ("nomenclature", "nomenclature"),
+    ("range", "range"), ("domain", "domain"), ("rows_reconciled", "rows_reconciled"),
+)
+# Checks on every project extract and on the cohort.
+EXTRACT_CHECKS: dict[str, str] = {
+    "belongs_to_cohort": "Every extracted row belongs to a person of the project's cohort.",
+    "in_period": "Every dated extracted row lies in the project's period.",
+    "granted_columns": "Only the tables and columns granted to the project are present.",
+    "no_snds_pseudonym": "No SNDS pseudonym (BEN_NIR_PSA, NIR_ANO_17, BEN_IDT_ANO, BEN_NIR_ANO...) is in the project's space.",
+}
+COHORT_CHECKS: dict[str, str] = {
+    "unresolved_identifiers": "Identifiers the project brought that resolve to no person (unknown) or several (twins).",
+    "no_snds_pseudonym": "The cohort holds project pseudonyms only.",
+}
+
+DEFAULT_SEVERITY: dict[str, str] = {
+    "file_present": ERROR, "checksum": ERROR, "row_count": ERROR, "primary_key": ERROR, "rows_reconciled": ERROR,
+    "columns": WARN, "type": WARN, "not_null": WARN, "foreign_key": WARN, "nomenclature": WARN,
+    "range": WARN, "domain": WARN, "primary_key_state": WARN,
+}
+
+RULE_DESCRIPTIONS: dict[str, str] = {
+    "file_present": "Every file listed in the manifest was delivered and is readable.",
+    "checksum": "Each file's SHA-256 and size match the manifest.",
+    "row_count": "Each file holds the number of data rows the manifest announces (header excluded).",
+    "columns": "The file's columns match the catalog: missing, unknown and reordered columns are reported; "
+               "a missing key or identifier column is an ERROR.",
+    "type": "Every value parses to its column's type and format (dates, numbers, booleans).",
+    "not_null": "Key and identifier columns are filled; rows without them cannot be linked and go to rejects.",
+    "primary_key": "The key is unique within the delivery (duplicates beyond the first are counted). "
+                   "Duplicates against the current state of the family are a warning.",
+    "foreign_key": "Rows point to an existing parent row (DCIR nine keys, PMSI stay keys, identities in IR_BEN_R). "
+                   "A parent absent from both the delivery and the current state is not evaluated.",
+    "nomenclature": "Coded values exist in their nomenclature (needs SNDS_NOMENCLATURES).",
+    "range": "Values are plausible: dates between 1900 and the delivery date, or the 1600-01-01 convention; "
+             "numeric bounds of the schema.",
+    "domain": "Documented SNDS business rules (PMSI return codes, DPN_QLF, care dates...).",
+    "rows_reconciled": "Rows read = rows curated + rows rejected: nothing read is lost.",
+    "primary_key_state": "Keys already present in the current state of the family (earlier accepted deliveries).",
+}
+
+
+@dataclass
+class CheckOutcome:
+    """One rule's verdict on one delivered table (a report entry), or on a family (an asset check)."""
+
+    name: str
+    rule: str
+    severity: str
+    passed: bool
+    failures: int = 0
+    columns: list[str] = field(default_factory=list)
+    sample: list = field(default_factory=list)
+    evaluated: bool = True
+    details: str = ""
+
+    def to_report(self) -> dict:
+        return asdict(self)
+
+
+def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
+    """One family-level verdict from the per-delivered-table verdicts (PMSI years share one asset)."""
+    if not outcomes:
+        return CheckOutcome(name, name, DEFAULT_SEVERITY.get(name, WARN), True, evaluated=False,
+                            details="no delivered table of this family")
+    failed = [o for o in outcomes if not o.passed]
+    severity = ERROR if any(o.severity == ERROR for o in failed) else (failed[0].severity if failed else outcomes[0].severity)
+    columns: list[str] = []
+    for o in outcomes:
+        columns += [c for c in o.columns if c not in columns]
+    return CheckOutcome(
+        name=name,
+        rule=outcomes[0].rule,
+        severity=severity,
+        passed=not failed,
+        failures=sum(o.failures for o in outcomes),
+        columns=columns,
+        sample=[s for o in outcomes for s in o.sample][:10],
+        evaluated=any(o.evaluated for o in outcomes),
+        details="; ".join(o.details for o in outcomes if o.details),
+    )
+
+
+def markdown_sample(outcome: CheckOutcome) -> str:
+    """A short markdown explanation of the verdict, for the check page in the UI."""
+    lines = [f"**{outcome.rule}** — {RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ''))}", ""]
+    if not outcome.evaluated:
+        lines.append(f"Not evaluated: {outcome.details or 'nothing to check'}.")
+    else:
+        state = "passed" if outcome.passed else f"**{outcome.failures} failing**"
+        lines.append(f"{state}; columns: {', '.join(outcome.columns) or '—'}.")
+        if outcome.details:
+            lines.append("")
+            lines.append(outcome.details)
+        if outcome.sample:
+            lines += ["", "Sample:", ""] + [f"- `{s}`" for s in outcome.sample[:5]]
+    return "\n".join(lines)
+
+
+def asset_check_result(outcome: CheckOutcome, asset_key=None):
+    """The Dagster view of a verdict: same name, counts, sample and rule, severity as decided by the rule."""
+    from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+
+    return AssetCheckResult(
+        asset_key=asset_key,
+        check_name=outcome.name,
+        passed=bool(outcome.passed),
+        severity=AssetCheckSeverity.ERROR if outcome.severity == ERROR else AssetCheckSeverity.WARN,
+        metadata={
+            "rule": outcome.rule,
+            "failures": int(outcome.failures),
+            "evaluated": bool(outcome.evaluated),
+            "columns": ", ".join(outcome.columns),
+            "explanation": MetadataValue.md(markdown_sample(outcome)),
+        },
+    )

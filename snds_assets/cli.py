@@ -1,0 +1,145 @@
+"""The `snds` command (SPEC §4). Every command runs through the Dagster instance at DAGSTER_HOME.
+
+Exit status: 0 done and accepted; 1 done but data rejected; 2 could not do the work (one-line message).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from datetime import date
+from pathlib import Path
+
+from .config import Settings
+
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("configuration (option > environment variable > default under SNDS_HOME)")
+    g.add_argument("--home", default=argparse.SUPPRESS, help="root of the embedded set-up (SNDS_HOME, ./.snds)")
+    g.add_argument("--landing", default=argparse.SUPPRESS, help="where CNAM drops deliveries (SNDS_LANDING)")
+    g.add_argument("--lake", default=argparse.SUPPRESS, help="the lake written by Spark (SNDS_LAKE)")
+    g.add_argument("--projects", default=argparse.SUPPRESS, help="folder of project requests (SNDS_PROJECTS)")
+    g.add_argument("--schemas", default=argparse.SUPPRESS, help="Table Schema folder (SNDS_SCHEMAS)")
+    g.add_argument("--nomenclatures", default=argparse.SUPPRESS, help="nomenclature CSV folder (SNDS_NOMENCLATURES)")
+    g.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                   help="text (default) or json: one JSON object per line with run id, asset, partition and event")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="snds", parents=[common],
+        description="Receive, verify and curate CNAM deliveries of the SNDS, and extract research projects' data.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    gen = sub.add_parser("generate", parents=[common], help="write a synthetic CNAM delivery to LANDING/<ID>/")
+    gen.add_argument("--out", help="landing folder to write into (default: SNDS_LANDING)")
+    gen.add_argument("--delivery-id", default=date.today().isoformat(), help="YYYY-MM-DD[_suffix] (default: today)")
+    gen.add_argument("--patients", type=int, default=1000, help="number of persons (default 1000)")
+    gen.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
+    gen.add_argument("--defects", action="store_true", help="inject documented defects; ground truth written beside")
+    gen.add_argument("--start", type=date.fromisoformat, default=date(2022, 1, 1), help="care period start (ISO date)")
+    gen.add_argument("--end", type=date.fromisoformat, default=date(2023, 12, 31), help="care period end (ISO date)")
+    gen.add_argument("--tables", help="comma-separated families or delivered names (default: the whole catalog)")
+    gen.add_argument("--gzip", action="store_true", help="write .csv.gz files")
+    gen.add_argument("--rows-per-file", type=int, help="split large tables into part files of this many rows")
+    gen.add_argument("--delimiter", default=";", help="field delimiter (default ;)")
+    gen.add_argument("--encoding", default="utf-8", choices=("utf-8", "latin-1"), help="file encoding")
+    gen.add_argument("--date-format", default="default", help="strftime format of ISO date fields, e.g. %%d/%%m/%%Y")
+
+    ing = sub.add_parser("ingest", parents=[common], help="receive, verify and curate one delivery")
+    ing.add_argument("delivery_id", metavar="DELIVERY_ID")
+
+    ext = sub.add_parser("extract", parents=[common], help="identify a project's cohort and extract its tables")
+    ext.add_argument("project_id", metavar="PROJECT_ID")
+
+    sub.add_parser("demo", parents=[common], help="generate, ingest and extract a demo project under SNDS_HOME")
+
+    ui = sub.add_parser("ui", parents=[common], help="the Dagster UI and daemon (sensors, automation)")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--host", default="127.0.0.1")
+
+    rep = sub.add_parser("report", parents=[common], help="print the summary of a delivery or project report")
+    rep.add_argument("target", metavar="DELIVERY_ID|PROJECT_ID")
+    return parser
+
+
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k, None) for k in ("home", "landing", "lake", "projects", "schemas", "nomenclatures")}
+    return Settings.from_env(**overrides)
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Make every Dagster run of this process (and its resources) see the resolved settings."""
+    os.environ.update(settings.as_env())
+    for folder in (settings.home, settings.dagster_home):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    config = Path(settings.dagster_home) / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log_format = getattr(args, "log_format", "text")
+    try:
+        settings = resolve_settings(args)
+        prepare_environment(settings)
+        from . import commands
+
+        handler = getattr(commands, f"cmd_{args.command}")
+        code = handler(settings, args, log_format)
+    except KeyboardInterrupt:
+        print("snds: interrupted", file=sys.stderr)
+        code = EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
+        code = EXIT_ERROR
+        print(f"snds: error: {_one_line(exc)}", file=sys.stderr)
+        if not _is_user_error(exc):
+            log = _write_traceback(exc)
+            if log:
+                print(f"snds: details in {log}", file=sys.stderr)
+    sys.stdout.flush()
+    return code
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from .catalog import CatalogError
+    from .reception.manifest import ManifestError
+
+    names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound"}
+    return isinstance(exc, (UsageError, ManifestError, CatalogError, FileNotFoundError, ValueError)) or \
+        type(exc).__name__ in names
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _write_traceback(exc: BaseException) -> str | None:
+    try:
+        home = Path(os.environ.get("SNDS_HOME", ".snds"))
+        log = home / "logs" / "snds-error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+        return str(log)
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""What each `snds` subcommand does; the argument parsing and exit-code contract live in cli.py."""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, UsageError
+from .config import Settings
+
+DEMO_PROJECT = "demo-covid"
+
+
+def _run(settings: Settings, job_name: str, partitions: str, key: str, selection, log_format: str, tags: dict):
+    """Run one partition of a job in this process, through the shared Dagster instance."""
+    from dagster import DagsterInstance
+
+    from .definitions import build_definitions
+
+    instance = DagsterInstance.get()
+    if not instance.has_dynamic_partition(partitions, key):
+        instance.add_dynamic_partitions(partitions, [key])
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(job_name)
+    logger = "json" if log_format == "json" else "progress"
+    result = job.execute_in_process(
+        instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,
+        run_config={"loggers": {logger: {"config": {"log_level": "INFO"}}}},
+        tags={**tags, "snds/source": "cli"},
+    )
+    if not result.success:
+        failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
+        from .logs import _failure_message
+
+        detail = _failure_message(failures[0]) if failures else "the run failed"
+        raise RuntimeError(f"run {result.run_id} failed: {detail}")
+    return result
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .generator import GenerateOptions, generate
+    from .reception.manifest import valid_delivery_id
+    from .resources import load_catalog
+
+    if not valid_delivery_id(args.delivery_id):
+        raise UsageError(f"--delivery-id {args.delivery_id!r} is not YYYY-MM-DD[_suffix]")
+    if args.patients < 1:
+        raise UsageError("--patients must be at least 1")
+    out = Path(args.out or settings.landing)
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    result = generate(
+        GenerateOptions(
+            out=out, delivery_id=args.delivery_id, patients=args.patients, seed=args.seed, defects=args.defects,
+            start=args.start, end=args.end, tables=tables, catalog=load_catalog(settings.schemas),
+            nomenclatures=settings.nomenclatures, gzip=args.gzip, rows_per_file=args.rows_per_file,
+            delimiter=args.delimiter, encoding=args.encoding, date_format=args.date_format,
+        ),
+        progress=_progress_printer(log_format),
+    )
+    total = sum(result.rows.values())
+    print(f"delivery {args.delivery_id}: {len(result.rows)} tables, {total} rows in {result.delivery_dir}")
+    if result.ground_truth:
+        print(f"defects ground truth: {result.ground_truth}")
+    return EXIT_OK
+
+
+def _progress_printer(log_format: str):
+    last: dict[str, int] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        if log_format == "json":
+            print(json.dumps({"event": "generate_progress", "table": table, "done": done, "total": total}), file=sys.stderr)
+            return
+        pct = int(100 * done / total) if total else 100
+        if last.get(table) != pct // 10:
+            last[table] = pct // 10
+            print(f"\r  {table:<20} {pct:3d}% ({done}/{total})", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .curation.assets import curated_key
+    from .reception.assets import delivery_selection
+    from .reception.manifest import valid_delivery_id
+    from .reception.report import load_report
+    from .reception.storage import read_manifest
+    from .resources import load_catalog
+
+    delivery_id = args.delivery_id
+    if not valid_delivery_id(delivery_id):
+        raise UsageError(f"delivery id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
+    manifest = read_manifest(settings.landing, delivery_id)
+    catalog = load_catalog(settings.schemas)
+    selection = delivery_selection(catalog, manifest, curated_key)
+    _run(settings, "reception", "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})
+    report = load_report(settings, delivery_id)
+    if report is None:
+        raise RuntimeError(f"the reception report of {delivery_id} was not written")
+    print(_delivery_summary(settings, report))
+    return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
+
+
+def cmd_extract(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .provision.assets import project_selection
+    from .provision.request import load_request
+    from .resources import load_catalog
+
+    catalog = load_catalog(settings.schemas)
+    request = load_request(settings, catalog, args.project_id)
+    _run(settings, "provision", "projects", request.id, project_selection(request, catalog), log_format,
+         {"snds/project": request.id})
+    print(_project_summary(settings, request.id))
+    return EXIT_OK
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .lake import Lake
+    from .reception.report import load_report
+
+    report = load_report(settings, args.target)
+    if report is not None:
+        print(_delivery_summary(settings, report))
+        return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
+    path = Path(Lake(settings.lake).project_report(args.target))
+    if path.exists():
+        print(_project_summary(settings, args.target))
+        return EXIT_OK
+    raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
+
+
+def _delivery_summary(settings: Settings, report: dict) -> str:
+    from .lake import Lake
+
+    lake = Lake(settings.lake)
+    lines = [f"delivery {report['delivery_id']}: {report['status'].upper()}"]
+    width = max((len(n) for n in report["tables"]), default=5)
+    for name, table in sorted(report["tables"].items()):
+        failed = [c["name"] for c in table.get("checks", []) if not c.get("passed", True)]
+        lines.append(
+            f"  {name:<{width}}  {table['status']:<8}  read {table.get('rows_read')}  curated {table.get('rows_curated')}"
+            f"  rejected {table.get('rows_rejected')}" + (f"  failed: {', '.join(failed)}" if failed else "")
+        )
+    lines.append(f"report: {lake.delivery_report(report['delivery_id'])} (readable: "
+                 f"{lake.delivery_report(report['delivery_id'], 'html')})")
+    return "\n".join(lines)
+
+
+def _project_summary(settings: Settings, project_id: str) -> str:
+    from .lake import Lake
+
+    lake = Lake(settings.lake)
+    report = json.loads(Path(lake.project_report(project_id)).read_text(encoding="utf-8"))
+    cohort = report.get("cohort", {})
+    lines = [f"project {project_id}: cohort of {cohort.get('size')} persons"]
+    for name, table in sorted(report.get("tables", {}).items()):
+        lines.append(f"  {name:<14} {table.get('rows')} rows")
+    lines.append(f"extracts: {lake.project(project_id)}")
+    lines.append(f"report: {lake.project_report(project_id)} (readable: {lake.project_report(project_id, 'html')})")
+    return "\n".join(lines)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    """The whole chain on synthetic data: generate, ingest, write a demo project request, extract."""
+    delivery_id = "2024-01-15"
+    ns = argparse.Namespace(out=None, delivery_id=delivery_id, patients=2000, seed=42, defects=False,
+                            start=__import__("datetime").date(2022, 1, 1), end=__import__("datetime").date(2023, 12, 31),
+                            tables=None, gzip=False, rows_per_file=None, delimiter=";", encoding="utf-8",
+                            date_format="default")
+    print(f"1/3 generating a synthetic delivery of 2000 persons in {settings.landing}/{delivery_id}")
+    cmd_generate(settings, ns, log_format)
+    print(f"2/3 receiving delivery {delivery_id}")
+    status = cmd_ingest(settings, argparse.Namespace(delivery_id=delivery_id), log_format)
+    write_demo_project(settings, delivery_id)
+    print(f"3/3 extracting project {DEMO_PROJECT} ({settings.projects}/{DEMO_PROJECT}.yaml)")
+    cmd_extract(settings, argparse.Namespace(project_id=DEMO_PROJECT), log_format)
+    from .lake import Lake
+
+    lake = Lake(settings.lake)
+    print("\noutputs:")
+    print(f"  curated tables   {lake.root}/curated/")
+    print(f"  reception report {lake.delivery_report(delivery_id, 'html')}")
+    print(f"  project extracts {lake.project(DEMO_PROJECT)}")
+    print(f"  project report   {lake.project_report(DEMO_PROJECT, 'html')}")
+    print(f"  the UI           make ui (or: snds ui), then http://127.0.0.1:3000")
+    return status
+
+
+def write_demo_project(settings: Settings, delivery_id: str) -> Path:
+    """A request with both identifiers (some of them twins' or unknown) and medical criteria."""
+    projects = Path(settings.projects)
+    projects.mkdir(parents=True, exist_ok=True)
+    rows = _landing_rows(settings, delivery_id, "IR_BEN_R")
+    picked = rows[:: max(1, len(rows) // 8)][:8]
+    with (projects / f"{DEMO_PROJECT}-ids.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter=";")
+        writer.writerow(["BEN_IDT_ANO", "BEN_NIR_PSA", "BEN_RNG_GEM", "NIR_ANO_17"])
+        for i, row in enumerate(picked):
+            if i % 3 == 0:
+                writer.writerow([row.get("BEN_IDT_ANO", ""), "", "", ""])
+            elif i % 3 == 1:
+                writer.writerow(["", row.get("BEN_NIR_PSA", ""), row.get("BEN_RNG_GEM", ""), ""])
+            else:
+                writer.writerow(["", "", "", row.get("BEN_NIR_PSA", "")])
+        writer.writerow(["", "", "", "ZZZZZZZZZZZZZZZZZ"])
+    (projects / f"{DEMO_PROJECT}.yaml").write_text(
+        f"""id: {DEMO_PROJECT}
+title: Démo — patients hospitalisés pour Covid-19 ou diabétiques
+period: {{start: 2022-01-01, end: 2023-12-31}}
+tables: [IR_BEN_R, IR_IMB_R, ER_PRS_F, ER_PHA_F, ER_CAM_F, T_MCOaaB, T_MCOaaC, T_MCOaaD, T_MCOaaA, KI_CCI_R]
+columns:
+  ER_PRS_F: [EXE_SOI_DTD, EXE_SOI_DTF, PRS_NAT_REF, PRS_ACT_QTE, DPN_QLF]
+cohort:
+  identifiers: {DEMO_PROJECT}-ids.csv
+  criteria:
+    any_of:
+      - diagnosis: {{icd10: [U071, U072]}}
+      - ald: {{icd10: [E10, E11]}}
+    age: {{min: 18, max: 120}}
+""", encoding="utf-8")
+    return projects / f"{DEMO_PROJECT}.yaml"
+
+
+def _landing_rows(settings: Settings, delivery_id: str, table: str) -> list[dict]:
+    from .reception.storage import read_manifest
+
+    manifest = read_manifest(settings.landing, delivery_id)
+    fmt = manifest.format
+    rows: list[dict] = []
+    for delivered in manifest.tables:
+        if delivered.table != table:
+            continue
+        for f in delivered.files:
+            path = Path(settings.landing) / delivery_id / f.path
+            raw = gzip.open(path, "rb") if f.gzip else path.open("rb")
+            with io.TextIOWrapper(raw, encoding=fmt.encoding) as text:
+                rows += list(csv.DictReader(text, delimiter=fmt.delimiter))
+    return rows
+
+
+def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    """`dagster dev` (webserver + daemon) on this code location, with the settings in its environment."""
+    env = {**os.environ, **settings.as_env()}
+    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "snds_assets.definitions",
+           "--host", args.host, "--port", str(args.port)]
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,84 @@
+"""Settings of SPEC §1: command-line option > environment variable > default under one home folder."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PACKAGED_SCHEMAS = Path(__file__).parent / "catalog" / "schemas"
+
+
+def _is_uri(value: str) -> bool:
+    return "://" in value
+
+
+def _resolve(value: str) -> str:
+    """Local paths become absolute so that Dagster runs and the CLI agree; URIs stay as given."""
+    return value if _is_uri(value) else str(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str
+    landing: str
+    lake: str
+    projects: str
+    schemas: str
+    nomenclatures: str | None
+    dagster_home: str
+    spark_remote: str | None
+    reject_tolerance: float = 0.01
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: str | None) -> "Settings":
+        """Resolve every setting; ``overrides`` are command-line options (None means not given)."""
+        env = dict(os.environ if env is None else env)
+        given = {k: v for k, v in overrides.items() if v is not None}
+
+        def pick(name: str, var: str, default: str | None) -> str | None:
+            if name in given:
+                return given[name]
+            if env.get(var):
+                return env[var]
+            return default
+
+        home = _resolve(pick("home", "SNDS_HOME", "./.snds"))
+        landing = pick("landing", "SNDS_LANDING", os.path.join(home, "landing"))
+        lake = pick("lake", "SNDS_LAKE", os.path.join(home, "lake"))
+        projects = pick("projects", "SNDS_PROJECTS", os.path.join(home, "projects"))
+        schemas = pick("schemas", "SNDS_SCHEMAS", str(PACKAGED_SCHEMAS))
+        nomenclatures = pick("nomenclatures", "SNDS_NOMENCLATURES", None)
+        dagster_home = pick("dagster_home", "DAGSTER_HOME", os.path.join(home, "dagster"))
+        tolerance = float(pick("reject_tolerance", "SNDS_REJECT_TOLERANCE", "0.01"))
+        return cls(
+            home=home,
+            landing=_resolve(landing),
+            lake=_resolve(lake),
+            projects=_resolve(projects),
+            schemas=_resolve(schemas),
+            nomenclatures=_resolve(nomenclatures) if nomenclatures else None,
+            dagster_home=_resolve(dagster_home),
+            spark_remote=pick("spark_remote", "SPARK_REMOTE", None),
+            reject_tolerance=tolerance,
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that makes a child process (Dagster, Spark) see the same settings."""
+        env = {
+            "SNDS_HOME": self.home,
+            "SNDS_LANDING": self.landing,
+            "SNDS_LAKE": self.lake,
+            "SNDS_PROJECTS": self.projects,
+            "SNDS_SCHEMAS": self.schemas,
+            "DAGSTER_HOME": self.dagster_home,
+            "SNDS_REJECT_TOLERANCE": str(self.reject_tolerance),
+        }
+        if self.nomenclatures:
+            env["SNDS_NOMENCLATURES"] = self.nomenclatures
+        if self.spark_remote:
+            env["SPARK_REMOTE"] = self.spark_remote
+        return env

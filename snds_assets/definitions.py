@@ -1,0 +1,64 @@
+"""The snds_assets code location: assets built by factories over the SNDS catalog, their checks, jobs, sensors."""
+
+from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+from dagster._core.definitions.logger_definition import LoggerDefinition
+from dagster import colored_console_logger
+
+from .config import Settings
+from .curation.assets import acyclic_parents, build_curated_asset, curated_key
+from .logs import json_logger, progress_logger
+from .partitions import deliveries, projects
+from .provision.assets import (
+    COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_asset, build_project_report_asset,
+    build_project_sensor, build_refresh_sensor, extract_key, extractable,
+)
+from .reception.assets import (
+    DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_raw_asset, build_report_asset, delivery, raw_key,
+)
+from .resources import SndsResource, load_catalog
+from .spark import SparkResource
+
+RECEPTION_JOB = "reception"
+PROVISION_JOB = "provision"
+LOGGERS: dict[str, LoggerDefinition] = {"console": colored_console_logger, "json": json_logger, "progress": progress_logger}
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    """Everything is derived from the catalog at SNDS_SCHEMAS: one raw, curated and extract asset per family."""
+    settings = settings or Settings.from_env()
+    catalog = load_catalog(settings.schemas)
+    parents = acyclic_parents(catalog)
+    raw = [build_raw_asset(t) for t in catalog]
+    curated = [build_curated_asset(catalog, t, parents[t.name], raw_key(t.name)) for t in catalog]
+    extract_tables = [t for t in catalog if extractable(catalog, t)]
+    extracts = [build_extract_asset(catalog, t, curated_key) for t in extract_tables]
+    assets = [
+        delivery, *raw, *curated, build_report_asset([curated_key(t.name) for t in catalog]),
+        build_cohort_asset(curated_key), *extracts,
+        build_project_report_asset([extract_key(t.name) for t in extract_tables]),
+    ]
+    reception = define_asset_job(
+        RECEPTION_JOB, partitions_def=deliveries,
+        selection=AssetSelection.assets(DELIVERY_KEY, REPORT_KEY) | AssetSelection.groups("raw", "curated"),
+        description="Receive, verify and curate one CNAM delivery (one Spark session for the whole run).",
+    )
+    provision = define_asset_job(
+        PROVISION_JOB, partitions_def=projects,
+        selection=AssetSelection.assets(COHORT_KEY, PROJECT_REPORT_KEY) | AssetSelection.groups("projects"),
+        description="Identify a project's cohort and extract its authorised tables under project pseudonyms.",
+    )
+    return Definitions(
+        assets=assets,
+        jobs=[reception, provision],
+        sensors=[
+            build_delivery_sensor(RECEPTION_JOB, curated_key),
+            build_project_sensor(PROVISION_JOB),
+            build_refresh_sensor(PROVISION_JOB, REPORT_KEY),
+        ],
+        resources={"snds": SndsResource(), "spark": SparkResource(remote=settings.spark_remote)},
+        executor=in_process_executor,
+        loggers=LOGGERS,
+    )
+
+
+defs = build_definitions()

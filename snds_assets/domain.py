@@ -1,0 +1,318 @@
+"""SNDS knowledge, declared once: identifiers, keys, join graph, load modes, business rules, schema defects.
+
+Everything else (curation, checks, generator, extraction) reads this module instead of naming SNDS columns
+itself. Sources: ../shared/SNDS.md and schema-snds/SOURCE.md.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from .catalog import Catalog, Field, Table, is_yearly_family
+
+# --- Keys -----------------------------------------------------------------------------------------------
+DCIR_KEYS: tuple[str, ...] = (
+    "DCT_ORD_NUM", "FLX_DIS_DTD", "FLX_EMT_NUM", "FLX_EMT_ORD", "FLX_EMT_TYP",
+    "FLX_TRT_DTD", "ORG_CLE_NUM", "PRS_ORD_NUM", "REM_TYP_AFF",
+)
+# The documentation joins ER_DCT_F on seven of the nine keys.
+DCIR_KEYS_OVERRIDE: dict[str, tuple[str, ...]] = {
+    "ER_DCT_F": tuple(k for k in DCIR_KEYS if k not in ("PRS_ORD_NUM", "REM_TYP_AFF")),
+}
+DCIR_CENTRAL = "ER_PRS_F"
+YEAR_COLUMN = "PMSI_YEAR"  # the year of a yearly table, kept in the curated data
+
+
+@dataclass(frozen=True)
+class PmsiField:
+    """One PMSI field (MCO, SSR, ...) and how its tables reach the patient link table (``C``)."""
+
+    name: str
+    prefix: str  # family prefix, e.g. "T_MCOaa"
+    link_table: str  # the table carrying NIR_ANO_17
+    stay_key: tuple[str, ...]
+
+
+PMSI_FIELDS: tuple[PmsiField, ...] = (
+    PmsiField("MCO", "T_MCOaa", "T_MCOaaC", ("ETA_NUM", "RSA_NUM")),
+    PmsiField("MCO outpatient", "T_MCOaa", "T_MCOaaCSTC", ("ETA_NUM", "SEQ_NUM")),
+    PmsiField("SSR", "T_SSRaa", "T_SSRaaC", ("ETA_NUM", "RHA_NUM")),
+    PmsiField("SSR outpatient", "T_SSRaa", "T_SSRaaCSTC", ("ETA_NUM", "SEQ_NUM")),
+    PmsiField("HAD", "T_HADaa", "T_HADaaC", ("ETA_NUM_EPMSI", "RHAD_NUM")),
+    PmsiField("RIM-P", "T_RIPaa", "T_RIPaaC", ("ETA_NUM_EPMSI", "RIP_NUM")),
+)
+
+# --- Patient identifiers -------------------------------------------------------------------------------
+PSEUDO_NIR_COLUMNS = ("BEN_NIR_PSA", "NIR_ANO_17")  # the same 17-character pseudo-NIR
+RANK_COLUMN = "BEN_RNG_GEM"
+PERSON_COLUMN = "BEN_IDT_ANO"
+NIR_ANO_COLUMN = "BEN_NIR_ANO"
+# Project pseudonym that replaces each SNDS pseudonym in extracts (SPEC §3).
+PROJECT_PSEUDONYMS: dict[str, str] = {
+    "BEN_NIR_PSA": "NUM_ENQ",
+    "NIR_ANO_17": "NUM_ENQ",
+    "BEN_IDT_ANO": "NUM_ENQ_IDT",
+    "BEN_NIR_ANO": "NUM_ENQ_ANO",
+}
+# Other columns that hold a patient pseudonym: keyed-hashed in place in extracts.
+OTHER_PATIENT_PSEUDONYMS: frozenset[str] = frozenset({"ASS_NIR_ANO", "NIR_ANO_MAM", "BEN_NIR_IDT", "BEN_RAT_ANO"})
+PATIENT_PSEUDONYMS: frozenset[str] = frozenset(PROJECT_PSEUDONYMS) | OTHER_PATIENT_PSEUDONYMS
+PLACEHOLDER_NIRS: frozenset[str] = frozenset({"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXXXXXXS"})
+PMSI_RETURN_CODES: tuple[str, ...] = (
+    "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET", "COH_SEX_RET",
+)
+BIRTH_YEAR_COLUMN = "BEN_NAI_ANN"
+SEX_COLUMN = "BEN_SEX_COD"
+FICTITIOUS_NIR_CODES = frozenset({"01", "02", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14", "15"})
+
+# --- Dates ------------------------------------------------------------------------------------------------
+UNKNOWN_DATE = date(1600, 1, 1)  # the SNDS convention for a missing date, not an error
+UNKNOWN_YEAR = 1600
+PLAUSIBLE_FIRST_DATE = date(1900, 1, 1)
+INFORMATION_ONLY_DPN_QLF = 71
+
+# --- Load modes -------------------------------------------------------------------------------------------
+FULL, INCREMENTAL = "full", "incremental"
+
+
+def default_mode(table: Table) -> str:
+    """SPEC §2: referentials and PMSI year tables are full, the rest incremental."""
+    if table.name.startswith(("IR_", "KI_")) or table.is_yearly:
+        return FULL
+    return INCREMENTAL
+
+
+# --- Known schema defects (schema-snds/SOURCE.md) and typing decisions ---------------------------------
+def is_return_code(column: str) -> bool:
+    """The PMSI link-quality return codes (all must be '0' for a usable patient link)."""
+    return column in PMSI_RETURN_CODES
+
+
+def effective_type(table: Table, field: Field) -> str:
+    """The type we curate a field to, correcting the schema's known defects.
+
+    - PMSI return codes (every ``*_RET`` of a PMSI table) are typed boolean but hold '0' / '1' / '9': strings.
+    - FINESS numbers (ETA_NUM*) are typed integer but Corsican ones hold letters (2A, 2B): strings.
+    - PMSI stay keys are integer in some tables of a field and string in others (RSA_NUM: integer in
+      T_MCOaaB/C, string in T_MCOaaA/D/UM): strings everywhere, so that joins compare like with like.
+    - A ``date`` whose format is a lone month (``%m``) holds a month number: integer.
+    """
+    if field.type == "boolean" and (is_return_code(field.name) or (table.is_yearly and field.name.endswith("_RET"))):
+        return "string"
+    if field.name.startswith("ETA_NUM") and field.type in ("integer", "number"):
+        return "string"
+    if field.type in ("integer", "number") and field.name in stay_key(table):
+        return "string"
+    if field.type == "date" and field.format == "%m":
+        return "integer"
+    return field.type
+
+
+def ignores_unique(table: Table, field: Field) -> bool:
+    """IR_BEN_R declares BEN_NIR_PSA and BEN_IDT_ANO unique, knowingly false (twins, several identities)."""
+    return field.name in (PSEUDO_NIR_COLUMNS + (PERSON_COLUMN,))
+
+
+def nomenclature_checked(field: Field) -> bool:
+    """IR_DTE_V is a calendar, not a code list: dates are checked by range rules instead."""
+    return field.nomenclature is not None and field.nomenclature[0] != "IR_DTE_V" and field.type != "date"
+
+
+def enum_checked(field: Field) -> bool:
+    """DAT_RET declares an enum of '0' only, although any return code is '1' on a bad link."""
+    return bool(field.constraints.get("enum")) and not is_return_code(field.name)
+
+
+# --- Identifier and key columns of a table ----------------------------------------------------------------
+def identifier_columns(table: Table) -> tuple[str, ...]:
+    """Columns that identify the patient in this table (a row without them cannot be linked)."""
+    cols = set(table.columns)
+    if {"BEN_NIR_PSA", RANK_COLUMN} <= cols:
+        return ("BEN_NIR_PSA", RANK_COLUMN)
+    for column in ("NIR_ANO_17", PERSON_COLUMN, "BEN_NIR_PSA"):
+        if column in cols:
+            return (column,)
+    return ()
+
+
+def key_columns(table: Table) -> tuple[str, ...]:
+    """Primary key of the table, or the join key it hangs by when it has none."""
+    if table.primary_key:
+        return table.primary_key
+    link = parent_link(table)
+    return link.columns if link else ()
+
+
+def required_columns(table: Table) -> tuple[str, ...]:
+    """Key and identifier columns: missing from a file is an ERROR; empty in a row sends it to rejects."""
+    out: list[str] = []
+    for column in key_columns(table) + identifier_columns(table):
+        if column in table.by_name and column not in out:
+            out.append(column)
+    return tuple(out)
+
+
+# --- Join graph ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Link:
+    """``child`` rows belong to ``parent`` rows whose ``parent_columns`` equal the child's ``columns``
+    (and the same PMSI year when ``same_year``). ``parent_columns`` defaults to ``columns``; it differs for
+    e.g. T_MCOaaC.NIR_ANO_17 -> IR_BEN_R.BEN_NIR_PSA or T_HADaaB.ETA_NUM_EPMSI -> T_HADaaE.ETA_NUM.
+    """
+
+    child: str
+    parent: str
+    columns: tuple[str, ...]
+    same_year: bool = False
+    parent_columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.parent_columns:
+            object.__setattr__(self, "parent_columns", self.columns)
+        if len(self.parent_columns) != len(self.columns):
+            raise ValueError(f"link {self.child} -> {self.parent}: {self.columns} vs {self.parent_columns}")
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """(child column, parent column) pairs, for building join conditions."""
+        return tuple(zip(self.columns, self.parent_columns))
+
+
+def pmsi_field(table: Table) -> PmsiField | None:
+    """The PMSI field a table belongs to, picked by the stay key its columns carry."""
+    candidates = [f for f in PMSI_FIELDS if table.name.startswith(f.prefix)]
+    cols = set(table.columns)
+    # A table with the outpatient key and without the stay number of the main field is outpatient.
+    for candidate in sorted(candidates, key=lambda f: "outpatient" not in f.name):
+        if set(candidate.stay_key) <= cols:
+            main_keys = [f for f in candidates if "outpatient" not in f.name]
+            if "outpatient" in candidate.name and any(set(m.stay_key) <= cols for m in main_keys):
+                continue
+            return candidate
+    return None
+
+
+def parent_link(table: Table) -> Link | None:
+    """How a table without its own patient identifier reaches the patient-bearing table."""
+    name = table.name
+    if name.startswith("ER_") and name != DCIR_CENTRAL and set(dcir_keys(name)) <= set(table.columns):
+        return Link(name, DCIR_CENTRAL, dcir_keys(name))
+    field_ = pmsi_field(table) if table.is_yearly else None
+    if field_ and name != field_.link_table:
+        return Link(name, field_.link_table, field_.stay_key, same_year=True)
+    return None
+
+
+def dcir_keys(family: str) -> tuple[str, ...]:
+    return DCIR_KEYS_OVERRIDE.get(family, DCIR_KEYS)
+
+
+def stay_key(table: Table) -> tuple[str, ...]:
+    """The PMSI stay key of a yearly PMSI table (() for any other table)."""
+    field_ = pmsi_field(table) if table.is_yearly else None
+    return field_.stay_key if field_ else ()
+
+
+def patient_path(catalog: Catalog, family: str) -> list[Link]:
+    """The chain of links from a family to a table carrying patient identifiers ([] if it carries them)."""
+    path: list[Link] = []
+    table = catalog[family]
+    seen = {family}
+    while True:
+        link = parent_link(table)
+        # PMSI tables reach the patient through their field's link table, even when they carry a NIR.
+        if identifier_columns(table) and not (table.is_yearly and link):
+            break
+        if link is None or link.parent not in catalog or link.parent in seen:
+            raise LookupError(f"{family} has no path to a patient identifier")
+        path.append(link)
+        seen.add(link.parent)
+        table = catalog[link.parent]
+    return path
+
+
+def check_links(catalog: Catalog, table: Table) -> list[Link]:
+    """Foreign keys checked on a curated table: the schema's, plus the domain's links.
+
+    Identity links to IR_BEN_R are checked on (BEN_NIR_PSA, BEN_RNG_GEM), or on the pseudo-NIR alone for
+    PMSI (no rank there), never on BEN_NIR_PSA alone as the schema's false uniqueness would suggest.
+    The domain's link to a parent replaces the schema's foreign key to that parent (ER_DCT_F joins ER_PRS_F
+    on seven keys although its schema declares nine). A parent absent from ``catalog`` is still listed: the
+    check reports it as not evaluated.
+    """
+    links: dict[tuple, Link] = {}
+    for fk in table.foreign_keys:
+        if fk.resource == table.name or not fk.fields:
+            continue
+        cols, ref = fk.fields, fk.reference_fields
+        if any(c not in table.by_name for c in cols):
+            continue
+        if fk.resource == "IR_BEN_R" and cols == ("BEN_NIR_PSA",) and RANK_COLUMN in table.by_name:
+            cols, ref = ("BEN_NIR_PSA", RANK_COLUMN), ("BEN_NIR_PSA", RANK_COLUMN)
+        same_year = table.is_yearly and is_yearly_family(fk.resource)
+        links[(fk.resource, cols)] = Link(table.name, fk.resource, cols, same_year=same_year, parent_columns=ref)
+    parent = parent_link(table)
+    if parent:
+        links = {k: l for k, l in links.items() if l.parent != parent.parent}
+        links[(parent.parent, parent.columns)] = parent
+    return list(links.values())
+
+
+# --- Business rules (the `domain` check) -----------------------------------------------------------------
+@dataclass(frozen=True)
+class DomainRule:
+    """A documented SNDS rule evaluated row by row: ``values`` allowed, or ``expr`` a Spark SQL condition."""
+
+    name: str
+    column: str
+    description: str
+    values: tuple[str, ...] = ()
+    expr: str = ""
+    tables: str = ".*"  # regex over family names
+
+
+DOMAIN_RULES: tuple[DomainRule, ...] = (
+    DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad); NAI_RET may be '9'",
+               values=("0", "1", "9"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
+    DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex: 1 male, 2 female, 9 unknown", values=("1", "2", "9")),
+    DomainRule("nir_code", "BEN_CDI_NIR", "NIR identification code: two digits (00 normal, 03/04 provisional)",
+               expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^[0-9]{2}$'"),
+    DomainRule("care_before_flow", "EXE_SOI_DTD", "care starts on or before the release of its DCIR flow",
+               expr="EXE_SOI_DTD <= FLX_DIS_DTD OR EXE_SOI_DTD = DATE'1600-01-01'", tables=r"ER_PRS_F"),
+    DomainRule("care_period", "EXE_SOI_DTF", "care ends on or after it starts",
+               expr="EXE_SOI_DTF >= EXE_SOI_DTD OR EXE_SOI_DTF = DATE'1600-01-01'", tables=r"ER_PRS_F"),
+    DomainRule("dpn_qlf", "DPN_QLF", "DPN_QLF is a two-digit qualifier code (71: information only)",
+               expr="try_cast(DPN_QLF AS INT) BETWEEN 0 AND 99", tables=r"ER_PRS_F"),
+    DomainRule("pseudo_nir_length", "NIR_ANO_17", "a pseudo-NIR has 17 characters",
+               expr="length(NIR_ANO_17) = 17"),
+    DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
+               expr="try_cast(BEN_NAI_ANN AS INT) = 1600 OR try_cast(BEN_NAI_ANN AS INT) BETWEEN 1890 AND year(current_date())"),
+)
+
+
+# Upper-case SQL words of rule expressions, not to be mistaken for column names.
+_SQL_WORDS = frozenset({"DATE", "RLIKE", "BETWEEN", "CAST", "STRING", "TIMESTAMP", "NULL", "TRUE", "FALSE", "LIKE"})
+
+
+def domain_rules(table: Table) -> list[DomainRule]:
+    """The rules that apply to a table, with ``*_RET`` expanded to its return-code columns."""
+    out: list[DomainRule] = []
+    for rule in DOMAIN_RULES:
+        if not re.fullmatch(rule.tables, table.name):
+            continue
+        if rule.column == "*_RET":
+            out.extend(
+                DomainRule(rule.name, c, rule.description, rule.values, rule.expr, rule.tables)
+                for c in table.columns if is_return_code(c)
+            )
+        elif rule.column in table.by_name and all(
+            c in table.by_name for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr) if c not in _SQL_WORDS
+        ):
+            out.append(rule)
+    return out
+
+
+# --- Delivery rhythm (freshness) -----------------------------------------------------------------------------
+# Days between two expected deliveries, by product (first word of the schema's product).
+DELIVERY_PERIOD_DAYS: dict[str, int] = {"DCIR": 31, "DCIRS": 31, "DCIR_DCIRS": 31, "OTHER": 366}

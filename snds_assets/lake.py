@@ -1,0 +1,47 @@
+"""The lake layout of SPEC §5, for a local folder or a URI (``abfss://`` on a cluster)."""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+
+def join(root: str, *parts: str) -> str:
+    if "://" in root:
+        return posixpath.join(root.rstrip("/"), *parts)
+    return posixpath.join(root, *parts)
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def raw(self, delivery_id: str, *path: str) -> str:
+        return join(self.root, "raw", delivery_id, *path)
+
+    def curated(self, family: str, delivery_id: str | None = None) -> str:
+        base = join(self.root, "curated", family)
+        return base if delivery_id is None else join(base, f"delivery_id={delivery_id}")
+
+    def rejects(self, family: str, delivery_id: str | None = None) -> str:
+        base = join(self.root, "rejects", family)
+        return base if delivery_id is None else join(base, f"delivery_id={delivery_id}")
+
+    def delivery_report(self, delivery_id: str, suffix: str = "json") -> str:
+        return join(self.root, "reports", "deliveries", f"{delivery_id}.{suffix}")
+
+    def project_report(self, project_id: str, suffix: str = "json") -> str:
+        return join(self.root, "reports", "projects", f"{project_id}.{suffix}")
+
+    def project(self, project_id: str, *path: str) -> str:
+        return join(self.root, "projects", project_id, *path)
+
+    def restricted(self, project_id: str, *path: str) -> str:
+        return join(self.root, "restricted", "projects", project_id, *path)
+
+    def staging(self, *path: str) -> str:
+        """Scratch space for writes that are published by rename, so no half-written partition is visible."""
+        return join(self.root, "_staging", *path)

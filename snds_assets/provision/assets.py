@@ -1,0 +1,221 @@
+"""Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
+
+from dagster import (
+    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetsDefinition,
+    DefaultSensorStatus, EventLogEntry, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
+    SensorResult, SkipReason, TableColumn, TableSchema, asset, asset_sensor, sensor,
+)
+
+from .. import domain
+from ..catalog import Catalog, Table
+from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result
+from ..partitions import projects
+from ..resources import SndsResource
+from ..spark import SparkResource
+
+OWNER = "team:snds-provision"
+COHORT_KEY = AssetKey(["projects", "cohort"])
+PROJECT_REPORT_KEY = AssetKey(["reports", "project"])
+
+
+def extract_key(family: str) -> AssetKey:
+    return AssetKey(["projects", family])
+
+
+def extractable(catalog: Catalog, table: Table) -> bool:
+    """Families that reach a patient: only those can be cut per cohort."""
+    try:
+        domain.patient_path(catalog, table.name)
+    except LookupError:
+        return False
+    return True
+
+
+def _outcomes(result: dict, names) -> list[CheckOutcome]:
+    by_name = {c.name: c for c in result.get("checks", [])}
+    return [by_name.get(n) or CheckOutcome(n, n, "WARN", True, evaluated=False, details="not applicable") for n in names]
+
+
+def build_cohort_asset(curated_key) -> AssetsDefinition:
+    @asset(
+        key=COHORT_KEY, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
+        deps=[AssetDep(curated_key(f), partition_mapping=AllPartitionMapping())
+              for f in ("IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_CAM_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaD",
+                        "T_MCOaaA", "IR_IMB_R")],
+        description="The project's cohort: one row per person in project pseudonyms, found from the identifiers "
+                    "the project brought (appariement) and/or its medical criteria (ciblage).",
+        check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d) for n, d in COHORT_CHECKS.items()],
+    )
+    def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
+        from ..curation.state import CurrentState
+        from .request import load_request
+        from .run import run_cohort
+
+        settings, catalog = snds.settings(), snds.catalog()
+        session = spark.get_session()
+        request = load_request(settings, catalog, context.partition_key)
+        result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
+        return MaterializeResult(
+            metadata={k: v for k, v in result.items() if isinstance(v, (int, str, float))},
+            check_results=[asset_check_result(o, COHORT_KEY) for o in _outcomes(result, COHORT_CHECKS)],
+        )
+
+    return cohort
+
+
+def build_extract_asset(catalog: Catalog, table: Table, curated_key) -> AssetsDefinition:
+    key = extract_key(table.name)
+    sources = [table.name] + [link.parent for link in domain.patient_path(catalog, table.name)]
+
+    @asset(
+        key=key, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
+        deps=[COHORT_KEY, *(AssetDep(curated_key(f), partition_mapping=AllPartitionMapping()) for f in sources if f in catalog)],
+        description=f"{table.title} ({table.name}) for one project: the cohort's rows in the project's period and "
+                    "granted columns, SNDS pseudonyms replaced by project pseudonyms (NUM_ENQ...).",
+        check_specs=[AssetCheckSpec(n, asset=key, description=d) for n, d in EXTRACT_CHECKS.items()],
+    )
+    def _extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
+        from ..curation.state import CurrentState
+        from .request import load_request
+        from .run import run_extract
+
+        settings, catalog_ = snds.settings(), snds.catalog()
+        request = load_request(settings, catalog_, context.partition_key)
+        if table.name not in request.tables:
+            context.log.info(f"{table.name} is not in the perimeter of project {request.id}: nothing extracted")
+            return MaterializeResult(
+                metadata={"in perimeter": False, "dagster/row_count": 0},
+                check_results=[asset_check_result(o, key) for o in _outcomes({}, EXTRACT_CHECKS)],
+            )
+        session = spark.get_session()
+        result = run_extract(session, settings, catalog_, request, table.name, CurrentState(session, settings, catalog_))
+        schema = result.get("column_schema") or []
+        return MaterializeResult(
+            metadata={
+                "in perimeter": True,
+                "dagster/row_count": int(result.get("rows", 0)),
+                "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
+                "deliveries used": ", ".join(result.get("deliveries", [])),
+                "path": MetadataValue.path(str(result.get("path", ""))),
+            },
+            check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
+        )
+
+    return _extract
+
+
+def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition:
+    @asset(
+        key=PROJECT_REPORT_KEY, partitions_def=projects, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
+        deps=[COHORT_KEY, *extract_keys],
+        description="The extraction report of a project (<lake>/reports/projects/<id>.json and .html): cohort size "
+                    "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
+    )
+    def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
+        from ..lake import Lake
+        from .request import load_request
+        from .run import build_project_report
+
+        settings, catalog = snds.settings(), snds.catalog()
+        request = load_request(settings, catalog, context.partition_key)
+        report = build_project_report(settings, catalog, request)
+        lake = Lake(settings.lake)
+        return MaterializeResult(metadata={
+            "project": request.id,
+            "cohort size": int(report.get("cohort", {}).get("size", 0)),
+            "report": MetadataValue.path(lake.project_report(request.id)),
+            "readable report": MetadataValue.path(lake.project_report(request.id, "html")),
+        })
+
+    return project_report
+
+
+def project_selection(request, catalog: Catalog) -> list[AssetKey]:
+    families = [f for f in request.tables if f in catalog and extractable(catalog, catalog[f])]
+    return [COHORT_KEY, *(extract_key(f) for f in families), PROJECT_REPORT_KEY]
+
+
+def build_project_sensor(job_name: str):
+    @sensor(
+        name="project_requests", job_name=job_name, minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Watches SNDS_PROJECTS: registers each <project>.yaml as a project partition and requests an "
+                    "extraction run when a request is new or has changed. Invalid requests are logged and skipped.",
+    )
+    def project_requests(context: SensorEvaluationContext, snds: SndsResource):
+        import json
+
+        from .request import RequestError, list_requests, load_request
+
+        settings, catalog = snds.settings(), snds.catalog()
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        known = set(context.instance.get_dynamic_partitions(projects.name))
+        requests, new = [], []
+        for project_id, fingerprint in list_requests(settings):
+            if seen.get(project_id) == fingerprint:
+                continue
+            try:
+                request = load_request(settings, catalog, project_id)
+            except RequestError as exc:
+                context.log.warning(f"skipping project {project_id}: {exc}")
+                continue
+            seen[project_id] = fingerprint
+            if project_id not in known:
+                new.append(project_id)
+            context.log.info(f"project {project_id}: request new or changed, requesting its extraction")
+            requests.append(RunRequest(
+                run_key=f"{project_id}:{fingerprint}", partition_key=project_id,
+                asset_selection=project_selection(request, catalog),
+                tags={"snds/project": project_id, "snds/source": "sensor"},
+            ))
+        if not requests:
+            return SensorResult(skip_reason=SkipReason("no new or changed project request"), cursor=json.dumps(seen, sort_keys=True))
+        return SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[projects.build_add_request(new)] if new else [],
+            cursor=json.dumps(seen, sort_keys=True),
+        )
+
+    return project_requests
+
+
+def build_refresh_sensor(job_name: str, report_key: AssetKey):
+    @asset_sensor(
+        name="refresh_extracts", asset_key=report_key, job_name=job_name, default_status=DefaultSensorStatus.RUNNING,
+        description="When a delivery is accepted, re-extracts every project whose perimeter holds one of its "
+                    "families, so extracts never lag behind the current state. Switch it off to refresh by hand.",
+    )
+    def refresh_extracts(context: SensorEvaluationContext, asset_event: EventLogEntry):
+        from ..resources import SndsResource
+        from .request import RequestError, list_requests, load_request
+
+        materialization = asset_event.asset_materialization
+        meta = materialization.metadata if materialization else {}
+        status = meta.get("status")
+        if status is None or getattr(status, "value", status) != "accepted":
+            return SkipReason("the delivery was not accepted: extracts keep the current state")
+        delivery_id = getattr(meta.get("delivery_id"), "value", None) or materialization.partition
+        tables = getattr(meta.get("tables"), "value", None) or []
+        snds = SndsResource()
+        settings, catalog = snds.settings(), snds.catalog()
+        families = set()
+        for name in tables:
+            try:
+                families.add(catalog.resolve(name)[0].name)
+            except KeyError:
+                continue
+        runs = []
+        for project_id, fingerprint in list_requests(settings):
+            try:
+                request = load_request(settings, catalog, project_id)
+            except RequestError:
+                continue
+            if families & set(request.tables):
+                runs.append(RunRequest(
+                    run_key=f"{project_id}:after:{delivery_id}", partition_key=project_id,
+                    asset_selection=project_selection(request, catalog),
+                    tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": str(delivery_id)},
+                ))
+        return runs or SkipReason(f"no project uses the families of delivery {delivery_id}")
+
+    return refresh_extracts

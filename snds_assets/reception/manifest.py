@@ -1,0 +1,123 @@
+"""The CNAM delivery manifest (SPEC §2)."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+
+DELIVERY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}(_[A-Za-z0-9]+)?$")
+MANIFEST = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read: the delivery is reported, never half-processed."""
+
+
+@dataclass(frozen=True)
+class Format:
+    delimiter: str = ";"
+    encoding: str = "utf-8"
+    header: bool = True
+    null_value: str = ""
+    decimal: str = "."
+    date_format: str = "default"
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    path: str
+    rows: int
+    sha256: str
+    bytes: int
+
+    @property
+    def gzip(self) -> bool:
+        return self.path.endswith(".gz")
+
+
+@dataclass(frozen=True)
+class DeliveredTable:
+    table: str  # the delivered name (T_MCO23B)
+    files: tuple[DeliveredFile, ...]
+    mode: str | None = None  # None: the domain default
+
+
+@dataclass(frozen=True)
+class Manifest:
+    delivery_id: str
+    tables: tuple[DeliveredTable, ...]
+    producer: str = "CNAM"
+    created_at: str = ""
+    format: Format = field(default_factory=Format)
+
+    def to_json(self) -> str:
+        data = {
+            "delivery_id": self.delivery_id,
+            "producer": self.producer,
+            "created_at": self.created_at,
+            "format": asdict(self.format),
+            "tables": [
+                {"table": t.table, **({"mode": t.mode} if t.mode else {}),
+                 "files": [asdict(f) for f in t.files]}
+                for t in self.tables
+            ],
+        }
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def valid_delivery_id(value: str) -> bool:
+    return bool(DELIVERY_ID.match(value))
+
+
+def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
+    """Decode and validate a manifest; every problem is a ManifestError with a message that says what to fix."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"manifest.json is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError("manifest.json must hold a JSON object")
+    delivery_id = data.get("delivery_id")
+    if not isinstance(delivery_id, str) or not valid_delivery_id(delivery_id):
+        raise ManifestError(f"manifest delivery_id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
+    if expected_id is not None and delivery_id != expected_id:
+        raise ManifestError(f"manifest delivery_id {delivery_id!r} does not match its folder {expected_id!r}")
+    fmt_data = data.get("format") or {}
+    if not isinstance(fmt_data, dict):
+        raise ManifestError("manifest format must be an object")
+    unknown = set(fmt_data) - set(Format.__dataclass_fields__)
+    if unknown:
+        raise ManifestError(f"manifest format has unknown keys: {sorted(unknown)}")
+    fmt = Format(**fmt_data)
+    if fmt.encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1"):
+        raise ManifestError(f"manifest encoding {fmt.encoding!r} is not utf-8 or latin-1")
+    if len(fmt.delimiter) != 1:
+        raise ManifestError(f"manifest delimiter {fmt.delimiter!r} must be one character")
+    tables = []
+    raw_tables = data.get("tables")
+    if not isinstance(raw_tables, list) or not raw_tables:
+        raise ManifestError("manifest lists no tables")
+    for i, t in enumerate(raw_tables):
+        try:
+            mode = t.get("mode")
+            if mode not in (None, "full", "incremental"):
+                raise ManifestError(f"table {t.get('table')}: mode {mode!r} is not full or incremental")
+            files = tuple(
+                DeliveredFile(str(f["path"]), int(f["rows"]), str(f["sha256"]).lower(), int(f["bytes"]))
+                for f in t["files"]
+            )
+            if not files:
+                raise ManifestError(f"table {t['table']} lists no files")
+            for f in files:
+                if f.path.startswith("/") or ".." in f.path.split("/"):
+                    raise ManifestError(f"file path {f.path!r} must stay inside the delivery folder")
+            tables.append(DeliveredTable(str(t["table"]), files, mode))
+        except ManifestError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestError(f"manifest table #{i + 1} is malformed ({exc!r})") from exc
+    names = [t.table for t in tables]
+    if len(set(names)) != len(names):
+        raise ManifestError("manifest lists a table twice")
+    return Manifest(delivery_id, tuple(tables), str(data.get("producer") or "CNAM"),
+                    str(data.get("created_at") or ""), fmt)

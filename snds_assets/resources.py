@@ -1,0 +1,36 @@
+"""The settings and catalog every asset reads, as one Dagster resource."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from .catalog import Catalog
+from .config import Settings
+
+
+@lru_cache(maxsize=8)
+def load_catalog(schemas: str) -> Catalog:
+    """Catalogs are read once per process: definitions and every step share the same one."""
+    return Catalog.load(schemas)
+
+
+class SndsResource(ConfigurableResource):
+    """SNDS settings (SPEC §1). Unset fields fall back to the environment, then to defaults under SNDS_HOME."""
+
+    home: Optional[str] = None
+    landing: Optional[str] = None
+    lake: Optional[str] = None
+    projects: Optional[str] = None
+    schemas: Optional[str] = None
+    nomenclatures: Optional[str] = None
+
+    def settings(self) -> Settings:
+        return Settings.from_env(
+            home=self.home, landing=self.landing, lake=self.lake, projects=self.projects,
+            schemas=self.schemas, nomenclatures=self.nomenclatures,
+        )
+
+    def catalog(self) -> Catalog:
+        return load_catalog(self.settings().schemas)

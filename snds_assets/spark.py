@@ -1,0 +1,54 @@
+"""One Spark session per run: local by default, Spark Connect when SPARK_REMOTE is set."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field as PydanticField
+
+# Sized for a 2-core laptop: few shuffle partitions, no UI, adaptive execution on.
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.compression.codec": "snappy",
+    "spark.driver.memory": "4g",
+    "spark.sql.autoBroadcastJoinThreshold": str(32 * 1024 * 1024),
+}
+
+
+def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: Optional[dict[str, str]] = None,
+                  app_name: str = "snds_assets"):
+    """Get (or reuse) this process's session; static settings only apply to the first session of a process."""
+    from pyspark.sql import SparkSession
+
+    settings = {**LOCAL_DEFAULTS, **(conf or {})}
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        session = builder.getOrCreate()
+        for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
+            if key in settings:
+                session.conf.set(key, settings[key])
+        return session
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL", "ERROR"))
+    return session
+
+
+class SparkResource(ConfigurableResource):
+    """The Spark session of a run. Runs use the in-process executor, so every step shares it."""
+
+    master: str = PydanticField(default="local[*]", description="Spark master for a local session")
+    remote: Optional[str] = PydanticField(default=None, description="Spark Connect URL (sc://host:15002)")
+    conf: dict[str, str] = PydanticField(default_factory=dict, description="extra Spark settings")
+
+    def get_session(self):
+        return build_session(self.master, self.remote, self.conf)
