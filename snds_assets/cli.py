@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
         code = EXIT_ERROR
-        print(f"snds: error: {_one_line(exc)}", file=sys.stderr)
+        message = f"snds: error: {_one_line(exc)}"
         if not _is_user_error(exc):
             log = _write_traceback(exc)
             if log:
-                print(f"snds: details in {log}", file=sys.stderr)
+                message += f" (details in {log})"
+        print(message, file=sys.stderr)
     sys.stdout.flush()
     return code
 

@@ -87,7 +87,6 @@ def _progress_printer(log_format: str):
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
-    from .curation.assets import curated_key
     from .reception.assets import delivery_selection
     from .reception.manifest import valid_delivery_id
     from .reception.report import load_report
@@ -99,7 +98,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise UsageError(f"delivery id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
     manifest = read_manifest(settings.landing, delivery_id)
     catalog = load_catalog(settings.schemas)
-    selection = delivery_selection(catalog, manifest, curated_key)
+    selection = delivery_selection(catalog, manifest)
     _run(settings, "reception", "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})
     report = load_report(settings, delivery_id)
     if report is None:

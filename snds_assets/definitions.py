@@ -5,15 +5,14 @@ from dagster._core.definitions.logger_definition import LoggerDefinition
 from dagster import colored_console_logger
 
 from .config import Settings
-from .curation.assets import acyclic_parents, build_curated_asset, curated_key
 from .logs import json_logger, progress_logger
 from .partitions import deliveries, projects
 from .provision.assets import (
-    COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_asset, build_project_report_asset,
+    COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_assets, build_project_report_asset,
     build_project_sensor, build_refresh_sensor, extract_key, extractable,
 )
 from .reception.assets import (
-    DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_raw_asset, build_report_asset, delivery, raw_key,
+    DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, build_report_asset, curated_key, delivery,
 )
 from .resources import SndsResource, load_catalog
 from .spark import SparkResource
@@ -27,14 +26,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     """Everything is derived from the catalog at SNDS_SCHEMAS: one raw, curated and extract asset per family."""
     settings = settings or Settings.from_env()
     catalog = load_catalog(settings.schemas)
-    parents = acyclic_parents(catalog)
-    raw = [build_raw_asset(t) for t in catalog]
-    curated = [build_curated_asset(catalog, t, parents[t.name], raw_key(t.name)) for t in catalog]
     extract_tables = [t for t in catalog if extractable(catalog, t)]
-    extracts = [build_extract_asset(catalog, t, curated_key) for t in extract_tables]
     assets = [
-        delivery, *raw, *curated, build_report_asset([curated_key(t.name) for t in catalog]),
-        build_cohort_asset(curated_key), *extracts,
+        delivery, build_reception_assets(catalog), build_report_asset(catalog),
+        build_cohort_asset(curated_key), build_extract_assets(catalog, curated_key),
         build_project_report_asset([extract_key(t.name) for t in extract_tables]),
     ]
     reception = define_asset_job(
@@ -51,7 +46,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         assets=assets,
         jobs=[reception, provision],
         sensors=[
-            build_delivery_sensor(RECEPTION_JOB, curated_key),
+            build_delivery_sensor(RECEPTION_JOB),
             build_project_sensor(PROVISION_JOB),
             build_refresh_sensor(PROVISION_JOB, REPORT_KEY),
         ],

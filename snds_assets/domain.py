@@ -316,3 +316,50 @@ def domain_rules(table: Table) -> list[DomainRule]:
 # --- Delivery rhythm (freshness) -----------------------------------------------------------------------------
 # Days between two expected deliveries, by product (first word of the schema's product).
 DELIVERY_PERIOD_DAYS: dict[str, int] = {"DCIR": 31, "DCIRS": 31, "DCIR_DCIRS": 31, "OTHER": 366}
+
+
+# --- Provision to projects (SPEC §3): where criteria are looked for, which rows are dated ----------------
+CARE_START = "EXE_SOI_DTD"  # start of care: a DCIR line, a PMSI stay (C table)
+DPN_QLF_COLUMN = "DPN_QLF"
+ALD_START, ALD_END = "IMB_ALD_DTD", "IMB_ALD_DTF"
+
+
+@dataclass(frozen=True)
+class CriterionSource:
+    """One place a ciblage criterion is looked for: codes matched on ``columns`` of ``family``."""
+
+    family: str
+    columns: tuple[str, ...]
+    match: str  # "prefix" (ICD-10 code prefixes) or "equal" (CCAM, CIP13 codes)
+
+
+# Request criterion -> (the key of its code list in the YAML, where it is looked for).
+CRITERIA: dict[str, tuple[str, tuple[CriterionSource, ...]]] = {
+    "diagnosis": ("icd10", (CriterionSource("T_MCOaaB", ("DGN_PAL", "DGN_REL"), "prefix"),
+                            CriterionSource("T_MCOaaD", ("ASS_DGN",), "prefix"))),
+    "act": ("ccam", (CriterionSource("ER_CAM_F", ("CAM_PRS_IDE",), "equal"),
+                     CriterionSource("T_MCOaaA", ("CDC_ACT",), "equal"))),
+    "drug": ("cip13", (CriterionSource("ER_PHA_F", ("PHA_PRS_C13",), "equal"),)),
+    "ald": ("icd10", (CriterionSource("IR_IMB_R", ("MED_MTF_COD",), "prefix"),)),
+}
+
+
+def is_link_table(table: Table) -> bool:
+    """The PMSI table of a field that carries the patient link (NIR_ANO_17 and the return codes)."""
+    field_ = pmsi_field(table) if table.is_yearly else None
+    return bool(field_) and field_.link_table == table.name
+
+
+def care_date_column(table: Table) -> str | None:
+    """The date that puts a patient-bearing row in or out of a project's period (None: not dated).
+
+    DCIR-like care lines (``*_F`` tables carrying the patient) and the PMSI link tables are dated by the start
+    of care; referentials (IR_*, KI_*) are not.
+    """
+    if CARE_START not in table.by_name:
+        return None
+    if is_link_table(table):
+        return CARE_START
+    if table.name.endswith("_F") and identifier_columns(table) and not table.is_yearly:
+        return CARE_START
+    return None

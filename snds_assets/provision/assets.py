@@ -1,9 +1,9 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
 
 from dagster import (
-    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetsDefinition,
+    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
     DefaultSensorStatus, EventLogEntry, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
-    SensorResult, SkipReason, TableColumn, TableSchema, asset, asset_sensor, sensor,
+    SensorResult, SkipReason, TableColumn, TableSchema, asset, asset_sensor, multi_asset, sensor,
 )
 
 from .. import domain
@@ -63,45 +63,57 @@ def build_cohort_asset(curated_key) -> AssetsDefinition:
     return cohort
 
 
-def build_extract_asset(catalog: Catalog, table: Table, curated_key) -> AssetsDefinition:
-    key = extract_key(table.name)
+def _extract_spec(catalog: Catalog, table: Table, curated_key) -> AssetSpec:
     sources = [table.name] + [link.parent for link in domain.patient_path(catalog, table.name)]
-
-    @asset(
-        key=key, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
+    return AssetSpec(
+        extract_key(table.name), group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER], skippable=True,
         deps=[COHORT_KEY, *(AssetDep(curated_key(f), partition_mapping=AllPartitionMapping()) for f in sources if f in catalog)],
         description=f"{table.title} ({table.name}) for one project: the cohort's rows in the project's period and "
                     "granted columns, SNDS pseudonyms replaced by project pseudonyms (NUM_ENQ...).",
-        check_specs=[AssetCheckSpec(n, asset=key, description=d) for n, d in EXTRACT_CHECKS.items()],
+        metadata={"family": table.name},
     )
-    def _extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
+
+
+def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
+    tables = [t for t in catalog if extractable(catalog, t)]
+    specs = [_extract_spec(catalog, t, curated_key) for t in tables]
+    check_specs = [AssetCheckSpec(n, asset=extract_key(t.name), description=d) for t in tables for n, d in EXTRACT_CHECKS.items()]
+
+    @multi_asset(
+        name="extract", specs=specs, check_specs=check_specs, partitions_def=projects, can_subset=True,
+        description="Cut the selected families of the project's perimeter for its cohort, under project pseudonyms.",
+    )
+    def extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
         from .request import load_request
         from .run import run_extract
 
         settings, catalog_ = snds.settings(), snds.catalog()
         request = load_request(settings, catalog_, context.partition_key)
-        if table.name not in request.tables:
-            context.log.info(f"{table.name} is not in the perimeter of project {request.id}: nothing extracted")
-            return MaterializeResult(
-                metadata={"in perimeter": False, "dagster/row_count": 0},
-                check_results=[asset_check_result(o, key) for o in _outcomes({}, EXTRACT_CHECKS)],
-            )
+        selected = [k.path[1] for k in context.selected_asset_keys]
+        outside = sorted(set(selected) - set(request.tables))
+        if outside:
+            context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
+        wanted = [f for f in request.tables if f in selected]
         session = spark.get_session()
-        result = run_extract(session, settings, catalog_, request, table.name, CurrentState(session, settings, catalog_))
-        schema = result.get("column_schema") or []
-        return MaterializeResult(
-            metadata={
-                "in perimeter": True,
-                "dagster/row_count": int(result.get("rows", 0)),
-                "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
-                "deliveries used": ", ".join(result.get("deliveries", [])),
-                "path": MetadataValue.path(str(result.get("path", ""))),
-            },
-            check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
-        )
+        state = CurrentState(session, settings, catalog_)
+        for step, family in enumerate(wanted, 1):
+            context.log.info(f"[{step}/{len(wanted)}] extracting {family}")
+            result = run_extract(session, settings, catalog_, request, family, state)
+            key = extract_key(family)
+            schema = result.get("column_schema") or []
+            yield MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": int(result.get("rows", 0)),
+                    "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
+                    "deliveries used": ", ".join(result.get("deliveries", [])),
+                    "path": MetadataValue.path(str(result.get("path", ""))),
+                },
+                check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
+            )
 
-    return _extract
+    return extract
 
 
 def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition:

@@ -1,18 +1,29 @@
-"""Reception: the delivery (landing), the byte-identical raw archive per family, the reception report, and the
-sensor that notices complete deliveries. Heavy modules are imported inside the steps to keep loading fast."""
+"""Reception: the delivery (landing), the raw archive and curated table of every family, the reception report,
+and the sensor that notices complete deliveries.
 
+Raw and curated tables are specs of one subsettable multi-asset built from the catalog: a delivery's run is one
+step (one Spark session) that archives, curates and checks the selected families in join-graph order. Heavy
+modules are imported inside the steps to keep loading fast.
+"""
 import hashlib
 import json
+import os
+from datetime import timedelta
 
 from dagster import (
-    AssetCheckSpec, AssetExecutionContext, AssetKey, AssetsDefinition, DefaultSensorStatus, MaterializeResult,
-    MetadataValue, Output, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, asset, sensor,
+    AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DefaultSensorStatus,
+    FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
+    TableColumn, TableSchema, asset, multi_asset, sensor,
 )
 
+from .. import domain
 from ..catalog import Catalog, Table
-from ..checks import ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine
+from ..checks import (
+    CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
+)
 from ..partitions import deliveries
 from ..resources import SndsResource
+from ..spark import SparkResource
 
 OWNER = "team:snds-reception"
 DELIVERY_KEY = AssetKey(["landing", "delivery"])
@@ -21,6 +32,65 @@ REPORT_KEY = AssetKey(["reports", "reception"])
 
 def raw_key(family: str) -> AssetKey:
     return AssetKey(["raw", family])
+
+
+def curated_key(family: str) -> AssetKey:
+    return AssetKey(["curated", family])
+
+
+def freshness_policy(table: Table) -> FreshnessPolicy:
+    """DCIR arrives monthly, PMSI and referentials yearly; SNDS_FRESHNESS_DAYS_<PRODUCT> overrides."""
+    product = table.product.split()[0].upper() if table.product else "OTHER"
+    default = domain.DELIVERY_PERIOD_DAYS.get(product, domain.DELIVERY_PERIOD_DAYS["OTHER"])
+    days = int(os.environ.get(f"SNDS_FRESHNESS_DAYS_{product}", default))
+    return FreshnessPolicy.time_window(fail_window=timedelta(days=days + days // 4), warn_window=timedelta(days=days))
+
+
+def fk_parents(catalog: Catalog, table: Table) -> list[str]:
+    """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
+    parents: list[str] = []
+    for link in domain.check_links(catalog, table):
+        if link.parent in catalog and link.parent != table.name and link.parent not in parents:
+            parents.append(link.parent)
+    return parents
+
+
+def acyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
+    """The FK graph as curation order; an edge that would close a cycle is dropped (its check reads the state)."""
+    graph: dict[str, list[str]] = {}
+    for table in catalog:
+        graph[table.name] = [p for p in fk_parents(catalog, table) if not _reaches(graph, p, table.name)]
+    return graph
+
+
+def _reaches(graph: dict[str, list[str]], start: str, target: str) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node == target:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, []))
+    return False
+
+
+def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[str]:
+    """Parents before children, among the families of one delivery."""
+    wanted, done, order = set(families), set(), []
+
+    def visit(family: str) -> None:
+        if family in done:
+            return
+        done.add(family)
+        for parent in parents.get(family, []):
+            if parent in wanted:
+                visit(parent)
+        order.append(family)
+
+    for family in families:
+        visit(family)
+    return order
 
 
 @asset(
@@ -43,53 +113,171 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
         "files": len(files),
         "bytes": sum(f.bytes for f in files),
         "rows announced": sum(f.rows for f in files),
-        "table list": MetadataValue.md("\n".join(f"- {t.table} ({sum(f.rows for f in t.files)} rows)" for t in manifest.tables)),
+        "table list": MetadataValue.md("\n".join(f"- {t.table}: {sum(f.rows for f in t.files)} rows" for t in manifest.tables)),
     })
 
 
-def build_raw_asset(table: Table) -> AssetsDefinition:
-    key = raw_key(table.name)
-
-    @asset(
-        key=key, partitions_def=deliveries, group_name="raw", kinds={"csv"}, owners=[OWNER],
-        deps=[DELIVERY_KEY],
+def _raw_spec(table: Table) -> AssetSpec:
+    return AssetSpec(
+        raw_key(table.name), deps=[DELIVERY_KEY], group_name="raw", kinds={"csv"}, owners=[OWNER], skippable=True,
         description=f"{table.title} ({table.name}, {table.product}) as delivered by CNAM: files archived "
                     "byte-identical under <lake>/raw/<delivery>/, guarded by file-level checks.",
         metadata={"family": table.name, "product": table.product},
-        check_specs=[AssetCheckSpec(rule, asset=key, description=RULE_DESCRIPTIONS[rule]) for rule in RAW_RULES],
     )
-    def _raw(context: AssetExecutionContext, snds: SndsResource):
+
+
+def _curated_spec(table: Table, parents: list[str]) -> AssetSpec:
+    keys = ", ".join(domain.key_columns(table)) or "none"
+    return AssetSpec(
+        curated_key(table.name), deps=[raw_key(table.name), *(curated_key(p) for p in parents)],
+        group_name="curated", kinds={"spark", "parquet"}, owners=[OWNER], skippable=True,
+        freshness_policy=freshness_policy(table),
+        description=f"{table.title} ({table.name}, {table.product}), typed and validated: "
+                    f"<lake>/curated/{table.name}/delivery_id=<id>/. Key: {keys}. Rows that cannot be curated go to "
+                    f"<lake>/rejects/{table.name}/ with their original values and the reason.",
+        metadata={"family": table.name, "product": table.product, "load mode": domain.default_mode(table)},
+    )
+
+
+def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
+    parents = acyclic_parents(catalog)
+    specs = [_raw_spec(t) for t in catalog] + [_curated_spec(t, parents[t.name]) for t in catalog]
+    check_specs = [AssetCheckSpec(rule, asset=raw_key(t.name), description=RULE_DESCRIPTIONS[rule])
+                   for t in catalog for rule in RAW_RULES]
+    check_specs += [AssetCheckSpec(name, asset=curated_key(t.name), description=RULE_DESCRIPTIONS.get(name, rule))
+                    for t in catalog for name, rule in CURATED_CHECKS]
+
+    @multi_asset(
+        name="receive", specs=specs, check_specs=check_specs, partitions_def=deliveries, can_subset=True,
+        description="Archive, curate and check the selected families of one delivery, parents before children.",
+    )
+    def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from .archive import archive_family
         from .report import save_fragment
         from .storage import read_manifest
 
-        settings = snds.settings()
+        settings, catalog_ = snds.settings(), snds.catalog()
         manifest = read_manifest(settings.landing, context.partition_key)
-        archived = archive_family(settings, snds.catalog(), manifest, table.name)
-        for item in archived:
-            save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", {
-                "family": item.family, "year": item.year, "mode": item.mode,
-                "rows_manifest": sum(f.rows for f in item.delivered.files),
-                "checks": [c.to_report() for c in item.checks],
-            })
-        yield Output(archived, metadata={
+        selected = context.selected_asset_keys
+        present = list(dict.fromkeys(f.name for f in _delivered_families(catalog_, manifest)))
+        wanted = [f for f in present if raw_key(f) in selected or curated_key(f) in selected]
+        absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
+        if absent:
+            context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
+        session = None
+        state = None
+        order = curation_order(wanted, parents)
+        for step, family in enumerate(order, 1):
+            if raw_key(family) in selected:
+                context.log.info(f"[{step}/{len(order)}] archiving {family}")
+                archived = archive_family(settings, catalog_, manifest, family)
+                for item in archived:
+                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", _raw_fragment(item))
+                yield _raw_result(manifest, family, archived)
+            else:
+                archived = _reload_archived(settings, catalog_, manifest, family)
+            if curated_key(family) in selected:
+                from ..curation.curate import curate_family
+                from ..curation.state import CurrentState
+
+                context.log.info(f"[{step}/{len(order)}] curating {family}")
+                session = session or spark.get_session()
+                state = state or CurrentState(session, settings, catalog_)
+                results = curate_family(session, settings, catalog_, manifest, archived, state)
+                yield _curated_result(settings, manifest, family, results)
+
+    return receive
+
+
+def _delivered_families(catalog: Catalog, manifest) -> list[Table]:
+    out = []
+    for delivered in manifest.tables:
+        try:
+            out.append(catalog.resolve(delivered.table)[0])
+        except KeyError:
+            continue
+    return out
+
+
+def _raw_fragment(item) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "family": item.family, "year": item.year, "mode": item.mode,
+        "rows_manifest": sum(f.rows for f in item.delivered.files),
+        "checks": [c.to_report() for c in item.checks],
+        "files": [asdict(f) for f in item.files],
+    }
+
+
+def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
+    """Curating without re-archiving: rebuild the archive description from the raw step's saved fragments."""
+    from .archive import ArchivedFile, ArchivedTable
+    from .report import load_fragment
+
+    out = []
+    for delivered in manifest.tables:
+        try:
+            table, year = catalog.resolve(delivered.table)
+        except KeyError:
+            continue
+        if table.name != family:
+            continue
+        fragment = load_fragment(settings, manifest.delivery_id, delivered.table, "raw")
+        if fragment is None:
+            raise RuntimeError(f"{delivered.table} of {manifest.delivery_id} was never archived: materialise "
+                               f"{raw_key(family).to_user_string()} first")
+        out.append(ArchivedTable(
+            delivered=delivered, family=family, year=year, mode=fragment["mode"],
+            files=[ArchivedFile(**f) for f in fragment["files"]],
+            checks=[CheckOutcome(**c) for c in fragment["checks"]],
+        ))
+    return out
+
+
+def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
+    key = raw_key(family)
+    return MaterializeResult(
+        asset_key=key,
+        metadata={
             "delivery_id": manifest.delivery_id,
-            "delivered tables": ", ".join(a.delivered.table for a in archived) or "none",
+            "delivered tables": ", ".join(a.delivered.table for a in archived),
             "files": sum(len(a.files) for a in archived),
             "bytes": sum(f.bytes for a in archived for f in a.files),
             "rows counted": sum(f.rows or 0 for a in archived for f in a.files),
-        })
-        for rule in RAW_RULES:
-            outcome = combine(rule, [c for a in archived for c in a.checks if c.name == rule])
-            yield asset_check_result(outcome, key)
-
-    return _raw
+        },
+        check_results=[asset_check_result(combine(rule, [c for a in archived for c in a.checks if c.name == rule]), key)
+                       for rule in RAW_RULES],
+    )
 
 
-def build_report_asset(curated_keys: list[AssetKey]) -> AssetsDefinition:
+def _curated_result(settings, manifest, family: str, results: list) -> MaterializeResult:
+    from ..lake import Lake
+
+    key = curated_key(family)
+    schema = results[0].column_schema if results else []
+    return MaterializeResult(
+        asset_key=key,
+        metadata={
+            "delivery_id": manifest.delivery_id,
+            "dagster/row_count": sum(r.rows_curated for r in results),
+            "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
+            "rows read": sum(r.rows_read for r in results),
+            "rows rejected": sum(r.rows_rejected for r in results),
+            "delivered tables": ", ".join(r.delivered_name for r in results),
+            "path": MetadataValue.path(Lake(settings.lake).curated(family, manifest.delivery_id)),
+        },
+        check_results=[
+            asset_check_result(combine(name, [c for r in results for c in r.checks if c.name == name]), key)
+            for name, _ in CURATED_CHECKS
+        ],
+    )
+
+
+def build_report_asset(catalog: Catalog) -> AssetsDefinition:
     @asset(
         key=REPORT_KEY, partitions_def=deliveries, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
-        deps=curated_keys,
+        deps=[curated_key(t.name) for t in catalog],
         description="The reception report of a delivery (<lake>/reports/deliveries/<id>.json and .html): per table "
                     "status, row counts and every check. A delivery is accepted only when every table is.",
         check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY,
@@ -109,7 +297,7 @@ def build_report_asset(curated_keys: list[AssetKey]) -> AssetsDefinition:
             "delivery_accepted", "rows_reconciled", ERROR, report["status"] == "accepted", failures=len(rejected),
             sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
         )
-        lines = [f"| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
+        lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
         lines += [f"| {n} | {t['status']} | {t.get('rows_read')} | {t.get('rows_curated')} | {t.get('rows_rejected')} |"
                   for n, t in sorted(tables.items())]
         lake = Lake(settings.lake)
@@ -129,20 +317,13 @@ def build_report_asset(curated_keys: list[AssetKey]) -> AssetsDefinition:
     return reception_report
 
 
-def delivery_selection(catalog: Catalog, manifest, curated_key) -> list[AssetKey]:
+def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     """The assets one delivery's run materialises: its families' raw and curated tables and the report."""
-    families = []
-    for delivered in manifest.tables:
-        try:
-            family = catalog.resolve(delivered.table)[0].name
-        except KeyError:
-            continue
-        if family not in families:
-            families.append(family)
+    families = list(dict.fromkeys(t.name for t in _delivered_families(catalog, manifest)))
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
-def build_delivery_sensor(job_name: str, curated_key) -> object:
+def build_delivery_sensor(job_name: str):
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
@@ -153,21 +334,20 @@ def build_delivery_sensor(job_name: str, curated_key) -> object:
         from .manifest import ManifestError
         from .storage import list_deliveries, read_manifest
 
-        settings = snds.settings()
-        catalog = snds.catalog()
+        settings, catalog = snds.settings(), snds.catalog()
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        requests, new_partitions = [], []
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
+        requests, new_partitions = [], []
         for entry in list_deliveries(settings.landing):
             if not entry.complete:
                 context.log.info(f"skipping {entry.delivery_id}: {entry.reason}")
                 continue
             try:
                 manifest = read_manifest(settings.landing, entry.delivery_id)
-                fingerprint = hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
             except (ManifestError, OSError) as exc:
                 context.log.warning(f"skipping {entry.delivery_id}: unreadable manifest ({exc})")
                 continue
+            fingerprint = hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
             if seen.get(entry.delivery_id) == fingerprint:
                 continue
             seen[entry.delivery_id] = fingerprint
@@ -176,15 +356,16 @@ def build_delivery_sensor(job_name: str, curated_key) -> object:
             context.log.info(f"delivery {entry.delivery_id}: {len(manifest.tables)} tables, requesting its reception run")
             requests.append(RunRequest(
                 run_key=f"{entry.delivery_id}:{fingerprint}", partition_key=entry.delivery_id,
-                asset_selection=delivery_selection(catalog, manifest, curated_key),
+                asset_selection=delivery_selection(catalog, manifest),
                 tags={"snds/delivery": entry.delivery_id, "snds/source": "sensor"},
             ))
+        cursor = json.dumps(seen, sort_keys=True)
         if not requests:
-            return SensorResult(skip_reason=SkipReason("no new complete delivery"), cursor=json.dumps(seen, sort_keys=True))
+            return SensorResult(skip_reason=SkipReason("no new complete delivery"), cursor=cursor)
         return SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[deliveries.build_add_request(new_partitions)] if new_partitions else [],
-            cursor=json.dumps(seen, sort_keys=True),
+            cursor=cursor,
         )
 
     return cnam_deliveries

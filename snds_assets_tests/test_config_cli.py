@@ -1,0 +1,99 @@
+"""Configuration precedence (SPEC §1) and the command-line contract (SPEC §4)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snds_assets.cli import EXIT_ERROR, build_parser, main
+from snds_assets.config import PACKAGED_SCHEMAS, Settings
+
+
+def test_defaults_live_under_one_home(tmp_path):
+    s = Settings.from_env(env={"SNDS_HOME": str(tmp_path / "h")})
+    home = str(tmp_path / "h")
+    assert s.home == home
+    assert s.landing == f"{home}/landing"
+    assert s.lake == f"{home}/lake"
+    assert s.projects == f"{home}/projects"
+    assert s.dagster_home == f"{home}/dagster"
+    assert s.schemas == str(PACKAGED_SCHEMAS.resolve())
+    assert s.nomenclatures is None
+    assert s.spark_remote is None
+    assert s.reject_tolerance == 0.01
+
+
+def test_option_beats_environment_beats_default(tmp_path):
+    env = {"SNDS_HOME": str(tmp_path), "SNDS_LAKE": str(tmp_path / "env-lake"), "SPARK_REMOTE": "sc://h:15002"}
+    s = Settings.from_env(env=env)
+    assert s.lake == str(tmp_path / "env-lake")
+    assert s.spark_remote == "sc://h:15002"
+    s = Settings.from_env(env=env, lake=str(tmp_path / "cli-lake"))
+    assert s.lake == str(tmp_path / "cli-lake")
+    assert s.landing == str(tmp_path / "landing")
+
+
+def test_uris_are_kept_as_given(tmp_path):
+    s = Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_LANDING": "az://cnam/drops",
+                               "SNDS_LAKE": "abfss://lake@acct.dfs.core.windows.net/snds"})
+    assert s.landing == "az://cnam/drops"
+    assert s.lake == "abfss://lake@acct.dfs.core.windows.net/snds"
+    assert s.as_env()["SNDS_LAKE"] == s.lake
+
+
+@pytest.mark.parametrize("command", ["generate", "ingest", "extract", "demo", "ui", "report"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    assert f"snds {command}" in capsys.readouterr().out
+
+
+def _snds(args, home, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNDS_", "DAGSTER_HOME"))}
+    env.update({"SNDS_HOME": str(home), **(extra_env or {})})
+    return subprocess.run([sys.executable, "-m", "snds_assets.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_missing_delivery_is_a_one_line_error(tmp_path):
+    proc = _snds(["ingest", "2026-01-01"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "2026-01-01" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_bad_delivery_id_is_a_usage_error(tmp_path):
+    proc = _snds(["ingest", "not-a-date"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    assert proc.stderr.strip().startswith("snds: error:") and "YYYY-MM-DD" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_usage_exits_2(tmp_path):
+    proc = _snds(["frobnicate"], tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_project_is_a_one_line_error(tmp_path):
+    proc = _snds(["extract", "nope"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreadable_schema_folder_is_reported(tmp_path):
+    proc = _snds(["--schemas", str(tmp_path / "none"), "ingest", "2026-01-01"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    assert "Traceback" not in proc.stderr
+
+
+def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
+    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["report", "2026-01-01"]) == EXIT_ERROR
+    assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
