@@ -1,0 +1,287 @@
+"""The domain model (keys, join graph, identifiers, load modes, schema defects, rules) on both catalogs."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from snds_assets import domain
+from snds_assets.catalog import Catalog, parse_table
+from snds_assets.config import PACKAGED_SCHEMAS
+from snds_assets.domain import Link
+
+MCO_STAY = ("ETA_NUM", "RSA_NUM")
+IDENTITY = ("BEN_NIR_PSA", "BEN_RNG_GEM")
+SEVEN_KEYS = tuple(k for k in domain.DCIR_KEYS if k not in ("PRS_ORD_NUM", "REM_TYP_AFF"))
+
+
+@pytest.fixture(scope="module")
+def reference(reference_schemas) -> Catalog:
+    return Catalog.load(reference_schemas)
+
+
+@pytest.fixture(scope="module")
+def packaged() -> Catalog:
+    return Catalog.load(PACKAGED_SCHEMAS)
+
+
+@pytest.fixture(params=["packaged", "reference"])
+def catalog(request) -> Catalog:
+    """Every test using this fixture runs on the packaged catalog and on the 188 reference schemas."""
+    return request.getfixturevalue(request.param)
+
+
+# --- Join graph -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["ER_PHA_F", "ER_CAM_F", "ER_BIO_F", "ER_UCD_F", "ER_ETE_F"])
+def test_affiliated_dcir_tables_reach_the_patient_through_er_prs_f(catalog, family):
+    assert domain.patient_path(catalog, family) == [Link(family, "ER_PRS_F", domain.DCIR_KEYS)]
+    assert domain.identifier_columns(catalog[family]) == ()
+
+
+def test_er_dct_f_joins_on_seven_keys(reference):
+    table = reference["ER_DCT_F"]
+    # The schema declares the nine keys; the documentation joins on seven, and the domain wins.
+    assert reference["ER_DCT_F"].foreign_keys[0].fields == domain.DCIR_KEYS
+    assert domain.dcir_keys("ER_DCT_F") == SEVEN_KEYS
+    assert domain.patient_path(reference, "ER_DCT_F") == [Link("ER_DCT_F", "ER_PRS_F", SEVEN_KEYS)]
+    to_prs = [link for link in domain.check_links(reference, table) if link.parent == "ER_PRS_F"]
+    assert to_prs == [Link("ER_DCT_F", "ER_PRS_F", SEVEN_KEYS)]
+
+
+@pytest.mark.parametrize("family", ["T_MCOaaD", "T_MCOaaA", "T_MCOaaB", "T_MCOaaUM"])
+def test_mco_tables_reach_the_link_table_on_the_stay_key_same_year(catalog, family):
+    assert domain.patient_path(catalog, family) == [Link(family, "T_MCOaaC", MCO_STAY, same_year=True)]
+    assert domain.stay_key(catalog[family]) == MCO_STAY
+
+
+@pytest.mark.parametrize("family, link_table, stay", [
+    ("T_SSRaaB", "T_SSRaaC", ("ETA_NUM", "RHA_NUM")),
+    ("T_HADaaB", "T_HADaaC", ("ETA_NUM_EPMSI", "RHAD_NUM")),
+])
+def test_ssr_and_had_stays(catalog, family, link_table, stay):
+    assert domain.patient_path(catalog, family) == [Link(family, link_table, stay, same_year=True)]
+    assert domain.patient_path(catalog, link_table) == []
+    assert domain.identifier_columns(catalog[link_table]) == ("NIR_ANO_17",)
+
+
+def test_reference_pmsi_fields(reference):
+    assert domain.patient_path(reference, "T_RIPaaFA") == [
+        Link("T_RIPaaFA", "T_RIPaaC", ("ETA_NUM_EPMSI", "RIP_NUM"), same_year=True)]
+    assert domain.patient_path(reference, "T_SSRaaD") == [
+        Link("T_SSRaaD", "T_SSRaaC", ("ETA_NUM", "RHA_NUM"), same_year=True)]
+    # Outpatient tables hang by (ETA_NUM, SEQ_NUM) on the outpatient link table.
+    assert domain.patient_path(reference, "T_MCOaaFBSTC") == [
+        Link("T_MCOaaFBSTC", "T_MCOaaCSTC", ("ETA_NUM", "SEQ_NUM"), same_year=True)]
+    # A yearly table carrying a NIR still reaches the patient through its field's link table.
+    assert domain.patient_path(reference, "T_MCOaaFASTC")[0].parent == "T_MCOaaCSTC"
+    with pytest.raises(LookupError, match="T_MCOaaE"):
+        domain.patient_path(reference, "T_MCOaaE")
+
+
+def test_every_reference_join_path_ends_at_a_patient_identifier(reference):
+    reached = 0
+    for table in reference:
+        try:
+            path = domain.patient_path(reference, table.name)
+        except LookupError:
+            continue
+        end = reference[path[-1].parent] if path else table
+        assert domain.identifier_columns(end), table.name
+        for link in path:
+            assert set(link.columns) <= set(reference[link.child].columns)
+            assert set(link.parent_columns) <= set(reference[link.parent].columns)
+        reached += 1
+    # Every DCIR, PMSI stay, beneficiary and death table is reachable.
+    for table in reference:
+        if table.name.startswith(("ER_", "IR_BEN", "IR_IMB", "KI_", "T_MCOaaC", "T_SSRaaB", "T_HADaaB")):
+            assert domain.patient_path(reference, table.name) is not None
+    assert reached > 130
+
+
+# --- Identifiers, keys, modes ---------------------------------------------------------------------------------------
+def test_identifier_columns(catalog):
+    assert domain.identifier_columns(catalog["IR_BEN_R"]) == IDENTITY
+    assert domain.identifier_columns(catalog["ER_PRS_F"]) == IDENTITY
+    assert domain.identifier_columns(catalog["IR_IMB_R"]) == IDENTITY
+    assert domain.identifier_columns(catalog["IR_IBA_R"]) == ("BEN_IDT_ANO",)
+    assert domain.identifier_columns(catalog["KI_CCI_R"]) == ("BEN_IDT_ANO",)
+    assert domain.identifier_columns(catalog["KI_ECD_R"]) == ("BEN_IDT_ANO",)
+    assert domain.identifier_columns(catalog["T_MCOaaC"]) == ("NIR_ANO_17",)
+    assert domain.identifier_columns(catalog["T_RIPaaC"]) == ("NIR_ANO_17",)
+    assert domain.identifier_columns(catalog["T_MCOaaB"]) == ()
+
+
+def test_required_columns(catalog):
+    assert domain.required_columns(catalog["ER_PRS_F"]) == domain.DCIR_KEYS + IDENTITY
+    assert domain.required_columns(catalog["ER_PHA_F"]) == domain.DCIR_KEYS
+    assert domain.required_columns(catalog["T_MCOaaD"]) == MCO_STAY
+    assert domain.required_columns(catalog["T_MCOaaC"]) == MCO_STAY + ("NIR_ANO_17",)
+    assert domain.required_columns(catalog["T_SSRaaB"]) == ("ETA_NUM", "RHA_NUM", "RHS_NUM")
+    assert domain.required_columns(catalog["KI_CCI_R"]) == ("BEN_IDT_ANO",)
+    assert domain.required_columns(catalog["IR_BEN_R"]) == IDENTITY
+
+
+def test_patient_pseudonyms_cover_the_pseudonym_columns(catalog):
+    pseudonyms = {c for t in catalog for c in t.columns if c in domain.PATIENT_PSEUDONYMS}
+    assert {"BEN_NIR_PSA", "NIR_ANO_17", "BEN_IDT_ANO", "BEN_NIR_ANO", "ASS_NIR_ANO", "NIR_ANO_MAM"} <= pseudonyms
+    assert domain.PROJECT_PSEUDONYMS["BEN_NIR_PSA"] == domain.PROJECT_PSEUDONYMS["NIR_ANO_17"] == "NUM_ENQ"
+
+
+def test_default_mode(catalog):
+    for table in catalog:
+        if table.name.startswith(("IR_", "KI_")) or table.is_yearly:
+            assert domain.default_mode(table) == domain.FULL, table.name
+        if table.name.startswith("ER_"):
+            assert domain.default_mode(table) == domain.INCREMENTAL, table.name
+    assert domain.default_mode(catalog["IR_BEN_R"]) == "full"
+    assert domain.default_mode(catalog["T_MCOaaB"]) == "full"
+    assert domain.default_mode(catalog["ER_PRS_F"]) == "incremental"
+
+
+# --- Schema defects -----------------------------------------------------------------------------------------------
+def test_effective_type_corrects_the_known_defects(catalog):
+    mco_c, mco_b, ben = catalog["T_MCOaaC"], catalog["T_MCOaaB"], catalog["IR_BEN_R"]
+    assert mco_c.field("NIR_RET").type == "boolean"
+    for column in domain.PMSI_RETURN_CODES:
+        assert domain.effective_type(mco_c, mco_c.field(column)) == "string", column
+    assert mco_b.field("ETA_NUM").type == "integer"
+    assert domain.effective_type(mco_b, mco_b.field("ETA_NUM")) == "string"
+    assert ben.field("BEN_NAI_MOI").type == "date" and ben.field("BEN_NAI_MOI").format == "%m"
+    assert domain.effective_type(ben, ben.field("BEN_NAI_MOI")) == "integer"
+    assert domain.effective_type(mco_b, mco_b.field("SOR_MOI")) == "integer"
+    # What is not a defect keeps its schema type.
+    assert domain.effective_type(ben, ben.field("BEN_RNG_GEM")) == "integer"
+    assert domain.effective_type(ben, ben.field("BEN_DCD_DTE")) == "date"
+    assert domain.effective_type(mco_c, mco_c.field("EXE_SOI_DTD")) == "datetime"
+    prs = catalog["ER_PRS_F"]
+    assert domain.effective_type(prs, prs.field("PRS_PAI_MNT")) == "number"
+
+
+def test_stay_keys_have_one_type_across_a_field(reference):
+    # RSA_NUM is integer in T_MCOaaB/C and string in T_MCOaaA/D/UM: curated as a string everywhere.
+    assert reference["T_MCOaaB"].field("RSA_NUM").type == "integer"
+    assert reference["T_MCOaaD"].field("RSA_NUM").type == "string"
+    for table in reference:
+        for column in domain.stay_key(table):
+            assert domain.effective_type(table, table.field(column)) == "string", (table.name, column)
+
+
+def test_every_checked_link_compares_columns_of_one_type(catalog):
+    compared = 0
+    for table in catalog:
+        for link in domain.check_links(catalog, table):
+            if link.parent not in catalog:
+                continue
+            parent = catalog[link.parent]
+            for child_column, parent_column in link.pairs:
+                child_type = domain.effective_type(table, table.field(child_column))
+                parent_type = domain.effective_type(parent, parent.field(parent_column))
+                assert child_type == parent_type, (table.name, child_column, link.parent, parent_column)
+                compared += 1
+    assert compared > 50
+
+
+def test_unique_constraints_known_false_are_ignored(reference, packaged):
+    ben = reference["IR_BEN_R"]
+    # The defect is in the reference...
+    assert ben.field("BEN_NIR_PSA").constraints.get("unique") is True
+    assert ben.field("BEN_IDT_ANO").constraints.get("unique") is True
+    # ...and the domain knows to ignore it, in both catalogs.
+    for catalog in (reference, packaged):
+        table = catalog["IR_BEN_R"]
+        assert domain.ignores_unique(table, table.field("BEN_NIR_PSA"))
+        assert domain.ignores_unique(table, table.field("BEN_IDT_ANO"))
+        assert not domain.ignores_unique(table, table.field("BEN_RNG_GEM"))
+
+
+def test_nomenclature_checks(catalog):
+    ben = catalog["IR_BEN_R"]
+    assert ben.field("BEN_DCD_DTE").nomenclature[0] == "IR_DTE_V"
+    assert not domain.nomenclature_checked(ben.field("BEN_DCD_DTE"))
+    assert domain.nomenclature_checked(ben.field("BEN_SEX_COD"))
+    assert domain.nomenclature_checked(catalog["IR_IBA_R"].field("BEN_SEX_COD"))  # bare "IR_SEX_V" in the reference
+    assert domain.nomenclature_checked(catalog["ER_PRS_F"].field("DPN_QLF"))
+    assert not domain.nomenclature_checked(ben.field("BEN_NIR_PSA"))
+    for table in catalog:
+        for f in table.fields:
+            if f.nomenclature and f.nomenclature[0] == "IR_DTE_V":
+                assert not domain.nomenclature_checked(f), (table.name, f.name)
+
+
+def test_dat_ret_enum_is_not_checked(reference):
+    dat_ret = reference["T_MCOaaC"].field("DAT_RET")
+    assert dat_ret.constraints.get("enum") == ["0"]
+    assert not domain.enum_checked(dat_ret)
+    assert domain.enum_checked(reference["T_MCOaaB"].field("SEJ_TYP"))
+
+
+# --- Checked links --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["IR_IMB_R", "ER_PRS_F"])
+def test_identity_links_use_the_rank(catalog, family):
+    links = [link for link in domain.check_links(catalog, catalog[family]) if link.parent == "IR_BEN_R"]
+    assert links == [Link(family, "IR_BEN_R", IDENTITY)]
+    assert links[0].parent_columns == IDENTITY
+
+
+def test_pmsi_identity_link_is_on_the_pseudo_nir(catalog):
+    links = {link.parent: link for link in domain.check_links(catalog, catalog["T_MCOaaC"])}
+    assert links["IR_BEN_R"].columns == ("NIR_ANO_17",)
+    assert links["IR_BEN_R"].parent_columns == ("BEN_NIR_PSA",)
+    assert not links["IR_BEN_R"].same_year
+    assert links["T_MCOaaB"] == Link("T_MCOaaC", "T_MCOaaB", MCO_STAY, same_year=True)
+
+
+def test_links_to_differently_named_and_absent_parents(catalog):
+    had = {link.parent: link for link in domain.check_links(catalog, catalog["T_HADaaB"])}
+    # T_HADaaE is not in the packaged catalog: the link is kept (reported "not evaluated"), still same-year.
+    assert had["T_HADaaE"].pairs == (("ETA_NUM_EPMSI", "ETA_NUM"),) and had["T_HADaaE"].same_year
+    assert had["T_HADaaC"] == Link("T_HADaaB", "T_HADaaC", ("ETA_NUM_EPMSI", "RHAD_NUM"), same_year=True)
+    deaths = {link.parent: link.columns for link in domain.check_links(catalog, catalog["KI_CCI_R"])}
+    assert deaths == {"IR_BEN_R": ("BEN_IDT_ANO",), "IR_IBA_R": ("BEN_IDT_ANO",)}
+    prs = [link for link in domain.check_links(catalog, catalog["ER_PRS_F"]) if link.parent == "DA_PRA_R"]
+    assert ("PFS_EXE_NUM", "PFS_PFS_NUM") in [link.pairs[0] for link in prs]
+    for link in domain.check_links(catalog, catalog["ER_PHA_F"]):
+        assert link == Link("ER_PHA_F", "ER_PRS_F", domain.DCIR_KEYS)
+
+
+def test_identity_link_on_the_pseudo_nir_alone_is_upgraded():
+    table = parse_table({
+        "name": "IR_XYZ_R",
+        "fields": [{"name": "BEN_NIR_PSA", "type": "string"}, {"name": "BEN_RNG_GEM", "type": "integer"}],
+        "foreignKeys": [{"fields": "BEN_NIR_PSA", "reference": {"resource": "IR_BEN_R", "fields": "BEN_NIR_PSA"}}],
+    })
+    assert domain.check_links(Catalog({table.name: table}), table) == [Link("IR_XYZ_R", "IR_BEN_R", IDENTITY)]
+
+
+def test_link_parent_columns():
+    assert Link("A", "B", ("X",)).parent_columns == ("X",)
+    assert Link("A", "B", ("X", "Y"), parent_columns=("U", "V")).pairs == (("X", "U"), ("Y", "V"))
+    with pytest.raises(ValueError):
+        Link("A", "B", ("X", "Y"), parent_columns=("U",))
+
+
+# --- Business rules ----------------------------------------------------------------------------------------------
+def test_domain_rules_of_the_pmsi_link_tables(catalog):
+    for family in ("T_MCOaaC", "T_SSRaaC", "T_HADaaC", "T_RIPaaC"):
+        rules = domain.domain_rules(catalog[family])
+        return_codes = {r.column for r in rules if r.name == "return_code"}
+        assert return_codes == set(domain.PMSI_RETURN_CODES), family
+        assert all(set(r.values) == {"0", "1", "9"} for r in rules if r.name == "return_code")
+        assert "pseudo_nir_length" in {r.name for r in rules}
+    assert not [r for r in domain.domain_rules(catalog["T_MCOaaB"]) if r.name == "return_code"]
+
+
+def test_domain_rules_of_dcir_and_referentials(catalog):
+    prs = {r.name for r in domain.domain_rules(catalog["ER_PRS_F"])}
+    assert {"sex_code", "nir_code", "care_before_flow", "care_period", "dpn_qlf", "birth_year"} <= prs
+    assert {"sex_code", "nir_code", "birth_year"} <= {r.name for r in domain.domain_rules(catalog["IR_BEN_R"])}
+    assert not domain.domain_rules(catalog["ER_PHA_F"])
+
+
+def test_domain_rules_only_name_columns_of_their_table(catalog):
+    sql_words = {"DATE", "RLIKE", "BETWEEN", "CAST", "STRING", "TIMESTAMP", "NULL", "AND", "OR", "INT", "AS"}
+    for table in catalog:
+        for rule in domain.domain_rules(table):
+            assert rule.column in table.by_name, (table.name, rule.name)
+            named = set(re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr)) - sql_words
+            assert named <= set(table.columns), (table.name, rule.name, named - set(table.columns))
