@@ -4,7 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test ui bench clean
+.PHONY: install services demo test ui bench clean
+
+# Services the production-shape tests start (snds_assets_tests/services.py): Azurite (Azure Blob emulator, npm,
+# installed under .tools/) and PostgreSQL (Debian package, server binaries under /usr/lib/postgresql/<v>/bin).
+# Missing pieces are installed with apt-get, which needs root (CI runs as root on Debian).
+TOOLS := .tools
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.35.0
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
 install: $(STAMP)
 
@@ -15,17 +23,33 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+services: $(AZURITE)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian package postgresql)"; \
+	  apt-get update -qq && $(APT_INSTALL) postgresql; } \
+	  || { echo "PostgreSQL server is missing: apt-get install postgresql (as root)"; exit 2; }
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "installing Node.js and npm (Debian packages)"; \
+	  apt-get update -qq && $(APT_INSTALL) nodejs npm; } \
+	  || { echo "npm is missing: apt-get install nodejs npm (as root)"; exit 2; }
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	@test -x $@ && touch $@
+
 demo: install
 	$(BIN)/snds demo
 
-test: install
+test: install services
 	$(BIN)/python -m pytest
 
 ui: install
 	$(BIN)/snds ui
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/definitions_bench.py
+	$(BIN)/python bench/generate_bench.py
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/extract_bench.py
 
 clean:
-	rm -rf $(VENV) .snds
+	rm -rf $(VENV) .snds $(TOOLS)

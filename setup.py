@@ -13,13 +13,16 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-pyspark==0.29.27",
         "dagster-azure==0.29.27",
+        "dagster-postgres==0.29.27",
+        "adlfs",
         "pyspark[connect]==4.3.0",
         "pandera[pyspark]",
         "pyyaml",
         "pyarrow",
+        "numpy",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout"],
+        "dev": ["pytest", "pytest-timeout", "playwright==1.65.2"],
     },
     entry_points={"console_scripts": ["snds=snds_assets.cli:main"]},
 )

@@ -51,4 +51,9 @@ class SparkResource(ConfigurableResource):
     conf: dict[str, str] = PydanticField(default_factory=dict, description="extra Spark settings")
 
     def get_session(self):
-        return build_session(self.master, self.remote, self.conf)
+        # ABFS credentials are read at run time, never stored in the resource's (visible) config.
+        from .azure import lake_session_conf
+        from .config import Settings
+
+        conf = {**lake_session_conf(Settings.from_env().lake, self.remote), **self.conf}
+        return build_session(self.master, self.remote, conf)

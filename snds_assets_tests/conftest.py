@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures that start services (Azurite, Spark Connect, PostgreSQL) and the shared reference ingestion: one
+# registration, so that session-scoped fixtures are shared by every test module.
+pytest_plugins = ["snds_assets_tests.services"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SNDS_SHARED", REPO.parent / "shared"))
 SCHEMA_SNDS = SHARED / "schema-snds"

@@ -1,0 +1,353 @@
+"""Ingestion cost, side by side in one run, on a delivery written by ``snds_assets.generator``:
+
+  (a) plain Spark: every delivered CSV read with the same schema as curation reads it, written as Parquet;
+  (b) ours: the raw archive (``reception.archive.archive_family``) and ``curation.curate_family`` for every
+      family, in foreign-key order: typed Parquet, rejects, every curated check (type, not_null, primary_key,
+      primary_key_state, foreign_key, range, domain, rows_reconciled; nomenclature when --nomenclatures);
+  (c) pandera.pyspark evaluating the same row-level rules (not_null, unique keys, ranges, domain values,
+      enums) on the same typed DataFrames, cached in memory first (the caching is timed apart and not counted).
+
+Ratios: (b)/(a), target <= 1.3; (c)/(validation part of b), target >= 3, where the validation part of (b) is
+its curation time minus the plain job's time (what checking adds to typing and writing the same data). The
+memory peak is the resident memory of this process and its Spark JVM, sampled every 0.2 s.
+
+pandera.pyspark imports pyspark.pandas, which does not import with pandas 3 (the project's venv). Part (c)
+therefore runs in a child process of a Python that has pandas 2 on top of the project's packages, made with:
+
+    python3 -m venv /tmp/pandera-venv
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/pandera-venv/lib/python3.11/site-packages/zz_main.pth
+    /tmp/pandera-venv/bin/pip install "pandas<3"
+
+Usage:
+    .venv/bin/python bench/ingest_bench.py --patients 100000 --workdir /tmp/snds-ingest-bench \
+        --pandera-python /tmp/pandera-venv/bin/python --out bench/results/ingest.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from snds_assets import domain  # noqa: E402
+from snds_assets.catalog import Catalog  # noqa: E402
+from snds_assets.config import Settings  # noqa: E402
+from snds_assets.curation.columns import csv_options, family_columns, file_columns  # noqa: E402
+from snds_assets.reception.manifest import Manifest  # noqa: E402
+from snds_assets.reception.storage import read_manifest  # noqa: E402
+
+DELIVERY_ID = "2024-03-01"
+
+
+# --- memory ---------------------------------------------------------------------------------------------------
+class MemorySampler:
+    """Peak resident memory of this process and all its children (the Spark JVM), per labelled phase."""
+
+    def __init__(self, interval: float = 0.2):
+        import psutil
+
+        self._psutil = psutil
+        self.interval = interval
+        self.phase = "start"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _rss(self) -> int:
+        me = self._psutil.Process()
+        total = 0
+        for p in [me] + me.children(recursive=True):
+            try:
+                total += p.memory_info().rss
+            except self._psutil.Error:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = self._rss()
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --- the delivery ----------------------------------------------------------------------------------------------
+def prepare(workdir: Path, patients: int, seed: int, nomenclatures: str | None) -> tuple[Settings, Catalog, Manifest]:
+    from snds_assets.generator import GenerateOptions, generate
+
+    landing = workdir / "landing"
+    settings = Settings.from_env(env={}, home=str(workdir / "home"), landing=str(landing), nomenclatures=nomenclatures)
+    catalog = Catalog.load(settings.schemas)
+    stamp = workdir / "delivery.json"
+    wanted = {"patients": patients, "seed": seed, "nomenclatures": nomenclatures}
+    if not (stamp.exists() and json.loads(stamp.read_text()) == wanted and (landing / DELIVERY_ID / "manifest.json").exists()):
+        shutil.rmtree(landing, ignore_errors=True)
+        t0 = time.perf_counter()
+        generate(GenerateOptions(out=landing, delivery_id=DELIVERY_ID, patients=patients, seed=seed,
+                                 catalog=catalog, nomenclatures=nomenclatures))
+        print(f"generated {patients} patients in {time.perf_counter() - t0:.0f} s", flush=True)
+        stamp.write_text(json.dumps(wanted))
+    return settings, catalog, read_manifest(settings.landing, DELIVERY_ID)
+
+
+def read_schemas(catalog: Catalog, manifest: Manifest, landing: str) -> dict[str, tuple[list[str], object]]:
+    """Delivered table -> (files, Spark schema) exactly as curation's CSV read sees them."""
+    from pyspark.sql import types as T
+
+    from snds_assets.reception.archive import parse_header
+
+    out = {}
+    for delivered in manifest.tables:
+        table, _ = catalog.resolve(delivered.table)
+        paths = [str(Path(landing) / DELIVERY_ID / f.path) for f in delivered.files]
+        with open(paths[0], "rb") as handle:
+            header = parse_header(handle.readline(), manifest.format.encoding, manifest.format.delimiter)
+        names = file_columns(header, table)
+        plans = {p.name: p for p in family_columns(table, manifest.format, names)}
+        out[delivered.table] = (paths, T.StructType([T.StructField(n, plans[n].read_type) for n in names]))
+    return out
+
+
+def warm_page_cache(manifest: Manifest, landing: str) -> None:
+    for delivered in manifest.tables:
+        for f in delivered.files:
+            with open(Path(landing) / DELIVERY_ID / f.path, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+
+
+# --- (a) plain ----------------------------------------------------------------------------------------------------
+def plain(spark, schemas: dict, manifest: Manifest, out: Path) -> float:
+    opts = {"sep": manifest.format.delimiter, "header": "true", "encoding": csv_options(manifest.format)["encoding"],
+            "dateFormat": csv_options(manifest.format)["dateFormat"], "quote": '"', "escape": '"'}
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    for name, (paths, schema) in schemas.items():
+        spark.read.schema(schema).options(**opts).csv(paths).write.mode("overwrite").parquet(str(out / name))
+    return time.perf_counter() - t0
+
+
+# --- (b) ours -----------------------------------------------------------------------------------------------------
+def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dict:
+    from snds_assets.curation.curate import curate_family
+    from snds_assets.curation.state import CurrentState
+    from snds_assets.reception.archive import archive_family, archive_manifest, families_of
+    from snds_assets.reception.assets import acyclic_parents, curation_order
+
+    order = curation_order(list(families_of(catalog, manifest)), acyclic_parents(catalog))
+    state = CurrentState(spark, settings, catalog)
+    archive_s = curate_s = 0.0
+    per_family, verdicts = {}, {}
+    t_all = time.perf_counter()
+    archive_manifest(settings, manifest.delivery_id)
+    for family in order:
+        t0 = time.perf_counter()
+        archived = archive_family(settings, catalog, manifest, family)
+        t1 = time.perf_counter()
+        results = curate_family(spark, settings, catalog, manifest, archived, state)
+        t2 = time.perf_counter()
+        archive_s += t1 - t0
+        curate_s += t2 - t1
+        per_family[family] = round(t2 - t1, 2)
+        for r in results:
+            verdicts[r.delivered_name] = {
+                "read": r.rows_read, "curated": r.rows_curated, "rejected": r.rows_rejected,
+                "failed": [f"{c.name}:{c.failures}:{c.severity}" for c in r.checks if not c.passed],
+            }
+    return {"total": time.perf_counter() - t_all, "archive": archive_s, "curate": curate_s,
+            "per_family": per_family, "verdicts": verdicts}
+
+
+# --- (c) pandera ----------------------------------------------------------------------------------------------------
+def pandera_schema(table, names: list[str], manifest: Manifest):
+    """The row-level rules of curation, as pandera.pyspark checks (built-in checks only)."""
+    from pandera.pyspark import Check, Column, DataFrameSchema
+    from pyspark.sql import types as T
+
+    delivery = date.fromisoformat(manifest.delivery_id[:10])
+    plans = {p.name: p for p in family_columns(table, manifest.format, names)}
+    required = set(domain.required_columns(table))
+    rules = {r.column: r for r in domain.domain_rules(table)}
+    columns, evaluated = {}, 0
+    for name in names:
+        p = plans[name]
+        checks = []
+        if p.convert is None and p.field is not None:
+            if isinstance(p.dtype, T.DateType):
+                checks.append(Check.in_range(domain.UNKNOWN_DATE, delivery))
+            elif p.kind == "year":
+                checks.append(Check.in_range(domain.UNKNOWN_YEAR, delivery.year))
+            elif isinstance(p.dtype, (T.IntegerType, T.LongType, T.DoubleType)):
+                lo, hi = p.field.constraints.get("minimum"), p.field.constraints.get("maximum")
+                if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+                    checks.append(Check.in_range(lo, hi))
+                elif isinstance(lo, (int, float)):
+                    checks.append(Check.ge(lo))
+                elif isinstance(hi, (int, float)):
+                    checks.append(Check.le(hi))
+            if p.field is not None and domain.enum_checked(p.field):
+                allowed = [str(v) for v in p.field.constraints["enum"]]
+                if not isinstance(p.dtype, T.StringType):
+                    allowed = [int(v) for v in allowed if v.lstrip("-").isdigit()]
+                checks.append(Check.isin(allowed))
+            rule = rules.get(name)
+            if rule is not None:
+                if rule.values:
+                    checks.append(Check.isin(list(rule.values)) if isinstance(p.dtype, T.StringType)
+                                  else Check.isin([int(v) for v in rule.values]))
+                elif rule.name == "pseudo_nir_length":
+                    checks.append(Check.str_length(17, 17))
+                elif rule.name == "nir_code":
+                    checks.append(Check.str_length(2, 2))
+                elif rule.name == "dpn_qlf":
+                    checks.append(Check.in_range(0, 99))
+                elif rule.name == "birth_year":
+                    checks.append(Check.in_range(domain.UNKNOWN_YEAR, delivery.year))
+        evaluated += len(checks) + (name in required)
+        columns[name] = Column(p.read_type, checks=checks, nullable=name not in required)
+    unique = list(table.primary_key) if table.primary_key and all(c in names for c in table.primary_key) else None
+    evaluated += bool(unique)
+    return DataFrameSchema(columns, unique=unique, strict=False), evaluated
+
+
+def pandera_worker(args) -> None:
+    os.environ.setdefault("PANDERA_VALIDATION_DEPTH", "SCHEMA_AND_DATA")
+    from snds_assets.spark import build_session
+
+    settings, catalog, manifest = prepare(Path(args.workdir), args.patients, args.seed, args.nomenclatures)
+    spark = build_session("local[*]")
+    schemas = read_schemas(catalog, manifest, settings.landing)
+    opts = {"sep": manifest.format.delimiter, "header": "true", "dateFormat": csv_options(manifest.format)["dateFormat"]}
+    cache_s = validate_s = 0.0
+    checks_total, failed = 0, {}
+    for name, (paths, schema) in schemas.items():
+        table, _ = catalog.resolve(name)
+        t0 = time.perf_counter()
+        df = spark.read.schema(schema).options(**opts).csv(paths).cache()
+        df.count()
+        t1 = time.perf_counter()
+        pschema, n = pandera_schema(table, [f.name for f in schema.fields], manifest)
+        checked = pschema.validate(df)
+        errors = dict(checked.pandera.errors)
+        t2 = time.perf_counter()
+        df.unpersist()
+        cache_s += t1 - t0
+        validate_s += t2 - t1
+        checks_total += n
+        if errors:
+            failed[name] = sorted({e["check"] for kind in errors.values() for v in kind.values() for e in v})
+    print(json.dumps({"cache": cache_s, "validate": validate_s, "checks": checks_total, "failed": failed}))
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=1, help="alternate (a) and (b) this many times")
+    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
+    parser.add_argument("--nomenclatures", default=None)
+    parser.add_argument("--pandera-python", default=None, help="a Python that imports pandera.pyspark (see above)")
+    parser.add_argument("--out", default=None, help="write the results as markdown here")
+    parser.add_argument("--pandera-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pandera_worker:
+        pandera_worker(args)
+        return
+
+    from snds_assets.spark import build_session
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings, catalog, manifest = prepare(workdir, args.patients, args.seed, args.nomenclatures)
+    rows = sum(f.rows for t in manifest.tables for f in t.files)
+    size = sum(f.bytes for t in manifest.tables for f in t.files)
+    load_before = os.getloadavg()
+    memory = MemorySampler()
+    spark = build_session("local[*]")
+    schemas = read_schemas(catalog, manifest, settings.landing)
+    warm_page_cache(manifest, settings.landing)
+    plain_runs, our_runs = [], []
+    for rep in range(args.reps):
+        memory.phase = "a"
+        plain_runs.append(plain(spark, schemas, manifest, workdir / "plain"))
+        print(f"rep {rep + 1}: (a) plain {plain_runs[-1]:.1f} s", flush=True)
+        memory.phase = "b"
+        our_runs.append(ours(spark, settings, catalog, manifest))
+        print(f"rep {rep + 1}: (b) ours {our_runs[-1]['total']:.1f} s (archive {our_runs[-1]['archive']:.1f}, "
+              f"curate {our_runs[-1]['curate']:.1f})", flush=True)
+    spark.stop()
+    pandera = None
+    if args.pandera_python:
+        memory.phase = "c"
+        cmd = [args.pandera_python, __file__, "--pandera-worker", "--workdir", args.workdir, "--patients",
+               str(args.patients), "--seed", str(args.seed)] + (["--nomenclatures", args.nomenclatures] if args.nomenclatures else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        pandera = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"(c) pandera: validate {pandera['validate']:.1f} s (cache {pandera['cache']:.1f} s)", flush=True)
+    memory.stop()
+    load_after = os.getloadavg()
+    report = render(args, rows, size, plain_runs, our_runs, pandera, memory.peaks, load_before, load_after)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+
+
+def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, load_after) -> str:
+    a = min(plain_runs)
+    best = min(our_runs, key=lambda r: r["total"])
+    b = best["total"]
+    validation = best["curate"] - a
+    gib = 1024 ** 3
+    plain_list = ", ".join(f"{x:.1f}" for x in plain_runs)
+    ours_list = ", ".join(f"{r['total']:.1f}" for r in our_runs)
+    lines = [
+        "# Ingestion benchmark", "",
+        "Command:", "",
+        "```",
+        f".venv/bin/python bench/ingest_bench.py --patients {args.patients} --seed {args.seed} --reps {args.reps} "
+        f"--workdir {args.workdir}" + (f" --pandera-python {args.pandera_python}" if args.pandera_python else "")
+        + (f" --nomenclatures {args.nomenclatures}" if args.nomenclatures else "") + (f" --out {args.out}" if args.out else ""),
+        "```", "",
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, Spark local[*]; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared: other jobs ran meanwhile).", "",
+        f"Delivery: generated, {args.patients} patients, {rows:,} rows in {size / 1e6:,.0f} MB of CSV "
+        f"(no defects{', nomenclatures set' if args.nomenclatures else ', SNDS_NOMENCLATURES unset'}).", "",
+        "| measure | seconds (best of runs) | runs |", "|---|---|---|",
+        f"| (a) plain Spark: read the CSVs with the same schema, write Parquet | {a:.1f} | {plain_list} |",
+        f"| (b) ours: raw archive + curated + every check | {b:.1f} | {ours_list} |",
+        f"| (b) of which raw archive (copy, SHA-256, row count, header) | {best['archive']:.1f} | |",
+        f"| (b) of which curation and checks | {best['curate']:.1f} | |",
+    ]
+    if pandera:
+        lines.append(f"| (c) pandera.pyspark validation of the same row-level rules ({pandera['checks']} checks), on cached DataFrames | "
+                     f"{pandera['validate']:.1f} | (+{pandera['cache']:.1f} s to read and cache, not counted) |")
+    lines += ["", "Ratios:", "",
+              f"- (b)/(a) = {b / a:.2f} (target <= 1.3); curation and checks alone / (a) = {best['curate'] / a:.2f}"]
+    if pandera:
+        ratio = pandera["validate"] / validation if validation > 0 else float("inf")
+        lines.append(f"- (c)/(validation part of b) = {pandera['validate']:.1f} / {validation:.1f} = {ratio:.1f}x "
+                     "(target >= 3x); the validation part of (b) is its curation time minus (a)")
+    lines += ["", "Memory peak (resident, this process + its Spark JVM): "
+              + ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in sorted(peaks.items())), "",
+              "Curation time per family (s): " + ", ".join(f"{k} {v}" for k, v in best["per_family"].items()), "",
+              "Verdicts (failed checks): " + (", ".join(f"{k}: {v['failed']}" for k, v in best["verdicts"].items() if v["failed"])
+                                             or "none"), ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

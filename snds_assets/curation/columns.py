@@ -1,0 +1,174 @@
+"""How each delivered column is typed: the Spark type it is curated to, and how its text becomes that type.
+
+Most columns are typed by Spark's CSV parser itself (strings, integers, doubles, dates in the delivery's date
+format, years): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
+column costs about 1.1x a plain typed read, ``try_cast`` over strings about 1.6x). Values the CSV parser cannot
+type for us are read as text and converted with ``try_*`` functions: booleans (0/1/true/false), year-months
+(YYYYMM or YYYY-MM), dates and datetimes whose schema gives their own format, numbers with a decimal comma.
+
+Decisions (curated layout, SPEC §5):
+- column names are upper-cased; every catalog column is present in the curated partition, typed, null when a
+  file does not deliver it, so that every delivery of a family has the same columns;
+- ``yearmonth`` is curated as the date of the first day of the month, ``year`` and month-only dates as integers,
+  integers longer than 9 digits (or without a length) as 64-bit integers, numbers as doubles;
+- PMSI year tables carry their year in ``domain.YEAR_COLUMN``;
+- columns the catalog does not know are kept as strings, after the catalog's columns.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .. import domain
+from ..catalog import Field, Table
+from ..reception.manifest import Format
+
+CORRUPT = "_CORRUPT_RECORD"  # Spark's corrupt-record column: the raw line of a row the parser could not type
+ISO_DATE = "yyyy-MM-dd"
+
+_STRFTIME = {
+    "%d": "dd", "%m": "MM", "%Y": "yyyy", "%y": "yy", "%b": "MMM", "%B": "MMMM", "%H": "HH", "%M": "mm",
+    "%S": "ss", "%j": "DDD", "%f": "SSSSSS", "%p": "a", "%I": "hh", "%e": "d",
+}
+
+
+def spark_pattern(strftime: str) -> str:
+    """A strftime pattern (``%d%m%Y``, ``%d%b%Y:%H:%M:%S``) as a Spark datetime pattern; letters are quoted."""
+    out: list[str] = []
+    for token in re.findall(r"%%|%[A-Za-z]|[A-Za-z]+|[^%A-Za-z]+|%", strftime):
+        if token == "%%" or token == "%":
+            out.append("%")
+        elif token.startswith("%"):
+            if token not in _STRFTIME:
+                raise ValueError(f"date format {strftime!r}: {token} has no Spark equivalent")
+            out.append(_STRFTIME[token])
+        elif token[0].isalpha():
+            out.append("'" + token + "'")
+        else:
+            out.append(token.replace("'", "''"))
+    return "".join(out)
+
+
+def output_type(table: Table, field: Field) -> T.DataType:
+    kind = domain.effective_type(table, field)
+    if kind == "integer":
+        digits = field.length if field.length and field.length.isdigit() else None
+        return T.IntegerType() if digits is not None and int(digits) <= 9 else T.LongType()
+    return {
+        "string": T.StringType(), "number": T.DoubleType(), "date": T.DateType(), "datetime": T.TimestampType(),
+        "boolean": T.BooleanType(), "year": T.IntegerType(), "yearmonth": T.DateType(),
+    }[kind]
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """One curated column: its name, curated type, the type the CSV parser reads it as, and the conversion
+    applied afterwards (None when the parser's type is already the curated one)."""
+
+    name: str
+    field: Field | None  # None: a column the catalog does not know (kept as a string)
+    dtype: T.DataType
+    read_type: T.DataType
+    convert: Callable[[Column], Column] | None = None
+    kind: str = "string"
+
+    @property
+    def can_fail(self) -> bool:
+        """Whether a non-empty value can fail to type (strings never do)."""
+        return not isinstance(self.dtype, T.StringType)
+
+
+def _boolean(c: Column) -> Column:
+    v = F.lower(F.trim(c))
+    return F.when(v.isin("1", "true"), F.lit(True)).when(v.isin("0", "false"), F.lit(False))
+
+
+def _yearmonth(c: Column) -> Column:
+    return F.when(c.rlike(r"^[0-9]{4}-?(0[1-9]|1[0-2])$"),
+                  F.try_to_date(F.concat(F.regexp_replace(c, "-", ""), F.lit("01")), "yyyyMMdd"))
+
+
+def _date_with(pattern: str) -> Callable[[Column], Column]:
+    return lambda c: F.try_to_date(c, pattern)
+
+
+def _timestamp_with(pattern: str | None) -> Callable[[Column], Column]:
+    if pattern is None:
+        return lambda c: F.try_to_timestamp(c)
+    return lambda c: F.try_to_timestamp(c, F.lit(pattern))
+
+
+def date_pattern(fmt: Format) -> str:
+    """The Spark pattern of the date fields whose schema format is ``default`` (SPEC §2: the manifest may override ISO)."""
+    return ISO_DATE if fmt.date_format in ("", "default") else spark_pattern(fmt.date_format)
+
+
+def plan_column(table: Table, field: Field, fmt: Format) -> ColumnPlan:
+    dtype = output_type(table, field)
+    kind = domain.effective_type(table, field)
+    string = T.StringType()
+    if kind == "boolean":
+        return ColumnPlan(field.name, field, dtype, string, _boolean, kind)
+    if kind == "yearmonth":
+        return ColumnPlan(field.name, field, dtype, string, _yearmonth, kind)
+    if kind == "date" and field.format not in ("", "default"):
+        return ColumnPlan(field.name, field, dtype, string, _date_with(spark_pattern(field.format)), kind)
+    if kind == "datetime":
+        pattern = None if field.format in ("", "default") else spark_pattern(field.format)
+        return ColumnPlan(field.name, field, dtype, string, _timestamp_with(pattern), kind)
+    if kind == "number" and fmt.decimal != ".":
+        return ColumnPlan(field.name, field, dtype, string,
+                          lambda c: F.regexp_replace(c, re.escape(fmt.decimal), ".").try_cast(dtype), kind)
+    return ColumnPlan(field.name, field, dtype, dtype, None, kind)
+
+
+def unknown_column(name: str) -> ColumnPlan:
+    return ColumnPlan(name, None, T.StringType(), T.StringType(), None, "unknown")
+
+
+def family_columns(table: Table, fmt: Format, extra: list[str]) -> list[ColumnPlan]:
+    """The curated columns of a family: catalog columns, the PMSI year, then unknown delivered columns."""
+    plans = [plan_column(table, f, fmt) for f in table.fields]
+    if table.is_yearly:
+        plans.append(ColumnPlan(domain.YEAR_COLUMN, None, T.IntegerType(), T.IntegerType(), None, "year"))
+    known = {p.name for p in plans}
+    plans += [unknown_column(c) for c in extra if c not in known]
+    return plans
+
+
+def file_columns(header: list[str] | None, table: Table) -> list[str]:
+    """The column names of a file in its order: its header (upper-cased, duplicates renamed) or the catalog's."""
+    names = list(header) if header is not None else list(table.columns)
+    seen: dict[str, int] = {}
+    out = []
+    for raw in names:
+        name = raw.strip().lstrip("\ufeff").upper() or "_EMPTY"
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def csv_options(fmt: Format, header: bool | None = None) -> dict[str, str]:
+    """Options shared by every read of a delivered CSV (file source and from_csv), so both parse alike."""
+    return {
+        "sep": fmt.delimiter,
+        "encoding": _charset(fmt.encoding),
+        "header": str(fmt.header if header is None else header).lower(),
+        "nullValue": fmt.null_value,
+        "quote": '"',
+        "escape": '"',
+        "dateFormat": date_pattern(fmt),
+        "mode": "PERMISSIVE",
+        "columnNameOfCorruptRecord": CORRUPT,
+        "enforceSchema": "true",
+    }
+
+
+def _charset(encoding: str) -> str:
+    value = encoding.lower().replace("_", "-")
+    return "UTF-8" if value in ("utf-8", "utf8") else "ISO-8859-1"

@@ -1,0 +1,645 @@
+"""Curation of one family of one delivery: typed Parquet, rejects, and every curated check (SPEC §5, §6).
+
+How the work is laid out, to read each delivered CSV as few times as possible:
+
+1. **One pass writes the curated partition.** Spark's CSV parser types the columns itself (PERMISSIVE mode with
+   a corrupt-record column, see ``columns``); a row is *bad* when the parser could not type it (or the line has
+   the wrong number of fields), when a converted value fails, or when a key / identifier column
+   (``domain.required_columns``) is empty. ``DataFrame.observe`` counts, during that same write, the rows read,
+   the bad rows (and which files hold them) and every row-level rule (range, domain, short nomenclatures) on
+   the good rows, which alone are written.
+2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
+   back raw, parsed again with the same parser so that exactly the same rows are bad, and written with every
+   original value as a string, the reason, the delivered table, the source file and the raw line. The type and
+   not_null counts per column are observed during that write.
+3. **Key checks read the written Parquet**, key columns only: one aggregation for duplicate keys, one semi-join
+   with the current state, one anti-join per foreign-key link, one anti-join for long nomenclatures.
+4. Both partitions are **published by rename** once everything succeeded (see ``publish``), then each delivered
+   table's verdict is saved as the ``curated`` fragment of the reception report.
+
+Every delivered table gets exactly the checks of ``checks.CURATED_CHECKS``, evaluated or not (with the reason).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .. import domain
+from ..catalog import Catalog, Table
+from ..checks import CURATED_CHECKS, DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
+from ..config import Settings
+from ..lake import Lake, join
+from ..reception.archive import ArchivedFile, ArchivedTable
+from ..reception.manifest import Format, Manifest
+from ..reception.report import save_fragment
+from . import keys
+from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns
+from .publish import exists, publish, remove_tree
+from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
+from .state import CurrentState, Part
+
+SAMPLE_SIZE = 5
+LINE_SAMPLE = 300  # characters of a raw line kept in a sample
+BAD, FILE = "_BAD", "_FILE"
+REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE = "_REJECT_REASON", "_DELIVERED_TABLE", "_SOURCE_FILE", "_REJECT_LINE"
+
+
+@dataclass
+class CuratedTable:
+    """What curation did with one delivered table (``T_MCO23B``): counts, checks and the curated columns."""
+
+    delivered_name: str
+    family: str
+    year: int | None
+    rows_read: int
+    rows_curated: int
+    rows_rejected: int
+    checks: list[CheckOutcome]
+    column_schema: list[tuple[str, str]] = field(default_factory=list)
+
+    def check(self, name: str) -> CheckOutcome:
+        return next(c for c in self.checks if c.name == name)
+
+    def fragment(self) -> dict:
+        """The ``curated`` fragment of the reception report (see ``reception.report``)."""
+        return {"rows_read": self.rows_read, "rows_curated": self.rows_curated, "rows_rejected": self.rows_rejected,
+                "checks": [c.to_report() for c in self.checks]}
+
+
+def curated_check_names() -> list[tuple[str, str]]:
+    """(check name, rule) of every curated check, the same for every family: one verdict each per delivered table."""
+    return list(CURATED_CHECKS)
+
+
+# --- Reading plans ------------------------------------------------------------------------------------------
+@dataclass
+class _File:
+    index: int
+    archived: ArchivedFile
+    names: list[str]  # column names in file order
+
+
+@dataclass
+class _Table:
+    archived: ArchivedTable
+    files: list[_File]
+    observation: Observation | None = None
+    rule_names: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    reject_observation: Observation | None = None
+    reject_metrics: dict = field(default_factory=dict)
+    reject_flags: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.archived.delivered.table
+
+    @property
+    def columns(self) -> set[str]:
+        return {n for f in self.files for n in f.names}
+
+
+def _ddl(names: list[str], types: list[T.DataType]) -> str:
+    return ", ".join(f"`{n.replace('`', '``')}` {t.simpleString()}" for n, t in zip(names, types))
+
+
+def _from_csv_options(fmt: Format) -> dict[str, str]:
+    opts = csv_options(fmt)
+    return {k: opts[k] for k in ("sep", "nullValue", "quote", "escape", "dateFormat", "mode",
+                                 "columnNameOfCorruptRecord")}
+
+
+class _Typing:
+    """Typed values and bad-row flags of one file's columns, over columns reached through ``get``: the CSV
+    source's own columns (pass 1) or the fields of a ``from_csv`` struct (pass 2). Both passes share this code,
+    so that both find exactly the same bad rows."""
+
+    def __init__(self, names: list[str], plans: dict[str, ColumnPlan], required: tuple[str, ...], get):
+        self.names = names
+        self.plans = plans
+        self.get = get
+        self.required = required
+
+    def typed(self, name: str) -> Column:
+        plan = self.plans[name]
+        raw = self.get(name)
+        return plan.convert(raw) if plan.convert is not None else raw
+
+    def conversion_failed(self, name: str) -> Column:
+        return self.get(name).isNotNull() & self.typed(name).isNull()
+
+    @property
+    def converted(self) -> list[str]:
+        return [n for n in self.names if self.plans[n].convert is not None]
+
+    def required_null(self, name: str) -> Column:
+        return self.typed(name).isNull() if name in self.names else F.lit(True)
+
+    def bad(self) -> Column:
+        parts = [self.get(CORRUPT).isNotNull()]
+        parts += [self.conversion_failed(n) for n in self.converted]
+        parts += [self.required_null(n) for n in self.required]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out | p
+        return F.coalesce(out, F.lit(True))
+
+
+# --- Entry point ------------------------------------------------------------------------------------------
+def curate_family(spark, settings: Settings, catalog: Catalog, manifest: Manifest, archived: list[ArchivedTable],
+                  state: CurrentState | None = None) -> list[CuratedTable]:
+    """Curate and check the delivered tables of one family (several years for a PMSI family).
+
+    Writes ``<lake>/curated/<FAMILY>/delivery_id=<ID>/`` and ``<lake>/rejects/<FAMILY>/delivery_id=<ID>/``
+    (replacing an earlier ingestion of the same delivery, atomically), saves each table's ``curated`` report
+    fragment and returns one CuratedTable per delivered table.
+    """
+    archived = [a for a in archived if a.family is not None]
+    if not archived:
+        return []
+    families = {a.family for a in archived}
+    if len(families) != 1:
+        raise ValueError(f"curate_family takes the tables of one family, got {sorted(families)}")
+    table = catalog[archived[0].family]
+    state = state or CurrentState(spark, settings, catalog)
+    run = _Run(spark, settings, catalog, manifest, table, archived, state)
+    stage = Lake(settings.lake).staging("curation", manifest.delivery_id, table.name, uuid.uuid4().hex)
+    try:
+        results = run.execute(stage)
+    finally:
+        remove_tree(stage)
+    for result in results:
+        save_fragment(settings, manifest.delivery_id, result.delivered_name, "curated", result.fragment())
+    return results
+
+
+class _Run:
+    def __init__(self, spark, settings: Settings, catalog: Catalog, manifest: Manifest, table: Table,
+                 archived: list[ArchivedTable], state: CurrentState):
+        self.spark = spark
+        self.settings = settings
+        self.catalog = catalog
+        self.manifest = manifest
+        self.fmt = manifest.format
+        self.table = table
+        self.state = state
+        self.lake = Lake(settings.lake)
+        self.delivery_date = date.fromisoformat(manifest.delivery_id[:10])
+        self.required = domain.required_columns(table)
+        self.yearly = table.is_yearly
+        index = 0
+        self.tables: list[_Table] = []
+        for a in archived:
+            files = []
+            for f in a.files:
+                if f.present and f.readable:
+                    files.append(_File(index, f, file_columns(f.header if self.fmt.header else None, table)))
+                    index += 1
+            self.tables.append(_Table(a, files))
+        extra = [n for t in self.tables for f in t.files for n in f.names]
+        self.plans = family_columns(table, self.fmt, extra)
+        self.plan_by_name = {p.name: p for p in self.plans}
+        self.delivered = {n for t in self.tables for n in t.columns}
+        sample_keys = [c for c in (table.primary_key or self.required) if c in self.delivered]
+        self.sample_keys = sample_keys
+        self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date)
+                                     + domain_rules(table, self.plans, self.delivered))
+        self.nomenclatures = nomenclature_plan(self.plans, self.delivered, settings.nomenclatures)
+        self.rules += self.nomenclatures.rules
+        self.rule_samples: dict[tuple[int | None, int], list] = {}
+
+    # --- pass 1 -------------------------------------------------------------------------------------------
+    def _typed_file(self, t: _Table, f: _File) -> DataFrame:
+        read_types = [self.plan_by_name[n].read_type for n in f.names]
+        schema = T.StructType([T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
+                              + [T.StructField(CORRUPT, T.StringType())])
+        raw = self.spark.read.schema(schema).options(**csv_options(self.fmt)).csv(f.archived.lake_path)
+        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: F.col(f"`{n}`"))
+        present = set(f.names)
+        out = []
+        for p in self.plans:
+            if p.name == domain.YEAR_COLUMN and self.yearly:
+                out.append(F.lit(t.archived.year).cast(T.IntegerType()).alias(p.name))
+            elif p.name in present:
+                out.append(typing.typed(p.name).cast(p.dtype).alias(p.name))
+            else:
+                out.append(F.lit(None).cast(p.dtype).alias(p.name))
+        return raw.select(*out, typing.bad().alias(BAD), F.lit(f.index).alias(FILE))
+
+    def _observed(self, t: _Table, df: DataFrame) -> DataFrame:
+        """Counts of the write pass. Each rule is evaluated once per row, in the projection (whole-stage
+        code), as a boolean column that the observed sums only add up; the write drops these columns."""
+        good = ~F.col(BAD)
+        flags = [F.coalesce(good & rule.fail, F.lit(False)).alias(f"_F{i}") for i, rule in enumerate(self.rules)]
+        df = df.select("*", *flags)
+        metrics = [F.count(F.lit(1)).alias("rows"), F.sum(F.col(BAD).cast("long")).alias("bad"),
+                   F.collect_set(F.when(F.col(BAD), F.col(FILE))).alias("bad_files")]
+        for check in ("range", "domain", "nomenclature"):
+            fails = [F.col(f"_F{i}") for i, r in enumerate(self.rules) if r.check == check]
+            if fails:
+                metrics.append(F.sum(_any(fails).cast("long")).alias(f"{check}_rows"))
+        metrics += [F.sum(F.col(f"_F{i}").cast("long")).alias(f"r{i}") for i in range(len(self.rules))]
+        t.observation = Observation(f"curate_{uuid.uuid4().hex}")
+        return df.observe(t.observation, *metrics)
+
+    def write_curated(self, path: str) -> None:
+        frames = []
+        for t in self.tables:
+            if not t.files:
+                continue
+            df = None
+            for f in t.files:
+                one = self._typed_file(t, f)
+                df = one if df is None else df.unionByName(one)
+            frames.append(self._observed(t, df))
+        names = [p.name for p in self.plans]
+        if frames:
+            union = frames[0]
+            for df in frames[1:]:
+                union = union.unionByName(df)
+            union.filter(~F.col(BAD)).select(*names).write.mode("error").parquet(path)
+            for t in self.tables:
+                if t.observation is not None:
+                    t.metrics = t.observation.get
+        else:
+            schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
+            self.spark.createDataFrame([], schema).write.mode("error").parquet(path)
+
+    # --- pass 2 -------------------------------------------------------------------------------------------
+    def _lines(self, f: _File) -> DataFrame:
+        """The raw lines of a file as Spark's CSV source splits them (header dropped, blank lines skipped)."""
+        opts = {"sep": "\u0001", "quote": "", "header": str(self.fmt.header).lower(),
+                "encoding": csv_options(self.fmt)["encoding"], "nullValue": "\u0002\u0003", "mode": "PERMISSIVE",
+                "columnNameOfCorruptRecord": "_LINE_CORRUPT", "enforceSchema": "true"}
+        df = self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts).csv(f.archived.lake_path)
+        return df.select(F.coalesce(F.col("_LINE_CORRUPT"), F.col("_LINE")).alias("line"))
+
+    def _rejected_file(self, t: _Table, f: _File) -> tuple[DataFrame, list[str]]:
+        """The bad rows of one file: original values as strings, reason, table, file, raw line, and one
+        boolean column per failure kind (``type:<COL>``, ``malformed``, ``not_null:<COL>``) for the counts."""
+        read_types = [self.plan_by_name[n].read_type for n in f.names]
+        typed_ddl = _ddl(f.names + [CORRUPT], read_types + [T.StringType()])
+        text_ddl = _ddl(f.names + [CORRUPT], [T.StringType()] * (len(f.names) + 1))
+        opts = _from_csv_options(self.fmt)
+        df = self._lines(f).select(
+            "line", F.from_csv(F.col("line"), typed_ddl, opts).alias("_P"),
+            F.from_csv(F.col("line"), text_ddl, opts).alias("_T"))
+        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: F.col("_P").getField(n))
+        token = lambda n: F.col("_T").getField(n)  # noqa: E731 - a tiny accessor
+        corrupt = F.col("_P").getField(CORRUPT).isNotNull()
+        type_fail: dict[str, Column] = {}
+        for n in f.names:
+            plan = self.plan_by_name[n]
+            if not plan.can_fail:
+                continue
+            if plan.convert is not None:
+                type_fail[n] = F.coalesce(typing.conversion_failed(n), F.lit(False))
+            else:
+                type_fail[n] = F.coalesce(corrupt & F.col("_P").getField(n).isNull() & token(n).isNotNull(), F.lit(False))
+        native = [type_fail[n] for n in f.names if n in type_fail and self.plan_by_name[n].convert is None]
+        malformed = corrupt & ~_any(native)
+        not_null = {n: F.coalesce(typing.required_null(n) & ~type_fail.get(n, F.lit(False)), F.lit(False))
+                    for n in self.required}
+        flags = {**{f"type:{n}": c for n, c in type_fail.items()}, "malformed": malformed,
+                 **{f"not_null:{n}": c for n, c in not_null.items()}}
+        reason = F.concat_ws("; ", F.array_compact(F.array(
+            F.when(_any(list(type_fail.values())), F.concat(F.lit("type: "), _names_where(type_fail))),
+            F.when(malformed, F.lit("malformed line: its number of fields differs from the header")),
+            F.when(_any(list(not_null.values())), F.concat(F.lit("not_null: "), _names_where(not_null))),
+        )))
+        out = [token(n).alias(n) for n in f.names] + [
+            reason.alias(REJECT_REASON), F.lit(t.name).alias(REJECT_TABLE), F.lit(f.archived.path).alias(REJECT_FILE),
+            F.col("line").alias(REJECT_LINE)]
+        out += [c.alias(name) for name, c in flags.items()]
+        return df.filter(typing.bad()).select(*out), list(flags)
+
+    def write_rejects(self, path: str) -> bool:
+        frames = []
+        for t in self.tables:
+            bad_files = set(t.metrics.get("bad_files") or [])
+            if not t.metrics.get("bad"):
+                continue
+            table_df, flag_names = None, []
+            for f in t.files:
+                if f.index not in bad_files:
+                    continue
+                df, flags = self._rejected_file(t, f)
+                flag_names += [n for n in flags if n not in flag_names]
+                table_df = df if table_df is None else table_df.unionByName(df, allowMissingColumns=True)
+            if table_df is None:
+                continue
+            metrics = [F.count(F.lit(1)).alias("rows")]
+            line = F.substring(F.col(REJECT_LINE), 1, LINE_SAMPLE)
+            for i, name in enumerate(flag_names):
+                hit = F.coalesce(F.col(f"`{name}`"), F.lit(False))
+                column = name.split(":", 1)[1] if ":" in name else None
+                value = F.col(f"`{column}`") if column and column in table_df.columns else F.lit(None).cast("string")
+                sample = F.to_json(F.struct(F.lit(column).alias("column"), value.alias("value"),
+                                            F.col(REJECT_FILE).alias("file"), line.alias("line")))
+                metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"), F.min(F.when(hit, sample)).alias(f"f{i}_s")]
+            type_any = _any([F.coalesce(F.col(f"`{n}`"), F.lit(False)) for n in flag_names
+                             if n.startswith("type:") or n == "malformed"])
+            null_any = _any([F.coalesce(F.col(f"`{n}`"), F.lit(False)) for n in flag_names if n.startswith("not_null:")])
+            metrics += [F.sum(F.when(type_any, 1).otherwise(0)).alias("type_rows"),
+                        F.sum(F.when(null_any, 1).otherwise(0)).alias("not_null_rows")]
+            t.reject_observation = Observation(f"rejects_{uuid.uuid4().hex}")
+            t.reject_flags = flag_names
+            frames.append(table_df.observe(t.reject_observation, *metrics).drop(*flag_names))
+        if not frames:
+            return False
+        union = frames[0]
+        for df in frames[1:]:
+            union = union.unionByName(df, allowMissingColumns=True)
+        union.write.mode("error").parquet(path)
+        for t in self.tables:
+            if t.reject_observation is not None:
+                t.reject_metrics = t.reject_observation.get
+        return True
+
+    # --- orchestration ----------------------------------------------------------------------------------
+    def execute(self, stage: str) -> list[CuratedTable]:
+        curated_path, rejects_path = join(stage, "curated"), join(stage, "rejects")
+        self.write_curated(curated_path)
+        has_rejects = self.write_rejects(rejects_path)
+        schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
+        curated = self.spark.read.schema(schema).parquet(curated_path)
+        key_checks = self._key_checks(curated)
+        self.rule_samples = self._rule_samples(curated)
+        results = [self._result(t, key_checks) for t in self.tables]
+        delivery_id = self.manifest.delivery_id
+        publish(curated_path, self.lake.curated(self.table.name, delivery_id))
+        publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
+        return results
+
+    # --- checks on the written partition -------------------------------------------------------------------
+    def _key_checks(self, curated: DataFrame) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        pk = list(self.table.primary_key)
+        readable = any(t.files for t in self.tables)
+        if pk and readable and all(c in self.delivered for c in pk):
+            out["primary_key"] = keys.duplicates(curated, pk, self.yearly)
+        incremental = [t for t in self.tables if t.archived.mode != domain.FULL]
+        if pk and readable and incremental and all(c in self.delivered for c in pk):
+            current = self.state.read(self.table.name, exclude_delivery=self.manifest.delivery_id, columns=pk)
+            if current is not None and all(c in current.columns for c in pk):
+                out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
+        out["foreign_key"] = self._foreign_keys(curated) if readable else {}
+        out["nomenclature"] = keys.off_nomenclature(self.spark, curated, self.nomenclatures.large, self.yearly)
+        return out
+
+    def _rule_samples(self, curated: DataFrame) -> dict[tuple[int | None, int], list]:
+        """A few failing rows of each row-level rule that failed somewhere: one job over the written partition,
+        only when a rule failed (the counts were observed during the write)."""
+        failed = sorted({i for t in self.tables for i in range(len(self.rules)) if t.metrics.get(f"r{i}")})
+        if not failed:
+            return {}
+        year = F.col(domain.YEAR_COLUMN) if self.yearly else F.lit(None).cast("int")
+        keys_json = [F.col(k) for k in self.sample_keys]
+        aggs = []
+        for i in failed:
+            rule = self.rules[i]
+            sample = F.to_json(F.struct(F.lit(rule.column).alias("column"), rule.value.alias("value"), *keys_json))
+            aggs.append(keys.sample_agg(F.when(rule.fail, sample)).alias(f"s{i}"))
+        rows = curated.groupBy(year.alias("_Y")).agg(*aggs).collect()
+        return {(r["_Y"], i): [json.loads(x) for x in (r[f"s{i}"] or [])] for r in rows for i in failed}
+
+    def _foreign_keys(self, curated: DataFrame) -> dict:
+        links = {}
+        for link in domain.check_links(self.catalog, self.table):
+            label = f"{link.parent}({', '.join(link.parent_columns)})"
+            if not all(c in self.delivered for c in link.columns):
+                links[label] = (link, None, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}")
+                continue
+            parent, why = self._parent(link)
+            if parent is None:
+                links[label] = (link, None, f"{label}: not evaluated, {why}")
+                continue
+            links[label] = (link, keys.orphans(curated, parent, link, self.yearly), why)
+        return links
+
+    def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str]:
+        if link.parent not in self.catalog:
+            return None, f"{link.parent} is not in the catalog"
+        parent_table = self.catalog[link.parent]
+        delivered = []
+        for d in self.manifest.tables:
+            try:
+                t, year = self.catalog.resolve(d.table)
+            except KeyError:
+                continue
+            if t.name == link.parent:
+                delivered.append(Part(self.manifest.delivery_id, year, d.mode or domain.default_mode(t)))
+        columns = list(link.parent_columns)
+        delivery_id = self.manifest.delivery_id
+        if delivered:
+            if not exists(self.lake.curated(link.parent, delivery_id)):
+                return None, f"{link.parent} of this delivery is not curated yet"
+            df = self.state.read_after(link.parent, delivery_id, delivered, columns=columns)
+            source = f"{link.parent} of this delivery and the current state"
+        else:
+            df = self.state.read(link.parent, exclude_delivery=delivery_id, columns=columns)
+            source = f"the current state of {link.parent}"
+        if df is None:
+            return None, f"{link.parent} is neither in this delivery nor in the current state"
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            return None, f"{link.parent} has no column {', '.join(missing)}"
+        if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
+            return None, f"{link.parent} has no {domain.YEAR_COLUMN} column"
+        return df, f"checked against {source}"
+
+    # --- verdicts -------------------------------------------------------------------------------------
+    def _result(self, t: _Table, key_checks: dict) -> CuratedTable:
+        year = t.archived.year if self.yearly else None
+        m, rm = t.metrics, t.reject_metrics
+        rows_read = int(m.get("rows") or 0)
+        bad = int(m.get("bad") or 0)
+        rows_rejected = int(rm.get("rows") or 0)
+        rows_curated = rows_read - bad
+        readable = bool(t.files)
+        flags = t.reject_flags
+        flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
+        checks = {
+            "type": self._type_check(t, flag, readable),
+            "not_null": self._not_null_check(t, flag, readable),
+            "primary_key": self._pk_check(key_checks.get("primary_key"), year, readable, "primary_key"),
+            "primary_key_state": self._pk_state_check(t, key_checks.get("primary_key_state"), year, readable),
+            "foreign_key": self._fk_check(key_checks.get("foreign_key") or {}, year, readable),
+            "nomenclature": self._rule_check(t, "nomenclature", readable, key_checks.get("nomenclature") or {}, year),
+            "range": self._rule_check(t, "range", readable, year=year),
+            "domain": self._rule_check(t, "domain", readable, year=year),
+            "rows_reconciled": self._reconciled(t, rows_read, rows_curated, rows_rejected, bad),
+        }
+        outcomes = [checks[name] for name, _ in CURATED_CHECKS]
+        if rows_read and rows_rejected / rows_read > self.settings.reject_tolerance:
+            share = 100.0 * rows_rejected / rows_read
+            for c in outcomes:
+                if c.severity == WARN and not c.passed:
+                    c.severity = ERROR
+                    c.details = (c.details + "; " if c.details else "") + (
+                        f"ERROR because {share:.2f}% of the table's rows were rejected "
+                        f"(tolerance {100 * self.settings.reject_tolerance:g}%)")
+        schema = [(p.name, p.dtype.simpleString()) for p in self.plans]
+        return CuratedTable(t.name, self.table.name, t.archived.year, rows_read, rows_curated, rows_rejected,
+                            outcomes, schema)
+
+    @staticmethod
+    def _outcome(name: str, rule: str, failures: int, columns: list[str], sample: list, evaluated: bool = True,
+                 details: str = "") -> CheckOutcome:
+        return CheckOutcome(name=name, rule=rule, severity=DEFAULT_SEVERITY[name], passed=failures == 0,
+                            failures=int(failures), columns=list(columns), sample=list(sample)[:SAMPLE_SIZE],
+                            evaluated=evaluated, details=details)
+
+    def _not_evaluated(self, name: str, rule: str, details: str, columns: list[str] | None = None) -> CheckOutcome:
+        return self._outcome(name, rule, 0, columns or [], [], evaluated=False, details=details)
+
+    def _type_check(self, t: _Table, flag: dict, readable: bool) -> CheckOutcome:
+        if not readable:
+            return self._not_evaluated("type", "type", "no readable file")
+        rows = int(t.reject_metrics.get("type_rows") or 0)
+        per = {n.split(":", 1)[1]: v for n, v in flag.items() if n.startswith("type:") and v[0]}
+        malformed = flag.get("malformed", (0, None))
+        sample = [json.loads(s) for _, s in per.values() if s]
+        if malformed[0] and malformed[1]:
+            sample.insert(0, json.loads(malformed[1]))
+        parts = [f"{n}: {c}" for n, (c, _) in per.items()]
+        if malformed[0]:
+            parts.append(f"{malformed[0]} malformed line(s) (wrong number of fields)")
+        return self._outcome("type", "type", rows, list(per), sample, details="; ".join(parts))
+
+    def _not_null_check(self, t: _Table, flag: dict, readable: bool) -> CheckOutcome:
+        if not self.required:
+            return self._not_evaluated("not_null", "not_null", "the table has no key or identifier column")
+        if not readable:
+            return self._not_evaluated("not_null", "not_null", "no readable file", list(self.required))
+        rows = int(t.reject_metrics.get("not_null_rows") or 0)
+        per = {n.split(":", 1)[1]: v for n, v in flag.items() if n.startswith("not_null:") and v[0]}
+        sample = [json.loads(s) for _, s in per.values() if s]
+        missing = [c for c in self.required if c not in t.columns]
+        details = "; ".join([f"{n}: {c} empty" for n, (c, _) in per.items()]
+                            + ([f"column(s) {', '.join(missing)} missing from the files"] if missing else []))
+        return self._outcome("not_null", "not_null", rows, list(self.required), sample, details=details)
+
+    def _pk_check(self, result: dict | None, year, readable: bool, name: str) -> CheckOutcome:
+        pk = list(self.table.primary_key)
+        if not pk:
+            return self._not_evaluated(name, "primary_key", "the schema declares no primary key")
+        if not readable:
+            return self._not_evaluated(name, "primary_key", "no readable file", pk)
+        if result is None:
+            missing = [c for c in pk if c not in self.delivered]
+            return self._not_evaluated(name, "primary_key", f"key column(s) {', '.join(missing)} not delivered", pk)
+        r = result.get(year, keys.KeyResult())
+        key = pk + ([domain.YEAR_COLUMN] if self.yearly else [])
+        return self._outcome(name, "primary_key", r.failures, pk, r.sample or [],
+                             details=f"{r.failures} row(s) repeat a key ({', '.join(key)}) of this delivery"
+                             if r.failures else "")
+
+    def _pk_state_check(self, t: _Table, result: dict | None, year, readable: bool) -> CheckOutcome:
+        pk = list(self.table.primary_key)
+        if not pk:
+            return self._not_evaluated("primary_key_state", "primary_key", "the schema declares no primary key")
+        if t.archived.mode == domain.FULL:
+            return self._not_evaluated("primary_key_state", "primary_key",
+                                       "full delivery: it replaces the current state", pk)
+        if not readable:
+            return self._not_evaluated("primary_key_state", "primary_key", "no readable file", pk)
+        if result is None:
+            return self._not_evaluated("primary_key_state", "primary_key",
+                                       "no current state of the family (no earlier accepted delivery)", pk)
+        r = result.get(year, keys.KeyResult())
+        return self._outcome("primary_key_state", "primary_key", r.failures, pk, r.sample or [],
+                             details=f"{r.failures} row(s) have a key already in the current state"
+                             if r.failures else "")
+
+    def _fk_check(self, links: dict, year, readable: bool) -> CheckOutcome:
+        if not readable:
+            return self._not_evaluated("foreign_key", "foreign_key", "no readable file")
+        if not links:
+            return self._not_evaluated("foreign_key", "foreign_key", "the table has no foreign key to check")
+        failures, sample, details, columns, evaluated = 0, [], [], [], False
+        for label, (link, result, why) in links.items():
+            columns += [c for c in link.columns if c not in columns]
+            if result is None:
+                details.append(why)
+                continue
+            evaluated = True
+            r = result.get(year, keys.KeyResult())
+            failures += r.failures
+            sample += [{"link": label, **s} for s in (r.sample or [])]
+            details.append(f"{label}: {r.failures} orphan row(s), {why}")
+        return self._outcome("foreign_key", "foreign_key", failures if evaluated else 0, columns, sample,
+                             evaluated=evaluated, details="; ".join(details))
+
+    def _rule_check(self, t: _Table, check: str, readable: bool, large: dict | None = None,
+                    year=None) -> CheckOutcome:
+        rules = [(i, r) for i, r in enumerate(self.rules) if r.check == check]
+        large = large or {}
+        if check == "nomenclature" and self.settings.nomenclatures is None:
+            return self._not_evaluated(check, check, "SNDS_NOMENCLATURES not set")
+        if not readable:
+            return self._not_evaluated(check, check, "no readable file")
+        checked_large = [n.column for n in self.nomenclatures.large] if check == "nomenclature" else []
+        if not rules and not checked_large:
+            notes = "; ".join(self.nomenclatures.notes) if check == "nomenclature" else ""
+            why = {"range": "no date, year or bounded numeric column delivered",
+                   "domain": "no documented SNDS rule nor enum applies to the delivered columns",
+                   "nomenclature": "no coded column with an available nomenclature delivered"}[check]
+            return self._not_evaluated(check, check, "; ".join(x for x in (why, notes) if x))
+        m = t.metrics
+        failures = int(m.get(f"{check}_rows") or 0)
+        sample, parts, columns = [], [], []
+        for i, r in rules:
+            if r.column not in columns:
+                columns.append(r.column)
+            n = int(m.get(f"r{i}") or 0)
+            if n:
+                parts.append(f"{r.name.split(':', 1)[1]}: {n}")
+                sample += self.rule_samples.get((year, i), [])[:2]
+        for column in checked_large:
+            columns.append(column)
+            r = large.get((year, column))
+            if r and r.failures:
+                failures += r.failures  # rows failing a long list and an inline one are counted twice: rare
+                parts.append(f"{column}: {r.failures}")
+                sample += r.sample or []
+        if check == "nomenclature" and self.nomenclatures.notes:
+            parts.append("not checked: " + "; ".join(self.nomenclatures.notes))
+        unique = []
+        for s in sample:
+            if s not in unique:
+                unique.append(s)
+        return self._outcome(check, check, failures, columns, unique, details="; ".join(parts))
+
+    def _reconciled(self, t: _Table, rows_read: int, rows_curated: int, rows_rejected: int, bad: int) -> CheckOutcome:
+        failures = abs(rows_read - rows_curated - rows_rejected)
+        counted = [f.archived.rows for f in t.files]
+        details = f"{rows_read} read = {rows_curated} curated + {rows_rejected} rejected"
+        if failures:
+            details = (f"{rows_read} read but {rows_curated} curated + {rows_rejected} rejected "
+                       f"({bad} rows found bad while curating)")
+        if counted and all(c is not None for c in counted) and sum(counted) != rows_read:
+            details += f"; the archive counted {sum(counted)} data lines (blank lines are not rows)"
+        unreadable = [f.path for f in t.archived.files if not (f.present and f.readable)]
+        if unreadable:
+            details += f"; {len(unreadable)} unreadable or missing file(s) not read: {', '.join(unreadable[:5])}"
+        return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
+
+
+def _any(columns: list[Column]) -> Column:
+    if not columns:
+        return F.lit(False)
+    out = columns[0]
+    for c in columns[1:]:
+        out = out | c
+    return out
+
+
+def _names_where(flags: dict[str, Column]) -> Column:
+    return F.concat_ws(", ", F.array_compact(F.array(*[F.when(c, F.lit(n)) for n, c in flags.items()])))

@@ -1,0 +1,160 @@
+"""Checks that need more than one row at a time: one Spark job each, reading only the key columns.
+
+- ``primary_key``: one aggregation over the curated partition (rows beyond the first of each duplicated key);
+- ``primary_key_state``: one semi-join of the partition's keys with the family's current state;
+- ``foreign_key``: one anti-join per link of ``domain.check_links``;
+
+Joins and aggregations shuffle 64-bit hashes of the key columns rather than the columns themselves (nine
+DCIR keys are ~70 bytes a row, a hash 8): the full keys are read back only for the few failing rows, to count
+duplicates exactly and to show samples. When there is nothing to report, each check is a single shuffle.
+- long nomenclatures: one anti-join of the distinct coded values with the code lists.
+
+Results are per year for PMSI families (a year is one delivered table), under ``None`` otherwise.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from .. import domain
+from .rules import LargeNomenclature
+
+SAMPLE_SIZE = 5
+MAX_EXACT = 10_000  # duplicated key hashes re-counted exactly through a filter; beyond, one full-key aggregation
+_YEAR = "_YEAR"
+
+
+@dataclass
+class KeyResult:
+    failures: int = 0
+    sample: list | None = None
+
+
+def sample_agg(value: Column) -> Column:
+    """Up to five distinct values of a group with bounded memory (no collect_list)."""
+    picks = [F.min(value), F.max(value), F.min_by(value, F.xxhash64(value)), F.max_by(value, F.xxhash64(value)),
+             F.min_by(value, F.hash(value))]
+    return F.array_distinct(F.array_compact(F.array(*picks)))
+
+
+def _year(df: DataFrame, yearly: bool) -> Column:
+    return F.col(domain.YEAR_COLUMN) if yearly and domain.YEAR_COLUMN in df.columns else F.lit(None).cast("int")
+
+
+def _collect(df: DataFrame, count: Column, sample: Column) -> dict[int | None, KeyResult]:
+    rows = df.groupBy(_YEAR).agg(count.alias("n"), sample_agg(sample).alias("s")).collect()
+    return {r[_YEAR]: KeyResult(int(r["n"] or 0), [json.loads(s) for s in (r["s"] or [])][:SAMPLE_SIZE])
+            for r in rows}
+
+
+def _hash(columns: list[Column]) -> Column:
+    return F.xxhash64(*columns)
+
+
+def duplicates(curated: DataFrame, key: list[str], yearly: bool) -> dict[int | None, KeyResult]:
+    """Rows beyond the first of each key value, with a sample of duplicated keys and how often they occur.
+
+    The aggregation shuffles a 64-bit hash of the key instead of the key columns; the (normally few) hashes seen
+    twice are then counted exactly on their full keys, so a hash collision never makes a false duplicate."""
+    year = _year(curated, yearly).alias(_YEAR)
+    hashed = curated.select(_hash([F.col(c) for c in key]).alias("_H"), year)
+    repeated = hashed.groupBy(_YEAR, "_H").count().filter(F.col("count") > 1).select("_H").limit(MAX_EXACT + 1)
+    hashes = [r["_H"] for r in repeated.collect()]
+    if not hashes:
+        return {}
+    df = curated.select(*key, _year(curated, yearly).alias(_YEAR))
+    if len(hashes) <= MAX_EXACT:
+        df = df.filter(_hash([F.col(c) for c in key]).isin(hashes))
+    dup = df.groupBy(_YEAR, *key).count().filter(F.col("count") > 1)
+    return _collect(dup, F.sum(F.col("count") - 1), F.to_json(F.struct(*key, F.col("count").alias("rows"))))
+
+
+def _matching(curated: DataFrame, key: list[str], yearly: bool, hashes: DataFrame,
+              how: str) -> dict[int | None, KeyResult]:
+    """Rows of ``curated`` whose key hash is (semi) or is not (anti) among ``hashes``; samples show full keys."""
+    mine = curated
+    year = _year(mine, yearly).alias(_YEAR)
+    mine = mine.select(_hash([F.col(c) for c in key]).alias("_H"), year)
+    found = mine.join(hashes, on="_H", how=how)
+    rows = found.groupBy(_YEAR).agg(F.count(F.lit(1)).alias("n"), sample_agg(F.col("_H")).alias("s")).collect()
+    out = {r[_YEAR]: KeyResult(int(r["n"]), []) for r in rows}
+    picked = [h for r in rows for h in (r["s"] or [])]
+    if picked:
+        for r in curated.filter(_hash([F.col(c) for c in key]).isin(picked)).select(
+                _year(curated, yearly).alias(_YEAR), F.to_json(F.struct(*key)).alias("j")).distinct().collect():
+            if r[_YEAR] in out and len(out[r[_YEAR]].sample) < SAMPLE_SIZE:
+                out[r[_YEAR]].sample.append(json.loads(r["j"]))
+    return out
+
+
+def already_in_state(curated: DataFrame, state: DataFrame, key: list[str], yearly: bool) -> dict[int | None, KeyResult]:
+    """Rows of the delivery whose key is already in the family's current state (a semi-join on key hashes)."""
+    same_year = yearly and domain.YEAR_COLUMN in state.columns
+    theirs = state.select(_hash([F.col(c) for c in key] + ([F.col(domain.YEAR_COLUMN)] if same_year else []))
+                          .alias("_H"))
+    cols = list(key) + ([domain.YEAR_COLUMN] if same_year else [])
+    return _matching(curated, cols, yearly, theirs, "left_semi")
+
+
+def orphans(curated: DataFrame, parent: DataFrame, link: domain.Link, yearly: bool) -> dict[int | None, KeyResult]:
+    """Child rows whose link columns match no parent row (empty link values and placeholder NIRs excluded).
+
+    An anti-join on 64-bit hashes of the link values (plus the year for same-year PMSI links): only hashes
+    are shuffled. A child row could only be missed if its hash equalled a parent's of other values
+    (probability about parent rows / 2^64 per orphan)."""
+    same_year = link.same_year and yearly and domain.YEAR_COLUMN in parent.columns
+    ptypes, ctypes = dict(parent.dtypes), dict(curated.dtypes)
+    child_cols, parent_cols = [], []
+    for c, p in link.pairs:
+        cc, pc = F.col(c), F.col(p)
+        if ptypes.get(p) != ctypes.get(c):
+            cc, pc = cc.cast("string"), pc.cast("string")
+        child_cols.append(cc)
+        parent_cols.append(pc)
+    if same_year:
+        child_cols.append(F.col(domain.YEAR_COLUMN))
+        parent_cols.append(F.col(domain.YEAR_COLUMN))
+    theirs = parent
+    for p in link.parent_columns:
+        theirs = theirs.filter(F.col(p).isNotNull())
+    theirs = theirs.select(_hash(parent_cols).alias("_H"))
+    keep = F.lit(True)
+    for c in link.columns:
+        keep = keep & F.col(c).isNotNull()
+        if c in domain.PSEUDO_NIR_COLUMNS:
+            keep = keep & ~F.col(c).isin(sorted(domain.PLACEHOLDER_NIRS))
+    mine = curated.filter(keep)
+    year = _year(mine, yearly).alias(_YEAR)
+    hashed = mine.select(_hash(child_cols).alias("_H"), year)
+    rows = (hashed.join(theirs, on="_H", how="left_anti").groupBy(_YEAR)
+            .agg(F.count(F.lit(1)).alias("n"), sample_agg(F.col("_H")).alias("s")).collect())
+    out = {r[_YEAR]: KeyResult(int(r["n"]), []) for r in rows}
+    picked = [h for r in rows for h in (r["s"] or [])]
+    if picked:
+        for r in mine.filter(_hash(child_cols).isin(picked)).select(
+                _year(mine, yearly).alias(_YEAR), F.to_json(F.struct(*link.columns)).alias("j")).distinct().collect():
+            if r[_YEAR] in out and len(out[r[_YEAR]].sample) < SAMPLE_SIZE:
+                out[r[_YEAR]].sample.append(json.loads(r["j"]))
+    return out
+
+
+def off_nomenclature(spark, curated: DataFrame, large: list[LargeNomenclature],
+                     yearly: bool) -> dict[tuple[int | None, str], KeyResult]:
+    """Rows whose coded value is absent from a long nomenclature: one job for every such column of the table."""
+    if not large:
+        return {}
+    pairs = F.array(*[F.struct(F.lit(n.column).alias("c"), F.col(n.column).cast("string").alias("v")) for n in large])
+    values = (curated.select(_year(curated, yearly).alias(_YEAR), F.explode(pairs).alias("p"))
+              .select(_YEAR, "p.c", "p.v").filter(F.col("v").isNotNull())
+              .groupBy(_YEAR, "c", "v").count())
+    codes = spark.createDataFrame([(n.column, str(code)) for n in large for code in n.codes], "c string, v string")
+    missing = values.join(codes, on=["c", "v"], how="left_anti")
+    rows = (missing.groupBy(_YEAR, "c")
+            .agg(F.sum("count").alias("n"), sample_agg(F.to_json(F.struct(F.col("c").alias("column"),
+                                                                          F.col("v").alias("value")))).alias("s"))
+            .collect())
+    return {(r[_YEAR], r["c"]): KeyResult(int(r["n"]), [json.loads(s) for s in r["s"] or []][:SAMPLE_SIZE])
+            for r in rows}

@@ -1,0 +1,129 @@
+"""The current state of a family: which curated partitions make up "the table as of today".
+
+It is derived from the reception reports (``<lake>/reports/deliveries/<ID>.json``, SPEC §6): only accepted
+deliveries count. Walking them in delivery-id order (ids are dates), a ``full`` table replaces what came before
+and an ``incremental`` one adds to it; for a yearly PMSI family this happens per year (``T_MCO23B`` delivered
+``full`` replaces 2023 only). The state is then the union of the right curated partitions, restricted to the
+right years, with a ``DELIVERY_ID`` column saying where each row comes from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .. import domain
+from ..catalog import Catalog
+from ..config import Settings
+from ..lake import Lake
+from .columns import family_columns
+from ..reception.manifest import Format
+from ..reception.report import ACCEPTED, list_reports
+from ..reception.storage import lake_exists
+
+DELIVERY_COLUMN = "DELIVERY_ID"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One delivered table as it counts in a family's state: delivery, year (yearly families) and mode."""
+
+    delivery_id: str
+    year: int | None
+    mode: str
+
+
+class CurrentState:
+    """The current state of each family, from the accepted deliveries' reports (re-read on every call, so that
+    a report written meanwhile is seen)."""
+
+    def __init__(self, spark, settings: Settings, catalog: Catalog):
+        self.spark = spark
+        self.settings = settings
+        self.catalog = catalog
+        self.lake = Lake(settings.lake)
+
+    # --- which partitions -------------------------------------------------------------------------------
+    def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
+        """Every delivered table of ``family`` in the accepted deliveries, in delivery order."""
+        out = []
+        for report in list_reports(self.settings):
+            delivery_id = report.get("delivery_id")
+            if report.get("status") != ACCEPTED or not delivery_id or delivery_id == exclude_delivery:
+                continue
+            for name, entry in (report.get("tables") or {}).items():
+                try:
+                    table, year = self.catalog.resolve(name)
+                except KeyError:
+                    continue
+                if (entry.get("family") or table.name) != family:
+                    continue
+                out.append(Part(delivery_id, year, entry.get("mode") or domain.default_mode(table)))
+        return out
+
+    @staticmethod
+    def compose(parts: list[Part]) -> dict[str, set[int | None]]:
+        """Apply the parts in order: full replaces (per year), incremental adds. Delivery id -> years kept."""
+        by_year: dict[int | None, list[str]] = {}
+        for part in parts:
+            ids = by_year.setdefault(part.year, [])
+            if part.mode == domain.FULL:
+                ids.clear()
+            if part.delivery_id not in ids:
+                ids.append(part.delivery_id)
+        kept: dict[str, set[int | None]] = {}
+        for year, ids in by_year.items():
+            for delivery_id in ids:
+                kept.setdefault(delivery_id, set()).add(year)
+        return dict(sorted(kept.items()))
+
+    def deliveries(self, family: str) -> list[str]:
+        """Delivery ids whose curated partitions make up the current state of ``family``."""
+        return list(self.compose(self.parts(family)))
+
+    # --- reading ----------------------------------------------------------------------------------------
+    def read(self, family: str, exclude_delivery: str | None = None,
+             columns: list[str] | None = None) -> DataFrame | None:
+        """The current state of ``family`` (optionally without one delivery, e.g. the one being curated), or
+        None when no accepted delivery brought it. ``columns`` limits what is read (plus DELIVERY_ID)."""
+        return self._read(family, self.compose(self.parts(family, exclude_delivery)), columns)
+
+    def read_after(self, family: str, delivery_id: str, delivered: list[Part],
+                   columns: list[str] | None = None) -> DataFrame | None:
+        """The state ``family`` will have once ``delivery_id`` (whose parts are ``delivered``) is accepted:
+        what foreign keys of that delivery are checked against."""
+        others = self.parts(family, exclude_delivery=delivery_id)
+        ordered = ([p for p in others if p.delivery_id < delivery_id] + list(delivered)
+                   + [p for p in others if p.delivery_id > delivery_id])
+        return self._read(family, self.compose(ordered), columns)
+
+    def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
+        known = family in self.catalog
+        yearly = known and self.catalog[family].is_yearly
+        schema = None
+        if columns is not None and known:
+            # Known columns are read with the catalog's types: no schema inference job per partition.
+            types = {p.name: p.dtype for p in family_columns(self.catalog[family], Format(), [])}
+            wanted = list(dict.fromkeys(list(columns) + ([domain.YEAR_COLUMN] if yearly else [])))
+            if all(c in types for c in wanted):
+                schema = T.StructType([T.StructField(c, types[c]) for c in wanted])
+        frames = []
+        for delivery_id, years in kept.items():
+            path = self.lake.curated(family, delivery_id)
+            if not lake_exists(path):
+                continue
+            df = (self.spark.read.schema(schema) if schema is not None else self.spark.read).parquet(path)
+            if yearly and domain.YEAR_COLUMN in df.columns:
+                df = df.filter(F.col(domain.YEAR_COLUMN).isin(sorted(y for y in years if y is not None)))
+            if columns is not None:
+                wanted = list(dict.fromkeys(list(columns) + ([domain.YEAR_COLUMN] if yearly else [])))
+                df = df.select(*[c for c in wanted if c in df.columns])
+            frames.append(df.withColumn(DELIVERY_COLUMN, F.lit(delivery_id)))
+        if not frames:
+            return None
+        out = frames[0]
+        for df in frames[1:]:
+            out = out.unionByName(df, allowMissingColumns=True)
+        return out

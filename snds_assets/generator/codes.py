@@ -1,0 +1,82 @@
+"""Code lists the synthetic care is drawn from.
+
+Real codes (ICD-10 as written in the PMSI, CCAM, NABM biology acts, CIP13 shapes, DCIR prestation natures)
+so that project criteria such as ``diagnosis: U071`` or ``act: DEQP003`` select people. The weights are
+invented: they make a plausible mix, not an epidemiology. When a nomenclature folder is given, each list is
+intersected with the field's nomenclature before use.
+"""
+from __future__ import annotations
+
+import re
+
+# ICD-10 main diagnoses of MCO stays, with relative weights.
+STAY_DIAGNOSES: tuple[tuple[str, float], ...] = (
+    ("U071", 6), ("E119", 4), ("E1190", 1), ("I10", 3), ("J189", 4), ("I500", 3), ("I214", 2), ("C509", 2),
+    ("K358", 2), ("S7200", 2), ("O800", 3), ("N390", 2), ("Z511", 4), ("J441", 2), ("I639", 2), ("R074", 3),
+    ("A419", 1), ("I480", 2), ("K800", 2), ("M170", 2), ("H251", 2), ("F329", 1), ("G309", 1), ("N183", 1),
+)
+ASSOCIATED_DIAGNOSES: tuple[tuple[str, float], ...] = (
+    ("E119", 6), ("I10", 8), ("E1190", 2), ("N183", 2), ("J441", 2), ("F329", 2), ("Z515", 1), ("I480", 3),
+    ("E10", 1), ("U071", 2), ("R074", 1), ("G309", 1), ("J9600", 1),
+)
+# Long-term illnesses (ALD): ICD-10 prefix as recorded in IR_IMB_R, weight, ALD number.
+ALD_DISEASES: tuple[tuple[str, float, int], ...] = (
+    ("E119", 20, 8), ("E109", 3, 8), ("I251", 8, 13), ("C509", 6, 30), ("C61", 4, 30), ("F200", 4, 23),
+    ("G309", 4, 15), ("J449", 4, 14), ("N183", 3, 19), ("I500", 6, 5), ("F329", 4, 23), ("I10", 3, 12),
+)
+DEATH_CAUSES: tuple[str, ...] = ("C349", "I219", "I64", "J189", "U071", "G309", "C509", "E149", "I500", "R99")
+# CCAM acts (DCIR ER_CAM_F and PMSI T_MCOaaA).
+CCAM_ACTS: tuple[tuple[str, float], ...] = (
+    ("DEQP003", 8), ("ZBQK002", 6), ("ACQK001", 3), ("DZQM006", 3), ("ZCQK002", 2), ("GLQP012", 2),
+    ("HHQE005", 1), ("HHFA016", 1), ("JQGD010", 1), ("NEKA020", 1), ("YYYY010", 1), ("QZFA003", 1),
+)
+# NABM biology acts (ER_BIO_F.BIO_PRS_IDE): blood count, HbA1c, ionogram, TSH, troponin, albumin, TCA.
+BIOLOGY_ACTS: tuple[int, ...] = (1104, 1577, 1610, 1208, 7335, 1806, 1127)
+# Drugs: CIP13 codes of the 34009 range (the first one is the example of the product contract).
+CIP13_CODES: tuple[str, ...] = ("3400930000001",) + tuple(f"34009{n:08d}" for n in (
+    30000018, 30012345, 30023456, 30034567, 30045678, 30056789, 30067890, 30078901, 30089012, 30090123,
+    33412345, 33423456, 35512345, 36112233, 36223344, 37712345, 38812345, 39912345, 27654321, 21122334))
+UCD_CODES: tuple[str, ...] = tuple(f"340089{n:07d}" for n in (1234567, 2345678, 3456789, 4567890, 5678901))
+# DCIR prestation natures (PRS_NAT_REF) per kind of line.
+NATURES: dict[str, tuple[int, ...]] = {
+    "consult": (1111, 1112, 1211),
+    "pharmacy": (3311, 3313, 3341),
+    "biology": (3211,),
+    "act": (1321, 1331),
+    "nursing": (3111, 3112),
+}
+LINE_KINDS: tuple[str, ...] = ("consult", "pharmacy", "biology", "act", "nursing")
+LINE_KIND_WEIGHTS: tuple[float, ...] = (0.30, 0.36, 0.12, 0.10, 0.12)
+PLAUSIBLE_DEPARTMENTS: tuple[str, ...] = tuple(f"{d:03d}" for d in (1, 6, 13, 31, 33, 34, 35, 38, 44, 59, 62, 67, 69,
+                                                                     75, 76, 77, 78, 91, 92, 93, 94, 95))
+
+_ICD_NAMES = re.compile(r"(^|_)(DGN|CIM|DIAG)(_|$)|^(ASS_DGN|MED_MTF_COD|MOR_PRP|ETL_AFF|FP_PEC|DP_POS)$")
+_CCAM_NAMES = re.compile(r"CCAM|^CDC_ACT$|^CAM_PRS_IDE$|^ACT_COD$")
+
+
+def weighted(pairs) -> tuple[list[str], list[float]]:
+    codes = [p[0] for p in pairs]
+    weights = [float(p[1]) for p in pairs]
+    total = sum(weights)
+    return codes, [w / total for w in weights]
+
+
+def name_hint(column: str) -> list[str] | None:
+    """Plausible codes for a column known only by its name (filler of tables the generator does not model)."""
+    if _ICD_NAMES.search(column):
+        return [c for c, _ in STAY_DIAGNOSES]
+    if _CCAM_NAMES.search(column):
+        return [c for c, _ in CCAM_ACTS]
+    if column.endswith("_C13"):
+        return list(CIP13_CODES)
+    if column in ("BEN_SEX_COD", "COD_SEX", "SEX_COD"):
+        return ["1", "2"]
+    if column in ("BEN_CDI_NIR",):
+        return ["00"]
+    if column in ("DPN_QLF", "PRS_DPN_QLP"):
+        return ["0", "0", "0", "71"]
+    if column.endswith("_DPT") or column.endswith("DPT_COD"):
+        return list(PLAUSIBLE_DEPARTMENTS) + [d[1:] for d in PLAUSIBLE_DEPARTMENTS]
+    if column == "BEN_NAI_ANN":
+        return [str(y) for y in range(1930, 2020)]
+    return None

@@ -1,0 +1,100 @@
+"""``generate``: a complete synthetic CNAM delivery, data files first and ``manifest.json`` last."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .. import domain
+from ..catalog import Catalog
+from ..config import Settings
+from ..reception.manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest
+from .defects import DefectInjector
+from .engine import Engine, Progress
+from .options import GenerateError, GenerateOptions, GenerateResult
+
+
+def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> dict[str, set]:
+    """Family -> delivered years (None for a non-yearly table) from families or delivered names."""
+    out: dict[str, set] = {}
+    names = list(catalog.tables) if tables is None else list(tables)
+    unknown = []
+    for name in names:
+        if name in catalog.tables:
+            t = catalog[name]
+            out.setdefault(name, set()).update(years if t.is_yearly else [None])
+            continue
+        try:
+            table, year = catalog.resolve(name)
+        except KeyError:
+            unknown.append(name)
+            continue
+        if year is None or year not in years:
+            raise GenerateError(f"table {name}: year {year} is outside the care period {years[0]}-{years[-1]}")
+        out.setdefault(table.name, set()).add(year)
+    if unknown:
+        raise GenerateError(f"unknown tables (neither a family of the catalog nor a delivered name): "
+                            f"{', '.join(sorted(unknown))}")
+    if not out:
+        raise GenerateError("no table to generate")
+    return out
+
+
+def generate(opts: GenerateOptions, progress: Progress | None = None) -> GenerateResult:
+    """Write ``<out>/<delivery_id>/`` (and, with defects, ``<out>/<delivery_id>.defects.json`` beside it).
+
+    The same options always give the same bytes: every random draw comes from the seed, chunks of patients
+    have a fixed size, and ``created_at`` is derived from the delivery id.
+    """
+    opts.validate()
+    catalog = opts.catalog or Catalog.load(Settings.from_env().schemas)
+    start, end = opts.care_window()
+    years = list(range(start.year, end.year + 1))
+    selection = _selection(catalog, opts.tables, years)
+    out = Path(opts.out)
+    delivery_dir = out / opts.delivery_id
+    truth_path = out / f"{opts.delivery_id}.defects.json"
+    if delivery_dir.exists() and any(delivery_dir.iterdir()):
+        if not opts.overwrite:
+            raise GenerateError(f"{delivery_dir} already exists: choose another delivery id or overwrite it")
+        shutil.rmtree(delivery_dir)
+    if truth_path.exists():
+        truth_path.unlink()
+    delivery_dir.mkdir(parents=True, exist_ok=True)
+
+    engine = Engine(opts, catalog, selection, delivery_dir)
+    injector = DefectInjector(engine) if opts.defects else None
+    engine.injector = injector
+    engine.run(progress)
+
+    delivered: list[DeliveredTable] = []
+    rows: dict[str, int] = {}
+    for (family, year), writer in engine.writers.items():
+        files = writer.close()
+        name = catalog.delivered_name(family, year)
+        rows[name] = sum(f.rows for f in files)
+        delivered.append(DeliveredTable(
+            name, tuple(DeliveredFile(f.path, f.rows, f.sha256, f.bytes) for f in files),
+            domain.default_mode(catalog[family])))
+    delivered.sort(key=lambda t: t.table)
+    if injector is not None:
+        delivered = injector.tamper(delivered)
+    manifest = Manifest(
+        delivery_id=opts.delivery_id,
+        tables=tuple(delivered),
+        producer="CNAM",
+        created_at=f"{opts.delivery_id[:10]}T06:00:00Z",
+        format=Format(delimiter=opts.delimiter, encoding=opts.encoding_name, date_format=opts.date_format),
+    )
+    ground_truth = None
+    if injector is not None:
+        truth = {"delivery_id": opts.delivery_id, "seed": int(opts.seed), "defects": injector.ground_truth()}
+        truth_path.write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        ground_truth = truth_path
+    temporary = delivery_dir / (MANIFEST + ".part")
+    temporary.write_text(manifest.to_json(), encoding="utf-8")
+    os.replace(temporary, delivery_dir / MANIFEST)  # last, and atomically: the delivery is complete
+    if progress:
+        progress("manifest", 1, 1)
+    return GenerateResult(delivery_dir=delivery_dir, manifest=manifest, ground_truth=ground_truth, rows=rows)

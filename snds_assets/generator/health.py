@@ -1,0 +1,80 @@
+"""Long-term illnesses (IR_IMB_R) and causes of death (KI_CCI_R, KI_ECD_R).
+
+ALDs are more frequent with age; an ALD is ongoing (end ``1600-01-01`` or empty) or ended before the
+delivery. Every dead person has one KI_CCI_R row whose death date is the one of IR_BEN_R, and one to three
+KI_ECD_R causes.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+
+from . import codes as C
+from .model import Block
+from .plan import ALD
+from .registry import enricher, special
+from .values import UNKNOWN_ORD
+
+
+@special(ALD)
+def long_term_illnesses(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
+    age = np.asarray(ident.cols["_AGE"], dtype=float)
+    weight = np.asarray(ident.cols["_W"], dtype=float)
+    p = np.select([age < 40, age < 65], [0.04, 0.14], 0.32) * (weight >= 1)
+    has = rng.random(ident.n) < p
+    if eng.first_chunk and not has.any() and ident.n:
+        has[0] = True
+    counts = np.where(has, rng.choice([1, 2], ident.n, p=[0.8, 0.2]), 0)
+    block = eng.children(tp, ident, counts)
+    m = block.n
+    idx = block.parent
+    codes, probs = eng.weighted_codes("MED_MTF_COD", [(c, w) for c, w, _ in C.ALD_DISEASES], tp.family)
+    chosen = rng.choice(len(codes), m, p=probs)
+    numbers = {c: n for c, _, n in C.ALD_DISEASES}
+    block.set("MED_MTF_COD", [codes[i] for i in chosen.tolist()])
+    block.set("IMB_ALD_NUM", [numbers.get(codes[i], 31) for i in chosen.tolist()])
+    birth = np.asarray(ident.cols["_BIRTH"], dtype=np.int64)[idx]
+    first = np.maximum(birth, date(2000, 1, 1).toordinal())
+    first = np.minimum(first, eng.end)
+    begin = first + (rng.random(m) * (eng.end - first + 1)).astype(np.int64)
+    ended = rng.random(m) < 0.35
+    stop = begin + rng.integers(180, 3650, m)
+    ended &= stop <= eng.end
+    ongoing_text = rng.random(m) < 0.5
+    block.set("IMB_ALD_DTD", begin.tolist(), True)
+    block.set("IMB_ALD_DTF", [int(s) if e else (UNKNOWN_ORD if o else "") for s, e, o in
+                              zip(stop.tolist(), ended.tolist(), ongoing_text.tolist())], True)
+    inserted = np.minimum(begin + rng.integers(0, 30, m), eng.end)
+    block.set("INS_DTE", inserted.tolist(), True)
+    block.set("UPD_DTE", (inserted + (rng.random(m) * (eng.end - inserted + 1)).astype(np.int64)).tolist(), True)
+    block.set("IMB_ETM_NAT", [41] * m)
+    for column in list(block.cols):
+        if column not in tp.table.by_name:
+            del block.cols[column]
+    return block
+
+
+@enricher(r"KI_CCI_R")
+def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
+    if not block.n:
+        return
+    deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
+    block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
+    causes = list(eng.codes_for("DCD_CIM_COD", list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
+    block.set("DCD_CIM_COD", [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+    block.set("CER_VER_NUM", [1] * block.n)
+
+
+@enricher(r"KI_ECD_R")
+def death_causes(eng, tp, block: Block, anchor, rng, year) -> None:
+    if not block.n:
+        return
+    deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
+    block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
+    causes = list(eng.codes_for("ECD_CIM_COD", list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
+    block.set("ECD_CIM_COD", [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+    parent = block.parent
+    within = (np.arange(block.n) - np.searchsorted(parent, parent) + 1).tolist()
+    block.set("CER_LIG_NUM", within)
+    block.set("ECD_CAU_RNG", within)

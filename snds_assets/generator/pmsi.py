@@ -1,0 +1,203 @@
+"""PMSI: hospital stays per field and year, and what the MCO tables say about them.
+
+A few percent of the persons alive in a year are hospitalised (more with age); each stay has a stay key
+(establishment + stay number, per ``domain.PMSI_FIELDS``), dates within the year of discharge, the patient's
+pseudo-NIR in ``NIR_ANO_17`` (the PMSI has no rank: twins are ambiguous there) with mostly good return codes,
+some bad ones ('1') and some placeholder NIRs. The stay block carries the MCO names of its attributes; every
+table of the field copies the ones it has, so B, C, UM... agree on dates, sex, age and diagnoses.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+
+from .. import domain
+from . import codes as C
+from .model import Block
+from .people import People
+from .registry import enricher
+
+RATES = {"MCO": 0.045, "MCO outpatient": 0.06, "SSR": 0.006, "SSR outpatient": 0.004, "HAD": 0.002, "RIM-P": 0.005}
+REPEATS = {"MCO": 0.35, "MCO outpatient": 1.0, "SSR": 0.1, "SSR outpatient": 1.0, "HAD": 0.1, "RIM-P": 0.3}
+STAY_ATTRS: tuple[str, ...] = (
+    "NIR_ANO_17", "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET",
+    "COH_SEX_RET", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT", "SOR_ANN", "SOR_MOI", "ENT_AM", "SOR_AM",
+    "EXE_SOI_AMD", "EXE_SOI_AMF", "SEJ_NBJ", "AGE_ANN", "AGE_JOU", "COD_SEX", "DGN_PAL", "DGN_REL", "GRG_GHM",
+    "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
+    "AGE_GES", "POI_NAI",
+)
+STAY_DATES = frozenset({"EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT"})
+BAD_CODES = ("NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET")
+PLACEHOLDERS = tuple(sorted(domain.PLACEHOLDER_NIRS))
+
+
+def stay_columns(field_: domain.PmsiField) -> tuple[str, ...]:
+    return tuple(field_.stay_key) + STAY_ATTRS
+
+
+def _number_format(eng, field_: domain.PmsiField, column: str):
+    """Stay numbers valid in every table of the field that carries the column (types and lengths differ)."""
+    specs = [eng.specs[f][column] for f, tp in eng.plan.tables.items()
+             if column in eng.specs[f] and tp.table.is_yearly and domain.pmsi_field(tp.table) == field_]
+    base = max([int(s.lo) for s in specs if s.lo] or [0])  # some tables bound the number (RSA_NUM >= 1e9)
+    lengths = [s.max_len for s in specs if s.kind == "string" and s.max_len < 20]
+    width = min(lengths) if lengths else 8
+    width = max(width, len(str(base)) if base else 0)
+
+    def texts(numbers: list[int]) -> list[str]:
+        out = [str(base + k) if base else str(k).zfill(width) for k in numbers]
+        if out and max(len(t) for t in out) > width:
+            raise ValueError(f"{field_.name} {column}: too many stays for {width} digits")
+        return out
+
+    return texts
+
+
+def stays(eng, field_: domain.PmsiField, year: int, people: People, rng: np.random.Generator) -> Block:
+    persons = people.persons
+    lo = np.asarray(persons.cols["_LO"], dtype=np.int64)
+    hi = np.asarray(persons.cols["_HI"], dtype=np.int64)
+    age = np.asarray(persons.cols["_AGE"], dtype=float)
+    ylo = np.maximum(lo, max(date(year, 1, 1).toordinal(), eng.start))
+    yhi = np.minimum(hi, min(date(year, 12, 31).toordinal(), eng.end))
+    alive = ylo <= yhi
+    hospitalised = alive & (rng.random(persons.n) < RATES[field_.name] * (0.4 + age / 50))
+    if eng.first_chunk:  # every field-year has a few stays, even in a tiny delivery
+        hospitalised[np.flatnonzero(alive)[:3]] = True
+    per = np.where(hospitalised, 1 + np.minimum(rng.poisson(REPEATS[field_.name], persons.n), 4), 0)
+    p = np.repeat(np.arange(persons.n), per)
+    m = len(p)
+    admission = ylo[p] + (rng.random(m) * (yhi[p] - ylo[p] + 1)).astype(np.int64)
+    if field_.name == "MCO":
+        los = np.where(rng.random(m) < 0.45, 0, np.minimum(rng.geometric(0.2, m), 45))
+    elif "outpatient" in field_.name:
+        los = np.zeros(m, dtype=np.int64)
+    elif field_.name == "SSR":
+        los = rng.integers(5, 60, m)
+    elif field_.name == "HAD":
+        los = rng.integers(3, 90, m)
+    else:
+        los = rng.integers(1, 40, m)
+    discharge = np.minimum(admission + los, yhi[p])
+    los = discharge - admission
+    order = np.lexsort((admission, p))
+    p, admission, discharge, los = p[order], admission[order], discharge[order], los[order]
+
+    eta_col, num_col = field_.stay_key
+    etas = [eng.establishments[i] for i in rng.integers(0, len(eng.establishments), m).tolist()]
+    numbers = []
+    for eta in etas:
+        key = ("stay", field_.name, year, eta)
+        eng.counters[key] = eng.counters.get(key, 0) + 1
+        numbers.append(eng.counters[key])
+    block = Block(m, parent=p)
+    block.set(eta_col, etas)
+    block.set(num_col, _number_format(eng, field_, num_col)(numbers))
+
+    identities = people.identities
+    main = rng.random(m) < 0.85
+    chosen = []
+    for k, person in enumerate(p.tolist()):
+        rows = people.identities_of[person]
+        chosen.append(rows[0] if main[k] or len(rows) == 1 else rows[1 + int(rng.integers(0, len(rows) - 1))])
+    psa = [identities.cols["BEN_NIR_PSA"][i] for i in chosen]
+    placeholder = rng.random(m) < 0.015
+    bad = (rng.random(m) < 0.03) & ~placeholder
+    if eng.first_chunk and m >= 3:  # every field-year shows a placeholder NIR and a bad return code
+        placeholder[1], bad[1], bad[2], placeholder[2] = True, False, True, False
+    which_bad = rng.integers(0, len(BAD_CODES), m)
+    block.set("NIR_ANO_17", [PLACEHOLDERS[k % 2] if ph else v for k, (v, ph) in
+                             enumerate(zip(psa, placeholder.tolist()))])
+    for j, code in enumerate(domain.PMSI_RETURN_CODES):
+        values = np.full(m, "0", dtype=object)
+        if code == "NIR_RET":
+            values[placeholder] = "1"
+        if code in BAD_CODES:
+            values[bad & (which_bad == BAD_CODES.index(code))] = "1"
+        block.set(code, values.tolist())
+    block.set("_IDENTITY", chosen)
+    block.set("_PERSON", p.tolist())
+
+    for column in ("EXE_SOI_DTD", "ENT_DAT"):
+        block.set(column, admission.tolist(), True)
+    for column in ("EXE_SOI_DTF", "SOR_DAT"):
+        block.set(column, discharge.tolist(), True)
+    adm_d = [date.fromordinal(o) for o in admission.tolist()]
+    dis_d = [date.fromordinal(o) for o in discharge.tolist()]
+    block.set("SOR_ANN", [str(d.year) for d in dis_d])
+    block.set("SOR_MOI", [d.month for d in dis_d])
+    for column, days in (("ENT_AM", adm_d), ("EXE_SOI_AMD", adm_d), ("SOR_AM", dis_d), ("EXE_SOI_AMF", dis_d)):
+        block.set(column, [f"{d.year:04d}{d.month:02d}" for d in days])
+    block.set("SEJ_NBJ", los.tolist())
+    birth = np.asarray(persons.cols["_BIRTH"], dtype=np.int64)[p]
+    age_days = np.maximum(admission - birth, 0)
+    block.set("AGE_ANN", ["" if a < 365 else min(a // 365, 120) for a in age_days.tolist()])
+    block.set("AGE_JOU", [a if a < 365 else "" for a in age_days.tolist()])
+    newborn = (age_days < 28).tolist()  # gestational age and birth weight describe births only
+    block.set("AGE_GES", [int(g) if b else "" for g, b in zip(rng.integers(36, 42, m).tolist(), newborn)])
+    block.set("POI_NAI", [int(w) if b else "" for w, b in zip(rng.integers(2500, 4200, m).tolist(), newborn)])
+    sex = persons.cols["BEN_SEX_COD"]
+    block.set("COD_SEX", [str(sex[i]) for i in p.tolist()])
+    dpt = persons.cols["BEN_RES_DPT"]
+    block.set("BDI_DEP", [str(dpt[i])[-2:] for i in p.tolist()])
+
+    main_codes, main_p = eng.weighted_codes("DGN_PAL", C.STAY_DIAGNOSES, "T_MCOaaB")
+    block.set("DGN_PAL", [main_codes[i] for i in rng.choice(len(main_codes), m, p=main_p).tolist()])
+    related = [c for c in eng.codes_for("DGN_REL", ["E119", "I10", "E1190", "N183"], "T_MCOaaB")] or [""]
+    rel = rng.integers(0, len(related), m)
+    block.set("DGN_REL", [related[r] if x < 0.3 else "" for r, x in zip(rel.tolist(), rng.random(m).tolist())])
+    cmd = rng.integers(1, 24, m)
+    letter = rng.choice(list("MCK"), m)
+    ghm_n = rng.integers(1, 60, m)
+    severity = rng.choice(list("1234JT"), m)
+    ghm = [f"{a:02d}{b}{c:02d}{d}" for a, b, c, d in zip(cmd.tolist(), letter.tolist(), ghm_n.tolist(),
+                                                         severity.tolist())]
+    errors = rng.random(m) < 0.01
+    block.set("GRG_GHM", ["90Z00Z" if e else g for g, e in zip(ghm, errors.tolist())])
+    block.set("SEJ_TYP", rng.choice(["A", "B"], m, p=[0.97, 0.03]).tolist())
+    entry = rng.choice(["8", "8", "8", "7", "6"], m)
+    block.set("ENT_MOD", entry.tolist())
+    block.set("ENT_PRV", ["5" if e == "8" and x < 0.3 else ("" if e == "8" else "1")
+                          for e, x in zip(entry.tolist(), rng.random(m).tolist())])
+    died = np.asarray([persons.cols["BEN_DCD_DTE"][i] for i in p.tolist()], dtype=np.int64) == discharge
+    exit_mode = np.where(died, "9", rng.choice(["8", "8", "8", "8", "7"], m))
+    block.set("SOR_MOD", exit_mode.tolist())
+    block.set("SOR_DES", ["1" if e == "7" else "" for e in exit_mode.tolist()])
+    block.set("NBR_DGN", np.minimum(rng.poisson(1.2, m), 4).tolist())
+    block.set("NBR_ACT", np.minimum(rng.poisson(0.9, m), 3).tolist())
+    block.set("NBR_RUM", rng.choice([1, 2], m, p=[0.85, 0.15]).tolist())
+    return block
+
+
+def _within(block: Block) -> list[int]:
+    """1, 2, 3... within each anchor row (rows of one anchor are contiguous)."""
+    parent = block.parent
+    if parent is None or not len(parent):
+        return []
+    return (np.arange(len(parent)) - np.searchsorted(parent, parent) + 1).tolist()
+
+
+@enricher(r"T_MCOaaD")
+def associated_diagnoses(eng, tp, block: Block, anchor, rng, year) -> None:
+    codes, p = eng.weighted_codes("ASS_DGN", C.ASSOCIATED_DIAGNOSES, tp.family)
+    block.set("ASS_DGN", [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()])
+    block.set("DGN_ASS_NUM", _within(block))
+
+
+@enricher(r"T_MCOaaA")
+def stay_acts(eng, tp, block: Block, anchor, rng, year) -> None:
+    codes, p = eng.weighted_codes("CDC_ACT", C.CCAM_ACTS, tp.family)
+    block.set("CDC_ACT", [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()])
+    block.set("NBR_EXE_ACT", [1] * block.n)
+    if anchor is not None and "SEJ_NBJ" in anchor.cols and block.n:
+        stay_days = np.asarray(anchor.cols["SEJ_NBJ"], dtype=np.int64)[block.parent]
+        block.set("ENT_DAT_DEL", (rng.random(block.n) * (stay_days + 1)).astype(np.int64).tolist())
+
+
+@enricher(r"T_MCOaaUM")
+def medical_units(eng, tp, block: Block, anchor, rng, year) -> None:
+    block.set("UM_ORD_NUM", _within(block))
+    if anchor is not None and "SEJ_NBJ" in anchor.cols and block.n:
+        stay_days = np.asarray(anchor.cols["SEJ_NBJ"], dtype=np.int64)[block.parent]
+        block.set("PAR_DUR_SEJ", stay_days.tolist())

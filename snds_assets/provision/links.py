@@ -1,0 +1,167 @@
+"""How rows reach a person (SPEC §3), shared by identification and extraction.
+
+Every rule here reads the domain model (keys, links, return codes, placeholders) instead of naming tables, so
+that a family added to the catalog is linked the same way as its siblings.
+"""
+from __future__ import annotations
+
+from datetime import date
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from .. import domain
+from ..catalog import Table
+from .source import ARCHIVE_SUFFIX, TableSource, read_optional
+
+PSA, RNG, IDT, ANO, NIR17 = "BEN_NIR_PSA", domain.RANK_COLUMN, domain.PERSON_COLUMN, domain.NIR_ANO_COLUMN, "NIR_ANO_17"
+YEAR = domain.YEAR_COLUMN
+NIR_UNIQUE = "NIR_UNIQUE"  # the identity's pseudo-NIR names exactly one person in the base (PMSI can use it)
+BENEFICIARIES = "IR_BEN_R"
+# Return codes that older PMSI years lack: an empty one means "not present", not a bad link.
+LATE_RETURN_CODES = frozenset({"COH_NAI_RET", "COH_SEX_RET"})
+
+
+class MissingTable(LookupError):
+    """A table the provision needs is not in the current state."""
+
+
+def as_date(df: DataFrame, column: str) -> Column:
+    """A date view of a date, timestamp or text column (text that is not a date gives null, never an error)."""
+    dtype = df.schema[column].dataType
+    if isinstance(dtype, T.DateType):
+        return F.col(column)
+    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType)):
+        return F.to_date(F.col(column))
+    return F.try_to_date(F.col(column).cast("string"))
+
+
+def in_period(df: DataFrame, column: str, start: date, end: date) -> Column:
+    """Inclusive on both edges; the 1600-01-01 convention is never in a real period."""
+    return as_date(df, column).between(F.lit(start), F.lit(end))
+
+
+def _eq(left: Column, ltype: T.DataType, right: Column, rtype: T.DataType) -> Column:
+    """Equality across the type drift of the schemas (RSA_NUM is an integer in T_MCOaaC, text in T_MCOaaD)."""
+    if ltype == rtype:
+        return left == right
+    numeric = (T.IntegralType, T.DecimalType, T.FractionalType)
+    if isinstance(ltype, T.StringType) and isinstance(rtype, numeric):
+        return left.try_cast(rtype) == right
+    if isinstance(rtype, T.StringType) and isinstance(ltype, numeric):
+        return left == right.try_cast(ltype)
+    if isinstance(ltype, numeric) and isinstance(rtype, numeric):
+        return left == right
+    return left.cast("string") == right.cast("string")
+
+
+def semi_join(rows: DataFrame, keys: DataFrame, columns: tuple[str, ...] | list[str], how: str = "left_semi",
+              broadcast: bool = False) -> DataFrame:
+    """``rows`` that have (``left_semi``) or lack (``left_anti``) a match in ``keys`` on ``columns``."""
+    columns = list(columns)
+    right = keys.select(*[F.col(c).alias(f"__k{i}") for i, c in enumerate(columns)])
+    if broadcast:
+        right = F.broadcast(right)
+    cond = reduce(lambda a, b: a & b, [
+        _eq(rows[c], rows.schema[c].dataType, right[f"__k{i}"], keys.schema[c].dataType) for i, c in enumerate(columns)
+    ])
+    return rows.join(right, on=cond, how=how)
+
+
+def link_columns(link: domain.Link) -> tuple[str, ...]:
+    return link.columns + ((YEAR,) if link.same_year else ())
+
+
+# --- Persons and identities -------------------------------------------------------------------------------
+def beneficiary_rows(source: TableSource) -> DataFrame:
+    """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex)."""
+    frames = [f for f in (source.read(BENEFICIARIES), read_optional(source, BENEFICIARIES + ARCHIVE_SUFFIX)) if f is not None]
+    if not frames:
+        raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified")
+    wanted = [PSA, RNG, IDT, ANO, domain.BIRTH_YEAR_COLUMN, domain.SEX_COLUMN]
+    cast = {RNG: "int", domain.BIRTH_YEAR_COLUMN: "int", domain.SEX_COLUMN: "int"}
+    parts = []
+    for frame in frames:
+        cols = []
+        for c in wanted:
+            col = F.col(c) if c in frame.columns else F.lit(None)
+            cols.append((col.try_cast(cast[c]) if c in cast else col.cast("string")).alias(c))
+        parts.append(frame.select(*cols))
+    rows = reduce(DataFrame.unionByName, parts)
+    return rows.where(F.col(IDT).isNotNull() & F.col(PSA).isNotNull())
+
+
+def identities(rows: DataFrame) -> DataFrame:
+    """One row per (pseudo-NIR, rank, person), with NIR_UNIQUE: does that pseudo-NIR name only this person?"""
+    ids = rows.groupBy(PSA, RNG, IDT).agg(F.max(ANO).alias(ANO))
+    per_nir = rows.groupBy(PSA).agg((F.countDistinct(IDT) == 1).alias(NIR_UNIQUE))
+    return ids.join(per_nir, PSA)
+
+
+def unique_nirs(rows: DataFrame) -> DataFrame:
+    """(BEN_NIR_PSA, BEN_IDT_ANO) of the pseudo-NIRs that resolve to exactly one person (twins excluded)."""
+    return (rows.groupBy(PSA).agg(F.countDistinct(IDT).alias("__n"), F.min(IDT).alias(IDT))
+            .where(F.col("__n") == 1).drop("__n"))
+
+
+# --- Rows that count for a person -----------------------------------------------------------------------------
+def valid_pmsi_links(df: DataFrame, start: date, end: date) -> DataFrame:
+    """Rows of a PMSI link table (C) whose patient link is good (SPEC §3), in the period.
+
+    Good: NIR_ANO_17 present and not a placeholder, every return code present equal to '0' (an empty
+    COH_*_RET, absent before 2013, does not count as bad).
+    """
+    cond = in_period(df, domain.CARE_START, start, end) if domain.CARE_START in df.columns else F.lit(False)
+    cond = cond & F.col(NIR17).isNotNull() & ~F.col(NIR17).isin(*sorted(domain.PLACEHOLDER_NIRS))
+    for code in domain.PMSI_RETURN_CODES:
+        if code in df.columns:
+            value = F.trim(F.col(code).cast("string"))
+            cond = cond & ((value == "0") | (value.isNull() if code in LATE_RETURN_CODES else F.lit(False)))
+    return df.where(cond)
+
+
+def not_information_only(df: DataFrame) -> Column:
+    """DPN_QLF 71 marks a line sent for information only; an empty DPN_QLF counts as a real line."""
+    if domain.DPN_QLF_COLUMN not in df.columns:
+        return F.lit(True)
+    value = F.col(domain.DPN_QLF_COLUMN).cast("string").try_cast("int")
+    return F.coalesce(value != F.lit(domain.INFORMATION_ONLY_DPN_QLF), F.lit(True))
+
+
+def overlaps(df: DataFrame, start_col: str, end_col: str, start: date, end: date) -> Column:
+    """[start_col, end_col] meets the period; an empty or 1600-01-01 end means ongoing, an unknown start always began."""
+    begin, finish = as_date(df, start_col), as_date(df, end_col)
+    started = begin.isNull() | (begin <= F.lit(end))
+    ongoing = finish.isNull() | (finish == F.lit(domain.UNKNOWN_DATE)) | (finish >= F.lit(start))
+    return started & ongoing
+
+
+def dated_rows(table: Table, df: DataFrame, start: date, end: date, targeting: bool) -> DataFrame:
+    """Patient-bearing rows within the period: care lines by start of care (targeting also drops
+    information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link; referentials as they are."""
+    if domain.is_link_table(table):
+        return valid_pmsi_links(df, start, end)
+    if domain.ALD_START in df.columns and domain.ALD_END in df.columns and targeting:
+        return df.where(overlaps(df, domain.ALD_START, domain.ALD_END, start, end))
+    date_col = domain.care_date_column(table)
+    if date_col and date_col in df.columns:
+        df = df.where(in_period(df, date_col, start, end))
+        if targeting:
+            df = df.where(not_information_only(df))
+    return df
+
+
+def match_codes(df: DataFrame, columns: tuple[str, ...], codes: tuple[str, ...], mode: str) -> Column:
+    """Any of ``columns`` holds one of ``codes`` (``prefix``: starts with one of them)."""
+    conds = []
+    for column in columns:
+        if column not in df.columns:
+            continue
+        value = F.upper(F.trim(F.col(column).cast("string")))
+        if mode == "prefix":
+            conds.extend(value.startswith(code) for code in codes)
+        else:
+            conds.append(value.isin(*codes))
+    return reduce(lambda a, b: a | b, conds) if conds else F.lit(False)

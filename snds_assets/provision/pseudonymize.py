@@ -1,0 +1,91 @@
+"""Project pseudonyms (SPEC §3): SNDS pseudonyms become keyed hashes that only make sense inside one project.
+
+``NUM_ENQ = HMAC-SHA256(k_NUM_ENQ, pseudo-NIR)`` where ``k_NUM_ENQ = HMAC-SHA256(project secret, label)``.
+The same pseudo-NIR gives the same NUM_ENQ whether it comes from BEN_NIR_PSA (DCIR) or NIR_ANO_17 (PMSI);
+two projects have independent secrets, so their pseudonyms cannot be linked. The hash runs as Spark's built-in
+``hmac`` expression (no Python UDF). Spark plans carry only the per-label sub-key, never the project secret,
+which is generated once and stored only under ``<lake>/restricted/projects/<ID>/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from .. import domain
+from ..config import Settings
+from ..lake import Lake
+from . import storage
+
+SECRET_FILE = "secret.key"
+SECRET_BYTES = 32
+_CONTEXT = b"snds_assets/project-pseudonym/"
+
+
+def secret_path(settings: Settings, project_id: str) -> str:
+    return Lake(settings.lake).restricted(project_id, SECRET_FILE)
+
+
+def project_secret(settings: Settings, project_id: str) -> bytes:
+    """The project's secret, created on first use (owner-only file) and never changed afterwards."""
+    path = secret_path(settings, project_id)
+    data = storage.read_bytes(path)
+    if data is None:
+        storage.write_bytes(path, secrets.token_bytes(SECRET_BYTES), private=True, exclusive=True)
+        data = storage.read_bytes(path)
+    if data is None or len(data) != SECRET_BYTES:
+        raise ValueError(f"the secret of project {project_id} under restricted/ is damaged; restore it from backup "
+                         "(a new secret would change every pseudonym of the project)")
+    return data
+
+
+def label_of(column: str) -> str:
+    """The pseudonym family of an SNDS column: BEN_NIR_PSA and NIR_ANO_17 share NUM_ENQ's."""
+    return domain.PROJECT_PSEUDONYMS.get(column, column)
+
+
+def subkey(secret: bytes, label: str) -> bytes:
+    return hmac.new(secret, _CONTEXT + label.encode("utf-8"), hashlib.sha256).digest()
+
+
+def pseudonym_value(value: str | None, secret: bytes, label: str) -> str | None:
+    """The pseudonym of one value, computed in Python (the reference for the Spark expression)."""
+    if value is None or str(value).strip() == "":
+        return None
+    return hmac.new(subkey(secret, label), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def pseudonym(column: Column | str, secret: bytes, label: str) -> Column:
+    """Spark expression of a project pseudonym (lower-case hex, null for a null or blank value)."""
+    value = (F.col(column) if isinstance(column, str) else column).cast("string")
+    digest = F.lower(F.hex(F.hmac(F.lit(subkey(secret, label)), F.encode(value, "UTF-8"))))
+    return F.when(value.isNotNull() & (F.trim(value) != ""), digest)
+
+
+def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> DataFrame:
+    """Replace every patient pseudonym column: BEN_NIR_PSA / NIR_ANO_17 -> NUM_ENQ, BEN_IDT_ANO -> NUM_ENQ_IDT,
+    BEN_NIR_ANO -> NUM_ENQ_ANO; other patient pseudonyms (NIR_ANO_MAM...) are hashed in place, or dropped.
+    """
+    out: list[Column] = []
+    produced: set[str] = set()
+    for name in df.columns:
+        if name in domain.PROJECT_PSEUDONYMS:
+            target = domain.PROJECT_PSEUDONYMS[name]
+            if target in produced:
+                continue
+            produced.add(target)
+            out.append(pseudonym(name, secret, label_of(name)).alias(target))
+        elif name in domain.OTHER_PATIENT_PSEUDONYMS:
+            if not drop_other:
+                out.append(pseudonym(name, secret, label_of(name)).alias(name))
+        else:
+            out.append(F.col(name))
+    return df.select(*out)
+
+
+def pseudonymized_name(column: str) -> str:
+    """The name a column has in an extract."""
+    return domain.PROJECT_PSEUDONYMS.get(column, column)

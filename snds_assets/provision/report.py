@@ -1,0 +1,195 @@
+"""The extraction report of a project (SPEC §5): ``<lake>/reports/projects/<ID>.json`` and a readable .html twin.
+
+It holds counts, never a pseudonym: unresolved identifiers are listed by their line in the project's CSV (the
+values themselves are listed under restricted/ only).
+"""
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+from ..checks import ERROR
+from ..config import Settings
+from ..lake import Lake
+from . import storage
+from .request import ProjectRequest
+
+FOUND_BY = ("identified", "targeted", "both")
+
+
+def _checks(items) -> list[dict]:
+    return [c.to_report() if hasattr(c, "to_report") else dict(c) for c in items or []]
+
+
+def build_report(request: ProjectRequest, cohort_info: dict | None, extract_infos) -> dict:
+    """The report as a JSON-ready dict, from what run_cohort and run_extract returned or recorded."""
+    if isinstance(extract_infos, dict):
+        infos = dict(extract_infos)
+    else:
+        infos = {i["family"]: i for i in extract_infos or []}
+    report: dict = {
+        "project": request.id,
+        "title": request.title,
+        "period": {"start": request.period_start.isoformat(), "end": request.period_end.isoformat()},
+        "request_fingerprint": request.fingerprint,
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    deliveries: set[str] = set()
+    failed: list[str] = []
+    if cohort_info:
+        cohort_checks = _checks(cohort_info.get("checks"))
+        report["cohort"] = {
+            "size": cohort_info["persons"],
+            "found_by": {k: cohort_info.get(f"{k}_only" if k != "both" else k, 0) for k in FOUND_BY},
+            "identified": cohort_info["identified"],
+            "targeted": cohort_info["targeted"],
+            "identities": cohort_info["identities"],
+            "targeted_before_filters": cohort_info.get("targeted_before_filters"),
+            "criteria": cohort_info.get("criteria") or {},
+            "criteria_tables_missing": cohort_info.get("criteria_tables_missing") or [],
+            "built_at": cohort_info.get("built_at"),
+            "deliveries": cohort_info.get("deliveries") or {},
+            "checks": cohort_checks,
+        }
+        ids = cohort_info.get("identifiers")
+        report["identifiers"] = None if not ids else {
+            "rows": ids["rows"], "resolved": ids["resolved"], "ambiguous": ids["ambiguous"], "unknown": ids["unknown"],
+            "by_method": ids.get("by_method", {}),
+            "unresolved": cohort_info.get("unresolved") or [],
+            "unresolved_not_listed": cohort_info.get("unresolved_not_listed", 0),
+            "values": "listed under restricted/projects/<ID>/identifiers.json only",
+        }
+        for fams in (cohort_info.get("deliveries") or {}).values():
+            deliveries.update(fams)
+        failed += [f"cohort: {c['name']}" for c in cohort_checks if not c["passed"] and c["severity"] == ERROR]
+    else:
+        report["cohort"] = None
+        report["identifiers"] = None
+    tables = {}
+    for family in request.tables:
+        info = infos.get(family)
+        if info is None:
+            tables[family] = {"status": "not extracted", "rows": 0}
+            continue
+        checks = _checks(info.get("checks"))
+        stale = bool(cohort_info) and info.get("cohort_run") not in (None, cohort_info.get("cohort_run"))
+        tables[family] = {
+            "status": "stale (extracted for an earlier cohort)" if stale else info.get("status", "extracted"),
+            "rows": info.get("rows", 0),
+            "columns": info.get("columns", []),
+            "deliveries": info.get("deliveries", []),
+            "deliveries_linked": info.get("deliveries_linked", {}),
+            "links": info.get("links", []),
+            "path": info.get("path"),
+            "extracted_at": info.get("extracted_at"),
+            "checks": checks,
+        }
+        deliveries.update(info.get("deliveries") or [])
+        failed += [f"{family}: {c['name']}" for c in checks if not c["passed"] and c["severity"] == ERROR]
+    report["tables"] = tables
+    report["rows_total"] = sum(t["rows"] for t in tables.values())
+    report["deliveries_used"] = sorted(deliveries)
+    complete = cohort_info is not None and all(t["status"] in ("extracted", "not delivered") for t in tables.values())
+    report["status"] = "failed" if failed else ("complete" if complete else "incomplete")
+    report["failed_checks"] = failed
+    return report
+
+
+def write_project_report(settings: Settings, request: ProjectRequest, cohort_info: dict | None,
+                         extract_infos) -> dict:
+    """Write the JSON report and its HTML twin; returns the report."""
+    lake = Lake(settings.lake)
+    report = build_report(request, cohort_info, extract_infos)
+    storage.write_json(lake.project_report(request.id), report)
+    storage.write_bytes(lake.project_report(request.id, "html"), render_html(report).encode("utf-8"))
+    return report
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+def _bars(items: list[tuple[str, int]], colour: str, width: int = 560) -> str:
+    """A horizontal bar chart as inline SVG (no script, no external resource)."""
+    if not items:
+        return "<p><em>nothing to show</em></p>"
+    label_w, bar_h, gap = 170, 20, 8
+    top = max((v for _, v in items), default=0) or 1
+    height = len(items) * (bar_h + gap) + gap
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    for i, (label, value) in enumerate(items):
+        y = gap + i * (bar_h + gap)
+        w = max(int((width - label_w - 80) * value / top), 1) if value else 0
+        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" font-size="12">{html.escape(label)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 6}" y="{y + 15}" font-size="12">{value:,}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _check_rows(prefix: str, checks: list[dict]) -> list[list]:
+    return [[prefix, c["name"], c["severity"], "not evaluated" if not c.get("evaluated", True)
+             else ("passed" if c["passed"] else "FAILED"), c.get("failures", 0), c.get("details", "")] for c in checks]
+
+
+def render_html(report: dict) -> str:
+    esc = html.escape
+    cohort, ids = report.get("cohort"), report.get("identifiers")
+    out = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Project {esc(report['project'])}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}"
+        ".failed{color:#b00}</style></head><body>",
+        f"<h1>Project {esc(report['project'])}</h1><p>{esc(report['title'])}</p>",
+        f"<p>Period {esc(report['period']['start'])} to {esc(report['period']['end'])} (inclusive). "
+        f"Status: <strong class='{'failed' if report['status'] == 'failed' else ''}'>{esc(report['status'])}</strong>. "
+        f"Generated {esc(report['generated_at'])}.</p>",
+    ]
+    if report.get("failed_checks"):
+        out.append("<p class='failed'>Failed checks: " + esc(", ".join(report["failed_checks"])) + "</p>")
+    out.append("<h2>Cohort</h2>")
+    if cohort:
+        out.append(f"<p>{cohort['size']:,} persons ({cohort['identities']:,} identities).</p>")
+        labels = {"identified": "identified only", "targeted": "targeted only", "both": "identified and targeted"}
+        out.append(_bars([(labels[k], cohort["found_by"].get(k, 0)) for k in FOUND_BY], "#3b7dd8"))
+        if cohort["criteria"]:
+            out.append("<h3>Criteria</h3>" + _table(
+                ["item", "codes", "persons matching (before age/sex filters)"],
+                [[k, v["label"], v["persons"]] for k, v in cohort["criteria"].items()]))
+            out.append(f"<p>Targeted before the age and sex filters: {cohort['targeted_before_filters']}; after: "
+                       f"{cohort['targeted']}.</p>")
+        if cohort["criteria_tables_missing"]:
+            out.append("<p>Tables not in the current state (criteria not searched there): "
+                       + esc(", ".join(cohort["criteria_tables_missing"])) + "</p>")
+    else:
+        out.append("<p><em>The cohort has not been identified yet.</em></p>")
+    out.append("<h2>Identifiers</h2>")
+    if ids:
+        out.append(_table(["rows", "resolved", "ambiguous (twins)", "unknown"],
+                          [[ids["rows"], ids["resolved"], ids["ambiguous"], ids["unknown"]]]))
+        if ids["unresolved"]:
+            more = ids.get("unresolved_not_listed", 0)
+            out.append("<p>Unresolved identifiers, by line of the project's file (values under restricted/ only)"
+                       + (f"; {more:,} more not listed here" if more else "") + ":</p>")
+            out.append(_table(["line", "resolved by", "status", "persons"],
+                              [[u["line"], u["method"], u["status"], u["persons"]] for u in ids["unresolved"]]))
+    else:
+        out.append("<p>The project brought no identifiers.</p>")
+    out.append("<h2>Tables</h2>")
+    tables = report["tables"]
+    out.append(_bars([(f, t["rows"]) for f, t in tables.items()], "#2e9e6a"))
+    out.append(_table(["table", "status", "rows", "deliveries used", "columns"],
+                      [[f, t["status"], t["rows"], ", ".join(t.get("deliveries", [])), len(t.get("columns", []))]
+                       for f, t in tables.items()]))
+    check_rows = _check_rows("cohort", cohort["checks"]) if cohort else []
+    for f, t in tables.items():
+        check_rows += _check_rows(f, t.get("checks", []))
+    if check_rows:
+        out.append("<h2>Checks</h2>" + _table(["on", "check", "severity", "verdict", "failures", "details"], check_rows))
+    out.append("<h2>Deliveries used</h2><p>" + esc(", ".join(report["deliveries_used"]) or "none") + "</p>")
+    out.append("</body></html>")
+    return "\n".join(out)

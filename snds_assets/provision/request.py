@@ -1,0 +1,378 @@
+"""Research project requests (SPEC §3): ``$SNDS_PROJECTS/<PROJECT_ID>.yaml`` and its identifiers CSV.
+
+A request is validated completely before anything runs, with one-line messages that say what to fix, so that
+a bad request is refused by the sensor and the CLI instead of failing half-way through an extraction.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from .. import domain
+from ..catalog import Catalog
+from ..config import Settings
+
+PROJECT_ID = re.compile(r"^[a-z0-9_-]+$")
+IDENTIFIER_COLUMNS = ("BEN_IDT_ANO", "BEN_NIR_PSA", "BEN_RNG_GEM", "NIR_ANO_17")
+TOP_LEVEL_KEYS = {"id", "title", "period", "tables", "columns", "cohort"}
+COHORT_KEYS = {"identifiers", "criteria"}
+CRITERIA_KEYS = {"any_of", "all_of", "age", "sex"}
+SEX_CODES = (1, 2, 9)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text and are validated here with a clear message."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as written; the message names the project and what to fix."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One ciblage item: ``kind`` (diagnosis, act, drug, ald) with its code list."""
+
+    kind: str
+    codes: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{','.join(self.codes)}"
+
+
+@dataclass(frozen=True)
+class Criteria:
+    any_of: tuple[Criterion, ...] = ()
+    all_of: tuple[Criterion, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    sex: tuple[int, ...] | None = None
+
+    @property
+    def items(self) -> list[tuple[str, Criterion]]:
+        """Every item with a stable name (``any_of[0]``...), the name the cohort reports matches by."""
+        return [(f"any_of[{i}]", c) for i, c in enumerate(self.any_of)] + \
+               [(f"all_of[{i}]", c) for i, c in enumerate(self.all_of)]
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """One row of the identifiers CSV (``line`` is its line number in the file, header = line 1)."""
+
+    line: int
+    ben_idt_ano: str | None = None
+    ben_nir_psa: str | None = None
+    ben_rng_gem: int | None = None
+    nir_ano_17: str | None = None
+
+    @property
+    def method(self) -> str:
+        """The most specific non-empty value resolves the row (SPEC §3)."""
+        if self.ben_idt_ano:
+            return "BEN_IDT_ANO"
+        if self.ben_nir_psa and self.ben_rng_gem is not None:
+            return "BEN_NIR_PSA+BEN_RNG_GEM"
+        if self.ben_nir_psa:
+            return "BEN_NIR_PSA"
+        if self.nir_ano_17:
+            return "NIR_ANO_17"
+        return "none"
+
+
+@dataclass
+class ProjectRequest:
+    id: str
+    title: str
+    period_start: date
+    period_end: date
+    tables: list[str]
+    columns: dict[str, list[str]]
+    identifiers_file: Path | None
+    criteria: Criteria | None
+    path: Path
+    identifiers: list[Identifier] = field(default_factory=list, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.path)
+
+
+def request_path(settings: Settings, project_id: str) -> Path:
+    return Path(settings.projects) / f"{project_id}.yaml"
+
+
+def list_requests(settings: Settings) -> list[tuple[str, str]]:
+    """(project id, content fingerprint) of every request file, for the sensor to notice new or changed ones.
+
+    The fingerprint covers the YAML and the identifiers CSV it names, so editing either re-runs the project.
+    Files whose name is not a valid project id are listed too: loading them reports the problem.
+    """
+    folder = Path(settings.projects)
+    if not folder.is_dir():
+        return []
+    return [(p.stem, request_fingerprint(p)) for p in sorted(folder.glob("*.yaml")) if p.is_file()]
+
+
+def request_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    raw = path.read_bytes() if path.is_file() else b""
+    digest.update(raw)
+    try:
+        data = yaml.load(raw.decode("utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        name = ((data or {}).get("cohort") or {}).get("identifiers") if isinstance(data, dict) else None
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        name = None
+    if isinstance(name, str):
+        ids = path.parent / name
+        digest.update(b"\0" + (ids.read_bytes() if ids.is_file() else b"<missing>"))
+    return digest.hexdigest()[:16]
+
+
+def load_request(settings: Settings, catalog: Catalog, project_id: str) -> ProjectRequest:
+    """Read and validate ``$SNDS_PROJECTS/<project_id>.yaml`` (and its identifiers CSV)."""
+    if not PROJECT_ID.fullmatch(project_id or ""):
+        raise RequestError(f"bad project id {project_id!r}: use lower-case letters, digits, '_' and '-' only")
+    path = request_path(settings, project_id)
+    if not path.is_file():
+        raise RequestError(f"project {project_id}: no request file {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequestError(f"project {project_id}: cannot read {path} ({exc})") from exc
+    return parse_request(text, catalog, path, project_id)
+
+
+def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | None = None) -> ProjectRequest:
+    """Validate a request's YAML text; ``path`` locates the identifiers CSV (beside the YAML)."""
+    pid = project_id or path.stem
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RequestError(f"project {pid}: YAML syntax error{where}: {problem}") from exc
+
+    def fail(message: str) -> RequestError:
+        return RequestError(f"project {pid}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail("the request must be a YAML mapping with id, period, tables and cohort")
+    unknown = sorted(set(map(str, data)) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    rid = data.get("id")
+    if rid is None:
+        raise fail("missing 'id'")
+    if not isinstance(rid, str) or not PROJECT_ID.fullmatch(rid):
+        raise fail(f"bad id {rid!r}: use lower-case letters, digits, '_' and '-' only")
+    if rid != pid:
+        raise fail(f"id {rid!r} differs from the file name {path.name!r}: name the file {rid}.yaml")
+    title = data.get("title") or rid
+    if not isinstance(title, str):
+        raise fail("'title' must be text")
+
+    start, end = _period(data.get("period"), fail)
+    tables = _tables(data.get("tables"), catalog, fail)
+    columns = _columns(data.get("columns"), tables, catalog, fail)
+    cohort = data.get("cohort")
+    if not isinstance(cohort, dict) or not cohort:
+        raise fail("missing 'cohort': give identifiers (a CSV beside the request) and/or criteria")
+    unknown = sorted(set(map(str, cohort)) - COHORT_KEYS)
+    if unknown:
+        raise fail(f"unknown cohort key {unknown[0]!r} (expected: identifiers, criteria)")
+    identifiers_file, identifiers = None, []
+    if cohort.get("identifiers") is not None:
+        identifiers_file, identifiers = _identifiers(cohort["identifiers"], path.parent, fail)
+    criteria = _criteria(cohort["criteria"], fail) if cohort.get("criteria") is not None else None
+    if identifiers_file is None and criteria is None:
+        raise fail("the cohort needs identifiers or criteria")
+    return ProjectRequest(rid, title, start, end, tables, columns, identifiers_file, criteria, path, identifiers)
+
+
+def _date(value, what: str, fail) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise fail(f"bad period {what} {value!r}: use YYYY-MM-DD") from None
+
+
+def _period(value, fail) -> tuple[date, date]:
+    if not isinstance(value, dict) or "start" not in value or "end" not in value:
+        raise fail("missing period: give period: {start: YYYY-MM-DD, end: YYYY-MM-DD}")
+    extra = sorted(set(map(str, value)) - {"start", "end"})
+    if extra:
+        raise fail(f"unknown period key {extra[0]!r} (expected: start, end)")
+    start, end = _date(value["start"], "start", fail), _date(value["end"], "end", fail)
+    if start > end:
+        raise fail(f"bad period: start {start} is after end {end}")
+    if start <= domain.UNKNOWN_DATE:
+        raise fail(f"bad period: start {start} is not a real date")
+    return start, end
+
+
+def _tables(value, catalog: Catalog, fail) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise fail("'tables' must list at least one table family (e.g. [IR_BEN_R, ER_PRS_F])")
+    out: list[str] = []
+    for name in value:
+        if not isinstance(name, str):
+            raise fail(f"bad table name {name!r}")
+        if name not in catalog:
+            try:
+                family = catalog.resolve(name)[0].name
+            except KeyError:
+                raise fail(f"unknown table {name!r}: not in the catalog") from None
+            raise fail(f"table {name!r} is one year of family {family}: list the family {family}")
+        try:
+            domain.patient_path(catalog, name)
+        except LookupError:
+            raise fail(f"table {name} has no path to a patient identifier: it cannot be cut per cohort") from None
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _columns(value, tables: list[str], catalog: Catalog, fail) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail("'columns' must map a table family to its list of columns")
+    out: dict[str, list[str]] = {}
+    for family, cols in value.items():
+        if family not in catalog:
+            raise fail(f"unknown table {family!r} in columns")
+        if family not in tables:
+            raise fail(f"columns given for {family}, which is not in tables")
+        if not isinstance(cols, list) or not cols:
+            raise fail(f"columns of {family} must be a non-empty list")
+        known = catalog[family].by_name
+        names: list[str] = []
+        for col in cols:
+            name = str(col).upper()
+            if name not in known:
+                raise fail(f"unknown column {col!r} in table {family}")
+            if name not in names:
+                names.append(name)
+        out[family] = names
+    return out
+
+
+def _criteria(value, fail) -> Criteria:
+    if not isinstance(value, dict):
+        raise fail("'criteria' must be a mapping with any_of, all_of, age, sex")
+    unknown = sorted(set(map(str, value)) - CRITERIA_KEYS)
+    if unknown:
+        raise fail(f"unknown criterion {unknown[0]!r} (expected: {', '.join(sorted(CRITERIA_KEYS))})")
+    any_of = tuple(_item(v, f"any_of[{i}]", fail) for i, v in enumerate(_list(value.get("any_of"), "any_of", fail)))
+    all_of = tuple(_item(v, f"all_of[{i}]", fail) for i, v in enumerate(_list(value.get("all_of"), "all_of", fail)))
+    if not any_of and not all_of:
+        raise fail("criteria need at least one any_of or all_of item (age and sex only filter targeted persons)")
+    age_min = age_max = None
+    age = value.get("age")
+    if age is not None:
+        if not isinstance(age, dict) or not age or set(map(str, age)) - {"min", "max"}:
+            raise fail("age must be {min: N, max: N} (either bound may be left out)")
+        for bound in ("min", "max"):
+            v = age.get(bound)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise fail(f"age {bound} must be a whole number of years, not {v!r}")
+        age_min, age_max = age.get("min"), age.get("max")
+        if age_min is not None and age_max is not None and age_min > age_max:
+            raise fail(f"age min {age_min} is above age max {age_max}")
+    sex = value.get("sex")
+    if sex is not None:
+        if not isinstance(sex, list) or not sex or any(isinstance(s, bool) or s not in SEX_CODES for s in sex):
+            raise fail(f"sex must list codes among {list(SEX_CODES)} (1 male, 2 female, 9 unknown), not {sex!r}")
+        sex = tuple(sorted(set(sex)))
+    return Criteria(any_of, all_of, age_min, age_max, sex)
+
+
+def _list(value, name: str, fail) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(f"{name} must be a list of criteria")
+    return value
+
+
+def _item(value, where: str, fail) -> Criterion:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise fail(f"{where}: a criterion is one of {', '.join(domain.CRITERIA)} with its codes, "
+                   "e.g. {diagnosis: {icd10: [U071]}}")
+    (kind, spec), = value.items()
+    if kind not in domain.CRITERIA:
+        raise fail(f"{where}: unknown criterion {kind!r} (expected: {', '.join(domain.CRITERIA)})")
+    code_key = domain.CRITERIA[kind][0]
+    if not isinstance(spec, dict) or set(map(str, spec)) != {code_key}:
+        raise fail(f"{where}: {kind} takes {{{code_key}: [codes]}}")
+    codes = spec[code_key]
+    if not isinstance(codes, list) or not codes:
+        raise fail(f"{where}: {kind} needs a non-empty list of {code_key} codes")
+    clean = []
+    for code in codes:
+        text = str(code).strip().upper()
+        if not text or isinstance(code, (bool, float)) or not re.fullmatch(r"[A-Z0-9.+*-]+", text):
+            raise fail(f"{where}: bad {code_key} code {code!r}")
+        clean.append(text.replace(".", ""))
+    return Criterion(kind, tuple(dict.fromkeys(clean)))
+
+
+def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
+    if not isinstance(name, str) or not name.strip():
+        raise fail("cohort identifiers must name a CSV file beside the request")
+    path = (folder / name).resolve()
+    if not path.is_file():
+        raise fail(f"missing identifiers file {name} (looked for {path})")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read identifiers file {name} as UTF-8 ({exc})") from None
+    return path, parse_identifiers(text, name, fail)
+
+
+def parse_identifiers(text: str, name: str, fail) -> list[Identifier]:
+    """Rows of an identifiers CSV (``,`` or ``;``, header row with any of IDENTIFIER_COLUMNS)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise fail(f"identifiers file {name} is empty: it needs a header row")
+    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().upper() for h in next(reader)]
+    known = [h for h in header if h in IDENTIFIER_COLUMNS]
+    if not known:
+        raise fail(f"identifiers file {name}: the header names none of {', '.join(IDENTIFIER_COLUMNS)}")
+    unknown = [h for h in header if h and h not in IDENTIFIER_COLUMNS]
+    if unknown:
+        raise fail(f"identifiers file {name}: unknown column {unknown[0]!r} (expected: {', '.join(IDENTIFIER_COLUMNS)})")
+    if len(set(header)) != len(header):
+        raise fail(f"identifiers file {name}: a column is named twice in the header")
+    out: list[Identifier] = []
+    for row in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in row):
+            continue
+        if len(row) > len(header):
+            raise fail(f"identifiers file {name} line {line}: {len(row)} values for {len(header)} columns")
+        values = {h: (row[i].strip() if i < len(row) else "") or None for i, h in enumerate(header)}
+        rank = values.get("BEN_RNG_GEM")
+        if rank is not None:
+            try:
+                rank = int(rank)
+            except ValueError:
+                raise fail(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a number") from None
+        out.append(Identifier(line, values.get("BEN_IDT_ANO"), values.get("BEN_NIR_PSA"), rank,
+                              values.get("NIR_ANO_17")))
+    return out

@@ -1,0 +1,312 @@
+"""What the Dagster assets (and `snds extract`) call: build and write a project's cohort, its extracts, its report.
+
+Layout (SPEC §5):
+    <lake>/projects/<ID>/cohort/*.parquet          the cohort, project pseudonyms only
+    <lake>/projects/<ID>/<FAMILY>/*.parquet        one extract per family of the request
+    <lake>/reports/projects/<ID>.json (+ .html)    the extraction report
+    <lake>/restricted/projects/<ID>/               secret.key, correspondence/, cohort/, identifiers/,
+                                                   identifiers.json (unresolved identifiers with their values),
+                                                   info/*.json (what each step did, for the report)
+Every Parquet folder is written to <lake>/_staging first and published by rename.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from .. import domain
+from ..catalog import Catalog
+from ..checks import ERROR, WARN, CheckOutcome
+from ..config import Settings
+from ..lake import Lake
+from . import storage
+from .extract import Selector, allowed_output_columns, granted_columns
+from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
+from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
+from .pseudonymize import project_secret, pseudonym, pseudonymize
+from .report import write_project_report
+from .request import ProjectRequest
+from .source import DELIVERY_COLUMN, TableSource
+
+COHORT = "cohort"
+NUM_ENQ, NUM_ENQ_IDT, NUM_ENQ_ANO = (domain.PROJECT_PSEUDONYMS[c] for c in ("BEN_NIR_PSA", IDT, ANO))
+ROWS_PER_FILE = 1_000_000
+SAMPLE = 10
+UNRESOLVED_LISTED = 1000  # in the report; restricted/ lists them all
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_parquet(df: DataFrame, lake: Lake, target: str, files: int | None = None) -> None:
+    """Write ``df`` under ``target`` atomically: into the staging area, then one rename."""
+    staging = lake.staging("provision", f"{uuid.uuid4().hex}")
+    if files:
+        df = df.coalesce(files)
+    df.write.mode("error").parquet(staging)
+    storage.publish_dir(staging, target)
+
+
+def _info_path(lake: Lake, project_id: str, name: str) -> str:
+    return lake.restricted(project_id, "info", f"{name}.json")
+
+
+def _jsonable(info: dict) -> dict:
+    return {k: ([c.to_report() for c in v] if k == "checks" else v) for k, v in info.items()}
+
+
+def _pseudonym_values(df: DataFrame, raw: DataFrame) -> tuple[int, list[str]]:
+    """How many values of ``df``'s text columns are SNDS pseudonyms of ``raw`` (column ``v``), and where."""
+    text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+    if not text:
+        return 0, []
+    cells = df.select(F.explode(F.array(*[F.struct(F.lit(c).alias("c"), F.col(c).alias("v")) for c in text])).alias("x"))
+    found = (cells.select("x.c", "x.v").where(F.col("v").isNotNull())
+             .join(F.broadcast(raw), "v", "left_semi").groupBy("c").count().collect())
+    return sum(r["count"] for r in found), sorted(r["c"] for r in found)
+
+
+def _raw_pseudonyms(correspondence: DataFrame) -> DataFrame:
+    """Every SNDS pseudonym of the cohort's identities, as one column ``v``."""
+    parts = [correspondence.select(F.col(c).cast("string").alias("v")) for c in (IDT, PSA, ANO) if c in correspondence.columns]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out.where(F.col("v").isNotNull()).distinct()
+
+
+def _no_snds_pseudonym(df: DataFrame, correspondence: DataFrame, name: str = "no_snds_pseudonym") -> CheckOutcome:
+    named = sorted(set(df.columns) & set(domain.PROJECT_PSEUDONYMS))
+    failures, columns = _pseudonym_values(df, _raw_pseudonyms(correspondence))
+    details = f"SNDS pseudonym columns present: {', '.join(named)}" if named else ""
+    return CheckOutcome(name, name, ERROR, passed=not named and failures == 0, failures=failures + len(named),
+                        columns=sorted(set(columns) | set(named)), details=details)
+
+
+# --- Cohort ------------------------------------------------------------------------------------------------
+def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, request: ProjectRequest,
+               source: TableSource) -> dict:
+    """Identify the cohort and write it: project space (project pseudonyms) and restricted/ (correspondence)."""
+    lake = Lake(settings.lake)
+    secret = project_secret(settings, request.id)
+    result = build_cohort(spark, catalog, request, source)
+    try:
+        files = max(1, result.counts["persons"] // ROWS_PER_FILE)
+        correspondence = result.identities.select(
+            IDT, pseudonym(IDT, secret, NUM_ENQ_IDT).alias(NUM_ENQ_IDT),
+            PSA, RNG, pseudonym(PSA, secret, NUM_ENQ).alias(NUM_ENQ),
+            ANO, pseudonym(ANO, secret, NUM_ENQ_ANO).alias(NUM_ENQ_ANO), NIR_UNIQUE,
+        )
+        write_parquet(correspondence, lake, lake.restricted(request.id, "correspondence"), files)
+        write_parquet(result.cohort, lake, lake.restricted(request.id, COHORT), files)
+        project_cohort = pseudonymize(result.cohort, secret).orderBy(NUM_ENQ_IDT)
+        write_parquet(project_cohort, lake, lake.project(request.id, COHORT), files)
+        if result.resolution is not None:
+            write_parquet(result.resolution, lake, lake.restricted(request.id, "identifiers"), 1)
+            storage.write_json(lake.restricted(request.id, "identifiers.json"), {
+                "project": request.id, "file": str(request.identifiers_file), "counts": result.counts["identifiers"],
+                "unresolved": result.unresolved,
+            })
+        written = spark.read.parquet(lake.project(request.id, COHORT))
+        checks = [_unresolved_check(result), _no_snds_pseudonym(written, spark.read.parquet(
+            lake.restricted(request.id, "correspondence")))]
+    finally:
+        result.unpersist()
+    removed = _prune(lake, request)
+    counts = result.counts
+    ids = counts.get("identifiers") or {}
+    info = {
+        "project": request.id, "request_fingerprint": request.fingerprint, "cohort_run": uuid.uuid4().hex,
+        "built_at": _now(), "path": lake.project(request.id, COHORT),
+        "persons": counts["persons"], "identified": counts["identified"], "targeted": counts["targeted"],
+        "identified_only": counts["identified_only"], "targeted_only": counts["targeted_only"],
+        "both": counts["both"], "identities": counts["identities"],
+        "identifiers_rows": ids.get("rows", 0), "identifiers_resolved": ids.get("resolved", 0),
+        "identifiers_ambiguous": ids.get("ambiguous", 0), "identifiers_unknown": ids.get("unknown", 0),
+        "identifiers": ids or None,
+        "unresolved": [{"line": u["LINE"], "method": u["METHOD"], "status": u["STATUS"], "persons": u["PERSONS"]}
+                       for u in result.unresolved[:UNRESOLVED_LISTED]],
+        "unresolved_not_listed": max(0, len(result.unresolved) - UNRESOLVED_LISTED),
+        "criteria": counts.get("criteria", {}),
+        "targeted_before_filters": counts.get("targeted_before_filters"),
+        "criteria_tables_missing": counts.get("criteria_tables_missing", []),
+        "deliveries": result.sources,
+        "removed_extracts": removed,
+        "checks": checks,
+    }
+    storage.write_json(_info_path(lake, request.id, COHORT), _jsonable(info))
+    return info
+
+
+def _unresolved_check(result: CohortResult) -> CheckOutcome:
+    name = "unresolved_identifiers"
+    if result.resolution is None:
+        return CheckOutcome(name, name, WARN, True, evaluated=False, details="the project brought no identifiers")
+    ids = result.counts["identifiers"]
+    bad = ids[AMBIGUOUS] + ids[UNKNOWN]
+    sample = [{"line": u["LINE"], "method": u["METHOD"], "status": u["STATUS"], "persons": u["PERSONS"]}
+              for u in result.unresolved[:SAMPLE]]
+    return CheckOutcome(name, name, WARN, passed=bad == 0, failures=bad, sample=sample,
+                        details=f"{ids['rows']} identifiers: {ids['resolved']} resolved, {ids[AMBIGUOUS]} ambiguous "
+                                f"(twins), {ids[UNKNOWN]} unknown; values listed under restricted/ only")
+
+
+def _prune(lake: Lake, request: ProjectRequest) -> list[str]:
+    """Extracts of families the request no longer grants leave the project space (and the report)."""
+    keep = {COHORT, *request.tables}
+    removed = [d for d in storage.list_dirs(lake.project(request.id)) if d not in keep]
+    for name in removed:
+        storage.remove(lake.project(request.id, name))
+        storage.remove(_info_path(lake, request.id, name))
+    return removed
+
+
+def load_cohort(spark: SparkSession, settings: Settings, request: ProjectRequest) -> tuple[CohortResult, dict]:
+    """The cohort run_cohort wrote, with its identities, for the extracts of the same request version."""
+    lake = Lake(settings.lake)
+    info = storage.read_json(_info_path(lake, request.id, COHORT))
+    if info is None:
+        raise MissingTable(f"project {request.id}: no cohort yet, identify the cohort first")
+    if info.get("request_fingerprint") != request.fingerprint:
+        raise MissingTable(f"project {request.id}: the cohort was identified for an earlier version of the request; "
+                           "identify the cohort again before extracting")
+    cohort = spark.read.parquet(lake.restricted(request.id, COHORT))
+    correspondence = spark.read.parquet(lake.restricted(request.id, "correspondence"))
+    counts = {"persons": info["persons"], "identities": info["identities"]}
+    return CohortResult(cohort, correspondence, None, counts), info
+
+
+# --- Extracts ------------------------------------------------------------------------------------------------
+def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, request: ProjectRequest, family: str,
+                source: TableSource) -> dict:
+    """Extract one family for the project into its space, atomically, and check what was written."""
+    lake = Lake(settings.lake)
+    if family not in request.tables:
+        raise ValueError(f"{family} is not in the perimeter of project {request.id}")
+    cohort, cohort_info = load_cohort(spark, settings, request)
+    secret = project_secret(settings, request.id)
+    target = lake.project(request.id, family)
+    table = catalog[family]
+    path = domain.patient_path(catalog, family)
+    info: dict = {"project": request.id, "family": family, "path": target, "cohort_run": cohort_info["cohort_run"],
+                  "extracted_at": _now(), "links": [f"{l.child} -> {l.parent} on {', '.join(l.columns)}" for l in path]}
+    selector = Selector(catalog, request, source, cohort)
+    try:
+        selection = selector.rows(family)
+    except MissingTable as exc:
+        storage.remove(target)
+        info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=str(exc),
+                    checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=str(exc))
+                            for n in ("belongs_to_cohort", "in_period", "granted_columns", "no_snds_pseudonym")])
+        storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
+        return info
+
+    date_col = domain.care_date_column(table)
+    observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
+    metrics = [F.count(F.lit(1)).alias("rows")]
+    metrics.append(F.collect_set(DELIVERY_COLUMN).alias("deliveries") if DELIVERY_COLUMN in selection.columns
+                   else F.array().cast("array<string>").alias("deliveries"))
+    if date_col and date_col in selection.columns:
+        outside = ~F.coalesce(in_period(selection, date_col, request.period_start, request.period_end), F.lit(False))
+        metrics.append(F.sum(F.when(outside, 1).otherwise(0)).alias("outside"))
+    observed = selection.observe(observation, *metrics)
+    columns = granted_columns(catalog, request, family, selection.columns)
+    output = pseudonymize(observed.select(*columns), secret)
+    write_parquet(output, lake, target)
+    got = observation.get
+    rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
+
+    written = spark.read.parquet(target)
+    written_rows = written.count()
+    checks = [
+        _belongs_to_cohort(written, cohort.identities, selector, path),
+        _in_period_check(got.get("outside"), rows, date_col, path),
+        _granted_check(written, catalog, request, family),
+        _no_snds_pseudonym(written, cohort.identities),
+        CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows, failures=abs(written_rows - rows),
+                     details=f"{rows} rows selected, {written_rows} rows in the extract"),
+    ]
+    info.update(status="extracted", rows=written_rows, deliveries=deliveries,
+                deliveries_linked={l.parent: source.deliveries(l.parent) for l in path},
+                columns=written.columns, column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
+                checks=checks)
+    storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
+    return info
+
+
+def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
+    name = "belongs_to_cohort"
+    cols = set(written.columns)
+    if NUM_ENQ_IDT in cols:
+        keys, on = correspondence.select(NUM_ENQ_IDT).distinct(), [NUM_ENQ_IDT]
+    elif NUM_ENQ in cols and RNG in cols:
+        keys = correspondence.select(NUM_ENQ, F.col(RNG).try_cast("int").alias(RNG)).distinct()
+        written, on = written.withColumn(RNG, F.col(RNG).try_cast("int")), [NUM_ENQ, RNG]
+    elif NUM_ENQ in cols:
+        keys, on = correspondence.where(F.col(NIR_UNIQUE)).select(NUM_ENQ).distinct(), [NUM_ENQ]
+    elif path:
+        link = path[0]
+        on = list(link_columns(link))
+        orphans = semi_join(written, selector.rows(link.parent), on, how="left_anti").count()
+        return CheckOutcome(name, name, ERROR, passed=orphans == 0, failures=orphans, columns=on,
+                            details=f"every row links to a selected {link.parent} row")
+    else:
+        return CheckOutcome(name, name, ERROR, True, evaluated=False, details="no patient column to check")
+    orphans = written.join(F.broadcast(keys), on, "left_anti").count()
+    return CheckOutcome(name, name, ERROR, passed=orphans == 0, failures=orphans, columns=on,
+                        details="every row carries a project pseudonym of the cohort")
+
+
+def _in_period_check(outside, rows: int, date_col: str | None, path) -> CheckOutcome:
+    name = "in_period"
+    if outside is None:
+        via = f" (dated through {path[-1].parent})" if path else ""
+        return CheckOutcome(name, name, ERROR, True, evaluated=False, details=f"no care date on this table{via}")
+    return CheckOutcome(name, name, ERROR, passed=int(outside) == 0, failures=int(outside), columns=[date_col],
+                        details=f"{rows} rows checked on {date_col}")
+
+
+def _granted_check(written: DataFrame, catalog: Catalog, request: ProjectRequest, family: str) -> CheckOutcome:
+    name = "granted_columns"
+    allowed = allowed_output_columns(catalog, request, family)
+    extra = sorted(set(written.columns) - allowed)
+    return CheckOutcome(name, name, ERROR, passed=not extra, failures=len(extra), columns=extra,
+                        details="granted: " + ("all columns" if family not in request.columns
+                                               else ", ".join(request.columns[family])))
+
+
+# --- Report --------------------------------------------------------------------------------------------------
+def collect_infos(settings: Settings, request: ProjectRequest) -> tuple[dict | None, dict[str, dict]]:
+    """What the last cohort and extract runs of the project recorded (for a report written in another step)."""
+    lake = Lake(settings.lake)
+    cohort = storage.read_json(_info_path(lake, request.id, COHORT))
+    extracts = {}
+    for family in request.tables:
+        info = storage.read_json(_info_path(lake, request.id, family))
+        if info is not None:
+            extracts[family] = info
+    return cohort, extracts
+
+
+def build_project_report(settings: Settings, catalog: Catalog, request: ProjectRequest) -> dict:
+    """Write the project report from the recorded runs (the report asset's body)."""
+    cohort, extracts = collect_infos(settings, request)
+    return write_project_report(settings, request, cohort, extracts)
+
+
+def run_project(spark: SparkSession, settings: Settings, catalog: Catalog, request: ProjectRequest,
+                source: TableSource) -> dict:
+    """The whole chain in one call (cohort, every family of the request, report), for scripts and tests."""
+    cohort = run_cohort(spark, settings, catalog, request, source)
+    extracts = {family: run_extract(spark, settings, catalog, request, family, source) for family in request.tables}
+    return write_project_report(settings, request, cohort, extracts)
+
+
+__all__ = [
+    "build_project_report", "collect_infos", "load_cohort", "run_cohort", "run_extract", "run_project",
+    "write_parquet", "write_project_report",
+]

@@ -1,0 +1,148 @@
+"""Small-file I/O and directory publication in the lake, for a local folder or a URI (through fsspec).
+
+Spark writes the Parquet data; this module writes what Spark should not see (the project secret) or does not
+need to (JSON and HTML reports), and publishes a staged Parquet folder in one rename, so that a project never
+reads a half-written extract.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file://"):] if path.startswith("file://") else path)
+
+
+def _fs(path: str):
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(path)
+
+
+def exists(path: str) -> bool:
+    if is_uri(path):
+        fs, p = _fs(path)
+        return fs.exists(p)
+    return _local(path).exists()
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The file's content, or None when it does not exist."""
+    if is_uri(path):
+        fs, p = _fs(path)
+        return fs.cat_file(p) if fs.exists(p) else None
+    local = _local(path)
+    return local.read_bytes() if local.is_file() else None
+
+
+def write_bytes(path: str, data: bytes, private: bool = False, exclusive: bool = False) -> bool:
+    """Write a whole file atomically (temporary file + rename); ``private`` makes it readable by its owner only.
+
+    With ``exclusive``, an existing file is kept and False is returned: two concurrent writers agree on one
+    content (the project secret must never change once created).
+    """
+    if is_uri(path):
+        fs, p = _fs(path)
+        if exclusive and fs.exists(p):
+            return False
+        parent = p.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(p, data)
+        return True
+    local = _local(path)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    if private:
+        os.chmod(local.parent, 0o700)
+    tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        if exclusive:
+            try:
+                os.link(tmp, local)  # fails if the file exists: first writer wins
+            except FileExistsError:
+                return False
+            return True
+        os.replace(tmp, local)
+        return True
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str, data: dict) -> None:
+    write_bytes(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def read_json(path: str) -> dict | None:
+    data = read_bytes(path)
+    return None if data is None else json.loads(data.decode("utf-8"))
+
+
+def remove(path: str) -> None:
+    """Remove a file or a folder tree; nothing happens if it is absent."""
+    if is_uri(path):
+        fs, p = _fs(path)
+        if fs.exists(p):
+            fs.rm(p, recursive=True)
+        return
+    local = _local(path)
+    if local.is_dir():
+        shutil.rmtree(local)
+    elif local.exists():
+        local.unlink()
+
+
+def list_dirs(path: str) -> list[str]:
+    """Names of the sub-folders of a folder ([] when absent)."""
+    if is_uri(path):
+        fs, p = _fs(path)
+        if not fs.exists(p):
+            return []
+        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(p, detail=True) if e["type"] == "directory")
+    local = _local(path)
+    return sorted(d.name for d in local.iterdir() if d.is_dir()) if local.is_dir() else []
+
+
+def list_files(path: str) -> list[str]:
+    """Every file under a folder, recursively (full paths)."""
+    if is_uri(path):
+        fs, p = _fs(path)
+        return sorted(fs.find(p)) if fs.exists(p) else []
+    local = _local(path)
+    return sorted(str(f) for f in local.rglob("*") if f.is_file()) if local.is_dir() else []
+
+
+def publish_dir(staging: str, target: str) -> None:
+    """Replace ``target`` by the folder ``staging``: the old content is moved aside first, then dropped.
+
+    Locally both renames are atomic; a reader sees the old or the new folder, never a mix.
+    """
+    if is_uri(staging):
+        fs, src = _fs(staging)
+        _, dst = _fs(target)
+        old = f"{dst}.old-{uuid.uuid4().hex}"
+        if fs.exists(dst):
+            fs.mv(dst, old, recursive=True)
+        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(src, dst, recursive=True)
+        if fs.exists(old):
+            fs.rm(old, recursive=True)
+        return
+    src, dst = _local(staging), _local(target)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex}")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,586 @@
+"""The ``raw`` step: delivered files archived byte-identical under ``<lake>/raw/<DELIVERY_ID>/``, with file checks.
+
+Each file is streamed once from the landing zone to the lake. While it streams we compute its SHA-256 and size,
+count its data rows (newlines of the decompressed stream for ``.gz``), read its header with the manifest's
+delimiter and encoding, and validate the encoding. Hashing and writing run on a helper thread (both release the
+GIL) while the calling thread counts, inflates and decodes, so the copy costs little more than one read.
+
+A file is written under ``<lake>/_staging/`` and renamed into place: an interrupted copy never leaves a partial
+archive visible, and archiving the same delivery again replaces what was there.
+
+Tables whose name the catalog does not know are archived like the others (nothing received is lost) and come
+out with ``family=None`` and a failed ``columns`` check (ERROR): they cannot be verified nor curated, so the
+table is rejected in the report while the other tables are unaffected.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import os
+import posixpath
+import queue
+import threading
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import domain
+from ..catalog import Catalog, Table
+from ..checks import DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
+from ..config import Settings
+from ..lake import Lake
+from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, parse_manifest
+from .storage import (
+    filesystem, is_local, join, landing_path, read_manifest_bytes, remove_lake_file, walk_lake_files, write_lake_bytes,
+)
+
+CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
+INFLATE_LIMIT = 8 << 20  # most decompressed bytes held at once for a .gz file
+HEADER_LIMIT = 1 << 20  # a header line longer than this is not a CSV header
+SAMPLE_SIZE = 10
+_UTF8 = ("utf-8", "utf8")
+
+
+@dataclass
+class ArchivedFile:
+    """One delivered file as received and archived. ``rows`` is None when the file could not be read to its end."""
+
+    path: str  # relative to the delivery folder, as in the manifest
+    lake_path: str  # <lake>/raw/<ID>/<path>
+    present: bool
+    readable: bool
+    bytes: int
+    sha256: str
+    rows: int | None  # data rows, header excluded
+    header: list[str] | None  # upper-cased column names
+    error: str | None = None
+
+
+@dataclass
+class ArchivedTable:
+    """One delivered table (``T_MCO23B``) of a family (``T_MCOaaB``, None when the catalog does not know it)."""
+
+    delivered: DeliveredTable
+    family: str | None
+    year: int | None
+    mode: str | None  # the effective mode: the manifest's, else the domain default
+    files: list[ArchivedFile] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.delivered.table
+
+    @property
+    def rows_manifest(self) -> int:
+        return sum(f.rows for f in self.delivered.files)
+
+    @property
+    def readable_files(self) -> list[ArchivedFile]:
+        return [f for f in self.files if f.present and f.readable]
+
+    def check(self, name: str) -> CheckOutcome:
+        return next(c for c in self.checks if c.name == name)
+
+
+# --- Which delivered tables belong to which family ------------------------------------------------------------
+def families_of(catalog: Catalog, manifest: Manifest) -> dict[str, list[DeliveredTable]]:
+    """Family -> its delivered tables, in manifest order (PMSI years share a family). Unknown tables are left
+    out: see ``unknown_tables``."""
+    out: dict[str, list[DeliveredTable]] = {}
+    for delivered in manifest.tables:
+        try:
+            table, _ = catalog.resolve(delivered.table)
+        except KeyError:
+            continue
+        out.setdefault(table.name, []).append(delivered)
+    return out
+
+
+def unknown_tables(catalog: Catalog, manifest: Manifest) -> list[DeliveredTable]:
+    """Delivered tables that no schema of the catalog describes."""
+    out = []
+    for delivered in manifest.tables:
+        try:
+            catalog.resolve(delivered.table)
+        except KeyError:
+            out.append(delivered)
+    return out
+
+
+# --- The manifest -------------------------------------------------------------------------------------------
+def archive_manifest(settings: Settings, delivery_id: str, content: bytes | str | None = None) -> str:
+    """Copy manifest.json byte-identical to ``<lake>/raw/<ID>/manifest.json`` and return that path.
+
+    The manifest is validated first (ManifestError otherwise, nothing written). Files archived by an earlier
+    reception of the same delivery that its manifest no longer lists are removed, so the archive mirrors
+    the delivery as received this time.
+    """
+    data = read_manifest_bytes(settings.landing, delivery_id) if content is None else content
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    manifest = parse_manifest(data, expected_id=delivery_id)
+    lake = Lake(settings.lake)
+    target = lake.raw(delivery_id, MANIFEST)
+    write_lake_bytes(target, data)
+    listed = {f.path for t in manifest.tables for f in t.files} | {MANIFEST}
+    for stale in walk_lake_files(lake.raw(delivery_id)):
+        if stale not in listed:
+            remove_lake_file(lake.raw(delivery_id, stale))
+    return target
+
+
+# --- Tables -------------------------------------------------------------------------------------------------
+def archive_family(settings: Settings, catalog: Catalog, manifest: Manifest, family: str) -> list[ArchivedTable]:
+    """Archive and check every delivered table of one family (several for a PMSI family delivered per year)."""
+    return [archive_table(settings, catalog, manifest, d) for d in families_of(catalog, manifest).get(family, [])]
+
+
+def archive_unknown(settings: Settings, catalog: Catalog, manifest: Manifest) -> list[ArchivedTable]:
+    """Archive the delivered tables the catalog does not know; each comes out rejected by its columns check."""
+    return [archive_table(settings, catalog, manifest, d) for d in unknown_tables(catalog, manifest)]
+
+
+def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, delivered: DeliveredTable) -> ArchivedTable:
+    """Archive the files of one delivered table and evaluate file_present, checksum, row_count and columns."""
+    try:
+        table, year = catalog.resolve(delivered.table)
+    except KeyError:
+        table, year = None, None
+    mode = delivered.mode or (domain.default_mode(table) if table is not None else None)
+    lake = Lake(settings.lake)
+    staging = lake.staging("raw", manifest.delivery_id, uuid.uuid4().hex)
+    try:
+        files = [
+            archive_file(
+                landing_path(settings.landing, manifest.delivery_id, f.path),
+                lake.raw(manifest.delivery_id, f.path),
+                join(staging, f.path),
+                f.path, manifest.format, f.gzip,
+            )
+            for f in delivered.files
+        ]
+    finally:
+        _remove_tree(staging)
+    return ArchivedTable(
+        delivered=delivered, family=table.name if table is not None else None, year=year, mode=mode, files=files,
+        checks=raw_checks(table, delivered, files, manifest.format),
+    )
+
+
+def raw_fragment(archived: ArchivedTable) -> dict:
+    """The raw step's part of the reception report for one delivered table (see report.save_fragment)."""
+    return {
+        "family": archived.family,
+        "year": archived.year,
+        "mode": archived.mode,
+        "rows_manifest": archived.rows_manifest,
+        "checks": [c.to_report() for c in archived.checks],
+        "files": [
+            {"path": f.path, "present": f.present, "readable": f.readable, "bytes": f.bytes, "sha256": f.sha256,
+             "rows": f.rows, "error": f.error}
+            for f in archived.files
+        ],
+    }
+
+
+def _remove_tree(url: str) -> None:
+    fs, path = filesystem(url)
+    try:
+        fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+# --- One file -----------------------------------------------------------------------------------------------
+def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Format, gzip: bool) -> ArchivedFile:
+    """Stream ``source`` to ``target`` through ``staging``, measuring it on the way (see the module docstring).
+
+    A missing source removes any earlier archive of it. Failures to read the source make the file unreadable
+    (and leave no archive); failures to write the lake are raised.
+    """
+    src_fs, src_path = filesystem(source)
+    try:
+        src = src_fs.open(src_path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        remove_lake_file(target)
+        return ArchivedFile(relpath, target, False, False, 0, "", None, None, "missing: not in the delivery folder")
+    except OSError as exc:
+        remove_lake_file(target)
+        return ArchivedFile(relpath, target, True, False, 0, "", None, None, f"cannot open: {_one_line(exc)}")
+
+    stage_fs, stage_path = filesystem(staging)
+    stage_fs.makedirs(posixpath.dirname(stage_path), exist_ok=True)
+    scanner = TextScanner(fmt.encoding, fmt.delimiter, fmt.header)
+    inflater = None
+    read_error = None
+    try:
+        with src, stage_fs.open(stage_path, "wb") as out:
+            hasher = Hasher(out)
+            # Reading happens here; writing+hashing, inflating and scanning each on their own thread.
+            # Closed in list order: an inflate stage feeds the scan stage after it.
+            stages = [Stage(hasher.write, "raw-archive-write")]
+            scan = Stage(scanner.feed, "raw-archive-scan")
+            if gzip:
+                inflater = Inflater(scan.put)
+                stages.append(Stage(inflater.feed, "raw-archive-inflate"))
+            stages.append(scan)
+            feeds = stages[:2]
+            try:
+                while True:
+                    try:
+                        chunk = src.read(CHUNK_SIZE)
+                    except OSError as exc:
+                        read_error = f"read failed: {_one_line(exc)}"
+                        break
+                    if not chunk:
+                        break
+                    for stage in feeds:
+                        stage.put(chunk)
+            finally:
+                close_all(stages)
+        if read_error is not None:
+            remove_lake_file(staging)
+            remove_lake_file(target)
+            return ArchivedFile(relpath, target, True, False, hasher.size, "", None, None, read_error)
+        _publish(staging, target)
+    except BaseException:
+        remove_lake_file(staging)
+        raise
+
+    gzip_error = inflater.finish() if inflater is not None else None
+    rows, header, text_error = scanner.finish()
+    error = gzip_error or text_error
+    if gzip_error:
+        rows, header = None, None
+    return ArchivedFile(relpath, target, True, error is None, hasher.size, hasher.hexdigest, rows, header, error)
+
+
+def _publish(staging: str, target: str) -> None:
+    """Move a fully written staging file to its place in the archive (atomic on a local lake)."""
+    fs, src = filesystem(staging)
+    _, dst = filesystem(target)
+    fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+    if is_local(fs):
+        os.replace(src, dst)
+    else:
+        fs.mv(src, dst)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class Stage:
+    """A helper thread that applies ``fn`` to chunks in order, so that reading, hashing/writing and
+    inflating/scanning overlap (hashlib, file writes and zlib release the GIL). Errors are re-raised in the
+    calling thread."""
+
+    def __init__(self, fn: Callable[[bytes], None], name: str, depth: int = 3):
+        self._fn = fn
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is None:
+                try:
+                    self._fn(chunk)
+                except BaseException as exc:  # re-raised in the calling thread
+                    self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def close_all(stages: list[Stage]) -> None:
+    """Close every stage (so no thread is left behind), then raise the first error met."""
+    errors = []
+    for stage in stages:
+        try:
+            stage.close()
+        except BaseException as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+class Hasher:
+    """SHA-256 and size of the bytes written through it."""
+
+    def __init__(self, out):
+        self._out = out
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._sha.update(chunk)
+        self._out.write(chunk)
+        self.size += len(chunk)
+
+    @property
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+class Inflater:
+    """Streaming gzip decompression (several members allowed) with bounded output, feeding ``sink``.
+
+    Errors are recorded, not raised: a corrupt or truncated gzip is still archived as received, and reported.
+    """
+
+    def __init__(self, sink: Callable[[bytes], None]):
+        self._sink = sink
+        self._d = zlib.decompressobj(31)
+        self._started = False
+        self._padding = False
+        self.error: str | None = None
+        self.out_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            while data:
+                if self._padding or (self._d.eof and self._started):
+                    # After a member: another member, or zero padding (tolerated like gzip does).
+                    if self._padding or not data.strip(b"\0"):
+                        if data.strip(b"\0"):
+                            raise zlib.error("data after the zero padding that ends the gzip stream")
+                        self._padding = True
+                        return
+                    self._d = zlib.decompressobj(31)
+                self._started = True
+                out = self._d.decompress(data, INFLATE_LIMIT)
+                if out:
+                    self.out_bytes += len(out)
+                    self._sink(out)
+                data = self._d.unconsumed_tail if not self._d.eof else self._d.unused_data
+        except zlib.error as exc:
+            self.error = f"corrupt gzip after {self.out_bytes} decompressed bytes ({exc})"
+
+    def finish(self) -> str | None:
+        if self.error is None and not (self._d.eof or self._padding):
+            if not self._started:
+                self.error = "empty file: not a gzip stream"
+            else:
+                self.error = (f"truncated gzip: the compressed stream ends early "
+                              f"(after {self.out_bytes} decompressed bytes)")
+        return self.error
+
+
+class TextScanner:
+    """Counts lines, captures the header line and validates the declared encoding of a CSV byte stream."""
+
+    def __init__(self, encoding: str, delimiter: str, header: bool):
+        self._encoding = encoding.lower().replace("_", "-")
+        self._delimiter = delimiter
+        self._has_header = header
+        self._head = bytearray()
+        self._head_done = not header
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict") if self._encoding in _UTF8 else None
+        self.newlines = 0
+        self.size = 0
+        self._last = b""
+        self.error: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._head_done:
+            end = data.find(b"\n")
+            self._head += data if end < 0 else data[:end]
+            if end >= 0 or len(self._head) > HEADER_LIMIT:
+                self._head_done = True
+        if self._decoder is not None and self.error is None:
+            pending = len(self._decoder.getstate()[0])
+            if pending or not data.isascii():
+                try:
+                    self._decoder.decode(data)
+                except UnicodeDecodeError as exc:
+                    self._encoding_error(data, exc, pending)
+        self.newlines += data.count(b"\n")
+        self._last = data[-1:]
+        self.size += len(data)
+
+    def _encoding_error(self, data: bytes, exc: UnicodeDecodeError, pending: int) -> None:
+        start = max(exc.start - pending, 0)
+        line = self.newlines + data[:start].count(b"\n") + 1
+        bad = data[start:start + 1].hex() or "end"
+        self.error = (f"not valid {self._encoding} text at line {line}, byte {self.size + start} (0x{bad}): "
+                      f"the manifest declares {self._encoding}; is the file latin-1?")
+
+    def finish(self) -> tuple[int, list[str] | None, str | None]:
+        if self._decoder is not None and self.error is None:
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.error = (f"not valid {self._encoding} text: the file ends inside a multi-byte character "
+                              f"(byte {self.size})")
+        lines = self.newlines + (1 if self.size and self._last != b"\n" else 0)
+        if not self._has_header:
+            return lines, None, self.error
+        rows = max(lines - 1, 0)
+        if len(self._head) > HEADER_LIMIT:
+            return rows, [], self.error or f"the first line is longer than {HEADER_LIMIT} bytes: not a CSV header"
+        return rows, parse_header(bytes(self._head), self._encoding, self._delimiter), self.error
+
+
+def parse_header(line: bytes, encoding: str, delimiter: str) -> list[str]:
+    """Column names of a header line: BOM and line end stripped, CSV quoting honoured, upper-cased."""
+    codec = "utf-8-sig" if encoding in _UTF8 else encoding
+    text = line.decode(codec, errors="replace").rstrip("\r\n")
+    if not text.strip():
+        return []
+    try:
+        names = next(csv.reader([text], delimiter=delimiter))
+    except csv.Error:  # stray quotes or carriage returns: the columns check will show the odd names
+        names = text.split(delimiter)
+    return [c.strip().upper() for c in names]
+
+
+# --- File-level checks --------------------------------------------------------------------------------------
+def raw_checks(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format) -> list[CheckOutcome]:
+    expected = {f.path: f for f in delivered.files}
+    return [
+        check_file_present(files),
+        check_checksum(files, expected),
+        check_row_count(files, expected),
+        check_columns(table, delivered, files, fmt),
+    ]
+
+
+def _outcome(rule: str, failing: list, sample: list, evaluated: bool = True, details: str = "",
+             severity: str | None = None, columns: list[str] | None = None) -> CheckOutcome:
+    return CheckOutcome(
+        name=rule, rule=rule, severity=severity or DEFAULT_SEVERITY[rule], passed=not failing,
+        failures=len(failing), columns=columns or [], sample=sample[:SAMPLE_SIZE], evaluated=evaluated,
+        details=details,
+    )
+
+
+def check_file_present(files: list[ArchivedFile]) -> CheckOutcome:
+    """Files listed by the manifest that were not delivered, or cannot be read (corrupt gzip, wrong encoding)."""
+    failing = [f for f in files if not (f.present and f.readable)]
+    missing = sum(not f.present for f in failing)
+    details = f"{missing} missing, {len(failing) - missing} unreadable of {len(files)} files" if failing else ""
+    return _outcome("file_present", failing, [{"path": f.path, "error": f.error} for f in failing], details=details)
+
+
+def check_checksum(files: list[ArchivedFile], expected: dict[str, DeliveredFile]) -> CheckOutcome:
+    """Delivered files whose SHA-256 or size differ from the manifest (missing files are file_present's)."""
+    present = [f for f in files if f.present and f.sha256]
+    failing = [f for f in present if f.sha256 != expected[f.path].sha256 or f.bytes != expected[f.path].bytes]
+    sample = [
+        {"path": f.path, "expected_bytes": expected[f.path].bytes, "actual_bytes": f.bytes,
+         "expected_sha256": expected[f.path].sha256, "actual_sha256": f.sha256}
+        for f in failing
+    ]
+    return _outcome("checksum", failing, sample, evaluated=bool(present),
+                    details="" if present else "no delivered file to hash")
+
+
+def check_row_count(files: list[ArchivedFile], expected: dict[str, DeliveredFile]) -> CheckOutcome:
+    """Files whose data rows (header excluded) differ from the manifest's count."""
+    counted = [f for f in files if f.rows is not None]
+    failing = [f for f in counted if f.rows != expected[f.path].rows]
+    sample = [{"path": f.path, "expected": expected[f.path].rows, "actual": f.rows} for f in failing]
+    skipped = len(files) - len(counted)
+    details = f"{skipped} file(s) could not be counted (missing or unreadable)" if skipped else ""
+    if failing:
+        diff = sum(f.rows - expected[f.path].rows for f in failing)
+        details = "; ".join(x for x in (f"{diff:+d} rows against the manifest", details) if x)
+    return _outcome("row_count", failing, sample, evaluated=bool(counted), details=details)
+
+
+def check_columns(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format) -> CheckOutcome:
+    """Header columns against the catalog: missing, unknown, duplicated and reordered columns.
+
+    ERROR when a key or identifier column (domain.required_columns) is missing, as when a wrong delimiter makes
+    the whole header one column; otherwise WARN (unknown columns are kept as strings by curation).
+    """
+    if table is None:
+        return _outcome(
+            "columns", list(files), [{"path": f.path, "error": "table not in the catalog"} for f in files],
+            severity=ERROR,
+            details=f"{delivered.table} is not a table of the catalog (SNDS_SCHEMAS): its files are archived but "
+                    "cannot be verified nor curated",
+        )
+    if not fmt.header:
+        return _outcome("columns", [], [], evaluated=False,
+                        details="the files have no header line (format.header = false): columns are read in "
+                                "catalog order")
+    checked = [f for f in files if f.header is not None]
+    if not checked:
+        return _outcome("columns", [], [], evaluated=False, details="no readable file to read a header from")
+    required = set(domain.required_columns(table))
+    catalog_columns = list(table.columns)
+    known = set(catalog_columns)
+    failing, sample, problems, notes = [], [], [], []
+    severity = WARN
+    for f in checked:
+        header = f.header
+        missing = [c for c in catalog_columns if c not in header]
+        unknown = [c for c in dict.fromkeys(header) if c not in known]
+        duplicated = [c for c in dict.fromkeys(header) if header.count(c) > 1]
+        common_file = [c for c in dict.fromkeys(header) if c in known]
+        common_catalog = [c for c in catalog_columns if c in set(common_file)]
+        order = next((f"column {i + 1} is {a}, the catalog expects {b} there"
+                      for i, (a, b) in enumerate(zip(common_file, common_catalog)) if a != b), None)
+        missing_required = [c for c in missing if c in required]
+        if not (missing or unknown or duplicated or order):
+            continue
+        failing.append(f)
+        if missing_required:
+            severity = ERROR
+        entry: dict = {"path": f.path}
+        if missing_required:
+            entry["missing_required"] = missing_required
+        if missing:
+            entry["missing"] = missing
+        if unknown:
+            entry["unknown"] = unknown
+        if duplicated:
+            entry["duplicated"] = duplicated
+        if order:
+            entry["order"] = order
+        sample.append(entry)
+        for c in missing + unknown + duplicated:
+            if c not in problems:
+                problems.append(c)
+        parts = []
+        if missing_required:
+            parts.append(f"missing key/identifier columns {_names(missing_required)}")
+        if len(missing) > len(missing_required):
+            parts.append(f"{len(missing) - len(missing_required)} other missing column(s)")
+        if unknown:
+            parts.append(f"unknown columns {_names(unknown)}")
+        if duplicated:
+            parts.append(f"duplicated columns {_names(duplicated)}")
+        if order:
+            parts.append(f"order differs ({order})")
+        if len(header) == 1 and len(catalog_columns) > 1:
+            parts.append(f"the header is one single column: is the delimiter {fmt.delimiter!r} right?")
+        notes.append(f"{f.path}: " + "; ".join(parts))
+    return _outcome("columns", failing, sample, severity=severity, columns=problems, details=" | ".join(notes))
+
+
+def _names(columns: list[str], limit: int = 10, width: int = 60) -> str:
+    """Column names for a one-line message: long names (a whole header read as one column) are shortened."""
+    shown = [c if len(c) <= width else c[:width] + "…" for c in columns[:limit]]
+    return ", ".join(shown) + (f" and {len(columns) - limit} more" if len(columns) > limit else "")

@@ -1,0 +1,321 @@
+"""The reception report of a delivery (SPEC §6) and its readable twin.
+
+The raw and curated steps of each family run separately, so each saves a *fragment* per delivered table under
+``<lake>/reports/deliveries/_parts/<ID>/<TABLE>.<stage>.json``; the final step assembles them:
+
+- raw fragment: ``{"family", "year", "mode", "rows_manifest", "checks": [...]}`` (``archive.raw_fragment``);
+- curated fragment: ``{"rows_read", "rows_curated", "rows_rejected", "checks": [...]}``.
+
+A delivered table whose raw fragment is missing gets a failed ``file_present`` check, and one whose curated
+fragment is missing (curation failed or never ran, or the table is unknown to the catalog) a failed
+``rows_reconciled`` check: a table is never accepted without both verdicts. Saving a raw fragment discards the
+table's curated fragment, because a new archive makes the previous curation verdict stale.
+
+The JSON report (``<lake>/reports/deliveries/<ID>.json``) is exactly SPEC §6; the HTML twin beside it is the
+self-contained page an operator sends back to CNAM (no script, no external asset).
+"""
+from __future__ import annotations
+
+import html
+import json
+import posixpath
+from datetime import datetime, timezone
+
+from .. import domain
+from ..catalog import Catalog
+from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
+from ..config import Settings
+from ..lake import Lake, join
+from .manifest import DeliveredTable, Manifest
+from .storage import list_lake_files, read_lake_bytes, remove_lake_file, write_lake_bytes
+
+STAGES = ("raw", "curated")
+ACCEPTED, REJECTED = "accepted", "rejected"
+CHECK_KEYS = ("name", "rule", "columns", "severity", "passed", "failures", "sample", "evaluated", "details")
+TABLE_KEYS = ("family", "status", "mode", "rows_manifest", "rows_read", "rows_curated", "rows_rejected", "checks")
+
+
+# --- Fragments ----------------------------------------------------------------------------------------------
+def fragment_path(settings: Settings, delivery_id: str, delivered_name: str, stage: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"fragment stage must be one of {STAGES}, not {stage!r}")
+    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id, f"{delivered_name}.{stage}.json")
+
+
+def save_fragment(settings: Settings, delivery_id: str, delivered_name: str, stage: str, payload: dict) -> None:
+    """Store (overwrite) one step's verdict on one delivered table; a raw fragment invalidates the curated one."""
+    path = fragment_path(settings, delivery_id, delivered_name, stage)
+    write_lake_bytes(path, _dumps(payload).encode("utf-8"))
+    if stage == "raw":
+        remove_lake_file(fragment_path(settings, delivery_id, delivered_name, "curated"))
+
+
+def load_fragment(settings: Settings, delivery_id: str, delivered_name: str, stage: str) -> dict | None:
+    data = read_lake_bytes(fragment_path(settings, delivery_id, delivered_name, stage))
+    return None if data is None else json.loads(data)
+
+
+# --- Statuses -----------------------------------------------------------------------------------------------
+def table_status(checks: list[dict]) -> str:
+    """``rejected`` when an evaluated ERROR check failed, else ``accepted``."""
+    for check in checks:
+        if check.get("severity") == ERROR and not check.get("passed", True) and check.get("evaluated", True):
+            return REJECTED
+    return ACCEPTED
+
+
+def delivery_status(tables: dict[str, dict]) -> str:
+    return ACCEPTED if tables and all(t["status"] == ACCEPTED for t in tables.values()) else REJECTED
+
+
+# --- Assembly -----------------------------------------------------------------------------------------------
+def build_report(settings: Settings, catalog: Catalog, manifest: Manifest) -> dict:
+    """Assemble the fragments of every delivered table, decide the statuses, write the JSON and HTML reports."""
+    tables = {d.table: _table_entry(settings, catalog, manifest, d) for d in manifest.tables}
+    report = {"delivery_id": manifest.delivery_id, "status": delivery_status(tables), "tables": tables}
+    lake = Lake(settings.lake)
+    write_lake_bytes(lake.delivery_report(manifest.delivery_id), _dumps(report).encode("utf-8"))
+    write_lake_bytes(lake.delivery_report(manifest.delivery_id, "html"), render_html(report, manifest).encode("utf-8"))
+    return report
+
+
+def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, delivered: DeliveredTable) -> dict:
+    try:
+        table, _ = catalog.resolve(delivered.table)
+    except KeyError:
+        table = None
+    raw = load_fragment(settings, manifest.delivery_id, delivered.table, "raw")
+    curated = load_fragment(settings, manifest.delivery_id, delivered.table, "curated")
+    checks: list[dict] = []
+    if raw is not None:
+        checks += raw.get("checks", [])
+    else:
+        checks.append(_synthetic("file_present", len(delivered.files), "the raw step recorded no result for this "
+                                 "table (it did not run or it failed): its files were not verified"))
+    if table is None and not any(c.get("name") == "columns" for c in checks):
+        checks.append(_synthetic("columns", len(delivered.files),
+                                 f"{delivered.table} is not a table of the catalog (SNDS_SCHEMAS)"))
+    if curated is not None:
+        checks += curated.get("checks", [])
+    else:
+        why = ("the table is not in the catalog, so it cannot be curated" if table is None
+               else "no curated result for this table: curation did not run or it failed")
+        rows = sum(f.rows for f in delivered.files)
+        checks.append(_synthetic("rows_reconciled", rows, f"{why}; its {rows} announced rows are not accounted for"))
+    checks = [_check(c) for c in checks]
+    mode = (raw or {}).get("mode") or delivered.mode or (domain.default_mode(table) if table is not None else None)
+    entry = {
+        "family": (raw or {}).get("family") or (table.name if table is not None else None),
+        "status": table_status(checks),
+        "mode": mode,
+        "rows_manifest": sum(f.rows for f in delivered.files),
+        "rows_read": (curated or {}).get("rows_read"),
+        "rows_curated": (curated or {}).get("rows_curated"),
+        "rows_rejected": (curated or {}).get("rows_rejected"),
+        "checks": checks,
+    }
+    return {k: entry[k] for k in TABLE_KEYS}
+
+
+def _synthetic(rule: str, failures: int, details: str) -> dict:
+    """A failed verdict standing for a step that left none (files for file rules, rows otherwise)."""
+    return {"name": rule, "rule": rule, "columns": [], "severity": ERROR, "passed": False, "failures": failures,
+            "sample": [], "evaluated": True, "details": details}
+
+
+def _check(check: dict) -> dict:
+    """A check entry with SPEC §6's keys first, in order, then evaluated and details."""
+    defaults = {"rule": check.get("name"), "columns": [], "severity": DEFAULT_SEVERITY.get(check.get("name"), WARN),
+                "passed": True, "failures": 0, "sample": [], "evaluated": True, "details": ""}
+    out = {k: check.get(k, defaults.get(k)) for k in CHECK_KEYS}
+    out.update({k: v for k, v in check.items() if k not in out})
+    return out
+
+
+def _dumps(data) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+# --- Reading reports back -----------------------------------------------------------------------------------
+def load_report(settings: Settings, delivery_id: str) -> dict | None:
+    """The reception report of a delivery, or None when it has not been built."""
+    data = read_lake_bytes(Lake(settings.lake).delivery_report(delivery_id))
+    return None if data is None else json.loads(data)
+
+
+def list_reports(settings: Settings) -> list[dict]:
+    """Every reception report of the lake, ordered by delivery id (which orders deliveries by date)."""
+    folder = posixpath.dirname(Lake(settings.lake).delivery_report("x"))
+    reports = []
+    for url in list_lake_files(folder, ".json"):
+        data = read_lake_bytes(url)
+        if data is not None:
+            reports.append(json.loads(data))
+    return sorted(reports, key=lambda r: r.get("delivery_id", ""))
+
+
+# --- The readable twin --------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1100px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
+.accepted{color:#176b2c;font-weight:bold}.rejected{color:#b3261e;font-weight:bold}
+.badge{display:inline-block;padding:.15em .6em;border-radius:.3em;color:#fff}
+.badge.accepted{background:#2e7d32}.badge.rejected{background:#c62828}
+.ERROR{color:#b3261e}.WARN{color:#9a6700}pre{background:#f7f7f7;padding:.5em;white-space:pre-wrap;word-break:break-all;font-size:.85em}
+.muted{color:#666}
+"""
+
+
+def render_html(report: dict, manifest: Manifest | None = None) -> str:
+    """The report as one self-contained HTML page: summary, per-table counts, failed checks, two bar charts."""
+    e = html.escape
+    tables = report["tables"]
+    rejected = [n for n, t in tables.items() if t["status"] != ACCEPTED]
+    totals = {k: _sum(t.get(k) for t in tables.values())
+              for k in ("rows_manifest", "rows_read", "rows_curated", "rows_rejected")}
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Reception report {e(report['delivery_id'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Reception report of delivery {e(report['delivery_id'])} "
+        f"<span class=\"badge {e(report['status'])}\">{e(report['status'])}</span></h1>",
+    ]
+    meta = [f"{len(tables)} tables delivered, {len(tables) - len(rejected)} accepted, {len(rejected)} rejected"]
+    if manifest is not None:
+        meta.append(f"producer {e(manifest.producer)}, manifest created {e(manifest.created_at or 'n/a')}")
+    meta.append(f"report generated {now}")
+    out.append("<p>" + "<br>".join(meta) + "</p>")
+    out.append("<p>Rows announced " + _n(totals["rows_manifest"]) + ", read " + _n(totals["rows_read"])
+               + ", curated " + _n(totals["rows_curated"]) + ", rejected " + _n(totals["rows_rejected"]) + ".</p>")
+    if rejected:
+        out.append("<p>Rejected tables (an ERROR check failed; they do not reach any project): "
+                   + ", ".join(f"<b>{e(n)}</b>" for n in rejected) + ".</p>")
+
+    out.append("<h2>Tables</h2><table><tr><th>table</th><th>family</th><th>mode</th><th>status</th>"
+               "<th>rows announced</th><th>read</th><th>curated</th><th>rejected</th><th>failed checks</th></tr>")
+    for name, t in tables.items():
+        failed = ", ".join(f"{c['name']} ({c['severity']})" for c in t["checks"] if not c["passed"])
+        out.append(
+            f"<tr><td>{e(name)}</td><td>{e(str(t['family'] or '—'))}</td><td>{e(str(t['mode'] or '—'))}</td>"
+            f"<td class=\"{e(t['status'])}\">{e(t['status'])}</td>"
+            + "".join(f"<td class=\"n\">{_n(t.get(k))}</td>"
+                      for k in ("rows_manifest", "rows_read", "rows_curated", "rows_rejected"))
+            + f"<td>{e(failed) or '—'}</td></tr>"
+        )
+    out.append("</table>")
+
+    out.append("<h2>Charts</h2>")
+    out.append(_rows_chart(tables))
+    out.append(_rules_chart(tables))
+
+    out.append("<h2>Failed checks</h2>")
+    any_failed = False
+    for name, t in tables.items():
+        failed = [c for c in t["checks"] if not c["passed"]]
+        if not failed:
+            continue
+        any_failed = True
+        out.append(f"<h3>{e(name)} <span class=\"{e(t['status'])}\">{e(t['status'])}</span></h3>")
+        for c in failed:
+            unit = "file" if c["rule"] in RAW_RULES else "row"
+            plural = "" if c["failures"] == 1 else "s"
+            out.append(
+                f"<p><b class=\"{e(c['severity'])}\">{e(c['severity'])}</b> <b>{e(c['name'])}</b> "
+                f"(rule {e(c['rule'])}): {_n(c['failures'])} failing {unit}{plural}"
+                + (f"; columns {e(_short_list(c['columns']))}" if c["columns"] else "") + ".<br>"
+                f"<span class=\"muted\">{e(RULE_DESCRIPTIONS.get(c['name'], RULE_DESCRIPTIONS.get(c['rule'], '')))}</span>"
+                + (f"<br>{e(str(c['details']))}" if c.get("details") else "") + "</p>"
+            )
+            if c["sample"]:
+                out.append("<pre>" + e("\n".join(json.dumps(s, ensure_ascii=False, default=str)
+                                                   for s in c["sample"][:10])) + "</pre>")
+    if not any_failed:
+        out.append("<p>None: every check passed.</p>")
+
+    skipped = [(n, c) for n, t in tables.items() for c in t["checks"] if not c.get("evaluated", True)]
+    if skipped:
+        out.append("<h2>Checks not evaluated</h2><ul>")
+        out += [f"<li>{e(n)} — {e(c['name'])}: {e(str(c.get('details') or 'nothing to check'))}</li>" for n, c in skipped]
+        out.append("</ul>")
+
+    out.append("<h2>All checks</h2><table><tr><th>table</th><th>check</th><th>rule</th><th>severity</th>"
+               "<th>verdict</th><th>failures</th></tr>")
+    for name, t in tables.items():
+        for c in t["checks"]:
+            verdict = "not evaluated" if not c.get("evaluated", True) else ("passed" if c["passed"] else "failed")
+            out.append(f"<tr><td>{e(name)}</td><td>{e(c['name'])}</td><td>{e(c['rule'])}</td>"
+                       f"<td class=\"{e(c['severity'])}\">{e(c['severity'])}</td><td>{verdict}</td>"
+                       f"<td class=\"n\">{_n(c['failures'])}</td></tr>")
+    out.append("</table></body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _short_list(values: list, limit: int = 12, width: int = 60) -> str:
+    names = [str(v) if len(str(v)) <= width else str(v)[:width] + "…" for v in values[:limit]]
+    more = f" … ({len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(names) + more
+
+
+def _sum(values) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _n(value) -> str:
+    return "—" if value is None else f"{value:,}".replace(",", "\u202f")
+
+
+def _bars(title: str, items: list[tuple[str, list[tuple[int, str]]]], legend: list[tuple[str, str]]) -> str:
+    """A horizontal bar chart as inline SVG; each item is a label and stacked (value, colour) segments."""
+    e = html.escape
+    if not items:
+        return f"<p class=\"muted\">{e(title)}: nothing to show.</p>"
+    label_w, bar_w, row_h, top = 170, 460, 22, 30
+    biggest = max(sum(v for v, _ in segs) for _, segs in items) or 1
+    height = top + row_h * len(items) + 10
+    parts = [f'<svg role="img" aria-label="{e(title)}" width="{label_w + bar_w + 110}" height="{height}" '
+             f'viewBox="0 0 {label_w + bar_w + 110} {height}" style="font:12px sans-serif">',
+             f'<text x="0" y="14" font-weight="bold">{e(title)}</text>']
+    x_legend = label_w
+    for text, colour in legend:
+        parts.append(f'<rect x="{x_legend}" y="19" width="10" height="8" fill="{colour}"/>'
+                     f'<text x="{x_legend + 14}" y="27">{e(text)}</text>')
+        x_legend += 14 + 7 * len(text) + 16
+    for i, (label, segs) in enumerate(items):
+        y = top + i * row_h
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{e(label)}</text>')
+        x = float(label_w)
+        for value, colour in segs:
+            width = bar_w * value / biggest
+            if width > 0:
+                parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(width, 1):.1f}" height="{row_h - 8}" fill="{colour}"/>')
+            x += width
+        total = sum(v for v, _ in segs)
+        parts.append(f'<text x="{x + 5:.1f}" y="{y + 14}">{_n(total)}</text>')
+    parts.append("</svg>")
+    return "<p>" + "".join(parts) + "</p>"
+
+
+def _rows_chart(tables: dict[str, dict]) -> str:
+    items = []
+    for name, t in tables.items():
+        if t.get("rows_curated") is not None:
+            items.append((name, [(t["rows_curated"] or 0, "#2e7d32"), (t.get("rows_rejected") or 0, "#c62828")]))
+        else:
+            items.append((name, [(t.get("rows_manifest") or 0, "#9e9e9e")]))
+    return _bars("Rows per table", items,
+                 [("curated", "#2e7d32"), ("rejected", "#c62828"), ("announced, not curated", "#9e9e9e")])
+
+
+def _rules_chart(tables: dict[str, dict]) -> str:
+    by_rule: dict[str, list[int]] = {}
+    for t in tables.values():
+        for c in t["checks"]:
+            if not c["passed"]:
+                counts = by_rule.setdefault(c["rule"], [0, 0])
+                counts[0 if c["severity"] == ERROR else 1] += int(c["failures"] or 0)
+    items = [(f"{rule} ({'files' if rule in RAW_RULES else 'rows'})", [(err, "#c62828"), (warn, "#e0a100")])
+             for rule, (err, warn) in sorted(by_rule.items())]
+    return _bars("Failing rows (files for file rules) per rule", items, [("ERROR", "#c62828"), ("WARN", "#e0a100")])

@@ -1,0 +1,203 @@
+"""Where deliveries land and where the lake lives, reached through fsspec: a local folder or a URI.
+
+The landing zone is a local folder or ``az://<container>/<prefix>`` (Azure Blob / ADLS Gen2 through adlfs); the
+lake is a local folder or an ``abfss://`` URI. Azure credentials are never handled here: adlfs reads the standard
+variables (``AZURE_STORAGE_CONNECTION_STRING``, ``AZURE_STORAGE_ACCOUNT_NAME`` + ``AZURE_STORAGE_ACCOUNT_KEY`` or
+``AZURE_STORAGE_SAS_TOKEN``, else ``DefaultAzureCredential``), so no secret passes through our messages or logs.
+
+Every write is published whole: a local file is written under a temporary name and renamed; a blob only
+becomes visible when its upload is committed.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import uuid
+from dataclasses import dataclass
+from typing import IO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from .manifest import MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
+
+
+class DeliveryNotFound(ManifestError):
+    """The delivery folder, or its manifest, is not in the landing zone."""
+
+
+@dataclass(frozen=True)
+class LandingEntry:
+    """One folder of the landing zone: a delivery ready to be received (complete) or the reason it is skipped."""
+
+    delivery_id: str
+    complete: bool
+    reason: str | None = None
+
+
+class StorageError(ValueError):
+    """A landing zone or lake URI that cannot be reached as configured (missing credentials, unknown scheme)."""
+
+
+_SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AZURE_STORAGE_ACCOUNT_KEY|ClientSecret)=[^;&\s]*",
+                     re.IGNORECASE)
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of a local path or URI, and the path inside it (fsspec caches the instances)."""
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ValueError, ImportError) as exc:
+        scheme = url.split("://", 1)[0] if "://" in url else "file"
+        hint = (": set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
+                "AZURE_STORAGE_SAS_TOKEN or an Azure identity" if scheme in ("az", "abfs", "abfss") else "")
+        cause = _SECRET.sub(r"\1=<redacted>", _one_line(exc))
+        raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join a local path or a URI with ``/``-separated parts (manifest paths always use ``/``)."""
+    return posixpath.join(root.rstrip("/") if "://" in root else root, *parts)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --- Landing ------------------------------------------------------------------------------------------------
+def list_deliveries(landing: str) -> list[LandingEntry]:
+    """The folders of the landing zone, sorted by name.
+
+    A folder named like a delivery id is complete when its manifest.json exists (CNAM writes it last); any other
+    folder is listed as skipped with the reason. Whether the manifest can be read is ``read_manifest``'s call.
+    """
+    fs, root = filesystem(landing)
+    try:
+        children = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return []
+    entries = []
+    for child in sorted(children, key=lambda c: c["name"]):
+        if child.get("type") != "directory":
+            continue
+        name = posixpath.basename(child["name"].rstrip("/"))
+        if not valid_delivery_id(name):
+            entries.append(LandingEntry(name, False, "folder name is not a delivery id (YYYY-MM-DD[_suffix])"))
+        elif fs.exists(posixpath.join(child["name"].rstrip("/"), MANIFEST)):
+            entries.append(LandingEntry(name, True, None))
+        else:
+            entries.append(LandingEntry(name, False, "no manifest.json yet (delivery still being written)"))
+    return entries
+
+
+def landing_path(landing: str, delivery_id: str, *relpath: str) -> str:
+    return join(landing, delivery_id, *relpath)
+
+
+def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
+    """The manifest exactly as delivered; raises DeliveryNotFound or ManifestError with a one-line message."""
+    if not valid_delivery_id(delivery_id):
+        raise ManifestError(f"{delivery_id!r} is not a delivery id (YYYY-MM-DD[_suffix])")
+    fs, folder = filesystem(landing_path(landing, delivery_id))
+    try:
+        with fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        if not fs.isdir(folder):
+            raise DeliveryNotFound(f"delivery {delivery_id} not found in the landing zone {landing}") from exc
+        raise DeliveryNotFound(
+            f"delivery {delivery_id} is incomplete: {MANIFEST} is missing (CNAM writes it last)") from exc
+    except OSError as exc:
+        raise ManifestError(f"cannot read {MANIFEST} of delivery {delivery_id}: {_one_line(exc)}") from exc
+
+
+def read_manifest(landing: str, delivery_id: str) -> Manifest:
+    """The validated manifest of a delivery; its delivery_id must match its folder."""
+    data = read_manifest_bytes(landing, delivery_id)
+    try:
+        return parse_manifest(data, expected_id=delivery_id)
+    except ManifestError as exc:
+        raise ManifestError(_one_line(exc)) from exc
+
+
+def open_landing_file(landing: str, delivery_id: str, relpath: str) -> IO[bytes]:
+    """A delivered file opened for streaming reads (raises FileNotFoundError when it was not delivered)."""
+    fs, path = filesystem(landing_path(landing, delivery_id, relpath))
+    return fs.open(path, "rb")
+
+
+# --- Lake ---------------------------------------------------------------------------------------------------
+def open_lake_file(url: str, mode: str = "rb") -> IO:
+    """A lake file opened for reading or writing; writes create the parent folders."""
+    fs, path = filesystem(url)
+    if "w" in mode or "a" in mode:
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    return fs.open(path, mode)
+
+
+def lake_exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_lake_bytes(url: str) -> bytes | None:
+    """A lake file's content, or None when it does not exist."""
+    fs, path = filesystem(url)
+    try:
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_lake_bytes(url: str, data: bytes) -> str:
+    """Write a whole lake file so that readers see the old content or the new one, never a part."""
+    fs, path = filesystem(url)
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if is_local(fs):
+        tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        fs.pipe_file(path, data)
+    return url
+
+
+def remove_lake_file(url: str) -> bool:
+    """Remove a lake file if it exists; True when something was removed."""
+    fs, path = filesystem(url)
+    try:
+        fs.rm_file(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def list_lake_files(url: str, suffix: str = "") -> list[str]:
+    """Files directly under a lake folder (URLs, sorted), optionally only those ending with ``suffix``."""
+    fs, path = filesystem(url)
+    try:
+        children = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        return []
+    names = sorted(posixpath.basename(c["name"].rstrip("/")) for c in children if c.get("type") == "file")
+    return [join(url, n) for n in names if n.endswith(suffix)]
+
+
+def walk_lake_files(url: str) -> list[str]:
+    """Every file under a lake folder, as paths relative to it (``/``-separated, sorted)."""
+    fs, path = filesystem(url)
+    if not fs.isdir(path):
+        return []
+    root = path.rstrip("/") + "/"
+    return sorted(p[len(root):] if p.startswith(root) else p for p in fs.find(path))

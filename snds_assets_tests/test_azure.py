@@ -1,0 +1,330 @@
+"""Azure: the ABFS settings Spark gets for an abfss:// lake, and the landing zone on Azure Blob (a real Azurite).
+
+The landing tests upload deliveries with azure-storage-blob into Azurite and let the product read them through
+``SNDS_LANDING=az://<container>/<prefix>`` (adlfs), exactly as on an Azure storage account.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from snds_assets import azure
+from snds_assets.azure import AbfssLocation, abfs_conf, is_secret_setting, lake_session_conf
+from snds_assets.catalog import Catalog
+from snds_assets.config import Settings
+from snds_assets.reception.archive import archive_family, archive_manifest
+from snds_assets.reception.storage import list_deliveries, read_manifest
+
+from .reception_delivery import Delivery, csv_bytes, dummy_rows
+from .services import DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
+
+LAKE = "abfss://lake@snds.dfs.core.windows.net/prod"
+HOST = "snds.dfs.core.windows.net"
+KEY = "c2VjcmV0LWFjY291bnQta2V5LXZhbHVl=="
+SAS = "sv=2024-11-04&ss=b&srt=co&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=SECRETSIGNATURE%3D"
+CLIENT_SECRET = "sp-client-secret-value~123"
+TENANT = "11111111-2222-3333-4444-555555555555"
+CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SECRETS = (KEY, SAS, CLIENT_SECRET, "SECRETSIGNATURE")
+
+
+# --- The abfss:// lake: Hadoop ABFS settings ---------------------------------------------------------------------
+def test_abfss_uri_is_taken_apart():
+    where = AbfssLocation.parse("abfss://lake@snds.dfs.core.windows.net/prod/snds/")
+    assert (where.container, where.account, where.host, where.path) == ("lake", "snds", HOST, "/prod/snds")
+    assert AbfssLocation.parse("abfss://lake@gov1.dfs.core.usgovcloudapi.net").host == "gov1.dfs.core.usgovcloudapi.net"
+    for bad in ("az://lake/prod", "abfss://snds.dfs.core.windows.net/prod", "/data/lake"):
+        with pytest.raises(ValueError, match="abfss://<container>@<account>"):
+            AbfssLocation.parse(bad)
+
+
+def test_account_key_settings():
+    conf = abfs_conf(LAKE, {"AZURE_STORAGE_ACCOUNT_KEY": KEY})
+    assert conf.mode == "key"
+    assert dict(conf) == {
+        f"fs.azure.account.auth.type.{HOST}": "SharedKey",
+        f"fs.azure.account.key.{HOST}": KEY,
+    }
+
+
+def test_account_key_from_the_connection_string_of_the_same_account_only():
+    same = f"DefaultEndpointsProtocol=https;AccountName=snds;AccountKey={KEY};EndpointSuffix=core.windows.net"
+    assert dict(abfs_conf(LAKE, {"AZURE_STORAGE_CONNECTION_STRING": same}))[f"fs.azure.account.key.{HOST}"] == KEY
+    other = same.replace("AccountName=snds", "AccountName=landingacct")
+    conf = abfs_conf(LAKE, {"AZURE_STORAGE_CONNECTION_STRING": other})
+    assert conf.mode == "cluster" and dict(conf) == {}
+
+
+def test_sas_settings_use_the_fixed_token():
+    conf = abfs_conf(LAKE, {"AZURE_STORAGE_SAS_TOKEN": "?" + SAS})
+    assert conf.mode == "sas"
+    assert dict(conf) == {
+        f"fs.azure.account.auth.type.{HOST}": "SAS",
+        f"fs.azure.sas.fixed.token.{HOST}": SAS,  # the leading '?' of a copied SAS URL query is dropped
+    }
+    via_connection = abfs_conf(LAKE, {"AZURE_STORAGE_CONNECTION_STRING":
+                                      f"BlobEndpoint=https://snds.blob.core.windows.net/;SharedAccessSignature={SAS}"})
+    assert via_connection == conf
+
+
+def test_service_principal_oauth_settings():
+    env = {"AZURE_CLIENT_ID": CLIENT, "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": TENANT,
+           "AZURE_STORAGE_ACCOUNT_KEY": KEY, "AZURE_STORAGE_SAS_TOKEN": SAS}
+    conf = abfs_conf(LAKE, env)
+    assert conf.mode == "oauth"  # the most restricted credentials win when several are set
+    assert dict(conf) == {
+        f"fs.azure.account.auth.type.{HOST}": "OAuth",
+        f"fs.azure.account.oauth.provider.type.{HOST}": "org.apache.hadoop.fs.azurebfs.oauth2.ClientCredsTokenProvider",
+        f"fs.azure.account.oauth2.client.id.{HOST}": CLIENT,
+        f"fs.azure.account.oauth2.client.secret.{HOST}": CLIENT_SECRET,
+        f"fs.azure.account.oauth2.client.endpoint.{HOST}": f"https://login.microsoftonline.com/{TENANT}/oauth2/token",
+    }
+    adlfs_names = {"AZURE_STORAGE_CLIENT_ID": CLIENT, "AZURE_STORAGE_CLIENT_SECRET": CLIENT_SECRET,
+                   "AZURE_STORAGE_TENANT_ID": TENANT, "AZURE_AUTHORITY_HOST": "login.microsoftonline.us"}
+    sovereign = abfs_conf(LAKE, adlfs_names)
+    assert sovereign[f"fs.azure.account.oauth2.client.endpoint.{HOST}"] == \
+        f"https://login.microsoftonline.us/{TENANT}/oauth2/token"
+
+
+def test_explicit_mode_managed_identity_and_cluster():
+    env = {"AZURE_CLIENT_ID": CLIENT, "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": TENANT,
+           "AZURE_STORAGE_ACCOUNT_KEY": KEY}
+    assert abfs_conf(LAKE, {**env, "SNDS_LAKE_AUTH": "key"}).mode == "key"
+    msi = abfs_conf(LAKE, {**env, "SNDS_LAKE_AUTH": "msi"})
+    assert dict(msi) == {
+        f"fs.azure.account.auth.type.{HOST}": "OAuth",
+        f"fs.azure.account.oauth.provider.type.{HOST}": "org.apache.hadoop.fs.azurebfs.oauth2.MsiTokenProvider",
+        f"fs.azure.account.oauth2.msi.tenant.{HOST}": TENANT,
+        f"fs.azure.account.oauth2.client.id.{HOST}": CLIENT,
+    }
+    assert dict(abfs_conf(LAKE, env, auth="cluster")) == {}
+    assert abfs_conf(LAKE, {}).mode == "cluster"
+
+
+def test_missing_or_unknown_mode_names_variables_never_values():
+    with pytest.raises(ValueError) as missing:
+        abfs_conf(LAKE, {"SNDS_LAKE_AUTH": "oauth", "AZURE_CLIENT_ID": CLIENT, "AZURE_CLIENT_SECRET": CLIENT_SECRET})
+    assert "AZURE_TENANT_ID" in str(missing.value) and CLIENT_SECRET not in str(missing.value)
+    with pytest.raises(ValueError, match="not one of oauth, sas, key, msi, cluster"):
+        abfs_conf(LAKE, {"SNDS_LAKE_AUTH": "password"})
+
+
+@pytest.mark.parametrize("env", [
+    {"AZURE_STORAGE_ACCOUNT_KEY": KEY},
+    {"AZURE_STORAGE_SAS_TOKEN": SAS},
+    {"AZURE_CLIENT_ID": CLIENT, "AZURE_CLIENT_SECRET": CLIENT_SECRET, "AZURE_TENANT_ID": TENANT},
+], ids=["key", "sas", "oauth"])
+def test_secrets_are_redacted_in_repr_str_and_logs(env, caplog):
+    conf = abfs_conf(LAKE, env)
+    shown = [repr(conf), str(conf), conf.describe(), repr(conf.redacted()), f"{conf}"]
+    for text in shown:
+        assert not any(secret in text for secret in SECRETS), text
+        assert HOST in text and conf.mode in text
+    assert azure.REDACTED in repr(conf)
+    with caplog.at_level(logging.DEBUG, logger="snds_assets"):
+        spark_conf = lake_session_conf(LAKE, None, env)
+    assert caplog.text and not any(secret in caplog.text for secret in SECRETS)
+    # Spark itself gets the real values, as spark.hadoop.* keys, and masks them in its UI and event logs.
+    assert {k[len("spark.hadoop."):]: v for k, v in spark_conf.items() if k.startswith("spark.hadoop.")} == dict(conf)
+    import re
+
+    pattern = re.compile(spark_conf["spark.redaction.regex"])
+    assert all(pattern.search(k) for k in spark_conf if is_secret_setting(k))
+
+
+def test_session_conf_is_for_a_local_session_on_an_abfss_lake_only(caplog):
+    env = {"AZURE_STORAGE_ACCOUNT_KEY": KEY}
+    assert lake_session_conf("/data/lake", None, env) == {}
+    assert lake_session_conf("az://lake/prod", None, env) == {}
+    with caplog.at_level(logging.INFO, logger="snds_assets"):
+        assert lake_session_conf(LAKE, "sc://spark.internal:15002", env) == {}
+    assert "the cluster holds the ABFS credentials" in caplog.text and KEY not in caplog.text
+
+
+def test_spark_resource_applies_the_lake_settings(monkeypatch):
+    """The resource reads credentials when the run starts (never in its own, visible, config)."""
+    from snds_assets import spark as spark_mod
+
+    calls = []
+    monkeypatch.setattr(spark_mod, "build_session", lambda master, remote, conf: calls.append((remote, conf)))
+    monkeypatch.setenv("SNDS_LAKE", LAKE)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    for var in ("SNDS_LAKE_AUTH", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_CLIENT_SECRET", "AZURE_STORAGE_SAS_TOKEN",
+                "AZURE_STORAGE_CONNECTION_STRING"):
+        monkeypatch.delenv(var, raising=False)
+    resource = spark_mod.SparkResource(conf={"spark.sql.shuffle.partitions": "3"})
+    resource.get_session()
+    spark_mod.SparkResource(remote="sc://spark.internal:15002").get_session()
+    (local_remote, local_conf), (remote, remote_conf) = calls
+    assert local_remote is None and local_conf[f"spark.hadoop.fs.azure.account.key.{HOST}"] == KEY
+    assert local_conf["spark.sql.shuffle.partitions"] == "3"
+    assert remote == "sc://spark.internal:15002" and not any("fs.azure" in k for k in remote_conf)
+    assert KEY not in repr(resource)
+
+
+# --- The landing zone on Azure Blob (Azurite) --------------------------------------------------------------------
+CONTAINER = "landing"
+PREFIX = "cnam"
+
+
+@pytest.fixture()
+def az_env(azurite, monkeypatch):
+    """SNDS_LANDING on Azurite, credentials from the standard variable; a fresh prefix per test."""
+    from adlfs import AzureBlobFileSystem
+
+    service = azurite.blob_service()
+    if not service.get_container_client(CONTAINER).exists():
+        service.create_container(CONTAINER)
+    for blob in list(service.get_container_client(CONTAINER).list_blobs(name_starts_with=f"{PREFIX}/")):
+        service.get_container_client(CONTAINER).delete_blob(blob.name)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    AzureBlobFileSystem.clear_instance_cache()  # adlfs instances keep the credentials they were built with
+    yield service.get_container_client(CONTAINER)
+    AzureBlobFileSystem.clear_instance_cache()
+
+
+def upload(container, folder: Path, delivery_id: str, manifest: bool = True, skip: tuple[str, ...] = ()) -> list[str]:
+    """Upload a local delivery folder as CNAM would: data files first, manifest.json last (unless told not to)."""
+    names = []
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    if manifest:
+        files.append(folder / "manifest.json")
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        if rel in skip:
+            continue
+        name = f"{PREFIX}/{delivery_id}/{rel}"
+        with path.open("rb") as data:
+            container.upload_blob(name, data, overwrite=True)
+        names.append(name)
+    return names
+
+
+def az_landing() -> str:
+    return f"az://{CONTAINER}/{PREFIX}"
+
+
+def hand_delivery(tmp_path: Path, catalog: Catalog, delivery_id: str) -> Delivery:
+    cols = list(catalog["IR_BEN_R"].columns)
+    delivery = Delivery(tmp_path / "local-landing", delivery_id)
+    delivery.add("IR_BEN_R", "IR_BEN_R/part-1.csv.gz", csv_bytes(cols, dummy_rows(cols, 5)), gz=True)
+    delivery.add("IR_BEN_R", "IR_BEN_R/part-2.csv", csv_bytes(cols, dummy_rows(cols, 3, start=5)))
+    delivery.write()
+    return delivery
+
+
+def test_landing_listing_and_manifest_on_azure(az_env, tmp_path):
+    catalog = Catalog.load(Settings.from_env(env={}).schemas)
+    complete = hand_delivery(tmp_path, catalog, "2026-11-15")
+    upload(az_env, complete.folder, "2026-11-15")
+    uploading = hand_delivery(tmp_path / "b", catalog, "2026-11-16")
+    upload(az_env, uploading.folder, "2026-11-16", manifest=False)
+    az_env.upload_blob(f"{PREFIX}/notes/readme.txt", b"not a delivery")
+
+    entries = {e.delivery_id: e for e in list_deliveries(az_landing())}
+    assert entries["2026-11-15"].complete
+    assert not entries["2026-11-16"].complete and "no manifest.json yet" in entries["2026-11-16"].reason
+    assert not entries["notes"].complete
+    manifest = read_manifest(az_landing(), "2026-11-15")
+    assert [f.path for t in manifest.tables for f in t.files] == ["IR_BEN_R/part-1.csv.gz", "IR_BEN_R/part-2.csv"]
+
+
+def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
+    """The raw step copies az:// files into a local lake, hashing and counting on the way."""
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing())
+    catalog = Catalog.load(settings.schemas)
+    delivery = hand_delivery(tmp_path, catalog, "2026-11-15")
+    upload(az_env, delivery.folder, "2026-11-15", skip=("IR_BEN_R/part-2.csv",))  # listed, never uploaded
+    manifest = read_manifest(settings.landing, "2026-11-15")
+    archive_manifest(settings, "2026-11-15")
+    (table,) = archive_family(settings, catalog, manifest, "IR_BEN_R")
+
+    lake = Path(settings.lake) / "raw" / "2026-11-15"
+    assert (lake / "manifest.json").read_bytes() == (delivery.folder / "manifest.json").read_bytes()
+    assert (lake / "IR_BEN_R/part-1.csv.gz").read_bytes() == (delivery.folder / "IR_BEN_R/part-1.csv.gz").read_bytes()
+    first, second = table.files
+    assert (first.present, first.readable, first.rows) == (True, True, 5)
+    assert first.sha256 == hashlib.sha256((delivery.folder / "IR_BEN_R/part-1.csv.gz").read_bytes()).hexdigest()
+    assert (second.present, second.rows) == (False, None) and not (lake / "IR_BEN_R/part-2.csv").exists()
+    present = table.check("file_present")
+    assert not present.passed and present.failures == 1 and present.sample[0]["path"] == "IR_BEN_R/part-2.csv"
+    assert table.check("checksum").passed and table.check("row_count").passed
+
+
+def _sensor_tick(cursor=None):
+    from snds_assets.definitions import build_definitions
+
+    defs = build_definitions(Settings.from_env())
+    sensor = next(s for s in defs.sensors if s.name == "cnam_deliveries")
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"snds": defs.resources["snds"]})
+    return sensor(context)
+
+
+def test_sensor_waits_for_the_manifest_on_azure(az_env, tmp_path, snds_env, monkeypatch):
+    monkeypatch.setenv("SNDS_LANDING", az_landing())
+    catalog = Catalog.load(Settings.from_env().schemas)
+    delivery = hand_delivery(tmp_path, catalog, "2026-11-15")
+    upload(az_env, delivery.folder, "2026-11-15", manifest=False)
+
+    still_uploading = _sensor_tick()
+    assert not still_uploading.run_requests
+    assert "no new complete delivery" in str(still_uploading.skip_reason)
+
+    upload(az_env, delivery.folder, "2026-11-15")
+    picked = _sensor_tick(still_uploading.cursor)
+    assert [r.partition_key for r in picked.run_requests] == ["2026-11-15"]
+    assert picked.run_requests[0].tags["snds/delivery"] == "2026-11-15"
+    assert picked.dynamic_partitions_requests[0].partition_keys == ["2026-11-15"]
+    assert not _sensor_tick(picked.cursor).run_requests  # once per manifest
+
+
+# --- End to end: generate, upload, sense, ingest --------------------------------------------------------------
+@pytest.mark.slow
+def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_path, snds_env, monkeypatch):
+    names = upload(az_env, reference.delivery, DELIVERY_ID)
+    assert names[-1] == f"{PREFIX}/{DELIVERY_ID}/manifest.json"
+    home = tmp_path / "azure-home"
+    monkeypatch.setenv("SNDS_LANDING", az_landing())
+    picked = _sensor_tick()
+    assert [r.partition_key for r in picked.run_requests] == [DELIVERY_ID]
+
+    code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=az_landing())
+    assert code == reference.exit_code
+    lake = home / "lake"
+    report = load_report(lake, DELIVERY_ID)
+    assert report == reference.report
+    curated = curated_summary(lake, DELIVERY_ID)
+    assert {f: (s["curated_rows"], s.get("rejects_rows", 0)) for f, s in curated.items()} == \
+        {f: (s["curated_rows"], s.get("rejects_rows", 0)) for f, s in reference.curated.items()}
+    assert curated == reference.curated
+    for path in reference.delivery.rglob("*"):
+        if path.is_file():
+            archived = lake / "raw" / DELIVERY_ID / path.relative_to(reference.delivery)
+            assert archived.read_bytes() == path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_file_missing_in_the_container_is_reported(az_env, tmp_path):
+    delivery_id = "2024-03-02"
+    folder = generate(tmp_path / "landing", delivery_id, 10, 5, "--tables", "IR_BEN_R,ER_PRS_F")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    prs = next(t for t in manifest["tables"] if t["table"] == "ER_PRS_F")
+    missing = prs["files"][0]["path"]
+    upload(az_env, folder, delivery_id, skip=(missing,))
+
+    home = tmp_path / "home"
+    code = ingest_in_process(home, delivery_id, SNDS_LANDING=az_landing())
+    assert code == 1
+    report = load_report(home / "lake", delivery_id)
+    assert report["status"] == "rejected"
+    entry = report["tables"]["ER_PRS_F"]
+    present = next(c for c in entry["checks"] if c["name"] == "file_present")
+    assert entry["status"] == "rejected" and not present["passed"] and present["failures"] == 1
+    assert present["sample"][0]["path"] == missing
+    assert report["tables"]["IR_BEN_R"]["status"] == "accepted"

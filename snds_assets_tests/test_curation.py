@@ -1,0 +1,383 @@
+"""Curation: typed Parquet, rejects with their original values, every curated check with exact counts, the
+current state of a family and the idempotence of re-curation. Each test writes its own small CSV files into the
+raw archive of a temporary lake and builds the ArchivedTable objects the reception step would hand over."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from snds_assets import domain
+from snds_assets.catalog import Catalog
+from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
+from snds_assets.config import PACKAGED_SCHEMAS, Settings
+from snds_assets.curation import rules
+from snds_assets.curation.curate import (
+    REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, curate_family, curated_check_names,
+)
+from snds_assets.curation.state import CurrentState
+from snds_assets.lake import Lake
+from snds_assets.reception.archive import ArchivedFile, ArchivedTable
+from snds_assets.reception.manifest import DeliveredFile, DeliveredTable, Format, Manifest
+from snds_assets.reception.report import load_fragment
+
+NIR_A = "A" * 16 + "1"
+NIR_B = "B" * 16 + "2"
+NIR_T = "T" * 16 + "3"  # twins share it
+PLACEHOLDER = "xxxxxxxxxxxxxxxxx"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load(PACKAGED_SCHEMAS)
+
+
+@pytest.fixture()
+def settings(tmp_path) -> Settings:
+    return Settings.from_env(env={}, home=str(tmp_path / "home"))
+
+
+# --- building a delivery ------------------------------------------------------------------------------------
+class Delivery:
+    """Files of one delivery written straight into ``<lake>/raw/<ID>/``, and what reception would hand over."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, delivery_id: str, fmt: Format = Format()):
+        self.settings, self.catalog, self.delivery_id, self.fmt = settings, catalog, delivery_id, fmt
+        self.archived: list[ArchivedTable] = []
+
+    def table(self, name: str, header: list[str], rows: list[str], mode: str | None = None,
+              gz: bool = False) -> "Delivery":
+        fmt = self.fmt
+        path = f"{name}/part-0001.csv" + (".gz" if gz else "")
+        lake_path = Lake(self.settings.lake).raw(self.delivery_id, path)
+        text = "".join(line + "\n" for line in ([fmt.delimiter.join(header)] if fmt.header else []) + rows)
+        data = text.encode("latin-1" if fmt.encoding == "latin-1" else "utf-8")
+        if gz:
+            data = gzip.compress(data)
+        Path(lake_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(lake_path).write_bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+        delivered = DeliveredTable(name, (DeliveredFile(path, len(rows), sha, len(data)),), mode)
+        table, year = self.catalog.resolve(name)
+        archived_file = ArchivedFile(path, lake_path, True, True, len(data), sha, len(rows),
+                                     [h.upper() for h in header] if fmt.header else None)
+        self.archived.append(ArchivedTable(delivered, table.name, year, mode or domain.default_mode(table),
+                                           [archived_file], []))
+        return self
+
+    @property
+    def manifest(self) -> Manifest:
+        return Manifest(self.delivery_id, tuple(a.delivered for a in self.archived), format=self.fmt)
+
+    def curate(self, spark, family: str, state: CurrentState | None = None, settings: Settings | None = None):
+        tables = [a for a in self.archived if a.family == family]
+        return curate_family(spark, settings or self.settings, self.catalog, self.manifest, tables, state)
+
+    def accept(self, status: str = "accepted") -> None:
+        """Write the reception report that makes this delivery part of the current state (or not)."""
+        report = {"delivery_id": self.delivery_id, "status": status, "tables": {
+            a.delivered.table: {"family": a.family, "status": status, "mode": a.mode} for a in self.archived}}
+        path = Path(Lake(self.settings.lake).delivery_report(self.delivery_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report))
+
+
+def by_name(result) -> dict:
+    return {c.name: c for c in result.checks}
+
+
+BEN_HEADER = ["BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_IDT_ANO", "BEN_NAI_ANN", "BEN_SEX_COD", "BEN_DCD_DTE", "BEN_DCD_AME",
+              "BEN_IDT_TOP", "BEN_CDI_NIR"]
+
+
+def ben(nir: str, rank: int, birth="1970", sex="1", death="1600-01-01", ame="202301", top="1") -> str:
+    return ";".join([nir, str(rank), f"P{nir[:16]}{rank}", birth, sex, death, ame, top, "00"])
+
+
+# --- the check list -----------------------------------------------------------------------------------------
+def test_every_table_gets_every_curated_check_once(spark, settings, catalog):
+    assert curated_check_names() == list(CURATED_CHECKS)
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    (result,) = d.curate(spark, "IR_BEN_R")
+    assert [c.name for c in result.checks] == [name for name, _ in CURATED_CHECKS]
+    assert [c.rule for c in result.checks] == [rule for _, rule in CURATED_CHECKS]
+    checks = by_name(result)
+    assert not checks["foreign_key"].evaluated  # IR_BEN_R points to nothing
+    assert not checks["nomenclature"].evaluated and checks["nomenclature"].details == "SNDS_NOMENCLATURES not set"
+    assert not checks["primary_key_state"].evaluated  # a full referential replaces the state
+    fragment = load_fragment(settings, "2024-03-01", "IR_BEN_R", "curated")
+    assert fragment["rows_read"] == 1 and fragment["rows_curated"] == 1 and fragment["rows_rejected"] == 0
+    assert [c["name"] for c in fragment["checks"]] == [name for name, _ in CURATED_CHECKS]
+
+
+# --- type, not_null, rejects, reconciliation ---------------------------------------------------------------------
+IMB_HEADER = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
+
+
+def test_type_and_not_null_failures_are_rejected_with_their_original_values(spark, settings, catalog):
+    rows = [
+        f"{NIR_A};1;5;2020-01-15;1600-01-01;E11",  # good
+        f"{NIR_A};1;6;2021-02-01;;I10",  # good: an empty optional date
+        f"{NIR_A};1;AB;2020-01-15;;E10",  # type: integer
+        f"{NIR_B};1;7;2020-13-45;;E10",  # type: date
+        f"{NIR_B};1;7;2020-01-15",  # malformed: 4 fields for 6 columns
+        f";1;8;2020-01-15;;E10",  # not_null: BEN_NIR_PSA empty
+        f";1;XX;2020-01-15;;E10",  # not_null and type on one row
+    ]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows)
+    (result,) = d.curate(spark, "IR_IMB_R")
+    checks = by_name(result)
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (7, 2, 5)
+    assert checks["type"].failures == 4 and checks["type"].columns == ["IMB_ALD_NUM", "IMB_ALD_DTD"]
+    assert "1 malformed line" in checks["type"].details
+    assert checks["not_null"].failures == 2
+    assert checks["rows_reconciled"].passed and checks["rows_reconciled"].severity == ERROR
+    # 5 of 7 rows rejected: far above the 1 % tolerance, so the failed WARN checks become ERROR.
+    assert checks["type"].severity == ERROR and checks["not_null"].severity == ERROR
+    assert 0 < len(checks["type"].sample) <= 5
+
+    lake = Lake(settings.lake)
+    rejects = spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01"))
+    assert dict(rejects.dtypes)["IMB_ALD_NUM"] == "string"
+    got = {r[REJECT_LINE]: r for r in rejects.collect()}
+    assert len(got) == 5
+    bad_date = got[f"{NIR_B};1;7;2020-13-45;;E10"]
+    assert bad_date["IMB_ALD_DTD"] == "2020-13-45" and bad_date[REJECT_REASON] == "type: IMB_ALD_DTD"
+    assert bad_date[REJECT_TABLE] == "IR_IMB_R" and bad_date[REJECT_FILE] == "IR_IMB_R/part-0001.csv"
+    assert got[f"{NIR_A};1;AB;2020-01-15;;E10"]["IMB_ALD_NUM"] == "AB"
+    assert got[f"{NIR_B};1;7;2020-01-15"][REJECT_REASON].startswith("malformed line")
+    assert got[";1;8;2020-01-15;;E10"][REJECT_REASON] == "not_null: BEN_NIR_PSA"
+    assert got[";1;XX;2020-01-15;;E10"][REJECT_REASON] == "type: IMB_ALD_NUM; not_null: BEN_NIR_PSA"
+
+    curated = spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01"))
+    types = dict(curated.dtypes)
+    assert types["IMB_ALD_NUM"] == "int" and types["IMB_ALD_DTD"] == "date" and types["BEN_RNG_GEM"] == "int"
+    assert types["MED_NCL_IDT"] == "string"  # a catalog column no file delivered: present, null
+    assert curated.count() == 2 and curated.filter("MED_NCL_IDT IS NOT NULL").count() == 0
+    assert sorted(r["IMB_ALD_DTF"] for r in curated.collect() if r["IMB_ALD_DTF"]) == [date(1600, 1, 1)]
+
+
+def test_tolerance_decides_the_severity_of_warn_rules(spark, settings, catalog):
+    rows = [f"{NIR_A};1;{i};2020-01-15;;E11" for i in range(9)] + [f"{NIR_A};1;AB;2020-01-15;;E11"]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows)
+    (strict,) = d.curate(spark, "IR_IMB_R")
+    assert by_name(strict)["type"].failures == 1 and by_name(strict)["type"].severity == ERROR
+    (lenient,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=0.2))
+    assert by_name(lenient)["type"].failures == 1 and by_name(lenient)["type"].severity == WARN
+    assert "tolerance" not in by_name(lenient)["type"].details
+
+
+# --- range, domain, keys --------------------------------------------------------------------------------------
+def test_range_and_domain_rules_and_twins(spark, settings, catalog):
+    rows = [
+        ben(NIR_A, 1),  # death 1600-01-01: the "unknown date" convention, fine
+        ben(NIR_T, 1, death="1850-06-15"),  # range: before 1900
+        ben(NIR_T, 2, death="2024-03-02"),  # range: after the delivery date; twins share NIR_T
+        ben(NIR_B, 1, sex="3"),  # domain: sex code
+        ben(NIR_B, 2, birth="1600"),  # unknown birth year: fine for range and domain
+        ben(NIR_B, 3, ame="2023-05"),  # yearmonth as YYYY-MM
+        ben(NIR_B, 4, birth="1880"),  # range (year before 1900) and domain (birth year before 1890)
+    ]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
+    (result,) = d.curate(spark, "IR_BEN_R")
+    checks = by_name(result)
+    assert result.rows_rejected == 0
+    assert checks["range"].failures == 3 and checks["range"].severity == WARN
+    assert set(checks["range"].columns) >= {"BEN_DCD_DTE", "BEN_NAI_ANN"}
+    assert {s["value"] for s in checks["range"].sample} >= {"1850-06-15", "2024-03-02"}
+    assert checks["domain"].failures == 2 and "sex_code" in checks["domain"].details
+    assert checks["primary_key"].passed and checks["primary_key"].failures == 0  # twins differ by BEN_RNG_GEM
+    assert all(c.passed for c in result.checks if c.name not in ("range", "domain"))
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert dict(curated.dtypes)["BEN_DCD_AME"] == "date" and dict(curated.dtypes)["BEN_IDT_TOP"] == "boolean"
+    assert {r["BEN_DCD_AME"] for r in curated.collect()} == {date(2023, 1, 1), date(2023, 5, 1)}
+
+
+def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):
+    rows = [ben(NIR_A, 1)] * 3 + [ben(NIR_B, 1)] * 2 + [ben(NIR_T, 1), ben(NIR_T, 2)]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
+    (result,) = d.curate(spark, "IR_BEN_R")
+    pk = by_name(result)["primary_key"]
+    assert not pk.passed and pk.failures == 3 and pk.severity == ERROR
+    assert pk.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
+    assert sorted((s["BEN_NIR_PSA"], s["rows"]) for s in pk.sample) == [(NIR_A, 3), (NIR_B, 2)]
+
+
+# --- foreign keys ---------------------------------------------------------------------------------------------
+MCO_C_HEADER = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "ENT_DAT", "EXE_SOI_DTD", "NIR_RET", "NAI_RET", "HOS_NN_MAM"]
+MCO_B_HEADER = ["ETA_NUM", "RSA_NUM", "DGN_PAL", "SEJ_NBJ", "SOR_ANN"]
+
+
+def mco_c(rsa: str, nir: str, ret: str = "0") -> str:
+    return ";".join(["2A0000001", rsa, nir, "15012023", "15JAN2023:00:00:00", ret, "0", "0"])
+
+
+def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog):
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_T, 1), ben(NIR_T, 2)])
+    d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
+                                     f"{NIR_A};2;5;2020-01-15;;E11", f"{NIR_B};1;5;2020-01-15;;E11"])
+    d.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_T), mco_c("3", PLACEHOLDER, "1"),
+                                       mco_c("4", "XXXXXXXXXXXXXXXXS", "1"), mco_c("5", NIR_B)])
+    d.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023", "2A0000001;2;I11;1;2023",
+                                       "2A0000001;9;I12;2;2023"])
+    state = CurrentState(spark, settings, catalog)
+    (ben_result,) = d.curate(spark, "IR_BEN_R", state)
+    assert by_name(ben_result)["primary_key"].passed  # twins: one BEN_NIR_PSA, two ranks
+
+    (imb,) = d.curate(spark, "IR_IMB_R", state)
+    fk = by_name(imb)["foreign_key"]
+    assert fk.evaluated and fk.failures == 2 and fk.severity == WARN  # (NIR_A, 2) and (NIR_B, 1) are unknown
+    assert fk.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
+    assert sorted((s["BEN_NIR_PSA"], s["BEN_RNG_GEM"]) for s in fk.sample) == [(NIR_A, 2), (NIR_B, 1)]
+
+    (mco_c_result,) = d.curate(spark, "T_MCOaaC", state)
+    fk = by_name(mco_c_result)["foreign_key"]
+    # T_MCOaaB of this delivery is not curated yet (the cycle B <-> C): that link is not evaluated; the NIR link
+    # is, and placeholders are not failures, only NIR_B is unknown.
+    assert fk.evaluated and fk.failures == 1
+    assert "T_MCOaaB" in fk.details and "not curated yet" in fk.details
+    assert fk.sample == [{"link": "IR_BEN_R(BEN_NIR_PSA)", "NIR_ANO_17": NIR_B}]
+    assert by_name(mco_c_result)["domain"].failures == 0  # return codes 0/1 and 17-character NIRs
+
+    (mco_b,) = d.curate(spark, "T_MCOaaB", state)
+    fk = by_name(mco_b)["foreign_key"]
+    assert fk.evaluated and fk.failures == 1  # stay 9 has no T_MCO23C row; T_MCOaaE is absent
+    assert "T_MCOaaE" in fk.details and "not evaluated" in fk.details
+
+    alone = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11"])
+    (no_parent,) = alone.curate(spark, "IR_IMB_R", state)
+    fk = by_name(no_parent)["foreign_key"]
+    assert not fk.evaluated and fk.passed and "neither in this delivery nor in the current state" in fk.details
+
+    d.accept()  # now IR_BEN_R of 2024-03-01 is the current state: the next delivery is checked against it
+    (from_state,) = alone.curate(spark, "IR_IMB_R", state)
+    fk = by_name(from_state)["foreign_key"]
+    assert fk.evaluated and fk.passed and "current state of IR_BEN_R" in fk.details
+
+
+# --- nomenclatures --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("inline", [True, False])
+def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, inline):
+    folder = tmp_path / "nomenclatures" / "ORAVAL"
+    folder.mkdir(parents=True)
+    (folder / "IR_SEX_V.csv").write_text("SEX_COD;SEX_LIB\n1;MASCULIN\n2;FEMININ\n9;INCONNU\n", encoding="utf-8")
+    (folder / "IR_BER_V.csv").write_text("BEN_RNG_GEM;LIB\n01;premier\n02;second\n", encoding="utf-8")
+    if not inline:
+        monkeypatch.setattr(rules, "SMALL_CODE_LIST", 1)  # every code list takes the anti-join path
+    rows = [ben(NIR_A, 1, sex="1"), ben(NIR_B, 1, sex="2"), ben(NIR_T, 1, sex="0"), ben(NIR_T, 2, sex="0"),
+            ben(NIR_T, 3, sex="9")]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
+    with_codes = settings.with_(nomenclatures=str(tmp_path / "nomenclatures"))
+    (result,) = d.curate(spark, "IR_BEN_R", settings=with_codes)
+    nom = by_name(result)["nomenclature"]
+    # sex 0 twice, rank 3 once (ranks compare as numbers: '01' is rank 1); other coded columns have no CSV here
+    assert nom.evaluated and nom.failures == 3 and nom.severity == WARN
+    assert nom.columns == ["BEN_RNG_GEM", "BEN_SEX_COD"]
+    assert {(s["column"], s["value"]) for s in nom.sample} == {("BEN_SEX_COD", "0"), ("BEN_RNG_GEM", "3")}
+    assert "IR_NIR_V not found" in nom.details
+
+
+# --- formats ----------------------------------------------------------------------------------------------------
+def test_latin1_gzip_and_manifest_date_format(spark, settings, catalog):
+    fmt = Format(delimiter="|", encoding="latin-1", date_format="%d/%m/%Y")
+    header = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_DTD", "MED_MTF_COD", "COMMENTAIRE"]
+    rows = [f"{NIR_A}|1|15/01/2020|E11|déjà vu", f"{NIR_A}|2|2020-01-15|E11|été"]
+    d = Delivery(settings, catalog, "2024-03-01", fmt).table("IR_IMB_R", header, rows, gz=True)
+    (result,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=0.6))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (2, 1, 1)
+    assert by_name(result)["type"].columns == ["IMB_ALD_DTD"]
+    assert ("COMMENTAIRE", "string") == result.column_schema[-1]  # unknown columns kept, as strings, last
+    row = spark.read.parquet(Lake(settings.lake).curated("IR_IMB_R", "2024-03-01")).first()
+    assert row["IMB_ALD_DTD"] == date(2020, 1, 15) and row["COMMENTAIRE"] == "déjà vu"
+    reject = spark.read.parquet(Lake(settings.lake).rejects("IR_IMB_R", "2024-03-01")).first()
+    assert reject["COMMENTAIRE"] == "été" and reject["IMB_ALD_DTD"] == "2020-01-15"
+
+
+# --- PMSI years -------------------------------------------------------------------------------------------------
+def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalog):
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_A)])
+    d.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("1", NIR_A), mco_c("3", NIR_A)])
+    results = d.curate(spark, "T_MCOaaC")
+    assert [(r.delivered_name, r.year, r.rows_curated) for r in results] == [("T_MCO22C", 2022, 2), ("T_MCO23C", 2023, 3)]
+    pk22, pk23 = (by_name(r)["primary_key"] for r in results)
+    assert pk22.passed and not pk23.passed and pk23.failures == 1  # stay 1 is in both years: only 2023 repeats it
+    curated = spark.read.parquet(Lake(settings.lake).curated("T_MCOaaC", "2024-03-01"))
+    assert dict(curated.dtypes)[domain.YEAR_COLUMN] == "int"
+    assert dict(curated.dtypes)["EXE_SOI_DTD"] == "timestamp" and dict(curated.dtypes)["ENT_DAT"] == "date"
+    assert sorted(r[domain.YEAR_COLUMN] for r in curated.collect()) == [2022, 2022, 2023, 2023, 2023]
+    assert {r["ENT_DAT"] for r in curated.collect()} == {date(2023, 1, 15)}
+
+
+# --- re-curation --------------------------------------------------------------------------------------------------
+def test_recuration_replaces_the_partition(spark, settings, catalog):
+    rows = [f"{NIR_A};1;{i};2020-01-15;;E11" for i in range(5)] + [f"{NIR_A};1;AB;2020-01-15;;E11"]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows)
+    lake = Lake(settings.lake)
+    first = d.curate(spark, "IR_IMB_R")
+    second = d.curate(spark, "IR_IMB_R")
+    assert [(r.rows_curated, r.rows_rejected) for r in first] == [(r.rows_curated, r.rows_rejected) for r in second]
+    assert spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).count() == 5
+    assert spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01")).count() == 1
+    staging = Path(lake.staging())
+    assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
+    leftovers = [p.name for p in Path(lake.curated("IR_IMB_R")).iterdir()]
+    assert leftovers == ["delivery_id=2024-03-01"]
+
+    d2 = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows[:3])  # fixed: no reject
+    d2.curate(spark, "IR_IMB_R")
+    assert spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).count() == 3
+    assert not Path(lake.rejects("IR_IMB_R", "2024-03-01")).exists()
+
+
+# --- current state ---------------------------------------------------------------------------------------------
+def test_current_state_incremental_then_full(spark, settings, catalog):
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)],
+                                                          mode="incremental")
+    d1.curate(spark, "IR_BEN_R", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1), ben(NIR_T, 1)],
+                                                          mode="incremental")
+    (second,) = d2.curate(spark, "IR_BEN_R", state)
+    pk_state = by_name(second)["primary_key_state"]
+    assert pk_state.evaluated and pk_state.failures == 1 and pk_state.severity == WARN  # NIR_B again
+    assert by_name(second)["primary_key"].passed
+    d2.accept()
+    assert state.deliveries("IR_BEN_R") == ["2024-01-01", "2024-02-01"]
+    df = state.read("IR_BEN_R")
+    assert sorted((r["DELIVERY_ID"], r["BEN_NIR_PSA"]) for r in df.collect()) == [
+        ("2024-01-01", NIR_A), ("2024-01-01", NIR_B), ("2024-02-01", NIR_B), ("2024-02-01", NIR_T)]
+    assert state.read("IR_BEN_R", exclude_delivery="2024-02-01").count() == 2
+
+    rejected = Delivery(settings, catalog, "2024-02-15").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 5)])
+    rejected.curate(spark, "IR_BEN_R", state)
+    rejected.accept(status="rejected")
+    assert state.deliveries("IR_BEN_R") == ["2024-01-01", "2024-02-01"]  # a rejected delivery does not count
+
+    d3 = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_T, 2)])  # full (default)
+    (third,) = d3.curate(spark, "IR_BEN_R", state)
+    assert not by_name(third)["primary_key_state"].evaluated
+    d3.accept()
+    assert state.deliveries("IR_BEN_R") == ["2024-03-01"]
+    assert [(r["DELIVERY_ID"], r["BEN_RNG_GEM"]) for r in state.read("IR_BEN_R").collect()] == [("2024-03-01", 2)]
+    assert state.read("IR_IMB_R") is None and state.deliveries("IR_IMB_R") == []
+
+
+def test_current_state_replaces_a_pmsi_year_only(spark, settings, catalog):
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01")
+    d1.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)]).table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)])
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-06-01").table("T_MCO23C", MCO_C_HEADER, [mco_c("3", NIR_A), mco_c("4", NIR_A)])
+    d2.curate(spark, "T_MCOaaC", state)
+    d2.accept()
+    assert state.deliveries("T_MCOaaC") == ["2024-01-01", "2024-06-01"]
+    rows = sorted((r[domain.YEAR_COLUMN], r["RSA_NUM"], r["DELIVERY_ID"]) for r in state.read("T_MCOaaC").collect())
+    assert rows == [(2022, "1", "2024-01-01"), (2023, "3", "2024-06-01"), (2023, "4", "2024-06-01")]

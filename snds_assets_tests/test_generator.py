@@ -1,0 +1,578 @@
+"""The synthetic delivery generator, checked from the files it writes.
+
+Deliveries are read back with csv/gzip/hashlib only and audited against the catalog and the domain model by
+``audit`` below, an independent recount of the reception's rules: a clean delivery must pass them all, and a
+delivery with defects must fail exactly as its ground truth says.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from snds_assets import checks, domain
+from snds_assets.catalog import Catalog
+from snds_assets.config import PACKAGED_SCHEMAS
+from snds_assets.generator import GenerateError, GenerateOptions, generate
+from snds_assets.reception.manifest import parse_manifest
+
+DID = "2024-03-01"
+UNKNOWN = date(1600, 1, 1)
+FIRST = date(1900, 1, 1)
+
+
+# --- reading a delivery back -----------------------------------------------------------------------------------
+@dataclass
+class Read:
+    """One delivered table as read from its files: header and rows (lists of texts)."""
+
+    name: str
+    family: str
+    year: int | None
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    rejected: set[int] = field(default_factory=set)
+
+    def col(self, name: str) -> list[str]:
+        i = self.header.index(name)
+        return [r[i] for r in self.rows]
+
+    def dicts(self) -> list[dict[str, str]]:
+        return [dict(zip(self.header, r)) for r in self.rows]
+
+
+def read_file(path: Path, delimiter: str, encoding: str) -> tuple[list[str], list[list[str]]]:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    reader = csv.reader(io.StringIO(data.decode(encoding), newline=""), delimiter=delimiter)
+    header = next(reader)
+    return header, list(reader)
+
+
+def load_manifest(delivery: Path) -> dict:
+    return json.loads((delivery / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_delivery(delivery: Path, catalog: Catalog) -> dict[str, Read]:
+    manifest = load_manifest(delivery)
+    fmt = manifest["format"]
+    out = {}
+    for entry in manifest["tables"]:
+        family, year = catalog.resolve(entry["table"])
+        t = Read(entry["table"], family.name, year)
+        for f in entry["files"]:
+            header, rows = read_file(delivery / f["path"], fmt["delimiter"], fmt["encoding"])
+            t.header = t.header or header
+            t.rows.extend(r[:len(t.header)] for r in rows)
+        out[t.name] = t
+    return out
+
+
+def codes_of(folder: Path, name: str, column: str) -> set[str] | None:
+    paths = sorted(Path(folder).rglob(f"{name}.csv"))
+    if not paths:
+        return None
+    reader = csv.reader(io.StringIO(paths[0].read_bytes().decode("utf-8-sig", errors="replace")), delimiter=";")
+    header = [h.strip().strip('"').upper() for h in next(reader)]
+    if column not in header:
+        return None
+    i = header.index(column)
+    return {r[i].strip() for r in reader if len(r) > i and r[i].strip()}
+
+
+def _parser(kind: str, pattern: str):
+    if kind == "integer":
+        return lambda v: int(v) if re.fullmatch(r"-?\d+", v) else _bad(v)
+    if kind == "number":
+        return lambda v: float(v) if re.fullmatch(r"-?\d+(\.\d+)?", v) else _bad(v)
+    if kind == "boolean":
+        return lambda v: v if v in ("0", "1", "true", "false") else _bad(v)
+    if kind in ("date", "datetime"):
+        return lambda v: datetime.strptime(v, pattern).date()
+    if kind == "year":
+        return lambda v: date(int(v), 1, 1) if re.fullmatch(r"\d{4}", v) else _bad(v)
+    if kind == "yearmonth":
+        def yearmonth(v):
+            m = re.fullmatch(r"(\d{4})-?(\d{2})", v)
+            return date(int(m.group(1)), int(m.group(2)), 1) if m else _bad(v)
+        return yearmonth
+    return lambda v: v
+
+
+def _bad(value):
+    raise ValueError(value)
+
+
+def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -> dict[tuple[str, str], int]:
+    """{(delivered table, rule): failing count} of the reception's rules (plus ``enum``), recounted from the files.
+
+    Rows failing ``type`` or ``not_null`` are rejected and not checked further; file rules count files;
+    ``primary_key`` counts the rows beyond the first of each key; foreign keys to a table absent from the
+    delivery are not evaluated; a placeholder NIR_ANO_17 is not a foreign-key failure.
+    """
+    manifest = load_manifest(delivery)
+    fmt = manifest["format"]
+    delivered_on = date.fromisoformat(manifest["delivery_id"][:10])
+    failures: Counter = Counter()
+    tables = {}
+    for entry in manifest["tables"]:
+        family, year = catalog.resolve(entry["table"])
+        t = Read(entry["table"], family.name, year)
+        for f in entry["files"]:
+            data = (delivery / f["path"]).read_bytes()
+            if hashlib.sha256(data).hexdigest() != f["sha256"] or len(data) != f["bytes"]:
+                failures[(t.name, "checksum")] += 1
+            header, rows = read_file(delivery / f["path"], fmt["delimiter"], fmt["encoding"])
+            if len(rows) != f["rows"]:
+                failures[(t.name, "row_count")] += 1
+            if header != list(family.columns):
+                failures[(t.name, "columns")] += 1
+            known = [i for i, h in enumerate(header) if h in family.by_name]
+            t.header = [header[i] for i in known]
+            t.rows.extend([r[i] for i in known] for r in rows)
+        tables[t.name] = t
+
+    codes: dict = {}
+    for t in tables.values():
+        schema = catalog[t.family]
+        n = len(t.rows)
+        parsed: dict[str, list] = {}
+        bad_type = [False] * n
+        for j, name in enumerate(t.header):
+            fld = schema.by_name[name]
+            kind = domain.effective_type(schema, fld)
+            pattern = fld.format if fld.format != "default" else (
+                "%Y-%m-%dT%H:%M:%S" if kind == "datetime" else
+                ("%Y-%m-%d" if fmt.get("date_format", "default") == "default" else fmt["date_format"]))
+            parse, cache, values = _parser(kind, pattern), {}, []
+            for i, row in enumerate(t.rows):
+                v = row[j]
+                if v == "":
+                    values.append(None)
+                    continue
+                if v not in cache:
+                    try:
+                        cache[v] = parse(v)
+                    except ValueError:
+                        cache[v] = ValueError
+                value = cache[v]
+                if value is ValueError:
+                    bad_type[i] = True
+                    value = None
+                values.append(value)
+            parsed[name] = values
+        required = [t.header.index(c) for c in domain.required_columns(schema) if c in t.header]
+        for i, row in enumerate(t.rows):
+            if bad_type[i]:
+                failures[(t.name, "type")] += 1
+                t.rejected.add(i)
+            elif any(row[j] == "" for j in required):
+                failures[(t.name, "not_null")] += 1
+                t.rejected.add(i)
+        good = [i for i in range(n) if i not in t.rejected]
+        if schema.primary_key:
+            idx = [t.header.index(c) for c in schema.primary_key]
+            seen = Counter(tuple(t.rows[i][j] for j in idx) for i in good)
+            failures[(t.name, "primary_key")] += sum(k - 1 for k in seen.values() if k > 1)
+        out_of_range = set()
+        for name, values in parsed.items():
+            fld = schema.by_name[name]
+            kind = domain.effective_type(schema, fld)
+            lo, hi = fld.constraints.get("minimum"), fld.constraints.get("maximum")
+            min_len = fld.constraints.get("minLength")
+            j = t.header.index(name)
+            for i in good:
+                v = values[i]
+                if v is None:
+                    continue
+                if kind in ("date", "datetime", "year", "yearmonth"):
+                    if v != UNKNOWN and not FIRST <= v <= delivered_on:
+                        out_of_range.add(i)
+                elif kind in ("integer", "number") and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+                    out_of_range.add(i)
+                if min_len and len(t.rows[i][j]) < min_len:
+                    out_of_range.add(i)
+        failures[(t.name, "range")] += len(out_of_range)
+        enums = {t.header.index(f.name): {str(e) for e in f.constraints["enum"]}
+                 for f in schema.fields if domain.enum_checked(f) and f.name in t.header}
+        failures[(t.name, "enum")] += sum(
+            1 for i in good if any(t.rows[i][j] not in ("", *e) for j, e in enums.items()))
+        if nomenclatures is not None:
+            checked = {}
+            for f in schema.fields:
+                if domain.nomenclature_checked(f) and f.name in t.header:
+                    if f.nomenclature not in codes:
+                        codes[f.nomenclature] = codes_of(nomenclatures, *f.nomenclature)
+                    if codes[f.nomenclature] is not None:
+                        checked[t.header.index(f.name)] = codes[f.nomenclature]
+            failures[(t.name, "nomenclature")] += sum(
+                1 for i in good if any(t.rows[i][j] != "" and t.rows[i][j] not in s for j, s in checked.items()))
+
+    by_family = defaultdict(list)
+    for t in tables.values():
+        by_family[t.family].append(t)
+    for t in tables.values():
+        for link in domain.check_links(catalog, catalog[t.family]):
+            parents = [p for p in by_family.get(link.parent, []) if not link.same_year or p.year == t.year]
+            if not parents or not all(c in t.header for c in link.columns):
+                continue
+            keys = set()
+            for p in parents:
+                idx = [p.header.index(c) for c in link.parent_columns]
+                keys.update(tuple(p.rows[i][j] for j in idx) for i in range(len(p.rows)) if i not in p.rejected)
+            idx = [t.header.index(c) for c in link.columns]
+            for i, row in enumerate(t.rows):
+                value = tuple(row[j] for j in idx)
+                if i in t.rejected or "" in value or any(v in domain.PLACEHOLDER_NIRS for v in value):
+                    continue
+                if value not in keys:
+                    failures[(t.name, "foreign_key")] += 1
+    return {k: v for k, v in failures.items() if v}
+
+
+# --- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def packaged() -> Catalog:
+    return Catalog.load(PACKAGED_SCHEMAS)
+
+
+@pytest.fixture(scope="module")
+def reference(reference_schemas) -> Catalog:
+    return Catalog.load(reference_schemas)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, packaged, reference_nomenclatures):
+    out = tmp_path_factory.mktemp("clean")
+    result = generate(GenerateOptions(out=out, delivery_id=DID, patients=800, seed=1, catalog=packaged,
+                                      nomenclatures=str(reference_nomenclatures)))
+    return result, read_delivery(result.delivery_dir, packaged)
+
+
+@pytest.fixture(scope="module")
+def defective(tmp_path_factory, packaged, reference_nomenclatures):
+    out = tmp_path_factory.mktemp("defects")
+    return generate(GenerateOptions(out=out, delivery_id=DID, patients=300, seed=2, catalog=packaged, defects=True,
+                                    nomenclatures=str(reference_nomenclatures), gzip=True, rows_per_file=2000))
+
+
+def _stay_rows(tables: dict[str, Read], family: str) -> dict[int, list[dict]]:
+    return {t.year: t.dicts() for t in tables.values() if t.family == family}
+
+
+# --- manifest and files ---------------------------------------------------------------------------------------
+def test_manifest_lists_every_file_exactly_and_is_written_last(clean, packaged):
+    result, _ = clean
+    folder = result.delivery_dir
+    text = (folder / "manifest.json").read_text(encoding="utf-8")
+    manifest = parse_manifest(text, DID)
+    assert manifest == result.manifest
+    assert manifest.created_at.startswith(DID)
+    listed = set()
+    for t in manifest.tables:
+        family, year = packaged.resolve(t.table)
+        assert t.mode == domain.default_mode(family)
+        for f in t.files:
+            data = (folder / f.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
+            _, rows = read_file(folder / f.path, ";", "utf-8")
+            assert len(rows) == f.rows
+            listed.add(f.path)
+        assert result.rows[t.table] == sum(f.rows for f in t.files)
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert on_disk == listed | {"manifest.json"}
+    newest_data = max((folder / p).stat().st_mtime_ns for p in listed)
+    assert (folder / "manifest.json").stat().st_mtime_ns >= newest_data
+    families = {packaged.resolve(t.table)[0].name for t in manifest.tables}
+    assert families == set(packaged.tables)  # every table of the catalog, PMSI ones per year
+    assert {t.table for t in manifest.tables} >= {"T_MCO22B", "T_MCO23B", "T_SSR22C", "T_RIP23C"}
+    assert result.ground_truth is None and not (folder.parent / f"{DID}.defects.json").exists()
+
+
+def test_clean_delivery_passes_every_reception_rule(clean, packaged, reference_nomenclatures):
+    result, _ = clean
+    assert audit(result.delivery_dir, packaged, reference_nomenclatures) == {}
+
+
+def test_domain_rules_hold_on_clean_output(clean, packaged, spark):
+    """Every rule of domain.DOMAIN_RULES, evaluated by Spark on the files, holds on every row of every table."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    result, tables = clean
+    checks_, evaluated = [], 0
+    for t in tables.values():
+        schema = packaged[t.family]
+        rules = domain.domain_rules(schema)
+        if not rules:
+            continue
+        paths = [str(result.delivery_dir / f.path) for dt in result.manifest.tables if dt.table == t.name
+                 for f in dt.files]
+        strings = StructType([StructField(c, StringType()) for c in schema.columns])
+        df = spark.read.schema(strings).csv(paths, header=True, sep=";", encoding="utf-8")
+        used = {r.column for r in rules} | {c for r in rules for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", r.expr)
+                                             if c in schema.by_name}
+        df = df.select(*[F.expr(f"try_to_date({c}, 'yyyy-MM-dd')").alias(c)
+                         if domain.effective_type(schema, schema.by_name[c]) == "date" else F.col(c)
+                         for c in schema.columns if c in used])
+        failed = []
+        for rule in rules:
+            condition = f"{rule.column} IN ({', '.join(repr(v) for v in rule.values)})" if rule.values else rule.expr
+            failed.append(F.expr(f"CASE WHEN coalesce(({condition}), false) THEN NULL "
+                                 f"ELSE '{rule.name}:{rule.column}' END"))
+            evaluated += 1
+        checks_.append(df.select(F.lit(t.name).alias("table"), F.concat_ws(",", *failed).alias("failed")))
+    assert evaluated >= 10
+    counts = reduce(lambda a, b: a.unionByName(b), checks_).groupBy("table", "failed").count().collect()
+    assert {(r["table"], r["failed"]) for r in counts if r["failed"]} == set()  # no row breaks a rule
+    rows_read = {r["table"]: r["count"] for r in counts}
+    assert all(rows_read[t] == len(tables[t].rows) for t in rows_read)  # every row was evaluated
+
+
+# --- coherence ----------------------------------------------------------------------------------------------------
+def test_dcir_nine_keys_unique_and_every_affiliated_line_has_its_parent(clean):
+    _, tables = clean
+    prs = tables["ER_PRS_F"]
+    rows = prs.dicts()
+    keys = [tuple(r[k] for k in domain.DCIR_KEYS) for r in rows]
+    assert len(set(keys)) == len(keys)
+    for t in tables.values():
+        if t.family.startswith("ER_") and t.family != "ER_PRS_F":
+            link = domain.dcir_keys(t.family)
+            parents = {tuple(r[k] for k in link) for r in rows}
+            children = [tuple(r[k] for k in link) for r in t.dicts()]
+            assert children and all(c in parents for c in children), t.name
+    pha = tables["ER_PHA_F"].dicts()
+    assert all(re.fullmatch(r"34009\d{8}", r["PHA_PRS_C13"]) for r in pha)
+    assert all(re.fullmatch(r"[A-Z]{4}\d{3}", r["CAM_PRS_IDE"]) for r in tables["ER_CAM_F"].dicts())
+    per_line = Counter(tuple(r[k] for k in domain.DCIR_KEYS) for r in pha)
+    assert max(per_line.values()) > 1  # a line can have several affiliated lines
+    for r in rows:
+        flow = date.fromisoformat(r["FLX_DIS_DTD"])
+        assert flow.day == 1 and date.fromisoformat(r["EXE_SOI_DTD"]) <= flow <= date.fromisoformat(DID)
+    info = sum(r["DPN_QLF"] == "71" for r in rows) / len(rows)
+    assert 0.01 < info < 0.1
+    identities = len(tables["IR_BEN_R"].rows)
+    assert len(rows) / identities / 2 > 10  # tens of care lines per person-year
+
+
+def test_pmsi_rows_hang_from_their_stay_in_the_same_year(clean):
+    _, tables = clean
+    persons = len(tables["IR_IBA_R"].rows)
+    pseudo_nirs = set(tables["IR_BEN_R"].col("BEN_NIR_PSA"))
+    fields = 0
+    for field_ in domain.PMSI_FIELDS:
+        links = {t.year: {tuple(r[k] for k in field_.stay_key) for r in t.dicts()}
+                 for t in tables.values() if t.family == field_.link_table}
+        if not links:
+            continue
+        fields += 1
+        for t in tables.values():
+            if t.family == field_.link_table or not t.family.startswith(field_.prefix) or \
+                    not set(field_.stay_key) <= set(t.header):
+                continue
+            assert all(tuple(r[k] for k in field_.stay_key) in links[t.year] for r in t.dicts()), t.name
+        for year in links:
+            link = tables[next(n for n, t in tables.items() if t.family == field_.link_table and t.year == year)]
+            rows = link.dicts()
+            assert rows and all(r["NIR_ANO_17"] in pseudo_nirs or r["NIR_ANO_17"] in domain.PLACEHOLDER_NIRS
+                                for r in rows)
+            assert any(r["NIR_ANO_17"] in domain.PLACEHOLDER_NIRS for r in rows)
+            assert any(any(r.get(c) == "1" for c in domain.PMSI_RETURN_CODES) for r in rows)
+    assert fields == 4  # MCO, SSR, HAD and RIM-P link tables of the packaged catalog
+    mco = [r for t in tables.values() if t.family == "T_MCOaaC" for r in t.dicts()]
+    bad = [r for r in mco if any(r.get(c) == "1" for c in domain.PMSI_RETURN_CODES)]
+    assert len(bad) < 0.1 * len(mco)  # mostly good links
+    assert 0.01 < len({r["NIR_ANO_17"] for r in mco}) / persons / 2 < 0.15  # a few percent a year
+    diagnoses = [r["DGN_PAL"] for t in tables.values() if t.family == "T_MCOaaB" for r in t.dicts()]
+    associated = [r["ASS_DGN"] for t in tables.values() if t.family == "T_MCOaaD" for r in t.dicts()]
+    assert any(d.startswith("U071") for d in diagnoses) and any(d.startswith("E11") for d in diagnoses + associated)
+    acts = [r["CDC_ACT"] for t in tables.values() if t.family == "T_MCOaaA" for r in t.dicts()]
+    assert acts and all(re.fullmatch(r"[A-Z]{4}\d{3}", a) for a in acts)
+
+
+def test_identities_twins_several_pseudo_nirs_and_fictitious_nirs(clean):
+    _, tables = clean
+    ben = tables["IR_BEN_R"].dicts()
+    by_psa = defaultdict(list)
+    by_person = defaultdict(list)
+    for r in ben:
+        by_psa[r["BEN_NIR_PSA"]].append(r)
+        by_person[r["BEN_IDT_ANO"]].append(r)
+    twins = [rows for rows in by_psa.values() if len(rows) > 1]
+    assert twins
+    for rows in twins:
+        assert sorted(r["BEN_RNG_GEM"] for r in rows) == ["1", "2"]
+        assert len({r["BEN_IDT_ANO"] for r in rows}) == 2
+        assert len({(r["BEN_SEX_COD"], r["BEN_NAI_ANN"], r.get("BEN_NAI_MOI")) for r in rows}) == 1
+    assert any(len({r["BEN_NIR_PSA"] for r in rows}) >= 2 for rows in by_person.values())
+    assert any(r["BEN_CDI_NIR"] in domain.FICTITIOUS_NIR_CODES for r in ben)
+    assert any(r["BEN_NAI_ANN"] == "1600" for r in ben)
+    for person, rows in by_person.items():
+        top = {r["BEN_IDT_TOP"] for r in rows}
+        assert len(top) == 1
+        if top == {"1"}:
+            assert all(r["BEN_NIR_ANO"] == person for r in rows)
+        else:
+            assert any(r["BEN_NIR_PSA"] + r["BEN_RNG_GEM"] == person for r in rows)
+    iba = tables["IR_IBA_R"].col("BEN_IDT_ANO")
+    assert len(iba) == len(set(iba)) and set(iba) == set(by_person)
+
+
+def test_deaths_agree_between_referentials_and_care_stops(clean):
+    _, tables = clean
+    ben = tables["IR_BEN_R"].dicts()
+    death_of = {r["BEN_IDT_ANO"]: r["BEN_DCD_DTE"] for r in ben}
+    assert all(len({r["BEN_DCD_DTE"] for r in ben if r["BEN_IDT_ANO"] == p}) == 1 for p in list(death_of)[:200])
+    dead = {p for p, d in death_of.items() if d != "1600-01-01"}
+    cci = tables["KI_CCI_R"].dicts()
+    assert dead and {r["BEN_IDT_ANO"] for r in cci} == dead
+    assert all(r["BEN_DCD_DTE"] == death_of[r["BEN_IDT_ANO"]] for r in cci)
+    assert {r["BEN_IDT_ANO"] for r in tables["KI_ECD_R"].dicts()} <= dead
+    death_by_identity = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in ben}
+    for r in tables["ER_PRS_F"].dicts():
+        d = death_by_identity[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]
+        assert d == "1600-01-01" or r["EXE_SOI_DTD"] <= d
+
+
+def test_long_term_illnesses(clean):
+    _, tables = clean
+    rows = tables["IR_IMB_R"].dicts()
+    identities = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]) for r in tables["IR_BEN_R"].dicts()}
+    assert rows and all((r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]) in identities for r in rows)
+    assert all(re.fullmatch(r"[A-Z]\d{2,4}", r["MED_MTF_COD"]) for r in rows)
+    assert any(r["MED_MTF_COD"].startswith("E11") for r in rows)
+    ends = Counter("ongoing" if r["IMB_ALD_DTF"] in ("", "1600-01-01") else "ended" for r in rows)
+    assert ends["ongoing"] and ends["ended"]
+    assert all(r["IMB_ALD_DTF"] in ("", "1600-01-01") or r["IMB_ALD_DTF"] >= r["IMB_ALD_DTD"] for r in rows)
+
+
+# --- options ------------------------------------------------------------------------------------------------------
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, packaged):
+    def run(folder: str, seed: int):
+        return generate(GenerateOptions(out=tmp_path / folder, delivery_id=DID, patients=150, seed=seed,
+                                        catalog=packaged, tables=["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCOaaC"]))
+
+    first, again, other = run("a", 7), run("b", 7), run("c", 8)
+    files = sorted(p.relative_to(first.delivery_dir) for p in first.delivery_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again.delivery_dir) for p in again.delivery_dir.rglob("*") if p.is_file())
+    for f in files:
+        assert (first.delivery_dir / f).read_bytes() == (again.delivery_dir / f).read_bytes(), f
+    for name in ("IR_BEN_R/part-0001.csv", "ER_PRS_F/part-0001.csv", "manifest.json"):
+        assert (first.delivery_dir / name).read_bytes() != (other.delivery_dir / name).read_bytes()
+
+
+def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference):
+    result = generate(GenerateOptions(
+        out=tmp_path, delivery_id=DID, patients=120, catalog=reference, gzip=True, rows_per_file=1000,
+        delimiter="|", encoding="latin-1", date_format="%d/%m/%Y",
+        tables=["IR_BEN_R", "ER_PRS_F", "KI_CCI_R", "T_MCOaaC", "T_MCOaaE"]))
+    folder = result.delivery_dir
+    manifest = load_manifest(folder)
+    assert manifest["format"]["delimiter"] == "|" and manifest["format"]["encoding"] == "latin-1"
+    assert manifest["format"]["date_format"] == "%d/%m/%Y"
+    prs = next(t for t in manifest["tables"] if t["table"] == "ER_PRS_F")
+    assert len(prs["files"]) > 2 and all(f["path"].endswith(".csv.gz") for f in prs["files"])
+    assert all(f["rows"] == 1000 for f in prs["files"][:-1]) and 0 < prs["files"][-1]["rows"] <= 1000
+    accents = False
+    for t in manifest["tables"]:
+        for f in t["files"]:
+            raw = gzip.decompress((folder / f["path"]).read_bytes())
+            header = raw.split(b"\n", 1)[0].decode("latin-1").split("|")
+            assert header == list(reference.resolve(t["table"])[0].columns)
+            if any(b > 127 for b in raw):
+                accents = True
+                with pytest.raises(UnicodeDecodeError):
+                    raw.decode("utf-8")
+                assert "É" in raw.decode("latin-1")
+    assert accents  # labels carry accented letters, written in latin-1
+    tables = read_delivery(folder, reference)
+    row = tables["ER_PRS_F"].dicts()[0]
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", row["EXE_SOI_DTD"]) and re.fullmatch(r"\d{6}", row["EXE_SOI_AMD"])
+    c = tables["T_MCO22C"].dicts()[0]
+    assert re.fullmatch(r"\d{8}", c["ENT_DAT"])  # schema format %d%m%Y is kept
+    assert re.fullmatch(r"\d{2}[A-Z][a-z]{2}\d{4}:00:00:00", c["EXE_SOI_DTD"])  # %d%b%Y:%H:%M:%S
+    assert audit(folder, reference) == {}
+
+
+def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path, reference):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30, seed=3, catalog=reference))
+    delivered = defaultdict(int)
+    for name, rows in result.rows.items():
+        delivered[reference.resolve(name)[0].name] += rows
+    assert len(reference) == 188 and set(delivered) == set(reference.tables)
+    assert all(rows > 0 for rows in delivered.values())
+    assert audit(result.delivery_dir, reference) == {}
+
+
+def test_tables_option_families_and_delivered_names(tmp_path, packaged):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged,
+                                      tables=["ER_PHA_F", "T_MCO23B"]))
+    assert set(result.rows) == {"ER_PHA_F", "T_MCO23B"}
+    with pytest.raises(GenerateError, match="unknown tables"):
+        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged, tables=["NOPE_R"]))
+    with pytest.raises(GenerateError, match="outside the care period"):
+        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged, tables=["T_MCO19B"]))
+    with pytest.raises(GenerateError, match="already exists"):
+        generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged, tables=["ER_PHA_F"]))
+    for bad in (dict(delivery_id="2024-3-1"), dict(delimiter="-"), dict(encoding="utf-16"),
+                dict(delivery_id="2022-01-15"), dict(seed=-1)):
+        with pytest.raises(GenerateError):
+            generate(GenerateOptions(out=tmp_path, catalog=packaged, **{"delivery_id": "2024-03-05", **bad}))
+
+
+def test_streams_chunks_of_patients_with_progress(tmp_path, packaged):
+    seen = []
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=4500, catalog=packaged,
+                                      tables=["IR_BEN_R", "IR_IBA_R"]), progress=lambda *a: seen.append(a))
+    steps = [done for stage, done, total in seen if stage == "patients"]
+    assert steps == [2000, 4000, 4500] and seen[-1][0] == "manifest"
+    tables = read_delivery(result.delivery_dir, packaged)
+    assert len(tables["IR_IBA_R"].rows) == 4500
+    assert audit(result.delivery_dir, packaged) == {}  # keys stay unique across chunks
+
+
+# --- defects ----------------------------------------------------------------------------------------------------
+def test_defects_ground_truth_matches_the_files(defective, packaged, reference_nomenclatures):
+    truth_path = defective.ground_truth
+    assert truth_path == defective.delivery_dir.parent / f"{DID}.defects.json"
+    assert not any(p.name.endswith(".defects.json") for p in defective.delivery_dir.rglob("*"))
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    assert truth["delivery_id"] == DID and truth["seed"] == 2
+    kinds = {d["defect"] for d in truth["defects"]}
+    assert kinds >= {"duplicate_key", "orphan_affiliated", "unparseable_date", "unparseable_integer",
+                     "missing_key", "row_count_mismatch", "checksum_mismatch", "unknown_column",
+                     "out_of_nomenclature", "out_of_range"}
+    dup_tables = {d["table"] for d in truth["defects"] if d["defect"] == "duplicate_key"}
+    assert "ER_PRS_F" in dup_tables and any(re.fullmatch(r"T_MCO\d\dB", t) for t in dup_tables)
+    listed = {f.path for t in defective.manifest.tables for f in t.files}
+    expected: Counter = Counter()
+    for d in truth["defects"]:
+        assert d["rule"] in checks.ALL_RULES and d["failures"] > 0
+        assert d["file"] in listed and set(d["files"]) <= listed
+        expected[(d["table"], d["rule"])] += d["failures"]
+    assert audit(defective.delivery_dir, packaged, reference_nomenclatures) == dict(expected)
+    for d in truth["defects"]:  # rejected rows are in the files the ground truth names
+        if d["rule"] in ("type", "not_null"):
+            column, found = d["columns"][0], 0
+            for path in d["files"]:
+                header, rows = read_file(defective.delivery_dir / path, ";", "utf-8")
+                j = header.index(column)
+                if d["rule"] == "not_null":
+                    found += sum(1 for r in rows if r[j] == "")
+                else:
+                    found += sum(1 for r in rows if r[j] and not re.fullmatch(r"[\d\-./:T]+", r[j]))
+            assert found == d["failures"], d
+    assert len(expected) == len(truth["defects"])  # each (table, rule) carries one defect: counts are exact

@@ -1,0 +1,555 @@
+"""Provision to research projects: cohort, extracts, project pseudonyms, report (SPEC §3, §5).
+
+One small base whose expected cohort and extracts are known by construction:
+
+    person  identities (pseudo-NIR, rank)  born  sex   what happens
+    P1      (psa-a, 1), (psa-a2, 1)        1970  1     identified by NIR_ANO_17=psa-a; diagnosis U072 (T_MCOaaD)
+                                                       on a stay linked by psa-a2 -> both; a stay with SEJ_RET '1'
+                                                       and a stay before the period are not extracted
+    P2, P3  twins (psa-t, 1), (psa-t, 2)   2000  2     psa-t alone is ambiguous; (psa-t, 2) identifies P3; a stay
+                                                       on psa-t with U071 targets nobody
+    P4      (psa-d, 1)                     1600  1     identified by psa-d; drug in period, but unknown birth year
+                                                       fails the age filter -> identified only
+    P5      (psa-e, 1)                     2010  2     diagnosis U071 on a good stay, 12 years old -> out
+    P6      (psa-f, 1)                     1950  1     ALD E11 since 2015, end 1600-01-01 (ongoing) -> targeted
+    P7      (psa-g, 1)                     1960  2     ALD E10 ended 2021-12-31 -> out
+    P8      (psa-h, 1)                     1980  2     ALD E11 from 2023-12-31 (period's last day), no end -> targeted
+    P9      (psa-i, 1)                     1990  1     drug only on an information-only line -> not targeted;
+                                                       identified by BEN_IDT_ANO -> that line is extracted
+    P10     (psa-j, 1)                     1985  2     drug on 2023-12-31 -> targeted; lines on 2021-12-31 and
+                                                       2024-01-01 are not extracted, 2022-01-01 is
+    P11     (psa-k, 1)                     1975  1     diagnosis U071 on a stay with NIR_RET '1' -> out
+    P13     (psa-m, 1)                     1980  1     CCAM DEQP003 in ER_CAM_F, empty DPN_QLF -> targeted
+    P14     (psa-n, 1)                     1970  2     CCAM DEQP003 in T_MCOaaA, COH_NAI_RET empty -> targeted
+                                                       (a U071 stay of 2022 with P14's 2023 stay key is ignored)
+    P15     (psa-o, 1)                     1970  1     its 2023 stay shares the key of P1's 2022 stay (U072): out
+    P17     (psa-q, 1)                     1970  9     drug, sex 9 -> out
+    P18     (psa-r, 1)                     2004  1     drug; 18 at the period start (edge of age min) -> targeted
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import types as T
+
+from snds_assets import domain
+from snds_assets.catalog import Catalog
+from snds_assets.config import Settings
+from snds_assets.lake import Lake
+from snds_assets.provision.extract import Selector, extract_family
+from snds_assets.provision.identify import build_cohort
+from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
+from snds_assets.provision.request import RequestError, list_requests, load_request
+from snds_assets.provision.run import run_cohort, run_extract, run_project
+from snds_assets.provision.source import FrameSource
+
+PERIOD = (date(2022, 1, 1), date(2023, 12, 31))
+SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp",
+               "boolean": "boolean", "year": "int", "yearmonth": "string"}
+
+PERSONS = {  # IDT: [(NIR, rank)], birth year, sex
+    "idt-p1": ([("psa-a", 1), ("psa-a2", 1)], 1970, 1),
+    "idt-p2": ([("psa-t", 1)], 2000, 2),
+    "idt-p3": ([("psa-t", 2)], 2000, 2),
+    "idt-p4": ([("psa-d", 1)], 1600, 1),
+    "idt-p5": ([("psa-e", 1)], 2010, 2),
+    "idt-p6": ([("psa-f", 1)], 1950, 1),
+    "idt-p7": ([("psa-g", 1)], 1960, 2),
+    "idt-p8": ([("psa-h", 1)], 1980, 2),
+    "idt-p9": ([("psa-i", 1)], 1990, 1),
+    "idt-p10": ([("psa-j", 1)], 1985, 2),
+    "idt-p11": ([("psa-k", 1)], 1975, 1),
+    "idt-p13": ([("psa-m", 1)], 1980, 1),
+    "idt-p14": ([("psa-n", 1)], 1970, 2),
+    "idt-p15": ([("psa-o", 1)], 1970, 1),
+    "idt-p17": ([("psa-q", 1)], 1970, 9),
+    "idt-p18": ([("psa-r", 1)], 2004, 1),
+}
+# DCIR care lines: marker (PRS_NAT_REF) -> (NIR, rank, EXE_SOI_DTD, DPN_QLF)
+PRS = {
+    1: ("psa-a", 1, date(2022, 3, 1), 0),
+    2: ("psa-a2", 1, date(2023, 5, 5), 0),
+    3: ("psa-d", 1, date(2022, 6, 1), 0),
+    4: ("psa-i", 1, date(2022, 7, 1), 71),
+    5: ("psa-j", 1, date(2021, 12, 31), 0),
+    6: ("psa-j", 1, date(2022, 1, 1), 0),
+    7: ("psa-j", 1, date(2023, 12, 31), 0),
+    8: ("psa-j", 1, date(2024, 1, 1), 0),
+    9: ("psa-m", 1, date(2022, 2, 2), None),
+    10: ("psa-t", 1, date(2022, 2, 2), 0),
+    11: ("psa-t", 2, date(2022, 2, 3), 0),
+    12: ("psa-q", 1, date(2022, 5, 5), 0),
+    13: ("psa-r", 1, date(2022, 5, 6), 0),
+}
+DRUG, OTHER_DRUG = 3400930000001, 3400930000999
+PHA = {101: (3, DRUG), 102: (4, DRUG), 103: (7, DRUG), 104: (7, OTHER_DRUG), 105: (12, DRUG), 106: (13, DRUG),
+       107: (5, DRUG)}  # marker (PHA_ORD_NUM) -> (PRS marker, CIP13)
+CAM = {201: (9, "DEQP003"), 202: (1, "YYYY001")}
+# PMSI MCO stays: (ETA_NUM, RSA_NUM, year) -> (NIR_ANO_17, EXE_SOI_DTD, return-code overrides)
+STAYS = {
+    ("E1", "1", 2022): ("psa-a2", datetime(2022, 4, 1), {}),                     # P1, good
+    ("E1", "2", 2022): ("psa-t", datetime(2022, 5, 1), {}),                      # twins: ambiguous
+    ("E1", "3", 2022): ("psa-a", datetime(2022, 6, 1), {"SEJ_RET": "1"}),        # P1, bad link
+    ("E2", "1", 2023): ("psa-n", datetime(2023, 6, 1), {"COH_NAI_RET": None}),   # P14, good
+    ("E1", "1", 2023): ("psa-o", datetime(2023, 2, 1), {}),                      # P15, good
+    ("E1", "4", 2022): ("xxxxxxxxxxxxxxxxx", datetime(2022, 7, 1), {}),          # placeholder
+    ("E2", "2", 2021): ("psa-a", datetime(2021, 6, 1), {}),                      # P1, before the period
+    ("E2", "3", 2023): ("psa-k", datetime(2023, 3, 1), {"NIR_RET": "1"}),        # P11, bad link
+    ("E3", "1", 2022): ("psa-e", datetime(2022, 8, 1), {}),                      # P5, good (but 12 years old)
+}
+B_ROWS = {  # stay key -> DGN_PAL
+    ("E1", "1", 2022): "I10", ("E1", "2", 2022): "U071", ("E1", "3", 2022): "U071", ("E2", "1", 2023): "K35",
+    ("E1", "1", 2023): "J18", ("E2", "1", 2022): "U071", ("E2", "2", 2021): "I10", ("E2", "3", 2023): "U071",
+    ("E3", "1", 2022): "U071",
+}
+D_ROWS = {301: (("E1", "1", 2022), "U072"), 302: (("E1", "1", 2022), "Z000"), 303: (("E2", "3", 2023), "U071")}
+A_ROWS = {401: (("E2", "1", 2023), "DEQP003"), 402: (("E1", "2", 2022), "DEQP003")}
+IMB = {  # marker (IMB_ALD_NUM) -> (NIR, rank, code, start, end)
+    501: ("psa-f", 1, "E11", date(2015, 1, 1), date(1600, 1, 1)),
+    502: ("psa-g", 1, "E10", date(2010, 1, 1), date(2021, 12, 31)),
+    503: ("psa-h", 1, "E110", date(2023, 12, 31), None),
+    504: ("psa-a", 1, "E10", date(2000, 1, 1), date(2010, 1, 1)),
+}
+
+TABLES = ["IR_BEN_R", "IR_IMB_R", "IR_IBA_R", "KI_CCI_R", "ER_PRS_F", "ER_PHA_F", "ER_CAM_F",
+          "T_MCOaaC", "T_MCOaaB", "T_MCOaaD", "T_MCOaaA"]
+REQUEST = """\
+id: {id}
+title: Test project
+period: {{start: 2022-01-01, end: 2023-12-31}}
+tables: [{tables}]
+columns:
+  ER_PRS_F: [EXE_SOI_DTD, PRS_NAT_REF]
+cohort:
+  identifiers: {id}-ids.csv
+  criteria:
+    any_of:
+      - diagnosis: {{icd10: [U071, U072]}}
+      - drug: {{cip13: ["{drug}"]}}
+      - act: {{ccam: [DEQP003]}}
+      - ald: {{icd10: [E10, E11]}}
+    age: {{min: 18, max: 120}}
+    sex: [1, 2]
+"""
+IDENTIFIERS = """BEN_IDT_ANO;BEN_NIR_PSA;BEN_RNG_GEM;NIR_ANO_17
+idt-p9;;;
+;psa-t;;
+;psa-t;2;
+;;;psa-a
+idt-unknown;;;
+;;;psa-zzz
+;psa-d;;
+"""
+EXPECTED_COHORT = {  # person -> (found by, criteria)
+    "idt-p1": ("both", ["any_of[0]:diagnosis"]),
+    "idt-p3": ("identified", []),
+    "idt-p4": ("identified", []),
+    "idt-p6": ("targeted", ["any_of[3]:ald"]),
+    "idt-p8": ("targeted", ["any_of[3]:ald"]),
+    "idt-p9": ("identified", []),
+    "idt-p10": ("targeted", ["any_of[1]:drug"]),
+    "idt-p13": ("targeted", ["any_of[2]:act"]),
+    "idt-p14": ("targeted", ["any_of[2]:act"]),
+    "idt-p18": ("targeted", ["any_of[1]:drug"]),
+}
+
+
+# --- The small base ----------------------------------------------------------------------------------------
+def frame(spark, catalog: Catalog, family: str, rows: list[dict]):
+    """A curated-like DataFrame: every catalog column typed as curated, unspecified values empty."""
+    table = catalog[family]
+    fields = [T.StructField(f.name, T._parse_datatype_string(SPARK_TYPES[domain.effective_type(table, f)]))
+              for f in table.fields]
+    if table.is_yearly:
+        fields.append(T.StructField(domain.YEAR_COLUMN, T.IntegerType()))
+    schema = T.StructType(fields)
+    unknown = {k for r in rows for k in r} - set(schema.names)
+    assert not unknown, f"test data names unknown columns of {family}: {unknown}"
+    data = [tuple(r.get(name) for name in schema.names) for r in rows]
+    return spark.createDataFrame(data, schema)
+
+
+DCIR_KEY_VALUES = {"DCT_ORD_NUM": 1, "FLX_DIS_DTD": date(2024, 2, 1), "FLX_EMT_NUM": 1, "FLX_EMT_ORD": 0,
+                   "FLX_EMT_TYP": 1, "FLX_TRT_DTD": date(2024, 1, 20), "ORG_CLE_NUM": "01C", "REM_TYP_AFF": 1}
+
+
+def dcir_keys(marker: int) -> dict:
+    return {**DCIR_KEY_VALUES, "PRS_ORD_NUM": marker}
+
+
+def return_codes(overrides: dict) -> dict:
+    codes = {c: "0" for c in domain.PMSI_RETURN_CODES}
+    codes.update(overrides)
+    return codes
+
+
+def build_frames(spark, catalog: Catalog) -> dict:
+    ben = [{"BEN_NIR_PSA": nir, "BEN_RNG_GEM": rank, "BEN_IDT_ANO": idt, "BEN_NIR_ANO": f"ano-{idt}",
+            "ASS_NIR_ANO": f"ass-{idt}", "BEN_NAI_ANN": born, "BEN_SEX_COD": sex}
+           for idt, (ids, born, sex) in PERSONS.items() for nir, rank in ids]
+    prs = [{**dcir_keys(m), "BEN_NIR_PSA": nir, "BEN_RNG_GEM": rank, "EXE_SOI_DTD": d, "DPN_QLF": q,
+            "PRS_NAT_REF": m, "PRS_ACT_QTE": 1.0} for m, (nir, rank, d, q) in PRS.items()]
+    pha = [{**dcir_keys(prs_m), "PHA_ORD_NUM": m, "PHA_PRS_C13": cip} for m, (prs_m, cip) in PHA.items()]
+    cam = [{**dcir_keys(prs_m), "CAM_ORD_NUM": m, "CAM_PRS_IDE": code} for m, (prs_m, code) in CAM.items()]
+    mco_c = [{"ETA_NUM": e, "RSA_NUM": r, domain.YEAR_COLUMN: y, "NIR_ANO_17": nir, "EXE_SOI_DTD": d,
+              "NIR_ANO_MAM": "mam-" + nir, **return_codes(over)} for (e, r, y), (nir, d, over) in STAYS.items()]
+    mco_b = [{"ETA_NUM": e, "RSA_NUM": r, domain.YEAR_COLUMN: y, "DGN_PAL": dgn} for (e, r, y), dgn in B_ROWS.items()]
+    mco_d = [{"ETA_NUM": e, "RSA_NUM": r, domain.YEAR_COLUMN: y, "DGN_ASS_NUM": m, "ASS_DGN": dgn}
+             for m, ((e, r, y), dgn) in D_ROWS.items()]
+    mco_a = [{"ETA_NUM": e, "RSA_NUM": r, domain.YEAR_COLUMN: y, "NBR_EXE_ACT": m, "CDC_ACT": act}
+             for m, ((e, r, y), act) in A_ROWS.items()]
+    imb = [{"BEN_NIR_PSA": nir, "BEN_RNG_GEM": rank, "IMB_ALD_NUM": m, "MED_MTF_COD": code, "IMB_ALD_DTD": s,
+            "IMB_ALD_DTF": e} for m, (nir, rank, code, s, e) in IMB.items()]
+    cci = [{"BEN_IDT_ANO": idt, "BEN_NIR_ANO": f"ano-{idt}", "CER_VER_NUM": n} for n, idt in ((1, "idt-p6"), (2, "idt-p7"))]
+    iba = [{"BEN_IDT_ANO": idt, "ASS_NIR_ANO": f"ass-{idt}", "BEN_NAI_ANN": 1970} for idt in ("idt-p1", "idt-p2")]
+    data = {"IR_BEN_R": ben, "ER_PRS_F": prs, "ER_PHA_F": pha, "ER_CAM_F": cam, "T_MCOaaC": mco_c,
+            "T_MCOaaB": mco_b, "T_MCOaaD": mco_d, "T_MCOaaA": mco_a, "IR_IMB_R": imb, "KI_CCI_R": cci,
+            "IR_IBA_R": iba}
+    return {family: frame(spark, catalog, family, rows) for family, rows in data.items()}
+
+
+RAW_PSEUDONYMS = ({idt for idt in PERSONS} | {f"ano-{idt}" for idt in PERSONS} | {f"ass-{idt}" for idt in PERSONS}
+                  | {nir for ids, _, _ in PERSONS.values() for nir, _ in ids}
+                  | {"mam-" + nir for nir, _, _ in STAYS.values()})
+
+
+# --- Fixtures ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def catalog(reference_schemas) -> Catalog:
+    return Catalog.load(reference_schemas)
+
+
+@pytest.fixture(scope="module")
+def source(spark, catalog) -> FrameSource:
+    frames = {f: df.cache() for f, df in build_frames(spark, catalog).items()}
+    return FrameSource(frames, delivery_id="2024-03-01")
+
+
+def write_request(projects: Path, project_id: str, tables=TABLES, identifiers: str = IDENTIFIERS,
+                  text: str | None = None) -> None:
+    projects.mkdir(parents=True, exist_ok=True)
+    body = text if text is not None else REQUEST.format(id=project_id, tables=", ".join(tables), drug=DRUG)
+    (projects / f"{project_id}.yaml").write_text(body, encoding="utf-8")
+    (projects / f"{project_id}-ids.csv").write_text(identifiers, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("provision")
+    settings = Settings.from_env(env={}, home=str(home))
+    for pid in ("study-a", "study-b"):
+        write_request(Path(settings.projects), pid)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def project(spark, env, catalog, source):
+    """Project study-a run end to end once: cohort, every family, report."""
+    request = load_request(env, catalog, "study-a")
+    report = run_project(spark, env, catalog, request, source)
+    return request, report
+
+
+@pytest.fixture(scope="module")
+def cohort(spark, env, catalog, source):
+    request = load_request(env, catalog, "study-a")
+    return build_cohort(spark, catalog, request, source)
+
+
+def read_extract(spark, settings, project_id, family):
+    return spark.read.parquet(Lake(settings.lake).project(project_id, family))
+
+
+def nenq(settings, project_id, value, label="NUM_ENQ"):
+    return pseudonym_value(value, project_secret(settings, project_id), label)
+
+
+# --- Identification ----------------------------------------------------------------------------------------------
+def test_cohort_persons_and_how_they_were_found(cohort):
+    result = cohort
+    got = {r["BEN_IDT_ANO"]: (r["FOUND_BY"], list(r["CRITERIA"])) for r in result.cohort.collect()}
+    assert got == EXPECTED_COHORT
+    assert result.counts["persons"] == 10
+    assert (result.counts["identified"], result.counts["targeted"], result.counts["both"]) == (4, 7, 1)
+    # P4 (drug, unknown birth year) and P5 (12 years old) matched a criterion before the filters; P17 too (sex 9).
+    assert result.counts["targeted_before_filters"] == 10
+    assert result.counts["criteria"]["any_of[1]:drug"]["persons"] == 4  # P4, P10, P17, P18 (not P9: info only)
+    # Every identity of the cohort's persons, and only those (P3's twin P2 is not there).
+    ids = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"], r["BEN_IDT_ANO"], r["NIR_UNIQUE"]) for r in result.identities.collect()}
+    assert ("psa-a", 1, "idt-p1", True) in ids and ("psa-a2", 1, "idt-p1", True) in ids
+    assert ("psa-t", 2, "idt-p3", False) in ids and not any(i[2] == "idt-p2" for i in ids)
+    assert len(ids) == 11
+
+
+def test_identifiers_resolution(cohort):
+    result = cohort
+    got = {r["LINE"]: (r["METHOD"], r["STATUS"], r["PERSONS"], r["RESOLVED_IDT"]) for r in result.resolution.collect()}
+    assert got == {
+        2: ("BEN_IDT_ANO", "resolved", 1, "idt-p9"),
+        3: ("BEN_NIR_PSA", "ambiguous", 2, None),
+        4: ("BEN_NIR_PSA+BEN_RNG_GEM", "resolved", 1, "idt-p3"),
+        5: ("NIR_ANO_17", "resolved", 1, "idt-p1"),
+        6: ("BEN_IDT_ANO", "unknown", 0, None),
+        7: ("NIR_ANO_17", "unknown", 0, None),
+        8: ("BEN_NIR_PSA", "resolved", 1, "idt-p4"),
+    }
+    ids = result.counts["identifiers"]
+    assert (ids["rows"], ids["resolved"], ids["ambiguous"], ids["unknown"]) == (7, 4, 1, 2)
+    assert [u["LINE"] for u in result.unresolved] == [3, 6, 7]
+
+
+def test_criteria_alone_and_all_of(spark, env, catalog, source, tmp_path):
+    """Without identifiers only targeted persons; all_of needs every item; filters are inclusive."""
+    text = REQUEST.format(id="crit", tables="IR_BEN_R, ER_PRS_F", drug=DRUG).replace("  identifiers: crit-ids.csv\n", "")
+    text = text.replace("    any_of:", "    all_of: [{act: {ccam: [DEQP003]}}]\n    any_of:")
+    path = tmp_path / "crit.yaml"
+    path.write_text(text)
+    from snds_assets.provision.request import parse_request
+
+    request = parse_request(text, catalog, path)
+    result = build_cohort(spark, catalog, request, source)
+    got = {r["BEN_IDT_ANO"]: sorted(r["CRITERIA"]) for r in result.cohort.collect()}
+    # DEQP003 (all_of) and one any_of item: P13 (DCIR act) and P14 (PMSI act) hold both, nobody else.
+    assert got == {"idt-p13": ["all_of[0]:act", "any_of[2]:act"], "idt-p14": ["all_of[0]:act", "any_of[2]:act"]}
+    assert result.resolution is None
+
+
+# --- Extraction --------------------------------------------------------------------------------------------------
+def test_extract_rows_by_construction(spark, env, project):
+    request, report = project
+    pid = request.id
+
+    def markers(family, column):
+        return sorted(r[0] for r in read_extract(spark, env, pid, family).select(column).collect())
+
+    assert markers("ER_PRS_F", "PRS_NAT_REF") == [1, 2, 3, 4, 6, 7, 9, 11, 13]
+    assert markers("ER_PHA_F", "PHA_ORD_NUM") == [101, 102, 103, 104, 106]
+    assert markers("ER_CAM_F", "CAM_ORD_NUM") == [201, 202]
+    assert markers("IR_IMB_R", "IMB_ALD_NUM") == [501, 503, 504]
+    assert markers("KI_CCI_R", "CER_VER_NUM") == [1]
+
+    def stays(family):
+        df = read_extract(spark, env, pid, family)
+        return sorted((r["ETA_NUM"], r["RSA_NUM"], r[domain.YEAR_COLUMN]) for r in df.collect())
+
+    assert stays("T_MCOaaC") == [("E1", "1", 2022), ("E2", "1", 2023)]
+    assert stays("T_MCOaaB") == [("E1", "1", 2022), ("E2", "1", 2023)]
+    assert stays("T_MCOaaD") == [("E1", "1", 2022), ("E1", "1", 2022)]
+    assert stays("T_MCOaaA") == [("E2", "1", 2023)]
+
+    # Identities under NUM_ENQ: P1's two pseudo-NIRs, P3's rank only (not the twin P2's).
+    ben = read_extract(spark, env, pid, "IR_BEN_R")
+    got = sorted((r["NUM_ENQ"], r["BEN_RNG_GEM"], r["NUM_ENQ_IDT"]) for r in ben.collect())
+    expected = sorted((nenq(env, pid, nir), rank, nenq(env, pid, idt, "NUM_ENQ_IDT"))
+                      for idt in EXPECTED_COHORT for nir, rank in PERSONS[idt][0])
+    assert got == expected and len(got) == 11
+    iba = read_extract(spark, env, pid, "IR_IBA_R")
+    assert [r["NUM_ENQ_IDT"] for r in iba.collect()] == [nenq(env, pid, "idt-p1", "NUM_ENQ_IDT")]
+    # The same pseudo-NIR has the same NUM_ENQ in DCIR (BEN_NIR_PSA) and PMSI (NIR_ANO_17).
+    mco = {r["NUM_ENQ"] for r in read_extract(spark, env, pid, "T_MCOaaC").collect()}
+    prs = {r["NUM_ENQ"] for r in read_extract(spark, env, pid, "ER_PRS_F").collect()}
+    assert nenq(env, pid, "psa-a2") in mco & prs
+
+
+def test_granted_columns_only(spark, env, project):
+    request, _ = project
+    prs = read_extract(spark, env, request.id, "ER_PRS_F")
+    assert set(prs.columns) == {"EXE_SOI_DTD", "PRS_NAT_REF", "NUM_ENQ", "BEN_RNG_GEM", *domain.DCIR_KEYS}
+    for family in request.tables:
+        cols = read_extract(spark, env, request.id, family).columns
+        assert "DELIVERY_ID" not in cols
+        assert not set(cols) & set(domain.PROJECT_PSEUDONYMS), family
+    mco = read_extract(spark, env, request.id, "T_MCOaaD")
+    assert {"ETA_NUM", "RSA_NUM", domain.YEAR_COLUMN} <= set(mco.columns)
+
+
+def test_extract_family_alone_with_cohort_dataframe(spark, env, catalog, source):
+    """The library call the benchmark uses: a bare cohort DataFrame, no lake."""
+    request = load_request(env, catalog, "study-a")
+    cohort = spark.createDataFrame([("idt-p10",), ("idt-p1",)], "BEN_IDT_ANO string")
+    prs = extract_family(spark, catalog, request, "ER_PRS_F", cohort, source)
+    assert sorted(r["PRS_NAT_REF"] for r in prs.collect()) == [1, 2, 6, 7]
+    selector = Selector(catalog, request, source, cohort)
+    pha = extract_family(spark, catalog, request, "ER_PHA_F", cohort, source, selector=selector)
+    assert sorted(r["PHA_ORD_NUM"] for r in pha.collect()) == [103, 104]
+    with pytest.raises(ValueError, match="not in the perimeter"):
+        extract_family(spark, catalog, request, "T_SSRaaC", cohort, source)
+
+
+def test_checks_and_report(env, project):
+    request, report = project
+    lake = Lake(env.lake)
+    saved = json.loads(Path(lake.project_report(request.id)).read_text())
+    assert saved["status"] == "complete" and saved["failed_checks"] == []
+    assert saved["cohort"]["size"] == 10
+    assert saved["cohort"]["found_by"] == {"identified": 3, "targeted": 6, "both": 1}
+    ids = saved["identifiers"]
+    assert (ids["rows"], ids["resolved"], ids["ambiguous"], ids["unknown"]) == (7, 4, 1, 2)
+    assert [u["line"] for u in ids["unresolved"]] == [3, 6, 7]
+    rows = {f: t["rows"] for f, t in saved["tables"].items()}
+    assert rows == {"IR_BEN_R": 11, "IR_IMB_R": 3, "IR_IBA_R": 1, "KI_CCI_R": 1, "ER_PRS_F": 9, "ER_PHA_F": 5,
+                    "ER_CAM_F": 2, "T_MCOaaC": 2, "T_MCOaaB": 2, "T_MCOaaD": 2, "T_MCOaaA": 1}
+    assert saved["deliveries_used"] == ["2024-03-01"]
+    for family, table in saved["tables"].items():
+        verdicts = {c["name"]: (c["passed"], c["evaluated"]) for c in table["checks"]}
+        assert all(passed for passed, _ in verdicts.values()), (family, verdicts)
+        assert verdicts["belongs_to_cohort"] == (True, True), family
+    assert {c["name"]: c["passed"] for c in saved["cohort"]["checks"]} == {
+        "unresolved_identifiers": False, "no_snds_pseudonym": True}
+    page = Path(lake.project_report(request.id, "html")).read_text()
+    assert "<svg" in page and "<script" not in page and "ER_PRS_F" in page
+    # The report names no SNDS pseudonym, not even the unresolved identifiers' values.
+    text = json.dumps(saved) + page
+    assert not [v for v in RAW_PSEUDONYMS | {"idt-unknown", "psa-zzz"} if v in text]
+    restricted = json.loads(Path(lake.restricted(request.id, "identifiers.json")).read_text())
+    assert {u["LINE"]: u.get("BEN_IDT_ANO") or u.get("NIR_ANO_17") or u.get("BEN_NIR_PSA")
+            for u in restricted["unresolved"]} == {3: "psa-t", 6: "idt-unknown", 7: "psa-zzz"}
+
+
+def _project_values(root: Path) -> list:
+    values = []
+    for path in root.rglob("*.parquet"):
+        table = pq.read_table(path)
+        for column in table.columns:
+            values.extend(v for v in column.to_pylist() if v is not None)
+    return values
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, list):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+def test_no_snds_pseudonym_nor_secret_in_the_project_space(env, project):
+    request, _ = project
+    lake = Lake(env.lake)
+    root = Path(lake.project(request.id))
+    values = {str(v) for v in _flatten(_project_values(root))}
+    assert values, "the project space holds data"
+    assert not values & RAW_PSEUDONYMS
+    secret = project_secret(env, request.id)
+    assert not values & {secret.hex(), secret.hex().upper()}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret not in data and secret.hex().encode() not in data, path
+    # The secret lives under restricted/ only, readable by its owner only.
+    secret_file = Path(lake.restricted(request.id, "secret.key"))
+    assert secret_file.read_bytes() == secret and oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    assert not [p for p in Path(env.lake).rglob("*") if p.is_file() and "restricted" not in p.parts
+                and secret in p.read_bytes()]
+
+
+def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project):
+    """Stable within a project across runs; two projects get different, unlinkable pseudonyms."""
+    request, _ = project
+    lake = Lake(env.lake)
+    before = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
+    assert before == {nenq(env, "study-a", idt, "NUM_ENQ_IDT"): found for idt, (found, _) in EXPECTED_COHORT.items()}
+    run_cohort(spark, env, catalog, request, source)
+    after = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
+    assert after == before
+
+    other = load_request(env, catalog, "study-b")
+    run_cohort(spark, env, catalog, other, source)
+    run_extract(spark, env, catalog, other, "IR_BEN_R", source)
+    b_cohort = {r["NUM_ENQ_IDT"] for r in spark.read.parquet(lake.project("study-b", "cohort")).collect()}
+    assert len(b_cohort) == len(before) and not b_cohort & set(before)
+    a_ben = read_extract(spark, env, "study-a", "IR_BEN_R").collect()
+    b_ben = read_extract(spark, env, "study-b", "IR_BEN_R").collect()
+    a_values = {v for r in a_ben for v in (r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"])}
+    b_values = {v for r in b_ben for v in (r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"])}
+    assert len(a_values) == len(b_values) == 31 and not a_values & b_values
+    assert project_secret(env, "study-a") != project_secret(env, "study-b")
+
+
+def test_pseudonym_expression_matches_reference(spark):
+    secret = bytes(range(32))
+    df = spark.createDataFrame([("psa-a", "psa-a", "IDT", None, " ")],
+                               "BEN_NIR_PSA string, NIR_ANO_17 string, BEN_IDT_ANO string, BEN_NIR_ANO string, ASS_NIR_ANO string")
+    row = pseudonymize(df.select("BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO", "ASS_NIR_ANO"), secret).first()
+    assert row.asDict() == {"NUM_ENQ": pseudonym_value("psa-a", secret, "NUM_ENQ"),
+                            "NUM_ENQ_IDT": pseudonym_value("IDT", secret, "NUM_ENQ_IDT"),
+                            "NUM_ENQ_ANO": None, "ASS_NIR_ANO": None}
+    nir17 = df.select(pseudonym("NIR_ANO_17", secret, "NUM_ENQ").alias("x")).first()["x"]
+    assert nir17 == row["NUM_ENQ"] and len(nir17) == 64
+    assert pseudonym_value("psa-a", secret, "NUM_ENQ") != pseudonym_value("psa-a", secret, "NUM_ENQ_IDT")
+    assert "ASS_NIR_ANO" not in pseudonymize(df, secret, drop_other=True).columns
+
+
+def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_path):
+    """A family not delivered is reported, not fatal; extracts the request no longer grants leave the space."""
+    settings = Settings.from_env(env={}, home=str(tmp_path / "h"))
+    small = ("id: small\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [%s]\n"
+             "cohort: {identifiers: small-ids.csv}\n")
+    write_request(Path(settings.projects), "small", text=small % "IR_BEN_R, T_SSRaaC")
+    request = load_request(settings, catalog, "small")
+    run_cohort(spark, settings, catalog, request, source)
+    info = run_extract(spark, settings, catalog, request, "T_SSRaaC", source)
+    assert info["status"] == "not delivered" and info["rows"] == 0
+    run_extract(spark, settings, catalog, request, "IR_BEN_R", source)
+    lake = Lake(settings.lake)
+    Path(lake.project("small", "ER_PRS_F")).mkdir(parents=True)
+    write_request(Path(settings.projects), "small", text=small % "T_SSRaaC")
+    request = load_request(settings, catalog, "small")
+    with pytest.raises(LookupError, match="earlier version of the request"):
+        run_extract(spark, settings, catalog, request, "T_SSRaaC", source)
+    info = run_cohort(spark, settings, catalog, request, source)
+    assert sorted(info["removed_extracts"]) == ["ER_PRS_F", "IR_BEN_R"]
+    assert sorted(p.name for p in Path(lake.project("small")).iterdir()) == ["cohort"]
+
+
+# --- Requests ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("old, new, message", [
+    ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, ER_XYZ_F]", "unknown table 'ER_XYZ_F'"),
+    ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [T_MCO23B]", "one year of family T_MCOaaB"),
+    ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, DA_PRA_R]", "DA_PRA_R has no path to a patient"),
+    ("[EXE_SOI_DTD, PRS_NAT_REF]", "[EXE_SOI_DTD, NOPE]", "unknown column 'NOPE' in table ER_PRS_F"),
+    ("  ER_PRS_F: [EXE", "  ER_PHA_F: [EXE", "columns given for ER_PHA_F, which is not in tables"),
+    ("start: 2022-01-01, end: 2023-12-31", "start: 2024-01-01, end: 2023-12-31", "start 2024-01-01 is after end"),
+    ("start: 2022-01-01", "start: 2022-13-01", "bad period start"),
+    ("- drug:", "- drugs:", "unknown criterion 'drugs'"),
+    ("    age:", "    ages:", "unknown criterion 'ages'"),
+    ("icd10: [E10, E11]", "cip13: [E10]", "ald takes {icd10: [codes]}"),
+    ("min: 18, max: 120", "min: 80, max: 20", "age min 80 is above age max 20"),
+    ("sex: [1, 2]", "sex: [3]", "sex must list codes"),
+    ("identifiers: bad-ids.csv", "identifiers: nowhere.csv", "missing identifiers file nowhere.csv"),
+    ("id: bad", "id: Bad Id", "bad id 'Bad Id'"),
+    ("id: bad", "id: other", "differs from the file name"),
+    ("title: Test project", "title: [unclosed", "YAML syntax error at line 3"),
+])
+def test_request_errors(tmp_path, catalog, old, new, message):
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    text = REQUEST.format(id="bad", tables="IR_BEN_R, ER_PRS_F", drug=DRUG)
+    assert old in text
+    write_request(Path(settings.projects), "bad", text=text.replace(old, new, 1))
+    with pytest.raises(RequestError) as err:
+        load_request(settings, catalog, "bad")
+    assert message in str(err.value) and str(err.value).startswith("project bad: ")
+    assert "\n" not in str(err.value)
+
+
+def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    projects = Path(settings.projects)
+    write_request(projects, "p1", identifiers="BEN_IDT_ANO,NIR\nX,Y\n")
+    with pytest.raises(RequestError, match="unknown column 'NIR'"):
+        load_request(settings, catalog, "p1")
+    write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,one\n")
+    with pytest.raises(RequestError, match="line 2: BEN_RNG_GEM 'one' is not a number"):
+        load_request(settings, catalog, "p1")
+    with pytest.raises(RequestError, match="bad project id"):
+        load_request(settings, catalog, "../p1")
+    write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,1\n")
+    request = load_request(settings, catalog, "p1")
+    assert [(i.line, i.method) for i in request.identifiers] == [(2, "BEN_NIR_PSA+BEN_RNG_GEM")]
+    first = dict(list_requests(settings))["p1"]
+    (projects / "p1-ids.csv").write_text("BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,2\n")
+    assert dict(list_requests(settings))["p1"] != first

@@ -1,0 +1,577 @@
+"""Reception: landing listing, manifest errors, the byte-identical raw archive and its file checks, the report."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from snds_assets import domain
+from snds_assets.catalog import Catalog
+from snds_assets.checks import ERROR, WARN
+from snds_assets.config import Settings
+from snds_assets.reception import archive as archive_mod
+from snds_assets.reception.archive import (
+    archive_family, archive_manifest, archive_table, archive_unknown, families_of, raw_fragment, unknown_tables,
+)
+from snds_assets.reception.manifest import ManifestError
+from snds_assets.reception.report import (
+    CHECK_KEYS, TABLE_KEYS, build_report, list_reports, load_fragment, load_report, save_fragment, table_status,
+)
+from snds_assets.reception.storage import DeliveryNotFound, LandingEntry, list_deliveries, read_manifest
+
+from .reception_delivery import Delivery, csv_bytes, dummy_rows
+
+DID = "2026-11-15"
+
+
+@pytest.fixture(scope="module")
+def catalog(reference_schemas) -> Catalog:
+    return Catalog.load(reference_schemas)
+
+
+@pytest.fixture()
+def settings(tmp_path) -> Settings:
+    return Settings.from_env(env={}, home=str(tmp_path / "snds"))
+
+
+def _landing(settings) -> Path:
+    return Path(settings.landing)
+
+
+def _lake(settings, *parts) -> Path:
+    return Path(settings.lake).joinpath(*parts)
+
+
+def _table(settings, catalog, delivery: Delivery, name: str):
+    delivery.write()
+    manifest = read_manifest(settings.landing, delivery.delivery_id)
+    return archive_table(settings, catalog, manifest, next(t for t in manifest.tables if t.table == name))
+
+
+def _no_staging_left(settings) -> bool:
+    staging = _lake(settings, "_staging")
+    return not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))
+
+
+# --- landing ------------------------------------------------------------------------------------------------
+def test_list_deliveries_complete_incomplete_and_skipped(settings):
+    landing = _landing(settings)
+    assert list_deliveries(settings.landing) == []  # no landing folder yet: nothing, no error
+    Delivery(landing, "2026-11-15").write()
+    Delivery(landing, "2026-11-15_b").write()
+    Delivery(landing, "2026-12-01")  # files being written, no manifest yet
+    (landing / "notes").mkdir()
+    (landing / "README.txt").write_text("not a folder")
+    entries = {e.delivery_id: e for e in list_deliveries(settings.landing)}
+    assert set(entries) == {"2026-11-15", "2026-11-15_b", "2026-12-01", "notes"}
+    assert entries["2026-11-15"] == LandingEntry("2026-11-15", True, None)
+    assert entries["2026-11-15_b"].complete
+    assert not entries["2026-12-01"].complete and "no manifest.json" in entries["2026-12-01"].reason
+    assert not entries["notes"].complete and "not a delivery id" in entries["notes"].reason
+
+
+@pytest.mark.parametrize("text, folder, message", [
+    ("{not json", DID, "not valid JSON"),
+    (json.dumps({"delivery_id": "15/11/2026", "tables": []}), DID, "is not YYYY-MM-DD"),
+    (json.dumps({"delivery_id": "2026-11-16", "tables": []}), DID, "does not match its folder"),
+    (json.dumps({"delivery_id": DID, "tables": []}), DID, "lists no tables"),
+    (b"\xff\xfe\x00garbage", DID, "not valid JSON"),
+])
+def test_manifest_errors_are_one_line(settings, text, folder, message):
+    delivery = Delivery(_landing(settings), folder)
+    if isinstance(text, bytes):
+        (delivery.folder / "manifest.json").write_bytes(text)
+    else:
+        delivery.write(text)
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(settings.landing, folder)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_delivery_and_missing_manifest(settings):
+    with pytest.raises(DeliveryNotFound, match="not found in the landing zone"):
+        read_manifest(settings.landing, DID)
+    Delivery(_landing(settings), DID)
+    with pytest.raises(DeliveryNotFound, match="incomplete: manifest.json is missing"):
+        read_manifest(settings.landing, DID)
+    with pytest.raises(ManifestError, match="is not a delivery id"):
+        read_manifest(settings.landing, "../etc")
+
+
+# --- the archive --------------------------------------------------------------------------------------------
+def test_archive_is_byte_identical_with_counts_and_header(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    plain = d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(cols, dummy_rows(cols, 7)))
+    nested = d.add("IR_BEN_R", "IR_BEN_R/part-0002.csv.gz", csv_bytes(cols, dummy_rows(cols, 5, 7)), gz=True)
+    crlf_no_final = csv_bytes(cols, dummy_rows(cols, 4, 12), newline="\r\n", final_newline=False)
+    d.add("IR_BEN_R", "IR_BEN_R/part-0003.csv", crlf_no_final)
+    d.write()
+    manifest = read_manifest(settings.landing, DID)
+    assert Path(archive_manifest(settings, DID)).read_bytes() == (d.folder / "manifest.json").read_bytes()
+    [table] = archive_family(settings, catalog, manifest, "IR_BEN_R")
+
+    assert (table.family, table.year, table.mode) == ("IR_BEN_R", None, "full")
+    assert [f.rows for f in table.files] == [7, 5, 4]
+    for f, payload in zip(table.files, (plain, nested, crlf_no_final)):
+        archived = _lake(settings, "raw", DID, f.path)
+        assert f.lake_path == str(archived)
+        assert archived.read_bytes() == payload
+        assert (f.present, f.readable, f.error) == (True, True, None)
+        assert f.sha256 == hashlib.sha256(payload).hexdigest() and f.bytes == len(payload)
+        assert f.header == cols
+    assert all(c.passed and c.evaluated for c in table.checks), [c for c in table.checks if not c.passed]
+    assert [c.name for c in table.checks] == ["file_present", "checksum", "row_count", "columns"]
+    assert _no_staging_left(settings)
+
+
+def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatch):
+    """Tiny chunks split headers, multi-byte characters and gzip members across reads: same verdicts."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    rows = [[f"é{i}ü" for _ in cols] for i in range(9)]
+    data = csv_bytes(cols, rows)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", data)
+    two_members = gzip.compress(data[:500], mtime=0) + gzip.compress(data[500:], mtime=0)
+    (d.folder / "b.csv.gz").write_bytes(two_members)
+    d.announce("IR_BEN_R", "b.csv.gz", rows=9, sha256=hashlib.sha256(two_members).hexdigest(), bytes=len(two_members))
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(archive_mod, "INFLATE_LIMIT", 5)
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    assert [(f.rows, f.readable, f.header == cols) for f in table.files] == [(9, True, True), (9, True, True)]
+    assert _lake(settings, "raw", DID, "b.csv.gz").read_bytes() == two_members
+    assert all(c.passed for c in table.checks)
+
+
+def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    for i in range(4):
+        d.add("IR_BEN_R", f"p{i}.csv", csv_bytes(cols, dummy_rows(cols, 3 + i)))
+    d.announce("IR_BEN_R", "p0.csv", sha256="ab" * 32)
+    d.announce("IR_BEN_R", "p1.csv", bytes=12)
+    d.announce("IR_BEN_R", "p2.csv", rows=50)
+    d.announce("IR_BEN_R", "p3.csv", rows=2)
+    table = _table(settings, catalog, d, "IR_BEN_R")
+
+    checksum, rows = table.check("checksum"), table.check("row_count")
+    assert (checksum.passed, checksum.failures, checksum.severity) == (False, 2, ERROR)
+    assert {s["path"] for s in checksum.sample} == {"p0.csv", "p1.csv"}
+    p1 = next(s for s in checksum.sample if s["path"] == "p1.csv")
+    assert p1["expected_bytes"] == 12 and p1["actual_bytes"] == table.files[1].bytes
+    assert (rows.passed, rows.failures, rows.severity) == (False, 2, ERROR)
+    assert sorted((s["path"], s["expected"], s["actual"]) for s in rows.sample) == [("p2.csv", 50, 5), ("p3.csv", 2, 6)]
+    assert table.check("file_present").passed and table.check("columns").passed
+
+
+def test_missing_file_is_reported_and_earlier_copy_removed(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "here.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.add("IR_BEN_R", "gone.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    _table(settings, catalog, d, "IR_BEN_R")
+    assert _lake(settings, "raw", DID, "gone.csv").exists()
+
+    (d.folder / "gone.csv").unlink()
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    gone = table.files[1]
+    assert (gone.present, gone.readable, gone.rows, gone.header) == (False, False, None, None)
+    assert not _lake(settings, "raw", DID, "gone.csv").exists()
+    present = table.check("file_present")
+    assert (present.passed, present.failures, present.severity) == (False, 1, ERROR)
+    assert present.sample == [{"path": "gone.csv", "error": "missing: not in the delivery folder"}]
+    assert table.check("checksum").passed and table.check("row_count").passed  # only the delivered file is judged
+    assert "1 file(s) could not be counted" in table.check("row_count").details
+
+
+def test_truncated_and_corrupt_gzip_are_unreadable_but_archived(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    full = d.add("IR_BEN_R", "cut.csv.gz", csv_bytes(cols, dummy_rows(cols, 2000)), gz=True)
+    cut = full[: len(full) // 2]
+    (d.folder / "cut.csv.gz").write_bytes(cut)  # the manifest still describes the whole file
+    corrupt = bytearray(d.add("IR_BEN_R", "bad.csv.gz", csv_bytes(cols, dummy_rows(cols, 2000)), gz=True))
+    corrupt[len(corrupt) // 2:len(corrupt) // 2 + 64] = b"\x00" * 64
+    (d.folder / "bad.csv.gz").write_bytes(bytes(corrupt))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+
+    cut_f, bad_f = table.files
+    assert (cut_f.present, cut_f.readable, cut_f.rows) == (True, False, None)
+    assert cut_f.error.startswith("truncated gzip")
+    assert (bad_f.readable, bad_f.rows) == (False, None) and bad_f.error.startswith("corrupt gzip")
+    assert _lake(settings, "raw", DID, "cut.csv.gz").read_bytes() == cut  # archived as received
+    present = table.check("file_present")
+    assert (present.passed, present.failures) == (False, 2)
+    assert {s["path"] for s in present.sample} == {"cut.csv.gz", "bad.csv.gz"}
+    assert table.check("checksum").failures == 2  # neither matches the manifest any more
+    assert not table.check("row_count").evaluated  # nothing could be counted to its end
+
+
+def test_latin1_file_declared_utf8_is_unreadable(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    rows = dummy_rows(cols, 3)
+    rows[1][2] = "Hélène"
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "latin.csv", csv_bytes(cols, rows, encoding="latin-1"))
+    d.add("IR_BEN_R", "utf8.csv", csv_bytes(cols, rows, encoding="utf-8"))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    latin, utf8 = table.files
+    assert not latin.readable and utf8.readable
+    assert "not valid utf-8" in latin.error and "line 3" in latin.error and "latin-1" in latin.error
+    assert latin.rows == 3  # counting lines does not depend on the encoding
+    assert (table.check("file_present").failures, table.check("row_count").passed) == (1, True)
+
+    declared = Delivery(_landing(settings), "2026-11-16", fmt={"encoding": "latin-1"})
+    declared.add("IR_BEN_R", "latin.csv", csv_bytes(cols, rows, encoding="latin-1"))
+    ok = _table(settings, catalog, declared, "IR_BEN_R")
+    assert ok.files[0].readable and all(c.passed for c in ok.checks)
+
+
+def test_wrong_delimiter_misses_key_columns(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "comma.csv", csv_bytes(cols, dummy_rows(cols, 3), delimiter=","))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    columns = table.check("columns")
+    assert (columns.passed, columns.severity, columns.failures) == (False, ERROR, 1)
+    assert table.files[0].header == [",".join(cols)]
+    assert columns.sample[0]["missing_required"] == list(domain.required_columns(catalog["IR_BEN_R"]))
+    assert "delimiter ';'" in columns.details
+
+
+def test_unknown_missing_and_reordered_columns(settings, catalog):
+    table_ = catalog["IR_BEN_R"]
+    cols = list(table_.columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "ok.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    extra = [c for c in cols if c != "BEN_DTE_MAJ"] + ["EXTRA_COL"]
+    d.add("IR_BEN_R", "extra.csv", csv_bytes([c.lower() for c in extra], dummy_rows(extra, 2)))
+    swapped = cols[:]
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    d.add("IR_BEN_R", "swapped.csv", csv_bytes(swapped, dummy_rows(swapped, 2)))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    columns = table.check("columns")
+    assert (columns.passed, columns.severity, columns.failures) == (False, WARN, 2)
+    assert columns.columns == ["BEN_DTE_MAJ", "EXTRA_COL"]
+    by_path = {s["path"]: s for s in columns.sample}
+    assert by_path["extra.csv"] == {"path": "extra.csv", "missing": ["BEN_DTE_MAJ"], "unknown": ["EXTRA_COL"]}
+    assert by_path["swapped.csv"]["order"] == f"column 4 is {cols[4]}, the catalog expects {cols[3]} there"
+    assert table.check("row_count").passed
+
+    no_key = Delivery(_landing(settings), "2026-11-16")
+    keyless = [c for c in cols if c != "BEN_RNG_GEM"]
+    no_key.add("IR_BEN_R", "keyless.csv", csv_bytes(keyless, dummy_rows(keyless, 2)))
+    missing_key = _table(settings, catalog, no_key, "IR_BEN_R").check("columns")
+    assert (missing_key.severity, missing_key.failures) == (ERROR, 1)
+    assert missing_key.sample[0]["missing_required"] == ["BEN_RNG_GEM"]
+
+
+def test_families_years_modes_and_unknown_tables(settings, catalog):
+    d = Delivery(_landing(settings), DID)
+    b_cols = list(catalog["T_MCOaaB"].columns)
+    d.add("T_MCO23B", "T_MCO23B.csv", csv_bytes(b_cols, dummy_rows(b_cols, 3)))
+    d.add("T_MCO22B", "T_MCO22B.csv", csv_bytes(b_cols, dummy_rows(b_cols, 2)), mode="incremental")
+    prs = list(catalog["ER_PRS_F"].columns)
+    d.add("ER_PRS_F", "ER_PRS_F.csv", csv_bytes(prs, dummy_rows(prs, 1)))
+    d.add("X_UNKNOWN", "x.csv", b"A;B\n1;2\n")
+    d.write()
+    manifest = read_manifest(settings.landing, DID)
+    groups = families_of(catalog, manifest)
+    assert {k: [t.table for t in v] for k, v in groups.items()} == {
+        "T_MCOaaB": ["T_MCO23B", "T_MCO22B"], "ER_PRS_F": ["ER_PRS_F"]}
+    assert [t.table for t in unknown_tables(catalog, manifest)] == ["X_UNKNOWN"]
+
+    mco = archive_family(settings, catalog, manifest, "T_MCOaaB")
+    assert [(t.name, t.family, t.year, t.mode) for t in mco] == [
+        ("T_MCO23B", "T_MCOaaB", 2023, "full"), ("T_MCO22B", "T_MCOaaB", 2022, "incremental")]
+    assert archive_family(settings, catalog, manifest, "ER_PRS_F")[0].mode == "incremental"
+    assert archive_family(settings, catalog, manifest, "IR_BEN_R") == []
+
+    [unknown] = archive_unknown(settings, catalog, manifest)
+    assert (unknown.family, unknown.files[0].rows) == (None, 1)
+    assert _lake(settings, "raw", DID, "x.csv").read_bytes() == b"A;B\n1;2\n"
+    columns = unknown.check("columns")
+    assert (columns.passed, columns.severity) == (False, ERROR) and "not a table of the catalog" in columns.details
+    assert unknown.check("file_present").passed and unknown.check("checksum").passed
+
+
+def test_rearchive_replaces_and_prunes(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.add("IR_BEN_R", "old/b.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.write()
+    archive_manifest(settings, DID)
+    archive_family(settings, catalog, read_manifest(settings.landing, DID), "IR_BEN_R")
+    assert _lake(settings, "raw", DID, "old", "b.csv").exists()
+
+    d2 = Delivery(_landing(settings), DID)  # CNAM re-delivers the same day with one corrected file
+    (d.folder / "old" / "b.csv").unlink()
+    new = d2.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 5)))
+    d2.write()
+    archive_manifest(settings, DID)
+    [table] = archive_family(settings, catalog, read_manifest(settings.landing, DID), "IR_BEN_R")
+    assert _lake(settings, "raw", DID, "a.csv").read_bytes() == new and table.files[0].rows == 5
+    assert not _lake(settings, "raw", DID, "old", "b.csv").exists()
+    assert sorted(p.name for p in _lake(settings, "raw", DID).rglob("*") if p.is_file()) == ["a.csv", "manifest.json"]
+
+
+def test_interrupted_copy_leaves_no_partial_archive(settings, catalog, monkeypatch):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    first = d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 50)))
+    _table(settings, catalog, d, "IR_BEN_R")
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 80)))
+
+    writes = []
+
+    def failing_write(self, chunk):
+        writes.append(len(chunk))
+        if len(writes) == 3:
+            raise OSError("disk full")
+        self._out.write(chunk)
+
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 256)
+    monkeypatch.setattr(archive_mod.Hasher, "write", failing_write)
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="disk full"):
+        _table(settings, catalog, d, "IR_BEN_R")
+    assert _lake(settings, "raw", DID, "a.csv").read_bytes() == first  # the earlier archive is intact
+    assert _no_staging_left(settings)
+    assert threading.active_count() == threads  # no helper thread left behind
+
+
+def test_unreadable_source_leaves_no_archive(settings, catalog, monkeypatch):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 50)))
+    _table(settings, catalog, d, "IR_BEN_R")
+    reads = []
+    real_open = archive_mod.filesystem
+
+    class Flaky:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, n):
+            reads.append(n)
+            if len(reads) == 2:
+                raise OSError("connection reset")
+            return self.handle.read(n)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def flaky_filesystem(url):
+        fs, path = real_open(url)
+        if "/landing/" in url:
+            class FS:
+                def open(self, p, mode):
+                    return Flaky(fs.open(p, mode))
+            return FS(), path
+        return fs, path
+
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 256)
+    monkeypatch.setattr(archive_mod, "filesystem", flaky_filesystem)
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    f = table.files[0]
+    assert (f.present, f.readable, f.error) == (True, False, "read failed: connection reset")
+    assert not _lake(settings, "raw", DID, "a.csv").exists() and _no_staging_left(settings)
+    assert table.check("file_present").failures == 1
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+def _curated(rows_read: int, rejected: int = 0, failing: dict | None = None) -> dict:
+    checks = [{"name": "rows_reconciled", "rule": "rows_reconciled", "severity": ERROR, "passed": True,
+               "failures": 0, "columns": [], "sample": [], "evaluated": True, "details": ""}]
+    if failing:
+        checks.append({"name": failing["name"], "rule": failing["name"], "severity": failing["severity"],
+                       "passed": False, "failures": failing["failures"], "columns": failing.get("columns", []),
+                       "sample": failing.get("sample", []), "evaluated": True, "details": ""})
+    return {"rows_read": rows_read, "rows_curated": rows_read - rejected, "rows_rejected": rejected, "checks": checks}
+
+
+def _receive(settings, catalog, delivery: Delivery):
+    delivery.write()
+    manifest = read_manifest(settings.landing, delivery.delivery_id)
+    archive_manifest(settings, delivery.delivery_id)
+    archived = [t for family in families_of(catalog, manifest) for t in archive_family(settings, catalog, manifest, family)]
+    archived += archive_unknown(settings, catalog, manifest)
+    for item in archived:
+        save_fragment(settings, manifest.delivery_id, item.name, "raw", raw_fragment(item))
+    return manifest, {a.name: a for a in archived}
+
+
+def test_report_statuses_and_exact_shape(settings, catalog):
+    d = Delivery(_landing(settings), DID)
+    ben, prs, b_cols = (list(catalog[n].columns) for n in ("IR_BEN_R", "ER_PRS_F", "T_MCOaaB"))
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 6)))
+    d.add("ER_PRS_F", "ER_PRS_F.csv.gz", csv_bytes(prs, dummy_rows(prs, 4)), gz=True)
+    d.add("T_MCO23B", "T_MCO23B.csv", csv_bytes(b_cols, dummy_rows(b_cols, 3)))
+    d.announce("T_MCO23B", "T_MCO23B.csv", rows=4)  # row_count ERROR: the table is rejected
+    d.add("KI_CCI_R", "KI_CCI_R.csv", csv_bytes(list(catalog["KI_CCI_R"].columns), []))  # never curated
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(6, 1, {
+        "name": "range", "severity": WARN, "failures": 1, "columns": ["BEN_NAI_ANN"], "sample": [{"BEN_NAI_ANN": "1850"}]}))
+    save_fragment(settings, DID, "ER_PRS_F", "curated", _curated(4))
+    save_fragment(settings, DID, "T_MCO23B", "curated", _curated(3))
+
+    report = build_report(settings, catalog, manifest)
+    assert set(report) == {"delivery_id", "status", "tables"} and report["delivery_id"] == DID
+    assert list(report["tables"]) == ["IR_BEN_R", "ER_PRS_F", "T_MCO23B", "KI_CCI_R"]
+    for entry in report["tables"].values():
+        assert tuple(entry) == TABLE_KEYS
+        for check in entry["checks"]:
+            assert tuple(check)[:len(CHECK_KEYS)] == CHECK_KEYS
+            assert check["rule"] in {"file_present", "checksum", "row_count", "columns", "type", "not_null",
+                                     "primary_key", "foreign_key", "nomenclature", "range", "rows_reconciled", "domain"}
+    tables = report["tables"]
+    assert {n: t["status"] for n, t in tables.items()} == {
+        "IR_BEN_R": "accepted", "ER_PRS_F": "accepted", "T_MCO23B": "rejected", "KI_CCI_R": "rejected"}
+    assert report["status"] == "rejected"
+    ben_entry = tables["IR_BEN_R"]
+    assert (ben_entry["family"], ben_entry["mode"], ben_entry["rows_manifest"], ben_entry["rows_read"],
+            ben_entry["rows_curated"], ben_entry["rows_rejected"]) == ("IR_BEN_R", "full", 6, 6, 5, 1)
+    assert [c["name"] for c in ben_entry["checks"]] == [
+        "file_present", "checksum", "row_count", "columns", "rows_reconciled", "range"]
+    assert (tables["T_MCO23B"]["family"], tables["T_MCO23B"]["mode"]) == ("T_MCOaaB", "full")
+    failed_rows = [c for c in tables["T_MCO23B"]["checks"] if not c["passed"]]
+    assert [(c["name"], c["failures"], c["sample"]) for c in failed_rows] == [
+        ("row_count", 1, [{"path": "T_MCO23B.csv", "expected": 4, "actual": 3}])]
+    ki = tables["KI_CCI_R"]
+    assert ki["rows_read"] is None
+    assert [(c["name"], c["passed"], c["severity"]) for c in ki["checks"] if not c["passed"]] == [
+        ("rows_reconciled", False, ERROR)]
+    assert "curation did not run" in ki["checks"][-1]["details"]
+
+    written = json.loads(_lake(settings, "reports", "deliveries", f"{DID}.json").read_text())
+    assert written == report == load_report(settings, DID)
+
+
+def test_accepted_delivery_and_report_listing(settings, catalog):
+    ben = list(catalog["IR_BEN_R"].columns)
+    for did in ("2026-12-01", DID):
+        d = Delivery(_landing(settings), did)
+        d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+        manifest, _ = _receive(settings, catalog, d)
+        save_fragment(settings, did, "IR_BEN_R", "curated", _curated(2))
+        assert build_report(settings, catalog, manifest)["status"] == "accepted"
+    assert [r["delivery_id"] for r in list_reports(settings)] == [DID, "2026-12-01"]
+    assert load_report(settings, "2027-01-01") is None
+
+
+def test_unknown_table_and_missing_fragments_reject_only_their_table(settings, catalog):
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    d.add("X_UNKNOWN", "x.csv", b"A;B\n1;2\n")
+    d.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(list(catalog["IR_IMB_R"].columns), []))
+    d.write()
+    manifest = read_manifest(settings.landing, DID)
+    [item] = archive_family(settings, catalog, manifest, "IR_BEN_R")
+    save_fragment(settings, DID, "IR_BEN_R", "raw", raw_fragment(item))
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(2))
+    report = build_report(settings, catalog, manifest)  # X_UNKNOWN and IR_IMB_R never archived nor curated
+    tables = report["tables"]
+    assert tables["IR_BEN_R"]["status"] == "accepted"
+    unknown = tables["X_UNKNOWN"]
+    assert (unknown["status"], unknown["family"], unknown["mode"]) == ("rejected", None, None)
+    assert [c["name"] for c in unknown["checks"] if not c["passed"]] == ["file_present", "columns", "rows_reconciled"]
+    imb = tables["IR_IMB_R"]
+    assert imb["status"] == "rejected" and "raw step recorded no result" in imb["checks"][0]["details"]
+
+    # A new raw fragment makes the previous curated verdict stale: it is discarded.
+    save_fragment(settings, DID, "IR_BEN_R", "raw", raw_fragment(item))
+    assert load_fragment(settings, DID, "IR_BEN_R", "curated") is None
+    assert build_report(settings, catalog, manifest)["tables"]["IR_BEN_R"]["status"] == "rejected"
+
+
+def test_html_twin_is_self_contained(settings, catalog):
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 6)))
+    d.add("IR_BEN_R", "missing.csv", b"")
+    (d.folder / "missing.csv").unlink()
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(6, 2, {
+        "name": "type", "severity": WARN, "failures": 2, "columns": ["BEN_NAI_ANN"],
+        "sample": [{"BEN_NAI_ANN": "19<script>"}]}))
+    build_report(settings, catalog, manifest)
+    page = _lake(settings, "reports", "deliveries", f"{DID}.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 2
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
+    assert "<script" not in page and "<link" not in page
+    assert "19&lt;script&gt;" in page.replace("\\u003c", "<")  # sample values are escaped
+    for text in ("IR_BEN_R", "rejected", "file_present", "missing.csv", "type"):
+        assert text in page
+
+
+def test_table_status():
+    ok = {"name": "x", "severity": ERROR, "passed": True}
+    warn = {"name": "range", "severity": WARN, "passed": False}
+    err = {"name": "primary_key", "severity": ERROR, "passed": False}
+    skipped = {"name": "foreign_key", "severity": ERROR, "passed": False, "evaluated": False}
+    assert table_status([ok, warn, skipped]) == "accepted"
+    assert table_status([ok, warn, err]) == "rejected"
+    assert table_status([]) == "accepted"
+
+
+def test_remote_filesystems_go_through_fsspec(tmp_path, catalog):
+    """The same steps on a non-local fsspec filesystem (in memory), as on az:// and abfss:// URIs."""
+    import fsspec
+
+    root = f"memory://snds-{tmp_path.name}"
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=f"{root}/landing", lake=f"{root}/lake")
+    cols = list(catalog["IR_BEN_R"].columns)
+    local = Delivery(tmp_path / "local-landing", DID)
+    payload = local.add("IR_BEN_R", "IR_BEN_R/part-1.csv.gz", csv_bytes(cols, dummy_rows(cols, 4)), gz=True)
+    local.write()
+    fs = fsspec.filesystem("memory")
+    fs.pipe(f"{root}/landing/{DID}/IR_BEN_R/part-1.csv.gz", payload)
+    fs.pipe(f"{root}/landing/{DID}/manifest.json", (local.folder / "manifest.json").read_bytes())
+    fs.pipe(f"{root}/landing/2026-12-01/x.csv", b"A\n")
+
+    assert [(e.delivery_id, e.complete) for e in list_deliveries(settings.landing)] == [(DID, True), ("2026-12-01", False)]
+    manifest, archived = _receive(settings, catalog, local)
+    assert fs.cat(f"{root}/lake/raw/{DID}/IR_BEN_R/part-1.csv.gz") == payload
+    assert fs.cat(f"{root}/lake/raw/{DID}/manifest.json") == (local.folder / "manifest.json").read_bytes()
+    assert archived["IR_BEN_R"].files[0].rows == 4 and all(c.passed for c in archived["IR_BEN_R"].checks)
+    assert not fs.find(f"{root}/lake/_staging")
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(4))
+    assert build_report(settings, catalog, manifest)["status"] == "accepted"
+    assert [r["delivery_id"] for r in list_reports(settings)] == [DID]
+    assert fs.exists(f"{root}/lake/reports/deliveries/{DID}.html")
+
+
+def test_files_without_header(settings, catalog):
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID, fmt={"header": False, "delimiter": "|"})
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(None, dummy_rows(cols, 3), delimiter="|"))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    assert (table.files[0].rows, table.files[0].header) == (3, None)
+    columns = table.check("columns")
+    assert (columns.evaluated, columns.passed) == (False, True) and "no header line" in columns.details
+    assert table.check("row_count").passed
+
+
+def test_unreachable_storage_is_a_one_line_error_without_secrets(monkeypatch):
+    from snds_assets.reception.storage import StorageError
+
+    for var in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=snds;AccountKey=TOPSECRET;bogus")
+    with pytest.raises(StorageError) as caught:
+        list_deliveries("az://landing/cnam")
+    message = str(caught.value)
+    assert "TOPSECRET" not in message and "\n" not in message and "AZURE_STORAGE_CONNECTION_STRING" in message
+    with pytest.raises(StorageError, match="cannot open nosuchscheme://"):
+        read_manifest("nosuchscheme://landing", DID)

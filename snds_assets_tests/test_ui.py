@@ -1,0 +1,147 @@
+"""End to end through the Dagster webserver: `snds ui` on a free port, driven over its GraphQL API as the UI is.
+
+One server for the module (fixtures in ui_support.py): a small delivery lands, the test adds its partition,
+launches the reception run of that delivery, waits for it and reads what the UI shows: assets, groups, sensors,
+partitions and check results.
+"""
+import pytest
+
+from snds_assets.checks import CURATED_CHECKS, RAW_RULES, RULE_DESCRIPTIONS
+from snds_assets.reception.report import load_report
+from snds_assets.reception.storage import read_manifest
+from snds_assets.resources import load_catalog
+
+from .ui_support import DELIVERY_ID, delivery_run, generate_delivery, ui  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.timeout(1800)  # the first test waits for the server, the delivery and its Spark run
+
+ASSET_NODES = """{ assetNodes { assetKey { path } groupName kinds description owners { ... on TeamAssetOwner { team } }
+  partitionDefinition { name } } }"""
+
+PARTITIONS = """query($key: AssetKeyInput!, $partition: String!) { assetNodeOrError(assetKey: $key) {
+  ... on AssetNode { partitionKeysByDimension { name partitionKeys } partitionStats { numMaterialized numPartitions }
+    assetMaterializations(partitions: [$partition]) { runId partition metadataEntries { label __typename
+      ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } } } } } }"""
+
+
+def _nodes(ui):
+    return {"/".join(n["assetKey"]["path"]): n for n in ui.graphql(ASSET_NODES)["assetNodes"]}
+
+
+def test_assets_read_as_the_flow(ui):
+    nodes = _nodes(ui)
+    catalog = load_catalog(ui.settings.schemas)
+    families = [t.name for t in catalog]
+    assert {n["groupName"] for n in nodes.values()} == {"landing", "raw", "curated", "reports", "projects"}
+    assert nodes["landing/delivery"]["groupName"] == "landing"
+    for family in families:
+        assert nodes[f"raw/{family}"]["groupName"] == "raw"
+        assert nodes[f"curated/{family}"]["groupName"] == "curated"
+    for key in ("projects/cohort", "projects/ER_PRS_F", "projects/T_MCOaaB", "reports/reception", "reports/project"):
+        assert key in nodes, key
+    assert sum(k.startswith("raw/") for k in nodes) == len(families)
+    curated = nodes["curated/ER_PRS_F"]
+    assert {"spark", "parquet"} <= set(curated["kinds"])
+    assert curated["owners"] == [{"team": "snds-reception"}]
+    assert "ER_PRS_F" in curated["description"]
+    for key, node in nodes.items():
+        assert node["description"], f"{key} has no description"
+        expected = "projects" if key.startswith("projects/") or key == "reports/project" else "deliveries"
+        assert node["partitionDefinition"]["name"] == expected, key
+
+
+def test_sensors_are_on_by_default_and_can_be_switched_off(ui):
+    assert ui.initial_sensor_status == {
+        "cnam_deliveries": "RUNNING", "project_requests": "RUNNING", "refresh_extracts": "RUNNING",
+    }
+    sensors = ui.sensors()
+    assert sensors["cnam_deliveries"]["status"] == "STOPPED"
+    assert sensors["project_requests"]["status"] == "STOPPED"
+    assert sensors["refresh_extracts"]["status"] == "RUNNING"
+    assert "manifest.json" in sensors["cnam_deliveries"]["description"]
+
+
+def test_curated_checks_are_declared_with_their_rule(ui):
+    checks = ui.checks(["curated", "ER_PRS_F"])
+    assert set(checks) == {name for name, _ in CURATED_CHECKS}
+    for name, rule in CURATED_CHECKS:
+        assert checks[name]["description"] == RULE_DESCRIPTIONS.get(name, RULE_DESCRIPTIONS[rule])
+    assert set(ui.checks(["raw", "ER_PRS_F"])) == set(RAW_RULES)
+
+
+def test_delivery_partition_is_listed(ui, delivery_run):
+    data = ui.graphql(PARTITIONS, {"key": {"path": ["curated", "ER_PRS_F"]}, "partition": DELIVERY_ID})
+    dimensions = data["assetNodeOrError"]["partitionKeysByDimension"]
+    assert [d["partitionKeys"] for d in dimensions] == [[DELIVERY_ID]]
+
+
+def test_launched_delivery_run_succeeds(ui, delivery_run):
+    assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"]) or ui.log_tail()
+    tags = {t["key"]: t["value"] for t in delivery_run["tags"]}
+    assert tags["dagster/partition"] == DELIVERY_ID
+    assert sorted(a["path"] for a in delivery_run["assetSelection"]) == sorted(delivery_run["selection"])
+
+    manifest = read_manifest(ui.settings.landing, DELIVERY_ID)
+    data = ui.graphql(PARTITIONS, {"key": {"path": ["landing", "delivery"]}, "partition": DELIVERY_ID})
+    node = data["assetNodeOrError"]
+    assert node["partitionStats"] == {"numMaterialized": 1, "numPartitions": 1}
+    [materialization] = node["assetMaterializations"]
+    assert materialization["runId"] == delivery_run["runId"]
+    assert materialization["partition"] == DELIVERY_ID
+    metadata = {e["label"]: e.get("intValue", e.get("text")) for e in materialization["metadataEntries"]}
+    assert metadata["tables"] == len(manifest.tables)
+    assert metadata["rows announced"] == sum(f.rows for t in manifest.tables for f in t.files)
+
+
+def test_check_results_show_in_the_ui(ui, delivery_run):
+    assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"])
+    raw = ui.checks(["raw", "ER_PRS_F"])
+    for rule in RAW_RULES:
+        result = raw[rule]
+        assert result["runId"] == delivery_run["runId"], rule
+        assert result["status"] == "SUCCEEDED" and result["success"] is True, (rule, result)
+        assert result["metadata"]["failures"] == 0
+        assert rule in result["metadata"]["explanation"]
+    curated = ui.checks(["curated", "ER_PRS_F"])
+    for name, rule in CURATED_CHECKS:
+        result = curated[name]
+        assert result["runId"] == delivery_run["runId"], name
+        assert result["status"] in ("SUCCEEDED", "FAILED"), (name, result)
+        assert isinstance(result["metadata"]["failures"], int)
+        assert rule in result["metadata"]["explanation"]
+    assert curated["rows_reconciled"]["success"] is True
+    assert curated["primary_key"]["success"] is True
+
+
+def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):
+    """SPEC: every check of the reception report is an asset check of the same name with the same verdict."""
+    assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"])
+    report = load_report(ui.settings, DELIVERY_ID)
+    assert report is not None, "the reception report was not written"
+    for name in ("ER_PRS_F", "IR_BEN_R", "ER_PHA_F"):
+        table = report["tables"][name]
+        ui_checks = {**ui.checks(["raw", name]), **ui.checks(["curated", name])}
+        for check in table["checks"]:
+            assert ui_checks[check["name"]]["success"] == check["passed"], (name, check["name"])
+            assert ui_checks[check["name"]]["metadata"]["failures"] == check["failures"], (name, check["name"])
+    accepted = ui.checks(["reports", "reception"])["delivery_accepted"]
+    assert accepted["runId"] == delivery_run["runId"]
+    assert accepted["success"] == (report["status"] == "accepted")
+    assert report["status"] == "accepted", {n: t["status"] for n, t in report["tables"].items()}
+
+
+def test_backfill_over_two_deliveries(ui, delivery_run):
+    """A second delivery lands; one backfill receives the landing asset of both (no Spark: the manifest step)."""
+    second = "2024-02-15"
+    generate_delivery(ui.home, second, patients=5, tables=("IR_BEN_R",))
+    ui.add_partition("deliveries", second)
+    backfill = ui.wait_for_backfill(ui.launch_backfill([DELIVERY_ID, second], [["landing", "delivery"]]))
+    assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS"), backfill
+    runs = {next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition"): r["status"] for r in backfill["runs"]}
+    assert runs == {DELIVERY_ID: "SUCCESS", second: "SUCCESS"}
+    data = ui.graphql(PARTITIONS, {"key": {"path": ["landing", "delivery"]}, "partition": second})
+    node = data["assetNodeOrError"]
+    assert node["partitionStats"] == {"numMaterialized": 2, "numPartitions": 2}
+    [materialization] = node["assetMaterializations"]
+    metadata = {e["label"]: e.get("intValue", e.get("text")) for e in materialization["metadataEntries"]}
+    assert metadata["tables"] == len(read_manifest(ui.settings.landing, second).tables)
