@@ -103,12 +103,12 @@ def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
 
 def markdown_sample(outcome: CheckOutcome) -> str:
     """A short markdown explanation of the verdict, for the check page in the UI."""
-    lines = [f"**{outcome.rule}** — {RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ''))}", ""]
+    lines = [f"**{outcome.name}** — {RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ''))}", ""]
     if not outcome.evaluated:
         lines.append(f"Not evaluated: {outcome.details or 'nothing to check'}.")
     else:
         state = "passed" if outcome.passed else f"**{outcome.failures} failing**"
-        lines.append(f"{state}; columns: {', '.join(outcome.columns) or '—'}.")
+        lines.append(f"{state} (columns: {', '.join(outcome.columns)})." if outcome.columns else f"{state}.")
         if outcome.details:
             lines.append("")
             lines.append(outcome.details)
@@ -121,8 +121,15 @@ def asset_check_result(outcome: CheckOutcome, asset_key=None):
     """The Dagster view of a verdict: same name, counts, sample and rule, severity as decided by the rule."""
     from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
+    if not outcome.evaluated:
+        summary = f"not evaluated: {outcome.details or 'nothing to check'}"
+    elif outcome.passed:
+        summary = "passed"
+    else:
+        summary = f"{outcome.failures} failing ({outcome.severity})"
     return AssetCheckResult(
         asset_key=asset_key,
+        description=summary[:500],
         check_name=outcome.name,
         passed=bool(outcome.passed),
         severity=AssetCheckSeverity.ERROR if outcome.severity == ERROR else AssetCheckSeverity.WARN,
@@ -130,7 +137,8 @@ def asset_check_result(outcome: CheckOutcome, asset_key=None):
             "rule": outcome.rule,
             "failures": int(outcome.failures),
             "evaluated": bool(outcome.evaluated),
-            "columns": ", ".join(outcome.columns),
+            **({"columns": ", ".join(outcome.columns)} if outcome.columns else {}),
+            **({"sample": MetadataValue.json(outcome.sample[:5])} if outcome.sample else {}),
             "explanation": MetadataValue.md(markdown_sample(outcome)),
         },
     )

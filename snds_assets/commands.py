@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -249,8 +248,8 @@ def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int
     env = {**os.environ, **settings.as_env()}
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "snds_assets.definitions",
            "--host", args.host, "--port", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop")
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop",
+          flush=True)
+    # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children.
+    os.execvpe(cmd[0], cmd, env)
+    return EXIT_OK

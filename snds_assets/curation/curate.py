@@ -375,6 +375,7 @@ class _Run:
         delivery_id = self.manifest.delivery_id
         publish(curated_path, self.lake.curated(self.table.name, delivery_id))
         publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
+        self.state.invalidate(self.table.name)
         return results
 
     # --- checks on the written partition -------------------------------------------------------------------
@@ -416,16 +417,23 @@ class _Run:
             if not all(c in self.delivered for c in link.columns):
                 links[label] = (link, None, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}")
                 continue
-            parent, why = self._parent(link)
+            parent, why, kept = self._parent(link)
             if parent is None:
                 links[label] = (link, None, f"{label}: not evaluated, {why}")
                 continue
-            links[label] = (link, keys.orphans(curated, parent, link, self.yearly), why)
+            casts = keys.link_casts(curated, parent, link)
+            same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
+            signature = (tuple(sorted((d, tuple(sorted(y, key=str))) for d, y in kept.items())),
+                         link.parent_columns, casts, same_year)
+            theirs = self.state.cached(link.parent, signature,
+                                       lambda: keys.parent_hashes(parent, link, casts, same_year))
+            links[label] = (link, keys.orphans(curated, theirs, link, self.yearly, casts, same_year), why)
         return links
 
-    def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str]:
+    def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str, dict]:
+        """The parent rows a link is checked against, why (or why not), and which partitions they come from."""
         if link.parent not in self.catalog:
-            return None, f"{link.parent} is not in the catalog"
+            return None, f"{link.parent} is not in the catalog", {}
         parent_table = self.catalog[link.parent]
         delivered = []
         for d in self.manifest.tables:
@@ -439,20 +447,21 @@ class _Run:
         delivery_id = self.manifest.delivery_id
         if delivered:
             if not exists(self.lake.curated(link.parent, delivery_id)):
-                return None, f"{link.parent} of this delivery is not curated yet"
-            df = self.state.read_after(link.parent, delivery_id, delivered, columns=columns)
+                return None, f"{link.parent} of this delivery is not curated yet", {}
+            kept = self.state.plan(link.parent, after=(delivery_id, delivered))
             source = f"{link.parent} of this delivery and the current state"
         else:
-            df = self.state.read(link.parent, exclude_delivery=delivery_id, columns=columns)
+            kept = self.state.plan(link.parent, exclude_delivery=delivery_id)
             source = f"the current state of {link.parent}"
+        df = self.state.read_plan(link.parent, kept, columns=columns)
         if df is None:
-            return None, f"{link.parent} is neither in this delivery nor in the current state"
+            return None, f"{link.parent} is neither in this delivery nor in the current state", {}
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            return None, f"{link.parent} has no column {', '.join(missing)}"
+            return None, f"{link.parent} has no column {', '.join(missing)}", {}
         if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
-            return None, f"{link.parent} has no {domain.YEAR_COLUMN} column"
-        return df, f"checked against {source}"
+            return None, f"{link.parent} has no {domain.YEAR_COLUMN} column", {}
+        return df, f"checked against {source}", kept
 
     # --- verdicts -------------------------------------------------------------------------------------
     def _result(self, t: _Table, key_checks: dict) -> CuratedTable:

@@ -99,28 +99,33 @@ def already_in_state(curated: DataFrame, state: DataFrame, key: list[str], yearl
     return _matching(curated, cols, yearly, theirs, "left_semi")
 
 
-def orphans(curated: DataFrame, parent: DataFrame, link: domain.Link, yearly: bool) -> dict[int | None, KeyResult]:
-    """Child rows whose link columns match no parent row (empty link values and placeholder NIRs excluded).
-
-    An anti-join on 64-bit hashes of the link values (plus the year for same-year PMSI links): only hashes
-    are shuffled. A child row could only be missed if its hash equalled a parent's of other values
-    (probability about parent rows / 2^64 per orphan)."""
-    same_year = link.same_year and yearly and domain.YEAR_COLUMN in parent.columns
+def link_casts(curated: DataFrame, parent: DataFrame, link: domain.Link) -> tuple[bool, ...]:
+    """Per column pair of a link: whether both sides are compared as strings (their types differ)."""
     ptypes, ctypes = dict(parent.dtypes), dict(curated.dtypes)
-    child_cols, parent_cols = [], []
-    for c, p in link.pairs:
-        cc, pc = F.col(c), F.col(p)
-        if ptypes.get(p) != ctypes.get(c):
-            cc, pc = cc.cast("string"), pc.cast("string")
-        child_cols.append(cc)
-        parent_cols.append(pc)
+    return tuple(ptypes.get(p) != ctypes.get(c) for c, p in link.pairs)
+
+
+def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
+    """64-bit hashes of the parent's link values (plus the year for same-year PMSI links), one column ``_H``."""
+    cols = [F.col(p).cast("string") if cast else F.col(p) for p, cast in zip(link.parent_columns, casts)]
     if same_year:
-        child_cols.append(F.col(domain.YEAR_COLUMN))
-        parent_cols.append(F.col(domain.YEAR_COLUMN))
+        cols.append(F.col(domain.YEAR_COLUMN))
     theirs = parent
     for p in link.parent_columns:
         theirs = theirs.filter(F.col(p).isNotNull())
-    theirs = theirs.select(_hash(parent_cols).alias("_H"))
+    return theirs.select(_hash(cols).alias("_H"))
+
+
+def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bool, casts: tuple[bool, ...],
+            same_year: bool) -> dict[int | None, KeyResult]:
+    """Child rows whose link columns match no parent row (empty link values and placeholder NIRs excluded).
+
+    An anti-join of the child's link-value hashes with ``parent_hashes``: only hashes are shuffled. A child row
+    could only be missed if its hash equalled a parent's of other values (probability about parent rows / 2^64
+    per orphan)."""
+    child_cols = [F.col(c).cast("string") if cast else F.col(c) for c, cast in zip(link.columns, casts)]
+    if same_year:
+        child_cols.append(F.col(domain.YEAR_COLUMN))
     keep = F.lit(True)
     for c in link.columns:
         keep = keep & F.col(c).isNotNull()

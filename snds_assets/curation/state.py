@@ -44,6 +44,7 @@ class CurrentState:
         self.settings = settings
         self.catalog = catalog
         self.lake = Lake(settings.lake)
+        self._cache: dict[tuple, DataFrame] = {}
 
     # --- which partitions -------------------------------------------------------------------------------
     def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
@@ -84,20 +85,46 @@ class CurrentState:
         return list(self.compose(self.parts(family)))
 
     # --- reading ----------------------------------------------------------------------------------------
+    def plan(self, family: str, exclude_delivery: str | None = None,
+             after: tuple[str, list[Part]] | None = None) -> dict[str, set[int | None]]:
+        """Delivery id -> years whose curated partitions make up the state of ``family``; with ``after``
+        (a delivery id and its parts of the family), the state once that delivery is accepted."""
+        if after is None:
+            return self.compose(self.parts(family, exclude_delivery))
+        delivery_id, delivered = after
+        others = self.parts(family, exclude_delivery=delivery_id)
+        return self.compose([p for p in others if p.delivery_id < delivery_id] + list(delivered)
+                            + [p for p in others if p.delivery_id > delivery_id])
+
     def read(self, family: str, exclude_delivery: str | None = None,
              columns: list[str] | None = None) -> DataFrame | None:
         """The current state of ``family`` (optionally without one delivery, e.g. the one being curated), or
         None when no accepted delivery brought it. ``columns`` limits what is read (plus DELIVERY_ID)."""
-        return self._read(family, self.compose(self.parts(family, exclude_delivery)), columns)
+        return self.read_plan(family, self.plan(family, exclude_delivery), columns)
 
     def read_after(self, family: str, delivery_id: str, delivered: list[Part],
                    columns: list[str] | None = None) -> DataFrame | None:
         """The state ``family`` will have once ``delivery_id`` (whose parts are ``delivered``) is accepted:
         what foreign keys of that delivery are checked against."""
-        others = self.parts(family, exclude_delivery=delivery_id)
-        ordered = ([p for p in others if p.delivery_id < delivery_id] + list(delivered)
-                   + [p for p in others if p.delivery_id > delivery_id])
-        return self._read(family, self.compose(ordered), columns)
+        return self.read_plan(family, self.plan(family, after=(delivery_id, delivered)), columns)
+
+    def read_plan(self, family: str, kept: dict[str, set[int | None]],
+                  columns: list[str] | None = None) -> DataFrame | None:
+        return self._read(family, kept, columns)
+
+    # --- derived data shared by the families of a run ---------------------------------------------------
+    def cached(self, family: str, key: tuple, build) -> DataFrame:
+        """A DataFrame derived from ``family``'s state (e.g. its key hashes), built once and kept in Spark's
+        cache while this object lives: the fifteen DCIR tables that point to ER_PRS_F read its keys once."""
+        entry = (family, key)
+        if entry not in self._cache:
+            self._cache[entry] = build().persist()
+        return self._cache[entry]
+
+    def invalidate(self, family: str) -> None:
+        """Forget what was derived from ``family`` (its partition of a delivery was just replaced)."""
+        for entry in [e for e in self._cache if e[0] == family]:
+            self._cache.pop(entry).unpersist()
 
     def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
         known = family in self.catalog

@@ -120,7 +120,7 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
     @asset(
         key=PROJECT_REPORT_KEY, partitions_def=projects, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
         deps=[COHORT_KEY, *extract_keys],
-        description="The extraction report of a project (<lake>/reports/projects/<id>.json and .html): cohort size "
+        description="The extraction report of a project (`LAKE/reports/projects/PROJECT_ID.json` and `.html`): cohort size "
                     "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
     )
     def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:

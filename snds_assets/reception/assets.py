@@ -98,12 +98,16 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
     description="A CNAM delivery as dropped in the landing zone: its manifest, validated and archived unchanged.",
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
-    from .archive import archive_manifest
+    from .archive import archive_manifest, archive_unknown, raw_fragment
+    from .report import save_fragment
     from .storage import read_manifest
 
     settings = snds.settings()
     manifest = read_manifest(settings.landing, context.partition_key)
     archive_manifest(settings, manifest.delivery_id)
+    for item in archive_unknown(settings, snds.catalog(), manifest):
+        context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
+        save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
     files = [f for t in manifest.tables for f in t.files]
     return MaterializeResult(metadata={
         "delivery_id": manifest.delivery_id,
@@ -121,7 +125,7 @@ def _raw_spec(table: Table) -> AssetSpec:
     return AssetSpec(
         raw_key(table.name), deps=[DELIVERY_KEY], group_name="raw", kinds={"csv"}, owners=[OWNER], skippable=True,
         description=f"{table.title} ({table.name}, {table.product}) as delivered by CNAM: files archived "
-                    "byte-identical under <lake>/raw/<delivery>/, guarded by file-level checks.",
+                    "byte-identical under `LAKE/raw/DELIVERY_ID/`, guarded by file-level checks.",
         metadata={"family": table.name, "product": table.product},
     )
 
@@ -133,8 +137,8 @@ def _curated_spec(table: Table, parents: list[str]) -> AssetSpec:
         group_name="curated", kinds={"spark", "parquet"}, owners=[OWNER], skippable=True,
         freshness_policy=freshness_policy(table),
         description=f"{table.title} ({table.name}, {table.product}), typed and validated: "
-                    f"<lake>/curated/{table.name}/delivery_id=<id>/. Key: {keys}. Rows that cannot be curated go to "
-                    f"<lake>/rejects/{table.name}/ with their original values and the reason.",
+                    f"`LAKE/curated/{table.name}/delivery_id=DELIVERY_ID/`. Key: {keys}. Rows that cannot be curated go "
+                    f"to `LAKE/rejects/{table.name}/` with their original values and the reason.",
         metadata={"family": table.name, "product": table.product, "load mode": domain.default_mode(table)},
     )
 
@@ -277,8 +281,8 @@ def _curated_result(settings, manifest, family: str, results: list) -> Materiali
 def build_report_asset(catalog: Catalog) -> AssetsDefinition:
     @asset(
         key=REPORT_KEY, partitions_def=deliveries, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
-        deps=[curated_key(t.name) for t in catalog],
-        description="The reception report of a delivery (<lake>/reports/deliveries/<id>.json and .html): per table "
+        deps=[*(raw_key(t.name) for t in catalog), *(curated_key(t.name) for t in catalog)],
+        description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per table "
                     "status, row counts and every check. A delivery is accepted only when every table is.",
         check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY,
                                     description="Every table of the delivery passed its ERROR checks.")],
@@ -338,13 +342,18 @@ def build_delivery_sensor(job_name: str):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
         requests, new_partitions = [], []
-        for entry in list_deliveries(settings.landing):
+        try:
+            entries = list_deliveries(settings.landing)
+        except (OSError, ValueError) as exc:
+            context.log.warning(f"cannot list the landing zone: {exc}")
+            return SensorResult(skip_reason=SkipReason(f"landing zone unreachable: {exc}"), cursor=context.cursor)
+        for entry in entries:
             if not entry.complete:
                 context.log.info(f"skipping {entry.delivery_id}: {entry.reason}")
                 continue
             try:
                 manifest = read_manifest(settings.landing, entry.delivery_id)
-            except (ManifestError, OSError) as exc:
+            except (ManifestError, OSError, ValueError) as exc:
                 context.log.warning(f"skipping {entry.delivery_id}: unreadable manifest ({exc})")
                 continue
             fingerprint = hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
