@@ -31,7 +31,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     logger = "json" if log_format == "json" else "progress"
     result = job.execute_in_process(
         instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,
-        run_config={"loggers": {logger: {"config": {"log_level": "INFO"}}}},
+        run_config={"loggers": {logger: {"config": {"log_level": "DEBUG"}}}},  # Dagster events are DEBUG records
         tags={**tags, "snds/source": "cli"},
     )
     if not result.success:

@@ -42,7 +42,7 @@ def _partition_of(event) -> str | None:
         return None
 
 
-@logger({"log_level": Field(str, is_required=False, default_value="INFO")},
+@logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
         description="JSON lines on stderr: one object per event with run id, asset, partition and event type.")
 def json_logger(init_context):
     level = init_context.logger_config["log_level"]
@@ -75,6 +75,8 @@ class ProgressFormatter(logging.Formatter):
             return ""
         if kind is None and record.levelno >= logging.WARNING:
             return f"{stamp}  ! {meta.get('orig_message') or record.getMessage()}"
+        if kind is None and record.levelno >= logging.INFO:
+            return f"{stamp}    {meta.get('orig_message') or record.getMessage()}"
         return ""
 
 
@@ -93,7 +95,7 @@ class _SkipEmpty(logging.Filter):
         return bool(ProgressFormatter().format(record))
 
 
-@logger({"log_level": Field(str, is_required=False, default_value="INFO")},
+@logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
         description="Terse progress lines for the snds command line.")
 def progress_logger(init_context):
     log = logging.Logger("snds_progress", level=init_context.logger_config["log_level"])

@@ -49,7 +49,7 @@ from snds_assets.provision.source import FrameSource
 
 PERIOD = (date(2022, 1, 1), date(2023, 12, 31))
 SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp",
-               "boolean": "boolean", "year": "int", "yearmonth": "string"}
+               "boolean": "boolean", "year": "int", "yearmonth": "date"}
 
 PERSONS = {  # IDT: [(NIR, rank)], birth year, sex
     "idt-p1": ([("psa-a", 1), ("psa-a2", 1)], 1970, 1),
@@ -160,10 +160,15 @@ EXPECTED_COHORT = {  # person -> (found by, criteria)
 
 # --- The small base ----------------------------------------------------------------------------------------
 def frame(spark, catalog: Catalog, family: str, rows: list[dict]):
-    """A curated-like DataFrame: every catalog column typed as curated, unspecified values empty."""
+    """A curated-like DataFrame, typed as curated: the key and identifier columns and those the rows fill.
+
+    Only those columns, so that Spark compiles small plans (tests stay fast); the extraction does not depend
+    on which other columns a family has.
+    """
     table = catalog[family]
+    used = {k for r in rows for k in r} | set(domain.required_columns(table))
     fields = [T.StructField(f.name, T._parse_datatype_string(SPARK_TYPES[domain.effective_type(table, f)]))
-              for f in table.fields]
+              for f in table.fields if f.name in used]
     if table.is_yearly:
         fields.append(T.StructField(domain.YEAR_COLUMN, T.IntegerType()))
     schema = T.StructType(fields)
