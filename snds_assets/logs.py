@@ -69,8 +69,8 @@ class ProgressFormatter(logging.Formatter):
         if kind == "STEP_FAILURE":
             return f"{stamp}  ✗ {step}: {_failure_message(event)}"
         if kind == "ASSET_CHECK_EVALUATION":
-            data = event.event_specific_data.asset_check_evaluation
-            if not data.passed:
+            data = event.event_specific_data
+            if not getattr(data, "passed", True):
                 return f"{stamp}    check {data.asset_key.to_user_string()}:{data.check_name} failed ({data.severity.value})"
             return ""
         if kind is None and record.levelno >= logging.WARNING:
@@ -91,8 +91,13 @@ def _failure_message(event) -> str:
 
 
 class _SkipEmpty(logging.Filter):
+    """Drops records with nothing to show; a formatting problem must never fail a run."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return bool(ProgressFormatter().format(record))
+        try:
+            return bool(ProgressFormatter().format(record))
+        except Exception:  # noqa: BLE001
+            return False
 
 
 @logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
