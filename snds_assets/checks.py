@@ -27,6 +27,7 @@ EXTRACT_CHECKS: dict[str, str] = {
     "in_period": "Every dated extracted row lies in the project's period.",
     "granted_columns": "Only the tables and columns granted to the project are present.",
     "no_snds_pseudonym": "No SNDS pseudonym (BEN_NIR_PSA, NIR_ANO_17, BEN_IDT_ANO, BEN_NIR_ANO...) is in the project's space.",
+    "row_count": "The rows written to the project's space are the rows selected for it.",
 }
 COHORT_CHECKS: dict[str, str] = {
     "unresolved_identifiers": "Identifiers the project brought that resolve to no person (unknown) or several (twins).",
