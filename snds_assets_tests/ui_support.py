@@ -133,17 +133,29 @@ class UiServer:
         return {s["name"]: {"id": s["sensorState"]["id"], "status": s["sensorState"]["status"],
                             "description": s["description"]} for s in data["results"]}
 
-    def stop_sensor(self, name: str) -> str:
-        """Switch a sensor off, as the toggle on the Sensors page does; returns its new status."""
-        sensor = self.sensors()[name]
-        data = self.graphql(
-            """mutation($id: String) { stopSensor(id: $id) { __typename
-                 ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }""",
-            {"id": sensor["id"]},
-        )["stopSensor"]
-        if data["__typename"] != "StopSensorMutationResult":
-            raise UiError(f"could not stop sensor {name}: {data}")
-        return data["instigationState"]["status"]
+    def stop_sensor(self, name: str, timeout: float = 60) -> str:
+        """Switch a sensor off, as the toggle on the Sensors page does; returns its status once it stays off.
+
+        The daemon saves a sensor's whole state after each tick, so a tick that read the state before the toggle
+        can write RUNNING back (a race in Dagster itself): the toggle is repeated until the status holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sensor = self.sensors()[name]
+            if sensor["status"] != "STOPPED":
+                data = self.graphql(
+                    """mutation($id: String) { stopSensor(id: $id) { __typename
+                         ... on StopSensorMutationResult { instigationState { status } }
+                         ... on PythonError { message } } }""",
+                    {"id": sensor["id"]},
+                )["stopSensor"]
+                if data["__typename"] != "StopSensorMutationResult":
+                    raise UiError(f"could not stop sensor {name}: {data}")
+            time.sleep(5)
+            status = self.sensors()[name]["status"]
+            if status == "STOPPED" and sensor["status"] == "STOPPED":
+                return status
+            if time.monotonic() > deadline:
+                raise UiError(f"sensor {name} did not stay stopped: {status}")
 
     def add_partition(self, partitions_def: str, key: str) -> None:
         """Add a dynamic partition, as 'Add partition' in the launch dialog does."""
