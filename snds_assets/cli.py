@@ -87,7 +87,8 @@ def prepare_environment(settings: Settings) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        # No telemetry, and no first-visit pop-up in the UI over the asset graph.
+        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,10 @@ import gzip
 import io
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, UsageError
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError
 from .config import Settings
 
 DEMO_PROJECT = "demo-covid"
@@ -71,16 +70,15 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
 
 
 def _progress_printer(log_format: str):
-    last: dict[str, int] = {}
+    from .logs import ProgressBar
+
+    bar = ProgressBar()
 
     def progress(table: str, done: int, total: int) -> None:
         if log_format == "json":
             print(json.dumps({"event": "generate_progress", "table": table, "done": done, "total": total}), file=sys.stderr)
             return
-        pct = int(100 * done / total) if total else 100
-        if last.get(table) != pct // 10:
-            last[table] = pct // 10
-            print(f"\r  {table:<20} {pct:3d}% ({done}/{total})", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        bar.update(f"  {table:<12}", done, total)
 
     return progress
 
@@ -187,7 +185,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
     print(f"  reception report {lake.delivery_report(delivery_id, 'html')}")
     print(f"  project extracts {lake.project(DEMO_PROJECT)}")
     print(f"  project report   {lake.project_report(DEMO_PROJECT, 'html')}")
-    print(f"  the UI           make ui (or: snds ui), then http://127.0.0.1:3000")
+    print("  the UI           make ui (or: snds ui), then http://127.0.0.1:3000")
     return status
 
 
@@ -243,11 +241,20 @@ def _landing_rows(settings: Settings, delivery_id: str, table: str) -> list[dict
     return rows
 
 
+# The code location under the name the repository's workspace.yaml and the deployment guide use.
+WORKSPACE = """load_from:
+  - python_module:
+      module_name: snds_assets.definitions
+      location_name: snds_assets
+"""
+
+
 def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """`dagster dev` (webserver + daemon) on this code location, with the settings in its environment."""
     env = {**os.environ, **settings.as_env()}
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "snds_assets.definitions",
-           "--host", args.host, "--port", str(args.port)]
+    workspace = Path(settings.dagster_home) / "workspace.yaml"
+    workspace.write_text(WORKSPACE)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop",
           flush=True)
     # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children.

@@ -28,6 +28,7 @@ class Settings:
     dagster_home: str
     spark_remote: str | None
     reject_tolerance: float = 0.01
+    parallel_families: int = 2
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -51,6 +52,9 @@ class Settings:
         nomenclatures = pick("nomenclatures", "SNDS_NOMENCLATURES", None)
         dagster_home = pick("dagster_home", "DAGSTER_HOME", os.path.join(home, "dagster"))
         tolerance = float(pick("reject_tolerance", "SNDS_REJECT_TOLERANCE", "0.01"))
+        parallel = pick("parallel_families", "SNDS_PARALLEL_FAMILIES", "2")
+        if not parallel.isdigit() or int(parallel) < 1:
+            raise ValueError(f"SNDS_PARALLEL_FAMILIES must be a positive integer, got {parallel!r}")
         return cls(
             home=home,
             landing=_resolve(landing),
@@ -61,6 +65,7 @@ class Settings:
             dagster_home=_resolve(dagster_home),
             spark_remote=pick("spark_remote", "SPARK_REMOTE", None),
             reject_tolerance=tolerance,
+            parallel_families=int(parallel),
         )
 
     def with_(self, **changes) -> "Settings":
@@ -76,6 +81,7 @@ class Settings:
             "SNDS_SCHEMAS": self.schemas,
             "DAGSTER_HOME": self.dagster_home,
             "SNDS_REJECT_TOLERANCE": str(self.reject_tolerance),
+            "SNDS_PARALLEL_FAMILIES": str(self.parallel_families),
         }
         if self.nomenclatures:
             env["SNDS_NOMENCLATURES"] = self.nomenclatures

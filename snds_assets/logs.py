@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 
@@ -90,22 +91,90 @@ def _failure_message(event) -> str:
         return "failed"
 
 
-class _SkipEmpty(logging.Filter):
-    """Drops records with nothing to show; a formatting problem must never fail a run."""
+class ProgressBar:
+    """A one-line bar redrawn in place on a terminal; on a pipe or a CI log, plain lines (each step of a short
+    count, each tenth of a long one), so that nothing is lost to carriage returns."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.shown = ""  # the bar currently on screen (terminal only)
+        self._last: tuple = ()
+
+    def update(self, label: str, done: int, total: int, detail: str = "") -> None:
+        done = max(0, min(done, total))
+        share = done / total if total else 1.0
+        filled = int(self.width * share)
+        text = f"{label} [{'#' * filled}{'.' * (self.width - filled)}] {int(100 * share):3d}% {done}/{total}"
+        text += f"  {detail}" if detail else ""
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self.shown = text
+            if done >= total:
+                self.stream.write("\n")
+                self.shown = ""
+        else:
+            step = (label, done, detail) if total <= 50 else (label, int(10 * share))
+            if step != self._last:
+                self._last = step
+                self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        """A line of its own, printed above the bar (which is then redrawn)."""
+        if self.tty and self.shown:
+            self.stream.write("\r\033[K" + text + "\n" + self.shown)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+STEP_PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
+
+
+def step_progress(log, done: int, total: int, what: str) -> None:
+    """Log the start of item ``done`` of ``total`` in a step; the CLI draws it as a progress bar."""
+    log.info(f"[{done}/{total}] {what}")
+
+
+class ProgressHandler(logging.Handler):
+    """The CLI's view of a run: a bar per step that reports ``[i/n]`` progress, lines for the rest.
+
+    A formatting problem must never fail a run: errors are swallowed."""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.bar = ProgressBar(stream)
+        self.formatter_ = ProgressFormatter()
+        self.open: dict[str, tuple[str, int]] = {}  # step -> (job, total) of a bar being drawn
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            return bool(ProgressFormatter().format(record))
+            meta = getattr(record, "dagster_meta", None) or {}
+            event = meta.get("dagster_event")
+            step = (meta.get("step_key") or "").replace("__", "/")
+            label = meta.get("job_name") or "run"
+            match = STEP_PROGRESS.match(str(meta.get("orig_message") or record.getMessage()))
+            if event is None and match:
+                done, total = int(match.group(1)), int(match.group(2))
+                self.open[step] = (label, total)
+                self.bar.update(label, done - 1, total, match.group(3))
+                return
+            kind = getattr(event, "event_type_value", None)
+            if kind == "STEP_SUCCESS" and step in self.open:
+                label, total = self.open.pop(step)
+                self.bar.update(label, total, total, "done")
+            text = self.formatter_.format(record)
+            if text:
+                self.bar.line(text)
         except Exception:  # noqa: BLE001
-            return False
+            return
 
 
 @logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
-        description="Terse progress lines for the snds command line.")
+        description="Progress bars and terse lines for the snds command line.")
 def progress_logger(init_context):
     log = logging.Logger("snds_progress", level=init_context.logger_config["log_level"])
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ProgressFormatter())
-    handler.addFilter(_SkipEmpty())
-    log.addHandler(handler)
+    log.addHandler(ProgressHandler())
     return log

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from snds_assets.catalog import Catalog
+from snds_assets.config import PACKAGED_SCHEMAS
+
 # Fixtures that start services (Azurite, Spark Connect, PostgreSQL) and the shared reference ingestion: one
 # registration, so that session-scoped fixtures are shared by every test module.
 pytest_plugins = ["snds_assets_tests.services"]
@@ -45,3 +48,15 @@ def snds_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SNDS_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def reference_catalog(reference_schemas: Path) -> Catalog:
+    """The 188 reference schemas of ../shared/schema-snds, loaded by our catalog."""
+    return Catalog.load(reference_schemas)
+
+
+@pytest.fixture(scope="session")
+def packaged_catalog() -> Catalog:
+    """The catalog the package ships (the default SNDS_SCHEMAS)."""
+    return Catalog.load(PACKAGED_SCHEMAS)

@@ -57,16 +57,6 @@ FEATURE_COLUMNS = {
 REFERENCE_ONLY_KEYS = {"history", "observation", "champ", "regle_gestion", "type_oracle", "dateMissing"}
 
 
-@pytest.fixture(scope="module")
-def reference(reference_schemas) -> Catalog:
-    return Catalog.load(reference_schemas)
-
-
-@pytest.fixture(scope="module")
-def packaged() -> Catalog:
-    return Catalog.load(PACKAGED_SCHEMAS)
-
-
 def _write(folder: Path, name: str, document) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +71,10 @@ def _schema(name="T_X", fields=None, **extra) -> dict:
 
 
 # --- The loader on the reference schemas ------------------------------------------------------------------------
-def test_reference_loads_all_188_tables(reference, reference_schemas):
-    assert len(reference) == 188
+def test_reference_loads_all_188_tables(reference_catalog, reference_schemas):
+    assert len(reference_catalog) == 188
     assert len(list(Path(reference_schemas).rglob("*.json"))) == 188
-    for table in reference:
+    for table in reference_catalog:
         assert table.fields, table.name
         assert {f.type for f in table.fields} <= set(FIELD_TYPES), table.name
         assert all(f.name == f.name.upper() for f in table.fields), table.name
@@ -93,26 +83,26 @@ def test_reference_loads_all_188_tables(reference, reference_schemas):
             assert set(fk.fields) <= set(table.columns) and len(fk.fields) == len(fk.reference_fields)
 
 
-def test_reference_spellings_are_normalised(reference):
+def test_reference_spellings_are_normalised(reference_catalog):
     # T_HADaaC has lower-case columns "format" and "vid_hosp_for".
-    assert {"FORMAT", "VID_HOSP_FOR"} <= set(reference["T_HADaaC"].columns)
+    assert {"FORMAT", "VID_HOSP_FOR"} <= set(reference_catalog["T_HADaaC"].columns)
     # T_HADaaLEG spells its foreign key column ETA_NUM_ePMSI.
-    assert reference["T_HADaaLEG"].foreign_keys[0].fields == ("ETA_NUM_EPMSI", "RHAD_NUM")
+    assert reference_catalog["T_HADaaLEG"].foreign_keys[0].fields == ("ETA_NUM_EPMSI", "RHAD_NUM")
     # ER_PRS_F gives some foreign keys as a plain string.
-    fks = {(fk.fields, fk.resource, fk.reference_fields) for fk in reference["ER_PRS_F"].foreign_keys}
+    fks = {(fk.fields, fk.resource, fk.reference_fields) for fk in reference_catalog["ER_PRS_F"].foreign_keys}
     assert (("PFS_EXE_NUM",), "DA_PRA_R", ("PFS_PFS_NUM",)) in fks
-    assert reference["IR_BEN_R"].primary_key == ("BEN_NIR_PSA", "BEN_RNG_GEM")
-    assert reference["ER_PRS_F"].primary_key == domain.DCIR_KEYS
-    assert reference["T_MCOaaC"].field("nir_ano_17").type == "string"
+    assert reference_catalog["IR_BEN_R"].primary_key == ("BEN_NIR_PSA", "BEN_RNG_GEM")
+    assert reference_catalog["ER_PRS_F"].primary_key == domain.DCIR_KEYS
+    assert reference_catalog["T_MCOaaC"].field("nir_ano_17").type == "string"
 
 
-def test_reference_nomenclature_references(reference):
-    assert reference["IR_BEN_R"].field("BEN_CDI_NIR").nomenclature == ("IR_NIR_V", "BEN_NIR_COD")
+def test_reference_nomenclature_references(reference_catalog):
+    assert reference_catalog["IR_BEN_R"].field("BEN_CDI_NIR").nomenclature == ("IR_NIR_V", "BEN_NIR_COD")
     # Most schemas name the nomenclature alone: kept, with the code column left to the nomenclature's schema.
-    assert reference["IR_IBA_R"].field("BEN_CDI_NIR").nomenclature == ("IR_NIR_V", "")
-    assert reference["ER_PRS_F"].field("DPN_QLF").nomenclature == ("IR_DEP_V", "")
-    assert reference["ER_PRS_F"].field("BEN_NIR_PSA").nomenclature is None  # "-"
-    with_nomenclature = sum(1 for t in reference for f in t.fields if f.nomenclature)
+    assert reference_catalog["IR_IBA_R"].field("BEN_CDI_NIR").nomenclature == ("IR_NIR_V", "")
+    assert reference_catalog["ER_PRS_F"].field("DPN_QLF").nomenclature == ("IR_DEP_V", "")
+    assert reference_catalog["ER_PRS_F"].field("BEN_NIR_PSA").nomenclature is None  # "-"
+    with_nomenclature = sum(1 for t in reference_catalog for f in t.fields if f.nomenclature)
     assert with_nomenclature > 900
 
 
@@ -144,32 +134,32 @@ def test_locate_nomenclature(reference_nomenclatures):
     ("er_prs_f", "ER_PRS_F", None),
     ("IR_BEN_R", "IR_BEN_R", None),
 ])
-def test_resolve(reference, delivered, family, year):
-    table, got_year = reference.resolve(delivered)
+def test_resolve(reference_catalog, delivered, family, year):
+    table, got_year = reference_catalog.resolve(delivered)
     assert (table.name, got_year) == (family, year)
 
 
 @pytest.mark.parametrize("delivered", ["T_MCOaaB", "T_MCO2023B", "T_XYZ23B", "T_MCO23", "ER_PRS", "T_MCO23BX"])
-def test_resolve_unknown(reference, delivered):
+def test_resolve_unknown(reference_catalog, delivered):
     with pytest.raises(KeyError):
-        reference.resolve(delivered)
+        reference_catalog.resolve(delivered)
 
 
-def test_delivered_name_round_trip(reference):
-    yearly = {t.name for t in reference if t.is_yearly}
-    assert yearly == {t.name for t in reference if t.name.startswith("T_") or "_AAAA_" in t.name}
-    for table in reference:
+def test_delivered_name_round_trip(reference_catalog):
+    yearly = {t.name for t in reference_catalog if t.is_yearly}
+    assert yearly == {t.name for t in reference_catalog if t.name.startswith("T_") or "_AAAA_" in t.name}
+    for table in reference_catalog:
         for year in (2009, 2023):
-            name = reference.delivered_name(table.name, year if table.is_yearly else None)
-            assert reference.resolve(name) == (table, year if table.is_yearly else None), name
-    assert reference.delivered_name("T_MCOaaB", 2023) == "T_MCO23B"
-    assert reference.delivered_name("CT_IND_AAAA_GN", 2021) == "CT_IND_2021_GN"
+            name = reference_catalog.delivered_name(table.name, year if table.is_yearly else None)
+            assert reference_catalog.resolve(name) == (table, year if table.is_yearly else None), name
+    assert reference_catalog.delivered_name("T_MCOaaB", 2023) == "T_MCO23B"
+    assert reference_catalog.delivered_name("CT_IND_AAAA_GN", 2021) == "CT_IND_2021_GN"
     with pytest.raises(ValueError, match="year"):
-        reference.delivered_name("T_MCOaaB", None)
+        reference_catalog.delivered_name("T_MCOaaB", None)
 
 
-def test_is_yearly_family_works_on_names_alone(reference):
-    assert all(is_yearly_family(t.name) == t.is_yearly for t in reference)
+def test_is_yearly_family_works_on_names_alone(reference_catalog):
+    assert all(is_yearly_family(t.name) == t.is_yearly for t in reference_catalog)
     assert is_yearly_family("T_RIPaaFB") and not is_yearly_family("DA_PRA_R")
 
 
@@ -225,29 +215,29 @@ def test_parse_table_defaults():
 
 
 # --- The packaged catalog -----------------------------------------------------------------------------------------
-def test_packaged_catalog_covers_the_required_tables(packaged):
-    assert set(REQUIRED_TABLES) <= set(packaged.tables)
+def test_packaged_catalog_covers_the_required_tables(packaged_catalog):
+    assert set(REQUIRED_TABLES) <= set(packaged_catalog.tables)
     for name in REQUIRED_TABLES:
-        table = packaged[name]
+        table = packaged_catalog[name]
         assert 5 <= len(table.columns) <= 30, (name, len(table.columns))
         assert table.title and table.product
         assert all(f.description for f in table.fields), name
-    assert packaged.resolve("T_MCO23B") == (packaged["T_MCOaaB"], 2023)
+    assert packaged_catalog.resolve("T_MCO23B") == (packaged_catalog["T_MCOaaB"], 2023)
 
 
 @pytest.mark.parametrize("family", sorted(FEATURE_COLUMNS))
-def test_packaged_catalog_has_the_columns_the_features_read(packaged, family):
-    table = packaged[family]
+def test_packaged_catalog_has_the_columns_the_features_read(packaged_catalog, family):
+    table = packaged_catalog[family]
     missing = FEATURE_COLUMNS[family] - set(table.columns)
     assert not missing, f"{family} lacks {sorted(missing)}"
     assert set(domain.required_columns(table)) <= set(table.columns)
-    assert domain.identifier_columns(table) or domain.patient_path(packaged, family)
+    assert domain.identifier_columns(table) or domain.patient_path(packaged_catalog, family)
 
 
-def test_packaged_tables_and_columns_agree_with_the_reference(packaged, reference):
-    for table in packaged:
-        assert table.name in reference, table.name
-        ref = reference[table.name]
+def test_packaged_tables_and_columns_agree_with_the_reference(packaged_catalog, reference_catalog):
+    for table in packaged_catalog:
+        assert table.name in reference_catalog, table.name
+        ref = reference_catalog[table.name]
         assert table.product == ref.product, table.name
         for f in table.fields:
             assert f.name in ref.by_name, f"{table.name}.{f.name} is not in the reference"
@@ -256,11 +246,11 @@ def test_packaged_tables_and_columns_agree_with_the_reference(packaged, referenc
                 f"{table.name}.{f.name}: {f.type}/{f.format}/{f.length} vs {expected.type}/{expected.format}/{expected.length}"
 
 
-def test_packaged_nomenclatures_agree_with_the_reference(packaged, reference, reference_nomenclatures):
+def test_packaged_nomenclatures_agree_with_the_reference(packaged_catalog, reference_catalog, reference_nomenclatures):
     checked = 0
-    for table in packaged:
+    for table in packaged_catalog:
         for f in table.fields:
-            expected = reference[table.name].by_name[f.name].nomenclature
+            expected = reference_catalog[table.name].by_name[f.name].nomenclature
             if expected is None:
                 assert f.nomenclature is None, f"{table.name}.{f.name}"
                 continue
@@ -277,9 +267,9 @@ def test_packaged_nomenclatures_agree_with_the_reference(packaged, reference, re
     assert checked > 60
 
 
-def test_packaged_keys_agree_with_the_reference(packaged, reference):
-    for table in packaged:
-        ref = reference[table.name]
+def test_packaged_keys_agree_with_the_reference(packaged_catalog, reference_catalog):
+    for table in packaged_catalog:
+        ref = reference_catalog[table.name]
         assert table.primary_key == ref.primary_key, table.name
         ours = {(fk.fields, fk.resource, fk.reference_fields) for fk in table.foreign_keys}
         theirs = {(fk.fields, fk.resource, fk.reference_fields) for fk in ref.foreign_keys}
@@ -287,13 +277,13 @@ def test_packaged_keys_agree_with_the_reference(packaged, reference):
         applicable = {fk for fk in theirs if set(fk[0]) <= set(table.columns)}
         assert applicable <= ours, f"{table.name} misses foreign keys: {applicable - ours}"
         for fields, resource, reference_fields in ours:
-            if resource in packaged:
-                assert set(reference_fields) <= set(packaged[resource].columns), (table.name, resource)
+            if resource in packaged_catalog:
+                assert set(reference_fields) <= set(packaged_catalog[resource].columns), (table.name, resource)
 
 
-def test_packaged_schemas_are_our_own_writing(packaged, reference):
-    for table in packaged:
-        ref = reference[table.name]
+def test_packaged_schemas_are_our_own_writing(packaged_catalog, reference_catalog):
+    for table in packaged_catalog:
+        ref = reference_catalog[table.name]
         assert table.title != ref.title, table.name
         same = [f.name for f in table.fields if f.description == ref.by_name[f.name].description]
         assert not same, f"{table.name}: descriptions copied from the reference: {same}"
@@ -306,9 +296,9 @@ def test_packaged_schemas_are_our_own_writing(packaged, reference):
         assert path.stem == document["name"], path
 
 
-def test_packaged_constraints_hold_for_snds_conventions(packaged):
+def test_packaged_constraints_hold_for_snds_conventions(packaged_catalog):
     """Our constraints must not reject valid SNDS values: placeholders, regularisations, unknown dates."""
-    for table in packaged:
+    for table in packaged_catalog:
         for f in table.fields:
             if f.name in domain.PSEUDO_NIR_COLUMNS:
                 assert all(f.constraints.get(k, 17) == 17 for k in ("minLength", "maxLength")), f.name

@@ -125,8 +125,8 @@ def test_type_and_not_null_failures_are_rejected_with_their_original_values(spar
         f"{NIR_A};1;AB;2020-01-15;;E10",  # type: integer
         f"{NIR_B};1;7;2020-13-45;;E10",  # type: date
         f"{NIR_B};1;7;2020-01-15",  # malformed: 4 fields for 6 columns
-        f";1;8;2020-01-15;;E10",  # not_null: BEN_NIR_PSA empty
-        f";1;XX;2020-01-15;;E10",  # not_null and type on one row
+        ";1;8;2020-01-15;;E10",  # not_null: BEN_NIR_PSA empty
+        ";1;XX;2020-01-15;;E10",  # not_null and type on one row
     ]
     d = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows)
     (result,) = d.curate(spark, "IR_IMB_R")

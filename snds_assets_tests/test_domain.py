@@ -7,7 +7,6 @@ import pytest
 
 from snds_assets import domain
 from snds_assets.catalog import Catalog, parse_table
-from snds_assets.config import PACKAGED_SCHEMAS
 from snds_assets.domain import Link
 
 MCO_STAY = ("ETA_NUM", "RSA_NUM")
@@ -15,17 +14,7 @@ IDENTITY = ("BEN_NIR_PSA", "BEN_RNG_GEM")
 SEVEN_KEYS = tuple(k for k in domain.DCIR_KEYS if k not in ("PRS_ORD_NUM", "REM_TYP_AFF"))
 
 
-@pytest.fixture(scope="module")
-def reference(reference_schemas) -> Catalog:
-    return Catalog.load(reference_schemas)
-
-
-@pytest.fixture(scope="module")
-def packaged() -> Catalog:
-    return Catalog.load(PACKAGED_SCHEMAS)
-
-
-@pytest.fixture(params=["packaged", "reference"])
+@pytest.fixture(params=["packaged_catalog", "reference_catalog"])
 def catalog(request) -> Catalog:
     """Every test using this fixture runs on the packaged catalog and on the 188 reference schemas."""
     return request.getfixturevalue(request.param)
@@ -38,13 +27,13 @@ def test_affiliated_dcir_tables_reach_the_patient_through_er_prs_f(catalog, fami
     assert domain.identifier_columns(catalog[family]) == ()
 
 
-def test_er_dct_f_joins_on_seven_keys(reference):
-    table = reference["ER_DCT_F"]
+def test_er_dct_f_joins_on_seven_keys(reference_catalog):
+    table = reference_catalog["ER_DCT_F"]
     # The schema declares the nine keys; the documentation joins on seven, and the domain wins.
-    assert reference["ER_DCT_F"].foreign_keys[0].fields == domain.DCIR_KEYS
+    assert reference_catalog["ER_DCT_F"].foreign_keys[0].fields == domain.DCIR_KEYS
     assert domain.dcir_keys("ER_DCT_F") == SEVEN_KEYS
-    assert domain.patient_path(reference, "ER_DCT_F") == [Link("ER_DCT_F", "ER_PRS_F", SEVEN_KEYS)]
-    to_prs = [link for link in domain.check_links(reference, table) if link.parent == "ER_PRS_F"]
+    assert domain.patient_path(reference_catalog, "ER_DCT_F") == [Link("ER_DCT_F", "ER_PRS_F", SEVEN_KEYS)]
+    to_prs = [link for link in domain.check_links(reference_catalog, table) if link.parent == "ER_PRS_F"]
     assert to_prs == [Link("ER_DCT_F", "ER_PRS_F", SEVEN_KEYS)]
 
 
@@ -64,37 +53,37 @@ def test_ssr_and_had_stays(catalog, family, link_table, stay):
     assert domain.identifier_columns(catalog[link_table]) == ("NIR_ANO_17",)
 
 
-def test_reference_pmsi_fields(reference):
-    assert domain.patient_path(reference, "T_RIPaaFA") == [
+def test_reference_pmsi_fields(reference_catalog):
+    assert domain.patient_path(reference_catalog, "T_RIPaaFA") == [
         Link("T_RIPaaFA", "T_RIPaaC", ("ETA_NUM_EPMSI", "RIP_NUM"), same_year=True)]
-    assert domain.patient_path(reference, "T_SSRaaD") == [
+    assert domain.patient_path(reference_catalog, "T_SSRaaD") == [
         Link("T_SSRaaD", "T_SSRaaC", ("ETA_NUM", "RHA_NUM"), same_year=True)]
     # Outpatient tables hang by (ETA_NUM, SEQ_NUM) on the outpatient link table.
-    assert domain.patient_path(reference, "T_MCOaaFBSTC") == [
+    assert domain.patient_path(reference_catalog, "T_MCOaaFBSTC") == [
         Link("T_MCOaaFBSTC", "T_MCOaaCSTC", ("ETA_NUM", "SEQ_NUM"), same_year=True)]
     # A yearly table carrying a NIR still reaches the patient through its field's link table.
-    assert domain.patient_path(reference, "T_MCOaaFASTC")[0].parent == "T_MCOaaCSTC"
+    assert domain.patient_path(reference_catalog, "T_MCOaaFASTC")[0].parent == "T_MCOaaCSTC"
     with pytest.raises(LookupError, match="T_MCOaaE"):
-        domain.patient_path(reference, "T_MCOaaE")
+        domain.patient_path(reference_catalog, "T_MCOaaE")
 
 
-def test_every_reference_join_path_ends_at_a_patient_identifier(reference):
+def test_every_reference_join_path_ends_at_a_patient_identifier(reference_catalog):
     reached = 0
-    for table in reference:
+    for table in reference_catalog:
         try:
-            path = domain.patient_path(reference, table.name)
+            path = domain.patient_path(reference_catalog, table.name)
         except LookupError:
             continue
-        end = reference[path[-1].parent] if path else table
+        end = reference_catalog[path[-1].parent] if path else table
         assert domain.identifier_columns(end), table.name
         for link in path:
-            assert set(link.columns) <= set(reference[link.child].columns)
-            assert set(link.parent_columns) <= set(reference[link.parent].columns)
+            assert set(link.columns) <= set(reference_catalog[link.child].columns)
+            assert set(link.parent_columns) <= set(reference_catalog[link.parent].columns)
         reached += 1
     # Every DCIR, PMSI stay, beneficiary and death table is reachable.
-    for table in reference:
+    for table in reference_catalog:
         if table.name.startswith(("ER_", "IR_BEN", "IR_IMB", "KI_", "T_MCOaaC", "T_SSRaaB", "T_HADaaB")):
-            assert domain.patient_path(reference, table.name) is not None
+            assert domain.patient_path(reference_catalog, table.name) is not None
     assert reached > 130
 
 
@@ -157,11 +146,11 @@ def test_effective_type_corrects_the_known_defects(catalog):
     assert domain.effective_type(prs, prs.field("PRS_PAI_MNT")) == "number"
 
 
-def test_stay_keys_have_one_type_across_a_field(reference):
+def test_stay_keys_have_one_type_across_a_field(reference_catalog):
     # RSA_NUM is integer in T_MCOaaB/C and string in T_MCOaaA/D/UM: curated as a string everywhere.
-    assert reference["T_MCOaaB"].field("RSA_NUM").type == "integer"
-    assert reference["T_MCOaaD"].field("RSA_NUM").type == "string"
-    for table in reference:
+    assert reference_catalog["T_MCOaaB"].field("RSA_NUM").type == "integer"
+    assert reference_catalog["T_MCOaaD"].field("RSA_NUM").type == "string"
+    for table in reference_catalog:
         for column in domain.stay_key(table):
             assert domain.effective_type(table, table.field(column)) == "string", (table.name, column)
 
@@ -181,13 +170,13 @@ def test_every_checked_link_compares_columns_of_one_type(catalog):
     assert compared > 50
 
 
-def test_unique_constraints_known_false_are_ignored(reference, packaged):
-    ben = reference["IR_BEN_R"]
+def test_unique_constraints_known_false_are_ignored(reference_catalog, packaged_catalog):
+    ben = reference_catalog["IR_BEN_R"]
     # The defect is in the reference...
     assert ben.field("BEN_NIR_PSA").constraints.get("unique") is True
     assert ben.field("BEN_IDT_ANO").constraints.get("unique") is True
     # ...and the domain knows to ignore it, in both catalogs.
-    for catalog in (reference, packaged):
+    for catalog in (reference_catalog, packaged_catalog):
         table = catalog["IR_BEN_R"]
         assert domain.ignores_unique(table, table.field("BEN_NIR_PSA"))
         assert domain.ignores_unique(table, table.field("BEN_IDT_ANO"))
@@ -208,11 +197,11 @@ def test_nomenclature_checks(catalog):
                 assert not domain.nomenclature_checked(f), (table.name, f.name)
 
 
-def test_dat_ret_enum_is_not_checked(reference):
-    dat_ret = reference["T_MCOaaC"].field("DAT_RET")
+def test_dat_ret_enum_is_not_checked(reference_catalog):
+    dat_ret = reference_catalog["T_MCOaaC"].field("DAT_RET")
     assert dat_ret.constraints.get("enum") == ["0"]
     assert not domain.enum_checked(dat_ret)
-    assert domain.enum_checked(reference["T_MCOaaB"].field("SEJ_TYP"))
+    assert domain.enum_checked(reference_catalog["T_MCOaaB"].field("SEJ_TYP"))
 
 
 # --- Checked links --------------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import pytest
 
 from snds_assets import checks, domain
 from snds_assets.catalog import Catalog
-from snds_assets.config import PACKAGED_SCHEMAS
 from snds_assets.generator import GenerateError, GenerateOptions, generate
 from snds_assets.reception.manifest import parse_manifest
 
@@ -242,27 +241,17 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
 
 # --- fixtures ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def packaged() -> Catalog:
-    return Catalog.load(PACKAGED_SCHEMAS)
-
-
-@pytest.fixture(scope="module")
-def reference(reference_schemas) -> Catalog:
-    return Catalog.load(reference_schemas)
-
-
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory, packaged, reference_nomenclatures):
+def clean(tmp_path_factory, packaged_catalog, reference_nomenclatures):
     out = tmp_path_factory.mktemp("clean")
-    result = generate(GenerateOptions(out=out, delivery_id=DID, patients=800, seed=1, catalog=packaged,
+    result = generate(GenerateOptions(out=out, delivery_id=DID, patients=800, seed=1, catalog=packaged_catalog,
                                       nomenclatures=str(reference_nomenclatures)))
-    return result, read_delivery(result.delivery_dir, packaged)
+    return result, read_delivery(result.delivery_dir, packaged_catalog)
 
 
 @pytest.fixture(scope="module")
-def defective(tmp_path_factory, packaged, reference_nomenclatures):
+def defective(tmp_path_factory, packaged_catalog, reference_nomenclatures):
     out = tmp_path_factory.mktemp("defects")
-    return generate(GenerateOptions(out=out, delivery_id=DID, patients=300, seed=2, catalog=packaged, defects=True,
+    return generate(GenerateOptions(out=out, delivery_id=DID, patients=300, seed=2, catalog=packaged_catalog, defects=True,
                                     nomenclatures=str(reference_nomenclatures), gzip=True, rows_per_file=2000))
 
 
@@ -271,7 +260,7 @@ def _stay_rows(tables: dict[str, Read], family: str) -> dict[int, list[dict]]:
 
 
 # --- manifest and files ---------------------------------------------------------------------------------------
-def test_manifest_lists_every_file_exactly_and_is_written_last(clean, packaged):
+def test_manifest_lists_every_file_exactly_and_is_written_last(clean, packaged_catalog):
     result, _ = clean
     folder = result.delivery_dir
     text = (folder / "manifest.json").read_text(encoding="utf-8")
@@ -280,7 +269,7 @@ def test_manifest_lists_every_file_exactly_and_is_written_last(clean, packaged):
     assert manifest.created_at.startswith(DID)
     listed = set()
     for t in manifest.tables:
-        family, year = packaged.resolve(t.table)
+        family, year = packaged_catalog.resolve(t.table)
         assert t.mode == domain.default_mode(family)
         for f in t.files:
             data = (folder / f.path).read_bytes()
@@ -293,18 +282,18 @@ def test_manifest_lists_every_file_exactly_and_is_written_last(clean, packaged):
     assert on_disk == listed | {"manifest.json"}
     newest_data = max((folder / p).stat().st_mtime_ns for p in listed)
     assert (folder / "manifest.json").stat().st_mtime_ns >= newest_data
-    families = {packaged.resolve(t.table)[0].name for t in manifest.tables}
-    assert families == set(packaged.tables)  # every table of the catalog, PMSI ones per year
+    families = {packaged_catalog.resolve(t.table)[0].name for t in manifest.tables}
+    assert families == set(packaged_catalog.tables)  # every table of the catalog, PMSI ones per year
     assert {t.table for t in manifest.tables} >= {"T_MCO22B", "T_MCO23B", "T_SSR22C", "T_RIP23C"}
     assert result.ground_truth is None and not (folder.parent / f"{DID}.defects.json").exists()
 
 
-def test_clean_delivery_passes_every_reception_rule(clean, packaged, reference_nomenclatures):
+def test_clean_delivery_passes_every_reception_rule(clean, packaged_catalog, reference_nomenclatures):
     result, _ = clean
-    assert audit(result.delivery_dir, packaged, reference_nomenclatures) == {}
+    assert audit(result.delivery_dir, packaged_catalog, reference_nomenclatures) == {}
 
 
-def test_domain_rules_hold_on_clean_output(clean, packaged, spark):
+def test_domain_rules_hold_on_clean_output(clean, packaged_catalog, spark):
     """Every rule of domain.DOMAIN_RULES, evaluated by Spark on the files, holds on every row of every table."""
     from functools import reduce
 
@@ -314,7 +303,7 @@ def test_domain_rules_hold_on_clean_output(clean, packaged, spark):
     result, tables = clean
     checks_, evaluated = [], 0
     for t in tables.values():
-        schema = packaged[t.family]
+        schema = packaged_catalog[t.family]
         rules = domain.domain_rules(schema)
         if not rules:
             continue
@@ -460,10 +449,10 @@ def test_long_term_illnesses(clean):
 
 
 # --- options ------------------------------------------------------------------------------------------------------
-def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, packaged):
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, packaged_catalog):
     def run(folder: str, seed: int):
         return generate(GenerateOptions(out=tmp_path / folder, delivery_id=DID, patients=150, seed=seed,
-                                        catalog=packaged, tables=["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCOaaC"]))
+                                        catalog=packaged_catalog, tables=["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "T_MCOaaC"]))
 
     first, again, other = run("a", 7), run("b", 7), run("c", 8)
     files = sorted(p.relative_to(first.delivery_dir) for p in first.delivery_dir.rglob("*") if p.is_file())
@@ -474,9 +463,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, packaged):
         assert (first.delivery_dir / name).read_bytes() != (other.delivery_dir / name).read_bytes()
 
 
-def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference):
+def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference_catalog):
     result = generate(GenerateOptions(
-        out=tmp_path, delivery_id=DID, patients=120, catalog=reference, gzip=True, rows_per_file=1000,
+        out=tmp_path, delivery_id=DID, patients=120, catalog=reference_catalog, gzip=True, rows_per_file=1000,
         delimiter="|", encoding="latin-1", date_format="%d/%m/%Y",
         tables=["IR_BEN_R", "ER_PRS_F", "KI_CCI_R", "T_MCOaaC", "T_MCOaaE"]))
     folder = result.delivery_dir
@@ -491,61 +480,61 @@ def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference):
         for f in t["files"]:
             raw = gzip.decompress((folder / f["path"]).read_bytes())
             header = raw.split(b"\n", 1)[0].decode("latin-1").split("|")
-            assert header == list(reference.resolve(t["table"])[0].columns)
+            assert header == list(reference_catalog.resolve(t["table"])[0].columns)
             if any(b > 127 for b in raw):
                 accents = True
                 with pytest.raises(UnicodeDecodeError):
                     raw.decode("utf-8")
                 assert "É" in raw.decode("latin-1")
     assert accents  # labels carry accented letters, written in latin-1
-    tables = read_delivery(folder, reference)
+    tables = read_delivery(folder, reference_catalog)
     row = tables["ER_PRS_F"].dicts()[0]
     assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", row["EXE_SOI_DTD"]) and re.fullmatch(r"\d{6}", row["EXE_SOI_AMD"])
     c = tables["T_MCO22C"].dicts()[0]
     assert re.fullmatch(r"\d{8}", c["ENT_DAT"])  # schema format %d%m%Y is kept
     assert re.fullmatch(r"\d{2}[A-Z][a-z]{2}\d{4}:00:00:00", c["EXE_SOI_DTD"])  # %d%b%Y:%H:%M:%S
-    assert audit(folder, reference) == {}
+    assert audit(folder, reference_catalog) == {}
 
 
-def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path, reference):
-    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30, seed=3, catalog=reference))
+def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path, reference_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30, seed=3, catalog=reference_catalog))
     delivered = defaultdict(int)
     for name, rows in result.rows.items():
-        delivered[reference.resolve(name)[0].name] += rows
-    assert len(reference) == 188 and set(delivered) == set(reference.tables)
+        delivered[reference_catalog.resolve(name)[0].name] += rows
+    assert len(reference_catalog) == 188 and set(delivered) == set(reference_catalog.tables)
     assert all(rows > 0 for rows in delivered.values())
-    assert audit(result.delivery_dir, reference) == {}
+    assert audit(result.delivery_dir, reference_catalog) == {}
 
 
-def test_tables_option_families_and_delivered_names(tmp_path, packaged):
-    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged,
+def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged_catalog,
                                       tables=["ER_PHA_F", "T_MCO23B"]))
     assert set(result.rows) == {"ER_PHA_F", "T_MCO23B"}
     with pytest.raises(GenerateError, match="unknown tables"):
-        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged, tables=["NOPE_R"]))
+        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged_catalog, tables=["NOPE_R"]))
     with pytest.raises(GenerateError, match="outside the care period"):
-        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged, tables=["T_MCO19B"]))
+        generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged_catalog, tables=["T_MCO19B"]))
     with pytest.raises(GenerateError, match="already exists"):
-        generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged, tables=["ER_PHA_F"]))
+        generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged_catalog, tables=["ER_PHA_F"]))
     for bad in (dict(delivery_id="2024-3-1"), dict(delimiter="-"), dict(encoding="utf-16"),
                 dict(delivery_id="2022-01-15"), dict(seed=-1)):
         with pytest.raises(GenerateError):
-            generate(GenerateOptions(out=tmp_path, catalog=packaged, **{"delivery_id": "2024-03-05", **bad}))
+            generate(GenerateOptions(out=tmp_path, catalog=packaged_catalog, **{"delivery_id": "2024-03-05", **bad}))
 
 
-def test_streams_chunks_of_patients_with_progress(tmp_path, packaged):
+def test_streams_chunks_of_patients_with_progress(tmp_path, packaged_catalog):
     seen = []
-    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=4500, catalog=packaged,
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=4500, catalog=packaged_catalog,
                                       tables=["IR_BEN_R", "IR_IBA_R"]), progress=lambda *a: seen.append(a))
     steps = [done for stage, done, total in seen if stage == "patients"]
     assert steps == [2000, 4000, 4500] and seen[-1][0] == "manifest"
-    tables = read_delivery(result.delivery_dir, packaged)
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
     assert len(tables["IR_IBA_R"].rows) == 4500
-    assert audit(result.delivery_dir, packaged) == {}  # keys stay unique across chunks
+    assert audit(result.delivery_dir, packaged_catalog) == {}  # keys stay unique across chunks
 
 
 # --- defects ----------------------------------------------------------------------------------------------------
-def test_defects_ground_truth_matches_the_files(defective, packaged, reference_nomenclatures):
+def test_defects_ground_truth_matches_the_files(defective, packaged_catalog, reference_nomenclatures):
     truth_path = defective.ground_truth
     assert truth_path == defective.delivery_dir.parent / f"{DID}.defects.json"
     assert not any(p.name.endswith(".defects.json") for p in defective.delivery_dir.rglob("*"))
@@ -563,7 +552,7 @@ def test_defects_ground_truth_matches_the_files(defective, packaged, reference_n
         assert d["rule"] in checks.ALL_RULES and d["failures"] > 0
         assert d["file"] in listed and set(d["files"]) <= listed
         expected[(d["table"], d["rule"])] += d["failures"]
-    assert audit(defective.delivery_dir, packaged, reference_nomenclatures) == dict(expected)
+    assert audit(defective.delivery_dir, packaged_catalog, reference_nomenclatures) == dict(expected)
     for d in truth["defects"]:  # rejected rows are in the files the ground truth names
         if d["rule"] in ("type", "not_null"):
             column, found = d["columns"][0], 0

@@ -1,4 +1,5 @@
 """The CLI's loggers: progress lines and JSON events, never failing a run (a failed check included)."""
+import io
 import json
 
 from dagster import (
@@ -6,7 +7,7 @@ from dagster import (
     define_asset_job,
 )
 
-from snds_assets.logs import json_logger, progress_logger
+from snds_assets.logs import ProgressBar, json_logger, progress_logger
 
 
 @asset(check_specs=[AssetCheckSpec("c", asset="a")])
@@ -27,7 +28,38 @@ def _run(name):
 def test_progress_lines(capsys):
     assert _run("progress").success
     err = capsys.readouterr().err
-    assert "… a" in err and "[1/1] doing a" in err and "check a:c failed (WARN)" in err and "✓ a" in err
+    assert "… a" in err and "check a:c failed (WARN)" in err and "✓ a" in err
+    assert "j [" in err and "0/1  doing a" in err and "100% 1/1  done" in err
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    stream = _Terminal()
+    bar = ProgressBar(stream, width=10)
+    bar.update("reception", 0, 4, "curating IR_BEN_R")
+    bar.line("10:00:00  ! a warning")
+    bar.update("reception", 2, 4, "curating ER_PRS_F")
+    bar.update("reception", 4, 4)
+    out = stream.getvalue()
+    assert out.count("\n") == 2  # the warning and the finished bar: the rest is redrawn in place
+    assert "\r\033[Kreception [#####.....]  50% 2/4  curating ER_PRS_F" in out
+    assert out.endswith("reception [##########] 100% 4/4\n")
+    assert "a warning\nreception [..........]   0% 0/4" in out  # the bar comes back under the line
+
+
+def test_progress_bar_prints_plain_lines_elsewhere():
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=10)
+    for done in range(0, 1001, 7):
+        bar.update("patients", done, 1000)
+    bar.update("patients", 1000, 1000)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert len(lines) == 11 and lines[-1].startswith("patients [##########] 100% 1000/1000")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
 def test_json_events_one_object_per_line(capsys):

@@ -575,3 +575,28 @@ def test_unreachable_storage_is_a_one_line_error_without_secrets(monkeypatch):
     assert "TOPSECRET" not in message and "\n" not in message and "AZURE_STORAGE_CONNECTION_STRING" in message
     with pytest.raises(StorageError, match="cannot open nosuchscheme://"):
         read_manifest("nosuchscheme://landing", DID)
+
+
+# --- end to end: the generator's documented defects ------------------------------------------------------------
+def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_path, spark, reference_nomenclatures):
+    """`snds generate --defects` writes which (table, rule) must fail and by how many rows; `snds ingest` of that
+    delivery must report exactly those failures, and no other check may fail."""
+    from .services import DELIVERY_ID, generate, ingest_in_process
+
+    home = tmp_path / "snds"
+    generate(home / "landing", DELIVERY_ID, 300, 2, "--defects", "--nomenclatures", str(reference_nomenclatures))
+    code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=str(home / "landing"),
+                             SNDS_NOMENCLATURES=str(reference_nomenclatures))
+    assert code == 1, "a delivery with ERROR defects is rejected (exit status 1)"
+    truth = json.loads((home / "landing" / f"{DELIVERY_ID}.defects.json").read_text(encoding="utf-8"))
+    report = json.loads((home / "lake" / "reports" / "deliveries" / f"{DELIVERY_ID}.json").read_text(encoding="utf-8"))
+    expected = {(d["table"], d["rule"]): d["failures"] for d in truth["defects"]}
+    found: dict[tuple[str, str], int] = {}
+    for table, entry in report["tables"].items():
+        for check in entry["checks"]:
+            if not check["passed"]:
+                found[(table, check["rule"])] = found.get((table, check["rule"]), 0) + check["failures"]
+    assert found == expected
+    for table in {t for t, _ in expected}:
+        assert report["tables"][table]["status"] == ("rejected" if any(
+            c["severity"] == ERROR and not c["passed"] for c in report["tables"][table]["checks"]) else "accepted")

@@ -50,6 +50,11 @@ def test_assets_read_as_the_flow(ui):
         assert node["partitionDefinition"]["name"] == expected, key
 
 
+def test_code_location_and_instance_are_set_up_for_operators(ui):
+    assert ui.location == "snds_assets"
+    assert ui.graphql("{ shouldShowNux }")["shouldShowNux"] is False
+
+
 def test_sensors_are_on_by_default_and_can_be_switched_off(ui):
     assert ui.initial_sensor_status == {
         "cnam_deliveries": "RUNNING", "project_requests": "RUNNING", "refresh_extracts": "RUNNING",
@@ -111,6 +116,26 @@ def test_check_results_show_in_the_ui(ui, delivery_run):
         assert rule in result["metadata"]["explanation"]
     assert curated["rows_reconciled"]["success"] is True
     assert curated["primary_key"]["success"] is True
+    for result in [*raw.values(), *curated.values()]:
+        assert result["partitions"] == "deliveries"
+        assert result["partition"] == result["evaluated_partition"] == DELIVERY_ID
+
+
+COLUMNS = """query($key: AssetKeyInput!, $partition: String!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+  assetMaterializations(partitions: [$partition]) { metadataEntries { label
+    ... on TableSchemaMetadataEntry { schema { columns { name type description } } } } } } } }"""
+
+
+def test_materialisations_describe_their_columns(ui, delivery_run):
+    data = ui.graphql(COLUMNS, {"key": {"path": ["curated", "ER_PRS_F"]}, "partition": DELIVERY_ID})
+    [materialization] = data["assetNodeOrError"]["assetMaterializations"]
+    [schema] = [e["schema"] for e in materialization["metadataEntries"] if e["label"] == "dagster/column_schema"]
+    columns = {c["name"]: c for c in schema["columns"]}
+    catalog = load_catalog(ui.settings.schemas)
+    for field in catalog["ER_PRS_F"].fields:
+        assert columns[field.name]["description"] == (field.description or None), field.name
+    assert columns["EXE_SOI_DTD"]["type"] == "date"
+    assert columns["EXE_SOI_DTD"]["description"]
 
 
 def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):

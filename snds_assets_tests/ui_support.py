@@ -252,7 +252,8 @@ class UiServer:
         data = self.graphql(
             """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename ... on AssetNode {
                  assetChecksOrError { __typename ... on AssetChecks { checks { name description
-                   executionForLatestMaterialization { runId status evaluation { success severity
+                   partitionDefinition { name }
+                   executionForLatestMaterialization { runId status partition evaluation { success severity partition
                      metadataEntries { label __typename ... on IntMetadataEntry { intValue }
                        ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr }
                        ... on BoolMetadataEntry { boolValue } } } } } } } } } }""",
@@ -275,6 +276,8 @@ class UiServer:
                 "description": check["description"], "status": execution.get("status"),
                 "runId": execution.get("runId"), "success": evaluation.get("success"),
                 "severity": evaluation.get("severity"), "metadata": metadata,
+                "partitions": (check["partitionDefinition"] or {}).get("name"),
+                "partition": execution.get("partition"), "evaluated_partition": evaluation.get("partition"),
             }
         return out
 
@@ -438,8 +441,7 @@ def launch_chromium(playwright):
 
 
 def new_ui_page(browser, server: UiServer):
-    """A page on the UI with the community pop-up that dagster shows on localhost already dismissed."""
-    server.graphql("mutation { setNuxSeen }")
+    """A page on the UI; the instance `snds` set up disables the first-visit pop-up (see test_ui)."""
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(PAGE_TIMEOUT)
     return page

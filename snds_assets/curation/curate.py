@@ -6,8 +6,9 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    a corrupt-record column, see ``columns``); a row is *bad* when the parser could not type it (or the line has
    the wrong number of fields), when a converted value fails, or when a key / identifier column
    (``domain.required_columns``) is empty. ``DataFrame.observe`` counts, during that same write, the rows read,
-   the bad rows (and which files hold them) and every row-level rule (range, domain, short nomenclatures) on
-   the good rows, which alone are written.
+   the bad rows (and which files hold them) and, per row-level check (range, domain, short nomenclatures), the
+   good rows failing any of its rules; good rows alone are written. Only a check that failed has its count per
+   rule and its samples taken afterwards, from the written partition.
 2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
    back raw, parsed again with the same parser so that exactly the same rows are bad, and written with every
    original value as a string, the reason, the delivered table, the source file and the raw line. The type and
@@ -25,6 +26,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Callable
 
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
@@ -39,7 +41,7 @@ from ..reception.archive import ArchivedFile, ArchivedTable
 from ..reception.manifest import Format, Manifest
 from ..reception.report import save_fragment
 from . import keys
-from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns
+from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns, sql_name
 from .publish import exists, publish, remove_tree
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
 from .state import CurrentState, Part
@@ -47,6 +49,7 @@ from .state import CurrentState, Part
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
 BAD, FILE = "_BAD", "_FILE"
+FILE_BITS = 63  # files holding bad rows are observed as bits of a long (file index modulo 63: a superset at worst)
 REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE = "_REJECT_REASON", "_DELIVERED_TABLE", "_SOURCE_FILE", "_REJECT_LINE"
 
 
@@ -116,39 +119,37 @@ def _from_csv_options(fmt: Format) -> dict[str, str]:
 
 
 class _Typing:
-    """Typed values and bad-row flags of one file's columns, over columns reached through ``get``: the CSV
-    source's own columns (pass 1) or the fields of a ``from_csv`` struct (pass 2). Both passes share this code,
-    so that both find exactly the same bad rows."""
+    """Typed values and bad-row flags of one file's columns, as Spark SQL text over the raw value expressions
+    ``get`` gives: the CSV source's own columns (pass 1) or the fields of a ``from_csv`` struct (pass 2). Both
+    passes share this code, so that both find exactly the same bad rows."""
 
-    def __init__(self, names: list[str], plans: dict[str, ColumnPlan], required: tuple[str, ...], get):
+    def __init__(self, names: list[str], plans: dict[str, ColumnPlan], required: tuple[str, ...],
+                 get: Callable[[str], str]):
         self.names = names
         self.plans = plans
         self.get = get
         self.required = required
 
-    def typed(self, name: str) -> Column:
+    def typed(self, name: str) -> str:
         plan = self.plans[name]
         raw = self.get(name)
         return plan.convert(raw) if plan.convert is not None else raw
 
-    def conversion_failed(self, name: str) -> Column:
-        return self.get(name).isNotNull() & self.typed(name).isNull()
+    def conversion_failed(self, name: str) -> str:
+        return f"({self.get(name)} IS NOT NULL AND ({self.typed(name)}) IS NULL)"
 
     @property
     def converted(self) -> list[str]:
         return [n for n in self.names if self.plans[n].convert is not None]
 
-    def required_null(self, name: str) -> Column:
-        return self.typed(name).isNull() if name in self.names else F.lit(True)
+    def required_null(self, name: str) -> str:
+        return f"(({self.typed(name)}) IS NULL)" if name in self.names else "true"
 
-    def bad(self) -> Column:
-        parts = [self.get(CORRUPT).isNotNull()]
+    def bad(self) -> str:
+        parts = [f"{self.get(CORRUPT)} IS NOT NULL"]
         parts += [self.conversion_failed(n) for n in self.converted]
         parts += [self.required_null(n) for n in self.required]
-        out = parts[0]
-        for p in parts[1:]:
-            out = out | p
-        return F.coalesce(out, F.lit(True))
+        return f"coalesce({' OR '.join(parts)}, true)"
 
 
 # --- Entry point ------------------------------------------------------------------------------------------
@@ -213,6 +214,7 @@ class _Run:
         self.nomenclatures = nomenclature_plan(self.plans, self.delivered, settings.nomenclatures)
         self.rules += self.nomenclatures.rules
         self.rule_samples: dict[tuple[int | None, int], list] = {}
+        self.rule_counts: dict[tuple[int | None, int], int] = {}
 
     # --- pass 1 -------------------------------------------------------------------------------------------
     def _typed_file(self, t: _Table, f: _File) -> DataFrame:
@@ -220,31 +222,30 @@ class _Run:
         schema = T.StructType([T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
                               + [T.StructField(CORRUPT, T.StringType())])
         raw = self.spark.read.schema(schema).options(**csv_options(self.fmt)).csv(f.archived.lake_path)
-        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: F.col(f"`{n}`"))
+        typing = _Typing(f.names, self.plan_by_name, self.required, sql_name)
         present = set(f.names)
         out = []
         for p in self.plans:
             if p.name == domain.YEAR_COLUMN and self.yearly:
-                out.append(F.lit(t.archived.year).cast(T.IntegerType()).alias(p.name))
+                value = f"{int(t.archived.year)}"
             elif p.name in present:
-                out.append(typing.typed(p.name).cast(p.dtype).alias(p.name))
+                value = typing.typed(p.name)
             else:
-                out.append(F.lit(None).cast(p.dtype).alias(p.name))
-        return raw.select(*out, typing.bad().alias(BAD), F.lit(f.index).alias(FILE))
+                value = "NULL"
+            out.append(f"CAST({value} AS {p.dtype.simpleString()}) AS {sql_name(p.name)}")
+        return raw.selectExpr(*out, f"{typing.bad()} AS {BAD}", f"{f.index} AS {FILE}")
 
     def _observed(self, t: _Table, df: DataFrame) -> DataFrame:
-        """Counts of the write pass. Each rule is evaluated once per row, in the projection (whole-stage
-        code), as a boolean column that the observed sums only add up; the write drops these columns."""
-        good = ~F.col(BAD)
-        flags = [F.coalesce(good & rule.fail, F.lit(False)).alias(f"_F{i}") for i, rule in enumerate(self.rules)]
-        df = df.select("*", *flags)
-        metrics = [F.count(F.lit(1)).alias("rows"), F.sum(F.col(BAD).cast("long")).alias("bad"),
-                   F.collect_set(F.when(F.col(BAD), F.col(FILE))).alias("bad_files")]
+        """Counts of the write pass: rows read, bad rows and the files holding them, and the rows failing each
+        row-level check. A clean table costs one aggregate per check whatever its number of rules; the count of
+        each rule is taken after the write, from the curated partition, only for a check that failed."""
+        file_bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), {FILE} % {FILE_BITS})")
+        metrics = [F.count(F.lit(1)).alias("rows"), F.count_if(F.col(BAD)).alias("bad"),
+                   F.bit_or(F.when(F.col(BAD), file_bit)).alias("bad_files")]
         for check in ("range", "domain", "nomenclature"):
-            fails = [F.col(f"_F{i}") for i, r in enumerate(self.rules) if r.check == check]
+            fails = [r.fail for r in self.rules if r.check == check]
             if fails:
-                metrics.append(F.sum(_any(fails).cast("long")).alias(f"{check}_rows"))
-        metrics += [F.sum(F.col(f"_F{i}").cast("long")).alias(f"r{i}") for i in range(len(self.rules))]
+                metrics.append(F.expr(f"count_if(NOT {BAD} AND ({' OR '.join(fails)}))").alias(f"{check}_rows"))
         t.observation = Observation(f"curate_{uuid.uuid4().hex}")
         return df.observe(t.observation, *metrics)
 
@@ -290,7 +291,7 @@ class _Run:
         df = self._lines(f).select(
             "line", F.from_csv(F.col("line"), typed_ddl, opts).alias("_P"),
             F.from_csv(F.col("line"), text_ddl, opts).alias("_T"))
-        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: F.col("_P").getField(n))
+        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: f"_P.{sql_name(n)}")
         token = lambda n: F.col("_T").getField(n)  # noqa: E731 - a tiny accessor
         corrupt = F.col("_P").getField(CORRUPT).isNotNull()
         type_fail: dict[str, Column] = {}
@@ -299,12 +300,12 @@ class _Run:
             if not plan.can_fail:
                 continue
             if plan.convert is not None:
-                type_fail[n] = F.coalesce(typing.conversion_failed(n), F.lit(False))
+                type_fail[n] = F.coalesce(F.expr(typing.conversion_failed(n)), F.lit(False))
             else:
                 type_fail[n] = F.coalesce(corrupt & F.col("_P").getField(n).isNull() & token(n).isNotNull(), F.lit(False))
         native = [type_fail[n] for n in f.names if n in type_fail and self.plan_by_name[n].convert is None]
         malformed = corrupt & ~_any(native)
-        not_null = {n: F.coalesce(typing.required_null(n) & ~type_fail.get(n, F.lit(False)), F.lit(False))
+        not_null = {n: F.coalesce(F.expr(typing.required_null(n)) & ~type_fail.get(n, F.lit(False)), F.lit(False))
                     for n in self.required}
         flags = {**{f"type:{n}": c for n, c in type_fail.items()}, "malformed": malformed,
                  **{f"not_null:{n}": c for n, c in not_null.items()}}
@@ -317,17 +318,17 @@ class _Run:
             reason.alias(REJECT_REASON), F.lit(t.name).alias(REJECT_TABLE), F.lit(f.archived.path).alias(REJECT_FILE),
             F.col("line").alias(REJECT_LINE)]
         out += [c.alias(name) for name, c in flags.items()]
-        return df.filter(typing.bad()).select(*out), list(flags)
+        return df.filter(F.expr(typing.bad())).select(*out), list(flags)
 
     def write_rejects(self, path: str) -> bool:
         frames = []
         for t in self.tables:
-            bad_files = set(t.metrics.get("bad_files") or [])
+            bad_files = int(t.metrics.get("bad_files") or 0)
             if not t.metrics.get("bad"):
                 continue
             table_df, flag_names = None, []
             for f in t.files:
-                if f.index not in bad_files:
+                if not bad_files >> (f.index % FILE_BITS) & 1:
                     continue
                 df, flags = self._rejected_file(t, f)
                 flag_names += [n for n in flags if n not in flag_names]
@@ -370,7 +371,7 @@ class _Run:
         schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
         curated = self.spark.read.schema(schema).parquet(curated_path)
         key_checks = self._key_checks(curated)
-        self.rule_samples = self._rule_samples(curated)
+        self._rule_details(curated)
         results = [self._result(t, key_checks) for t in self.tables]
         delivery_id = self.manifest.delivery_id
         publish(curated_path, self.lake.curated(self.table.name, delivery_id))
@@ -394,21 +395,25 @@ class _Run:
         out["nomenclature"] = keys.off_nomenclature(self.spark, curated, self.nomenclatures.large, self.yearly)
         return out
 
-    def _rule_samples(self, curated: DataFrame) -> dict[tuple[int | None, int], list]:
-        """A few failing rows of each row-level rule that failed somewhere: one job over the written partition,
-        only when a rule failed (the counts were observed during the write)."""
-        failed = sorted({i for t in self.tables for i in range(len(self.rules)) if t.metrics.get(f"r{i}")})
+    def _rule_details(self, curated: DataFrame) -> None:
+        """Per rule of a check that failed somewhere: its failing-row count and a few failing rows, per year.
+        One job over the written partition, and only when a row-level check failed (its count was observed
+        during the write); curated rows are exactly the good rows the write pass evaluated."""
+        failed = sorted({i for t in self.tables for i, r in enumerate(self.rules) if t.metrics.get(f"{r.check}_rows")})
         if not failed:
-            return {}
+            return
         year = F.col(domain.YEAR_COLUMN) if self.yearly else F.lit(None).cast("int")
         keys_json = [F.col(k) for k in self.sample_keys]
         aggs = []
         for i in failed:
             rule = self.rules[i]
-            sample = F.to_json(F.struct(F.lit(rule.column).alias("column"), rule.value.alias("value"), *keys_json))
-            aggs.append(keys.sample_agg(F.when(rule.fail, sample)).alias(f"s{i}"))
-        rows = curated.groupBy(year.alias("_Y")).agg(*aggs).collect()
-        return {(r["_Y"], i): [json.loads(x) for x in (r[f"s{i}"] or [])] for r in rows for i in failed}
+            fail = F.expr(rule.fail)
+            sample = F.to_json(F.struct(F.lit(rule.column).alias("column"), F.expr(rule.value).alias("value"), *keys_json))
+            aggs += [F.count_if(fail).alias(f"n{i}"), keys.sample_agg(F.when(fail, sample)).alias(f"s{i}")]
+        for r in curated.groupBy(year.alias("_Y")).agg(*aggs).collect():
+            for i in failed:
+                self.rule_counts[(r["_Y"], i)] = int(r[f"n{i}"] or 0)
+                self.rule_samples[(r["_Y"], i)] = [json.loads(x) for x in (r[f"s{i}"] or [])]
 
     def _foreign_keys(self, curated: DataFrame) -> dict:
         links = {}
@@ -607,7 +612,7 @@ class _Run:
         for i, r in rules:
             if r.column not in columns:
                 columns.append(r.column)
-            n = int(m.get(f"r{i}") or 0)
+            n = self.rule_counts.get((year, i), 0)
             if n:
                 parts.append(f"{r.name.split(':', 1)[1]}: {n}")
                 sample += self.rule_samples.get((year, i), [])[:2]

@@ -113,7 +113,10 @@ def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...],
     theirs = parent
     for p in link.parent_columns:
         theirs = theirs.filter(F.col(p).isNotNull())
-    return theirs.select(_hash(cols).alias("_H"))
+    # Hash-partitioned and sorted as the anti-joins want them: once cached, each child family that points to this
+    # parent shuffles and sorts only its own hashes (measured: about half the time of an unprepared parent).
+    partitions = int(parent.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    return theirs.select(_hash(cols).alias("_H")).repartition(partitions, "_H").sortWithinPartitions("_H")
 
 
 def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bool, casts: tuple[bool, ...],

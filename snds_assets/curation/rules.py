@@ -1,8 +1,9 @@
 """Row-level rules evaluated on curated rows, all in the Spark pass that writes the curated table.
 
-Each rule is a boolean Spark expression that is true on a failing row; the curation step sums them (and keeps
-a couple of failing values as a sample) through ``DataFrame.observe`` while it writes, so adding a rule adds
-an aggregate to that pass, never a Spark job. Rules belong to a check (SPEC §6):
+Each rule is a boolean Spark SQL expression (text: cheap to hand to Spark) that is true on a failing row. The
+curation step counts, through ``DataFrame.observe`` while it writes, the rows failing any rule of a check, so
+adding a rule adds to an expression of that pass, never a Spark job; a failed check's count per rule and its
+samples come afterwards from the written partition. Rules belong to a check (SPEC §6):
 
 - ``range``: dates and datetimes between 1900-01-01 and the delivery date (1600-01-01, the SNDS "unknown date",
   is fine), years likewise, numeric ``minimum`` / ``maximum`` constraints of the schema;
@@ -18,13 +19,11 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pyspark.sql import Column
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .. import domain
 from ..catalog import Table, locate_nomenclature
-from .columns import ColumnPlan
+from .columns import ColumnPlan, sql_name, sql_string
 
 SMALL_CODE_LIST = 5000
 NUMERIC = (T.IntegerType, T.LongType, T.DoubleType)
@@ -35,8 +34,8 @@ class RowRule:
     check: str  # range | domain | nomenclature
     name: str  # unique within a table, e.g. "range:EXE_SOI_DTD", "domain:dpn_qlf"
     column: str
-    fail: Column  # true on a failing row (never null)
-    value: Column  # the failing value as text, for samples
+    fail: str  # Spark SQL, true on a failing row (never null)
+    value: str  # Spark SQL, the failing value as text, for samples
 
 
 @dataclass(frozen=True)
@@ -57,31 +56,48 @@ class NomenclaturePlan:
     notes: list[str]  # why some coded columns are not checked
 
 
+def _never_null(condition: str) -> str:
+    return f"coalesce({condition}, false)"
+
+
+def _text(column: str) -> str:
+    return f"CAST({sql_name(column)} AS STRING)"
+
+
+def _number(value: int | float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**62 else repr(float(value))
+
+
+def _values(values) -> str:
+    return ", ".join(sql_string(str(v)) for v in values)
+
+
 def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date) -> list[RowRule]:
     rules = []
-    first, unknown = F.lit(domain.PLAUSIBLE_FIRST_DATE), F.lit(domain.UNKNOWN_DATE)
+    first, unknown = f"DATE'{domain.PLAUSIBLE_FIRST_DATE.isoformat()}'", f"DATE'{domain.UNKNOWN_DATE.isoformat()}'"
+    last = f"DATE'{delivery.isoformat()}'"
     for p in plans:
         if p.field is None or p.name not in delivered:
             continue
-        c = F.col(p.name)
+        c = sql_name(p.name)
         if isinstance(p.dtype, (T.DateType, T.TimestampType)):
-            day = F.to_date(c) if isinstance(p.dtype, T.TimestampType) else c
-            fail = ((day < first) & (day != unknown)) | (day > F.lit(delivery))
-            rules.append(RowRule("range", f"range:{p.name}", p.name, F.coalesce(fail, F.lit(False)), c.cast("string")))
+            day = f"to_date({c})" if isinstance(p.dtype, T.TimestampType) else c
+            fail = f"(({day} < {first} AND {day} <> {unknown}) OR {day} > {last})"
+            rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(fail), _text(p.name)))
         elif p.kind == "year":
-            fail = ((c < domain.PLAUSIBLE_FIRST_DATE.year) & (c != domain.UNKNOWN_YEAR)) | (c > delivery.year)
-            rules.append(RowRule("range", f"range:{p.name}", p.name, F.coalesce(fail, F.lit(False)), c.cast("string")))
+            fail = (f"(({c} < {domain.PLAUSIBLE_FIRST_DATE.year} AND {c} <> {domain.UNKNOWN_YEAR}) "
+                    f"OR {c} > {delivery.year})")
+            rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(fail), _text(p.name)))
         elif isinstance(p.dtype, NUMERIC):
             lo, hi = p.field.constraints.get("minimum"), p.field.constraints.get("maximum")
             conds = []
-            if isinstance(lo, (int, float)):
-                conds.append(c < F.lit(lo))
-            if isinstance(hi, (int, float)):
-                conds.append(c > F.lit(hi))
+            if isinstance(lo, (int, float)) and not isinstance(lo, bool):
+                conds.append(f"{c} < {_number(lo)}")
+            if isinstance(hi, (int, float)) and not isinstance(hi, bool):
+                conds.append(f"{c} > {_number(hi)}")
             if conds:
-                fail = conds[0] if len(conds) == 1 else conds[0] | conds[1]
-                rules.append(RowRule("range", f"range:{p.name}", p.name, F.coalesce(fail, F.lit(False)),
-                                     c.cast("string")))
+                rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(" OR ".join(conds)),
+                                     _text(p.name)))
     return rules
 
 
@@ -90,21 +106,18 @@ def domain_rules(table: Table, plans: list[ColumnPlan], delivered: set[str]) -> 
     for rule in domain.domain_rules(table):
         if rule.column not in delivered:
             continue
-        c = F.col(rule.column)
         if rule.values:
-            fail = c.isNotNull() & ~c.cast("string").isin(list(rule.values))
+            fail = f"{sql_name(rule.column)} IS NOT NULL AND {_text(rule.column)} NOT IN ({_values(rule.values)})"
         else:
-            fail = ~F.coalesce(F.expr(rule.expr), F.lit(True))
-        rules.append(RowRule("domain", f"domain:{rule.name}:{rule.column}", rule.column,
-                             F.coalesce(fail, F.lit(False)), c.cast("string")))
+            fail = f"NOT coalesce(({rule.expr}), true)"
+        rules.append(RowRule("domain", f"domain:{rule.name}:{rule.column}", rule.column, _never_null(fail),
+                             _text(rule.column)))
     for p in plans:
         if p.field is None or p.name not in delivered or not domain.enum_checked(p.field):
             continue
         allowed = [str(v) for v in p.field.constraints["enum"]]
-        c = F.col(p.name)
-        fail = c.isNotNull() & ~c.cast("string").isin(allowed)
-        rules.append(RowRule("domain", f"domain:enum:{p.name}", p.name, F.coalesce(fail, F.lit(False)),
-                             c.cast("string")))
+        fail = f"{sql_name(p.name)} IS NOT NULL AND {_text(p.name)} NOT IN ({_values(allowed)})"
+        rules.append(RowRule("domain", f"domain:enum:{p.name}", p.name, _never_null(fail), _text(p.name)))
     return rules
 
 
@@ -127,11 +140,12 @@ def nomenclature_plan(plans: list[ColumnPlan], delivered: set[str], root: str | 
             out.notes.append(f"{p.name}: column {located.code_column} not in {located.path.name}")
             continue
         out.checked.append(p.name)
-        c = F.col(p.name)
+        c = sql_name(p.name)
         if len(codes) <= SMALL_CODE_LIST:
-            fail = c.isNotNull() & ~c.isin(sorted(codes))
+            listed = ", ".join(str(v) for v in sorted(codes)) if numeric else _values(sorted(codes))
+            fail = f"{c} IS NOT NULL AND NOT {c} IN ({listed})"
             out.rules.append(RowRule("nomenclature", f"nomenclature:{located.name}:{p.name}", p.name,
-                                     F.coalesce(fail, F.lit(False)), c.cast("string")))
+                                     _never_null(fail), _text(p.name)))
         else:
             out.large.append(LargeNomenclature(p.name, located.name, codes, numeric))
     return out

@@ -8,6 +8,7 @@ right years, with a ``DELIVERY_ID`` column saying where each row comes from.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
@@ -45,6 +46,7 @@ class CurrentState:
         self.catalog = catalog
         self.lake = Lake(settings.lake)
         self._cache: dict[tuple, DataFrame] = {}
+        self._lock = threading.Lock()  # families of a delivery are curated two at a time
 
     # --- which partitions -------------------------------------------------------------------------------
     def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
@@ -117,14 +119,16 @@ class CurrentState:
         """A DataFrame derived from ``family``'s state (e.g. its key hashes), built once and kept in Spark's
         cache while this object lives: the fifteen DCIR tables that point to ER_PRS_F read its keys once."""
         entry = (family, key)
-        if entry not in self._cache:
-            self._cache[entry] = build().persist()
-        return self._cache[entry]
+        with self._lock:
+            if entry not in self._cache:
+                self._cache[entry] = build().persist()
+            return self._cache[entry]
 
     def invalidate(self, family: str) -> None:
         """Forget what was derived from ``family`` (its partition of a delivery was just replaced)."""
-        for entry in [e for e in self._cache if e[0] == family]:
-            self._cache.pop(entry).unpersist()
+        with self._lock:
+            for entry in [e for e in self._cache if e[0] == family]:
+                self._cache.pop(entry).unpersist()
 
     def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
         known = family in self.catalog

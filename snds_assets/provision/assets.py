@@ -3,12 +3,14 @@
 from dagster import (
     AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
     DefaultSensorStatus, EventLogEntry, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
-    SensorResult, SkipReason, TableColumn, TableSchema, asset, asset_sensor, multi_asset, sensor,
+    SensorResult, SkipReason, asset, asset_sensor, multi_asset, sensor,
 )
 
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result
+from ..logs import step_progress
+from ..metadata import column_schema
 from ..partitions import projects
 from ..resources import SndsResource
 from ..spark import SparkResource
@@ -44,7 +46,8 @@ def build_cohort_asset(curated_key) -> AssetsDefinition:
                         "T_MCOaaA", "IR_IMB_R")],
         description="The project's cohort: one row per person in project pseudonyms, found from the identifiers "
                     "the project brought (appariement) and/or its medical criteria (ciblage).",
-        check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d) for n, d in COHORT_CHECKS.items()],
+        check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d, partitions_def=projects)
+                     for n, d in COHORT_CHECKS.items()],
     )
     def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
         from ..curation.state import CurrentState
@@ -77,7 +80,8 @@ def _extract_spec(catalog: Catalog, table: Table, curated_key) -> AssetSpec:
 def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
     tables = [t for t in catalog if extractable(catalog, t)]
     specs = [_extract_spec(catalog, t, curated_key) for t in tables]
-    check_specs = [AssetCheckSpec(n, asset=extract_key(t.name), description=d) for t in tables for n, d in EXTRACT_CHECKS.items()]
+    check_specs = [AssetCheckSpec(n, asset=extract_key(t.name), description=d, partitions_def=projects)
+                   for t in tables for n, d in EXTRACT_CHECKS.items()]
 
     @multi_asset(
         name="extract", specs=specs, check_specs=check_specs, partitions_def=projects, can_subset=True,
@@ -98,7 +102,7 @@ def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
         session = spark.get_session()
         state = CurrentState(session, settings, catalog_)
         for step, family in enumerate(wanted, 1):
-            context.log.info(f"[{step}/{len(wanted)}] extracting {family}")
+            step_progress(context.log, step, len(wanted), f"extracting {family}")
             result = run_extract(session, settings, catalog_, request, family, state)
             key = extract_key(family)
             schema = result.get("column_schema") or []
@@ -106,7 +110,7 @@ def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
                 asset_key=key,
                 metadata={
                     "dagster/row_count": int(result.get("rows", 0)),
-                    "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
+                    "dagster/column_schema": column_schema(catalog_[family], schema),
                     "deliveries used": ", ".join(result.get("deliveries", [])),
                     "path": MetadataValue.path(str(result.get("path", ""))),
                 },

@@ -13,7 +13,7 @@ from datetime import timedelta
 from dagster import (
     AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DefaultSensorStatus,
     FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
-    TableColumn, TableSchema, asset, multi_asset, sensor,
+    asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -21,6 +21,8 @@ from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
 )
+from ..logs import step_progress
+from ..metadata import column_schema
 from ..partitions import deliveries
 from ..resources import SndsResource
 from ..spark import SparkResource
@@ -146,10 +148,10 @@ def _curated_spec(table: Table, parents: list[str]) -> AssetSpec:
 def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
     parents = acyclic_parents(catalog)
     specs = [_raw_spec(t) for t in catalog] + [_curated_spec(t, parents[t.name]) for t in catalog]
-    check_specs = [AssetCheckSpec(rule, asset=raw_key(t.name), description=RULE_DESCRIPTIONS[rule])
-                   for t in catalog for rule in RAW_RULES]
-    check_specs += [AssetCheckSpec(name, asset=curated_key(t.name), description=RULE_DESCRIPTIONS.get(name, rule))
-                    for t in catalog for name, rule in CURATED_CHECKS]
+    check_specs = [AssetCheckSpec(rule, asset=raw_key(t.name), description=RULE_DESCRIPTIONS[rule],
+                                  partitions_def=deliveries) for t in catalog for rule in RAW_RULES]
+    check_specs += [AssetCheckSpec(name, asset=curated_key(t.name), description=RULE_DESCRIPTIONS.get(name, rule),
+                                   partitions_def=deliveries) for t in catalog for name, rule in CURATED_CHECKS]
 
     @multi_asset(
         name="receive", specs=specs, check_specs=check_specs, partitions_def=deliveries, can_subset=True,
@@ -157,6 +159,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from .archive import archive_family
+        from .receive import in_dependency_order
         from .report import save_fragment
         from .storage import read_manifest
 
@@ -168,27 +171,38 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
         if absent:
             context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
-        session = None
+        session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
         state = None
-        order = curation_order(wanted, parents)
-        for step, family in enumerate(order, 1):
+        if session is not None:
+            from ..curation.state import CurrentState
+
+            state = CurrentState(session, settings, catalog_)
+
+        def receive_family(family: str) -> tuple[list, list | None]:
             if raw_key(family) in selected:
-                context.log.info(f"[{step}/{len(order)}] archiving {family}")
                 archived = archive_family(settings, catalog_, manifest, family)
                 for item in archived:
                     save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", _raw_fragment(item))
-                yield _raw_result(manifest, family, archived)
             else:
                 archived = _reload_archived(settings, catalog_, manifest, family)
-            if curated_key(family) in selected:
-                from ..curation.curate import curate_family
-                from ..curation.state import CurrentState
+            if curated_key(family) not in selected:
+                return archived, None
+            from ..curation.curate import curate_family
 
-                context.log.info(f"[{step}/{len(order)}] curating {family}")
-                session = session or spark.get_session()
-                state = state or CurrentState(session, settings, catalog_)
-                results = curate_family(session, settings, catalog_, manifest, archived, state)
-                yield _curated_result(settings, manifest, family, results)
+            return archived, curate_family(session, settings, catalog_, manifest, archived, state)
+
+        def started(family: str, finished: int, total: int) -> None:
+            what = "archiving and curating" if curated_key(family) in selected and raw_key(family) in selected else (
+                "curating" if curated_key(family) in selected else "archiving")
+            step_progress(context.log, finished + 1, total, f"{what} {family}")
+
+        order = curation_order(wanted, parents)
+        for family, (archived, results) in in_dependency_order(order, parents, receive_family,
+                                                               settings.parallel_families, started):
+            if raw_key(family) in selected:
+                yield _raw_result(manifest, family, archived)
+            if results is not None:
+                yield _curated_result(settings, catalog_, manifest, family, results)
 
     return receive
 
@@ -255,7 +269,7 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
     )
 
 
-def _curated_result(settings, manifest, family: str, results: list) -> MaterializeResult:
+def _curated_result(settings, catalog: Catalog, manifest, family: str, results: list) -> MaterializeResult:
     from ..lake import Lake
 
     key = curated_key(family)
@@ -265,7 +279,7 @@ def _curated_result(settings, manifest, family: str, results: list) -> Materiali
         metadata={
             "delivery_id": manifest.delivery_id,
             "dagster/row_count": sum(r.rows_curated for r in results),
-            "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in schema]),
+            "dagster/column_schema": column_schema(catalog[family], schema),
             "rows read": sum(r.rows_read for r in results),
             "rows rejected": sum(r.rows_rejected for r in results),
             "delivered tables": ", ".join(r.delivered_name for r in results),
@@ -284,7 +298,7 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
         deps=[*(raw_key(t.name) for t in catalog), *(curated_key(t.name) for t in catalog)],
         description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per table "
                     "status, row counts and every check. A delivery is accepted only when every table is.",
-        check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY,
+        check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY, partitions_def=deliveries,
                                     description="Every table of the delivery passed its ERROR checks.")],
     )
     def reception_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
