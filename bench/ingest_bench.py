@@ -243,8 +243,8 @@ def pandera_worker(args) -> None:
     spark = build_session("local[*]")
     schemas = read_schemas(catalog, manifest, settings.landing)
     opts = {"sep": manifest.format.delimiter, "header": "true", "dateFormat": csv_options(manifest.format)["dateFormat"]}
-    cache_s = validate_s = 0.0
-    checks_total, failed = 0, {}
+    cache_s = validate_s = ours_s = 0.0
+    checks_total, failed, ours_failed = 0, {}, {}
     for name, (paths, schema) in schemas.items():
         table, _ = catalog.resolve(name)
         t0 = time.perf_counter()
@@ -255,13 +255,44 @@ def pandera_worker(args) -> None:
         checked = pschema.validate(df)
         errors = dict(checked.pandera.errors)
         t2 = time.perf_counter()
+        found = our_validation(df, table, manifest)
+        t3 = time.perf_counter()
         df.unpersist()
         cache_s += t1 - t0
         validate_s += t2 - t1
+        ours_s += t3 - t2
         checks_total += n
         if errors:
             failed[name] = sorted({e["check"] for kind in errors.values() for v in kind.values() for e in v})
-    print(json.dumps({"cache": cache_s, "validate": validate_s, "checks": checks_total, "failed": failed}))
+        if found:
+            ours_failed[name] = found
+    print(json.dumps({"cache": cache_s, "validate": validate_s, "ours": ours_s, "checks": checks_total,
+                      "failed": failed, "ours_failed": ours_failed}))
+
+
+def our_validation(df, table, manifest: Manifest) -> dict[str, int]:
+    """(d): the same rules as ``pandera_schema`` the way curation evaluates them, on the same cached DataFrame:
+    every row-level rule and not-null count in one aggregation, then the key check (``curation.keys``)."""
+    from pyspark.sql import functions as F
+
+    from snds_assets.curation import keys
+    from snds_assets.curation.rules import domain_rules, range_rules
+
+    names = df.columns
+    delivery = date.fromisoformat(manifest.delivery_id[:10])
+    plans = [p for p in family_columns(table, manifest.format, names) if p.name in names and p.convert is None]
+    delivered = {p.name for p in plans}
+    rules = range_rules(plans, delivered, delivery) + domain_rules(table, plans, delivered)
+    required = [c for c in domain.required_columns(table) if c in names]
+    aggs = [F.expr(f"count_if({r.fail})").alias(r.name) for r in rules]
+    aggs += [F.count_if(F.col(c).isNull()).alias(f"not_null:{c}") for c in required]
+    counts = df.agg(*aggs).collect()[0].asDict() if aggs else {}
+    found = {k: int(v) for k, v in counts.items() if v}
+    if table.primary_key and all(c in names for c in table.primary_key):
+        dup = keys.duplicates(df, list(table.primary_key), yearly=False)
+        if dup:
+            found["primary_key"] = sum(r.failures for r in dup.values())
+    return found
 
 
 # --- main -----------------------------------------------------------------------------------------------------------
@@ -310,7 +341,8 @@ def main() -> None:
                str(args.patients), "--seed", str(args.seed)] + (["--nomenclatures", args.nomenclatures] if args.nomenclatures else [])
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         pandera = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"(c) pandera: validate {pandera['validate']:.1f} s (cache {pandera['cache']:.1f} s)", flush=True)
+        print(f"(c) pandera: validate {pandera['validate']:.1f} s (cache {pandera['cache']:.1f} s); "
+              f"(d) ours on the same cached data {pandera['ours']:.1f} s", flush=True)
     memory.stop()
     load_after = os.getloadavg()
     report = render(args, rows, size, plain_runs, our_runs, pandera, memory.peaks, load_before, load_after)
@@ -348,12 +380,20 @@ def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, 
     if pandera:
         lines.append(f"| (c) pandera.pyspark validation of the same row-level rules ({pandera['checks']} checks), on cached DataFrames | "
                      f"{pandera['validate']:.1f} | (+{pandera['cache']:.1f} s to read and cache, not counted) |")
+        lines.append(f"| (d) our validation of the same rules on the same cached DataFrames (one aggregation per table + "
+                     f"the key check) | {pandera['ours']:.1f} | same process as (c), table by table side by side |")
     lines += ["", "Ratios:", "",
               f"- (b)/(a) = {b / a:.2f} (target <= 1.3); curation and checks alone / (a) = {best['curate'] / a:.2f}"]
     if pandera:
         ratio = pandera["validate"] / validation if validation > 0 else float("inf")
-        lines.append(f"- (c)/(validation part of b) = {pandera['validate']:.1f} / {validation:.1f} = {ratio:.1f}x "
-                     "(target >= 3x); the validation part of (b) is its curation time minus (a)")
+        lines.append(f"- (c)/(d) = {pandera['validate']:.1f} / {pandera['ours']:.1f} = "
+                     f"{pandera['validate'] / max(pandera['ours'], 1e-9):.1f}x (target >= 3x): the same rules on the same "
+                     "data in memory, pandera.pyspark against our single-pass evaluation")
+        lines.append(f"- (c)/(validation part of b) = {pandera['validate']:.1f} / {validation:.1f} = {ratio:.1f}x: what "
+                     "checking adds to (a) in the whole ingestion (typing with bad-row detection, observed rules, key and "
+                     "foreign-key joins, rejects, reports), against pandera's checks alone on cached data")
+        if pandera.get("failed") or pandera.get("ours_failed"):
+            lines.append(f"- failures found: pandera {pandera.get('failed')}, ours {pandera.get('ours_failed')}")
     lines += ["", "Memory peak (resident, this process + its Spark JVM): "
               + ", ".join(f"{k} {v / gib:.2f} GiB" for k, v in sorted(peaks.items())), "",
               "Curation time per family (s): " + ", ".join(f"{k} {v}" for k, v in best["per_family"].items()), "",

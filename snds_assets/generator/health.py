@@ -55,14 +55,19 @@ def long_term_illnesses(eng, tp, ident: Block, rng: np.random.Generator, year) -
     return block
 
 
+def _death_year_and_cause(eng, tp, block: Block, rng, cause_column: str) -> None:
+    """The year of death and an ICD-10 cause, shared by the death certificate and its causes."""
+    deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
+    block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
+    causes = list(eng.codes_for(cause_column, list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
+    block.set(cause_column, [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+
+
 @enricher(r"KI_CCI_R")
 def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
     if not block.n:
         return
-    deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
-    block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
-    causes = list(eng.codes_for("DCD_CIM_COD", list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
-    block.set("DCD_CIM_COD", [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+    _death_year_and_cause(eng, tp, block, rng, "DCD_CIM_COD")
     block.set("CER_VER_NUM", [1] * block.n)
 
 
@@ -70,10 +75,7 @@ def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
 def death_causes(eng, tp, block: Block, anchor, rng, year) -> None:
     if not block.n:
         return
-    deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
-    block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
-    causes = list(eng.codes_for("ECD_CIM_COD", list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
-    block.set("ECD_CIM_COD", [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+    _death_year_and_cause(eng, tp, block, rng, "ECD_CIM_COD")
     parent = block.parent
     within = (np.arange(block.n) - np.searchsorted(parent, parent) + 1).tolist()
     block.set("CER_LIG_NUM", within)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
+from ..charts import bar_chart
 from ..checks import ERROR
 from ..config import Settings
 from ..lake import Lake
@@ -106,24 +107,6 @@ def write_project_report(settings: Settings, request: ProjectRequest, cohort_inf
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------
-def _bars(items: list[tuple[str, int]], colour: str, width: int = 560) -> str:
-    """A horizontal bar chart as inline SVG (no script, no external resource)."""
-    if not items:
-        return "<p><em>nothing to show</em></p>"
-    label_w, bar_h, gap = 170, 20, 8
-    top = max((v for _, v in items), default=0) or 1
-    height = len(items) * (bar_h + gap) + gap
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
-    for i, (label, value) in enumerate(items):
-        y = gap + i * (bar_h + gap)
-        w = max(int((width - label_w - 80) * value / top), 1) if value else 0
-        parts.append(f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end" font-size="12">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" fill="{colour}"/>')
-        parts.append(f'<text x="{label_w + w + 6}" y="{y + 15}" font-size="12">{value:,}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
@@ -155,7 +138,8 @@ def render_html(report: dict) -> str:
     if cohort:
         out.append(f"<p>{cohort['size']:,} persons ({cohort['identities']:,} identities).</p>")
         labels = {"identified": "identified only", "targeted": "targeted only", "both": "identified and targeted"}
-        out.append(_bars([(labels[k], cohort["found_by"].get(k, 0)) for k in FOUND_BY], "#3b7dd8"))
+        out.append(bar_chart("Persons by how they were found", [(labels[k], [(cohort["found_by"].get(k, 0), "#3b7dd8")])
+                                                                 for k in FOUND_BY], []))
         if cohort["criteria"]:
             out.append("<h3>Criteria</h3>" + _table(
                 ["item", "codes", "persons matching (before age/sex filters)"],
@@ -181,7 +165,7 @@ def render_html(report: dict) -> str:
         out.append("<p>The project brought no identifiers.</p>")
     out.append("<h2>Tables</h2>")
     tables = report["tables"]
-    out.append(_bars([(f, t["rows"]) for f, t in tables.items()], "#2e9e6a"))
+    out.append(bar_chart("Rows extracted per table", [(f, [(t["rows"] or 0, "#2e9e6a")]) for f, t in tables.items()], []))
     out.append(_table(["table", "status", "rows", "deliveries used", "columns"],
                       [[f, t["status"], t["rows"], ", ".join(t.get("deliveries", [])), len(t.get("columns", []))]
                        for f, t in tables.items()]))

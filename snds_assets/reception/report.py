@@ -21,6 +21,8 @@ import json
 import posixpath
 from datetime import datetime, timezone
 
+from ..charts import bar_chart
+from ..charts import number as _n
 from .. import domain
 from ..catalog import Catalog
 from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
@@ -263,40 +265,6 @@ def _sum(values) -> int | None:
     return sum(present) if present else None
 
 
-def _n(value) -> str:
-    return "—" if value is None else f"{value:,}".replace(",", "\u202f")
-
-
-def _bars(title: str, items: list[tuple[str, list[tuple[int, str]]]], legend: list[tuple[str, str]]) -> str:
-    """A horizontal bar chart as inline SVG; each item is a label and stacked (value, colour) segments."""
-    e = html.escape
-    if not items:
-        return f"<p class=\"muted\">{e(title)}: nothing to show.</p>"
-    label_w, bar_w, row_h, top = 170, 460, 22, 30
-    biggest = max(sum(v for v, _ in segs) for _, segs in items) or 1
-    height = top + row_h * len(items) + 10
-    parts = [f'<svg role="img" aria-label="{e(title)}" width="{label_w + bar_w + 110}" height="{height}" '
-             f'viewBox="0 0 {label_w + bar_w + 110} {height}" style="font:12px sans-serif">',
-             f'<text x="0" y="14" font-weight="bold">{e(title)}</text>']
-    x_legend = label_w
-    for text, colour in legend:
-        parts.append(f'<rect x="{x_legend}" y="19" width="10" height="8" fill="{colour}"/>'
-                     f'<text x="{x_legend + 14}" y="27">{e(text)}</text>')
-        x_legend += 14 + 7 * len(text) + 16
-    for i, (label, segs) in enumerate(items):
-        y = top + i * row_h
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{e(label)}</text>')
-        x = float(label_w)
-        for value, colour in segs:
-            width = bar_w * value / biggest
-            if width > 0:
-                parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{max(width, 1):.1f}" height="{row_h - 8}" fill="{colour}"/>')
-            x += width
-        total = sum(v for v, _ in segs)
-        parts.append(f'<text x="{x + 5:.1f}" y="{y + 14}">{_n(total)}</text>')
-    parts.append("</svg>")
-    return "<p>" + "".join(parts) + "</p>"
-
 
 def _rows_chart(tables: dict[str, dict]) -> str:
     items = []
@@ -305,7 +273,7 @@ def _rows_chart(tables: dict[str, dict]) -> str:
             items.append((name, [(t["rows_curated"] or 0, "#2e7d32"), (t.get("rows_rejected") or 0, "#c62828")]))
         else:
             items.append((name, [(t.get("rows_manifest") or 0, "#9e9e9e")]))
-    return _bars("Rows per table", items,
+    return bar_chart("Rows per table", items,
                  [("curated", "#2e7d32"), ("rejected", "#c62828"), ("announced, not curated", "#9e9e9e")])
 
 
@@ -318,4 +286,4 @@ def _rules_chart(tables: dict[str, dict]) -> str:
                 counts[0 if c["severity"] == ERROR else 1] += int(c["failures"] or 0)
     items = [(f"{rule} ({'files' if rule in RAW_RULES else 'rows'})", [(err, "#c62828"), (warn, "#e0a100")])
              for rule, (err, warn) in sorted(by_rule.items())]
-    return _bars("Failing rows (files for file rules) per rule", items, [("ERROR", "#c62828"), ("WARN", "#e0a100")])
+    return bar_chart("Failing rows (files for file rules) per rule", items, [("ERROR", "#c62828"), ("WARN", "#e0a100")])
