@@ -28,9 +28,12 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name)
     logger = "json" if log_format == "json" else "progress"
+    config = {"log_level": "DEBUG"}  # Dagster events are DEBUG records
+    if logger == "json":
+        config["partition"] = key
     result = job.execute_in_process(
         instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,
-        run_config={"loggers": {logger: {"config": {"log_level": "DEBUG"}}}},  # Dagster events are DEBUG records
+        run_config={"loggers": {logger: {"config": config}}},
         tags={**tags, "snds/source": "cli"},
     )
     if not result.success:

@@ -11,6 +11,12 @@ from dagster import Field, logger
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record; ``partition`` is the run's (Dagster's logger context does not carry it)."""
+
+    def __init__(self, partition: str | None = None):
+        super().__init__()
+        self.partition = partition or None
+
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
@@ -22,7 +28,7 @@ class JsonFormatter(logging.Formatter):
             "job": meta.get("job_name"),
             "step": step or None,
             "asset": _asset_of(event, step),
-            "partition": _partition_of(event),
+            "partition": _partition_of(event) or self.partition,
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
@@ -43,13 +49,14 @@ def _partition_of(event) -> str | None:
         return None
 
 
-@logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
+@logger({"log_level": Field(str, is_required=False, default_value="DEBUG"),
+         "partition": Field(str, is_required=False, default_value="", description="the run's partition key")},
         description="JSON lines on stderr: one object per event with run id, asset, partition and event type.")
 def json_logger(init_context):
     level = init_context.logger_config["log_level"]
     log = logging.Logger("snds_json", level=level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(init_context.logger_config["partition"]))
     log.addHandler(handler)
     return log
 

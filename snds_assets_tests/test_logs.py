@@ -19,10 +19,10 @@ def a(context):
 DEFS = Definitions(assets=[a], jobs=[define_asset_job("j")], loggers={"progress": progress_logger, "json": json_logger})
 
 
-def _run(name):
+def _run(name, **config):
     return DEFS.resolve_job_def("j").execute_in_process(
-        run_config={"loggers": {name: {"config": {"log_level": "DEBUG"}}}}, instance=DagsterInstance.ephemeral(),
-        raise_on_error=False)
+        run_config={"loggers": {name: {"config": {"log_level": "DEBUG", **config}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def test_progress_lines(capsys):
@@ -63,10 +63,11 @@ class _Terminal(io.StringIO):
 
 
 def test_json_events_one_object_per_line(capsys):
-    result = _run("json")
+    result = _run("json", partition="2024-03-01")
     assert result.success
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     kinds = {e["event"] for e in events}
     assert {"STEP_START", "ASSET_CHECK_EVALUATION", "STEP_SUCCESS", "log"} <= kinds
     assert all(e["run_id"] == result.run_id for e in events)
+    assert all(e["partition"] == "2024-03-01" for e in events)
     assert any(e["asset"] == "a" and e["event"] == "STEP_START" for e in events)

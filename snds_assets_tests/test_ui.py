@@ -170,3 +170,28 @@ def test_backfill_over_two_deliveries(ui, delivery_run):
     [materialization] = node["assetMaterializations"]
     metadata = {e["label"]: e.get("intValue", e.get("text")) for e in materialization["metadataEntries"]}
     assert metadata["tables"] == len(read_manifest(ui.settings.landing, second).tables)
+
+
+def test_project_partition_launched_from_the_ui(ui, delivery_run):
+    """A project request lands in SNDS_PROJECTS; its partition is added and its provision run launched as the UI
+    does, and the run succeeds with its extracts and report (the project sensors are off: the test launches)."""
+    import json
+
+    from snds_assets.catalog import Catalog
+    from snds_assets.commands import DEMO_PROJECT, write_demo_project
+    from snds_assets.lake import Lake
+    from snds_assets.provision.assets import project_selection
+    from snds_assets.provision.request import load_request
+
+    assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"])
+    ui.stop_sensor("refresh_extracts")  # else a late tick on the reception report could extract it too
+    write_demo_project(ui.settings, DELIVERY_ID)
+    catalog = Catalog.load(ui.settings.schemas)
+    selection = [k.path for k in project_selection(load_request(ui.settings, catalog, DEMO_PROJECT), catalog)]
+    ui.add_partition("projects", DEMO_PROJECT)
+    run = ui.wait_for_run(ui.launch("provision", DEMO_PROJECT, selection, tags={"snds/project": DEMO_PROJECT}))
+    assert run["status"] == "SUCCESS", "\n".join(ui.run_failures(run["runId"])) or ui.log_tail()
+    report = json.loads(open(Lake(ui.settings.lake).project_report(DEMO_PROJECT), encoding="utf-8").read())
+    assert report["cohort"]["size"] > 0
+    checks = ui.checks(["projects", "cohort"])
+    assert checks and all(c["partition"] == DEMO_PROJECT and c["partitions"] == "projects" for c in checks.values())
