@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field as PydanticField
+
+QUIET_LOG4J = Path(__file__).with_name("spark-log4j2.properties")
+# PySpark warns at import time that it does not test pandas 3 yet; nothing here goes through pandas.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 # Sized for a 2-core laptop: few shuffle partitions, no UI, adaptive execution on.
 LOCAL_DEFAULTS: dict[str, str] = {
@@ -35,6 +41,9 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
             if key in settings:
                 session.conf.set(key, settings[key])
         return session
+    # A local JVM: bound to the loopback (no warning about the host name) and quiet (errors only, see the file).
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
