@@ -600,3 +600,45 @@ def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_p
     for table in {t for t, _ in expected}:
         assert report["tables"][table]["status"] == ("rejected" if any(
             c["severity"] == ERROR and not c["passed"] for c in report["tables"][table]["checks"]) else "accepted")
+
+
+# --- families worked on concurrently ----------------------------------------------------------------------------
+def test_families_run_after_their_parents_and_at_most_two_at_a_time():
+    from snds_assets.reception.receive import in_dependency_order
+
+    parents = {"ER_PRS_F": ["IR_BEN_R"], "ER_PHA_F": ["ER_PRS_F"], "ER_BIO_F": ["ER_PRS_F"], "T_MCOaaC": []}
+    lock, running, peak, finished, started = threading.Lock(), set(), [0], [], []
+
+    def work(family: str) -> str:
+        with lock:
+            assert all(p in finished for p in parents.get(family, [])), family
+            running.add(family)
+            peak[0] = max(peak[0], len(running))
+        threading.Event().wait(0.05)
+        with lock:
+            running.discard(family)
+            finished.append(family)
+        return family.lower()
+
+    order = ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "T_MCOaaC"]
+    out = list(in_dependency_order(order, parents, work, workers=2,
+                                   started=lambda f, done, total: started.append((f, total))))
+    assert sorted(out) == sorted((f, f.lower()) for f in order)
+    assert peak[0] == 2 and [t for _, t in started] == [5] * 5
+    assert finished.index("IR_BEN_R") < finished.index("ER_PRS_F") < min(finished.index("ER_PHA_F"),
+                                                                        finished.index("ER_BIO_F"))
+
+
+def test_a_failing_family_stops_the_others_from_starting():
+    from snds_assets.reception.receive import in_dependency_order
+
+    begun = []
+
+    def work(family: str) -> None:
+        begun.append(family)
+        if family == "IR_BEN_R":
+            raise RuntimeError("IR_BEN_R failed")
+
+    with pytest.raises(RuntimeError, match="IR_BEN_R failed"):
+        list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2))
+    assert begun == ["IR_BEN_R"]
