@@ -178,34 +178,22 @@ class PeopleGenerator:
             inserted = min(inserted, c.end)
             updated = inserted + insertion[4 * j + 1] % max(1, c.end - inserted + 1)
             for k, (psa, rank, code, weight) in enumerate(plan):
-                ids["BEN_NIR_PSA"].append(psa)
-                ids["BEN_RNG_GEM"].append(rank)
-                ids["BEN_NIR_ANO"].append(nir_ano)
-                ids["BEN_IDT_ANO"].append(ido)
-                ids["BEN_IDT_TOP"].append("1" if person_top[j] else "0")
                 own = k == 0 and adult and nir_ano
-                ids["ASS_NIR_ANO"].append(nir_ano if own else self.parent_ano(insertion[4 * j + 2 + (k % 2)]))
-                ids["BEN_IDT_MAJ"].append(updated)
-                ids["BEN_CDI_NIR"].append(code)
-                ids["BEN_NAI_ANN"].append(year_text)
-                ids["BEN_NAI_MOI"].append(month)
-                ids["BEN_SEX_COD"].append(int(sex[j]))
-                ids["BEN_DCD_DTE"].append(death_ord)
-                ids["BEN_DCD_AME"].append(f"{death_d.year:04d}{death_d.month:02d}")
-                ids["ORG_AFF_BEN"].append(c.organisms[int(org[j])])
-                ids["BEN_RES_DPT"].append(c.departments[int(dpt[j])])
-                ids["BEN_RES_COM"].append(c.communes[int(com[j])])
-                ids["BEN_TOP_CNS"].append("1" if weight >= 1 else "0")
-                ids["MAX_TRT_DTD"].append(hi_j if lo_j <= hi_j else updated)
-                ids["ORG_CLE_NEW"].append(c.organisms[int(org[j])])
-                ids["BEN_DTE_INS"].append(inserted)
-                ids["BEN_DTE_MAJ"].append(updated)
-                ids["_P"].append(j)
-                ids["_W"].append(weight)
-                ids["_LO"].append(lo_j)
-                ids["_HI"].append(hi_j)
-                ids["_AGE"].append(int(age_at_start[j]))
-                ids["_BIRTH"].append(birth_j)
+                row = {
+                    "BEN_NIR_PSA": psa, "BEN_RNG_GEM": rank, "BEN_NIR_ANO": nir_ano, "BEN_IDT_ANO": ido,
+                    "BEN_IDT_TOP": "1" if person_top[j] else "0",
+                    "ASS_NIR_ANO": nir_ano if own else self.parent_ano(insertion[4 * j + 2 + (k % 2)]),
+                    "BEN_IDT_MAJ": updated, "BEN_CDI_NIR": code, "BEN_NAI_ANN": year_text, "BEN_NAI_MOI": month,
+                    "BEN_SEX_COD": int(sex[j]), "BEN_DCD_DTE": death_ord,
+                    "BEN_DCD_AME": f"{death_d.year:04d}{death_d.month:02d}",
+                    "ORG_AFF_BEN": c.organisms[int(org[j])], "BEN_RES_DPT": c.departments[int(dpt[j])],
+                    "BEN_RES_COM": c.communes[int(com[j])], "BEN_TOP_CNS": "1" if weight >= 1 else "0",
+                    "MAX_TRT_DTD": hi_j if lo_j <= hi_j else updated, "ORG_CLE_NEW": c.organisms[int(org[j])],
+                    "BEN_DTE_INS": inserted, "BEN_DTE_MAJ": updated,
+                    "_P": j, "_W": weight, "_LO": lo_j, "_HI": hi_j, "_AGE": int(age_at_start[j]), "_BIRTH": birth_j,
+                }
+                for name, value in row.items():
+                    ids[name].append(value)
                 identities_of[j].append(len(ids["_P"]) - 1)
         identities = Block(len(ids["_P"]), ids, dates=IDENTITY_DATES)
         main = [rows[0] for rows in identities_of]
