@@ -116,22 +116,36 @@ def cmd_extract(settings: Settings, args: argparse.Namespace, log_format: str) -
     request = load_request(settings, catalog, args.project_id)
     _run(settings, "provision", "projects", request.id, project_selection(request, catalog), log_format,
          {"snds/project": request.id})
-    print(_project_summary(settings, request.id))
-    return EXIT_OK
+    report = _project_report(settings, request.id)
+    if report is None:
+        raise RuntimeError(f"the extraction report of {request.id} was not written")
+    print(_project_summary(settings, request.id, report))
+    return _project_status(report)
+
+
+def _project_report(settings: Settings, project_id: str) -> dict | None:
+    from .lake import Lake
+    from .provision.storage import read_json
+
+    return read_json(Lake(settings.lake).project_report(project_id))
+
+
+def _project_status(report: dict) -> int:
+    """SPEC §4: 1 when an ERROR check of the extraction failed (the report's status is then ``failed``)."""
+    return EXIT_REJECTED if report.get("status") == "failed" else EXIT_OK
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
-    from .lake import Lake
     from .reception.report import load_report
 
     report = load_report(settings, args.target)
     if report is not None:
         print(_delivery_summary(settings, report))
         return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
-    path = Path(Lake(settings.lake).project_report(args.target))
-    if path.exists():
-        print(_project_summary(settings, args.target))
-        return EXIT_OK
+    project = _project_report(settings, args.target)
+    if project is not None:
+        print(_project_summary(settings, args.target, project))
+        return _project_status(project)
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 
@@ -152,13 +166,12 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
     return "\n".join(lines)
 
 
-def _project_summary(settings: Settings, project_id: str) -> str:
+def _project_summary(settings: Settings, project_id: str, report: dict) -> str:
     from .lake import Lake
 
     lake = Lake(settings.lake)
-    report = json.loads(Path(lake.project_report(project_id)).read_text(encoding="utf-8"))
-    cohort = report.get("cohort", {})
-    lines = [f"project {project_id}: cohort of {cohort.get('size')} persons"]
+    cohort = report.get("cohort") or {}
+    lines = [f"project {project_id}: {report.get('status', '').upper()}, cohort of {cohort.get('size')} persons"]
     for name, table in sorted(report.get("tables", {}).items()):
         lines.append(f"  {name:<14} {table.get('rows')} rows")
     lines.append(f"extracts: {lake.project(project_id)}")
@@ -179,7 +192,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
     status = cmd_ingest(settings, argparse.Namespace(delivery_id=delivery_id), log_format)
     write_demo_project(settings, delivery_id)
     print(f"3/3 extracting project {DEMO_PROJECT} ({settings.projects}/{DEMO_PROJECT}.yaml)")
-    cmd_extract(settings, argparse.Namespace(project_id=DEMO_PROJECT), log_format)
+    extracted = cmd_extract(settings, argparse.Namespace(project_id=DEMO_PROJECT), log_format)
     from .lake import Lake
 
     lake = Lake(settings.lake)
@@ -189,7 +202,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
     print(f"  project extracts {lake.project(DEMO_PROJECT)}")
     print(f"  project report   {lake.project_report(DEMO_PROJECT, 'html')}")
     print("  the UI           make ui (or: snds ui), then http://127.0.0.1:3000")
-    return status
+    return max(status, extracted)
 
 
 def write_demo_project(settings: Settings, delivery_id: str) -> Path:
