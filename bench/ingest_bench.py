@@ -176,6 +176,7 @@ def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dic
                 "read": r.rows_read, "curated": r.rows_curated, "rejected": r.rows_rejected,
                 "failed": [f"{c.name}:{c.failures}:{c.severity}" for c in r.checks if not c.passed],
             }
+    state.close()  # as the run does: a later repetition must not find this one's cached key hashes
     total = time.perf_counter() - t_all
     # With families worked on concurrently, the phases overlap: split the wall time in their proportions.
     share = phases["archive"] / ((phases["archive"] + phases["curate"]) or 1)

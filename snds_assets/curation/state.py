@@ -104,12 +104,6 @@ class CurrentState:
         None when no accepted delivery brought it. ``columns`` limits what is read (plus DELIVERY_ID)."""
         return self.read_plan(family, self.plan(family, exclude_delivery), columns)
 
-    def read_after(self, family: str, delivery_id: str, delivered: list[Part],
-                   columns: list[str] | None = None) -> DataFrame | None:
-        """The state ``family`` will have once ``delivery_id`` (whose parts are ``delivered``) is accepted:
-        what foreign keys of that delivery are checked against."""
-        return self.read_plan(family, self.plan(family, after=(delivery_id, delivered)), columns)
-
     def read_plan(self, family: str, kept: dict[str, set[int | None]],
                   columns: list[str] | None = None) -> DataFrame | None:
         return self._read(family, kept, columns)
@@ -123,6 +117,13 @@ class CurrentState:
             if entry not in self._cache:
                 self._cache[entry] = build().persist()
             return self._cache[entry]
+
+    def close(self) -> None:
+        """Release every cached derivation (the Spark session outlives the run: CLI, Spark Connect)."""
+        with self._lock:
+            for frame in self._cache.values():
+                frame.unpersist()
+            self._cache.clear()
 
     def invalidate(self, family: str) -> None:
         """Forget what was derived from ``family`` (its partition of a delivery was just replaced)."""

@@ -158,7 +158,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         description="Archive, curate and check the selected families of one delivery, parents before children.",
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
-        from .archive import archive_family
+        from .archive import archive_family, families_of, raw_fragment
         from .receive import in_dependency_order
         from .report import save_fragment
         from .storage import read_manifest
@@ -166,7 +166,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         settings, catalog_ = snds.settings(), snds.catalog()
         manifest = read_manifest(settings.landing, context.partition_key)
         selected = context.selected_asset_keys
-        present = list(dict.fromkeys(f.name for f in _delivered_families(catalog_, manifest)))
+        present = list(families_of(catalog_, manifest))
         wanted = [f for f in present if raw_key(f) in selected or curated_key(f) in selected]
         absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
         if absent:
@@ -182,7 +182,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             if raw_key(family) in selected:
                 archived = archive_family(settings, catalog_, manifest, family)
                 for item in archived:
-                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", _raw_fragment(item))
+                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
             else:
                 archived = _reload_archived(settings, catalog_, manifest, family)
             if curated_key(family) not in selected:
@@ -197,35 +197,20 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             step_progress(context.log, finished + 1, total, f"{what} {family}")
 
         order = curation_order(wanted, parents)
-        for family, (archived, results) in in_dependency_order(order, parents, receive_family,
-                                                               settings.parallel_families, started):
-            if raw_key(family) in selected:
-                yield _raw_result(manifest, family, archived)
-            if results is not None:
-                yield _curated_result(settings, catalog_, manifest, family, results)
+        try:
+            for family, (archived, results) in in_dependency_order(order, parents, receive_family,
+                                                                   settings.parallel_families, started):
+                if raw_key(family) in selected:
+                    yield _raw_result(manifest, family, archived)
+                if results is not None:
+                    yield _curated_result(settings, catalog_, manifest, family, results)
+        finally:
+            if state is not None:
+                state.close()
 
     return receive
 
 
-def _delivered_families(catalog: Catalog, manifest) -> list[Table]:
-    out = []
-    for delivered in manifest.tables:
-        try:
-            out.append(catalog.resolve(delivered.table)[0])
-        except KeyError:
-            continue
-    return out
-
-
-def _raw_fragment(item) -> dict:
-    from dataclasses import asdict
-
-    return {
-        "family": item.family, "year": item.year, "mode": item.mode,
-        "rows_manifest": sum(f.rows for f in item.delivered.files),
-        "checks": [c.to_report() for c in item.checks],
-        "files": [asdict(f) for f in item.files],
-    }
 
 
 def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
@@ -337,7 +322,9 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
 
 def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     """The assets one delivery's run materialises: its families' raw and curated tables and the report."""
-    families = list(dict.fromkeys(t.name for t in _delivered_families(catalog, manifest)))
+    from .archive import families_of
+
+    families = list(families_of(catalog, manifest))
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
