@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PACKAGED_SCHEMAS = Path(__file__).parent / "catalog" / "schemas"
@@ -29,7 +29,6 @@ class Settings:
     spark_remote: str | None
     reject_tolerance: float = 0.01
     parallel_families: int = 2
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: str | None) -> "Settings":

@@ -9,7 +9,7 @@ from .logs import json_logger, progress_logger
 from .partitions import deliveries, projects
 from .provision.assets import (
     COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_assets, build_project_report_asset,
-    build_project_sensor, build_refresh_sensor, extract_key, extractable,
+    build_project_sensor, build_refresh_sensor,
 )
 from .reception.assets import (
     DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, build_report_asset, curated_key, delivery,
@@ -26,11 +26,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     """Everything is derived from the catalog at SNDS_SCHEMAS: one raw, curated and extract asset per family."""
     settings = settings or Settings.from_env()
     catalog = load_catalog(settings.schemas)
-    extract_tables = [t for t in catalog if extractable(catalog, t)]
+    extract = build_extract_assets(catalog, curated_key)
     assets = [
         delivery, build_reception_assets(catalog), build_report_asset(catalog),
-        build_cohort_asset(curated_key), build_extract_assets(catalog, curated_key),
-        build_project_report_asset([extract_key(t.name) for t in extract_tables]),
+        build_cohort_asset(catalog, curated_key), extract, build_project_report_asset(sorted(extract.keys)),
     ]
     reception = define_asset_job(
         RECEPTION_JOB, partitions_def=deliveries,

@@ -21,6 +21,7 @@ DCIR_KEYS_OVERRIDE: dict[str, tuple[str, ...]] = {
     "ER_DCT_F": tuple(k for k in DCIR_KEYS if k not in ("PRS_ORD_NUM", "REM_TYP_AFF")),
 }
 DCIR_CENTRAL = "ER_PRS_F"
+BENEFICIARY_TABLE = "IR_BEN_R"  # the referential of identities: where identifiers are resolved
 YEAR_COLUMN = "PMSI_YEAR"  # the year of a yearly table, kept in the curated data
 
 

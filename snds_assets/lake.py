@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 
 def join(root: str, *parts: str) -> str:
+    """Join a local path or a URI with ``/``-separated parts (manifest paths always use ``/``)."""
     if "://" in root:
         return posixpath.join(root.rstrip("/"), *parts)
     return posixpath.join(root, *parts)

@@ -42,7 +42,8 @@ from ..reception.manifest import Format, Manifest
 from ..reception.report import save_fragment
 from . import keys
 from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns, sql_name
-from .publish import exists, publish, remove_tree
+from ..reception.storage import lake_exists, remove_lake_tree
+from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
 from .state import CurrentState, Part
 
@@ -93,7 +94,6 @@ class _Table:
     archived: ArchivedTable
     files: list[_File]
     observation: Observation | None = None
-    rule_names: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     reject_observation: Observation | None = None
     reject_metrics: dict = field(default_factory=dict)
@@ -109,7 +109,7 @@ class _Table:
 
 
 def _ddl(names: list[str], types: list[T.DataType]) -> str:
-    return ", ".join(f"`{n.replace('`', '``')}` {t.simpleString()}" for n, t in zip(names, types))
+    return ", ".join(f"{sql_name(n)} {t.simpleString()}" for n, t in zip(names, types))
 
 
 def _from_csv_options(fmt: Format) -> dict[str, str]:
@@ -174,7 +174,7 @@ def curate_family(spark, settings: Settings, catalog: Catalog, manifest: Manifes
     try:
         results = run.execute(stage)
     finally:
-        remove_tree(stage)
+        remove_lake_tree(stage)
     for result in results:
         save_fragment(settings, manifest.delivery_id, result.delivered_name, "curated", result.fragment())
     return results
@@ -338,15 +338,15 @@ class _Run:
             metrics = [F.count(F.lit(1)).alias("rows")]
             line = F.substring(F.col(REJECT_LINE), 1, LINE_SAMPLE)
             for i, name in enumerate(flag_names):
-                hit = F.coalesce(F.col(f"`{name}`"), F.lit(False))
+                hit = F.coalesce(F.col(sql_name(name)), F.lit(False))
                 column = name.split(":", 1)[1] if ":" in name else None
-                value = F.col(f"`{column}`") if column and column in table_df.columns else F.lit(None).cast("string")
+                value = F.col(sql_name(column)) if column and column in table_df.columns else F.lit(None).cast("string")
                 sample = F.to_json(F.struct(F.lit(column).alias("column"), value.alias("value"),
                                             F.col(REJECT_FILE).alias("file"), line.alias("line")))
                 metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"), F.min(F.when(hit, sample)).alias(f"f{i}_s")]
-            type_any = _any([F.coalesce(F.col(f"`{n}`"), F.lit(False)) for n in flag_names
+            type_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names
                              if n.startswith("type:") or n == "malformed"])
-            null_any = _any([F.coalesce(F.col(f"`{n}`"), F.lit(False)) for n in flag_names if n.startswith("not_null:")])
+            null_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names if n.startswith("not_null:")])
             metrics += [F.sum(F.when(type_any, 1).otherwise(0)).alias("type_rows"),
                         F.sum(F.when(null_any, 1).otherwise(0)).alias("not_null_rows")]
             t.reject_observation = Observation(f"rejects_{uuid.uuid4().hex}")
@@ -451,7 +451,7 @@ class _Run:
         columns = list(link.parent_columns)
         delivery_id = self.manifest.delivery_id
         if delivered:
-            if not exists(self.lake.curated(link.parent, delivery_id)):
+            if not lake_exists(self.lake.curated(link.parent, delivery_id)):
                 return None, f"{link.parent} of this delivery is not curated yet", {}
             kept = self.state.plan(link.parent, after=(delivery_id, delivered))
             source = f"{link.parent} of this delivery and the current state"

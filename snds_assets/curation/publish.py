@@ -15,20 +15,6 @@ import uuid
 from ..reception.storage import filesystem, is_local
 
 
-def exists(url: str) -> bool:
-    fs, path = filesystem(url)
-    return fs.exists(path)
-
-
-def remove_tree(url: str) -> None:
-    fs, path = filesystem(url)
-    try:
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    except FileNotFoundError:
-        pass
-
-
 def publish(staged: str | None, target: str) -> None:
     """Make ``target`` hold exactly the staged folder (or nothing when ``staged`` is None or absent)."""
     fs, dst = filesystem(target)

@@ -52,7 +52,6 @@ class LargeNomenclature:
 class NomenclaturePlan:
     rules: list[RowRule]
     large: list[LargeNomenclature]
-    checked: list[str]  # columns checked (inline or by anti-join)
     notes: list[str]  # why some coded columns are not checked
 
 
@@ -123,7 +122,7 @@ def domain_rules(table: Table, plans: list[ColumnPlan], delivered: set[str]) -> 
 
 def nomenclature_plan(plans: list[ColumnPlan], delivered: set[str], root: str | None) -> NomenclaturePlan:
     """Inline rules for short code lists, anti-join work for long ones, and notes on what is not checked."""
-    out = NomenclaturePlan([], [], [], [])
+    out = NomenclaturePlan([], [], [])
     if root is None:
         return out
     for p in plans:
@@ -139,7 +138,6 @@ def nomenclature_plan(plans: list[ColumnPlan], delivered: set[str], root: str | 
         if codes is None:
             out.notes.append(f"{p.name}: column {located.code_column} not in {located.path.name}")
             continue
-        out.checked.append(p.name)
         c = sql_name(p.name)
         if len(codes) <= SMALL_CODE_LIST:
             listed = ", ".join(str(v) for v in sorted(codes)) if numeric else _values(sorted(codes))

@@ -38,12 +38,21 @@ def _outcomes(result: dict, names) -> list[CheckOutcome]:
     return [by_name.get(n) or CheckOutcome(n, n, "WARN", True, evaluated=False, details="not applicable") for n in names]
 
 
-def build_cohort_asset(curated_key) -> AssetsDefinition:
+def cohort_sources(catalog: Catalog) -> list[str]:
+    """The families identification reads: IR_BEN_R (identifiers), each criterion's tables and the tables on
+    their way to the patient (domain.CRITERIA, domain.patient_path), those the catalog has."""
+    wanted = [domain.BENEFICIARY_TABLE] + [s.family for _, sources in domain.CRITERIA.values() for s in sources]
+    out: list[str] = []
+    for family in wanted:
+        if family in catalog:
+            out += [family] + [link.parent for link in domain.patient_path(catalog, family)]
+    return [f for f in dict.fromkeys(out) if f in catalog]
+
+
+def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
     @asset(
         key=COHORT_KEY, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
-        deps=[AssetDep(curated_key(f), partition_mapping=AllPartitionMapping())
-              for f in ("IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_CAM_F", "T_MCOaaB", "T_MCOaaC", "T_MCOaaD",
-                        "T_MCOaaA", "IR_IMB_R")],
+        deps=[AssetDep(curated_key(f), partition_mapping=AllPartitionMapping()) for f in cohort_sources(catalog)],
         description="The project's cohort: one row per person in project pseudonyms, found from the identifiers "
                     "the project brought (appariement) and/or its medical criteria (ciblage).",
         check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d, partitions_def=projects)

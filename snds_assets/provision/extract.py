@@ -15,7 +15,7 @@ from ..catalog import Catalog, Table
 from .identify import BROADCAST_MAX_ROWS, CohortResult
 from .links import (IDT, NIR_UNIQUE, PSA, RNG, YEAR, MissingTable, beneficiary_rows, dated_rows, identities,
                     link_columns, semi_join)
-from .pseudonymize import pseudonymize, pseudonymized_name
+from .pseudonymize import label_of, pseudonymize
 from .request import ProjectRequest
 from .source import TableSource
 
@@ -56,7 +56,7 @@ def allowed_output_columns(catalog: Catalog, request: ProjectRequest, family: st
     """Every column name an extract of ``family`` may have, after pseudonymisation."""
     table = catalog[family]
     names = list(table.columns) + ([YEAR] if table.is_yearly else [])
-    return {pseudonymized_name(c) for c in granted_columns(catalog, request, family, names)}
+    return {label_of(c) for c in granted_columns(catalog, request, family, names)}
 
 
 class Selector:

@@ -65,10 +65,9 @@ class CohortResult:
                 df.unpersist()
 
 
-def build_cohort(spark: SparkSession, catalog: Catalog, request: ProjectRequest, source: TableSource,
-                 secret: bytes | None = None) -> CohortResult:
-    """Identify the project's persons. ``secret`` is accepted for symmetry with the writers and not used:
-    the cohort stays in SNDS pseudonyms until it is written (see run.run_cohort)."""
+def build_cohort(spark: SparkSession, catalog: Catalog, request: ProjectRequest, source: TableSource) -> CohortResult:
+    """Identify the project's persons. The cohort stays in SNDS pseudonyms until it is written (see
+    run.run_cohort)."""
     rows = beneficiary_rows(source)
     all_ids = identities(rows)
     used: dict[str, list[str]] = {"IR_BEN_R": source.deliveries("IR_BEN_R")}

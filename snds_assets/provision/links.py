@@ -19,7 +19,7 @@ from .source import ARCHIVE_SUFFIX, TableSource, read_optional
 PSA, RNG, IDT, ANO, NIR17 = "BEN_NIR_PSA", domain.RANK_COLUMN, domain.PERSON_COLUMN, domain.NIR_ANO_COLUMN, "NIR_ANO_17"
 YEAR = domain.YEAR_COLUMN
 NIR_UNIQUE = "NIR_UNIQUE"  # the identity's pseudo-NIR names exactly one person in the base (PMSI can use it)
-BENEFICIARIES = "IR_BEN_R"
+BENEFICIARIES = domain.BENEFICIARY_TABLE
 # Return codes that older PMSI years lack: an empty one means "not present", not a bad link.
 LATE_RETURN_CODES = frozenset({"COH_NAI_RET", "COH_SEX_RET"})
 

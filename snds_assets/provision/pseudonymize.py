@@ -43,7 +43,8 @@ def project_secret(settings: Settings, project_id: str) -> bytes:
 
 
 def label_of(column: str) -> str:
-    """The pseudonym family of an SNDS column: BEN_NIR_PSA and NIR_ANO_17 share NUM_ENQ's."""
+    """The pseudonym family of an SNDS column, which is also its name in an extract: BEN_NIR_PSA and NIR_ANO_17
+    share NUM_ENQ's."""
     return domain.PROJECT_PSEUDONYMS.get(column, column)
 
 
@@ -85,7 +86,3 @@ def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> Data
             out.append(F.col(name))
     return df.select(*out)
 
-
-def pseudonymized_name(column: str) -> str:
-    """The name a column has in an extract."""
-    return domain.PROJECT_PSEUDONYMS.get(column, column)

@@ -23,7 +23,7 @@ from ..checks import ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake
 from . import storage
-from .extract import Selector, allowed_output_columns, granted_columns
+from .extract import Selector, allowed_output_columns, minimise
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
 from .pseudonymize import project_secret, pseudonym, pseudonymize
@@ -214,8 +214,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         outside = ~F.coalesce(in_period(selection, date_col, request.period_start, request.period_end), F.lit(False))
         metrics.append(F.sum(F.when(outside, 1).otherwise(0)).alias("outside"))
     observed = selection.observe(observation, *metrics)
-    columns = granted_columns(catalog, request, family, selection.columns)
-    output = pseudonymize(observed.select(*columns), secret)
+    output = pseudonymize(minimise(catalog, request, family, observed), secret)
     write_parquet(output, lake, target)
     got = observation.get
     rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])

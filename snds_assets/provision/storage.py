@@ -27,13 +27,6 @@ def _fs(path: str):
     return url_to_fs(path)
 
 
-def exists(path: str) -> bool:
-    if is_uri(path):
-        fs, p = _fs(path)
-        return fs.exists(p)
-    return _local(path).exists()
-
-
 def read_bytes(path: str) -> bytes | None:
     """The file's content, or None when it does not exist."""
     if is_uri(path):
@@ -113,13 +106,6 @@ def list_dirs(path: str) -> list[str]:
     return sorted(d.name for d in local.iterdir() if d.is_dir()) if local.is_dir() else []
 
 
-def list_files(path: str) -> list[str]:
-    """Every file under a folder, recursively (full paths)."""
-    if is_uri(path):
-        fs, p = _fs(path)
-        return sorted(fs.find(p)) if fs.exists(p) else []
-    local = _local(path)
-    return sorted(str(f) for f in local.rglob("*") if f.is_file()) if local.is_dir() else []
 
 
 def publish_dir(staging: str, target: str) -> None:

@@ -23,7 +23,7 @@ import queue
 import threading
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .. import domain
@@ -33,7 +33,8 @@ from ..config import Settings
 from ..lake import Lake
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, parse_manifest
 from .storage import (
-    filesystem, is_local, join, landing_path, read_manifest_bytes, remove_lake_file, walk_lake_files, write_lake_bytes,
+    filesystem, is_local, join, landing_path, one_line, read_manifest_bytes, remove_lake_file, remove_lake_tree,
+    walk_lake_files, write_lake_bytes,
 )
 
 CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
@@ -163,7 +164,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
             for f in delivered.files
         ]
     finally:
-        _remove_tree(staging)
+        remove_lake_tree(staging)
     return ArchivedTable(
         delivered=delivered, family=table.name if table is not None else None, year=year, mode=mode, files=files,
         checks=raw_checks(table, delivered, files, manifest.format),
@@ -171,27 +172,17 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
 
 
 def raw_fragment(archived: ArchivedTable) -> dict:
-    """The raw step's part of the reception report for one delivered table (see report.save_fragment)."""
+    """The raw step's part of the reception report for one delivered table (see report.save_fragment); its files
+    are recorded whole, so that curation can run later without archiving again (assets._reload_archived)."""
     return {
         "family": archived.family,
         "year": archived.year,
         "mode": archived.mode,
         "rows_manifest": archived.rows_manifest,
         "checks": [c.to_report() for c in archived.checks],
-        "files": [
-            {"path": f.path, "present": f.present, "readable": f.readable, "bytes": f.bytes, "sha256": f.sha256,
-             "rows": f.rows, "error": f.error}
-            for f in archived.files
-        ],
+        "files": [asdict(f) for f in archived.files],
     }
 
-
-def _remove_tree(url: str) -> None:
-    fs, path = filesystem(url)
-    try:
-        fs.rm(path, recursive=True)
-    except FileNotFoundError:
-        pass
 
 
 # --- One file -----------------------------------------------------------------------------------------------
@@ -209,7 +200,7 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
         return ArchivedFile(relpath, target, False, False, 0, "", None, None, "missing: not in the delivery folder")
     except OSError as exc:
         remove_lake_file(target)
-        return ArchivedFile(relpath, target, True, False, 0, "", None, None, f"cannot open: {_one_line(exc)}")
+        return ArchivedFile(relpath, target, True, False, 0, "", None, None, f"cannot open: {one_line(exc)}")
 
     stage_fs, stage_path = filesystem(staging)
     stage_fs.makedirs(posixpath.dirname(stage_path), exist_ok=True)
@@ -233,7 +224,7 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
                     try:
                         chunk = src.read(CHUNK_SIZE)
                     except OSError as exc:
-                        read_error = f"read failed: {_one_line(exc)}"
+                        read_error = f"read failed: {one_line(exc)}"
                         break
                     if not chunk:
                         break
@@ -268,9 +259,6 @@ def _publish(staging: str, target: str) -> None:
     else:
         fs.mv(src, dst)
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Stage:

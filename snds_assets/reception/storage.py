@@ -20,6 +20,7 @@ from typing import IO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ..lake import join
 from .manifest import MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
 
 
@@ -52,7 +53,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
         hint = (": set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
                 "AZURE_STORAGE_SAS_TOKEN or an Azure identity" if scheme in ("az", "abfs", "abfss") else "")
-        cause = _SECRET.sub(r"\1=<redacted>", _one_line(exc))
+        cause = _SECRET.sub(r"\1=<redacted>", one_line(exc))
         raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
 
 
@@ -60,12 +61,8 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def join(root: str, *parts: str) -> str:
-    """Join a local path or a URI with ``/``-separated parts (manifest paths always use ``/``)."""
-    return posixpath.join(root.rstrip("/") if "://" in root else root, *parts)
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An error as one line, for reports and messages."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -113,7 +110,7 @@ def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
         raise DeliveryNotFound(
             f"delivery {delivery_id} is incomplete: {MANIFEST} is missing (CNAM writes it last)") from exc
     except OSError as exc:
-        raise ManifestError(f"cannot read {MANIFEST} of delivery {delivery_id}: {_one_line(exc)}") from exc
+        raise ManifestError(f"cannot read {MANIFEST} of delivery {delivery_id}: {one_line(exc)}") from exc
 
 
 def read_manifest(landing: str, delivery_id: str) -> Manifest:
@@ -122,7 +119,7 @@ def read_manifest(landing: str, delivery_id: str) -> Manifest:
     try:
         return parse_manifest(data, expected_id=delivery_id)
     except ManifestError as exc:
-        raise ManifestError(_one_line(exc)) from exc
+        raise ManifestError(one_line(exc)) from exc
 
 
 def open_landing_file(landing: str, delivery_id: str, relpath: str) -> IO[bytes]:
@@ -201,3 +198,13 @@ def walk_lake_files(url: str) -> list[str]:
         return []
     root = path.rstrip("/") + "/"
     return sorted(p[len(root):] if p.startswith(root) else p for p in fs.find(path))
+
+
+def remove_lake_tree(url: str) -> None:
+    """Remove a folder of the lake (or of the staging area) and everything under it; absent is fine."""
+    fs, path = filesystem(url)
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except FileNotFoundError:
+        pass
