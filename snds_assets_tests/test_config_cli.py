@@ -96,3 +96,16 @@ def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert main(["report", "2026-01-01"]) == EXIT_ERROR
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+
+
+@pytest.mark.parametrize("status, code", [("complete", 0), ("failed", 1)])
+def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
+    """SPEC §4: 1 when the data were rejected (an ERROR check of the extraction failed), 0 otherwise."""
+    import json
+
+    report = tmp_path / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"project_id": "p1", "status": status, "cohort": None, "tables": {}}))
+    proc = _snds(["report", "p1"], tmp_path)
+    assert proc.returncode == code, proc.stderr
+    assert f"project p1: {status.upper()}, cohort of None persons" in proc.stdout
