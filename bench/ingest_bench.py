@@ -83,6 +83,18 @@ class MemorySampler:
         self._stop.set()
         self._thread.join()
 
+    def cpu(self) -> float:
+        """CPU seconds used so far by this process and its children (user + system)."""
+        me = self._psutil.Process()
+        total = 0.0
+        for p in [me] + me.children(recursive=True):
+            try:
+                times = p.cpu_times()
+            except self._psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
 
 # --- the delivery ----------------------------------------------------------------------------------------------
 def prepare(workdir: Path, patients: int, seed: int, nomenclatures: str | None,
@@ -250,13 +262,13 @@ def pandera_worker(args) -> None:
         table, _ = catalog.resolve(name)
         t0 = time.perf_counter()
         df = spark.read.schema(schema).options(**opts).csv(paths).cache()
-        df.count()
+        rows = df.count()
         t1 = time.perf_counter()
         pschema, n = pandera_schema(table, [f.name for f in schema.fields], manifest)
         checked = pschema.validate(df)
         errors = dict(checked.pandera.errors)
         t2 = time.perf_counter()
-        found = our_validation(df, table, manifest)
+        found = our_validation(df, table, manifest, rows)
         t3 = time.perf_counter()
         df.unpersist()
         cache_s += t1 - t0
@@ -271,7 +283,7 @@ def pandera_worker(args) -> None:
                       "failed": failed, "ours_failed": ours_failed}))
 
 
-def our_validation(df, table, manifest: Manifest) -> dict[str, int]:
+def our_validation(df, table, manifest: Manifest, rows: int) -> dict[str, int]:
     """(d): the same rules as ``pandera_schema`` the way curation evaluates them, on the same cached DataFrame:
     every row-level rule and not-null count in one aggregation, then the key check (``curation.keys``)."""
     from pyspark.sql import functions as F
@@ -290,7 +302,7 @@ def our_validation(df, table, manifest: Manifest) -> dict[str, int]:
     counts = df.agg(*aggs).collect()[0].asDict() if aggs else {}
     found = {k: int(v) for k, v in counts.items() if v}
     if table.primary_key and all(c in names for c in table.primary_key):
-        dup = keys.duplicates(df, list(table.primary_key), yearly=False)
+        dup = keys.duplicates(df, list(table.primary_key), yearly=False, rows=rows)
         if dup:
             found["primary_key"] = sum(r.failures for r in dup.values())
     return found
@@ -325,15 +337,19 @@ def main() -> None:
     spark = build_session("local[*]")
     schemas = read_schemas(catalog, manifest, settings.landing)
     warm_page_cache(manifest, settings.landing)
-    plain_runs, our_runs = [], []
+    plain_runs, our_runs, cpu = [], [], {"a": [], "b": []}
     for rep in range(args.reps):
         memory.phase = "a"
+        before = memory.cpu()
         plain_runs.append(plain(spark, schemas, manifest, workdir / "plain"))
-        print(f"rep {rep + 1}: (a) plain {plain_runs[-1]:.1f} s", flush=True)
+        cpu["a"].append(memory.cpu() - before)
+        print(f"rep {rep + 1}: (a) plain {plain_runs[-1]:.1f} s, {cpu['a'][-1]:.0f} CPU s", flush=True)
         memory.phase = "b"
+        before = memory.cpu()
         our_runs.append(ours(spark, settings, catalog, manifest))
-        print(f"rep {rep + 1}: (b) ours {our_runs[-1]['total']:.1f} s (archive {our_runs[-1]['archive']:.1f}, "
-              f"curate {our_runs[-1]['curate']:.1f})", flush=True)
+        cpu["b"].append(memory.cpu() - before)
+        print(f"rep {rep + 1}: (b) ours {our_runs[-1]['total']:.1f} s, {cpu['b'][-1]:.0f} CPU s (archive "
+              f"{our_runs[-1]['archive']:.1f}, curate {our_runs[-1]['curate']:.1f})", flush=True)
     spark.stop()
     pandera = None
     if args.pandera_python:
@@ -346,13 +362,13 @@ def main() -> None:
               f"(d) ours on the same cached data {pandera['ours']:.1f} s", flush=True)
     memory.stop()
     load_after = os.getloadavg()
-    report = render(args, rows, size, plain_runs, our_runs, pandera, memory.peaks, load_before, load_after)
+    report = render(args, rows, size, plain_runs, our_runs, pandera, memory.peaks, load_before, load_after, cpu)
     print(report)
     if args.out:
         Path(args.out).write_text(report)
 
 
-def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, load_after) -> str:
+def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, load_after, cpu) -> str:
     a = min(plain_runs)
     best = min(our_runs, key=lambda r: r["total"])
     b = best["total"]
@@ -383,8 +399,15 @@ def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, 
                      f"{pandera['validate']:.1f} | (+{pandera['cache']:.1f} s to read and cache, not counted) |")
         lines.append(f"| (d) our validation of the same rules on the same cached DataFrames (one aggregation per table + "
                      f"the key check) | {pandera['ours']:.1f} | same process as (c), table by table side by side |")
+    cpu_a, cpu_b = min(cpu["a"]), min(cpu["b"])
+    lines.append(f"| CPU seconds of (a), this process + its JVM (user + system), least of runs | {cpu_a:.0f} | "
+                 + ", ".join(f"{x:.0f}" for x in cpu["a"]) + " |")
+    lines.append(f"| CPU seconds of (b), least of runs | {cpu_b:.0f} | " + ", ".join(f"{x:.0f}" for x in cpu["b"]) + " |")
     lines += ["", "Ratios:", "",
-              f"- (b)/(a) = {b / a:.2f} (target <= 1.3); curation and checks alone / (a) = {best['curate'] / a:.2f}"]
+              f"- (b)/(a) = {b / a:.2f} (target <= 1.3); curation and checks alone / (a) = {best['curate'] / a:.2f}",
+              f"- CPU seconds (b)/(a) = {cpu_b / cpu_a:.2f}: the work done, whatever the machine's other load and "
+              f"however well the cores were kept busy ({cpu_a / a:.2f} cores busy on average in (a), "
+              f"{cpu_b / b:.2f} in (b))"]
     if pandera:
         ratio = pandera["validate"] / validation if validation > 0 else float("inf")
         lines.append(f"- (c)/(d) = {pandera['validate']:.1f} / {pandera['ours']:.1f} = "

@@ -10,12 +10,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pyspark.sql import types as T
 
 from snds_assets import domain
 from snds_assets.catalog import Catalog
 from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
 from snds_assets.curation import rules
+from snds_assets.curation.columns import ColumnPlan
 from snds_assets.curation.curate import (
     REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, curate_family, curated_check_names,
 )
@@ -197,6 +199,20 @@ def test_range_and_domain_rules_and_twins(spark, settings, catalog):
     assert {r["BEN_DCD_AME"] for r in curated.collect()} == {date(2023, 1, 1), date(2023, 5, 1)}
 
 
+def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
+    """Values listed as text ('1', '01', 'x') on an integer column: only canonical integer text can match."""
+    integer = ColumnPlan("X", None, T.IntegerType(), T.IntegerType())
+    values = ["1", "2", "01", "x"]
+    df = spark.createDataFrame([(1,), (2,), (3,), (-1,), (None,)], "X int")
+    as_numbers = rules._not_in(integer, "X", values)
+    as_text = rules._not_in(None, "X", values)
+    got = df.selectExpr("X", f"coalesce({as_numbers}, false) AS n", f"coalesce({as_text}, false) AS t").collect()
+    assert "CAST" not in as_numbers and "CAST" in as_text
+    assert [(r["X"], r["n"]) for r in got] == [(r["X"], r["t"]) for r in got] == [
+        (1, False), (2, False), (3, True), (-1, True), (None, False)]
+    assert rules._not_in(integer, "X", ["01", "x"]) == "`X` IS NOT NULL"  # nothing an integer can equal
+
+
 def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):
     rows = [ben(NIR_A, 1)] * 3 + [ben(NIR_B, 1)] * 2 + [ben(NIR_T, 1), ben(NIR_T, 2)]
     d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
@@ -205,6 +221,28 @@ def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):
     assert not pk.passed and pk.failures == 3 and pk.severity == ERROR
     assert pk.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
     assert sorted((s["BEN_NIR_PSA"], s["rows"]) for s in pk.sample) == [(NIR_A, 3), (NIR_B, 2)]
+
+
+def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catalog):
+    """IR_BEN_R's duplicate check and IR_IMB_R's foreign-key check count the same hashes: built once."""
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)] * 3 + [ben(NIR_T, 1), ben(NIR_T, 2)])
+    d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
+                                     f"{NIR_B};1;5;2020-01-15;;E11"])
+    state = CurrentState(spark, settings, catalog)
+    (ben_result,) = d.curate(spark, "IR_BEN_R", state)
+    pk = by_name(ben_result)["primary_key"]
+    assert pk.failures == 2 and [(s["BEN_NIR_PSA"], s["BEN_RNG_GEM"], s["rows"]) for s in pk.sample] == [(NIR_A, 1, 3)]
+    shared = [frame for (family, _), frame in state._cache.items() if family == "IR_BEN_R"]
+    assert len(shared) == 1 and shared[0].is_cached
+
+    (imb,) = d.curate(spark, "IR_IMB_R", state)
+    fk = by_name(imb)["foreign_key"]
+    assert fk.failures == 1 and [(s["BEN_NIR_PSA"], s["BEN_RNG_GEM"]) for s in fk.sample] == [(NIR_B, 1)]
+    after = [frame for (family, _), frame in state._cache.items() if family == "IR_BEN_R"]
+    assert len(after) == 1 and after[0] is shared[0]  # the child found the parent's hashes: no rebuild
+    state.close()
+    assert not shared[0].is_cached
 
 
 # --- foreign keys ---------------------------------------------------------------------------------------------

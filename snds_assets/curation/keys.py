@@ -23,6 +23,7 @@ from .. import domain
 from .rules import LargeNomenclature
 
 SAMPLE_SIZE = 5
+SMALL_TABLE = 200_000  # rows whose duplicate keys are counted in one partition (see ``duplicates``)
 MAX_EXACT = 10_000  # duplicated key hashes re-counted exactly through a filter; beyond, one full-key aggregation
 _YEAR = "_YEAR"
 
@@ -54,20 +55,36 @@ def _hash(columns: list[Column]) -> Column:
     return F.xxhash64(*columns)
 
 
-def duplicates(curated: DataFrame, key: list[str], yearly: bool) -> dict[int | None, KeyResult]:
+def duplicates(curated: DataFrame, key: list[str], yearly: bool, prepared: DataFrame | None = None,
+               rows: int | None = None) -> dict[int | None, KeyResult]:
     """Rows beyond the first of each key value, with a sample of duplicated keys and how often they occur.
 
     The aggregation shuffles a 64-bit hash of the key instead of the key columns; the (normally few) hashes seen
-    twice are then counted exactly on their full keys, so a hash collision never makes a false duplicate."""
-    year = _year(curated, yearly).alias(_YEAR)
-    hashed = curated.select(_hash([F.col(c) for c in key]).alias("_H"), year)
-    repeated = hashed.groupBy(_YEAR, "_H").count().filter(F.col("count") > 1).select("_H").limit(MAX_EXACT + 1)
+    twice are then counted exactly on their full keys, so a hash collision never makes a false duplicate.
+    The hashes (of the key and, for a PMSI family, the year) are shuffled, then sorted, before they are counted:
+    key values are almost all distinct, so a map-side partial count would shrink nothing, and counting sorted
+    hashes is cheaper (measured on 4.5 M cached rows: 3.3 s, against 5.4 s for a group-by of hash and year).
+    ``prepared``: those hashes already shuffled and sorted, as ``parent_hashes`` makes them for the children's
+    foreign-key checks (a family that is not yearly, ``key`` in the order hashed). A table of at most
+    ``SMALL_TABLE`` ``rows`` is counted in one partition, without a shuffle (a shuffle's stages cost about 0.3 s
+    whatever the size: most of the check's time on a PMSI table)."""
+    year = _year(curated, yearly)
+    hashed = [F.col(c) for c in key] + ([year] if yearly and domain.YEAR_COLUMN in curated.columns else [])
+    if prepared is None:
+        prepared = curated.select(_hash(hashed).alias("_H"))
+        if rows is not None and rows <= SMALL_TABLE:
+            prepared = prepared.coalesce(1)
+        else:
+            partitions = int(curated.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+            prepared = prepared.repartition(partitions, "_H").sortWithinPartitions("_H")
+    repeated = (prepared.groupBy("_H").count().filter(F.col("count") > 1).select("_H").limit(MAX_EXACT + 1))
     hashes = [r["_H"] for r in repeated.collect()]
     if not hashes:
         return {}
-    df = curated.select(*key, _year(curated, yearly).alias(_YEAR))
+    df = curated
     if len(hashes) <= MAX_EXACT:
-        df = df.filter(_hash([F.col(c) for c in key]).isin(hashes))
+        df = df.filter(_hash(hashed).isin(hashes))
+    df = df.select(*key, year.alias(_YEAR))
     dup = df.groupBy(_YEAR, *key).count().filter(F.col("count") > 1)
     return _collect(dup, F.sum(F.col("count") - 1), F.to_json(F.struct(*key, F.col("count").alias("rows"))))
 

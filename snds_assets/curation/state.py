@@ -118,6 +118,14 @@ class CurrentState:
                 self._cache[entry] = build().persist()
             return self._cache[entry]
 
+    def share(self, family: str, key: tuple, frame: DataFrame) -> None:
+        """Hand over a derivation already built and persisted (a parent's key hashes, made by its own run)."""
+        with self._lock:
+            previous = self._cache.pop((family, key), None)
+            if previous is not None and previous is not frame:
+                previous.unpersist()
+            self._cache[(family, key)] = frame
+
     def close(self) -> None:
         """Release every cached derivation (the Spark session outlives the run: CLI, Spark Connect)."""
         with self._lock:
