@@ -16,7 +16,7 @@ from snds_assets import domain
 from snds_assets.catalog import Catalog
 from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
-from snds_assets.curation import rules
+from snds_assets.curation import keys, rules
 from snds_assets.curation.columns import ColumnPlan
 from snds_assets.curation.curate import (
     REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, curate_family, curated_check_names,
@@ -243,6 +243,20 @@ def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catal
     assert len(after) == 1 and after[0] is shared[0]  # the child found the parent's hashes: no rebuild
     state.close()
     assert not shared[0].is_cached
+
+
+def test_a_small_table_gets_the_same_duplicate_verdict_without_a_shuffle(spark):
+    """The single-partition path of the duplicate check counts exactly what the shuffled path counts."""
+    rows = [(f"N{i:016d}", 1) for i in range(45, 60)] + [("N0000000000000001", 1)] * 2 + [("N0000000000000002", 2)] * 3
+    table = spark.createDataFrame(rows, "BEN_NIR_PSA string, BEN_RNG_GEM int")
+    key = ["BEN_NIR_PSA", "BEN_RNG_GEM"]
+
+    def verdict(**kwargs):
+        return {y: (r.failures, sorted(map(str, r.sample))) for y, r in keys.duplicates(table, key, False, **kwargs).items()}
+
+    assert verdict() == verdict(rows=len(rows)) == {None: (3, sorted(map(str, [
+        {"BEN_NIR_PSA": "N0000000000000001", "BEN_RNG_GEM": 1, "rows": 2},
+        {"BEN_NIR_PSA": "N0000000000000002", "BEN_RNG_GEM": 2, "rows": 3}])))}
 
 
 # --- foreign keys ---------------------------------------------------------------------------------------------
