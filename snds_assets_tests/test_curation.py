@@ -202,7 +202,7 @@ def test_range_and_domain_rules_and_twins(spark, settings, catalog):
 def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
     """Values listed as text ('1', '01', 'x') on an integer column: only canonical integer text can match."""
     integer = ColumnPlan("X", None, T.IntegerType(), T.IntegerType())
-    values = ["1", "2", "01", "x"]
+    values = ["1", "2", "01", "x", "²", "-0"]
     df = spark.createDataFrame([(1,), (2,), (3,), (-1,), (None,)], "X int")
     as_numbers = rules._not_in(integer, "X", values)
     as_text = rules._not_in(None, "X", values)
@@ -210,7 +210,7 @@ def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_woul
     assert "CAST" not in as_numbers and "CAST" in as_text
     assert [(r["X"], r["n"]) for r in got] == [(r["X"], r["t"]) for r in got] == [
         (1, False), (2, False), (3, True), (-1, True), (None, False)]
-    assert rules._not_in(integer, "X", ["01", "x"]) == "`X` IS NOT NULL"  # nothing an integer can equal
+    assert rules._not_in(integer, "X", ["01", "x", "²"]) == "`X` IS NOT NULL"  # nothing an integer can equal
 
 
 def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):

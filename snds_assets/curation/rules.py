@@ -14,6 +14,7 @@ samples come afterwards from the written partition. Rules belong to a check (SPE
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -77,7 +78,7 @@ def _not_in(plan: ColumnPlan | None, column: str, values) -> str:
     turning every row's value into a string (measured: the costliest of ER_PRS_F's rules)."""
     c = sql_name(column)
     if plan is not None and isinstance(plan.dtype, (T.IntegerType, T.LongType)):
-        numbers = sorted({int(v) for v in map(str, values) if v.lstrip("-").isdigit() and str(int(v)) == v})
+        numbers = sorted({int(v) for v in map(str, values) if re.fullmatch(r"-?[0-9]+", v) and str(int(v)) == v})
         return f"{c} IS NOT NULL AND NOT {c} IN ({', '.join(map(str, numbers))})" if numbers else f"{c} IS NOT NULL"
     return f"{c} IS NOT NULL AND {_text(column)} NOT IN ({_values(values)})"
 
