@@ -25,6 +25,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.parquet.compression.codec": "snappy",
     "spark.driver.memory": "4g",
     "spark.sql.autoBroadcastJoinThreshold": str(32 * 1024 * 1024),
+    # Generated code kept per JVM (default 100 classes): a reception run plans a few hundred distinct stages
+    # (each family's typing, rules and key checks), so the default evicted classes that the next delivery's run in
+    # the same JVM compiled and JIT-compiled again. Measured on a 100k-patient delivery ingested twice in one
+    # session: about 15% less CPU for the second ingestion (bench/README.md).
+    "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
 
