@@ -268,7 +268,15 @@ def mco_c(rsa: str, nir: str, ret: str = "0") -> str:
     return ";".join(["2A0000001", rsa, nir, "15012023", "15JAN2023:00:00:00", ret, "0", "0"])
 
 
-def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog):
+@pytest.mark.parametrize("probed", [True, False], ids=["probed-during-the-write", "anti-joined-after-the-write"])
+def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog, monkeypatch, probed):
+    """The same verdicts whether a parent is small enough to be probed during the child's write or anti-joined
+    after it; a probed link without orphans costs no query of its own."""
+    if not probed:
+        monkeypatch.setattr(keys, "PROBED_PARENT_KEYS", -1)
+    anti_joins = []
+    orphans = keys.orphans
+    monkeypatch.setattr(keys, "orphans", lambda *a, **k: anti_joins.append(a[2].child) or orphans(*a, **k))
     d = Delivery(settings, catalog, "2024-03-01")
     d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_T, 1), ben(NIR_T, 2)])
     d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
@@ -307,9 +315,11 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     assert not fk.evaluated and fk.passed and "neither in this delivery nor in the current state" in fk.details
 
     d.accept()  # now IR_BEN_R of 2024-03-01 is the current state: the next delivery is checked against it
+    anti_joins.clear()
     (from_state,) = alone.curate(spark, "IR_IMB_R", state)
     fk = by_name(from_state)["foreign_key"]
     assert fk.evaluated and fk.passed and "current state of IR_BEN_R" in fk.details
+    assert anti_joins == ([] if probed else ["IR_IMB_R"])
 
 
 # --- nomenclatures --------------------------------------------------------------------------------------------

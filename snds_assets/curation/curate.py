@@ -8,13 +8,16 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    (``domain.required_columns``) is empty. ``DataFrame.observe`` counts, during that same write, the rows read,
    the bad rows (and which files hold them) and, per row-level check (range, domain, short nomenclatures), the
    good rows failing any of its rules; good rows alone are written. Only a check that failed has its count per
-   rule and its samples taken afterwards, from the written partition.
+   rule and its samples taken afterwards, from the written partition. A foreign key to a small parent is checked
+   in that pass too: the parent's key hashes are broadcast and probed (``keys.probe``); only a link that found
+   orphans is anti-joined afterwards, for its counts per year and its samples.
 2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
    back raw, parsed again with the same parser so that exactly the same rows are bad, and written with every
    original value as a string, the reason, the delivered table, the source file and the raw line. The type and
    not_null counts per column are observed during that write.
 3. **Key checks read the written Parquet**, key columns only: one aggregation for duplicate keys, one semi-join
-   with the current state, one anti-join per foreign-key link, one anti-join for long nomenclatures.
+   with the current state, one anti-join per foreign-key link to a large parent, one anti-join for long
+   nomenclatures.
 4. Both partitions are **published by rename** once everything succeeded (see ``publish``), then each delivered
    table's verdict is saved as the ``curated`` fragment of the reception report.
 
@@ -235,10 +238,11 @@ class _Run:
             out.append(f"CAST({value} AS {p.dtype.simpleString()}) AS {sql_name(p.name)}")
         return raw.selectExpr(*out, f"{typing.bad()} AS {BAD}", f"{f.index} AS {FILE}")
 
-    def _observed(self, t: _Table, df: DataFrame) -> DataFrame:
-        """Counts of the write pass: rows read, bad rows and the files holding them, and the rows failing each
-        row-level check. A clean table costs one aggregate per check whatever its number of rules; the count of
-        each rule is taken after the write, from the curated partition, only for a check that failed."""
+    def _observed(self, t: _Table, df: DataFrame, links: list[_LinkPlan]) -> DataFrame:
+        """Counts of the write pass: rows read, bad rows and the files holding them, the rows failing each
+        row-level check, and the rows whose small parent was not found (probed links). A clean table costs one
+        aggregate per check whatever its number of rules; the count of each rule is taken after the write, from
+        the curated partition, only for a check that failed."""
         file_bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), {FILE} % {FILE_BITS})")
         metrics = [F.count(F.lit(1)).alias("rows"), F.count_if(F.col(BAD)).alias("bad"),
                    F.bit_or(F.when(F.col(BAD), file_bit)).alias("bad_files")]
@@ -246,10 +250,14 @@ class _Run:
             fails = [r.fail for r in self.rules if r.check == check]
             if fails:
                 metrics.append(F.expr(f"count_if(NOT {BAD} AND ({' OR '.join(fails)}))").alias(f"{check}_rows"))
+        for plan in links:
+            if plan.found:
+                orphan = ~F.col(BAD) & keys.child_link_checked(plan.link) & F.col(plan.found).isNull()
+                metrics.append(F.count_if(orphan).alias(plan.found))
         t.observation = Observation(f"curate_{uuid.uuid4().hex}")
         return df.observe(t.observation, *metrics)
 
-    def write_curated(self, path: str) -> None:
+    def write_curated(self, path: str, links: list[_LinkPlan]) -> None:
         frames = []
         for t in self.tables:
             if not t.files:
@@ -258,7 +266,10 @@ class _Run:
             for f in t.files:
                 one = self._typed_file(t, f)
                 df = one if df is None else df.unionByName(one)
-            frames.append(self._observed(t, df))
+            for plan in links:
+                if plan.found:
+                    df = keys.probe(df, plan.theirs, plan.link, plan.casts, plan.same_year, plan.found)
+            frames.append(self._observed(t, df, links))
         names = [p.name for p in self.plans]
         if frames:
             union = frames[0]
@@ -366,13 +377,14 @@ class _Run:
     # --- orchestration ----------------------------------------------------------------------------------
     def execute(self, stage: str) -> list[CuratedTable]:
         curated_path, rejects_path = join(stage, "curated"), join(stage, "rejects")
-        self.write_curated(curated_path)
+        links = self._links() if any(t.files for t in self.tables) else []
+        self.write_curated(curated_path, links)
         has_rejects = self.write_rejects(rejects_path)
         schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
         curated = self.spark.read.schema(schema).parquet(curated_path)
         shared = self._hashes_for_children(curated)
         try:
-            key_checks = self._key_checks(curated, shared)
+            key_checks = self._key_checks(curated, shared, links)
             self._rule_details(curated)
             results = [self._result(t, key_checks) for t in self.tables]
             delivery_id = self.manifest.delivery_id
@@ -380,7 +392,8 @@ class _Run:
             publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
             self.state.invalidate(self.table.name)
             if shared:
-                self.state.share(self.table.name, shared.signature, shared.frame)
+                rows = sum(int(t.metrics.get("rows") or 0) - int(t.metrics.get("bad") or 0) for t in self.tables)
+                self.state.share(self.table.name, shared.signature, shared.frame, rows)
                 shared = None
         finally:
             if shared:
@@ -414,7 +427,8 @@ class _Run:
             return _SharedHashes(_signature(kept, link, casts, False), frame, list(link.parent_columns))
         return None
 
-    def _key_checks(self, curated: DataFrame, shared: _SharedHashes | None = None) -> dict[str, dict]:
+    def _key_checks(self, curated: DataFrame, shared: _SharedHashes | None = None,
+                    links: list[_LinkPlan] | None = None) -> dict[str, dict]:
         out: dict[str, dict] = {}
         pk = list(self.table.primary_key)
         readable = any(t.files for t in self.tables)
@@ -428,7 +442,7 @@ class _Run:
             current = self.state.read(self.table.name, exclude_delivery=self.manifest.delivery_id, columns=pk)
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
-        out["foreign_key"] = self._foreign_keys(curated) if readable else {}
+        out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}
         out["nomenclature"] = keys.off_nomenclature(self.spark, curated, self.nomenclatures.large, self.yearly)
         return out
 
@@ -452,23 +466,41 @@ class _Run:
                 self.rule_counts[(r["_Y"], i)] = int(r[f"n{i}"] or 0)
                 self.rule_samples[(r["_Y"], i)] = [json.loads(x) for x in (r[f"s{i}"] or [])]
 
-    def _foreign_keys(self, curated: DataFrame) -> dict:
-        links = {}
-        for link in domain.check_links(self.catalog, self.table):
+    def _links(self) -> list[_LinkPlan]:
+        """How each foreign-key link of the family is checked, decided before the write: against which parent
+        hashes, and whether the parent is small enough to be probed during the write (``keys.probe``)."""
+        out = []
+        child_types = {p.name: p.dtype.simpleString() for p in self.plans}
+        for i, link in enumerate(domain.check_links(self.catalog, self.table)):
             label = f"{link.parent}({', '.join(link.parent_columns)})"
             if not all(c in self.delivered for c in link.columns):
-                links[label] = (link, None, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}")
+                out.append(_LinkPlan(link, label, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}"))
                 continue
             parent, why, kept = self._parent(link)
             if parent is None:
-                links[label] = (link, None, f"{label}: not evaluated, {why}")
+                out.append(_LinkPlan(link, label, f"{label}: not evaluated, {why}"))
                 continue
-            casts = keys.link_casts(curated, parent, link)
+            casts = keys.link_casts(child_types, dict(parent.dtypes), link)
             same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
-            theirs = self.state.cached(link.parent, _signature(kept, link, casts, same_year),
-                                       lambda: keys.parent_hashes(parent, link, casts, same_year))
-            links[label] = (link, keys.orphans(curated, theirs, link, self.yearly, casts, same_year), why)
-        return links
+            signature = _signature(kept, link, casts, same_year)
+            theirs = self.state.cached(link.parent, signature, lambda: keys.parent_hashes(parent, link, casts, same_year))
+            small = self.state.rows(link.parent, signature) <= keys.PROBED_PARENT_KEYS
+            out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}" if small else None))
+        return out
+
+    def _foreign_keys(self, curated: DataFrame, links: list[_LinkPlan]) -> dict:
+        """Per link: its result by year (None when not evaluated) and why. A probed link whose write pass found
+        no orphan needs nothing more; otherwise the anti-join counts orphans by year and samples them."""
+        out = {}
+        for plan in links:
+            if plan.theirs is None:
+                out[plan.label] = (plan.link, None, plan.why)
+            elif plan.found and not any(int(t.metrics.get(plan.found) or 0) for t in self.tables):
+                out[plan.label] = (plan.link, {}, plan.why)
+            else:
+                found = keys.orphans(curated, plan.theirs, plan.link, self.yearly, plan.casts, plan.same_year)
+                out[plan.label] = (plan.link, found, plan.why)
+        return out
 
     def _delivered_parts(self, family: str) -> list[Part]:
         """The tables of ``family`` in this delivery, as parts of its state."""
@@ -684,6 +716,19 @@ class _Run:
         if unreadable:
             details += f"; {len(unreadable)} unreadable or missing file(s) not read: {', '.join(unreadable[:5])}"
         return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
+
+
+@dataclass
+class _LinkPlan:
+    """How one foreign-key link of a family is checked (see ``_Run._links``)."""
+
+    link: domain.Link
+    label: str
+    why: str  # "checked against ...", or why the link is not evaluated
+    theirs: DataFrame | None = None  # the parent's key hashes; None: not evaluated
+    casts: tuple[bool, ...] = ()
+    same_year: bool = False
+    found: str | None = None  # the write pass's column and metric for a probed (small) parent
 
 
 @dataclass

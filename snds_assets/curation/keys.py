@@ -2,7 +2,8 @@
 
 - ``primary_key``: one aggregation over the curated partition (rows beyond the first of each duplicated key);
 - ``primary_key_state``: one semi-join of the partition's keys with the family's current state;
-- ``foreign_key``: one anti-join per link of ``domain.check_links``;
+- ``foreign_key``: one anti-join per link of ``domain.check_links`` with a large parent; a small parent's hashes
+  are probed (broadcast) during the child's write instead, and the anti-join only runs when that found orphans;
 
 Joins and aggregations shuffle 64-bit hashes of the key columns rather than the columns themselves (nine
 DCIR keys are ~70 bytes a row, a hash 8): the full keys are read back only for the few failing rows, to count
@@ -25,6 +26,9 @@ from .rules import LargeNomenclature
 SAMPLE_SIZE = 5
 SMALL_TABLE = 200_000  # rows whose duplicate keys are counted in one partition (see ``duplicates``)
 MAX_EXACT = 10_000  # duplicated key hashes re-counted exactly through a filter; beyond, one full-key aggregation
+# A parent with at most this many key values is probed while its children are written (``probe``: a broadcast
+# hash table of their 8-byte hashes, tens of MB at most); a larger one is anti-joined after the write (``orphans``).
+PROBED_PARENT_KEYS = 2_000_000
 _YEAR = "_YEAR"
 
 
@@ -116,10 +120,10 @@ def already_in_state(curated: DataFrame, state: DataFrame, key: list[str], yearl
     return _matching(curated, cols, yearly, theirs, "left_semi")
 
 
-def link_casts(curated: DataFrame, parent: DataFrame, link: domain.Link) -> tuple[bool, ...]:
-    """Per column pair of a link: whether both sides are compared as strings (their types differ)."""
-    ptypes, ctypes = dict(parent.dtypes), dict(curated.dtypes)
-    return tuple(ptypes.get(p) != ctypes.get(c) for c, p in link.pairs)
+def link_casts(child_types: dict[str, str], parent_types: dict[str, str], link: domain.Link) -> tuple[bool, ...]:
+    """Per column pair of a link: whether both sides are compared as strings (their types differ). Types as
+    ``DataFrame.dtypes`` gives them."""
+    return tuple(parent_types.get(p) != child_types.get(c) for c, p in link.pairs)
 
 
 def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
@@ -136,6 +140,34 @@ def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...],
     return theirs.select(_hash(cols).alias("_H")).repartition(partitions, "_H").sortWithinPartitions("_H")
 
 
+def child_link_hash(link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> Column:
+    """The hash of a child row's link values, comparable with ``parent_hashes`` of the same casts and year."""
+    cols = [F.col(c).cast("string") if cast else F.col(c) for c, cast in zip(link.columns, casts)]
+    return _hash(cols + ([F.col(domain.YEAR_COLUMN)] if same_year else []))
+
+
+def child_link_checked(link: domain.Link) -> Column:
+    """Whether a child row's link is checked: every link value present, and no placeholder NIR."""
+    keep = F.lit(True)
+    for c in link.columns:
+        keep = keep & F.col(c).isNotNull()
+        if c in domain.PSEUDO_NIR_COLUMNS:
+            keep = keep & ~F.col(c).isin(sorted(domain.PLACEHOLDER_NIRS))
+    return keep
+
+
+def probe(rows: DataFrame, theirs: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool,
+          found: str) -> DataFrame:
+    """``rows`` with a boolean column ``found``: whether the row's link hash is among ``theirs`` (null when not).
+
+    A left join with the parent's distinct hashes broadcast, so that a child checks a small parent during the
+    pass that writes it, without a query of its own (see ``PROBED_PARENT_KEYS``)."""
+    hashes = theirs.select("_H").dropDuplicates(["_H"]).select(F.col("_H").alias(f"{found}_H"),
+                                                                 F.lit(True).alias(found))
+    return rows.join(F.broadcast(hashes), child_link_hash(link, casts, same_year) == F.col(f"{found}_H"),
+                     "left").drop(f"{found}_H")
+
+
 def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bool, casts: tuple[bool, ...],
             same_year: bool) -> dict[int | None, KeyResult]:
     """Child rows whose link columns match no parent row (empty link values and placeholder NIRs excluded).
@@ -143,23 +175,15 @@ def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bo
     An anti-join of the child's link-value hashes with ``parent_hashes``: only hashes are shuffled. A child row
     could only be missed if its hash equalled a parent's of other values (probability about parent rows / 2^64
     per orphan)."""
-    child_cols = [F.col(c).cast("string") if cast else F.col(c) for c, cast in zip(link.columns, casts)]
-    if same_year:
-        child_cols.append(F.col(domain.YEAR_COLUMN))
-    keep = F.lit(True)
-    for c in link.columns:
-        keep = keep & F.col(c).isNotNull()
-        if c in domain.PSEUDO_NIR_COLUMNS:
-            keep = keep & ~F.col(c).isin(sorted(domain.PLACEHOLDER_NIRS))
-    mine = curated.filter(keep)
+    mine = curated.filter(child_link_checked(link))
     year = _year(mine, yearly).alias(_YEAR)
-    hashed = mine.select(_hash(child_cols).alias("_H"), year)
+    hashed = mine.select(child_link_hash(link, casts, same_year).alias("_H"), year)
     rows = (hashed.join(theirs, on="_H", how="left_anti").groupBy(_YEAR)
             .agg(F.count(F.lit(1)).alias("n"), sample_agg(F.col("_H")).alias("s")).collect())
     out = {r[_YEAR]: KeyResult(int(r["n"]), []) for r in rows}
     picked = [h for r in rows for h in (r["s"] or [])]
     if picked:
-        for r in mine.filter(_hash(child_cols).isin(picked)).select(
+        for r in mine.filter(child_link_hash(link, casts, same_year).isin(picked)).select(
                 _year(mine, yearly).alias(_YEAR), F.to_json(F.struct(*link.columns)).alias("j")).distinct().collect():
             if r[_YEAR] in out and len(out[r[_YEAR]].sample) < SAMPLE_SIZE:
                 out[r[_YEAR]].sample.append(json.loads(r["j"]))

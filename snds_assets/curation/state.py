@@ -46,6 +46,7 @@ class CurrentState:
         self.catalog = catalog
         self.lake = Lake(settings.lake)
         self._cache: dict[tuple, DataFrame] = {}
+        self._rows: dict[tuple, int] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
 
     # --- which partitions -------------------------------------------------------------------------------
@@ -118,13 +119,28 @@ class CurrentState:
                 self._cache[entry] = build().persist()
             return self._cache[entry]
 
-    def share(self, family: str, key: tuple, frame: DataFrame) -> None:
+    def rows(self, family: str, key: tuple) -> int:
+        """The number of rows of a cached derivation, counted once (counting also fills the cache)."""
+        entry = (family, key)
+        with self._lock:
+            frame, known = self._cache[entry], self._rows.get(entry)
+        if known is None:
+            known = frame.count()
+            with self._lock:
+                if self._cache.get(entry) is frame:
+                    self._rows[entry] = known
+        return known
+
+    def share(self, family: str, key: tuple, frame: DataFrame, rows: int | None = None) -> None:
         """Hand over a derivation already built and persisted (a parent's key hashes, made by its own run)."""
         with self._lock:
             previous = self._cache.pop((family, key), None)
+            self._rows.pop((family, key), None)
             if previous is not None and previous is not frame:
                 previous.unpersist()
             self._cache[(family, key)] = frame
+            if rows is not None:
+                self._rows[(family, key)] = rows
 
     def close(self) -> None:
         """Release every cached derivation (the Spark session outlives the run: CLI, Spark Connect)."""
@@ -132,12 +148,14 @@ class CurrentState:
             for frame in self._cache.values():
                 frame.unpersist()
             self._cache.clear()
+            self._rows.clear()
 
     def invalidate(self, family: str) -> None:
         """Forget what was derived from ``family`` (its partition of a delivery was just replaced)."""
         with self._lock:
             for entry in [e for e in self._cache if e[0] == family]:
                 self._cache.pop(entry).unpersist()
+                self._rows.pop(entry, None)
 
     def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
         known = family in self.catalog
