@@ -28,7 +28,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Generated code kept per JVM (default 100 classes): a reception run plans a few hundred distinct stages
     # (each family's typing, rules and key checks), so the default evicted classes that the next delivery's run in
     # the same JVM compiled and JIT-compiled again. Measured on a 100k-patient delivery ingested twice in one
-    # session: about 15% less CPU for the second ingestion (bench/README.md).
+    # session: about 25 CPU seconds (12-15%) less for the second ingestion (bench/results/ingest.md).
     "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
