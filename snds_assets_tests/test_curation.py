@@ -273,7 +273,7 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     """The same verdicts whether a parent is small enough to be probed during the child's write or anti-joined
     after it; a probed link without orphans costs no query of its own."""
     if not probed:
-        monkeypatch.setattr(keys, "PROBED_PARENT_KEYS", -1)
+        monkeypatch.setattr(keys, "PROBED_PARENT_ROWS", -1)
     anti_joins = []
     orphans = keys.orphans
     monkeypatch.setattr(keys, "orphans", lambda *a, **k: anti_joins.append(a[2].child) or orphans(*a, **k))

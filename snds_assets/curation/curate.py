@@ -252,7 +252,7 @@ class _Run:
                 metrics.append(F.expr(f"count_if(NOT {BAD} AND ({' OR '.join(fails)}))").alias(f"{check}_rows"))
         for plan in links:
             if plan.found:
-                orphan = ~F.col(BAD) & keys.child_link_checked(plan.link) & F.col(plan.found).isNull()
+                orphan = ~F.col(BAD) & keys.child_link_checked(plan.link) & ~F.col(plan.found)
                 metrics.append(F.count_if(orphan).alias(plan.found))
         t.observation = Observation(f"curate_{uuid.uuid4().hex}")
         return df.observe(t.observation, *metrics)
@@ -392,8 +392,7 @@ class _Run:
             publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
             self.state.invalidate(self.table.name)
             if shared:
-                rows = sum(int(t.metrics.get("rows") or 0) - int(t.metrics.get("bad") or 0) for t in self.tables)
-                self.state.share(self.table.name, shared.signature, shared.frame, rows)
+                self.state.share(self.table.name, shared.signature, shared.frame)
                 shared = None
         finally:
             if shared:
@@ -483,8 +482,11 @@ class _Run:
             casts = keys.link_casts(child_types, dict(parent.dtypes), link)
             same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
             signature = _signature(kept, link, casts, same_year)
-            theirs = self.state.cached(link.parent, signature, lambda: keys.parent_hashes(parent, link, casts, same_year))
-            small = self.state.rows(link.parent, signature) <= keys.PROBED_PARENT_KEYS
+            # A small parent is only probed: its hashes are broadcast as read, with no shuffle nor sort (the parent's
+            # own run may have shared them already, prepared for anti-joins; either kind serves both checks).
+            small = self.state.rows(link.parent, kept) <= keys.PROBED_PARENT_ROWS
+            build = keys.link_hashes if small else keys.parent_hashes
+            theirs = self.state.cached(link.parent, signature, lambda: build(parent, link, casts, same_year))
             out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}" if small else None))
         return out
 

@@ -26,11 +26,11 @@ from .rules import LargeNomenclature
 SAMPLE_SIZE = 5
 SMALL_TABLE = 200_000  # rows whose duplicate keys are counted in one partition (see ``duplicates``)
 MAX_EXACT = 10_000  # duplicated key hashes re-counted exactly through a filter; beyond, one full-key aggregation
-# A parent with at most this many key values is probed while its children are written (``probe``: a broadcast
-# hash table of their 8-byte hashes, some tens of MB); a larger one is anti-joined after the write (``orphans``).
+# A parent with at most this many rows is probed while its children are written (``probe``: a broadcast hash
+# table of their 8-byte key hashes, some tens of MB); a larger one is anti-joined after the write (``orphans``).
 # Measured on 100k generated patients: probing IR_BEN_R (110k keys) saves a query per child family; probing
 # ER_PRS_F (4.5 M keys) made its DCIR children slower (84 s against 69 s), each building the broadcast again.
-PROBED_PARENT_KEYS = 1_000_000
+PROBED_PARENT_ROWS = 1_000_000
 _YEAR = "_YEAR"
 
 
@@ -128,18 +128,24 @@ def link_casts(child_types: dict[str, str], parent_types: dict[str, str], link: 
     return tuple(parent_types.get(p) != child_types.get(c) for c, p in link.pairs)
 
 
-def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
-    """64-bit hashes of the parent's link values (plus the year for same-year PMSI links), one column ``_H``."""
+def link_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
+    """64-bit hashes of the parent's link values (plus the year for same-year PMSI links), one column ``_H``, in
+    the parent's own partitioning: what a probe broadcasts."""
     cols = [F.col(p).cast("string") if cast else F.col(p) for p, cast in zip(link.parent_columns, casts)]
     if same_year:
         cols.append(F.col(domain.YEAR_COLUMN))
     theirs = parent
     for p in link.parent_columns:
         theirs = theirs.filter(F.col(p).isNotNull())
-    # Hash-partitioned and sorted as the anti-joins want them: once cached, each child family that points to this
-    # parent shuffles and sorts only its own hashes (measured: about half the time of an unprepared parent).
+    return theirs.select(_hash(cols).alias("_H"))
+
+
+def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
+    """``link_hashes`` hash-partitioned and sorted as the anti-joins want them: once cached, each child family
+    that points to this parent shuffles and sorts only its own hashes (measured: about half the time of an
+    unprepared parent)."""
     partitions = int(parent.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-    return theirs.select(_hash(cols).alias("_H")).repartition(partitions, "_H").sortWithinPartitions("_H")
+    return link_hashes(parent, link, casts, same_year).repartition(partitions, "_H").sortWithinPartitions("_H")
 
 
 def child_link_hash(link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> Column:
@@ -160,14 +166,14 @@ def child_link_checked(link: domain.Link) -> Column:
 
 def probe(rows: DataFrame, theirs: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool,
           found: str) -> DataFrame:
-    """``rows`` with a boolean column ``found``: whether the row's link hash is among ``theirs`` (null when not).
+    """``rows`` with a boolean column ``found``: whether the row's link hash is among ``theirs``.
 
-    A left join with the parent's distinct hashes broadcast, so that a child checks a small parent during the
-    pass that writes it, without a query of its own (see ``PROBED_PARENT_KEYS``)."""
-    hashes = theirs.select("_H").dropDuplicates(["_H"]).select(F.col("_H").alias(f"{found}_H"),
-                                                                 F.lit(True).alias(found))
-    return rows.join(F.broadcast(hashes), child_link_hash(link, casts, same_year) == F.col(f"{found}_H"),
-                     "left").drop(f"{found}_H")
+    An existence join with the parent's hashes broadcast (a repeated hash is harmless, so they are not
+    de-duplicated first), so that a child checks a small parent during the pass that writes it, without a query
+    of its own (see ``PROBED_PARENT_ROWS``)."""
+    key = f"{found}_K"
+    hit = F.broadcast(theirs.select("_H")).where(F.col("_H") == F.col(key).outer()).exists()
+    return rows.withColumn(key, child_link_hash(link, casts, same_year)).withColumn(found, hit).drop(key)
 
 
 def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bool, casts: tuple[bool, ...],

@@ -22,7 +22,7 @@ from ..lake import Lake
 from .columns import family_columns
 from ..reception.manifest import Format
 from ..reception.report import ACCEPTED, list_reports
-from ..reception.storage import lake_exists
+from ..reception.storage import lake_exists, parquet_rows
 
 DELIVERY_COLUMN = "DELIVERY_ID"
 
@@ -46,7 +46,7 @@ class CurrentState:
         self.catalog = catalog
         self.lake = Lake(settings.lake)
         self._cache: dict[tuple, DataFrame] = {}
-        self._rows: dict[tuple, int] = {}
+        self._rows: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
 
     # --- which partitions -------------------------------------------------------------------------------
@@ -119,28 +119,27 @@ class CurrentState:
                 self._cache[entry] = build().persist()
             return self._cache[entry]
 
-    def rows(self, family: str, key: tuple) -> int:
-        """The number of rows of a cached derivation, counted once (counting also fills the cache)."""
-        entry = (family, key)
-        with self._lock:
-            frame, known = self._cache[entry], self._rows.get(entry)
-        if known is None:
-            known = frame.count()
+    def rows(self, family: str, kept: dict[str, set[int | None]]) -> int:
+        """Rows of the curated partitions behind ``kept`` (every year of each), from their Parquet footers: an
+        upper bound of the family's key values, known without a Spark job."""
+        total = 0
+        for delivery_id in kept:
             with self._lock:
-                if self._cache.get(entry) is frame:
-                    self._rows[entry] = known
-        return known
+                known = self._rows.get((family, delivery_id))
+            if known is None:
+                known = parquet_rows(self.lake.curated(family, delivery_id))
+                with self._lock:
+                    self._rows[(family, delivery_id)] = known
+            total += known
+        return total
 
-    def share(self, family: str, key: tuple, frame: DataFrame, rows: int | None = None) -> None:
+    def share(self, family: str, key: tuple, frame: DataFrame) -> None:
         """Hand over a derivation already built and persisted (a parent's key hashes, made by its own run)."""
         with self._lock:
             previous = self._cache.pop((family, key), None)
-            self._rows.pop((family, key), None)
             if previous is not None and previous is not frame:
                 previous.unpersist()
             self._cache[(family, key)] = frame
-            if rows is not None:
-                self._rows[(family, key)] = rows
 
     def close(self) -> None:
         """Release every cached derivation (the Spark session outlives the run: CLI, Spark Connect)."""
@@ -155,7 +154,8 @@ class CurrentState:
         with self._lock:
             for entry in [e for e in self._cache if e[0] == family]:
                 self._cache.pop(entry).unpersist()
-                self._rows.pop(entry, None)
+            for entry in [e for e in self._rows if e[0] == family]:
+                self._rows.pop(entry)
 
     def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
         known = family in self.catalog

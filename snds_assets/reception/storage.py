@@ -191,6 +191,21 @@ def list_lake_files(url: str, suffix: str = "") -> list[str]:
     return [join(url, n) for n in names if n.endswith(suffix)]
 
 
+def parquet_rows(url: str) -> int:
+    """Rows of the Parquet files under a lake folder, summed from their footers (no data page is read)."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(url)
+    if not fs.isdir(path):
+        return 0
+    total = 0
+    for name in fs.find(path):
+        if name.endswith(".parquet"):
+            with fs.open(name, "rb") as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
 def walk_lake_files(url: str) -> list[str]:
     """Every file under a lake folder, as paths relative to it (``/``-separated, sorted)."""
     fs, path = filesystem(url)
