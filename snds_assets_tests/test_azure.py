@@ -18,7 +18,8 @@ from snds_assets.azure import AbfssLocation, abfs_conf, is_secret_setting, lake_
 from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.reception.archive import archive_family, archive_manifest
-from snds_assets.reception.storage import list_deliveries, read_manifest
+from snds_assets.reception.storage import (lake_file_versions, list_deliveries, parquet_rows, read_manifest,
+                                           write_lake_bytes)
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
 from .services import DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
@@ -234,6 +235,27 @@ def test_landing_listing_and_manifest_on_azure(az_env, tmp_path):
     assert [f.path for t in manifest.tables for f in t.files] == ["IR_BEN_R/part-1.csv.gz", "IR_BEN_R/part-2.csv"]
 
 
+def test_lake_file_versions_and_parquet_rows_on_azure(az_env, tmp_path):
+    """A rewritten blob gets a new version stamp (report cache); Parquet row counts come from the footers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = f"az://{CONTAINER}/{PREFIX}/lake"
+    write_lake_bytes(f"{folder}/reports/a.json", b'{"delivery_id": "a"}')
+    first = lake_file_versions(f"{folder}/reports", ".json")
+    assert list(first) == [f"{folder}/reports/a.json"]
+    write_lake_bytes(f"{folder}/reports/a.json", b'{"delivery_id": "a", "status": "accepted"}')
+    assert lake_file_versions(f"{folder}/reports", ".json")[f"{folder}/reports/a.json"] != first[f"{folder}/reports/a.json"]
+
+    for name, rows in (("part-0.parquet", 3), ("part-1.parquet", 4)):
+        local = tmp_path / name
+        pq.write_table(pa.table({"BEN_IDT_ANO": [str(i) for i in range(rows)]}), local)
+        az_env.upload_blob(f"{PREFIX}/lake/curated/IR_BEN_R/{name}", local.read_bytes())
+    az_env.upload_blob(f"{PREFIX}/lake/curated/IR_BEN_R/_SUCCESS", b"")
+    assert parquet_rows(f"{folder}/curated/IR_BEN_R") == 7
+    assert parquet_rows(f"{folder}/curated/IR_IBA_R") == 0
+
+
 def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     """The raw step copies az:// files into a local lake, hashing and counting on the way."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing())
@@ -282,6 +304,11 @@ def test_sensor_waits_for_the_manifest_on_azure(az_env, tmp_path, snds_env, monk
     assert picked.run_requests[0].tags["snds/delivery"] == "2026-11-15"
     assert picked.dynamic_partitions_requests[0].partition_keys == ["2026-11-15"]
     assert not _sensor_tick(picked.cursor).run_requests  # once per manifest
+
+    # A folder that appears after a tick is seen at the next one (the listing is not answered from adlfs' cache).
+    later = hand_delivery(tmp_path / "later", catalog, "2026-11-16")
+    upload(az_env, later.folder, "2026-11-16")
+    assert [r.partition_key for r in _sensor_tick(picked.cursor).run_requests] == ["2026-11-16"]
 
 
 # --- End to end: generate, upload, sense, ingest --------------------------------------------------------------

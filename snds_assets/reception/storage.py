@@ -57,6 +57,15 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
 
 
+def fresh_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``filesystem`` for a listing that must see what other processes (CNAM, Spark, another run) wrote since:
+    adlfs keeps listings in a cache that never expires by default, so a long-lived process (the code server that
+    runs the sensor) would otherwise never see a new delivery folder."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+    return fs, path
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
@@ -73,7 +82,7 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     A folder named like a delivery id is complete when its manifest.json exists (CNAM writes it last); any other
     folder is listed as skipped with the reason. Whether the manifest can be read is ``read_manifest``'s call.
     """
-    fs, root = filesystem(landing)
+    fs, root = fresh_filesystem(landing)
     try:
         children = fs.ls(root, detail=True)
     except FileNotFoundError:
@@ -182,20 +191,31 @@ def remove_lake_file(url: str) -> bool:
 
 def list_lake_files(url: str, suffix: str = "") -> list[str]:
     """Files directly under a lake folder (URLs, sorted), optionally only those ending with ``suffix``."""
-    fs, path = filesystem(url)
+    return list(lake_file_versions(url, suffix))
+
+
+def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
+    """Files directly under a lake folder (URLs, sorted) with a version stamp (size and modification time or
+    ETag) that changes when a file is rewritten: what a cache of their contents is keyed on."""
+    fs, path = fresh_filesystem(url)
     try:
         children = fs.ls(path, detail=True)
     except FileNotFoundError:
-        return []
-    names = sorted(posixpath.basename(c["name"].rstrip("/")) for c in children if c.get("type") == "file")
-    return [join(url, n) for n in names if n.endswith(suffix)]
+        return {}
+    out = {}
+    for c in sorted((c for c in children if c.get("type") == "file"), key=lambda c: c["name"]):
+        name = posixpath.basename(c["name"].rstrip("/"))
+        if name.endswith(suffix):
+            stamp = c.get("mtime") or c.get("last_modified") or c.get("etag") or c.get("LastModified") or ""
+            out[join(url, name)] = f"{c.get('size')}:{stamp}"
+    return out
 
 
 def parquet_rows(url: str) -> int:
     """Rows of the Parquet files under a lake folder, summed from their footers (no data page is read)."""
     import pyarrow.parquet as pq
 
-    fs, path = filesystem(url)
+    fs, path = fresh_filesystem(url)
     if not fs.isdir(path):
         return 0
     total = 0
@@ -208,7 +228,7 @@ def parquet_rows(url: str) -> int:
 
 def walk_lake_files(url: str) -> list[str]:
     """Every file under a lake folder, as paths relative to it (``/``-separated, sorted)."""
-    fs, path = filesystem(url)
+    fs, path = fresh_filesystem(url)
     if not fs.isdir(path):
         return []
     root = path.rstrip("/") + "/"
