@@ -469,6 +469,36 @@ def test_accepted_delivery_and_report_listing(settings, catalog):
     assert load_report(settings, "2027-01-01") is None
 
 
+def test_report_listing_rereads_only_a_changed_report(settings, catalog, monkeypatch):
+    """The current state lists the reports on every call but reads a report again only when it was rewritten."""
+    from snds_assets.reception import report as report_module
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    for did in (DID, "2026-12-01"):
+        d = Delivery(_landing(settings), did)
+        d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+        manifest, _ = _receive(settings, catalog, d)
+        save_fragment(settings, did, "IR_BEN_R", "curated", _curated(2))
+        build_report(settings, catalog, manifest)
+    reads = []
+    real = report_module.read_lake_bytes
+    monkeypatch.setattr(report_module, "read_lake_bytes", lambda url: reads.append(url) or real(url))
+    cache: dict = {}
+    first = list_reports(settings, cache)
+    assert len(reads) == 2
+    assert list_reports(settings, cache) == first and len(reads) == 2
+
+    path = _lake(settings, "reports", "deliveries", f"{DID}.json")
+    rewritten = {**json.loads(path.read_text()), "status": "rejected", "note": "rewritten"}
+    path.write_text(json.dumps(rewritten, indent=2))
+    again = list_reports(settings, cache)
+    assert len(reads) == 3 and reads[-1].endswith(f"{DID}.json")
+    assert [r["status"] for r in again] == ["rejected", "accepted"]
+    path.unlink()
+    assert [r["delivery_id"] for r in list_reports(settings, cache)] == ["2026-12-01"] and len(reads) == 3
+    assert [u.rsplit("/", 1)[-1] for u in cache] == ["2026-12-01.json"]
+
+
 def test_unknown_table_and_missing_fragments_reject_only_their_table(settings, catalog):
     ben = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

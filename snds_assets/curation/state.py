@@ -37,8 +37,8 @@ class Part:
 
 
 class CurrentState:
-    """The current state of each family, from the accepted deliveries' reports (re-read on every call, so that
-    a report written meanwhile is seen)."""
+    """The current state of each family, from the accepted deliveries' reports (listed on every call, so that a
+    report written meanwhile is seen; a report is read again only when it changed)."""
 
     def __init__(self, spark, settings: Settings, catalog: Catalog):
         self.spark = spark
@@ -48,12 +48,15 @@ class CurrentState:
         self._cache: dict[tuple, DataFrame] = {}
         self._rows: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
+        self._reports: dict[str, tuple[str, dict]] = {}
 
     # --- which partitions -------------------------------------------------------------------------------
     def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
         """Every delivered table of ``family`` in the accepted deliveries, in delivery order."""
         out = []
-        for report in list_reports(self.settings):
+        with self._lock:
+            reports = list_reports(self.settings, self._reports)
+        for report in reports:
             delivery_id = report.get("delivery_id")
             if report.get("status") != ACCEPTED or not delivery_id or delivery_id == exclude_delivery:
                 continue

@@ -29,7 +29,7 @@ from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
 from ..config import Settings
 from ..lake import Lake, join
 from .manifest import DeliveredTable, Manifest
-from .storage import list_lake_files, read_lake_bytes, remove_lake_file, write_lake_bytes
+from .storage import lake_file_versions, read_lake_bytes, remove_lake_file, write_lake_bytes
 
 STAGES = ("raw", "curated")
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -145,14 +145,28 @@ def load_report(settings: Settings, delivery_id: str) -> dict | None:
     return None if data is None else json.loads(data)
 
 
-def list_reports(settings: Settings) -> list[dict]:
-    """Every reception report of the lake, ordered by delivery id (which orders deliveries by date)."""
+def list_reports(settings: Settings, cache: dict[str, tuple[str, dict]] | None = None) -> list[dict]:
+    """Every reception report of the lake, ordered by delivery id (which orders deliveries by date).
+
+    ``cache`` (URL -> (version stamp, report)), kept by the caller across calls: the folder is listed each time,
+    but only a new or rewritten report is read again (a lake on Azure holds one report per delivery)."""
     folder = posixpath.dirname(Lake(settings.lake).delivery_report("x"))
     reports = []
-    for url in list_lake_files(folder, ".json"):
+    versions = lake_file_versions(folder, ".json")
+    for url, stamp in versions.items():
+        known = cache.get(url) if cache is not None else None
+        if known is not None and known[0] == stamp:
+            reports.append(known[1])
+            continue
         data = read_lake_bytes(url)
         if data is not None:
-            reports.append(json.loads(data))
+            report = json.loads(data)
+            reports.append(report)
+            if cache is not None:
+                cache[url] = (stamp, report)
+    if cache is not None:
+        for url in [u for u in cache if u not in versions]:
+            del cache[url]
     return sorted(reports, key=lambda r: r.get("delivery_id", ""))
 
 
