@@ -256,6 +256,18 @@ def test_lake_file_versions_and_parquet_rows_on_azure(az_env, tmp_path):
     assert parquet_rows(f"{folder}/curated/IR_IBA_R") == 0
 
 
+def test_project_folders_are_listed_afresh_on_azure(az_env):
+    """Provision drops the family folders a project no longer gets: a folder written since the last listing
+    (by Spark, another run) must be seen, not hidden by adlfs' listing cache."""
+    from snds_assets.provision import storage as provision_storage
+
+    project = f"az://{CONTAINER}/{PREFIX}/lake/projects/P1"
+    az_env.upload_blob(f"{PREFIX}/lake/projects/P1/ER_PRS_F/part-0.parquet", b"x")
+    assert provision_storage.list_dirs(project) == ["ER_PRS_F"]
+    az_env.upload_blob(f"{PREFIX}/lake/projects/P1/IR_BEN_R/part-0.parquet", b"x")
+    assert provision_storage.list_dirs(project) == ["ER_PRS_F", "IR_BEN_R"]
+
+
 def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     """The raw step copies az:// files into a local lake, hashing and counting on the way."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing())

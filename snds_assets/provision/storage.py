@@ -12,6 +12,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..reception.storage import fresh_filesystem
+
 
 def is_uri(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
@@ -96,16 +98,14 @@ def remove(path: str) -> None:
 
 
 def list_dirs(path: str) -> list[str]:
-    """Names of the sub-folders of a folder ([] when absent)."""
+    """Names of the sub-folders of a folder ([] when absent), listed afresh (see ``fresh_filesystem``)."""
     if is_uri(path):
-        fs, p = _fs(path)
+        fs, p = fresh_filesystem(path)
         if not fs.exists(p):
             return []
         return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(p, detail=True) if e["type"] == "directory")
     local = _local(path)
     return sorted(d.name for d in local.iterdir() if d.is_dir()) if local.is_dir() else []
-
-
 
 
 def publish_dir(staging: str, target: str) -> None:
