@@ -195,8 +195,8 @@ def list_lake_files(url: str, suffix: str = "") -> list[str]:
 
 
 def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
-    """Files directly under a lake folder (URLs, sorted) with a version stamp (size and modification time or
-    ETag) that changes when a file is rewritten: what a cache of their contents is keyed on."""
+    """Files directly under a lake folder (URLs, sorted) with a version stamp (size and ETag, or modification
+    time on a local lake) that changes when a file is rewritten: what a cache of their contents is keyed on."""
     fs, path = fresh_filesystem(url)
     try:
         children = fs.ls(path, detail=True)
@@ -206,7 +206,7 @@ def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
     for c in sorted((c for c in children if c.get("type") == "file"), key=lambda c: c["name"]):
         name = posixpath.basename(c["name"].rstrip("/"))
         if name.endswith(suffix):
-            stamp = c.get("mtime") or c.get("last_modified") or c.get("etag") or c.get("LastModified") or ""
+            stamp = c.get("etag") or c.get("mtime") or c.get("last_modified") or ""
             out[join(url, name)] = f"{c.get('size')}:{stamp}"
     return out
 
