@@ -128,16 +128,20 @@ def link_casts(child_types: dict[str, str], parent_types: dict[str, str], link: 
     return tuple(parent_types.get(p) != child_types.get(c) for c, p in link.pairs)
 
 
+def _link_hash(columns: tuple[str, ...], casts: tuple[bool, ...], same_year: bool) -> Column:
+    """The hash of one side's link values (as strings where the two sides' types differ), plus the year for a
+    same-year PMSI link: parent and child hashes are equal exactly when their values are."""
+    cols = [F.col(c).cast("string") if cast else F.col(c) for c, cast in zip(columns, casts)]
+    return _hash(cols + ([F.col(domain.YEAR_COLUMN)] if same_year else []))
+
+
 def link_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
     """64-bit hashes of the parent's link values (plus the year for same-year PMSI links), one column ``_H``, in
     the parent's own partitioning: what a probe broadcasts."""
-    cols = [F.col(p).cast("string") if cast else F.col(p) for p, cast in zip(link.parent_columns, casts)]
-    if same_year:
-        cols.append(F.col(domain.YEAR_COLUMN))
     theirs = parent
     for p in link.parent_columns:
         theirs = theirs.filter(F.col(p).isNotNull())
-    return theirs.select(_hash(cols).alias("_H"))
+    return theirs.select(_link_hash(link.parent_columns, casts, same_year).alias("_H"))
 
 
 def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
@@ -150,8 +154,7 @@ def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...],
 
 def child_link_hash(link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> Column:
     """The hash of a child row's link values, comparable with ``parent_hashes`` of the same casts and year."""
-    cols = [F.col(c).cast("string") if cast else F.col(c) for c, cast in zip(link.columns, casts)]
-    return _hash(cols + ([F.col(domain.YEAR_COLUMN)] if same_year else []))
+    return _link_hash(link.columns, casts, same_year)
 
 
 def child_link_checked(link: domain.Link) -> Column:
@@ -172,7 +175,7 @@ def probe(rows: DataFrame, theirs: DataFrame, link: domain.Link, casts: tuple[bo
     de-duplicated first), so that a child checks a small parent during the pass that writes it, without a query
     of its own (see ``PROBED_PARENT_ROWS``)."""
     key = f"{found}_K"
-    hit = F.broadcast(theirs.select("_H")).where(F.col("_H") == F.col(key).outer()).exists()
+    hit = F.broadcast(theirs).where(F.col("_H") == F.col(key).outer()).exists()
     return rows.withColumn(key, child_link_hash(link, casts, same_year)).withColumn(found, hit).drop(key)
 
 
