@@ -49,12 +49,13 @@ class CurrentState:
         self._rows: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
         self._reports: dict[str, tuple[str, dict]] = {}
+        self._reports_lock = threading.Lock()  # apart: listing the reports is I/O, on Azure a network call
 
     # --- which partitions -------------------------------------------------------------------------------
     def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
         """Every delivered table of ``family`` in the accepted deliveries, in delivery order."""
         out = []
-        with self._lock:
+        with self._reports_lock:
             reports = list_reports(self.settings, self._reports)
         for report in reports:
             delivery_id = report.get("delivery_id")
