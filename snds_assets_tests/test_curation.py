@@ -9,6 +9,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pyspark.sql import types as T
 
@@ -213,7 +214,15 @@ def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_woul
     assert rules._not_in(integer, "X", ["01", "x", "²"]) == "`X` IS NOT NULL"  # nothing an integer can equal
 
 
-def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):
+@pytest.mark.parametrize("observed", [True, False], ids=["hashes-observed-by-the-write", "aggregated-after-the-write"])
+def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog, monkeypatch, observed):
+    """The same verdict whether a small table's key hashes come from its write pass or a table's are aggregated
+    afterwards; a clean small table runs no duplicate query at all."""
+    if not observed:
+        monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)
+    calls = []
+    duplicates = keys.duplicates
+    monkeypatch.setattr(keys, "duplicates", lambda *a, **k: calls.append(k.get("seen_twice")) or duplicates(*a, **k))
     rows = [ben(NIR_A, 1)] * 3 + [ben(NIR_B, 1)] * 2 + [ben(NIR_T, 1), ben(NIR_T, 2)]
     d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
     (result,) = d.curate(spark, "IR_BEN_R")
@@ -221,10 +230,29 @@ def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog):
     assert not pk.passed and pk.failures == 3 and pk.severity == ERROR
     assert pk.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
     assert sorted((s["BEN_NIR_PSA"], s["rows"]) for s in pk.sample) == [(NIR_A, 3), (NIR_B, 2)]
+    assert (len(calls[0]) == 2) if observed else (calls == [None])  # the two hashes seen twice, found in the driver
+
+    mco = Delivery(settings, catalog, "2024-04-01")  # the same stay in two years is not a duplicate; twice in one is
+    mco.table("T_MCO22B", MCO_B_HEADER, ["2A0000001;1;I10;3;2022", "2A0000001;2;I11;1;2022"])
+    mco.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023", "2A0000001;2;I11;1;2023", "2A0000001;2;I11;1;2023"])
+    verdicts = {r.delivered_name: by_name(r)["primary_key"] for r in mco.curate(spark, "T_MCOaaB")}
+    assert verdicts["T_MCO22B"].passed and verdicts["T_MCO23B"].failures == 1
+    assert verdicts["T_MCO23B"].sample == [{"ETA_NUM": "2A0000001", "RSA_NUM": "2", "rows": 2}]
 
 
-def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catalog):
-    """IR_BEN_R's duplicate check and IR_IMB_R's foreign-key check count the same hashes: built once."""
+def test_hashes_in_the_driver_find_repeats_and_absentees():
+    seen = np.array([5, -3, 7, 5, 2**62, -3, 5], dtype=np.int64)
+    assert keys.repeated(seen) == [-3, 5] and keys.repeated(np.array([], dtype=np.int64)) == []
+    theirs = np.unique(np.array([7, -3, 2**62], dtype=np.int64))
+    assert keys.missing(seen, theirs) == 3  # the three 5s
+    assert keys.missing(np.array([2**63 - 1, -(2**63)], dtype=np.int64), theirs) == 2  # beyond both ends
+    assert keys.missing(seen, np.array([], dtype=np.int64)) == len(seen) and keys.missing(theirs[:0], theirs) == 0
+
+
+def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catalog, monkeypatch):
+    """IR_BEN_R's duplicate check and IR_IMB_R's foreign-key check count the same hashes: built once, when the
+    tables are too large to observe their hashes during the write."""
+    monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)
     d = Delivery(settings, catalog, "2024-03-01")
     d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)] * 3 + [ben(NIR_T, 1), ben(NIR_T, 2)])
     d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
@@ -268,15 +296,22 @@ def mco_c(rsa: str, nir: str, ret: str = "0") -> str:
     return ";".join(["2A0000001", rsa, nir, "15012023", "15JAN2023:00:00:00", ret, "0", "0"])
 
 
-@pytest.mark.parametrize("probed", [True, False], ids=["probed-during-the-write", "anti-joined-after-the-write"])
-def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog, monkeypatch, probed):
-    """The same verdicts whether a parent is small enough to be probed during the child's write or anti-joined
-    after it; a probed link without orphans costs no query of its own."""
+@pytest.mark.parametrize("strategy", ["observed", "probed", "anti-joined"])
+def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog, monkeypatch, strategy):
+    """The same verdicts whether a small child observes its link hashes during its write (compared with a small
+    parent's in the driver), a larger child probes a small parent during its write, or a large parent is
+    anti-joined after it; a link without orphans costs no query of its own, but for the anti-join."""
+    probed = strategy != "anti-joined"
+    if strategy == "probed":
+        monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)
     if not probed:
         monkeypatch.setattr(keys, "PROBED_PARENT_ROWS", -1)
     anti_joins = []
     orphans = keys.orphans
     monkeypatch.setattr(keys, "orphans", lambda *a, **k: anti_joins.append(a[2].child) or orphans(*a, **k))
+    probes = []
+    probe = keys.probe
+    monkeypatch.setattr(keys, "probe", lambda *a, **k: probes.append(a[2].child) or probe(*a, **k))
     d = Delivery(settings, catalog, "2024-03-01")
     d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_T, 1), ben(NIR_T, 2)])
     d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
@@ -320,6 +355,7 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     fk = by_name(from_state)["foreign_key"]
     assert fk.evaluated and fk.passed and "current state of IR_BEN_R" in fk.details
     assert anti_joins == ([] if probed else ["IR_IMB_R"])
+    assert (set(probes) == {"IR_IMB_R", "T_MCOaaC", "T_MCOaaB"}) if strategy == "probed" else probes == []
 
 
 # --- nomenclatures --------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    good rows failing any of its rules; good rows alone are written. Only a check that failed has its count per
    rule and its samples taken afterwards, from the written partition. A foreign key to a small parent is checked
    in that pass too: the parent's key hashes are broadcast and probed (``keys.probe``); only a link that found
-   orphans is anti-joined afterwards, for its counts per year and its samples.
+   orphans is anti-joined afterwards, for its counts per year and its samples. A small table
+   (``keys.OBSERVED_HASH_ROWS``) observes its key and link hashes instead: the driver finds duplicates and
+   orphans among them, and the partition is read again only when it found some.
 2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
    back raw, parsed again with the same parser so that exactly the same rows are bad, and written with every
    original value as a string, the reason, the delivered table, the source file and the raw line. The type and
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Callable
 
+import numpy as np
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -55,6 +58,8 @@ LINE_SAMPLE = 300  # characters of a raw line kept in a sample
 BAD, FILE = "_BAD", "_FILE"
 FILE_BITS = 63  # files holding bad rows are observed as bits of a long (file index modulo 63: a superset at worst)
 REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE = "_REJECT_REASON", "_DELIVERED_TABLE", "_SOURCE_FILE", "_REJECT_LINE"
+HASHES = "_HASHES"  # prefix of the observed hash lists of a small table (``keys.OBSERVED_HASH_ROWS``)
+KEY_HASHES = f"{HASHES}_KEY"
 
 
 @dataclass
@@ -98,6 +103,7 @@ class _Table:
     files: list[_File]
     observation: Observation | None = None
     metrics: dict = field(default_factory=dict)
+    hashes: dict[str, np.ndarray] = field(default_factory=dict)  # observed hash lists, taken out of ``metrics``
     reject_observation: Observation | None = None
     reject_metrics: dict = field(default_factory=dict)
     reject_flags: list[str] = field(default_factory=list)
@@ -210,6 +216,10 @@ class _Run:
         self.plans = family_columns(table, self.fmt, extra)
         self.plan_by_name = {p.name: p for p in self.plans}
         self.delivered = {n for t in self.tables for n in t.columns}
+        counted = [f.archived.rows for t in self.tables for f in t.files]
+        self.small = None not in counted and sum(counted) <= keys.OBSERVED_HASH_ROWS
+        pk = list(table.primary_key)
+        self.observed_key = bool(self.small and pk and all(c in self.delivered for c in pk))
         sample_keys = [c for c in (table.primary_key or self.required) if c in self.delivered]
         self.sample_keys = sample_keys
         self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date)
@@ -254,6 +264,13 @@ class _Run:
             if plan.found:
                 orphan = ~F.col(BAD) & keys.child_link_checked(plan.link) & ~F.col(plan.found)
                 metrics.append(F.count_if(orphan).alias(plan.found))
+            elif plan.observed:
+                hashed = keys.child_link_hash(plan.link, plan.casts, plan.same_year)
+                keep = ~F.col(BAD) & keys.child_link_checked(plan.link)
+                metrics.append(keys.observed_hashes(hashed, keep).alias(plan.observed))
+        if self.observed_key:
+            hashed = keys.key_hash(df, list(self.table.primary_key), self.yearly)
+            metrics.append(keys.observed_hashes(hashed, ~F.col(BAD)).alias(KEY_HASHES))
         t.observation = Observation(f"curate_{uuid.uuid4().hex}")
         return df.observe(t.observation, *metrics)
 
@@ -279,6 +296,7 @@ class _Run:
             for t in self.tables:
                 if t.observation is not None:
                     t.metrics = t.observation.get
+                    t.hashes = {k: keys.hash_array(t.metrics.pop(k)) for k in list(t.metrics) if k.startswith(HASHES)}
         else:
             schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
             self.spark.createDataFrame([], schema).write.mode("error").parquet(path)
@@ -411,6 +429,8 @@ class _Run:
         lost on a cluster), a child's check fails with a missing file rather than reading anything else."""
         pk = set(self.table.primary_key)
         readable = any(t.files for t in self.tables)
+        if self.small:
+            return None  # its children probe it, or compare their observed hashes with it: nothing to share
         if self.yearly or not readable or not pk or not pk <= set(self.required) or not pk <= self.delivered:
             return None
         children = [self.catalog[f] for f in families_of(self.catalog, self.manifest) if f != self.table.name]
@@ -433,6 +453,9 @@ class _Run:
         readable = any(t.files for t in self.tables)
         if shared is not None:
             out["primary_key"] = keys.duplicates(curated, shared.columns, self.yearly, shared.frame)
+        elif self.observed_key:
+            seen_twice = keys.repeated(self._observed_hashes(KEY_HASHES))
+            out["primary_key"] = keys.duplicates(curated, pk, self.yearly, seen_twice=seen_twice)
         elif pk and readable and all(c in self.delivered for c in pk):
             rows = sum(int(t.metrics.get("rows") or 0) - int(t.metrics.get("bad") or 0) for t in self.tables)
             out["primary_key"] = keys.duplicates(curated, pk, self.yearly, rows=rows)
@@ -487,17 +510,27 @@ class _Run:
             small = self.state.rows(link.parent, kept) <= keys.PROBED_PARENT_ROWS
             build = keys.link_hashes if small else keys.parent_hashes
             theirs = self.state.cached(link.parent, signature, lambda: build(parent, link, casts, same_year))
-            out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}" if small else None))
+            if small and self.small:
+                known = self.state.distinct_hashes(link.parent, signature, theirs)
+                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, observed=f"{HASHES}_{i}", known=known))
+            else:
+                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}" if small else None))
         return out
+
+    def _observed_hashes(self, name: str) -> np.ndarray:
+        return np.concatenate([t.hashes.get(name, keys.hash_array(None)) for t in self.tables])
 
     def _foreign_keys(self, curated: DataFrame, links: list[_LinkPlan]) -> dict:
         """Per link: its result by year (None when not evaluated) and why. A probed link whose write pass found
-        no orphan needs nothing more; otherwise the anti-join counts orphans by year and samples them."""
+        no orphan, or whose observed hashes are all among the parent's, needs nothing more; otherwise the
+        anti-join counts orphans by year and samples them."""
         out = {}
         for plan in links:
             if plan.theirs is None:
                 out[plan.label] = (plan.link, None, plan.why)
             elif plan.found and not any(int(t.metrics.get(plan.found) or 0) for t in self.tables):
+                out[plan.label] = (plan.link, {}, plan.why)
+            elif plan.observed and not keys.missing(self._observed_hashes(plan.observed), plan.known):
                 out[plan.label] = (plan.link, {}, plan.why)
             else:
                 found = keys.orphans(curated, plan.theirs, plan.link, self.yearly, plan.casts, plan.same_year)
@@ -731,6 +764,8 @@ class _LinkPlan:
     casts: tuple[bool, ...] = ()
     same_year: bool = False
     found: str | None = None  # the write pass's column and metric for a probed (small) parent
+    observed: str | None = None  # or, for a small child, the metric of its observed link hashes
+    known: np.ndarray | None = None  # and the small parent's hashes they are compared with (``keys.missing``)
 
 
 @dataclass

@@ -4,11 +4,15 @@
 - ``primary_key_state``: one semi-join of the partition's keys with the family's current state;
 - ``foreign_key``: one anti-join per link of ``domain.check_links`` with a large parent; a small parent's hashes
   are probed (broadcast) during the child's write instead, and the anti-join only runs when that found orphans;
+- long nomenclatures: one anti-join of the distinct coded values with the code lists.
 
 Joins and aggregations shuffle 64-bit hashes of the key columns rather than the columns themselves (nine
 DCIR keys are ~70 bytes a row, a hash 8): the full keys are read back only for the few failing rows, to count
 duplicates exactly and to show samples. When there is nothing to report, each check is a single shuffle.
-- long nomenclatures: one anti-join of the distinct coded values with the code lists.
+
+A small table (``OBSERVED_HASH_ROWS``) runs neither the duplicate aggregation nor the probe: its write pass hands
+its key hashes to the driver (``observed_hashes``), which finds repeated hashes (``repeated``) and hashes absent
+from a small parent's (``missing``); only a check that found something reads the partition again, as above.
 
 Results are per year for PMSI families (a year is one delivered table), under ``None`` otherwise.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -31,6 +36,11 @@ MAX_EXACT = 10_000  # duplicated key hashes re-counted exactly through a filter;
 # Measured on 100k generated patients: probing IR_BEN_R (110k keys) saves a query per child family; probing
 # ER_PRS_F (4.5 M keys) made its DCIR children slower (84 s against 69 s), each building the broadcast again.
 PROBED_PARENT_ROWS = 1_000_000
+# A table of at most this many delivered rows observes, during its write, the hashes its duplicate check and its
+# foreign keys to small parents need (8 bytes a row in the driver: at most 8 MB a check), and compares them there
+# with no query of its own. Measured on generated PMSI and referential families, one at a time on a warm JVM: the
+# broadcast probe of a small parent cost 0.4-1.1 s per family, the observed hashes 0.1-0.3 s.
+OBSERVED_HASH_ROWS = 1_000_000
 _YEAR = "_YEAR"
 
 
@@ -61,8 +71,45 @@ def _hash(columns: list[Column]) -> Column:
     return F.xxhash64(*columns)
 
 
+def key_hash(df: DataFrame, key: list[str], yearly: bool) -> Column:
+    """The hash the duplicate check counts: the key's columns, plus the year of a PMSI family."""
+    year = [F.col(domain.YEAR_COLUMN)] if yearly and domain.YEAR_COLUMN in df.columns else []
+    return _hash([F.col(c) for c in key] + year)
+
+
+def observed_hashes(hash: Column, keep: Column) -> Column:
+    """An aggregate for ``DataFrame.observe``: the hashes of the rows kept, as a list handed to the driver."""
+    return F.collect_list(F.when(keep, hash))
+
+
+def hash_array(hashes: list | None) -> np.ndarray:
+    return np.asarray(hashes or [], dtype=np.int64)
+
+
+def repeated(hashes: np.ndarray) -> list[int]:
+    """The hashes seen more than once (at most ``MAX_EXACT`` + 1 of them, as the aggregation would give)."""
+    ordered = np.sort(hashes)
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    return [int(h) for h in twice[:MAX_EXACT + 1]]
+
+
+def distinct_hashes(hashes: DataFrame) -> np.ndarray:
+    """A parent's hashes (column ``_H``) in the driver, sorted and distinct, for ``missing``."""
+    return np.unique(hashes.toArrow().column("_H").to_numpy())
+
+
+def missing(mine: np.ndarray, theirs: np.ndarray) -> int:
+    """How many of ``mine`` are not among ``theirs`` (sorted and distinct, see ``distinct_hashes``)."""
+    if not len(mine):
+        return 0
+    if not len(theirs):
+        return len(mine)
+    at = np.minimum(np.searchsorted(theirs, mine), len(theirs) - 1)
+    return int(np.count_nonzero(theirs[at] != mine))
+
+
 def duplicates(curated: DataFrame, key: list[str], yearly: bool, prepared: DataFrame | None = None,
-               rows: int | None = None) -> dict[int | None, KeyResult]:
+               rows: int | None = None, seen_twice: list[int] | None = None) -> dict[int | None, KeyResult]:
     """Rows beyond the first of each key value, with a sample of duplicated keys and how often they occur.
 
     The aggregation shuffles a 64-bit hash of the key instead of the key columns; the (normally few) hashes seen
@@ -73,23 +120,24 @@ def duplicates(curated: DataFrame, key: list[str], yearly: bool, prepared: DataF
     ``prepared``: those hashes already shuffled and sorted, as ``parent_hashes`` makes them for the children's
     foreign-key checks (a family that is not yearly, ``key`` in the order hashed). A table of at most
     ``SMALL_TABLE`` ``rows`` is counted in one partition, without a shuffle (a shuffle's stages cost about 0.3 s
-    whatever the size: most of the check's time on a PMSI table)."""
+    whatever the size: most of the check's time on a PMSI table). ``seen_twice``: the repeated hashes, already
+    found from the write's observed hashes (``repeated``): only they are counted."""
     year = _year(curated, yearly)
-    hashed = [F.col(c) for c in key] + ([year] if yearly and domain.YEAR_COLUMN in curated.columns else [])
-    if prepared is None:
-        prepared = curated.select(_hash(hashed).alias("_H"))
-        if rows is not None and rows <= SMALL_TABLE:
-            prepared = prepared.coalesce(1)
-        else:
-            partitions = int(curated.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-            prepared = prepared.repartition(partitions, "_H").sortWithinPartitions("_H")
-    repeated = (prepared.groupBy("_H").count().filter(F.col("count") > 1).select("_H").limit(MAX_EXACT + 1))
-    hashes = [r["_H"] for r in repeated.collect()]
-    if not hashes:
+    if seen_twice is None:
+        if prepared is None:
+            prepared = curated.select(key_hash(curated, key, yearly).alias("_H"))
+            if rows is not None and rows <= SMALL_TABLE:
+                prepared = prepared.coalesce(1)
+            else:
+                partitions = int(curated.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+                prepared = prepared.repartition(partitions, "_H").sortWithinPartitions("_H")
+        twice = (prepared.groupBy("_H").count().filter(F.col("count") > 1).select("_H").limit(MAX_EXACT + 1))
+        seen_twice = [r["_H"] for r in twice.collect()]
+    if not seen_twice:
         return {}
     df = curated
-    if len(hashes) <= MAX_EXACT:
-        df = df.filter(_hash(hashed).isin(hashes))
+    if len(seen_twice) <= MAX_EXACT:
+        df = df.filter(key_hash(curated, key, yearly).isin(seen_twice))
     df = df.select(*key, year.alias(_YEAR))
     dup = df.groupBy(_YEAR, *key).count().filter(F.col("count") > 1)
     return _collect(dup, F.sum(F.col("count") - 1), F.to_json(F.struct(*key, F.col("count").alias("rows"))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -19,6 +20,7 @@ from .. import domain
 from ..catalog import Catalog
 from ..config import Settings
 from ..lake import Lake
+from . import keys
 from .columns import family_columns
 from ..reception.manifest import Format
 from ..reception.report import ACCEPTED, list_reports
@@ -46,6 +48,7 @@ class CurrentState:
         self.catalog = catalog
         self.lake = Lake(settings.lake)
         self._cache: dict[tuple, DataFrame] = {}
+        self._hashes: dict[tuple, np.ndarray] = {}
         self._rows: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
         self._reports: dict[str, tuple[str, dict]] = {}
@@ -123,6 +126,18 @@ class CurrentState:
                 self._cache[entry] = build().persist()
             return self._cache[entry]
 
+    def distinct_hashes(self, family: str, key: tuple, hashes: DataFrame) -> np.ndarray:
+        """``hashes`` (a small parent's, as ``cached`` keeps them) in the driver, sorted and distinct, fetched once
+        for every small child of the run (``keys.missing``)."""
+        entry = (family, key)
+        with self._lock:
+            known = self._hashes.get(entry)
+        if known is None:
+            known = keys.distinct_hashes(hashes)
+            with self._lock:
+                known = self._hashes.setdefault(entry, known)
+        return known
+
     def rows(self, family: str, kept: dict[str, set[int | None]]) -> int:
         """Rows of the curated partitions behind ``kept`` (every year of each), from their Parquet footers: an
         upper bound of the family's key values, known without a Spark job."""
@@ -151,6 +166,7 @@ class CurrentState:
             for frame in self._cache.values():
                 frame.unpersist()
             self._cache.clear()
+            self._hashes.clear()
             self._rows.clear()
 
     def invalidate(self, family: str) -> None:
@@ -160,6 +176,8 @@ class CurrentState:
                 self._cache.pop(entry).unpersist()
             for entry in [e for e in self._rows if e[0] == family]:
                 self._rows.pop(entry)
+            for entry in [e for e in self._hashes if e[0] == family]:
+                self._hashes.pop(entry)
 
     def _read(self, family: str, kept: dict[str, set[int | None]], columns: list[str] | None) -> DataFrame | None:
         known = family in self.catalog
