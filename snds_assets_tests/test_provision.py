@@ -40,6 +40,7 @@ from snds_assets import domain
 from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.lake import Lake
+from snds_assets.provision import extract as extract_module
 from snds_assets.provision.extract import Selector, extract_family
 from snds_assets.provision.identify import build_cohort
 from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
@@ -413,6 +414,26 @@ def test_checks_and_report(env, project):
     restricted = json.loads(Path(lake.restricted(request.id, "identifiers.json")).read_text())
     assert {u["LINE"]: u.get("BEN_IDT_ANO") or u.get("NIR_ANO_17") or u.get("BEN_NIR_PSA")
             for u in restricted["unresolved"]} == {3: "psa-t", 6: "idt-unknown", 7: "psa-zzz"}
+
+
+@pytest.mark.parametrize("granted", ["EXE_SOI_DTD, PRS_NAT_REF", "PRS_NAT_REF"], ids=["date-granted", "date-not-granted"])
+def test_in_period_catches_rows_a_faulty_selection_let_through(spark, env, catalog, source, monkeypatch, granted):
+    """The check reads what the project receives (or, when the care date is not granted, the selected rows), so
+    it fails if the selection let rows outside the period through: P10's lines of 2021-12-31 and 2024-01-01."""
+    pid = "study-c" if "," in granted else "study-d"
+    write_request(Path(env.projects), pid, text=REQUEST.replace("[EXE_SOI_DTD, PRS_NAT_REF]", f"[{granted}]").format(
+        id=pid, tables=", ".join(TABLES), drug=DRUG))
+    request = load_request(env, catalog, pid)
+    run_cohort(spark, env, catalog, request, source)
+    check = {c.name: c for c in run_extract(spark, env, catalog, request, "ER_PRS_F", source)["checks"]}["in_period"]
+    assert check.evaluated and check.passed and check.columns == ["EXE_SOI_DTD"]
+    assert ("of the extract" in check.details) == ("," in granted)
+
+    monkeypatch.setattr(extract_module, "dated_rows", lambda table, df, *a, **k: df)  # the period forgotten
+    info = run_extract(spark, env, catalog, request, "ER_PRS_F", source)
+    check = {c.name: c for c in info["checks"]}["in_period"]
+    assert not check.passed and check.failures == 2 and check.severity == "ERROR"
+    assert info["rows"] == 9 + 2
 
 
 def _project_values(root: Path) -> list:

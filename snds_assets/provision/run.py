@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from .. import domain
@@ -211,8 +211,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     metrics.append(F.collect_set(DELIVERY_COLUMN).alias("deliveries") if DELIVERY_COLUMN in selection.columns
                    else F.array().cast("array<string>").alias("deliveries"))
     if date_col and date_col in selection.columns:
-        outside = ~F.coalesce(in_period(selection, date_col, request.period_start, request.period_end), F.lit(False))
-        metrics.append(F.sum(F.when(outside, 1).otherwise(0)).alias("outside"))
+        metrics.append(F.count_if(_outside(selection, date_col, request)).alias("outside"))
     observed = selection.observe(observation, *metrics)
     output = pseudonymize(minimise(catalog, request, family, observed), secret)
     write_parquet(output, lake, target)
@@ -220,10 +219,16 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
 
     written = spark.read.parquet(target)
-    written_rows = written.count()
+    tally = [F.count(F.lit(1)).alias("rows")]
+    dated = bool(date_col) and date_col in written.columns
+    if dated:  # what the project receives is checked, whatever the selection did
+        tally.append(F.count_if(_outside(written, date_col, request)).alias("outside"))
+    counted = written.agg(*tally).first()
+    written_rows = int(counted["rows"])
     checks = [
         _belongs_to_cohort(written, cohort.identities, selector, path),
-        _in_period_check(got.get("outside"), rows, date_col, path),
+        _in_period_check(counted["outside"] if dated else got.get("outside"), written_rows if dated else rows,
+                         date_col, path, in_extract=dated),
         _granted_check(written, catalog, request, family),
         _no_snds_pseudonym(written, cohort.identities),
         CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows, failures=abs(written_rows - rows),
@@ -260,13 +265,20 @@ def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: 
                         details="every row carries a project pseudonym of the cohort")
 
 
-def _in_period_check(outside, rows: int, date_col: str | None, path) -> CheckOutcome:
+def _outside(df: DataFrame, date_col: str, request: ProjectRequest) -> Column:
+    return ~F.coalesce(in_period(df, date_col, request.period_start, request.period_end), F.lit(False))
+
+
+def _in_period_check(outside, rows: int, date_col: str | None, path, in_extract: bool) -> CheckOutcome:
+    """Checked on the written extract when it carries the care date; otherwise (a date column the project is
+    not granted) on the selected rows, as they were written."""
     name = "in_period"
     if outside is None:
         via = f" (dated through {path[-1].parent})" if path else ""
         return CheckOutcome(name, name, ERROR, True, evaluated=False, details=f"no care date on this table{via}")
+    where = "of the extract" if in_extract else f"selected ({date_col} is not granted: checked before it was dropped)"
     return CheckOutcome(name, name, ERROR, passed=int(outside) == 0, failures=int(outside), columns=[date_col],
-                        details=f"{rows} rows checked on {date_col}")
+                        details=f"{rows} rows {where} checked on {date_col}")
 
 
 def _granted_check(written: DataFrame, catalog: Catalog, request: ProjectRequest, family: str) -> CheckOutcome:
