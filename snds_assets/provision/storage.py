@@ -12,7 +12,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..reception.storage import fresh_filesystem
+from ..reception.storage import filesystem, fresh_filesystem, read_lake_bytes, remove_lake_tree
+
+read_bytes = read_lake_bytes  # the file's content, or None when it does not exist
+remove = remove_lake_tree  # a file or a folder tree; nothing happens if it is absent
 
 
 def is_uri(path: str) -> bool:
@@ -23,21 +26,6 @@ def _local(path: str) -> Path:
     return Path(path[len("file://"):] if path.startswith("file://") else path)
 
 
-def _fs(path: str):
-    from fsspec.core import url_to_fs
-
-    return url_to_fs(path)
-
-
-def read_bytes(path: str) -> bytes | None:
-    """The file's content, or None when it does not exist."""
-    if is_uri(path):
-        fs, p = _fs(path)
-        return fs.cat_file(p) if fs.exists(p) else None
-    local = _local(path)
-    return local.read_bytes() if local.is_file() else None
-
-
 def write_bytes(path: str, data: bytes, private: bool = False, exclusive: bool = False) -> bool:
     """Write a whole file atomically (temporary file + rename); ``private`` makes it readable by its owner only.
 
@@ -45,7 +33,7 @@ def write_bytes(path: str, data: bytes, private: bool = False, exclusive: bool =
     content (the project secret must never change once created).
     """
     if is_uri(path):
-        fs, p = _fs(path)
+        fs, p = filesystem(path)
         if exclusive and fs.exists(p):
             return False
         parent = p.rsplit("/", 1)[0]
@@ -83,20 +71,6 @@ def read_json(path: str) -> dict | None:
     return None if data is None else json.loads(data.decode("utf-8"))
 
 
-def remove(path: str) -> None:
-    """Remove a file or a folder tree; nothing happens if it is absent."""
-    if is_uri(path):
-        fs, p = _fs(path)
-        if fs.exists(p):
-            fs.rm(p, recursive=True)
-        return
-    local = _local(path)
-    if local.is_dir():
-        shutil.rmtree(local)
-    elif local.exists():
-        local.unlink()
-
-
 def list_dirs(path: str) -> list[str]:
     """Names of the sub-folders of a folder ([] when absent), listed afresh (see ``fresh_filesystem``)."""
     if is_uri(path):
@@ -114,8 +88,8 @@ def publish_dir(staging: str, target: str) -> None:
     Locally both renames are atomic; a reader sees the old or the new folder, never a mix.
     """
     if is_uri(staging):
-        fs, src = _fs(staging)
-        _, dst = _fs(target)
+        fs, src = filesystem(staging)
+        _, dst = filesystem(target)
         old = f"{dst}.old-{uuid.uuid4().hex}"
         if fs.exists(dst):
             fs.mv(dst, old, recursive=True)
