@@ -250,9 +250,10 @@ class _Run:
 
     def _observed(self, t: _Table, df: DataFrame, links: list[_LinkPlan]) -> DataFrame:
         """Counts of the write pass: rows read, bad rows and the files holding them, the rows failing each
-        row-level check, and the rows whose small parent was not found (probed links). A clean table costs one
-        aggregate per check whatever its number of rules; the count of each rule is taken after the write, from
-        the curated partition, only for a check that failed."""
+        row-level check, and the rows whose small parent was not found (probed links); a small table observes,
+        rather than probes, the hashes of its good rows' keys and links (lists: ``keys.OBSERVED_HASH_ROWS``).
+        A clean table costs one aggregate per check whatever its number of rules; the count of each rule is
+        taken after the write, from the curated partition, only for a check that failed."""
         file_bit = F.expr(f"shiftleft(CAST(1 AS BIGINT), {FILE} % {FILE_BITS})")
         metrics = [F.count(F.lit(1)).alias("rows"), F.count_if(F.col(BAD)).alias("bad"),
                    F.bit_or(F.when(F.col(BAD), file_bit)).alias("bad_files")]
