@@ -7,7 +7,9 @@ import gzip
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from .cli import EXIT_OK, EXIT_REJECTED, UsageError
@@ -47,28 +49,48 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
 
 def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from .generator import GenerateOptions, generate
+    from .lake import join
     from .reception.manifest import valid_delivery_id
+    from .reception.storage import delivery_folder_used, upload_delivery
     from .resources import load_catalog
 
     if not valid_delivery_id(args.delivery_id):
         raise UsageError(f"--delivery-id {args.delivery_id!r} is not YYYY-MM-DD[_suffix]")
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
-    out = Path(args.out or settings.landing)
+    landing = args.out or settings.landing
+    remote = "://" in landing and not landing.startswith("file://")
+    if remote and delivery_folder_used(landing, args.delivery_id):
+        raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
+    # A landing zone on object storage (az://) gets the delivery written locally first (in TMPDIR), then uploaded.
+    out = Path(tempfile.mkdtemp(prefix="snds-generate-")) if remote else Path(landing)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
-    result = generate(
-        GenerateOptions(
-            out=out, delivery_id=args.delivery_id, patients=args.patients, seed=args.seed, defects=args.defects,
-            start=args.start, end=args.end, tables=tables, catalog=load_catalog(settings.schemas),
-            nomenclatures=settings.nomenclatures, gzip=args.gzip, rows_per_file=args.rows_per_file,
-            delimiter=args.delimiter, encoding=args.encoding, date_format=args.date_format,
-        ),
-        progress=_progress_printer(log_format),
-    )
+    progress = _progress_printer(log_format)
+    try:
+        result = generate(
+            GenerateOptions(
+                out=out, delivery_id=args.delivery_id, patients=args.patients, seed=args.seed, defects=args.defects,
+                start=args.start, end=args.end, tables=tables, catalog=load_catalog(settings.schemas),
+                nomenclatures=settings.nomenclatures, gzip=args.gzip, rows_per_file=args.rows_per_file,
+                delimiter=args.delimiter, encoding=args.encoding, date_format=args.date_format,
+            ),
+            progress=progress,
+        )
+        where = str(result.delivery_dir)
+        truth = str(result.ground_truth) if result.ground_truth else None
+        if remote:
+            try:
+                where = upload_delivery(str(out), landing, args.delivery_id, progress)
+            except FileExistsError as exc:
+                raise UsageError(str(exc)) from exc
+            truth = join(landing, f"{args.delivery_id}.defects.json") if truth else None
+    finally:
+        if remote:
+            shutil.rmtree(out, ignore_errors=True)
     total = sum(result.rows.values())
-    print(f"delivery {args.delivery_id}: {len(result.rows)} tables, {total} rows in {result.delivery_dir}")
-    if result.ground_truth:
-        print(f"defects ground truth: {result.ground_truth}")
+    print(f"delivery {args.delivery_id}: {len(result.rows)} tables, {total} rows in {where}")
+    if truth:
+        print(f"defects ground truth: {truth}")
     return EXIT_OK
 
 

@@ -323,6 +323,43 @@ def test_sensor_waits_for_the_manifest_on_azure(az_env, tmp_path, snds_env, monk
     assert [r.partition_key for r in _sensor_tick(picked.cursor).run_requests] == ["2026-11-16"]
 
 
+def test_generate_uploads_a_delivery_to_an_azure_landing(az_env, tmp_path, monkeypatch, capsys):
+    """`snds generate --out az://...`: written in TMPDIR, uploaded manifest last, nothing left behind; a delivery
+    id already used is refused before anything is generated."""
+    from adlfs import AzureBlobFileSystem
+
+    from snds_assets.cli import main
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    uploaded = []
+    put_file = AzureBlobFileSystem.put_file
+    monkeypatch.setattr(AzureBlobFileSystem, "put_file", lambda fs, lpath, rpath, **k: uploaded.append(rpath)
+                        or put_file(fs, lpath, rpath, **k))
+    args = ["generate", "--home", str(tmp_path / "home"), "--out", az_landing(), "--delivery-id", "2026-11-20",
+            "--patients", "30", "--tables", "IR_BEN_R,ER_PRS_F", "--gzip", "--defects"]
+    assert main(args) == 0
+    assert f"rows in {az_landing()}/2026-11-20" in capsys.readouterr().out
+    assert uploaded[-2].endswith("2026-11-20/manifest.json") and uploaded[-1].endswith("2026-11-20.defects.json")
+    assert list(scratch.iterdir()) == []
+
+    assert {e.delivery_id: e.complete for e in list_deliveries(az_landing())} == {"2026-11-20": True}
+    manifest = read_manifest(az_landing(), "2026-11-20")
+    assert {t.table for t in manifest.tables} == {"IR_BEN_R", "ER_PRS_F"}
+    for table in manifest.tables:
+        for f in table.files:
+            data = az_env.download_blob(f"{PREFIX}/2026-11-20/{f.path}").readall()
+            assert f.path.endswith(".csv.gz") and hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.bytes
+    truth = json.loads(az_env.download_blob(f"{PREFIX}/2026-11-20.defects.json").readall())
+    assert truth["delivery_id"] == "2026-11-20" and truth["defects"]
+
+    uploaded.clear()
+    assert main(args) != 0
+    assert "already exists" in capsys.readouterr().err and uploaded == []
+
+
 # --- End to end: generate, upload, sense, ingest --------------------------------------------------------------
 @pytest.mark.slow
 def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_path, snds_env, monkeypatch):

@@ -105,6 +105,36 @@ def landing_path(landing: str, delivery_id: str, *relpath: str) -> str:
     return join(landing, delivery_id, *relpath)
 
 
+def delivery_folder_used(landing: str, delivery_id: str) -> bool:
+    """Whether the landing zone already holds files under ``<ID>/``."""
+    fs, root = fresh_filesystem(landing_path(landing, delivery_id))
+    return bool(fs.exists(root) and fs.find(root))
+
+
+def upload_delivery(folder: str, landing: str, delivery_id: str, progress=None) -> str:
+    """Copy a local delivery folder (``<folder>/<ID>/`` and its ``<ID>.defects.json`` if any) to a landing zone
+    as CNAM would: data files first, ``manifest.json`` last, so that the sensor never picks a delivery half
+    uploaded. Refuses a delivery folder that already holds files. Returns the delivery's landing URL."""
+    target = landing_path(landing, delivery_id)
+    if delivery_folder_used(landing, delivery_id):
+        raise FileExistsError(f"{target} already exists: choose another delivery id")
+    fs, root = filesystem(target)
+    local = os.path.join(folder, delivery_id)
+    files = sorted(os.path.relpath(os.path.join(d, f), local).replace(os.sep, "/")
+                   for d, _, names in os.walk(local) for f in names)
+    files = [f for f in files if f != MANIFEST] + [MANIFEST]
+    for done, rel in enumerate(files, 1):
+        path = posixpath.join(root, rel)
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        fs.put_file(os.path.join(local, rel), path)
+        if progress:
+            progress("upload", done, len(files))
+    truth = os.path.join(folder, f"{delivery_id}.defects.json")
+    if os.path.exists(truth):
+        fs.put_file(truth, posixpath.join(posixpath.dirname(root), f"{delivery_id}.defects.json"))
+    return target
+
+
 def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
     """The manifest exactly as delivered; raises DeliveryNotFound or ManifestError with a one-line message."""
     if not valid_delivery_id(delivery_id):
