@@ -51,7 +51,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
     from .generator import GenerateOptions, generate
     from .lake import join
     from .reception.manifest import valid_delivery_id
-    from .reception.storage import delivery_folder_used, upload_delivery
+    from .reception.storage import delivery_folder_used, filesystem, is_local, upload_delivery
     from .resources import load_catalog
 
     if not valid_delivery_id(args.delivery_id):
@@ -59,7 +59,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
     landing = args.out or settings.landing
-    remote = "://" in landing and not landing.startswith("file://")
+    remote = not is_local(filesystem(landing)[0])
     if remote and delivery_folder_used(landing, args.delivery_id):
         raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
     # A landing zone on object storage (az://) gets the delivery written locally first (in TMPDIR), then uploaded.
