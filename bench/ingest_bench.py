@@ -197,6 +197,21 @@ def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dic
 
 
 # --- (c) pandera ----------------------------------------------------------------------------------------------------
+def alternate(spark, settings: Settings, catalog: Catalog, manifest: Manifest, schemas: dict, workdir: Path,
+              meter: MemorySampler, reps: int):
+    """(a) then (b), ``reps`` times in the same session: per repetition, (a)'s seconds and CPU seconds, (b)'s
+    result (see ``ours``) and CPU seconds. The meter's phase names the measure running, for the memory peaks."""
+    for _ in range(reps):
+        meter.phase = "a"
+        before = meter.cpu()
+        a = plain(spark, schemas, manifest, workdir / "plain")
+        a_cpu = meter.cpu() - before
+        meter.phase = "b"
+        before = meter.cpu()
+        b = ours(spark, settings, catalog, manifest)
+        yield a, a_cpu, b, meter.cpu() - before
+
+
 def pandera_schema(table, names: list[str], manifest: Manifest):
     """The row-level rules of curation, as pandera.pyspark checks (built-in checks only)."""
     from pandera.pyspark import Check, Column, DataFrameSchema
@@ -338,18 +353,14 @@ def main() -> None:
     schemas = read_schemas(catalog, manifest, settings.landing)
     warm_page_cache(manifest, settings.landing)
     plain_runs, our_runs, cpu = [], [], {"a": [], "b": []}
-    for rep in range(args.reps):
-        memory.phase = "a"
-        before = memory.cpu()
-        plain_runs.append(plain(spark, schemas, manifest, workdir / "plain"))
-        cpu["a"].append(memory.cpu() - before)
-        print(f"rep {rep + 1}: (a) plain {plain_runs[-1]:.1f} s, {cpu['a'][-1]:.0f} CPU s", flush=True)
-        memory.phase = "b"
-        before = memory.cpu()
-        our_runs.append(ours(spark, settings, catalog, manifest))
-        cpu["b"].append(memory.cpu() - before)
-        print(f"rep {rep + 1}: (b) ours {our_runs[-1]['total']:.1f} s, {cpu['b'][-1]:.0f} CPU s (archive "
-              f"{our_runs[-1]['archive']:.1f}, curate {our_runs[-1]['curate']:.1f})", flush=True)
+    for rep, (a, a_cpu, b, b_cpu) in enumerate(alternate(spark, settings, catalog, manifest, schemas, workdir, memory,
+                                                         args.reps)):
+        plain_runs.append(a)
+        our_runs.append(b)
+        cpu["a"].append(a_cpu)
+        cpu["b"].append(b_cpu)
+        print(f"rep {rep + 1}: (a) plain {a:.1f} s, {a_cpu:.0f} CPU s; (b) ours {b['total']:.1f} s, {b_cpu:.0f} CPU s "
+              f"(archive {b['archive']:.1f}, curate {b['curate']:.1f})", flush=True)
     spark.stop()
     pandera = None
     if args.pandera_python:

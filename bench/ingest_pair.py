@@ -41,13 +41,9 @@ def main() -> None:
     meter = bench.MemorySampler()
     label = args.java_options or "default"
     try:
-        for rep in range(args.reps):
-            cpu = meter.cpu()
-            plain = bench.plain(spark, schemas, manifest, workdir / "plain")
-            plain_cpu = meter.cpu() - cpu
-            cpu = meter.cpu()
-            ours = bench.ours(spark, settings, catalog, manifest)["total"]
-            ours_cpu = meter.cpu() - cpu
+        for rep, (plain, plain_cpu, ours, ours_cpu) in enumerate(
+                bench.alternate(spark, settings, catalog, manifest, schemas, workdir, meter, args.reps)):
+            ours = ours["total"]
             print(f"{label} rep {rep + 1}: (a) {plain:.1f} s {plain_cpu:.0f} CPU s, (b) {ours:.1f} s {ours_cpu:.0f} CPU s,"
                   f" (b)/(a) {ours / plain:.2f}, CPU {ours_cpu / plain_cpu:.2f}", flush=True)
     finally:
