@@ -17,7 +17,7 @@ from snds_assets import domain
 from snds_assets.catalog import Catalog
 from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
-from snds_assets.curation import keys, rules
+from snds_assets.curation import curate, keys, rules
 from snds_assets.curation.columns import ColumnPlan
 from snds_assets.curation.curate import (
     REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, curate_family, curated_check_names,
@@ -162,6 +162,40 @@ def test_type_and_not_null_failures_are_rejected_with_their_original_values(spar
     assert types["MED_NCL_IDT"] == "string"  # a catalog column no file delivered: present, null
     assert curated.count() == 2 and curated.filter("MED_NCL_IDT IS NOT NULL").count() == 0
     assert sorted(r["IMB_ALD_DTF"] for r in curated.collect() if r["IMB_ALD_DTF"]) == [date(1600, 1, 1)]
+
+
+def test_untypable_rows_are_dropped_first_and_a_shortfall_writes_the_pass_again(spark, settings, catalog,
+                                                                                  monkeypatch):
+    passes = []
+    typed_file = curate._Run._typed_file
+
+    def spy(self, t, f, strict):
+        passes.append(strict)
+        return typed_file(self, t, f, strict)
+
+    monkeypatch.setattr(curate._Run, "_typed_file", spy)
+    good = [f"{NIR_A};1;5;2020-01-15;1600-01-01;E11", f"{NIR_B};1;6;2021-02-01;;I10"]
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, good).curate(spark, "IR_IMB_R")
+    assert passes == [True]  # clean: the parser dropped nothing, one pass
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (2, 2, 0)
+
+    passes.clear()
+    empty_key = good + [";1;8;2020-01-15;;E10"]  # typed fine by the parser: the strict pass finds and rejects it
+    (result,) = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, empty_key).curate(spark, "IR_IMB_R")
+    assert passes == [True]
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (3, 2, 1)
+    assert by_name(result)["not_null"].failures == 1
+
+    for delivery_id, extra, kind in (("2024-05-01", f"{NIR_A};1;AB;2020-01-15;;E10", "type"),
+                                     ("2024-06-01", f"{NIR_B};1;7;2020-01-15", "malformed")):
+        passes.clear()
+        d = Delivery(settings, catalog, delivery_id).table("IR_IMB_R", IMB_HEADER, good + [extra])
+        (result,) = d.curate(spark, "IR_IMB_R")
+        assert passes == [True, False], kind  # the parser dropped a row: written again, flagging it
+        assert (result.rows_read, result.rows_curated, result.rows_rejected) == (3, 2, 1), kind
+        assert by_name(result)["type"].failures == 1 and by_name(result)["rows_reconciled"].passed
+        curated = spark.read.parquet(Lake(settings.lake).curated("IR_IMB_R", delivery_id))
+        assert sorted(r["IMB_ALD_NUM"] for r in curated.collect()) == [5, 6]  # the first pass left nothing behind
 
 
 def test_tolerance_decides_the_severity_of_warn_rules(spark, settings, catalog):

@@ -2,10 +2,12 @@
 
 How the work is laid out, to read each delivered CSV as few times as possible:
 
-1. **One pass writes the curated partition.** Spark's CSV parser types the columns itself (PERMISSIVE mode with
-   a corrupt-record column, see ``columns``); a row is *bad* when the parser could not type it (or the line has
-   the wrong number of fields), when a converted value fails, or when a key / identifier column
-   (``domain.required_columns``) is empty. ``DataFrame.observe`` counts, during that same write, the rows read,
+1. **One pass writes the curated partition.** Spark's CSV parser types the columns itself (see ``columns``); a
+   row is *bad* when the parser could not type it (or the line has the wrong number of fields), when a converted
+   value fails, or when a key / identifier column (``domain.required_columns``) is empty. The parser first drops
+   the rows it cannot type (DROPMALFORMED): when every table then read as many rows as the archive counted, none
+   was dropped and that pass stands; otherwise the pass is written again with a corrupt-record column (PERMISSIVE
+   mode), which keeps those rows and flags them (``write_curated``). ``DataFrame.observe`` counts, during that same write, the rows read,
    the bad rows (and which files hold them) and, per row-level check (range, domain, short nomenclatures), the
    good rows failing any of its rules; good rows alone are written. Only a check that failed has its count per
    rule and its samples taken afterwards, from the written partition. A foreign key to a small parent is checked
@@ -133,11 +135,12 @@ class _Typing:
     passes share this code, so that both find exactly the same bad rows."""
 
     def __init__(self, names: list[str], plans: dict[str, ColumnPlan], required: tuple[str, ...],
-                 get: Callable[[str], str]):
+                 get: Callable[[str], str], corrupt: bool = True):
         self.names = names
         self.plans = plans
         self.get = get
         self.required = required
+        self.corrupt = corrupt  # whether the parser flags the rows it could not type in a corrupt-record column
 
     def typed(self, name: str) -> str:
         plan = self.plans[name]
@@ -155,7 +158,7 @@ class _Typing:
         return f"(({self.typed(name)}) IS NULL)" if name in self.names else "true"
 
     def bad(self) -> str:
-        parts = [f"{self.get(CORRUPT)} IS NOT NULL"]
+        parts = [f"{self.get(CORRUPT)} IS NOT NULL"] if self.corrupt else []
         parts += [self.conversion_failed(n) for n in self.converted]
         parts += [self.required_null(n) for n in self.required]
         return f"coalesce({' OR '.join(parts)}, true)"
@@ -217,7 +220,8 @@ class _Run:
         self.plan_by_name = {p.name: p for p in self.plans}
         self.delivered = {n for t in self.tables for n in t.columns}
         counted = [f.archived.rows for t in self.tables for f in t.files]
-        self.small = None not in counted and sum(counted) <= keys.OBSERVED_HASH_ROWS
+        self.counted = None not in counted  # the archive counted every file's rows (see ``write_curated``)
+        self.small = self.counted and sum(counted) <= keys.OBSERVED_HASH_ROWS
         pk = list(table.primary_key)
         self.observed_key = bool(self.small and pk and all(c in self.delivered for c in pk))
         sample_keys = [c for c in (table.primary_key or self.required) if c in self.delivered]
@@ -230,12 +234,20 @@ class _Run:
         self.rule_counts: dict[tuple[int | None, int], int] = {}
 
     # --- pass 1 -------------------------------------------------------------------------------------------
-    def _typed_file(self, t: _Table, f: _File) -> DataFrame:
+    def _typed_file(self, t: _Table, f: _File, strict: bool) -> DataFrame:
+        """One file's curated columns, its bad-row flag and its index. ``strict``: the parser drops the rows it
+        cannot type instead of keeping them with their raw line in a corrupt-record column, whose filling makes
+        Spark copy every parsed row (measured: a typed write 1.15-1.25x faster on ER_PHA_F, ER_PRS_F)."""
         read_types = [self.plan_by_name[n].read_type for n in f.names]
-        schema = T.StructType([T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
-                              + [T.StructField(CORRUPT, T.StringType())])
-        raw = self.spark.read.schema(schema).options(**csv_options(self.fmt)).csv(f.archived.lake_path)
-        typing = _Typing(f.names, self.plan_by_name, self.required, sql_name)
+        fields = [T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
+        options = csv_options(self.fmt)
+        if strict:
+            options = {k: v for k, v in options.items() if k != "columnNameOfCorruptRecord"}
+            options["mode"] = "DROPMALFORMED"
+        else:
+            fields.append(T.StructField(CORRUPT, T.StringType()))
+        raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(f.archived.lake_path)
+        typing = _Typing(f.names, self.plan_by_name, self.required, sql_name, corrupt=not strict)
         present = set(f.names)
         out = []
         for p in self.plans:
@@ -276,13 +288,24 @@ class _Run:
         return df.observe(t.observation, *metrics)
 
     def write_curated(self, path: str, links: list[_LinkPlan]) -> None:
+        """Write the good rows and observe the pass's counts. First with the parser dropping the rows it cannot
+        type, when the archive counted every file's rows: Spark reads at most one row per line, so a table that
+        read as many rows as its files' counted lines lost none (nor held a blank line) and the pass stands; a
+        delivery with such rows (or blank lines) has the pass written again, flagging them (``_typed_file``)."""
+        if self.counted and self._write(path, links, strict=True):
+            return
+        remove_lake_tree(path)
+        self._write(path, links, strict=False)
+
+    def _write(self, path: str, links: list[_LinkPlan], strict: bool) -> bool:
+        """One write pass; False when, strict, a table read fewer rows than the archive counted."""
         frames = []
         for t in self.tables:
             if not t.files:
                 continue
             df = None
             for f in t.files:
-                one = self._typed_file(t, f)
+                one = self._typed_file(t, f, strict)
                 df = one if df is None else df.unionByName(one)
             for plan in links:
                 if plan.found:
@@ -301,6 +324,8 @@ class _Run:
         else:
             schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
             self.spark.createDataFrame([], schema).write.mode("error").parquet(path)
+        return not strict or all(int(t.metrics.get("rows") or 0) == sum(f.archived.rows for f in t.files)
+                                 for t in self.tables if t.files)
 
     # --- pass 2 -------------------------------------------------------------------------------------------
     def _lines(self, f: _File) -> DataFrame:
