@@ -181,7 +181,8 @@ def test_untypable_rows_are_dropped_first_and_a_shortfall_writes_the_pass_again(
 
     passes.clear()
     empty_key = good + [";1;8;2020-01-15;;E10"]  # typed fine by the parser: the strict pass finds and rejects it
-    (result,) = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, empty_key).curate(spark, "IR_IMB_R")
+    d = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, empty_key)
+    (result,) = d.curate(spark, "IR_IMB_R")
     assert passes == [True]
     assert (result.rows_read, result.rows_curated, result.rows_rejected) == (3, 2, 1)
     assert by_name(result)["not_null"].failures == 1

@@ -3,9 +3,9 @@
 Most columns are typed by Spark's CSV parser itself (strings, integers, doubles, dates in the delivery's date
 format, years): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
 column costs about 1.1-1.25x a plain typed read, ``try_cast`` over strings about 1.6x; a DROPMALFORMED read, which
-curation tries first, costs what a plain one does). Values the CSV parser cannot
-type for us are read as text and converted with ``try_*`` functions: booleans (0/1/true/false), year-months
-(YYYYMM or YYYY-MM), dates and datetimes whose schema gives their own format, numbers with a decimal comma.
+curation tries first, costs what a plain one does). Values the CSV parser cannot type for us are read as text and
+converted with ``try_*`` functions: booleans (0/1/true/false), year-months (YYYYMM or YYYY-MM), dates and datetimes
+whose schema gives their own format, numbers with a decimal comma.
 
 Decisions (curated layout, SPEC §5):
 - column names are upper-cased; every catalog column is present in the curated partition, typed, null when a

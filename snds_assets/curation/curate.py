@@ -7,12 +7,12 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    value fails, or when a key / identifier column (``domain.required_columns``) is empty. The parser first drops
    the rows it cannot type (DROPMALFORMED): when every table then read as many rows as the archive counted, none
    was dropped and that pass stands; otherwise the pass is written again with a corrupt-record column (PERMISSIVE
-   mode), which keeps those rows and flags them (``write_curated``). ``DataFrame.observe`` counts, during that same write, the rows read,
-   the bad rows (and which files hold them) and, per row-level check (range, domain, short nomenclatures), the
-   good rows failing any of its rules; good rows alone are written. Only a check that failed has its count per
-   rule and its samples taken afterwards, from the written partition. A foreign key to a small parent is checked
-   in that pass too: the parent's key hashes are broadcast and probed (``keys.probe``); only a link that found
-   orphans is anti-joined afterwards, for its counts per year and its samples. A small table
+   mode), which keeps those rows and flags them (``write_curated``). ``DataFrame.observe`` counts, during that
+   same write, the rows read, the bad rows (and which files hold them) and, per row-level check (range, domain,
+   short nomenclatures), the good rows failing any of its rules; good rows alone are written. Only a check that
+   failed has its count per rule and its samples taken afterwards, from the written partition. A foreign key to a
+   small parent is checked in that pass too: the parent's key hashes are broadcast and probed (``keys.probe``);
+   only a link that found orphans is anti-joined afterwards, for its counts per year and its samples. A small table
    (``keys.OBSERVED_HASH_ROWS``) observes its key and link hashes instead: the driver finds duplicates and
    orphans among them, and the partition is read again only when it found some.
 2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
