@@ -298,7 +298,7 @@ class _Run:
         self._write(path, links, strict=False)
 
     def _write(self, path: str, links: list[_LinkPlan], strict: bool) -> bool:
-        """One write pass; False when, strict, a table read fewer rows than the archive counted."""
+        """One write pass; False when, strict, a table read another number of rows than the archive counted."""
         frames = []
         for t in self.tables:
             if not t.files:
