@@ -169,8 +169,14 @@ def file_columns(header: list[str] | None, table: Table) -> list[str]:
     return out
 
 
-def csv_options(fmt: Format, header: bool | None = None) -> dict[str, str]:
-    """Options shared by every read of a delivered CSV (file source and from_csv), so both parse alike."""
+def csv_options(fmt: Format, header: bool | None = None, drop_malformed: bool = False) -> dict[str, str]:
+    """Options shared by every read of a delivered CSV (file source and from_csv), so both parse alike.
+    ``drop_malformed``: the parser drops the rows it cannot type instead of keeping their raw line in ``CORRUPT``
+    (whose filling makes Spark copy every parsed row), otherwise the same parse."""
+    if drop_malformed:
+        options = csv_options(fmt, header)
+        del options["columnNameOfCorruptRecord"]
+        return {**options, "mode": "DROPMALFORMED"}
     return {
         "sep": fmt.delimiter,
         "encoding": _charset(fmt.encoding),

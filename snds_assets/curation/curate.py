@@ -236,16 +236,13 @@ class _Run:
     # --- pass 1 -------------------------------------------------------------------------------------------
     def _typed_file(self, t: _Table, f: _File, strict: bool) -> DataFrame:
         """One file's curated columns, its bad-row flag and its index. ``strict``: the parser drops the rows it
-        cannot type instead of keeping them with their raw line in a corrupt-record column, whose filling makes
-        Spark copy every parsed row (measured: a typed write 1.15-1.25x faster on ER_PHA_F, ER_PRS_F)."""
+        cannot type (``csv_options(drop_malformed=True)``; measured: a typed write 1.15-1.25x faster on ER_PHA_F
+        and ER_PRS_F than with the corrupt-record column)."""
         read_types = [self.plan_by_name[n].read_type for n in f.names]
         fields = [T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
-        options = csv_options(self.fmt)
-        if strict:
-            options = {k: v for k, v in options.items() if k != "columnNameOfCorruptRecord"}
-            options["mode"] = "DROPMALFORMED"
-        else:
+        if not strict:
             fields.append(T.StructField(CORRUPT, T.StringType()))
+        options = csv_options(self.fmt, drop_malformed=strict)
         raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(f.archived.lake_path)
         typing = _Typing(f.names, self.plan_by_name, self.required, sql_name, corrupt=not strict)
         present = set(f.names)
