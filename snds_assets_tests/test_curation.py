@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pyspark.sql import Observation
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from snds_assets import domain
@@ -282,6 +284,21 @@ def test_hashes_in_the_driver_find_repeats_and_absentees():
     assert keys.missing(seen, theirs) == 3  # the three 5s
     assert keys.missing(np.array([2**63 - 1, -(2**63)], dtype=np.int64), theirs) == 2  # beyond both ends
     assert keys.missing(seen, np.array([], dtype=np.int64)) == len(seen) and keys.missing(theirs[:0], theirs) == 0
+
+
+def test_observed_hash_lists_reach_the_driver_as_they_were_collected(spark):
+    df = spark.createDataFrame([(h,) for h in [2**63 - 1, -(2**63), 0, -5, 5, 5]], "h bigint")
+    observation = Observation("hash_lists")
+    metrics = [F.count(F.lit(1)).alias("rows"), F.count_if(F.col("h") > 10).alias("big"),
+               F.max(F.when(F.col("h") == 1, F.col("h"))).alias("none"),
+               keys.observed_hashes(F.col("h"), F.col("h") != 0).alias("_L_KEPT"),
+               keys.observed_hashes(F.col("h"), F.lit(False)).alias("_L_NONE")]
+    df.observe(observation, *metrics).collect()
+    got, lists = keys.read_observation(observation, "_L_")
+    assert got == {"rows": 6, "big": 1, "none": None}
+    assert sorted(lists) == ["_L_KEPT", "_L_NONE"] and lists["_L_NONE"].dtype == np.int64 and not len(lists["_L_NONE"])
+    assert sorted(lists["_L_KEPT"].tolist()) == sorted([2**63 - 1, -(2**63), -5, 5, 5])
+    assert lists["_L_KEPT"].dtype == np.int64
 
 
 def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catalog, monkeypatch):

@@ -316,8 +316,7 @@ class _Run:
             union.filter(~F.col(BAD)).select(*names).write.mode("error").parquet(path)
             for t in self.tables:
                 if t.observation is not None:
-                    t.metrics = t.observation.get
-                    t.hashes = {k: keys.hash_array(t.metrics.pop(k)) for k in list(t.metrics) if k.startswith(HASHES)}
+                    t.metrics, t.hashes = keys.read_observation(t.observation, HASHES)
         else:
             schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
             self.spark.createDataFrame([], schema).write.mode("error").parquet(path)

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from .. import domain
@@ -84,6 +84,27 @@ def observed_hashes(hash: Column, keep: Column) -> Column:
 
 def hash_array(hashes: list | None) -> np.ndarray:
     return np.asarray(hashes or [], dtype=np.int64)
+
+
+def read_observation(observation: Observation, lists: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """An observed write's metrics, and its hash lists (``observed_hashes``; names starting with ``lists``) as arrays.
+
+    ``Observation.get`` hands the metrics over as one pickled row, which Py4J decodes in Python byte by byte
+    (measured on a 100k-patient delivery: 4.7 s of the driver's time for the 0.9 M hashes of its small tables). On
+    a classic session the JVM joins each list into one string instead (0.2 s); Spark Connect's observations come
+    over Arrow and are read as usual."""
+    jrow = getattr(observation, "_jo", None) and observation._jo.getRow()
+    if jrow is None:
+        metrics = observation.get
+        return metrics, {k: hash_array(metrics.pop(k)) for k in list(metrics) if k.startswith(lists)}
+    metrics, arrays = {}, {}
+    for i, name in enumerate(jrow.schema().fieldNames()):
+        if name.startswith(lists):
+            text = jrow.getSeq(i).mkString(",")
+            arrays[name] = np.array(text.split(","), dtype=np.int64) if text else hash_array(None)
+        else:
+            metrics[name] = jrow.get(i)
+    return metrics, arrays
 
 
 def repeated(hashes: np.ndarray) -> list[int]:
