@@ -300,6 +300,12 @@ def test_observed_hash_lists_reach_the_driver_as_they_were_collected(spark):
     assert sorted(lists["_L_KEPT"].tolist()) == sorted([2**63 - 1, -(2**63), -5, 5, 5])
     assert lists["_L_KEPT"].dtype == np.int64
 
+    class Connect:  # an observation without PySpark's JVM handle (Spark Connect): read through ``get``
+        get = {"rows": 6, "_L_KEPT": [5, -5], "_L_NONE": []}
+
+    got, lists = keys.read_observation(Connect(), "_L_")
+    assert got == {"rows": 6} and lists["_L_KEPT"].tolist() == [5, -5] and lists["_L_NONE"].dtype == np.int64
+
 
 def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catalog, monkeypatch):
     """IR_BEN_R's duplicate check and IR_IMB_R's foreign-key check count the same hashes: built once, when the
