@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -419,6 +420,12 @@ def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, 
               f"- CPU seconds (b)/(a) = {cpu_b / cpu_a:.2f}: the work done, whatever the machine's other load and "
               f"however well the cores were kept busy ({cpu_a / a:.2f} cores busy on average in (a), "
               f"{cpu_b / b:.2f} in (b))"]
+    paired = [r["total"] / x for x, r in zip(plain_runs, our_runs)]
+    paired_cpu = [y / x for x, y in zip(cpu["a"], cpu["b"])]
+    lines.append(f"- (b)/(a) per repetition, each pair run back to back: {', '.join(f'{x:.2f}' for x in paired)} (median "
+                 f"{statistics.median(paired):.2f}); CPU seconds {', '.join(f'{x:.2f}' for x in paired_cpu)} (median "
+                 f"{statistics.median(paired_cpu):.2f}). The machine's other load moves a single pair by 10-30%: the "
+                 "best of each measure and the median pair are two readings of the same runs")
     if pandera:
         ratio = pandera["validate"] / validation if validation > 0 else float("inf")
         lines.append(f"- (c)/(d) = {pandera['validate']:.1f} / {pandera['ours']:.1f} = "
