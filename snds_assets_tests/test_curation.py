@@ -331,6 +331,31 @@ def test_a_parent_shares_its_key_hashes_with_its_children(spark, settings, catal
     assert not shared[0].is_cached
 
 
+def test_a_small_parent_hands_its_observed_key_hashes_to_its_children(spark, settings, catalog, monkeypatch):
+    """IR_BEN_R observed its key hashes during its write: they are exactly the hashes of its written keys, and
+    IR_IMB_R's link to that key is checked against them without a query fetching them."""
+    fetched = []
+    distinct = keys.distinct_hashes
+    monkeypatch.setattr(keys, "distinct_hashes", lambda hashes: fetched.append(hashes) or distinct(hashes))
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)] * 2 + [ben(NIR_T, 1), ben(NIR_T, 2)])
+    d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
+                                     f"{NIR_B};1;5;2020-01-15;;E11"])
+    state = CurrentState(spark, settings, catalog)
+    d.curate(spark, "IR_BEN_R", state)
+    (shared,) = [hashes for (family, _), hashes in state._hashes.items() if family == "IR_BEN_R"]
+    written = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    link = domain.Link("IR_IMB_R", "IR_BEN_R", ("BEN_NIR_PSA", "BEN_RNG_GEM"))
+    assert shared.tolist() == distinct(keys.link_hashes(written, link, (False, False), False)).tolist()
+    assert len(shared) == 3
+
+    (imb,) = d.curate(spark, "IR_IMB_R", state)
+    fk = by_name(imb)["foreign_key"]
+    assert fk.failures == 1 and [(s["BEN_NIR_PSA"], s["BEN_RNG_GEM"]) for s in fk.sample] == [(NIR_B, 1)]
+    assert fetched == []
+    state.close()
+
+
 def test_a_small_table_gets_the_same_duplicate_verdict_without_a_shuffle(spark):
     """The single-partition path of the duplicate check counts exactly what the shuffled path counts."""
     rows = [(f"N{i:016d}", 1) for i in range(45, 60)] + [("N0000000000000001", 1)] * 2 + [("N0000000000000002", 2)] * 3

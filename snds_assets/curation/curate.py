@@ -431,6 +431,7 @@ class _Run:
             publish(curated_path, self.lake.curated(self.table.name, delivery_id))
             publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
             self.state.invalidate(self.table.name)
+            self._share_observed_key()
             if shared:
                 self.state.share(self.table.name, shared.signature, shared.frame)
                 shared = None
@@ -467,6 +468,22 @@ class _Run:
             frame = keys.parent_hashes(curated, link, casts, False).persist()
             return _SharedHashes(_signature(kept, link, casts, False), frame, list(link.parent_columns))
         return None
+
+    def _share_observed_key(self) -> None:
+        """A small family's key hashes, observed by its write, handed to its small children's foreign-key checks
+        (``CurrentState.distinct_hashes``) under the signature of a link to the whole key without casts: they are
+        ``keys.link_hashes`` of such a link (the same columns, the year for a PMSI family, no empty key value in a
+        curated row). Only when this delivery is the family's whole state; it saves each such parent a query."""
+        pk = tuple(self.table.primary_key)
+        if not self.observed_key or not set(pk) <= set(self.required):
+            return
+        delivery_id = self.manifest.delivery_id
+        kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
+        if list(kept) != [delivery_id]:
+            return
+        link = domain.Link(self.table.name, self.table.name, pk)
+        signature = _signature(kept, link, (False,) * len(pk), self.yearly)
+        self.state.share_hashes(self.table.name, signature, np.unique(self._observed_hashes(KEY_HASHES)))
 
     def _key_checks(self, curated: DataFrame, shared: _SharedHashes | None = None,
                     links: list[_LinkPlan] | None = None) -> dict[str, dict]:

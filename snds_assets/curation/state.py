@@ -160,6 +160,12 @@ class CurrentState:
                 previous.unpersist()
             self._cache[(family, key)] = frame
 
+    def share_hashes(self, family: str, key: tuple, hashes: np.ndarray) -> None:
+        """Hand over a small parent's sorted, distinct key hashes, observed by its own write: ``distinct_hashes``
+        then needs no query for them."""
+        with self._lock:
+            self._hashes[(family, key)] = hashes
+
     def close(self) -> None:
         """Release every cached derivation (the Spark session outlives the run: CLI, Spark Connect)."""
         with self._lock:
