@@ -14,7 +14,8 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    small parent is checked in that pass too: the parent's key hashes are broadcast and probed (``keys.probe``);
    only a link that found orphans is anti-joined afterwards, for its counts per year and its samples. A small table
    (``keys.OBSERVED_HASH_ROWS``) observes its key and link hashes instead: the driver finds duplicates and
-   orphans among them, and the partition is read again only when it found some.
+   orphans among them (a small parent's key hashes serve its small children, see ``_share_observed_key``), and the
+   partition is read again only when it found some.
 2. **Rejects come from the files that hold bad rows only** (none for a clean delivery): their lines are read
    back raw, parsed again with the same parser so that exactly the same rows are bad, and written with every
    original value as a string, the reason, the delivered table, the source file and the raw line. The type and
