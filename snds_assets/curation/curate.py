@@ -454,21 +454,27 @@ class _Run:
         pk = set(self.table.primary_key)
         readable = any(t.files for t in self.tables)
         if self.small:
-            return None  # its children probe it, or compare their observed hashes with it: nothing to share
+            return None  # its children probe it or compare their observed hashes with its own (``_share_observed_key``)
         if self.yearly or not readable or not pk or not pk <= set(self.required) or not pk <= self.delivered:
             return None
         children = [self.catalog[f] for f in families_of(self.catalog, self.manifest) if f != self.table.name]
         for link in [link for child in children for link in domain.check_links(self.catalog, child)]:
             if link.parent != self.table.name or link.same_year or set(link.parent_columns) != pk:
                 continue
-            delivery_id = self.manifest.delivery_id
-            kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
-            if list(kept) != [delivery_id]:
+            kept = self._whole_state()
+            if kept is None:
                 return None
             casts = (False,) * len(link.parent_columns)
             frame = keys.parent_hashes(curated, link, casts, False).persist()
-            return _SharedHashes(_signature(kept, link, casts, False), frame, list(link.parent_columns))
+            return _SharedHashes(_signature(kept, link.parent_columns, casts, False), frame, list(link.parent_columns))
         return None
+
+    def _whole_state(self) -> dict[str, set[int | None]] | None:
+        """The family's state once this delivery is accepted, when this delivery is all of it (a first or full
+        delivery): only then are hashes of the partition just written the parent hashes a child looks for."""
+        delivery_id = self.manifest.delivery_id
+        kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
+        return kept if list(kept) == [delivery_id] else None
 
     def _share_observed_key(self) -> None:
         """A small family's key hashes, observed by its write, handed to its small children's foreign-key checks
@@ -478,12 +484,10 @@ class _Run:
         pk = tuple(self.table.primary_key)
         if not self.observed_key or not set(pk) <= set(self.required):
             return
-        delivery_id = self.manifest.delivery_id
-        kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
-        if list(kept) != [delivery_id]:
+        kept = self._whole_state()
+        if kept is None:
             return
-        link = domain.Link(self.table.name, self.table.name, pk)
-        signature = _signature(kept, link, (False,) * len(pk), self.yearly)
+        signature = _signature(kept, pk, (False,) * len(pk), self.yearly)
         self.state.share_hashes(self.table.name, signature, np.unique(self._observed_hashes(KEY_HASHES)))
 
     def _key_checks(self, curated: DataFrame, shared: _SharedHashes | None = None,
@@ -544,7 +548,7 @@ class _Run:
                 continue
             casts = keys.link_casts(child_types, dict(parent.dtypes), link)
             same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
-            signature = _signature(kept, link, casts, same_year)
+            signature = _signature(kept, link.parent_columns, casts, same_year)
             # A small parent is only probed: its hashes are broadcast as read, with no shuffle nor sort (the parent's
             # own run may have shared them already, prepared for anti-joins; either kind serves both checks).
             small = self.state.rows(link.parent, kept) <= keys.PROBED_PARENT_ROWS
@@ -817,9 +821,10 @@ class _SharedHashes:
     columns: list[str]  # in the order hashed
 
 
-def _signature(kept: dict[str, set[int | None]], link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> tuple:
+def _signature(kept: dict[str, set[int | None]], columns: tuple[str, ...], casts: tuple[bool, ...],
+               same_year: bool) -> tuple:
     """What a parent's cached key hashes depend on: its partitions, the columns hashed and how."""
-    return (tuple(sorted((d, tuple(sorted(y, key=str))) for d, y in kept.items())), link.parent_columns, casts,
+    return (tuple(sorted((d, tuple(sorted(y, key=str))) for d, y in kept.items())), tuple(columns), casts,
             same_year)
 
 
