@@ -370,6 +370,23 @@ def test_a_small_table_gets_the_same_duplicate_verdict_without_a_shuffle(spark):
         {"BEN_NIR_PSA": "N0000000000000002", "BEN_RNG_GEM": 2, "rows": 3}])))}
 
 
+def test_sorted_key_hashes_are_counted_as_they_stream(spark):
+    """Key hashes cached partitioned and sorted for the children's foreign-key checks are counted by a sort
+    aggregation (no hash table of every key), and the repeated one is found."""
+    rows = [(f"N{i:016d}", 1) for i in range(40)] + [("N0000000000000001", 1)] * 2
+    table = spark.createDataFrame(rows, "BEN_NIR_PSA string, BEN_RNG_GEM int")
+    key = ("BEN_NIR_PSA", "BEN_RNG_GEM")
+    prepared = keys.parent_hashes(table, domain.Link("ER_PRS_F", "IR_BEN_R", key), (False, False), False).persist()
+    twice = keys.repeated_hashes(prepared)
+    assert [r["_H"] for r in twice.collect()] == [
+        r["_H"] for r in table.where("BEN_NIR_PSA = 'N0000000000000001'").select(F.xxhash64(*key).alias("_H")).distinct().collect()]
+    plan = twice._jdf.queryExecution().executedPlan().toString()
+    final = plan.split("\n+- == Initial Plan ==")[0]  # the adaptive plan as it ran, not as first planned
+    assert "SortAggregate" in final and "HashAggregate" not in final, plan
+    assert keys.duplicates(table, list(key), False, prepared)[None].failures == 2
+    prepared.unpersist()
+
+
 # --- foreign keys ---------------------------------------------------------------------------------------------
 MCO_C_HEADER = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "ENT_DAT", "EXE_SOI_DTD", "NIR_RET", "NAI_RET", "HOS_NN_MAM"]
 MCO_B_HEADER = ["ETA_NUM", "RSA_NUM", "DGN_PAL", "SEJ_NBJ", "SOR_ANN"]
