@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install services demo test ui bench clean
 
+# Debian's Chromium, which the browser test drives through Playwright (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
 # Services the production-shape tests start (snds_assets_tests/services.py): Azurite (Azure Blob emulator, npm,
 # installed under .tools/) and PostgreSQL (Debian package, server binaries under /usr/lib/postgresql/<v>/bin).
 # Missing pieces are installed with apt-get, which needs root (CI runs as root on Debian).
@@ -28,6 +30,10 @@ services: $(AZURITE)
 	  echo "installing PostgreSQL (Debian package postgresql)"; \
 	  apt-get update -qq && $(APT_INSTALL) postgresql; } \
 	  || { echo "PostgreSQL server is missing: apt-get install postgresql (as root)"; exit 2; }
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Chromium (Debian package chromium) for the browser test"; \
+	  apt-get update -qq && $(APT_INSTALL) chromium; } \
+	  || { echo "Chromium is missing: apt-get install chromium (as root)"; exit 2; }
 
 $(AZURITE):
 	@command -v npm >/dev/null || { echo "installing Node.js and npm (Debian packages)"; \

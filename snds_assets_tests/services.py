@@ -2,7 +2,7 @@
 
 Each one is started by a fixture on 127.0.0.1 and a free port, in its own process group, and stopped (group
 and all) when its tests are done. Nothing is skipped when a service is missing: the test fails and says to run
-``make services`` (what `.ci/run` does before `make test`).
+``make services`` (which `make test` runs first).
 
 Also here: the reference ingestion that the Azure, Spark Connect and PostgreSQL tests compare against — one small
 generated delivery, ingested once per test session from a local folder with a local Spark session.

@@ -436,7 +436,7 @@ def launch_chromium(playwright):
     """Debian's Chromium driven by Playwright: the executable path is given, no browser is ever downloaded."""
     if not Path(CHROMIUM).exists():
         raise UiError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), "
-                      "as .ci/run does")
+                      "as `make services` (run by `make test`) does")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
