@@ -154,7 +154,7 @@ def duplicates(curated: DataFrame, key: list[str], yearly: bool, prepared: DataF
                 prepared = prepared.coalesce(1)
             else:
                 partitions = int(curated.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-                prepared = prepared.repartition(partitions, "_H").sortWithinPartitions("_H")
+                prepared = prepared.repartition(partitions, "_H")
         seen_twice = [r["_H"] for r in repeated_hashes(prepared).collect()]
     if not seen_twice:
         return {}
