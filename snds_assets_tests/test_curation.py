@@ -378,8 +378,8 @@ def test_sorted_key_hashes_are_counted_as_they_stream(spark):
     key = ("BEN_NIR_PSA", "BEN_RNG_GEM")
     prepared = keys.parent_hashes(table, domain.Link("ER_PRS_F", "IR_BEN_R", key), (False, False), False).persist()
     twice = keys.repeated_hashes(prepared)
-    assert [r["_H"] for r in twice.collect()] == [
-        r["_H"] for r in table.where("BEN_NIR_PSA = 'N0000000000000001'").select(F.xxhash64(*key).alias("_H")).distinct().collect()]
+    repeated = table.where("BEN_NIR_PSA = 'N0000000000000001'").select(F.xxhash64(*key).alias("_H")).distinct()
+    assert [r["_H"] for r in twice.collect()] == [r["_H"] for r in repeated.collect()]
     plan = twice._jdf.queryExecution().executedPlan().toString()
     final = plan.split("\n+- == Initial Plan ==")[0]  # the adaptive plan as it ran, not as first planned
     assert "SortAggregate" in final and "HashAggregate" not in final, plan

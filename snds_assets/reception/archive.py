@@ -40,7 +40,6 @@ from .storage import (
 )
 
 CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
-NEWLINE = ord("\n")  # counted with numpy: 4x faster than bytes.count (7.5 against 1.9 GB/s here)
 INFLATE_LIMIT = 8 << 20  # most decompressed bytes held at once for a .gz file
 HEADER_LIMIT = 1 << 20  # a header line longer than this is not a CSV header
 SAMPLE_SIZE = 10
@@ -375,6 +374,11 @@ class Inflater:
         return self.error
 
 
+def count_newlines(data: bytes) -> int:
+    """Line ends in ``data``, counted with numpy: 4x faster than ``bytes.count`` (7.5 against 1.9 GB/s here)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == ord("\n")))
+
+
 class TextScanner:
     """Counts lines, captures the header line and validates the declared encoding of a CSV byte stream."""
 
@@ -405,13 +409,13 @@ class TextScanner:
                     self._decoder.decode(data)
                 except UnicodeDecodeError as exc:
                     self._encoding_error(data, exc, pending)
-        self.newlines += int(np.count_nonzero(np.frombuffer(data, np.uint8) == NEWLINE))
+        self.newlines += count_newlines(data)
         self._last = data[-1:]
         self.size += len(data)
 
     def _encoding_error(self, data: bytes, exc: UnicodeDecodeError, pending: int) -> None:
         start = max(exc.start - pending, 0)
-        line = self.newlines + data[:start].count(b"\n") + 1
+        line = self.newlines + count_newlines(data[:start]) + 1
         bad = data[start:start + 1].hex() or "end"
         self.error = (f"not valid {self._encoding} text at line {line}, byte {self.size + start} (0x{bad}): "
                       f"the manifest declares {self._encoding}; is the file latin-1?")
