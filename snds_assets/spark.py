@@ -81,12 +81,12 @@ def answer_promptly(session) -> None:
         connection._snds_nodelay = True  # set before the calls below, which give this connection back too
         try:
             _connection_socket(jvm).setTcpNoDelay(True)
-        except Exception as exc:  # an internal of Py4J or of the JVM changed: keep the delay, say so once
+        except Exception as exc:  # an internal of Py4J or of the JVM changed: keep the delay
             _LOG.debug("Py4J answers keep Nagle's delay: %s", exc)
 
     client._give_back_connection = give_back_connection
     client._snds_prompt = True
-    jvm.java.lang.Thread.currentThread()  # the calling thread's connection, given back once more
+    jvm.java.lang.Thread.currentThread()  # any call: the calling thread's open connection is given back through it
 
 
 def _connection_socket(jvm):
@@ -106,7 +106,6 @@ def _private(cls, name: str, obj):
     field = cls.getDeclaredField(name)
     field.setAccessible(True)
     return field.get(obj)
-
 
 
 class SparkResource(ConfigurableResource):
