@@ -151,8 +151,11 @@ def plain(spark, schemas: dict, manifest: Manifest, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     for name, (paths, schema) in schemas.items():
+        spark.sparkContext.setJobDescription(name)  # names its queries for ingest_queries.py
         spark.read.schema(schema).options(**opts).csv(paths).write.mode("overwrite").parquet(str(out / name))
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    spark.sparkContext.setJobDescription(None)
+    return elapsed
 
 
 # --- (b) ours -----------------------------------------------------------------------------------------------------
@@ -172,6 +175,7 @@ def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dic
 
     def receive(family: str):
         t0 = time.perf_counter()
+        spark.sparkContext.setJobDescription(family)  # this worker thread's queries, for ingest_queries.py
         archived = archive_family(settings, catalog, manifest, family)
         t1 = time.perf_counter()
         results = curate_family(spark, settings, catalog, manifest, archived, state)
