@@ -36,7 +36,7 @@ class TaskMetrics:
             return json.load(answer)
 
     def new_executions(self) -> list[tuple[str, float]]:
-        """(description, task CPU seconds) of each execution finished since the last call, in order."""
+        """(description, task CPU seconds) of each execution started since the last call, in order."""
         stages = defaultdict(float)
         for s in self._get("stages"):
             stages[s["stageId"]] += (s["executorCpuTime"] + s["executorDeserializeCpuTime"]) / 1e9
@@ -72,7 +72,6 @@ def main() -> None:
     schemas = bench.read_schemas(catalog, manifest, settings.landing)
     bench.warm_page_cache(manifest, settings.landing)
     rows: dict[tuple[str, int, str], list[float]] = {}
-    totals = []
     try:
         for rep in range(args.reps):
             metrics.new_executions()
@@ -80,9 +79,8 @@ def main() -> None:
             a = metrics.new_executions()
             bench.ours(spark, settings, catalog, manifest)
             b = metrics.new_executions()
-            totals.append((sum(c for _, c in a), sum(c for _, c in b)))
-            print(f"rep {rep + 1}: task CPU s (a) {totals[-1][0]:.1f} in {len(a)} queries, "
-                  f"(b) {totals[-1][1]:.1f} in {len(b)}", flush=True)
+            print(f"rep {rep + 1}: task CPU s (a) {sum(c for _, c in a):.1f} in {len(a)} queries, "
+                  f"(b) {sum(c for _, c in b):.1f} in {len(b)}", flush=True)
             for side, executions in (("a", a), ("b", b)):
                 seen: dict[str, int] = defaultdict(int)
                 for description, cpu in executions:
