@@ -33,12 +33,13 @@ class PmsiField:
     prefix: str  # family prefix, e.g. "T_MCOaa"
     link_table: str  # the table carrying NIR_ANO_17
     stay_key: tuple[str, ...]
+    week_key: tuple[str, ...] = ()  # what tells a stay's weekly rows apart (SSR: RHS_NUM)
 
 
 PMSI_FIELDS: tuple[PmsiField, ...] = (
     PmsiField("MCO", "T_MCOaa", "T_MCOaaC", ("ETA_NUM", "RSA_NUM")),
     PmsiField("MCO outpatient", "T_MCOaa", "T_MCOaaCSTC", ("ETA_NUM", "SEQ_NUM")),
-    PmsiField("SSR", "T_SSRaa", "T_SSRaaC", ("ETA_NUM", "RHA_NUM")),
+    PmsiField("SSR", "T_SSRaa", "T_SSRaaC", ("ETA_NUM", "RHA_NUM"), week_key=("RHS_NUM",)),
     PmsiField("SSR outpatient", "T_SSRaa", "T_SSRaaCSTC", ("ETA_NUM", "SEQ_NUM")),
     PmsiField("HAD", "T_HADaa", "T_HADaaC", ("ETA_NUM_EPMSI", "RHAD_NUM")),
     PmsiField("RIM-P", "T_RIPaa", "T_RIPaaC", ("ETA_NUM_EPMSI", "RIP_NUM")),
@@ -56,8 +57,11 @@ PROJECT_PSEUDONYMS: dict[str, str] = {
     "BEN_IDT_ANO": "NUM_ENQ_IDT",
     "BEN_NIR_ANO": "NUM_ENQ_ANO",
 }
-# Other columns that hold a patient pseudonym: keyed-hashed in place in extracts.
-OTHER_PATIENT_PSEUDONYMS: frozenset[str] = frozenset({"ASS_NIR_ANO", "NIR_ANO_MAM", "BEN_NIR_IDT", "BEN_RAT_ANO"})
+# Other columns that hold a patient pseudonym: keyed-hashed in place in extracts. DCD_IDT_ENC (one per death)
+# and ID_CARTO (cartography's beneficiary id) would otherwise let two projects link their patients.
+OTHER_PATIENT_PSEUDONYMS: frozenset[str] = frozenset({
+    "ASS_NIR_ANO", "NIR_ANO_MAM", "BEN_NIR_IDT", "BEN_RAT_ANO", "DCD_IDT_ENC", "ID_CARTO",
+})
 PATIENT_PSEUDONYMS: frozenset[str] = frozenset(PROJECT_PSEUDONYMS) | OTHER_PATIENT_PSEUDONYMS
 PLACEHOLDER_NIRS: frozenset[str] = frozenset({"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXXXXXXS"})
 PMSI_RETURN_CODES: tuple[str, ...] = (
@@ -213,6 +217,12 @@ def stay_key(table: Table) -> tuple[str, ...]:
     """The PMSI stay key of a yearly PMSI table (() for any other table)."""
     field_ = pmsi_field(table) if table.is_yearly else None
     return field_.stay_key if field_ else ()
+
+
+def week_key(table: Table) -> tuple[str, ...]:
+    """The week number of a weekly PMSI table (T_SSRaaB: RHS_NUM), () for any other table."""
+    field_ = pmsi_field(table) if table.is_yearly else None
+    return tuple(c for c in field_.week_key if c in table.by_name) if field_ else ()
 
 
 def patient_path(catalog: Catalog, family: str) -> list[Link]:

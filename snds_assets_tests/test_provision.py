@@ -36,17 +36,21 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import types as T
 
+from dagster import DagsterInstance, materialize
+
 from snds_assets import domain
 from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.lake import Lake
 from snds_assets.provision import extract as extract_module
-from snds_assets.provision.extract import Selector, extract_family
+from snds_assets.provision.assets import build_project_report_asset
+from snds_assets.provision.extract import Selector, extract_family, join_keys
 from snds_assets.provision.identify import build_cohort
 from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
 from snds_assets.provision.request import RequestError, list_requests, load_request
 from snds_assets.provision.run import run_cohort, run_extract, run_project
 from snds_assets.provision.source import FrameSource
+from snds_assets.resources import SndsResource
 
 PERIOD = (date(2022, 1, 1), date(2023, 12, 31))
 SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp",
@@ -373,6 +377,14 @@ def test_granted_columns_only(spark, env, project):
     assert {"ETA_NUM", "RSA_NUM", domain.YEAR_COLUMN} <= set(mco.columns)
 
 
+def test_join_keys_keep_each_row_joinable(catalog):
+    """A column list never drops what tells rows apart: SSR weekly rows keep their week (RHS_NUM)."""
+    assert join_keys(catalog["T_SSRaaB"]) == ("ETA_NUM", "RHA_NUM", "RHS_NUM", domain.YEAR_COLUMN)
+    assert join_keys(catalog["T_SSRaaC"]) == ("ETA_NUM", "RHA_NUM", domain.YEAR_COLUMN)
+    assert join_keys(catalog["T_MCOaaD"]) == ("ETA_NUM", "RSA_NUM", domain.YEAR_COLUMN)
+    assert join_keys(catalog["ER_PHA_F"]) == domain.DCIR_KEYS
+
+
 def test_extract_family_alone_with_cohort_dataframe(spark, env, catalog, source):
     """The library call the benchmark uses: a bare cohort DataFrame, no lake."""
     request = load_request(env, catalog, "study-a")
@@ -510,6 +522,16 @@ def test_pseudonym_expression_matches_reference(spark):
     assert "ASS_NIR_ANO" not in pseudonymize(df, secret, drop_other=True).columns
 
 
+def test_death_and_cartography_ids_do_not_leave_the_lake(spark):
+    """One per deceased person (DCD_IDT_ENC), one per beneficiary (ID_CARTO): as is, they would link projects."""
+    secret, other = bytes(range(32)), bytes(range(1, 33))
+    df = spark.createDataFrame([("d" * 64, "carto-1", "x")], "DCD_IDT_ENC string, ID_CARTO string, DCD_CAU string")
+    row, row_b = pseudonymize(df, secret).first(), pseudonymize(df, other).first()
+    assert row["DCD_IDT_ENC"] == pseudonym_value("d" * 64, secret, "DCD_IDT_ENC") != "d" * 64
+    assert row["ID_CARTO"] == pseudonym_value("carto-1", secret, "ID_CARTO") != "carto-1"
+    assert row["DCD_IDT_ENC"] != row_b["DCD_IDT_ENC"] and row["DCD_CAU"] == "x"
+
+
 def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_path):
     """A family not delivered is reported, not fatal; extracts the request no longer grants leave the space."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "h"))
@@ -532,6 +554,20 @@ def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_p
     assert sorted(p.name for p in Path(lake.project("small")).iterdir()) == ["cohort"]
 
 
+def test_report_asset_before_any_cohort(tmp_path):
+    """Materialised alone from the UI before the cohort ran, the report says so instead of failing."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "early")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("projects", ["early"])
+    result = materialize([build_project_report_asset([])], partition_key="early", instance=instance,
+                         resources={"snds": SndsResource(home=str(tmp_path))})
+    assert result.success
+    metadata = result.asset_materializations_for_node("reports__project")[0].metadata
+    assert metadata["cohort size"].value == 0
+    assert json.loads(Path(Lake(settings.lake).project_report("early")).read_text())["cohort"] is None
+
+
 # --- Requests ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("old, new, message", [
     ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, ER_XYZ_F]", "unknown table 'ER_XYZ_F'"),
@@ -547,6 +583,9 @@ def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_p
     ("min: 18, max: 120", "min: 80, max: 20", "age min 80 is above age max 20"),
     ("sex: [1, 2]", "sex: [3]", "sex must list codes"),
     ("identifiers: bad-ids.csv", "identifiers: nowhere.csv", "missing identifiers file nowhere.csv"),
+    ("identifiers: bad-ids.csv", "identifiers: ../other/bad-ids.csv", "must be a file name beside the request"),
+    ("identifiers: bad-ids.csv", "identifiers: /tmp/bad-ids.csv", "must be a file name beside the request"),
+    ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [ir_ben_r]", "write its family name as the catalog does, IR_BEN_R"),
     ("id: bad", "id: Bad Id", "bad id 'Bad Id'"),
     ("id: bad", "id: other", "differs from the file name"),
     ("title: Test project", "title: [unclosed", "YAML syntax error at line 3"),

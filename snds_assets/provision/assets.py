@@ -147,7 +147,7 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
         lake = Lake(settings.lake)
         return MaterializeResult(metadata={
             "project": request.id,
-            "cohort size": int(report.get("cohort", {}).get("size", 0)),
+            "cohort size": int((report.get("cohort") or {}).get("size", 0)),
             "report": MetadataValue.path(lake.project_report(request.id)),
             "readable report": MetadataValue.path(lake.project_report(request.id, "html")),
         })

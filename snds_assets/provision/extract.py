@@ -21,14 +21,15 @@ from .source import TableSource
 
 
 def join_keys(table: Table) -> tuple[str, ...]:
-    """Keys always kept in an extract so that the project can join its tables: DCIR keys, PMSI stay key + year."""
+    """Keys always kept in an extract so that the project can join its tables: DCIR keys, PMSI stay key (and
+    week, SSR weekly tables) + year."""
     keys: list[str] = []
     if table.name == domain.DCIR_CENTRAL:
         keys += domain.DCIR_KEYS
     link = domain.parent_link(table)
     if link is not None:
         keys += [c for c in link.columns if c not in keys]
-    keys += [c for c in domain.stay_key(table) if c not in keys]
+    keys += [c for c in domain.stay_key(table) + domain.week_key(table) if c not in keys]
     if table.is_yearly:
         keys.append(YEAR)
     return tuple(keys)

@@ -232,10 +232,12 @@ def _tables(value, catalog: Catalog, fail) -> list[str]:
             raise fail(f"bad table name {name!r}")
         if name not in catalog:
             try:
-                family = catalog.resolve(name)[0].name
+                table = catalog.resolve(name)[0]
             except KeyError:
                 raise fail(f"unknown table {name!r}: not in the catalog") from None
-            raise fail(f"table {name!r} is one year of family {family}: list the family {family}")
+            if table.is_yearly:
+                raise fail(f"table {name!r} is one year of family {table.name}: list the family {table.name}")
+            raise fail(f"unknown table {name!r}: write its family name as the catalog does, {table.name}")
         try:
             domain.patient_path(catalog, name)
         except LookupError:
@@ -333,6 +335,8 @@ def _item(value, where: str, fail) -> Criterion:
 def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
     if not isinstance(name, str) or not name.strip():
         raise fail("cohort identifiers must name a CSV file beside the request")
+    if Path(name).name != name or name in (".", ".."):
+        raise fail(f"cohort identifiers {name!r} must be a file name beside the request, without a folder")
     path = (folder / name).resolve()
     if not path.is_file():
         raise fail(f"missing identifiers file {name} (looked for {path})")
