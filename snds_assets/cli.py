@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--defects", action="store_true", help="inject documented defects; ground truth written beside")
     gen.add_argument("--start", type=date.fromisoformat, default=date(2022, 1, 1), help="care period start (ISO date)")
     gen.add_argument("--end", type=date.fromisoformat, default=date(2023, 12, 31), help="care period end (ISO date)")
-    gen.add_argument("--tables", help="comma-separated families or delivered names (default: the whole catalog)")
+    gen.add_argument("--tables", help="comma-separated families or delivered names (default: the whole catalog "
+                     "but IR_BEN_R_ARC)")
     gen.add_argument("--gzip", action="store_true", help="write .csv.gz files")
     gen.add_argument("--rows-per-file", type=int, help="split large tables into part files of this many rows")
     gen.add_argument("--delimiter", default=";", help="field delimiter (default ;)")

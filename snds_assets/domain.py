@@ -6,7 +6,7 @@ itself. Sources: ../shared/SNDS.md and schema-snds/SOURCE.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from .catalog import Catalog, Field, Table, is_yearly_family
@@ -23,6 +23,9 @@ DCIR_KEYS_OVERRIDE: dict[str, tuple[str, ...]] = {
 DCIR_CENTRAL = "ER_PRS_F"
 BENEFICIARY_TABLE = "IR_BEN_R"  # the referential of identities: where identifiers are resolved
 YEAR_COLUMN = "PMSI_YEAR"  # the year of a yearly table, kept in the curated data
+# Archives that CNAM delivers as tables of their own, with the layout of a current table, and that are read
+# together with it (SNDS.md). No reference schema describes them: the catalog derives theirs.
+ARCHIVES: dict[str, str] = {"IR_BEN_R_ARC": BENEFICIARY_TABLE}
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,17 @@ UNKNOWN_DATE = date(1600, 1, 1)  # the SNDS convention for a missing date, not a
 UNKNOWN_YEAR = 1600
 PLAUSIBLE_FIRST_DATE = date(1900, 1, 1)
 INFORMATION_ONLY_DPN_QLF = 71
+
+def with_archives(tables: dict[str, Table]) -> dict[str, Table]:
+    """``tables`` plus each archive whose current table is there and that has no schema of its own."""
+    out = dict(tables)
+    for archive, current in ARCHIVES.items():
+        if current in out and archive not in out:
+            table = out[current]
+            out[archive] = replace(table, name=archive, title=f"{table.title} (archive)",
+                                   foreign_keys=tuple(fk for fk in table.foreign_keys if fk.resource != current))
+    return out
+
 
 # --- Load modes -------------------------------------------------------------------------------------------
 FULL, INCREMENTAL = "full", "incremental"

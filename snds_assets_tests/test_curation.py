@@ -26,6 +26,7 @@ from snds_assets.curation.curate import (
 )
 from snds_assets.curation.state import CurrentState
 from snds_assets.lake import Lake
+from snds_assets.provision.links import beneficiary_rows
 from snds_assets.reception.archive import ArchivedFile, ArchivedTable
 from snds_assets.reception.manifest import DeliveredFile, DeliveredTable, Format, Manifest
 from snds_assets.reception.report import load_fragment
@@ -565,6 +566,22 @@ def test_current_state_incremental_then_full(spark, settings, catalog):
     assert state.deliveries("IR_BEN_R") == ["2024-03-01"]
     assert [(r["DELIVERY_ID"], r["BEN_RNG_GEM"]) for r in state.read("IR_BEN_R").collect()] == [("2024-03-01", 2)]
     assert state.read("IR_IMB_R") is None and state.deliveries("IR_IMB_R") == []
+
+
+def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):
+    """IR_BEN_R_ARC has no schema of its own: it is curated with IR_BEN_R's, and persons are read from both."""
+    assert catalog["IR_BEN_R_ARC"].columns == catalog["IR_BEN_R"].columns
+    assert catalog["IR_BEN_R_ARC"].primary_key == catalog["IR_BEN_R"].primary_key == ("BEN_NIR_PSA", "BEN_RNG_GEM")
+    state = CurrentState(spark, settings, catalog)
+    d = (Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+         .table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_B, 1), ben(NIR_T, 1), ben(NIR_T, 1)]))
+    d.curate(spark, "IR_BEN_R", state)
+    (arc,) = d.curate(spark, "IR_BEN_R_ARC", state)
+    assert (arc.family, arc.rows_read, arc.rows_curated) == ("IR_BEN_R_ARC", 3, 3)
+    assert by_name(arc)["primary_key"].failures == 1 and by_name(arc)["primary_key"].severity == ERROR
+    d.accept()
+    assert sorted(r["BEN_NIR_PSA"] for r in state.read("IR_BEN_R_ARC").collect()) == [NIR_B, NIR_T, NIR_T]
+    assert sorted(r["BEN_NIR_PSA"] for r in beneficiary_rows(state).collect()) == [NIR_A, NIR_B, NIR_T, NIR_T]
 
 
 def test_current_state_replaces_a_pmsi_year_only(spark, settings, catalog):

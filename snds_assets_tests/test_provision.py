@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dagster import DagsterInstance, materialize
@@ -383,6 +384,29 @@ def test_join_keys_keep_each_row_joinable(catalog):
     assert join_keys(catalog["T_SSRaaC"]) == ("ETA_NUM", "RHA_NUM", domain.YEAR_COLUMN)
     assert join_keys(catalog["T_MCOaaD"]) == ("ETA_NUM", "RSA_NUM", domain.YEAR_COLUMN)
     assert join_keys(catalog["ER_PHA_F"]) == domain.DCIR_KEYS
+
+
+def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(spark, catalog, source, tmp_path):
+    """A person known only to IR_BEN_R_ARC is identified; a project listing the archive gets its rows."""
+    ben = source.read("IR_BEN_R").drop("DELIVERY_ID")
+    p1 = ben.where("BEN_IDT_ANO = 'idt-p1'").limit(1)
+    arc = (p1.withColumn("BEN_NIR_PSA", F.lit("psa-old"))
+           .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-99")).withColumn("BEN_IDT_ANO", F.lit("idt-p99")))
+           .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-77")).withColumn("BEN_IDT_ANO", F.lit("idt-p77"))))
+    archived = FrameSource({**source.frames, "IR_BEN_R_ARC": arc})
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    projects = Path(settings.projects)
+    projects.mkdir(parents=True)
+    (projects / "arc.yaml").write_text("id: arc\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                       "tables: [IR_BEN_R, IR_BEN_R_ARC]\ncohort: {identifiers: arc-ids.csv}\n")
+    (projects / "arc-ids.csv").write_text("BEN_IDT_ANO,BEN_NIR_PSA\nidt-p99,\n,psa-old\n")
+    request = load_request(settings, catalog, "arc")
+    result = build_cohort(spark, catalog, request, archived)
+    assert sorted(r["BEN_IDT_ANO"] for r in result.cohort.collect()) == ["idt-p1", "idt-p99"]
+    selector = Selector(catalog, request, archived, result)
+    got = {r["BEN_NIR_PSA"] for r in selector.rows("IR_BEN_R_ARC").collect()}
+    assert got == {"psa-old", "psa-99"}  # not idt-p77, outside the cohort
+    assert {r["BEN_IDT_ANO"] for r in selector.rows("IR_BEN_R").collect()} == {"idt-p1"}
 
 
 def test_extract_family_alone_with_cohort_dataframe(spark, env, catalog, source):

@@ -280,11 +280,13 @@ def test_families_years_modes_and_unknown_tables(settings, catalog):
     prs = list(catalog["ER_PRS_F"].columns)
     d.add("ER_PRS_F", "ER_PRS_F.csv", csv_bytes(prs, dummy_rows(prs, 1)))
     d.add("X_UNKNOWN", "x.csv", b"A;B\n1;2\n")
+    ben = list(catalog["IR_BEN_R"].columns)
+    d.add("IR_BEN_R_ARC", "IR_BEN_R_ARC.csv", csv_bytes(ben, dummy_rows(ben, 2)))
     d.write()
     manifest = read_manifest(settings.landing, DID)
     groups = families_of(catalog, manifest)
     assert {k: [t.table for t in v] for k, v in groups.items()} == {
-        "T_MCOaaB": ["T_MCO23B", "T_MCO22B"], "ER_PRS_F": ["ER_PRS_F"]}
+        "T_MCOaaB": ["T_MCO23B", "T_MCO22B"], "ER_PRS_F": ["ER_PRS_F"], "IR_BEN_R_ARC": ["IR_BEN_R_ARC"]}
     assert [t.table for t in unknown_tables(catalog, manifest)] == ["X_UNKNOWN"]
 
     mco = archive_family(settings, catalog, manifest, "T_MCOaaB")
@@ -292,6 +294,9 @@ def test_families_years_modes_and_unknown_tables(settings, catalog):
         ("T_MCO23B", "T_MCOaaB", 2023, "full"), ("T_MCO22B", "T_MCOaaB", 2022, "incremental")]
     assert archive_family(settings, catalog, manifest, "ER_PRS_F")[0].mode == "incremental"
     assert archive_family(settings, catalog, manifest, "IR_BEN_R") == []
+    [arc] = archive_family(settings, catalog, manifest, "IR_BEN_R_ARC")
+    assert (arc.family, arc.mode, arc.files[0].rows) == ("IR_BEN_R_ARC", "full", 2)
+    assert arc.check("columns").passed and arc.check("row_count").passed
 
     [unknown] = archive_unknown(settings, catalog, manifest)
     assert (unknown.family, unknown.files[0].rows) == (None, 1)

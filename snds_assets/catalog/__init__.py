@@ -208,7 +208,9 @@ class Catalog:
             tables[table.name] = table
         if not tables:
             raise CatalogError(f"no Table Schema file under {root}")
-        return cls(tables, str(root))
+        from .. import domain  # domain reads the table model defined here
+
+        return cls(domain.with_archives(tables), str(root))
 
     def __contains__(self, family: str) -> bool:
         return family in self.tables

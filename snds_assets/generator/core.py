@@ -18,7 +18,8 @@ from .options import GenerateError, GenerateOptions, GenerateResult
 def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> dict[str, set]:
     """Family -> delivered years (None for a non-yearly table) from families or delivered names."""
     out: dict[str, set] = {}
-    names = list(catalog.tables) if tables is None else list(tables)
+    # CNAM's archives (IR_BEN_R_ARC) are generated only when asked for: a delivery holds the current tables.
+    names = [n for n in catalog.tables if n not in domain.ARCHIVES] if tables is None else list(tables)
     unknown = []
     for name in names:
         if name in catalog.tables:

@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from .. import domain
 from ..catalog import Table
-from .source import ARCHIVE_SUFFIX, TableSource, read_optional
+from .source import TableSource, read_optional
 
 PSA, RNG, IDT, ANO, NIR17 = "BEN_NIR_PSA", domain.RANK_COLUMN, domain.PERSON_COLUMN, domain.NIR_ANO_COLUMN, "NIR_ANO_17"
 YEAR = domain.YEAR_COLUMN
@@ -77,7 +77,8 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
 # --- Persons and identities -------------------------------------------------------------------------------
 def beneficiary_rows(source: TableSource) -> DataFrame:
     """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex)."""
-    frames = [f for f in (source.read(BENEFICIARIES), read_optional(source, BENEFICIARIES + ARCHIVE_SUFFIX)) if f is not None]
+    archives = [read_optional(source, a) for a, current in domain.ARCHIVES.items() if current == BENEFICIARIES]
+    frames = [f for f in [source.read(BENEFICIARIES), *archives] if f is not None]
     if not frames:
         raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified")
     wanted = [PSA, RNG, IDT, ANO, domain.BIRTH_YEAR_COLUMN, domain.SEX_COLUMN]

@@ -10,7 +10,6 @@ from typing import Protocol, runtime_checkable
 from pyspark.sql import DataFrame
 
 DELIVERY_COLUMN = "DELIVERY_ID"
-ARCHIVE_SUFFIX = "_ARC"  # IR_BEN_R_ARC: the archive of IR_BEN_R, same layout, read together with it
 
 
 @runtime_checkable
@@ -49,7 +48,7 @@ class FrameSource:
 
 
 def read_optional(source: TableSource, family: str) -> DataFrame | None:
-    """``source.read`` for a family the catalog may not know (IR_BEN_R_ARC): absent means None, not an error."""
+    """``source.read`` for a family that may not be delivered (IR_BEN_R_ARC): absent means None, not an error."""
     try:
         return source.read(family)
     except (KeyError, LookupError, FileNotFoundError):
