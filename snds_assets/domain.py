@@ -78,6 +78,12 @@ FICTITIOUS_NIR_CODES = frozenset({"01", "02", "05", "06", "07", "08", "09", "10"
 UNKNOWN_DATE = date(1600, 1, 1)  # the SNDS convention for a missing date, not an error
 UNKNOWN_YEAR = 1600
 PLAUSIBLE_FIRST_DATE = date(1900, 1, 1)
+# Ends of a right, an exemption, a contract or a rental: routinely after the delivery (an ALD granted until
+# 2031), so the range check bounds them from below only. Ends of care and of stays are in the past.
+OPEN_END_DATES: frozenset[str] = frozenset({
+    "IMB_ALD_DTF", "BEN_EXO_DTF", "FAM_DRT_DSF", "MTT_FIN_DTE", "MLL_CTA_DSF", "TIP_ACL_DTF", "DAT_FIN_CON",
+    "IDE_IDE_FAM", "IDE_IDE_FAS", "IDE_IDE_FON", "IDE_IDE_FTR", "IDE_CBU_DTF",
+})
 INFORMATION_ONLY_DPN_QLF = 71
 
 def with_archives(tables: dict[str, Table]) -> dict[str, Table]:

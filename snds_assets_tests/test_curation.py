@@ -238,6 +238,16 @@ def test_range_and_domain_rules_and_twins(spark, settings, catalog):
     assert {r["BEN_DCD_AME"] for r in curated.collect()} == {date(2023, 1, 1), date(2023, 5, 1)}
 
 
+def test_an_exemption_may_end_after_the_delivery_but_not_start_after_it(spark, settings, catalog):
+    rows = [f"{NIR_A};1;1;2020-01-15;2031-01-01;E11",  # an ALD granted until 2031: fine
+            f"{NIR_A};1;2;2024-05-01;1600-01-01;E11",  # starts after the delivery: range
+            f"{NIR_A};1;3;2020-01-15;1850-01-01;E11"]  # ends before 1900: range
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows).curate(spark, "IR_IMB_R")
+    check = by_name(result)["range"]
+    assert check.failures == 2 and check.details == "IMB_ALD_DTD: 1; IMB_ALD_DTF: 1"
+    assert {s["value"] for s in check.sample} == {"2024-05-01", "1850-01-01"}
+
+
 def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
     """Values listed as text ('1', '01', 'x') on an integer column: only canonical integer text can match."""
     integer = ColumnPlan("X", None, T.IntegerType(), T.IntegerType())

@@ -93,7 +93,9 @@ def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date) ->
         c = sql_name(p.name)
         if isinstance(p.dtype, (T.DateType, T.TimestampType)):
             day = f"to_date({c})" if isinstance(p.dtype, T.TimestampType) else c
-            fail = f"(({day} < {first} AND {day} <> {unknown}) OR {day} > {last})"
+            fail = f"({day} < {first} AND {day} <> {unknown})"
+            if p.name not in domain.OPEN_END_DATES:
+                fail = f"({fail} OR {day} > {last})"
             rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(fail), _text(p.name)))
         elif p.kind == "year":
             fail = (f"(({c} < {domain.PLAUSIBLE_FIRST_DATE.year} AND {c} <> {domain.UNKNOWN_YEAR}) "
