@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from .. import domain
+from ..domain import acyclic_parents
 from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
@@ -46,35 +47,6 @@ def freshness_policy(table: Table) -> FreshnessPolicy:
     default = domain.DELIVERY_PERIOD_DAYS.get(product, domain.DELIVERY_PERIOD_DAYS["OTHER"])
     days = int(os.environ.get(f"SNDS_FRESHNESS_DAYS_{product}", default))
     return FreshnessPolicy.time_window(fail_window=timedelta(days=days + days // 4), warn_window=timedelta(days=days))
-
-
-def fk_parents(catalog: Catalog, table: Table) -> list[str]:
-    """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
-    parents: list[str] = []
-    for link in domain.check_links(catalog, table):
-        if link.parent in catalog and link.parent != table.name and link.parent not in parents:
-            parents.append(link.parent)
-    return parents
-
-
-def acyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
-    """The FK graph as curation order; an edge that would close a cycle is dropped (its check reads the state)."""
-    graph: dict[str, list[str]] = {}
-    for table in catalog:
-        graph[table.name] = [p for p in fk_parents(catalog, table) if not _reaches(graph, p, table.name)]
-    return graph
-
-
-def _reaches(graph: dict[str, list[str]], start: str, target: str) -> bool:
-    stack, seen = [start], set()
-    while stack:
-        node = stack.pop()
-        if node == target:
-            return True
-        if node not in seen:
-            seen.add(node)
-            stack.extend(graph.get(node, []))
-    return False
 
 
 def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[str]:
