@@ -622,9 +622,9 @@ class _Run:
         readable = bool(t.files)
         flags = t.reject_flags
         flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
-        verdicts = [LinkVerdict(label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred)
-                    for label, (link, found, why, deferred) in (key_checks.get("foreign_key") or {}).items()
-                    ] if readable else []
+        links = (key_checks.get("foreign_key") or {}).items() if readable else []
+        verdicts = [LinkVerdict(label, link, None if found is None else found.get(year, keys.KeyResult()), why,
+                                deferred) for label, (link, found, why, deferred) in links]
         checks = {
             "type": self._type_check(t, flag, readable),
             "not_null": self._not_null_check(t, flag, readable),
