@@ -18,7 +18,7 @@ from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
     archive_family, archive_manifest, archive_table, archive_unknown, families_of, raw_fragment, unknown_tables,
 )
-from snds_assets.reception.manifest import ManifestError
+from snds_assets.reception.manifest import Format, ManifestError
 from snds_assets.reception.report import (
     CHECK_KEYS, TABLE_KEYS, build_report, list_reports, load_fragment, load_report, save_fragment, table_status,
 )
@@ -75,12 +75,28 @@ def test_list_deliveries_complete_incomplete_and_skipped(settings):
     assert not entries["notes"].complete and "not a delivery id" in entries["notes"].reason
 
 
+def _with_format(fmt: dict) -> str:
+    """A manifest valid but for its ``format``."""
+    return json.dumps({"delivery_id": DID, "format": fmt, "tables": [
+        {"table": "IR_BEN_R", "files": [{"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}]}]})
+
+
 @pytest.mark.parametrize("text, folder, message", [
     ("{not json", DID, "not valid JSON"),
     (json.dumps({"delivery_id": "15/11/2026", "tables": []}), DID, "is not YYYY-MM-DD"),
     (json.dumps({"delivery_id": "2026-11-16", "tables": []}), DID, "does not match its folder"),
     (json.dumps({"delivery_id": DID, "tables": []}), DID, "lists no tables"),
     (b"\xff\xfe\x00garbage", DID, "not valid JSON"),
+    (_with_format({"date_format": "%Q"}), DID, "manifest format date_format '%Q': %Q has no Spark equivalent"),
+    (_with_format({"date_format": "dd/MM/yyyy"}), DID, "date_format 'dd/MM/yyyy' has no strftime directive"),
+    (_with_format({"header": "false"}), DID, 'header must be a JSON boolean (true or false), not "false"'),
+    (_with_format({"header": None}), DID, "manifest format header must be a JSON boolean (true or false), not null"),
+    (_with_format({"delimiter": 59}), DID, "manifest format delimiter must be a JSON string, not 59"),
+    (_with_format({"delimiter": ";;"}), DID, "manifest format delimiter ';;' must be one character"),
+    (_with_format({"decimal": ";"}), DID, "decimal ';' must be one character, other than the delimiter"),
+    (_with_format({"encoding": "utf-16"}), DID, "manifest format encoding 'utf-16' is not utf-8 or latin-1"),
+    (_with_format({"null_value": 0}), DID, "manifest format null_value must be a JSON string, not 0"),
+    (_with_format({"quote": "'"}), DID, "manifest format has unknown keys: ['quote']"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)
@@ -92,6 +108,13 @@ def test_manifest_errors_are_one_line(settings, text, folder, message):
         read_manifest(settings.landing, folder)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_valid_format_is_read_as_given(settings):
+    fmt = {"delimiter": "|", "encoding": "latin-1", "header": False, "null_value": "NA", "decimal": ",",
+           "date_format": "%d/%m/%Y"}
+    Delivery(_landing(settings), DID).write(_with_format(fmt))
+    assert read_manifest(settings.landing, DID).format == Format(**fmt)
 
 
 def test_missing_delivery_and_missing_manifest(settings):
