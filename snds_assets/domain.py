@@ -290,6 +290,48 @@ def check_links(catalog: Catalog, table: Table) -> list[Link]:
     return list(links.values())
 
 
+
+def fk_parents(catalog: Catalog, table: Table) -> list[str]:
+    """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
+    parents: list[str] = []
+    for link in check_links(catalog, table):
+        if link.parent in catalog and link.parent != table.name and link.parent not in parents:
+            parents.append(link.parent)
+    return parents
+
+
+def acyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
+    """The FK graph as curation order; an edge that would close a cycle is dropped (see ``cyclic_parents``)."""
+    graph: dict[str, list[str]] = {}
+    for table in catalog:
+        graph[table.name] = [p for p in fk_parents(catalog, table) if not _reaches(graph, p, table.name)]
+    return graph
+
+
+def cyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
+    """The edges ``acyclic_parents`` dropped, child -> parents (T_MCOaaC -> T_MCOaaB: B hangs from C by the
+    stay key while C's schema points to B). The child is curated before such a parent, so its links to it are
+    checked once both are curated (``curation.curate.check_deferred_links``)."""
+    kept = acyclic_parents(catalog)
+    dropped = {}
+    for table in catalog:
+        parents = [p for p in fk_parents(catalog, table) if p not in kept[table.name]]
+        if parents:
+            dropped[table.name] = parents
+    return dropped
+
+
+def _reaches(graph: dict[str, list[str]], start: str, target: str) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node == target:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, []))
+    return False
+
 # --- Business rules (the `domain` check) -----------------------------------------------------------------
 @dataclass(frozen=True)
 class DomainRule:

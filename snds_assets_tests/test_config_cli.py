@@ -64,6 +64,27 @@ def test_missing_delivery_is_a_one_line_error(tmp_path):
     assert "2026-01-01" in lines[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("fmt, message", [
+    ({"date_format": "%Q"}, "manifest format date_format '%Q': %Q has no Spark equivalent"),
+    ({"header": "false"}, 'manifest format header must be a JSON boolean (true or false), not "false"'),
+])
+def test_a_bad_manifest_format_is_a_one_line_error_with_no_output(tmp_path, fmt, message):
+    """SPEC §4: exit 2 with one line saying what to fix, before anything is archived, curated or reported."""
+    from snds_assets_tests.reception_delivery import Delivery, csv_bytes
+
+    delivery = Delivery(tmp_path / "landing", "2024-03-01", fmt)
+    delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                        [["A" * 16 + "1", "1", "5", "15/01/2020"]]))
+    delivery.write()
+    proc = _snds(["ingest", "2024-03-01"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    lake = tmp_path / "lake"
+    assert not lake.exists() or not any(p.is_file() for p in lake.rglob("*"))
+
+
 def test_bad_delivery_id_is_a_usage_error(tmp_path):
     proc = _snds(["ingest", "not-a-date"], tmp_path)
     assert proc.returncode == EXIT_ERROR

@@ -22,7 +22,8 @@ from snds_assets.config import PACKAGED_SCHEMAS, Settings
 from snds_assets.curation import curate, keys, rules
 from snds_assets.curation.columns import ColumnPlan
 from snds_assets.curation.curate import (
-    REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, curate_family, curated_check_names,
+    REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, check_deferred_links, curate_family,
+    curated_check_names,
 )
 from snds_assets.curation.state import CurrentState
 from snds_assets.lake import Lake
@@ -441,19 +442,28 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     assert fk.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
     assert sorted((s["BEN_NIR_PSA"], s["BEN_RNG_GEM"]) for s in fk.sample) == [(NIR_A, 2), (NIR_B, 1)]
 
-    (mco_c_result,) = d.curate(spark, "T_MCOaaC", state)
-    fk = by_name(mco_c_result)["foreign_key"]
-    # T_MCOaaB of this delivery is not curated yet (the cycle B <-> C): that link is not evaluated; the NIR link
-    # is, and placeholders are not failures, only NIR_B is unknown.
+    mco_c_results = d.curate(spark, "T_MCOaaC", state)
+    fk = by_name(mco_c_results[0])["foreign_key"]
+    # The link to T_MCOaaB of this delivery waits for B (the cycle B <-> C: C is curated first); the NIR link is
+    # checked, and placeholders are not failures, only NIR_B is unknown.
     assert fk.evaluated and fk.failures == 1
-    assert "T_MCOaaB" in fk.details and "not curated yet" in fk.details
+    assert "T_MCOaaB(ETA_NUM, RSA_NUM): not evaluated, waits for T_MCOaaB" in fk.details
+    assert [v.label for v in mco_c_results[0].pending] == ["T_MCOaaB(ETA_NUM, RSA_NUM)"]
     assert fk.sample == [{"link": "IR_BEN_R(BEN_NIR_PSA)", "NIR_ANO_17": NIR_B}]
-    assert by_name(mco_c_result)["domain"].failures == 0  # return codes 0/1 and 17-character NIRs
+    assert by_name(mco_c_results[0])["domain"].failures == 0  # return codes 0/1 and 17-character NIRs
 
     (mco_b,) = d.curate(spark, "T_MCOaaB", state)
     fk = by_name(mco_b)["foreign_key"]
     assert fk.evaluated and fk.failures == 1  # stay 9 has no T_MCO23C row; T_MCOaaE is absent
     assert "T_MCOaaE" in fk.details and "not evaluated" in fk.details
+
+    # B curated, C's pending link is checked against it: stays 3, 4 and 5 have no T_MCO23B row.
+    assert check_deferred_links(spark, settings, catalog, d.manifest, mco_c_results, state, ["T_MCOaaC", "T_MCOaaB"])
+    fk = by_name(mco_c_results[0])["foreign_key"]
+    assert fk.evaluated and fk.failures == 4 and not mco_c_results[0].pending
+    assert "T_MCOaaB(ETA_NUM, RSA_NUM): 3 orphan row(s), checked against T_MCOaaB of this delivery" in fk.details
+    fragment = load_fragment(settings, "2024-03-01", "T_MCO23C", "curated")
+    assert next(c for c in fragment["checks"] if c["name"] == "foreign_key")["failures"] == 4
 
     alone = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11"])
     (no_parent,) = alone.curate(spark, "IR_IMB_R", state)

@@ -12,13 +12,13 @@ import pytest
 
 from snds_assets import domain
 from snds_assets.catalog import Catalog
-from snds_assets.checks import ERROR, WARN
+from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import Settings
 from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
     archive_family, archive_manifest, archive_table, archive_unknown, families_of, raw_fragment, unknown_tables,
 )
-from snds_assets.reception.manifest import ManifestError
+from snds_assets.reception.manifest import Format, ManifestError
 from snds_assets.reception.report import (
     CHECK_KEYS, TABLE_KEYS, build_report, list_reports, load_fragment, load_report, save_fragment, table_status,
 )
@@ -75,12 +75,28 @@ def test_list_deliveries_complete_incomplete_and_skipped(settings):
     assert not entries["notes"].complete and "not a delivery id" in entries["notes"].reason
 
 
+def _with_format(fmt: dict) -> str:
+    """A manifest valid but for its ``format``."""
+    return json.dumps({"delivery_id": DID, "format": fmt, "tables": [
+        {"table": "IR_BEN_R", "files": [{"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}]}]})
+
+
 @pytest.mark.parametrize("text, folder, message", [
     ("{not json", DID, "not valid JSON"),
     (json.dumps({"delivery_id": "15/11/2026", "tables": []}), DID, "is not YYYY-MM-DD"),
     (json.dumps({"delivery_id": "2026-11-16", "tables": []}), DID, "does not match its folder"),
     (json.dumps({"delivery_id": DID, "tables": []}), DID, "lists no tables"),
     (b"\xff\xfe\x00garbage", DID, "not valid JSON"),
+    (_with_format({"date_format": "%Q"}), DID, "manifest format date_format '%Q': %Q has no Spark equivalent"),
+    (_with_format({"date_format": "dd/MM/yyyy"}), DID, "date_format 'dd/MM/yyyy' has no strftime directive"),
+    (_with_format({"header": "false"}), DID, 'header must be a JSON boolean (true or false), not "false"'),
+    (_with_format({"header": None}), DID, "manifest format header must be a JSON boolean (true or false), not null"),
+    (_with_format({"delimiter": 59}), DID, "manifest format delimiter must be a JSON string, not 59"),
+    (_with_format({"delimiter": ";;"}), DID, "manifest format delimiter ';;' must be one character"),
+    (_with_format({"decimal": ";"}), DID, "decimal ';' must be one character, other than the delimiter"),
+    (_with_format({"encoding": "utf-16"}), DID, "manifest format encoding 'utf-16' is not utf-8 or latin-1"),
+    (_with_format({"null_value": 0}), DID, "manifest format null_value must be a JSON string, not 0"),
+    (_with_format({"quote": "'"}), DID, "manifest format has unknown keys: ['quote']"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)
@@ -92,6 +108,13 @@ def test_manifest_errors_are_one_line(settings, text, folder, message):
         read_manifest(settings.landing, folder)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_valid_format_is_read_as_given(settings):
+    fmt = {"delimiter": "|", "encoding": "latin-1", "header": False, "null_value": "NA", "decimal": ",",
+           "date_format": "%d/%m/%Y"}
+    Delivery(_landing(settings), DID).write(_with_format(fmt))
+    assert read_manifest(settings.landing, DID).format == Format(**fmt)
 
 
 def test_missing_delivery_and_missing_manifest(settings):
@@ -677,3 +700,75 @@ def test_a_failing_family_stops_the_others_from_starting():
     with pytest.raises(RuntimeError, match="IR_BEN_R failed"):
         list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2))
     assert begun == ["IR_BEN_R"]
+
+
+# --- a foreign key inside a cycle (T_MCOaaC -> T_MCOaaB) -------------------------------------------------------
+MCO_B = ["ETA_NUM", "RSA_NUM", "DGN_PAL"]
+MCO_C = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "EXE_SOI_DTD"]
+BEN = ["BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_IDT_ANO"]
+NIR = "A" * 16 + "1"
+
+
+def _pmsi_delivery(landing: Path, delivery_id: str, c_stays: list[str]) -> Delivery:
+    d = Delivery(landing, delivery_id)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"]]))
+    d.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
+    d.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", rsa, NIR, "01FEB2024:00:00:00"]
+                                                         for rsa in c_stays]))
+    d.write()
+    return d
+
+
+def _check_evaluations(home: Path, asset: list[str]) -> dict[str, list]:
+    """The asset check evaluations of the latest run, by check name, of one asset."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        run = instance.get_runs(limit=1)[0]
+        out: dict[str, list] = {}
+        for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+            evaluation = record.dagster_event.event_specific_data
+            if list(evaluation.asset_key.path) == asset:
+                out.setdefault(evaluation.check_name, []).append(evaluation)
+        return out
+
+
+def _fk(report: dict, table: str) -> dict:
+    return next(c for c in report["tables"][table]["checks"] if c["name"] == "foreign_key")
+
+
+@pytest.mark.parametrize("c_stays, orphans, severity", [
+    (["0000000003", "0000000001"], 1, WARN),
+    (["0000000003"], 0, WARN),
+    (["0000000003", "0000000001", ""], 1, ERROR),  # a third of C rejected (no RSA_NUM): past the tolerance
+])
+def test_a_link_dropped_to_break_a_cycle_is_checked_against_this_runs_parent(tmp_path, spark, c_stays, orphans,
+                                                                              severity):
+    """T_MCOaaC is curated before T_MCOaaB (B hangs from C by the stay key; C's schema points to B): C's link to B
+    is checked once this run has curated B, against this run's B, so a first ingestion and a re-ingestion give
+    the same verdict, in the report, its readable twin and the asset check of curated/T_MCOaaC (emitted once);
+    past the reject tolerance its failure is an ERROR that rejects the table, as any WARN check's."""
+    from .services import ingest_in_process
+
+    home = tmp_path / "snds"
+    _pmsi_delivery(home / "landing", "2024-03-01", c_stays)
+    for _ in range(2):  # the second run re-ingests the same delivery over the first one's partitions
+        assert ingest_in_process(home, "2024-03-01") == (1 if severity == ERROR else 0)
+        report = json.loads((home / "lake" / "reports" / "deliveries" / "2024-03-01.json").read_text())
+        fk = _fk(report, "T_MCO24C")
+        assert fk["evaluated"] and fk["failures"] == orphans and fk["passed"] == (orphans == 0), fk
+        assert fk["severity"] == severity
+        assert report["tables"]["T_MCO24C"]["status"] == ("rejected" if severity == ERROR else "accepted")
+        assert (f"T_MCOaaB(ETA_NUM, RSA_NUM): {orphans} orphan row(s), checked against T_MCOaaB of this delivery"
+                in fk["details"]), fk["details"]
+        assert fk["sample"] == ([{"link": "T_MCOaaB(ETA_NUM, RSA_NUM)", "ETA_NUM": "123456789",
+                                  "RSA_NUM": "0000000001"}] if orphans else [])
+        assert _fk(report, "T_MCO24B")["passed"]  # every stay of B has its C row
+        readable = (home / "lake" / "reports" / "deliveries" / "2024-03-01.html").read_text()
+        assert ("1 orphan row(s), checked against T_MCOaaB" in readable) == bool(orphans)
+        checks = _check_evaluations(home, ["curated", "T_MCOaaC"])
+        assert sorted(checks) == sorted(name for name, _ in CURATED_CHECKS)
+        assert all(len(v) == 1 for v in checks.values()), {k: len(v) for k, v in checks.items()}
+        (evaluation,) = checks["foreign_key"]
+        assert evaluation.passed == (orphans == 0) and evaluation.severity.value == severity
+        assert evaluation.metadata["failures"].value == orphans and evaluation.metadata["evaluated"].value

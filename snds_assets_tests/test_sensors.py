@@ -46,6 +46,8 @@ def test_complete_delivery_requested_once(env, tmp_path):
     _write_delivery(landing, "2026-11-15")
     _write_delivery(landing, "2026-11-16", manifest=False)
     _write_delivery(landing, "2026-11-17", manifest="{not json")
+    bad_format = {"delivery_id": "2026-11-18", "format": {"header": "false"}, "tables": [{"table": "ER_PRS_F"}]}
+    _write_delivery(landing, "2026-11-18", manifest=json.dumps(bad_format))  # skipped: the manifest is unreadable
     (landing / "notes").mkdir()
 
     result = _tick(defs, instance, "cnam_deliveries")

@@ -17,7 +17,6 @@ Decisions (curated layout, SPEC §5):
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,32 +24,11 @@ from pyspark.sql import types as T
 
 from .. import domain
 from ..catalog import Field, Table
+from ..patterns import spark_pattern
 from ..reception.manifest import Format
 
 CORRUPT = "_CORRUPT_RECORD"  # Spark's corrupt-record column: the raw line of a row the parser could not type
 ISO_DATE = "yyyy-MM-dd"
-
-_STRFTIME = {
-    "%d": "dd", "%m": "MM", "%Y": "yyyy", "%y": "yy", "%b": "MMM", "%B": "MMMM", "%H": "HH", "%M": "mm",
-    "%S": "ss", "%j": "DDD", "%f": "SSSSSS", "%p": "a", "%I": "hh", "%e": "d",
-}
-
-
-def spark_pattern(strftime: str) -> str:
-    """A strftime pattern (``%d%m%Y``, ``%d%b%Y:%H:%M:%S``) as a Spark datetime pattern; letters are quoted."""
-    out: list[str] = []
-    for token in re.findall(r"%%|%[A-Za-z]|[A-Za-z]+|[^%A-Za-z]+|%", strftime):
-        if token == "%%" or token == "%":
-            out.append("%")
-        elif token.startswith("%"):
-            if token not in _STRFTIME:
-                raise ValueError(f"date format {strftime!r}: {token} has no Spark equivalent")
-            out.append(_STRFTIME[token])
-        elif token[0].isalpha():
-            out.append("'" + token + "'")
-        else:
-            out.append(token.replace("'", "''"))
-    return "".join(out)
 
 
 def output_type(table: Table, field: Field) -> T.DataType:

@@ -22,7 +22,9 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    not_null counts per column are observed during that write.
 3. **Key checks read the written Parquet**, key columns only: one aggregation for duplicate keys, one semi-join
    with the current state, one anti-join per foreign-key link to a large parent, one anti-join for long
-   nomenclatures.
+   nomenclatures. A link to a parent of this delivery that is curated *after* the family (the edge curation
+   order drops to break a cycle, T_MCOaaC -> T_MCOaaB) is left pending: ``check_deferred_links`` anti-joins it
+   once the run has curated that parent, so that it is never checked against an earlier run's partition.
 4. Both partitions are **published by rename** once everything succeeded (see ``publish``), then each delivered
    table's verdict is saved as the ``curated`` fragment of the reception report.
 
@@ -34,7 +36,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 from pyspark.sql import Column, DataFrame, Observation
@@ -66,6 +68,17 @@ KEY_HASHES = f"{HASHES}_KEY"
 
 
 @dataclass
+class LinkVerdict:
+    """One foreign-key link's verdict on one delivered table; the ``foreign_key`` check sums its links'."""
+
+    label: str
+    link: domain.Link
+    result: keys.KeyResult | None  # None: not evaluated
+    why: str  # "checked against ...", or, not evaluated, the whole reason
+    deferred: bool = False  # a cycle's link, evaluated once its parent is curated (``check_deferred_links``)
+
+
+@dataclass
 class CuratedTable:
     """What curation did with one delivered table (``T_MCO23B``): counts, checks and the curated columns."""
 
@@ -77,9 +90,15 @@ class CuratedTable:
     rows_rejected: int
     checks: list[CheckOutcome]
     column_schema: list[tuple[str, str]] = field(default_factory=list)
+    links: list[LinkVerdict] = field(default_factory=list)  # of a readable table, behind its foreign_key check
 
     def check(self, name: str) -> CheckOutcome:
         return next(c for c in self.checks if c.name == name)
+
+    @property
+    def pending(self) -> list[LinkVerdict]:
+        """Links whose verdict waits for ``check_deferred_links``."""
+        return [v for v in self.links if v.deferred]
 
     def fragment(self) -> dict:
         """The ``curated`` fragment of the reception report (see ``reception.report``)."""
@@ -207,6 +226,7 @@ class _Run:
         self.delivery_date = date.fromisoformat(manifest.delivery_id[:10])
         self.required = domain.required_columns(table)
         self.yearly = table.is_yearly
+        self.deferred = set(domain.cyclic_parents(catalog).get(table.name, ()))
         index = 0
         self.tables: list[_Table] = []
         for a in archived:
@@ -542,6 +562,10 @@ class _Run:
             if not all(c in self.delivered for c in link.columns):
                 out.append(_LinkPlan(link, label, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}"))
                 continue
+            if link.parent in self.deferred and self._delivered_parts(link.parent):
+                out.append(_LinkPlan(link, label, f"{label}: not evaluated, waits for {link.parent} of this delivery "
+                                                  "to be curated in this run", deferred=True))
+                continue
             parent, why, kept = self._parent(link)
             if parent is None:
                 out.append(_LinkPlan(link, label, f"{label}: not evaluated, {why}"))
@@ -571,53 +595,21 @@ class _Run:
         out = {}
         for plan in links:
             if plan.theirs is None:
-                out[plan.label] = (plan.link, None, plan.why)
+                out[plan.label] = (plan.link, None, plan.why, plan.deferred)
             elif plan.found and not any(int(t.metrics.get(plan.found) or 0) for t in self.tables):
-                out[plan.label] = (plan.link, {}, plan.why)
+                out[plan.label] = (plan.link, {}, plan.why, False)
             elif plan.observed and not keys.missing(self._observed_hashes(plan.observed), plan.known):
-                out[plan.label] = (plan.link, {}, plan.why)
+                out[plan.label] = (plan.link, {}, plan.why, False)
             else:
                 found = keys.orphans(curated, plan.theirs, plan.link, self.yearly, plan.casts, plan.same_year)
-                out[plan.label] = (plan.link, found, plan.why)
+                out[plan.label] = (plan.link, found, plan.why, False)
         return out
 
     def _delivered_parts(self, family: str) -> list[Part]:
-        """The tables of ``family`` in this delivery, as parts of its state."""
-        out = []
-        for d in self.manifest.tables:
-            try:
-                t, year = self.catalog.resolve(d.table)
-            except KeyError:
-                continue
-            if t.name == family:
-                out.append(Part(self.manifest.delivery_id, year, d.mode or domain.default_mode(t)))
-        return out
+        return _delivered_parts(self.catalog, self.manifest, family)
 
     def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str, dict]:
-        """The parent rows a link is checked against, why (or why not), and which partitions they come from."""
-        if link.parent not in self.catalog:
-            return None, f"{link.parent} is not in the catalog", {}
-        parent_table = self.catalog[link.parent]
-        delivered = self._delivered_parts(link.parent)
-        columns = list(link.parent_columns)
-        delivery_id = self.manifest.delivery_id
-        if delivered:
-            if not lake_exists(self.lake.curated(link.parent, delivery_id)):
-                return None, f"{link.parent} of this delivery is not curated yet", {}
-            kept = self.state.plan(link.parent, after=(delivery_id, delivered))
-            source = f"{link.parent} of this delivery and the current state"
-        else:
-            kept = self.state.plan(link.parent, exclude_delivery=delivery_id)
-            source = f"the current state of {link.parent}"
-        df = self.state.read_plan(link.parent, kept, columns=columns)
-        if df is None:
-            return None, f"{link.parent} is neither in this delivery nor in the current state", {}
-        missing = [c for c in columns if c not in df.columns]
-        if missing:
-            return None, f"{link.parent} has no column {', '.join(missing)}", {}
-        if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
-            return None, f"{link.parent} has no {domain.YEAR_COLUMN} column", {}
-        return df, f"checked against {source}", kept
+        return _parent_rows(self.state, self.catalog, self.manifest, link)
 
     # --- verdicts -------------------------------------------------------------------------------------
     def _result(self, t: _Table, key_checks: dict) -> CuratedTable:
@@ -630,29 +622,25 @@ class _Run:
         readable = bool(t.files)
         flags = t.reject_flags
         flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
+        links = (key_checks.get("foreign_key") or {}).items() if readable else []
+        verdicts = [LinkVerdict(label, link, None if found is None else found.get(year, keys.KeyResult()), why,
+                                deferred) for label, (link, found, why, deferred) in links]
         checks = {
             "type": self._type_check(t, flag, readable),
             "not_null": self._not_null_check(t, flag, readable),
             "primary_key": self._pk_check(key_checks.get("primary_key"), year, readable, "primary_key"),
             "primary_key_state": self._pk_state_check(t, key_checks.get("primary_key_state"), year, readable),
-            "foreign_key": self._fk_check(key_checks.get("foreign_key") or {}, year, readable),
+            "foreign_key": self._fk_check(verdicts, readable),
             "nomenclature": self._rule_check(t, "nomenclature", readable, key_checks.get("nomenclature") or {}, year),
             "range": self._rule_check(t, "range", readable, year=year),
             "domain": self._rule_check(t, "domain", readable, year=year),
             "rows_reconciled": self._reconciled(t, rows_read, rows_curated, rows_rejected, bad),
         }
         outcomes = [checks[name] for name, _ in CURATED_CHECKS]
-        if rows_read and rows_rejected / rows_read > self.settings.reject_tolerance:
-            share = 100.0 * rows_rejected / rows_read
-            for c in outcomes:
-                if c.severity == WARN and not c.passed:
-                    c.severity = ERROR
-                    c.details = (c.details + "; " if c.details else "") + (
-                        f"ERROR because {share:.2f}% of the table's rows were rejected "
-                        f"(tolerance {100 * self.settings.reject_tolerance:g}%)")
+        _tolerate(outcomes, rows_read, rows_rejected, self.settings.reject_tolerance)
         schema = [(p.name, p.dtype.simpleString()) for p in self.plans]
         return CuratedTable(t.name, self.table.name, t.archived.year, rows_read, rows_curated, rows_rejected,
-                            outcomes, schema)
+                            outcomes, schema, verdicts)
 
     @staticmethod
     def _outcome(name: str, rule: str, failures: int, columns: list[str], sample: list, evaluated: bool = True,
@@ -723,24 +711,10 @@ class _Run:
                              details=f"{r.failures} row(s) have a key already in the current state"
                              if r.failures else "")
 
-    def _fk_check(self, links: dict, year, readable: bool) -> CheckOutcome:
+    def _fk_check(self, verdicts: list[LinkVerdict], readable: bool) -> CheckOutcome:
         if not readable:
             return self._not_evaluated("foreign_key", "foreign_key", "no readable file")
-        if not links:
-            return self._not_evaluated("foreign_key", "foreign_key", "the table has no foreign key to check")
-        failures, sample, details, columns, evaluated = 0, [], [], [], False
-        for label, (link, result, why) in links.items():
-            columns += [c for c in link.columns if c not in columns]
-            if result is None:
-                details.append(why)
-                continue
-            evaluated = True
-            r = result.get(year, keys.KeyResult())
-            failures += r.failures
-            sample += [{"link": label, **s} for s in (r.sample or [])]
-            details.append(f"{label}: {r.failures} orphan row(s), {why}")
-        return self._outcome("foreign_key", "foreign_key", failures if evaluated else 0, columns, sample,
-                             evaluated=evaluated, details="; ".join(details))
+        return _fk_outcome(verdicts)
 
     def _rule_check(self, t: _Table, check: str, readable: bool, large: dict | None = None,
                     year=None) -> CheckOutcome:
@@ -797,6 +771,120 @@ class _Run:
         return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
 
 
+def _fk_outcome(verdicts: list[LinkVerdict]) -> CheckOutcome:
+    """The ``foreign_key`` check of one delivered table from its links' verdicts."""
+    if not verdicts:
+        return _Run._outcome("foreign_key", "foreign_key", 0, [], [], evaluated=False,
+                             details="the table has no foreign key to check")
+    failures, sample, details, columns, evaluated = 0, [], [], [], False
+    for v in verdicts:
+        columns += [c for c in v.link.columns if c not in columns]
+        if v.result is None:
+            details.append(v.why)
+            continue
+        evaluated = True
+        failures += v.result.failures
+        sample += [{"link": v.label, **s} for s in (v.result.sample or [])]
+        details.append(f"{v.label}: {v.result.failures} orphan row(s), {v.why}")
+    return _Run._outcome("foreign_key", "foreign_key", failures if evaluated else 0, columns, sample,
+                         evaluated=evaluated, details="; ".join(details))
+
+
+def _tolerate(outcomes: list[CheckOutcome], rows_read: int, rows_rejected: int, tolerance: float) -> None:
+    """A failed WARN check becomes an ERROR when the table's rejected share passes the tolerance (SPEC §6)."""
+    if not rows_read or rows_rejected / rows_read <= tolerance:
+        return
+    share = 100.0 * rows_rejected / rows_read
+    for c in outcomes:
+        if c.severity == WARN and not c.passed:
+            c.severity = ERROR
+            c.details = (c.details + "; " if c.details else "") + (
+                f"ERROR because {share:.2f}% of the table's rows were rejected (tolerance {100 * tolerance:g}%)")
+
+
+def _delivered_parts(catalog: Catalog, manifest: Manifest, family: str) -> list[Part]:
+    """The tables of ``family`` in this delivery, as parts of its state."""
+    out = []
+    for d in manifest.tables:
+        try:
+            t, year = catalog.resolve(d.table)
+        except KeyError:
+            continue
+        if t.name == family:
+            out.append(Part(manifest.delivery_id, year, d.mode or domain.default_mode(t)))
+    return out
+
+
+def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
+                 link: domain.Link) -> tuple[DataFrame | None, str, dict]:
+    """The parent rows a link is checked against, why (or why not), and which partitions they come from."""
+    if link.parent not in catalog:
+        return None, f"{link.parent} is not in the catalog", {}
+    parent_table = catalog[link.parent]
+    delivered = _delivered_parts(catalog, manifest, link.parent)
+    columns = list(link.parent_columns)
+    delivery_id = manifest.delivery_id
+    if delivered:
+        if not lake_exists(state.lake.curated(link.parent, delivery_id)):
+            return None, f"{link.parent} of this delivery is not curated yet", {}
+        kept = state.plan(link.parent, after=(delivery_id, delivered))
+        source = f"{link.parent} of this delivery and the current state"
+    else:
+        kept = state.plan(link.parent, exclude_delivery=delivery_id)
+        source = f"the current state of {link.parent}"
+    df = state.read_plan(link.parent, kept, columns=columns)
+    if df is None:
+        return None, f"{link.parent} is neither in this delivery nor in the current state", {}
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        return None, f"{link.parent} has no column {', '.join(missing)}", {}
+    if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
+        return None, f"{link.parent} has no {domain.YEAR_COLUMN} column", {}
+    return df, f"checked against {source}", kept
+
+
+def check_deferred_links(spark, settings: Settings, catalog: Catalog, manifest: Manifest,
+                         results: list[CuratedTable], state: CurrentState, curated: Collection[str]) -> bool:
+    """Evaluate the links that ``curate_family`` left pending in ``results`` (one family's), the edges curation
+    order drops to break a cycle (``domain.cyclic_parents``), once this run has curated their parent: the child's
+    and the parent's partitions of this delivery are then both this run's own, so that the verdict is the same on
+    a first ingestion and a re-ingestion. ``curated``: the families this run curated. Updates each table's
+    ``foreign_key`` check and its report fragment; False when nothing was pending."""
+    pending = {v.label: v.link for r in results for v in r.pending}
+    if not pending:
+        return False
+    table = catalog[results[0].family]
+    delivery_id = manifest.delivery_id
+    found: dict[str, tuple[dict | None, str]] = {}
+    child = None
+    for label, link in pending.items():
+        if link.parent not in curated:
+            found[label] = (None, f"{label}: not evaluated, {link.parent} of this delivery was not curated in this run")
+            continue
+        parent, why, _ = _parent_rows(state, catalog, manifest, link)
+        if parent is None:
+            found[label] = (None, f"{label}: not evaluated, {why}")
+            continue
+        if child is None:
+            child = spark.read.parquet(Lake(settings.lake).curated(table.name, delivery_id))
+        casts = keys.link_casts(dict(child.dtypes), dict(parent.dtypes), link)
+        same_year = link.same_year and table.is_yearly and domain.YEAR_COLUMN in parent.columns
+        theirs = keys.parent_hashes(parent, link, casts, same_year)
+        found[label] = (keys.orphans(child, theirs, link, table.is_yearly, casts, same_year), why)
+    for r in results:
+        if not r.pending:
+            continue
+        year = r.year if table.is_yearly else None
+        r.links = [v if not v.deferred else LinkVerdict(
+            v.label, v.link, None if found[v.label][0] is None else found[v.label][0].get(year, keys.KeyResult()),
+            found[v.label][1]) for v in r.links]
+        outcome = _fk_outcome(r.links)
+        _tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
+        r.checks = [outcome if c.name == "foreign_key" else c for c in r.checks]
+        save_fragment(settings, delivery_id, r.delivered_name, "curated", r.fragment())
+    return True
+
+
 @dataclass
 class _LinkPlan:
     """How one foreign-key link of a family is checked (see ``_Run._links``)."""
@@ -810,6 +898,7 @@ class _LinkPlan:
     found: str | None = None  # the write pass's column and metric for a probed (small) parent
     observed: str | None = None  # or, for a small child, the metric of its observed link hashes
     known: np.ndarray | None = None  # and the small parent's hashes they are compared with (``keys.missing``)
+    deferred: bool = False  # a cycle's link: checked by ``check_deferred_links`` once its parent is curated
 
 
 @dataclass

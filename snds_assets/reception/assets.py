@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from .. import domain
+from ..domain import acyclic_parents
 from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
@@ -30,6 +31,8 @@ from ..spark import SparkResource
 OWNER = "team:snds-reception"
 DELIVERY_KEY = AssetKey(["landing", "delivery"])
 REPORT_KEY = AssetKey(["reports", "reception"])
+# Curated checks that a family in a cycle (T_MCOaaC <-> T_MCOaaB) completes after its materialisation.
+DEFERRED_CHECKS = ("foreign_key",)
 
 
 def raw_key(family: str) -> AssetKey:
@@ -46,35 +49,6 @@ def freshness_policy(table: Table) -> FreshnessPolicy:
     default = domain.DELIVERY_PERIOD_DAYS.get(product, domain.DELIVERY_PERIOD_DAYS["OTHER"])
     days = int(os.environ.get(f"SNDS_FRESHNESS_DAYS_{product}", default))
     return FreshnessPolicy.time_window(fail_window=timedelta(days=days + days // 4), warn_window=timedelta(days=days))
-
-
-def fk_parents(catalog: Catalog, table: Table) -> list[str]:
-    """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
-    parents: list[str] = []
-    for link in domain.check_links(catalog, table):
-        if link.parent in catalog and link.parent != table.name and link.parent not in parents:
-            parents.append(link.parent)
-    return parents
-
-
-def acyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
-    """The FK graph as curation order; an edge that would close a cycle is dropped (its check reads the state)."""
-    graph: dict[str, list[str]] = {}
-    for table in catalog:
-        graph[table.name] = [p for p in fk_parents(catalog, table) if not _reaches(graph, p, table.name)]
-    return graph
-
-
-def _reaches(graph: dict[str, list[str]], start: str, target: str) -> bool:
-    stack, seen = [start], set()
-    while stack:
-        node = stack.pop()
-        if node == target:
-            return True
-        if node not in seen:
-            seen.add(node)
-            stack.extend(graph.get(node, []))
-    return False
 
 
 def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[str]:
@@ -197,13 +171,28 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             step_progress(context.log, finished + 1, total, f"{what} {family}")
 
         order = curation_order(wanted, parents)
+        curated: list[str] = []
+        pending: dict[str, list] = {}  # families whose foreign_key check waits for a parent (a cycle's link)
         try:
             for family, (archived, results) in in_dependency_order(order, parents, receive_family,
                                                                    settings.parallel_families, started):
                 if raw_key(family) in selected:
                     yield _raw_result(manifest, family, archived)
                 if results is not None:
-                    yield _curated_result(settings, catalog_, manifest, family, results)
+                    curated.append(family)
+                    held = DEFERRED_CHECKS if any(r.pending for r in results) else ()
+                    if held:
+                        pending[family] = results
+                    yield _curated_result(settings, catalog_, manifest, family, results, held)
+            for family, results in pending.items():
+                from ..curation.curate import check_deferred_links
+
+                later = sorted({v.link.parent for r in results for v in r.pending})
+                context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
+                check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
+                for name in DEFERRED_CHECKS:
+                    yield asset_check_result(combine(name, [c for r in results for c in r.checks if c.name == name]),
+                                             curated_key(family))
         finally:
             if state is not None:
                 state.close()
@@ -254,7 +243,9 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
     )
 
 
-def _curated_result(settings, catalog: Catalog, manifest, family: str, results: list) -> MaterializeResult:
+def _curated_result(settings, catalog: Catalog, manifest, family: str, results: list,
+                    held: tuple[str, ...] = ()) -> MaterializeResult:
+    """The curated asset's materialisation with its checks, but for those ``held`` to be emitted later."""
     from ..lake import Lake
 
     key = curated_key(family)
@@ -272,7 +263,7 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
         },
         check_results=[
             asset_check_result(combine(name, [c for r in results for c in r.checks if c.name == name]), key)
-            for name, _ in CURATED_CHECKS
+            for name, _ in CURATED_CHECKS if name not in held
         ],
     )
 

@@ -5,6 +5,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from ..patterns import SUPPORTED, UnsupportedDirective, directives, spark_pattern
+
 DELIVERY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}(_[A-Za-z0-9]+)?$")
 MANIFEST = "manifest.json"
 
@@ -69,6 +71,44 @@ def valid_delivery_id(value: str) -> bool:
     return bool(DELIVERY_ID.match(value))
 
 
+ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1")
+
+
+def parse_format(data: dict) -> Format:
+    """The manifest's ``format``, every field type-checked: a value Python and Spark would read differently
+    (``"header": "false"``, truthy here, false for Spark) or one that would fail only in the middle of curation
+    (a ``date_format`` Spark cannot follow) is a ManifestError naming the field and its value."""
+    unknown = set(data) - set(Format.__dataclass_fields__)
+    if unknown:
+        raise ManifestError(f"manifest format has unknown keys: {sorted(unknown)}")
+    for name, value in data.items():
+        expected = bool if name == "header" else str
+        if not isinstance(value, expected):
+            what = "a JSON boolean (true or false)" if expected is bool else "a JSON string"
+            raise ManifestError(f"manifest format {name} must be {what}, not {json.dumps(value)}")
+    fmt = Format(**data)
+    if fmt.encoding.lower().replace("_", "-") not in ENCODINGS:
+        raise ManifestError(f"manifest format encoding {fmt.encoding!r} is not utf-8 or latin-1")
+    if len(fmt.delimiter) != 1 or fmt.delimiter in ('"', "\n", "\r"):
+        raise ManifestError(f"manifest format delimiter {fmt.delimiter!r} must be one character, not a quote "
+                            "or a line break")
+    if len(fmt.decimal) != 1 or fmt.decimal == fmt.delimiter:
+        raise ManifestError(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter")
+    if "\n" in fmt.null_value or "\r" in fmt.null_value:
+        raise ManifestError(f"manifest format null_value {fmt.null_value!r} must not hold a line break")
+    if fmt.date_format not in ("", "default"):
+        try:
+            spark_pattern(fmt.date_format)
+        except UnsupportedDirective as exc:
+            raise ManifestError(f"manifest format date_format {fmt.date_format!r}: {exc.token} has no Spark "
+                                f"equivalent; use {' '.join(SUPPORTED)} (e.g. \"%d/%m/%Y\"), or \"default\" "
+                                "for ISO dates") from exc
+        if not directives(fmt.date_format):
+            raise ManifestError(f"manifest format date_format {fmt.date_format!r} has no strftime directive: give "
+                                "a pattern such as \"%d/%m/%Y\", or \"default\" for ISO dates")
+    return fmt
+
+
 def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
     """Decode and validate a manifest; every problem is a ManifestError with a message that says what to fix."""
     try:
@@ -85,14 +125,7 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
     fmt_data = data.get("format") or {}
     if not isinstance(fmt_data, dict):
         raise ManifestError("manifest format must be an object")
-    unknown = set(fmt_data) - set(Format.__dataclass_fields__)
-    if unknown:
-        raise ManifestError(f"manifest format has unknown keys: {sorted(unknown)}")
-    fmt = Format(**fmt_data)
-    if fmt.encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1"):
-        raise ManifestError(f"manifest encoding {fmt.encoding!r} is not utf-8 or latin-1")
-    if len(fmt.delimiter) != 1:
-        raise ManifestError(f"manifest delimiter {fmt.delimiter!r} must be one character")
+    fmt = parse_format(fmt_data)
     tables = []
     raw_tables = data.get("tables")
     if not isinstance(raw_tables, list) or not raw_tables:
