@@ -290,7 +290,6 @@ def check_links(catalog: Catalog, table: Table) -> list[Link]:
     return list(links.values())
 
 
-
 def fk_parents(catalog: Catalog, table: Table) -> list[str]:
     """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
     parents: list[str] = []
@@ -331,6 +330,7 @@ def _reaches(graph: dict[str, list[str]], start: str, target: str) -> bool:
             seen.add(node)
             stack.extend(graph.get(node, []))
     return False
+
 
 # --- Business rules (the `domain` check) -----------------------------------------------------------------
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from dagster import (
 )
 
 from .. import domain
-from ..domain import acyclic_parents
 from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
@@ -120,7 +119,7 @@ def _curated_spec(table: Table, parents: list[str]) -> AssetSpec:
 
 
 def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
-    parents = acyclic_parents(catalog)
+    parents = domain.acyclic_parents(catalog)
     specs = [_raw_spec(t) for t in catalog] + [_curated_spec(t, parents[t.name]) for t in catalog]
     check_specs = [AssetCheckSpec(rule, asset=raw_key(t.name), description=RULE_DESCRIPTIONS[rule],
                                   partitions_def=deliveries) for t in catalog for rule in RAW_RULES]
@@ -148,6 +147,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
         state = None
         if session is not None:
+            from ..curation.curate import check_deferred_links, curate_family
             from ..curation.state import CurrentState
 
             state = CurrentState(session, settings, catalog_)
@@ -161,8 +161,6 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 archived = _reload_archived(settings, catalog_, manifest, family)
             if curated_key(family) not in selected:
                 return archived, None
-            from ..curation.curate import curate_family
-
             return archived, curate_family(session, settings, catalog_, manifest, archived, state)
 
         def started(family: str, finished: int, total: int) -> None:
@@ -185,8 +183,6 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                         pending[family] = results
                     yield _curated_result(settings, catalog_, manifest, family, results, held)
             for family, results in pending.items():
-                from ..curation.curate import check_deferred_links
-
                 later = sorted({v.link.parent for r in results for v in r.pending})
                 context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
                 check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
