@@ -149,6 +149,52 @@ def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatc
     assert all(c.passed for c in table.checks)
 
 
+@pytest.mark.parametrize("data, records, multiline", [
+    # a quoted value holding a newline (LF or CRLF), an escaped quote next to a newline, a trailing escaped quote
+    (b'A;B\r\n1;"x\r\ny"\r\n2;"a""\nb"\r\n3;"p"""\r\n', 4, True),
+    (b'A;B\n1;"x\ny"', 2, True),  # no final newline, the last value spanning two lines
+    (b'"A";"B"\n"1";"x;y"\n"2";""\n', 3, False),  # every value quoted, none holding a newline
+    (b'A;B\n1;ab"\n2;y"z\n', 3, False),  # a quote inside an unquoted value is text
+    (b'A;B\n1;x\n\n  \n\t\r\n\r\n2;y\n\n', 3, False),  # blank lines: empty, spaces, tab, CR, trailing
+    (b'A;B\n1;"x\n\n0"\n\n  \n2;y\n', 4, True),  # read with multiLine: an empty line is skipped, "  " is a row
+    (b'A;B\r\n1;"x\r\n0"\r\n\r\n2;y\r\n', 3, True),  # ... and so is an empty CRLF line of a CRLF file
+    (b"", 0, False),
+])
+def test_record_counter_counts_what_spark_reads_whatever_the_chunks(data, records, multiline):
+    """Every split of the stream into two chunks, and chunks of every small size: a quote opened in one chunk and
+    closed in the next, a run of quotes or a CRLF cut in two, a blank line across chunks. The expected counts are
+    Spark 4's rows (header included) read without multiLine, or with it when ``multiline``."""
+    def count(chunks):
+        counter = archive_mod.RecordCounter(b";", b'"')
+        for chunk in chunks:
+            counter.feed(chunk)
+        return counter.finish(), counter.multiline
+
+    splits = [[data[:i], data[i:]] for i in range(len(data) + 1)]
+    splits += [[data[i:i + n] for i in range(0, len(data), n)] for n in range(1, 8)]
+    assert {count(chunks) for chunks in splits} == {(records, multiline)}
+
+
+def test_quoted_newlines_and_blank_lines_are_counted_as_rows_as_spark_reads_them(settings, catalog, monkeypatch):
+    """The archive's row count is Spark's: a quoted newline does not end a row (plain or gzip, tiny chunks), blank
+    lines are not rows; only a file with a quoted newline is marked for a multiLine read."""
+    cols = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
+    quoted = (";".join(cols) + '\nA;1;5;2020-01-15;;E11\nA;1;6;2021-02-01;;"I1\n0"\nB;1;7;2020-01-15;;"E;10"\n').encode()
+    blank = (";".join(cols) + "\r\nA;1;5;2020-01-15;;E11\r\n\r\n \r\nB;1;7;2020-01-15;;E10\r\n\r\n").encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "quoted.csv", quoted, rows=3)
+    d.add("IR_IMB_R", "quoted.csv.gz", quoted, gz=True, rows=3)
+    d.add("IR_IMB_R", "blank.csv", blank, rows=2)
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(archive_mod, "INFLATE_LIMIT", 5)
+    table = _table(settings, catalog, d, "IR_IMB_R")
+    assert [(f.rows, f.multiline, f.readable) for f in table.files] == [(3, True, True), (3, True, True),
+                                                                       (2, False, True)]
+    assert all(f.header == cols for f in table.files)
+    assert table.check("row_count").passed and table.check("row_count").failures == 0
+    assert raw_fragment(table)["files"][0]["multiline"] is True  # curation reloads it (assets._reload_archived)
+
+
 def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
