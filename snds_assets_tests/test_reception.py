@@ -678,6 +678,69 @@ def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_p
             c["severity"] == ERROR and not c["passed"] for c in report["tables"][table]["checks"]) else "accepted")
 
 
+# --- end to end: quoted newlines and blank lines ----------------------------------------------------------------
+IMB = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
+NIR_A, NIR_B = "A" * 16 + "1", "B" * 16 + "2"
+
+
+def _ingest(settings, catalog, spark, delivery: Delivery) -> dict:
+    """Archive and curate a delivery as the reception run does; its report's entry for IR_IMB_R."""
+    from snds_assets.curation.curate import curate_family
+
+    manifest, archived = _receive(settings, catalog, delivery)
+    curate_family(spark, settings, catalog, manifest, list(archived.values()))
+    return build_report(settings, catalog, manifest)["tables"]["IR_IMB_R"]
+
+
+def test_a_newline_inside_a_quoted_value_is_one_row_curated_whole(settings, catalog, spark):
+    data = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-01;;"I1\n0"\n'
+            f'{NIR_B};1;7;2020-01-15;;"E;10"\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=3)
+    d.add("IR_IMB_R", "IR_IMB_R/part-2.csv", csv_bytes(IMB, [[NIR_B, "1", "8", "2020-01-15", "", "E11"]]))
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (4, 4, 4, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"] and checks["type"]["passed"]
+    assert table["status"] == "accepted"
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    assert sorted((r["IMB_ALD_NUM"], r["MED_MTF_COD"]) for r in curated.collect()) == [
+        (5, "E11"), (6, "I1\n0"), (7, "E;10"), (8, "E11")]
+    assert not _lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}").exists()
+
+
+def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(settings, catalog, spark):
+    """The rejects pass splits a multiLine file's records as the write pass does (``curate._Run._lines``)."""
+    bad = f'{NIR_B};1;XX;2020-01-15;;"J\r\n1"'
+    data = (f'{";".join(IMB)}\r\n{NIR_A};1;6;2021-02-01;;"I1\r\n0"\r\n{bad}\r\n'
+            f'{NIR_A};1;7;2020-01-15;;"a ""b""\r\nc"\r\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv.gz", data, gz=True, rows=3)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (3, 2, 1)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert checks["type"]["failures"] == 1 and checks["type"]["columns"] == ["IMB_ALD_NUM"]
+    [reject] = spark.read.parquet(str(_lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}"))).collect()
+    assert (reject["_REJECT_LINE"], reject["IMB_ALD_NUM"], reject["MED_MTF_COD"]) == (bad, "XX", "J\r\n1")
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    # Spark's multiLine parser hands a CRLF file's line ends inside values as "\n"; the reject keeps the bytes.
+    assert sorted(r["MED_MTF_COD"] for r in curated.collect()) == ["I1\n0", 'a "b"\nc']
+
+
+def test_blank_lines_are_not_rows(settings, catalog, spark):
+    """Empty lines, a line of spaces and trailing blank lines, CRLF: skipped by Spark, so not counted either."""
+    data = (f'{";".join(IMB)}\r\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\r\n\r\n  \r\n'
+            f'{NIR_B};1;7;2020-01-15;;"E;10"\r\n\r\n\r\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=2)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (2, 2, 2, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert table["status"] == "accepted"
+
+
 # --- families worked on concurrently ----------------------------------------------------------------------------
 def test_families_run_after_their_parents_and_at_most_two_at_a_time():
     from snds_assets.reception.receive import in_dependency_order
