@@ -175,6 +175,27 @@ def test_record_counter_counts_what_spark_reads_whatever_the_chunks(data, record
     assert {count(chunks) for chunks in splits} == {(records, multiline)}
 
 
+def test_record_counter_reads_exactly_only_the_lines_in_progress_of_a_quoted_file(monkeypatch):
+    """Every value quoted, none holding a newline, chunks cut inside values: the exact (slower) path sees only the
+    line each chunk ends or begins in, not whole chunks."""
+    line = b'"123";"A;B";"x ""y"""\n'
+    data = line * 2000
+    scanned = []
+    scan = archive_mod.RecordCounter._scan
+
+    def spy(self, buf, final):
+        scanned.append(len(buf))
+        scan(self, buf, final)
+
+    monkeypatch.setattr(archive_mod.RecordCounter, "_scan", spy)
+    counter = archive_mod.RecordCounter(b";", b'"')
+    chunks = [data[i:i + 1000] for i in range(0, len(data), 1000)]
+    for chunk in chunks:
+        counter.feed(chunk)
+    assert (counter.finish(), counter.multiline) == (2000, False)
+    assert sum(scanned) <= 2 * len(line) * len(chunks)
+
+
 def test_quoted_newlines_and_blank_lines_are_counted_as_rows_as_spark_reads_them(settings, catalog, monkeypatch):
     """The archive's row count is Spark's: a quoted newline does not end a row (plain or gzip, tiny chunks), blank
     lines are not rows; only a file with a quoted newline is marked for a multiLine read."""

@@ -426,7 +426,17 @@ class RecordCounter:
             first = data.find(b"\n")
             if first >= 0:
                 self._crlf = (data[first - 1:first] if first else carry[-1:]) == b"\r"
-        if self._inside or self._quote in carry or not self._by_lines(data, carry):
+        if self._inside or self._quote in carry:
+            # A line in progress with quotes (a chunk cut inside a quoted value, say): read it exactly, then go on.
+            cut = data.find(b"\n") + 1
+            self._scan(carry + (data[:cut] if cut else data), final=False)
+            data, carry = (data[cut:] if cut else b""), self._carry
+            if not data:
+                return
+            if self._inside or self._quote in carry:
+                self._scan(carry + data, final=False)
+                return
+        if not self._by_lines(data, carry):
             self._scan(carry + data if carry else data, final=False)
 
     def _by_lines(self, data: bytes, carry: bytes) -> bool:
