@@ -2,9 +2,9 @@
 
 Each file is streamed once from the landing zone to the lake. While it streams we compute its SHA-256 and size,
 count its data rows as Spark will read them (``RecordCounter``: records, not newlines; on the decompressed stream
-for ``.gz``), read its header with the manifest's
-delimiter and encoding, and validate the encoding. Hashing and writing run on a helper thread (both release the
-GIL) while the calling thread counts, inflates and decodes, so the copy costs little more than one read.
+for ``.gz``), read its header with the manifest's delimiter and encoding, and validate the encoding. Hashing and
+writing run on a helper thread (both release the GIL) while the calling thread counts, inflates and decodes, so
+the copy costs little more than one read.
 
 A file is written under ``<lake>/_staging/`` and renamed into place: an interrupted copy never leaves a partial
 archive visible, and archiving the same delivery again replaces what was there.
@@ -560,7 +560,7 @@ class TextScanner:
     """Counts records (``RecordCounter``), captures the header line and validates the declared encoding of a CSV
     byte stream."""
 
-    def __init__(self, encoding: str, delimiter: str, header: bool, quote: str = '"'):
+    def __init__(self, encoding: str, delimiter: str, header: bool, quote: str):
         self._encoding = encoding.lower().replace("_", "-")
         self._delimiter = delimiter
         self._has_header = header
