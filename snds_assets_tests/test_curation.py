@@ -20,7 +20,7 @@ from snds_assets.catalog import Catalog
 from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
 from snds_assets.curation import curate, keys, rules
-from snds_assets.curation.columns import ColumnPlan
+from snds_assets.curation.columns import ColumnPlan, csv_options
 from snds_assets.curation.curate import (
     REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, check_deferred_links, curate_family,
     curated_check_names,
@@ -201,6 +201,16 @@ def test_untypable_rows_are_dropped_first_and_a_shortfall_writes_the_pass_again(
         assert by_name(result)["type"].failures == 1 and by_name(result)["rows_reconciled"].passed
         curated = spark.read.parquet(Lake(settings.lake).curated("IR_IMB_R", delivery_id))
         assert sorted(r["IMB_ALD_NUM"] for r in curated.collect()) == [5, 6]  # the first pass left nothing behind
+
+
+def test_only_a_file_with_a_quoted_newline_is_read_with_multiline():
+    """multiLine makes a file one task: asked for by the archive's ``multiline`` flag only, in both modes."""
+    fmt = Format()
+    assert "multiLine" not in csv_options(fmt) and "multiLine" not in csv_options(fmt, drop_malformed=True)
+    assert csv_options(fmt, multiline=True) == {**csv_options(fmt), "multiLine": "true"}
+    strict = csv_options(fmt, drop_malformed=True, multiline=True)
+    assert strict == {**csv_options(fmt, drop_malformed=True), "multiLine": "true"}
+    assert csv_options(fmt)["quote"] == csv_options(fmt)["escape"] == fmt.quote == '"'
 
 
 def test_tolerance_decides_the_severity_of_warn_rules(spark, settings, catalog):

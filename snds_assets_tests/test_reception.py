@@ -172,6 +172,73 @@ def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatc
     assert all(c.passed for c in table.checks)
 
 
+@pytest.mark.parametrize("data, records, multiline", [
+    # a quoted value holding a newline (LF or CRLF), an escaped quote next to a newline, a trailing escaped quote
+    (b'A;B\r\n1;"x\r\ny"\r\n2;"a""\nb"\r\n3;"p"""\r\n', 4, True),
+    (b'A;B\n1;"x\ny"', 2, True),  # no final newline, the last value spanning two lines
+    (b'"A";"B"\n"1";"x;y"\n"2";""\n', 3, False),  # every value quoted, none holding a newline
+    (b'A;B\n1;ab"\n2;y"z\n', 3, False),  # a quote inside an unquoted value is text
+    (b'A;B\n1;x\n\n  \n\t\r\n\r\n2;y\n\n', 3, False),  # blank lines: empty, spaces, tab, CR, trailing
+    (b'A;B\n1;"x\n\n0"\n\n  \n2;y\n', 4, True),  # read with multiLine: an empty line is skipped, "  " is a row
+    (b'A;B\r\n1;"x\r\n0"\r\n\r\n2;y\r\n', 3, True),  # ... and so is an empty CRLF line of a CRLF file
+    (b"", 0, False),
+])
+def test_record_counter_counts_what_spark_reads_whatever_the_chunks(data, records, multiline):
+    """Every split of the stream into two chunks, and chunks of every small size: a quote opened in one chunk and
+    closed in the next, a run of quotes or a CRLF cut in two, a blank line across chunks. The expected counts are
+    Spark 4's rows (header included) read without multiLine, or with it when ``multiline``."""
+    def count(chunks):
+        counter = archive_mod.RecordCounter(b";", b'"')
+        for chunk in chunks:
+            counter.feed(chunk)
+        return counter.finish(), counter.multiline
+
+    splits = [[data[:i], data[i:]] for i in range(len(data) + 1)]
+    splits += [[data[i:i + n] for i in range(0, len(data), n)] for n in range(1, 8)]
+    assert {count(chunks) for chunks in splits} == {(records, multiline)}
+
+
+def test_record_counter_reads_exactly_only_the_lines_in_progress_of_a_quoted_file(monkeypatch):
+    """Every value quoted, none holding a newline, chunks cut inside values: the exact (slower) path sees only the
+    line each chunk ends or begins in, not whole chunks."""
+    line = b'"123";"A;B";"x ""y"""\n'
+    data = line * 2000
+    scanned = []
+    scan = archive_mod.RecordCounter._scan
+
+    def spy(self, buf, final):
+        scanned.append(len(buf))
+        scan(self, buf, final)
+
+    monkeypatch.setattr(archive_mod.RecordCounter, "_scan", spy)
+    counter = archive_mod.RecordCounter(b";", b'"')
+    chunks = [data[i:i + 1000] for i in range(0, len(data), 1000)]
+    for chunk in chunks:
+        counter.feed(chunk)
+    assert (counter.finish(), counter.multiline) == (2000, False)
+    assert sum(scanned) <= 2 * len(line) * len(chunks)
+
+
+def test_quoted_newlines_and_blank_lines_are_counted_as_rows_as_spark_reads_them(settings, catalog, monkeypatch):
+    """The archive's row count is Spark's: a quoted newline does not end a row (plain or gzip, tiny chunks), blank
+    lines are not rows; only a file with a quoted newline is marked for a multiLine read."""
+    cols = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
+    quoted = (";".join(cols) + '\nA;1;5;2020-01-15;;E11\nA;1;6;2021-02-01;;"I1\n0"\nB;1;7;2020-01-15;;"E;10"\n').encode()
+    blank = (";".join(cols) + "\r\nA;1;5;2020-01-15;;E11\r\n\r\n \r\nB;1;7;2020-01-15;;E10\r\n\r\n").encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "quoted.csv", quoted, rows=3)
+    d.add("IR_IMB_R", "quoted.csv.gz", quoted, gz=True, rows=3)
+    d.add("IR_IMB_R", "blank.csv", blank, rows=2)
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 7)
+    monkeypatch.setattr(archive_mod, "INFLATE_LIMIT", 5)
+    table = _table(settings, catalog, d, "IR_IMB_R")
+    assert [(f.rows, f.multiline, f.readable) for f in table.files] == [(3, True, True), (3, True, True),
+                                                                       (2, False, True)]
+    assert all(f.header == cols for f in table.files)
+    assert table.check("row_count").passed and table.check("row_count").failures == 0
+    assert raw_fragment(table)["files"][0]["multiline"] is True  # curation reloads it (assets._reload_archived)
+
+
 def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
@@ -658,6 +725,69 @@ def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_p
     for table in {t for t, _ in expected}:
         assert report["tables"][table]["status"] == ("rejected" if any(
             c["severity"] == ERROR and not c["passed"] for c in report["tables"][table]["checks"]) else "accepted")
+
+
+# --- end to end: quoted newlines and blank lines ----------------------------------------------------------------
+IMB = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
+NIR_A, NIR_B = "A" * 16 + "1", "B" * 16 + "2"
+
+
+def _ingest(settings, catalog, spark, delivery: Delivery) -> dict:
+    """Archive and curate a delivery as the reception run does; its report's entry for IR_IMB_R."""
+    from snds_assets.curation.curate import curate_family
+
+    manifest, archived = _receive(settings, catalog, delivery)
+    curate_family(spark, settings, catalog, manifest, list(archived.values()))
+    return build_report(settings, catalog, manifest)["tables"]["IR_IMB_R"]
+
+
+def test_a_newline_inside_a_quoted_value_is_one_row_curated_whole(settings, catalog, spark):
+    data = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-01;;"I1\n0"\n'
+            f'{NIR_B};1;7;2020-01-15;;"E;10"\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=3)
+    d.add("IR_IMB_R", "IR_IMB_R/part-2.csv", csv_bytes(IMB, [[NIR_B, "1", "8", "2020-01-15", "", "E11"]]))
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (4, 4, 4, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"] and checks["type"]["passed"]
+    assert table["status"] == "accepted"
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    assert sorted((r["IMB_ALD_NUM"], r["MED_MTF_COD"]) for r in curated.collect()) == [
+        (5, "E11"), (6, "I1\n0"), (7, "E;10"), (8, "E11")]
+    assert not _lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}").exists()
+
+
+def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(settings, catalog, spark):
+    """The rejects pass splits a multiLine file's records as the write pass does (``curate._Run._lines``)."""
+    bad = f'{NIR_B};1;XX;2020-01-15;;"J\r\n1"'
+    data = (f'{";".join(IMB)}\r\n{NIR_A};1;6;2021-02-01;;"I1\r\n0"\r\n{bad}\r\n'
+            f'{NIR_A};1;7;2020-01-15;;"a ""b""\r\nc"\r\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv.gz", data, gz=True, rows=3)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (3, 2, 1)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert checks["type"]["failures"] == 1 and checks["type"]["columns"] == ["IMB_ALD_NUM"]
+    [reject] = spark.read.parquet(str(_lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}"))).collect()
+    assert (reject["_REJECT_LINE"], reject["IMB_ALD_NUM"], reject["MED_MTF_COD"]) == (bad, "XX", "J\r\n1")
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    # Spark's multiLine parser hands a CRLF file's line ends inside values as "\n"; the reject keeps the bytes.
+    assert sorted(r["MED_MTF_COD"] for r in curated.collect()) == ["I1\n0", 'a "b"\nc']
+
+
+def test_blank_lines_are_not_rows(settings, catalog, spark):
+    """Empty lines, a line of spaces and trailing blank lines, CRLF: skipped by Spark, so not counted either."""
+    data = (f'{";".join(IMB)}\r\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\r\n\r\n  \r\n'
+            f'{NIR_B};1;7;2020-01-15;;"E;10"\r\n\r\n\r\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=2)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (2, 2, 2, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert table["status"] == "accepted"
 
 
 # --- families worked on concurrently ----------------------------------------------------------------------------

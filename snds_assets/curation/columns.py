@@ -147,21 +147,25 @@ def file_columns(header: list[str] | None, table: Table) -> list[str]:
     return out
 
 
-def csv_options(fmt: Format, header: bool | None = None, drop_malformed: bool = False) -> dict[str, str]:
+def csv_options(fmt: Format, header: bool | None = None, drop_malformed: bool = False,
+                multiline: bool = False) -> dict[str, str]:
     """Options shared by every read of a delivered CSV (file source and from_csv), so both parse alike.
     ``drop_malformed``: the parser drops the rows it cannot type instead of keeping their raw line in ``CORRUPT``
-    (whose filling makes Spark copy every parsed row), otherwise the same parse."""
+    (whose filling makes Spark copy every parsed row), otherwise the same parse. ``multiline``: for a file with a
+    newline inside a quoted value (``ArchivedFile.multiline``) only, since Spark then reads the file in one task."""
     if drop_malformed:
-        options = csv_options(fmt, header)
+        options = csv_options(fmt, header, multiline=multiline)
         del options["columnNameOfCorruptRecord"]
         return {**options, "mode": "DROPMALFORMED"}
+    if multiline:
+        return {**csv_options(fmt, header), "multiLine": "true"}
     return {
         "sep": fmt.delimiter,
         "encoding": _charset(fmt.encoding),
         "header": str(fmt.header if header is None else header).lower(),
         "nullValue": fmt.null_value,
-        "quote": '"',
-        "escape": '"',
+        "quote": fmt.quote,
+        "escape": fmt.quote,
         "dateFormat": date_pattern(fmt),
         "mode": "PERMISSIVE",
         "columnNameOfCorruptRecord": CORRUPT,

@@ -263,7 +263,7 @@ class _Run:
         fields = [T.StructField(n, ty) for n, ty in zip(f.names, read_types)]
         if not strict:
             fields.append(T.StructField(CORRUPT, T.StringType()))
-        options = csv_options(self.fmt, drop_malformed=strict)
+        options = csv_options(self.fmt, drop_malformed=strict, multiline=f.archived.multiline)
         raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(f.archived.lake_path)
         typing = _Typing(f.names, self.plan_by_name, self.required, sql_name, corrupt=not strict)
         present = set(f.names)
@@ -307,9 +307,9 @@ class _Run:
 
     def write_curated(self, path: str, links: list[_LinkPlan]) -> None:
         """Write the good rows and observe the pass's counts. First with the parser dropping the rows it cannot
-        type, when the archive counted every file's rows: Spark reads at most one row per line, so a table that
-        read as many rows as its files' counted lines lost none (nor held a blank line) and the pass stands; a
-        delivery with such rows (or blank lines) has the pass written again, flagging them (``_typed_file``)."""
+        type, when the archive counted every file's rows: the archive counts the records Spark reads (blank lines
+        skipped as Spark skips them), so a table that read as many rows as counted lost none and the pass stands;
+        a delivery with such rows has the pass written again, flagging them (``_typed_file``)."""
         if self.counted and self._write(path, links, strict=True):
             return
         remove_lake_tree(path)
@@ -346,10 +346,14 @@ class _Run:
 
     # --- pass 2 -------------------------------------------------------------------------------------------
     def _lines(self, f: _File) -> DataFrame:
-        """The raw lines of a file as Spark's CSV source splits them (header dropped, blank lines skipped)."""
+        """The raw records of a file as Spark's CSV source splits them (header dropped, blank lines skipped): its
+        lines, or, for a file read with multiLine, its records, which a one-column read of the file's own
+        delimiter and quote keeps whole as corrupt records (a record of one field comes back unquoted)."""
         opts = {"sep": "\u0001", "quote": "", "header": str(self.fmt.header).lower(),
                 "encoding": csv_options(self.fmt)["encoding"], "nullValue": "\u0002\u0003", "mode": "PERMISSIVE",
                 "columnNameOfCorruptRecord": "_LINE_CORRUPT", "enforceSchema": "true"}
+        if f.archived.multiline:
+            opts.update(sep=self.fmt.delimiter, quote=self.fmt.quote, escape=self.fmt.quote, multiLine="true")
         df = self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts).csv(f.archived.lake_path)
         return df.select(F.coalesce(F.col("_LINE_CORRUPT"), F.col("_LINE")).alias("line"))
 
@@ -764,7 +768,7 @@ class _Run:
             details = (f"{rows_read} read but {rows_curated} curated + {rows_rejected} rejected "
                        f"({bad} rows found bad while curating)")
         if counted and all(c is not None for c in counted) and sum(counted) != rows_read:
-            details += f"; the archive counted {sum(counted)} data lines (blank lines are not rows)"
+            details += f"; the archive counted {sum(counted)} rows"
         unreadable = [f.path for f in t.archived.files if not (f.present and f.readable)]
         if unreadable:
             details += f"; {len(unreadable)} unreadable or missing file(s) not read: {', '.join(unreadable[:5])}"

@@ -1,9 +1,10 @@
 """The ``raw`` step: delivered files archived byte-identical under ``<lake>/raw/<DELIVERY_ID>/``, with file checks.
 
 Each file is streamed once from the landing zone to the lake. While it streams we compute its SHA-256 and size,
-count its data rows (newlines of the decompressed stream for ``.gz``), read its header with the manifest's
-delimiter and encoding, and validate the encoding. Hashing and writing run on a helper thread (both release the
-GIL) while the calling thread counts, inflates and decodes, so the copy costs little more than one read.
+count its data rows as Spark will read them (``RecordCounter``: records, not newlines; on the decompressed stream
+for ``.gz``), read its header with the manifest's delimiter and encoding, and validate the encoding. Hashing and
+writing run on a helper thread (both release the GIL) while the calling thread counts, inflates and decodes, so
+the copy costs little more than one read.
 
 A file is written under ``<lake>/_staging/`` and renamed into place: an interrupted copy never leaves a partial
 archive visible, and archiving the same delivery again replaces what was there.
@@ -20,6 +21,7 @@ import hashlib
 import os
 import posixpath
 import queue
+import re
 import threading
 import uuid
 import zlib
@@ -59,6 +61,7 @@ class ArchivedFile:
     rows: int | None  # data rows, header excluded
     header: list[str] | None  # upper-cased column names
     error: str | None = None
+    multiline: bool = False  # a newline lies inside a quoted value: curation reads the file with multiLine
 
 
 @dataclass
@@ -206,7 +209,7 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
 
     stage_fs, stage_path = filesystem(staging)
     stage_fs.makedirs(posixpath.dirname(stage_path), exist_ok=True)
-    scanner = TextScanner(fmt.encoding, fmt.delimiter, fmt.header)
+    scanner = TextScanner(fmt.encoding, fmt.delimiter, fmt.header, fmt.quote)
     inflater = None
     read_error = None
     try:
@@ -248,7 +251,8 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
     error = gzip_error or text_error
     if gzip_error:
         rows, header = None, None
-    return ArchivedFile(relpath, target, True, error is None, hasher.size, hasher.hexdigest, rows, header, error)
+    return ArchivedFile(relpath, target, True, error is None, hasher.size, hasher.hexdigest, rows, header, error,
+                        scanner.multiline and error is None)
 
 
 def _publish(staging: str, target: str) -> None:
@@ -379,20 +383,199 @@ def count_newlines(data: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) == ord("\n")))
 
 
-class TextScanner:
-    """Counts lines, captures the header line and validates the declared encoding of a CSV byte stream."""
+_NL, _CR = ord("\n"), ord("\r")
+_SPACE = 0x20  # Spark's line reader skips a line whose bytes are all <= 0x20 (Java's String.trim)
+_NON_BLANK = re.compile(rb"[^\x00-\x20]")
+_MARK = b"\x7f"  # stands for the non-blank start of a line carried to the next chunk (never a delimiter nor a quote)
 
-    def __init__(self, encoding: str, delimiter: str, header: bool):
+
+class RecordCounter:
+    """Counts the records of a CSV byte stream as Spark's CSV reader will split them.
+
+    A record ends at a newline outside a quoted value. A quote opens a value when it follows a delimiter or a line
+    start and closes it when a delimiter or a line end follows; a run of quotes acts by its parity (``""`` is an
+    escaped quote), and a quote inside an unquoted value is text, as univocity reads them. A file with a newline
+    inside a quoted value (``multiline``) is read by curation with ``multiLine``, whose parser skips only empty
+    lines (and lone ``\\r`` lines when the first line ends with CRLF); otherwise Spark's line reader skips every
+    line of bytes <= 0x20. Both counts are kept, the right one is chosen at the end.
+
+    A chunk outside a quoted value whose lines are none blank and each hold an even number of quotes (the common
+    case, quoted or not) is counted by its newlines (``_by_lines``); only the others take the exact path
+    (``_scan``). So a line holding a stray quote inside an unquoted value and a quoted value that a later chunk
+    closes is, rarely, taken as closed.
+    """
+
+    def __init__(self, delimiter: bytes, quote: bytes):
+        self._quote = quote[:1]
+        self._delim_before, self._delim_after = delimiter[-1], delimiter[0]
+        self.newlines = 0  # every newline byte, for messages
+        self._lines = 0  # lines ended outside a quoted value
+        self._blank_ws = 0  # of which blank for the line reader (bytes <= 0x20)
+        self._blank_empty = 0  # of which empty
+        self._blank_cr = 0  # of which a lone "\r"
+        self.quoted_newlines = 0
+        self._inside = False  # inside a quoted value at the end of what was fed
+        self._carry = b""  # the line in progress: b"" at its start, its bytes while blank, else _MARK + last byte
+        self._crlf: bool | None = None  # whether the first line ends with "\r\n"
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        carry = self._carry
+        if self._crlf is None:
+            first = data.find(b"\n")
+            if first >= 0:
+                self._crlf = (data[first - 1:first] if first else carry[-1:]) == b"\r"
+        if self._inside or self._quote in carry:
+            # A line in progress with quotes (a chunk cut inside a quoted value, say): read it exactly, then go on.
+            cut = data.find(b"\n") + 1
+            self._scan(carry + (data[:cut] if cut else data), final=False)
+            data, carry = (data[cut:] if cut else b""), self._carry
+            if not data:
+                return
+            if self._inside or self._quote in carry:
+                self._scan(carry + data, final=False)
+                return
+        if not self._by_lines(data, carry):
+            self._scan(carry + data if carry else data, final=False)
+
+    def _by_lines(self, data: bytes, carry: bytes) -> bool:
+        """Counts a chunk by its newlines when none of its lines is blank nor holds an odd number of quotes (so
+        that no quoted value spans a newline): the common case, at the cost of a newline pass (and of a quote
+        pass when the chunk has quotes). Returns False, having counted nothing, for any other chunk."""
+        if not (carry[:1] == _MARK or (not carry and data[0] > _SPACE)):
+            return False
+        a = np.frombuffer(data, np.uint8)
+        ends = np.flatnonzero(a == _NL)
+        starts = ends + 1
+        if np.any(a[starts[:-1] if len(ends) and ends[-1] + 1 == len(a) else starts] <= _SPACE):
+            return False
+        quoted = self._quote in data
+        if quoted:
+            if not len(ends):
+                return False
+            lines = np.concatenate(([0], starts[:-1]))
+            quotes = np.add.reduceat((a[:ends[-1] + 1] == self._quote[0]).view(np.uint8), lines, dtype=np.uint8)
+            if np.any(quotes & 1):
+                return False
+        self.newlines += len(ends)
+        self._lines += len(ends)
+        if not quoted:
+            self._carry = b"" if data[-1] == _NL else _MARK + data[-1:]
+            return True
+        self._carry = b""
+        if ends[-1] + 1 < len(data):
+            self._scan(data[ends[-1] + 1:], final=False)  # the line in progress, its quotes read exactly
+        return True
+
+    def _quoted(self, a: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Which of the newlines at ``ends`` lie inside a quoted value; leaves the state at the end of ``a``."""
+        start = self._inside
+        quotes = np.flatnonzero(a == self._quote[0])
+        if not len(quotes):
+            return np.full(len(ends), start)
+        size = len(a)
+        first = np.ones(len(quotes), bool)
+        first[1:] = quotes[1:] != quotes[:-1] + 1
+        last = np.ones(len(quotes), bool)
+        last[:-1] = first[1:]
+        starts, stops = quotes[first], quotes[last]
+        odd = (stops - starts) % 2 == 0
+        starts, stops = starts[odd], stops[odd]
+        before = a[np.maximum(starts - 1, 0)]
+        after = a[np.minimum(stops + 1, size - 1)]
+        opens = (starts == 0) | (before == _NL) | (before == self._delim_before)
+        closes = (stops + 1 >= size) | (after == _NL) | (after == _CR) | (after == self._delim_after)
+        acts = opens | closes
+        events, opens, closes = stops[acts], opens[acts], closes[acts]
+        if not len(events):
+            return np.full(len(ends), start)
+        # A run that can only open sets "inside", one that can only close sets "outside", one that can do both
+        # (a quote between two delimiters) toggles.
+        toggles = np.cumsum(opens & closes)
+        last_set = np.maximum.accumulate(np.where(opens ^ closes, np.arange(len(events)), -1))
+        was_set = last_set >= 0
+        at = np.maximum(last_set, 0)
+        state = np.where(was_set, opens[at], start) ^ ((toggles - np.where(was_set, toggles[at], 0)) % 2 == 1)
+        self._inside = bool(state[-1])
+        previous = np.searchsorted(events, ends) - 1
+        return np.where(previous >= 0, state[np.maximum(previous, 0)], start)
+
+    def _scan(self, buf: bytes, final: bool) -> None:
+        """The quote- and blank-aware count of ``buf`` (the carried line start, then a chunk). A trailing run of
+        quotes is carried to the next chunk, unless ``final``: what follows it decides whether it closes a value."""
+        end = len(buf)
+        while not final and end and buf[end - 1] == self._quote[0]:
+            end -= 1
+        a = np.frombuffer(buf, np.uint8, count=end)
+        ends = np.flatnonzero(a == _NL)
+        quoted = self._quoted(a, ends)
+        records = ends[~quoted]
+        self.newlines += len(ends)
+        self.quoted_newlines += len(ends) - len(records)
+        self._lines += len(records)
+        if len(records):
+            starts = np.empty_like(records)
+            starts[0] = 0
+            starts[1:] = records[:-1] + 1
+            maybe = a[starts] <= _SPACE
+            if maybe.any():
+                starts, stops = starts[maybe], records[maybe]
+                # the largest byte of each line (a line start's own byte for an empty line: "\n")
+                largest = np.maximum.reduceat(a, np.column_stack([starts, stops]).ravel())[::2]
+                size = stops - starts
+                self._blank_ws += int(np.count_nonzero(largest <= _SPACE))
+                self._blank_empty += int(np.count_nonzero(size == 0))
+                self._blank_cr += int(np.count_nonzero((size == 1) & (a[starts] == _CR)))
+        tail = int(records[-1]) + 1 if len(records) else 0
+        if self._inside or _NON_BLANK.search(buf, tail, end):
+            carry = _MARK + buf[end - 1:end]
+        else:
+            blank = buf[tail:end]
+            carry = blank if len(blank) <= 2 else blank[:1] + blank[-1:]
+        self._carry = carry + buf[end:]
+
+    def finish(self) -> int:
+        """The number of records (header included): lines, the last one unended, less the blank ones."""
+        if self._carry:
+            self._scan(self._carry, final=True)
+        last = self._carry
+        if last:
+            self._lines += 1
+            if last[:1] != _MARK:
+                self._blank_ws += 1
+                self._blank_cr += int(last == b"\r")
+        self._carry = b""
+        if self.multiline:
+            return self._lines - self._blank_empty - (self._blank_cr if self._crlf else 0)
+        return self._lines - self._blank_ws
+
+    @property
+    def multiline(self) -> bool:
+        """Whether a newline lies inside a quoted value: Spark must then read the file with ``multiLine``."""
+        return self.quoted_newlines > 0
+
+
+class TextScanner:
+    """Counts records (``RecordCounter``), captures the header line and validates the declared encoding of a CSV
+    byte stream."""
+
+    def __init__(self, encoding: str, delimiter: str, header: bool, quote: str):
         self._encoding = encoding.lower().replace("_", "-")
         self._delimiter = delimiter
         self._has_header = header
         self._head = bytearray()
         self._head_done = not header
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict") if self._encoding in _UTF8 else None
-        self.newlines = 0
+        self._records = RecordCounter(delimiter.encode(self._encoding, "replace"),
+                                      quote.encode(self._encoding, "replace"))
         self.size = 0
-        self._last = b""
         self.error: str | None = None
+
+    @property
+    def multiline(self) -> bool:
+        """Whether a newline lies inside a quoted value (see ``RecordCounter.multiline``)."""
+        return self._records.multiline
 
     def feed(self, data: bytes) -> None:
         if not data:
@@ -409,13 +592,12 @@ class TextScanner:
                     self._decoder.decode(data)
                 except UnicodeDecodeError as exc:
                     self._encoding_error(data, exc, pending)
-        self.newlines += count_newlines(data)
-        self._last = data[-1:]
+        self._records.feed(data)
         self.size += len(data)
 
     def _encoding_error(self, data: bytes, exc: UnicodeDecodeError, pending: int) -> None:
         start = max(exc.start - pending, 0)
-        line = self.newlines + count_newlines(data[:start]) + 1
+        line = self._records.newlines + count_newlines(data[:start]) + 1
         bad = data[start:start + 1].hex() or "end"
         self.error = (f"not valid {self._encoding} text at line {line}, byte {self.size + start} (0x{bad}): "
                       f"the manifest declares {self._encoding}; is the file latin-1?")
@@ -427,7 +609,7 @@ class TextScanner:
             except UnicodeDecodeError:
                 self.error = (f"not valid {self._encoding} text: the file ends inside a multi-byte character "
                               f"(byte {self.size})")
-        lines = self.newlines + (1 if self.size and self._last != b"\n" else 0)
+        lines = self._records.finish()
         if not self._has_header:
             return lines, None, self.error
         rows = max(lines - 1, 0)

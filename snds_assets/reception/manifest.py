@@ -24,6 +24,12 @@ class Format:
     decimal: str = "."
     date_format: str = "default"
 
+    @property
+    def quote(self) -> str:
+        """The quote character of the delivered CSV: SPEC §2 declares none, so RFC 4180's double quote (a quote
+        inside a quoted value is doubled). Not a manifest field, so that the manifest format stays the SPEC's."""
+        return '"'
+
 
 @dataclass(frozen=True)
 class DeliveredFile:
