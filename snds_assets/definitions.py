@@ -49,7 +49,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             build_project_sensor(PROVISION_JOB),
             build_refresh_sensor(PROVISION_JOB, REPORT_KEY),
         ],
-        resources={"snds": SndsResource(), "spark": SparkResource(remote=settings.spark_remote)},
+        resources={"snds": SndsResource(), "spark": SparkResource()},
         executor=in_process_executor,
         loggers=LOGGERS,
     )

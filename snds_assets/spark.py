@@ -112,13 +112,17 @@ class SparkResource(ConfigurableResource):
     """The Spark session of a run. Runs use the in-process executor, so every step shares it."""
 
     master: str = PydanticField(default="local[*]", description="Spark master for a local session")
-    remote: Optional[str] = PydanticField(default=None, description="Spark Connect URL (sc://host:15002)")
+    remote: Optional[str] = PydanticField(
+        default=None, description="Spark Connect URL (sc://host:15002); unset: SPARK_REMOTE, read when the run starts")
     conf: dict[str, str] = PydanticField(default_factory=dict, description="extra Spark settings")
 
     def get_session(self):
-        # ABFS credentials are read at run time, never stored in the resource's (visible) config.
+        # ABFS credentials and SPARK_REMOTE (a Databricks URL holds a token) are read at run time, never stored
+        # in the resource's config, which the UI shows.
         from .azure import lake_session_conf
         from .config import Settings
 
-        conf = {**lake_session_conf(Settings.from_env().lake, self.remote), **self.conf}
-        return build_session(self.master, self.remote, conf)
+        settings = Settings.from_env()
+        remote = self.remote or settings.spark_remote
+        conf = {**lake_session_conf(settings.lake, remote), **self.conf}
+        return build_session(self.master, remote, conf)

@@ -168,6 +168,23 @@ def test_spark_resource_applies_the_lake_settings(monkeypatch):
     assert KEY not in repr(resource)
 
 
+def test_spark_remote_and_its_token_stay_out_of_the_definitions(monkeypatch):
+    """SPARK_REMOTE is read when the run starts: a Databricks URL's token never reaches the UI's resource config."""
+    from snds_assets import spark as spark_mod
+    from snds_assets.config import Settings
+    from snds_assets.definitions import build_definitions
+
+    url = "sc://adb-1.azuredatabricks.net:443/;token=dapiSECRET123"
+    monkeypatch.setenv("SPARK_REMOTE", url)
+    defs = build_definitions(Settings.from_env())
+    resource = defs.resources["spark"]
+    assert resource.remote is None and "dapiSECRET123" not in repr(resource)
+    calls = []
+    monkeypatch.setattr(spark_mod, "build_session", lambda master, remote, conf: calls.append(remote))
+    resource.get_session()
+    assert calls == [url]
+
+
 # --- The landing zone on Azure Blob (Azurite) --------------------------------------------------------------------
 CONTAINER = "landing"
 PREFIX = "cnam"
