@@ -285,6 +285,19 @@ def test_project_folders_are_listed_afresh_on_azure(az_env):
     assert provision_storage.list_dirs(project) == ["ER_PRS_F", "IR_BEN_R"]
 
 
+def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
+    """Two first runs of a project racing: the store itself refuses the second secret, whatever either saw."""
+    from adlfs import AzureBlobFileSystem
+
+    from snds_assets.provision import storage as provision_storage
+
+    path = f"az://{CONTAINER}/{PREFIX}/lake/restricted/projects/P1/secret.key"
+    monkeypatch.setattr(AzureBlobFileSystem, "exists", lambda self, p, **kw: False)  # both checked before writing
+    assert provision_storage.write_bytes(path, b"first", private=True, exclusive=True)
+    assert not provision_storage.write_bytes(path, b"second", private=True, exclusive=True)
+    assert az_env.download_blob(f"{PREFIX}/lake/restricted/projects/P1/secret.key").readall() == b"first"
+
+
 def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     """The raw step copies az:// files into a local lake, hashing and counting on the way."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing())

@@ -34,11 +34,15 @@ def write_bytes(path: str, data: bytes, private: bool = False, exclusive: bool =
     """
     if is_uri(path):
         fs, p = filesystem(path)
-        if exclusive and fs.exists(p):
-            return False
         parent = p.rsplit("/", 1)[0]
         fs.makedirs(parent, exist_ok=True)
-        fs.pipe_file(p, data)
+        if not exclusive:
+            fs.pipe_file(p, data)
+            return True
+        try:
+            fs.pipe_file(p, data, mode="create")  # the store refuses to overwrite (adlfs: overwrite=False)
+        except FileExistsError:
+            return False
         return True
     local = _local(path)
     local.parent.mkdir(parents=True, exist_ok=True)
