@@ -76,9 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where the demo must not write (SPEC §4: "all under $SNDS_HOME"): a production landing zone, lake, projects
+# folder or Dagster instance set in the environment. Options given to `snds demo` still apply.
+DEMO_IGNORES = ("SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "DAGSTER_HOME")
+
+
 def resolve_settings(args: argparse.Namespace) -> Settings:
     overrides = {k: getattr(args, k, None) for k in ("home", "landing", "lake", "projects", "schemas", "nomenclatures")}
-    return Settings.from_env(**overrides)
+    env = None
+    if args.command == "demo":
+        ignored = [v for v in DEMO_IGNORES if os.environ.get(v)]
+        if ignored:
+            print(f"snds demo: everything under SNDS_HOME; {', '.join(ignored)} not used", file=sys.stderr)
+        env = {k: v for k, v in os.environ.items() if k not in DEMO_IGNORES}
+    return Settings.from_env(env=env, **overrides)
 
 
 def prepare_environment(settings: Settings) -> None:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .cli import EXIT_OK, EXIT_REJECTED, UsageError
-from .config import Settings
+from .config import Settings, resolve_path
 
 DEMO_PROJECT = "demo-covid"
 
@@ -58,7 +58,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
         raise UsageError(f"--delivery-id {args.delivery_id!r} is not YYYY-MM-DD[_suffix]")
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
-    landing = args.out or settings.landing
+    landing = resolve_path(args.out) if args.out else settings.landing
     remote = not is_local(filesystem(landing)[0])
     if remote and delivery_folder_used(landing, args.delivery_id):
         raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
@@ -158,8 +158,13 @@ def _project_status(report: dict) -> int:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .provision.request import PROJECT_ID
+    from .reception.manifest import valid_delivery_id
     from .reception.report import load_report
 
+    if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
+        raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
+                         "([a-z0-9_-]+)")
     report = load_report(settings, args.target)
     if report is not None:
         print(_delivery_summary(settings, report))
@@ -263,7 +268,7 @@ cohort:
 
 
 def _landing_rows(settings: Settings, delivery_id: str, table: str) -> list[dict]:
-    from .reception.storage import read_manifest
+    from .reception.storage import open_landing_file, read_manifest
 
     manifest = read_manifest(settings.landing, delivery_id)
     fmt = manifest.format
@@ -272,10 +277,10 @@ def _landing_rows(settings: Settings, delivery_id: str, table: str) -> list[dict
         if delivered.table != table:
             continue
         for f in delivered.files:
-            path = Path(settings.landing) / delivery_id / f.path
-            raw = gzip.open(path, "rb") if f.gzip else path.open("rb")
-            with io.TextIOWrapper(raw, encoding=fmt.encoding) as text:
-                rows += list(csv.DictReader(text, delimiter=fmt.delimiter))
+            with open_landing_file(settings.landing, delivery_id, f.path) as stored:
+                raw = gzip.open(stored, "rb") if f.gzip else stored
+                with io.TextIOWrapper(raw, encoding=fmt.encoding) as text:
+                    rows += list(csv.DictReader(text, delimiter=fmt.delimiter))
     return rows
 
 

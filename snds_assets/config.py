@@ -12,7 +12,7 @@ def _is_uri(value: str) -> bool:
     return "://" in value
 
 
-def _resolve(value: str) -> str:
+def resolve_path(value: str) -> str:
     """Local paths become absolute so that Dagster runs and the CLI agree; URIs stay as given."""
     return value if _is_uri(value) else str(Path(value).expanduser().resolve())
 
@@ -43,25 +43,32 @@ class Settings:
                 return env[var]
             return default
 
-        home = _resolve(pick("home", "SNDS_HOME", "./.snds"))
+        home = resolve_path(pick("home", "SNDS_HOME", "./.snds"))
         landing = pick("landing", "SNDS_LANDING", os.path.join(home, "landing"))
         lake = pick("lake", "SNDS_LAKE", os.path.join(home, "lake"))
         projects = pick("projects", "SNDS_PROJECTS", os.path.join(home, "projects"))
         schemas = pick("schemas", "SNDS_SCHEMAS", str(PACKAGED_SCHEMAS))
         nomenclatures = pick("nomenclatures", "SNDS_NOMENCLATURES", None)
         dagster_home = pick("dagster_home", "DAGSTER_HOME", os.path.join(home, "dagster"))
-        tolerance = float(pick("reject_tolerance", "SNDS_REJECT_TOLERANCE", "0.01"))
+        tolerance_text = pick("reject_tolerance", "SNDS_REJECT_TOLERANCE", "0.01")
+        try:
+            tolerance = float(tolerance_text)
+        except ValueError:
+            tolerance = -1.0
+        if not 0 <= tolerance <= 1:  # also refuses nan
+            raise ValueError(f"SNDS_REJECT_TOLERANCE must be a share between 0 and 1 (0.01 is 1 %), "
+                             f"got {tolerance_text!r}")
         parallel = pick("parallel_families", "SNDS_PARALLEL_FAMILIES", "2")
         if not parallel.isdigit() or int(parallel) < 1:
             raise ValueError(f"SNDS_PARALLEL_FAMILIES must be a positive integer, got {parallel!r}")
         return cls(
             home=home,
-            landing=_resolve(landing),
-            lake=_resolve(lake),
-            projects=_resolve(projects),
-            schemas=_resolve(schemas),
-            nomenclatures=_resolve(nomenclatures) if nomenclatures else None,
-            dagster_home=_resolve(dagster_home),
+            landing=resolve_path(landing),
+            lake=resolve_path(lake),
+            projects=resolve_path(projects),
+            schemas=resolve_path(schemas),
+            nomenclatures=resolve_path(nomenclatures) if nomenclatures else None,
+            dagster_home=resolve_path(dagster_home),
             spark_remote=pick("spark_remote", "SPARK_REMOTE", None),
             reject_tolerance=tolerance,
             parallel_families=int(parallel),

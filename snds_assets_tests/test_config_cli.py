@@ -130,3 +130,42 @@ def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     proc = _snds(["report", "p1"], tmp_path)
     assert proc.returncode == code, proc.stderr
     assert f"project p1: {status.upper()}, cohort of None persons" in proc.stdout
+
+
+@pytest.mark.parametrize("target", ["../../../outside", "../projects/p", "P1 "])
+def test_report_takes_a_delivery_or_project_id_only(tmp_path, target):
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"delivery_id": "x", "status": "accepted", "tables": {}}')
+    proc = _snds(["report", target], tmp_path)
+    assert proc.returncode == EXIT_ERROR and "ACCEPTED" not in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and "neither a delivery id" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "nan", "-1", "2"])
+def test_reject_tolerance_must_be_a_share(tmp_path, value):
+    with pytest.raises(ValueError, match=f"SNDS_REJECT_TOLERANCE must be a share between 0 and 1.*{value}"):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_REJECT_TOLERANCE": value})
+
+
+def test_demo_stays_under_its_home(tmp_path, monkeypatch, capsys):
+    """SPEC §4: the demo writes all under $SNDS_HOME, never into a landing zone, lake or instance set for production."""
+    from snds_assets.cli import resolve_settings
+
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path / "h"))
+    for var in ("SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "DAGSTER_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "production" / var))
+    demo = resolve_settings(build_parser().parse_args(["demo"]))
+    assert [demo.landing, demo.lake, demo.projects, demo.dagster_home] == [
+        str(tmp_path / "h" / name) for name in ("landing", "lake", "projects", "dagster")]
+    assert "SNDS_LANDING, SNDS_LAKE, SNDS_PROJECTS, DAGSTER_HOME not used" in capsys.readouterr().err
+    ingest = resolve_settings(build_parser().parse_args(["ingest", "2024-01-15"]))
+    assert ingest.lake == str(tmp_path / "production" / "SNDS_LAKE")
+    given = resolve_settings(build_parser().parse_args(["--lake", str(tmp_path / "mine"), "demo"]))
+    assert given.lake == str(tmp_path / "mine")
+
+
+def test_generate_out_expands_the_user_folder(tmp_path):
+    proc = _snds(["generate", "--out", "~/landing", "--patients", "3", "--tables", "IR_BEN_R"], tmp_path / "h",
+                 extra_env={"HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "landing").glob("*/manifest.json"))) == 1
