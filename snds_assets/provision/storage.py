@@ -1,8 +1,9 @@
 """Small-file I/O and directory publication in the lake, for a local folder or a URI (through fsspec).
 
 Spark writes the Parquet data; this module writes what Spark should not see (the project secret) or does not
-need to (JSON and HTML reports), and publishes a staged Parquet folder in one rename, so that a project never
-reads a half-written extract.
+need to (JSON and HTML reports), and publishes a staged Parquet folder: locally in one rename, so that a project
+never reads a half-written extract; on object storage (``az://``, ``abfss://`` through adlfs) a folder move is a
+copy of each file, so a reader during the move can find the folder missing or partly copied.
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def list_dirs(path: str) -> list[str]:
 def publish_dir(staging: str, target: str) -> None:
     """Replace ``target`` by the folder ``staging``: the old content is moved aside first, then dropped.
 
-    Locally both renames are atomic; a reader sees the old or the new folder, never a mix.
+    Locally both renames are atomic; a reader sees the old or the new folder, never a mix. On object storage
+    each move copies file by file (see the module's docstring).
     """
     if is_uri(staging):
         fs, src = filesystem(staging)
