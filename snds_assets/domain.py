@@ -86,6 +86,11 @@ OPEN_END_DATES: frozenset[str] = frozenset({
 })
 INFORMATION_ONLY_DPN_QLF = 71
 
+def archives_of(family: str) -> tuple[str, ...]:
+    """The archives read together with ``family`` (IR_BEN_R: IR_BEN_R_ARC)."""
+    return tuple(archive for archive, current in ARCHIVES.items() if current == family)
+
+
 def with_archives(tables: dict[str, Table]) -> dict[str, Table]:
     """``tables`` plus each archive whose current table is there and that has no schema of its own."""
     out = dict(tables)
@@ -294,8 +299,9 @@ def fk_parents(catalog: Catalog, table: Table) -> list[str]:
     """Families whose same-delivery partition must be curated first (foreign-key checks read it)."""
     parents: list[str] = []
     for link in check_links(catalog, table):
-        if link.parent in catalog and link.parent != table.name and link.parent not in parents:
-            parents.append(link.parent)
+        for parent in (link.parent, *archives_of(link.parent)):
+            if parent in catalog and parent != table.name and parent not in parents:
+                parents.append(parent)
     return parents
 
 

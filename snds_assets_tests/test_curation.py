@@ -614,6 +614,27 @@ def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark
     assert sorted(r["BEN_NIR_PSA"] for r in beneficiary_rows(state).collect()) == [NIR_A, NIR_B, NIR_T, NIR_T]
 
 
+def test_an_identity_found_only_in_the_archive_is_no_orphan(spark, settings, catalog):
+    """Identity links to IR_BEN_R read IR_BEN_R_ARC with it; the archive of a delivery is curated first."""
+    assert domain.fk_parents(catalog, catalog["IR_IMB_R"]) == ["IR_BEN_R", "IR_BEN_R_ARC"]
+    imb = [f"{nir};1;{i};2020-01-15;;E11" for i, nir in enumerate([NIR_A, NIR_B, NIR_T])]
+    d = (Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+         .table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_B, 1)]).table("IR_IMB_R", IMB_HEADER, imb))
+    state = CurrentState(spark, settings, catalog)
+    for family in ("IR_BEN_R", "IR_BEN_R_ARC"):
+        d.curate(spark, family, state)
+    (result,) = d.curate(spark, "IR_IMB_R", state)
+    fk = by_name(result)["foreign_key"]
+    assert fk.failures == 1 and [s["BEN_NIR_PSA"] for s in fk.sample] == [NIR_T]  # NIR_B is in the archive
+    assert "IR_BEN_R_ARC" in fk.details
+    state.close()
+    d.accept()
+    later = Delivery(settings, catalog, "2024-02-01").table("IR_IMB_R", IMB_HEADER, imb, mode="full")
+    (alone,) = later.curate(spark, "IR_IMB_R", CurrentState(spark, settings, catalog))  # parents from the state
+    assert by_name(alone)["foreign_key"].failures == 1
+    assert "the current state of IR_BEN_R and IR_BEN_R_ARC" in by_name(alone)["foreign_key"].details
+
+
 def test_current_state_replaces_a_pmsi_year_only(spark, settings, catalog):
     state = CurrentState(spark, settings, catalog)
     d1 = Delivery(settings, catalog, "2024-01-01")

@@ -570,16 +570,18 @@ class _Run:
                 out.append(_LinkPlan(link, label, f"{label}: not evaluated, waits for {link.parent} of this delivery "
                                                   "to be curated in this run", deferred=True))
                 continue
-            parent, why, kept = self._parent(link)
+            parent, why, kept, archived = self._parent(link)
             if parent is None:
                 out.append(_LinkPlan(link, label, f"{label}: not evaluated, {why}"))
                 continue
             casts = keys.link_casts(child_types, dict(parent.dtypes), link)
             same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
-            signature = _signature(kept, link.parent_columns, casts, same_year)
+            signature = _signature(kept, link.parent_columns, casts, same_year) + tuple(
+                (archive, _signature(k, (), (), False)[0]) for archive, k in sorted(archived.items()))
             # A small parent is only probed: its hashes are broadcast as read, with no shuffle nor sort (the parent's
             # own run may have shared them already, prepared for anti-joins; either kind serves both checks).
-            small = self.state.rows(link.parent, kept) <= keys.PROBED_PARENT_ROWS
+            rows = self.state.rows(link.parent, kept) + sum(self.state.rows(a, k) for a, k in archived.items())
+            small = rows <= keys.PROBED_PARENT_ROWS
             build = keys.link_hashes if small else keys.parent_hashes
             theirs = self.state.cached(link.parent, signature, lambda: build(parent, link, casts, same_year))
             if small and self.small:
@@ -612,7 +614,7 @@ class _Run:
     def _delivered_parts(self, family: str) -> list[Part]:
         return _delivered_parts(self.catalog, self.manifest, family)
 
-    def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str, dict]:
+    def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str, dict, dict]:
         return _parent_rows(self.state, self.catalog, self.manifest, link)
 
     # --- verdicts -------------------------------------------------------------------------------------
@@ -820,30 +822,51 @@ def _delivered_parts(catalog: Catalog, manifest: Manifest, family: str) -> list[
 
 
 def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
-                 link: domain.Link) -> tuple[DataFrame | None, str, dict]:
-    """The parent rows a link is checked against, why (or why not), and which partitions they come from."""
-    if link.parent not in catalog:
-        return None, f"{link.parent} is not in the catalog", {}
+                 link: domain.Link) -> tuple[DataFrame | None, str, dict, dict]:
+    """The parent rows a link is checked against, why (or why not), which partitions they come from, and those
+    of the parent's archives read with it (IR_BEN_R_ARC for an identity link to IR_BEN_R: an identity found only
+    in the archive is not an orphan)."""
+    found = _family_rows(state, catalog, manifest, link.parent, list(link.parent_columns))
+    df, why, kept = found
+    if df is None:
+        return None, why, {}, {}
     parent_table = catalog[link.parent]
-    delivered = _delivered_parts(catalog, manifest, link.parent)
-    columns = list(link.parent_columns)
+    if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
+        return None, f"{link.parent} has no {domain.YEAR_COLUMN} column", {}, {}
+    archived = {}
+    for archive in domain.archives_of(link.parent):
+        if archive not in catalog:
+            continue
+        rows, _, archive_kept = _family_rows(state, catalog, manifest, archive, list(link.parent_columns))
+        if rows is not None:
+            columns = [*link.parent_columns] + [domain.YEAR_COLUMN] * (domain.YEAR_COLUMN in df.columns)
+            df = df.select(*columns).unionByName(rows.select(*columns), allowMissingColumns=True)
+            archived[archive] = archive_kept
+            why += f" and {archive}"
+    return df, why, kept, archived
+
+
+def _family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, family: str,
+                 columns: list[str]) -> tuple[DataFrame | None, str, dict]:
+    """``columns`` of a family's state once this delivery is accepted, why (or why not), and its partitions."""
+    if family not in catalog:
+        return None, f"{family} is not in the catalog", {}
+    delivered = _delivered_parts(catalog, manifest, family)
     delivery_id = manifest.delivery_id
     if delivered:
-        if not lake_exists(state.lake.curated(link.parent, delivery_id)):
-            return None, f"{link.parent} of this delivery is not curated yet", {}
-        kept = state.plan(link.parent, after=(delivery_id, delivered))
-        source = f"{link.parent} of this delivery and the current state"
+        if not lake_exists(state.lake.curated(family, delivery_id)):
+            return None, f"{family} of this delivery is not curated yet", {}
+        kept = state.plan(family, after=(delivery_id, delivered))
+        source = f"{family} of this delivery and the current state"
     else:
-        kept = state.plan(link.parent, exclude_delivery=delivery_id)
-        source = f"the current state of {link.parent}"
-    df = state.read_plan(link.parent, kept, columns=columns)
+        kept = state.plan(family, exclude_delivery=delivery_id)
+        source = f"the current state of {family}"
+    df = state.read_plan(family, kept, columns=columns)
     if df is None:
-        return None, f"{link.parent} is neither in this delivery nor in the current state", {}
+        return None, f"{family} is neither in this delivery nor in the current state", {}
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        return None, f"{link.parent} has no column {', '.join(missing)}", {}
-    if link.same_year and parent_table.is_yearly and domain.YEAR_COLUMN not in df.columns:
-        return None, f"{link.parent} has no {domain.YEAR_COLUMN} column", {}
+        return None, f"{family} has no column {', '.join(missing)}", {}
     return df, f"checked against {source}", kept
 
 
@@ -865,7 +888,7 @@ def check_deferred_links(spark, settings: Settings, catalog: Catalog, manifest: 
         if link.parent not in curated:
             found[label] = (None, f"{label}: not evaluated, {link.parent} of this delivery was not curated in this run")
             continue
-        parent, why, _ = _parent_rows(state, catalog, manifest, link)
+        parent, why, _, _ = _parent_rows(state, catalog, manifest, link)
         if parent is None:
             found[label] = (None, f"{label}: not evaluated, {why}")
             continue
