@@ -50,12 +50,12 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
 def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from .generator import GenerateOptions, generate
     from .lake import join
-    from .reception.manifest import valid_delivery_id
+    from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.storage import delivery_folder_used, filesystem, is_local, upload_delivery
     from .resources import load_catalog
 
     if not valid_delivery_id(args.delivery_id):
-        raise UsageError(f"--delivery-id {args.delivery_id!r} is not YYYY-MM-DD[_suffix]")
+        raise UsageError(f"--delivery-id {args.delivery_id!r} is not {DELIVERY_ID_FORM}")
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
     landing = args.out or settings.landing
@@ -110,14 +110,14 @@ def _progress_printer(log_format: str):
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from .reception.assets import delivery_selection
-    from .reception.manifest import valid_delivery_id
+    from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
     from .resources import load_catalog
 
     delivery_id = args.delivery_id
     if not valid_delivery_id(delivery_id):
-        raise UsageError(f"delivery id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
+        raise UsageError(f"delivery id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     manifest = read_manifest(settings.landing, delivery_id)
     catalog = load_catalog(settings.schemas)
     selection = delivery_selection(catalog, manifest)
