@@ -1,6 +1,7 @@
 """The CNAM delivery manifest (SPEC §2)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -73,6 +74,12 @@ class Manifest:
             ],
         }
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def manifest_fingerprint(manifest: Manifest) -> str:
+    """A short hash of the manifest as read (not its bytes, so reformatting is no change): what the sensor's
+    cursor, its run keys and the reception mark compare."""
+    return hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
 
 
 def valid_delivery_id(value: str) -> bool:
