@@ -210,3 +210,43 @@ def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeyp
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and run.run_id in lines[0] and "already being received" in lines[0], lines
     assert "the sensor" in lines[0] and not ran
+
+
+def test_a_manifest_changed_back_is_requested_again_with_a_new_run_key(env):
+    """A -> B -> A: Dagster never runs a run key twice, so each change has its own key; a replayed tick (same
+    cursor) gives the same keys, so a tick evaluated twice still requests each change once."""
+    from pathlib import Path
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    keys, cursors = [], [None]
+    for tables in (["ER_PRS_F", "T_MCO23C"], ["ER_PRS_F"], ["ER_PRS_F", "T_MCO23C"]):
+        _write_manifest(landing, "2026-11-15", tables)
+        result = _tick(defs, instance, "cnam_deliveries", cursors[-1])
+        assert [r.partition_key for r in result.run_requests] == ["2026-11-15"]
+        keys.append(result.run_requests[0].run_key)
+        replay = _tick(defs, instance, "cnam_deliveries", cursors[-1])
+        assert [r.run_key for r in replay.run_requests] == [keys[-1]] and replay.cursor == result.cursor
+        cursors.append(result.cursor)
+    assert len(set(keys)) == 3
+    assert not _tick(defs, instance, "cnam_deliveries", cursors[-1]).run_requests
+
+
+def test_a_cursor_of_the_previous_format_is_read(env):
+    """Deployed sensors keep their cursor ({id: fingerprint}): an unchanged delivery is not requested again, and
+    a change back to an earlier content gets a key the first request (``id:fingerprint``) never had."""
+    from pathlib import Path
+
+    from snds_assets.reception.manifest import manifest_fingerprint
+    from snds_assets.reception.storage import read_manifest
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
+    first = manifest_fingerprint(read_manifest(settings.landing, "2026-11-15"))
+    assert not _tick(defs, instance, "cnam_deliveries", json.dumps({"2026-11-15": first})).run_requests
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F", "T_MCO23C"])
+    changed = _tick(defs, instance, "cnam_deliveries", json.dumps({"2026-11-15": first}))
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
+    back = _tick(defs, instance, "cnam_deliveries", changed.cursor)
+    assert back.run_requests[0].run_key not in (f"2026-11-15:{first}", changed.run_requests[0].run_key)

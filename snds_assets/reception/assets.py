@@ -334,6 +334,16 @@ def describe_run(run: DagsterRun) -> str:
     return f"run {run.run_id} (started by {source}, {run.status.value})"
 
 
+def _cursor_entry(value: object) -> tuple[str | None, int]:
+    """(manifest fingerprint, runs requested so far) of one delivery in the sensor's cursor. A cursor written
+    before the counter existed holds the bare fingerprint, whose one request had the key ``id:fingerprint``."""
+    if isinstance(value, str):
+        return value, 1
+    if isinstance(value, dict):
+        return value.get("manifest"), int(value.get("requests", 0))
+    return None, 0
+
+
 def build_delivery_sensor(job_name: str):
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
@@ -344,12 +354,15 @@ def build_delivery_sensor(job_name: str):
                     "queued or running waits for it to end.",
     )
     def cnam_deliveries(context: SensorEvaluationContext, snds: SndsResource):
+        """The cursor keeps, per delivery, the fingerprint of the manifest last handled and how many runs were
+        requested: the run key ``id:count:fingerprint`` is new at each change, even back to an earlier content
+        (Dagster never runs a key twice), and the same for a replayed tick."""
         from .manifest import ManifestError, manifest_fingerprint
         from .report import received_manifest
         from .storage import list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
         requests, new_partitions, notes = [], [], []
         try:
@@ -368,7 +381,8 @@ def build_delivery_sensor(job_name: str):
                 context.log.warning(f"skipping {delivery_id}: unreadable manifest ({exc})")
                 continue
             fingerprint = manifest_fingerprint(manifest)
-            if seen.get(delivery_id) == fingerprint:
+            handled, requested = _cursor_entry(seen.get(delivery_id))
+            if handled == fingerprint:
                 continue
             busy = receptions_in_progress(context.instance, job_name, delivery_id)
             if busy:
@@ -385,14 +399,15 @@ def build_delivery_sensor(job_name: str):
                 note = f"{delivery_id} skipped: this manifest was already received (by `snds ingest` or an earlier run)"
                 context.log.info(note)
                 notes.append(note)
-                seen[delivery_id] = fingerprint
+                seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
                 continue
-            seen[delivery_id] = fingerprint
+            requested += 1
+            seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
             if delivery_id not in known:
                 new_partitions.append(delivery_id)
             context.log.info(f"delivery {delivery_id}: {len(manifest.tables)} tables, requesting its reception run")
             requests.append(RunRequest(
-                run_key=f"{delivery_id}:{fingerprint}", partition_key=delivery_id,
+                run_key=f"{delivery_id}:{requested}:{fingerprint}", partition_key=delivery_id,
                 asset_selection=delivery_selection(catalog, manifest),
                 tags={"snds/delivery": delivery_id, "snds/source": "sensor"},
             ))
