@@ -50,12 +50,12 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
 def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from .generator import GenerateOptions, generate
     from .lake import join
-    from .reception.manifest import valid_delivery_id
+    from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.storage import delivery_folder_used, filesystem, is_local, upload_delivery
     from .resources import load_catalog
 
     if not valid_delivery_id(args.delivery_id):
-        raise UsageError(f"--delivery-id {args.delivery_id!r} is not YYYY-MM-DD[_suffix]")
+        raise UsageError(f"--delivery-id {args.delivery_id!r} is not {DELIVERY_ID_FORM}")
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
     landing = resolve_path(args.out) if args.out else settings.landing
@@ -109,19 +109,28 @@ def _progress_printer(log_format: str):
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
-    from .reception.assets import delivery_selection
-    from .reception.manifest import valid_delivery_id
+    """Receive one delivery now; refused (exit 2) while a reception of the same delivery is queued or running,
+    e.g. one the sensor of `snds ui` requested: both would write the same folders of the lake."""
+    from dagster import DagsterInstance
+
+    from .definitions import RECEPTION_JOB
+    from .reception.assets import delivery_selection, describe_run, receptions_in_progress
+    from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
     from .resources import load_catalog
 
     delivery_id = args.delivery_id
     if not valid_delivery_id(delivery_id):
-        raise UsageError(f"delivery id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
+        raise UsageError(f"delivery id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     manifest = read_manifest(settings.landing, delivery_id)
+    busy = receptions_in_progress(DagsterInstance.get(), RECEPTION_JOB, delivery_id)
+    if busy:
+        raise UsageError(f"delivery {delivery_id} is already being received by {describe_run(busy[0])}: wait for "
+                         "it to end, or terminate it in the UI")
     catalog = load_catalog(settings.schemas)
     selection = delivery_selection(catalog, manifest)
-    _run(settings, "reception", "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})
+    _run(settings, RECEPTION_JOB, "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})
     report = load_report(settings, delivery_id)
     if report is None:
         raise RuntimeError(f"the reception report of {delivery_id} was not written")

@@ -92,6 +92,33 @@ def test_bad_delivery_id_is_a_usage_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("value", ["2024-01-15\n", "2024-13-45", "2024-02-30", "２０２４-01-15"])
+def test_delivery_ids_are_whole_ascii_calendar_dates(value):
+    from snds_assets.reception.manifest import valid_delivery_id
+
+    assert not valid_delivery_id(value)
+    assert valid_delivery_id("2024-02-29") and valid_delivery_id("2024-01-15_bis2")
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "2024-01-15\n"])
+def test_generate_refuses_a_bad_delivery_id_in_one_line(tmp_path, value):
+    """No folder named after an impossible date or ending in a line break: one line naming the option and the id."""
+    proc = _snds(["generate", "--delivery-id", value, "--patients", "1", "--tables", "IR_IMB_R"], tmp_path)
+    assert proc.returncode == EXIT_ERROR, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "--delivery-id" in lines[0] and repr(value) in lines[0] and "calendar date" in lines[0]
+    landing = tmp_path / "landing"
+    assert not landing.exists() or not any(landing.iterdir())
+
+
+def test_ingest_refuses_an_impossible_date(tmp_path):
+    proc = _snds(["ingest", "2024-13-45"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'2024-13-45' is not YYYY-MM-DD[_suffix] with a calendar date" in lines[0], proc.stderr
+
+
 def test_bad_usage_exits_2(tmp_path):
     proc = _snds(["frobnicate"], tmp_path)
     assert proc.returncode == 2

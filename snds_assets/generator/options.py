@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..reception.manifest import Manifest, valid_delivery_id
+from ..reception.manifest import DELIVERY_ID_FORM, Manifest, valid_delivery_id
 from .values import strftime_c
 
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1"}
@@ -48,7 +48,7 @@ class GenerateOptions:
 
     def validate(self) -> None:
         if not valid_delivery_id(str(self.delivery_id)):
-            raise GenerateError(f"delivery id {self.delivery_id!r} is not YYYY-MM-DD[_suffix]")
+            raise GenerateError(f"delivery id {self.delivery_id!r} is not {DELIVERY_ID_FORM}")
         if int(self.patients) < 1:
             raise GenerateError("patients must be at least 1")
         if int(self.seed) < 0:

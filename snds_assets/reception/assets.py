@@ -5,15 +5,14 @@ Raw and curated tables are specs of one subsettable multi-asset built from the c
 step (one Spark session) that archives, curates and checks the selected families in join-graph order. Heavy
 modules are imported inside the steps to keep loading fast.
 """
-import hashlib
 import json
 import os
 from datetime import timedelta
 
 from dagster import (
-    AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DefaultSensorStatus,
-    FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
-    asset, multi_asset, sensor,
+    AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
+    DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, RunsFilter,
+    SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -74,11 +73,12 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from .archive import archive_manifest, archive_unknown, raw_fragment
-    from .report import save_fragment
+    from .report import forget_received, save_fragment
     from .storage import read_manifest
 
     settings = snds.settings()
     manifest = read_manifest(settings.landing, context.partition_key)
+    forget_received(settings, manifest.delivery_id)
     archive_manifest(settings, manifest.delivery_id)
     for item in archive_unknown(settings, snds.catalog(), manifest):
         context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
@@ -275,12 +275,13 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
     )
     def reception_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
         from ..lake import Lake
-        from .report import build_report
+        from .report import build_report, mark_received
         from .storage import read_manifest
 
         settings = snds.settings()
         manifest = read_manifest(settings.landing, context.partition_key)
         report = build_report(settings, snds.catalog(), manifest)
+        mark_received(settings, manifest)
         tables = report["tables"]
         rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
         outcome = CheckOutcome(
@@ -315,50 +316,105 @@ def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
+# A run in one of these states holds, or is about to hold, the delivery's folders in the lake.
+UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+
+
+def receptions_in_progress(instance: DagsterInstance, job_name: str, delivery_id: str) -> list[DagsterRun]:
+    """Queued or running runs of the reception job on one delivery, whoever started them (the sensor, `snds
+    ingest`, the UI): a second reception of the same partition alongside one would write the same folders."""
+    return list(instance.get_runs(RunsFilter(job_name=job_name, statuses=list(UNFINISHED),
+                                             tags={"dagster/partition": delivery_id})))
+
+
+def describe_run(run: DagsterRun) -> str:
+    """'run <id> (started by the sensor, STARTED)', for one-line messages."""
+    source = {"sensor": "the sensor", "cli": "snds ingest"}.get(run.tags.get("snds/source", ""), "the UI")
+    return f"run {run.run_id} (started by {source}, {run.status.value})"
+
+
+def _cursor_entry(value: object) -> tuple[str | None, int]:
+    """(manifest fingerprint, runs requested so far) of one delivery in the sensor's cursor. A cursor written
+    before the counter existed holds the bare fingerprint, whose one request had the key ``id:fingerprint``."""
+    if isinstance(value, str):
+        return value, 1
+    if isinstance(value, dict):
+        return value.get("manifest"), int(value.get("requests", 0))
+    return None, 0
+
+
 def build_delivery_sensor(job_name: str):
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
         description="Watches SNDS_LANDING: a delivery folder is complete when its manifest.json exists. Adds the "
-                    "delivery partition and requests one reception run per delivery (run key = id + manifest hash).",
+                    "delivery partition and requests one reception run per new or changed manifest; a manifest "
+                    "already received (by `snds ingest`, say) is skipped, and a delivery whose reception is "
+                    "queued or running waits for it to end.",
     )
     def cnam_deliveries(context: SensorEvaluationContext, snds: SndsResource):
-        from .manifest import ManifestError
+        """The cursor keeps, per delivery, the fingerprint of the manifest last handled and how many runs were
+        requested: the run key ``id:count:fingerprint`` is new at each change, even back to an earlier content
+        (Dagster never runs a key twice), and the same for a replayed tick."""
+        from .manifest import ManifestError, manifest_fingerprint
+        from .report import received_manifest
         from .storage import list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
-        requests, new_partitions = [], []
+        requests, new_partitions, notes = [], [], []
         try:
             entries = list_deliveries(settings.landing)
         except (OSError, ValueError) as exc:
             context.log.warning(f"cannot list the landing zone: {exc}")
             return SensorResult(skip_reason=SkipReason(f"landing zone unreachable: {exc}"), cursor=context.cursor)
         for entry in entries:
+            delivery_id = entry.delivery_id
             if not entry.complete:
-                context.log.info(f"skipping {entry.delivery_id}: {entry.reason}")
+                context.log.info(f"skipping {delivery_id}: {entry.reason}")
                 continue
             try:
-                manifest = read_manifest(settings.landing, entry.delivery_id)
+                manifest = read_manifest(settings.landing, delivery_id)
             except (ManifestError, OSError, ValueError) as exc:
-                context.log.warning(f"skipping {entry.delivery_id}: unreadable manifest ({exc})")
+                context.log.warning(f"skipping {delivery_id}: unreadable manifest ({exc})")
                 continue
-            fingerprint = hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
-            if seen.get(entry.delivery_id) == fingerprint:
+            fingerprint = manifest_fingerprint(manifest)
+            handled, requested = _cursor_entry(seen.get(delivery_id))
+            if handled == fingerprint:
                 continue
-            seen[entry.delivery_id] = fingerprint
-            if entry.delivery_id not in known:
-                new_partitions.append(entry.delivery_id)
-            context.log.info(f"delivery {entry.delivery_id}: {len(manifest.tables)} tables, requesting its reception run")
+            busy = receptions_in_progress(context.instance, job_name, delivery_id)
+            if busy:
+                note = f"{delivery_id} waits: its reception {describe_run(busy[0])} has not ended"
+                context.log.info(f"{note}; looked at again at the next tick")
+                notes.append(note)
+                continue
+            try:
+                received = received_manifest(settings, delivery_id)
+            except (OSError, ValueError) as exc:
+                context.log.warning(f"{delivery_id} waits: cannot read its reception mark in the lake ({exc})")
+                continue
+            if received == fingerprint:
+                note = f"{delivery_id} skipped: this manifest was already received (by `snds ingest` or an earlier run)"
+                context.log.info(note)
+                notes.append(note)
+                seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
+                continue
+            requested += 1
+            seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
+            if delivery_id not in known:
+                new_partitions.append(delivery_id)
+            context.log.info(f"delivery {delivery_id}: {len(manifest.tables)} tables, requesting its reception run")
             requests.append(RunRequest(
-                run_key=f"{entry.delivery_id}:{fingerprint}", partition_key=entry.delivery_id,
+                run_key=f"{delivery_id}:{requested}:{fingerprint}", partition_key=delivery_id,
                 asset_selection=delivery_selection(catalog, manifest),
-                tags={"snds/delivery": entry.delivery_id, "snds/source": "sensor"},
+                tags={"snds/delivery": delivery_id, "snds/source": "sensor"},
             ))
         cursor = json.dumps(seen, sort_keys=True)
         if not requests:
-            return SensorResult(skip_reason=SkipReason("no new complete delivery"), cursor=cursor)
+            reason = "no new complete delivery" + (f" ({'; '.join(notes)})" if notes else "")
+            return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
         return SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[deliveries.build_add_request(new_partitions)] if new_partitions else [],

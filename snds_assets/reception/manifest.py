@@ -1,13 +1,16 @@
 """The CNAM delivery manifest (SPEC §2)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import date
 
 from ..patterns import SUPPORTED, UnsupportedDirective, directives, spark_pattern
 
-DELIVERY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}(_[A-Za-z0-9]+)?$")
+DELIVERY_ID = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(_[A-Za-z0-9]+)?")
+DELIVERY_ID_FORM = "YYYY-MM-DD[_suffix] with a calendar date"
 MANIFEST = "manifest.json"
 
 
@@ -73,8 +76,23 @@ class Manifest:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+def manifest_fingerprint(manifest: Manifest) -> str:
+    """A short hash of the manifest as read (not its bytes, so reformatting is no change): what the sensor's
+    cursor, its run keys and the reception mark compare."""
+    return hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
+
+
 def valid_delivery_id(value: str) -> bool:
-    return bool(DELIVERY_ID.match(value))
+    """YYYY-MM-DD[_suffix], ASCII digits, a real calendar date and nothing more: the id names a landing folder
+    and a partition, so "2024-01-15\\n" or "2024-02-30" must be refused, not turned into a folder."""
+    match = DELIVERY_ID.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return False
+    try:
+        date.fromisoformat(match.group(1))
+    except ValueError:
+        return False
+    return True
 
 
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1")
@@ -125,7 +143,7 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
         raise ManifestError("manifest.json must hold a JSON object")
     delivery_id = data.get("delivery_id")
     if not isinstance(delivery_id, str) or not valid_delivery_id(delivery_id):
-        raise ManifestError(f"manifest delivery_id {delivery_id!r} is not YYYY-MM-DD[_suffix]")
+        raise ManifestError(f"manifest delivery_id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     if expected_id is not None and delivery_id != expected_id:
         raise ManifestError(f"manifest delivery_id {delivery_id!r} does not match its folder {expected_id!r}")
     fmt_data = data.get("format") or {}

@@ -11,6 +11,10 @@ fragment is missing (curation failed or never ran, or the table is unknown to th
 ``rows_reconciled`` check: a table is never accepted without both verdicts. Saving a raw fragment discards the
 table's curated fragment, because a new archive makes the previous curation verdict stale.
 
+Once the report is written, ``_parts/<ID>/_received.json`` records the fingerprint of the manifest received; the
+delivery step removes it when a reception starts over. The sensor reads it to tell a delivery already received
+(by `snds ingest`, say) from a new or changed one.
+
 The JSON report (``<lake>/reports/deliveries/<ID>.json``) is exactly SPEC §6; the HTML twin beside it is the
 self-contained page an operator sends back to CNAM (no script, no external asset).
 """
@@ -28,7 +32,7 @@ from ..catalog import Catalog
 from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
 from ..config import Settings
 from ..lake import Lake, join
-from .manifest import DeliveredTable, Manifest
+from .manifest import DeliveredTable, Manifest, manifest_fingerprint
 from .storage import lake_file_versions, read_lake_bytes, remove_lake_file, write_lake_bytes
 
 STAGES = ("raw", "curated")
@@ -55,6 +59,37 @@ def save_fragment(settings: Settings, delivery_id: str, delivered_name: str, sta
 def load_fragment(settings: Settings, delivery_id: str, delivered_name: str, stage: str) -> dict | None:
     data = read_lake_bytes(fragment_path(settings, delivery_id, delivered_name, stage))
     return None if data is None else json.loads(data)
+
+
+# --- The reception mark -------------------------------------------------------------------------------------
+def received_mark_path(settings: Settings, delivery_id: str) -> str:
+    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id, "_received.json")
+
+
+def mark_received(settings: Settings, manifest: Manifest) -> None:
+    """Record which manifest a finished reception received, whoever ran it (the sensor, `snds ingest`, the UI):
+    the sensor compares it with the landing zone's and does not receive the same delivery again."""
+    mark = {"delivery_id": manifest.delivery_id, "manifest": manifest_fingerprint(manifest),
+            "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_lake_bytes(received_mark_path(settings, manifest.delivery_id), _dumps(mark).encode("utf-8"))
+
+
+def forget_received(settings: Settings, delivery_id: str) -> None:
+    """A reception starts over (its manifest is archived again): until its report is written, the lake no longer
+    holds what the previous mark says, so a run that fails half-way leaves the delivery to be received again."""
+    remove_lake_file(received_mark_path(settings, delivery_id))
+
+
+def received_manifest(settings: Settings, delivery_id: str) -> str | None:
+    """The fingerprint of the manifest the last finished reception of a delivery received, or None."""
+    data = read_lake_bytes(received_mark_path(settings, delivery_id))
+    if data is None:
+        return None
+    try:
+        value = json.loads(data).get("manifest")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 # --- Statuses -----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ..lake import join
-from .manifest import MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
+from .manifest import DELIVERY_ID_FORM, MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
 
 
 class DeliveryNotFound(ManifestError):
@@ -93,7 +93,7 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
             continue
         name = posixpath.basename(child["name"].rstrip("/"))
         if not valid_delivery_id(name):
-            entries.append(LandingEntry(name, False, "folder name is not a delivery id (YYYY-MM-DD[_suffix])"))
+            entries.append(LandingEntry(name, False, f"folder name is not a delivery id ({DELIVERY_ID_FORM})"))
         elif fs.exists(posixpath.join(child["name"].rstrip("/"), MANIFEST)):
             entries.append(LandingEntry(name, True, None))
         else:
@@ -138,7 +138,7 @@ def upload_delivery(folder: str, landing: str, delivery_id: str, progress=None) 
 def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
     """The manifest exactly as delivered; raises DeliveryNotFound or ManifestError with a one-line message."""
     if not valid_delivery_id(delivery_id):
-        raise ManifestError(f"{delivery_id!r} is not a delivery id (YYYY-MM-DD[_suffix])")
+        raise ManifestError(f"{delivery_id!r} is not a delivery id ({DELIVERY_ID_FORM})")
     fs, folder = filesystem(landing_path(landing, delivery_id))
     try:
         with fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
