@@ -1,4 +1,5 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
+from typing import TYPE_CHECKING
 
 from dagster import (
     AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
@@ -14,6 +15,9 @@ from ..metadata import column_schema
 from ..partitions import projects
 from ..resources import SndsResource
 from ..spark import SparkResource
+
+if TYPE_CHECKING:
+    from .request import ProjectRequest
 
 OWNER = "team:snds-provision"
 COHORT_KEY = AssetKey(["projects", "cohort"])
@@ -38,15 +42,36 @@ def _outcomes(result: dict, names) -> list[CheckOutcome]:
     return [by_name.get(n) or CheckOutcome(n, n, "WARN", True, evaluated=False, details="not applicable") for n in names]
 
 
-def cohort_sources(catalog: Catalog) -> list[str]:
-    """The families identification reads: IR_BEN_R (identifiers), each criterion's tables and the tables on
-    their way to the patient (domain.CRITERIA, domain.patient_path), those the catalog has."""
-    wanted = [domain.BENEFICIARY_TABLE] + [s.family for _, sources in domain.CRITERIA.values() for s in sources]
+def _with_patient_paths(catalog: Catalog, families: list[str]) -> list[str]:
+    """``families`` the catalog has and the tables on their way to the patient, in order, once each."""
     out: list[str] = []
-    for family in wanted:
+    for family in families:
         if family in catalog:
             out += [family] + [link.parent for link in domain.patient_path(catalog, family)]
     return [f for f in dict.fromkeys(out) if f in catalog]
+
+
+# Where identifiers are resolved and every cohort's persons are read: the referential and its archives.
+BENEFICIARY_SOURCES: tuple[str, ...] = (
+    domain.BENEFICIARY_TABLE, *(a for a, current in domain.ARCHIVES.items() if current == domain.BENEFICIARY_TABLE),
+)
+
+
+def cohort_sources(catalog: Catalog) -> list[str]:
+    """The families identification reads: IR_BEN_R and its archive (identifiers), each criterion's tables and
+    the tables on their way to the patient (domain.CRITERIA, domain.patient_path), those the catalog has."""
+    criteria = [s.family for _, sources in domain.CRITERIA.values() for s in sources]
+    return _with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria])
+
+
+def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
+    """The curated families one project's cohort and extracts read, so that a delivery of any of them is known
+    to leave the project stale: the beneficiaries, its criteria's tables, its extractable tables, each with the
+    tables on their way to the patient."""
+    criteria = [s.family for _, item in (request.criteria.items if request.criteria else [])
+                for s in domain.CRITERIA[item.kind][1]]
+    extracted = [f for f in request.tables if f in catalog and extractable(catalog, catalog[f])]
+    return set(_with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria, *extracted]))
 
 
 def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
