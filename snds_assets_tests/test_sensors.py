@@ -1,9 +1,10 @@
 """The sensors: deliveries are picked up only when complete, once per manifest; projects when new or changed."""
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
-from dagster import AddDynamicPartitionsRequest, AssetKey, DagsterInstance, build_sensor_context
+from dagster import AddDynamicPartitionsRequest, AssetKey, AssetMaterialization, DagsterInstance, build_sensor_context
 
 from snds_assets.config import Settings
 from snds_assets.definitions import build_definitions
@@ -90,3 +91,97 @@ def test_empty_landing_skips_without_failing(env):
     result = _tick(defs, instance, "cnam_deliveries")
     assert not result.run_requests
     assert "no new complete delivery" in str(result.skip_reason)
+
+
+def _project(settings, project_id, tables, criterion='drug: {cip13: ["3400930000001"]}'):
+    folder = Path(settings.projects)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{project_id}.yaml").write_text(
+        f"id: {project_id}\nperiod: {{start: 2022-01-01, end: 2023-12-31}}\ntables: [{', '.join(tables)}]\n"
+        f"cohort:\n  criteria:\n    any_of:\n      - {criterion}\n")
+
+
+def _report(instance, delivery_id, tables, status="accepted"):
+    """A reception report as the report asset writes it (runless: no reception run is needed)."""
+    instance.add_dynamic_partitions("deliveries", [delivery_id])
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=AssetKey(["reports", "reception"]), partition=delivery_id,
+        metadata={"delivery_id": delivery_id, "status": status, "tables": list(tables)}))
+
+
+def _refreshed(result) -> set[tuple[str, str]]:
+    return {(r.partition_key, r.tags["snds/delivery"]) for r in result.run_requests}
+
+
+@pytest.fixture()
+def two_projects(env):
+    """proj-a extracts ER_PRS_F and targets a drug (ER_PHA_F); proj-b extracts KI_CCI_R and targets an ALD."""
+    settings, defs, instance = env
+    _project(settings, "proj-a", ["ER_PRS_F"])
+    _project(settings, "proj-b", ["KI_CCI_R"], criterion='ald: {icd10: ["E11"]}')
+    instance.add_dynamic_partitions("projects", ["proj-a", "proj-b"])
+    return settings, defs, instance
+
+
+def test_refresh_handles_every_delivery_accepted_between_two_ticks(two_projects):
+    _, defs, instance = two_projects
+    start = _tick(defs, instance, "refresh_extracts")
+    assert not start.run_requests
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    _report(instance, "2024-03-15", ["ER_PRS_F"], status="rejected")
+    result = _tick(defs, instance, "refresh_extracts", start.cursor)
+    assert _refreshed(result) == {("proj-a", "2024-01-15"), ("proj-b", "2024-02-15")}
+    assert not _tick(defs, instance, "refresh_extracts", result.cursor).run_requests
+
+
+def test_refresh_replayed_tick_asks_for_the_same_runs(two_projects):
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    first = _tick(defs, instance, "refresh_extracts")
+    replay = _tick(defs, instance, "refresh_extracts")
+    keys = [r.run_key for r in first.run_requests]
+    assert len(set(keys)) == 2 and [r.run_key for r in replay.run_requests] == keys
+    assert replay.cursor == first.cursor
+
+
+def test_refresh_reaccepted_delivery_gets_a_new_run_key(two_projects):
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    first = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    again = _tick(defs, instance, "refresh_extracts", first.cursor)
+    assert _refreshed(first) == _refreshed(again) == {("proj-a", "2024-01-15")}
+    assert again.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_refresh_follows_the_cohort_sources(two_projects):
+    """ER_PHA_F is not extracted by proj-a but its drug criterion reads it; IR_BEN_R_ARC feeds every cohort."""
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PHA_F"])
+    _report(instance, "2024-02-15", ["IR_IMB_R"])
+    _report(instance, "2024-03-15", ["IR_BEN_R_ARC"])
+    result = _tick(defs, instance, "refresh_extracts")
+    assert _refreshed(result) == {("proj-a", "2024-01-15"), ("proj-b", "2024-02-15"),
+                                  ("proj-a", "2024-03-15"), ("proj-b", "2024-03-15")}
+    selection = next(r.asset_selection for r in result.run_requests if r.partition_key == "proj-a")
+    assert AssetKey(["projects", "cohort"]) in selection
+
+
+def test_refresh_registers_a_project_not_yet_a_partition(env):
+    settings, defs, instance = env
+    _project(settings, "proj-a", ["ER_PRS_F"])
+    _project(settings, "proj-b", ["ER_PRS_F"])
+    instance.add_dynamic_partitions("projects", ["proj-a"])
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    result = _tick(defs, instance, "refresh_extracts")
+    assert {r.partition_key for r in result.run_requests} == {"proj-a", "proj-b"}
+    adds = [r for r in result.dynamic_partitions_requests if isinstance(r, AddDynamicPartitionsRequest)]
+    assert [(a.partitions_def_name, list(a.partition_keys)) for a in adds] == [("projects", ["proj-b"])]
+    # The daemon adds the partitions before it checks the runs' keys: an unknown one would fail the whole tick.
+    for add in adds:
+        instance.add_dynamic_partitions(add.partitions_def_name, add.partition_keys)
+    assert {r.partition_key for r in result.run_requests} <= set(instance.get_dynamic_partitions("projects"))
+    assert result.cursor
+

@@ -2,9 +2,9 @@
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
-    DefaultSensorStatus, EventLogEntry, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
-    SensorResult, SkipReason, asset, asset_sensor, multi_asset, sensor,
+    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
+    AssetsDefinition, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
+    SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -229,43 +229,81 @@ def build_project_sensor(job_name: str):
     return project_requests
 
 
+# Reception reports read per tick: the cursor moves over these only, the next tick takes the rest.
+REFRESH_EVENTS_PER_TICK = 20
+
+
+def _delivered_families(catalog: Catalog, tables) -> set[str]:
+    """The catalog families of a report's delivered table names (``T_MCO23B`` -> ``T_MCOaaB``); unknown names
+    are left out."""
+    families = set()
+    for name in tables if isinstance(tables, (list, tuple)) else []:
+        try:
+            families.add(catalog.resolve(str(name))[0].name)
+        except KeyError:
+            continue
+    return families
+
+
 def build_refresh_sensor(job_name: str, report_key: AssetKey):
-    @asset_sensor(
-        name="refresh_extracts", asset_key=report_key, job_name=job_name, default_status=DefaultSensorStatus.RUNNING,
-        description="When a delivery is accepted, re-extracts every project whose perimeter holds one of its "
-                    "families, so extracts never lag behind the current state. Switch it off to refresh by hand.",
+    @sensor(
+        name="refresh_extracts", job_name=job_name, minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="When a delivery is accepted, re-extracts every project whose cohort or extracts read one of "
+                    "its families, so extracts never lag behind the current state. Every reception report is "
+                    "handled, in order, even several between two ticks. Switch it off to refresh by hand.",
     )
-    def refresh_extracts(context: SensorEvaluationContext, asset_event: EventLogEntry):
-        from ..resources import SndsResource
+    def refresh_extracts(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
+        """The cursor is the storage id of the last reception report handled; the run key holds the report's
+        storage id, so a replayed tick asks for the same runs and a delivery accepted again refreshes again."""
         from .request import RequestError, list_requests, load_request
 
-        materialization = asset_event.asset_materialization
-        meta = materialization.metadata if materialization else {}
-        status = meta.get("status")
-        if status is None or getattr(status, "value", status) != "accepted":
-            return SkipReason("the delivery was not accepted: extracts keep the current state")
-        delivery_id = getattr(meta.get("delivery_id"), "value", None) or materialization.partition
-        tables = getattr(meta.get("tables"), "value", None) or []
-        snds = SndsResource()
+        after = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=report_key, after_storage_id=after),
+            limit=REFRESH_EVENTS_PER_TICK, ascending=True,
+        ).records
+        if not records:
+            return SensorResult(skip_reason=SkipReason("no new reception report"), cursor=context.cursor)
         settings, catalog = snds.settings(), snds.catalog()
-        families = set()
-        for name in tables:
+        requests = []
+        for project_id, _ in list_requests(settings):
             try:
-                families.add(catalog.resolve(name)[0].name)
-            except KeyError:
+                requests.append(load_request(settings, catalog, project_id))
+            except RequestError as exc:
+                context.log.warning(f"not refreshing project {project_id}: {exc}")
+        known = set(context.instance.get_dynamic_partitions(projects.name))
+        runs: list[RunRequest] = []
+        new: list[str] = []
+        for record in records:
+            materialization = record.asset_materialization
+            meta = materialization.metadata if materialization else {}
+            delivery_id = getattr(meta.get("delivery_id"), "value", None) or record.partition_key
+            status = getattr(meta.get("status"), "value", None)
+            if status != "accepted":
+                context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
                 continue
-        runs = []
-        for project_id, fingerprint in list_requests(settings):
-            try:
-                request = load_request(settings, catalog, project_id)
-            except RequestError:
-                continue
-            if families & set(request.tables):
+            families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
+            affected = [r for r in requests if families & project_sources(catalog, r)]
+            if not affected:
+                context.log.info(f"delivery {delivery_id}: no project reads its families")
+            for request in affected:
+                if request.id not in known and request.id not in new:
+                    new.append(request.id)
+                context.log.info(f"delivery {delivery_id} accepted: refreshing project {request.id}")
                 runs.append(RunRequest(
-                    run_key=f"{project_id}:after:{delivery_id}", partition_key=project_id,
+                    run_key=f"{request.id}:after:{delivery_id}:{record.storage_id}", partition_key=request.id,
                     asset_selection=project_selection(request, catalog),
-                    tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": str(delivery_id)},
+                    tags={"snds/project": request.id, "snds/source": "refresh", "snds/delivery": str(delivery_id)},
                 ))
-        return runs or SkipReason(f"no project uses the families of delivery {delivery_id}")
+        cursor = str(records[-1].storage_id)
+        if not runs:
+            return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
+                                cursor=cursor)
+        return SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=[projects.build_add_request(new)] if new else [],
+            cursor=cursor,
+        )
 
     return refresh_extracts
