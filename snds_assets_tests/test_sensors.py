@@ -185,3 +185,29 @@ def test_refresh_registers_a_project_not_yet_a_partition(env):
     assert {r.partition_key for r in result.run_requests} <= set(instance.get_dynamic_partitions("projects"))
     assert result.cursor
 
+
+
+def test_project_edited_back_to_earlier_content_runs_again(env):
+    settings, defs, instance = env
+    keys, cursor = [], None
+    for code in ("3400930000001", "3400930000002", "3400930000001"):
+        _project(settings, "p", ["ER_PRS_F"], criterion=f'drug: {{cip13: ["{code}"]}}')
+        result = _tick(defs, instance, "project_requests", cursor)
+        replay = _tick(defs, instance, "project_requests", cursor)
+        assert [r.run_key for r in replay.run_requests] == [r.run_key for r in result.run_requests]
+        keys += [r.run_key for r in result.run_requests]
+        cursor = result.cursor
+    assert len(keys) == 3 and len(set(keys)) == 3
+    assert not _tick(defs, instance, "project_requests", cursor).run_requests
+
+
+def test_project_sensor_reads_the_older_cursor(env):
+    """A cursor of fingerprints alone (before changes were counted) still says which requests already ran."""
+    from snds_assets.provision.request import list_requests
+
+    settings, defs, instance = env
+    _project(settings, "p", ["ER_PRS_F"])
+    older = json.dumps(dict(list_requests(settings)))
+    assert not _tick(defs, instance, "project_requests", older).run_requests
+    _project(settings, "p", ["ER_PRS_F"], criterion='drug: {cip13: ["3400930000002"]}')
+    assert [r.partition_key for r in _tick(defs, instance, "project_requests", older).run_requests] == ["p"]

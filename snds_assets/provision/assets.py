@@ -1,4 +1,5 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
+import json
 from typing import TYPE_CHECKING
 
 from dagster import (
@@ -185,6 +186,13 @@ def project_selection(request, catalog: Catalog) -> list[AssetKey]:
     return [COHORT_KEY, *(extract_key(f) for f in families), PROJECT_REPORT_KEY]
 
 
+def _project_cursor(text: str | None) -> dict[str, list]:
+    """The project sensor's cursor: ``{project id: [fingerprint, changes]}``, ``changes`` counting the versions
+    run so far. An older cursor held the fingerprint alone: no change counted yet."""
+    seen = json.loads(text) if text else {}
+    return {pid: value if isinstance(value, list) else [value, 0] for pid, value in seen.items()}
+
+
 def build_project_sensor(job_name: str):
     @sensor(
         name="project_requests", job_name=job_name, minimum_interval_seconds=30,
@@ -192,29 +200,30 @@ def build_project_sensor(job_name: str):
         description="Watches SNDS_PROJECTS: registers each <project>.yaml as a project partition and requests an "
                     "extraction run when a request is new or has changed. Invalid requests are logged and skipped.",
     )
-    def project_requests(context: SensorEvaluationContext, snds: SndsResource):
-        import json
-
+    def project_requests(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
+        """The run key counts the project's changes (kept in the cursor) besides its fingerprint: a request
+        edited back to earlier content runs again, while a replayed tick asks for the same run."""
         from .request import RequestError, list_requests, load_request
 
         settings, catalog = snds.settings(), snds.catalog()
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        seen = _project_cursor(context.cursor)
         known = set(context.instance.get_dynamic_partitions(projects.name))
         requests, new = [], []
         for project_id, fingerprint in list_requests(settings):
-            if seen.get(project_id) == fingerprint:
+            last, changes = seen.get(project_id, [None, 0])
+            if last == fingerprint:
                 continue
             try:
                 request = load_request(settings, catalog, project_id)
             except RequestError as exc:
                 context.log.warning(f"skipping project {project_id}: {exc}")
                 continue
-            seen[project_id] = fingerprint
+            seen[project_id] = [fingerprint, changes + 1]
             if project_id not in known:
                 new.append(project_id)
             context.log.info(f"project {project_id}: request new or changed, requesting its extraction")
             requests.append(RunRequest(
-                run_key=f"{project_id}:{fingerprint}", partition_key=project_id,
+                run_key=f"{project_id}:{changes + 1}:{fingerprint}", partition_key=project_id,
                 asset_selection=project_selection(request, catalog),
                 tags={"snds/project": project_id, "snds/source": "sensor"},
             ))
