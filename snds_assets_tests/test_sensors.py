@@ -135,6 +135,18 @@ def test_refresh_handles_every_delivery_accepted_between_two_ticks(two_projects)
     assert not _tick(defs, instance, "refresh_extracts", result.cursor).run_requests
 
 
+def test_refresh_takes_a_bounded_batch_and_resumes_after_it(two_projects, monkeypatch):
+    from snds_assets.provision import assets
+
+    _, defs, instance = two_projects
+    monkeypatch.setattr(assets, "REFRESH_EVENTS_PER_TICK", 1)
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    first = _tick(defs, instance, "refresh_extracts")
+    second = _tick(defs, instance, "refresh_extracts", first.cursor)
+    assert _refreshed(first) == {("proj-a", "2024-01-15")} and _refreshed(second) == {("proj-b", "2024-02-15")}
+    assert not _tick(defs, instance, "refresh_extracts", second.cursor).run_requests
+
 def test_refresh_replayed_tick_asks_for_the_same_runs(two_projects):
     _, defs, instance = two_projects
     _report(instance, "2024-01-15", ["ER_PRS_F"])
@@ -157,14 +169,16 @@ def test_refresh_reaccepted_delivery_gets_a_new_run_key(two_projects):
 
 
 def test_refresh_follows_the_cohort_sources(two_projects):
-    """ER_PHA_F is not extracted by proj-a but its drug criterion reads it; IR_BEN_R_ARC feeds every cohort."""
+    """ER_PHA_F is not extracted by proj-a but its drug criterion reads it, IR_IMB_R is read by proj-b's ALD
+    criterion, and IR_BEN_R_ARC feeds every cohort."""
     _, defs, instance = two_projects
     _report(instance, "2024-01-15", ["ER_PHA_F"])
     _report(instance, "2024-02-15", ["IR_IMB_R"])
     _report(instance, "2024-03-15", ["IR_BEN_R_ARC"])
     result = _tick(defs, instance, "refresh_extracts")
-    assert _refreshed(result) == {("proj-a", "2024-01-15"), ("proj-b", "2024-02-15"),
-                                  ("proj-a", "2024-03-15"), ("proj-b", "2024-03-15")}
+    # one refresh per project, after every delivery of the tick that concerns it
+    assert _refreshed(result) == {("proj-a", "2024-01-15, 2024-03-15"), ("proj-b", "2024-02-15, 2024-03-15")}
+    assert len(result.run_requests) == 2
     selection = next(r.asset_selection for r in result.run_requests if r.partition_key == "proj-a")
     assert AssetKey(["projects", "cohort"]) in selection
 

@@ -242,7 +242,7 @@ def build_project_sensor(job_name: str):
 REFRESH_EVENTS_PER_TICK = 20
 
 
-def _delivered_families(catalog: Catalog, tables) -> set[str]:
+def _delivered_families(catalog: Catalog, tables: object) -> set[str]:
     """The catalog families of a report's delivered table names (``T_MCO23B`` -> ``T_MCOaaB``); unknown names
     are left out."""
     families = set()
@@ -263,8 +263,9 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
                     "handled, in order, even several between two ticks. Switch it off to refresh by hand.",
     )
     def refresh_extracts(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
-        """The cursor is the storage id of the last reception report handled; the run key holds the report's
-        storage id, so a replayed tick asks for the same runs and a delivery accepted again refreshes again."""
+        """The cursor is the storage id of the last reception report handled; the run key holds the storage id
+        of the last report that concerns the project, so a replayed tick asks for the same runs and a delivery
+        accepted again refreshes again."""
         from .request import RequestError, list_requests, load_request
 
         after = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
@@ -281,13 +282,13 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
                 requests.append(load_request(settings, catalog, project_id))
             except RequestError as exc:
                 context.log.warning(f"not refreshing project {project_id}: {exc}")
-        known = set(context.instance.get_dynamic_partitions(projects.name))
-        runs: list[RunRequest] = []
-        new: list[str] = []
+        # One run per project per tick, after every delivery of the batch that concerns it: each run
+        # re-extracts from the current state, so one refresh covers several deliveries.
+        stale: dict[str, tuple["ProjectRequest", list[str], int]] = {}
         for record in records:
             materialization = record.asset_materialization
             meta = materialization.metadata if materialization else {}
-            delivery_id = getattr(meta.get("delivery_id"), "value", None) or record.partition_key
+            delivery_id = str(getattr(meta.get("delivery_id"), "value", None) or record.partition_key)
             status = getattr(meta.get("status"), "value", None)
             if status != "accepted":
                 context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
@@ -297,18 +298,22 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
             if not affected:
                 context.log.info(f"delivery {delivery_id}: no project reads its families")
             for request in affected:
-                if request.id not in known and request.id not in new:
-                    new.append(request.id)
-                context.log.info(f"delivery {delivery_id} accepted: refreshing project {request.id}")
-                runs.append(RunRequest(
-                    run_key=f"{request.id}:after:{delivery_id}:{record.storage_id}", partition_key=request.id,
-                    asset_selection=project_selection(request, catalog),
-                    tags={"snds/project": request.id, "snds/source": "refresh", "snds/delivery": str(delivery_id)},
-                ))
+                deliveries = stale.get(request.id, (request, [], 0))[1]
+                stale[request.id] = (request, [*deliveries, delivery_id], record.storage_id)
         cursor = str(records[-1].storage_id)
-        if not runs:
+        if not stale:
             return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
                                 cursor=cursor)
+        known = set(context.instance.get_dynamic_partitions(projects.name))
+        runs = []
+        for project_id, (request, deliveries, storage_id) in stale.items():
+            context.log.info(f"refreshing project {project_id} after delivery {', '.join(deliveries)}")
+            runs.append(RunRequest(
+                run_key=f"{project_id}:after:{deliveries[-1]}:{storage_id}", partition_key=project_id,
+                asset_selection=project_selection(request, catalog),
+                tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": ", ".join(deliveries)},
+            ))
+        new = sorted(stale.keys() - known)
         return SensorResult(
             run_requests=runs,
             dynamic_partitions_requests=[projects.build_add_request(new)] if new else [],
