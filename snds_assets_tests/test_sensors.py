@@ -1,9 +1,10 @@
 """The sensors: deliveries are picked up only when complete, once per manifest; projects when new or changed."""
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
-from dagster import AddDynamicPartitionsRequest, AssetKey, DagsterInstance, build_sensor_context
+from dagster import AddDynamicPartitionsRequest, AssetKey, AssetMaterialization, DagsterInstance, build_sensor_context
 
 from snds_assets.config import Settings
 from snds_assets.definitions import build_definitions
@@ -40,8 +41,6 @@ def _tick(defs, instance, name, cursor=None):
 
 def test_complete_delivery_requested_once(env, tmp_path):
     settings, defs, instance = env
-    from pathlib import Path
-
     landing = Path(settings.landing)
     _write_delivery(landing, "2026-11-15")
     _write_delivery(landing, "2026-11-16", manifest=False)
@@ -72,8 +71,6 @@ def test_complete_delivery_requested_once(env, tmp_path):
 
 def test_changed_manifest_is_requested_again(env):
     settings, defs, instance = env
-    from pathlib import Path
-
     landing = Path(settings.landing)
     _write_delivery(landing, "2026-11-15")
     first = _tick(defs, instance, "cnam_deliveries")
@@ -95,8 +92,6 @@ def test_empty_landing_skips_without_failing(env):
 @pytest.fixture()
 def cli_env(snds_env, monkeypatch):
     """What `snds` gives its runs (the settings in the environment, DAGSTER_HOME), undone after the test."""
-    from pathlib import Path
-
     settings = Settings.from_env()
     for key, value in settings.as_env().items():
         monkeypatch.setenv(key, value)
@@ -124,8 +119,6 @@ def _write_manifest(landing, delivery_id, tables):
 def test_a_delivery_received_by_snds_ingest_is_not_received_again(cli_env, capsys):
     """`make demo` then `make ui`: the sensor skips, saying why, what the command line already received (its
     run carries no run key), and still requests the delivery once its manifest changes."""
-    from pathlib import Path
-
     from snds_assets.commands import _run
     from snds_assets.reception.assets import DELIVERY_KEY, REPORT_KEY
 
@@ -151,8 +144,6 @@ def test_a_delivery_received_by_snds_ingest_is_not_received_again(cli_env, capsy
 def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env):
     """The mark is removed when a reception starts and written by its last step: after A was received, B
     archived by a run that stopped before its report, then A delivered again, the lake no longer holds A."""
-    from pathlib import Path
-
     from snds_assets.commands import _run
     from snds_assets.reception.assets import DELIVERY_KEY, REPORT_KEY
 
@@ -171,8 +162,6 @@ def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env)
 def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source):
     """A queued or running reception of the delivery (`snds ingest` while the UI is up): no second run alongside,
     and the delivery stays out of the cursor, so the next tick after the run looks at it again."""
-    from pathlib import Path
-
     from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
 
@@ -192,8 +181,6 @@ def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source):
 
 def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeypatch, capsys):
     """The other direction: one line naming the run, exit 2, and nothing run."""
-    from pathlib import Path
-
     from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
 
@@ -215,8 +202,6 @@ def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeyp
 def test_a_manifest_changed_back_is_requested_again_with_a_new_run_key(env):
     """A -> B -> A: Dagster never runs a run key twice, so each change has its own key; a replayed tick (same
     cursor) gives the same keys, so a tick evaluated twice still requests each change once."""
-    from pathlib import Path
-
     settings, defs, instance = env
     landing = Path(settings.landing)
     keys, cursors = [], [None]
@@ -235,8 +220,6 @@ def test_a_manifest_changed_back_is_requested_again_with_a_new_run_key(env):
 def test_a_cursor_of_the_previous_format_is_read(env):
     """Deployed sensors keep their cursor ({id: fingerprint}): an unchanged delivery is not requested again, and
     a change back to an earlier content gets a key the first request (``id:fingerprint``) never had."""
-    from pathlib import Path
-
     from snds_assets.reception.manifest import manifest_fingerprint
     from snds_assets.reception.storage import read_manifest
 
@@ -250,3 +233,137 @@ def test_a_cursor_of_the_previous_format_is_read(env):
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
     back = _tick(defs, instance, "cnam_deliveries", changed.cursor)
     assert back.run_requests[0].run_key not in (f"2026-11-15:{first}", changed.run_requests[0].run_key)
+
+
+def _project(settings, project_id, tables, criterion='drug: {cip13: ["3400930000001"]}'):
+    folder = Path(settings.projects)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{project_id}.yaml").write_text(
+        f"id: {project_id}\nperiod: {{start: 2022-01-01, end: 2023-12-31}}\ntables: [{', '.join(tables)}]\n"
+        f"cohort:\n  criteria:\n    any_of:\n      - {criterion}\n")
+
+
+def _report(instance, delivery_id, tables, status="accepted"):
+    """A reception report as the report asset writes it (runless: no reception run is needed)."""
+    instance.add_dynamic_partitions("deliveries", [delivery_id])
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=AssetKey(["reports", "reception"]), partition=delivery_id,
+        metadata={"delivery_id": delivery_id, "status": status, "tables": list(tables)}))
+
+
+def _refreshed(result) -> set[tuple[str, str]]:
+    return {(r.partition_key, r.tags["snds/delivery"]) for r in result.run_requests}
+
+
+@pytest.fixture()
+def two_projects(env):
+    """proj-a extracts ER_PRS_F and targets a drug (ER_PHA_F); proj-b extracts KI_CCI_R and targets an ALD."""
+    settings, defs, instance = env
+    _project(settings, "proj-a", ["ER_PRS_F"])
+    _project(settings, "proj-b", ["KI_CCI_R"], criterion='ald: {icd10: ["E11"]}')
+    instance.add_dynamic_partitions("projects", ["proj-a", "proj-b"])
+    return settings, defs, instance
+
+
+def test_refresh_handles_every_delivery_accepted_between_two_ticks(two_projects):
+    _, defs, instance = two_projects
+    start = _tick(defs, instance, "refresh_extracts")
+    assert not start.run_requests
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    _report(instance, "2024-03-15", ["ER_PRS_F"], status="rejected")
+    result = _tick(defs, instance, "refresh_extracts", start.cursor)
+    assert _refreshed(result) == {("proj-a", "2024-01-15"), ("proj-b", "2024-02-15")}
+    assert not _tick(defs, instance, "refresh_extracts", result.cursor).run_requests
+
+
+def test_refresh_takes_a_bounded_batch_and_resumes_after_it(two_projects, monkeypatch):
+    from snds_assets.provision import assets
+
+    _, defs, instance = two_projects
+    monkeypatch.setattr(assets, "REFRESH_EVENTS_PER_TICK", 1)
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    first = _tick(defs, instance, "refresh_extracts")
+    second = _tick(defs, instance, "refresh_extracts", first.cursor)
+    assert _refreshed(first) == {("proj-a", "2024-01-15")} and _refreshed(second) == {("proj-b", "2024-02-15")}
+    assert not _tick(defs, instance, "refresh_extracts", second.cursor).run_requests
+
+def test_refresh_replayed_tick_asks_for_the_same_runs(two_projects):
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    first = _tick(defs, instance, "refresh_extracts")
+    replay = _tick(defs, instance, "refresh_extracts")
+    keys = [r.run_key for r in first.run_requests]
+    assert len(set(keys)) == 2 and [r.run_key for r in replay.run_requests] == keys
+    assert replay.cursor == first.cursor
+
+
+def test_refresh_reaccepted_delivery_gets_a_new_run_key(two_projects):
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    first = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    again = _tick(defs, instance, "refresh_extracts", first.cursor)
+    assert _refreshed(first) == _refreshed(again) == {("proj-a", "2024-01-15")}
+    assert again.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_refresh_follows_the_cohort_sources(two_projects):
+    """ER_PHA_F is not extracted by proj-a but its drug criterion reads it, IR_IMB_R is read by proj-b's ALD
+    criterion, and IR_BEN_R_ARC feeds every cohort."""
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PHA_F"])
+    _report(instance, "2024-02-15", ["IR_IMB_R"])
+    _report(instance, "2024-03-15", ["IR_BEN_R_ARC"])
+    result = _tick(defs, instance, "refresh_extracts")
+    # one refresh per project, after every delivery of the tick that concerns it
+    assert _refreshed(result) == {("proj-a", "2024-01-15, 2024-03-15"), ("proj-b", "2024-02-15, 2024-03-15")}
+    assert len(result.run_requests) == 2
+    selection = next(r.asset_selection for r in result.run_requests if r.partition_key == "proj-a")
+    assert AssetKey(["projects", "cohort"]) in selection
+
+
+def test_refresh_registers_a_project_not_yet_a_partition(env):
+    settings, defs, instance = env
+    _project(settings, "proj-a", ["ER_PRS_F"])
+    _project(settings, "proj-b", ["ER_PRS_F"])
+    instance.add_dynamic_partitions("projects", ["proj-a"])
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    result = _tick(defs, instance, "refresh_extracts")
+    assert {r.partition_key for r in result.run_requests} == {"proj-a", "proj-b"}
+    adds = [r for r in result.dynamic_partitions_requests if isinstance(r, AddDynamicPartitionsRequest)]
+    assert [(a.partitions_def_name, list(a.partition_keys)) for a in adds] == [("projects", ["proj-b"])]
+    # The daemon adds the partitions before it checks the runs' keys: an unknown one would fail the whole tick.
+    for add in adds:
+        instance.add_dynamic_partitions(add.partitions_def_name, add.partition_keys)
+    assert {r.partition_key for r in result.run_requests} <= set(instance.get_dynamic_partitions("projects"))
+    assert result.cursor
+
+
+
+def test_project_edited_back_to_earlier_content_runs_again(env):
+    settings, defs, instance = env
+    keys, cursor = [], None
+    for code in ("3400930000001", "3400930000002", "3400930000001"):
+        _project(settings, "p", ["ER_PRS_F"], criterion=f'drug: {{cip13: ["{code}"]}}')
+        result = _tick(defs, instance, "project_requests", cursor)
+        replay = _tick(defs, instance, "project_requests", cursor)
+        assert [r.run_key for r in replay.run_requests] == [r.run_key for r in result.run_requests]
+        keys += [r.run_key for r in result.run_requests]
+        cursor = result.cursor
+    assert len(keys) == 3 and len(set(keys)) == 3
+    assert not _tick(defs, instance, "project_requests", cursor).run_requests
+
+
+def test_project_sensor_reads_the_older_cursor(env):
+    """A cursor of fingerprints alone (before changes were counted) still says which requests already ran."""
+    from snds_assets.provision.request import list_requests
+
+    settings, defs, instance = env
+    _project(settings, "p", ["ER_PRS_F"])
+    older = json.dumps(dict(list_requests(settings)))
+    assert not _tick(defs, instance, "project_requests", older).run_requests
+    _project(settings, "p", ["ER_PRS_F"], criterion='drug: {cip13: ["3400930000002"]}')
+    assert [r.partition_key for r in _tick(defs, instance, "project_requests", older).run_requests] == ["p"]

@@ -1,9 +1,11 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
+import json
+from typing import TYPE_CHECKING
 
 from dagster import (
-    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
-    DefaultSensorStatus, EventLogEntry, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
-    SensorResult, SkipReason, asset, asset_sensor, multi_asset, sensor,
+    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
+    AssetsDefinition, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
+    SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -14,6 +16,9 @@ from ..metadata import column_schema
 from ..partitions import projects
 from ..resources import SndsResource
 from ..spark import SparkResource
+
+if TYPE_CHECKING:
+    from .request import ProjectRequest
 
 OWNER = "team:snds-provision"
 COHORT_KEY = AssetKey(["projects", "cohort"])
@@ -38,15 +43,36 @@ def _outcomes(result: dict, names) -> list[CheckOutcome]:
     return [by_name.get(n) or CheckOutcome(n, n, "WARN", True, evaluated=False, details="not applicable") for n in names]
 
 
-def cohort_sources(catalog: Catalog) -> list[str]:
-    """The families identification reads: IR_BEN_R (identifiers), each criterion's tables and the tables on
-    their way to the patient (domain.CRITERIA, domain.patient_path), those the catalog has."""
-    wanted = [domain.BENEFICIARY_TABLE] + [s.family for _, sources in domain.CRITERIA.values() for s in sources]
+def _with_patient_paths(catalog: Catalog, families: list[str]) -> list[str]:
+    """``families`` the catalog has and the tables on their way to the patient, in order, once each."""
     out: list[str] = []
-    for family in wanted:
+    for family in families:
         if family in catalog:
             out += [family] + [link.parent for link in domain.patient_path(catalog, family)]
     return [f for f in dict.fromkeys(out) if f in catalog]
+
+
+# Where identifiers are resolved and every cohort's persons are read: the referential and its archives.
+BENEFICIARY_SOURCES: tuple[str, ...] = (
+    domain.BENEFICIARY_TABLE, *(a for a, current in domain.ARCHIVES.items() if current == domain.BENEFICIARY_TABLE),
+)
+
+
+def cohort_sources(catalog: Catalog) -> list[str]:
+    """The families identification reads: IR_BEN_R and its archive (identifiers), each criterion's tables and
+    the tables on their way to the patient (domain.CRITERIA, domain.patient_path), those the catalog has."""
+    criteria = [s.family for _, sources in domain.CRITERIA.values() for s in sources]
+    return _with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria])
+
+
+def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
+    """The curated families one project's cohort and extracts read, so that a delivery of any of them is known
+    to leave the project stale: the beneficiaries, its criteria's tables, its extractable tables, each with the
+    tables on their way to the patient."""
+    criteria = [s.family for _, item in (request.criteria.items if request.criteria else [])
+                for s in domain.CRITERIA[item.kind][1]]
+    extracted = [f for f in request.tables if f in catalog and extractable(catalog, catalog[f])]
+    return set(_with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria, *extracted]))
 
 
 def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
@@ -160,6 +186,13 @@ def project_selection(request, catalog: Catalog) -> list[AssetKey]:
     return [COHORT_KEY, *(extract_key(f) for f in families), PROJECT_REPORT_KEY]
 
 
+def _project_cursor(text: str | None) -> dict[str, list]:
+    """The project sensor's cursor: ``{project id: [fingerprint, changes]}``, ``changes`` counting the versions
+    run so far. An older cursor held the fingerprint alone: no change counted yet."""
+    seen = json.loads(text) if text else {}
+    return {pid: value if isinstance(value, list) else [value, 0] for pid, value in seen.items()}
+
+
 def build_project_sensor(job_name: str):
     @sensor(
         name="project_requests", job_name=job_name, minimum_interval_seconds=30,
@@ -167,29 +200,30 @@ def build_project_sensor(job_name: str):
         description="Watches SNDS_PROJECTS: registers each <project>.yaml as a project partition and requests an "
                     "extraction run when a request is new or has changed. Invalid requests are logged and skipped.",
     )
-    def project_requests(context: SensorEvaluationContext, snds: SndsResource):
-        import json
-
+    def project_requests(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
+        """The run key counts the project's changes (kept in the cursor) besides its fingerprint: a request
+        edited back to earlier content runs again, while a replayed tick asks for the same run."""
         from .request import RequestError, list_requests, load_request
 
         settings, catalog = snds.settings(), snds.catalog()
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        seen = _project_cursor(context.cursor)
         known = set(context.instance.get_dynamic_partitions(projects.name))
         requests, new = [], []
         for project_id, fingerprint in list_requests(settings):
-            if seen.get(project_id) == fingerprint:
+            last, changes = seen.get(project_id, [None, 0])
+            if last == fingerprint:
                 continue
             try:
                 request = load_request(settings, catalog, project_id)
             except RequestError as exc:
                 context.log.warning(f"skipping project {project_id}: {exc}")
                 continue
-            seen[project_id] = fingerprint
+            seen[project_id] = [fingerprint, changes + 1]
             if project_id not in known:
                 new.append(project_id)
             context.log.info(f"project {project_id}: request new or changed, requesting its extraction")
             requests.append(RunRequest(
-                run_key=f"{project_id}:{fingerprint}", partition_key=project_id,
+                run_key=f"{project_id}:{changes + 1}:{fingerprint}", partition_key=project_id,
                 asset_selection=project_selection(request, catalog),
                 tags={"snds/project": project_id, "snds/source": "sensor"},
             ))
@@ -204,43 +238,86 @@ def build_project_sensor(job_name: str):
     return project_requests
 
 
+# Reception reports read per tick: the cursor moves over these only, the next tick takes the rest.
+REFRESH_EVENTS_PER_TICK = 20
+
+
+def _delivered_families(catalog: Catalog, tables: object) -> set[str]:
+    """The catalog families of a report's delivered table names (``T_MCO23B`` -> ``T_MCOaaB``); unknown names
+    are left out."""
+    families = set()
+    for name in tables if isinstance(tables, (list, tuple)) else []:
+        try:
+            families.add(catalog.resolve(str(name))[0].name)
+        except KeyError:
+            continue
+    return families
+
+
 def build_refresh_sensor(job_name: str, report_key: AssetKey):
-    @asset_sensor(
-        name="refresh_extracts", asset_key=report_key, job_name=job_name, default_status=DefaultSensorStatus.RUNNING,
-        description="When a delivery is accepted, re-extracts every project whose perimeter holds one of its "
-                    "families, so extracts never lag behind the current state. Switch it off to refresh by hand.",
+    @sensor(
+        name="refresh_extracts", job_name=job_name, minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="When a delivery is accepted, re-extracts every project whose cohort or extracts read one of "
+                    "its families, so extracts never lag behind the current state. Every reception report is "
+                    "handled, in order, even several between two ticks. Switch it off to refresh by hand.",
     )
-    def refresh_extracts(context: SensorEvaluationContext, asset_event: EventLogEntry):
-        from ..resources import SndsResource
+    def refresh_extracts(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
+        """The cursor is the storage id of the last reception report handled; the run key holds the storage id
+        of the last report that concerns the project, so a replayed tick asks for the same runs and a delivery
+        accepted again refreshes again."""
         from .request import RequestError, list_requests, load_request
 
-        materialization = asset_event.asset_materialization
-        meta = materialization.metadata if materialization else {}
-        status = meta.get("status")
-        if status is None or getattr(status, "value", status) != "accepted":
-            return SkipReason("the delivery was not accepted: extracts keep the current state")
-        delivery_id = getattr(meta.get("delivery_id"), "value", None) or materialization.partition
-        tables = getattr(meta.get("tables"), "value", None) or []
-        snds = SndsResource()
+        after = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
+        records = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=report_key, after_storage_id=after),
+            limit=REFRESH_EVENTS_PER_TICK, ascending=True,
+        ).records
+        if not records:
+            return SensorResult(skip_reason=SkipReason("no new reception report"), cursor=context.cursor)
         settings, catalog = snds.settings(), snds.catalog()
-        families = set()
-        for name in tables:
+        requests = []
+        for project_id, _ in list_requests(settings):
             try:
-                families.add(catalog.resolve(name)[0].name)
-            except KeyError:
+                requests.append(load_request(settings, catalog, project_id))
+            except RequestError as exc:
+                context.log.warning(f"not refreshing project {project_id}: {exc}")
+        # One run per project per tick, after every delivery of the batch that concerns it: each run
+        # re-extracts from the current state, so one refresh covers several deliveries.
+        stale: dict[str, tuple["ProjectRequest", list[str], int]] = {}
+        for record in records:
+            materialization = record.asset_materialization
+            meta = materialization.metadata if materialization else {}
+            delivery_id = str(getattr(meta.get("delivery_id"), "value", None) or record.partition_key)
+            status = getattr(meta.get("status"), "value", None)
+            if status != "accepted":
+                context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
                 continue
+            families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
+            affected = [r for r in requests if families & project_sources(catalog, r)]
+            if not affected:
+                context.log.info(f"delivery {delivery_id}: no project reads its families")
+            for request in affected:
+                deliveries = stale.get(request.id, (request, [], 0))[1]
+                stale[request.id] = (request, [*deliveries, delivery_id], record.storage_id)
+        cursor = str(records[-1].storage_id)
+        if not stale:
+            return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
+                                cursor=cursor)
+        known = set(context.instance.get_dynamic_partitions(projects.name))
         runs = []
-        for project_id, fingerprint in list_requests(settings):
-            try:
-                request = load_request(settings, catalog, project_id)
-            except RequestError:
-                continue
-            if families & set(request.tables):
-                runs.append(RunRequest(
-                    run_key=f"{project_id}:after:{delivery_id}", partition_key=project_id,
-                    asset_selection=project_selection(request, catalog),
-                    tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": str(delivery_id)},
-                ))
-        return runs or SkipReason(f"no project uses the families of delivery {delivery_id}")
+        for project_id, (request, deliveries, storage_id) in stale.items():
+            context.log.info(f"refreshing project {project_id} after delivery {', '.join(deliveries)}")
+            runs.append(RunRequest(
+                run_key=f"{project_id}:after:{deliveries[-1]}:{storage_id}", partition_key=project_id,
+                asset_selection=project_selection(request, catalog),
+                tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": ", ".join(deliveries)},
+            ))
+        new = sorted(stale.keys() - known)
+        return SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=[projects.build_add_request(new)] if new else [],
+            cursor=cursor,
+        )
 
     return refresh_extracts
