@@ -585,7 +585,8 @@ def test_report_asset_before_any_cohort(tmp_path):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("projects", ["early"])
     result = materialize([build_project_report_asset([])], partition_key="early", instance=instance,
-                         resources={"snds": SndsResource(home=str(tmp_path))})
+                         resources={"snds": SndsResource(home=str(tmp_path), lake=settings.lake,
+                                                         projects=settings.projects)})
     assert result.success
     metadata = result.asset_materializations_for_node("reports__project")[0].metadata
     assert metadata["cohort size"].value == 0
