@@ -282,19 +282,33 @@ def test_refresh_takes_a_bounded_batch_and_resumes_after_it(two_projects, monkey
 
     _, defs, instance = two_projects
     monkeypatch.setattr(assets, "REFRESH_EVENTS_PER_TICK", 1)
+    start = _tick(defs, instance, "refresh_extracts")
     _report(instance, "2024-01-15", ["ER_PRS_F"])
     _report(instance, "2024-02-15", ["KI_CCI_R"])
-    first = _tick(defs, instance, "refresh_extracts")
+    first = _tick(defs, instance, "refresh_extracts", start.cursor)
     second = _tick(defs, instance, "refresh_extracts", first.cursor)
     assert _refreshed(first) == {("proj-a", "2024-01-15")} and _refreshed(second) == {("proj-b", "2024-02-15")}
     assert not _tick(defs, instance, "refresh_extracts", second.cursor).run_requests
 
-def test_refresh_replayed_tick_asks_for_the_same_runs(two_projects):
+
+def test_refresh_switched_on_over_a_history_handles_the_latest_report_only(two_projects):
+    """Past deliveries are in the current state already: a sensor with no cursor does not refresh for each."""
     _, defs, instance = two_projects
     _report(instance, "2024-01-15", ["ER_PRS_F"])
     _report(instance, "2024-02-15", ["KI_CCI_R"])
     first = _tick(defs, instance, "refresh_extracts")
-    replay = _tick(defs, instance, "refresh_extracts")
+    assert _refreshed(first) == {("proj-b", "2024-02-15")}
+    _report(instance, "2024-03-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts", first.cursor)) == {("proj-a", "2024-03-15")}
+
+
+def test_refresh_replayed_tick_asks_for_the_same_runs(two_projects):
+    _, defs, instance = two_projects
+    start = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _report(instance, "2024-02-15", ["KI_CCI_R"])
+    first = _tick(defs, instance, "refresh_extracts", start.cursor)
+    replay = _tick(defs, instance, "refresh_extracts", start.cursor)
     keys = [r.run_key for r in first.run_requests]
     assert len(set(keys)) == 2 and [r.run_key for r in replay.run_requests] == keys
     assert replay.cursor == first.cursor
@@ -314,10 +328,11 @@ def test_refresh_follows_the_cohort_sources(two_projects):
     """ER_PHA_F is not extracted by proj-a but its drug criterion reads it, IR_IMB_R is read by proj-b's ALD
     criterion, and IR_BEN_R_ARC feeds every cohort."""
     _, defs, instance = two_projects
+    start = _tick(defs, instance, "refresh_extracts")
     _report(instance, "2024-01-15", ["ER_PHA_F"])
     _report(instance, "2024-02-15", ["IR_IMB_R"])
     _report(instance, "2024-03-15", ["IR_BEN_R_ARC"])
-    result = _tick(defs, instance, "refresh_extracts")
+    result = _tick(defs, instance, "refresh_extracts", start.cursor)
     # one refresh per project, after every delivery of the tick that concerns it
     assert _refreshed(result) == {("proj-a", "2024-01-15, 2024-03-15"), ("proj-b", "2024-02-15, 2024-03-15")}
     assert len(result.run_requests) == 2

@@ -265,16 +265,19 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
     def refresh_extracts(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
         """The cursor is the storage id of the last reception report handled; the run key holds the storage id
         of the last report that concerns the project, so a replayed tick asks for the same runs and a delivery
-        accepted again refreshes again."""
+        accepted again refreshes again. With no cursor (a sensor switched on over an instance's history), only the
+        latest report is handled, as an asset sensor would: the past deliveries are in the current state already."""
         from .request import RequestError, list_requests, load_request
 
-        after = int(context.cursor) if context.cursor and context.cursor.isdigit() else None
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=report_key, after_storage_id=after),
-            limit=REFRESH_EVENTS_PER_TICK, ascending=True,
-        ).records
+        if context.cursor and context.cursor.isdigit():
+            records = context.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=report_key, after_storage_id=int(context.cursor)),
+                limit=REFRESH_EVENTS_PER_TICK, ascending=True,
+            ).records
+        else:
+            records = context.instance.fetch_materializations(report_key, limit=1, ascending=False).records
         if not records:
-            return SensorResult(skip_reason=SkipReason("no new reception report"), cursor=context.cursor)
+            return SensorResult(skip_reason=SkipReason("no new reception report"), cursor=context.cursor or "0")
         settings, catalog = snds.settings(), snds.catalog()
         requests = []
         for project_id, _ in list_requests(settings):
@@ -284,6 +287,7 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
                 context.log.warning(f"not refreshing project {project_id}: {exc}")
         # One run per project per tick, after every delivery of the batch that concerns it: each run
         # re-extracts from the current state, so one refresh covers several deliveries.
+        sources = {r.id: project_sources(catalog, r) for r in requests}
         stale: dict[str, tuple["ProjectRequest", list[str], int]] = {}
         for record in records:
             materialization = record.asset_materialization
@@ -294,7 +298,7 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
                 context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
                 continue
             families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
-            affected = [r for r in requests if families & project_sources(catalog, r)]
+            affected = [r for r in requests if families & sources[r.id]]
             if not affected:
                 context.log.info(f"delivery {delivery_id}: no project reads its families")
             for request in affected:
