@@ -826,8 +826,7 @@ def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
     """The parent rows a link is checked against, why (or why not), which partitions they come from, and those
     of the parent's archives read with it (IR_BEN_R_ARC for an identity link to IR_BEN_R: an identity found only
     in the archive is not an orphan)."""
-    found = _family_rows(state, catalog, manifest, link.parent, list(link.parent_columns))
-    df, why, kept = found
+    df, why, kept = _family_rows(state, catalog, manifest, link.parent, list(link.parent_columns))
     if df is None:
         return None, why, {}, {}
     parent_table = catalog[link.parent]

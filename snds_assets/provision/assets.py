@@ -53,9 +53,7 @@ def _with_patient_paths(catalog: Catalog, families: list[str]) -> list[str]:
 
 
 # Where identifiers are resolved and every cohort's persons are read: the referential and its archives.
-BENEFICIARY_SOURCES: tuple[str, ...] = (
-    domain.BENEFICIARY_TABLE, *(a for a, current in domain.ARCHIVES.items() if current == domain.BENEFICIARY_TABLE),
-)
+BENEFICIARY_SOURCES: tuple[str, ...] = (domain.BENEFICIARY_TABLE, *domain.archives_of(domain.BENEFICIARY_TABLE))
 
 
 def cohort_sources(catalog: Catalog) -> list[str]:

@@ -77,7 +77,7 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
 # --- Persons and identities -------------------------------------------------------------------------------
 def beneficiary_rows(source: TableSource) -> DataFrame:
     """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex)."""
-    archives = [read_optional(source, a) for a, current in domain.ARCHIVES.items() if current == BENEFICIARIES]
+    archives = [read_optional(source, a) for a in domain.archives_of(BENEFICIARIES)]
     frames = [f for f in [source.read(BENEFICIARIES), *archives] if f is not None]
     if not frames:
         raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified")
