@@ -556,6 +556,30 @@ def test_death_and_cartography_ids_do_not_leave_the_lake(spark):
     assert row["DCD_IDT_ENC"] != row_b["DCD_IDT_ENC"] and row["DCD_CAU"] == "x"
 
 
+def test_hospital_patient_ids_do_not_leave_the_lake(spark, catalog, source, tmp_path):
+    """RIM-P's encrypted IPP (IPP_IRR_CRY, one per patient and hospital) and MCO's mother-child chaining number
+    (ID_MAM_ENF) are patient pseudonyms: an extract of T_RIPaaRSA carries the IPP under the project's key only."""
+    rip_c = frame(spark, catalog, "T_RIPaaC", [{
+        "ETA_NUM_EPMSI": "E9", "RIP_NUM": "1", domain.YEAR_COLUMN: 2022, "NIR_ANO_17": "psa-a2",
+        "EXE_SOI_DTD": datetime(2022, 4, 1), **return_codes({})}])
+    rip_rsa = frame(spark, catalog, "T_RIPaaRSA", [
+        {"ETA_NUM_EPMSI": "E9", "RIP_NUM": "1", domain.YEAR_COLUMN: 2022, "IPP_IRR_CRY": "ipp-of-p1"}])
+    both = FrameSource({**source.frames, "T_RIPaaC": rip_c, "T_RIPaaRSA": rip_rsa})
+    path = tmp_path / "rip.yaml"
+    text = "id: rip\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [T_RIPaaRSA]\ncohort: {identifiers: x.csv}\n"
+    from snds_assets.provision.request import parse_request
+
+    (tmp_path / "x.csv").write_text("BEN_IDT_ANO\nidt-p1\n")
+    request = parse_request(text, catalog, path)
+    secret = bytes(range(32))
+    cohort = spark.createDataFrame([("idt-p1",)], "BEN_IDT_ANO string")
+    rows = extract_family(spark, catalog, request, "T_RIPaaRSA", cohort, both, secret=secret).collect()
+    assert [r["IPP_IRR_CRY"] for r in rows] == [pseudonym_value("ipp-of-p1", secret, "IPP_IRR_CRY")]
+    df = spark.createDataFrame([("m" * 32,)], "ID_MAM_ENF string")
+    assert pseudonymize(df, secret).first()["ID_MAM_ENF"] == pseudonym_value("m" * 32, secret, "ID_MAM_ENF")
+    assert "ID_MAM_ENF" not in pseudonymize(df, secret, drop_other=True).columns
+
+
 def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_path):
     """A family not delivered is reported, not fatal; extracts the request no longer grants leave the space."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "h"))
