@@ -387,13 +387,14 @@ def test_join_keys_keep_each_row_joinable(catalog):
 
 
 def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(spark, catalog, source, tmp_path):
-    """A person known only to IR_BEN_R_ARC is identified; a project listing the archive gets its rows."""
+    """A person known only to IR_BEN_R_ARC is identified, the archive's delivery counted among the cohort's
+    sources; a project listing the archive gets its rows."""
     ben = source.read("IR_BEN_R").drop("DELIVERY_ID")
     p1 = ben.where("BEN_IDT_ANO = 'idt-p1'").limit(1)
     arc = (p1.withColumn("BEN_NIR_PSA", F.lit("psa-old"))
            .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-99")).withColumn("BEN_IDT_ANO", F.lit("idt-p99")))
            .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-77")).withColumn("BEN_IDT_ANO", F.lit("idt-p77"))))
-    archived = FrameSource({**source.frames, "IR_BEN_R_ARC": arc})
+    archived = FrameSource({**source.frames, "IR_BEN_R_ARC": arc}, delivery_id="2024-05-01")
     settings = Settings.from_env(env={}, home=str(tmp_path))
     projects = Path(settings.projects)
     projects.mkdir(parents=True)
@@ -403,6 +404,8 @@ def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(sp
     request = load_request(settings, catalog, "arc")
     result = build_cohort(spark, catalog, request, archived)
     assert sorted(r["BEN_IDT_ANO"] for r in result.cohort.collect()) == ["idt-p1", "idt-p99"]
+    # The archive's delivery is one the cohort was built from (the report lists it among the deliveries used).
+    assert result.sources["IR_BEN_R_ARC"] == ["2024-05-01"] and result.sources["IR_BEN_R"] == ["2024-03-01"]
     selector = Selector(catalog, request, archived, result)
     got = {r["BEN_NIR_PSA"] for r in selector.rows("IR_BEN_R_ARC").collect()}
     assert got == {"psa-old", "psa-99"}  # not idt-p77, outside the cohort
