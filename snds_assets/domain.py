@@ -60,10 +60,13 @@ PROJECT_PSEUDONYMS: dict[str, str] = {
     "BEN_IDT_ANO": "NUM_ENQ_IDT",
     "BEN_NIR_ANO": "NUM_ENQ_ANO",
 }
-# Other columns that hold a patient pseudonym: keyed-hashed in place in extracts. DCD_IDT_ENC (one per death)
-# and ID_CARTO (cartography's beneficiary id) would otherwise let two projects link their patients.
+# Other columns that hold a patient pseudonym: keyed-hashed in place in extracts. DCD_IDT_ENC (one per death),
+# ID_CARTO (cartography's beneficiary id), IPP_IRR_CRY (RIM-P: the hospital's permanent patient id, irreversibly
+# encrypted) and ID_MAM_ENF (MCO: the mother-child chaining number) would otherwise let two projects link their
+# patients.
 OTHER_PATIENT_PSEUDONYMS: frozenset[str] = frozenset({
-    "ASS_NIR_ANO", "NIR_ANO_MAM", "BEN_NIR_IDT", "BEN_RAT_ANO", "DCD_IDT_ENC", "ID_CARTO",
+    "ASS_NIR_ANO", "NIR_ANO_MAM", "BEN_NIR_IDT", "BEN_RAT_ANO", "DCD_IDT_ENC", "ID_CARTO", "IPP_IRR_CRY",
+    "ID_MAM_ENF",
 })
 PATIENT_PSEUDONYMS: frozenset[str] = frozenset(PROJECT_PSEUDONYMS) | OTHER_PATIENT_PSEUDONYMS
 PLACEHOLDER_NIRS: frozenset[str] = frozenset({"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXXXXXXS"})

@@ -387,13 +387,14 @@ def test_join_keys_keep_each_row_joinable(catalog):
 
 
 def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(spark, catalog, source, tmp_path):
-    """A person known only to IR_BEN_R_ARC is identified; a project listing the archive gets its rows."""
+    """A person known only to IR_BEN_R_ARC is identified, the archive's delivery counted among the cohort's
+    sources; a project listing the archive gets its rows."""
     ben = source.read("IR_BEN_R").drop("DELIVERY_ID")
     p1 = ben.where("BEN_IDT_ANO = 'idt-p1'").limit(1)
     arc = (p1.withColumn("BEN_NIR_PSA", F.lit("psa-old"))
            .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-99")).withColumn("BEN_IDT_ANO", F.lit("idt-p99")))
            .unionByName(p1.withColumn("BEN_NIR_PSA", F.lit("psa-77")).withColumn("BEN_IDT_ANO", F.lit("idt-p77"))))
-    archived = FrameSource({**source.frames, "IR_BEN_R_ARC": arc})
+    archived = FrameSource({**source.frames, "IR_BEN_R_ARC": arc}, delivery_id="2024-05-01")
     settings = Settings.from_env(env={}, home=str(tmp_path))
     projects = Path(settings.projects)
     projects.mkdir(parents=True)
@@ -403,6 +404,8 @@ def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(sp
     request = load_request(settings, catalog, "arc")
     result = build_cohort(spark, catalog, request, archived)
     assert sorted(r["BEN_IDT_ANO"] for r in result.cohort.collect()) == ["idt-p1", "idt-p99"]
+    # The archive's delivery is one the cohort was built from (the report lists it among the deliveries used).
+    assert result.sources["IR_BEN_R_ARC"] == ["2024-05-01"] and result.sources["IR_BEN_R"] == ["2024-03-01"]
     selector = Selector(catalog, request, archived, result)
     got = {r["BEN_NIR_PSA"] for r in selector.rows("IR_BEN_R_ARC").collect()}
     assert got == {"psa-old", "psa-99"}  # not idt-p77, outside the cohort
@@ -554,6 +557,30 @@ def test_death_and_cartography_ids_do_not_leave_the_lake(spark):
     assert row["DCD_IDT_ENC"] == pseudonym_value("d" * 64, secret, "DCD_IDT_ENC") != "d" * 64
     assert row["ID_CARTO"] == pseudonym_value("carto-1", secret, "ID_CARTO") != "carto-1"
     assert row["DCD_IDT_ENC"] != row_b["DCD_IDT_ENC"] and row["DCD_CAU"] == "x"
+
+
+def test_hospital_patient_ids_do_not_leave_the_lake(spark, catalog, source, tmp_path):
+    """RIM-P's encrypted IPP (IPP_IRR_CRY, one per patient and hospital) and MCO's mother-child chaining number
+    (ID_MAM_ENF) are patient pseudonyms: an extract of T_RIPaaRSA carries the IPP under the project's key only."""
+    rip_c = frame(spark, catalog, "T_RIPaaC", [{
+        "ETA_NUM_EPMSI": "E9", "RIP_NUM": "1", domain.YEAR_COLUMN: 2022, "NIR_ANO_17": "psa-a2",
+        "EXE_SOI_DTD": datetime(2022, 4, 1), **return_codes({})}])
+    rip_rsa = frame(spark, catalog, "T_RIPaaRSA", [
+        {"ETA_NUM_EPMSI": "E9", "RIP_NUM": "1", domain.YEAR_COLUMN: 2022, "IPP_IRR_CRY": "ipp-of-p1"}])
+    both = FrameSource({**source.frames, "T_RIPaaC": rip_c, "T_RIPaaRSA": rip_rsa})
+    path = tmp_path / "rip.yaml"
+    text = "id: rip\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [T_RIPaaRSA]\ncohort: {identifiers: x.csv}\n"
+    from snds_assets.provision.request import parse_request
+
+    (tmp_path / "x.csv").write_text("BEN_IDT_ANO\nidt-p1\n")
+    request = parse_request(text, catalog, path)
+    secret = bytes(range(32))
+    cohort = spark.createDataFrame([("idt-p1",)], "BEN_IDT_ANO string")
+    rows = extract_family(spark, catalog, request, "T_RIPaaRSA", cohort, both, secret=secret).collect()
+    assert [r["IPP_IRR_CRY"] for r in rows] == [pseudonym_value("ipp-of-p1", secret, "IPP_IRR_CRY")]
+    df = spark.createDataFrame([("m" * 32,)], "ID_MAM_ENF string")
+    assert pseudonymize(df, secret).first()["ID_MAM_ENF"] == pseudonym_value("m" * 32, secret, "ID_MAM_ENF")
+    assert "ID_MAM_ENF" not in pseudonymize(df, secret, drop_other=True).columns
 
 
 def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_path):

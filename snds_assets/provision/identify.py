@@ -70,7 +70,12 @@ def build_cohort(spark: SparkSession, catalog: Catalog, request: ProjectRequest,
     run.run_cohort)."""
     rows = beneficiary_rows(source)
     all_ids = identities(rows)
-    used: dict[str, list[str]] = {"IR_BEN_R": source.deliveries("IR_BEN_R")}
+    # Identities come from IR_BEN_R and its archive: both are sources of the cohort when delivered.
+    used: dict[str, list[str]] = {domain.BENEFICIARY_TABLE: source.deliveries(domain.BENEFICIARY_TABLE)}
+    for archive in domain.archives_of(domain.BENEFICIARY_TABLE):
+        delivered = source.deliveries(archive)
+        if delivered:
+            used[archive] = delivered
 
     counts: dict = {}
     identified, resolution, unresolved = _appariement(spark, request, rows, counts)
