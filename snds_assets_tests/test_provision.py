@@ -29,6 +29,7 @@ One small base whose expected cohort and extracts are known by construction:
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 
@@ -533,6 +534,16 @@ def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project
     b_values = {v for r in b_ben for v in (r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"])}
     assert len(a_values) == len(b_values) == 31 and not a_values & b_values
     assert project_secret(env, "study-a") != project_secret(env, "study-b")
+
+
+def test_a_lost_secret_is_not_replaced_while_the_project_has_extracts(env):
+    lake = Lake(env.lake)
+    Path(lake.project("lost-key", "cohort")).mkdir(parents=True)
+    with pytest.raises(ValueError, match="secret of project lost-key is missing"):
+        project_secret(env, "lost-key")
+    assert not Path(lake.restricted("lost-key", "secret.key")).exists()
+    shutil.rmtree(lake.project("lost-key"))
+    assert len(project_secret(env, "lost-key")) == 32  # its space removed: extracted again under a new secret
 
 
 def test_pseudonym_expression_matches_reference(spark):

@@ -30,9 +30,17 @@ def secret_path(settings: Settings, project_id: str) -> str:
 
 
 def project_secret(settings: Settings, project_id: str) -> bytes:
-    """The project's secret, created on first use (owner-only file) and never changed afterwards."""
+    """The project's secret, created on first use (owner-only file) and never changed afterwards. A project that
+    already has a space or a correspondence without its secret lost it: a new one would silently give its
+    researchers new pseudonyms that do not match their earlier extracts."""
     path = secret_path(settings, project_id)
     data = storage.read_bytes(path)
+    lake = Lake(settings.lake)
+    if data is None and (storage.list_dirs(lake.project(project_id))
+                         or storage.list_dirs(lake.restricted(project_id))):
+        raise ValueError(f"the secret of project {project_id} is missing from restricted/ while the project has "
+                         "extracts; restore it from backup, or remove the project's space and restricted/ folder "
+                         "to extract it again under new pseudonyms")
     if data is None:
         storage.write_bytes(path, secrets.token_bytes(SECRET_BYTES), private=True, exclusive=True)
         data = storage.read_bytes(path)
