@@ -645,6 +645,8 @@ def test_report_asset_before_any_cohort(tmp_path):
     ("icd10: [E10, E11]", "cip13: [E10]", "ald takes {icd10: [codes]}"),
     ("min: 18, max: 120", "min: 80, max: 20", "age min 80 is above age max 20"),
     ("sex: [1, 2]", "sex: [3]", "sex must list codes"),
+    ("icd10: [U071, U072]", "icd10: [U07*]", "diagnosis codes are already prefixes: write E11 for E11*"),
+    ("ccam: [DEQP003]", "ccam: [DEQP*]", "act codes are whole codes, without wildcard"),
     ("identifiers: bad-ids.csv", "identifiers: nowhere.csv", "missing identifiers file nowhere.csv"),
     ("identifiers: bad-ids.csv", "identifiers: ../other/bad-ids.csv", "must be a file name beside the request"),
     ("identifiers: bad-ids.csv", "identifiers: /tmp/bad-ids.csv", "must be a file name beside the request"),

@@ -328,8 +328,15 @@ def _item(value, where: str, fail) -> Criterion:
         text = str(code).strip().upper()
         if not text or isinstance(code, (bool, float)) or not re.fullmatch(r"[A-Z0-9.+*-]+", text):
             raise fail(f"{where}: bad {code_key} code {code!r}")
+        if "*" in text:  # no SNDS code holds one: a wildcard would silently match nothing
+            how = "already prefixes: write E11 for E11*" if _matches_prefix(kind) else "whole codes, without wildcard"
+            raise fail(f"{where}: bad {code_key} code {code!r}: {kind} codes are {how}")
         clean.append(text.replace(".", ""))
     return Criterion(kind, tuple(dict.fromkeys(clean)))
+
+
+def _matches_prefix(kind: str) -> bool:
+    return all(source.match == "prefix" for source in domain.CRITERIA[kind][1])
 
 
 def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
