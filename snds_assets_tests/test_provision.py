@@ -413,6 +413,31 @@ def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(sp
     assert {r["BEN_IDT_ANO"] for r in selector.rows("IR_BEN_R").collect()} == {"idt-p1"}
 
 
+def test_an_identity_without_person_makes_its_pseudo_nir_name_no_one(spark, catalog, source, tmp_path):
+    """An IR_BEN_R row lacking BEN_IDT_ANO is an unknown beneficiary sharing psa-a2 with P1: psa-a2 no longer
+    names P1 alone, so neither an identifier nor P1's U072 stay (linked by psa-a2) is given to P1."""
+    frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
+    ben = frames["IR_BEN_R"]
+    blank = (ben.where("BEN_NIR_PSA = 'psa-a2'").withColumn("BEN_RNG_GEM", F.lit(2))
+             .withColumn("BEN_IDT_ANO", F.lit(None).cast("string")))
+    base = FrameSource({**frames, "IR_BEN_R": ben.unionByName(blank)}, delivery_id="2024-03-01")
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    projects = Path(settings.projects)
+    projects.mkdir(parents=True)
+    (projects / "blank.yaml").write_text(
+        "id: blank\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [IR_BEN_R, T_MCOaaC]\n"
+        "cohort:\n  identifiers: blank-ids.csv\n  criteria: {any_of: [{diagnosis: {icd10: [U072]}}]}\n")
+    (projects / "blank-ids.csv").write_text("BEN_IDT_ANO,BEN_NIR_PSA,BEN_RNG_GEM\nidt-p1,,\n,psa-a2,\n,psa-a2,2\n")
+    result = build_cohort(spark, catalog, load_request(settings, catalog, "blank"), base)
+    assert [(r["LINE"], r["STATUS"]) for r in result.resolution.orderBy("LINE").collect()] == [
+        (2, "resolved"), (3, "ambiguous"), (4, "unknown")]
+    assert [(r["BEN_IDT_ANO"], r["FOUND_BY"]) for r in result.cohort.collect()] == [("idt-p1", "identified")]
+    unique = {r["BEN_NIR_PSA"]: r["NIR_UNIQUE"] for r in result.identities.collect()}
+    assert unique == {"psa-a": True, "psa-a2": False}
+    selector = Selector(catalog, load_request(settings, catalog, "blank"), base, result)
+    assert selector.rows("T_MCOaaC").count() == 0  # P1's stays are linked by psa-a2 (in the period) only
+
+
 def test_extract_family_alone_with_cohort_dataframe(spark, env, catalog, source):
     """The library call the benchmark uses: a bare cohort DataFrame, no lake."""
     request = load_request(env, catalog, "study-a")

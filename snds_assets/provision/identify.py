@@ -131,14 +131,20 @@ def _appariement(spark: SparkSession, request: ProjectRequest, rows: DataFrame, 
     by_nir = (ids.where(F.col("METHOD").isin(PAIR, "BEN_NIR_PSA", "NIR_ANO_17"))
               .join(identity, F.col("__key") == F.col("__psa"))
               .where((F.col("METHOD") != PAIR) | (F.col(RNG) == F.col("__rng"))))
+    # An identity row without BEN_IDT_ANO is a person nobody can name: beside another person it makes the
+    # identifier ambiguous; alone, unknown.
     matches = (by_person.select("LINE", "__p").unionByName(by_nir.select("LINE", "__p"))
-               .groupBy("LINE").agg(F.countDistinct("__p").alias("PERSONS"), F.min("__p").alias("__one")))
-    persons_found = F.coalesce(F.col("PERSONS"), F.lit(0))
+               .groupBy("LINE").agg(F.countDistinct("__p").alias("__known"),
+                                    F.max(F.col("__p").isNull().cast("int")).alias("__blank"),
+                                    F.min("__p").alias("__one")))
+    known = F.coalesce(F.col("__known"), F.lit(0))
+    persons_found = known + F.coalesce(F.col("__blank"), F.lit(0))
+    resolved = (persons_found == 1) & (known == 1)
     resolution = ids.drop("__key").join(matches, "LINE", "left").select(
         "LINE", "METHOD", IDT, PSA, RNG, NIR17,
-        F.when(persons_found == 1, RESOLVED).when(persons_found > 1, AMBIGUOUS).otherwise(UNKNOWN).alias("STATUS"),
+        F.when(resolved, RESOLVED).when(persons_found > 1, AMBIGUOUS).otherwise(UNKNOWN).alias("STATUS"),
         persons_found.alias("PERSONS"),
-        F.when(persons_found == 1, F.col("__one")).alias("RESOLVED_IDT"),
+        F.when(resolved, F.col("__one")).alias("RESOLVED_IDT"),
     ).persist()
 
     summary = resolution.groupBy("METHOD", "STATUS").count().collect()
@@ -259,7 +265,7 @@ class _EventFinder:
         ident = domain.identifier_columns(table)
         if ident == (PSA, RNG):
             pairs = rows.select(PSA, F.col(RNG).try_cast("int").alias(RNG))
-            return pairs.join(self.rows.select(PSA, RNG, IDT), [PSA, RNG]).select(IDT)
+            return pairs.join(self.rows.where(F.col(IDT).isNotNull()).select(PSA, RNG, IDT), [PSA, RNG]).select(IDT)
         if ident == (IDT,):
             return rows.select(IDT).join(self.rows.select(IDT), IDT, "left_semi")
         nir = ident[0]

@@ -76,7 +76,8 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
 
 # --- Persons and identities -------------------------------------------------------------------------------
 def beneficiary_rows(source: TableSource) -> DataFrame:
-    """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex)."""
+    """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex).
+    A row without BEN_IDT_ANO is kept: it names no person, but an unknown beneficiary shares its pseudo-NIR."""
     archives = [read_optional(source, a) for a in domain.archives_of(BENEFICIARIES)]
     frames = [f for f in [source.read(BENEFICIARIES), *archives] if f is not None]
     if not frames:
@@ -91,20 +92,26 @@ def beneficiary_rows(source: TableSource) -> DataFrame:
             cols.append((col.try_cast(cast[c]) if c in cast else col.cast("string")).alias(c))
         parts.append(frame.select(*cols))
     rows = reduce(DataFrame.unionByName, parts)
-    return rows.where(F.col(IDT).isNotNull() & F.col(PSA).isNotNull())
+    return rows.where(F.col(PSA).isNotNull())
+
+
+def one_person() -> Column:
+    """Aggregate over the rows of one pseudo-NIR: they name exactly one person, and none of them an unknown one
+    (a row without BEN_IDT_ANO), so that a stay is never given to the wrong beneficiary."""
+    return (F.countDistinct(IDT) == 1) & ~F.bool_or(F.col(IDT).isNull())
 
 
 def identities(rows: DataFrame) -> DataFrame:
     """One row per (pseudo-NIR, rank, person), with NIR_UNIQUE: does that pseudo-NIR name only this person?"""
-    ids = rows.groupBy(PSA, RNG, IDT).agg(F.max(ANO).alias(ANO))
-    per_nir = rows.groupBy(PSA).agg((F.countDistinct(IDT) == 1).alias(NIR_UNIQUE))
+    ids = rows.where(F.col(IDT).isNotNull()).groupBy(PSA, RNG, IDT).agg(F.max(ANO).alias(ANO))
+    per_nir = rows.groupBy(PSA).agg(one_person().alias(NIR_UNIQUE))
     return ids.join(per_nir, PSA)
 
 
 def unique_nirs(rows: DataFrame) -> DataFrame:
     """(BEN_NIR_PSA, BEN_IDT_ANO) of the pseudo-NIRs that resolve to exactly one person (twins excluded)."""
-    return (rows.groupBy(PSA).agg(F.countDistinct(IDT).alias("__n"), F.min(IDT).alias(IDT))
-            .where(F.col("__n") == 1).drop("__n"))
+    return (rows.groupBy(PSA).agg(one_person().alias("__one"), F.min(IDT).alias(IDT))
+            .where(F.col("__one")).drop("__one"))
 
 
 # --- Rows that count for a person -----------------------------------------------------------------------------
