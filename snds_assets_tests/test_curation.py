@@ -527,6 +527,24 @@ def test_latin1_gzip_and_manifest_date_format(spark, settings, catalog):
     assert reject["COMMENTAIRE"] == "été" and reject["IMB_ALD_DTD"] == "2020-01-15"
 
 
+def test_a_month_field_holds_1_to_12(spark, settings, catalog):
+    """BEN_NAI_MOI is a date of format %m: 1 to 12, zero-padded or not; 0, 13 or a year is a type failure."""
+    header = BEN_HEADER + ["BEN_NAI_MOI"]
+    months = {NIR_A: "05", NIR_B: "12", NIR_T: "7"}
+    rows = [ben(nir, 1) + f";{m}" for nir, m in months.items()]
+    rows += [ben(NIR_T, rank) + f";{m}" for rank, m in ((2, "13"), (3, "0"), (4, "2020"), (5, "-1"))]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", header, rows)
+    (result,) = d.curate(spark, "IR_BEN_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (7, 3, 4)
+    assert by_name(result)["type"].failures == 4 and by_name(result)["type"].columns == ["BEN_NAI_MOI"]
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert dict(curated.dtypes)["BEN_NAI_MOI"] == "int"
+    assert sorted((r["BEN_NIR_PSA"], r["BEN_NAI_MOI"]) for r in curated.collect()) == [(NIR_A, 5), (NIR_B, 12), (NIR_T, 7)]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("IR_BEN_R", "2024-03-01")).collect()
+    assert sorted(r["BEN_NAI_MOI"] for r in rejects) == ["-1", "0", "13", "2020"]
+    assert {r[REJECT_REASON] for r in rejects} == {"type: BEN_NAI_MOI"}
+
+
 # --- PMSI years -------------------------------------------------------------------------------------------------
 def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalog):
     d = Delivery(settings, catalog, "2024-03-01")
