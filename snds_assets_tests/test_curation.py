@@ -545,6 +545,24 @@ def test_a_month_field_holds_1_to_12(spark, settings, catalog):
     assert {r[REJECT_REASON] for r in rejects} == {"type: BEN_NAI_MOI"}
 
 
+def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings, catalog):
+    """With the manifest's decimal ",", "1.234" is no number (a thousands separator would make it 1234), nor are
+    "NaN" or a Java suffix; exponents and spaces around are read as with the decimal "."."""
+    keys = ";".join(["1", "2024-02-01", "1", "1", "1", "2024-02-05", "01C", "1", "1"])
+    header = list(domain.DCIR_KEYS) + ["PHA_ACT_PRU"]
+    values = {"3,5": 3.5, "-0,25": -0.25, "1,5e3": 1500.0, " 2,5 ": 2.5, "7": 7.0,
+              "1.234": None, "1.234,5": None, "NaN": None, "2,5d": None, "Infinity": None}
+    d = Delivery(settings, catalog, "2024-03-01", Format(decimal=",")).table(
+        "ER_PHA_F", header, [f"{keys};{v}" for v in values])
+    (result,) = d.curate(spark, "ER_PHA_F", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (10, 5, 5)
+    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
+    curated = spark.read.parquet(Lake(settings.lake).curated("ER_PHA_F", "2024-03-01"))
+    assert sorted(r["PHA_ACT_PRU"] for r in curated.collect()) == sorted(v for v in values.values() if v is not None)
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("ER_PHA_F", "2024-03-01")).collect()
+    assert sorted(r["PHA_ACT_PRU"] for r in rejects) == sorted(k for k, v in values.items() if v is None)
+
+
 # --- PMSI years -------------------------------------------------------------------------------------------------
 def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalog):
     d = Delivery(settings, catalog, "2024-03-01")

@@ -17,6 +17,7 @@ Decisions (curated layout, SPEC §5):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -100,7 +101,12 @@ def _timestamp_with(pattern: str | None) -> Callable[[str], str]:
 
 
 def _decimal_comma(separator: str, dtype: T.DataType) -> Callable[[str], str]:
-    return lambda c: f"try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()})"
+    """A number written with the manifest's decimal separator, and no other: with ``,`` declared, ``1.234`` is not
+    1.234 (a thousands separator, or a file that does not follow its manifest), nor is ``NaN`` or ``2,5d`` a number."""
+    sep = re.escape(separator)
+    number = sql_string(rf"^\s*[+-]?([0-9]+({sep}[0-9]*)?|{sep}[0-9]+)([eE][+-]?[0-9]+)?\s*$")  # spaces: as with "."
+    return lambda c: (f"CASE WHEN {c} RLIKE {number} "
+                      f"THEN try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()}) END")
 
 
 def date_pattern(fmt: Format) -> str:
