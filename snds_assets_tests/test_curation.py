@@ -563,6 +563,25 @@ def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings
     assert sorted(r["PHA_ACT_PRU"] for r in rejects) == sorted(k for k, v in values.items() if v is None)
 
 
+def test_a_number_is_finite(spark, settings, catalog):
+    """Java's double parser takes "NaN", "Infinity" and 1e999 (infinite): none is a number of the delivery. A value
+    it cannot parse still counts as a type failure, not as a malformed line."""
+    keys = ";".join(["1", "2024-02-01", "1", "1", "1", "2024-02-05", "01C", "1", "1"])
+    header = list(domain.DCIR_KEYS) + ["PHA_ACT_PRU"]
+    values = {"3.5": 3.5, "-1e2": -100.0, "7": 7.0, "NaN": None, "Infinity": None, "-Infinity": None, "1e999": None,
+              "1,5": None}
+    d = Delivery(settings, catalog, "2024-03-01").table("ER_PHA_F", header, [f"{keys};{v}" for v in values])
+    (result,) = d.curate(spark, "ER_PHA_F", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (8, 3, 5)
+    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
+    assert "malformed" not in by_name(result)["type"].details
+    curated = spark.read.parquet(Lake(settings.lake).curated("ER_PHA_F", "2024-03-01"))
+    assert sorted(r["PHA_ACT_PRU"] for r in curated.collect()) == [-100.0, 3.5, 7.0]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("ER_PHA_F", "2024-03-01")).collect()
+    assert sorted(r["PHA_ACT_PRU"] for r in rejects) == sorted(k for k, v in values.items() if v is None)
+    assert {r[REJECT_REASON] for r in rejects} == {"type: PHA_ACT_PRU"}
+
+
 # --- PMSI years -------------------------------------------------------------------------------------------------
 def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalog):
     d = Delivery(settings, catalog, "2024-03-01")
