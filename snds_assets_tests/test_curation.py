@@ -545,6 +545,23 @@ def test_a_month_field_holds_1_to_12(spark, settings, catalog):
     assert {r[REJECT_REASON] for r in rejects} == {"type: BEN_NAI_MOI"}
 
 
+def test_a_year_field_is_written_yyyy(spark, settings, catalog):
+    """BEN_NAI_ANN is a year: YYYY (SPEC §2). 20 or 12345 is a type failure (rejected), not a year of the range
+    check; 1600, the unknown year, and 1850, an implausible one, are years that the range check judges."""
+    years = {NIR_A: "1970", NIR_B: "1600", NIR_T: "1850"}
+    rows = [ben(nir, 1, birth=y) for nir, y in years.items()]
+    rows += [ben(NIR_T, rank, birth=y) for rank, y in ((2, "20"), (3, "12345"), (4, "+1970"), (5, "1970.0"))]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
+    (result,) = d.curate(spark, "IR_BEN_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (7, 3, 4)
+    assert by_name(result)["type"].failures == 4 and by_name(result)["type"].columns == ["BEN_NAI_ANN"]
+    assert by_name(result)["range"].failures == 1  # 1850
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert sorted(r["BEN_NAI_ANN"] for r in curated.collect()) == [1600, 1850, 1970]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("IR_BEN_R", "2024-03-01")).collect()
+    assert sorted(r["BEN_NAI_ANN"] for r in rejects) == sorted(["20", "12345", "+1970", "1970.0"])
+
+
 def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings, catalog):
     """With the manifest's decimal ",", "1.234" is no number (a thousands separator would make it 1234), nor are
     "NaN" or a Java suffix; exponents and spaces around are read as with the decimal "."."""

@@ -1,12 +1,12 @@
 """How each delivered column is typed: the Spark type it is curated to, and how its text becomes that type.
 
 Most columns are typed by Spark's CSV parser itself (strings, integers, doubles, dates in the delivery's date
-format, years): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
+format): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
 column costs about 1.1-1.25x a plain typed read, ``try_cast`` over strings about 1.6x; a DROPMALFORMED read, which
 curation tries first, costs what a plain one does). Values the CSV parser cannot type for us are read as text and
-converted with ``try_*`` functions: booleans (0/1/true/false), year-months (YYYYMM or YYYY-MM), months (``%m``: 1 to
-12), dates and datetimes whose schema gives their own format, numbers with a decimal comma. Numbers the parser typed
-are kept only when finite (Java's parser takes "NaN" and "Infinity").
+converted with ``try_*`` functions: booleans (0/1/true/false), years (YYYY), year-months (YYYYMM or YYYY-MM), months
+(``%m``: 1 to 12), dates and datetimes whose schema gives their own format, numbers with a decimal comma. Numbers
+the parser typed are kept only when finite (Java's parser takes "NaN" and "Infinity").
 
 Decisions (curated layout, SPEC §5):
 - column names are upper-cased; every catalog column is present in the curated partition, typed, null when a
@@ -92,6 +92,11 @@ def _yearmonth(c: str) -> str:
             f"THEN try_to_date(concat(replace({c}, '-', ''), '01'), 'yyyyMMdd') END")
 
 
+def _year(c: str) -> str:
+    """A ``year``: YYYY (SPEC §2); an integer parse alone would take 20, +2020 or 12345."""
+    return f"CASE WHEN {c} RLIKE '^[0-9]{{4}}$' THEN CAST({c} AS INT) END"
+
+
 def _month(c: str) -> str:
     """A ``%m`` value: 1 to 12, zero-padded or not; an integer parse alone would take 0, 13 or 2020."""
     return f"CASE WHEN {c} RLIKE '^(0?[1-9]|1[0-2])$' THEN CAST({c} AS INT) END"
@@ -134,6 +139,8 @@ def plan_column(table: Table, field: Field, fmt: Format) -> ColumnPlan:
         return ColumnPlan(field.name, field, dtype, string, _boolean, kind)
     if kind == "yearmonth":
         return ColumnPlan(field.name, field, dtype, string, _yearmonth, kind)
+    if kind == "year":
+        return ColumnPlan(field.name, field, dtype, string, _year, kind)
     if domain.is_month(field):
         return ColumnPlan(field.name, field, dtype, string, _month, kind)
     if kind == "date" and field.format not in ("", "default"):
