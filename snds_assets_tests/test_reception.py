@@ -107,6 +107,7 @@ def _with_file(**changes) -> str:
     (_with_file(rows=True), DID, "rows must be a whole number of at least 0, not true"),
     (_with_file(rows="12"), DID, 'rows must be a whole number of at least 0, not "12"'),
     (_with_file(bytes=-1), DID, "bytes must be a whole number of at least 0, not -1"),
+    (_with_file(rows=float("inf")), DID, "rows must be a whole number of at least 0, not Infinity"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

@@ -137,7 +137,8 @@ def _count(entry: dict, key: str) -> int:
     """A file's ``rows`` or ``bytes``: a whole number, as JSON writes it; ``int()`` alone would take 12.7 for 12 rows
     (or ``true`` for 1), and the row_count check would then pass a count the manifest does not state."""
     value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # not NaN nor Infinity
+    if isinstance(value, bool) or not whole or value < 0:
         raise ManifestError(f"file {entry.get('path')!r}: {key} must be a whole number of at least 0, not "
                             f"{json.dumps(value)}")
     return int(value)
