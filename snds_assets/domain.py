@@ -137,9 +137,14 @@ def effective_type(table: Table, field: Field) -> str:
         return "string"
     if field.type in ("integer", "number") and field.name in stay_key(table):
         return "string"
-    if field.type == "date" and field.format == "%m":
+    if is_month(field):
         return "integer"
     return field.type
+
+
+def is_month(field: Field) -> bool:
+    """A ``date`` whose format is a lone month (``%m``): a month number, 1 to 12."""
+    return field.type == "date" and field.format == "%m"
 
 
 def ignores_unique(table: Table, field: Field) -> bool:

@@ -527,6 +527,78 @@ def test_latin1_gzip_and_manifest_date_format(spark, settings, catalog):
     assert reject["COMMENTAIRE"] == "été" and reject["IMB_ALD_DTD"] == "2020-01-15"
 
 
+def test_a_month_field_holds_1_to_12(spark, settings, catalog):
+    """BEN_NAI_MOI is a date of format %m: 1 to 12, zero-padded or not; 0, 13 or a year is a type failure."""
+    header = BEN_HEADER + ["BEN_NAI_MOI"]
+    months = {NIR_A: "05", NIR_B: "12", NIR_T: "7"}
+    rows = [ben(nir, 1) + f";{m}" for nir, m in months.items()]
+    rows += [ben(NIR_T, rank) + f";{m}" for rank, m in ((2, "13"), (3, "0"), (4, "2020"), (5, "-1"))]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", header, rows)
+    (result,) = d.curate(spark, "IR_BEN_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (7, 3, 4)
+    assert by_name(result)["type"].failures == 4 and by_name(result)["type"].columns == ["BEN_NAI_MOI"]
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert dict(curated.dtypes)["BEN_NAI_MOI"] == "int"
+    assert sorted((r["BEN_NIR_PSA"], r["BEN_NAI_MOI"]) for r in curated.collect()) == [(NIR_A, 5), (NIR_B, 12), (NIR_T, 7)]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("IR_BEN_R", "2024-03-01")).collect()
+    assert sorted(r["BEN_NAI_MOI"] for r in rejects) == ["-1", "0", "13", "2020"]
+    assert {r[REJECT_REASON] for r in rejects} == {"type: BEN_NAI_MOI"}
+
+
+def test_a_year_field_is_written_yyyy(spark, settings, catalog):
+    """BEN_NAI_ANN is a year: YYYY (SPEC §2). 20 or 12345 is a type failure (rejected), not a year of the range
+    check; 1600, the unknown year, and 1850, an implausible one, are years that the range check judges."""
+    years = {NIR_A: "1970", NIR_B: "1600", NIR_T: "1850"}
+    rows = [ben(nir, 1, birth=y) for nir, y in years.items()]
+    rows += [ben(NIR_T, rank, birth=y) for rank, y in ((2, "20"), (3, "12345"), (4, "+1970"), (5, "1970.0"))]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
+    (result,) = d.curate(spark, "IR_BEN_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (7, 3, 4)
+    assert by_name(result)["type"].failures == 4 and by_name(result)["type"].columns == ["BEN_NAI_ANN"]
+    assert by_name(result)["range"].failures == 1  # 1850
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert sorted(r["BEN_NAI_ANN"] for r in curated.collect()) == [1600, 1850, 1970]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("IR_BEN_R", "2024-03-01")).collect()
+    assert sorted(r["BEN_NAI_ANN"] for r in rejects) == sorted(["20", "12345", "+1970", "1970.0"])
+
+
+def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings, catalog):
+    """With the manifest's decimal ",", "1.234" is no number (a thousands separator would make it 1234), nor are
+    "NaN" or a Java suffix; exponents and spaces around are read as with the decimal "."."""
+    keys = ";".join(["1", "2024-02-01", "1", "1", "1", "2024-02-05", "01C", "1", "1"])
+    header = list(domain.DCIR_KEYS) + ["PHA_ACT_PRU"]
+    values = {"3,5": 3.5, "-0,25": -0.25, "1,5e3": 1500.0, " 2,5 ": 2.5, "7": 7.0,
+              "1.234": None, "1.234,5": None, "NaN": None, "2,5d": None, "Infinity": None}
+    d = Delivery(settings, catalog, "2024-03-01", Format(decimal=",")).table(
+        "ER_PHA_F", header, [f"{keys};{v}" for v in values])
+    (result,) = d.curate(spark, "ER_PHA_F", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (10, 5, 5)
+    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
+    curated = spark.read.parquet(Lake(settings.lake).curated("ER_PHA_F", "2024-03-01"))
+    assert sorted(r["PHA_ACT_PRU"] for r in curated.collect()) == sorted(v for v in values.values() if v is not None)
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("ER_PHA_F", "2024-03-01")).collect()
+    assert sorted(r["PHA_ACT_PRU"] for r in rejects) == sorted(k for k, v in values.items() if v is None)
+
+
+def test_a_number_is_finite(spark, settings, catalog):
+    """Java's double parser takes "NaN", "Infinity" and 1e999 (infinite): none is a number of the delivery. A value
+    it cannot parse still counts as a type failure, not as a malformed line."""
+    keys = ";".join(["1", "2024-02-01", "1", "1", "1", "2024-02-05", "01C", "1", "1"])
+    header = list(domain.DCIR_KEYS) + ["PHA_ACT_PRU"]
+    values = {"3.5": 3.5, "-1e2": -100.0, "7": 7.0, "NaN": None, "Infinity": None, "-Infinity": None, "1e999": None,
+              "1,5": None}
+    d = Delivery(settings, catalog, "2024-03-01").table("ER_PHA_F", header, [f"{keys};{v}" for v in values])
+    (result,) = d.curate(spark, "ER_PHA_F", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (8, 3, 5)
+    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
+    assert "malformed" not in by_name(result)["type"].details
+    curated = spark.read.parquet(Lake(settings.lake).curated("ER_PHA_F", "2024-03-01"))
+    assert sorted(r["PHA_ACT_PRU"] for r in curated.collect()) == [-100.0, 3.5, 7.0]
+    rejects = spark.read.parquet(Lake(settings.lake).rejects("ER_PHA_F", "2024-03-01")).collect()
+    assert sorted(r["PHA_ACT_PRU"] for r in rejects) == sorted(k for k, v in values.items() if v is None)
+    assert {r[REJECT_REASON] for r in rejects} == {"type: PHA_ACT_PRU"}
+
+
 # --- PMSI years -------------------------------------------------------------------------------------------------
 def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalog):
     d = Delivery(settings, catalog, "2024-03-01")

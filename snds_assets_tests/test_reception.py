@@ -81,6 +81,12 @@ def _with_format(fmt: dict) -> str:
         {"table": "IR_BEN_R", "files": [{"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}]}]})
 
 
+def _with_file(**changes) -> str:
+    """A manifest valid but for its file entry."""
+    entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10, **changes}
+    return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": [entry]}]})
+
+
 @pytest.mark.parametrize("text, folder, message", [
     ("{not json", DID, "not valid JSON"),
     (json.dumps({"delivery_id": "15/11/2026", "tables": []}), DID, "is not YYYY-MM-DD"),
@@ -97,6 +103,11 @@ def _with_format(fmt: dict) -> str:
     (_with_format({"encoding": "utf-16"}), DID, "manifest format encoding 'utf-16' is not utf-8 or latin-1"),
     (_with_format({"null_value": 0}), DID, "manifest format null_value must be a JSON string, not 0"),
     (_with_format({"quote": "'"}), DID, "manifest format has unknown keys: ['quote']"),
+    (_with_file(rows=12.7), DID, "file 'IR_BEN_R.csv': rows must be a whole number of at least 0, not 12.7"),
+    (_with_file(rows=True), DID, "rows must be a whole number of at least 0, not true"),
+    (_with_file(rows="12"), DID, 'rows must be a whole number of at least 0, not "12"'),
+    (_with_file(bytes=-1), DID, "bytes must be a whole number of at least 0, not -1"),
+    (_with_file(rows=float("inf")), DID, "rows must be a whole number of at least 0, not Infinity"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

@@ -1,11 +1,12 @@
 """How each delivered column is typed: the Spark type it is curated to, and how its text becomes that type.
 
 Most columns are typed by Spark's CSV parser itself (strings, integers, doubles, dates in the delivery's date
-format, years): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
+format): that is the cheapest way to type a CSV (measured: a PERMISSIVE typed read with a corrupt-record
 column costs about 1.1-1.25x a plain typed read, ``try_cast`` over strings about 1.6x; a DROPMALFORMED read, which
 curation tries first, costs what a plain one does). Values the CSV parser cannot type for us are read as text and
-converted with ``try_*`` functions: booleans (0/1/true/false), year-months (YYYYMM or YYYY-MM), dates and datetimes
-whose schema gives their own format, numbers with a decimal comma.
+converted with ``try_*`` functions: booleans (0/1/true/false), years (YYYY), year-months (YYYYMM or YYYY-MM), months
+(``%m``: 1 to 12), dates and datetimes whose schema gives their own format, numbers with a decimal comma. Numbers
+the parser typed are kept only when finite (Java's parser takes "NaN" and "Infinity").
 
 Decisions (curated layout, SPEC §5):
 - column names are upper-cased; every catalog column is present in the curated partition, typed, null when a
@@ -17,6 +18,7 @@ Decisions (curated layout, SPEC §5):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,7 +47,8 @@ def output_type(table: Table, field: Field) -> T.DataType:
 @dataclass(frozen=True)
 class ColumnPlan:
     """One curated column: its name, curated type, the type the CSV parser reads it as, and the conversion
-    applied afterwards (None when the parser's type is already the curated one).
+    applied afterwards (None when the parser's value is already the curated one; a conversion may also refuse a
+    value the parser typed, e.g. a NaN).
 
     Conversions are Spark SQL text (raw value expression in, typed expression out): a table's whole projection is
     then handed to Spark in a few calls, where building it from Column objects cost one Py4J round trip per
@@ -57,6 +60,11 @@ class ColumnPlan:
     read_type: T.DataType
     convert: Callable[[str], str] | None = None
     kind: str = "string"
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the CSV parser types the column itself (a value it cannot type makes the row corrupt)."""
+        return not isinstance(self.read_type, T.StringType)
 
     @property
     def can_fail(self) -> bool:
@@ -84,6 +92,16 @@ def _yearmonth(c: str) -> str:
             f"THEN try_to_date(concat(replace({c}, '-', ''), '01'), 'yyyyMMdd') END")
 
 
+def _year(c: str) -> str:
+    """A ``year``: YYYY (SPEC §2); an integer parse alone would take 20, +2020 or 12345."""
+    return f"CASE WHEN {c} RLIKE '^[0-9]{{4}}$' THEN CAST({c} AS INT) END"
+
+
+def _month(c: str) -> str:
+    """A ``%m`` value: 1 to 12, zero-padded or not; an integer parse alone would take 0, 13 or 2020."""
+    return f"CASE WHEN {c} RLIKE '^(0?[1-9]|1[0-2])$' THEN CAST({c} AS INT) END"
+
+
 def _date_with(pattern: str) -> Callable[[str], str]:
     return lambda c: f"try_to_date({c}, {sql_string(pattern)})"
 
@@ -94,8 +112,18 @@ def _timestamp_with(pattern: str | None) -> Callable[[str], str]:
     return lambda c: f"try_to_timestamp({c}, {sql_string(pattern)})"
 
 
+def _finite(c: str) -> str:
+    """A number the parser typed, unless it is NaN or infinite: Java's parser takes "NaN", "Infinity" and 1e999."""
+    return f"CASE WHEN NOT isnan({c}) AND abs({c}) <> CAST('Infinity' AS DOUBLE) THEN {c} END"
+
+
 def _decimal_comma(separator: str, dtype: T.DataType) -> Callable[[str], str]:
-    return lambda c: f"try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()})"
+    """A number written with the manifest's decimal separator, and no other: with ``,`` declared, ``1.234`` is not
+    1.234 (a thousands separator, or a file that does not follow its manifest), nor is ``NaN`` or ``2,5d`` a number."""
+    sep = re.escape(separator)
+    number = sql_string(rf"^\s*[+-]?([0-9]+({sep}[0-9]*)?|{sep}[0-9]+)([eE][+-]?[0-9]+)?\s*$")  # spaces: as with "."
+    return lambda c: (f"CASE WHEN {c} RLIKE {number} "
+                      f"THEN try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()}) END")
 
 
 def date_pattern(fmt: Format) -> str:
@@ -111,6 +139,10 @@ def plan_column(table: Table, field: Field, fmt: Format) -> ColumnPlan:
         return ColumnPlan(field.name, field, dtype, string, _boolean, kind)
     if kind == "yearmonth":
         return ColumnPlan(field.name, field, dtype, string, _yearmonth, kind)
+    if kind == "year":
+        return ColumnPlan(field.name, field, dtype, string, _year, kind)
+    if domain.is_month(field):
+        return ColumnPlan(field.name, field, dtype, string, _month, kind)
     if kind == "date" and field.format not in ("", "default"):
         return ColumnPlan(field.name, field, dtype, string, _date_with(spark_pattern(field.format)), kind)
     if kind == "datetime":
@@ -118,6 +150,8 @@ def plan_column(table: Table, field: Field, fmt: Format) -> ColumnPlan:
         return ColumnPlan(field.name, field, dtype, string, _timestamp_with(pattern), kind)
     if kind == "number" and fmt.decimal != ".":
         return ColumnPlan(field.name, field, dtype, string, _decimal_comma(fmt.decimal, dtype), kind)
+    if kind == "number":
+        return ColumnPlan(field.name, field, dtype, dtype, _finite, kind)
     return ColumnPlan(field.name, field, dtype, dtype, None, kind)
 
 

@@ -371,15 +371,18 @@ class _Run:
         token = lambda n: F.col("_T").getField(n)  # noqa: E731 - a tiny accessor
         corrupt = F.col("_P").getField(CORRUPT).isNotNull()
         type_fail: dict[str, Column] = {}
+        native: list[Column] = []  # values the parser could not type: the row is corrupt but not malformed
         for n in f.names:
             plan = self.plan_by_name[n]
             if not plan.can_fail:
                 continue
+            fails = []
+            if plan.parsed:
+                fails.append(F.coalesce(corrupt & F.col("_P").getField(n).isNull() & token(n).isNotNull(), F.lit(False)))
+                native.append(fails[-1])
             if plan.convert is not None:
-                type_fail[n] = F.coalesce(F.expr(typing.conversion_failed(n)), F.lit(False))
-            else:
-                type_fail[n] = F.coalesce(corrupt & F.col("_P").getField(n).isNull() & token(n).isNotNull(), F.lit(False))
-        native = [type_fail[n] for n in f.names if n in type_fail and self.plan_by_name[n].convert is None]
+                fails.append(F.coalesce(F.expr(typing.conversion_failed(n)), F.lit(False)))
+            type_fail[n] = _any(fails)
         malformed = corrupt & ~_any(native)
         not_null = {n: F.coalesce(F.expr(typing.required_null(n)) & ~type_fail.get(n, F.lit(False)), F.lit(False))
                     for n in self.required}

@@ -133,6 +133,17 @@ def parse_format(data: dict) -> Format:
     return fmt
 
 
+def _count(entry: dict, key: str) -> int:
+    """A file's ``rows`` or ``bytes``: a whole number, as JSON writes it; ``int()`` alone would take 12.7 for 12 rows
+    (or ``true`` for 1), and the row_count check would then pass a count the manifest does not state."""
+    value = entry[key]
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())  # not NaN nor Infinity
+    if isinstance(value, bool) or not whole or value < 0:
+        raise ManifestError(f"file {entry.get('path')!r}: {key} must be a whole number of at least 0, not "
+                            f"{json.dumps(value)}")
+    return int(value)
+
+
 def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
     """Decode and validate a manifest; every problem is a ManifestError with a message that says what to fix."""
     try:
@@ -160,7 +171,7 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
             if mode not in (None, "full", "incremental"):
                 raise ManifestError(f"table {t.get('table')}: mode {mode!r} is not full or incremental")
             files = tuple(
-                DeliveredFile(str(f["path"]), int(f["rows"]), str(f["sha256"]).lower(), int(f["bytes"]))
+                DeliveredFile(str(f["path"]), _count(f, "rows"), str(f["sha256"]).lower(), _count(f, "bytes"))
                 for f in t["files"]
             )
             if not files:
