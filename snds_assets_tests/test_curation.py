@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -560,6 +560,22 @@ def test_a_year_field_is_written_yyyy(spark, settings, catalog):
     assert sorted(r["BEN_NAI_ANN"] for r in curated.collect()) == [1600, 1850, 1970]
     rejects = spark.read.parquet(Lake(settings.lake).rejects("IR_BEN_R", "2024-03-01")).collect()
     assert sorted(r["BEN_NAI_ANN"] for r in rejects) == sorted(["20", "12345", "+1970", "1970.0"])
+
+
+def test_an_iso_datetime_is_a_whole_date_and_time(spark, settings, catalog):
+    """T_RIPaaC's EXE_SOI_DTD is an ISO date-time (schema format default): a date, or a date and a time. 2020,
+    2020-1 or +2020-01-15, which a bare cast completes into a date, are type failures."""
+    header = ["ETA_NUM_EPMSI", "RIP_NUM", "NIR_ANO_17", "EXE_SOI_DTD"]
+    values = {"2022-03-01": datetime(2022, 3, 1), "2022-03-01T10:15:30": datetime(2022, 3, 1, 10, 15, 30),
+              "2022-03-01 10:15": datetime(2022, 3, 1, 10, 15), "2020": None, "2020-1": None, "+2020-01-15": None,
+              "2022-02-30": None, "01/03/2022": None}
+    rows = [f"E1;{i};psa-{i};{v}" for i, v in enumerate(values)]
+    d = Delivery(settings, catalog, "2024-03-01").table("T_RIP22C", header, rows)
+    (result,) = d.curate(spark, "T_RIPaaC", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (8, 3, 5)
+    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["EXE_SOI_DTD"]
+    curated = spark.read.parquet(Lake(settings.lake).curated("T_RIPaaC", "2024-03-01"))
+    assert sorted(r["EXE_SOI_DTD"] for r in curated.collect()) == sorted(v for v in values.values() if v)
 
 
 def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings, catalog):

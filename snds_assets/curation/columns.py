@@ -106,9 +106,14 @@ def _date_with(pattern: str) -> Callable[[str], str]:
     return lambda c: f"try_to_date({c}, {sql_string(pattern)})"
 
 
+# An ISO date-time as delivered: a date, or a date and a time. A bare cast would take 2020 or 2020-1 (and make up the
+# rest of the date) or +2020-01-15.
+ISO_DATETIME_FORM = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?)?$"
+
+
 def _timestamp_with(pattern: str | None) -> Callable[[str], str]:
     if pattern is None:
-        return lambda c: f"try_to_timestamp({c})"
+        return lambda c: f"CASE WHEN {c} RLIKE {sql_string(ISO_DATETIME_FORM)} THEN try_to_timestamp({c}) END"
     return lambda c: f"try_to_timestamp({c}, {sql_string(pattern)})"
 
 
