@@ -10,6 +10,7 @@ import sys
 import traceback
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from .config import Settings
 
@@ -18,6 +19,13 @@ EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 
 class UsageError(Exception):
     """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage (a dozen lines for generate) before its error: SPEC §4 wants one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -36,7 +44,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="snds", parents=[common],
         description="Receive, verify and curate CNAM deliveries of the SNDS, and extract research projects' data.",
     )

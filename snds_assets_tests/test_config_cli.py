@@ -196,3 +196,18 @@ def test_generate_out_expands_the_user_folder(tmp_path):
                  extra_env={"HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "landing").glob("*/manifest.json"))) == 1
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["generate", "--patients", "abc"], "argument --patients: invalid int value: 'abc'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["ingest"], "the following arguments are required: DELIVERY_ID"),
+    (["ingest", "--bogus", "2024-01-15"], "unrecognized arguments: --bogus"),
+])
+def test_bad_usage_is_one_line_not_the_whole_usage(argv, what, capsys):
+    """SPEC §4: bad usage exits 2 with one line that says what to fix (argparse printed the usage first)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == EXIT_ERROR
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and what in lines[0] and "--help" in lines[0], lines
