@@ -211,3 +211,27 @@ def test_bad_usage_is_one_line_not_the_whole_usage(argv, what, capsys):
     assert exc.value.code == EXIT_ERROR
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and what in lines[0] and "--help" in lines[0], lines
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e3", "²"])
+def test_freshness_days_must_be_a_number_of_days(value, monkeypatch):
+    """A bad SNDS_FRESHNESS_DAYS_<PRODUCT> is named in the error (it said "invalid literal for int()", or
+    Dagster's "fail_window cannot be less than 1 minute")."""
+    from snds_assets.reception.assets import freshness_policy
+    from snds_assets.resources import load_catalog
+
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", value)
+    with pytest.raises(ValueError, match=f"SNDS_FRESHNESS_DAYS_DCIR must be a whole number of days.*'{value}'"):
+        freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"])
+
+
+def test_an_empty_freshness_variable_is_unset(monkeypatch):
+    from datetime import timedelta
+
+    from snds_assets.reception.assets import freshness_policy
+    from snds_assets.resources import load_catalog
+
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", "")
+    assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=31)
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", "40")
+    assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=40)
