@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 PACKAGED_SCHEMAS = Path(__file__).parent / "catalog" / "schemas"
+# The levels SparkContext.setLogLevel takes (in any case).
+SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 
 
 def _is_uri(value: str) -> bool:
@@ -59,8 +61,12 @@ class Settings:
             raise ValueError(f"SNDS_REJECT_TOLERANCE must be a share between 0 and 1 (0.01 is 1 %), "
                              f"got {tolerance_text!r}")
         parallel = pick("parallel_families", "SNDS_PARALLEL_FAMILIES", "2")
-        if not parallel.isdigit() or int(parallel) < 1:
+        if not (parallel.isascii() and parallel.isdigit()) or int(parallel) < 1:  # "²" is a digit int() refuses
             raise ValueError(f"SNDS_PARALLEL_FAMILIES must be a positive integer, got {parallel!r}")
+        # Read by Spark when a run's session starts: checked here, before anything is written, with its name.
+        level = env.get("SNDS_SPARK_LOG_LEVEL") or "ERROR"
+        if level.upper() not in SPARK_LOG_LEVELS:
+            raise ValueError(f"SNDS_SPARK_LOG_LEVEL must be one of {', '.join(SPARK_LOG_LEVELS)}, got {level!r}")
         return cls(
             home=home,
             landing=resolve_path(landing),

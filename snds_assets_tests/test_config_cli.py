@@ -235,3 +235,17 @@ def test_an_empty_freshness_variable_is_unset(monkeypatch):
     assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=31)
     monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", "40")
     assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=40)
+
+
+def test_parallel_families_superscript_digit_is_named(tmp_path):
+    """"²".isdigit() is true but int() refuses it: the error said "invalid literal for int()"."""
+    with pytest.raises(ValueError, match="SNDS_PARALLEL_FAMILIES must be a positive integer, got '²'"):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_PARALLEL_FAMILIES": "²"})
+
+
+def test_spark_log_level_is_checked_before_a_run(tmp_path):
+    """A bad SNDS_SPARK_LOG_LEVEL failed the run at its Spark session, after it started, without its name."""
+    with pytest.raises(ValueError, match="SNDS_SPARK_LOG_LEVEL must be one of .*ERROR.*got 'bogus'"):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": "bogus"})
+    for level in ("warn", "INFO", ""):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": level})
