@@ -222,6 +222,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
                             start=__import__("datetime").date(2022, 1, 1), end=__import__("datetime").date(2023, 12, 31),
                             tables=None, gzip=False, rows_per_file=None, delimiter=";", encoding="utf-8",
                             date_format="default")
+    from .lake import join
+    from .reception.storage import delivery_folder_used
+
+    if delivery_folder_used(settings.landing, delivery_id):
+        # The demo's delivery id is fixed: "choose another delivery id", generate's advice, cannot be followed.
+        raise UsageError(f"{join(settings.landing, delivery_id)} already holds a delivery (a previous demo?): remove "
+                         f"that folder, or the demo's home {settings.home}, or give the demo another --home")
     print(f"1/3 generating a synthetic delivery of 2000 persons in {settings.landing}/{delivery_id}")
     cmd_generate(settings, ns, log_format)
     print(f"2/3 receiving delivery {delivery_id}")

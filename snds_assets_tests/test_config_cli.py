@@ -249,3 +249,17 @@ def test_spark_log_level_is_checked_before_a_run(tmp_path):
         Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": "bogus"})
     for level in ("warn", "INFO", ""):
         Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": level})
+
+
+def test_demo_run_again_says_what_to_remove(tmp_path):
+    """The demo's delivery id is fixed: a second `snds demo` (or `make demo`) was told to "choose another delivery
+    id or overwrite it", which it cannot do."""
+    previous = tmp_path / "landing" / "2024-01-15"
+    previous.mkdir(parents=True)
+    (previous / "manifest.json").write_text("{}")
+    proc = _snds(["demo"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{previous} already holds a delivery" in lines[0], proc.stderr
+    assert f"remove that folder, or the demo's home {tmp_path}" in lines[0]
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "projects").exists()
