@@ -42,6 +42,13 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _port(text: str) -> int:
+    """A TCP port: the webserver took 70000 as 70000 % 65536 = 4464 while announcing 70000."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = _Parser(
@@ -76,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="generate, ingest and extract a demo project under SNDS_HOME")
 
     ui = sub.add_parser("ui", parents=[common], help="the Dagster UI and daemon (sensors, automation)")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=_port, default=3000, help="TCP port of the webserver (default 3000)")
     ui.add_argument("--host", default="127.0.0.1")
 
     rep = sub.add_parser("report", parents=[common], help="print the summary of a delivery or project report")

@@ -263,3 +263,16 @@ def test_demo_run_again_says_what_to_remove(tmp_path):
     assert len(lines) == 1 and f"{previous} already holds a delivery" in lines[0], proc.stderr
     assert f"remove that folder, or the demo's home {tmp_path}" in lines[0]
     assert not (tmp_path / "lake").exists() and not (tmp_path / "projects").exists()
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_ui_port_must_be_a_tcp_port(port, capsys, monkeypatch, tmp_path):
+    """`snds ui --port 70000` announced port 70000 and served on 4464 (70000 modulo 65536)."""
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", lambda *a: pytest.fail(f"dagster dev started with {a[1]}"))
+    with pytest.raises(SystemExit) as exc:
+        main(["ui", "--port", port])
+    assert exc.value.code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"argument --port: '{port}' is not a TCP port (1 to 65535)" in err and len(err.splitlines()) == 1
+    assert build_parser().parse_args(["ui", "--port", "3417"]).port == 3417
