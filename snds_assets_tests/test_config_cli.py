@@ -276,3 +276,26 @@ def test_ui_port_must_be_a_tcp_port(port, capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert f"argument --port: '{port}' is not a TCP port (1 to 65535)" in err and len(err.splitlines()) == 1
     assert build_parser().parse_args(["ui", "--port", "3417"]).port == 3417
+
+
+@pytest.mark.parametrize("url", ["sc://h:1;token=SECRETTOK", "sc://:15002/;token=SECRETTOK", "http://h:15002/;token=SECRETTOK",
+                                 "sc://h:15002/x;token=SECRETTOK", "sc://h:15002/;token=SECRETTOK;SECRETTOK"])
+def test_a_bad_spark_remote_is_refused_without_its_token(tmp_path, url):
+    """Spark Connect's parser quoted the URL in its error ("Port could not be cast to integer value as
+    '1;token=…'"), which the CLI and the run's failure event then showed."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    with pytest.raises(Exception, match="."):
+        DefaultChannelBuilder(url).endpoint  # Spark itself refuses it
+    with pytest.raises(ValueError, match="SPARK_REMOTE is not a Spark Connect URL") as exc:
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url})
+    assert "SECRETTOK" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url", ["sc://localhost", "sc://127.0.0.1:15002", "sc://h.azuredatabricks.net:443/;use_ssl=true;"
+                                 "token=dapi123;x-databricks-cluster-id=0123-abc"])
+def test_spark_connect_urls_are_accepted(tmp_path, url):
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    DefaultChannelBuilder(url).endpoint
+    assert Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url}).spark_remote == url
