@@ -110,8 +110,13 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
 def prepare_environment(settings: Settings) -> None:
     """Make every Dagster run of this process (and its resources) see the resolved settings."""
     os.environ.update(settings.as_env())
-    for folder in (settings.home, settings.dagster_home):
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, folder in (("SNDS_HOME", settings.home), ("DAGSTER_HOME", settings.dagster_home)):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # said "[Errno 17] File exists", not which setting
+            path = Path(folder)
+            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+            raise UsageError(f"{name} {folder} must be a folder, but {blocker} is a file") from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists():
         # No telemetry, and no first-visit pop-up in the UI over the asset graph.

@@ -299,3 +299,16 @@ def test_spark_connect_urls_are_accepted(tmp_path, url):
 
     DefaultChannelBuilder(url).endpoint
     assert Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url}).spark_remote == url
+
+
+@pytest.mark.parametrize("variable", ["SNDS_HOME", "DAGSTER_HOME"])
+def test_a_home_that_is_a_file_is_named(tmp_path, variable):
+    """It said "[Errno 17] File exists: '…'", naming neither the setting nor what to fix."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for folder in (afile, afile / "below"):
+        home = folder if variable == "SNDS_HOME" else tmp_path / "h"
+        proc = _snds(["report", "2024-01-15"], home, extra_env={variable: str(folder)})
+        assert proc.returncode == EXIT_ERROR
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
