@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -316,6 +317,9 @@ def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop",
           flush=True)
-    # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children.
+    # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children. An ignored
+    # SIGINT (`snds ui &` from a script, nohup) survives exec, and `dagster dev` maps SIGTERM to its SIGINT handler:
+    # it then ignored both and could not be stopped but by SIGKILL, which leaves its children running.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execvpe(cmd[0], cmd, env)
     return EXIT_OK

@@ -312,3 +312,28 @@ def test_a_home_that_is_a_file_is_named(tmp_path, variable):
         assert proc.returncode == EXIT_ERROR
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
+
+
+def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch):
+    """`snds ui &` from a script inherits an ignored SIGINT through exec; `dagster dev` maps SIGTERM to its SIGINT
+    handler, so it ignored SIGTERM too (seen: still serving after kill -TERM)."""
+    import signal
+
+    class Exec(BaseException):
+        pass
+
+    seen = {}
+
+    def execvpe(*args):
+        seen["sigint"] = signal.getsignal(signal.SIGINT)
+        raise Exec
+
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", execvpe)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(Exec):
+            main(["ui", "--port", "3419"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen["sigint"] == signal.SIG_DFL
