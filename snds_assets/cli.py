@@ -5,6 +5,7 @@ Exit status: 0 done and accepted; 1 done but data rejected; 2 could not do the w
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -127,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log_format = getattr(args, "log_format", "text")
+    stray = None
     try:
         settings = resolve_settings(args)
         prepare_environment(settings)
+        stray = _stray_warnings_to_details_log(settings)
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
@@ -145,8 +148,25 @@ def main(argv: list[str] | None = None) -> int:
             if log:
                 message += f" (details in {log})"
         print(message, file=sys.stderr)
+    finally:
+        if stray is not None:
+            logging.getLogger().removeHandler(stray)
+            stray.close()
     sys.stdout.flush()
     return code
+
+
+def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
+    """Libraries' warnings through the root logger went to stderr through logging's last resort, several lines
+    each (Dagster's "Retrying failed database connection" on an unreachable PostgreSQL): they go to the details
+    log, so that stderr keeps the one-line message of SPEC §4."""
+    log = Path(settings.home) / "logs" / "snds-error.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8", delay=True)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -337,3 +337,29 @@ def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch)
     finally:
         signal.signal(signal.SIGINT, previous)
     assert seen["sigint"] == signal.SIG_DFL
+
+
+def test_an_unreachable_instance_database_is_one_line(tmp_path):
+    """The production dagster.yaml with PostgreSQL down: Dagster's root-logger warnings ("Retrying failed database
+    connection", four lines each) went to stderr before the error line; they belong in the details log."""
+    from pathlib import Path
+
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(
+        (Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    from snds_assets_tests.reception_delivery import Delivery, csv_bytes
+
+    delivery = Delivery(tmp_path / "landing", "2024-01-15", {})
+    delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                        [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
+    delivery.write()
+    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "1",
+           "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "PGSECRET",
+           "DAGSTER_LOGS_STORAGE_ACCOUNT": "acct", "DAGSTER_LOGS_CONTAINER": "logs"}
+    proc = _snds(["ingest", "2024-01-15"], tmp_path, extra_env=env)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("snds: error:"), proc.stderr
+    assert "Retrying failed database connection" in (tmp_path / "logs" / "snds-error.log").read_text()
+    assert "PGSECRET" not in proc.stderr + proc.stdout
