@@ -175,14 +175,26 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
         raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
                          "([a-z0-9_-]+)")
-    report = load_report(settings, args.target)
-    if report is not None:
-        print(_delivery_summary(settings, report))
-        return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
-    project = _project_report(settings, args.target)
-    if project is not None:
-        print(_project_summary(settings, args.target, project))
-        return _project_status(project)
+    from .lake import Lake
+
+    lake = Lake(settings.lake)
+    path = lake.delivery_report(args.target)
+    try:
+        report = load_report(settings, args.target)
+        if report is not None:
+            summary = _delivery_summary(settings, report)
+            print(summary)
+            return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
+        path = lake.project_report(args.target)
+        project = _project_report(settings, args.target)
+        if project is not None:
+            summary = _project_summary(settings, args.target, project)
+            print(summary)
+            return _project_status(project)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
+        raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
+                         "snds ingest or snds extract") from exc
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 

@@ -363,3 +363,20 @@ def test_an_unreachable_instance_database_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("snds: error:"), proc.stderr
     assert "Retrying failed database connection" in (tmp_path / "logs" / "snds-error.log").read_text()
     assert "PGSECRET" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("kind, target, text, damage", [
+    ("deliveries", "2024-01-15", "{bad", "JSONDecodeError"),
+    ("deliveries", "2024-01-16", '{"status": "accepted"}', "KeyError: 'delivery_id'"),
+    ("projects", "p1", "[1]", "AttributeError"),
+])
+def test_a_damaged_report_is_named(tmp_path, kind, target, text, damage):
+    """It said "Expecting property name enclosed in double quotes…" or "'delivery_id'", naming no file."""
+    report = tmp_path / "lake" / "reports" / kind / f"{target}.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(text)
+    proc = _snds(["report", target], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{report} is not a readable report ({damage}" in lines[0], proc.stderr
+    assert "details in" not in lines[0]
