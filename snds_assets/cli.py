@@ -5,11 +5,13 @@ Exit status: 0 done and accepted; 1 done but data rejected; 2 could not do the w
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from .config import Settings
 
@@ -18,6 +20,13 @@ EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 
 class UsageError(Exception):
     """A mistake the user can fix; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints the whole usage (a dozen lines for generate) before its error: SPEC §4 wants one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -34,9 +43,16 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _port(text: str) -> int:
+    """A TCP port: the webserver took 70000 as 70000 % 65536 = 4464 while announcing 70000."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="snds", parents=[common],
         description="Receive, verify and curate CNAM deliveries of the SNDS, and extract research projects' data.",
     )
@@ -68,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="generate, ingest and extract a demo project under SNDS_HOME")
 
     ui = sub.add_parser("ui", parents=[common], help="the Dagster UI and daemon (sensors, automation)")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=_port, default=3000, help="TCP port of the webserver (default 3000)")
     ui.add_argument("--host", default="127.0.0.1")
 
     rep = sub.add_parser("report", parents=[common], help="print the summary of a delivery or project report")
@@ -95,8 +111,13 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
 def prepare_environment(settings: Settings) -> None:
     """Make every Dagster run of this process (and its resources) see the resolved settings."""
     os.environ.update(settings.as_env())
-    for folder in (settings.home, settings.dagster_home):
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, folder in (("SNDS_HOME", settings.home), ("DAGSTER_HOME", settings.dagster_home)):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:  # said "[Errno 17] File exists", not which setting
+            path = Path(folder)
+            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+            raise UsageError(f"{name} {folder} must be a folder, but {blocker} is a file") from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists():
         # No telemetry, and no first-visit pop-up in the UI over the asset graph.
@@ -107,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log_format = getattr(args, "log_format", "text")
+    stray = None
     try:
         settings = resolve_settings(args)
         prepare_environment(settings)
+        stray = _stray_warnings_to_details_log(settings)
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
@@ -125,8 +148,25 @@ def main(argv: list[str] | None = None) -> int:
             if log:
                 message += f" (details in {log})"
         print(message, file=sys.stderr)
+    finally:
+        if stray is not None:
+            logging.getLogger().removeHandler(stray)
+            stray.close()
     sys.stdout.flush()
     return code
+
+
+def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
+    """Libraries' warnings through the root logger went to stderr through logging's last resort, several lines
+    each (Dagster's "Retrying failed database connection" on an unreachable PostgreSQL): they go to the details
+    log, so that stderr keeps the one-line message of SPEC §4."""
+    log = Path(settings.home) / "logs" / "snds-error.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8", delay=True)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _is_user_error(exc: BaseException) -> bool:

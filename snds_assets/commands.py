@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -174,14 +175,26 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
         raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
                          "([a-z0-9_-]+)")
-    report = load_report(settings, args.target)
-    if report is not None:
-        print(_delivery_summary(settings, report))
-        return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
-    project = _project_report(settings, args.target)
-    if project is not None:
-        print(_project_summary(settings, args.target, project))
-        return _project_status(project)
+    from .lake import Lake
+
+    lake = Lake(settings.lake)
+    path = lake.delivery_report(args.target)
+    try:
+        report = load_report(settings, args.target)
+        if report is not None:
+            summary = _delivery_summary(settings, report)
+            print(summary)
+            return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
+        path = lake.project_report(args.target)
+        project = _project_report(settings, args.target)
+        if project is not None:
+            summary = _project_summary(settings, args.target, project)
+            print(summary)
+            return _project_status(project)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
+        raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
+                         "snds ingest or snds extract") from exc
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 
@@ -222,6 +235,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
                             start=__import__("datetime").date(2022, 1, 1), end=__import__("datetime").date(2023, 12, 31),
                             tables=None, gzip=False, rows_per_file=None, delimiter=";", encoding="utf-8",
                             date_format="default")
+    from .lake import join
+    from .reception.storage import delivery_folder_used
+
+    if delivery_folder_used(settings.landing, delivery_id):
+        # The demo's delivery id is fixed: "choose another delivery id", generate's advice, cannot be followed.
+        raise UsageError(f"{join(settings.landing, delivery_id)} already holds a delivery (a previous demo?): remove "
+                         f"that folder, or the demo's home {settings.home}, or give the demo another --home")
     print(f"1/3 generating a synthetic delivery of 2000 persons in {settings.landing}/{delivery_id}")
     cmd_generate(settings, ns, log_format)
     print(f"2/3 receiving delivery {delivery_id}")
@@ -309,6 +329,9 @@ def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "--host", args.host, "--port", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C to stop",
           flush=True)
-    # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children.
+    # Replace this process, so that signals sent to `snds ui` reach `dagster dev` and its children. An ignored
+    # SIGINT (`snds ui &` from a script, nohup) survives exec, and `dagster dev` maps SIGTERM to its SIGINT handler:
+    # it then ignored both and could not be stopped but by SIGKILL, which leaves its children running.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.execvpe(cmd[0], cmd, env)
     return EXIT_OK

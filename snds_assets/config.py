@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 PACKAGED_SCHEMAS = Path(__file__).parent / "catalog" / "schemas"
+# The levels SparkContext.setLogLevel takes (in any case).
+SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
 
 
 def _is_uri(value: str) -> bool:
@@ -15,6 +18,30 @@ def _is_uri(value: str) -> bool:
 def resolve_path(value: str) -> str:
     """Local paths become absolute so that Dagster runs and the CLI agree; URIs stay as given."""
     return value if _is_uri(value) else str(Path(value).expanduser().resolve())
+
+
+def check_spark_remote(url: str) -> None:
+    """Spark Connect's own errors quote the URL, token included (a Databricks URL holds one): the same checks as
+    its parser, with messages that never show the value."""
+    problem = None
+    if not url.startswith("sc://"):
+        problem = "it must start with sc://"
+    else:
+        parsed = urllib.parse.urlparse("http" + url[2:])
+        if parsed.path not in ("", "/"):
+            problem = "it has a path: parameters follow '/;', as in sc://host:15002/;key=value"
+        elif parsed.params and any(len(p.split("=")) != 2 for p in parsed.params.split(";")):
+            problem = "every parameter after '/;' must be one key=value"
+        elif not parsed.hostname:
+            problem = "the host is missing"
+        else:
+            try:
+                parsed.port
+            except ValueError:
+                problem = "the port is not a number from 0 to 65535 (parameters follow '/;')"
+    if problem:
+        raise ValueError(f"SPARK_REMOTE is not a Spark Connect URL (sc://host:15002[/;key=value...]): {problem}; "
+                         "its value is not shown, it may hold a token")
 
 
 @dataclass(frozen=True)
@@ -59,8 +86,15 @@ class Settings:
             raise ValueError(f"SNDS_REJECT_TOLERANCE must be a share between 0 and 1 (0.01 is 1 %), "
                              f"got {tolerance_text!r}")
         parallel = pick("parallel_families", "SNDS_PARALLEL_FAMILIES", "2")
-        if not parallel.isdigit() or int(parallel) < 1:
+        if not (parallel.isascii() and parallel.isdigit()) or int(parallel) < 1:  # "²" is a digit int() refuses
             raise ValueError(f"SNDS_PARALLEL_FAMILIES must be a positive integer, got {parallel!r}")
+        # Read by Spark when a run's session starts: checked here, before anything is written, with its name.
+        level = env.get("SNDS_SPARK_LOG_LEVEL") or "ERROR"
+        if level.upper() not in SPARK_LOG_LEVELS:
+            raise ValueError(f"SNDS_SPARK_LOG_LEVEL must be one of {', '.join(SPARK_LOG_LEVELS)}, got {level!r}")
+        spark_remote = pick("spark_remote", "SPARK_REMOTE", None)
+        if spark_remote:
+            check_spark_remote(spark_remote)
         return cls(
             home=home,
             landing=resolve_path(landing),
@@ -69,7 +103,7 @@ class Settings:
             schemas=resolve_path(schemas),
             nomenclatures=resolve_path(nomenclatures) if nomenclatures else None,
             dagster_home=resolve_path(dagster_home),
-            spark_remote=pick("spark_remote", "SPARK_REMOTE", None),
+            spark_remote=spark_remote,
             reject_tolerance=tolerance,
             parallel_families=int(parallel),
         )

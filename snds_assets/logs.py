@@ -89,9 +89,11 @@ class ProgressFormatter(logging.Formatter):
 
 
 def _failure_message(event) -> str:
+    """The user's exception under Dagster's wrappers, whose message (``dagster._core.errors.…: Error occurred
+    while executing op …``) says nothing about what to fix."""
     try:
         error = event.event_specific_data.error
-        while error.cause is not None and error.message.startswith("Error occurred while executing"):
+        while error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
         return " ".join(error.message.split())[:300]
     except AttributeError:

@@ -55,7 +55,7 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL", "ERROR"))
+    session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL") or "ERROR")
     answer_promptly(session)
     return session
 

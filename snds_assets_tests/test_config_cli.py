@@ -196,3 +196,187 @@ def test_generate_out_expands_the_user_folder(tmp_path):
                  extra_env={"HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "landing").glob("*/manifest.json"))) == 1
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["generate", "--patients", "abc"], "argument --patients: invalid int value: 'abc'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["ingest"], "the following arguments are required: DELIVERY_ID"),
+    (["ingest", "--bogus", "2024-01-15"], "unrecognized arguments: --bogus"),
+])
+def test_bad_usage_is_one_line_not_the_whole_usage(argv, what, capsys):
+    """SPEC §4: bad usage exits 2 with one line that says what to fix (argparse printed the usage first)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == EXIT_ERROR
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and what in lines[0] and "--help" in lines[0], lines
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1e3", "²"])
+def test_freshness_days_must_be_a_number_of_days(value, monkeypatch):
+    """A bad SNDS_FRESHNESS_DAYS_<PRODUCT> is named in the error (it said "invalid literal for int()", or
+    Dagster's "fail_window cannot be less than 1 minute")."""
+    from snds_assets.reception.assets import freshness_policy
+    from snds_assets.resources import load_catalog
+
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", value)
+    with pytest.raises(ValueError, match=f"SNDS_FRESHNESS_DAYS_DCIR must be a whole number of days.*'{value}'"):
+        freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"])
+
+
+def test_an_empty_freshness_variable_is_unset(monkeypatch):
+    from datetime import timedelta
+
+    from snds_assets.reception.assets import freshness_policy
+    from snds_assets.resources import load_catalog
+
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", "")
+    assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=31)
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR", "40")
+    assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=40)
+
+
+def test_parallel_families_superscript_digit_is_named(tmp_path):
+    """"²".isdigit() is true but int() refuses it: the error said "invalid literal for int()"."""
+    with pytest.raises(ValueError, match="SNDS_PARALLEL_FAMILIES must be a positive integer, got '²'"):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_PARALLEL_FAMILIES": "²"})
+
+
+def test_spark_log_level_is_checked_before_a_run(tmp_path):
+    """A bad SNDS_SPARK_LOG_LEVEL failed the run at its Spark session, after it started, without its name."""
+    with pytest.raises(ValueError, match="SNDS_SPARK_LOG_LEVEL must be one of .*ERROR.*got 'bogus'"):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": "bogus"})
+    for level in ("warn", "INFO", ""):
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_SPARK_LOG_LEVEL": level})
+
+
+def test_demo_run_again_says_what_to_remove(tmp_path):
+    """The demo's delivery id is fixed: a second `snds demo` (or `make demo`) was told to "choose another delivery
+    id or overwrite it", which it cannot do."""
+    previous = tmp_path / "landing" / "2024-01-15"
+    previous.mkdir(parents=True)
+    (previous / "manifest.json").write_text("{}")
+    proc = _snds(["demo"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{previous} already holds a delivery" in lines[0], proc.stderr
+    assert f"remove that folder, or the demo's home {tmp_path}" in lines[0]
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "projects").exists()
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1", "http"])
+def test_ui_port_must_be_a_tcp_port(port, capsys, monkeypatch, tmp_path):
+    """`snds ui --port 70000` announced port 70000 and served on 4464 (70000 modulo 65536)."""
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", lambda *a: pytest.fail(f"dagster dev started with {a[1]}"))
+    with pytest.raises(SystemExit) as exc:
+        main(["ui", "--port", port])
+    assert exc.value.code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"argument --port: '{port}' is not a TCP port (1 to 65535)" in err and len(err.splitlines()) == 1
+    assert build_parser().parse_args(["ui", "--port", "3417"]).port == 3417
+
+
+@pytest.mark.parametrize("url", ["sc://h:1;token=SECRETTOK", "sc://:15002/;token=SECRETTOK", "http://h:15002/;token=SECRETTOK",
+                                 "sc://h:15002/x;token=SECRETTOK", "sc://h:15002/;token=SECRETTOK;SECRETTOK"])
+def test_a_bad_spark_remote_is_refused_without_its_token(tmp_path, url):
+    """Spark Connect's parser quoted the URL in its error ("Port could not be cast to integer value as
+    '1;token=…'"), which the CLI and the run's failure event then showed."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    with pytest.raises(Exception, match="."):
+        DefaultChannelBuilder(url).endpoint  # Spark itself refuses it
+    with pytest.raises(ValueError, match="SPARK_REMOTE is not a Spark Connect URL") as exc:
+        Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url})
+    assert "SECRETTOK" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url", ["sc://localhost", "sc://127.0.0.1:15002", "sc://h.azuredatabricks.net:443/;use_ssl=true;"
+                                 "token=dapi123;x-databricks-cluster-id=0123-abc"])
+def test_spark_connect_urls_are_accepted(tmp_path, url):
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    DefaultChannelBuilder(url).endpoint
+    assert Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url}).spark_remote == url
+
+
+@pytest.mark.parametrize("variable", ["SNDS_HOME", "DAGSTER_HOME"])
+def test_a_home_that_is_a_file_is_named(tmp_path, variable):
+    """It said "[Errno 17] File exists: '…'", naming neither the setting nor what to fix."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for folder in (afile, afile / "below"):
+        home = folder if variable == "SNDS_HOME" else tmp_path / "h"
+        proc = _snds(["report", "2024-01-15"], home, extra_env={variable: str(folder)})
+        assert proc.returncode == EXIT_ERROR
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
+
+
+def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch):
+    """`snds ui &` from a script inherits an ignored SIGINT through exec; `dagster dev` maps SIGTERM to its SIGINT
+    handler, so it ignored SIGTERM too (seen: still serving after kill -TERM)."""
+    import signal
+
+    class Exec(BaseException):
+        pass
+
+    seen = {}
+
+    def execvpe(*args):
+        seen["sigint"] = signal.getsignal(signal.SIGINT)
+        raise Exec
+
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", execvpe)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(Exec):
+            main(["ui", "--port", "3419"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen["sigint"] == signal.SIG_DFL
+
+
+def test_an_unreachable_instance_database_is_one_line(tmp_path):
+    """The production dagster.yaml with PostgreSQL down: Dagster's root-logger warnings ("Retrying failed database
+    connection", four lines each) went to stderr before the error line; they belong in the details log."""
+    from pathlib import Path
+
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(
+        (Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    from snds_assets_tests.reception_delivery import Delivery, csv_bytes
+
+    delivery = Delivery(tmp_path / "landing", "2024-01-15", {})
+    delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                        [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
+    delivery.write()
+    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "1",
+           "DAGSTER_PG_DB": "dagster", "DAGSTER_PG_USER": "dagster", "DAGSTER_PG_PASSWORD": "PGSECRET",
+           "DAGSTER_LOGS_STORAGE_ACCOUNT": "acct", "DAGSTER_LOGS_CONTAINER": "logs"}
+    proc = _snds(["ingest", "2024-01-15"], tmp_path, extra_env=env)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("snds: error:"), proc.stderr
+    assert "Retrying failed database connection" in (tmp_path / "logs" / "snds-error.log").read_text()
+    assert "PGSECRET" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("kind, target, text, damage", [
+    ("deliveries", "2024-01-15", "{bad", "JSONDecodeError"),
+    ("deliveries", "2024-01-16", '{"status": "accepted"}', "KeyError: 'delivery_id'"),
+    ("projects", "p1", "[1]", "AttributeError"),
+])
+def test_a_damaged_report_is_named(tmp_path, kind, target, text, damage):
+    """It said "Expecting property name enclosed in double quotes…" or "'delivery_id'", naming no file."""
+    report = tmp_path / "lake" / "reports" / kind / f"{target}.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(text)
+    proc = _snds(["report", target], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{report} is not a readable report ({damage}" in lines[0], proc.stderr
+    assert "details in" not in lines[0]

@@ -71,3 +71,21 @@ def test_json_events_one_object_per_line(capsys):
     assert all(e["run_id"] == result.run_id for e in events)
     assert all(e["partition"] == "2024-03-01" for e in events)
     assert any(e["asset"] == "a" and e["event"] == "STEP_START" for e in events)
+
+
+@asset
+def broken():
+    raise ValueError("SNDS_SPARK_LOG_LEVEL is not a level")
+
+
+def test_a_failed_step_is_told_by_its_cause(capsys):
+    """The CLI's error line and progress line name the user's exception, not Dagster's wrapper of it."""
+    from snds_assets.logs import _failure_message
+
+    defs = Definitions(assets=[broken], jobs=[define_asset_job("k")], loggers={"progress": progress_logger})
+    result = defs.resolve_job_def("k").execute_in_process(
+        run_config={"loggers": {"progress": {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert _failure_message(failure) == "ValueError: SNDS_SPARK_LOG_LEVEL is not a level"
+    assert "✗ broken: ValueError: SNDS_SPARK_LOG_LEVEL is not a level" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def generate(opts: GenerateOptions, progress: Progress | None = None) -> Generat
     truth_path = out / f"{opts.delivery_id}.defects.json"
     if delivery_dir.exists() and any(delivery_dir.iterdir()):
         if not opts.overwrite:
-            raise GenerateError(f"{delivery_dir} already exists: choose another delivery id or overwrite it")
+            raise GenerateError(f"{delivery_dir} already exists: choose another delivery id, or remove that folder")
         shutil.rmtree(delivery_dir)
     if truth_path.exists():
         truth_path.unlink()

@@ -45,7 +45,13 @@ def freshness_policy(table: Table) -> FreshnessPolicy:
     """DCIR arrives monthly, PMSI and referentials yearly; SNDS_FRESHNESS_DAYS_<PRODUCT> overrides."""
     product = table.product.split()[0].upper() if table.product else "OTHER"
     default = domain.DELIVERY_PERIOD_DAYS.get(product, domain.DELIVERY_PERIOD_DAYS["OTHER"])
-    days = int(os.environ.get(f"SNDS_FRESHNESS_DAYS_{product}", default))
+    variable = f"SNDS_FRESHNESS_DAYS_{product}"
+    text = os.environ.get(variable) or str(default)  # empty is unset, as for every other setting
+    # Checked here, where the code location loads: int() and Dagster's invariant named neither the variable nor
+    # what it takes.
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise ValueError(f"{variable} must be a whole number of days, at least 1, got {text!r}")
+    days = int(text)
     return FreshnessPolicy.time_window(fail_window=timedelta(days=days + days // 4), warn_window=timedelta(days=days))
 
 
