@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snds: interrupted", file=sys.stderr)
         code = EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of the output went away (`snds report X | head -1`): not a failure worth a traceback. Later
+        # writes, the final flush included, go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
         code = EXIT_ERROR
         message = f"snds: error: {_one_line(exc)}"

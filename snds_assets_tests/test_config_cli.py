@@ -159,6 +159,23 @@ def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     assert f"project p1: {status.upper()}, cohort of None persons" in proc.stdout
 
 
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
+    """`snds report p1 | head -1`: the pipe closed before the summary is written gave a traceback."""
+    import json
+
+    report = tmp_path / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"project_id": "p1", "status": "complete", "cohort": None, "tables": {}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNDS_", "DAGSTER_HOME"))}
+    env["SNDS_HOME"] = str(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "snds_assets.cli", "report", "p1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    proc.stdout.close()  # before the command has even imported its modules
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == EXIT_ERROR
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Broken pipe" not in stderr, stderr
+
+
 @pytest.mark.parametrize("target", ["../../../outside", "../projects/p", "P1 "])
 def test_report_takes_a_delivery_or_project_id_only(tmp_path, target):
     outside = tmp_path / "outside.json"
