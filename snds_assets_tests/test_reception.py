@@ -18,7 +18,7 @@ from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
     archive_family, archive_manifest, archive_table, archive_unknown, families_of, raw_fragment, unknown_tables,
 )
-from snds_assets.reception.manifest import Format, ManifestError
+from snds_assets.reception.manifest import Format, ManifestError, delivery_order
 from snds_assets.reception.report import (
     CHECK_KEYS, TABLE_KEYS, build_report, list_reports, load_fragment, load_report, save_fragment, table_status,
 )
@@ -573,6 +573,28 @@ def test_accepted_delivery_and_report_listing(settings, catalog):
         assert build_report(settings, catalog, manifest)["status"] == "accepted"
     assert [r["delivery_id"] for r in list_reports(settings)] == [DID, "2026-12-01"]
     assert load_report(settings, "2027-01-01") is None
+
+
+def test_same_day_deliveries_follow_their_suffix_numbers(settings, catalog):
+    """_10 comes after _9 (as strings it came first): the day's later full delivery is the current state."""
+    from snds_assets.curation.state import CurrentState
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    ids = ["2026-12-01_10", "2026-12-01_9", "2026-12-01", "2026-11-30_2"]
+    for did in ids:
+        d = Delivery(_landing(settings), did)
+        d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+        manifest, _ = _receive(settings, catalog, d)
+        save_fragment(settings, did, "IR_BEN_R", "curated", _curated(2))
+        assert build_report(settings, catalog, manifest)["status"] == "accepted"
+    assert [r["delivery_id"] for r in list_reports(settings)] == [
+        "2026-11-30_2", "2026-12-01", "2026-12-01_9", "2026-12-01_10"]
+    state = CurrentState(None, settings, catalog)
+    assert state.deliveries("IR_BEN_R") == ["2026-12-01_10"]  # IR_BEN_R is full by default
+    ninth = [p for p in state.parts("IR_BEN_R") if p.delivery_id == "2026-12-01_9"]
+    assert list(state.plan("IR_BEN_R", after=("2026-12-01_9", ninth))) == ["2026-12-01_10"]
+    assert sorted(["2026-12-01_b", "2026-12-01_a2", "2026-12-01_10", "2026-12-01_a10"], key=delivery_order) == [
+        "2026-12-01_10", "2026-12-01_a2", "2026-12-01_a10", "2026-12-01_b"]
 
 
 def test_report_listing_rereads_only_a_changed_report(settings, catalog, monkeypatch):

@@ -22,7 +22,7 @@ from ..config import Settings
 from ..lake import Lake
 from . import keys
 from .columns import family_columns
-from ..reception.manifest import Format
+from ..reception.manifest import Format, delivery_order
 from ..reception.report import ACCEPTED, list_reports
 from ..reception.storage import lake_exists, parquet_rows
 
@@ -88,7 +88,7 @@ class CurrentState:
         for year, ids in by_year.items():
             for delivery_id in ids:
                 kept.setdefault(delivery_id, set()).add(year)
-        return dict(sorted(kept.items()))
+        return dict(sorted(kept.items(), key=lambda item: delivery_order(item[0])))
 
     def deliveries(self, family: str) -> list[str]:
         """Delivery ids whose curated partitions make up the current state of ``family``."""
@@ -103,8 +103,9 @@ class CurrentState:
             return self.compose(self.parts(family, exclude_delivery))
         delivery_id, delivered = after
         others = self.parts(family, exclude_delivery=delivery_id)
-        return self.compose([p for p in others if p.delivery_id < delivery_id] + list(delivered)
-                            + [p for p in others if p.delivery_id > delivery_id])
+        at = delivery_order(delivery_id)
+        return self.compose([p for p in others if delivery_order(p.delivery_id) < at] + list(delivered)
+                            + [p for p in others if delivery_order(p.delivery_id) > at])
 
     def read(self, family: str, exclude_delivery: str | None = None,
              columns: list[str] | None = None) -> DataFrame | None:

@@ -12,6 +12,7 @@ from ..charts import bar_chart
 from ..checks import ERROR
 from ..config import Settings
 from ..lake import Lake
+from ..reception.manifest import delivery_order
 from . import storage
 from .request import ProjectRequest
 
@@ -89,7 +90,7 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
         failed += [f"{family}: {c['name']}" for c in checks if not c["passed"] and c["severity"] == ERROR]
     report["tables"] = tables
     report["rows_total"] = sum(t["rows"] for t in tables.values())
-    report["deliveries_used"] = sorted(deliveries)
+    report["deliveries_used"] = sorted(deliveries, key=delivery_order)
     complete = cohort_info is not None and all(t["status"] in ("extracted", "not delivered") for t in tables.values())
     report["status"] = "failed" if failed else ("complete" if complete else "incomplete")
     report["failed_checks"] = failed

@@ -82,6 +82,15 @@ def manifest_fingerprint(manifest: Manifest) -> str:
     return hashlib.sha256(manifest.to_json().encode()).hexdigest()[:16]
 
 
+def delivery_order(delivery_id: str) -> tuple:
+    """Sort key of delivery ids: by date, the day's first delivery (no suffix) before its suffixed ones, and the
+    suffixes' digit runs by value, so that ``_10`` comes after ``_9`` (as strings it came first, and an earlier
+    full delivery of the day would have replaced the later one)."""
+    day, _, suffix = delivery_id.partition("_")
+    runs = re.findall(r"[0-9]+|[^0-9]+", suffix)
+    return day, tuple((0, int(r), "") if r.isdigit() else (1, 0, r) for r in runs)
+
+
 def valid_delivery_id(value: str) -> bool:
     """YYYY-MM-DD[_suffix], ASCII digits, a real calendar date and nothing more: the id names a landing folder
     and a partition, so "2024-01-15\\n" or "2024-02-30" must be refused, not turned into a folder."""

@@ -32,7 +32,7 @@ from ..catalog import Catalog
 from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
 from ..config import Settings
 from ..lake import Lake, join
-from .manifest import DeliveredTable, Manifest, manifest_fingerprint
+from .manifest import DeliveredTable, Manifest, delivery_order, manifest_fingerprint
 from .storage import lake_file_versions, read_lake_bytes, remove_lake_file, write_lake_bytes
 
 STAGES = ("raw", "curated")
@@ -202,7 +202,7 @@ def list_reports(settings: Settings, cache: dict[str, tuple[str, dict]] | None =
     if cache is not None:
         for url in [u for u in cache if u not in versions]:
             del cache[url]
-    return sorted(reports, key=lambda r: r.get("delivery_id", ""))
+    return sorted(reports, key=lambda r: delivery_order(r.get("delivery_id") or ""))
 
 
 # --- The readable twin --------------------------------------------------------------------------------------
