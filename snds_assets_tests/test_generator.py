@@ -436,6 +436,20 @@ def test_deaths_agree_between_referentials_and_care_stops(clean):
         assert d == "1600-01-01" or r["EXE_SOI_DTD"] <= d
 
 
+def test_care_lines_end_before_death_release_and_processing(tmp_path, packaged_catalog):
+    """A line's care (nursing series included) ends by the death, before its flow is processed and released."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=3000, seed=4, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "ER_PRS_F"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    death = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in tables["IR_BEN_R"].dicts()}
+    rows = tables["ER_PRS_F"].dicts()
+    assert any(r["EXE_SOI_DTF"] > r["EXE_SOI_DTD"] for r in rows)  # nursing series last days
+    after_death = [r for r in rows if death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])] not in ("1600-01-01",)
+                   and r["EXE_SOI_DTF"] > death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]]
+    assert after_death == []
+    assert [r for r in rows if not r["EXE_SOI_DTF"] <= r["FLX_TRT_DTD"] < r["FLX_DIS_DTD"]] == []
+
+
 def test_long_term_illnesses(clean):
     _, tables = clean
     rows = tables["IR_IMB_R"].dicts()
