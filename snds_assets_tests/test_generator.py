@@ -450,6 +450,20 @@ def test_care_lines_end_before_death_release_and_processing(tmp_path, packaged_c
     assert [r for r in rows if not r["EXE_SOI_DTF"] <= r["FLX_TRT_DTD"] < r["FLX_DIS_DTD"]] == []
 
 
+def test_pmsi_entry_year_and_month_agree_with_the_entry_date(clean, packaged_catalog):
+    _, tables = clean
+    checked = 0
+    for t in tables.values():
+        if not {"ENT_DAT", "ENT_ANN", "ENT_MOI"} <= set(t.header):
+            continue
+        pattern = packaged_catalog[t.family].by_name["ENT_DAT"].format
+        for r in t.dicts():
+            entry = datetime.strptime(r["ENT_DAT"], pattern).date()
+            assert (int(r["ENT_ANN"]), int(r["ENT_MOI"])) == (entry.year, entry.month), (t.name, r)
+            checked += 1
+    assert checked
+
+
 def test_long_term_illnesses(clean):
     _, tables = clean
     rows = tables["IR_IMB_R"].dicts()
