@@ -464,6 +464,15 @@ def test_pmsi_entry_year_and_month_agree_with_the_entry_date(clean, packaged_cat
     assert checked
 
 
+def test_nobody_dies_before_birth_twins_included(tmp_path, packaged_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=5000, seed=5, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R"], start=date(2015, 1, 1), end=date(2023, 12, 31)))
+    rows = read_delivery(result.delivery_dir, packaged_catalog)["IR_BEN_R"].dicts()
+    dead = [r for r in rows if r["BEN_DCD_DTE"] != "1600-01-01" and r["BEN_NAI_ANN"] != "1600"]
+    assert any(r["BEN_RNG_GEM"] == "2" for r in dead)
+    assert [r for r in dead if r["BEN_DCD_DTE"][:7] < f"{r['BEN_NAI_ANN']}-{int(r['BEN_NAI_MOI']):02d}"] == []
+
+
 def test_long_term_illnesses(clean):
     _, tables = clean
     rows = tables["IR_IMB_R"].dicts()
