@@ -473,6 +473,16 @@ def test_nobody_dies_before_birth_twins_included(tmp_path, packaged_catalog):
     assert [r for r in dead if r["BEN_DCD_DTE"][:7] < f"{r['BEN_NAI_ANN']}-{int(r['BEN_NAI_MOI']):02d}"] == []
 
 
+def test_long_term_illnesses_start_by_the_death(tmp_path, packaged_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=3000, seed=3, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "IR_IMB_R"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    death = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in tables["IR_BEN_R"].dicts()}
+    rows = [(r, death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]) for r in tables["IR_IMB_R"].dicts()]
+    dead = [(r, d) for r, d in rows if d != "1600-01-01"]
+    assert dead and [r for r, d in dead if r["IMB_ALD_DTD"] > d] == []
+
+
 def test_long_term_illnesses(clean):
     _, tables = clean
     rows = tables["IR_IMB_R"].dicts()
