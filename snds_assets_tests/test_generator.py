@@ -436,6 +436,53 @@ def test_deaths_agree_between_referentials_and_care_stops(clean):
         assert d == "1600-01-01" or r["EXE_SOI_DTD"] <= d
 
 
+def test_care_lines_end_before_death_release_and_processing(tmp_path, packaged_catalog):
+    """A line's care (nursing series included) ends by the death, before its flow is processed and released."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=3000, seed=4, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "ER_PRS_F"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    death = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in tables["IR_BEN_R"].dicts()}
+    rows = tables["ER_PRS_F"].dicts()
+    assert any(r["EXE_SOI_DTF"] > r["EXE_SOI_DTD"] for r in rows)  # nursing series last days
+    after_death = [r for r in rows if death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])] not in ("1600-01-01",)
+                   and r["EXE_SOI_DTF"] > death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]]
+    assert after_death == []
+    assert [r for r in rows if not r["EXE_SOI_DTF"] <= r["FLX_TRT_DTD"] < r["FLX_DIS_DTD"]] == []
+
+
+def test_pmsi_entry_year_and_month_agree_with_the_entry_date(clean, packaged_catalog):
+    _, tables = clean
+    checked = 0
+    for t in tables.values():
+        if not {"ENT_DAT", "ENT_ANN", "ENT_MOI"} <= set(t.header):
+            continue
+        pattern = packaged_catalog[t.family].by_name["ENT_DAT"].format
+        for r in t.dicts():
+            entry = datetime.strptime(r["ENT_DAT"], pattern).date()
+            assert (int(r["ENT_ANN"]), int(r["ENT_MOI"])) == (entry.year, entry.month), (t.name, r)
+            checked += 1
+    assert checked
+
+
+def test_nobody_dies_before_birth_twins_included(tmp_path, packaged_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=5000, seed=5, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R"], start=date(2015, 1, 1), end=date(2023, 12, 31)))
+    rows = read_delivery(result.delivery_dir, packaged_catalog)["IR_BEN_R"].dicts()
+    dead = [r for r in rows if r["BEN_DCD_DTE"] != "1600-01-01" and r["BEN_NAI_ANN"] != "1600"]
+    assert any(r["BEN_RNG_GEM"] == "2" for r in dead)
+    assert [r for r in dead if r["BEN_DCD_DTE"][:7] < f"{r['BEN_NAI_ANN']}-{int(r['BEN_NAI_MOI']):02d}"] == []
+
+
+def test_long_term_illnesses_start_by_the_death(tmp_path, packaged_catalog):
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=3000, seed=3, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "IR_IMB_R"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    death = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in tables["IR_BEN_R"].dicts()}
+    rows = [(r, death[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]) for r in tables["IR_IMB_R"].dicts()]
+    dead = [(r, d) for r, d in rows if d != "1600-01-01"]
+    assert dead and [r for r, d in dead if r["IMB_ALD_DTD"] > d] == []
+
+
 def test_long_term_illnesses(clean):
     _, tables = clean
     rows = tables["IR_IMB_R"].dicts()

@@ -68,8 +68,7 @@ def care_lines(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
     dct = numbers % DCT_LIMIT + 1
     emt_ord = rng.integers(0, 1000, n_dct) + 1000 * (numbers // DCT_LIMIT)  # thousands carry DCT_ORD_NUM
     lag = rng.choice([0, 1, 2, 3, 6], n_dct, p=[0.78, 0.14, 0.04, 0.02, 0.02])
-    flow = np.minimum(month_starts_after(care, lag), eng.last_flow)
-    treated = flow - rng.integers(1, 20, n_dct)
+    back = rng.integers(1, 20, n_dct)  # days between the processing of the flow and its release
     emt_typ = _draw(eng.shared_choices(["FLX_EMT_TYP"], ["1", "2", "3", "5"]), rng, n_dct)
     emt_num = _draw(eng.shared_choices(["FLX_EMT_NUM"], [str(i) for i in range(1, 100)]), rng, n_dct)
     rem_typ = _draw(eng.shared_choices(["REM_TYP_AFF"], ["1", "1", "1", "1", "1", "1", "1", "1", "2", "3"]), rng, n_dct)
@@ -82,7 +81,11 @@ def care_lines(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
     line_owner = owner[line_dct]
     start = care[line_dct]
     stop = np.where(kind == KIND["nursing"], start + rng.integers(0, 15, n), start)
-    stop = np.minimum(stop, eng.end)
+    stop = np.minimum(stop, np.minimum(hi[line_owner], eng.end))  # no care after death
+    # A décompte is released (and processed) once all its care is done: nursing series end days later.
+    done = np.maximum.reduceat(stop, np.cumsum(sizes) - sizes) if n else np.zeros(0, np.int64)
+    flow = np.minimum(month_starts_after(done, lag), eng.last_flow)
+    treated = np.maximum(flow - back, done)
     info_only = rng.random(n) < 0.04
 
     block = Block(n, parent=line_owner)

@@ -36,8 +36,9 @@ def long_term_illnesses(eng, tp, ident: Block, rng: np.random.Generator, year) -
     block.set("IMB_ALD_NUM", [numbers.get(codes[i], 31) for i in chosen.tolist()])
     birth = np.asarray(ident.cols["_BIRTH"], dtype=np.int64)[idx]
     first = np.maximum(birth, date(2000, 1, 1).toordinal())
-    first = np.minimum(first, eng.end)
-    begin = first + (rng.random(m) * (eng.end - first + 1)).astype(np.int64)
+    last = np.minimum(np.asarray(ident.cols["_HI"], dtype=np.int64)[idx], eng.end)  # not after the death
+    first = np.minimum(first, last)
+    begin = first + (rng.random(m) * (last - first + 1)).astype(np.int64)
     ended = rng.random(m) < 0.35
     stop = begin + rng.integers(180, 3650, m)
     ended &= stop <= eng.end

@@ -130,6 +130,9 @@ class PeopleGenerator:
                 lo[j + 1] = lo[j]
                 if death[j + 1] < 0:
                     hi[j + 1] = c.end
+                else:  # drawn from the twin's own birth: not before the shared one
+                    death[j + 1] = max(int(death[j + 1]), int(lo[j]))
+                    hi[j + 1] = death[j + 1]
                 j += 2
             else:
                 j += 1

@@ -22,7 +22,8 @@ RATES = {"MCO": 0.045, "MCO outpatient": 0.06, "SSR": 0.006, "SSR outpatient": 0
 REPEATS = {"MCO": 0.35, "MCO outpatient": 1.0, "SSR": 0.1, "SSR outpatient": 1.0, "HAD": 0.1, "RIM-P": 0.3}
 STAY_ATTRS: tuple[str, ...] = (
     "NIR_ANO_17", "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET",
-    "COH_SEX_RET", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT", "SOR_ANN", "SOR_MOI", "ENT_AM", "SOR_AM",
+    "COH_SEX_RET", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT", "ENT_ANN", "ENT_MOI", "SOR_ANN", "SOR_MOI",
+    "ENT_AM", "SOR_AM",
     "EXE_SOI_AMD", "EXE_SOI_AMF", "SEJ_NBJ", "AGE_ANN", "AGE_JOU", "COD_SEX", "DGN_PAL", "DGN_REL", "GRG_GHM",
     "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
     "AGE_GES", "POI_NAI",
@@ -127,6 +128,8 @@ def stays(eng, field_: domain.PmsiField, year: int, people: People, rng: np.rand
     dis_d = [date.fromordinal(o) for o in discharge.tolist()]
     block.set("SOR_ANN", [str(d.year) for d in dis_d])
     block.set("SOR_MOI", [d.month for d in dis_d])
+    block.set("ENT_ANN", [str(d.year) for d in adm_d])  # HAD and RIM-P C tables: entry year and month
+    block.set("ENT_MOI", [d.month for d in adm_d])
     for column, days in (("ENT_AM", adm_d), ("EXE_SOI_AMD", adm_d), ("SOR_AM", dis_d), ("EXE_SOI_AMF", dis_d)):
         block.set(column, [f"{d.year:04d}{d.month:02d}" for d in days])
     block.set("SEJ_NBJ", los.tolist())
