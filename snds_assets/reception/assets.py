@@ -239,6 +239,7 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
             "files": sum(len(a.files) for a in archived),
             "bytes": sum(f.bytes for a in archived for f in a.files),
             "rows counted": sum(f.rows or 0 for a in archived for f in a.files),
+            "dagster/row_count": sum(f.rows or 0 for a in archived for f in a.files),
         },
         check_results=[asset_check_result(combine(rule, [c for a in archived for c in a.checks if c.name == rule]), key)
                        for rule in RAW_RULES],
