@@ -58,6 +58,7 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "domain": "Documented SNDS business rules (PMSI return codes, DPN_QLF, care dates...).",
     "rows_reconciled": "Rows read = rows curated + rows rejected: nothing read is lost.",
     "primary_key_state": "Keys already present in the current state of the family (earlier accepted deliveries).",
+    "delivery_accepted": "Every table of the delivery passed its ERROR checks; the failures are its rejected tables.",
 }
 
 

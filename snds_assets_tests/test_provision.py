@@ -708,3 +708,30 @@ def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
     first = dict(list_requests(settings))["p1"]
     (projects / "p1-ids.csv").write_text("BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,2\n")
     assert dict(list_requests(settings))["p1"] != first
+
+
+def test_cohort_materialisation_carries_the_dagster_row_count(tmp_path, monkeypatch):
+    """README: materialisations carry ``dagster/row_count``; the cohort's is its persons."""
+    from snds_assets.curation import state as state_mod
+    from snds_assets.provision import request as request_mod, run as run_mod
+    from snds_assets.provision.assets import COHORT_KEY, build_cohort_asset
+    from snds_assets.reception.assets import curated_key
+    from snds_assets.resources import load_catalog
+
+    class NoSpark:
+        def get_session(self):
+            return None
+
+    monkeypatch.setattr(request_mod, "load_request", lambda settings, catalog, project_id: project_id)
+    monkeypatch.setattr(state_mod, "CurrentState", lambda *args: None)
+    monkeypatch.setattr(run_mod, "run_cohort", lambda *args: {"project": "p", "persons": 7, "checks": []})
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("projects", ["p"])
+    result = materialize([build_cohort_asset(load_catalog(settings.schemas), curated_key)], partition_key="p",
+                         instance=instance, resources={"snds": SndsResource(home=str(tmp_path)), "spark": NoSpark()})
+    metadata = result.asset_materializations_for_node("projects__cohort")[0].metadata
+    assert metadata["dagster/row_count"].value == 7
+    assert {e.asset_check_key.name for e in result.get_asset_check_evaluations()} == {"unresolved_identifiers",
+                                                                                       "no_snds_pseudonym"}
+    assert all(e.asset_check_key.asset_key == COHORT_KEY for e in result.get_asset_check_evaluations())

@@ -935,3 +935,52 @@ def test_a_link_dropped_to_break_a_cycle_is_checked_against_this_runs_parent(tmp
         (evaluation,) = checks["foreign_key"]
         assert evaluation.passed == (orphans == 0) and evaluation.severity.value == severity
         assert evaluation.metadata["failures"].value == orphans and evaluation.metadata["evaluated"].value
+
+
+def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, catalog):
+    """The UI's delivery_accepted check names its own rule and explanation: a delivery rejected for a missing
+    file must not read 'Rows read = rows curated + rows rejected' (the rows_reconciled rule)."""
+    from dagster import AssetCheckKey, DagsterInstance, materialize
+
+    from snds_assets.reception.assets import REPORT_KEY, build_report_asset
+    from snds_assets.resources import SndsResource
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    d.write()  # never archived nor curated: the table is rejected
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", [DID])
+    result = materialize([build_report_asset(catalog)], partition_key=DID, instance=instance,
+                         resources={"snds": SndsResource(home=settings.home, schemas=settings.schemas)})
+    [evaluation] = [e for e in result.get_asset_check_evaluations()
+                    if e.asset_check_key == AssetCheckKey(REPORT_KEY, "delivery_accepted")]
+    assert evaluation.passed is False
+    assert evaluation.metadata["rule"].value == "delivery_accepted"
+    explanation = evaluation.metadata["explanation"].value
+    assert "rows curated" not in explanation and "ERROR checks" in explanation
+
+
+def test_raw_materialisation_carries_the_dagster_row_count(settings, catalog):
+    """README: materialisations carry ``dagster/row_count``; the raw table's is the rows counted in its files."""
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from snds_assets.reception.assets import build_reception_assets
+    from snds_assets.resources import SndsResource
+    from snds_assets.spark import SparkResource
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 3)))
+    d.write()
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", [DID])
+    key = AssetKey(["raw", "IR_BEN_R"])
+    result = materialize([build_reception_assets(catalog)], selection=[key], partition_key=DID, instance=instance,
+                         resources={"snds": SndsResource(home=settings.home, schemas=settings.schemas),
+                                    "spark": SparkResource()})
+    [materialization] = [m for m in result.get_asset_materialization_events()
+                         if m.asset_key == key]
+    metadata = materialization.materialization.metadata
+    assert metadata["dagster/row_count"].value == 3
+    assert metadata["delivery_id"].value == DID

@@ -92,7 +92,8 @@ def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
         request = load_request(settings, catalog, context.partition_key)
         result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
         return MaterializeResult(
-            metadata={k: v for k, v in result.items() if isinstance(v, (int, str, float))},
+            metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
+                      "dagster/row_count": int(result.get("persons", 0))},
             check_results=[asset_check_result(o, COHORT_KEY) for o in _outcomes(result, COHORT_CHECKS)],
         )
 

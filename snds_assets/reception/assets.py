@@ -239,6 +239,7 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
             "files": sum(len(a.files) for a in archived),
             "bytes": sum(f.bytes for a in archived for f in a.files),
             "rows counted": sum(f.rows or 0 for a in archived for f in a.files),
+            "dagster/row_count": sum(f.rows or 0 for a in archived for f in a.files),
         },
         check_results=[asset_check_result(combine(rule, [c for a in archived for c in a.checks if c.name == rule]), key)
                        for rule in RAW_RULES],
@@ -277,7 +278,7 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
         description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per table "
                     "status, row counts and every check. A delivery is accepted only when every table is.",
         check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY, partitions_def=deliveries,
-                                    description="Every table of the delivery passed its ERROR checks.")],
+                                    description=RULE_DESCRIPTIONS["delivery_accepted"])],
     )
     def reception_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
         from ..lake import Lake
@@ -291,7 +292,7 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
         tables = report["tables"]
         rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
         outcome = CheckOutcome(
-            "delivery_accepted", "rows_reconciled", ERROR, report["status"] == "accepted", failures=len(rejected),
+            "delivery_accepted", "delivery_accepted", ERROR, report["status"] == "accepted", failures=len(rejected),
             sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
         )
         lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
