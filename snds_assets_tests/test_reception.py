@@ -951,8 +951,9 @@ def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, c
     d.write()  # never archived nor curated: the table is rejected
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [DID])
-    result = materialize([build_report_asset(catalog)], partition_key=DID, instance=instance,
-                         resources={"snds": SndsResource(home=settings.home, schemas=settings.schemas)})
+    # Every folder given: a test before this one may have left SNDS_LANDING or SNDS_LAKE in the environment.
+    snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
+    result = materialize([build_report_asset(catalog)], partition_key=DID, instance=instance, resources={"snds": snds})
     [evaluation] = [e for e in result.get_asset_check_evaluations()
                     if e.asset_check_key == AssetCheckKey(REPORT_KEY, "delivery_accepted")]
     assert evaluation.passed is False
@@ -976,9 +977,9 @@ def test_raw_materialisation_carries_the_dagster_row_count(settings, catalog):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [DID])
     key = AssetKey(["raw", "IR_BEN_R"])
+    snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
     result = materialize([build_reception_assets(catalog)], selection=[key], partition_key=DID, instance=instance,
-                         resources={"snds": SndsResource(home=settings.home, schemas=settings.schemas),
-                                    "spark": SparkResource()})
+                         resources={"snds": snds, "spark": SparkResource()})
     [materialization] = [m for m in result.get_asset_materialization_events()
                          if m.asset_key == key]
     metadata = materialization.materialization.metadata
