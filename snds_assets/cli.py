@@ -161,11 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def details_log(home: str) -> Path:
+    """Where tracebacks and libraries' warnings go, so that stderr keeps one line."""
+    return Path(home) / "logs" / "snds-error.log"
+
+
 def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
     """Libraries' warnings through the root logger went to stderr through logging's last resort, several lines
     each (Dagster's "Retrying failed database connection" on an unreachable PostgreSQL): they go to the details
     log, so that stderr keeps the one-line message of SPEC §4."""
-    log = Path(settings.home) / "logs" / "snds-error.log"
+    log = details_log(settings.home)
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log, encoding="utf-8", delay=True)
     handler.setLevel(logging.WARNING)
@@ -190,8 +195,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _write_traceback(exc: BaseException) -> str | None:
     try:
-        home = Path(os.environ.get("SNDS_HOME", ".snds"))
-        log = home / "logs" / "snds-error.log"
+        log = details_log(os.environ.get("SNDS_HOME", ".snds"))
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a", encoding="utf-8") as fh:
             fh.write("".join(traceback.format_exception(exc)))

@@ -182,14 +182,12 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     try:
         report = load_report(settings, args.target)
         if report is not None:
-            summary = _delivery_summary(settings, report)
-            print(summary)
+            print(_delivery_summary(settings, report))
             return EXIT_OK if report["status"] == "accepted" else EXIT_REJECTED
         path = lake.project_report(args.target)
         project = _project_report(settings, args.target)
         if project is not None:
-            summary = _project_summary(settings, args.target, project)
-            print(summary)
+            print(_project_summary(settings, args.target, project))
             return _project_status(project)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
