@@ -117,7 +117,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .definitions import RECEPTION_JOB
     from .reception.assets import delivery_selection, describe_run, receptions_in_progress
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
-    from .reception.report import load_report
+    from .reception.report import load_report, previous_report_path
+    from .reception.storage import read_lake_bytes
     from .reception.storage import read_manifest
     from .resources import load_catalog
 
@@ -170,7 +171,8 @@ def _project_status(report: dict) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from .provision.request import PROJECT_ID
     from .reception.manifest import valid_delivery_id
-    from .reception.report import load_report
+    from .reception.report import load_report, previous_report_path
+    from .reception.storage import read_lake_bytes
 
     if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
         raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
@@ -193,6 +195,10 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
+    if valid_delivery_id(args.target) and read_lake_bytes(previous_report_path(settings, args.target)) is not None:
+        raise UsageError(f"delivery {args.target}: its reception started again and has not finished (still running, or "
+                         f"interrupted: then run snds ingest {args.target}); the earlier report, withdrawn meanwhile, "
+                         f"is {previous_report_path(settings, args.target)}")
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 
