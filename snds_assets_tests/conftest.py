@@ -39,6 +39,17 @@ def spark():
     yield session
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """`cli.prepare_environment` exports the settings to os.environ for Dagster's runs: a test that calls the CLI
+    in this process must not hand its SNDS_LANDING (say) to the tests after it."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture()
 def snds_env(tmp_path, monkeypatch):
     """An isolated SNDS_HOME (and Dagster instance) per test."""
