@@ -612,3 +612,24 @@ def test_defects_ground_truth_matches_the_files(defective, packaged_catalog, ref
                     found += sum(1 for r in rows if r[j] and not re.fullmatch(r"[\d\-./:T]+", r[j]))
             assert found == d["failures"], d
     assert len(expected) == len(truth["defects"])  # each (table, rule) carries one defect: counts are exact
+
+
+def test_ssr_weekly_summaries_fall_within_their_stay(tmp_path, packaged_catalog):
+    """T_SSRaaB: MOI_ANN_SOR_SEJ is the stay's discharge month, MOI_ANN the month of its RHS's week (were both
+    random, an SSR stay would be summarised in months it did not cover)."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=3000, seed=1, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "T_SSRaaB", "T_SSRaaC"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    pattern = packaged_catalog["T_SSRaaC"].by_name["SOR_DAT"].format
+    checked = later_weeks = 0
+    for year in ("22", "23"):
+        stays = {(r["ETA_NUM"], r["RHA_NUM"]): r for r in tables[f"T_SSR{year}C"].dicts()}
+        for r in tables[f"T_SSR{year}B"].dicts():
+            stay = stays[(r["ETA_NUM"], r["RHA_NUM"])]
+            entry = datetime.strptime(stay["ENT_DAT"], pattern).date()
+            exit_ = datetime.strptime(stay["SOR_DAT"], pattern).date()
+            assert r["MOI_ANN_SOR_SEJ"] == f"{exit_.year:04d}{exit_.month:02d}", (r, stay)
+            assert f"{entry.year:04d}{entry.month:02d}" <= r["MOI_ANN"] <= r["MOI_ANN_SOR_SEJ"], (r, stay)
+            later_weeks += r["MOI_ANN"] != f"{entry.year:04d}{entry.month:02d}"
+            checked += 1
+    assert checked and later_weeks

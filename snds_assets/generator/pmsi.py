@@ -23,7 +23,7 @@ REPEATS = {"MCO": 0.35, "MCO outpatient": 1.0, "SSR": 0.1, "SSR outpatient": 1.0
 STAY_ATTRS: tuple[str, ...] = (
     "NIR_ANO_17", "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET",
     "COH_SEX_RET", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT", "ENT_ANN", "ENT_MOI", "SOR_ANN", "SOR_MOI",
-    "ENT_AM", "SOR_AM",
+    "ENT_AM", "SOR_AM", "MOI_ANN_SOR_SEJ",
     "EXE_SOI_AMD", "EXE_SOI_AMF", "SEJ_NBJ", "AGE_ANN", "AGE_JOU", "COD_SEX", "DGN_PAL", "DGN_REL", "GRG_GHM",
     "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
     "AGE_GES", "POI_NAI",
@@ -130,7 +130,8 @@ def stays(eng, field_: domain.PmsiField, year: int, people: People, rng: np.rand
     block.set("SOR_MOI", [d.month for d in dis_d])
     block.set("ENT_ANN", [str(d.year) for d in adm_d])  # HAD and RIM-P C tables: entry year and month
     block.set("ENT_MOI", [d.month for d in adm_d])
-    for column, days in (("ENT_AM", adm_d), ("EXE_SOI_AMD", adm_d), ("SOR_AM", dis_d), ("EXE_SOI_AMF", dis_d)):
+    for column, days in (("ENT_AM", adm_d), ("EXE_SOI_AMD", adm_d), ("SOR_AM", dis_d), ("EXE_SOI_AMF", dis_d),
+                         ("MOI_ANN_SOR_SEJ", dis_d)):  # SSR: the month of discharge
         block.set(column, [f"{d.year:04d}{d.month:02d}" for d in days])
     block.set("SEJ_NBJ", los.tolist())
     birth = np.asarray(persons.cols["_BIRTH"], dtype=np.int64)[p]
@@ -204,3 +205,14 @@ def medical_units(eng, tp, block: Block, anchor, rng, year) -> None:
     if anchor is not None and "SEJ_NBJ" in anchor.cols and block.n:
         stay_days = np.asarray(anchor.cols["SEJ_NBJ"], dtype=np.int64)[block.parent]
         block.set("PAR_DUR_SEJ", stay_days.tolist())
+
+
+@enricher(r"T_SSRaaB")
+def weekly_summaries(eng, tp, block: Block, anchor, rng, year) -> None:
+    """An SSR stay's RHS are its weeks: MOI_ANN is the month of the RHS's week (from entry, within the stay)."""
+    if anchor is None or "ENT_DAT" not in anchor.cols or not block.n:
+        return
+    entry = np.asarray(anchor.cols["ENT_DAT"], dtype=np.int64)[block.parent]
+    exit_ = np.asarray(anchor.cols["SOR_DAT"], dtype=np.int64)[block.parent]
+    week = np.minimum(entry + 7 * (np.asarray(_within(block), dtype=np.int64) - 1), exit_)
+    block.set("MOI_ANN", [f"{d.year:04d}{d.month:02d}" for d in map(date.fromordinal, week.tolist())])
