@@ -117,8 +117,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .definitions import RECEPTION_JOB
     from .reception.assets import delivery_selection, describe_run, receptions_in_progress
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
-    from .reception.report import load_report, previous_report_path
-    from .reception.storage import read_lake_bytes
+    from .reception.report import load_report
     from .reception.storage import read_manifest
     from .resources import load_catalog
 
