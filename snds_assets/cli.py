@@ -16,6 +16,9 @@ from typing import NoReturn
 from .config import Settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+# The commands that run Spark: with SPARK_REMOTE set they first check that its server answers (a down server made
+# them wait about five minutes in silence). `snds ui` does not: the UI is useful while the server is down.
+SPARK_COMMANDS = ("ingest", "extract", "demo")
 
 
 class UsageError(Exception):
@@ -133,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_settings(args)
         prepare_environment(settings)
         stray = _stray_warnings_to_details_log(settings)
+        if settings.spark_remote and args.command in SPARK_COMMANDS:
+            from .spark import check_spark_connect
+
+            check_spark_connect(settings.spark_remote)  # before a delivery is generated or a run is launched
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
@@ -183,7 +190,7 @@ def _is_user_error(exc: BaseException) -> bool:
     from .catalog import CatalogError
     from .reception.manifest import ManifestError
 
-    names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound"}
+    names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound", "SparkConnectUnreachable"}
     return isinstance(exc, (UsageError, ManifestError, CatalogError, FileNotFoundError, ValueError)) or \
         type(exc).__name__ in names
 

@@ -40,12 +40,23 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
         tags={**tags, "snds/source": "cli"},
     )
     if not result.success:
-        failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
-        from .logs import _failure_message
-
-        detail = _failure_message(failures[0]) if failures else "the run failed"
-        raise RuntimeError(f"run {result.run_id} failed: {detail}")
+        raise run_error(result)
     return result
+
+
+def run_error(result) -> Exception:
+    """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
+    answering (after the command's own check) stays a user error, told without the class's module path."""
+    from .logs import _failure_message, failure_cause
+
+    failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
+    detail = _failure_message(failures[0]) if failures else "the run failed"
+    cause = failure_cause(failures[0]) if failures else None
+    if cause is not None and cause.cls_name == "SparkConnectUnreachable":
+        from .spark import SparkConnectUnreachable
+
+        return SparkConnectUnreachable(f"run {result.run_id} failed: {detail.partition(': ')[2] or detail}")
+    return RuntimeError(f"run {result.run_id} failed: {detail}")
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:

@@ -91,13 +91,20 @@ class ProgressFormatter(logging.Formatter):
 def _failure_message(event) -> str:
     """The user's exception under Dagster's wrappers, whose message (``dagster._core.errors.…: Error occurred
     while executing op …``) says nothing about what to fix."""
+    error = failure_cause(event)
+    return "failed" if error is None else " ".join(error.message.split())[:300]
+
+
+def failure_cause(event):
+    """The error info (class name, message) of the user's exception under Dagster's wrappers in a failure event,
+    or None when the event carries none."""
     try:
         error = event.event_specific_data.error
         while error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
-        return " ".join(error.message.split())[:300]
     except AttributeError:
-        return "failed"
+        return None
+    return error if hasattr(error, "message") else None
 
 
 class ProgressBar:

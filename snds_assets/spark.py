@@ -1,8 +1,12 @@
 """One Spark session per run: local by default, Spark Connect when SPARK_REMOTE is set."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import socket
+import time
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -11,6 +15,9 @@ from dagster import ConfigurableResource
 from pydantic import Field as PydanticField
 
 _LOG = logging.getLogger(__name__)
+# How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
+# in milliseconds, even across a WAN; without the probe, Spark Connect's client retried for about five minutes.
+PROBE_SECONDS = 5.0
 QUIET_LOG4J = Path(__file__).with_name("spark-log4j2.properties")
 # PySpark warns at import time that it does not test pandas 3 yet; nothing here goes through pandas.
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
@@ -42,6 +49,7 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
 
     settings = {**LOCAL_DEFAULTS, **(conf or {})}
     if remote:
+        check_spark_connect(remote)
         builder = SparkSession.builder.remote(remote).appName(app_name)
         session = builder.getOrCreate()
         for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
@@ -58,6 +66,114 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
     session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL") or "ERROR")
     answer_promptly(session)
     return session
+
+
+class SparkConnectUnreachable(ConnectionError):
+    """Nothing answers at the Spark Connect server's address: a mistake the operator fixes (start the server, or
+    correct SPARK_REMOTE), told in one line (exit status 2 on the command line)."""
+
+
+def check_spark_connect(url: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail at once, in one line, when no Spark Connect server answers at ``url``: Spark Connect's client retries
+    an unanswered connection with backoff for about five minutes, without a word, before failing.
+
+    The probe opens and closes a TCP connection to the address the client dials (Spark's own parser: port 15002
+    when the URL gives none), or to the HTTP CONNECT proxy gRPC would go through (see ``_grpc_proxy``); a TLS URL
+    (``use_ssl=true``) connects over TCP first too. A server that is up answers it in milliseconds: nothing else
+    changes for it. Nothing is sent, so a server that accepts connections but is not Spark Connect still passes.
+
+    The message shows the host and port, never the URL: its parameters (after ``/;``) may hold a token, and a
+    user-info part (``user:password@``, which Spark ignores) a password. The host and port are an address, not a
+    credential (every machine on the path sees them, and they give no access without the token), and they are
+    exactly what the operator must check; the message could not say what to fix without them. Likewise only the
+    host and port of a proxy's URL are shown, never its user-info."""
+    host, port = spark_connect_address(url)
+    target = _host_port(host, port)
+    proxy = _grpc_proxy(host)
+    if proxy:
+        dial_host, dial_port, variable = proxy
+        through = f"the proxy {{}} of {variable}, through which gRPC reaches {target},"
+        unknown = f"{through.format('host ' + dial_host)} cannot be resolved ({{}}); is {variable} right?"
+        silent = (f"{through.format(_host_port(dial_host, dial_port))} does not answer ({{}}); is the proxy up, or "
+                  f"should {host} be listed in no_grpc_proxy or no_proxy?")
+    else:
+        dial_host, dial_port = host, port
+        unknown = f"the host {host} of the Spark Connect server cannot be resolved ({{}}); is its name right?"
+        silent = f"no Spark Connect server answers at {target} ({{}}); is the server started, and is that its address?"
+    try:
+        addresses = socket.getaddrinfo(dial_host, dial_port, type=socket.SOCK_STREAM)
+    except OSError as exc:  # socket.gaierror: the name is unknown, or no resolver answers
+        raise SparkConnectUnreachable("SPARK_REMOTE: " + unknown.format(exc.strerror or exc)) from None
+    deadline = time.monotonic() + timeout
+    problem: Optional[OSError] = None
+    for family, kind, proto, _, address in addresses:  # an address each, as gRPC does, within one deadline
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+            return
+        except OSError as exc:  # refused, timed out, no route to the host, network unreachable...
+            problem = exc
+    if problem is None or (isinstance(problem, TimeoutError) and not problem.errno):
+        reason = f"no answer within {timeout:g} s"
+    else:
+        reason = (problem.strerror or str(problem)).lower()
+    raise SparkConnectUnreachable("SPARK_REMOTE: " + silent.format(reason)) from None
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def spark_connect_address(url: str) -> tuple[str, int]:
+    """The host (without IPv6 brackets) and port that Spark Connect's client dials for ``url``, by its own parser
+    (port 15002 when none is given). The URL is checked first: Spark's parser quotes it, token included, in its
+    errors."""
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    from .config import check_spark_remote
+
+    check_spark_remote(url)
+    host, _, port = DefaultChannelBuilder(url).endpoint.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _grpc_proxy(host: str) -> Optional[tuple[str, int, str]]:
+    """The HTTP CONNECT proxy that gRPC (its C core, which the Spark Connect client uses) goes through to reach
+    ``host``, as (proxy host, proxy port, variable), or None when it connects directly. gRPC's rules: the first of
+    ``grpc_proxy``, ``https_proxy``, ``http_proxy`` that is set (lower case only; an empty value means no proxy)
+    and an ``http://`` URL; ``no_grpc_proxy``, else ``no_proxy``, lists host name suffixes and CIDR ranges that
+    are reached directly; a proxy without a port is dialled on 443."""
+    name = next((var for var in ("grpc_proxy", "https_proxy", "http_proxy") if var in os.environ), None)
+    if name is None or not os.environ[name]:
+        return None
+    proxy = urllib.parse.urlsplit(os.environ[name])
+    try:
+        proxy_port = proxy.port or 443
+    except ValueError:  # gRPC cannot parse it either, and connects directly
+        return None
+    if proxy.scheme != "http" or not proxy.hostname:
+        return None
+    direct = os.environ.get("no_grpc_proxy", os.environ.get("no_proxy"))
+    if direct is not None and any(_reached_directly(host, entry.strip()) for entry in direct.split(",") if entry):
+        return None
+    return proxy.hostname, proxy_port, name
+
+
+def _reached_directly(host: str, entry: str) -> bool:
+    """gRPC's match of a no_proxy entry: the host name ends with it (case aside), or the host is an address in
+    the entry's CIDR range."""
+    if host.lower().endswith(entry.lower()):
+        return True
+    if "/" not in entry:
+        return False
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
 
 
 def answer_promptly(session) -> None:

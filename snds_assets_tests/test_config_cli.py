@@ -397,3 +397,118 @@ def test_a_damaged_report_is_named(tmp_path, kind, target, text, damage):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"{report} is not a readable report ({damage}" in lines[0], proc.stderr
     assert "details in" not in lines[0]
+
+
+@pytest.mark.parametrize("url, address", [("sc://spark.internal", ("spark.internal", 15002)),
+                                          ("sc://10.0.0.5:443/;use_ssl=true;token=SECRETTOK", ("10.0.0.5", 443)),
+                                          ("sc://[::1]:7/;token=SECRETTOK", ("::1", 7))])
+def test_the_probed_address_is_the_one_spark_connect_dials(url, address):
+    """Spark Connect's own parser: port 15002 when the URL gives none, IPv6 brackets taken off."""
+    from snds_assets.spark import spark_connect_address
+
+    assert spark_connect_address(url) == address
+
+
+def _no_proxy(monkeypatch):
+    for var in ("grpc_proxy", "https_proxy", "http_proxy", "no_grpc_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_a_listening_server_passes_the_probe(monkeypatch):
+    import socket
+
+    from snds_assets.spark import check_spark_connect
+
+    _no_proxy(monkeypatch)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_spark_connect(f"sc://127.0.0.1:{server.getsockname()[1]}/;token=SECRETTOK")
+
+
+def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
+    """A host that drops packets: a listening socket whose accept queue is full drops new connections' SYNs."""
+    import socket
+    import time
+
+    from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
+
+    _no_proxy(monkeypatch)
+    with socket.socket() as server, socket.socket() as queued:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        queued.connect(("127.0.0.1", port))  # fills the queue: never accepted
+        started = time.monotonic()
+        with pytest.raises(SparkConnectUnreachable) as exc:
+            check_spark_connect(f"sc://127.0.0.1:{port}/;token=SECRETTOK", timeout=1)
+        assert time.monotonic() - started < 5
+    assert str(exc.value) == (f"SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (no answer within "
+                              "1 s); is the server started, and is that its address?")
+
+
+def test_an_unknown_host_is_named(monkeypatch):
+    from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
+
+    _no_proxy(monkeypatch)
+    with pytest.raises(SparkConnectUnreachable, match=r"^SPARK_REMOTE: the host no-such-host\.invalid of the Spark "
+                       r"Connect server cannot be resolved \(.+\); is its name right\?$") as exc:
+        check_spark_connect("sc://no-such-host.invalid:15002/;token=SECRETTOK")
+    assert "SECRETTOK" not in str(exc.value)
+
+
+def test_the_probe_goes_through_grpc_s_proxy(monkeypatch):
+    """gRPC dials the HTTP CONNECT proxy of grpc_proxy / https_proxy / http_proxy unless no_grpc_proxy / no_proxy
+    lists the host: the probe dials what gRPC dials, and shows the proxy's host and port only."""
+    import socket
+
+    from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
+
+    _no_proxy(monkeypatch)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        up = server.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = closed.getsockname()[1]
+        monkeypatch.setenv("https_proxy", f"http://user:PROXYSECRET@127.0.0.1:{down}")
+        with pytest.raises(SparkConnectUnreachable) as exc:
+            check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")
+        assert str(exc.value) == (f"SPARK_REMOTE: the proxy 127.0.0.1:{down} of https_proxy, through which gRPC "
+                                  f"reaches 127.0.0.1:{up}, does not answer (connection refused); is the proxy up, "
+                                  "or should 127.0.0.1 be listed in no_grpc_proxy or no_proxy?")
+        for bypass in ("localhost,127.0.0.1", "127.0.0.0/8", " .0.0.1"):
+            monkeypatch.setenv("no_proxy", bypass)
+            check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")  # direct, to the listening server
+        monkeypatch.setenv("no_grpc_proxy", "")  # set, even empty: no_proxy is not read
+        with pytest.raises(SparkConnectUnreachable, match="the proxy"):
+            check_spark_connect(f"sc://127.0.0.1:{up}")
+        monkeypatch.setenv("grpc_proxy", "")  # the first one set wins, and empty means no proxy
+        check_spark_connect(f"sc://127.0.0.1:{up}")
+        monkeypatch.setenv("grpc_proxy", f"http://127.0.0.1:{up}")  # the proxy answers: what it reaches is its own
+        check_spark_connect(f"sc://127.0.0.1:{down}")
+
+
+def test_ui_starts_when_the_spark_connect_server_does_not_answer(tmp_path, monkeypatch):
+    """The UI is useful without Spark (reports, checks, run history): only ingest, extract and demo check."""
+    import socket
+
+    class Exec(BaseException):
+        pass
+
+    def execvpe(*args):
+        raise Exec
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(os, "execvpe", execvpe)
+    saved = dict(os.environ)  # main exports the settings to os.environ for Dagster
+    try:
+        os.environ.update({"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": f"sc://127.0.0.1:{port}"})
+        with pytest.raises(Exec):
+            main(["ui", "--port", "3421"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

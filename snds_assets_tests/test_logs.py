@@ -89,3 +89,27 @@ def test_a_failed_step_is_told_by_its_cause(capsys):
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert _failure_message(failure) == "ValueError: SNDS_SPARK_LOG_LEVEL is not a level"
     assert "✗ broken: ValueError: SNDS_SPARK_LOG_LEVEL is not a level" in capsys.readouterr().err
+
+
+def test_a_run_whose_spark_connect_server_went_away_is_a_one_line_user_error():
+    """The command checks the server before its run; were it to stop answering by the time the run's session is
+    built, the command's error is still the probe's line (a user error: no traceback in the details log), not
+    "snds_assets.spark.SparkConnectUnreachable: …"; any other failure stays an unexpected one."""
+    from snds_assets.cli import _is_user_error
+    from snds_assets.commands import run_error
+    from snds_assets.spark import SparkConnectUnreachable
+
+    line = "SPARK_REMOTE: no Spark Connect server answers at h:15002 (connection refused); is the server started?"
+
+    @asset
+    def unreachable():
+        raise SparkConnectUnreachable(line)
+
+    defs = Definitions(assets=[unreachable, broken], jobs=[define_asset_job("u", selection=["unreachable"]),
+                                                           define_asset_job("b", selection=["broken"])])
+    for job, kind, message, user in (("u", SparkConnectUnreachable, line, True),
+                                     ("b", RuntimeError, "ValueError: SNDS_SPARK_LOG_LEVEL is not a level", False)):
+        run = defs.resolve_job_def(job).execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+        error = run_error(run)
+        assert type(error) is kind and str(error) == f"run {run.run_id} failed: {message}"
+        assert _is_user_error(error) is user

@@ -9,12 +9,92 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
-from .services import DELIVERY_ID, clean_environment, curated_summary, load_report, snds
+from .services import DELIVERY_ID, clean_environment, curated_summary, free_port, load_report, snds
 
 NO_LOCAL_JAVA = {"JAVA_HOME": "/nonexistent"}
+# A Databricks-style URL holds a token: it must never be printed or logged, whatever fails.
+TOKEN = "SECRETTOK"
+
+
+def silent_remote() -> tuple[str, int]:
+    """A Spark Connect URL (with a token) whose port on 127.0.0.1 nobody listens on: connections are refused."""
+    port = free_port()
+    return f"sc://127.0.0.1:{port}/;token={TOKEN}", port
+
+
+@pytest.mark.parametrize("argv", [["ingest", "2024-01-15"], ["extract", "p1"], ["demo"]])
+def test_commands_say_at_once_that_no_server_answers(tmp_path, argv):
+    """With nothing listening at SPARK_REMOTE, `snds ingest` launched its run and waited about five minutes in
+    silence (the Spark Connect client's retries) before failing; `snds demo` generated its delivery first. Now,
+    before anything else: exit 2 within seconds, one line naming SPARK_REMOTE and the address, never the token,
+    nothing written and no run launched."""
+    from .reception_delivery import Delivery, csv_bytes
+
+    home = tmp_path / "home"
+    if argv[0] == "ingest":
+        delivery = Delivery(home / "landing", "2024-01-15", {})
+        delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                            [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
+        delivery.write()
+    url, port = silent_remote()
+    started = time.monotonic()
+    proc = snds(home, *argv, timeout=60, SPARK_REMOTE=url, **NO_LOCAL_JAVA)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (connection "
+                     "refused); is the server started, and is that its address?"], proc.stderr
+    assert elapsed < 60 and proc.stdout == ""
+    details = home / "logs" / "snds-error.log"
+    assert TOKEN not in proc.stdout + proc.stderr + (details.read_text() if details.exists() else "")
+    assert not (home / "lake").exists() and not (home / "dagster" / "storage").exists()
+    if argv[0] == "demo":
+        assert not (home / "landing").exists()
+
+
+def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
+    """spark.build_session(remote=...) and a run's Spark resource (a run started from the UI) raise the one-line
+    error within seconds, token left out; the run's failure event carries it as its cause."""
+    url, port = silent_remote()
+    script = textwrap.dedent("""
+        import time
+        from dagster import DagsterInstance, asset, materialize
+        from snds_assets.logs import _failure_message
+        from snds_assets.spark import SparkResource, build_session
+
+        started = time.monotonic()
+        try:
+            build_session(remote=__import__("os").environ["SPARK_REMOTE"])
+        except Exception as exc:
+            print(type(exc).__name__, "|", exc, "|", round(time.monotonic() - started, 1))
+
+        @asset
+        def needs_spark(spark: SparkResource):
+            spark.get_session()
+
+        started = time.monotonic()
+        result = materialize([needs_spark], resources={"spark": SparkResource()}, raise_on_error=False,
+                             instance=DagsterInstance.ephemeral())
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        print(_failure_message(failure), "|", round(time.monotonic() - started, 1))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=clean_environment(tmp_path / "home", SPARK_REMOTE=url, **NO_LOCAL_JAVA))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = (f"SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (connection refused); is the server "
+            "started, and is that its address?")
+    session, run = proc.stdout.strip().splitlines()[-2:]
+    kind, message, seconds = session.split(" | ")
+    assert (kind, message) == ("SparkConnectUnreachable", line)
+    assert float(seconds) < 10
+    message, seconds = run.split(" | ")
+    assert message == f"snds_assets.spark.SparkConnectUnreachable: {line}"
+    assert float(seconds) < 30
+    assert TOKEN not in proc.stdout + proc.stderr
 
 
 def test_sessions_come_from_the_server(spark_connect, tmp_path):
