@@ -652,6 +652,35 @@ def test_recuration_replaces_the_partition(spark, settings, catalog):
     assert not Path(lake.rejects("IR_IMB_R", "2024-03-01")).exists()
 
 
+def test_recuration_withdraws_the_delivery_report_until_the_next_one(spark, settings, catalog):
+    """A reception of an accepted delivery killed half-way, or one family curated again from the UI: the families
+    published anew must not count under the earlier verdict. From the first one published until the next report,
+    the delivery counts for nothing; the earlier report is kept aside, and `snds report` says where."""
+    from snds_assets.cli import UsageError
+    from snds_assets.commands import cmd_report
+    from snds_assets.reception.report import previous_report_path
+
+    state = CurrentState(spark, settings, catalog)
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    d.curate(spark, "IR_BEN_R", state)
+    d.accept()
+    report = Path(Lake(settings.lake).delivery_report("2024-03-01"))
+    earlier = report.read_text()
+    report.with_suffix(".html").write_text("<html>earlier</html>")
+    assert [p.delivery_id for p in state.parts("IR_BEN_R")] == ["2024-03-01"]
+
+    d.curate(spark, "IR_BEN_R", state)
+    assert not report.exists() and not report.with_suffix(".html").exists()
+    assert state.parts("IR_BEN_R") == []
+    assert Path(previous_report_path(settings, "2024-03-01")).read_text() == earlier
+    assert Path(previous_report_path(settings, "2024-03-01", "html")).read_text() == "<html>earlier</html>"
+    args = type("Args", (), {"target": "2024-03-01"})()
+    with pytest.raises(UsageError, match="reception started again and has not finished .* run snds ingest 2024-03-01"):
+        cmd_report(settings, args, "text")
+    d.accept()  # the next report
+    assert [p.delivery_id for p in state.parts("IR_BEN_R")] == ["2024-03-01"]
+
+
 # --- current state ---------------------------------------------------------------------------------------------
 def test_current_state_incremental_then_full(spark, settings, catalog):
     state = CurrentState(spark, settings, catalog)

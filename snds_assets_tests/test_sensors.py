@@ -158,41 +158,6 @@ def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env)
     assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries").run_requests] == ["2026-11-15"]
 
 
-def test_a_reception_started_again_withdraws_the_earlier_report_until_it_ends(cli_env):
-    """A re-reception killed half-way must not leave the families it published counting under the earlier verdict:
-    from its first step until its report, the delivery counts for nothing, and the earlier report is kept aside."""
-    from snds_assets.cli import UsageError
-    from snds_assets.commands import _run, cmd_report
-    from snds_assets.curation.state import CurrentState
-    from snds_assets.lake import Lake
-    from snds_assets.reception.assets import DELIVERY_KEY, REPORT_KEY
-    from snds_assets.reception.report import previous_report_path
-
-    settings, defs, instance = cli_env
-    _write_delivery(Path(settings.landing), "2026-11-15")
-    report = Path(Lake(settings.lake).delivery_report("2026-11-15"))
-    report.parent.mkdir(parents=True)
-    earlier = json.dumps({"delivery_id": "2026-11-15", "status": "accepted",
-                          "tables": {"ER_PRS_F": {"family": "ER_PRS_F", "status": "accepted", "mode": "incremental"}}})
-    report.write_text(earlier)
-    report.with_suffix(".html").write_text("<html>earlier</html>")
-    state = CurrentState(None, settings, defs.resources["snds"].catalog())
-    assert [p.delivery_id for p in state.parts("ER_PRS_F")] == ["2026-11-15"]
-
-    _run(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY], "text", {})  # stopped after its first step
-    assert not report.exists() and not report.with_suffix(".html").exists()
-    assert state.parts("ER_PRS_F") == []
-    assert Path(previous_report_path(settings, "2026-11-15")).read_text() == earlier
-    assert Path(previous_report_path(settings, "2026-11-15", "html")).read_text() == "<html>earlier</html>"
-    args = type("Args", (), {"target": "2026-11-15"})()
-    with pytest.raises(UsageError, match="reception started again and has not finished .* run snds ingest 2026-11-15"):
-        cmd_report(settings, args, "text")
-
-    _run(settings, "reception", "deliveries", "2026-11-15", [REPORT_KEY], "text", {})
-    assert json.loads(report.read_text())["delivery_id"] == "2026-11-15"  # this reception's verdict, now
-    assert Path(previous_report_path(settings, "2026-11-15")).read_text() == earlier
-
-
 @pytest.mark.parametrize("source", ["cli", "sensor"])
 def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source):
     """A queued or running reception of the delivery (`snds ingest` while the UI is up): no second run alongside,

@@ -25,8 +25,9 @@ How the work is laid out, to read each delivered CSV as few times as possible:
    nomenclatures. A link to a parent of this delivery that is curated *after* the family (the edge curation
    order drops to break a cycle, T_MCOaaC -> T_MCOaaB) is left pending: ``check_deferred_links`` anti-joins it
    once the run has curated that parent, so that it is never checked against an earlier run's partition.
-4. Both partitions are **published by rename** once everything succeeded (see ``publish``), then each delivered
-   table's verdict is saved as the ``curated`` fragment of the reception report.
+4. Both partitions are **published by rename** once everything succeeded (see ``publish``), the delivery's earlier
+   report withdrawn first (``report.withdraw_report``), then each delivered table's verdict is saved as the
+   ``curated`` fragment of the reception report.
 
 Every delivered table gets exactly the checks of ``checks.CURATED_CHECKS``, evaluated or not (with the reason).
 """
@@ -50,7 +51,7 @@ from ..config import Settings
 from ..lake import Lake, join
 from ..reception.archive import ArchivedFile, ArchivedTable, families_of
 from ..reception.manifest import Format, Manifest
-from ..reception.report import save_fragment
+from ..reception.report import save_fragment, withdraw_report
 from . import keys
 from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns, sql_name
 from ..reception.storage import lake_exists, remove_lake_tree
@@ -456,6 +457,7 @@ class _Run:
             self._rule_details(curated)
             results = [self._result(t, key_checks) for t in self.tables]
             delivery_id = self.manifest.delivery_id
+            withdraw_report(self.settings, delivery_id)  # its verdict was on the data about to be replaced
             publish(curated_path, self.lake.curated(self.table.name, delivery_id))
             publish(rejects_path if has_rejects else None, self.lake.rejects(self.table.name, delivery_id))
             self.state.invalidate(self.table.name)

@@ -79,15 +79,12 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from .archive import archive_manifest, archive_unknown, raw_fragment
-    from .report import forget_received, save_fragment, withdraw_report
+    from .report import forget_received, save_fragment
     from .storage import read_manifest
 
     settings = snds.settings()
     manifest = read_manifest(settings.landing, context.partition_key)
     forget_received(settings, manifest.delivery_id)
-    if withdraw_report(settings, manifest.delivery_id):
-        context.log.info(f"{manifest.delivery_id}: its earlier report is withdrawn until this reception's is written "
-                         "(the delivery does not count in the current state meanwhile)")
     archive_manifest(settings, manifest.delivery_id)
     for item in archive_unknown(settings, snds.catalog(), manifest):
         context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")

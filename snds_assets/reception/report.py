@@ -15,10 +15,11 @@ Once the report is written, ``_parts/<ID>/_received.json`` records the fingerpri
 delivery step removes it when a reception starts over. The sensor reads it to tell a delivery already received
 (by `snds ingest`, say) from a new or changed one.
 
-A reception that starts over also withdraws the delivery's earlier report to ``_parts/<ID>/_previous.json`` (and
-``.html``): the current state counts accepted reports only, so until the new report is written the delivery counts
-for nothing, rather than its families published so far counting under a verdict on other data (a run killed
-half-way would otherwise leave them so).
+A curation that publishes a family of an already reported delivery first withdraws that report to
+``_parts/<ID>/_previous.json`` (and ``.html``): the current state counts accepted reports only, so until the next
+report is written the delivery counts for nothing, rather than its families published so far counting under a
+verdict on other data (a reception killed half-way, or one family materialised again from the UI, would otherwise
+leave them so).
 
 The JSON report (``<lake>/reports/deliveries/<ID>.json``) is exactly SPEC §6; the HTML twin beside it is the
 self-contained page an operator sends back to CNAM (no script, no external asset).
@@ -103,7 +104,7 @@ def previous_report_path(settings: Settings, delivery_id: str, suffix: str = "js
 
 
 def withdraw_report(settings: Settings, delivery_id: str) -> bool:
-    """Move the delivery's report aside as its reception starts over (see the module docstring); kept, not
+    """Move the delivery's report aside before its curated data change (see the module docstring); kept, not
     deleted, for the operator who wants the earlier verdict. True when there was one."""
     lake = Lake(settings.lake)
     withdrawn = False
