@@ -178,6 +178,40 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
     }
 
 
+# The account a URL names: abfss://<container>@<account>.dfs.core.windows.net/... (or .blob., or az://...@...).
+_URL_ACCOUNT = re.compile(r"^(?:abfss?|az)://[^@/]+@(?P<account>[^./]+)\.(?:dfs|blob)\.", re.IGNORECASE)
+
+
+def url_account(url: str) -> Optional[str]:
+    """The storage account named in an Azure URL (None for ``az://<container>/...``, which names none)."""
+    match = _URL_ACCOUNT.match(url.strip())
+    return match["account"] if match else None
+
+
+def foreign_credentials(account: str, env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Why adlfs would reach ``account`` with another account's credentials (None when it would not).
+
+    adlfs uses ``AZURE_STORAGE_CONNECTION_STRING`` for every URL whatever account the URL names: a lake on
+    another account than the landing zone's connection string was written, silently, to a container of the same
+    name on the landing's account. An account key or SAS token (made for ``AZURE_STORAGE_ACCOUNT_NAME``) is sent
+    to the URL's account and refused there. The message names variables and accounts, never a value."""
+    env = os.environ if env is None else env
+    fix = ("use one storage account for the landing zone and the lake, or an Azure identity (managed identity, "
+           "or AZURE_STORAGE_CLIENT_ID/_CLIENT_SECRET/_TENANT_ID) with AZURE_STORAGE_ACCOUNT_NAME for the landing zone")
+    if env.get("AZURE_STORAGE_CONNECTION_STRING"):
+        other = _connection_account(parse_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]))
+        if other != account:
+            owner = f"account {other}" if other else "another account"
+            return f"AZURE_STORAGE_CONNECTION_STRING is for {owner}, and adlfs would use it here too; {fix}"
+        return None
+    named = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    secret = _first(env, "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN")
+    if secret and named and named != account:
+        which = "AZURE_STORAGE_ACCOUNT_KEY" if env.get("AZURE_STORAGE_ACCOUNT_KEY") else "AZURE_STORAGE_SAS_TOKEN"
+        return f"{which} is for account {named} (AZURE_STORAGE_ACCOUNT_NAME), and adlfs would send it here; {fix}"
+    return None
+
+
 _REQUIRED_VARIABLES = {
     "oauth": "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID (or their AZURE_STORAGE_ forms)",
     "sas": "AZURE_STORAGE_SAS_TOKEN (or a connection string with SharedAccessSignature for this account)",

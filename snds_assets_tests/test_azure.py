@@ -18,11 +18,11 @@ from snds_assets.azure import AbfssLocation, abfs_conf, is_secret_setting, lake_
 from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.reception.archive import archive_family, archive_manifest
-from snds_assets.reception.storage import (lake_file_versions, list_deliveries, parquet_rows, read_manifest,
-                                           write_lake_bytes)
+from snds_assets.reception.storage import (StorageError, filesystem, lake_file_versions, list_deliveries,
+                                           parquet_rows, read_manifest, write_lake_bytes)
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
-from .services import DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
+from .services import AZURITE_KEY, DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
 
 LAKE = "abfss://lake@snds.dfs.core.windows.net/prod"
 HOST = "snds.dfs.core.windows.net"
@@ -318,6 +318,30 @@ def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     present = table.check("file_present")
     assert not present.passed and present.failures == 1 and present.sample[0]["path"] == "IR_BEN_R/part-2.csv"
     assert table.check("checksum").passed and table.check("row_count").passed
+
+
+def test_a_lake_on_another_account_never_gets_the_landing_credentials(az_env, monkeypatch):
+    """adlfs uses AZURE_STORAGE_CONNECTION_STRING for every URL, whatever account it names: a lake on another
+    account was written to the landing's account, in a container of the lake's name. It is refused with one line
+    that names the variable and the accounts, never a value."""
+    other = f"abfss://{CONTAINER}@sndslake.dfs.core.windows.net/{PREFIX}/lake/reports/a.json"
+    with pytest.raises(StorageError, match="sndslake: AZURE_STORAGE_CONNECTION_STRING is for account "
+                                           "devstoreaccount1") as refused:
+        write_lake_bytes(other, b"{}")
+    assert AZURITE_KEY not in str(refused.value)
+    assert not list(az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
+
+    same = f"abfss://{CONTAINER}@devstoreaccount1.dfs.core.windows.net/{PREFIX}/lake/reports/a.json"
+    write_lake_bytes(same, b"{}")
+    assert az_env.download_blob(f"{PREFIX}/lake/reports/a.json").readall() == b"{}"
+
+    # An account key (or SAS token) is made for AZURE_STORAGE_ACCOUNT_NAME's account: never sent to another one.
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "landingacct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    with pytest.raises(StorageError, match="AZURE_STORAGE_ACCOUNT_KEY is for account landingacct") as refused:
+        filesystem(other)
+    assert KEY not in str(refused.value)
 
 
 def _sensor_tick(cursor=None):
