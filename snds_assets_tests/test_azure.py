@@ -320,6 +320,31 @@ def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     assert table.check("checksum").passed and table.check("row_count").passed
 
 
+def test_raw_archive_keeps_any_file_name_on_an_object_storage_lake(az_env, tmp_path):
+    """Spaces, accents and glob characters in a delivered file name: the archive on object storage is at the
+    same name, byte-identical (fsspec's mv globbed ``?`` and ``[1]`` and filed the blob under a folder)."""
+    lake = f"abfss://{CONTAINER}@devstoreaccount1.dfs.core.windows.net/{PREFIX}/lake"
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing(), lake=lake)
+    catalog = Catalog.load(settings.schemas)
+    cols = list(catalog["IR_BEN_R"].columns)
+    delivery = Delivery(tmp_path / "local-landing", "2026-11-15")
+    names = ["IR_BEN_R/part 1 é.csv", "IR_BEN_R/part?2.csv", "IR_BEN_R/part[3].csv"]
+    for i, name in enumerate(names):
+        delivery.add("IR_BEN_R", name, csv_bytes(cols, dummy_rows(cols, 2, start=2 * i)))
+    delivery.write()
+    upload(az_env, delivery.folder, "2026-11-15")
+    manifest = read_manifest(settings.landing, "2026-11-15")
+    (table,) = archive_family(settings, catalog, manifest, "IR_BEN_R")
+
+    assert all(f.present and f.readable and f.rows == 2 for f in table.files)
+    archived = {b.name for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/raw/")}
+    assert archived == {f"{PREFIX}/lake/raw/2026-11-15/{name}" for name in names}
+    for name in names:
+        blob = az_env.download_blob(f"{PREFIX}/lake/raw/2026-11-15/{name}").readall()
+        assert blob == (delivery.folder / name).read_bytes()
+    assert not list(az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/_staging/"))
+
+
 def test_a_lake_on_another_account_never_gets_the_landing_credentials(az_env, monkeypatch):
     """adlfs uses AZURE_STORAGE_CONNECTION_STRING for every URL, whatever account it names: a lake on another
     account was written to the landing's account, in a container of the lake's name. It is refused with one line
