@@ -12,9 +12,10 @@ one):
 - ``oauth``: a service principal, ``AZURE_STORAGE_CLIENT_ID``/``_CLIENT_SECRET``/``_TENANT_ID`` (adlfs's names) or
   ``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``/``AZURE_TENANT_ID`` (azure-identity's);
 - ``sas``: ``AZURE_STORAGE_SAS_TOKEN``, or ``SharedAccessSignature=`` of ``AZURE_STORAGE_CONNECTION_STRING``
-  (Hadoop's fixed SAS token, Hadoop >= 3.4);
+  for the same account (Hadoop's fixed SAS token, Hadoop >= 3.4);
 - ``key``: ``AZURE_STORAGE_ACCOUNT_KEY``, or ``AccountKey=`` of ``AZURE_STORAGE_CONNECTION_STRING`` for the same
-  account;
+  account; a plain key or SAS token counts only when ``AZURE_STORAGE_ACCOUNT_NAME`` is unset or names the lake's
+  account (it is that account's);
 - ``msi``: a managed identity (only when ``SNDS_LAKE_AUTH=msi``; ``AZURE_CLIENT_ID`` picks a user-assigned one);
 - ``cluster``: nothing is set, the cluster already holds the credentials (Databricks Unity Catalog, a cluster-wide
   core-site.xml, Spark Connect).
@@ -166,7 +167,10 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
     """What each mode would use, read from the environment (values are secrets: never log this)."""
     conn = parse_connection_string(env.get("AZURE_STORAGE_CONNECTION_STRING"))
     same_account = _connection_account(conn) == account
-    sas = _first(env, "AZURE_STORAGE_SAS_TOKEN") or (conn.get("SharedAccessSignature") if same_account else None)
+    # A plain key or SAS token is AZURE_STORAGE_ACCOUNT_NAME's (set for the landing zone): not another account's.
+    named = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    plain = {} if named and named != account else env
+    sas = _first(plain, "AZURE_STORAGE_SAS_TOKEN") or (conn.get("SharedAccessSignature") if same_account else None)
     return {
         "oauth": {
             "client_id": _first(env, "AZURE_STORAGE_CLIENT_ID", "AZURE_CLIENT_ID"),
@@ -174,7 +178,7 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
             "tenant_id": _first(env, "AZURE_STORAGE_TENANT_ID", "AZURE_TENANT_ID"),
         },
         "sas": {"token": sas.lstrip("?") if sas else None},
-        "key": {"key": _first(env, "AZURE_STORAGE_ACCOUNT_KEY") or (conn.get("AccountKey") if same_account else None)},
+        "key": {"key": _first(plain, "AZURE_STORAGE_ACCOUNT_KEY") or (conn.get("AccountKey") if same_account else None)},
     }
 
 
@@ -214,8 +218,10 @@ def foreign_credentials(account: str, env: Optional[Mapping[str, str]] = None) -
 
 _REQUIRED_VARIABLES = {
     "oauth": "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID (or their AZURE_STORAGE_ forms)",
-    "sas": "AZURE_STORAGE_SAS_TOKEN (or a connection string with SharedAccessSignature for this account)",
-    "key": "AZURE_STORAGE_ACCOUNT_KEY (or a connection string with AccountKey for this account)",
+    "sas": "AZURE_STORAGE_SAS_TOKEN with AZURE_STORAGE_ACCOUNT_NAME unset or naming this account (or a connection "
+           "string with SharedAccessSignature for this account)",
+    "key": "AZURE_STORAGE_ACCOUNT_KEY with AZURE_STORAGE_ACCOUNT_NAME unset or naming this account (or a connection "
+           "string with AccountKey for this account)",
 }
 
 

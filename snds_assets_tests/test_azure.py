@@ -61,6 +61,20 @@ def test_account_key_from_the_connection_string_of_the_same_account_only():
     assert conf.mode == "cluster" and dict(conf) == {}
 
 
+def test_key_or_sas_of_the_account_named_for_the_landing_is_not_the_lakes():
+    """AZURE_STORAGE_ACCOUNT_KEY / _SAS_TOKEN belong to AZURE_STORAGE_ACCOUNT_NAME's account (adlfs's reading): a
+    landing zone's key is never handed to Spark for a lake on another account, as for a connection string."""
+    for var, value, mode in (("AZURE_STORAGE_ACCOUNT_KEY", KEY, "key"), ("AZURE_STORAGE_SAS_TOKEN", SAS, "sas")):
+        landing = {"AZURE_STORAGE_ACCOUNT_NAME": "landingacct", var: value}
+        conf = abfs_conf(LAKE, landing)
+        assert conf.mode == "cluster" and dict(conf) == {}
+        with pytest.raises(ValueError, match="AZURE_STORAGE_ACCOUNT_NAME") as refused:
+            abfs_conf(LAKE, {**landing, "SNDS_LAKE_AUTH": mode})
+        assert value not in str(refused.value)
+        assert abfs_conf(LAKE, {**landing, "AZURE_STORAGE_ACCOUNT_NAME": "snds"}).mode == mode
+        assert abfs_conf(LAKE, {var: value}).mode == mode
+
+
 def test_sas_settings_use_the_fixed_token():
     conf = abfs_conf(LAKE, {"AZURE_STORAGE_SAS_TOKEN": "?" + SAS})
     assert conf.mode == "sas"
