@@ -200,19 +200,19 @@ def foreign_credentials(account: str, env: Optional[Mapping[str, str]] = None) -
     name on the landing's account. An account key or SAS token (made for ``AZURE_STORAGE_ACCOUNT_NAME``) is sent
     to the URL's account and refused there. The message names variables and accounts, never a value."""
     env = os.environ if env is None else env
-    fix = ("use one storage account for the landing zone and the lake, or an Azure identity (managed identity, "
-           "or AZURE_STORAGE_CLIENT_ID/_CLIENT_SECRET/_TENANT_ID) with AZURE_STORAGE_ACCOUNT_NAME for the landing zone")
+    # Short: a run's failure line keeps 300 characters.
+    fix = "use one account for landing and lake, or an Azure identity with AZURE_STORAGE_ACCOUNT_NAME for the landing"
     if env.get("AZURE_STORAGE_CONNECTION_STRING"):
         other = _connection_account(parse_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]))
         if other != account:
             owner = f"account {other}" if other else "another account"
-            return f"AZURE_STORAGE_CONNECTION_STRING is for {owner}, and adlfs would use it here too; {fix}"
+            return f"AZURE_STORAGE_CONNECTION_STRING is for {owner} (adlfs would use it here): {fix}"
         return None
     named = env.get("AZURE_STORAGE_ACCOUNT_NAME")
     secret = _first(env, "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN")
     if secret and named and named != account:
         which = "AZURE_STORAGE_ACCOUNT_KEY" if env.get("AZURE_STORAGE_ACCOUNT_KEY") else "AZURE_STORAGE_SAS_TOKEN"
-        return f"{which} is for account {named} (AZURE_STORAGE_ACCOUNT_NAME), and adlfs would send it here; {fix}"
+        return f"{which} is for account {named} (AZURE_STORAGE_ACCOUNT_NAME; adlfs would send it here): {fix}"
     return None
 
 
