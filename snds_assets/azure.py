@@ -12,9 +12,10 @@ one):
 - ``oauth``: a service principal, ``AZURE_STORAGE_CLIENT_ID``/``_CLIENT_SECRET``/``_TENANT_ID`` (adlfs's names) or
   ``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``/``AZURE_TENANT_ID`` (azure-identity's);
 - ``sas``: ``AZURE_STORAGE_SAS_TOKEN``, or ``SharedAccessSignature=`` of ``AZURE_STORAGE_CONNECTION_STRING``
-  (Hadoop's fixed SAS token, Hadoop >= 3.4);
+  for the same account (Hadoop's fixed SAS token, Hadoop >= 3.4);
 - ``key``: ``AZURE_STORAGE_ACCOUNT_KEY``, or ``AccountKey=`` of ``AZURE_STORAGE_CONNECTION_STRING`` for the same
-  account;
+  account; a plain key or SAS token counts only when ``AZURE_STORAGE_ACCOUNT_NAME`` is unset or names the lake's
+  account (it is that account's);
 - ``msi``: a managed identity (only when ``SNDS_LAKE_AUTH=msi``; ``AZURE_CLIENT_ID`` picks a user-assigned one);
 - ``cluster``: nothing is set, the cluster already holds the credentials (Databricks Unity Catalog, a cluster-wide
   core-site.xml, Spark Connect).
@@ -166,7 +167,10 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
     """What each mode would use, read from the environment (values are secrets: never log this)."""
     conn = parse_connection_string(env.get("AZURE_STORAGE_CONNECTION_STRING"))
     same_account = _connection_account(conn) == account
-    sas = _first(env, "AZURE_STORAGE_SAS_TOKEN") or (conn.get("SharedAccessSignature") if same_account else None)
+    # A plain key or SAS token is AZURE_STORAGE_ACCOUNT_NAME's (set for the landing zone): not another account's.
+    named = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    plain = {} if named and named != account else env
+    sas = _first(plain, "AZURE_STORAGE_SAS_TOKEN") or (conn.get("SharedAccessSignature") if same_account else None)
     return {
         "oauth": {
             "client_id": _first(env, "AZURE_STORAGE_CLIENT_ID", "AZURE_CLIENT_ID"),
@@ -174,14 +178,50 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
             "tenant_id": _first(env, "AZURE_STORAGE_TENANT_ID", "AZURE_TENANT_ID"),
         },
         "sas": {"token": sas.lstrip("?") if sas else None},
-        "key": {"key": _first(env, "AZURE_STORAGE_ACCOUNT_KEY") or (conn.get("AccountKey") if same_account else None)},
+        "key": {"key": _first(plain, "AZURE_STORAGE_ACCOUNT_KEY") or (conn.get("AccountKey") if same_account else None)},
     }
+
+
+# The account a URL names: abfss://<container>@<account>.dfs.core.windows.net/... (or .blob., or az://...@...).
+_URL_ACCOUNT = re.compile(r"^(?:abfss?|az)://[^@/]+@(?P<account>[^./]+)\.(?:dfs|blob)\.", re.IGNORECASE)
+
+
+def url_account(url: str) -> Optional[str]:
+    """The storage account named in an Azure URL (None for ``az://<container>/...``, which names none)."""
+    match = _URL_ACCOUNT.match(url.strip())
+    return match["account"] if match else None
+
+
+def foreign_credentials(account: str, env: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """Why adlfs would reach ``account`` with another account's credentials (None when it would not).
+
+    adlfs uses ``AZURE_STORAGE_CONNECTION_STRING`` for every URL whatever account the URL names: a lake on
+    another account than the landing zone's connection string was written, silently, to a container of the same
+    name on the landing's account. An account key or SAS token (made for ``AZURE_STORAGE_ACCOUNT_NAME``) is sent
+    to the URL's account and refused there. The message names variables and accounts, never a value."""
+    env = os.environ if env is None else env
+    # Short: a run's failure line keeps 300 characters.
+    fix = "use one account for landing and lake, or an Azure identity with AZURE_STORAGE_ACCOUNT_NAME for the landing"
+    if env.get("AZURE_STORAGE_CONNECTION_STRING"):
+        other = _connection_account(parse_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]))
+        if other != account:
+            owner = f"account {other}" if other else "another account"
+            return f"AZURE_STORAGE_CONNECTION_STRING is for {owner} (adlfs would use it here): {fix}"
+        return None
+    named = env.get("AZURE_STORAGE_ACCOUNT_NAME")
+    secret = _first(env, "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN")
+    if secret and named and named != account:
+        which = "AZURE_STORAGE_ACCOUNT_KEY" if env.get("AZURE_STORAGE_ACCOUNT_KEY") else "AZURE_STORAGE_SAS_TOKEN"
+        return f"{which} is for account {named} (AZURE_STORAGE_ACCOUNT_NAME; adlfs would send it here): {fix}"
+    return None
 
 
 _REQUIRED_VARIABLES = {
     "oauth": "AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID (or their AZURE_STORAGE_ forms)",
-    "sas": "AZURE_STORAGE_SAS_TOKEN (or a connection string with SharedAccessSignature for this account)",
-    "key": "AZURE_STORAGE_ACCOUNT_KEY (or a connection string with AccountKey for this account)",
+    "sas": "AZURE_STORAGE_SAS_TOKEN with AZURE_STORAGE_ACCOUNT_NAME unset or naming this account (or a connection "
+           "string with SharedAccessSignature for this account)",
+    "key": "AZURE_STORAGE_ACCOUNT_KEY with AZURE_STORAGE_ACCOUNT_NAME unset or naming this account (or a connection "
+           "string with AccountKey for this account)",
 }
 
 

@@ -7,7 +7,7 @@ import re
 import sys
 from datetime import datetime, timezone
 
-from dagster import Field, logger
+from dagster import AssetKey, Field, logger
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,8 +36,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def _asset_of(event, step: str) -> str | None:
+    """The event's asset; a check evaluation's is in its data (``DagsterEvent.asset_key`` is None for it, and the
+    step of a multi-asset, ``receive``, is no asset)."""
     key = getattr(event, "asset_key", None) if event is not None else None
-    if key is not None:
+    if key is None and event is not None:
+        key = getattr(getattr(event, "event_specific_data", None), "asset_key", None)
+    if isinstance(key, AssetKey):
         return key.to_user_string()
     return step.replace("__", "/") if step else None
 

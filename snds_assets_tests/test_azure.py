@@ -18,11 +18,11 @@ from snds_assets.azure import AbfssLocation, abfs_conf, is_secret_setting, lake_
 from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.reception.archive import archive_family, archive_manifest
-from snds_assets.reception.storage import (lake_file_versions, list_deliveries, parquet_rows, read_manifest,
-                                           write_lake_bytes)
+from snds_assets.reception.storage import (StorageError, filesystem, lake_file_versions, list_deliveries,
+                                           parquet_rows, read_manifest, write_lake_bytes)
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
-from .services import DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
+from .services import AZURITE_KEY, DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
 
 LAKE = "abfss://lake@snds.dfs.core.windows.net/prod"
 HOST = "snds.dfs.core.windows.net"
@@ -59,6 +59,20 @@ def test_account_key_from_the_connection_string_of_the_same_account_only():
     other = same.replace("AccountName=snds", "AccountName=landingacct")
     conf = abfs_conf(LAKE, {"AZURE_STORAGE_CONNECTION_STRING": other})
     assert conf.mode == "cluster" and dict(conf) == {}
+
+
+def test_key_or_sas_of_the_account_named_for_the_landing_is_not_the_lakes():
+    """AZURE_STORAGE_ACCOUNT_KEY / _SAS_TOKEN belong to AZURE_STORAGE_ACCOUNT_NAME's account (adlfs's reading): a
+    landing zone's key is never handed to Spark for a lake on another account, as for a connection string."""
+    for var, value, mode in (("AZURE_STORAGE_ACCOUNT_KEY", KEY, "key"), ("AZURE_STORAGE_SAS_TOKEN", SAS, "sas")):
+        landing = {"AZURE_STORAGE_ACCOUNT_NAME": "landingacct", var: value}
+        conf = abfs_conf(LAKE, landing)
+        assert conf.mode == "cluster" and dict(conf) == {}
+        with pytest.raises(ValueError, match="AZURE_STORAGE_ACCOUNT_NAME") as refused:
+            abfs_conf(LAKE, {**landing, "SNDS_LAKE_AUTH": mode})
+        assert value not in str(refused.value)
+        assert abfs_conf(LAKE, {**landing, "AZURE_STORAGE_ACCOUNT_NAME": "snds"}).mode == mode
+        assert abfs_conf(LAKE, {var: value}).mode == mode
 
 
 def test_sas_settings_use_the_fixed_token():
@@ -318,6 +332,55 @@ def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     present = table.check("file_present")
     assert not present.passed and present.failures == 1 and present.sample[0]["path"] == "IR_BEN_R/part-2.csv"
     assert table.check("checksum").passed and table.check("row_count").passed
+
+
+def test_raw_archive_keeps_any_file_name_on_an_object_storage_lake(az_env, tmp_path):
+    """Spaces, accents and glob characters in a delivered file name: the archive on object storage is at the
+    same name, byte-identical (fsspec's mv globbed ``?`` and ``[1]`` and filed the blob under a folder)."""
+    lake = f"abfss://{CONTAINER}@devstoreaccount1.dfs.core.windows.net/{PREFIX}/lake"
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing(), lake=lake)
+    catalog = Catalog.load(settings.schemas)
+    cols = list(catalog["IR_BEN_R"].columns)
+    delivery = Delivery(tmp_path / "local-landing", "2026-11-15")
+    names = ["IR_BEN_R/part 1 é.csv", "IR_BEN_R/part?2.csv", "IR_BEN_R/part[3].csv"]
+    for i, name in enumerate(names):
+        delivery.add("IR_BEN_R", name, csv_bytes(cols, dummy_rows(cols, 2, start=2 * i)))
+    delivery.write()
+    upload(az_env, delivery.folder, "2026-11-15")
+    manifest = read_manifest(settings.landing, "2026-11-15")
+    (table,) = archive_family(settings, catalog, manifest, "IR_BEN_R")
+
+    assert all(f.present and f.readable and f.rows == 2 for f in table.files)
+    archived = {b.name for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/raw/")}
+    assert archived == {f"{PREFIX}/lake/raw/2026-11-15/{name}" for name in names}
+    for name in names:
+        blob = az_env.download_blob(f"{PREFIX}/lake/raw/2026-11-15/{name}").readall()
+        assert blob == (delivery.folder / name).read_bytes()
+    assert not list(az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/_staging/"))
+
+
+def test_a_lake_on_another_account_never_gets_the_landing_credentials(az_env, monkeypatch):
+    """adlfs uses AZURE_STORAGE_CONNECTION_STRING for every URL, whatever account it names: a lake on another
+    account was written to the landing's account, in a container of the lake's name. It is refused with one line
+    that names the variable and the accounts, never a value."""
+    other = f"abfss://{CONTAINER}@sndslake.dfs.core.windows.net/{PREFIX}/lake/reports/a.json"
+    with pytest.raises(StorageError, match="sndslake: AZURE_STORAGE_CONNECTION_STRING is for account "
+                                           "devstoreaccount1") as refused:
+        write_lake_bytes(other, b"{}")
+    assert AZURITE_KEY not in str(refused.value)
+    assert not list(az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
+
+    same = f"abfss://{CONTAINER}@devstoreaccount1.dfs.core.windows.net/{PREFIX}/lake/reports/a.json"
+    write_lake_bytes(same, b"{}")
+    assert az_env.download_blob(f"{PREFIX}/lake/reports/a.json").readall() == b"{}"
+
+    # An account key (or SAS token) is made for AZURE_STORAGE_ACCOUNT_NAME's account: never sent to another one.
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "landingacct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    with pytest.raises(StorageError, match="AZURE_STORAGE_ACCOUNT_KEY is for account landingacct") as refused:
+        filesystem(other)
+    assert KEY not in str(refused.value)
 
 
 def _sensor_tick(cursor=None):

@@ -3,8 +3,8 @@ import io
 import json
 
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, DagsterInstance, Definitions, MaterializeResult, asset,
-    define_asset_job,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetSpec, DagsterInstance, Definitions, MaterializeResult,
+    asset, define_asset_job, multi_asset,
 )
 
 from snds_assets.logs import ProgressBar, json_logger, progress_logger
@@ -113,3 +113,26 @@ def test_a_run_whose_spark_connect_server_went_away_is_a_one_line_user_error():
         error = run_error(run)
         assert type(error) is kind and str(error) == f"run {run.run_id} failed: {message}"
         assert _is_user_error(error) is user
+
+
+@multi_asset(name="receive", specs=[AssetSpec(["raw", "T"]), AssetSpec(["curated", "T"])],
+             check_specs=[AssetCheckSpec("file_present", asset=["raw", "T"]), AssetCheckSpec("type", asset=["curated", "T"])])
+def receive():
+    for stage in ("raw", "curated"):
+        yield MaterializeResult(asset_key=[stage, "T"])
+    yield AssetCheckResult(asset_key=["raw", "T"], check_name="file_present", passed=True)
+    yield AssetCheckResult(asset_key=["curated", "T"], check_name="type", passed=False)
+
+
+def test_json_check_events_name_the_checked_asset(capsys):
+    """A check result of a step that makes several assets (the reception's ``receive``) names the asset checked,
+    not the step."""
+    defs = Definitions(assets=[receive], jobs=[define_asset_job("r")], loggers={"json": json_logger})
+    result = defs.resolve_job_def("r").execute_in_process(
+        run_config={"loggers": {"json": {"config": {"log_level": "DEBUG", "partition": "2024-03-01"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    checks = {e["asset"] for e in events if e["event"] == "ASSET_CHECK_EVALUATION"}
+    assert checks == {"raw/T", "curated/T"}
+    assert {e["asset"] for e in events if e["event"] == "ASSET_MATERIALIZATION"} == {"raw/T", "curated/T"}

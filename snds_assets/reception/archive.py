@@ -256,14 +256,17 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
 
 
 def _publish(staging: str, target: str) -> None:
-    """Move a fully written staging file to its place in the archive (atomic on a local lake)."""
+    """Move a fully written staging file to its place in the archive (atomic on a local lake). On object
+    storage one file is copied, then removed: fsspec's ``mv`` takes ``?``, ``*`` and ``[...]`` of a delivered
+    file name as a pattern (``part[1].csv`` failed the step, ``part?.csv`` was archived under a folder)."""
     fs, src = filesystem(staging)
     _, dst = filesystem(target)
     fs.makedirs(posixpath.dirname(dst), exist_ok=True)
     if is_local(fs):
         os.replace(src, dst)
     else:
-        fs.mv(src, dst)
+        fs.cp_file(src, dst)
+        fs.rm_file(src)
 
 
 

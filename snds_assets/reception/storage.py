@@ -20,6 +20,7 @@ from typing import IO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ..azure import foreign_credentials, url_account
 from ..lake import join
 from .manifest import DELIVERY_ID_FORM, MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
 
@@ -46,7 +47,14 @@ _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AZURE_STORAGE_ACCOU
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem of a local path or URI, and the path inside it (fsspec caches the instances)."""
+    """The fsspec filesystem of a local path or URI, and the path inside it (fsspec caches the instances).
+
+    A URL that names its storage account (the ``abfss://`` lake) is refused when adlfs would reach it with
+    another account's credentials: with a connection string it would write to that other account."""
+    account = url_account(url)
+    problem = foreign_credentials(account) if account else None
+    if problem:
+        raise StorageError(f"cannot open storage account {account}: {problem}")
     try:
         return fsspec.core.url_to_fs(url)
     except (ValueError, ImportError) as exc:
