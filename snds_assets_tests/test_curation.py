@@ -57,9 +57,9 @@ class Delivery:
         self.archived: list[ArchivedTable] = []
 
     def table(self, name: str, header: list[str], rows: list[str], mode: str | None = None,
-              gz: bool = False) -> "Delivery":
+              gz: bool = False, file: str = "part-0001.csv") -> "Delivery":
         fmt = self.fmt
-        path = f"{name}/part-0001.csv" + (".gz" if gz else "")
+        path = f"{name}/{file}" + (".gz" if gz else "")
         lake_path = Lake(self.settings.lake).raw(self.delivery_id, path)
         text = "".join(line + "\n" for line in ([fmt.delimiter.join(header)] if fmt.header else []) + rows)
         data = text.encode("latin-1" if fmt.encoding == "latin-1" else "utf-8")
@@ -679,6 +679,22 @@ def test_recuration_withdraws_the_delivery_report_until_the_next_one(spark, sett
         cmd_report(settings, args, "text")
     d.accept()  # the next report
     assert [p.delivery_id for p in state.parts("IR_BEN_R")] == ["2024-03-01"]
+
+
+@pytest.mark.parametrize("name, decoy", [("part[1].csv", "part1.csv"), ("p?x.csv", "pax.csv"),
+                                         ("a{b}.csv", None), ("c\\d*.csv", "c\\dd.csv")])
+def test_a_delivered_file_name_is_read_as_written(spark, settings, catalog, name, decoy):
+    """Hadoop reads ``*?[]{}`` and ``\\`` in a path as a pattern: ``part[1].csv`` was read as ``part1.csv``, ``p?x.csv``
+    with every file it matched (an archived file of another delivered table, say), ``a{b}.csv`` not at all."""
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)],
+                                                         file=name)
+    if decoy:
+        Path(Lake(settings.lake).raw("2024-03-01", f"IR_BEN_R/{decoy}")).write_text(
+            ";".join(BEN_HEADER) + "\n" + ben(NIR_T, 1) + "\n")
+    (result,) = d.curate(spark, "IR_BEN_R")
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (2, 2, 0)
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_BEN_R", "2024-03-01"))
+    assert sorted(r["BEN_NIR_PSA"] for r in curated.collect()) == [NIR_A, NIR_B]
 
 
 # --- current state ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ Every delivered table gets exactly the checks of ``checks.CURATED_CHECKS``, eval
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -138,6 +139,12 @@ class _Table:
     @property
     def columns(self) -> set[str]:
         return {n for f in self.files for n in f.names}
+
+
+def literal_path(path: str) -> str:
+    """A path Spark reads as it is written: Hadoop takes ``*?[]{}`` and ``\\`` in a path as a pattern, so a delivered
+    ``part[1].csv`` read ``part1.csv`` instead, and ``p?x.csv`` every file it matched."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", path)
 
 
 def _ddl(names: list[str], types: list[T.DataType]) -> str:
@@ -265,7 +272,7 @@ class _Run:
         if not strict:
             fields.append(T.StructField(CORRUPT, T.StringType()))
         options = csv_options(self.fmt, drop_malformed=strict, multiline=f.archived.multiline)
-        raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(f.archived.lake_path)
+        raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(literal_path(f.archived.lake_path))
         typing = _Typing(f.names, self.plan_by_name, self.required, sql_name, corrupt=not strict)
         present = set(f.names)
         out = []
@@ -355,7 +362,8 @@ class _Run:
                 "columnNameOfCorruptRecord": "_LINE_CORRUPT", "enforceSchema": "true"}
         if f.archived.multiline:
             opts.update(sep=self.fmt.delimiter, quote=self.fmt.quote, escape=self.fmt.quote, multiLine="true")
-        df = self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts).csv(f.archived.lake_path)
+        df = (self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts)
+              .csv(literal_path(f.archived.lake_path)))
         return df.select(F.coalesce(F.col("_LINE_CORRUPT"), F.col("_LINE")).alias("line"))
 
     def _rejected_file(self, t: _Table, f: _File) -> tuple[DataFrame, list[str]]:
