@@ -88,6 +88,8 @@ OPEN_END_DATES: frozenset[str] = frozenset({
     "IDE_IDE_FAM", "IDE_IDE_FAS", "IDE_IDE_FON", "IDE_IDE_FTR", "IDE_CBU_DTF",
 })
 INFORMATION_ONLY_DPN_QLF = 71
+# Quantities and counts of DCIR lines: a regularisation repeats a line with a negative quantity (SNDS.md).
+SIGNED_QUANTITY_PARTS = ("_QTE", "_QSN", "_NBR", "_MNT")
 
 def archives_of(family: str) -> tuple[str, ...]:
     """The archives read together with ``family`` (IR_BEN_R: IR_BEN_R_ARC)."""
@@ -140,6 +142,21 @@ def effective_type(table: Table, field: Field) -> str:
     if is_month(field):
         return "integer"
     return field.type
+
+
+def numeric_bounds(table: Table, field: Field) -> tuple[float | None, float | None]:
+    """The schema's ``minimum`` / ``maximum`` of a numeric field, as the range check applies them.
+
+    A DCIR quantity is negative on a regularisation line, so schema-snds' floor of 0 (PRS_ACT_QTE, PRS_ACT_NBR)
+    would flag every regularisation: its floor is the mirror of its maximum instead (none without a maximum).
+    """
+    def number(value) -> float | None:
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    lo, hi = number(field.constraints.get("minimum")), number(field.constraints.get("maximum"))
+    if table.name.startswith("ER_") and any(part in field.name for part in SIGNED_QUANTITY_PARTS):
+        lo = None if hi is None else min(lo if lo is not None else -hi, -hi)
+    return lo, hi
 
 
 def is_month(field: Field) -> bool:
