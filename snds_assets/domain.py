@@ -377,9 +377,12 @@ class DomainRule:
 
 
 DOMAIN_RULES: tuple[DomainRule, ...] = (
-    DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad); NAI_RET may be '9'",
+    DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad)",
+               values=("0", "1"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
+    DomainRule("return_code", "NAI_RET", "PMSI return codes are '0' (good link) or '1' (bad); NAI_RET may be '9'",
                values=("0", "1", "9"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
-    DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex: 1 male, 2 female, 9 unknown", values=("1", "2", "9")),
+    DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex (IR_SEX_V): 1 male, 2 female, 0 or 9 unknown",
+               values=("0", "1", "2", "9")),
     DomainRule("nir_code", "BEN_CDI_NIR", "NIR identification code: two digits (00 normal, 03/04 provisional)",
                expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^[0-9]{2}$'"),
     DomainRule("care_before_flow", "EXE_SOI_DTD", "care starts on or before the release of its DCIR flow",
@@ -390,6 +393,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="try_cast(DPN_QLF AS INT) BETWEEN 0 AND 99", tables=r"ER_PRS_F"),
     DomainRule("pseudo_nir_length", "NIR_ANO_17", "a pseudo-NIR has 17 characters",
                expr="length(NIR_ANO_17) = 17"),
+    DomainRule("pseudo_nir_length", "BEN_NIR_PSA", "a pseudo-NIR has 17 characters",
+               expr="length(BEN_NIR_PSA) = 17"),
     DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
                expr="try_cast(BEN_NAI_ANN AS INT) = 1600 OR try_cast(BEN_NAI_ANN AS INT) BETWEEN 1890 AND year(current_date())"),
 )
@@ -405,10 +410,11 @@ def domain_rules(table: Table) -> list[DomainRule]:
     for rule in DOMAIN_RULES:
         if not re.fullmatch(rule.tables, table.name):
             continue
-        if rule.column == "*_RET":
+        if rule.column == "*_RET":  # every return code without a rule of its own (NAI_RET)
+            own = {r.column for r in DOMAIN_RULES if r.name == rule.name}
             out.extend(
                 DomainRule(rule.name, c, rule.description, rule.values, rule.expr, rule.tables)
-                for c in table.columns if is_return_code(c)
+                for c in table.columns if is_return_code(c) and c not in own
             )
         elif rule.column in table.by_name and all(
             c in table.by_name for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr) if c not in _SQL_WORDS
