@@ -88,6 +88,8 @@ OPEN_END_DATES: frozenset[str] = frozenset({
     "IDE_IDE_FAM", "IDE_IDE_FAS", "IDE_IDE_FON", "IDE_IDE_FTR", "IDE_CBU_DTF",
 })
 INFORMATION_ONLY_DPN_QLF = 71
+# Quantities and counts of DCIR lines: a regularisation repeats a line with a negative quantity (SNDS.md).
+SIGNED_QUANTITY_PARTS = ("_QTE", "_QSN", "_NBR", "_MNT")
 
 def archives_of(family: str) -> tuple[str, ...]:
     """The archives read together with ``family`` (IR_BEN_R: IR_BEN_R_ARC)."""
@@ -140,6 +142,21 @@ def effective_type(table: Table, field: Field) -> str:
     if is_month(field):
         return "integer"
     return field.type
+
+
+def numeric_bounds(table: Table, field: Field) -> tuple[float | None, float | None]:
+    """The schema's ``minimum`` / ``maximum`` of a numeric field, as the range check applies them.
+
+    A DCIR quantity is negative on a regularisation line, so schema-snds' floor of 0 (PRS_ACT_QTE, PRS_ACT_NBR)
+    would flag every regularisation: its floor is the mirror of its maximum instead (none without a maximum).
+    """
+    def number(value) -> float | None:
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    lo, hi = number(field.constraints.get("minimum")), number(field.constraints.get("maximum"))
+    if table.name.startswith("ER_") and any(part in field.name for part in SIGNED_QUANTITY_PARTS):
+        lo = None if hi is None else min(lo if lo is not None else -hi, -hi)
+    return lo, hi
 
 
 def is_month(field: Field) -> bool:
@@ -360,9 +377,12 @@ class DomainRule:
 
 
 DOMAIN_RULES: tuple[DomainRule, ...] = (
-    DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad); NAI_RET may be '9'",
+    DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad)",
+               values=("0", "1"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
+    DomainRule("return_code", "NAI_RET", "PMSI return codes are '0' (good link) or '1' (bad); NAI_RET may be '9'",
                values=("0", "1", "9"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
-    DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex: 1 male, 2 female, 9 unknown", values=("1", "2", "9")),
+    DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex (IR_SEX_V): 1 male, 2 female, 0 or 9 unknown",
+               values=("0", "1", "2", "9")),
     DomainRule("nir_code", "BEN_CDI_NIR", "NIR identification code: two digits (00 normal, 03/04 provisional)",
                expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^[0-9]{2}$'"),
     DomainRule("care_before_flow", "EXE_SOI_DTD", "care starts on or before the release of its DCIR flow",
@@ -373,6 +393,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="try_cast(DPN_QLF AS INT) BETWEEN 0 AND 99", tables=r"ER_PRS_F"),
     DomainRule("pseudo_nir_length", "NIR_ANO_17", "a pseudo-NIR has 17 characters",
                expr="length(NIR_ANO_17) = 17"),
+    DomainRule("pseudo_nir_length", "BEN_NIR_PSA", "a pseudo-NIR has 17 characters",
+               expr="length(BEN_NIR_PSA) = 17"),
     DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
                expr="try_cast(BEN_NAI_ANN AS INT) = 1600 OR try_cast(BEN_NAI_ANN AS INT) BETWEEN 1890 AND year(current_date())"),
 )
@@ -388,10 +410,11 @@ def domain_rules(table: Table) -> list[DomainRule]:
     for rule in DOMAIN_RULES:
         if not re.fullmatch(rule.tables, table.name):
             continue
-        if rule.column == "*_RET":
+        if rule.column == "*_RET":  # every return code without a rule of its own (NAI_RET)
+            own = {r.column for r in DOMAIN_RULES if r.name == rule.name}
             out.extend(
                 DomainRule(rule.name, c, rule.description, rule.values, rule.expr, rule.tables)
-                for c in table.columns if is_return_code(c)
+                for c in table.columns if is_return_code(c) and c not in own
             )
         elif rule.column in table.by_name and all(
             c in table.by_name for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr) if c not in _SQL_WORDS

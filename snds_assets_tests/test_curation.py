@@ -259,6 +259,28 @@ def test_an_exemption_may_end_after_the_delivery_but_not_start_after_it(spark, s
     assert {s["value"] for s in check.sample} == {"2024-05-01", "1850-01-01"}
 
 
+PRS_HEADER = [*domain.DCIR_KEYS, "BEN_NIR_PSA", "BEN_RNG_GEM", "EXE_SOI_DTD", "PRS_ACT_QTE", "PRS_ACT_NBR"]
+
+
+def prs(order: int, quantity: str) -> str:
+    keys = {"DCT_ORD_NUM": "1", "FLX_DIS_DTD": "2024-02-01", "FLX_EMT_NUM": "1", "FLX_EMT_ORD": "0",
+            "FLX_EMT_TYP": "1", "FLX_TRT_DTD": "2024-01-20", "ORG_CLE_NUM": "01C", "PRS_ORD_NUM": str(order),
+            "REM_TYP_AFF": "1"}
+    return ";".join([*(keys[k] for k in domain.DCIR_KEYS), NIR_A, "1", "2024-01-10", quantity, quantity])
+
+
+def test_a_regularisation_line_is_in_range_with_the_reference_schemas(spark, settings, reference_catalog):
+    """SNDS.md: a regularisation repeats a DCIR line with a negative quantity. schema-snds bounds PRS_ACT_QTE and
+    PRS_ACT_NBR to [0, 1000]; with SNDS_SCHEMAS on it, a regularisation is not out of range, and the mirror of
+    the maximum still bounds it."""
+    rows = [prs(1, "2"), prs(2, "-2"), prs(3, "-1001"), prs(4, "1001")]
+    d = Delivery(settings, reference_catalog, "2024-03-01").table("ER_PRS_F", PRS_HEADER, rows)
+    (result,) = d.curate(spark, "ER_PRS_F")
+    check = by_name(result)["range"]
+    assert result.rows_rejected == 0
+    assert check.failures == 2 and sorted(check.details.split("; ")) == ["PRS_ACT_NBR: 2", "PRS_ACT_QTE: 2"]
+
+
 def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
     """Values listed as text ('1', '01', 'x') on an integer column: only canonical integer text can match."""
     integer = ColumnPlan("X", None, T.IntegerType(), T.IntegerType())

@@ -255,7 +255,8 @@ def test_domain_rules_of_the_pmsi_link_tables(catalog):
         rules = domain.domain_rules(catalog[family])
         return_codes = {r.column for r in rules if r.name == "return_code"}
         assert return_codes == set(domain.PMSI_RETURN_CODES), family
-        assert all(set(r.values) == {"0", "1", "9"} for r in rules if r.name == "return_code")
+        assert all(set(r.values) == ({"0", "1", "9"} if r.column == "NAI_RET" else {"0", "1"})
+                   for r in rules if r.name == "return_code")
         assert "pseudo_nir_length" in {r.name for r in rules}
     assert not [r for r in domain.domain_rules(catalog["T_MCOaaB"]) if r.name == "return_code"]
 
@@ -274,3 +275,28 @@ def test_domain_rules_only_name_columns_of_their_table(catalog):
             assert rule.column in table.by_name, (table.name, rule.name)
             named = set(re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr)) - sql_words
             assert named <= set(table.columns), (table.name, rule.name, named - set(table.columns))
+
+
+def test_sex_code_rule_accepts_every_code_of_its_nomenclature(catalog, reference_nomenclatures):
+    """IR_SEX_V, the nomenclature of BEN_SEX_COD, lists 0 (unknown, or a legal person) beside 1, 2 and 9: the
+    domain rule must not flag a code the reference itself gives."""
+    with (reference_nomenclatures / "ORAVAL" / "IR_SEX_V.csv").open(encoding="utf-8") as handle:
+        codes = {line.split(";", 1)[0] for line in handle.read().splitlines()[1:] if line}
+    (rule,) = [r for r in domain.domain_rules(catalog["IR_BEN_R"]) if r.name == "sex_code"]
+    assert codes == {"0", "1", "2", "9"} and set(rule.values) == codes
+
+
+@pytest.mark.parametrize("family, column", [("ER_PRS_F", "BEN_NIR_PSA"), ("IR_BEN_R", "BEN_NIR_PSA"),
+                                            ("IR_IMB_R", "BEN_NIR_PSA"), ("T_MCOaaC", "NIR_ANO_17")])
+def test_every_pseudo_nir_column_is_checked_to_have_17_characters(catalog, family, column):
+    """SNDS.md: BEN_NIR_PSA and NIR_ANO_17 are the same 17-character pseudo-NIR (placeholders included)."""
+    rules = [r for r in domain.domain_rules(catalog[family]) if r.name == "pseudo_nir_length"]
+    assert [r.column for r in rules] == [column]
+    assert rules[0].expr == f"length({column}) = 17"
+
+
+def test_only_nai_ret_may_hold_9(catalog):
+    """schema-snds/SOURCE.md: return codes hold '0' / '1', and '9' for NAI_RET only."""
+    rules = {r.column: set(r.values) for r in domain.domain_rules(catalog["T_MCOaaC"]) if r.name == "return_code"}
+    assert rules.pop("NAI_RET") == {"0", "1", "9"}
+    assert rules and all(values == {"0", "1"} for values in rules.values())

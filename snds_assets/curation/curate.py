@@ -255,7 +255,7 @@ class _Run:
         self.observed_key = bool(self.small and pk and all(c in self.delivered for c in pk))
         sample_keys = [c for c in (table.primary_key or self.required) if c in self.delivered]
         self.sample_keys = sample_keys
-        self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date)
+        self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date, table)
                                      + domain_rules(table, self.plans, self.delivered))
         self.nomenclatures = nomenclature_plan(self.plans, self.delivered, settings.nomenclatures)
         self.rules += self.nomenclatures.rules

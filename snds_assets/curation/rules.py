@@ -83,7 +83,7 @@ def _not_in(plan: ColumnPlan | None, column: str, values) -> str:
     return f"{c} IS NOT NULL AND {_text(column)} NOT IN ({_values(values)})"
 
 
-def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date) -> list[RowRule]:
+def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date, table: Table) -> list[RowRule]:
     rules = []
     first, unknown = f"DATE'{domain.PLAUSIBLE_FIRST_DATE.isoformat()}'", f"DATE'{domain.UNKNOWN_DATE.isoformat()}'"
     last = f"DATE'{delivery.isoformat()}'"
@@ -102,11 +102,11 @@ def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date) ->
                     f"OR {c} > {delivery.year})")
             rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(fail), _text(p.name)))
         elif isinstance(p.dtype, NUMERIC):
-            lo, hi = p.field.constraints.get("minimum"), p.field.constraints.get("maximum")
+            lo, hi = domain.numeric_bounds(table, p.field)
             conds = []
-            if isinstance(lo, (int, float)) and not isinstance(lo, bool):
+            if lo is not None:
                 conds.append(f"{c} < {_number(lo)}")
-            if isinstance(hi, (int, float)) and not isinstance(hi, bool):
+            if hi is not None:
                 conds.append(f"{c} > {_number(hi)}")
             if conds:
                 rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(" OR ".join(conds)),
