@@ -373,6 +373,26 @@ def test_unknown_missing_and_reordered_columns(settings, catalog):
     assert missing_key.sample[0]["missing_required"] == ["BEN_RNG_GEM"]
 
 
+def test_columns_expected_by_the_year_of_the_data(settings, reference_catalog):
+    """The schemas date their columns (dateCreated/dateDeleted): a 2012 MCO link table has no COH_NAI_RET (2013),
+    and neither has it ENT_AM (2009-2011) by 2012; the same header delivered for 2013, or for 2010, misses them."""
+    table_ = reference_catalog["T_MCOaaC"]
+    in_2012 = [f.name for f in table_.fields if f.in_use(2012)]
+    assert "COH_NAI_RET" not in in_2012 and "ENT_AM" not in in_2012 and "NIR_ANO_17" in in_2012
+
+    def columns_check(name: str, folder: str):
+        d = Delivery(_landing(settings), folder)
+        d.add(name, f"{name}.csv", csv_bytes(in_2012, dummy_rows(in_2012, 2)))
+        return _table(settings, reference_catalog, d, name).check("columns")
+
+    assert columns_check("T_MCO12C", "2013-03-01").passed
+    later = columns_check("T_MCO13C", "2014-03-01")
+    assert (later.passed, later.severity) == (False, WARN)
+    assert {"COH_NAI_RET", "COH_SEX_RET"} <= set(later.sample[0]["missing"]) and "ENT_AM" not in later.sample[0]["missing"]
+    earlier = columns_check("T_MCO10C", "2011-03-01")
+    assert "ENT_AM" in earlier.sample[0]["missing"] and "COH_NAI_RET" not in earlier.sample[0]["missing"]
+
+
 def test_families_years_modes_and_unknown_tables(settings, catalog):
     d = Delivery(_landing(settings), DID)
     b_cols = list(catalog["T_MCOaaB"].columns)

@@ -17,6 +17,10 @@ from pathlib import Path
 FIELD_TYPES = ("string", "integer", "number", "date", "datetime", "boolean", "year", "yearmonth")
 
 
+def _year_of(value: str) -> int | None:
+    return int(value[:4]) if value[:4].isdigit() else None
+
+
 class CatalogError(ValueError):
     """A schema file that cannot be read into the table model."""
 
@@ -32,6 +36,12 @@ class Field:
     constraints: dict = field(default_factory=dict, compare=False, hash=False)
     date_created: str = ""
     date_deleted: str = ""
+
+    def in_use(self, year: int) -> bool:
+        """Whether files of ``year`` carry the field, by its schema history (``dateCreated``/``dateDeleted``, a
+        year or a date; none: always). Deleted in year D: files of D may or may not carry it, so not expected."""
+        created, deleted = _year_of(self.date_created), _year_of(self.date_deleted)
+        return (created is None or created <= year) and (deleted is None or deleted > year)
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
         remove_lake_tree(staging)
     return ArchivedTable(
         delivered=delivered, family=table.name if table is not None else None, year=year, mode=mode, files=files,
-        checks=raw_checks(table, delivered, files, manifest.format),
+        checks=raw_checks(table, delivered, files, manifest.format, year or int(manifest.delivery_id[:4])),
     )
 
 
@@ -635,13 +635,15 @@ def parse_header(line: bytes, encoding: str, delimiter: str) -> list[str]:
 
 
 # --- File-level checks --------------------------------------------------------------------------------------
-def raw_checks(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format) -> list[CheckOutcome]:
+def raw_checks(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format,
+               year: int | None = None) -> list[CheckOutcome]:
+    """``year``: the data's year (a PMSI table's, else the delivery's), for the columns its files should carry."""
     expected = {f.path: f for f in delivered.files}
     return [
         check_file_present(files),
         check_checksum(files, expected),
         check_row_count(files, expected),
-        check_columns(table, delivered, files, fmt),
+        check_columns(table, delivered, files, fmt, year),
     ]
 
 
@@ -688,11 +690,14 @@ def check_row_count(files: list[ArchivedFile], expected: dict[str, DeliveredFile
     return _outcome("row_count", failing, sample, evaluated=bool(counted), details=details)
 
 
-def check_columns(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format) -> CheckOutcome:
+def check_columns(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format,
+                  year: int | None = None) -> CheckOutcome:
     """Header columns against the catalog: missing, unknown, duplicated and reordered columns.
 
     ERROR when a key or identifier column (domain.required_columns) is missing, as when a wrong delimiter makes
-    the whole header one column; otherwise WARN (unknown columns are kept as strings by curation).
+    the whole header one column; otherwise WARN (unknown columns are kept as strings by curation). A column the
+    schema's history says files of ``year`` do not carry yet, or no longer (``Field.in_use``: T_MCO12C has no
+    COH_NAI_RET, created in 2013), is not missing from them.
     """
     if table is None:
         return _outcome(
@@ -708,14 +713,15 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
     checked = [f for f in files if f.header is not None]
     if not checked:
         return _outcome("columns", [], [], evaluated=False, details="no readable file to read a header from")
-    required = set(domain.required_columns(table))
     catalog_columns = list(table.columns)
     known = set(catalog_columns)
+    expected = [f.name for f in table.fields if year is None or f.in_use(year)]
+    required = set(domain.required_columns(table)) & set(expected)
     failing, sample, problems, notes = [], [], [], []
     severity = WARN
     for f in checked:
         header = f.header
-        missing = [c for c in catalog_columns if c not in header]
+        missing = [c for c in expected if c not in header]
         unknown = [c for c in dict.fromkeys(header) if c not in known]
         duplicated = [c for c in dict.fromkeys(header) if header.count(c) > 1]
         common_file = [c for c in dict.fromkeys(header) if c in known]
