@@ -45,7 +45,8 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "checksum": "Each file's SHA-256 and size match the manifest.",
     "row_count": "Each file holds the number of data rows the manifest announces (header excluded).",
     "columns": "The file's columns match the catalog: missing, unknown and reordered columns are reported; "
-               "a missing key or identifier column is an ERROR.",
+               "a missing key or identifier column is an ERROR. A column is missing only if files of the data's "
+               "year carry it (the schema's dateCreated/dateDeleted).",
     "type": "Every value parses to its column's type and format (dates, numbers, booleans).",
     "not_null": "Key and identifier columns are filled; rows without them cannot be linked and go to rejects.",
     "primary_key": "The key is unique within the delivery (duplicates beyond the first are counted). "
