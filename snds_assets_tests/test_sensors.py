@@ -83,10 +83,14 @@ def test_changed_manifest_is_requested_again(env):
 
 
 def test_empty_landing_skips_without_failing(env):
-    _, defs, instance = env
+    """Nothing to receive is no failure; a landing zone that is not there (a typo in SNDS_LANDING?) is said."""
+    settings, defs, instance = env
     result = _tick(defs, instance, "cnam_deliveries")
     assert not result.run_requests
-    assert "no new complete delivery" in str(result.skip_reason)
+    assert result.skip_reason.skip_message == (f"no new complete delivery (the landing zone {settings.landing} does not exist "
+                                       "or is empty: is SNDS_LANDING right?)")
+    (Path(settings.landing) / "2026-11-15").mkdir(parents=True)  # a delivery being written
+    assert _tick(defs, instance, "cnam_deliveries").skip_reason.skip_message == "no new complete delivery"
 
 
 @pytest.fixture()

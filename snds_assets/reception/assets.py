@@ -366,7 +366,7 @@ def build_delivery_sensor(job_name: str):
         (Dagster never runs a key twice), and the same for a replayed tick."""
         from .manifest import ManifestError, manifest_fingerprint
         from .report import received_manifest
-        from .storage import list_deliveries, read_manifest
+        from .storage import landing_exists, list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
         seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
@@ -377,6 +377,9 @@ def build_delivery_sensor(job_name: str):
         except (OSError, ValueError) as exc:
             context.log.warning(f"cannot list the landing zone: {exc}")
             return SensorResult(skip_reason=SkipReason(f"landing zone unreachable: {exc}"), cursor=context.cursor)
+        if not entries and not landing_exists(settings.landing):  # a typo in SNDS_LANDING would look like a quiet day
+            notes.append(f"the landing zone {settings.landing} does not exist or is empty: is SNDS_LANDING right?")
+            context.log.info(notes[-1])
         for entry in entries:
             delivery_id = entry.delivery_id
             if not entry.complete:

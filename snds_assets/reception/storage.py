@@ -109,6 +109,12 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     return entries
 
 
+def landing_exists(landing: str) -> bool:
+    """Whether the landing zone is there (on object storage: holds a blob), asked afresh each time."""
+    fs, root = fresh_filesystem(landing)
+    return bool(fs.exists(root))
+
+
 def landing_path(landing: str, delivery_id: str, *relpath: str) -> str:
     return join(landing, delivery_id, *relpath)
 
