@@ -52,6 +52,7 @@ PMSI_FIELDS: tuple[PmsiField, ...] = (
 PSEUDO_NIR_COLUMNS = ("BEN_NIR_PSA", "NIR_ANO_17")  # the same 17-character pseudo-NIR
 RANK_COLUMN = "BEN_RNG_GEM"
 PERSON_COLUMN = "BEN_IDT_ANO"
+DEATH_MATCHED = "DCD_IDT_TOP"  # CépiDc: 1 when the death record was matched to a beneficiary (IR_BEN_R)
 NIR_ANO_COLUMN = "BEN_NIR_ANO"
 # Project pseudonym that replaces each SNDS pseudonym in extracts (SPEC §3).
 PROJECT_PSEUDONYMS: dict[str, str] = {
@@ -200,10 +201,15 @@ def key_columns(table: Table) -> tuple[str, ...]:
 
 
 def required_columns(table: Table) -> tuple[str, ...]:
-    """Key and identifier columns: missing from a file is an ERROR; empty in a row sends it to rejects."""
+    """Key and identifier columns: missing from a file is an ERROR; empty in a row sends it to rejects.
+
+    A death record (KI_*) that CépiDc could not match to a beneficiary (``DEATH_MATCHED`` not 1) has no
+    BEN_IDT_ANO: it is a record all the same, so the person is not required there (the ``matched_death`` rule
+    checks that a matched record names its person)."""
+    optional = {PERSON_COLUMN} if DEATH_MATCHED in table.by_name else set()
     out: list[str] = []
     for column in key_columns(table) + identifier_columns(table):
-        if column in table.by_name and column not in out:
+        if column in table.by_name and column not in out and column not in optional:
             out.append(column)
     return tuple(out)
 
@@ -395,6 +401,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="length(NIR_ANO_17) = 17"),
     DomainRule("pseudo_nir_length", "BEN_NIR_PSA", "a pseudo-NIR has 17 characters",
                expr="length(BEN_NIR_PSA) = 17"),
+    DomainRule("matched_death", "BEN_IDT_ANO", "a death record matched to a beneficiary (DCD_IDT_TOP = 1) names "
+               "them in BEN_IDT_ANO", expr="NOT (try_cast(DCD_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO IS NULL)"),
     DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
                expr="try_cast(BEN_NAI_ANN AS INT) = 1600 OR try_cast(BEN_NAI_ANN AS INT) BETWEEN 1890 AND year(current_date())"),
 )

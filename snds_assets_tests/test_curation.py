@@ -719,6 +719,21 @@ def test_a_delivered_file_name_is_read_as_written(spark, settings, catalog, name
     assert sorted(r["BEN_NIR_PSA"] for r in curated.collect()) == [NIR_A, NIR_B]
 
 
+def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
+    """CépiDc records that could not be matched (DCD_IDT_TOP = 0) have no BEN_IDT_ANO: they are records all the
+    same, not rejects (a few percent of them would have pushed KI_CCI_R past the reject tolerance); a matched
+    one without its person fails the matched_death rule."""
+    header = ["DCD_IDT_ENC", "DCD_IDT_TOP", "BEN_IDT_ANO", "FLX_PER_ANN"]
+    rows = ["D1;1;PAAAAAAAAAAAAAAAA1;2023", "D2;0;;2023", "D3;1;;2023", "D4;;;2023"]
+    d = Delivery(settings, catalog, "2024-03-01").table("KI_CCI_R", header, rows)
+    (result,) = d.curate(spark, "KI_CCI_R")
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (4, 4, 0)
+    checks = by_name(result)
+    assert checks["not_null"].passed
+    assert (checks["domain"].passed, checks["domain"].failures) == (False, 1)
+    assert "matched_death" in checks["domain"].details
+
+
 # --- current state ---------------------------------------------------------------------------------------------
 def test_current_state_incremental_then_full(spark, settings, catalog):
     state = CurrentState(spark, settings, catalog)

@@ -106,7 +106,7 @@ def test_required_columns(catalog):
     assert domain.required_columns(catalog["T_MCOaaD"]) == MCO_STAY
     assert domain.required_columns(catalog["T_MCOaaC"]) == MCO_STAY + ("NIR_ANO_17",)
     assert domain.required_columns(catalog["T_SSRaaB"]) == ("ETA_NUM", "RHA_NUM", "RHS_NUM")
-    assert domain.required_columns(catalog["KI_CCI_R"]) == ("BEN_IDT_ANO",)
+    assert domain.required_columns(catalog["KI_CCI_R"]) == ()  # an unmatched death names no one (matched_death)
     assert domain.required_columns(catalog["IR_BEN_R"]) == IDENTITY
 
 

@@ -70,6 +70,7 @@ def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
         return
     _death_year_and_cause(eng, tp, block, rng, "DCD_CIM_COD")
     block.set("CER_VER_NUM", [1] * block.n)
+    block.set("DCD_IDT_TOP", [1] * block.n)  # every generated death is matched: it names its person
 
 
 @enricher(r"KI_ECD_R")
@@ -77,6 +78,7 @@ def death_causes(eng, tp, block: Block, anchor, rng, year) -> None:
     if not block.n:
         return
     _death_year_and_cause(eng, tp, block, rng, "ECD_CIM_COD")
+    block.set("DCD_IDT_TOP", [1] * block.n)
     parent = block.parent
     within = (np.arange(block.n) - np.searchsorted(parent, parent) + 1).tolist()
     block.set("CER_LIG_NUM", within)
