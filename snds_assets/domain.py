@@ -175,9 +175,16 @@ def nomenclature_checked(field: Field) -> bool:
     return field.nomenclature is not None and field.nomenclature[0] != "IR_DTE_V" and field.type != "date"
 
 
+# Version and format numbers whose schema enum lists the values of the years the schema was written from (T_MCOaaB
+# GRG_VER ['11'], RSS_NUM ['224']; T_MCOaaC FOR_NUM; TAR_SEQ_NUM): every year brings a new one, which is no error.
+VERSION_COLUMNS: frozenset[str] = frozenset({"GRG_VER", "RSS_NUM", "FOR_NUM", "TAR_SEQ_NUM"})
+
+
 def enum_checked(field: Field) -> bool:
-    """DAT_RET declares an enum of '0' only, although any return code is '1' on a bad link."""
-    return bool(field.constraints.get("enum")) and not is_return_code(field.name)
+    """DAT_RET declares an enum of '0' only, although any return code is '1' on a bad link; a version number's enum
+    is a snapshot (``VERSION_COLUMNS``)."""
+    return (bool(field.constraints.get("enum")) and not is_return_code(field.name)
+            and field.name not in VERSION_COLUMNS)
 
 
 # --- Identifier and key columns of a table ----------------------------------------------------------------

@@ -300,3 +300,13 @@ def test_only_nai_ret_may_hold_9(catalog):
     rules = {r.column: set(r.values) for r in domain.domain_rules(catalog["T_MCOaaC"]) if r.name == "return_code"}
     assert rules.pop("NAI_RET") == {"0", "1", "9"}
     assert rules and all(values == {"0", "1"} for values in rules.values())
+
+
+def test_a_version_number_is_not_held_to_its_schema_snapshot(reference_catalog):
+    """schema-snds lists the version and format numbers of the years it was written from (GRG_VER ['11'], RSS_NUM
+    ['224']): a delivery of another year is no domain failure. Other enums stay checked."""
+    b = reference_catalog["T_MCOaaB"]
+    assert b.by_name["GRG_VER"].constraints["enum"] == ["11"]
+    assert not domain.enum_checked(b.by_name["GRG_VER"]) and not domain.enum_checked(b.by_name["RSS_NUM"])
+    assert not domain.enum_checked(reference_catalog["T_MCOaaC"].by_name["FOR_NUM"])
+    assert domain.enum_checked(b.by_name["SEJ_TYP"]) and domain.enum_checked(b.by_name["COD_SEX"])
