@@ -324,7 +324,7 @@ def our_validation(df, table, manifest: Manifest, rows: int) -> dict[str, int]:
     delivery = date.fromisoformat(manifest.delivery_id[:10])
     plans = [p for p in family_columns(table, manifest.format, names) if p.name in names and p.read_type == p.dtype]
     delivered = {p.name for p in plans}
-    rules = range_rules(plans, delivered, delivery) + domain_rules(table, plans, delivered)
+    rules = range_rules(plans, delivered, delivery, table) + domain_rules(table, plans, delivered)
     required = [c for c in domain.required_columns(table) if c in names]
     aggs = [F.expr(f"count_if({r.fail})").alias(r.name) for r in rules]
     aggs += [F.count_if(F.col(c).isNull()).alias(f"not_null:{c}") for c in required]
