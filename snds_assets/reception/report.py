@@ -105,17 +105,20 @@ def previous_report_path(settings: Settings, delivery_id: str, suffix: str = "js
 
 def withdraw_report(settings: Settings, delivery_id: str) -> bool:
     """Move the delivery's report aside before its curated data change (see the module docstring); kept, not
-    deleted, for the operator who wants the earlier verdict. True when there was one."""
+    deleted, for the operator who wants the earlier verdict. True when there was one.
+
+    Every family of a run calls it before publishing: once the JSON report is gone there is nothing to do, so the
+    readable twin moves first and each later call reads one absent file (a network call on Azure)."""
     lake = Lake(settings.lake)
-    withdrawn = False
-    for suffix in ("json", "html"):
-        data = read_lake_bytes(lake.delivery_report(delivery_id, suffix))
-        if data is None:
-            continue
-        write_lake_bytes(previous_report_path(settings, delivery_id, suffix), data)
-        remove_lake_file(lake.delivery_report(delivery_id, suffix))
-        withdrawn = True
-    return withdrawn
+    report = read_lake_bytes(lake.delivery_report(delivery_id))
+    if report is None:
+        return False
+    twin = read_lake_bytes(lake.delivery_report(delivery_id, "html"))
+    for suffix, data in (("html", twin), ("json", report)):
+        if data is not None:
+            write_lake_bytes(previous_report_path(settings, delivery_id, suffix), data)
+            remove_lake_file(lake.delivery_report(delivery_id, suffix))
+    return True
 
 
 # --- Statuses -----------------------------------------------------------------------------------------------
