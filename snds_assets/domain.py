@@ -156,7 +156,7 @@ def numeric_bounds(table: Table, field: Field) -> tuple[float | None, float | No
 
     lo, hi = number(field.constraints.get("minimum")), number(field.constraints.get("maximum"))
     if table.name.startswith("ER_") and any(part in field.name for part in SIGNED_QUANTITY_PARTS):
-        lo = None if hi is None else min(lo if lo is not None else -hi, -hi)
+        lo = None if hi is None else -hi if lo is None else min(lo, -hi)
     return lo, hi
 
 
@@ -404,10 +404,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="EXE_SOI_DTF >= EXE_SOI_DTD OR EXE_SOI_DTF = DATE'1600-01-01'", tables=r"ER_PRS_F"),
     DomainRule("dpn_qlf", "DPN_QLF", "DPN_QLF is a two-digit qualifier code (71: information only)",
                expr="try_cast(DPN_QLF AS INT) BETWEEN 0 AND 99", tables=r"ER_PRS_F"),
-    DomainRule("pseudo_nir_length", "NIR_ANO_17", "a pseudo-NIR has 17 characters",
-               expr="length(NIR_ANO_17) = 17"),
-    DomainRule("pseudo_nir_length", "BEN_NIR_PSA", "a pseudo-NIR has 17 characters",
-               expr="length(BEN_NIR_PSA) = 17"),
+    *(DomainRule("pseudo_nir_length", c, "a pseudo-NIR has 17 characters", expr=f"length({c}) = 17")
+      for c in PSEUDO_NIR_COLUMNS),
     DomainRule("matched_death", "BEN_IDT_ANO", "a death record matched to a beneficiary (DCD_IDT_TOP = 1) names "
                "them in BEN_IDT_ANO", expr="NOT (try_cast(DCD_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO IS NULL)"),
     DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
