@@ -423,7 +423,10 @@ def test_a_listening_server_passes_the_probe(monkeypatch):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_spark_connect(f"sc://127.0.0.1:{server.getsockname()[1]}/;token=SECRETTOK")
+        assert check_spark_connect(f"sc://127.0.0.1:{server.getsockname()[1]}/;token=SECRETTOK") is None
+        server.settimeout(5)
+        probe, _ = server.accept()  # the probe dialled this server (it did not pass without connecting)
+        probe.close()
 
 
 def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
