@@ -763,6 +763,9 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
         if len(header) == 1 and len(catalog_columns) > 1:
             parts.append(f"the header is one single column: is the delimiter {fmt.delimiter!r} right?")
         notes.append(f"{f.path}: " + "; ".join(parts))
+    dated = [c for c in catalog_columns if c not in expected and any(c not in f.header for f in checked)]
+    if dated:  # reported (SPEC §2), as what the data's year should look like rather than as missing
+        notes.append(f"not in files of {year} by the schema's history, and absent: {_names(dated)}")
     return _outcome("columns", failing, sample, severity=severity, columns=problems, details=" | ".join(notes))
 
 
