@@ -1,10 +1,10 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="snds_assets",
     version="0.1.0",
     description="Reception, verification and provision of the SNDS main base as a Dagster code location on Spark",
-    packages=find_packages(exclude=["snds_assets_tests*"]),
+    packages=find_namespace_packages(include=["snds_assets", "snds_assets.*"]),
     package_data={"snds_assets": ["catalog/schemas/**/*.json", "py.typed", "spark-log4j2.properties"]},
     include_package_data=True,
     python_requires=">=3.11",
