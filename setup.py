@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Reception, verification and provision of the SNDS main base as a Dagster code location on Spark",
     packages=find_namespace_packages(include=["snds_assets", "snds_assets.*"]),
-    package_data={"snds_assets": ["catalog/schemas/**/*.json", "py.typed", "spark-log4j2.properties"]},
+    package_data={"snds_assets": ["catalog/schemas/**/*.json", "spark-log4j2.properties"]},
     include_package_data=True,
     python_requires=">=3.11",
     install_requires=[
