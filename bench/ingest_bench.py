@@ -268,8 +268,6 @@ def pandera_schema(table, names: list[str], manifest: Manifest):
                     checks.append(Check.str_length(2, 2))
                 elif rule.name == "dpn_qlf":
                     checks.append(Check.in_range(0, 99))
-                elif rule.name == "birth_year":
-                    checks.append(Check.in_range(domain.UNKNOWN_YEAR, delivery.year))
         evaluated += len(checks) + (name in required)
         columns[name] = Column(p.read_type, checks=checks, nullable=name not in required)
     unique = list(table.primary_key) if table.primary_key and all(c in names for c in table.primary_key) else None

@@ -408,8 +408,6 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
       for c in PSEUDO_NIR_COLUMNS),
     DomainRule("matched_death", "BEN_IDT_ANO", "a death record matched to a beneficiary (DCD_IDT_TOP = 1) names "
                "them in BEN_IDT_ANO", expr="NOT (try_cast(DCD_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO IS NULL)"),
-    DomainRule("birth_year", "BEN_NAI_ANN", "birth year is 1600 (unknown) or a plausible year",
-               expr="try_cast(BEN_NAI_ANN AS INT) = 1600 OR try_cast(BEN_NAI_ANN AS INT) BETWEEN 1890 AND year(current_date())"),
 )
 
 
