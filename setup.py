@@ -17,6 +17,7 @@ setup(
         "adlfs",
         "pyspark[connect]==4.3.0",
         "pandera[pyspark]",
+        "pandas<3",  # PySpark 4.3 supports pandas 2 only (its Spark Connect client warns on pandas 3)
         "pyyaml",
         "pyarrow",
         "numpy",
