@@ -46,3 +46,14 @@ class Lake:
     def staging(self, *path: str) -> str:
         """Scratch space for writes that are published by rename, so no half-written partition is visible."""
         return join(self.root, "_staging", *path)
+
+
+def staging_beside(target: str, token: str) -> str:
+    """A hidden scratch folder in ``target``'s own folder, for a write published by renaming it to ``target``.
+
+    Not the lake's ``_staging``: a file takes its folder's access rights when it is created and keeps them when
+    renamed (ADLS Gen2 default ACLs; a local ``restricted/`` folder is owner-only), so a correspondence staged
+    elsewhere would be readable wherever it was written, during the write and after a killed run. The leading dot
+    keeps it out of Spark's reads and of folder listings (``provision.storage.list_dirs``)."""
+    parent, name = posixpath.split(target.rstrip("/"))
+    return posixpath.join(parent, f".{name}.staging-{token}")

@@ -299,6 +299,23 @@ def test_project_folders_are_listed_afresh_on_azure(az_env):
     assert provision_storage.list_dirs(project) == ["ER_PRS_F", "IR_BEN_R"]
 
 
+def test_a_staged_folder_is_published_beside_its_place_on_azure(az_env):
+    """The staged folder and the replaced copy are hidden siblings of the target: never listed as extracts."""
+    from snds_assets.lake import staging_beside
+    from snds_assets.provision import storage as provision_storage
+
+    project = f"az://{CONTAINER}/{PREFIX}/lake/projects/P2"
+    az_env.upload_blob(f"{PREFIX}/lake/projects/P2/ER_PRS_F/part-0.parquet", b"old")
+    staged = staging_beside(f"{project}/ER_PRS_F", "t1")
+    assert staged == f"{project}/.ER_PRS_F.staging-t1"
+    provision_storage.write_bytes(f"{staged}/part-0.parquet", b"new")
+    assert provision_storage.list_dirs(project) == ["ER_PRS_F"]
+    provision_storage.publish_dir(staged, f"{project}/ER_PRS_F")
+    assert provision_storage.read_bytes(f"{project}/ER_PRS_F/part-0.parquet") == b"new"
+    names = [b.name for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/projects/P2/")]
+    assert names == [f"{PREFIX}/lake/projects/P2/ER_PRS_F/part-0.parquet"], names
+
+
 def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
     """Two first runs of a project racing: the store itself refuses the second secret, whatever either saw."""
     from adlfs import AzureBlobFileSystem

@@ -50,7 +50,8 @@ from snds_assets.provision.extract import Selector, extract_family, join_keys
 from snds_assets.provision.identify import build_cohort
 from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
 from snds_assets.provision.request import RequestError, list_requests, load_request
-from snds_assets.provision.run import run_cohort, run_extract, run_project
+from snds_assets.provision import storage
+from snds_assets.provision.run import run_cohort, run_extract, run_project, write_parquet
 from snds_assets.provision.source import FrameSource
 from snds_assets.resources import SndsResource
 
@@ -559,6 +560,24 @@ def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project
     b_values = {v for r in b_ben for v in (r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"])}
     assert len(a_values) == len(b_values) == 31 and not a_values & b_values
     assert project_secret(env, "study-a") != project_secret(env, "study-b")
+
+
+def test_restricted_data_is_staged_inside_restricted(spark, env, monkeypatch):
+    """A file keeps the access rights of the folder it was created in (ADLS default ACLs, an owner-only local
+    folder): a correspondence staged in the lake's shared ``_staging`` was readable there, and stayed there after a
+    killed run. It is staged hidden beside its place; a hidden leftover is not taken for an extract."""
+    lake = Lake(env.lake)
+    target = lake.restricted("staging-test", "correspondence")
+    staged, publish = [], storage.publish_dir
+    monkeypatch.setattr(storage, "publish_dir", lambda src, dst: (staged.append(
+        (src, sorted(p.name for p in Path(src).glob("*.parquet")))), publish(src, dst)))
+    write_parquet(spark.range(3), target)
+    (src, files), = staged
+    assert Path(src).parent == Path(target).parent and Path(src).name.startswith(".") and files
+    assert spark.read.parquet(target).count() == 3 and not Path(src).exists()
+    (Path(lake.project("staging-test")) / ".ER_PRS_F.staging-killed").mkdir(parents=True)
+    (Path(lake.project("staging-test")) / "ER_PRS_F").mkdir()
+    assert storage.list_dirs(lake.project("staging-test")) == ["ER_PRS_F"]
 
 
 def test_a_lost_secret_is_not_replaced_while_the_project_has_extracts(env):

@@ -7,7 +7,7 @@ Layout (SPEC §5):
     <lake>/restricted/projects/<ID>/               secret.key, correspondence/, cohort/, identifiers/,
                                                    identifiers.json (unresolved identifiers with their values),
                                                    info/*.json (what each step did, for the report)
-Every Parquet folder is written to <lake>/_staging first and published by rename.
+Every Parquet folder is written to a hidden folder beside its place first and published by rename.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .. import domain
 from ..catalog import Catalog
 from ..checks import ERROR, WARN, CheckOutcome
 from ..config import Settings
-from ..lake import Lake
+from ..lake import Lake, staging_beside
 from . import storage
 from .extract import Selector, allowed_output_columns, minimise
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
@@ -42,9 +42,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_parquet(df: DataFrame, lake: Lake, target: str, files: int | None = None) -> None:
-    """Write ``df`` under ``target`` atomically: into the staging area, then one rename."""
-    staging = lake.staging("provision", f"{uuid.uuid4().hex}")
+def write_parquet(df: DataFrame, target: str, files: int | None = None) -> None:
+    """Write ``df`` under ``target`` atomically: into a hidden folder beside it, then one rename (see
+    ``lake.staging_beside``: restricted data never lands outside ``restricted/``)."""
+    staging = staging_beside(target, uuid.uuid4().hex)
     if files:
         df = df.coalesce(files)
     df.write.mode("error").parquet(staging)
@@ -101,12 +102,12 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             PSA, RNG, pseudonym(PSA, secret, NUM_ENQ).alias(NUM_ENQ),
             ANO, pseudonym(ANO, secret, NUM_ENQ_ANO).alias(NUM_ENQ_ANO), NIR_UNIQUE,
         )
-        write_parquet(correspondence, lake, lake.restricted(request.id, "correspondence"), files)
-        write_parquet(result.cohort, lake, lake.restricted(request.id, COHORT), files)
+        write_parquet(correspondence, lake.restricted(request.id, "correspondence"), files)
+        write_parquet(result.cohort, lake.restricted(request.id, COHORT), files)
         project_cohort = pseudonymize(result.cohort, secret).orderBy(NUM_ENQ_IDT)
-        write_parquet(project_cohort, lake, lake.project(request.id, COHORT), files)
+        write_parquet(project_cohort, lake.project(request.id, COHORT), files)
         if result.resolution is not None:
-            write_parquet(result.resolution, lake, lake.restricted(request.id, "identifiers"), 1)
+            write_parquet(result.resolution, lake.restricted(request.id, "identifiers"), 1)
             storage.write_json(lake.restricted(request.id, "identifiers.json"), {
                 "project": request.id, "file": str(request.identifiers_file), "counts": result.counts["identifiers"],
                 "unresolved": result.unresolved,
@@ -214,7 +215,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         metrics.append(F.count_if(_outside(selection, date_col, request)).alias("outside"))
     observed = selection.observe(observation, *metrics)
     output = pseudonymize(minimise(catalog, request, family, observed), secret)
-    write_parquet(output, lake, target)
+    write_parquet(output, target)
     got = observation.get
     rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
 

@@ -77,14 +77,29 @@ def read_json(path: str) -> dict | None:
 
 
 def list_dirs(path: str) -> list[str]:
-    """Names of the sub-folders of a folder ([] when absent), listed afresh (see ``fresh_filesystem``)."""
+    """Names of the sub-folders of a folder ([] when absent), listed afresh (see ``fresh_filesystem``); hidden
+    ones (a write being staged, an old copy being replaced) are not listed."""
     if is_uri(path):
         fs, p = fresh_filesystem(path)
         if not fs.exists(p):
             return []
-        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(p, detail=True) if e["type"] == "directory")
-    local = _local(path)
-    return sorted(d.name for d in local.iterdir() if d.is_dir()) if local.is_dir() else []
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(p, detail=True) if e["type"] == "directory"]
+    else:
+        local = _local(path)
+        names = [d.name for d in local.iterdir() if d.is_dir()] if local.is_dir() else []
+    return sorted(n for n in names if not n.startswith("."))
+
+
+def _move_files(fs, src: str, dst: str) -> bool:
+    """Move every file under ``src`` to the same place under ``dst``, one copy and one removal each; False when
+    ``src`` holds none. Not fsspec's ``mv``: on a flat blob namespace it copies the folder itself as a blob
+    (which does not exist), and it reads ``?`` and ``[`` in names as patterns."""
+    files = fs.find(src)
+    for path in files:
+        fs.cp_file(path, dst + path[len(src):])
+    for path in files:
+        fs.rm_file(path)
+    return bool(files)
 
 
 def publish_dir(staging: str, target: str) -> None:
@@ -96,12 +111,11 @@ def publish_dir(staging: str, target: str) -> None:
     if is_uri(staging):
         fs, src = filesystem(staging)
         _, dst = filesystem(target)
-        old = f"{dst}.old-{uuid.uuid4().hex}"
-        if fs.exists(dst):
-            fs.mv(dst, old, recursive=True)
-        fs.makedirs(dst.rsplit("/", 1)[0], exist_ok=True)
-        fs.mv(src, dst, recursive=True)
-        if fs.exists(old):
+        parent, name = dst.rsplit("/", 1)
+        old = f"{parent}/.{name}.old-{uuid.uuid4().hex}"
+        replaced = _move_files(fs, dst, old)
+        _move_files(fs, src, dst)
+        if replaced:
             fs.rm(old, recursive=True)
         return
     src, dst = _local(staging), _local(target)
