@@ -70,6 +70,8 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
         raise UsageError(f"--delivery-id {args.delivery_id!r} is not {DELIVERY_ID_FORM}")
     if args.patients < 1:
         raise UsageError("--patients must be at least 1")
+    if args.rows_per_file is not None and args.rows_per_file < 1:  # the generator named its field, not the option
+        raise UsageError("--rows-per-file must be at least 1")
     landing = resolve_path(args.out) if args.out else settings.landing
     remote = not is_local(filesystem(landing)[0])
     if remote and delivery_folder_used(landing, args.delivery_id):

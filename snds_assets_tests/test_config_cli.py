@@ -515,3 +515,12 @@ def test_ui_starts_when_the_spark_connect_server_does_not_answer(tmp_path, monke
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_generate_names_the_rows_per_file_option(tmp_path, value):
+    """The message named the generator's field (rows_per_file), not the option the user typed."""
+    proc = _snds(["generate", "--rows-per-file", value, "--patients", "1", "--tables", "IR_IMB_R"], tmp_path)
+    assert proc.returncode == EXIT_ERROR, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--rows-per-file must be at least 1" in lines[0], proc.stderr
