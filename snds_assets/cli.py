@@ -122,9 +122,29 @@ def prepare_environment(settings: Settings) -> None:
             blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
             raise UsageError(f"{name} {folder} must be a folder, but {blocker} is a file") from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
-    if not config.exists():
-        # No telemetry, and no first-visit pop-up in the UI over the asset graph.
-        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    if not config.exists() or config.read_text() == _EARLIER_INSTANCE_CONFIG:
+        config.write_text(INSTANCE_CONFIG)
+
+
+_EARLIER_INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+# No telemetry, no first-visit pop-up in the UI over the asset graph, and never two queued runs (sensors, UI) on
+# one delivery or project at once: they would write the same folders (deploy/dagster.yaml does the same).
+INSTANCE_CONFIG = _EARLIER_INSTANCE_CONFIG + """concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,41 @@ def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
 
 
+def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monkeypatch):
+    """`snds ui`'s daemon queues a second run of a project (both sensors, the UI) while the first runs: two
+    extractions at once rewrote each other's files and one failed. An instance configured by an earlier version
+    gets the limits too."""
+    from dagster import DagsterInstance
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    from snds_assets.cli import _EARLIER_INSTANCE_CONFIG
+
+    dagster_home = tmp_path / "home" / "dagster"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIG)
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
+    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    main(["report", "2026-01-01"])
+    origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
+                                    "__repository__").get_job_origin("provision")
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        def run(status, project):
+            return create_run_for_test(instance, job_name="provision", status=status, remote_job_origin=origin,
+                                       tags={"dagster/partition": project, "snds/project": project}).run_id
+
+        run(DagsterRunStatus.STARTED, "covid")
+        same, other = run(DagsterRunStatus.QUEUED, "covid"), run(DagsterRunStatus.QUEUED, "asthma")
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        dequeued = {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
+            instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+    assert dequeued == {other} and same not in dequeued
+    assert "telemetry:\n  enabled: false" in (dagster_home / "dagster.yaml").read_text()
+
+
 @pytest.mark.parametrize("status, code", [("complete", 0), ("failed", 1)])
 def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     """SPEC §4: 1 when the data were rejected (an ERROR check of the extraction failed), 0 otherwise."""

@@ -672,7 +672,20 @@ def test_report_asset_before_any_cohort(tmp_path):
     assert result.success
     metadata = result.asset_materializations_for_node("reports__project")[0].metadata
     assert metadata["cohort size"].value == 0
+    assert metadata["request fingerprint"].value == ""  # nothing extracted: the sensors still ask for it
     assert json.loads(Path(Lake(settings.lake).project_report("early")).read_text())["cohort"] is None
+
+
+def test_report_asset_names_the_request_a_complete_extraction_was_made_for(env, project):
+    """The sensors skip a project whose last report was made for its current request (`snds demo`, then `snds ui`)."""
+    request, report = project
+    assert report["status"] == "complete"
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("projects", [request.id])
+    result = materialize([build_project_report_asset([])], partition_key=request.id, instance=instance,
+                         resources={"snds": SndsResource(home=env.home, lake=env.lake, projects=env.projects)})
+    metadata = result.asset_materializations_for_node("reports__project")[0].metadata
+    assert metadata["request fingerprint"].value == request.fingerprint
 
 
 # --- Requests ------------------------------------------------------------------------------------------------------

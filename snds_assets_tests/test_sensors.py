@@ -386,3 +386,33 @@ def test_project_sensor_reads_the_older_cursor(env):
     assert not _tick(defs, instance, "project_requests", older).run_requests
     _project(settings, "p", ["ER_PRS_F"], criterion='drug: {cip13: ["3400930000002"]}')
     assert [r.partition_key for r in _tick(defs, instance, "project_requests", older).run_requests] == ["p"]
+
+
+def _extracted(instance, project_id, fingerprint):
+    """A project report as the report asset records it (runless), for the request of ``fingerprint``."""
+    from snds_assets.provision.assets import FINGERPRINT, PROJECT_REPORT_KEY
+
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=PROJECT_REPORT_KEY, partition=project_id, metadata={FINGERPRINT: fingerprint}))
+
+
+def test_sensors_starting_over_a_demo_home_do_not_extract_again(env):
+    """`snds demo` (or `snds extract`) extracted the project after ingesting the delivery: `snds ui`'s first
+    ticks asked for the same extraction twice, from both sensors at once, and one run failed on the other's files."""
+    from snds_assets.provision.request import list_requests
+
+    settings, defs, instance = env
+    _project(settings, "p", ["ER_PRS_F"])
+    instance.add_dynamic_partitions("projects", ["p"])
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    _extracted(instance, "p", dict(list_requests(settings))["p"])
+    first = _tick(defs, instance, "project_requests")
+    assert not first.run_requests
+    assert not _tick(defs, instance, "refresh_extracts").run_requests
+    # What comes after the extraction still runs: a changed request, a newly accepted delivery.
+    _project(settings, "p", ["ER_PRS_F"], criterion='drug: {cip13: ["3400930000002"]}')
+    assert [r.partition_key for r in _tick(defs, instance, "project_requests", first.cursor).run_requests] == ["p"]
+    _report(instance, "2024-02-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("p", "2024-02-15")}
+    _extracted(instance, "p", "an older request")
+    assert not _tick(defs, instance, "refresh_extracts").run_requests

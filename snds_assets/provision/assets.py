@@ -164,14 +164,18 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
     def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
         from ..lake import Lake
         from .request import load_request
-        from .run import build_project_report
+        from .run import build_project_report, collect_infos
 
         settings, catalog = snds.settings(), snds.catalog()
         request = load_request(settings, catalog, context.partition_key)
         report = build_project_report(settings, catalog, request)
         lake = Lake(settings.lake)
+        cohort_info = collect_infos(settings, request)[0] or {}
+        # The request the extraction was made for; none while it is incomplete (the sensors would skip it).
+        made_for = str(cohort_info.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
         return MaterializeResult(metadata={
             "project": request.id,
+            FINGERPRINT: made_for,
             "cohort size": int((report.get("cohort") or {}).get("size", 0)),
             "report": MetadataValue.path(lake.project_report(request.id)),
             "readable report": MetadataValue.path(lake.project_report(request.id, "html")),
@@ -183,6 +187,21 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
 def project_selection(request, catalog: Catalog) -> list[AssetKey]:
     families = [f for f in request.tables if f in catalog and extractable(catalog, catalog[f])]
     return [COHORT_KEY, *(extract_key(f) for f in families), PROJECT_REPORT_KEY]
+
+
+FINGERPRINT = "request fingerprint"  # of the request the reported extraction was made for
+
+
+def _last_extraction(instance, project_id: str) -> tuple[int, str] | None:
+    """(storage id, request fingerprint) of the project's latest extraction report, whoever ran it (the UI, a
+    sensor, ``snds extract`` or ``snds demo``, all through this instance)."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=PROJECT_REPORT_KEY, asset_partitions=[project_id]), limit=1, ascending=False,
+    ).records
+    if not records:
+        return None
+    meta = records[0].asset_materialization.metadata if records[0].asset_materialization else {}
+    return records[0].storage_id, str(getattr(meta.get(FINGERPRINT), "value", "") or "")
 
 
 def _project_cursor(text: str | None) -> dict[str, list]:
@@ -211,6 +230,11 @@ def build_project_sensor(job_name: str):
         for project_id, fingerprint in list_requests(settings):
             last, changes = seen.get(project_id, [None, 0])
             if last == fingerprint:
+                continue
+            done = _last_extraction(context.instance, project_id)
+            if done and done[1] == fingerprint:  # a sensor starting over a home `snds demo` or `extract` filled
+                seen[project_id] = [fingerprint, changes]
+                context.log.info(f"project {project_id}: already extracted for this request")
                 continue
             try:
                 request = load_request(settings, catalog, project_id)
@@ -307,6 +331,13 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
         if not stale:
             return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
                                 cursor=cursor)
+        for project_id, (_, deliveries, storage_id) in list(stale.items()):
+            done = _last_extraction(context.instance, project_id)
+            if done and done[0] > storage_id:  # extracted since (`snds demo` extracts right after its ingest)
+                context.log.info(f"project {project_id}: extracted after delivery {deliveries[-1]} already")
+                del stale[project_id]
+        if not stale:
+            return SensorResult(skip_reason=SkipReason("every project concerned was extracted since"), cursor=cursor)
         known = set(context.instance.get_dynamic_partitions(projects.name))
         runs = []
         for project_id, (request, deliveries, storage_id) in stale.items():
