@@ -414,5 +414,7 @@ def test_sensors_starting_over_a_demo_home_do_not_extract_again(env):
     assert [r.partition_key for r in _tick(defs, instance, "project_requests", first.cursor).run_requests] == ["p"]
     _report(instance, "2024-02-15", ["ER_PRS_F"])
     assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("p", "2024-02-15")}
+    _extracted(instance, "p", "")  # an incomplete extraction (its report alone, from the UI) is no refresh
+    assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("p", "2024-02-15")}
     _extracted(instance, "p", "an older request")
     assert not _tick(defs, instance, "refresh_extracts").run_requests

@@ -333,7 +333,7 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
                                 cursor=cursor)
         for project_id, (_, deliveries, storage_id) in list(stale.items()):
             done = _last_extraction(context.instance, project_id)
-            if done and done[0] > storage_id:  # extracted since (`snds demo` extracts right after its ingest)
+            if done and done[1] and done[0] > storage_id:  # extracted since (`snds demo` extracts right after its ingest)
                 context.log.info(f"project {project_id}: extracted after delivery {deliveries[-1]} already")
                 del stale[project_id]
         if not stale:
