@@ -559,3 +559,14 @@ def test_generate_names_the_rows_per_file_option(tmp_path, value):
     assert proc.returncode == EXIT_ERROR, proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--rows-per-file must be at least 1" in lines[0], proc.stderr
+
+
+def test_generate_names_the_out_option_when_it_is_a_file(tmp_path):
+    """It said "[Errno 20] Not a directory: '<file>/<ID>'", not which option to fix."""
+    (tmp_path / "afile").write_text("x")
+    proc = _snds(["generate", "--out", str(tmp_path / "afile" / "sub"), "--patients", "1", "--tables", "IR_IMB_R"],
+                 tmp_path)
+    assert proc.returncode == EXIT_ERROR, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"--out {tmp_path / 'afile' / 'sub'} must be a folder, but {tmp_path / 'afile'} is a file" \
+        in lines[0], proc.stderr
