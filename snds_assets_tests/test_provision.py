@@ -676,9 +676,10 @@ def test_report_asset_before_any_cohort(tmp_path):
     assert json.loads(Path(Lake(settings.lake).project_report("early")).read_text())["cohort"] is None
 
 
-def test_report_asset_names_the_request_a_complete_extraction_was_made_for(env, project):
+def test_report_asset_names_the_request_a_complete_extraction_was_made_for(spark, env, catalog, source):
     """The sensors skip a project whose last report was made for its current request (`snds demo`, then `snds ui`)."""
-    request, report = project
+    request = load_request(env, catalog, "study-b")
+    report = run_project(spark, env, catalog, request, source)
     assert report["status"] == "complete"
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("projects", [request.id])
