@@ -111,6 +111,14 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(env=env, **overrides)
 
 
+def not_a_folder(setting: str, folder: str) -> UsageError | None:
+    """The error for a folder setting that is, or lies under, a file (Python says "[Errno 20] Not a directory"
+    about a path below it, not which setting to fix); None when nothing is in the way."""
+    path = Path(folder)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    return None if blocker is None else UsageError(f"{setting} {folder} must be a folder, but {blocker} is a file")
+
+
 def prepare_environment(settings: Settings) -> None:
     """Make every Dagster run of this process (and its resources) see the resolved settings."""
     os.environ.update(settings.as_env())
@@ -118,9 +126,7 @@ def prepare_environment(settings: Settings) -> None:
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:  # said "[Errno 17] File exists", not which setting
-            path = Path(folder)
-            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
-            raise UsageError(f"{name} {folder} must be a folder, but {blocker} is a file") from exc
+            raise not_a_folder(name, folder) or UsageError(f"{name} {folder}: {exc.strerror}") from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists() or config.read_text() == _EARLIER_INSTANCE_CONFIG:
         config.write_text(INSTANCE_CONFIG)

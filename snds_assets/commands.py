@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError, not_a_folder
 from .config import Settings, resolve_path
 
 DEMO_PROJECT = "demo-covid"
@@ -76,11 +76,9 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
     remote = not is_local(filesystem(landing)[0])
     if remote and delivery_folder_used(landing, args.delivery_id):
         raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
-    if not remote:  # said "[Errno 20] Not a directory: '<landing>/<ID>'", not which setting
-        blocker = next((p for p in (Path(landing), *Path(landing).parents) if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise UsageError(f"{'--out' if args.out else 'SNDS_LANDING'} {landing} must be a folder, "
-                             f"but {blocker} is a file")
+    blocked = None if remote else not_a_folder("--out" if args.out else "SNDS_LANDING", landing)
+    if blocked:
+        raise blocked
     # A landing zone on object storage (az://) gets the delivery written locally first (in TMPDIR), then uploaded.
     out = Path(tempfile.mkdtemp(prefix="snds-generate-")) if remote else Path(landing)
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
