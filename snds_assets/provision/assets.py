@@ -164,15 +164,15 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
     def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
         from ..lake import Lake
         from .request import load_request
-        from .run import build_project_report, collect_infos
+        from .run import build_project_report
 
         settings, catalog = snds.settings(), snds.catalog()
         request = load_request(settings, catalog, context.partition_key)
         report = build_project_report(settings, catalog, request)
         lake = Lake(settings.lake)
-        cohort_info = collect_infos(settings, request)[0] or {}
         # The request the extraction was made for; none while it is incomplete (the sensors would skip it).
-        made_for = str(cohort_info.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
+        cohort = report.get("cohort") or {}
+        made_for = str(cohort.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
         return MaterializeResult(metadata={
             "project": request.id,
             FINGERPRINT: made_for,

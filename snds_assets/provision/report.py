@@ -50,6 +50,7 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
             "criteria": cohort_info.get("criteria") or {},
             "criteria_tables_missing": cohort_info.get("criteria_tables_missing") or [],
             "built_at": cohort_info.get("built_at"),
+            "request_fingerprint": cohort_info.get("request_fingerprint"),  # the request it was built for
             "deliveries": cohort_info.get("deliveries") or {},
             "checks": cohort_checks,
         }
