@@ -300,7 +300,8 @@ def test_project_folders_are_listed_afresh_on_azure(az_env):
 
 
 def test_a_staged_folder_is_published_beside_its_place_on_azure(az_env):
-    """The staged folder and the replaced copy are hidden siblings of the target: never listed as extracts."""
+    """The staged folder is a hidden sibling of the target, never listed as an extract; publishing over an
+    earlier extract leaves the new files only."""
     from snds_assets.lake import staging_beside
     from snds_assets.provision import storage as provision_storage
 

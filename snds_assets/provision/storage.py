@@ -90,33 +90,22 @@ def list_dirs(path: str) -> list[str]:
     return sorted(n for n in names if not n.startswith("."))
 
 
-def _move_files(fs, src: str, dst: str) -> bool:
-    """Move every file under ``src`` to the same place under ``dst``, one copy and one removal each; False when
-    ``src`` holds none. Not fsspec's ``mv``: on a flat blob namespace it copies the folder itself as a blob
-    (which does not exist), and it reads ``?`` and ``[`` in names as patterns."""
-    files = fs.find(src)
-    for path in files:
-        fs.cp_file(path, dst + path[len(src):])
-    for path in files:
-        fs.rm_file(path)
-    return bool(files)
-
-
 def publish_dir(staging: str, target: str) -> None:
-    """Replace ``target`` by the folder ``staging``: the old content is moved aside first, then dropped.
+    """Replace ``target`` by the folder ``staging``.
 
-    Locally both renames are atomic; a reader sees the old or the new folder, never a mix. On object storage
-    each move copies file by file (see the module's docstring).
+    Locally the old content is renamed aside, then dropped: both renames are atomic, a reader sees the old or the
+    new folder, never a mix. On object storage it is removed, then the new one copied (see the module's docstring).
     """
     if is_uri(staging):
+        # A move is a copy there, so the old content is removed rather than copied aside; each file is copied
+        # by itself: fsspec's ``mv`` copies the folder too, as a blob that does not exist on a flat namespace.
         fs, src = filesystem(staging)
         _, dst = filesystem(target)
-        parent, name = dst.rsplit("/", 1)
-        old = f"{parent}/.{name}.old-{uuid.uuid4().hex}"
-        replaced = _move_files(fs, dst, old)
-        _move_files(fs, src, dst)
-        if replaced:
-            fs.rm(old, recursive=True)
+        if fs.find(dst):
+            fs.rm(dst, recursive=True)
+        for path in fs.find(src):
+            fs.cp_file(path, dst + path[len(src):])
+        fs.rm(src, recursive=True)
         return
     src, dst = _local(staging), _local(target)
     dst.parent.mkdir(parents=True, exist_ok=True)
