@@ -179,6 +179,8 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
             instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
     assert dequeued == {other} and same not in dequeued
     assert "telemetry:\n  enabled: false" in (dagster_home / "dagster.yaml").read_text()
+    from pathlib import Path
+
     import yaml  # the same limits as the production instance's, not a drifting copy
 
     limits = lambda text: yaml.safe_load(text)["concurrency"]["runs"]["tag_concurrency_limits"]  # noqa: E731
