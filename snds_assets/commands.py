@@ -24,6 +24,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     from dagster import DagsterInstance
 
     from .definitions import build_definitions
+    from .runs import process_tags
 
     instance = DagsterInstance.get()
     if not instance.has_dynamic_partition(partitions, key):
@@ -37,7 +38,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     result = job.execute_in_process(
         instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,
         run_config={"loggers": {logger: {"config": config}}},
-        tags={**tags, "snds/source": "cli"},
+        tags={**tags, "snds/source": "cli", **process_tags()},
     )
     if not result.success:
         raise run_error(result)

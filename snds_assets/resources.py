@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
 
 from .catalog import Catalog
 from .config import Settings
@@ -25,6 +25,12 @@ class SndsResource(ConfigurableResource):
     projects: Optional[str] = None
     schemas: Optional[str] = None
     nomenclatures: Optional[str] = None
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """In a run, name the process executing it (``runs.claim``), so that its death does not leave it started."""
+        from .runs import claim
+
+        claim(context.instance, context.dagster_run)
 
     def settings(self) -> Settings:
         return Settings.from_env(

@@ -1,6 +1,7 @@
 """The sensors: deliveries are picked up only when complete, once per manifest; projects when new or changed."""
 import hashlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,40 @@ def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source):
     instance.report_run_canceled(run)
     assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries", result.cursor).run_requests] == [
         "2026-11-15"]
+
+
+def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_env, monkeypatch):
+    """`snds ingest` killed: its run would stay STARTED for ever, holding the delivery from the sensor and from
+    the next command. The run names its process; that process gone, the run is ended as failed."""
+    import subprocess
+
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from snds_assets import commands
+    from snds_assets.cli import main
+    from snds_assets.runs import PROCESS_TAG, _started
+
+    settings, defs, instance = cli_env
+    _write_delivery(Path(settings.landing), "2026-11-15")
+    child = subprocess.Popen(["sleep", "60"])
+    tags = {"dagster/partition": "2026-11-15", "snds/source": "cli",
+            PROCESS_TAG: f"{socket.gethostname()}:{child.pid}:{_started(child.pid)}"}
+    run = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED, tags=tags)
+    project = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                                  tags={"dagster/partition": "study", PROCESS_TAG: tags[PROCESS_TAG]})
+    assert not _tick(defs, instance, "cnam_deliveries").run_requests  # alive: waited for
+    child.kill()
+    child.wait()
+    assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries").run_requests] == ["2026-11-15"]
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(project.run_id).status == DagsterRunStatus.FAILURE  # any run, by every tick
+
+    second = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED, tags=tags)
+    ran = []
+    monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))
+    main(["ingest", "2026-11-15"])  # not refused (then no report: _run did nothing)
+    assert ran and instance.get_run_by_id(second.run_id).status == DagsterRunStatus.FAILURE
 
 
 def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeypatch, capsys):

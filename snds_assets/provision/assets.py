@@ -11,10 +11,13 @@ from dagster import (
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result
+from ..lake import Lake
 from ..logs import step_progress
 from ..metadata import column_schema
 from ..partitions import projects
 from ..resources import SndsResource
+from ..runs import end_dead_runs, unfinished_runs
+from ..scratch import project_scratch, sweep
 from ..spark import SparkResource
 
 if TYPE_CHECKING:
@@ -73,6 +76,14 @@ def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
     return set(_with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria, *extracted]))
 
 
+def _sweep_project(context: AssetExecutionContext, settings, project_id: str) -> None:
+    """Before a cohort or an extract is written, the scratch of this project's killed runs (``scratch``)."""
+    sweep(project_scratch(Lake(settings.lake), project_id),
+          unfinished_runs(context.instance, {"dagster/partition": project_id, "snds/project": project_id},
+                          context.run_id),
+          context.log, f"project {project_id}")
+
+
 def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
     @asset(
         key=COHORT_KEY, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
@@ -90,6 +101,7 @@ def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
         settings, catalog = snds.settings(), snds.catalog()
         session = spark.get_session()
         request = load_request(settings, catalog, context.partition_key)
+        _sweep_project(context, settings, context.partition_key)
         result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
         return MaterializeResult(
             metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
@@ -133,6 +145,7 @@ def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
         if outside:
             context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
         wanted = [f for f in request.tables if f in selected]
+        _sweep_project(context, settings, context.partition_key)
         session = spark.get_session()
         state = CurrentState(session, settings, catalog_)
         for step, family in enumerate(wanted, 1):
@@ -162,7 +175,6 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
                     "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
     )
     def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
-        from ..lake import Lake
         from .request import load_request
         from .run import build_project_report
 
@@ -224,6 +236,7 @@ def build_project_sensor(job_name: str):
         from .request import RequestError, list_requests, load_request
 
         settings, catalog = snds.settings(), snds.catalog()
+        end_dead_runs(context.instance, context.log)  # a project's dead run would hold it from the queue
         seen = _project_cursor(context.cursor)
         known = set(context.instance.get_dynamic_partitions(projects.name))
         requests, new = [], []

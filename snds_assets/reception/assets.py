@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from dagster import (
     AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
-    DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, RunsFilter,
+    DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest,
     SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
@@ -20,10 +20,13 @@ from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
 )
+from ..lake import Lake
 from ..logs import step_progress
 from ..metadata import column_schema
 from ..partitions import deliveries
 from ..resources import SndsResource
+from ..runs import end_dead_runs, unfinished_runs
+from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource
 
 OWNER = "team:snds-reception"
@@ -150,6 +153,10 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
         if absent:
             context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
+        delivery_id = manifest.delivery_id
+        others = unfinished_runs(context.instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id},
+                                 context.run_id)
+        sweep(delivery_scratch(Lake(settings.lake), delivery_id, present), others, context.log, f"delivery {delivery_id}")
         session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
         state = None
         if session is not None:
@@ -198,6 +205,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         finally:
             if state is not None:
                 state.close()
+            if not others:
+                drop_empty_staging(Lake(settings.lake), delivery_id)
 
     return receive
 
@@ -249,8 +258,6 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
 def _curated_result(settings, catalog: Catalog, manifest, family: str, results: list,
                     held: tuple[str, ...] = ()) -> MaterializeResult:
     """The curated asset's materialisation with its checks, but for those ``held`` to be emitted later."""
-    from ..lake import Lake
-
     key = curated_key(family)
     schema = results[0].column_schema if results else []
     return MaterializeResult(
@@ -281,7 +288,6 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
                                     description=RULE_DESCRIPTIONS["delivery_accepted"])],
     )
     def reception_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
-        from ..lake import Lake
         from .report import build_report, mark_received
         from .storage import read_manifest
 
@@ -323,16 +329,10 @@ def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
-# A run in one of these states holds, or is about to hold, the delivery's folders in the lake.
-UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
-
-
 def receptions_in_progress(instance: DagsterInstance, job_name: str, delivery_id: str) -> list[DagsterRun]:
     """Queued or running runs of the reception job on one delivery, whoever started them (the sensor, `snds
     ingest`, the UI): a second reception of the same partition alongside one would write the same folders."""
-    return list(instance.get_runs(RunsFilter(job_name=job_name, statuses=list(UNFINISHED),
-                                             tags={"dagster/partition": delivery_id})))
+    return unfinished_runs(instance, {"dagster/partition": delivery_id}, job_name=job_name)
 
 
 def describe_run(run: DagsterRun) -> str:
@@ -369,6 +369,7 @@ def build_delivery_sensor(job_name: str):
         from .storage import landing_exists, list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
+        end_dead_runs(context.instance, context.log)  # before their partitions are looked at, and for the queue
         seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
         requests, new_partitions, notes = [], [], []

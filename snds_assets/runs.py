@@ -1,0 +1,99 @@
+"""Runs of the shared Dagster instance that hold a delivery or a project, and those that can never end.
+
+A run executes in one process (the in-process executor): the `snds ingest` or `snds extract` command itself, or
+the run worker the UI and the sensors' runs are launched in. Killed (SIGKILL, out of memory, a closed terminal's
+session), that process leaves its run STARTED for ever: nothing watches a command's process, and Dagster's run
+monitoring cannot see a run worker die. The run would hold its partition from the queue's limits, the sensors
+and the next command. So every run names the process executing it (host, pid and the process's start time, so
+that a reused pid is not taken for it; ``claim``), and a run whose process is gone from this host is ended as
+failed, saying why: by each sensor tick, and wherever a run of the same partition is looked for.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+# A run in one of these states holds, or is about to hold, its partition's folders in the lake.
+UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+PROCESS_TAG = "snds/process"
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat), or None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22; the command name before it may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """The tag naming this process, for a run executed in it."""
+    started = _started(os.getpid())
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}:{started}"} if started else {}
+
+
+def claim(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
+    """Name this process on ``run``, which it is executing (once: a command names itself when it creates it)."""
+    if instance is None or run is None or PROCESS_TAG in run.tags:
+        return
+    tags = process_tags()
+    if tags:
+        instance.add_run_tags(run.run_id, tags)
+
+
+def process_gone(run: DagsterRun) -> bool:
+    """True when the run names the process executing it, on this host, and that process no longer exists.
+    Another host's process cannot be looked at: its run is taken as alive."""
+    value = run.tags.get(PROCESS_TAG, "")
+    parts = value.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not Path("/proc/self/stat").exists():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    return _started(pid) != parts[2]
+
+
+def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:
+    """``runs`` but those whose process is gone, which are ended as failed, saying why."""
+    alive = []
+    for run in runs:
+        if process_gone(run):
+            pid = run.tags[PROCESS_TAG].rsplit(":", 2)[1]
+            instance.report_run_failed(run, f"the process that ran it (pid {pid}) has ended without ending the "
+                                            "run: killed, most likely; its staged writes are removed by the next "
+                                            "run of the same partition")
+        else:
+            alive.append(run)
+    return alive
+
+
+def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str | None = None,
+                    job_name: str | None = None) -> list[DagsterRun]:
+    """Unfinished runs, other than ``run_id``, carrying any one of ``tags`` (a partition: the UI's runs carry
+    ``dagster/partition`` only, those of the sensors and of `snds` their delivery or project too), those of a
+    killed `snds` command ended first."""
+    found: dict[str, DagsterRun] = {}
+    for key, value in tags.items():
+        for run in instance.get_runs(RunsFilter(statuses=list(UNFINISHED), tags={key: value}, job_name=job_name)):
+            if run.run_id != run_id:
+                found[run.run_id] = run
+    return end_if_gone(instance, list(found.values()))
+
+
+def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
+    """End every started run whose process is gone from this host (see the module's docstring); the runs ended."""
+    runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
+            if PROCESS_TAG in r.tags]
+    alive = {r.run_id for r in end_if_gone(instance, runs)}
+    ended = [r for r in runs if r.run_id not in alive]
+    for run in ended:
+        if log is not None:
+            log.warning(f"run {run.run_id} ended as failed: the process that ran it is gone")
+    return ended
