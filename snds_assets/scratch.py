@@ -23,9 +23,9 @@ HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?:(?:staging|old)-[0-9a-f]{32}|[0-9a-f]{
 
 def hidden_scratch(folder: str, name: str | None = None) -> list[str]:
     """Scratch entries directly under ``folder`` (URLs), only those staged for ``name`` when it is given."""
-    from .reception.storage import filesystem
+    from .reception.storage import fresh_filesystem
 
-    fs, path = filesystem(folder)
+    fs, path = fresh_filesystem(folder)  # not an object store's listing cache: Spark wrote there meanwhile
     try:
         children = fs.ls(path, detail=False)
     except (FileNotFoundError, NotADirectoryError):
@@ -42,9 +42,10 @@ def hidden_scratch(folder: str, name: str | None = None) -> list[str]:
 def delivery_scratch(lake: Lake, delivery_id: str, families: Iterable[str]) -> list[str]:
     """Where runs on one delivery stage their writes: its staging trees, and its partitions moved aside in the
     families it delivers."""
-    from .reception.storage import lake_exists
+    from .reception.storage import walk_lake_files
 
-    found = [p for p in (lake.staging("raw", delivery_id), lake.staging("curation", delivery_id)) if lake_exists(p)]
+    found = [p for p in (lake.staging("raw", delivery_id), lake.staging("curation", delivery_id))
+             if walk_lake_files(p)]
     partition = f"delivery_id={delivery_id}"
     for family in families:
         found += hidden_scratch(lake.curated(family), partition) + hidden_scratch(lake.rejects(family), partition)

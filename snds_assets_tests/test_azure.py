@@ -317,6 +317,36 @@ def test_a_staged_folder_is_published_beside_its_place_on_azure(az_env):
     assert names == [f"{PREFIX}/lake/projects/P2/ER_PRS_F/part-0.parquet"], names
 
 
+def test_what_killed_runs_staged_is_found_and_removed_on_azure(az_env):
+    """Blob stores have no folders: staged writes are found by the names of their blobs' prefixes."""
+    from snds_assets.lake import Lake
+    from snds_assets.scratch import delivery_scratch, drop_empty_staging, project_scratch, sweep
+
+    lake = Lake(f"az://{CONTAINER}/{PREFIX}/lake")
+    hexa = "0123456789abcdef" * 2
+    for name in (f"_staging/raw/2026-11-15/{hexa}/IR_BEN_R.csv", f"_staging/curation/2026-11-15/IR_BEN_R/{hexa}/x",
+                 f"curated/IR_BEN_R/.delivery_id=2026-11-15.old-{hexa}/part-0.parquet",
+                 f"curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet",
+                 f"curated/IR_BEN_R/.delivery_id=2026-12-01.old-{hexa}/part-0.parquet",
+                 f"projects/P3/.ER_PRS_F.staging-{hexa}/part-0.parquet", "projects/P3/ER_PRS_F/part-0.parquet",
+                 f"restricted/projects/P3/.correspondence.old-{hexa}/part-0.parquet"):
+        az_env.upload_blob(f"{PREFIX}/lake/{name}", b"x")
+    found = delivery_scratch(lake, "2026-11-15", ["IR_BEN_R", "ER_PRS_F"]) + project_scratch(lake, "P3")
+    assert [p.split("/lake/", 1)[1] for p in found] == [
+        "_staging/raw/2026-11-15", "_staging/curation/2026-11-15", f"curated/IR_BEN_R/.delivery_id=2026-11-15.old-{hexa}",
+        f"projects/P3/.ER_PRS_F.staging-{hexa}", f"restricted/projects/P3/.correspondence.old-{hexa}"]
+
+    class Log:
+        def info(self, message):
+            pass
+
+    sweep(found, [], Log(), "delivery 2026-11-15")
+    drop_empty_staging(lake, "2026-11-15")
+    names = sorted(b.name.split("/lake/", 1)[1] for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
+    assert names == [f"curated/IR_BEN_R/.delivery_id=2026-12-01.old-{hexa}/part-0.parquet",
+                     "curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet", "projects/P3/ER_PRS_F/part-0.parquet"]
+
+
 def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
     """Two first runs of a project racing: the store itself refuses the second secret, whatever either saw."""
     from adlfs import AzureBlobFileSystem
