@@ -326,7 +326,7 @@ def test_what_killed_runs_staged_is_found_and_removed_on_azure(az_env):
     hexa = "0123456789abcdef" * 2
     for name in (f"_staging/raw/2026-11-15/{hexa}/IR_BEN_R.csv", f"_staging/curation/2026-11-15/IR_BEN_R/{hexa}/x",
                  f"curated/IR_BEN_R/.delivery_id=2026-11-15.old-{hexa}/part-0.parquet",
-                 f"curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet",
+                 "curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet",
                  f"curated/IR_BEN_R/.delivery_id=2026-12-01.old-{hexa}/part-0.parquet",
                  f"projects/P3/.ER_PRS_F.staging-{hexa}/part-0.parquet", "projects/P3/ER_PRS_F/part-0.parquet",
                  f"restricted/projects/P3/.correspondence.old-{hexa}/part-0.parquet"):
