@@ -11,6 +11,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from .cli import EXIT_OK, EXIT_REJECTED, UsageError, not_a_folder
@@ -35,10 +36,11 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     config = {"log_level": "DEBUG"}  # Dagster events are DEBUG records
     if logger == "json":
         config["partition"] = key
+    run_id = str(uuid.uuid4())  # known before the run exists, so that the run names this process from its start
     result = job.execute_in_process(
         instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,
-        run_config={"loggers": {logger: {"config": config}}},
-        tags={**tags, "snds/source": "cli", **process_tags()},
+        run_config={"loggers": {logger: {"config": config}}}, run_id=run_id,
+        tags={**tags, "snds/source": "cli", **process_tags(run_id)},
     )
     if not result.success:
         raise run_error(result)

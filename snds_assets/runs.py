@@ -5,8 +5,9 @@ the run worker the UI and the sensors' runs are launched in. Killed (SIGKILL, ou
 session), that process leaves its run STARTED for ever: nothing watches a command's process, and Dagster's run
 monitoring cannot see a run worker die. The run would hold its partition from the queue's limits, the sensors
 and the next command. So every run names the process executing it (host, pid and the process's start time, so
-that a reused pid is not taken for it; ``claim``), and a run whose process is gone from this host is ended as
-failed, saying why: by each sensor tick, and wherever a run of the same partition is looked for.
+that a reused pid is not taken for it, and the run's id, as a re-executed run inherits its parent's tags;
+``claim``), and a started run whose process is gone from this host is ended as failed, saying why: by each
+sensor tick, and wherever a run of the same partition is looked for.
 """
 from __future__ import annotations
 
@@ -31,33 +32,40 @@ def _started(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]  # field 22; the command name before it may hold spaces
 
 
-def process_tags() -> dict[str, str]:
-    """The tag naming this process, for a run executed in it."""
+def process_tags(run_id: str) -> dict[str, str]:
+    """The tag naming this process as the one executing run ``run_id``. The run id is part of it because a
+    re-executed run inherits its parent's tags: the parent's process, gone, must not end the new run."""
     started = _started(os.getpid())
-    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}:{started}"} if started else {}
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}:{started}:{run_id}"} if started else {}
 
 
 def claim(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
-    """Name this process on ``run``, which it is executing (once: a command names itself when it creates it)."""
-    if instance is None or run is None or PROCESS_TAG in run.tags:
+    """Name this process on ``run``, which it is executing (a command has named itself when it created it)."""
+    if instance is None or run is None:
         return
-    tags = process_tags()
-    if tags:
+    tags = process_tags(run.run_id)
+    if tags and run.tags.get(PROCESS_TAG) != tags[PROCESS_TAG]:
         instance.add_run_tags(run.run_id, tags)
 
 
+def _process(run: DagsterRun) -> tuple[str, int, str] | None:
+    """(host, pid, start time) of the process the run names as executing it, if it names one for itself."""
+    parts = run.tags.get(PROCESS_TAG, "").split(":")
+    if len(parts) != 4 or parts[3] != run.run_id or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
 def process_gone(run: DagsterRun) -> bool:
-    """True when the run names the process executing it, on this host, and that process no longer exists.
-    Another host's process cannot be looked at: its run is taken as alive."""
-    value = run.tags.get(PROCESS_TAG, "")
-    parts = value.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not Path("/proc/self/stat").exists():
+    """True when the run is started, names the process executing it, on this host, and that process no longer
+    exists. Another host's process cannot be looked at: its run is taken as alive; a queued run has none yet."""
+    process = _process(run)
+    if run.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING) or process is None:
         return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
+    host, pid, started = process
+    if host != socket.gethostname() or not Path("/proc/self/stat").exists():
         return False
-    return _started(pid) != parts[2]
+    return _started(pid) != started
 
 
 def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:
@@ -65,10 +73,9 @@ def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[Dagst
     alive = []
     for run in runs:
         if process_gone(run):
-            pid = run.tags[PROCESS_TAG].rsplit(":", 2)[1]
-            instance.report_run_failed(run, f"the process that ran it (pid {pid}) has ended without ending the "
-                                            "run: killed, most likely; its staged writes are removed by the next "
-                                            "run of the same partition")
+            instance.report_run_failed(run, f"the process that ran it (pid {_process(run)[1]}) has ended without "
+                                            "ending the run: killed, most likely; its staged writes are removed by "
+                                            "the next run of the same partition")
         else:
             alive.append(run)
     return alive

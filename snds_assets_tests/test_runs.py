@@ -1,38 +1,51 @@
-"""A run whose `snds` process was killed is ended, not waited for."""
+"""A run whose process was killed is ended, not waited for; a run that only inherited a dead process's tag is not."""
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import uuid
 
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from snds_assets.runs import (
-    PROCESS_TAG, _started, end_dead_runs, end_if_gone, process_gone, process_tags, unfinished_runs,
+    PROCESS_TAG, _started, claim, end_dead_runs, end_if_gone, process_gone, process_tags, unfinished_runs,
 )
 
-
-def _run_of(instance, process: str, status=DagsterRunStatus.STARTED, dagster_partition="2026-11-15"):
-    return create_run_for_test(instance, job_name="reception", status=status,
-                               tags={"dagster/partition": dagster_partition, PROCESS_TAG: process})
+HOST = socket.gethostname()
 
 
-def test_this_process_is_named_with_its_start_time():
-    [(key, value)] = process_tags().items()
-    host, pid, started = value.rsplit(":", 2)
-    assert key == PROCESS_TAG and host == socket.gethostname() and pid == str(os.getpid())
+def run_of(instance, host: str, pid: int, started, status=DagsterRunStatus.STARTED, partition="2026-11-15",
+           run_id: str | None = None, named_run: str | None = None):
+    """A run naming process (host, pid, started) as its own (or, with ``named_run``, as another run's)."""
+    run_id = run_id or str(uuid.uuid4())
+    return create_run_for_test(instance, job_name="reception", status=status, run_id=run_id,
+                               tags={"dagster/partition": partition,
+                                     PROCESS_TAG: f"{host}:{pid}:{started}:{named_run or run_id}"})
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_this_process_is_named_with_its_start_time_and_the_run():
+    [(key, value)] = process_tags("r1").items()
+    host, pid, started, run_id = value.split(":")
+    assert key == PROCESS_TAG and host == HOST and pid == str(os.getpid()) and run_id == "r1"
     assert started == _started(os.getpid()) and started.isdigit()
 
 
 def test_a_run_is_gone_with_its_process_not_before_and_not_for_a_reused_pid_or_another_host():
     instance = DagsterInstance.ephemeral()
     child = subprocess.Popen(["sleep", "60"])
-    host, pid, started = socket.gethostname(), child.pid, _started(child.pid)
+    started = _started(child.pid)
     try:
-        alive = _run_of(instance, f"{host}:{pid}:{started}")
-        reused = _run_of(instance, f"{host}:{pid}:{int(started) - 1}")
-        elsewhere = _run_of(instance, f"another-host:{pid}:{int(started) - 1}")
+        alive = run_of(instance, HOST, child.pid, started)
+        reused = run_of(instance, HOST, child.pid, int(started) - 1)
+        elsewhere = run_of(instance, "another-host", child.pid, int(started) - 1)
         untagged = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED)
         assert not process_gone(alive) and process_gone(reused)
         assert not process_gone(elsewhere) and not process_gone(untagged)
@@ -42,31 +55,40 @@ def test_a_run_is_gone_with_its_process_not_before_and_not_for_a_reused_pid_or_a
     assert process_gone(alive)
 
 
-def test_a_killed_commands_run_is_ended_as_failed_and_no_longer_holds_its_partition():
+def test_a_re_executed_or_queued_run_is_not_ended_for_a_process_it_did_not_run_in():
+    """A re-execution inherits its parent's tags, its dead process included; a queued run has no process yet."""
     instance = DagsterInstance.ephemeral()
-    child = subprocess.Popen(["true"])
-    dead = f"{socket.gethostname()}:{child.pid}:{_started(child.pid) or 0}"
-    child.wait()
-    killed = _run_of(instance, dead)
-    running = _run_of(instance, f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}")
+    pid = dead_pid()
+    parent = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.FAILURE)
+    retry = run_of(instance, HOST, pid, 0, named_run=parent.run_id)
+    queued = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.NOT_STARTED)
+    assert not process_gone(retry) and not process_gone(queued)
+    assert end_if_gone(instance, [retry, queued]) == [retry, queued]
+
+    claim(instance, retry)  # its own process names itself when it starts executing it
+    retry = instance.get_run_by_id(retry.run_id)
+    assert retry.tags[PROCESS_TAG] == process_tags(retry.run_id)[PROCESS_TAG] and not process_gone(retry)
+
+
+def test_a_killed_runs_run_is_ended_as_failed_and_no_longer_holds_its_partition():
+    instance = DagsterInstance.ephemeral()
+    pid = dead_pid()
+    killed = run_of(instance, HOST, pid, 0)
+    running = run_of(instance, HOST, os.getpid(), _started(os.getpid()))
     assert [r.run_id for r in unfinished_runs(instance, {"dagster/partition": "2026-11-15"})] == [running.run_id]
-    ended = instance.get_run_by_id(killed.run_id)
-    assert ended.status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE
     [failure] = [e for e in instance.all_logs(killed.run_id) if e.dagster_event and e.dagster_event.is_run_failure]
-    assert f"the process that ran it (pid {child.pid}) has ended without ending the run" in failure.message
+    assert f"the process that ran it (pid {pid}) has ended without ending the run" in failure.message
     assert end_if_gone(instance, [running]) == [running]
 
 
 def test_every_started_run_whose_process_is_gone_is_ended_and_only_those():
     instance = DagsterInstance.ephemeral()
-    child = subprocess.Popen(["true"])
-    child.wait()
-    me = f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
-    dead = [_run_of(instance, f"{socket.gethostname()}:{child.pid}:0", dagster_partition="a"),
-            _run_of(instance, f"{socket.gethostname()}:{child.pid}:0", status=DagsterRunStatus.CANCELING)]
-    kept = [_run_of(instance, me), _run_of(instance, f"another-host:{child.pid}:0"),
+    pid = dead_pid()
+    dead = [run_of(instance, HOST, pid, 0, partition="a"), run_of(instance, HOST, pid, 0, status=DagsterRunStatus.CANCELING)]
+    kept = [run_of(instance, HOST, os.getpid(), _started(os.getpid())), run_of(instance, "another-host", pid, 0),
             create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED),
-            _run_of(instance, f"{socket.gethostname()}:{child.pid}:0", status=DagsterRunStatus.SUCCESS)]
+            run_of(instance, HOST, pid, 0, status=DagsterRunStatus.SUCCESS)]
     warned = []
 
     class Log:

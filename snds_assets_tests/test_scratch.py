@@ -102,7 +102,7 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
     said = receive()
     assert all(p.exists() for p in left + kept)
     runs = instance.get_runs()
-    assert runs[0].tags[PROCESS_TAG] == process_tags()[PROCESS_TAG]  # the run names the process executing it
+    assert runs[0].tags[PROCESS_TAG] == process_tags(runs[0].run_id)[PROCESS_TAG]  # names the process running it
     assert f"5 staged writes of earlier runs on delivery {DID} left in place: run {other.run_id}" in said
 
     instance.report_run_canceled(other)

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -151,11 +152,13 @@ def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env)
     archived by a run that stopped before its report, then A delivered again, the lake no longer holds A."""
     from snds_assets.commands import _run
     from snds_assets.reception.assets import DELIVERY_KEY, REPORT_KEY
+    from snds_assets.runs import PROCESS_TAG, process_tags
 
     settings, defs, instance = cli_env
     landing = Path(settings.landing)
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F", "T_MCO23C"])
-    _run(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY, REPORT_KEY], "text", {})
+    result = _run(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY, REPORT_KEY], "text", {})
+    assert instance.get_run_by_id(result.run_id).tags[PROCESS_TAG] == process_tags(result.run_id)[PROCESS_TAG]
     assert not _tick(defs, instance, "cnam_deliveries").run_requests
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
     _run(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY], "text", {})  # no report step
@@ -199,11 +202,15 @@ def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_e
     settings, defs, instance = cli_env
     _write_delivery(Path(settings.landing), "2026-11-15")
     child = subprocess.Popen(["sleep", "60"])
-    tags = {"dagster/partition": "2026-11-15", "snds/source": "cli",
-            PROCESS_TAG: f"{socket.gethostname()}:{child.pid}:{_started(child.pid)}"}
-    run = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED, tags=tags)
-    project = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
-                                  tags={"dagster/partition": "study", PROCESS_TAG: tags[PROCESS_TAG]})
+    process = f"{socket.gethostname()}:{child.pid}:{_started(child.pid)}"
+
+    def started_run(job_name: str, partition: str):
+        run_id = str(uuid.uuid4())
+        return create_run_for_test(instance, job_name=job_name, status=DagsterRunStatus.STARTED, run_id=run_id,
+                                   tags={"dagster/partition": partition, "snds/source": "cli",
+                                         PROCESS_TAG: f"{process}:{run_id}"})
+
+    run, project = started_run("reception", "2026-11-15"), started_run("provision", "study")
     assert not _tick(defs, instance, "cnam_deliveries").run_requests  # alive: waited for
     child.kill()
     child.wait()
@@ -211,7 +218,7 @@ def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_e
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     assert instance.get_run_by_id(project.run_id).status == DagsterRunStatus.FAILURE  # any run, by every tick
 
-    second = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED, tags=tags)
+    second = started_run("reception", "2026-11-15")
     ran = []
     monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))
     main(["ingest", "2026-11-15"])  # not refused (then no report: _run did nothing)
