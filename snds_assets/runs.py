@@ -4,9 +4,9 @@ A run executes in one process (the in-process executor): the `snds ingest` or `s
 the run worker the UI and the sensors' runs are launched in. Killed (SIGKILL, out of memory, a closed terminal's
 session), that process leaves its run STARTED for ever: nothing watches a command's process, and Dagster's run
 monitoring cannot see a run worker die. The run would hold its partition from the queue's limits, the sensors
-and the next command. So every run names the process executing it (host, pid and the process's start time, so
+and the next command. So every run names the process executing it (machine, pid and the process's start time, so
 that a reused pid is not taken for it, and the run's id, as a re-executed run inherits its parent's tags;
-``claim``), and a started run whose process is gone from this host is ended as failed, saying why: by each
+``claim``), and a started run whose process is gone from this machine is ended as failed, saying why: by each
 sensor tick, and wherever a run of the same partition is looked for.
 """
 from __future__ import annotations
@@ -32,11 +32,23 @@ def _started(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]  # field 22; the command name before it may hold spaces
 
 
+def machine() -> str | None:
+    """Where a pid means something: host name, pid namespace (two containers on one machine, even under one host
+    name, do not see each other's processes) and boot (a reboot ends every process and restarts pids), as
+    ``host/namespace/boot``. None when they cannot be read (not Linux): no process is then named nor looked at."""
+    try:
+        namespace = "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit())
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{namespace}/{boot}"
+
+
 def process_tags(run_id: str) -> dict[str, str]:
     """The tag naming this process as the one executing run ``run_id``. The run id is part of it because a
     re-executed run inherits its parent's tags: the parent's process, gone, must not end the new run."""
-    started = _started(os.getpid())
-    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}:{started}:{run_id}"} if started else {}
+    started, where = _started(os.getpid()), machine()
+    return {PROCESS_TAG: f"{where}:{os.getpid()}:{started}:{run_id}"} if started and where else {}
 
 
 def claim(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
@@ -49,7 +61,7 @@ def claim(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
 
 
 def _process(run: DagsterRun) -> tuple[str, int, str] | None:
-    """(host, pid, start time) of the process the run names as executing it, if it names one for itself."""
+    """(machine, pid, start time) of the process the run names as executing it, if it names one for itself."""
     parts = run.tags.get(PROCESS_TAG, "").split(":")
     if len(parts) != 4 or parts[3] != run.run_id or not parts[1].isdigit():
         return None
@@ -57,15 +69,17 @@ def _process(run: DagsterRun) -> tuple[str, int, str] | None:
 
 
 def process_gone(run: DagsterRun) -> bool:
-    """True when the run is started, names the process executing it, on this host, and that process no longer
-    exists. Another host's process cannot be looked at: its run is taken as alive; a queued run has none yet."""
+    """True when the run is started, names the process executing it, on this host and in this container
+    (``machine``), and that process no longer exists (or the machine has rebooted since). Another host's or
+    container's process cannot be looked at: its run is taken as alive; a queued run has none yet."""
     process = _process(run)
     if run.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING) or process is None:
         return False
-    host, pid, started = process
-    if host != socket.gethostname() or not Path("/proc/self/stat").exists():
-        return False
-    return _started(pid) != started
+    where, pid, started = process
+    here = machine()
+    if here is None or where.rpartition("/")[0] != here.rpartition("/")[0]:
+        return False  # another host or container
+    return where != here or _started(pid) != started  # rebooted since, or the process has ended
 
 
 def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:
@@ -95,7 +109,7 @@ def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str
 
 
 def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
-    """End every started run whose process is gone from this host (see the module's docstring); the runs ended."""
+    """End every started run whose process is gone from this machine (see the module's docstring); the runs ended."""
     runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
             if PROCESS_TAG in r.tags]
     alive = {r.run_id for r in end_if_gone(instance, runs)}

@@ -10,10 +10,10 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from snds_assets.runs import (
-    PROCESS_TAG, _started, claim, end_dead_runs, end_if_gone, process_gone, process_tags, unfinished_runs,
+    PROCESS_TAG, _started, claim, end_dead_runs, end_if_gone, machine, process_gone, process_tags, unfinished_runs,
 )
 
-HOST = socket.gethostname()
+HOST = machine()
 
 
 def run_of(instance, host: str, pid: int, started, status=DagsterRunStatus.STARTED, partition="2026-11-15",
@@ -35,6 +35,7 @@ def test_this_process_is_named_with_its_start_time_and_the_run():
     [(key, value)] = process_tags("r1").items()
     host, pid, started, run_id = value.split(":")
     assert key == PROCESS_TAG and host == HOST and pid == str(os.getpid()) and run_id == "r1"
+    assert HOST.startswith(f"{socket.gethostname()}/")
     assert started == _started(os.getpid()) and started.isdigit()
 
 
@@ -46,9 +47,12 @@ def test_a_run_is_gone_with_its_process_not_before_and_not_for_a_reused_pid_or_a
         alive = run_of(instance, HOST, child.pid, started)
         reused = run_of(instance, HOST, child.pid, int(started) - 1)
         elsewhere = run_of(instance, "another-host", child.pid, int(started) - 1)
+        other_container = run_of(instance, HOST.replace("/", "/1", 1), child.pid, int(started) - 1)
+        before_reboot = run_of(instance, HOST.rpartition("/")[0] + "/an-earlier-boot", child.pid, started)
         untagged = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED)
         assert not process_gone(alive) and process_gone(reused)
-        assert not process_gone(elsewhere) and not process_gone(untagged)
+        assert not process_gone(elsewhere) and not process_gone(other_container) and not process_gone(untagged)
+        assert process_gone(before_reboot)  # the same pid and start ticks, but in an earlier boot
     finally:
         child.kill()
         child.wait()
@@ -85,7 +89,8 @@ def test_a_killed_runs_run_is_ended_as_failed_and_no_longer_holds_its_partition(
 def test_every_started_run_whose_process_is_gone_is_ended_and_only_those():
     instance = DagsterInstance.ephemeral()
     pid = dead_pid()
-    dead = [run_of(instance, HOST, pid, 0, partition="a"), run_of(instance, HOST, pid, 0, status=DagsterRunStatus.CANCELING)]
+    dead = [run_of(instance, HOST, pid, 0, partition="a"),
+            run_of(instance, HOST, pid, 0, status=DagsterRunStatus.CANCELING)]
     kept = [run_of(instance, HOST, os.getpid(), _started(os.getpid())), run_of(instance, "another-host", pid, 0),
             create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED),
             run_of(instance, HOST, pid, 0, status=DagsterRunStatus.SUCCESS)]

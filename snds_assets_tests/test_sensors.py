@@ -1,7 +1,6 @@
 """The sensors: deliveries are picked up only when complete, once per manifest; projects when new or changed."""
 import hashlib
 import json
-import socket
 import uuid
 from pathlib import Path
 
@@ -197,12 +196,12 @@ def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_e
 
     from snds_assets import commands
     from snds_assets.cli import main
-    from snds_assets.runs import PROCESS_TAG, _started
+    from snds_assets.runs import PROCESS_TAG, _started, machine
 
     settings, defs, instance = cli_env
     _write_delivery(Path(settings.landing), "2026-11-15")
     child = subprocess.Popen(["sleep", "60"])
-    process = f"{socket.gethostname()}:{child.pid}:{_started(child.pid)}"
+    process = f"{machine()}:{child.pid}:{_started(child.pid)}"
 
     def started_run(job_name: str, partition: str):
         run_id = str(uuid.uuid4())
