@@ -58,7 +58,8 @@ def test_unfinished_runs_of_a_partition_by_any_of_its_tags_but_this_one():
                              tags={"dagster/partition": DID})
     cli = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
                               tags={"snds/delivery": DID})
-    create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.FAILURE, tags={"dagster/partition": DID})
+    create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.FAILURE,
+                        tags={"dagster/partition": DID})
     create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
                         tags={"dagster/partition": "2026-12-01"})
     found = unfinished_runs(instance, {"dagster/partition": DID, "snds/delivery": DID}, mine.run_id)
@@ -137,7 +138,8 @@ def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, mo
     (restricted / "info").mkdir()
     left.append(restricted / "info" / f".cohort.json.{_hex()}.tmp")
     left[-1].write_text("{")
-    kept = [_plant(space / "cohort"), _plant(space / ".not-ours"), _plant(Path(lake.project("q")) / f".cohort.old-{_hex()}")]
+    kept = [_plant(space / "cohort"), _plant(space / ".not-ours"),
+            _plant(Path(lake.project("q")) / f".cohort.old-{_hex()}")]
 
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("projects", ["p"])

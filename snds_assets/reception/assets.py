@@ -156,7 +156,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         delivery_id = manifest.delivery_id
         others = unfinished_runs(context.instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id},
                                  context.run_id)
-        sweep(delivery_scratch(Lake(settings.lake), delivery_id, present), others, context.log, f"delivery {delivery_id}")
+        sweep(delivery_scratch(Lake(settings.lake), delivery_id, present), others, context.log,
+              f"delivery {delivery_id}")
         session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
         state = None
         if session is not None:
