@@ -32,6 +32,19 @@ def _started(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]  # field 22; the command name before it may hold spaces
 
 
+def _exists(pid: int) -> bool:
+    """Whether process ``pid`` exists, even one whose /proc entry cannot be read: /proc mounted with ``hidepid``
+    (a common hardening) hides other users' processes, their /proc/<pid> absent as a dead process's is. Signal
+    0 tells them apart: no such process, or one this user may not signal."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: it exists, another user's
+    return True
+
+
 def machine() -> str | None:
     """Where a pid means something: host name, pid namespace (two containers on one machine, even under one host
     name, do not see each other's processes) and boot (a reboot ends every process and restarts pids), as
@@ -79,7 +92,12 @@ def process_gone(run: DagsterRun) -> bool:
     here = machine()
     if here is None or where.rpartition("/")[0] != here.rpartition("/")[0]:
         return False  # another host or container
-    return where != here or _started(pid) != started  # rebooted since, or the process has ended
+    if where != here:
+        return True  # rebooted since
+    now = _started(pid)
+    if now is None:  # ended, or hidden from this user (hidepid): then its start time cannot be compared
+        return pid <= 0 or not _exists(pid)
+    return now != started  # the process has ended (its pid reused or not)
 
 
 def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:

@@ -105,3 +105,22 @@ def test_every_started_run_whose_process_is_gone_is_ended_and_only_those():
     assert [instance.get_run_by_id(r.run_id).status for r in kept] == [
         DagsterRunStatus.STARTED, DagsterRunStatus.STARTED, DagsterRunStatus.STARTED, DagsterRunStatus.SUCCESS]
     assert len(warned) == 2 and "the process that ran it is gone" in warned[0]
+
+
+def test_a_process_hidden_by_hidepid_is_not_taken_for_a_dead_one(monkeypatch):
+    """/proc mounted with ``hidepid`` (a hardening setting) hides other users' processes: their /proc/<pid> is
+    absent as a dead one's. A `snds ingest` of an operator, seen from the code server's user, is alive all the same."""
+    import snds_assets.runs as runs
+
+    instance = DagsterInstance.ephemeral()
+    child = subprocess.Popen(["sleep", "60"])
+    started = _started(child.pid)
+    monkeypatch.setattr(runs, "_started", lambda pid: None)  # what another user reads under hidepid=2
+    try:
+        alive = run_of(instance, HOST, child.pid, started)
+        assert not process_gone(alive)
+        assert end_dead_runs(instance) == [] and instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.STARTED
+    finally:
+        child.kill()
+        child.wait()
+    assert process_gone(alive)  # once it has really ended
