@@ -23,13 +23,26 @@ UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunS
 PROCESS_TAG = "snds/process"
 
 
-def _started(pid: int) -> str | None:
-    """The process's start time in clock ticks after boot (/proc/<pid>/stat), or None when there is none."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from the third (state) on, or None when it cannot be read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return None
-    return stat.rpartition(")")[2].split()[19]  # field 22; the command name before it may hold spaces
+    return stat.rpartition(")")[2].split()  # the command name before it may hold spaces
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks after boot (/proc/<pid>/stat), or None when there is none."""
+    fields = _stat(pid)
+    return fields[19] if fields else None  # field 22
+
+
+def _ended(pid: int) -> bool:
+    """A process that has ended but was not reaped yet (a zombie: killed, its parent not waiting for it; a run
+    worker orphaned to a container's first process, which reaps nobody) keeps its pid and its start time."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def _exists(pid: int) -> bool:
@@ -97,7 +110,7 @@ def process_gone(run: DagsterRun) -> bool:
     now = _started(pid)
     if now is None:  # ended, or hidden from this user (hidepid): then its start time cannot be compared
         return pid <= 0 or not _exists(pid)
-    return now != started  # the process has ended (its pid reused or not)
+    return now != started or _ended(pid)  # the process has ended (its pid reused or not)
 
 
 def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 import uuid
+from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
@@ -124,3 +126,21 @@ def test_a_process_hidden_by_hidepid_is_not_taken_for_a_dead_one(monkeypatch):
         child.kill()
         child.wait()
     assert process_gone(alive)  # once it has really ended
+
+
+def test_a_killed_process_not_yet_reaped_is_gone():
+    """A killed process whose parent has not waited for it (a zombie: a run worker orphaned to a container's PID 1
+    that reaps nobody, a command started by a script that never waits) keeps its /proc entry and start time."""
+    instance = DagsterInstance.ephemeral()
+    child = subprocess.Popen(["sleep", "60"])
+    killed = run_of(instance, HOST, child.pid, _started(child.pid))
+    assert not process_gone(killed)
+    child.kill()
+    try:
+        for _ in range(100):  # until the kernel has made it a zombie
+            if Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        assert process_gone(killed)
+    finally:
+        child.wait()
