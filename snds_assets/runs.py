@@ -113,17 +113,27 @@ def process_gone(run: DagsterRun) -> bool:
     return now != started or _ended(pid)  # the process has ended (its pid reused or not)
 
 
-def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:
-    """``runs`` but those whose process is gone, which are ended as failed, saying why."""
-    alive = []
+def _end_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> tuple[list[DagsterRun], list[DagsterRun]]:
+    """(the runs still alive, those ended here). A run is read again once its process is found gone: listed
+    started, it may have ended meanwhile, its process with it; a status reported now would replace its own."""
+    alive, ended = [], []
     for run in runs:
-        if process_gone(run):
-            instance.report_run_failed(run, f"the process that ran it (pid {_process(run)[1]}) has ended without "
+        if not process_gone(run):
+            alive.append(run)
+            continue
+        current = instance.get_run_by_id(run.run_id)
+        if current is None or current.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING):
+            continue  # it ended by itself
+        instance.report_run_failed(current, f"the process that ran it (pid {_process(run)[1]}) has ended without "
                                             "ending the run: killed, most likely; its staged writes are removed by "
                                             "the next run of the same partition")
-        else:
-            alive.append(run)
-    return alive
+        ended.append(current)
+    return alive, ended
+
+
+def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[DagsterRun]:
+    """``runs`` but those whose process is gone, which are ended as failed, saying why."""
+    return _end_gone(instance, runs)[0]
 
 
 def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str | None = None,
@@ -143,8 +153,7 @@ def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
     """End every started run whose process is gone from this machine (see the module's docstring); the runs ended."""
     runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
             if PROCESS_TAG in r.tags]
-    alive = {r.run_id for r in end_if_gone(instance, runs)}
-    ended = [r for r in runs if r.run_id not in alive]
+    ended = _end_gone(instance, runs)[1]
     for run in ended:
         if log is not None:
             log.warning(f"run {run.run_id} ended as failed: the process that ran it is gone")

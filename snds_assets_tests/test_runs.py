@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from snds_assets.runs import (
@@ -144,3 +144,15 @@ def test_a_killed_process_not_yet_reaped_is_gone():
         assert process_gone(killed)
     finally:
         child.wait()
+
+
+def test_a_run_that_ended_meanwhile_is_not_failed_from_an_older_listing():
+    """Runs are listed, then their processes looked at: a run that succeeded and whose process exited in between
+    keeps its success (Dagster's run storage takes the last status event reported, whatever the run's state)."""
+    instance = DagsterInstance.ephemeral()
+    pid = dead_pid()
+    listed = run_of(instance, HOST, pid, 0)  # as a sensor tick or `snds ingest` listed it, still started
+    instance.handle_run_event(listed.run_id, DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name="reception"))
+    assert instance.get_run_by_id(listed.run_id).status == DagsterRunStatus.SUCCESS
+    assert end_if_gone(instance, [listed]) == []
+    assert instance.get_run_by_id(listed.run_id).status == DagsterRunStatus.SUCCESS
