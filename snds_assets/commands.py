@@ -144,7 +144,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     if not valid_delivery_id(delivery_id):
         raise UsageError(f"delivery id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     manifest = read_manifest(settings.landing, delivery_id)
-    busy = receptions_in_progress(DagsterInstance.get(), RECEPTION_JOB, delivery_id)
+    busy = receptions_in_progress(DagsterInstance.get(), delivery_id)
     if busy:
         raise UsageError(f"delivery {delivery_id} is already being received by {describe_run(busy[0])}: wait for "
                          "it to end, or terminate it in the UI")

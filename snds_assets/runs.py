@@ -59,15 +59,20 @@ def _exists(pid: int) -> bool:
 
 
 def machine() -> str | None:
-    """Where a pid means something: host name, pid namespace (two containers on one machine, even under one host
-    name, do not see each other's processes) and boot (a reboot ends every process and restarts pids), as
-    ``host/namespace/boot``. None when they cannot be read (not Linux): no process is then named nor looked at."""
+    """Where a pid means something, as ``host/machine-id/namespace/boot``: host name and machine id (two machines
+    may share a host name), pid namespace (two containers on one machine, even under one host name, do not see each
+    other's processes) and boot (a reboot ends every process and restarts pids). None when they cannot be read (not
+    Linux): no process is then named nor looked at."""
     try:
         namespace = "".join(ch for ch in os.readlink("/proc/self/ns/pid") if ch.isdigit())
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
-    return f"{socket.gethostname()}/{namespace}/{boot}"
+    try:
+        installed = Path("/etc/machine-id").read_text().strip() or "-"
+    except OSError:
+        installed = "-"  # many container images have none: the pid namespace tells them apart
+    return f"{socket.gethostname()}/{installed}/{namespace}/{boot}"
 
 
 def process_tags(run_id: str) -> dict[str, str]:
@@ -136,14 +141,13 @@ def end_if_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> list[Dagst
     return _end_gone(instance, runs)[0]
 
 
-def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str | None = None,
-                    job_name: str | None = None) -> list[DagsterRun]:
+def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str | None = None) -> list[DagsterRun]:
     """Unfinished runs, other than ``run_id``, carrying any one of ``tags`` (a partition: the UI's runs carry
     ``dagster/partition`` only, those of the sensors and of `snds` their delivery or project too), those of a
     killed `snds` command ended first."""
     found: dict[str, DagsterRun] = {}
     for key, value in tags.items():
-        for run in instance.get_runs(RunsFilter(statuses=list(UNFINISHED), tags={key: value}, job_name=job_name)):
+        for run in instance.get_runs(RunsFilter(statuses=list(UNFINISHED), tags={key: value})):
             if run.run_id != run_id:
                 found[run.run_id] = run
     return end_if_gone(instance, list(found.values()))

@@ -18,11 +18,15 @@ from dagster import DagsterRun
 from .lake import Lake, join
 
 # ``.<name>.staging-<hex>`` and ``.<name>.old-<hex>`` (folders), ``.<name>.<hex>.tmp`` (files).
-HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?:(?:staging|old)-[0-9a-f]{32}|[0-9a-f]{32}\.tmp)$")
+HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?:(?P<kind>staging|old)-[0-9a-f]{32}|[0-9a-f]{32}\.tmp)$")
 
 
-def hidden_scratch(folder: str, name: str | None = None) -> list[str]:
-    """Scratch entries directly under ``folder`` (URLs), only those staged for ``name`` when it is given."""
+def hidden_scratch(folder: str, name: str | None = None, rewritten: Iterable[str] | None = None) -> list[str]:
+    """Scratch entries directly under ``folder`` (URLs), only those staged for ``name`` when it is given.
+
+    A folder moved aside (``.old-``) by a run killed before it put the new one in place is the last published
+    copy of ``<name>``: it is scratch only for a run that writes ``<name>`` again, so with ``rewritten`` only the
+    names listed there count (staged writes and temporary files always do: nothing was published from them)."""
     from .reception.storage import fresh_filesystem
 
     fs, path = fresh_filesystem(folder)  # not an object store's listing cache: Spark wrote there meanwhile
@@ -34,14 +38,17 @@ def hidden_scratch(folder: str, name: str | None = None) -> list[str]:
     for child in children:
         base = posixpath.basename(child.rstrip("/"))
         found = HIDDEN.match(base)
-        if found and (name is None or found["name"] == name):
-            out.append(join(folder, base))
+        if not found or (name is not None and found["name"] != name):
+            continue
+        if found["kind"] == "old" and rewritten is not None and found["name"] not in rewritten:
+            continue
+        out.append(join(folder, base))
     return sorted(out)
 
 
 def delivery_scratch(lake: Lake, delivery_id: str, families: Iterable[str]) -> list[str]:
-    """Where runs on one delivery stage their writes: its staging trees, and its partitions moved aside in the
-    families it delivers."""
+    """Where runs on one delivery stage their writes: its staging trees, and its partitions moved aside in
+    ``families``: those this run curates again (see ``hidden_scratch``)."""
     from .reception.storage import walk_lake_files
 
     found = [p for p in (lake.staging("raw", delivery_id), lake.staging("curation", delivery_id))
@@ -62,11 +69,13 @@ def drop_empty_staging(lake: Lake, delivery_id: str) -> None:
             remove_lake_tree(path)
 
 
-def project_scratch(lake: Lake, project_id: str) -> list[str]:
+def project_scratch(lake: Lake, project_id: str, rewritten: Iterable[str]) -> list[str]:
     """Where runs on one project stage their writes: hidden folders beside its cohort, extracts and
-    correspondence, in its space and in ``restricted/``."""
-    return (hidden_scratch(lake.project(project_id)) + hidden_scratch(lake.restricted(project_id))
-            + hidden_scratch(lake.restricted(project_id, "info")))
+    correspondence, in its space and in ``restricted/``; those moved aside only among ``rewritten``, the folders
+    this run writes again (see ``hidden_scratch``)."""
+    rewritten = set(rewritten)
+    return [p for folder in (lake.project(project_id), lake.restricted(project_id), lake.restricted(project_id, "info"))
+            for p in hidden_scratch(folder, rewritten=rewritten)]
 
 
 def sweep(paths: list[str], busy: list[DagsterRun], log, what: str) -> list[str]:

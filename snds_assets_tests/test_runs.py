@@ -49,11 +49,14 @@ def test_a_run_is_gone_with_its_process_not_before_and_not_for_a_reused_pid_or_a
         alive = run_of(instance, HOST, child.pid, started)
         reused = run_of(instance, HOST, child.pid, int(started) - 1)
         elsewhere = run_of(instance, "another-host", child.pid, int(started) - 1)
-        other_container = run_of(instance, HOST.replace("/", "/1", 1), child.pid, int(started) - 1)
+        host, installed, namespace, boot = HOST.split("/")
+        other_container = run_of(instance, f"{host}/{installed}/{namespace}1/{boot}", child.pid, int(started) - 1)
+        same_name = run_of(instance, f"{host}/another-machine-id/{namespace}/another-boot", child.pid, started)
         before_reboot = run_of(instance, HOST.rpartition("/")[0] + "/an-earlier-boot", child.pid, started)
         untagged = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED)
         assert not process_gone(alive) and process_gone(reused)
         assert not process_gone(elsewhere) and not process_gone(other_container) and not process_gone(untagged)
+        assert not process_gone(same_name)  # another machine under the same host name, both in their first namespace
         assert process_gone(before_reboot)  # the same pid and start ticks, but in an earlier boot
     finally:
         child.kill()

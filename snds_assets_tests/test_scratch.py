@@ -66,7 +66,10 @@ def test_unfinished_runs_of_a_partition_by_any_of_its_tags_but_this_one():
     assert sorted(r.run_id for r in found) == sorted([ui.run_id, cli.run_id])
 
 
-def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other_run_is_unfinished(tmp_path, catalog):
+def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other_run_is_unfinished(tmp_path, catalog,
+                                                                                                   spark):
+    """Staged writes always; a partition moved aside (the last published copy, were the run killed before the new
+    one was put in place) only by a run that curates that family again."""
     from snds_assets.reception.assets import build_reception_assets
     from snds_assets.spark import SparkResource
 
@@ -77,16 +80,15 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
     d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 3)))
     d.write()
     left = [_plant(lake / "_staging" / "raw" / DID / _hex()),
-            _plant(lake / "_staging" / "curation" / DID / "IR_BEN_R" / _hex()),
-            _plant(lake / "curated" / "IR_BEN_R" / f".delivery_id={DID}.old-{_hex()}"),
-            _plant(lake / "rejects" / "IR_BEN_R" / f".delivery_id={DID}.old-{_hex()}")]
+            _plant(lake / "_staging" / "curation" / DID / "IR_BEN_R" / _hex())]
     parts = lake / "reports" / "deliveries" / "_parts" / DID
     parts.mkdir(parents=True)
     left.append(parts / f".IR_BEN_R.raw.json.{_hex()}.tmp")
     left[-1].write_text("{")
+    aside = [_plant(lake / "curated" / "IR_BEN_R" / f".delivery_id={DID}.old-{_hex()}"),
+             _plant(lake / "rejects" / "IR_BEN_R" / f".delivery_id={DID}.old-{_hex()}")]
     kept = [_plant(lake / "_staging" / "raw" / "2026-12-01" / _hex()),
-            _plant(lake / "curated" / "IR_BEN_R" / f".delivery_id=2026-12-01.old-{_hex()}"),
-            _plant(lake / "curated" / "IR_BEN_R" / f"delivery_id={DID}")]
+            _plant(lake / "curated" / "IR_BEN_R" / f".delivery_id=2026-12-01.old-{_hex()}")]
 
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [DID])
@@ -94,29 +96,33 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
                                 tags={"dagster/partition": DID})
     snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
 
-    def receive():
-        result = materialize([build_reception_assets(catalog)], selection=[AssetKey(["raw", "IR_BEN_R"])],
+    def receive(*kinds: str) -> str:
+        result = materialize([build_reception_assets(catalog)], selection=[AssetKey([k, "IR_BEN_R"]) for k in kinds],
                              partition_key=DID, instance=instance, resources={"snds": snds, "spark": SparkResource()})
         assert result.success
         return _messages(instance, result.run_id)
 
-    said = receive()
-    assert all(p.exists() for p in left + kept)
+    said = receive("raw")
+    assert all(p.exists() for p in left + aside + kept)
     runs = instance.get_runs()
     assert runs[0].tags[PROCESS_TAG] == process_tags(runs[0].run_id)[PROCESS_TAG]  # names the process running it
-    assert f"5 staged writes of earlier runs on delivery {DID} left in place: run {other.run_id}" in said
+    assert f"3 staged writes of earlier runs on delivery {DID} left in place: run {other.run_id}" in said
 
     instance.report_run_canceled(other)
-    said = receive()
-    assert [p for p in left if p.exists()] == []
-    assert all(p.exists() for p in kept)
-    assert f"removed 5 staged writes left by killed runs on delivery {DID}" in said
+    said = receive("raw")  # archives IR_BEN_R again, curates nothing: the partitions moved aside stay
+    assert [p for p in left if p.exists()] == [] and all(p.exists() for p in aside + kept)
+    assert f"removed 3 staged writes left by killed runs on delivery {DID}" in said
     assert (lake / "raw" / DID / "IR_BEN_R.csv").exists()
-    receive()  # a run that was not killed leaves not even the empty folders its writes were staged in
-    assert not (lake / "_staging" / "raw" / DID).exists()
+    assert not (lake / "_staging" / "raw" / DID).exists()  # nor the empty folders its own writes were staged in
+
+    said = receive("raw", "curated")
+    assert [p for p in aside if p.exists()] == [] and all(p.exists() for p in kept)
+    assert f"removed 2 staged writes left by killed runs on delivery {DID}" in said
+    assert (lake / "curated" / "IR_BEN_R" / f"delivery_id={DID}").is_dir()
 
 
 def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, monkeypatch):
+    """The cohort step: staged writes, and the folders it writes moved aside; not another family's."""
     from snds_assets.curation import state as state_mod
     from snds_assets.provision import request as request_mod, run as run_mod
     from snds_assets.provision.assets import build_cohort_asset
@@ -134,12 +140,12 @@ def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, mo
     lake = Lake(settings.lake)
     space, restricted = Path(lake.project("p")), Path(lake.restricted("p"))
     left = [_plant(space / f".ER_PRS_F.staging-{_hex()}"), _plant(space / f".cohort.old-{_hex()}"),
-            _plant(restricted / f".correspondence.staging-{_hex()}")]
+            _plant(restricted / f".correspondence.staging-{_hex()}"), _plant(restricted / f".identifiers.old-{_hex()}")]
     (restricted / "info").mkdir()
     left.append(restricted / "info" / f".cohort.json.{_hex()}.tmp")
     left[-1].write_text("{")
-    kept = [_plant(space / "cohort"), _plant(space / ".not-ours"),
-            _plant(Path(lake.project("q")) / f".cohort.old-{_hex()}")]
+    kept = [_plant(space / "cohort"), _plant(space / ".not-ours"), _plant(space / f".ER_PRS_F.old-{_hex()}"),
+            _plant(Path(lake.project("q")) / f".cohort.old-{_hex()}")]  # ER_PRS_F: not written by the cohort step
 
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("projects", ["p"])
@@ -148,4 +154,4 @@ def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, mo
     assert result.success
     assert [p for p in left if p.exists()] == []
     assert all(p.exists() for p in kept)
-    assert "removed 4 staged writes left by killed runs on project p" in _messages(instance, result.run_id)
+    assert "removed 5 staged writes left by killed runs on project p" in _messages(instance, result.run_id)

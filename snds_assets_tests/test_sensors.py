@@ -165,16 +165,17 @@ def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env)
     assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries").run_requests] == ["2026-11-15"]
 
 
-@pytest.mark.parametrize("source", ["cli", "sensor"])
-def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source):
-    """A queued or running reception of the delivery (`snds ingest` while the UI is up): no second run alongside,
-    and the delivery stays out of the cursor, so the next tick after the run looks at it again."""
+@pytest.mark.parametrize("source, job", [("cli", "reception"), ("sensor", "reception"), ("ui", "__ASSET_JOB")])
+def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source, job):
+    """A queued or running reception of the delivery (`snds ingest` while the UI is up, or one family
+    materialised alone from the UI): no second run alongside, and the delivery stays out of the cursor, so the
+    next tick after the run looks at it again."""
     from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
 
     settings, defs, instance = env
     _write_delivery(Path(settings.landing), "2026-11-15")
-    run = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
+    run = create_run_for_test(instance, job_name=job, status=DagsterRunStatus.STARTED,
                               tags={"dagster/partition": "2026-11-15", "snds/source": source})
     result = _tick(defs, instance, "cnam_deliveries")
     assert not result.run_requests

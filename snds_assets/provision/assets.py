@@ -76,9 +76,10 @@ def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
     return set(_with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria, *extracted]))
 
 
-def _sweep_project(context: AssetExecutionContext, settings, project_id: str) -> None:
-    """Before a cohort or an extract is written, the scratch of this project's killed runs (``scratch``)."""
-    sweep(project_scratch(Lake(settings.lake), project_id),
+def _sweep_project(context: AssetExecutionContext, settings, project_id: str, rewritten) -> None:
+    """Before a cohort or an extract is written, the scratch of this project's killed runs (``scratch``), with
+    the folders they had moved aside among those ``rewritten`` now."""
+    sweep(project_scratch(Lake(settings.lake), project_id, rewritten),
           unfinished_runs(context.instance, {"dagster/partition": project_id, "snds/project": project_id},
                           context.run_id),
           context.log, f"project {project_id}")
@@ -96,12 +97,12 @@ def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
     def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
         from ..curation.state import CurrentState
         from .request import load_request
-        from .run import run_cohort
+        from .run import COHORT_FOLDERS, run_cohort
 
         settings, catalog = snds.settings(), snds.catalog()
         session = spark.get_session()
         request = load_request(settings, catalog, context.partition_key)
-        _sweep_project(context, settings, context.partition_key)
+        _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
         result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
         return MaterializeResult(
             metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
@@ -145,7 +146,7 @@ def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
         if outside:
             context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
         wanted = [f for f in request.tables if f in selected]
-        _sweep_project(context, settings, context.partition_key)
+        _sweep_project(context, settings, context.partition_key, wanted)
         session = spark.get_session()
         state = CurrentState(session, settings, catalog_)
         for step, family in enumerate(wanted, 1):

@@ -32,6 +32,8 @@ from .request import ProjectRequest
 from .source import DELIVERY_COLUMN, TableSource
 
 COHORT = "cohort"
+CORRESPONDENCE, RESOLUTION = "correspondence", "identifiers"
+COHORT_FOLDERS = (COHORT, CORRESPONDENCE, RESOLUTION)  # what run_cohort writes, in the project space or restricted/
 NUM_ENQ, NUM_ENQ_IDT, NUM_ENQ_ANO = (domain.PROJECT_PSEUDONYMS[c] for c in ("BEN_NIR_PSA", IDT, ANO))
 ROWS_PER_FILE = 1_000_000
 SAMPLE = 10
@@ -102,19 +104,19 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             PSA, RNG, pseudonym(PSA, secret, NUM_ENQ).alias(NUM_ENQ),
             ANO, pseudonym(ANO, secret, NUM_ENQ_ANO).alias(NUM_ENQ_ANO), NIR_UNIQUE,
         )
-        write_parquet(correspondence, lake.restricted(request.id, "correspondence"), files)
+        write_parquet(correspondence, lake.restricted(request.id, CORRESPONDENCE), files)
         write_parquet(result.cohort, lake.restricted(request.id, COHORT), files)
         project_cohort = pseudonymize(result.cohort, secret).orderBy(NUM_ENQ_IDT)
         write_parquet(project_cohort, lake.project(request.id, COHORT), files)
         if result.resolution is not None:
-            write_parquet(result.resolution, lake.restricted(request.id, "identifiers"), 1)
+            write_parquet(result.resolution, lake.restricted(request.id, RESOLUTION), 1)
             storage.write_json(lake.restricted(request.id, "identifiers.json"), {
                 "project": request.id, "file": str(request.identifiers_file), "counts": result.counts["identifiers"],
                 "unresolved": result.unresolved,
             })
         written = spark.read.parquet(lake.project(request.id, COHORT))
         checks = [_unresolved_check(result), _no_snds_pseudonym(written, spark.read.parquet(
-            lake.restricted(request.id, "correspondence")))]
+            lake.restricted(request.id, CORRESPONDENCE)))]
     finally:
         result.unpersist()
     removed = _prune(lake, request)
@@ -176,7 +178,7 @@ def load_cohort(spark: SparkSession, settings: Settings, request: ProjectRequest
         raise MissingTable(f"project {request.id}: the cohort was identified for an earlier version of the request; "
                            "identify the cohort again before extracting")
     cohort = spark.read.parquet(lake.restricted(request.id, COHORT))
-    correspondence = spark.read.parquet(lake.restricted(request.id, "correspondence"))
+    correspondence = spark.read.parquet(lake.restricted(request.id, CORRESPONDENCE))
     counts = {"persons": info["persons"], "identities": info["identities"]}
     return CohortResult(cohort, correspondence, None, counts), info
 

@@ -156,7 +156,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         delivery_id = manifest.delivery_id
         others = unfinished_runs(context.instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id},
                                  context.run_id)
-        sweep(delivery_scratch(Lake(settings.lake), delivery_id, present), others, context.log,
+        recurated = [f for f in wanted if curated_key(f) in selected]
+        sweep(delivery_scratch(Lake(settings.lake), delivery_id, recurated), others, context.log,
               f"delivery {delivery_id}")
         session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
         state = None
@@ -330,10 +331,11 @@ def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
-def receptions_in_progress(instance: DagsterInstance, job_name: str, delivery_id: str) -> list[DagsterRun]:
-    """Queued or running runs of the reception job on one delivery, whoever started them (the sensor, `snds
-    ingest`, the UI): a second reception of the same partition alongside one would write the same folders."""
-    return unfinished_runs(instance, {"dagster/partition": delivery_id}, job_name=job_name)
+def receptions_in_progress(instance: DagsterInstance, delivery_id: str) -> list[DagsterRun]:
+    """Queued or running runs on one delivery, whoever started them (the sensor, `snds ingest`, the UI: the
+    reception job, or one family materialised alone): a second reception of the same partition alongside one
+    would write the same folders."""
+    return unfinished_runs(instance, {"dagster/partition": delivery_id})
 
 
 def describe_run(run: DagsterRun) -> str:
@@ -396,7 +398,7 @@ def build_delivery_sensor(job_name: str):
             handled, requested = _cursor_entry(seen.get(delivery_id))
             if handled == fingerprint:
                 continue
-            busy = receptions_in_progress(context.instance, job_name, delivery_id)
+            busy = receptions_in_progress(context.instance, delivery_id)
             if busy:
                 note = f"{delivery_id} waits: its reception {describe_run(busy[0])} has not ended"
                 context.log.info(f"{note}; looked at again at the next tick")
