@@ -331,7 +331,8 @@ def test_what_killed_runs_staged_is_found_and_removed_on_azure(az_env):
                  f"projects/P3/.ER_PRS_F.staging-{hexa}/part-0.parquet", "projects/P3/ER_PRS_F/part-0.parquet",
                  f"restricted/projects/P3/.correspondence.old-{hexa}/part-0.parquet"):
         az_env.upload_blob(f"{PREFIX}/lake/{name}", b"x")
-    found = delivery_scratch(lake, "2026-11-15", ["IR_BEN_R", "ER_PRS_F"]) + project_scratch(lake, "P3")
+    found = (delivery_scratch(lake, "2026-11-15", ["IR_BEN_R", "ER_PRS_F"])
+             + project_scratch(lake, "P3", ["correspondence"]))
     assert [p.split("/lake/", 1)[1] for p in found] == [
         "_staging/raw/2026-11-15", "_staging/curation/2026-11-15",
         f"curated/IR_BEN_R/.delivery_id=2026-11-15.old-{hexa}",

@@ -47,6 +47,8 @@ def test_hidden_scratch_names_only_staged_writes_of_the_name_asked(tmp_path):
     assert [Path(p).name.rsplit("-", 1)[0] for p in hidden_scratch(str(tmp_path), f"delivery_id={DID}")] == [
         f".delivery_id={DID}.old", f".delivery_id={DID}.staging"]
     assert len(hidden_scratch(str(tmp_path))) == 4
+    rewritten = [Path(p).name for p in hidden_scratch(str(tmp_path), rewritten={"delivery_id=2026-12-01"})]
+    assert len(rewritten) == 3 and not any(n.startswith(f".delivery_id={DID}.old-") for n in rewritten)
     assert hidden_scratch(str(tmp_path / "absent")) == []
 
 
