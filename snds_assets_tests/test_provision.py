@@ -745,24 +745,11 @@ def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
 
 def test_cohort_materialisation_carries_the_dagster_row_count(tmp_path, monkeypatch):
     """README: materialisations carry ``dagster/row_count``; the cohort's is its persons."""
-    from snds_assets.curation import state as state_mod
-    from snds_assets.provision import request as request_mod, run as run_mod
-    from snds_assets.provision.assets import COHORT_KEY, build_cohort_asset
-    from snds_assets.reception.assets import curated_key
-    from snds_assets.resources import load_catalog
+    from snds_assets.provision.assets import COHORT_KEY
 
-    class NoSpark:
-        def get_session(self):
-            return None
+    from .provision_support import materialize_cohort_without_spark
 
-    monkeypatch.setattr(request_mod, "load_request", lambda settings, catalog, project_id: project_id)
-    monkeypatch.setattr(state_mod, "CurrentState", lambda *args: None)
-    monkeypatch.setattr(run_mod, "run_cohort", lambda *args: {"project": "p", "persons": 7, "checks": []})
-    settings = Settings.from_env(env={}, home=str(tmp_path))
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("projects", ["p"])
-    result = materialize([build_cohort_asset(load_catalog(settings.schemas), curated_key)], partition_key="p",
-                         instance=instance, resources={"snds": SndsResource(home=str(tmp_path)), "spark": NoSpark()})
+    _, result = materialize_cohort_without_spark(monkeypatch, tmp_path, persons=7)
     metadata = result.asset_materializations_for_node("projects__cohort")[0].metadata
     assert metadata["dagster/row_count"].value == 7
     assert {e.asset_check_key.name for e in result.get_asset_check_evaluations()} == {"unresolved_identifiers",

@@ -15,6 +15,7 @@ from snds_assets.resources import SndsResource
 from snds_assets.runs import PROCESS_TAG, process_tags, unfinished_runs
 from snds_assets.scratch import hidden_scratch
 
+from .provision_support import materialize_cohort_without_spark
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
 
 DID = "2026-11-15"
@@ -125,19 +126,6 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
 
 def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, monkeypatch):
     """The cohort step: staged writes, and the folders it writes moved aside; not another family's."""
-    from snds_assets.curation import state as state_mod
-    from snds_assets.provision import request as request_mod, run as run_mod
-    from snds_assets.provision.assets import build_cohort_asset
-    from snds_assets.reception.assets import curated_key
-    from snds_assets.resources import load_catalog
-
-    class NoSpark:
-        def get_session(self):
-            return None
-
-    monkeypatch.setattr(request_mod, "load_request", lambda settings, catalog, project_id: project_id)
-    monkeypatch.setattr(state_mod, "CurrentState", lambda *args: None)
-    monkeypatch.setattr(run_mod, "run_cohort", lambda *args: {"project": "p", "persons": 0, "checks": []})
     settings = Settings.from_env(env={}, home=str(tmp_path))
     lake = Lake(settings.lake)
     space, restricted = Path(lake.project("p")), Path(lake.restricted("p"))
@@ -149,10 +137,7 @@ def test_a_project_run_removes_what_killed_runs_of_the_project_left(tmp_path, mo
     kept = [_plant(space / "cohort"), _plant(space / ".not-ours"), _plant(space / f".ER_PRS_F.old-{_hex()}"),
             _plant(Path(lake.project("q")) / f".cohort.old-{_hex()}")]  # ER_PRS_F: not written by the cohort step
 
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("projects", ["p"])
-    result = materialize([build_cohort_asset(load_catalog(settings.schemas), curated_key)], partition_key="p",
-                         instance=instance, resources={"snds": SndsResource(home=str(tmp_path)), "spark": NoSpark()})
+    instance, result = materialize_cohort_without_spark(monkeypatch, tmp_path)
     assert result.success
     assert [p for p in left if p.exists()] == []
     assert all(p.exists() for p in kept)
