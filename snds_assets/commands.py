@@ -134,7 +134,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from dagster import DagsterInstance
 
     from .definitions import RECEPTION_JOB
-    from .reception.assets import delivery_selection, describe_run, receptions_in_progress
+    from .reception.assets import delivery_selection, receptions_in_progress
+    from .runs import describe_run
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
@@ -159,12 +160,19 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
 
 def cmd_extract(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from dagster import DagsterInstance
+
     from .provision.assets import project_selection
     from .provision.request import load_request
     from .resources import load_catalog
+    from .runs import describe_run, unfinished_runs
 
     catalog = load_catalog(settings.schemas)
     request = load_request(settings, catalog, args.project_id)
+    busy = unfinished_runs(DagsterInstance.get(), {"dagster/partition": request.id, "snds/project": request.id})
+    if busy:  # a second extraction alongside would write the same project folders
+        raise UsageError(f"project {request.id} is already being extracted by {describe_run(busy[0])}: wait for "
+                         "it to end, or terminate it in the UI")
     _run(settings, "provision", "projects", request.id, project_selection(request, catalog), log_format,
          {"snds/project": request.id})
     report = _project_report(settings, request.id)

@@ -23,6 +23,14 @@ UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunS
 PROCESS_TAG = "snds/process"
 
 
+def describe_run(run: DagsterRun) -> str:
+    """'run <id> (started by the sensor, STARTED)', for one-line messages."""
+    command = "snds extract" if "snds/project" in run.tags else "snds ingest"
+    source = {"sensor": "the sensor", "refresh": "the refresh sensor", "cli": command}.get(
+        run.tags.get("snds/source", ""), "the UI")
+    return f"run {run.run_id} (started by {source}, {run.status.value})"
+
+
 def _stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat from the third (state) on, or None when it cannot be read."""
     try:

@@ -245,6 +245,30 @@ def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeyp
     assert "the sensor" in lines[0] and not ran
 
 
+def test_snds_extract_refuses_a_project_another_run_is_extracting(cli_env, monkeypatch, capsys):
+    """Two extractions of one project would write the same folders: one line naming the run, exit 2, nothing run."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from snds_assets import commands
+    from snds_assets.cli import EXIT_ERROR, main
+
+    settings, _, instance = cli_env
+    _project(settings, "study-a", ["IR_BEN_R"])
+    run = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                              tags={"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "cli"})
+    ran = []
+    monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))
+    assert main(["extract", "study-a"]) == EXIT_ERROR
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and run.run_id in lines[0] and "already being extracted" in lines[0], lines
+    assert "snds extract" in lines[0] and not ran
+
+    instance.report_run_canceled(run)
+    main(["extract", "study-a"])  # no longer refused (then no report: _run did nothing)
+    assert ran
+
+
 def test_a_manifest_changed_back_is_requested_again_with_a_new_run_key(env):
     """A -> B -> A: Dagster never runs a run key twice, so each change has its own key; a replayed tick (same
     cursor) gives the same keys, so a tick evaluated twice still requests each change once."""

@@ -25,7 +25,7 @@ from ..logs import step_progress
 from ..metadata import column_schema
 from ..partitions import deliveries
 from ..resources import SndsResource
-from ..runs import end_dead_runs, unfinished_runs
+from ..runs import describe_run, end_dead_runs, unfinished_runs
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource
 
@@ -336,12 +336,6 @@ def receptions_in_progress(instance: DagsterInstance, delivery_id: str) -> list[
     reception job, or one family materialised alone): a second reception of the same partition alongside one
     would write the same folders."""
     return unfinished_runs(instance, {"dagster/partition": delivery_id})
-
-
-def describe_run(run: DagsterRun) -> str:
-    """'run <id> (started by the sensor, STARTED)', for one-line messages."""
-    source = {"sensor": "the sensor", "cli": "snds ingest"}.get(run.tags.get("snds/source", ""), "the UI")
-    return f"run {run.run_id} (started by {source}, {run.status.value})"
 
 
 def _cursor_entry(value: object) -> tuple[str | None, int]:
