@@ -225,8 +225,17 @@ def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_e
     assert ran and instance.get_run_by_id(second.run_id).status == DagsterRunStatus.FAILURE
 
 
-def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeypatch, capsys):
-    """The other direction: one line naming the run, exit 2, and nothing run."""
+@pytest.mark.parametrize("command, job, status, tags, says", [
+    ("ingest", "reception", "NOT_STARTED", {"dagster/partition": "2026-11-15", "snds/source": "sensor"},
+     ("already being received", "the sensor")),
+    ("extract", "provision", "STARTED",
+     {"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "cli"},
+     ("already being extracted", "snds extract")),
+])
+def test_a_command_refuses_a_partition_another_run_holds(cli_env, monkeypatch, capsys, command, job, status, tags,
+                                                         says):
+    """`snds ingest` on a delivery the sensor is receiving, `snds extract` on a project another run extracts (two
+    runs would write the same folders): one line naming the run, exit 2, and nothing run until that run ends."""
     from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
 
@@ -235,37 +244,18 @@ def test_snds_ingest_refuses_a_delivery_the_sensor_is_receiving(cli_env, monkeyp
 
     settings, _, instance = cli_env
     _write_delivery(Path(settings.landing), "2026-11-15")
-    run = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
-                              tags={"dagster/partition": "2026-11-15", "snds/source": "sensor"})
-    ran = []
-    monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))
-    assert main(["ingest", "2026-11-15"]) == EXIT_ERROR
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and run.run_id in lines[0] and "already being received" in lines[0], lines
-    assert "the sensor" in lines[0] and not ran
-
-
-def test_snds_extract_refuses_a_project_another_run_is_extracting(cli_env, monkeypatch, capsys):
-    """Two extractions of one project would write the same folders: one line naming the run, exit 2, nothing run."""
-    from dagster import DagsterRunStatus
-    from dagster._core.test_utils import create_run_for_test
-
-    from snds_assets import commands
-    from snds_assets.cli import EXIT_ERROR, main
-
-    settings, _, instance = cli_env
     _project(settings, "study-a", ["IR_BEN_R"])
-    run = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
-                              tags={"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "cli"})
+    partition = tags["dagster/partition"]
+    run = create_run_for_test(instance, job_name=job, status=DagsterRunStatus[status], tags=tags)
     ran = []
     monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))
-    assert main(["extract", "study-a"]) == EXIT_ERROR
+    assert main([command, partition]) == EXIT_ERROR
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and run.run_id in lines[0] and "already being extracted" in lines[0], lines
-    assert "snds extract" in lines[0] and not ran
+    assert len(lines) == 1 and run.run_id in lines[0] and all(w in lines[0] for w in says), lines
+    assert not ran
 
     instance.report_run_canceled(run)
-    main(["extract", "study-a"])  # no longer refused (then no report: _run did nothing)
+    main([command, partition])  # no longer refused (then no report: _run did nothing)
     assert ran
 
 
