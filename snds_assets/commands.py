@@ -135,10 +135,10 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
     from .definitions import RECEPTION_JOB
     from .reception.assets import delivery_selection, receptions_in_progress
-    from .runs import describe_run
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
+    from .runs import describe_run
     from .resources import load_catalog
 
     delivery_id = args.delivery_id
@@ -162,14 +162,14 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
 def cmd_extract(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     from dagster import DagsterInstance
 
-    from .provision.assets import project_selection
+    from .provision.assets import extractions_in_progress, project_selection
     from .provision.request import load_request
     from .resources import load_catalog
-    from .runs import describe_run, unfinished_runs
+    from .runs import describe_run
 
     catalog = load_catalog(settings.schemas)
     request = load_request(settings, catalog, args.project_id)
-    busy = unfinished_runs(DagsterInstance.get(), {"dagster/partition": request.id, "snds/project": request.id})
+    busy = extractions_in_progress(DagsterInstance.get(), request.id)
     if busy:  # a second extraction alongside would write the same project folders
         raise UsageError(f"project {request.id} is already being extracted by {describe_run(busy[0])}: wait for "
                          "it to end, or terminate it in the UI")

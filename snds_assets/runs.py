@@ -166,7 +166,7 @@ def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
     runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
             if PROCESS_TAG in r.tags]
     ended = _end_gone(instance, runs)[1]
-    for run in ended:
-        if log is not None:
+    if log is not None:
+        for run in ended:
             log.warning(f"run {run.run_id} ended as failed: the process that ran it is gone")
     return ended

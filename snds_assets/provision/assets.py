@@ -4,8 +4,8 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
-    AssetsDefinition, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest, SensorEvaluationContext,
-    SensorResult, SkipReason, asset, multi_asset, sensor,
+    AssetsDefinition, DagsterInstance, DagsterRun, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest,
+    SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -76,13 +76,17 @@ def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
     return set(_with_patient_paths(catalog, [*BENEFICIARY_SOURCES, *criteria, *extracted]))
 
 
+def extractions_in_progress(instance: DagsterInstance, project_id: str, run_id: str | None = None) -> list[DagsterRun]:
+    """Queued or running runs on one project but ``run_id``, whoever started them (the sensors, `snds extract`,
+    the UI): a second extraction alongside one would write the same folders."""
+    return unfinished_runs(instance, {"dagster/partition": project_id, "snds/project": project_id}, run_id)
+
+
 def _sweep_project(context: AssetExecutionContext, settings, project_id: str, rewritten) -> None:
     """Before a cohort or an extract is written, the scratch of this project's killed runs (``scratch``), with
     the folders they had moved aside among those ``rewritten`` now."""
     sweep(project_scratch(Lake(settings.lake), project_id, rewritten),
-          unfinished_runs(context.instance, {"dagster/partition": project_id, "snds/project": project_id},
-                          context.run_id),
-          context.log, f"project {project_id}")
+          extractions_in_progress(context.instance, project_id, context.run_id), context.log, f"project {project_id}")
 
 
 def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:

@@ -154,12 +154,11 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         if absent:
             context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
         delivery_id = manifest.delivery_id
-        others = unfinished_runs(context.instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id},
-                                 context.run_id)
+        others = receptions_in_progress(context.instance, delivery_id, context.run_id)
         recurated = [f for f in wanted if curated_key(f) in selected]
         sweep(delivery_scratch(Lake(settings.lake), delivery_id, recurated), others, context.log,
               f"delivery {delivery_id}")
-        session = spark.get_session() if any(curated_key(f) in selected for f in wanted) else None
+        session = spark.get_session() if recurated else None
         state = None
         if session is not None:
             from ..curation.curate import check_deferred_links, curate_family
@@ -331,11 +330,11 @@ def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
     return [DELIVERY_KEY, *(raw_key(f) for f in families), *(curated_key(f) for f in families), REPORT_KEY]
 
 
-def receptions_in_progress(instance: DagsterInstance, delivery_id: str) -> list[DagsterRun]:
-    """Queued or running runs on one delivery, whoever started them (the sensor, `snds ingest`, the UI: the
-    reception job, or one family materialised alone): a second reception of the same partition alongside one
-    would write the same folders."""
-    return unfinished_runs(instance, {"dagster/partition": delivery_id})
+def receptions_in_progress(instance: DagsterInstance, delivery_id: str, run_id: str | None = None) -> list[DagsterRun]:
+    """Queued or running runs on one delivery but ``run_id``, whoever started them (the sensor, `snds ingest`, the
+    UI: the reception job, or one family materialised alone; a refresh of projects reading it): a second reception
+    of the same partition alongside one would write the same folders."""
+    return unfinished_runs(instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id}, run_id)
 
 
 def _cursor_entry(value: object) -> tuple[str | None, int]:
