@@ -2,11 +2,15 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from snds_assets.cli import EXIT_ERROR, build_parser, main
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
+
+REPOSITORY = Path(__file__).parents[1]
 
 
 def test_defaults_live_under_one_home(tmp_path):
@@ -179,13 +183,12 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
             instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
     assert dequeued == {other} and same not in dequeued
     assert "telemetry:\n  enabled: false" in (dagster_home / "dagster.yaml").read_text()
-    from pathlib import Path
+    assert _run_limits(dagster_home / "dagster.yaml") == _run_limits(REPOSITORY / "deploy" / "dagster.yaml")
 
-    import yaml  # the same limits as the production instance's, not a drifting copy
 
-    limits = lambda text: yaml.safe_load(text)["concurrency"]["runs"]["tag_concurrency_limits"]  # noqa: E731
-    assert limits((dagster_home / "dagster.yaml").read_text()) == limits(
-        (Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+def _run_limits(config: Path) -> list:
+    """The tag limits of an instance's configuration: the local one must keep the production one's."""
+    return yaml.safe_load(config.read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
 
 
 @pytest.mark.parametrize("status, code", [("complete", 0), ("failed", 1)])
@@ -401,12 +404,9 @@ def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch)
 def test_an_unreachable_instance_database_is_one_line(tmp_path):
     """The production dagster.yaml with PostgreSQL down: Dagster's root-logger warnings ("Retrying failed database
     connection", four lines each) went to stderr before the error line; they belong in the details log."""
-    from pathlib import Path
-
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(
-        (Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    (dagster_home / "dagster.yaml").write_text((REPOSITORY / "deploy" / "dagster.yaml").read_text())
     from snds_assets_tests.reception_delivery import Delivery, csv_bytes
 
     delivery = Delivery(tmp_path / "landing", "2024-01-15", {})
