@@ -384,6 +384,20 @@ def test_refresh_reaccepted_delivery_gets_a_new_run_key(two_projects):
     assert again.run_requests[0].run_key != first.run_requests[0].run_key
 
 
+def test_refresh_when_a_delivery_accepted_before_is_rejected(two_projects):
+    """A delivery received again and rejected leaves the current state: the extracts that read its families (as
+    its accepted report listed them) are refreshed; a delivery never accepted changes nothing."""
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F", "KI_CCI_R"])
+    start = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"], status="rejected")
+    _report(instance, "2024-02-15", ["KI_CCI_R"], status="rejected")
+    result = _tick(defs, instance, "refresh_extracts", start.cursor)
+    assert _refreshed(result) == {("proj-a", "2024-01-15"), ("proj-b", "2024-01-15")}
+    _report(instance, "2024-01-15", ["ER_PRS_F"], status="rejected")  # rejected twice: no change the second time
+    assert not _tick(defs, instance, "refresh_extracts", result.cursor).run_requests
+
+
 def test_refresh_follows_the_cohort_sources(two_projects):
     """ER_PHA_F is not extracted by proj-a but its drug criterion reads it, IR_IMB_R is read by proj-b's ALD
     criterion, and IR_BEN_R_ARC feeds every cohort."""
