@@ -768,6 +768,26 @@ def test_current_state_incremental_then_full(spark, settings, catalog):
     assert state.read("IR_IMB_R") is None and state.deliveries("IR_IMB_R") == []
 
 
+def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(settings, catalog, monkeypatch):
+    """``_2`` and ``_02`` are two deliveries of one day: both count, in one order whatever the reports' listing,
+    and the state once one is accepted still holds the other (its rows are no orphans of the first)."""
+    from snds_assets.curation.state import Part
+    from snds_assets.reception.manifest import delivery_order
+
+    ids = ["2026-12-01_2", "2026-12-01_02"]
+    assert sorted(ids, key=delivery_order) == sorted(ids[::-1], key=delivery_order) == ["2026-12-01_02", "2026-12-01_2"]
+    state = CurrentState(None, settings, catalog)
+    for listed in (ids, ids[::-1]):
+        parts = [Part(i, None, domain.INCREMENTAL) for i in sorted(listed, key=delivery_order)]
+        monkeypatch.setattr(state, "parts", lambda family, exclude_delivery=None, parts=parts: [
+            p for p in parts if p.delivery_id != exclude_delivery])
+        for delivery_id in ids:
+            mine = [p for p in parts if p.delivery_id == delivery_id]
+            assert list(state.plan("ER_PRS_F", after=(delivery_id, mine))) == ["2026-12-01_02", "2026-12-01_2"]
+    full = [Part(i, None, domain.FULL) for i in sorted(ids, key=delivery_order)]
+    assert list(CurrentState.compose(full)) == ["2026-12-01_2"]
+
+
 def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):
     """IR_BEN_R_ARC has no schema of its own: it is curated with IR_BEN_R's, and persons are read from both."""
     assert catalog["IR_BEN_R_ARC"].columns == catalog["IR_BEN_R"].columns

@@ -85,10 +85,12 @@ def manifest_fingerprint(manifest: Manifest) -> str:
 def delivery_order(delivery_id: str) -> tuple:
     """Sort key of delivery ids: by date, the day's first delivery (no suffix) before its suffixed ones, and the
     suffixes' digit runs by value, so that ``_10`` comes after ``_9`` (as strings it came first, and an earlier
-    full delivery of the day would have replaced the later one)."""
+    full delivery of the day would have replaced the later one). Two ids with equal runs (``_2`` and ``_02``) are
+    told apart by the id itself, so that the order is total: no delivery ties with another (a tie left their order
+    to the listing of the reports, and ``CurrentState.plan`` dropped the other one)."""
     day, _, suffix = delivery_id.partition("_")
     runs = re.findall(r"[0-9]+|[^0-9]+", suffix)
-    return day, tuple((0, int(r), "") if r.isdigit() else (1, 0, r) for r in runs)
+    return day, tuple((0, int(r), "") if r.isdigit() else (1, 0, r) for r in runs), delivery_id
 
 
 def valid_delivery_id(value: str) -> bool:
