@@ -768,6 +768,32 @@ def test_current_state_incremental_then_full(spark, settings, catalog):
     assert state.read("IR_IMB_R") is None and state.deliveries("IR_IMB_R") == []
 
 
+def test_key_already_in_state_is_not_reported_for_a_table_a_later_full_delivery_replaces(spark, settings, catalog):
+    """A delivery received late (or again) after a later full delivery of the family does not join the current
+    state: its keys duplicate nothing there (the check is not evaluated, and says why); per year for PMSI."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)],
+                                                          mode="incremental")
+    d1.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)]).table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)])
+    for family in ("IR_BEN_R", "T_MCOaaC"):
+        d1.curate(spark, family, state)
+    d1.accept()
+    d3 = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="full")
+    d3.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)], mode="full")
+    for family in ("IR_BEN_R", "T_MCOaaC"):
+        d3.curate(spark, family, state)
+    d3.accept()
+    late = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="incremental")
+    late.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)], mode="incremental")
+    late.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)], mode="incremental")
+    (ben_result,) = late.curate(spark, "IR_BEN_R", state)
+    check = by_name(ben_result)["primary_key_state"]
+    assert not check.evaluated and check.passed and "later full delivery" in check.details
+    by_year = {r.year: by_name(r)["primary_key_state"] for r in late.curate(spark, "T_MCOaaC", state)}
+    assert by_year[2022].evaluated and by_year[2022].failures == 1  # 2022 of 2024-01-01 is still in the state
+    assert not by_year[2023].evaluated and by_year[2023].passed and "later full delivery" in by_year[2023].details
+
+
 def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(settings, catalog, monkeypatch):
     """``_2`` and ``_02`` are two deliveries of one day: both count, in one order whatever the reports' listing,
     and the state once one is accepted still holds the other (its rows are no orphans of the first)."""

@@ -235,6 +235,7 @@ class _Run:
         self.required = domain.required_columns(table)
         self.yearly = table.is_yearly
         self.deferred = set(domain.cyclic_parents(catalog).get(table.name, ()))
+        self.kept_years: set[int | None] | None = None  # of this delivery's tables, in the state it joins (``_key_checks``)
         index = 0
         self.tables: list[_Table] = []
         for a in archived:
@@ -542,7 +543,13 @@ class _Run:
             out["primary_key"] = keys.duplicates(curated, pk, self.yearly, rows=rows)
         incremental = [t for t in self.tables if t.archived.mode != domain.FULL]
         if pk and readable and incremental and all(c in self.delivered for c in pk):
-            current = self.state.read(self.table.name, exclude_delivery=self.manifest.delivery_id, columns=pk)
+            # The state once this delivery is accepted: its tables that a later full delivery replaces are not in
+            # it (ingested late, or again), so their keys duplicate nothing (``_pk_state_check``).
+            delivery_id = self.manifest.delivery_id
+            kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
+            self.kept_years = kept.get(delivery_id, set())
+            others = {d: years for d, years in kept.items() if d != delivery_id}
+            current = self.state.read_plan(self.table.name, others, columns=pk) if others else None
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
         out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}
@@ -722,6 +729,10 @@ class _Run:
                                        "full delivery: it replaces the current state", pk)
         if not readable:
             return self._not_evaluated("primary_key_state", "primary_key", "no readable file", pk)
+        if self.kept_years is not None and year not in self.kept_years:
+            return self._not_evaluated("primary_key_state", "primary_key",
+                                       "a later full delivery of the family replaces this table: its rows are not "
+                                       "in the current state", pk)
         if result is None:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "no current state of the family (no earlier accepted delivery)", pk)
