@@ -783,7 +783,8 @@ def test_key_already_in_state_is_not_reported_for_a_table_a_later_full_delivery_
     for family in ("IR_BEN_R", "T_MCOaaC"):
         d3.curate(spark, family, state)
     d3.accept()
-    late = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="incremental")
+    late = Delivery(settings, catalog, "2024-02-01")
+    late.table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="incremental")
     late.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)], mode="incremental")
     late.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)], mode="incremental")
     (ben_result,) = late.curate(spark, "IR_BEN_R", state)
@@ -801,7 +802,8 @@ def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(setti
     from snds_assets.reception.manifest import delivery_order
 
     ids = ["2026-12-01_2", "2026-12-01_02"]
-    assert sorted(ids, key=delivery_order) == sorted(ids[::-1], key=delivery_order) == ["2026-12-01_02", "2026-12-01_2"]
+    order = ["2026-12-01_02", "2026-12-01_2"]
+    assert sorted(ids, key=delivery_order) == sorted(ids[::-1], key=delivery_order) == order
     state = CurrentState(None, settings, catalog)
     for listed in (ids, ids[::-1]):
         parts = [Part(i, None, domain.INCREMENTAL) for i in sorted(listed, key=delivery_order)]

@@ -235,7 +235,7 @@ class _Run:
         self.required = domain.required_columns(table)
         self.yearly = table.is_yearly
         self.deferred = set(domain.cyclic_parents(catalog).get(table.name, ()))
-        self.kept_years: set[int | None] | None = None  # of this delivery's tables, in the state it joins (``_key_checks``)
+        self.kept_years: set[int | None] | None = None  # this delivery's years in the state it joins
         index = 0
         self.tables: list[_Table] = []
         for a in archived:
