@@ -398,6 +398,17 @@ def test_refresh_when_a_delivery_accepted_before_is_rejected(two_projects):
     assert not _tick(defs, instance, "refresh_extracts", result.cursor).run_requests
 
 
+def test_refresh_when_a_delivery_received_again_no_longer_brings_a_family(two_projects):
+    """The families of a delivery's earlier accepted report leave the current state when it is accepted again
+    without them: the projects that read them are refreshed too."""
+    _, defs, instance = two_projects
+    _report(instance, "2024-01-15", ["ER_PRS_F", "KI_CCI_R"])
+    start = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts", start.cursor)) == {
+        ("proj-a", "2024-01-15"), ("proj-b", "2024-01-15")}
+
+
 def test_refresh_follows_the_cohort_sources(two_projects):
     """ER_PHA_F is not extracted by proj-a but its drug criterion reads it, IR_IMB_R is read by proj-b's ALD
     criterion, and IR_BEN_R_ARC feeds every cohort."""

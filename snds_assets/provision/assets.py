@@ -313,10 +313,10 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
     @sensor(
         name="refresh_extracts", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description="When a delivery is accepted, or one accepted before is now rejected, re-extracts every "
-                    "project whose cohort or extracts read one of its families, so extracts never lag behind the "
-                    "current state. Every reception report is handled, in order, even several between two ticks. "
-                    "Switch it off to refresh by hand.",
+        description="When a delivery is accepted, or one accepted before is received again, re-extracts every "
+                    "project whose cohort or extracts read one of its families (then or before), so extracts never "
+                    "lag behind the current state. Every reception report is handled, in order, even several "
+                    "between two ticks. Switch it off to refresh by hand.",
     )
     def refresh_extracts(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
         """The cursor is the storage id of the last reception report handled; the run key holds the storage id
@@ -351,15 +351,15 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
             delivery_id = str(getattr(meta.get("delivery_id"), "value", None) or record.partition_key)
             status = getattr(meta.get("status"), "value", None)
             families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
+            # Received again: the families its accepted report listed change too (they leave the current state).
+            earlier = _earlier_accepted_tables(context.instance, report_key, delivery_id, record.storage_id)
             if status != "accepted":
-                earlier = _earlier_accepted_tables(context.instance, report_key, delivery_id, record.storage_id)
                 if earlier is None:
                     context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
                     continue
-                # It was accepted before: its data have just left the current state, which the extracts follow.
                 context.log.info(f"delivery {delivery_id} not accepted ({status}) after being accepted: its data "
                                  "leave the current state")
-                families |= _delivered_families(catalog, earlier)
+            families |= _delivered_families(catalog, earlier or [])
             affected = [r for r in requests if families & sources[r.id]]
             if not affected:
                 context.log.info(f"delivery {delivery_id}: no project reads its families")
