@@ -96,7 +96,29 @@ def _failure_message(event) -> str:
     """The user's exception under Dagster's wrappers, whose message (``dagster._core.errors.…: Error occurred
     while executing op …``) says nothing about what to fix."""
     error = failure_cause(event)
-    return "failed" if error is None else " ".join(error.message.split())[:300]
+    if error is None:
+        return "failed"
+    text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else error.message
+    return " ".join(text.split())[:300]
+
+
+_JAVA_CAUSE = re.compile(r"^Caused by: (.+)$")
+
+
+def java_failure(message: str) -> str:
+    """A Spark (JVM) failure told by its root cause first: a ``Py4JJavaError``'s message is the whole Java stack
+    trace, whose first line (``An error occurred while calling o514.parquet.``) and top exception (``Task failed
+    while writing rows to file:…``) ran past the line's length before its cause (``No space left on device``,
+    ``Mkdirs failed to create …``: what to fix) was reached."""
+    lines = message.splitlines()
+    top = next((line[2:] for line in lines if line.startswith(": ")), "")
+    causes = [m[1] for m in map(_JAVA_CAUSE.match, lines) if m]  # top level only: not a suppressed one's causes
+    root = causes[-1] if causes else ""
+    if not top and not root:
+        return message
+    if not root:
+        return f"Spark failed: {top}"
+    return f"Spark failed: {root}" + (f" ({top})" if top and root not in top else "")
 
 
 def failure_cause(event):

@@ -136,3 +136,45 @@ def test_json_check_events_name_the_checked_asset(capsys):
     checks = {e["asset"] for e in events if e["event"] == "ASSET_CHECK_EVALUATION"}
     assert checks == {"raw/T", "curated/T"}
     assert {e["asset"] for e in events if e["event"] == "ASSET_MATERIALIZATION"} == {"raw/T", "curated/T"}
+
+
+class Py4JJavaError(Exception):
+    """Stands for py4j's: its message is the whole Java stack trace (recorded from a write to a full disk)."""
+
+
+JAVA_TRACE = """An error occurred while calling o514.parquet.
+: org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to file:/lake/_staging/\
+curation/2024-01-15/ER_PHA_F/89667ec296f64349bd6bcdbb4e582dc1/curated. SQLSTATE: 58030
+\tat org.apache.spark.sql.errors.QueryExecutionErrors$.taskFailedWhileWritingRowsError(QueryExecutionErrors.scala:823)
+\tat org.apache.spark.sql.execution.datasources.FileFormatDataWriter.enrichWriteError(FileFormatDataWriter.scala:92)
+""" + "\tat org.apache.spark.rdd.RDD.iterator(RDD.scala:338)\n" * 40 + """\
+Caused by: org.apache.parquet.util.AutoCloseables$ParquetCloseResourceException: Unable to close resource
+\tat org.apache.parquet.util.AutoCloseables.uncheckedClose(AutoCloseables.java:85)
+Caused by: org.apache.hadoop.fs.FSError: java.io.IOException: No space left on device
+\tat org.apache.hadoop.fs.RawLocalFileSystem$LocalFSFileOutputStream.write(RawLocalFileSystem.java:545)
+\tSuppressed: org.apache.hadoop.fs.FSError: java.io.IOException: No space left on device
+\t\tCaused by: java.io.IOException: No space left on device
+\tCaused by: java.io.IOException: No space left on device
+Caused by: java.io.IOException: No space left on device
+\tat java.base/java.io.FileOutputStream.writeBytes(Native Method)
+\t... 43 more
+"""
+
+
+def test_a_spark_failure_is_told_by_its_root_cause():
+    """A Spark write that failed on a full disk said "Py4JJavaError: An error occurred while calling o514.parquet.
+    : org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to file:… at org.apa",
+    cut before the cause: the line now starts with what to fix, then the failed write."""
+    from snds_assets.commands import run_error
+
+    @asset
+    def spark_write():
+        raise Py4JJavaError(JAVA_TRACE)
+
+    defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    line = str(run_error(run))
+    assert line.startswith(f"run {run.run_id} failed: Spark failed: java.io.IOException: No space left on device "
+                           "(org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to "
+                           "file:/lake/_staging/curation/2024-01-15/ER_PHA_F/")
+    assert "\tat " not in line and "Caused by" not in line
