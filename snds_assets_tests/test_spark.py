@@ -33,3 +33,31 @@ def test_a_session_is_tuned_once(spark):
     give_back = client._give_back_connection
     answer_promptly(spark)
     assert client._give_back_connection is give_back
+
+
+FAILED_WRITE = """
+import sys
+from pyspark.sql import functions as F
+from snds_assets.spark import build_session
+
+try:
+    build_session("local[1]").range(3).select(F.raise_error(F.lit("boom")).alias("v")).write.parquet(sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_spark_errors_are_one_line_each_on_stderr(tmp_path):
+    """A failed Spark write (a full disk, a folder refused) printed each failed task's Java stack trace on the
+    command line, some 200 lines of "\\tat org.apache…" around the one-line message of SPEC §4: Spark's own log
+    lines stay one line each (the trace is in the run's failure, hence in the details log)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", FAILED_WRITE, str(tmp_path / "out")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.stdout.strip() == "SparkRuntimeException"
+    assert " spark ERROR " in done.stderr  # Spark did say so
+    assert "\tat " not in done.stderr and "USER_RAISED_EXCEPTION" not in done.stderr, done.stderr[:2000]
