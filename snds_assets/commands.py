@@ -59,7 +59,12 @@ def run_error(result) -> Exception:
         from .spark import SparkConnectUnreachable
 
         return SparkConnectUnreachable(f"run {result.run_id} failed: {detail.partition(': ')[2] or detail}")
-    return RuntimeError(f"run {result.run_id} failed: {detail}")
+    error = RuntimeError(f"run {result.run_id} failed: {detail}")
+    if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
+        # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it
+        # failed, and a Spark failure's Java stack trace (no longer printed on stderr).
+        error.add_note(f"The run's failure, as Dagster recorded it:\n{failures[0].event_specific_data.error.to_string()}")
+    return error
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) -> int:

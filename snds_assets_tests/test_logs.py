@@ -178,3 +178,26 @@ def test_a_spark_failure_is_told_by_its_root_cause():
                            "(org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to "
                            "file:/lake/_staging/curation/2024-01-15/ER_PHA_F/")
     assert "\tat " not in line and "Caused by" not in line
+
+
+def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch):
+    """`snds ingest` on a full disk named the details log, which held only the command's own "RuntimeError: run …
+    failed" raised in commands._run: not where the step failed nor, for Spark, the Java stack trace."""
+    from snds_assets.cli import _write_traceback
+    from snds_assets.commands import run_error
+
+    @asset
+    def spark_write():
+        raise Py4JJavaError(JAVA_TRACE)
+
+    defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    try:
+        raise run_error(run)
+    except RuntimeError as exc:
+        log = _write_traceback(exc)
+    text = open(log, encoding="utf-8").read()
+    assert f"RuntimeError: run {run.run_id} failed" in text
+    assert "in spark_write" in text and "raise Py4JJavaError(JAVA_TRACE)" in text  # the step's own frame
+    assert "Caused by: java.io.IOException: No space left on device" in text
