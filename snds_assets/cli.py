@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             from .spark import check_spark_connect
 
             check_spark_connect(settings.spark_remote)  # before a delivery is generated or a run is launched
+        elif args.command in SPARK_COMMANDS:
+            from .spark import check_java
+
+            check_java()  # likewise: a run without Java failed with "Java gateway process exited…"
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
@@ -216,7 +220,8 @@ def _is_user_error(exc: BaseException) -> bool:
     from .catalog import CatalogError
     from .reception.manifest import ManifestError
 
-    names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound", "SparkConnectUnreachable"}
+    names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound", "SparkConnectUnreachable",
+             "JavaMissing"}
     return isinstance(exc, (UsageError, ManifestError, CatalogError, FileNotFoundError, ValueError)) or \
         type(exc).__name__ in names
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import shutil
 import socket
 import time
 import urllib.parse
@@ -57,6 +58,7 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
                 session.conf.set(key, settings[key])
         return session
     # A local JVM: bound to the loopback (no warning about the host name) and quiet (errors only, see the file).
+    check_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
     builder = SparkSession.builder.master(master).appName(app_name)
@@ -66,6 +68,25 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
     session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL") or "ERROR")
     answer_promptly(session)
     return session
+
+
+class JavaMissing(RuntimeError):
+    """No Java to start a local Spark session: a mistake the operator fixes, told in one line (exit status 2 on the
+    command line) rather than PySpark's "Java gateway process exited before sending its port number"."""
+
+
+def check_java() -> None:
+    """Fail at once, in one line, when a local Spark session could not start its JVM: PySpark runs
+    ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else the ``java`` on PATH (``spark-class``)."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not (java.is_file() and os.access(java, os.X_OK)):
+            raise JavaMissing(f"JAVA_HOME={home} holds no bin/java: set JAVA_HOME to a Java 17 (or later) installation, "
+                              "or unset it to use the java on PATH")
+    elif shutil.which("java") is None:
+        raise JavaMissing("no java on PATH and JAVA_HOME is not set: Spark needs Java 17 or later; install it (Debian: "
+                          "apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
 
 
 class SparkConnectUnreachable(ConnectionError):

@@ -577,3 +577,22 @@ def test_generate_names_the_out_option_when_it_is_a_file(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"--out {tmp_path / 'afile' / 'sub'} must be a folder, but {tmp_path / 'afile'} is a file" \
         in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("where", ["JAVA_HOME", "PATH"])
+def test_ingest_without_java_says_what_to_install_or_set(tmp_path, where):
+    """Without Java (JAVA_HOME pointing nowhere, or no java on PATH) the run failed with spark-class's shell errors
+    on stderr and "PySparkRuntimeError: [JAVA_GATEWAY_EXITED] Java gateway process exited before sending its port
+    number", which says neither what is missing nor what to set."""
+    assert _snds(["generate", "--delivery-id", "2024-01-15", "--patients", "1", "--tables", "IR_IMB_R"],
+                 tmp_path).returncode == 0
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {"JAVA_HOME": str(tmp_path / "jdk")} if where == "JAVA_HOME" else {"JAVA_HOME": "", "PATH": str(empty)}
+    proc = _snds(["ingest", "2024-01-15"], tmp_path, env)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    expected = (f"JAVA_HOME={tmp_path / 'jdk'} holds no bin/java: set JAVA_HOME" if where == "JAVA_HOME"
+                else "no java on PATH and JAVA_HOME is not set: Spark needs Java 17 or later; install it")
+    assert lines[0].startswith(f"snds: error: {expected}") and "details in" not in lines[0], lines[0]
