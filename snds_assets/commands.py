@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import gzip
 import io
 import json
@@ -356,9 +357,33 @@ WORKSPACE = """load_from:
 """
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse, in one line, a port the webserver could not listen on: `dagster dev` then printed "Serving
+    dagster-webserver on http://…", the webserver's bind error, and ran on with its daemon alone (sensors and all),
+    never exiting, while whatever held the port answered at the address announced."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise UsageError(f"--host {host}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the webserver (uvicorn) binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} of {host} is already in use (another snds ui, or another program, "
+                                 "listens there): stop it, or choose another --port") from None
+            raise UsageError(f"port {port} of {host} cannot be listened on ({(exc.strerror or str(exc)).lower()}): "
+                             "choose another --host or --port") from None
+
+
 def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """`dagster dev` (webserver + daemon) on this code location, with the settings in its environment."""
     env = {**os.environ, **settings.as_env()}
+    _check_port_free(args.host, args.port)
     workspace = Path(settings.dagster_home) / "workspace.yaml"
     workspace.write_text(WORKSPACE)
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "--host", args.host, "--port", str(args.port)]

@@ -596,3 +596,21 @@ def test_ingest_without_java_says_what_to_install_or_set(tmp_path, where):
     expected = (f"JAVA_HOME={tmp_path / 'jdk'} holds no bin/java: set JAVA_HOME" if where == "JAVA_HOME"
                 else "no java on PATH and JAVA_HOME is not set: Spark needs Java 17 or later; install it")
     assert lines[0].startswith(f"snds: error: {expected}") and "details in" not in lines[0], lines[0]
+
+
+def test_ui_refuses_a_port_already_taken(tmp_path, monkeypatch, capsys):
+    """`snds ui --port P` with P taken announced the UI on P, then ran `dagster dev`, whose webserver failed to
+    bind while its daemon ran on for ever (sensors included): whatever held P answered at the address given."""
+    import socket
+
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", lambda *a: pytest.fail(f"dagster dev started with {a[1]}"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == EXIT_ERROR
+    out, err = capsys.readouterr()
+    assert err == (f"snds: error: port {port} of 127.0.0.1 is already in use (another snds ui, or another program, "
+                   "listens there): stop it, or choose another --port\n")
+    assert "Dagster UI on" not in out
