@@ -755,3 +755,33 @@ def test_cohort_materialisation_carries_the_dagster_row_count(tmp_path, monkeypa
     assert {e.asset_check_key.name for e in result.get_asset_check_evaluations()} == {"unresolved_identifiers",
                                                                                        "no_snds_pseudonym"}
     assert all(e.asset_check_key.asset_key == COHORT_KEY for e in result.get_asset_check_evaluations())
+
+
+def test_a_failed_extract_write_leaves_no_staging_folder(tmp_path):
+    """An extraction whose Parquet write failed (a full disk) left its hidden ``.<name>.staging-…`` folder, with
+    the part written, beside the extracts: README says a run that fails cleans up after itself (only a killed
+    run's scratch waits for the next run). The published folder is untouched."""
+    import errno
+
+    from snds_assets.provision.run import write_parquet
+
+    target = tmp_path / "projects" / "p" / "ER_PRS_F"
+    target.mkdir(parents=True)
+    (target / "part-0.parquet").write_bytes(b"published")
+
+    class Writer:
+        def mode(self, _):
+            return self
+
+        def parquet(self, path):
+            Path(path).mkdir(parents=True)
+            (Path(path) / "part-1.parquet").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    class Frame:
+        write = Writer()
+
+    with pytest.raises(OSError, match="No space left"):
+        write_parquet(Frame(), str(target))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ER_PRS_F"]
+    assert [p.name for p in target.iterdir()] == ["part-0.parquet"]

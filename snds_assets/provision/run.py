@@ -50,7 +50,11 @@ def write_parquet(df: DataFrame, target: str, files: int | None = None) -> None:
     staging = staging_beside(target, uuid.uuid4().hex)
     if files:
         df = df.coalesce(files)
-    df.write.mode("error").parquet(staging)
+    try:
+        df.write.mode("error").parquet(staging)
+    except BaseException:
+        storage.remove(staging)  # a failed run cleans up after itself (a full disk left the part written)
+        raise
     storage.publish_dir(staging, target)
 
 
