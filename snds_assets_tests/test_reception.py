@@ -474,6 +474,27 @@ def test_interrupted_copy_leaves_no_partial_archive(settings, catalog, monkeypat
     assert threading.active_count() == threads  # no helper thread left behind
 
 
+def test_a_full_disk_during_the_archive_says_which_file_and_where(settings, catalog, monkeypatch):
+    """A write to a full disk raised "OSError: [Errno 28] No space left on device", the whole line `snds ingest`
+    printed: it did not say which disk was full (the lake's, TMPDIR's, DAGSTER_HOME's)."""
+    import errno
+
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 50)))
+
+    def full(self, chunk):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive_mod.Hasher, "write", full)
+    with pytest.raises(OSError) as exc:
+        _table(settings, catalog, d, "IR_BEN_R")
+    assert exc.value.errno == errno.ENOSPC
+    assert str(exc.value) == (f"[Errno 28] No space left on device (archiving a.csv to "
+                              f"{settings.lake}/raw/{DID}/a.csv)")
+    assert _no_staging_left(settings) and not _lake(settings, "raw", DID, "a.csv").exists()
+
+
 def test_unreadable_source_leaves_no_archive(settings, catalog, monkeypatch):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
