@@ -689,6 +689,32 @@ def test_report_asset_names_the_request_a_complete_extraction_was_made_for(spark
     assert metadata["request fingerprint"].value == request.fingerprint
 
 
+def test_a_new_cohort_withdraws_the_complete_report_of_the_earlier_one(spark, catalog, source, tmp_path, monkeypatch):
+    """A re-extraction failing after its new cohort was published left the earlier ``complete`` report beside
+    extracts made for the earlier cohort: the report now says what the project space holds."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "again", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "again")
+    assert run_project(spark, settings, catalog, request, source)["status"] == "complete"
+    path = Path(Lake(settings.lake).project_report("again"))
+    seen = []
+
+    def full_disk(*args, **kwargs):
+        seen.append(path.exists())
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("snds_assets.provision.run.write_parquet", full_disk)
+    with pytest.raises(OSError):
+        run_cohort(spark, settings, catalog, request, source)
+    assert seen == [False] and not path.exists()  # withdrawn before the first write of the new cohort
+    monkeypatch.undo()
+    run_cohort(spark, settings, catalog, request, source)
+    report = json.loads(path.read_text())
+    assert report["status"] == "incomplete"
+    assert {t["status"] for t in report["tables"].values()} == {"stale (extracted for an earlier cohort)"}
+    assert Path(Lake(settings.lake).project_report("again", "html")).exists()
+
+
 # --- Requests ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("old, new, message", [
     ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, ER_XYZ_F]", "unknown table 'ER_XYZ_F'"),

@@ -98,6 +98,15 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
     return report
 
 
+def withdraw_project_report(settings: Settings, project_id: str) -> None:
+    """Remove the project's report before its cohort changes: a run failing (or killed) after the new cohort was
+    published left the earlier ``complete`` report beside extracts made for the earlier cohort. The readable twin
+    goes first, so that a JSON report never stands without it."""
+    lake = Lake(settings.lake)
+    for suffix in ("html", "json"):
+        storage.remove(lake.project_report(project_id, suffix))
+
+
 def write_project_report(settings: Settings, request: ProjectRequest, cohort_info: dict | None,
                          extract_infos) -> dict:
     """Write the JSON report and its HTML twin; returns the report."""

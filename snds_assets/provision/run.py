@@ -27,7 +27,7 @@ from .extract import Selector, allowed_output_columns, minimise
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
 from .pseudonymize import project_secret, pseudonym, pseudonymize
-from .report import write_project_report
+from .report import withdraw_project_report, write_project_report
 from .request import ProjectRequest
 from .source import DELIVERY_COLUMN, TableSource
 
@@ -108,6 +108,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             PSA, RNG, pseudonym(PSA, secret, NUM_ENQ).alias(NUM_ENQ),
             ANO, pseudonym(ANO, secret, NUM_ENQ_ANO).alias(NUM_ENQ_ANO), NIR_UNIQUE,
         )
+        withdraw_project_report(settings, request.id)  # written again below, once the new cohort is recorded
         write_parquet(correspondence, lake.restricted(request.id, CORRESPONDENCE), files)
         write_parquet(result.cohort, lake.restricted(request.id, COHORT), files)
         project_cohort = pseudonymize(result.cohort, secret).orderBy(NUM_ENQ_IDT)
@@ -146,6 +147,9 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
         "checks": checks,
     }
     storage.write_json(_info_path(lake, request.id, COHORT), _jsonable(info))
+    # What the project space holds now: the new cohort, the extracts made for an earlier one marked stale (the
+    # report step writes it again once they are extracted anew).
+    write_project_report(settings, request, _jsonable(info), collect_infos(settings, request)[1])
     return info
 
 
