@@ -719,6 +719,34 @@ def test_a_delivered_file_name_is_read_as_written(spark, settings, catalog, name
     assert sorted(r["BEN_NIR_PSA"] for r in curated.collect()) == [NIR_A, NIR_B]
 
 
+def test_a_delivered_column_named_like_a_column_of_curation_is_kept(spark, settings, catalog):
+    """Unknown columns are kept (SPEC §2), whatever their names: a delivered ``_BAD``, ``_FILE``, ``_CORRUPT_RECORD``,
+    ``_REJECT_REASON``, ``MALFORMED``, ``type:IMB_ALD_NUM`` or ``_FOUND0`` shared its name with a column of the write
+    pass, the rejects or the probe of a small parent, and the run failed on an ambiguous or repeated column
+    (``X;X;X_2`` likewise: the second X was renamed X_2 beside the delivered X_2). Each is kept under a free name, as
+    a repeated one is."""
+    extras = ["_BAD", "_file", "_CORRUPT_RECORD", "_REJECT_REASON", "_SOURCE_FILE", "Malformed", "_FOUND0",
+              "type:IMB_ALD_NUM", "X", "X", "X_2"]
+    values = ";".join(f"v{i}" for i in range(len(extras)))
+    rows = [f"{NIR_A};1;5;2020-01-15;1600-01-01;E11;{values}", f"{NIR_A};1;AB;2020-01-15;;E10;{values}"]
+    d = (Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+         .table("IR_IMB_R", IMB_HEADER + extras, rows))
+    d.curate(spark, "IR_BEN_R")
+    (result,) = d.curate(spark, "IR_IMB_R")
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (2, 1, 1)
+    checks = by_name(result)
+    assert checks["foreign_key"].evaluated and checks["foreign_key"].passed
+    assert checks["rows_reconciled"].passed
+    kept = ["_BAD_2", "_FILE_2", "_CORRUPT_RECORD_2", "_REJECT_REASON_2", "_SOURCE_FILE_2", "MALFORMED_2",
+            "_FOUND0_2", "TYPE:IMB_ALD_NUM_2", "X", "X_3", "X_2"]
+    lake = Lake(settings.lake)
+    (curated,) = spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).collect()
+    assert [curated[c] for c in kept] == [f"v{i}" for i in range(len(extras))]
+    (reject,) = spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01")).collect()
+    assert [reject[c] for c in kept] == [f"v{i}" for i in range(len(extras))]
+    assert reject[REJECT_REASON] == "type: IMB_ALD_NUM" and reject["IMB_ALD_NUM"] == "AB"
+
+
 def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
     """CépiDc records that could not be matched (DCD_IDT_TOP = 0) have no BEN_IDT_ANO: they are records all the
     same, not rejects (a few percent of them would have pushed KI_CCI_R past the reject tolerance); a matched

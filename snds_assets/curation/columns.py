@@ -30,6 +30,13 @@ from ..patterns import spark_pattern
 from ..reception.manifest import Format
 
 CORRUPT = "_CORRUPT_RECORD"  # Spark's corrupt-record column: the raw line of a row the parser could not type
+BAD, FILE = "_BAD", "_FILE"  # the write pass's bad-row flag and file index
+REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE = "_REJECT_REASON", "_DELIVERED_TABLE", "_SOURCE_FILE", "_REJECT_LINE"
+# Names curation gives columns of its own beside the delivered ones (the above, the rejects' flag columns
+# ``malformed``, ``type:<COL>`` and ``not_null:<COL>``, a probe's ``_FOUND<i>`` and ``_FOUND<i>_K``), as Spark compares
+# names: a delivered column so named is renamed like a repeated one (``file_columns``), or its table's run failed.
+RESERVED = frozenset({CORRUPT, BAD, FILE, REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE, "MALFORMED"})
+_PROBE_COLUMN = re.compile(r"_FOUND[0-9]+(_K)?")
 ISO_DATE = "yyyy-MM-dd"
 
 
@@ -174,15 +181,27 @@ def family_columns(table: Table, fmt: Format, extra: list[str]) -> list[ColumnPl
     return plans
 
 
+def _reserved(name: str, columns: set[str]) -> bool:
+    """Whether a (upper-cased) delivered name is one of curation's own columns, for a file of ``columns``."""
+    kind, _, column = name.partition(":")
+    return name in RESERVED or bool(_PROBE_COLUMN.fullmatch(name)) or (kind in ("TYPE", "NOT_NULL") and column in columns)
+
+
 def file_columns(header: list[str] | None, table: Table) -> list[str]:
-    """The column names of a file in its order: its header (upper-cased, duplicates renamed) or the catalog's."""
-    names = list(header) if header is not None else list(table.columns)
-    seen: dict[str, int] = {}
-    out = []
-    for raw in names:
-        name = raw.strip().lstrip("\ufeff").upper() or "_EMPTY"
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    """The column names of a file in its order: its header (upper-cased) or the catalog's. A repeated name, or one
+    of curation's own (``RESERVED``), takes the first free ``<NAME>_<n>`` from 2 on (``X;X;X_2`` gives X, X_3, X_2)."""
+    names = [raw.strip().lstrip("\ufeff").upper() or "_EMPTY"
+             for raw in (list(header) if header is not None else list(table.columns))]
+    taken = set(names)
+    out: list[str] = []
+    for name in names:
+        if name in out or _reserved(name, taken):
+            n = 2
+            while f"{name}_{n}" in taken or _reserved(f"{name}_{n}", taken):
+                n += 1
+            name = f"{name}_{n}"
+            taken.add(name)
+        out.append(name)
     return out
 
 

@@ -54,7 +54,10 @@ from ..reception.archive import ArchivedFile, ArchivedTable, families_of
 from ..reception.manifest import Format, Manifest
 from ..reception.report import save_fragment, withdraw_report
 from . import keys
-from .columns import CORRUPT, ColumnPlan, csv_options, family_columns, file_columns, sql_name
+from .columns import (
+    BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
+    family_columns, file_columns, sql_name,
+)
 from ..reception.storage import lake_exists, remove_lake_tree
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
@@ -62,9 +65,7 @@ from .state import CurrentState, Part
 
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
-BAD, FILE = "_BAD", "_FILE"
 FILE_BITS = 63  # files holding bad rows are observed as bits of a long (file index modulo 63: a superset at worst)
-REJECT_REASON, REJECT_TABLE, REJECT_FILE, REJECT_LINE = "_REJECT_REASON", "_DELIVERED_TABLE", "_SOURCE_FILE", "_REJECT_LINE"
 HASHES = "_HASHES"  # prefix of the observed hash lists of a small table (``keys.OBSERVED_HASH_ROWS``)
 KEY_HASHES = f"{HASHES}_KEY"
 
