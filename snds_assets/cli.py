@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import traceback
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +20,9 @@ EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 # The commands that run Spark: with SPARK_REMOTE set they first check that its server answers (a down server made
 # them wait about five minutes in silence). `snds ui` does not: the UI is useful while the server is down.
 SPARK_COMMANDS = ("ingest", "extract", "demo")
+# PySpark logs each analysis error it raises, with its whole Java stack, to stderr through loggers of its own that do
+# not propagate (pyspark.errors.exceptions.base); the error itself still reaches the one-line message.
+PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
 
 
 class UsageError(Exception):
@@ -173,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
-        code = handler(settings, args, log_format)
+        if args.command in SPARK_COMMANDS:
+            with pyspark_errors_to_details_log(settings):
+                code = handler(settings, args, log_format)
+        else:
+            code = handler(settings, args, log_format)
     except KeyboardInterrupt:
         print("snds: interrupted", file=sys.stderr)
         code = EXIT_ERROR
@@ -214,6 +222,32 @@ def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+@contextmanager
+def pyspark_errors_to_details_log(settings: Settings):
+    """While a command runs Spark, PySpark's records of the analysis errors it raises go to the details log, not to
+    stderr (``PYSPARK_ERROR_LOGGERS``): the stack they hold is not the one line SPEC §4 allows."""
+    from pyspark.logger import PySparkLogger
+
+    log = details_log(settings.home)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8", delay=True)
+    saved = []
+    for name in PYSPARK_ERROR_LOGGERS:
+        logger = PySparkLogger.getLogger(name)
+        saved.append((logger, list(logger.handlers)))
+        for existing in saved[-1][1]:
+            logger.removeHandler(existing)
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, handlers in saved:
+            logger.removeHandler(handler)
+            for existing in handlers:
+                logger.addHandler(existing)
+        handler.close()
 
 
 def _is_user_error(exc: BaseException) -> bool:

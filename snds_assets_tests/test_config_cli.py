@@ -614,3 +614,28 @@ def test_ui_refuses_a_port_already_taken(tmp_path, monkeypatch, capsys):
     assert err == (f"snds: error: port {port} of 127.0.0.1 is already in use (another snds ui, or another program, "
                    "listens there): stop it, or choose another --port\n")
     assert "Dagster UI on" not in out
+
+
+def test_a_spark_analysis_error_reaches_the_details_log_not_the_terminal(spark, tmp_path, capfd):
+    """PySpark logs every analysis error it raises, its whole Java stack in one JSON line, to stderr through loggers
+    of its own that do not propagate: a delivered column that made curation's query ambiguous printed that stack
+    above the one-line message. While a command runs, those records go to the details log."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from snds_assets.cli import details_log, pyspark_errors_to_details_log
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    capfd.readouterr()
+    with pyspark_errors_to_details_log(settings):
+        with pytest.raises(AnalysisException):
+            spark.range(1).select(F.col("NO_SUCH_COLUMN")).collect()
+        with pytest.raises(AnalysisException):
+            spark.range(1).selectExpr("NO_SUCH_EXPR + 1").collect()
+    err = capfd.readouterr().err
+    assert "NO_SUCH" not in err and "QueryContextLogger" not in err, err
+    logged = details_log(settings.home).read_text()
+    assert "NO_SUCH_COLUMN" in logged and "NO_SUCH_EXPR" in logged
+    with pytest.raises(AnalysisException):  # outside a command, PySpark's own handlers again
+        spark.range(1).select(F.col("AFTER_THE_COMMAND")).collect()
+    assert "AFTER_THE_COMMAND" not in details_log(settings.home).read_text()
