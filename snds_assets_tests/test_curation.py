@@ -747,6 +747,22 @@ def test_a_delivered_column_named_like_a_column_of_curation_is_kept(spark, setti
     assert reject[REJECT_REASON] == "type: IMB_ALD_NUM" and reject["IMB_ALD_NUM"] == "AB"
 
 
+def test_a_delivered_column_name_is_kept_whatever_its_characters(spark, settings, catalog):
+    """Unknown columns are kept under their delivered names (SPEC §2): the write pass selected them by name, which
+    Spark parses, so ``X`Y`` failed the run (a syntax error) and ``A.B`` was taken for field B of a column A."""
+    extras = ["A.B", "X`Y", "MY COL", "(P)", "{X}", "A=B"]
+    values = ";".join(f"v{i}" for i in range(len(extras)))
+    rows = [f"{NIR_A};1;5;2020-01-15;1600-01-01;E11;{values}", f"{NIR_A};1;AB;2020-01-15;;E10;{values}"]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER + extras, rows)
+    (result,) = d.curate(spark, "IR_IMB_R")
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (2, 1, 1)
+    lake = Lake(settings.lake)
+    (curated,) = spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).collect()
+    assert [curated[c] for c in extras] == [f"v{i}" for i in range(len(extras))]
+    (reject,) = spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01")).collect()
+    assert [reject[c] for c in extras] == [f"v{i}" for i in range(len(extras))]
+
+
 def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
     """CépiDc records that could not be matched (DCD_IDT_TOP = 0) have no BEN_IDT_ANO: they are records all the
     same, not rejects (a few percent of them would have pushed KI_CCI_R past the reject tolerance); a matched

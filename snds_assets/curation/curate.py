@@ -344,7 +344,8 @@ class _Run:
             union = frames[0]
             for df in frames[1:]:
                 union = union.unionByName(df)
-            union.filter(~F.col(BAD)).select(*names).write.mode("error").parquet(path)
+            # quoted: a delivered name is any text (``A.B`` is no field B of A, ``X`Y`` no syntax error)
+            union.filter(~F.col(BAD)).select(*[F.col(sql_name(n)) for n in names]).write.mode("error").parquet(path)
             for t in self.tables:
                 if t.observation is not None:
                     t.metrics, t.hashes = keys.read_observation(t.observation, HASHES)
