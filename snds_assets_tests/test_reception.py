@@ -87,6 +87,12 @@ def _with_file(**changes) -> str:
     return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": [entry]}]})
 
 
+def _with_table(name) -> str:
+    """A manifest valid but for its table's name."""
+    entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}
+    return json.dumps({"delivery_id": DID, "tables": [{"table": name, "files": [entry]}]})
+
+
 @pytest.mark.parametrize("text, folder, message", [
     ("{not json", DID, "not valid JSON"),
     (json.dumps({"delivery_id": "15/11/2026", "tables": []}), DID, "is not YYYY-MM-DD"),
@@ -108,6 +114,19 @@ def _with_file(**changes) -> str:
     (_with_file(rows="12"), DID, 'rows must be a whole number of at least 0, not "12"'),
     (_with_file(bytes=-1), DID, "bytes must be a whole number of at least 0, not -1"),
     (_with_file(rows=float("inf")), DID, "rows must be a whole number of at least 0, not Infinity"),
+    # A table's name names its report fragments (_parts/<ID>/<TABLE>.raw.json): "../../../x" wrote outside the lake.
+    (_with_table("../../../../x"), DID, "manifest table #1: table '../../../../x' must be a table name, not a path"),
+    (_with_table("IR_BEN_R\\x"), DID, "table 'IR_BEN_R\\\\x' must be a table name, not a path"),
+    (_with_table(".."), DID, "table '..' must be a table name, not a path"),
+    (_with_table(""), DID, "manifest table #1: table must be a non-empty JSON string, not \"\""),
+    (_with_table(None), DID, "manifest table #1: table must be a non-empty JSON string, not null"),
+    (_with_table(7), DID, "manifest table #1: table must be a non-empty JSON string, not 7"),
+    # A path naming the delivery folder itself failed the run on the lake's folder of the delivery.
+    (_with_file(path=""), DID, "file path '' must name a file inside the delivery folder"),
+    (_with_file(path="IR_BEN_R/"), DID, "file path 'IR_BEN_R/' must name a file inside the delivery folder"),
+    (_with_file(path="."), DID, "file path '.' must name a file inside the delivery folder"),
+    (_with_file(path=None), DID, "file #1 of table IR_BEN_R: path must be a JSON string, not null"),
+    (_with_file(sha256=None), DID, "file 'IR_BEN_R.csv': sha256 must be a JSON string, not null"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

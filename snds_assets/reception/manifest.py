@@ -155,6 +155,32 @@ def _count(entry: dict, key: str) -> int:
     return int(value)
 
 
+def _table_name(i: int, name) -> str:
+    """A delivered table's name: it also names the table's report fragments (``report.fragment_path``), so a name
+    that is a path (``../../x``) would have them written outside the lake."""
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"manifest table #{i + 1}: table must be a non-empty JSON string, not {json.dumps(name)}")
+    if name in (".", "..") or any(c in name for c in "/\\\0\n\r"):
+        raise ManifestError(f"manifest table #{i + 1}: table {name!r} must be a table name, not a path")
+    return name
+
+
+def _file(table: str, j: int, entry: dict) -> DeliveredFile:
+    """One file entry, its path inside the delivery folder and naming a file (``""``, ``.`` or ``dir/`` name a
+    folder: its archive would be the lake's folder of the delivery, or one of its sub-folders)."""
+    path = entry["path"]
+    if not isinstance(path, str):
+        raise ManifestError(f"file #{j + 1} of table {table}: path must be a JSON string, not {json.dumps(path)}")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise ManifestError(f"file path {path!r} must stay inside the delivery folder")
+    if path.split("/")[-1] in ("", "."):
+        raise ManifestError(f"file path {path!r} must name a file inside the delivery folder, not a folder")
+    sha256 = entry["sha256"]
+    if not isinstance(sha256, str):
+        raise ManifestError(f"file {path!r}: sha256 must be a JSON string, not {json.dumps(sha256)}")
+    return DeliveredFile(path, _count(entry, "rows"), sha256.lower(), _count(entry, "bytes"))
+
+
 def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
     """Decode and validate a manifest; every problem is a ManifestError with a message that says what to fix."""
     try:
@@ -178,19 +204,14 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
         raise ManifestError("manifest lists no tables")
     for i, t in enumerate(raw_tables):
         try:
+            name = _table_name(i, t["table"])
             mode = t.get("mode")
             if mode not in (None, "full", "incremental"):
-                raise ManifestError(f"table {t.get('table')}: mode {mode!r} is not full or incremental")
-            files = tuple(
-                DeliveredFile(str(f["path"]), _count(f, "rows"), str(f["sha256"]).lower(), _count(f, "bytes"))
-                for f in t["files"]
-            )
+                raise ManifestError(f"table {name}: mode {mode!r} is not full or incremental")
+            files = tuple(_file(name, j, f) for j, f in enumerate(t["files"]))
             if not files:
-                raise ManifestError(f"table {t['table']} lists no files")
-            for f in files:
-                if f.path.startswith("/") or ".." in f.path.split("/"):
-                    raise ManifestError(f"file path {f.path!r} must stay inside the delivery folder")
-            tables.append(DeliveredTable(str(t["table"]), files, mode))
+                raise ManifestError(f"table {name} lists no files")
+            tables.append(DeliveredTable(name, files, mode))
         except ManifestError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
