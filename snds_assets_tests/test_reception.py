@@ -310,6 +310,22 @@ def test_missing_file_is_reported_and_earlier_copy_removed(settings, catalog):
     assert "1 file(s) could not be counted" in table.check("row_count").details
 
 
+
+def test_a_path_naming_a_folder_is_a_missing_file(settings, catalog):
+    """A manifest path that names a folder of the delivery (``IR_BEN_R``, whose files an earlier reception of the
+    delivery archived) is a file missing from the delivery: removing its earlier archive hit the lake's folder
+    ``raw/<ID>/IR_BEN_R`` and failed the run with "Is a directory"."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R/part-0001.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    _table(settings, catalog, d, "IR_BEN_R")
+    d.tables["IR_BEN_R"]["files"][0]["path"] = "IR_BEN_R"
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    (folder,) = table.files
+    assert (folder.present, folder.readable, folder.error) == (False, False, "missing: not in the delivery folder")
+    assert not table.check("file_present").passed
+    assert _lake(settings, "raw", DID, "IR_BEN_R", "part-0001.csv").exists()  # not this path's archive: kept
+
 def test_truncated_and_corrupt_gzip_are_unreadable_but_archived(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

@@ -224,12 +224,13 @@ def write_lake_bytes(url: str, data: bytes) -> str:
 
 
 def remove_lake_file(url: str) -> bool:
-    """Remove a lake file if it exists; True when something was removed."""
+    """Remove a lake file if it exists; True when something was removed. A folder there is no such file: it is left
+    (a manifest path naming a folder of the delivery, whose files an earlier reception archived under it)."""
     fs, path = filesystem(url)
     try:
         fs.rm_file(path)
         return True
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return False
 
 
