@@ -369,6 +369,23 @@ def test_latin1_file_declared_utf8_is_unreadable(settings, catalog):
     assert ok.files[0].readable and all(c.passed for c in ok.checks)
 
 
+
+def test_a_file_whose_lines_end_with_a_lone_carriage_return_is_unreadable(settings, catalog):
+    """Lines ended by CR alone (classic Mac OS): Spark's line reader splits records there, the archive counted
+    none, and the whole file read as one header line. Its rows, each with far fewer fields than that header, were
+    dropped by curation's first pass, which then read as many rows as counted (0): none rejected, none reported."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "mac.csv", csv_bytes(cols, dummy_rows(cols, 3), newline="\r"), rows=3)
+    d.add("IR_BEN_R", "unix.csv", csv_bytes(cols, dummy_rows(cols, 3)))
+    d.add("IR_BEN_R", "windows.csv", csv_bytes(cols, dummy_rows(cols, 3), newline="\r\n"))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    mac, unix, windows = table.files
+    assert not mac.readable and unix.readable and windows.readable
+    assert "carriage return" in mac.error and mac.rows is None
+    assert (unix.rows, windows.rows, windows.header) == (3, 3, cols)
+    assert table.check("file_present").failures == 1 and table.check("row_count").passed
+
 def test_wrong_delimiter_misses_key_columns(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

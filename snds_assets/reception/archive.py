@@ -625,6 +625,11 @@ class TextScanner:
         rows = max(lines - 1, 0)
         if len(self._head) > HEADER_LIMIT:
             return rows, [], self.error or f"the first line is longer than {HEADER_LIMIT} bytes: not a CSV header"
+        if b"\r" in bytes(self._head).rstrip(b"\r"):
+            # Lines ended by CR alone: Spark's line reader splits records there, this count does not, and the whole
+            # file would be one header line, its rows all dropped by curation as malformed (none counted, none rejected).
+            return None, None, self.error or ("a carriage return inside the first line: do the lines end with CR "
+                                              "alone (classic Mac OS)? Deliver LF or CRLF line ends")
         return rows, parse_header(bytes(self._head), self._encoding, self._delimiter), self.error
 
 
