@@ -99,6 +99,8 @@ def _with_table(name) -> str:
     (json.dumps({"delivery_id": "2026-11-16", "tables": []}), DID, "does not match its folder"),
     (json.dumps({"delivery_id": DID, "tables": []}), DID, "lists no tables"),
     (b"\xff\xfe\x00garbage", DID, "not valid JSON"),
+    # Python's parser recurses: its RecursionError escaped the handlers of manifest errors (the sensor's among them).
+    ("[" * 100_000 + "]" * 100_000, DID, "manifest.json is not valid JSON (nested too deeply"),
     (_with_format({"date_format": "%Q"}), DID, "manifest format date_format '%Q': %Q has no Spark equivalent"),
     (_with_format({"date_format": "dd/MM/yyyy"}), DID, "date_format 'dd/MM/yyyy' has no strftime directive"),
     (_with_format({"header": "false"}), DID, 'header must be a JSON boolean (true or false), not "false"'),

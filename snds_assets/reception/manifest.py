@@ -187,6 +187,8 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
         data = json.loads(text)
     except ValueError as exc:
         raise ManifestError(f"manifest.json is not valid JSON ({exc})") from exc
+    except RecursionError as exc:  # Python's parser recurses into arrays and objects
+        raise ManifestError("manifest.json is not valid JSON (nested too deeply)") from exc
     if not isinstance(data, dict):
         raise ManifestError("manifest.json must hold a JSON object")
     delivery_id = data.get("delivery_id")
