@@ -214,6 +214,11 @@ def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatc
     (b'A;B\n1;"x\n\n0"\n\n  \n2;y\n', 4, True),  # read with multiLine: an empty line is skipped, "  " is a row
     (b'A;B\r\n1;"x\r\n0"\r\n\r\n2;y\r\n', 3, True),  # ... and so is an empty CRLF line of a CRLF file
     (b"", 0, False),
+    # a lone CR (no LF after it), quoted or not: Spark's line reader ends a record there, its multiLine parser does not
+    (b'A;B\n1;"x\ry"\n2;y\n', 3, True),
+    (b'A;B\r\n1;x\ry\r\n2;y\r\n', 3, True),
+    (b'A;B\r\n1;x\r\r\n', 2, True),
+    (b'A;B\n1;x\n2;y\r', 3, False),  # the file's last line ended by CR: Spark reads the same records either way
 ])
 def test_record_counter_counts_what_spark_reads_whatever_the_chunks(data, records, multiline):
     """Every split of the stream into two chunks, and chunks of every small size: a quote opened in one chunk and
@@ -886,6 +891,23 @@ def test_a_newline_inside_a_quoted_value_is_one_row_curated_whole(settings, cata
         (5, "E11"), (6, "I1\n0"), (7, "E;10"), (8, "E11")]
     assert not _lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}").exists()
 
+
+
+def test_a_carriage_return_inside_a_value_keeps_its_row_whole(settings, catalog, spark):
+    """A CR not followed by LF, in a quoted value or not: Spark's line reader ends a record there, so one row was read
+    as two malformed halves, both rejected (read 4 of a file of 3 rows, with row_count passing); the file is read
+    with multiLine, as one with a newline inside a quoted value."""
+    data = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-01;;"I1\r0"\n'
+            f'{NIR_B};1;7;2020-01-15;;E\r10\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=3)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (3, 3, 3, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"] and checks["type"]["passed"]
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    assert sorted((r["IMB_ALD_NUM"], r["MED_MTF_COD"]) for r in curated.collect()) == [
+        (5, "E11"), (6, "I1\r0"), (7, "E\r10")]
 
 def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(settings, catalog, spark):
     """The rejects pass splits a multiLine file's records as the write pass does (``curate._Run._lines``)."""

@@ -427,10 +427,24 @@ class RecordCounter:
         self._inside = False  # inside a quoted value at the end of what was fed
         self._carry = b""  # the line in progress: b"" at its start, its bytes while blank, else _MARK + last byte
         self._crlf: bool | None = None  # whether the first line ends with "\r\n"
+        self.lone_cr = False  # a CR followed by anything but LF (not one ending the file): see ``multiline``
+        self._cr_last = False  # the data fed so far ends with CR
+
+    def _find_lone_cr(self, data: bytes) -> None:
+        """The CRs of a chunk less its CRLFs, by two ``bytes.count`` (C speed), a trailing CR decided by the next
+        chunk's first byte."""
+        if self._cr_last and data[:1] != b"\n":
+            self.lone_cr = True
+        ends_cr = data[-1:] == b"\r"
+        if data.count(b"\r") - data.count(b"\r\n") - ends_cr:
+            self.lone_cr = True
+        self._cr_last = ends_cr
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
+        if not self.lone_cr:
+            self._find_lone_cr(data)
         carry = self._carry
         if self._crlf is None:
             first = data.find(b"\n")
@@ -562,8 +576,10 @@ class RecordCounter:
 
     @property
     def multiline(self) -> bool:
-        """Whether a newline lies inside a quoted value: Spark must then read the file with ``multiLine``."""
-        return self.quoted_newlines > 0
+        """Whether Spark must read the file with ``multiLine``: a newline lies inside a quoted value, or a CR not
+        followed by LF inside a line (its line reader would end a record there, within a value; its multiLine
+        parser keeps the CR in the value, and splits records as counted here)."""
+        return self.quoted_newlines > 0 or self.lone_cr
 
 
 class TextScanner:
