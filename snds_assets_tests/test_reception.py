@@ -909,6 +909,21 @@ def test_a_carriage_return_inside_a_value_keeps_its_row_whole(settings, catalog,
     assert sorted((r["IMB_ALD_NUM"], r["MED_MTF_COD"]) for r in curated.collect()) == [
         (5, "E11"), (6, "I1\r0"), (7, "E\r10")]
 
+
+def test_empty_lines_before_the_header_are_skipped_as_spark_skips_them(settings, catalog, spark):
+    """Spark takes a file's first non-empty line as its header; the archive took the empty first line, so a good
+    file was rejected for missing key columns, its every row rejected as lacking them."""
+    rows = [[NIR_A, "1", "5", "2020-01-15", "1600-01-01", "E11"], [NIR_B, "1", "7", "2020-01-15", "", "E10"]]
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv", b"\n\r\n" + csv_bytes(IMB, rows), rows=2)
+    d.add("IR_IMB_R", "IR_IMB_R.csv.gz", b"\r\n\n" + csv_bytes(IMB, rows, newline="\r\n"), gz=True, rows=2)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (4, 4, 4, 0)
+    assert checks["row_count"]["passed"] and checks["not_null"]["passed"] and checks["columns"]["severity"] == "WARN"
+    assert all("missing_required" not in s for s in checks["columns"]["sample"])  # only the columns IMB leaves out
+    assert table["status"] == "accepted"
+
 def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(settings, catalog, spark):
     """The rejects pass splits a multiLine file's records as the write pass does (``curate._Run._lines``)."""
     bad = f'{NIR_B};1;XX;2020-01-15;;"J\r\n1"'

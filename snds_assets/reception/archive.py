@@ -606,11 +606,17 @@ class TextScanner:
     def feed(self, data: bytes) -> None:
         if not data:
             return
-        if not self._head_done:
-            end = data.find(b"\n")
-            self._head += data if end < 0 else data[:end]
-            if end >= 0 or len(self._head) > HEADER_LIMIT:
+        head = data
+        while not self._head_done and head:
+            end = head.find(b"\n")
+            self._head += head if end < 0 else head[:end]
+            if end >= 0 and bytes(self._head) in (b"", b"\r"):  # an empty line before the header: Spark skips it
+                self._head.clear()
+                head = head[end + 1:]
+            elif end >= 0 or len(self._head) > HEADER_LIMIT:
                 self._head_done = True
+            else:
+                break
         if self._decoder is not None and self.error is None:
             pending = len(self._decoder.getstate()[0])
             if pending or not data.isascii():
