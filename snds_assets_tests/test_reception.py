@@ -333,6 +333,7 @@ def test_a_path_naming_a_folder_is_a_missing_file(settings, catalog):
     assert not table.check("file_present").passed
     assert _lake(settings, "raw", DID, "IR_BEN_R", "part-0001.csv").exists()  # not this path's archive: kept
 
+
 def test_truncated_and_corrupt_gzip_are_unreadable_but_archived(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
@@ -892,7 +893,6 @@ def test_a_newline_inside_a_quoted_value_is_one_row_curated_whole(settings, cata
     assert not _lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}").exists()
 
 
-
 def test_a_carriage_return_inside_a_value_keeps_its_row_whole(settings, catalog, spark):
     """A CR not followed by LF, in a quoted value or not: Spark's line reader ends a record there, so one row was read
     as two malformed halves, both rejected (read 4 of a file of 3 rows, with row_count passing); the file is read
@@ -1118,3 +1118,37 @@ def test_raw_materialisation_carries_the_dagster_row_count(settings, catalog):
     metadata = materialization.materialization.metadata
     assert metadata["dagster/row_count"].value == 3
     assert metadata["delivery_id"].value == DID
+
+
+def test_a_family_no_longer_delivered_leaves_the_delivery_received_again(settings, catalog, spark):
+    """Received again without a family, a delivery kept that family's curated and rejected partitions (read by
+    anyone reading the folders) while its raw archive mirrored the new manifest: both go, the report withdrawn."""
+    from snds_assets.curation.curate import curate_family
+    from snds_assets.curation.publish import drop_undelivered
+    from snds_assets.reception.report import previous_report_path
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    imb = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-31;;E11\n').encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    d.add("IR_IMB_R", "IR_IMB_R.csv", imb, rows=2)
+    manifest, archived = _receive(settings, catalog, d)
+    for family in ("IR_BEN_R", "IR_IMB_R"):
+        curate_family(spark, settings, catalog, manifest, [archived[family]])
+    build_report(settings, catalog, manifest)
+    partitions = [_lake(settings, area, family, f"delivery_id={DID}")
+                  for area, family in (("curated", "IR_IMB_R"), ("rejects", "IR_IMB_R"), ("curated", "IR_BEN_R"))]
+    assert all(p.is_dir() for p in partitions)
+
+    again = Delivery(_landing(settings), DID)
+    (d.folder / "IR_IMB_R.csv").unlink()
+    again.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    again.write()
+    manifest = read_manifest(settings.landing, DID)
+    archive_manifest(settings, DID)
+    assert sorted(drop_undelivered(settings, catalog, manifest)) == sorted(str(p) for p in partitions[:2])
+    assert [p.is_dir() for p in partitions] == [False, False, True]
+    assert list(_lake(settings, "curated", "IR_IMB_R").iterdir()) == []  # nothing moved aside is left
+    assert not _lake(settings, "reports", "deliveries", f"{DID}.json").exists()
+    assert Path(previous_report_path(settings, DID)).exists()
+    assert drop_undelivered(settings, catalog, manifest) == []  # once only

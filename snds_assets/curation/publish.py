@@ -12,7 +12,13 @@ import os
 import posixpath
 import uuid
 
-from ..reception.storage import filesystem, is_local
+from ..catalog import Catalog
+from ..config import Settings
+from ..lake import Lake, join
+from ..reception.archive import families_of
+from ..reception.manifest import Manifest
+from ..reception.report import withdraw_report
+from ..reception.storage import filesystem, fresh_filesystem, is_local
 
 
 def publish(staged: str | None, target: str) -> None:
@@ -42,3 +48,27 @@ def _move(fs, src: str, dst: str) -> None:
         os.rename(src, dst)  # atomic on one file system; the staging folder lives in the lake
     else:
         fs.mv(src, dst, recursive=True)
+
+
+def drop_undelivered(settings: Settings, catalog: Catalog, manifest: Manifest) -> list[str]:
+    """Remove the delivery's curated and rejected partitions of the families its manifest no longer lists (received
+    again without them): as its raw archive, they mirror the delivery as received this time. Its report is
+    withdrawn first, its data changing (``withdraw_report``). The partitions removed are returned."""
+    lake = Lake(settings.lake)
+    delivered = set(families_of(catalog, manifest))
+    partition = f"delivery_id={manifest.delivery_id}"
+    stale = []
+    for area in ("curated", "rejects"):
+        fs, root = fresh_filesystem(join(lake.root, area))
+        if not fs.exists(root):
+            continue
+        for entry in fs.ls(root, detail=True):
+            family = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if entry["type"] == "directory" and not family.startswith((".", "_")) and family not in delivered \
+                    and fs.exists(posixpath.join(root, family, partition)):
+                stale.append(join(lake.root, area, family, partition))
+    if stale:
+        withdraw_report(settings, manifest.delivery_id)
+    for target in stale:
+        publish(None, target)
+    return stale

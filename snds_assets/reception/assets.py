@@ -81,6 +81,7 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
     description="A CNAM delivery as dropped in the landing zone: its manifest, validated and archived unchanged.",
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
+    from ..curation.publish import drop_undelivered
     from .archive import archive_manifest, archive_unknown, raw_fragment
     from .report import forget_received, save_fragment
     from .storage import read_manifest
@@ -89,6 +90,10 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
     manifest = read_manifest(settings.landing, context.partition_key)
     forget_received(settings, manifest.delivery_id)
     archive_manifest(settings, manifest.delivery_id)
+    dropped = drop_undelivered(settings, snds.catalog(), manifest)
+    if dropped:
+        context.log.info(f"received again without {len(dropped)} earlier partition(s) of families it no longer "
+                         f"delivers, removed: {', '.join(dropped)}")
     for item in archive_unknown(settings, snds.catalog(), manifest):
         context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
         save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
