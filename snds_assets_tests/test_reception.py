@@ -87,6 +87,12 @@ def _with_file(**changes) -> str:
     return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": [entry]}]})
 
 
+def _with_tables(*names) -> str:
+    """A manifest valid but for its tables' names."""
+    entries = [{"path": f"t{i}.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10} for i in range(len(names))]
+    return json.dumps({"delivery_id": DID, "tables": [{"table": n, "files": [e]} for n, e in zip(names, entries)]})
+
+
 def _with_table(name) -> str:
     """A manifest valid but for its table's name."""
     entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}
@@ -123,6 +129,10 @@ def _with_table(name) -> str:
     (_with_table(""), DID, "manifest table #1: table must be a non-empty JSON string, not \"\""),
     (_with_table(None), DID, "manifest table #1: table must be a non-empty JSON string, not null"),
     (_with_table(7), DID, "manifest table #1: table must be a non-empty JSON string, not 7"),
+    (_with_tables("IR_BEN_R", "IR_BEN_R"), DID, "manifest lists table IR_BEN_R twice"),
+    # Names resolve whatever their case: both were curated into one partition, their keys repeated.
+    (_with_tables("IR_BEN_R", "ir_ben_r"), DID, "manifest lists table ir_ben_r twice (as IR_BEN_R and ir_ben_r)"),
+    (_with_tables("T_MCO23B", "t_mco23b"), DID, "manifest lists table t_mco23b twice (as T_MCO23B and t_mco23b)"),
     # A path naming the delivery folder itself failed the run on the lake's folder of the delivery.
     (_with_file(path=""), DID, "file path '' must name a file inside the delivery folder"),
     (_with_file(path="IR_BEN_R/"), DID, "file path 'IR_BEN_R/' must name a file inside the delivery folder"),

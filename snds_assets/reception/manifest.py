@@ -218,8 +218,11 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"manifest table #{i + 1} is malformed ({exc!r})") from exc
-    names = [t.table for t in tables]
-    if len(set(names)) != len(names):
-        raise ManifestError("manifest lists a table twice")
+    seen: dict[str, str] = {}
+    for t in tables:  # names are resolved whatever their case: ir_ben_r beside IR_BEN_R was curated twice
+        if t.table.upper() in seen:
+            twice = "" if seen[t.table.upper()] == t.table else f" (as {seen[t.table.upper()]} and {t.table})"
+            raise ManifestError(f"manifest lists table {t.table} twice{twice}")
+        seen[t.table.upper()] = t.table
     return Manifest(delivery_id, tuple(tables), str(data.get("producer") or "CNAM"),
                     str(data.get("created_at") or ""), fmt)
