@@ -349,6 +349,22 @@ def test_what_killed_runs_staged_is_found_and_removed_on_azure(az_env):
                      "curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet", "projects/P3/ER_PRS_F/part-0.parquet"]
 
 
+def test_a_curated_partition_is_published_over_the_earlier_one_on_azure(az_env):
+    """fsspec's ``mv`` of a folder copied the folder itself as a blob, which does not exist on a flat namespace: the
+    publication of a partition failed there. The new files replace the old, nothing staged or moved aside is left."""
+    from snds_assets.curation.publish import publish
+
+    lake = f"az://{CONTAINER}/{PREFIX}/lake"
+    for name, data in (("curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet", b"old"),
+                       ("curated/IR_BEN_R/delivery_id=2026-11-15/part-1.parquet", b"old"),
+                       ("_staging/curation/2026-11-15/t/curated/part-0.parquet", b"new")):
+        az_env.upload_blob(f"{PREFIX}/lake/{name}", data)
+    publish(f"{lake}/_staging/curation/2026-11-15/t/curated", f"{lake}/curated/IR_BEN_R/delivery_id=2026-11-15")
+    blobs = {b.name.split("/lake/", 1)[1]: b for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/")}
+    assert list(blobs) == ["curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet"]
+    assert az_env.download_blob(f"{PREFIX}/lake/curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet").readall() == b"new"
+
+
 def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
     """Two first runs of a project racing: the store itself refuses the second secret, whatever either saw."""
     from adlfs import AzureBlobFileSystem

@@ -46,8 +46,12 @@ def publish(staged: str | None, target: str) -> None:
 def _move(fs, src: str, dst: str) -> None:
     if is_local(fs):
         os.rename(src, dst)  # atomic on one file system; the staging folder lives in the lake
-    else:
-        fs.mv(src, dst, recursive=True)
+        return
+    # Object storage: a copy of each file (fsspec's ``mv`` copies the folder too, as a blob that does not exist on
+    # a flat namespace: the move failed there), then the source removed.
+    for path in fs.find(src):
+        fs.cp_file(path, dst + path[len(src):])
+    fs.rm(src, recursive=True)
 
 
 def drop_undelivered(settings: Settings, catalog: Catalog, manifest: Manifest) -> list[str]:
