@@ -365,6 +365,29 @@ def test_a_curated_partition_is_published_over_the_earlier_one_on_azure(az_env):
     assert az_env.download_blob(f"{PREFIX}/lake/curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet").readall() == b"new"
 
 
+def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_path):
+    """On a blob store the lake's folders are blob-name prefixes: the families are listed, the dropped family's
+    partitions removed (and nothing moved aside left), the other deliveries' and families' kept, the report
+    withdrawn."""
+    from snds_assets.curation.publish import drop_undelivered
+
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing(),
+                                 lake=f"az://{CONTAINER}/{PREFIX}/lake")
+    catalog = Catalog.load(settings.schemas)
+    upload(az_env, hand_delivery(tmp_path, catalog, "2026-11-15").folder, "2026-11-15")
+    manifest = read_manifest(settings.landing, "2026-11-15")
+    kept = ["curated/IR_BEN_R/delivery_id=2026-11-15/part-0.parquet",
+            "curated/IR_IMB_R/delivery_id=2026-12-01/part-0.parquet", "reports/deliveries/_parts/x.json"]
+    dropped = ["curated/IR_IMB_R/delivery_id=2026-11-15/part-0.parquet",
+               "rejects/IR_IMB_R/delivery_id=2026-11-15/part-0.parquet"]
+    for name in kept + dropped + ["reports/deliveries/2026-11-15.json"]:
+        az_env.upload_blob(f"{PREFIX}/lake/{name}", b"x")
+    assert sorted(p.split("/lake/", 1)[1] for p in drop_undelivered(settings, catalog, manifest)) == [
+        "curated/IR_IMB_R/delivery_id=2026-11-15", "rejects/IR_IMB_R/delivery_id=2026-11-15"]
+    names = sorted(b.name.split("/lake/", 1)[1] for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
+    assert names == sorted(kept + ["reports/deliveries/_parts/2026-11-15/_previous.json"]), names
+
+
 def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
     """Two first runs of a project racing: the store itself refuses the second secret, whatever either saw."""
     from adlfs import AzureBlobFileSystem
