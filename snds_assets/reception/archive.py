@@ -431,14 +431,13 @@ class RecordCounter:
         self._cr_last = False  # the data fed so far ends with CR
 
     def _find_lone_cr(self, data: bytes) -> None:
-        """The CRs of a chunk less its CRLFs, by ``bytes.count`` (C speed; the CRLFs counted only when the chunk has
-        a CR: a third of a second per GB of LF text, a second more for CRLF), a trailing CR decided by the next
-        chunk's first byte."""
+        """The CRs of a chunk less its CRLFs, by ``bytes.count`` (C speed), a trailing CR decided by the next chunk's
+        first byte. Counted only in a chunk that has a CR (``in`` is a memchr: 20 ms per GB of LF text, where the
+        counts took 0.3 s; a CRLF file pays about 1 s per GB)."""
         if self._cr_last and data[:1] != b"\n":
             self.lone_cr = True
         ends_cr = data[-1:] == b"\r"
-        crs = data.count(b"\r")
-        if crs and crs - data.count(b"\r\n") - ends_cr:
+        if b"\r" in data and data.count(b"\r") - data.count(b"\r\n") - ends_cr:
             self.lone_cr = True
         self._cr_last = ends_cr
 
