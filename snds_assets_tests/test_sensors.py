@@ -1,6 +1,7 @@
 """The sensors: deliveries are picked up only when complete, once per manifest; projects when new or changed."""
 import hashlib
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -499,3 +500,47 @@ def test_sensors_starting_over_a_demo_home_do_not_extract_again(env):
     assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("p", "2024-02-15")}
     _extracted(instance, "p", "an older request")
     assert not _tick(defs, instance, "refresh_extracts").run_requests
+
+
+def _extraction_run(instance, project_id):
+    """An extraction run (as `snds extract` or a sensor's run), started now: its project report comes later."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.test_utils import create_run_for_test
+
+    run = create_run_for_test(instance, job_name="provision", tags={"snds/project": project_id})
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name="provision"), run.run_id)
+    return run
+
+
+def _extracted_by(instance, run, project_id, fingerprint):
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+
+    from snds_assets.provision.assets import FINGERPRINT, PROJECT_REPORT_KEY
+
+    instance.report_dagster_event(DagsterEvent(
+        DagsterEventType.ASSET_MATERIALIZATION.value, job_name="provision",
+        event_specific_data=StepMaterializationData(AssetMaterialization(
+            asset_key=PROJECT_REPORT_KEY, partition=project_id, metadata={FINGERPRINT: fingerprint}))), run.run_id)
+
+
+def test_refresh_after_an_extraction_that_read_the_state_before_the_delivery(env):
+    """`snds extract p` started while a reception of a delivery p reads was running: it read the state without
+    that delivery (its cohort did; its extracts, read later, may hold it), then wrote its report after the
+    delivery's. The report's place is no proof that it read the delivery: the project is refreshed all the same,
+    unless its extraction run started after the delivery's report."""
+    from snds_assets.provision.request import list_requests
+
+    settings, defs, instance = env
+    _project(settings, "p", ["ER_PRS_F"])
+    instance.add_dynamic_partitions("projects", ["p"])
+    fingerprint = dict(list_requests(settings))["p"]
+    start = _tick(defs, instance, "refresh_extracts")
+    early = _extraction_run(instance, "p")
+    time.sleep(0.01)
+    _report(instance, "2024-02-15", ["ER_PRS_F"])
+    _extracted_by(instance, early, "p", fingerprint)
+    assert _refreshed(_tick(defs, instance, "refresh_extracts", start.cursor)) == {("p", "2024-02-15")}
+    time.sleep(0.01)
+    late = _extraction_run(instance, "p")  # started after the report: it read the delivery
+    _extracted_by(instance, late, "p", fingerprint)
+    assert not _tick(defs, instance, "refresh_extracts", start.cursor).run_requests

@@ -212,13 +212,36 @@ FINGERPRINT = "request fingerprint"  # of the request the reported extraction wa
 def _last_extraction(instance, project_id: str) -> tuple[int, str] | None:
     """(storage id, request fingerprint) of the project's latest extraction report, whoever ran it (the UI, a
     sensor, ``snds extract`` or ``snds demo``, all through this instance)."""
+    record = _last_extraction_record(instance, project_id)
+    if record is None:
+        return None
+    meta = record.asset_materialization.metadata if record.asset_materialization else {}
+    return record.storage_id, str(getattr(meta.get(FINGERPRINT), "value", "") or "")
+
+
+def _last_extraction_record(instance, project_id: str):
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=PROJECT_REPORT_KEY, asset_partitions=[project_id]), limit=1, ascending=False,
     ).records
-    if not records:
-        return None
-    meta = records[0].asset_materialization.metadata if records[0].asset_materialization else {}
-    return records[0].storage_id, str(getattr(meta.get(FINGERPRINT), "value", "") or "")
+    return records[0] if records else None
+
+
+def _extracted_after(instance, project_id: str, delivery) -> bool:
+    """Whether the project's latest complete extraction read a current state the delivery's report ``delivery``
+    (an event record) was part of: its run started after that report was recorded. The report's own time is no
+    proof: a run that read the state before the report, then wrote its report after (a reception and an
+    extraction at once), holds extracts without the delivery, or mixing the states before and after it. A report
+    recorded without a run is compared by its place in the event log."""
+    record = _last_extraction_record(instance, project_id)
+    if record is None:
+        return False
+    meta = record.asset_materialization.metadata if record.asset_materialization else {}
+    if not str(getattr(meta.get(FINGERPRINT), "value", "") or ""):
+        return False  # incomplete: no extraction to compare
+    run = instance.get_run_record_by_id(record.run_id) if record.run_id else None
+    if run is None or run.start_time is None:
+        return record.storage_id > delivery.storage_id
+    return run.start_time > delivery.timestamp
 
 
 def _project_cursor(text: str | None) -> dict[str, list]:
@@ -364,25 +387,25 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
             if not affected:
                 context.log.info(f"delivery {delivery_id}: no project reads its families")
             for request in affected:
-                deliveries = stale.get(request.id, (request, [], 0))[1]
-                stale[request.id] = (request, [*deliveries, delivery_id], record.storage_id)
+                deliveries = stale.get(request.id, (request, [], None))[1]
+                stale[request.id] = (request, [*deliveries, delivery_id], record)
         cursor = str(records[-1].storage_id)
         if not stale:
             return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
                                 cursor=cursor)
-        for project_id, (_, deliveries, storage_id) in list(stale.items()):
-            done = _last_extraction(context.instance, project_id)
-            if done and done[1] and done[0] > storage_id:  # extracted since (`snds demo` extracts right after its ingest)
+        for project_id, (_, deliveries, latest) in list(stale.items()):
+            # extracted since (`snds demo` extracts right after its ingest): by a run started after the report
+            if _extracted_after(context.instance, project_id, latest):
                 context.log.info(f"project {project_id}: extracted after delivery {deliveries[-1]} already")
                 del stale[project_id]
         if not stale:
             return SensorResult(skip_reason=SkipReason("every project concerned was extracted since"), cursor=cursor)
         known = set(context.instance.get_dynamic_partitions(projects.name))
         runs = []
-        for project_id, (request, deliveries, storage_id) in stale.items():
+        for project_id, (request, deliveries, latest) in stale.items():
             context.log.info(f"refreshing project {project_id} after delivery {', '.join(deliveries)}")
             runs.append(RunRequest(
-                run_key=f"{project_id}:after:{deliveries[-1]}:{storage_id}", partition_key=project_id,
+                run_key=f"{project_id}:after:{deliveries[-1]}:{latest.storage_id}", partition_key=project_id,
                 asset_selection=project_selection(request, catalog),
                 tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": ", ".join(deliveries)},
             ))
