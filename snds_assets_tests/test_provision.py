@@ -715,6 +715,32 @@ def test_a_new_cohort_withdraws_the_complete_report_of_the_earlier_one(spark, ca
     assert Path(Lake(settings.lake).project_report("again", "html")).exists()
 
 
+
+def test_an_extract_refuses_a_state_other_than_its_cohorts(spark, catalog, source, tmp_path):
+    """`snds extract` alongside a reception: the cohort was identified in one IR_BEN_R, the delivery accepted
+    meanwhile replaced it, and the IR_BEN_R extract, read from the new state, held none of the cohort's persons
+    (0 rows, report `complete`). The extract now fails, saying why, and writes nothing."""
+    from snds_assets.provision.run import StateChanged
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "moving", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "moving")
+    run_cohort(spark, settings, catalog, request, source)
+
+    class Accepted(FrameSource):  # a later delivery accepted since the cohort: a full IR_BEN_R, ER_PRS_F added
+        def deliveries(self, family):
+            return {"IR_BEN_R": ["2024-04-01"], "ER_PRS_F": ["2024-03-01", "2024-04-01"]}.get(
+                family, source.deliveries(family))
+
+    moved = Accepted(dict(source.frames))
+    with pytest.raises(StateChanged, match=r"current state of IR_BEN_R changed since the cohort.*2024-03-01 then, "
+                                           r"2024-04-01 now"):
+        run_extract(spark, settings, catalog, request, "IR_BEN_R", moved)
+    assert not Path(Lake(settings.lake).project("moving", "IR_BEN_R")).exists()
+    with pytest.raises(StateChanged, match="state of ER_PRS_F changed"):
+        run_extract(spark, settings, catalog, request, "ER_PRS_F", moved)
+    assert run_extract(spark, settings, catalog, request, "IR_BEN_R", source)["rows"] > 0  # the cohort's state
+
 # --- Requests ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("old, new, message", [
     ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, ER_XYZ_F]", "unknown table 'ER_XYZ_F'"),

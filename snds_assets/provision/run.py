@@ -216,6 +216,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
         return info
 
+    _same_state_as_cohort(request, cohort_info, source, [family, *(l.parent for l in path)])
     date_col = domain.care_date_column(table)
     observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
     metrics = [F.count(F.lit(1)).alias("rows")]
@@ -251,6 +252,29 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                 checks=checks)
     storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
     return info
+
+
+class StateChanged(RuntimeError):
+    """The current state a project's extract reads is not the one its cohort was identified in."""
+
+
+def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, source: TableSource,
+                          families: list[str]) -> None:
+    """Refuse to extract from a current state other than the cohort's: a delivery accepted, rejected or
+    received again since the cohort was identified (a reception running alongside the extraction, or an extract
+    materialised alone later) would make the extract mix two states (the IR_BEN_R extract of a cohort identified
+    in an IR_BEN_R since replaced holds none of its persons). Compared on the families both read, by the
+    deliveries that make them up."""
+    read = cohort_info.get("deliveries") or {}
+    for family in dict.fromkeys(families):
+        if family not in read:
+            continue
+        now = list(source.deliveries(family))
+        if now != list(read[family]):
+            raise StateChanged(
+                f"project {request.id}: the current state of {family} changed since the cohort was identified "
+                f"(deliveries {', '.join(read[family]) or 'none'} then, {', '.join(now) or 'none'} now: a delivery "
+                "was accepted, rejected or received again meanwhile); extract the project again, cohort included")
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
