@@ -118,7 +118,17 @@ def java_failure(message: str) -> str:
         return message
     if not root:
         return f"Spark failed: {top}"
+    replaced = _REPLACED.search(root)
+    if replaced:
+        return (f"the curated partition of delivery {replaced['delivery']} of {replaced['family']} was replaced "
+                f"while this run read it (the delivery was received again meanwhile): run again once that "
+                f"reception has ended (Spark failed: {root})")
     return f"Spark failed: {root}" + (f" ({top})" if top and root not in top else "")
+
+
+# A file of a published partition gone under a reader: another run swapped the partition in meanwhile (the old
+# one is moved aside, then deleted), a reception of that delivery alongside an extraction or another reception.
+_REPLACED = re.compile(r"FileNotFoundException: .*/curated/(?P<family>[^/\s]+)/delivery_id=(?P<delivery>[^/\s]+)/")
 
 
 def failure_cause(event):

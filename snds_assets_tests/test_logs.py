@@ -201,3 +201,22 @@ def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch)
     assert f"RuntimeError: run {run.run_id} failed" in text
     assert "in spark_write" in text and "raise Py4JJavaError(JAVA_TRACE)" in text  # the step's own frame
     assert "Caused by: java.io.IOException: No space left on device" in text
+
+
+def test_a_partition_replaced_under_a_reader_is_told_as_such():
+    """`snds extract` while `snds ingest` received again a delivery it reads: the swap deleted the files the
+    extraction had listed, and the line said "Spark failed: java.io.FileNotFoundException: File file:…part-….parquet
+    does not exist" only; it now says which partition was replaced and what to do."""
+    from snds_assets.logs import java_failure
+
+    gone = ("file:/lake/curated/IR_BEN_R/delivery_id=2024-05-01/"
+            "part-00000-82145445-5cf5-4fa0-aee4-a5a4f66a9f08-c000.snappy.parquet")
+    trace = ("An error occurred while calling o120.parquet.\n"
+             ": org.apache.spark.SparkException: [FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER] Encountered error while "
+             f"reading file {gone}.\n\tat org.apache.spark.sql.errors.QueryExecutionErrors$.x(Q.scala:1)\n"
+             f"Caused by: java.io.FileNotFoundException: File {gone} does not exist\n\tat org.apache.hadoop.fs.x(R.java:1)\n")
+    line = java_failure(trace)
+    assert line.startswith("the curated partition of delivery 2024-05-01 of IR_BEN_R was replaced while this run "
+                           "read it (the delivery was received again meanwhile): run again once that reception has "
+                           "ended"), line
+    assert java_failure(trace.replace("/curated/", "/raw/")).startswith("Spark failed: java.io.FileNotFoundException")
