@@ -271,10 +271,10 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, source: Ta
             continue
         now = list(source.deliveries(family))
         if now != list(read[family]):
-            raise StateChanged(
-                f"project {request.id}: the current state of {family} changed since the cohort was identified "
-                f"(deliveries {', '.join(read[family]) or 'none'} then, {', '.join(now) or 'none'} now: a delivery "
-                "was accepted, rejected or received again meanwhile); extract the project again, cohort included")
+            raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
+                f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
+                "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
+                f"included; deliveries then {', '.join(read[family]) or 'none'}, now {', '.join(now) or 'none'}")
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
