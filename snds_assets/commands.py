@@ -53,7 +53,11 @@ def run_error(result) -> Exception:
     answering (after the command's own check) stays a user error, told without the class's module path."""
     from .logs import _failure_message, failure_cause
 
-    failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")]
+    from dagster import DagsterEventType
+
+    # A run failure's value is "PIPELINE_FAILURE": a run failing before any step (a resource refusing it) is told too
+    failures = [e for e in result.all_events
+                if e.event_type_value in (DagsterEventType.STEP_FAILURE.value, DagsterEventType.RUN_FAILURE.value)]
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":

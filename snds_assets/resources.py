@@ -28,9 +28,10 @@ class SndsResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """In a run, name the process executing it (``runs.claim``), so that its death does not leave it started."""
-        from .runs import claim
+        from .runs import claim, refuse_if_not_first
 
         claim(context.instance, context.dagster_run)
+        refuse_if_not_first(context.instance, context.dagster_run)
 
     def settings(self) -> Settings:
         return Settings.from_env(

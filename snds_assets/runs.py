@@ -170,3 +170,44 @@ def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
         for run in ended:
             log.warning(f"run {run.run_id} ended as failed: the process that ran it is gone")
     return ended
+
+
+class PartitionBusy(RuntimeError):
+    """Another run of the same delivery or project was started first."""
+
+
+def _holds_project(run: DagsterRun) -> bool:
+    if "snds/project" in run.tags or run.job_name == "provision":
+        return True
+    return any(key.path[0] == "projects" or list(key.path) == ["reports", "project"]
+               for key in (run.asset_selection or ()))
+
+
+def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
+    """Fail ``run`` before it writes anything when another run of its delivery or project, created before it, is
+    starting or started. `snds ingest` and `snds extract` look for such a run before they create theirs, and the
+    queue holds a second run of a partition: two commands started at the same moment both looked before either
+    created its run, and both ran (on one delivery, one report said accepted, the other rejected: each run
+    discarded the other's verdicts). Of two such runs the first created goes on; a queued run waits its turn."""
+    if instance is None or run is None or not run.tags.get("dagster/partition"):
+        return
+    key = run.tags["dagster/partition"]
+    if _holds_project(run):
+        from .provision.assets import extractions_in_progress as in_progress
+    else:
+        from .reception.assets import receptions_in_progress as in_progress
+    others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
+    if not others:
+        return
+    mine = instance.get_run_record_by_id(run.run_id)
+
+    def created(other: DagsterRun) -> tuple:
+        record = instance.get_run_record_by_id(other.run_id)
+        return (record.create_timestamp if record else mine.create_timestamp, other.run_id)
+
+    first = min(others, key=created)
+    if mine is not None and created(first) < (mine.create_timestamp, run.run_id):
+        what = f"project {key} is already being extracted" if _holds_project(run) else \
+            f"delivery {key} is already being received"
+        raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
+                            "terminate it in the UI")

@@ -11,6 +11,7 @@ from pathlib import Path
 from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
+from snds_assets.resources import SndsResource
 from snds_assets.runs import (
     PROCESS_TAG, _started, claim, end_dead_runs, end_if_gone, machine, process_gone, process_tags, unfinished_runs,
 )
@@ -159,3 +160,43 @@ def test_a_run_that_ended_meanwhile_is_not_failed_from_an_older_listing():
     assert instance.get_run_by_id(listed.run_id).status == DagsterRunStatus.SUCCESS
     assert end_if_gone(instance, [listed]) == []
     assert instance.get_run_by_id(listed.run_id).status == DagsterRunStatus.SUCCESS
+
+
+def _partition_job_run(instance, tags: dict):
+    """A run of a job whose asset needs the snds resource (as every asset does), on one partition."""
+    from dagster import Definitions, asset, define_asset_job
+
+    @asset
+    def step(snds: SndsResource):
+        return 1
+
+    defs = Definitions(assets=[step], jobs=[define_asset_job("reception")], resources={"snds": SndsResource()})
+    return defs.resolve_job_def("reception").execute_in_process(instance=instance, raise_on_error=False,
+                                                               tags=tags)
+
+
+def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(tmp_path):
+    """`snds ingest D` twice at the same moment: both looked for a run of D before either created its own, both
+    ran, and one report said rejected (each run discarded the other's verdicts). The run created second now fails
+    before any step, with one line naming the first; a finished or a queued one does not refuse it."""
+    from snds_assets.commands import run_error
+
+    tags = {"dagster/partition": "2026-11-15", "snds/delivery": "2026-11-15"}
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        first = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED, tags=tags)
+        result = _partition_job_run(instance, tags)
+        assert not result.success
+        line = str(run_error(result))
+        assert f"delivery 2026-11-15 is already being received by run {first.run_id}" in line, line
+        instance.report_run_canceled(first)
+        from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
+
+        origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
+                                        "__repository__").get_job_origin("reception")
+        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED, remote_job_origin=origin,
+                            tags=tags)  # waits in the queue for this one to end
+        assert _partition_job_run(instance, tags).success
+        project = {"dagster/partition": "p", "snds/project": "p"}
+        other = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.NOT_STARTED, tags=project)
+        assert f"project p is already being extracted by run {other.run_id}" in str(
+            run_error(_partition_job_run(instance, project)))
