@@ -56,8 +56,9 @@ def run_error(result) -> Exception:
     from dagster import DagsterEventType
 
     # A run failure's value is "PIPELINE_FAILURE": a run failing before any step (a resource refusing it) is told too
-    failures = [e for e in result.all_events
-                if e.event_type_value in (DagsterEventType.STEP_FAILURE.value, DagsterEventType.RUN_FAILURE.value)]
+    failures = [e for e in result.all_events if e.event_type_value == DagsterEventType.STEP_FAILURE.value
+                or (e.event_type_value == DagsterEventType.RUN_FAILURE.value
+                    and getattr(e.event_specific_data, "error", None) is not None)]
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
