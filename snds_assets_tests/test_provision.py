@@ -741,6 +741,32 @@ def test_an_extract_refuses_a_state_other_than_its_cohorts(spark, catalog, sourc
         run_extract(spark, settings, catalog, request, "ER_PRS_F", moved)
     assert run_extract(spark, settings, catalog, request, "IR_BEN_R", source)["rows"] > 0  # the cohort's state
 
+
+def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, source, tmp_path, monkeypatch):
+    """The deliveries of the tables an extract is linked through (ER_PHA_F through ER_PRS_F) were asked for once
+    the extract was written: a delivery accepted meanwhile was named though the extract never read it."""
+    from snds_assets.provision import run as run_module
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "linked", tables=("IR_BEN_R", "ER_PRS_F", "ER_PHA_F"))
+    request = load_request(settings, catalog, "linked")
+    run_cohort(spark, settings, catalog, request, source)
+    accepted = []
+
+    class Later(FrameSource):
+        def deliveries(self, family):
+            return source.deliveries(family) + accepted
+
+    write = run_module.write_parquet
+
+    def write_while_a_delivery_is_accepted(df, target, files=None):
+        write(df, target, files)
+        accepted.append("2024-04-01")
+
+    monkeypatch.setattr(run_module, "write_parquet", write_while_a_delivery_is_accepted)
+    info = run_extract(spark, settings, catalog, request, "ER_PHA_F", Later(dict(source.frames)))
+    assert info["deliveries_linked"] == {"ER_PRS_F": ["2024-03-01"]}
+
 # --- Requests ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("old, new, message", [
     ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [IR_BEN_R, ER_XYZ_F]", "unknown table 'ER_XYZ_F'"),

@@ -216,6 +216,8 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
         return info
 
+    # The parents' deliveries as the selection read them: asked after the write, they could name one accepted since.
+    linked = {l.parent: source.deliveries(l.parent) for l in path}
     _same_state_as_cohort(request, cohort_info, source, [family, *(l.parent for l in path)])
     date_col = domain.care_date_column(table)
     observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
@@ -247,7 +249,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                      details=f"{rows} rows selected, {written_rows} rows in the extract"),
     ]
     info.update(status="extracted", rows=written_rows, deliveries=deliveries,
-                deliveries_linked={l.parent: source.deliveries(l.parent) for l in path},
+                deliveries_linked=linked,
                 columns=written.columns, column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
                 checks=checks)
     storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
