@@ -886,6 +886,14 @@ def _ingest(settings, catalog, spark, delivery: Delivery) -> dict:
     return build_report(settings, catalog, manifest)["tables"]["IR_IMB_R"]
 
 
+def _ingest_file(settings, catalog, spark, data: bytes, rows: int, **options) -> tuple[dict, dict]:
+    """A delivery of one IR_IMB_R file ingested: its report's entry, and that entry's checks by name."""
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.csv.gz" if options.get("gz") else "IR_IMB_R.csv", data, rows=rows, **options)
+    table = _ingest(settings, catalog, spark, d)
+    return table, {c["name"]: c for c in table["checks"]}
+
+
 def test_a_newline_inside_a_quoted_value_is_one_row_curated_whole(settings, catalog, spark):
     data = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-01;;"I1\n0"\n'
             f'{NIR_B};1;7;2020-01-15;;"E;10"\n').encode()
@@ -909,10 +917,7 @@ def test_a_carriage_return_inside_a_value_keeps_its_row_whole(settings, catalog,
     with multiLine, as one with a newline inside a quoted value."""
     data = (f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_A};1;6;2021-02-01;;"I1\r0"\n'
             f'{NIR_B};1;7;2020-01-15;;E\r10\n').encode()
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=3)
-    table = _ingest(settings, catalog, spark, d)
-    checks = {c["name"]: c for c in table["checks"]}
+    table, checks = _ingest_file(settings, catalog, spark, data, 3)
     assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (3, 3, 3, 0)
     assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"] and checks["type"]["passed"]
     curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
@@ -939,10 +944,7 @@ def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(setting
     bad = f'{NIR_B};1;XX;2020-01-15;;"J\r\n1"'
     data = (f'{";".join(IMB)}\r\n{NIR_A};1;6;2021-02-01;;"I1\r\n0"\r\n{bad}\r\n'
             f'{NIR_A};1;7;2020-01-15;;"a ""b""\r\nc"\r\n').encode()
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_IMB_R", "IR_IMB_R.csv.gz", data, gz=True, rows=3)
-    table = _ingest(settings, catalog, spark, d)
-    checks = {c["name"]: c for c in table["checks"]}
+    table, checks = _ingest_file(settings, catalog, spark, data, 3, gz=True)
     assert (table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (3, 2, 1)
     assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
     assert checks["type"]["failures"] == 1 and checks["type"]["columns"] == ["IMB_ALD_NUM"]
@@ -957,10 +959,7 @@ def test_blank_lines_are_not_rows(settings, catalog, spark):
     """Empty lines, a line of spaces and trailing blank lines, CRLF: skipped by Spark, so not counted either."""
     data = (f'{";".join(IMB)}\r\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\r\n\r\n  \r\n'
             f'{NIR_B};1;7;2020-01-15;;"E;10"\r\n\r\n\r\n').encode()
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_IMB_R", "IR_IMB_R.csv", data, rows=2)
-    table = _ingest(settings, catalog, spark, d)
-    checks = {c["name"]: c for c in table["checks"]}
+    table, checks = _ingest_file(settings, catalog, spark, data, 2)
     assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (2, 2, 2, 0)
     assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
     assert table["status"] == "accepted"
