@@ -366,10 +366,10 @@ def test_a_curated_partition_is_published_over_the_earlier_one_on_azure(az_env):
 
 
 def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_path):
-    """On a blob store the lake's folders are blob-name prefixes: the families are listed, the dropped family's
-    partitions removed (and nothing moved aside left), the other deliveries' and families' kept, the report
-    withdrawn."""
+    """On a blob store the lake's folders are blob-name prefixes: the dropped family's partitions are found and
+    removed (nothing moved aside left), the other deliveries' and families' kept, the report withdrawn."""
     from snds_assets.curation.publish import drop_undelivered
+    from snds_assets.reception.archive import archived_manifest
 
     settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing(),
                                  lake=f"az://{CONTAINER}/{PREFIX}/lake")
@@ -382,7 +382,12 @@ def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_
                "rejects/IR_IMB_R/delivery_id=2026-11-15/part-0.parquet"]
     for name in kept + dropped + ["reports/deliveries/2026-11-15.json"]:
         az_env.upload_blob(f"{PREFIX}/lake/{name}", b"x")
-    assert sorted(p.split("/lake/", 1)[1] for p in drop_undelivered(settings, catalog, manifest)) == [
+    received = json.loads((tmp_path / "local-landing" / "2026-11-15" / "manifest.json").read_text())
+    received["tables"].append({**received["tables"][0], "table": "IR_IMB_R"})  # the earlier reception's manifest
+    az_env.upload_blob(f"{PREFIX}/lake/raw/2026-11-15/manifest.json", json.dumps(received).encode())
+    kept.append("raw/2026-11-15/manifest.json")
+    earlier = archived_manifest(settings, "2026-11-15")
+    assert sorted(p.split("/lake/", 1)[1] for p in drop_undelivered(settings, catalog, manifest, earlier)) == [
         "curated/IR_IMB_R/delivery_id=2026-11-15", "rejects/IR_IMB_R/delivery_id=2026-11-15"]
     names = sorted(b.name.split("/lake/", 1)[1] for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
     assert names == sorted(kept + ["reports/deliveries/_parts/2026-11-15/_previous.json"]), names

@@ -16,7 +16,8 @@ from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
 from snds_assets.config import Settings
 from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
-    archive_family, archive_manifest, archive_table, archive_unknown, families_of, raw_fragment, unknown_tables,
+    archive_family, archive_manifest, archive_table, archive_unknown, archived_manifest, families_of, raw_fragment,
+    unknown_tables,
 )
 from snds_assets.reception.manifest import Format, ManifestError, delivery_order
 from snds_assets.reception.report import (
@@ -1154,10 +1155,13 @@ def test_a_family_no_longer_delivered_leaves_the_delivery_received_again(setting
     again.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
     again.write()
     manifest = read_manifest(settings.landing, DID)
+    earlier = archived_manifest(settings, DID)
+    assert [t.table for t in earlier.tables] == ["IR_BEN_R", "IR_IMB_R"]
     archive_manifest(settings, DID)
-    assert sorted(drop_undelivered(settings, catalog, manifest)) == sorted(str(p) for p in partitions[:2])
+    assert sorted(drop_undelivered(settings, catalog, manifest, earlier)) == sorted(str(p) for p in partitions[:2])
     assert [p.is_dir() for p in partitions] == [False, False, True]
     assert list(_lake(settings, "curated", "IR_IMB_R").iterdir()) == []  # nothing moved aside is left
     assert not _lake(settings, "reports", "deliveries", f"{DID}.json").exists()
     assert Path(previous_report_path(settings, DID)).exists()
-    assert drop_undelivered(settings, catalog, manifest) == []  # once only
+    assert drop_undelivered(settings, catalog, manifest, archived_manifest(settings, DID)) == []  # once only
+    assert drop_undelivered(settings, catalog, manifest, None) == []  # a first reception

@@ -14,11 +14,11 @@ import uuid
 
 from ..catalog import Catalog
 from ..config import Settings
-from ..lake import Lake, join
+from ..lake import Lake
 from ..reception.archive import families_of
 from ..reception.manifest import Manifest
 from ..reception.report import withdraw_report
-from ..reception.storage import filesystem, fresh_filesystem, is_local
+from ..reception.storage import filesystem, is_local, lake_exists
 
 
 def publish(staged: str | None, target: str) -> None:
@@ -54,25 +54,19 @@ def _move(fs, src: str, dst: str) -> None:
     fs.rm(src, recursive=True)
 
 
-def drop_undelivered(settings: Settings, catalog: Catalog, manifest: Manifest) -> list[str]:
-    """Remove the delivery's curated and rejected partitions of the families its manifest no longer lists (received
-    again without them): as its raw archive, they mirror the delivery as received this time. Its report is
-    withdrawn first, its data changing (``withdraw_report``). The partitions removed are returned."""
-    lake = Lake(settings.lake)
-    delivered = set(families_of(catalog, manifest))
-    partition = f"delivery_id={manifest.delivery_id}"
-    stale = []
-    for area in ("curated", "rejects"):
-        fs, root = fresh_filesystem(join(lake.root, area))
-        if not fs.exists(root):
-            continue
-        for entry in fs.ls(root, detail=True):
-            family = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            if entry["type"] == "directory" and not family.startswith((".", "_")) and family not in delivered \
-                    and fs.exists(posixpath.join(root, family, partition)):
-                stale.append(join(lake.root, area, family, partition))
+def drop_undelivered(settings: Settings, catalog: Catalog, manifest: Manifest, earlier: Manifest | None) -> list[str]:
+    """Remove the delivery's curated and rejected partitions of the families its ``earlier`` manifest (the one its
+    previous reception archived) delivered and this one no longer does: as its raw archive, they mirror the delivery
+    as received this time. Its report is withdrawn first, its data changing (``withdraw_report``). The partitions
+    removed are returned."""
+    if earlier is None:
+        return []
+    lake, delivery_id = Lake(settings.lake), manifest.delivery_id
+    gone = sorted(set(families_of(catalog, earlier)) - set(families_of(catalog, manifest)))
+    stale = [p for family in gone for p in (lake.curated(family, delivery_id), lake.rejects(family, delivery_id))
+             if lake_exists(p)]
     if stale:
-        withdraw_report(settings, manifest.delivery_id)
+        withdraw_report(settings, delivery_id)
     for target in stale:
         publish(None, target)
     return stale

@@ -35,10 +35,10 @@ from ..catalog import Catalog, Table
 from ..checks import DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake
-from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, parse_manifest
+from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
 from .storage import (
-    filesystem, is_local, join, landing_path, one_line, read_manifest_bytes, remove_lake_file, remove_lake_tree,
-    walk_lake_files, write_lake_bytes,
+    filesystem, is_local, join, landing_path, one_line, read_lake_bytes, read_manifest_bytes, remove_lake_file,
+    remove_lake_tree, walk_lake_files, write_lake_bytes,
 )
 
 CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
@@ -136,6 +136,16 @@ def archive_manifest(settings: Settings, delivery_id: str, content: bytes | str 
         if stale not in listed:
             remove_lake_file(lake.raw(delivery_id, stale))
     return target
+
+
+def archived_manifest(settings: Settings, delivery_id: str) -> Manifest | None:
+    """The manifest an earlier reception of the delivery archived (None: never received, or a manifest the
+    validation of today refuses)."""
+    data = read_lake_bytes(Lake(settings.lake).raw(delivery_id, MANIFEST))
+    try:
+        return None if data is None else parse_manifest(data, expected_id=delivery_id)
+    except ManifestError:
+        return None
 
 
 # --- Tables -------------------------------------------------------------------------------------------------

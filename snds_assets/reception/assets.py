@@ -82,15 +82,16 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from ..curation.publish import drop_undelivered
-    from .archive import archive_manifest, archive_unknown, raw_fragment
+    from .archive import archive_manifest, archive_unknown, archived_manifest, raw_fragment
     from .report import forget_received, save_fragment
     from .storage import read_manifest
 
     settings = snds.settings()
     manifest = read_manifest(settings.landing, context.partition_key)
     forget_received(settings, manifest.delivery_id)
+    earlier = archived_manifest(settings, manifest.delivery_id)
     archive_manifest(settings, manifest.delivery_id)
-    dropped = drop_undelivered(settings, snds.catalog(), manifest)
+    dropped = drop_undelivered(settings, snds.catalog(), manifest, earlier)
     if dropped:
         context.log.info(f"received again without {len(dropped)} earlier partition(s) of families it no longer "
                          f"delivers, removed: {', '.join(dropped)}")
