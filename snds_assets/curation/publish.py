@@ -18,7 +18,7 @@ from ..lake import Lake
 from ..reception.archive import families_of
 from ..reception.manifest import Manifest
 from ..reception.report import withdraw_report
-from ..reception.storage import filesystem, is_local, lake_exists
+from ..reception.storage import filesystem, is_local, lake_exists, move_files
 
 
 def publish(staged: str | None, target: str) -> None:
@@ -46,12 +46,8 @@ def publish(staged: str | None, target: str) -> None:
 def _move(fs, src: str, dst: str) -> None:
     if is_local(fs):
         os.rename(src, dst)  # atomic on one file system; the staging folder lives in the lake
-        return
-    # Object storage: a copy of each file (fsspec's ``mv`` copies the folder too, as a blob that does not exist on
-    # a flat namespace: the move failed there), then the source removed.
-    for path in fs.find(src):
-        fs.cp_file(path, dst + path[len(src):])
-    fs.rm(src, recursive=True)
+    else:
+        move_files(fs, src, dst)
 
 
 def drop_undelivered(settings: Settings, catalog: Catalog, manifest: Manifest, earlier: Manifest | None) -> list[str]:

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..reception.storage import filesystem, fresh_filesystem, read_lake_bytes, remove_lake_tree
+from ..reception.storage import filesystem, fresh_filesystem, move_files, read_lake_bytes, remove_lake_tree
 
 read_bytes = read_lake_bytes  # the file's content, or None when it does not exist
 remove = remove_lake_tree  # a file or a folder tree; nothing happens if it is absent
@@ -97,15 +97,12 @@ def publish_dir(staging: str, target: str) -> None:
     new folder, never a mix. On object storage it is removed, then the new one copied (see the module's docstring).
     """
     if is_uri(staging):
-        # A move is a copy there, so the old content is removed rather than copied aside; each file is copied
-        # by itself: fsspec's ``mv`` copies the folder too, as a blob that does not exist on a flat namespace.
+        # A move is a copy there, so the old content is removed rather than copied aside.
         fs, src = filesystem(staging)
         _, dst = filesystem(target)
         if fs.find(dst):
             fs.rm(dst, recursive=True)
-        for path in fs.find(src):
-            fs.cp_file(path, dst + path[len(src):])
-        fs.rm(src, recursive=True)
+        move_files(fs, src, dst)
         return
     src, dst = _local(staging), _local(target)
     dst.parent.mkdir(parents=True, exist_ok=True)

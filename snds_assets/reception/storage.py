@@ -280,6 +280,14 @@ def walk_lake_files(url: str) -> list[str]:
     return sorted(p[len(root):] if p.startswith(root) else p for p in fs.find(path))
 
 
+def move_files(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """Move a folder of object storage file by file, then remove the source: fsspec's ``mv`` copies the folder
+    itself too, as a blob, which a flat namespace does not have (the move failed there)."""
+    for path in fs.find(src):
+        fs.cp_file(path, dst + path[len(src):])
+    fs.rm(src, recursive=True)
+
+
 def remove_lake_tree(url: str) -> None:
     """Remove a folder of the lake (or of the staging area) and everything under it; absent is fine."""
     fs, path = filesystem(url)
