@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
@@ -177,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import commands
 
         handler = getattr(commands, f"cmd_{args.command}")
-        if args.command in SPARK_COMMANDS:
-            with pyspark_errors_to_details_log(settings):
-                code = handler(settings, args, log_format)
-        else:
+        with pyspark_errors_to_details_log(settings) if args.command in SPARK_COMMANDS else nullcontext():
             code = handler(settings, args, log_format)
     except KeyboardInterrupt:
         print("snds: interrupted", file=sys.stderr)
@@ -215,12 +212,18 @@ def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
     """Libraries' warnings through the root logger went to stderr through logging's last resort, several lines
     each (Dagster's "Retrying failed database connection" on an unreachable PostgreSQL): they go to the details
     log, so that stderr keeps the one-line message of SPEC §4."""
+    handler = _details_handler(settings)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _details_handler(settings: Settings) -> logging.Handler:
+    """A logging handler writing warnings and errors to the details log."""
     log = details_log(settings.home)
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log, encoding="utf-8", delay=True)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
     return handler
 
 
@@ -230,9 +233,7 @@ def pyspark_errors_to_details_log(settings: Settings):
     stderr (``PYSPARK_ERROR_LOGGERS``): the stack they hold is not the one line SPEC §4 allows."""
     from pyspark.logger import PySparkLogger
 
-    log = details_log(settings.home)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log, encoding="utf-8", delay=True)
+    handler = _details_handler(settings)
     saved = []
     for name in PYSPARK_ERROR_LOGGERS:
         logger = PySparkLogger.getLogger(name)

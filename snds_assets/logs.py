@@ -103,6 +103,9 @@ def _failure_message(event) -> str:
 
 
 _JAVA_CAUSE = re.compile(r"^Caused by: (.+)$")
+# A file of a published partition gone under a reader: another run swapped the partition in meanwhile (the old
+# one is moved aside, then deleted), a reception of that delivery alongside an extraction or another reception.
+_REPLACED = re.compile(r"FileNotFoundException: .*/curated/(?P<family>[^/\s]+)/delivery_id=(?P<delivery>[^/\s]+)/")
 
 
 def java_failure(message: str) -> str:
@@ -125,10 +128,6 @@ def java_failure(message: str) -> str:
                 f"reception has ended (Spark failed: {root})")
     return f"Spark failed: {root}" + (f" ({top})" if top and root not in top else "")
 
-
-# A file of a published partition gone under a reader: another run swapped the partition in meanwhile (the old
-# one is moved aside, then deleted), a reception of that delivery alongside an extraction or another reception.
-_REPLACED = re.compile(r"FileNotFoundException: .*/curated/(?P<family>[^/\s]+)/delivery_id=(?P<delivery>[^/\s]+)/")
 
 
 def failure_cause(event):

@@ -252,15 +252,12 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
             remove_lake_file(target)
             return ArchivedFile(relpath, target, True, False, hasher.size, "", None, None, read_error)
         _publish(staging, target)
-    except OSError as exc:
+    except BaseException as exc:
         remove_lake_file(staging)
-        if exc.filename is None and exc.errno is not None:
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
             # A write to a full disk said "[Errno 28] No space left on device", not which disk: the lake's, not
             # the landing zone's, DAGSTER_HOME's or TMPDIR's.
             raise OSError(exc.errno, f"{exc.strerror} (archiving {relpath} to {target})") from exc
-        raise
-    except BaseException:
-        remove_lake_file(staging)
         raise
 
     gzip_error = inflater.finish() if inflater is not None else None
