@@ -196,17 +196,19 @@ def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
-    others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
+    others = [r.run_id for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
     if not others:
         return
-    mine = instance.get_run_record_by_id(run.run_id)
+    records = {r.dagster_run.run_id: r for r in instance.get_run_records(RunsFilter(run_ids=[run.run_id, *others]))}
+    if run.run_id not in records:
+        return
 
-    def created(other: DagsterRun) -> tuple:
-        record = instance.get_run_record_by_id(other.run_id)
-        return (record.create_timestamp if record else mine.create_timestamp, other.run_id)
+    def created(run_id: str) -> tuple:
+        return records[run_id].create_timestamp, run_id
 
-    first = min(others, key=created)
-    if mine is not None and created(first) < (mine.create_timestamp, run.run_id):
+    earlier = [i for i in others if i in records and created(i) < created(run.run_id)]
+    if earlier:
+        first = records[min(earlier, key=created)].dagster_run
         what = f"project {key} is already being extracted" if _holds_project(run) else \
             f"delivery {key} is already being received"
         raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
