@@ -51,9 +51,9 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
 def run_error(result) -> Exception:
     """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
     answering (after the command's own check) stays a user error, told without the class's module path."""
-    from .logs import _failure_message, failure_cause
-
     from dagster import DagsterEventType
+
+    from .logs import _failure_message, failure_cause
 
     # A run failure's value is "PIPELINE_FAILURE": a run failing before any step (a resource refusing it) is told too
     failures = [e for e in result.all_events if e.event_type_value == DagsterEventType.STEP_FAILURE.value

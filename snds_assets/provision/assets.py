@@ -213,10 +213,13 @@ def _last_extraction(instance, project_id: str) -> tuple[int, str] | None:
     """(storage id, request fingerprint) of the project's latest extraction report, whoever ran it (the UI, a
     sensor, ``snds extract`` or ``snds demo``, all through this instance)."""
     record = _last_extraction_record(instance, project_id)
-    if record is None:
-        return None
+    return None if record is None else (record.storage_id, _made_for(record))
+
+
+def _made_for(record) -> str:
+    """The request fingerprint a report materialisation was made for ("" while the extraction is incomplete)."""
     meta = record.asset_materialization.metadata if record.asset_materialization else {}
-    return record.storage_id, str(getattr(meta.get(FINGERPRINT), "value", "") or "")
+    return str(getattr(meta.get(FINGERPRINT), "value", "") or "")
 
 
 def _last_extraction_record(instance, project_id: str):
@@ -233,11 +236,8 @@ def _extracted_after(instance, project_id: str, delivery) -> bool:
     extraction at once), holds extracts without the delivery, or mixing the states before and after it. A report
     recorded without a run is compared by its place in the event log."""
     record = _last_extraction_record(instance, project_id)
-    if record is None:
-        return False
-    meta = record.asset_materialization.metadata if record.asset_materialization else {}
-    if not str(getattr(meta.get(FINGERPRINT), "value", "") or ""):
-        return False  # incomplete: no extraction to compare
+    if record is None or not _made_for(record):
+        return False  # none, or incomplete: no extraction to compare
     run = instance.get_run_record_by_id(record.run_id) if record.run_id else None
     if run is None or run.start_time is None:
         return record.storage_id > delivery.storage_id

@@ -216,9 +216,10 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
         return info
 
-    # The parents' deliveries as the selection read them: asked after the write, they could name one accepted since.
-    linked = {l.parent: source.deliveries(l.parent) for l in path}
-    _same_state_as_cohort(request, cohort_info, source, [family, *(l.parent for l in path)])
+    # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
+    # accepted since.
+    read_now = {f: list(source.deliveries(f)) for f in dict.fromkeys([family, *(l.parent for l in path)])}
+    _same_state_as_cohort(request, cohort_info, read_now)
     date_col = domain.care_date_column(table)
     observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
     metrics = [F.count(F.lit(1)).alias("rows")]
@@ -249,7 +250,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                      details=f"{rows} rows selected, {written_rows} rows in the extract"),
     ]
     info.update(status="extracted", rows=written_rows, deliveries=deliveries,
-                deliveries_linked=linked,
+                deliveries_linked={l.parent: read_now[l.parent] for l in path},
                 columns=written.columns, column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
                 checks=checks)
     storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
@@ -260,19 +261,15 @@ class StateChanged(RuntimeError):
     """The current state a project's extract reads is not the one its cohort was identified in."""
 
 
-def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, source: TableSource,
-                          families: list[str]) -> None:
+def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: dict[str, list[str]]) -> None:
     """Refuse to extract from a current state other than the cohort's: a delivery accepted, rejected or
     received again since the cohort was identified (a reception running alongside the extraction, or an extract
     materialised alone later) would make the extract mix two states (the IR_BEN_R extract of a cohort identified
-    in an IR_BEN_R since replaced holds none of its persons). Compared on the families both read, by the
-    deliveries that make them up."""
+    in an IR_BEN_R since replaced holds none of its persons). Compared on the families both read (``read_now``:
+    family -> its deliveries now), by the deliveries that make them up."""
     read = cohort_info.get("deliveries") or {}
-    for family in dict.fromkeys(families):
-        if family not in read:
-            continue
-        now = list(source.deliveries(family))
-        if now != list(read[family]):
+    for family, now in read_now.items():
+        if family in read and now != list(read[family]):
             raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
                 f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
                 "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
