@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -71,8 +72,29 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
 
 
 class JavaMissing(RuntimeError):
-    """No Java to start a local Spark session: a mistake the operator fixes, told in one line (exit status 2 on the
-    command line) rather than PySpark's "Java gateway process exited before sending its port number"."""
+    """No Java, or one older than Spark 4 needs, to start a local Spark session: a mistake the operator fixes, told
+    in one line (exit status 2 on the command line) rather than PySpark's "Java gateway process exited before
+    sending its port number"."""
+
+
+MIN_JAVA = 17  # Spark 4's classes are compiled for Java 17: an older JVM cannot load them
+
+
+def java_version(java: Path) -> Optional[int]:
+    """The major version written in the ``release`` file of the installation ``java`` belongs to (links resolved;
+    ``jre/bin/java`` of a Java 8 JDK too), or None when there is no such file to read: reading it costs nothing,
+    where ``java -version`` would start a JVM before the session starts its own."""
+    home = Path(os.path.realpath(java)).parent.parent
+    for folder in (home, home.parent) if home.name == "jre" else (home,):
+        try:
+            text = (folder / "release").read_text(errors="replace")
+        except OSError:
+            continue
+        found = re.search(r'^JAVA_VERSION="?([0-9]+)(?:\.([0-9]+))?', text, re.MULTILINE)
+        if found:
+            major = int(found.group(1))
+            return int(found.group(2) or 0) if major == 1 else major  # "1.8.0_292" is Java 8
+    return None
 
 
 def check_java() -> None:
@@ -84,9 +106,17 @@ def check_java() -> None:
         if not (java.is_file() and os.access(java, os.X_OK)):
             raise JavaMissing(f"JAVA_HOME={home} holds no bin/java: set JAVA_HOME to a Java 17 (or later) installation, "
                               "or unset it to use the java on PATH")
-    elif shutil.which("java") is None:
-        raise JavaMissing("no java on PATH and JAVA_HOME is not set: Spark needs Java 17 or later; install it (Debian: "
-                          "apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        where = f"JAVA_HOME={home}"
+    else:
+        found = shutil.which("java")
+        if found is None:
+            raise JavaMissing("no java on PATH and JAVA_HOME is not set: Spark needs Java 17 or later; install it "
+                              "(Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        java, where = Path(found), f"the java on PATH ({found})"
+    version = java_version(java)
+    if version is not None and version < MIN_JAVA:
+        raise JavaMissing(f"{where} is Java {version}: Spark needs Java {MIN_JAVA} or later; install it (Debian: "
+                          f"apt-get install openjdk-17-jre-headless) and set JAVA_HOME to it")
 
 
 class SparkConnectUnreachable(ConnectionError):

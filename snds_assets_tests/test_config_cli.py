@@ -598,6 +598,48 @@ def test_ingest_without_java_says_what_to_install_or_set(tmp_path, where):
     assert lines[0].startswith(f"snds: error: {expected}") and "details in" not in lines[0], lines[0]
 
 
+def test_ingest_with_an_old_java_says_which_and_what_is_needed(tmp_path):
+    """A Java older than 17 (JAVA_HOME, or the java on PATH) started and failed to load Spark 4's classes: the run
+    ended with PySpark's "Java gateway process exited before sending its port number", which names neither the
+    Java found nor the version needed. Its ``release`` file says which it is; no JVM is started to find out."""
+    assert _snds(["generate", "--delivery-id", "2024-01-15", "--patients", "1", "--tables", "IR_IMB_R"],
+                 tmp_path).returncode == 0
+    jdk = tmp_path / "jdk-11"
+    (jdk / "bin").mkdir(parents=True)
+    java = jdk / "bin" / "java"
+    java.write_text("#!/bin/sh\necho 'java must not be started' >&2\nexit 1\n")
+    java.chmod(0o755)
+    (jdk / "release").write_text('IMPLEMENTOR="Eclipse Adoptium"\nJAVA_VERSION="11.0.22"\n')
+    linked = tmp_path / "bin"
+    linked.mkdir()
+    (linked / "java").symlink_to(java)  # as /usr/bin/java links to the installation through /etc/alternatives
+    for env, where in (({"JAVA_HOME": str(jdk)}, f"JAVA_HOME={jdk}"),
+                       ({"JAVA_HOME": "", "PATH": f"{linked}:{os.environ['PATH']}"}, f"the java on PATH ({linked / 'java'})")):
+        proc = _snds(["ingest", "2024-01-15"], tmp_path, env)
+        assert proc.returncode == EXIT_ERROR, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert lines == [f"snds: error: {where} is Java 11: Spark needs Java 17 or later; install it (Debian: "
+                         "apt-get install openjdk-17-jre-headless) and set JAVA_HOME to it"], proc.stderr
+
+
+def test_java_version_reads_the_release_file(tmp_path):
+    from snds_assets.spark import java_version
+
+    def installed(name: str, release: str | None, bin_dir: str = "bin") -> Path:
+        java = tmp_path / name / bin_dir / "java"
+        java.parent.mkdir(parents=True)
+        java.touch()
+        if release is not None:
+            (tmp_path / name / "release").write_text(release)
+        return java
+
+    assert java_version(installed("jdk8", 'JAVA_VERSION="1.8.0_292"\n', "jre/bin")) == 8
+    assert java_version(installed("jdk17", 'IMPLEMENTOR="Debian"\nJAVA_VERSION="17.0.15"\n')) == 17
+    assert java_version(installed("jdk25", 'JAVA_VERSION="25"\n')) == 25
+    assert java_version(installed("unknown", None)) is None
+    assert java_version(installed("odd", "JAVA_VERSION=\n")) is None
+
+
 def test_ui_refuses_a_port_already_taken(tmp_path, monkeypatch, capsys):
     """`snds ui --port P` with P taken announced the UI on P, then ran `dagster dev`, whose webserver failed to
     bind while its daemon ran on for ever (sensors included): whatever held P answered at the address given."""
