@@ -863,3 +863,168 @@ def test_a_failed_extract_write_leaves_no_staging_folder(tmp_path):
         write_parquet(Frame(), str(target))
     assert sorted(p.name for p in target.parent.iterdir()) == ["ER_PRS_F"]
     assert [p.name for p in target.iterdir()] == ["part-0.parquet"]
+
+
+# --- Edges of identification that a plausible slip would move (mutation audit) ------------------------------------
+PERIOD_TEXT = ("2022-01-01", "2023-12-31")
+
+
+def _targeted(spark, catalog, source, tmp_path, criteria: str, period=PERIOD_TEXT) -> set[str]:
+    """The persons a criteria-only request finds in ``source`` (``criteria``: the YAML flow mapping)."""
+    from snds_assets.provision.request import parse_request
+
+    text = (f"id: edge\nperiod: {{start: {period[0]}, end: {period[1]}}}\ntables: [IR_BEN_R]\n"
+            f"cohort: {{criteria: {criteria}}}\n")
+    result = build_cohort(spark, catalog, parse_request(text, catalog, tmp_path / "edge.yaml"), source)
+    return {r["BEN_IDT_ANO"] for r in result.cohort.collect()}
+
+
+def _extended(spark, catalog, source, extra: dict[str, list[dict]]) -> FrameSource:
+    """The small base plus ``extra`` rows per family (typed as curated)."""
+    frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
+    for family, rows in extra.items():
+        added = frame(spark, catalog, family, rows)
+        frames[family] = frames[family].unionByName(added, allowMissingColumns=True) if family in frames else added
+    return FrameSource(frames, delivery_id="2024-03-01")
+
+
+def load_request_text(catalog, folder: Path, text: str, identifiers: str):
+    """A request parsed from ``text`` (its first line ``id: <id>``), its identifiers CSV written beside it."""
+    from snds_assets.provision.request import parse_request
+
+    pid = text.split("\n", 1)[0].removeprefix("id: ").strip()
+    (folder / f"{pid}-ids.csv").write_text(identifiers)
+    return parse_request(text, catalog, folder / f"{pid}.yaml")
+
+
+DRUG_ONLY = f'{{any_of: [{{drug: {{cip13: ["{DRUG}"]}}}}]'
+
+
+@pytest.mark.parametrize("criteria, period, expected", [
+    # Age is the year of the period START minus the birth year: P18 (2004) is 18 then, 19 at the period's end.
+    (DRUG_ONLY + ", age: {min: 19}}", None, {"idt-p10", "idt-p17"}),
+    # An unknown birth year (1600) fails an age filter even without a maximum that its 422 years would break.
+    (DRUG_ONLY + ", age: {min: 0}}", None, {"idt-p10", "idt-p17", "idt-p18"}),
+    # The maximum is inclusive: P17 (1970) is 52 at the period start.
+    (DRUG_ONLY + ", age: {max: 52}}", None, {"idt-p10", "idt-p17", "idt-p18"}),
+    # DCIR events count by the care date of their ER_PRS_F line: P10's drug lines are dated 2021-12-31 and
+    # 2023-12-31, both outside this period.
+    (DRUG_ONLY + "}", ("2022-01-01", "2023-12-30"), {"idt-p4", "idt-p17", "idt-p18"}),
+    # A one-day period is a period (both edges inclusive): P10's drug line of 2023-12-31.
+    (DRUG_ONLY + "}", ("2023-12-31", "2023-12-31"), {"idt-p10"}),
+    # An ALD that ends on the period's first day overlaps it (P7: E10 until 2021-12-31); P6 ongoing, P8 from the
+    # last day.
+    ("{any_of: [{ald: {icd10: [E10, E11]}}]}", ("2021-12-31", "2023-12-31"), {"idt-p6", "idt-p7", "idt-p8"}),
+], ids=["age-at-period-start", "unknown-birth-year-without-max", "age-max-inclusive", "dcir-care-date-in-period",
+        "one-day-period", "ald-ending-on-period-start"])
+def test_ciblage_edges(spark, catalog, source, tmp_path, criteria, period, expected):
+    assert _targeted(spark, catalog, source, tmp_path, criteria, period or PERIOD_TEXT) == expected
+
+
+def test_pmsi_link_quality_decides_who_a_stay_belongs_to(spark, catalog, source, tmp_path):
+    """SPEC §3: a stay counts (ciblage) and is extracted only through a T_MCOaaC row whose NIR_ANO_17 is not a
+    placeholder and whose every return code is '0' (COH_NAI_RET, COH_SEX_RET only where present). One person per
+    case, each with a U071 stay in the period; the placeholders are given to persons of IR_BEN_R so that only the
+    placeholder rule keeps their stays from them."""
+    cases = {f"{code}=1": {code: "1"} for code in domain.PMSI_RETURN_CODES}
+    cases.update({"NAI_RET=9": {"NAI_RET": "9"}, "NIR_RET empty": {"NIR_RET": None},
+                  "SEX_RET empty": {"SEX_RET": None}, "good": {}, "COH_SEX_RET empty": {"COH_SEX_RET": None}})
+    nirs = {name: f"rc-{i:02d}" for i, name in enumerate(cases)}
+    nirs.update({"placeholder": "xxxxxxxxxxxxxxxxx", "placeholder S": "XXXXXXXXXXXXXXXXS"})
+    cases.update({"placeholder": {}, "placeholder S": {}})
+    ben, c_rows, b_rows = [], [], []
+    for i, (name, overrides) in enumerate(cases.items()):
+        ben.append({"BEN_NIR_PSA": nirs[name], "BEN_RNG_GEM": 1, "BEN_IDT_ANO": f"idt-{name}", "BEN_NAI_ANN": 1970,
+                    "BEN_SEX_COD": 1})
+        key = {"ETA_NUM": "E7", "RSA_NUM": str(i), domain.YEAR_COLUMN: 2022}
+        c_rows.append({**key, "NIR_ANO_17": nirs[name], "EXE_SOI_DTD": datetime(2022, 9, 1), **return_codes(overrides)})
+        b_rows.append({**key, "DGN_PAL": "U071"})
+    base = _extended(spark, catalog, source, {"IR_BEN_R": ben, "T_MCOaaC": c_rows, "T_MCOaaB": b_rows})
+    good = {"idt-good", "idt-COH_SEX_RET empty"}
+    got = _targeted(spark, catalog, base, tmp_path, "{any_of: [{diagnosis: {icd10: [U071]}}]}")
+    assert got == good | {"idt-p5"}  # P5: its good U071 stay of the small base
+    # Extraction follows the same links: each case's person in the cohort, only the good links' stays extracted.
+    request = load_request_text(catalog, tmp_path, "id: links\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                "tables: [T_MCOaaC, T_MCOaaB]\ncohort: {identifiers: links-ids.csv}\n",
+                                "BEN_IDT_ANO\nidt-p1\n")
+    cohort = spark.createDataFrame([(f"idt-{name}",) for name in cases], "BEN_IDT_ANO string")
+    selector = Selector(catalog, request, base, cohort)
+    for family in ("T_MCOaaC", "T_MCOaaB"):
+        rows = extract_family(spark, catalog, request, family, cohort, base, selector=selector).collect()
+        assert sorted(r["RSA_NUM"] for r in rows if r["ETA_NUM"] == "E7") == sorted(
+            str(i) for i, name in enumerate(cases) if f"idt-{name}" in good), family
+
+
+def test_dcir_events_and_extracts_follow_the_rank_and_all_nine_keys(spark, catalog, source, tmp_path):
+    """SNDS.md: twins share a pseudo-NIR, BEN_RNG_GEM tells them apart; an affiliated line belongs to the ER_PRS_F
+    line equal on the nine DCIR keys. A drug on P2's line (psa-t, rank 1) targets P2, not the twin P3; ER_PHA_F
+    lines that differ from P3's line (psa-t, rank 2) on a single key are neither P3's events nor in P3's extract."""
+    keys_p3 = dcir_keys(11)
+    other = {"DCT_ORD_NUM": 2, "FLX_DIS_DTD": date(2024, 3, 1), "FLX_EMT_NUM": 2, "FLX_EMT_ORD": 1, "FLX_EMT_TYP": 2,
+             "FLX_TRT_DTD": date(2024, 1, 21), "ORG_CLE_NUM": "02C", "PRS_ORD_NUM": 999, "REM_TYP_AFF": 2}
+    assert set(other) == set(domain.DCIR_KEYS) and all(other[k] != keys_p3[k] for k in other)
+    pha = [{**dcir_keys(10), "PHA_ORD_NUM": 601, "PHA_PRS_C13": DRUG},  # P2's line
+           {**keys_p3, "PHA_ORD_NUM": 602, "PHA_PRS_C13": OTHER_DRUG}]  # P3's line, all nine keys
+    pha += [{**keys_p3, key: other[key], "PHA_ORD_NUM": 610 + i, "PHA_PRS_C13": DRUG}
+            for i, key in enumerate(domain.DCIR_KEYS)]  # P3's line but for one key
+    base = _extended(spark, catalog, source, {"ER_PHA_F": pha})
+    assert _targeted(spark, catalog, base, tmp_path, DRUG_ONLY + "}") == {
+        "idt-p2", "idt-p4", "idt-p10", "idt-p17", "idt-p18"}
+    request = load_request_text(catalog, tmp_path, "id: twins\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                "tables: [ER_PRS_F, ER_PHA_F]\ncohort: {identifiers: twins-ids.csv}\n",
+                                "BEN_IDT_ANO\nidt-p3\n")
+    cohort = spark.createDataFrame([("idt-p3",)], "BEN_IDT_ANO string")
+    selector = Selector(catalog, request, base, cohort)
+    prs = extract_family(spark, catalog, request, "ER_PRS_F", cohort, base, selector=selector)
+    assert [r["PRS_NAT_REF"] for r in prs.collect()] == [11]
+    pha_rows = extract_family(spark, catalog, request, "ER_PHA_F", cohort, base, selector=selector)
+    assert [r["PHA_ORD_NUM"] for r in pha_rows.collect()] == [602]
+
+
+def test_a_diagnosis_is_found_in_dgn_rel_too(spark, catalog, source, tmp_path):
+    """SPEC §3: `diagnosis` looks at DGN_PAL or DGN_REL of T_MCOaaB. P15's 2023 stay (good link) has U071 as its
+    related diagnosis only."""
+    frames = dict(source.frames)
+    frames["T_MCOaaB"] = frames["T_MCOaaB"].withColumn("DGN_REL", F.when(
+        (F.col("ETA_NUM") == "E1") & (F.col("RSA_NUM") == "1") & (F.col(domain.YEAR_COLUMN) == 2023), F.lit("U071")))
+    base = FrameSource(frames)
+    assert _targeted(spark, catalog, base, tmp_path, "{any_of: [{diagnosis: {icd10: [U071]}}]}") == {
+        "idt-p5", "idt-p15"}
+
+
+def test_run_extract_refuses_a_family_outside_the_perimeter(spark, env, catalog, source):
+    request = load_request(env, catalog, "study-a")
+    with pytest.raises(ValueError, match="T_SSRaaC is not in the perimeter of project study-a"):
+        run_extract(spark, env, catalog, request, "T_SSRaaC", source)
+    assert not Path(Lake(env.lake).project("study-a", "T_SSRaaC")).exists()
+
+
+def test_report_status_counts_and_failed_checks(tmp_path):
+    """The report's verdict (SPEC §5): `failed` names every failed ERROR check of the cohort and of each extract
+    (a failed WARN does not fail it); `complete` only once every table is extracted (or not delivered) for the
+    current cohort; `rows_total` sums the extracts' rows."""
+    from snds_assets.provision.report import build_report
+    from snds_assets.provision.request import ProjectRequest
+
+    path = tmp_path / "r.yaml"
+    path.write_text("id: r\n")
+    request = ProjectRequest("r", "R", date(2022, 1, 1), date(2023, 12, 31), ["IR_BEN_R", "ER_PRS_F", "T_SSRaaC"], {},
+                             None, None, path)
+    cohort = {"persons": 2, "identified": 2, "targeted": 0, "identities": 3, "cohort_run": "run-1",
+              "checks": [{"name": "unresolved_identifiers", "severity": "WARN", "passed": False}]}
+
+    def table(rows, status="extracted", run="run-1", failing=()):
+        checks = [{"name": n, "severity": s, "passed": (n, s) not in failing}
+                  for n, s in (("in_period", "ERROR"), ("belongs_to_cohort", "ERROR"), ("coverage", "WARN"))]
+        return {"rows": rows, "status": status, "cohort_run": run, "checks": checks}
+
+    extracts = {"IR_BEN_R": table(3), "ER_PRS_F": table(5, failing={("coverage", "WARN")}),
+                "T_SSRaaC": table(0, status="not delivered")}
+    report = build_report(request, cohort, extracts)
+    assert (report["status"], report["failed_checks"], report["rows_total"]) == ("complete", [], 8)
+    failing = {**extracts, "ER_PRS_F": table(5, failing={("in_period", "ERROR")})}
+    report = build_report(request, cohort, failing)
+    assert (report["status"], report["failed_checks"]) == ("failed", ["ER_PRS_F: in_period"])
+    assert build_report(request, cohort, {k: v for k, v in extracts.items() if k != "T_SSRaaC"})["status"] == "incomplete"
+    stale = {**extracts, "IR_BEN_R": table(3, run="run-0")}
+    assert build_report(request, cohort, stale)["status"] == "incomplete"
