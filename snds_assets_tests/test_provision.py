@@ -912,11 +912,14 @@ DRUG_ONLY = f'{{any_of: [{{drug: {{cip13: ["{DRUG}"]}}}}]'
     (DRUG_ONLY + "}", ("2022-01-01", "2023-12-30"), {"idt-p4", "idt-p17", "idt-p18"}),
     # A one-day period is a period (both edges inclusive): P10's drug line of 2023-12-31.
     (DRUG_ONLY + "}", ("2023-12-31", "2023-12-31"), {"idt-p10"}),
+    # IR_SEX_V has two unknown codes: 9 (P17) and 0, which a request may name too.
+    (DRUG_ONLY + ", sex: [0]}", None, set()),
+    (DRUG_ONLY + ", sex: [0, 9]}", None, {"idt-p17"}),
     # An ALD that ends on the period's first day overlaps it (P7: E10 until 2021-12-31); P6 ongoing, P8 from the
     # last day.
     ("{any_of: [{ald: {icd10: [E10, E11]}}]}", ("2021-12-31", "2023-12-31"), {"idt-p6", "idt-p7", "idt-p8"}),
 ], ids=["age-at-period-start", "unknown-birth-year-without-max", "age-max-inclusive", "dcir-care-date-in-period",
-        "one-day-period", "ald-ending-on-period-start"])
+        "one-day-period", "sex-0", "sex-0-or-9", "ald-ending-on-period-start"])
 def test_ciblage_edges(spark, catalog, source, tmp_path, criteria, period, expected):
     assert _targeted(spark, catalog, source, tmp_path, criteria, period or PERIOD_TEXT) == expected
 

@@ -24,7 +24,7 @@ IDENTIFIER_COLUMNS = ("BEN_IDT_ANO", "BEN_NIR_PSA", "BEN_RNG_GEM", "NIR_ANO_17")
 TOP_LEVEL_KEYS = {"id", "title", "period", "tables", "columns", "cohort"}
 COHORT_KEYS = {"identifiers", "criteria"}
 CRITERIA_KEYS = {"any_of", "all_of", "age", "sex"}
-SEX_CODES = (1, 2, 9)
+SEX_CODES = (0, 1, 2, 9)  # IR_SEX_V: 0 "inconnu ou personne morale", 9 "valeur inconnue"
 
 
 class _Loader(yaml.SafeLoader):
@@ -297,7 +297,7 @@ def _criteria(value, fail) -> Criteria:
     sex = value.get("sex")
     if sex is not None:
         if not isinstance(sex, list) or not sex or any(isinstance(s, bool) or s not in SEX_CODES for s in sex):
-            raise fail(f"sex must list codes among {list(SEX_CODES)} (1 male, 2 female, 9 unknown), not {sex!r}")
+            raise fail(f"sex must list codes among {list(SEX_CODES)} (1 male, 2 female, 0 or 9 unknown), not {sex!r}")
         sex = tuple(sorted(set(sex)))
     return Criteria(any_of, all_of, age_min, age_max, sex)
 
