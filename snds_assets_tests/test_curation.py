@@ -221,6 +221,46 @@ def test_tolerance_decides_the_severity_of_warn_rules(spark, settings, catalog):
     (lenient,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=0.2))
     assert by_name(lenient)["type"].failures == 1 and by_name(lenient)["type"].severity == WARN
     assert "tolerance" not in by_name(lenient)["type"].details
+    (at_tolerance,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=0.1))
+    assert by_name(at_tolerance)["type"].severity == WARN  # 1 row of 10 rejected: the share passes 10 % only beyond
+
+
+def test_rows_reconciled_fails_when_rejects_lose_a_row(spark, settings, catalog, monkeypatch):
+    """SPEC §5: nothing read is lost. rows_curated is the number of rows written, and a bad row that never reaches
+    the rejects (here: the rejects pass made to lose it) fails rows_reconciled, an ERROR."""
+    rejected_file = curate._Run._rejected_file
+
+    def losing(self, t, f):
+        df, flags = rejected_file(self, t, f)
+        return df.limit(0), flags
+
+    monkeypatch.setattr(curate._Run, "_rejected_file", losing)
+    rows = [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_B};1;6;2020-01-15;;E11", f"{NIR_A};1;AB;2020-01-15;;E11"]
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("IR_IMB_R", IMB_HEADER, rows).curate(spark, "IR_IMB_R")
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (3, 2, 0)
+    assert spark.read.parquet(Lake(settings.lake).curated("IR_IMB_R", "2024-03-01")).count() == 2
+    check = by_name(result)["rows_reconciled"]
+    assert (check.passed, check.failures, check.severity) == (False, 1, ERROR)
+    assert "3 read but 2 curated + 0 rejected (1 rows found bad while curating)" in check.details
+
+
+def test_a_table_split_in_files_is_read_and_rejected_file_by_file(spark, settings, catalog):
+    """A table delivered in several files: every file is read, and the bad rows of the second file are rejected
+    with that file named, so that rows read = curated + rejected."""
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;{i};2020-01-15;;E11" for i in range(3)], file="part-0001.csv")
+    d.table("IR_IMB_R", IMB_HEADER, [f"{NIR_B};1;7;2020-01-15;;E11", f"{NIR_B};1;XY;2020-01-15;;E11"],
+            file="part-0002.csv")
+    first, second = d.archived
+    d.archived = [ArchivedTable(DeliveredTable("IR_IMB_R", first.delivered.files + second.delivered.files),
+                                first.family, None, first.mode, first.files + second.files, [])]
+    (result,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (5, 4, 1)
+    assert by_name(result)["rows_reconciled"].passed and by_name(result)["type"].failures == 1
+    lake = Lake(settings.lake)
+    (reject,) = spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01")).collect()
+    assert (reject[REJECT_FILE], reject["IMB_ALD_NUM"]) == ("IR_IMB_R/part-0002.csv", "XY")
+    assert spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).count() == 4
 
 
 # --- range, domain, keys --------------------------------------------------------------------------------------
@@ -279,6 +319,39 @@ def test_a_regularisation_line_is_in_range_with_the_reference_schemas(spark, set
     check = by_name(result)["range"]
     assert result.rows_rejected == 0
     assert check.failures == 2 and sorted(check.details.split("; ")) == ["PRS_ACT_NBR: 2", "PRS_ACT_QTE: 2"]
+
+
+def test_range_bounds_are_inclusive_and_a_child_born_this_year_is_in_range(spark, settings, catalog):
+    """SPEC §6: dates between 1900-01-01 and the delivery date, both included, years likewise: a death on the day
+    of the delivery, or a child born in the delivery's year, is no range failure; a day or a year beyond is."""
+    rows = [ben(NIR_A, 1, birth="2024", death="2024-03-01"),  # newborn; died on the delivery date
+            ben(NIR_B, 1, birth="1900", death="1900-01-01"),  # the first plausible year and day
+            ben(NIR_T, 1, birth="2025", death="2024-03-02"),  # a year and a day after: one failing row
+            ben(NIR_T, 2, birth="1899", death="1899-12-31")]  # a year and a day before: one failing row
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows).curate(spark, "IR_BEN_R")
+    check = by_name(result)["range"]
+    assert check.failures == 2 and sorted(check.details.split("; ")) == ["BEN_DCD_DTE: 2", "BEN_NAI_ANN: 2"]
+    assert {s["value"] for s in check.sample} == {"2025", "1899", "2024-03-02", "1899-12-31"}
+
+
+def test_care_dates_against_the_flow_and_the_unknown_end(spark, settings, catalog):
+    """SNDS rules of ER_PRS_F: care starts on or before the release of its flow (FLX_DIS_DTD), and ends on or after
+    it starts; an end of 1600-01-01 is the unknown-date convention (SNDS.md), not an end before the start."""
+    header = [*domain.DCIR_KEYS, "BEN_NIR_PSA", "BEN_RNG_GEM", "EXE_SOI_DTD", "EXE_SOI_DTF"]
+
+    def line(order: int, start: str, end: str) -> str:  # FLX_DIS_DTD is 2024-02-01
+        return ";".join(prs(order, "1").split(";")[:len(domain.DCIR_KEYS) + 2] + [start, end])
+
+    rows = [line(1, "2024-02-01", "1600-01-01"),  # care on its flow's release day, end unknown: fine
+            line(2, "1600-01-01", "1600-01-01"),  # both unknown: fine
+            line(3, "2024-01-10", "2024-01-10"),  # one day of care: fine
+            line(4, "2024-02-02", "2024-02-02"),  # care after its flow: care_before_flow
+            line(5, "2024-01-10", "2024-01-09")]  # ends before it starts: care_period
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("ER_PRS_F", header, rows).curate(spark, "ER_PRS_F")
+    check = by_name(result)["domain"]
+    assert result.rows_rejected == 0 and by_name(result)["range"].passed
+    assert check.failures == 2
+    assert sorted(check.details.split("; ")) == ["care_before_flow:EXE_SOI_DTD: 1", "care_period:EXE_SOI_DTF: 1"]
 
 
 def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
@@ -509,6 +582,35 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     assert fk.evaluated and fk.passed and "current state of IR_BEN_R" in fk.details
     assert anti_joins == ([] if probed else ["IR_IMB_R"])
     assert (set(probes) == {"IR_IMB_R", "T_MCOaaC", "T_MCOaaB"}) if strategy == "probed" else probes == []
+
+
+@pytest.mark.parametrize("observed", [True, False], ids=["hashes-observed-by-the-write", "aggregated-after-the-write"])
+def test_a_parent_delivered_full_replaces_its_state_and_incremental_adds_to_it(spark, settings, catalog, monkeypatch,
+                                                                             observed):
+    """SPEC §2: a referential delivered without a mode is full: its children's identities are checked against it
+    alone (a person only in the replaced delivery is an orphan); delivered incremental, against it and the state
+    it adds to (a person of the earlier delivery is none), however its key hashes reach the children."""
+    if not observed:
+        monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)
+    imb = [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_B};1;5;2020-01-15;;E11"]
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)])
+    d1.curate(spark, "IR_BEN_R", state)
+    d1.accept()
+    full = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    full.table("IR_IMB_R", IMB_HEADER, imb)
+    full.curate(spark, "IR_BEN_R", state)
+    (child,) = full.curate(spark, "IR_IMB_R", state)
+    fk = by_name(child)["foreign_key"]
+    assert fk.failures == 1 and [s["BEN_NIR_PSA"] for s in fk.sample] == [NIR_B]
+    assert "IR_BEN_R of this delivery and the current state" in fk.details
+
+    added = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="incremental")
+    added.table("IR_IMB_R", IMB_HEADER, imb)
+    added.curate(spark, "IR_BEN_R", state)
+    (child,) = added.curate(spark, "IR_IMB_R", state)
+    assert by_name(child)["foreign_key"].evaluated and by_name(child)["foreign_key"].passed  # NIR_A from 2024-01-01
+    state.close()
 
 
 # --- nomenclatures --------------------------------------------------------------------------------------------
@@ -766,14 +868,19 @@ def test_a_delivered_column_name_is_kept_whatever_its_characters(spark, settings
 def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
     """CépiDc records that could not be matched (DCD_IDT_TOP = 0) have no BEN_IDT_ANO: they are records all the
     same, not rejects (a few percent of them would have pushed KI_CCI_R past the reject tolerance); a matched
-    one without its person fails the matched_death rule."""
+    one without its person fails the matched_death rule. Nor is a record without its person an orphan of its
+    foreign key to IR_BEN_R (empty link values are not checked)."""
     header = ["DCD_IDT_ENC", "DCD_IDT_TOP", "BEN_IDT_ANO", "FLX_PER_ANN"]
     rows = ["D1;1;PAAAAAAAAAAAAAAAA1;2023", "D2;0;;2023", "D3;1;;2023", "D4;;;2023"]
-    d = Delivery(settings, catalog, "2024-03-01").table("KI_CCI_R", header, rows)
-    (result,) = d.curate(spark, "KI_CCI_R")
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    d.table("KI_CCI_R", header, rows)
+    state = CurrentState(spark, settings, catalog)
+    d.curate(spark, "IR_BEN_R", state)
+    (result,) = d.curate(spark, "KI_CCI_R", state)
     assert (result.rows_read, result.rows_curated, result.rows_rejected) == (4, 4, 0)
     checks = by_name(result)
     assert checks["not_null"].passed
+    assert checks["foreign_key"].evaluated and checks["foreign_key"].passed, checks["foreign_key"].details
     assert (checks["domain"].passed, checks["domain"].failures) == (False, 1)
     assert "matched_death" in checks["domain"].details
 
@@ -909,3 +1016,22 @@ def test_current_state_replaces_a_pmsi_year_only(spark, settings, catalog):
     assert state.deliveries("T_MCOaaC") == ["2024-01-01", "2024-06-01"]
     rows = sorted((r[domain.YEAR_COLUMN], r["RSA_NUM"], r["DELIVERY_ID"]) for r in state.read("T_MCOaaC").collect())
     assert rows == [(2022, "1", "2024-01-01"), (2023, "3", "2024-06-01"), (2023, "4", "2024-06-01")]
+
+
+def test_pmsi_keys_are_compared_within_their_year(spark, settings, catalog):
+    """Stay numbers start again each year: stay 1 of 2023 is neither a key already in the state's 2022, nor a link
+    to stay 1 of T_MCO22C (same-year links, SNDS.md)."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)])
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-01")
+    d2.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)], mode="incremental")
+    d2.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_A)], mode="incremental")
+    d2.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;2;I10;3;2023"])
+    d2.table("T_MCO22B", MCO_B_HEADER, ["2A0000001;2;I10;3;2022"])  # stay 2 exists in 2023 only
+    by_year = {r.year: by_name(r)["primary_key_state"] for r in d2.curate(spark, "T_MCOaaC", state)}
+    assert by_year[2022].failures == 1 and by_year[2023].evaluated and by_year[2023].passed
+    fk = {r.year: by_name(r)["foreign_key"] for r in d2.curate(spark, "T_MCOaaB", state)}
+    assert fk[2023].passed and fk[2022].failures == 1
+    assert [s["RSA_NUM"] for s in fk[2022].sample] == ["2"]

@@ -12,7 +12,7 @@ import pytest
 
 from snds_assets import domain
 from snds_assets.catalog import Catalog
-from snds_assets.checks import CURATED_CHECKS, ERROR, WARN
+from snds_assets.checks import CURATED_CHECKS, ERROR, WARN, CheckOutcome, combine
 from snds_assets.config import Settings
 from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
@@ -306,6 +306,16 @@ def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
     assert (rows.passed, rows.failures, rows.severity) == (False, 2, ERROR)
     assert sorted((s["path"], s["expected"], s["actual"]) for s in rows.sample) == [("p2.csv", 50, 5), ("p3.csv", 2, 6)]
     assert table.check("file_present").passed and table.check("columns").passed
+
+
+def test_a_checksum_written_in_capitals_is_the_same_checksum(settings, catalog):
+    """A SHA-256 is a number: the manifest's hex digits compare whatever their case."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    payload = d.add("IR_BEN_R", "p0.csv", csv_bytes(cols, dummy_rows(cols, 3)))
+    d.announce("IR_BEN_R", "p0.csv", sha256=hashlib.sha256(payload).hexdigest().upper())
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    assert table.check("checksum").passed and table.check("checksum").evaluated
 
 
 def test_missing_file_is_reported_and_earlier_copy_removed(settings, catalog):
@@ -794,6 +804,29 @@ def test_table_status():
     assert table_status([ok, warn, skipped]) == "accepted"
     assert table_status([ok, warn, err]) == "rejected"
     assert table_status([]) == "accepted"
+
+
+def test_a_family_check_is_as_severe_as_its_worst_failed_table():
+    """PMSI years share one asset, whose checks combine the years' verdicts: the UI must show what the report says
+    (SPEC §6), so the check fails when any year's failed, as an ERROR when any failed ERROR, whatever the order."""
+    warn = CheckOutcome("type", "type", WARN, False, failures=1)
+    error = CheckOutcome("type", "type", ERROR, False, failures=2)
+    passed = CheckOutcome("type", "type", ERROR, True)
+    assert [(c.passed, c.severity, c.failures) for c in (
+        combine("type", [warn, error]), combine("type", [error, passed]), combine("type", [passed, warn]))] == [
+        (False, ERROR, 3), (False, ERROR, 2), (False, WARN, 1)]
+    assert combine("type", [passed, passed]).passed
+
+
+def test_the_report_counts_every_file_of_a_split_table(settings, catalog):
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R/part-1.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    d.add("IR_BEN_R", "IR_BEN_R/part-2.csv", csv_bytes(ben, dummy_rows(ben, 3, 2)))
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(5))
+    entry = build_report(settings, catalog, manifest)["tables"]["IR_BEN_R"]
+    assert (entry["status"], entry["rows_manifest"], entry["rows_read"], entry["rows_curated"]) == ("accepted", 5, 5, 5)
 
 
 def test_remote_filesystems_go_through_fsspec(tmp_path, catalog):
