@@ -88,6 +88,12 @@ def _with_file(**changes) -> str:
     return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": [entry]}]})
 
 
+def _with_mode(mode) -> str:
+    """A manifest valid but for its table's mode."""
+    entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}
+    return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "mode": mode, "files": [entry]}]})
+
+
 def _with_tables(*names) -> str:
     """A manifest valid but for its tables' names."""
     entries = [{"path": f"t{i}.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10} for i in range(len(names))]
@@ -130,6 +136,9 @@ def _with_table(name) -> str:
     (_with_table(""), DID, "manifest table #1: table must be a non-empty JSON string, not \"\""),
     (_with_table(None), DID, "manifest table #1: table must be a non-empty JSON string, not null"),
     (_with_table(7), DID, "manifest table #1: table must be a non-empty JSON string, not 7"),
+    # Any other mode would have been taken for incremental: a "Full" table added to the state it should replace.
+    (_with_mode("Full"), DID, "table IR_BEN_R: mode 'Full' is not full or incremental"),
+    (_with_mode("replace"), DID, "table IR_BEN_R: mode 'replace' is not full or incremental"),
     (_with_tables("IR_BEN_R", "IR_BEN_R"), DID, "manifest lists table IR_BEN_R twice"),
     # Names resolve whatever their case: both were curated into one partition, their keys repeated.
     (_with_tables("IR_BEN_R", "ir_ben_r"), DID, "manifest lists table ir_ben_r twice (as IR_BEN_R and ir_ben_r)"),
