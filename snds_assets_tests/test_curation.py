@@ -312,8 +312,8 @@ def prs(order: int, quantity: str) -> str:
 def test_a_regularisation_line_is_in_range_with_the_reference_schemas(spark, settings, reference_catalog):
     """SNDS.md: a regularisation repeats a DCIR line with a negative quantity. schema-snds bounds PRS_ACT_QTE and
     PRS_ACT_NBR to [0, 1000]; with SNDS_SCHEMAS on it, a regularisation is not out of range, and the mirror of
-    the maximum still bounds it."""
-    rows = [prs(1, "2"), prs(2, "-2"), prs(3, "-1001"), prs(4, "1001")]
+    the maximum still bounds it. The bounds themselves are in range."""
+    rows = [prs(1, "2"), prs(2, "-2"), prs(3, "-1001"), prs(4, "1001"), prs(5, "1000"), prs(6, "-1000")]
     d = Delivery(settings, reference_catalog, "2024-03-01").table("ER_PRS_F", PRS_HEADER, rows)
     (result,) = d.curate(spark, "ER_PRS_F")
     check = by_name(result)["range"]

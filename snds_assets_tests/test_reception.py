@@ -463,6 +463,18 @@ def test_unknown_missing_and_reordered_columns(settings, catalog):
     assert missing_key.sample[0]["missing_required"] == ["BEN_RNG_GEM"]
 
 
+def test_a_column_delivered_twice_is_reported(settings, catalog):
+    """A header naming a column twice (which value is the column's?) fails the columns check, as a WARN: both are
+    kept by curation, the second under another name."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    twice = cols + ["BEN_NAI_ANN"]
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "twice.csv", csv_bytes(twice, dummy_rows(twice, 2)))
+    columns = _table(settings, catalog, d, "IR_BEN_R").check("columns")
+    assert (columns.passed, columns.severity, columns.failures, columns.columns) == (False, WARN, 1, ["BEN_NAI_ANN"])
+    assert columns.sample == [{"path": "twice.csv", "duplicated": ["BEN_NAI_ANN"]}]
+
+
 def test_columns_expected_by_the_year_of_the_data(settings, reference_catalog):
     """The schemas date their columns (dateCreated/dateDeleted): a 2012 MCO link table has no COH_NAI_RET (2013),
     and neither has it ENT_AM (2009-2011) by 2012; the same header delivered for 2013, or for 2010, misses them."""
