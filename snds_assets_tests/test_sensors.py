@@ -296,6 +296,45 @@ def test_a_cursor_of_the_previous_format_is_read(env):
     assert back.run_requests[0].run_key not in (f"2026-11-15:{first}", changed.run_requests[0].run_key)
 
 
+
+def test_a_changed_manifest_gets_a_new_run_key_after_the_cursor_was_reset(env):
+    """A sensor's cursor may be reset (from the UI), which restarts the count of its requests: the run key of a
+    changed manifest must differ all the same, since Dagster silently drops a run whose key it has seen."""
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F", "T_MCO23C"])
+    first = _tick(defs, instance, "cnam_deliveries")
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
+    reset = _tick(defs, instance, "cnam_deliveries")  # no cursor: reset
+    assert [r.partition_key for r in reset.run_requests] == ["2026-11-15"]
+    assert reset.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_a_reception_mark_that_cannot_be_read_leaves_the_delivery_waiting(env, monkeypatch):
+    """Whether the manifest was already received is not known: the delivery is neither requested (it may have been,
+    by `snds ingest`) nor put in the cursor (it is looked at again at the next tick); the others go on."""
+    from snds_assets.reception import report
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
+    _write_manifest(landing, "2026-11-16", ["ER_PRS_F"])
+    readable = report.received_manifest
+
+    def flaky(settings_, delivery_id):
+        if delivery_id == "2026-11-15":
+            raise OSError("connection reset by peer")
+        return readable(settings_, delivery_id)
+
+    monkeypatch.setattr(report, "received_manifest", flaky)
+    result = _tick(defs, instance, "cnam_deliveries")
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-16"]
+    assert "2026-11-15" not in json.loads(result.cursor)
+    monkeypatch.setattr(report, "received_manifest", readable)
+    assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries", result.cursor).run_requests] == [
+        "2026-11-15"]
+
+
 def _project(settings, project_id, tables, criterion='drug: {cip13: ["3400930000001"]}'):
     folder = Path(settings.projects)
     folder.mkdir(parents=True, exist_ok=True)
@@ -442,6 +481,41 @@ def test_refresh_registers_a_project_not_yet_a_partition(env):
     assert {r.partition_key for r in result.run_requests} <= set(instance.get_dynamic_partitions("projects"))
     assert result.cursor
 
+
+
+def test_refresh_follows_the_tables_on_the_way_to_the_patient(env):
+    """An extract of T_MCOaaB keeps the stays whose T_MCOaaC row links to the cohort (SPEC §3): a delivery of
+    T_MCOaaC alone changes it, as one of ER_PRS_F changes an extract of ER_PHA_F."""
+    settings, defs, instance = env
+    _project(settings, "pmsi", ["T_MCOaaB"], criterion='ald: {icd10: ["E11"]}')
+    _project(settings, "drugs", ["ER_PHA_F"], criterion='ald: {icd10: ["E11"]}')
+    instance.add_dynamic_partitions("projects", ["pmsi", "drugs"])
+    start = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["T_MCO23C"])
+    _report(instance, "2024-02-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts", start.cursor)) == {
+        ("pmsi", "2024-01-15"), ("drugs", "2024-02-15")}
+
+
+def test_an_invalid_project_request_holds_back_no_other_project(env):
+    """An invalid request is logged and skipped by both sensors: the projects after it are extracted and refreshed,
+    and it is extracted once corrected."""
+    settings, defs, instance = env
+    folder = Path(settings.projects)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a-broken.yaml").write_text("id: a-broken\ntables: [ER_PRS_F]\n")  # no period, no cohort
+    _project(settings, "b-fine", ["ER_PRS_F"])
+    result = _tick(defs, instance, "project_requests")
+    assert [r.partition_key for r in result.run_requests] == ["b-fine"]
+    assert "a-broken" not in json.loads(result.cursor)
+
+    instance.add_dynamic_partitions("projects", ["b-fine"])
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("b-fine", "2024-01-15")}
+
+    _project(settings, "a-broken", ["ER_PRS_F"])
+    assert [r.partition_key for r in _tick(defs, instance, "project_requests", result.cursor).run_requests] == [
+        "a-broken"]
 
 
 def test_project_edited_back_to_earlier_content_runs_again(env):
