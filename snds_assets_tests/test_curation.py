@@ -805,6 +805,34 @@ def test_recuration_withdraws_the_delivery_report_until_the_next_one(spark, sett
     assert [p.delivery_id for p in state.parts("IR_BEN_R")] == ["2024-03-01"]
 
 
+
+def test_a_publication_that_fails_leaves_the_published_partition_in_place(settings, monkeypatch):
+    """The partition in place is moved aside before the new one is renamed in: were that rename to fail, readers
+    would find no partition at all (the family's current state would lose a delivery). It is put back."""
+    from snds_assets.curation import publish as publishing
+
+    lake = Lake(settings.lake)
+    target, staged = Path(lake.curated("IR_BEN_R", "2024-03-01")), Path(lake.root) / "_staging" / "x" / "curated"
+    for folder, content in ((target, b"published"), (staged, b"new")):
+        folder.mkdir(parents=True)
+        (folder / "part-00000.parquet").write_bytes(content)
+    move = publishing._move
+
+    def failing(fs, src, dst):
+        if src.rstrip("/").endswith("curated"):
+            raise OSError("no space left on device")
+        move(fs, src, dst)
+
+    monkeypatch.setattr(publishing, "_move", failing)
+    with pytest.raises(OSError, match="no space left"):
+        publishing.publish(str(staged), str(target))
+    assert (target / "part-00000.parquet").read_bytes() == b"published"
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]  # nothing left aside
+    monkeypatch.setattr(publishing, "_move", move)
+    publishing.publish(str(staged), str(target))
+    assert (target / "part-00000.parquet").read_bytes() == b"new" and not staged.exists()
+
+
 @pytest.mark.parametrize("name, decoy", [("part[1].csv", "part1.csv"), ("p?x.csv", "pax.csv"),
                                          ("a{b}.csv", None), ("c\\d*.csv", "c\\dd.csv")])
 def test_a_delivered_file_name_is_read_as_written(spark, settings, catalog, name, decoy):
@@ -965,6 +993,34 @@ def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(setti
             assert list(state.plan("ER_PRS_F", after=(delivery_id, mine))) == ["2026-12-01_02", "2026-12-01_2"]
     full = [Part(i, None, domain.FULL) for i in sorted(ids, key=delivery_order)]
     assert list(CurrentState.compose(full)) == ["2026-12-01_2"]
+
+
+
+def test_current_state_from_the_reports_alone(settings, catalog):
+    """Which partitions make up a family's state, from the reception reports (no Spark): same-day deliveries in
+    suffix order (``_10`` after ``_9``, the order of the state's rows and of the deliveries an extract used); a
+    PMSI year delivered full replaces that year only, incremental adds to it; a rejected delivery counts for
+    nothing, even full."""
+    ids = ["2026-12-01", "2026-12-01_9", "2026-12-01_10"]
+    for delivery_id in ids:
+        Delivery(settings, catalog, delivery_id).table("ER_PRS_F", ["DCT_ORD_NUM"], []).accept()
+    Delivery(settings, catalog, "2026-12-02").table("ER_PRS_F", ["DCT_ORD_NUM"], [], mode="full").accept("rejected")
+
+    def mco(delivery_id: str, *tables: tuple[str, str | None], status: str = "accepted") -> None:
+        d = Delivery(settings, catalog, delivery_id)
+        for name, mode in tables:
+            d.table(name, MCO_C_HEADER, [], mode=mode)
+        d.accept(status)
+
+    mco("2024-01-01", ("T_MCO22C", None), ("T_MCO23C", None))  # full by default
+    mco("2024-02-01", ("T_MCO23C", "incremental"))
+    mco("2024-03-01", ("T_MCO23C", "full"))
+    mco("2024-04-01", ("T_MCO23C", "incremental"))
+    mco("2024-05-01", ("T_MCO22C", "full"), status="rejected")
+    state = CurrentState(None, settings, catalog)
+    assert state.deliveries("ER_PRS_F") == ids
+    assert state.plan("T_MCOaaC") == {"2024-01-01": {2022}, "2024-03-01": {2023}, "2024-04-01": {2023}}
+    assert list(state.plan("T_MCOaaC")) == ["2024-01-01", "2024-03-01", "2024-04-01"]
 
 
 def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):

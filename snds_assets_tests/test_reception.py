@@ -1062,6 +1062,23 @@ def test_a_failing_family_stops_the_others_from_starting():
     assert begun == ["IR_BEN_R"]
 
 
+
+def test_a_family_whose_parent_is_not_in_the_delivery_does_not_wait_for_it():
+    """A monthly DCIR delivery brings ER_PRS_F and ER_PHA_F without IR_BEN_R (checked against the current state):
+    ER_PRS_F starts at once, ER_PHA_F after it."""
+    from snds_assets.catalog import Catalog
+    from snds_assets.config import PACKAGED_SCHEMAS
+    from snds_assets.domain import acyclic_parents
+    from snds_assets.reception.assets import curation_order
+    from snds_assets.reception.receive import in_dependency_order
+
+    parents = acyclic_parents(Catalog.load(PACKAGED_SCHEMAS))
+    assert "IR_BEN_R" in parents["ER_PRS_F"]
+    order = curation_order(["ER_PHA_F", "ER_PRS_F"], parents)
+    assert order == ["ER_PRS_F", "ER_PHA_F"]
+    assert [f for f, _ in in_dependency_order(order, parents, str.lower, workers=2)] == order
+
+
 # --- a foreign key inside a cycle (T_MCOaaC -> T_MCOaaB) -------------------------------------------------------
 MCO_B = ["ETA_NUM", "RSA_NUM", "DGN_PAL"]
 MCO_C = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "EXE_SOI_DTD"]
