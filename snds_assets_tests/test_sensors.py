@@ -618,3 +618,22 @@ def test_refresh_after_an_extraction_that_read_the_state_before_the_delivery(env
     late = _extraction_run(instance, "p")  # started after the report: it read the delivery
     _extracted_by(instance, late, "p", fingerprint)
     assert not _tick(defs, instance, "refresh_extracts", start.cursor).run_requests
+
+
+def test_refresh_after_an_extraction_between_two_deliveries_of_one_tick(env):
+    """Two deliveries p reads, accepted between two ticks, and an extraction of p started between their reports:
+    it read the first, not the second. p is refreshed, its latest delivery deciding, not the first."""
+    from snds_assets.provision.request import list_requests
+
+    settings, defs, instance = env
+    _project(settings, "p", ["ER_PRS_F"])
+    instance.add_dynamic_partitions("projects", ["p"])
+    fingerprint = dict(list_requests(settings))["p"]
+    start = _tick(defs, instance, "refresh_extracts")
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    time.sleep(0.01)
+    between = _extraction_run(instance, "p")
+    time.sleep(0.01)
+    _report(instance, "2024-02-15", ["ER_PRS_F"])
+    _extracted_by(instance, between, "p", fingerprint)
+    assert _refreshed(_tick(defs, instance, "refresh_extracts", start.cursor)) == {("p", "2024-01-15, 2024-02-15")}
