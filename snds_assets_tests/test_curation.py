@@ -805,7 +805,6 @@ def test_recuration_withdraws_the_delivery_report_until_the_next_one(spark, sett
     assert [p.delivery_id for p in state.parts("IR_BEN_R")] == ["2024-03-01"]
 
 
-
 def test_a_publication_that_fails_leaves_the_published_partition_in_place(settings, monkeypatch):
     """The partition in place is moved aside before the new one is renamed in: were that rename to fail, readers
     would find no partition at all (the family's current state would lose a delivery). It is put back."""
@@ -993,7 +992,6 @@ def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(setti
             assert list(state.plan("ER_PRS_F", after=(delivery_id, mine))) == ["2026-12-01_02", "2026-12-01_2"]
     full = [Part(i, None, domain.FULL) for i in sorted(ids, key=delivery_order)]
     assert list(CurrentState.compose(full)) == ["2026-12-01_2"]
-
 
 
 def test_current_state_from_the_reports_alone(settings, catalog):

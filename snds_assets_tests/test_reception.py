@@ -347,7 +347,6 @@ def test_missing_file_is_reported_and_earlier_copy_removed(settings, catalog):
     assert "1 file(s) could not be counted" in table.check("row_count").details
 
 
-
 def test_a_path_naming_a_folder_is_a_missing_file(settings, catalog):
     """A manifest path that names a folder of the delivery (``IR_BEN_R``, whose files an earlier reception of the
     delivery archived) is a file missing from the delivery: removing its earlier archive hit the lake's folder
@@ -405,7 +404,6 @@ def test_latin1_file_declared_utf8_is_unreadable(settings, catalog):
     declared.add("IR_BEN_R", "latin.csv", csv_bytes(cols, rows, encoding="latin-1"))
     ok = _table(settings, catalog, declared, "IR_BEN_R")
     assert ok.files[0].readable and all(c.passed for c in ok.checks)
-
 
 
 def test_a_file_whose_lines_end_with_a_lone_carriage_return_is_unreadable(settings, catalog):
@@ -1060,7 +1058,6 @@ def test_a_failing_family_stops_the_others_from_starting():
     with pytest.raises(RuntimeError, match="IR_BEN_R failed"):
         list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2))
     assert begun == ["IR_BEN_R"]
-
 
 
 def test_a_family_whose_parent_is_not_in_the_delivery_does_not_wait_for_it():

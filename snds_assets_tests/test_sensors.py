@@ -296,7 +296,6 @@ def test_a_cursor_of_the_previous_format_is_read(env):
     assert back.run_requests[0].run_key not in (f"2026-11-15:{first}", changed.run_requests[0].run_key)
 
 
-
 def test_a_changed_manifest_gets_a_new_run_key_after_the_cursor_was_reset(env):
     """A sensor's cursor may be reset (from the UI), which restarts the count of its requests: the run key of a
     changed manifest must differ all the same, since Dagster silently drops a run whose key it has seen."""
@@ -480,7 +479,6 @@ def test_refresh_registers_a_project_not_yet_a_partition(env):
         instance.add_dynamic_partitions(add.partitions_def_name, add.partition_keys)
     assert {r.partition_key for r in result.run_requests} <= set(instance.get_dynamic_partitions("projects"))
     assert result.cursor
-
 
 
 def test_refresh_follows_the_tables_on_the_way_to_the_patient(env):
