@@ -351,7 +351,7 @@ def _report(instance, delivery_id, tables, status="accepted"):
 
 
 def _refreshed(result) -> set[tuple[str, str]]:
-    return {(r.partition_key, r.tags["snds/delivery"]) for r in result.run_requests}
+    return {(r.partition_key, r.tags["snds/deliveries"]) for r in result.run_requests}
 
 
 @pytest.fixture()
@@ -460,6 +460,14 @@ def test_refresh_follows_the_cohort_sources(two_projects):
     # one refresh per project, after every delivery of the tick that concerns it
     assert _refreshed(result) == {("proj-a", "2024-01-15, 2024-03-15"), ("proj-b", "2024-02-15, 2024-03-15")}
     assert len(result.run_requests) == 2
+    # A refresh holds the latest delivery it reads from being received again meanwhile (the queue's limit and
+    # `snds ingest` look for one id in the tag, which holds one value): it was "2024-01-15, 2024-03-15", no id.
+    from dagster._core.test_utils import create_run_for_test
+
+    from snds_assets.reception.assets import receptions_in_progress
+
+    run = create_run_for_test(instance, job_name="provision", tags=result.run_requests[0].tags)
+    assert [r.run_id for r in receptions_in_progress(instance, "2024-03-15")] == [run.run_id]
     selection = next(r.asset_selection for r in result.run_requests if r.partition_key == "proj-a")
     assert AssetKey(["projects", "cohort"]) in selection
 

@@ -407,7 +407,9 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey):
             runs.append(RunRequest(
                 run_key=f"{project_id}:after:{deliveries[-1]}:{latest.storage_id}", partition_key=project_id,
                 asset_selection=project_selection(request, catalog),
-                tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": ", ".join(deliveries)},
+                # the latest delivery as the reception holds key on it (a tag holds one value), every one listed
+                tags={"snds/project": project_id, "snds/source": "refresh", "snds/delivery": deliveries[-1],
+                      "snds/deliveries": ", ".join(deliveries)},
             ))
         new = sorted(stale.keys() - known)
         return SensorResult(
