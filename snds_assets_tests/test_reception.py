@@ -128,6 +128,7 @@ def _with_table(name) -> str:
     (_with_file(rows=True), DID, "rows must be a whole number of at least 0, not true"),
     (_with_file(rows="12"), DID, 'rows must be a whole number of at least 0, not "12"'),
     (_with_file(bytes=-1), DID, "bytes must be a whole number of at least 0, not -1"),
+    (_with_file(rows=-1), DID, "file 'IR_BEN_R.csv': rows must be a whole number of at least 0, not -1"),
     (_with_file(rows=float("inf")), DID, "rows must be a whole number of at least 0, not Infinity"),
     # A table's name names its report fragments (_parts/<ID>/<TABLE>.raw.json): "../../../x" wrote outside the lake.
     (_with_table("../../../../x"), DID, "manifest table #1: table '../../../../x' must be a table name, not a path"),
@@ -148,6 +149,10 @@ def _with_table(name) -> str:
     (_with_file(path="IR_BEN_R/"), DID, "file path 'IR_BEN_R/' must name a file inside the delivery folder"),
     (_with_file(path="."), DID, "file path '.' must name a file inside the delivery folder"),
     (_with_file(path=None), DID, "file #1 of table IR_BEN_R: path must be a JSON string, not null"),
+    # A path out of the delivery folder would be read from outside the landing zone and archived outside raw/<ID>/.
+    (_with_file(path="../2026-11-14/IR_BEN_R.csv"), DID, "file path '../2026-11-14/IR_BEN_R.csv' must stay inside"),
+    (_with_file(path="IR_BEN_R/../../x.csv"), DID, "file path 'IR_BEN_R/../../x.csv' must stay inside"),
+    (_with_file(path="/etc/IR_BEN_R.csv"), DID, "file path '/etc/IR_BEN_R.csv' must stay inside the delivery folder"),
     (_with_file(sha256=None), DID, "file 'IR_BEN_R.csv': sha256 must be a JSON string, not null"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
@@ -239,6 +244,8 @@ def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatc
     (b'A;B\r\n1;x\ry\r\n2;y\r\n', 3, True),
     (b'A;B\r\n1;x\r\r\n', 2, True),
     (b'A;B\n1;x\n2;y\r', 3, False),  # the file's last line ended by CR: Spark reads the same records either way
+    (b'A;B\n1;x\n  ', 2, False),  # a last line of spaces, unended: blank all the same
+    (b'A;B\r\n1;x\r\n\t', 2, False),
 ])
 def test_record_counter_counts_what_spark_reads_whatever_the_chunks(data, records, multiline):
     """Every split of the stream into two chunks, and chunks of every small size: a quote opened in one chunk and
@@ -314,6 +321,7 @@ def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
     assert p1["expected_bytes"] == 12 and p1["actual_bytes"] == table.files[1].bytes
     assert (rows.passed, rows.failures, rows.severity) == (False, 2, ERROR)
     assert sorted((s["path"], s["expected"], s["actual"]) for s in rows.sample) == [("p2.csv", 50, 5), ("p3.csv", 2, 6)]
+    assert rows.details == "-41 rows against the manifest"  # 5 - 50 + 6 - 2: fewer rows delivered than announced
     assert table.check("file_present").passed and table.check("columns").passed
 
 
@@ -421,6 +429,74 @@ def test_a_file_whose_lines_end_with_a_lone_carriage_return_is_unreadable(settin
     assert "carriage return" in mac.error and mac.rows is None
     assert (unix.rows, windows.rows, windows.header) == (3, 3, cols)
     assert table.check("file_present").failures == 1 and table.check("row_count").passed
+
+
+def test_an_empty_file_and_a_header_alone_hold_no_rows(settings, catalog):
+    """A file of zero bytes has no header line to drop: 0 rows, not -1 (a manifest announcing 0 rows passes)."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "empty.csv", b"", rows=0)
+    d.add("IR_BEN_R", "header.csv", csv_bytes(cols, []), rows=0)
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    empty, header = table.files
+    assert (empty.rows, empty.header, empty.readable, empty.bytes) == (0, [], True, 0)
+    assert (header.rows, header.header) == (0, cols)
+    assert table.check("row_count").passed and table.check("checksum").passed
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(settings, catalog):
+    """A file written by Excel starts with a BOM: the first column is still the key column, not "\ufeffBEN_..."."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "bom.csv", b"\xef\xbb\xbf" + csv_bytes(cols, dummy_rows(cols, 3)))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    assert (table.files[0].header, table.files[0].rows, table.files[0].readable) == (cols, 3, True)
+    assert table.check("columns").passed
+
+
+def test_empty_lines_before_the_header_are_not_the_header(settings, catalog):
+    """Spark skips empty lines before the header; the archive reads its header after them, and counts no row
+    for them."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "lead.csv", b"\n\r\n" + csv_bytes(cols, dummy_rows(cols, 3), newline="\r\n"), rows=3)
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    assert (table.files[0].header, table.files[0].rows) == (cols, 3)
+    assert table.check("columns").passed and table.check("row_count").passed
+
+
+def test_an_invalid_utf8_sequence_split_by_an_ascii_chunk_is_found(settings, catalog, monkeypatch):
+    """The first byte of a two-byte character, an ASCII chunk, then a continuation byte: not UTF-8, whatever the
+    chunks (the ASCII chunk must go through the decoder while a character is pending)."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "split.csv", csv_bytes(cols, []) + b"\xc3x\xa9" + b";x" * (len(cols) - 1) + b"\n", rows=1)
+    monkeypatch.setattr(archive_mod, "CHUNK_SIZE", 1)
+    f = _table(settings, catalog, d, "IR_BEN_R").files[0]
+    assert not f.readable and "not valid utf-8 text at line 2" in f.error
+
+
+def test_a_gzip_file_padded_with_zeros_is_read_as_gzip_reads_it(settings, catalog):
+    """Zero bytes after the last gzip member (a block-padded transfer) are tolerated, as by gzip -d: the file is
+    readable, its rows counted, and archived and hashed with its padding, as delivered."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    padded = gzip.compress(csv_bytes(cols, dummy_rows(cols, 4)), mtime=0) + b"\0" * 512
+    (d.folder / "padded.csv.gz").write_bytes(padded)
+    d.announce("IR_BEN_R", "padded.csv.gz", rows=4, sha256=hashlib.sha256(padded).hexdigest(), bytes=len(padded))
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    f = table.files[0]
+    assert (f.readable, f.rows, f.header, f.error) == (True, 4, cols, None)
+    assert _lake(settings, "raw", DID, "padded.csv.gz").read_bytes() == padded
+    assert all(c.passed for c in table.checks)
+
+
+def test_errors_of_the_storage_are_one_line():
+    from snds_assets.reception.storage import one_line
+
+    assert one_line(OSError("connection reset\n  by peer\r\n")) == "connection reset by peer"
+    assert one_line(TimeoutError()) == "TimeoutError"
+
 
 def test_wrong_delimiter_misses_key_columns(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
@@ -635,6 +711,8 @@ def test_unreadable_source_leaves_no_archive(settings, catalog, monkeypatch):
     assert (f.present, f.readable, f.error) == (True, False, "read failed: connection reset")
     assert not _lake(settings, "raw", DID, "a.csv").exists() and _no_staging_left(settings)
     assert table.check("file_present").failures == 1
+    checksum = table.check("checksum")  # its bytes were not all read: no hash to compare, not a mismatch
+    assert (checksum.evaluated, checksum.failures, checksum.details) == (False, 0, "no delivered file to hash")
 
 
 # --- the report ---------------------------------------------------------------------------------------------
