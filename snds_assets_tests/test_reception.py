@@ -893,6 +893,31 @@ def test_html_twin_is_self_contained(settings, catalog):
         assert text in page
 
 
+def test_html_twin_counts_what_the_json_report_counts(settings, catalog):
+    """The readable twin is what an operator sends back to CNAM: its totals are the JSON report's, each table's
+    row lists its failed checks only, and a table never curated has its announced rows unaccounted for."""
+    ben, imb = list(catalog["IR_BEN_R"].columns), list(catalog["IR_IMB_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 1200)))
+    d.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(imb, dummy_rows(imb, 7)))
+    d.announce("IR_IMB_R", "IR_IMB_R.csv", rows=9)
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(1200, 3, {
+        "name": "range", "severity": WARN, "failures": 3, "columns": ["BEN_NAI_ANN"]}))
+    report = build_report(settings, catalog, manifest)
+    imb_entry = report["tables"]["IR_IMB_R"]
+    reconciled = next(c for c in imb_entry["checks"] if c["name"] == "rows_reconciled")
+    assert (reconciled["passed"], reconciled["failures"]) == (False, 9)  # the announced rows, not the one file
+    assert "its 9 announced rows are not accounted for" in reconciled["details"]
+
+    page = _lake(settings, "reports", "deliveries", f"{DID}.html").read_text(encoding="utf-8")
+    thin = "\u202f"
+    assert f"<p>Rows announced 1{thin}209, read 1{thin}200, curated 1{thin}197, rejected 3.</p>" in page
+    rows = {m[1]: m[0] for m in re.finditer(r"<tr><td>([A-Z_]+)</td><td>[A-Z_]+</td>.*?</tr>", page)}
+    assert rows["IR_BEN_R"].endswith("<td>range (WARN)</td></tr>")
+    assert rows["IR_IMB_R"].endswith("<td>row_count (ERROR), rows_reconciled (ERROR)</td></tr>")
+
+
 def test_table_status():
     ok = {"name": "x", "severity": ERROR, "passed": True}
     warn = {"name": "range", "severity": WARN, "passed": False}
