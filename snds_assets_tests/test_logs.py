@@ -220,3 +220,30 @@ def test_a_partition_replaced_under_a_reader_is_told_as_such():
                            "read it (the delivery was received again meanwhile): run again once that reception has "
                            "ended"), line
     assert java_failure(trace.replace("/curated/", "/raw/")).startswith("Spark failed: java.io.FileNotFoundException")
+
+
+def test_json_events_keep_their_level_and_the_message_as_logged(capsys):
+    """An operator filters the JSON lines by level (a failed step is an ERROR) and reads the message as the step
+    logged it, not Dagster's decorated line."""
+    defs = Definitions(assets=[a, broken], jobs=[define_asset_job("m")], loggers={"json": json_logger})
+    result = defs.resolve_job_def("m").execute_in_process(
+        run_config={"loggers": {"json": {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [failure] = [e for e in events if e["event"] == "STEP_FAILURE"]
+    assert (failure["level"], failure["asset"], failure["run_id"]) == ("ERROR", "broken", result.run_id)
+    [logged] = [e for e in events if e["event"] == "log" and "doing a" in e["message"]]
+    assert (logged["level"], logged["message"], logged["asset"]) == ("INFO", "[1/1] doing a", "a")
+
+
+def test_progress_lines_name_failed_checks_only(capsys):
+    """A passed check is no line of the terminal's progress: "check …:file_present failed" would send the operator
+    after a file that is fine."""
+    defs = Definitions(assets=[receive], jobs=[define_asset_job("r")], loggers={"progress": progress_logger})
+    result = defs.resolve_job_def("r").execute_in_process(
+        run_config={"loggers": {"progress": {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    err = capsys.readouterr().err
+    assert "check curated/T:type failed (ERROR)" in err
+    assert "file_present" not in err
