@@ -681,3 +681,58 @@ def test_a_spark_analysis_error_reaches_the_details_log_not_the_terminal(spark, 
     with pytest.raises(AnalysisException):  # outside a command, PySpark's own handlers again
         spark.range(1).select(F.col("AFTER_THE_COMMAND")).collect()
     assert "AFTER_THE_COMMAND" not in details_log(settings.home).read_text()
+
+
+@pytest.mark.parametrize("status, code", [("accepted", 0), ("rejected", 1)])
+def test_delivery_report_exit_status_follows_its_verdict(snds_env, capsys, status, code):
+    """SPEC §4 for `snds report DELIVERY_ID`: 1 when the delivery was rejected, and the summary names the failed
+    checks of each table."""
+    import json
+
+    checks = [{"name": "checksum", "passed": True}, {"name": "row_count", "passed": status == "accepted"}]
+    report = snds_env / "lake" / "reports" / "deliveries" / "2024-01-15.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"delivery_id": "2024-01-15", "status": status, "tables": {"IR_BEN_R": {
+        "family": "IR_BEN_R", "status": status, "rows_manifest": 5, "rows_read": 4, "rows_curated": 4,
+        "rows_rejected": 0, "checks": checks}}}))
+    assert main(["report", "2024-01-15"]) == code
+    out = capsys.readouterr().out
+    assert f"delivery 2024-01-15: {status.upper()}" in out
+    assert ("failed: row_count" in out) is (status == "rejected") and "failed: checksum" not in out
+
+
+def _failing_command(monkeypatch, exc: BaseException) -> None:
+    from snds_assets import commands
+
+    def cmd_report(settings, args, log_format):
+        raise exc
+
+    monkeypatch.setattr(commands, "cmd_report", cmd_report)
+
+
+def test_an_interrupted_command_exits_2(snds_env, monkeypatch, capsys):
+    """Ctrl-C is not "done and accepted": a script chaining `snds ingest && snds extract` must stop."""
+    _failing_command(monkeypatch, KeyboardInterrupt())
+    assert main(["report", "2024-01-15"]) == EXIT_ERROR
+    assert capsys.readouterr().err == "snds: interrupted\n"
+
+
+def test_a_user_error_of_several_lines_is_told_on_one(snds_env, monkeypatch, capsys):
+    from snds_assets.cli import UsageError
+
+    _failing_command(monkeypatch, UsageError("projects/p1.yaml: mapping values are not allowed here\n  in line 3"))
+    assert main(["report", "2024-01-15"]) == EXIT_ERROR
+    assert capsys.readouterr().err == ("snds: error: projects/p1.yaml: mapping values are not allowed here in line 3\n")
+    assert not (snds_env / "logs" / "snds-error.log").exists()  # a user error has no traceback to keep
+
+
+def test_an_unexpected_error_points_to_its_traceback(snds_env, monkeypatch, capsys):
+    """SPEC §4: one line, never a traceback, on the terminal; the traceback is kept in the details log, which the
+    line names."""
+    _failing_command(monkeypatch, RuntimeError("the reception report of 2024-01-15 was not written"))
+    assert main(["report", "2024-01-15"]) == EXIT_ERROR
+    log = snds_env / "logs" / "snds-error.log"
+    assert capsys.readouterr().err == (f"snds: error: the reception report of 2024-01-15 was not written "
+                                       f"(details in {log})\n")
+    text = log.read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in text and "RuntimeError: the reception report" in text
