@@ -32,7 +32,8 @@ class Delivery:
 
     def add(self, table: str, path: str, data: bytes, gz: bool = False, mode: str | None = None,
             rows: int | None = None) -> bytes:
-        """Write ``data`` (gzipped when ``gz``) at ``path``; the manifest describes the file as written."""
+        """Write ``data`` (gzipped when ``gz``) at ``path``; the manifest describes the file as written (a path
+        written again is described again, not listed twice)."""
         payload = gzip.compress(data, mtime=0) if gz else data
         target = self.folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,7 @@ class Delivery:
         entry = self.tables.setdefault(table, {"table": table, "files": []})
         if mode:
             entry["mode"] = mode
+        entry["files"] = [f for f in entry["files"] if f["path"] != path]
         entry["files"].append({"path": path, "rows": rows, "sha256": hashlib.sha256(payload).hexdigest(),
                                "bytes": len(payload)})
         return payload

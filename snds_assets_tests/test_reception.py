@@ -100,6 +100,14 @@ def _with_tables(*names) -> str:
     return json.dumps({"delivery_id": DID, "tables": [{"table": n, "files": [e]} for n, e in zip(names, entries)]})
 
 
+def _with_paths(*listed: tuple[str, str]) -> str:
+    """A manifest valid but for its (table, file path) entries, in order."""
+    tables: dict[str, list] = {}
+    for table, path in listed:
+        tables.setdefault(table, []).append({"path": path, "rows": 1, "sha256": "0" * 64, "bytes": 10})
+    return json.dumps({"delivery_id": DID, "tables": [{"table": t, "files": f} for t, f in tables.items()]})
+
+
 def _with_table(name) -> str:
     """A manifest valid but for its table's name."""
     entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}
@@ -153,6 +161,11 @@ def _with_table(name) -> str:
     (_with_file(path="../2026-11-14/IR_BEN_R.csv"), DID, "file path '../2026-11-14/IR_BEN_R.csv' must stay inside"),
     (_with_file(path="IR_BEN_R/../../x.csv"), DID, "file path 'IR_BEN_R/../../x.csv' must stay inside"),
     (_with_file(path="/etc/IR_BEN_R.csv"), DID, "file path '/etc/IR_BEN_R.csv' must stay inside the delivery folder"),
+    # One file listed twice was archived, counted and curated twice: its rows doubled, every key duplicated.
+    (_with_paths(("IR_BEN_R", "a.csv"), ("IR_BEN_R", "a.csv")), DID, "manifest lists file a.csv twice (table IR_BEN_R)"),
+    (_with_paths(("IR_BEN_R", "a.csv"), ("IR_IMB_R", "./a.csv")), DID,
+     "manifest lists file ./a.csv twice (tables IR_BEN_R and IR_IMB_R)"),
+    (_with_paths(("IR_BEN_R", "x/a.csv"), ("IR_BEN_R", "x//a.csv")), DID, "manifest lists file x//a.csv twice"),
     (_with_file(sha256=None), DID, "file 'IR_BEN_R.csv': sha256 must be a JSON string, not null"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):

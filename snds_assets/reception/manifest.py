@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -224,5 +225,13 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
             twice = "" if seen[t.table.upper()] == t.table else f" (as {seen[t.table.upper()]} and {t.table})"
             raise ManifestError(f"manifest lists table {t.table} twice{twice}")
         seen[t.table.upper()] = t.table
+    listed: dict[str, str] = {}
+    for t in tables:  # one file listed twice was archived, counted and curated twice: rows doubled, keys duplicated
+        for f in t.files:
+            same = posixpath.normpath(f.path)  # ./a.csv and x//a.csv name a.csv and x/a.csv
+            if same in listed:
+                where = f"table {t.table}" if listed[same] == t.table else f"tables {listed[same]} and {t.table}"
+                raise ManifestError(f"manifest lists file {f.path} twice ({where})")
+            listed[same] = t.table
     return Manifest(delivery_id, tuple(tables), str(data.get("producer") or "CNAM"),
                     str(data.get("created_at") or ""), fmt)
