@@ -156,6 +156,7 @@ def _with_table(name) -> str:
     (_with_file(path=""), DID, "file path '' must name a file inside the delivery folder"),
     (_with_file(path="IR_BEN_R/"), DID, "file path 'IR_BEN_R/' must name a file inside the delivery folder"),
     (_with_file(path="."), DID, "file path '.' must name a file inside the delivery folder"),
+    (_with_file(path="./manifest.json"), DID, "file path './manifest.json' names the manifest itself"),
     (_with_file(path=None), DID, "file #1 of table IR_BEN_R: path must be a JSON string, not null"),
     # A path out of the delivery folder would be read from outside the landing zone and archived outside raw/<ID>/.
     (_with_file(path="../2026-11-14/IR_BEN_R.csv"), DID, "file path '../2026-11-14/IR_BEN_R.csv' must stay inside"),

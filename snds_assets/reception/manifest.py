@@ -176,6 +176,8 @@ def _file(table: str, j: int, entry: dict) -> DeliveredFile:
         raise ManifestError(f"file path {path!r} must stay inside the delivery folder")
     if path.split("/")[-1] in ("", "."):
         raise ManifestError(f"file path {path!r} must name a file inside the delivery folder, not a folder")
+    if posixpath.normpath(path) == MANIFEST:  # its archive would overwrite the archived manifest, or the other way
+        raise ManifestError(f"file path {path!r} names the manifest itself: a data file needs a name of its own")
     sha256 = entry["sha256"]
     if not isinstance(sha256, str):
         raise ManifestError(f"file {path!r}: sha256 must be a JSON string, not {json.dumps(sha256)}")
