@@ -383,7 +383,8 @@ def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_
     for name in kept + dropped + ["reports/deliveries/2026-11-15.json"]:
         az_env.upload_blob(f"{PREFIX}/lake/{name}", b"x")
     received = json.loads((tmp_path / "local-landing" / "2026-11-15" / "manifest.json").read_text())
-    received["tables"].append({**received["tables"][0], "table": "IR_IMB_R"})  # the earlier reception's manifest
+    first = received["tables"][0]  # the earlier reception's manifest had IR_IMB_R too, in a file of its own
+    received["tables"].append({**first, "table": "IR_IMB_R", "files": [{**first["files"][0], "path": "IR_IMB_R.csv"}]})
     az_env.upload_blob(f"{PREFIX}/lake/raw/2026-11-15/manifest.json", json.dumps(received).encode())
     kept.append("raw/2026-11-15/manifest.json")
     earlier = archived_manifest(settings, "2026-11-15")
