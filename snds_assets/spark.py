@@ -98,8 +98,9 @@ def java_version(java: Path) -> Optional[int]:
 
 
 def check_java() -> None:
-    """Fail at once, in one line, when a local Spark session could not start its JVM: PySpark runs
-    ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else the ``java`` on PATH (``spark-class``)."""
+    """Fail at once, in one line, when a local Spark session could not start its JVM (no Java, or one older than
+    ``MIN_JAVA``): PySpark runs ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else the ``java`` on PATH
+    (``spark-class``)."""
     home = os.environ.get("JAVA_HOME")
     if home:
         java = Path(home) / "bin" / "java"
