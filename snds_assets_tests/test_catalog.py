@@ -308,3 +308,31 @@ def test_packaged_constraints_hold_for_snds_conventions(packaged_catalog):
             if f.type in ("number", "integer") and any(part in f.name for part in ("QSN", "QTE", "MNT", "NBR")):
                 assert "minimum" not in f.constraints, f"{table.name}.{f.name}: regularisations are negative"
             assert "unique" not in f.constraints, f"{table.name}.{f.name}: uniqueness belongs to primaryKey"
+
+
+# --- Schema history and bare nomenclature references (mutation audit) ------------------------------------------
+def test_field_history_bounds_are_created_inclusive_deleted_exclusive(reference_catalog):
+    """A field created in C is in files of C; one deleted in D is not expected in files of D (dates or years)."""
+    from snds_assets.catalog import Field
+
+    field_ = Field("X", "string", date_created="2013", date_deleted="2017-03-01")
+    assert [y for y in range(2010, 2020) if field_.in_use(y)] == [2013, 2014, 2015, 2016]
+    assert Field("X", "string").in_use(1990) and Field("X", "string", date_created="2013-01-01").in_use(2013)
+    assert not Field("X", "string", date_deleted="2013").in_use(2013)
+    rpss = reference_catalog["T_HADaaB"].field("RPSS_VER")  # dateCreated 2005, dateDeleted 2010
+    assert (rpss.in_use(2004), rpss.in_use(2005), rpss.in_use(2009), rpss.in_use(2010)) == (False, True, True, False)
+
+
+def test_bare_nomenclature_reference_takes_the_role_code_else_the_last_key_column(tmp_path):
+    """A nomenclature keyed on (group, code) is looked up on its code: the last primaryKey column."""
+    for name, schema in {
+        "N_LAST_V": {"name": "N_LAST_V", "fields": [{"name": "grp"}, {"name": "cod"}], "primaryKey": ["grp", "cod"]},
+        "N_ROLE_V": {"name": "N_ROLE_V", "fields": [{"name": "lib"}, {"name": "cod", "role": "code"}],
+                     "primaryKey": ["lib"]},
+    }.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(schema), encoding="utf-8")
+        (tmp_path / f"{name}.csv").write_text("A;B\n1;2\n", encoding="utf-8")
+    (tmp_path / "N_CSV_V.csv").write_text("\ufeffcode_x;lib\n1;a\n", encoding="utf-8")
+    assert locate_nomenclature(tmp_path, ("N_LAST_V", "")).code_column == "COD"
+    assert locate_nomenclature(tmp_path, ("N_ROLE_V", "")).code_column == "COD"
+    assert locate_nomenclature(tmp_path, ("N_CSV_V", "")).code_column == "CODE_X"

@@ -736,3 +736,39 @@ def test_an_unexpected_error_points_to_its_traceback(snds_env, monkeypatch, caps
                                        f"(details in {log})\n")
     text = log.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in text and "RuntimeError: the reception report" in text
+
+
+# --- Settings bounds, empty variables and the child environment (mutation audit) --------------------------------
+@pytest.mark.parametrize("value", ["0", "1", "0.5"])
+def test_reject_tolerance_bounds_are_accepted(tmp_path, value):
+    """0 (no rejected row tolerated) and 1 are shares too."""
+    settings = Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_REJECT_TOLERANCE": value})
+    assert settings.reject_tolerance == float(value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", ""])
+def test_parallel_families_must_be_at_least_one(tmp_path, value):
+    env = {"SNDS_HOME": str(tmp_path), "SNDS_PARALLEL_FAMILIES": value}
+    if value == "":  # an empty variable is unset: the default
+        assert Settings.from_env(env=env).parallel_families == 2
+        return
+    with pytest.raises(ValueError, match=f"SNDS_PARALLEL_FAMILIES must be a positive integer, got '{value}'"):
+        Settings.from_env(env=env)
+
+
+def test_an_empty_variable_is_unset(tmp_path):
+    s = Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_LAKE": "", "SPARK_REMOTE": "", "SNDS_SCHEMAS": ""})
+    assert s.lake == str(tmp_path / "lake") and s.spark_remote is None
+    assert s.schemas == str(PACKAGED_SCHEMAS.resolve())
+
+
+def test_a_child_process_environment_gives_back_the_same_settings(tmp_path, monkeypatch):
+    """``as_env`` is what Dagster runs read: every setting, relative nomenclatures made absolute, survives it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "noms").mkdir()
+    s = Settings.from_env(env={"SNDS_HOME": str(tmp_path / "h"), "SNDS_NOMENCLATURES": "noms",
+                               "SNDS_REJECT_TOLERANCE": "0", "SNDS_PARALLEL_FAMILIES": "5",
+                               "SPARK_REMOTE": "sc://h:15002/;token=t"})
+    assert s.nomenclatures == str(tmp_path / "noms")
+    assert (s.reject_tolerance, s.parallel_families) == (0.0, 5)
+    assert Settings.from_env(env=s.as_env()) == s

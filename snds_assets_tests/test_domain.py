@@ -318,3 +318,56 @@ def test_a_version_number_is_not_held_to_its_schema_snapshot(reference_catalog):
     assert not domain.enum_checked(b.by_name["GRG_VER"]) and not domain.enum_checked(b.by_name["RSS_NUM"])
     assert not domain.enum_checked(reference_catalog["T_MCOaaC"].by_name["FOR_NUM"])
     assert domain.enum_checked(b.by_name["SEJ_TYP"]) and domain.enum_checked(b.by_name["COD_SEX"])
+
+
+# --- Contract lists, curation order, numeric floors (mutation audit) ---------------------------------------------
+SPEC_RETURN_CODES = {"NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET",
+                     "COH_NAI_RET", "COH_SEX_RET"}  # SPEC §3, SNDS.md
+
+
+def test_return_codes_and_placeholders_are_the_specs(catalog):
+    """Identification filters on exactly these: a code or placeholder lost here lets a bad link through."""
+    assert set(domain.PMSI_RETURN_CODES) == SPEC_RETURN_CODES
+    assert domain.PLACEHOLDER_NIRS == {"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXXXXXXS"}
+    mco_c = catalog["T_MCOaaC"]
+    checked = {r.column for r in domain.domain_rules(mco_c) if r.name == "return_code"}
+    assert checked == SPEC_RETURN_CODES & set(mco_c.columns) and "COH_SEX_RET" in checked
+
+
+def test_curation_order_is_acyclic_and_defers_the_stay_key_cycle(catalog):
+    import graphlib
+
+    graph = domain.acyclic_parents(catalog)
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+    assert domain.cyclic_parents(catalog)["T_MCOaaC"] == ["T_MCOaaB"]
+    assert "T_MCOaaC" in graph["T_MCOaaB"]
+
+
+def test_signed_dcir_quantity_floor_mirrors_its_maximum():
+    def bounds(table_name, **constraints):
+        table = parse_table({"name": table_name, "fields": [{"name": "PRS_ACT_QTE", "type": "integer",
+                                                            "constraints": constraints}]})
+        return domain.numeric_bounds(table, table.field("PRS_ACT_QTE"))
+
+    assert bounds("ER_PRS_F", minimum=0, maximum=999) == (-999, 999)
+    assert bounds("ER_PRS_F", minimum=-5000, maximum=999) == (-5000, 999)
+    assert bounds("ER_PRS_F", minimum=0) == (None, None)
+    assert bounds("IR_XXX_R", minimum=0, maximum=999) == (0, 999)
+
+
+def test_every_finess_column_of_integer_type_is_curated_as_string():
+    table = parse_table({"name": "T_MCOaaB", "fields": [{"name": n, "type": "integer"}
+                                                        for n in ("ETA_NUM", "RSA_NUM", "ETA_NUM_GEO", "AGE_ANN")]})
+    types = {f.name: domain.effective_type(table, f) for f in table.fields}
+    assert types == {"ETA_NUM": "string", "RSA_NUM": "string", "ETA_NUM_GEO": "string", "AGE_ANN": "integer"}
+
+
+def test_an_archive_keeps_no_foreign_key_to_its_current_table():
+    ben = parse_table({"name": "IR_BEN_R", "fields": [{"name": "BEN_NIR_PSA"}, {"name": "BEN_RNG_GEM"}],
+                       "foreignKeys": [{"fields": "BEN_NIR_PSA", "reference": {"resource": "IR_BEN_R",
+                                                                               "fields": "BEN_NIR_PSA"}},
+                                       {"fields": "BEN_NIR_PSA", "reference": {"resource": "IR_NIR_V",
+                                                                               "fields": "BEN_NIR_PSA"}}]})
+    archive = domain.with_archives({"IR_BEN_R": ben})["IR_BEN_R_ARC"]
+    assert [fk.resource for fk in archive.foreign_keys] == ["IR_NIR_V"]
+    assert archive.columns == ben.columns
