@@ -129,7 +129,6 @@ def java_failure(message: str) -> str:
     return f"Spark failed: {root}" + (f" ({top})" if top and root not in top else "")
 
 
-
 def failure_cause(event):
     """The error info (class name, message) of the user's exception under Dagster's wrappers in a failure event,
     or None when the event carries none."""

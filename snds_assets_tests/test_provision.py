@@ -715,7 +715,6 @@ def test_a_new_cohort_withdraws_the_complete_report_of_the_earlier_one(spark, ca
     assert Path(Lake(settings.lake).project_report("again", "html")).exists()
 
 
-
 def test_an_extract_refuses_a_state_other_than_its_cohorts(spark, catalog, source, tmp_path):
     """`snds extract` alongside a reception: the cohort was identified in one IR_BEN_R, the delivery accepted
     meanwhile replaced it, and the IR_BEN_R extract, read from the new state, held none of the cohort's persons
