@@ -207,17 +207,20 @@ def key_columns(table: Table) -> tuple[str, ...]:
     return link.columns if link else ()
 
 
-def required_columns(table: Table) -> tuple[str, ...]:
+def required_columns(table: Table, year: int | None = None) -> tuple[str, ...]:
     """Key and identifier columns: missing from a file is an ERROR; empty in a row sends it to rejects.
 
     A death record (KI_*) that CépiDc could not match to a beneficiary (``DEATH_MATCHED`` not 1) has no
     BEN_IDT_ANO: it is a record all the same, so the person is not required there (the ``matched_death`` rule
-    checks that a matched record names its person)."""
+    checks that a matched record names its person). For files of a PMSI ``year``, a column the schema's history
+    says they do not carry yet, or no longer (``Field.in_use``), is not required of them: T_RIP10R3AD has no
+    SEJ_IDT (2011), T_MCO20FASTC no NIR_ANO_17 (dropped in 2008), T_HAD05B no ETA_NUM_EPMSI (2007)."""
     optional = {PERSON_COLUMN} if DEATH_MATCHED in table.by_name else set()
     out: list[str] = []
     for column in key_columns(table) + identifier_columns(table):
         if column in table.by_name and column not in out and column not in optional:
-            out.append(column)
+            if year is None or table.by_name[column].in_use(year):
+                out.append(column)
     return tuple(out)
 
 

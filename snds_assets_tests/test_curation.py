@@ -321,6 +321,44 @@ def test_a_regularisation_line_is_in_range_with_the_reference_schemas(spark, set
     assert check.failures == 2 and sorted(check.details.split("; ")) == ["PRS_ACT_NBR: 2", "PRS_ACT_QTE: 2"]
 
 
+def test_a_key_column_not_yet_in_use_is_not_required_of_that_years_files(spark, settings, reference_catalog):
+    """schema-snds dates SEJ_IDT of T_RIPaaR3AD from 2011: a 2010 file has no such column, and its rows are curated
+    (they went to rejects, every one of them) while the rest of the key is still required. Its primary key is not
+    whole that year, so rows repeating what there is of it are not reported as duplicates; 2012's key is checked."""
+    old_header = ["ETA_NUM_EPMSI", "ETA_NUM_TWO", "IPP_IRR_CRY", "ORD_NUM", "ASS_DGN"]
+    old_rows = ["123456789;123456789;IPP1;1;F200", "123456789;123456789;IPP2;1;F201", "123456789;123456789;IPP3;;F202"]
+    new_header = [f.name for f in reference_catalog["T_RIPaaR3AD"].fields if f.in_use(2012)]
+    assert "SEJ_IDT" in new_header and "SEJ_IDT" not in [f.name for f in reference_catalog["T_RIPaaR3AD"].fields
+                                                         if f.in_use(2010)]
+
+    def row(ipp: str, ord_num: str, stay: str) -> str:
+        values = {"ETA_NUM_EPMSI": "123456789", "ETA_NUM_TWO": "123456789", "IPP_IRR_CRY": ipp, "ORD_NUM": ord_num,
+                  "SEJ_IDT": stay, "ASS_DGN": "F200"}
+        return ";".join(values.get(c, "") for c in new_header)
+
+    new_rows = [row("IPP1", "1", "S1"), row("IPP2", "1", "S1"), row("IPP3", "1", "")]
+    d = Delivery(settings, reference_catalog, "2024-03-01").table("T_RIP10R3AD", old_header, old_rows)
+    d.table("T_RIP12R3AD", new_header, new_rows)
+    old, new = d.curate(spark, "T_RIPaaR3AD")
+
+    assert (old.rows_read, old.rows_curated, old.rows_rejected) == (3, 2, 1)
+    checks = by_name(old)
+    assert (checks["not_null"].failures, checks["not_null"].columns) == (1, ["ETA_NUM_EPMSI", "ORD_NUM"])
+    assert "SEJ_IDT not in files of 2010 by the schema's history" in checks["not_null"].details
+    assert "missing" not in checks["not_null"].details
+    assert not checks["primary_key"].evaluated and "SEJ_IDT not in files of 2010" in checks["primary_key"].details
+    assert checks["rows_reconciled"].passed
+
+    assert (new.rows_read, new.rows_curated, new.rows_rejected) == (3, 2, 1)
+    checks = by_name(new)
+    assert (checks["not_null"].failures, checks["not_null"].columns) == (1, ["ETA_NUM_EPMSI", "ORD_NUM", "SEJ_IDT"])
+    assert "SEJ_IDT: 1 empty" in checks["not_null"].details
+    assert checks["primary_key"].evaluated and checks["primary_key"].failures == 1
+    [rejected] = spark.read.parquet(Lake(settings.lake).rejects("T_RIPaaR3AD", "2024-03-01")).where(
+        F.col(REJECT_TABLE) == "T_RIP10R3AD").collect()
+    assert rejected["IPP_IRR_CRY"] == "IPP3" and rejected[REJECT_REASON] == "not_null: ORD_NUM"
+
+
 def test_range_bounds_are_inclusive_and_a_child_born_this_year_is_in_range(spark, settings, catalog):
     """SPEC §6: dates between 1900-01-01 and the delivery date, both included, years likewise: a death on the day
     of the delivery, or a child born in the delivery's year, is no range failure; a day or a year beyond is."""

@@ -110,6 +110,18 @@ def test_required_columns(catalog):
     assert domain.required_columns(catalog["IR_BEN_R"]) == IDENTITY
 
 
+def test_required_columns_of_a_year_follow_the_schema_history(reference_catalog):
+    """A key or identifier column the schema dates is required of the files of the years that carry it only."""
+    r3ad, fastc, had = (reference_catalog[n] for n in ("T_RIPaaR3AD", "T_MCOaaFASTC", "T_HADaaB"))
+    assert domain.required_columns(r3ad) == ("ETA_NUM_EPMSI", "ORD_NUM", "SEJ_IDT")
+    assert domain.required_columns(r3ad, 2010) == ("ETA_NUM_EPMSI", "ORD_NUM")
+    assert domain.required_columns(r3ad, 2011) == domain.required_columns(r3ad)
+    assert domain.required_columns(fastc, 2007) == ("ETA_NUM", "NIR_ANO_17")  # SEQ_NUM from 2008
+    assert domain.required_columns(fastc, 2008) == ("ETA_NUM", "SEQ_NUM")  # NIR_ANO_17 dropped in 2008
+    assert domain.required_columns(had, 2006) == ("RHAD_NUM",) and domain.required_columns(had, 2007) == (
+        "ETA_NUM_EPMSI", "RHAD_NUM")
+
+
 def test_patient_pseudonyms_cover_the_pseudonym_columns(catalog):
     pseudonyms = {c for t in catalog for c in t.columns if c in domain.PATIENT_PSEUDONYMS}
     assert {"BEN_NIR_PSA", "NIR_ANO_17", "BEN_IDT_ANO", "BEN_NIR_ANO", "ASS_NIR_ANO", "NIR_ANO_MAM"} <= pseudonyms

@@ -132,6 +132,7 @@ class _Table:
     reject_observation: Observation | None = None
     reject_metrics: dict = field(default_factory=dict)
     reject_flags: list[str] = field(default_factory=list)
+    required: tuple[str, ...] = ()  # the key and identifier columns its files must fill (``domain.required_columns``)
 
     @property
     def name(self) -> str:
@@ -146,6 +147,11 @@ def literal_path(path: str) -> str:
     """A path Spark reads as it is written: Hadoop takes ``*?[]{}`` and ``\\`` in a path as a pattern, so a delivered
     ``part[1].csv`` read ``part1.csv`` instead, and ``p?x.csv`` every file it matched."""
     return re.sub(r"([\\*?\[\]{}])", r"\\\1", path)
+
+
+def _not_in_use(columns: list[str], year) -> str:
+    return (f"key/identifier column(s) {', '.join(columns)} not in files of {year} by the schema's history: "
+            "not required of them")
 
 
 def _ddl(names: list[str], types: list[T.DataType]) -> str:
@@ -245,7 +251,8 @@ class _Run:
                 if f.present and f.readable:
                     files.append(_File(index, f, file_columns(f.header if self.fmt.header else None, table)))
                     index += 1
-            self.tables.append(_Table(a, files))
+            required = domain.required_columns(table, a.year if self.yearly else None)
+            self.tables.append(_Table(a, files, required=required))
         extra = [n for t in self.tables for f in t.files for n in f.names]
         self.plans = family_columns(table, self.fmt, extra)
         self.plan_by_name = {p.name: p for p in self.plans}
@@ -275,7 +282,7 @@ class _Run:
             fields.append(T.StructField(CORRUPT, T.StringType()))
         options = csv_options(self.fmt, drop_malformed=strict, multiline=f.archived.multiline)
         raw = self.spark.read.schema(T.StructType(fields)).options(**options).csv(literal_path(f.archived.lake_path))
-        typing = _Typing(f.names, self.plan_by_name, self.required, sql_name, corrupt=not strict)
+        typing = _Typing(f.names, self.plan_by_name, t.required, sql_name, corrupt=not strict)
         present = set(f.names)
         out = []
         for p in self.plans:
@@ -379,7 +386,7 @@ class _Run:
         df = self._lines(f).select(
             "line", F.from_csv(F.col("line"), typed_ddl, opts).alias("_P"),
             F.from_csv(F.col("line"), text_ddl, opts).alias("_T"))
-        typing = _Typing(f.names, self.plan_by_name, self.required, lambda n: f"_P.{sql_name(n)}")
+        typing = _Typing(f.names, self.plan_by_name, t.required, lambda n: f"_P.{sql_name(n)}")
         token = lambda n: F.col("_T").getField(n)  # noqa: E731 - a tiny accessor
         corrupt = F.col("_P").getField(CORRUPT).isNotNull()
         type_fail: dict[str, Column] = {}
@@ -397,7 +404,7 @@ class _Run:
             type_fail[n] = _any(fails)
         malformed = corrupt & ~_any(native)
         not_null = {n: F.coalesce(F.expr(typing.required_null(n)) & ~type_fail.get(n, F.lit(False)), F.lit(False))
-                    for n in self.required}
+                    for n in t.required}
         flags = {**{f"type:{n}": c for n, c in type_fail.items()}, "malformed": malformed,
                  **{f"not_null:{n}": c for n, c in not_null.items()}}
         reason = F.concat_ws("; ", F.array_compact(F.array(
@@ -697,20 +704,27 @@ class _Run:
     def _not_null_check(self, t: _Table, flag: dict, readable: bool) -> CheckOutcome:
         if not self.required:
             return self._not_evaluated("not_null", "not_null", "the table has no key or identifier column")
+        dated = [c for c in self.required if c not in t.required]
+        if not t.required:
+            return self._not_evaluated("not_null", "not_null", _not_in_use(dated, t.archived.year), list(dated))
         if not readable:
-            return self._not_evaluated("not_null", "not_null", "no readable file", list(self.required))
+            return self._not_evaluated("not_null", "not_null", "no readable file", list(t.required))
         rows = int(t.reject_metrics.get("not_null_rows") or 0)
         per = {n.split(":", 1)[1]: v for n, v in flag.items() if n.startswith("not_null:") and v[0]}
         sample = [json.loads(s) for _, s in per.values() if s]
-        missing = [c for c in self.required if c not in t.columns]
+        missing = [c for c in t.required if c not in t.columns]
         details = "; ".join([f"{n}: {c} empty" for n, (c, _) in per.items()]
-                            + ([f"column(s) {', '.join(missing)} missing from the files"] if missing else []))
-        return self._outcome("not_null", "not_null", rows, list(self.required), sample, details=details)
+                            + ([f"column(s) {', '.join(missing)} missing from the files"] if missing else [])
+                            + ([_not_in_use(dated, t.archived.year)] if dated else []))
+        return self._outcome("not_null", "not_null", rows, list(t.required), sample, details=details)
 
     def _pk_check(self, result: dict | None, year, readable: bool, name: str) -> CheckOutcome:
         pk = list(self.table.primary_key)
         if not pk:
             return self._not_evaluated(name, "primary_key", "the schema declares no primary key")
+        dated = [c for c in pk if year is not None and not self.table.by_name[c].in_use(year)]
+        if dated:  # the key is not whole in files of that year: repeated partial keys are no duplicates
+            return self._not_evaluated(name, "primary_key", _not_in_use(dated, year), pk)
         if not readable:
             return self._not_evaluated(name, "primary_key", "no readable file", pk)
         if result is None:
@@ -729,6 +743,9 @@ class _Run:
         if t.archived.mode == domain.FULL:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "full delivery: it replaces the current state", pk)
+        dated = [c for c in pk if year is not None and not self.table.by_name[c].in_use(year)]
+        if dated:
+            return self._not_evaluated("primary_key_state", "primary_key", _not_in_use(dated, year), pk)
         if not readable:
             return self._not_evaluated("primary_key_state", "primary_key", "no readable file", pk)
         if self.kept_years is not None and year not in self.kept_years:

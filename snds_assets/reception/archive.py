@@ -758,7 +758,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
     catalog_columns = list(table.columns)
     known = set(catalog_columns)
     expected = [f.name for f in table.fields if year is None or f.in_use(year)]
-    required = set(domain.required_columns(table)) & set(expected)
+    required = set(domain.required_columns(table, year))
     failing, sample, problems, notes = [], [], [], []
     severity = WARN
     for f in checked:
