@@ -134,7 +134,7 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
             header, rows = read_file(delivery / f["path"], fmt["delimiter"], fmt["encoding"])
             if len(rows) != f["rows"]:
                 failures[(t.name, "row_count")] += 1
-            if header != list(family.columns):
+            if header != list(family.columns_in(year)):
                 failures[(t.name, "columns")] += 1
             known = [i for i, h in enumerate(header) if h in family.by_name]
             t.header = [header[i] for i in known]
@@ -170,7 +170,7 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
                     value = None
                 values.append(value)
             parsed[name] = values
-        required = [t.header.index(c) for c in domain.required_columns(schema) if c in t.header]
+        required = [t.header.index(c) for c in domain.required_columns(schema, t.year) if c in t.header]
         for i, row in enumerate(t.rows):
             if bad_type[i]:
                 failures[(t.name, "type")] += 1
@@ -179,7 +179,7 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
                 failures[(t.name, "not_null")] += 1
                 t.rejected.add(i)
         good = [i for i in range(n) if i not in t.rejected]
-        if schema.primary_key:
+        if schema.primary_key and set(schema.primary_key) <= set(t.header):  # a key not whole that year: unchecked
             idx = [t.header.index(c) for c in schema.primary_key]
             seen = Counter(tuple(t.rows[i][j] for j in idx) for i in good)
             failures[(t.name, "primary_key")] += sum(k - 1 for k in seen.values() if k > 1)
@@ -527,7 +527,8 @@ def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference_catal
         for f in t["files"]:
             raw = gzip.decompress((folder / f["path"]).read_bytes())
             header = raw.split(b"\n", 1)[0].decode("latin-1").split("|")
-            assert header == list(reference_catalog.resolve(t["table"])[0].columns)
+            family, year = reference_catalog.resolve(t["table"])
+            assert header == list(family.columns_in(year))
             if any(b > 127 for b in raw):
                 accents = True
                 with pytest.raises(UnicodeDecodeError):
@@ -544,13 +545,44 @@ def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference_catal
 
 
 def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path, reference_catalog):
+    """Every table that existed in the care period (2022-2023) is delivered, with the columns its schema's
+    history gives the files of each year, as CNAM's would have: T_MCO22FASTC without NIR_ANO_17 (dropped in 2008);
+    the 17 tables whose every column was dropped before 2022 (T_MCOaaORP in 2017...) are not."""
     result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30, seed=3, catalog=reference_catalog))
     delivered = defaultdict(int)
     for name, rows in result.rows.items():
         delivered[reference_catalog.resolve(name)[0].name] += rows
-    assert set(delivered) == set(reference_catalog.tables) - set(domain.ARCHIVES) and len(delivered) == 188
+    ceased = {n for n, t in reference_catalog.tables.items() if t.is_yearly and not t.columns_in(2022)}
+    assert {"T_MCOaaORP", "T_SSRaaA", "T_SUPaaALD"} <= ceased and len(ceased) == 17
+    assert set(delivered) == set(reference_catalog.tables) - set(domain.ARCHIVES) - ceased and len(delivered) == 171
     assert all(rows > 0 for rows in delivered.values())
     assert audit(result.delivery_dir, reference_catalog) == {}
+    fastc = read_delivery(result.delivery_dir, reference_catalog)["T_MCO22FASTC"]
+    assert "NIR_ANO_17" not in fastc.header and fastc.header == list(reference_catalog["T_MCOaaFASTC"].columns_in(2022))
+    assert len(fastc.header) < len(reference_catalog["T_MCOaaFASTC"].columns)
+    for name in ("T_MCOaaORP", "T_MCO22ORP"):
+        with pytest.raises(GenerateError, match="none of its columns is in use in 2022"):
+            generate(GenerateOptions(out=tmp_path / name, delivery_id=DID, catalog=reference_catalog, tables=[name]))
+
+
+def test_an_earlier_care_period_gets_the_tables_and_columns_of_its_years(tmp_path, reference_catalog,
+                                                                         reference_nomenclatures):
+    """2009-2011 with all of schema-snds: T_RIP10R3AD without SEJ_IDT (2011 on), no T_RIP09FB (T_RIPaaFB begins in
+    2010), no birth year after the care period; and the defects' ground truth still matches a recount."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id="2012-06-01", patients=60, seed=5,
+                                      catalog=reference_catalog, start=date(2009, 1, 1), end=date(2011, 12, 31),
+                                      defects=True, nomenclatures=reference_nomenclatures))
+    tables = read_delivery(result.delivery_dir, reference_catalog)
+    assert "SEJ_IDT" not in tables["T_RIP10R3AD"].header and "SEJ_IDT" in tables["T_RIP11R3AD"].header
+    assert "T_RIP09FB" not in tables and {"T_RIP10FB", "T_RIP09C"} <= set(tables)
+    births = [int(r["BEN_NAI_ANN"]) for t in tables.values() if "BEN_NAI_ANN" in t.header for r in t.dicts()
+              if r["BEN_NAI_ANN"]]
+    assert births and max(births) <= 2011
+    truth = json.loads((tmp_path / "2012-06-01.defects.json").read_text(encoding="utf-8"))
+    expected: Counter = Counter()
+    for d in truth["defects"]:
+        expected[(d["table"], d["rule"])] += d["failures"]
+    assert audit(result.delivery_dir, reference_catalog, reference_nomenclatures) == dict(expected)
 
 
 def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):

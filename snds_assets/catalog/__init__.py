@@ -79,6 +79,11 @@ class Table:
     def field(self, name: str) -> Field:
         return self.by_name[name.upper()]
 
+    def columns_in(self, year: int | None) -> tuple[str, ...]:
+        """The columns files of ``year`` carry by the schema's history (``Field.in_use``; all of them for a table
+        that is not yearly): none for a year the table did not exist (T_MCOaaORP after 2016)."""
+        return tuple(f.name for f in self.fields if year is None or f.in_use(year))
+
     @property
     def is_yearly(self) -> bool:
         """PMSI and cartography families are delivered one table per year."""

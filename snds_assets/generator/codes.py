@@ -77,6 +77,4 @@ def name_hint(column: str) -> list[str] | None:
         return ["0", "0", "0", "71"]
     if column.endswith("_DPT") or column.endswith("DPT_COD"):
         return list(PLAUSIBLE_DEPARTMENTS) + [d[1:] for d in PLAUSIBLE_DEPARTMENTS]
-    if column == "BEN_NAI_ANN":
-        return [str(y) for y in range(1930, 2020)]
     return None

@@ -16,7 +16,10 @@ from .options import GenerateError, GenerateOptions, GenerateResult
 
 
 def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> dict[str, set]:
-    """Family -> delivered years (None for a non-yearly table) from families or delivered names."""
+    """Family -> delivered years (None for a non-yearly table) from families or delivered names.
+
+    A PMSI table is delivered for the years its schema's history says it existed (some column in use), as CNAM
+    would: all tables leave out the others, naming a table for such a year only is an error."""
     out: dict[str, set] = {}
     # CNAM's archives (IR_BEN_R_ARC) are generated only when asked for: a delivery holds the current tables.
     names = [n for n in catalog.tables if n not in domain.ARCHIVES] if tables is None else list(tables)
@@ -24,7 +27,12 @@ def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> 
     for name in names:
         if name in catalog.tables:
             t = catalog[name]
-            out.setdefault(name, set()).update(years if t.is_yearly else [None])
+            existing = [y for y in years if t.columns_in(y)] if t.is_yearly else [None]
+            if existing:
+                out.setdefault(name, set()).update(existing)
+            elif tables is not None:
+                raise GenerateError(f"table {name}: none of its columns is in use in {years[0]}-{years[-1]} by its "
+                                    "schema's history (dateCreated/dateDeleted)")
             continue
         try:
             table, year = catalog.resolve(name)
@@ -33,6 +41,9 @@ def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> 
             continue
         if year is None or year not in years:
             raise GenerateError(f"table {name}: year {year} is outside the care period {years[0]}-{years[-1]}")
+        if not table.columns_in(year):
+            raise GenerateError(f"table {name}: none of its columns is in use in {year} by its schema's history "
+                                "(dateCreated/dateDeleted)")
         out.setdefault(table.name, set()).add(year)
     if unknown:
         raise GenerateError(f"unknown tables (neither a family of the catalog nor a delivered name): "

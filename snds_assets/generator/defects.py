@@ -82,14 +82,16 @@ class DefectInjector:
                 out.append((family, year))
         return out
 
-    def _column(self, family: str, predicate) -> str | None:
+    def _column(self, family: str, predicate, year: int | None = None) -> str | None:
+        """A column of ``family`` that files of ``year`` carry, a defect can be put in and ``predicate`` accepts."""
         tp = self.eng.plan.tables[family]
         keys = set(domain.required_columns(tp.table)) | set(tp.sequences) | set(tp.fk_copy) | set(tp.extra_pk)
         ruled = {r.column for r in domain.domain_rules(tp.table)}
+        written = set(tp.table.columns_in(year))
         for f in tp.table.fields:
             spec = self.eng.specs[family][f.name]
             if (f.name in keys or f.name in ruled or f.name in PERSON_ATTRS or spec.codes is not None
-                    or spec.enum is not None):
+                    or spec.enum is not None or f.name not in written):
                 continue
             if predicate(spec):
                 return f.name
@@ -115,7 +117,9 @@ class DefectInjector:
                           f"'{NOT_A_DATE}' in the date column {column} of lines without affiliated lines")
         pmsi_pk = [f for f in ["T_MCOaaB", "T_SSRaaB", "T_HADaaB", "T_RIPaaFB"] + families
                    if f in plan and plan[f].yearly and plan[f].table.primary_key]
-        for slot in self._slots(pmsi_pk)[:1]:
+        whole = [s for s in self._slots(pmsi_pk)  # a key whole in that year's files (Field.in_use)
+                 if set(plan[s[0]].table.primary_key) <= set(plan[s[0]].table.columns_in(s[1]))]
+        for slot in whole[:1]:
             self._add(slot, "duplicate_key", "primary_key", plan[slot[0]].table.primary_key, 2,
                       "PMSI stay rows repeated with the same stay key")
         if self._written(*prs):
@@ -132,7 +136,7 @@ class DefectInjector:
         for slot in self._slots(missing, leaves_only=True):
             if slot in self.busy:
                 continue
-            keys = [c for c in domain.required_columns(plan[slot[0]].table)]
+            keys = list(domain.required_columns(plan[slot[0]].table, slot[1]))
             if keys:
                 self._add(slot, "missing_key", "not_null", [keys[-1]], 2,
                           f"empty key column {keys[-1]}: rows that cannot be linked")
@@ -145,7 +149,7 @@ class DefectInjector:
             for slot in self._slots(nomenclature_order):
                 if slot in self.busy and slot[0] != "T_MCOaaB":
                     continue
-                column, value = self._off_nomenclature(slot[0])
+                column, value = self._off_nomenclature(slot[0], slot[1])
                 if column:
                     self._add(slot, "out_of_nomenclature", "nomenclature", [column], 2,
                               f"code '{value}' absent from the nomenclature of {column}")
@@ -167,18 +171,19 @@ class DefectInjector:
         for slot in self._slots(order, leaves_only=True):
             if slot in self.busy:
                 continue
-            column = self._column(slot[0], predicate)
+            column = self._column(slot[0], predicate, slot[1])
             if column:
                 self._add(slot, defect, rule, [column], wanted, description.format(c=column, v=value))
                 return
 
-    def _off_nomenclature(self, family: str) -> tuple[str | None, str | None]:
+    def _off_nomenclature(self, family: str, year: int | None = None) -> tuple[str | None, str | None]:
         tp = self.eng.plan.tables[family]
         keys = set(domain.required_columns(tp.table))
         ruled = {r.column for r in domain.domain_rules(tp.table)}
+        written = set(tp.table.columns_in(year))
         for f in tp.table.fields:
             spec = self.eng.specs[family][f.name]
-            if not spec.codes or f.name in keys or f.name in ruled or spec.enum is not None:
+            if not spec.codes or f.name in keys or f.name in ruled or spec.enum is not None or f.name not in written:
                 continue
             codes = set(spec.codes)
             for candidate in ("ZZ9", "Z99", "Z9", "99999", "9999", "999", "99", "ZZZZZZ"[:spec.max_len], "X"):

@@ -140,6 +140,8 @@ class Engine:
             return ["0"] * 19 + ["1"]
         if column in domain.PATIENT_PSEUDONYMS or column in domain.PSEUDO_NIR_COLUMNS:
             return self.pseudonyms
+        if column == "BEN_NAI_ANN":  # born by the end of the care period (one before 2019 too)
+            return [str(y) for y in range(1930, min(2020, self.window.last_year + 1))]
         return C.name_hint(column)
 
     def _key_min_len(self) -> dict[tuple[str, str], int]:
@@ -324,13 +326,14 @@ class Engine:
             for year in sorted(tp.write_years, key=lambda y: -1 if y is None else y):
                 name = self.catalog.delivered_name(family, year)
                 self.writers[(family, year)] = TableWriter(
-                    self.root, name, list(tp.table.columns), o.delimiter, o.encoding_name, o.gzip, o.rows_per_file)
+                    self.root, name, list(tp.table.columns_in(year)), o.delimiter, o.encoding_name, o.gzip,
+                    o.rows_per_file)
 
     def write(self, tp: TablePlan, year, block: Block, rng) -> None:
         writer = self.writers.get((tp.family, year))
         if writer is None or block.n == 0:
             return
-        lines = render(tp.table.columns, self.specs[tp.family], block.cols, block.n, rng, self.window,
+        lines = render(writer.header, self.specs[tp.family], block.cols, block.n, rng, self.window,
                        self.hints[tp.family], self.opts.delimiter)
         writer.write(lines)
 

@@ -10,6 +10,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class TableWriter:
         return list(self._files)
 
 
-def render(columns: tuple[str, ...], specs: dict[str, FieldSpec], cols: dict[str, list], n: int,
+def render(columns: Sequence[str], specs: dict[str, FieldSpec], cols: dict[str, list], n: int,
            rng: np.random.Generator, window: Window, hints: dict[str, list[str] | None], delimiter: str) -> list[str]:
     """The CSV lines of ``n`` rows: modelled columns from ``cols``, random valid filler for the others."""
     if n == 0:
@@ -142,7 +143,7 @@ def render(columns: tuple[str, ...], specs: dict[str, FieldSpec], cols: dict[str
             texts = [table[v] for v in values]
         else:
             texts = [str(v).replace("%", "") for v in values]
-        if not spec.required and spec.enum is None:
+        if not spec.required and spec.enum is None and len(columns) > 1:  # a lone empty value is a blank line, no row
             blanks = rng.random(k) < EMPTY_SHARE
             texts = ["" if b else t for t, b in zip(texts, blanks.tolist())]
         filler_texts[c] = texts
