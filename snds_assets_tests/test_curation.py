@@ -359,6 +359,32 @@ def test_a_key_column_not_yet_in_use_is_not_required_of_that_years_files(spark, 
     assert rejected["IPP_IRR_CRY"] == "IPP3" and rejected[REJECT_REASON] == "not_null: ORD_NUM"
 
 
+def test_a_link_to_a_parent_table_that_did_not_exist_that_year_is_not_evaluated(spark, settings, reference_catalog):
+    """T_RIPaaFB begins in 2010 (schema-snds: every column created then): a 2009 RIM-P stay (T_RIP09C) can have no
+    parent there, so its link to T_RIPaaFB is not evaluated for 2009 (it reported every row an orphan); 2010's is."""
+    c_table, fb_table = reference_catalog["T_RIPaaC"], reference_catalog["T_RIPaaFB"]
+    assert not fb_table.columns_in(2009) and fb_table.columns_in(2010)
+
+    def rows(table, year: int, stays: list[str]) -> tuple[list[str], list[str]]:
+        header = list(table.columns_in(year))
+        values = [{"ETA_NUM_EPMSI": "123456789", "RIP_NUM": stay, "NIR_ANO_17": NIR_A} for stay in stays]
+        return header, [";".join(v.get(c, "") for c in header) for v in values]
+
+    d = Delivery(settings, reference_catalog, "2024-03-01")
+    d.table("T_RIP10FB", *rows(fb_table, 2010, ["S1"]))
+    d.table("T_RIP09C", *rows(c_table, 2009, ["S1", "S2"]))
+    d.table("T_RIP10C", *rows(c_table, 2010, ["S1", "S2"]))
+    state = CurrentState(spark, settings, reference_catalog)
+    d.curate(spark, "T_RIPaaFB", state)
+    old, new = d.curate(spark, "T_RIPaaC", state)
+    assert old.rows_curated == new.rows_curated == 2
+    [old_link] = [v for v in old.links if v.link.parent == "T_RIPaaFB"]
+    assert old_link.result is None and "T_RIPaaFB's files of 2009 carry no ETA_NUM_EPMSI, RIP_NUM" in old_link.why
+    assert by_name(old)["foreign_key"].passed
+    [new_link] = [v for v in new.links if v.link.parent == "T_RIPaaFB"]
+    assert new_link.result.failures == 1 and by_name(new)["foreign_key"].failures == 1
+
+
 def test_range_bounds_are_inclusive_and_a_child_born_this_year_is_in_range(spark, settings, catalog):
     """SPEC §6: dates between 1900-01-01 and the delivery date, both included, years likewise: a death on the day
     of the delivery, or a child born in the delivery's year, is no range failure; a day or a year beyond is."""

@@ -193,10 +193,12 @@ class _Typing:
         return f"(({self.typed(name)}) IS NULL)" if name in self.names else "true"
 
     def bad(self) -> str:
+        """Whether a row is bad: false for every row of a file whose parser types everything itself and that has
+        no key or identifier column to fill (EB_BIO_F in schema-snds: strings, integers and dates, no key)."""
         parts = [f"{self.get(CORRUPT)} IS NOT NULL"] if self.corrupt else []
         parts += [self.conversion_failed(n) for n in self.converted]
         parts += [self.required_null(n) for n in self.required]
-        return f"coalesce({' OR '.join(parts)}, true)"
+        return f"coalesce({' OR '.join(parts)}, true)" if parts else "false"
 
 
 # --- Entry point ------------------------------------------------------------------------------------------
@@ -658,8 +660,9 @@ class _Run:
         flags = t.reject_flags
         flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
         links = (key_checks.get("foreign_key") or {}).items() if readable else []
-        verdicts = [LinkVerdict(label, link, None if found is None else found.get(year, keys.KeyResult()), why,
-                                deferred) for label, (link, found, why, deferred) in links]
+        verdicts = [_unless_parent_dated(self.catalog, LinkVerdict(
+            label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred), year)
+            for label, (link, found, why, deferred) in links]
         checks = {
             "type": self._type_check(t, flag, readable),
             "not_null": self._not_null_check(t, flag, readable),
@@ -818,6 +821,20 @@ class _Run:
         if unreadable:
             details += f"; {len(unreadable)} unreadable or missing file(s) not read: {', '.join(unreadable[:5])}"
         return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
+
+
+def _unless_parent_dated(catalog: Catalog, verdict: LinkVerdict, year: int | None) -> LinkVerdict:
+    """A link to the same year of a parent whose files of that year do not carry its key, by the schema's history
+    (T_RIPaaFB begins in 2010: T_RIP09C's rows can have no parent there), is not evaluated for that year."""
+    link = verdict.link
+    parent = catalog.tables.get(link.parent)
+    if year is None or not link.same_year or parent is None:
+        return verdict
+    dated = [c for c in link.parent_columns if c in parent.by_name and not parent.by_name[c].in_use(year)]
+    if not dated:
+        return verdict
+    return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent}'s files of {year} "
+                                                  f"carry no {', '.join(dated)} by its schema's history")
 
 
 def _fk_outcome(verdicts: list[LinkVerdict]) -> CheckOutcome:
