@@ -638,6 +638,29 @@ def test_hospital_patient_ids_do_not_leave_the_lake(spark, catalog, source, tmp_
     assert "ID_MAM_ENF" not in pseudonymize(df, secret, drop_other=True).columns
 
 
+def test_an_outpatient_act_without_its_own_nir_belongs_to_the_cohort_through_its_link(spark, catalog, source,
+                                                                                      tmp_path):
+    """T_MCOaaFASTC's files carry no NIR_ANO_17 since 2008 (schema-snds): its rows reach the patient through
+    T_MCOaaCSTC on (ETA_NUM, SEQ_NUM), as they are selected, and belongs_to_cohort checks that link (it checked
+    their empty NUM_ENQ, failing every row and so the project)."""
+    settings = Settings.from_env(env={}, home=str(tmp_path / "h"))
+    stay = {"ETA_NUM": "E7", "SEQ_NUM": "Q1", domain.YEAR_COLUMN: 2022}
+    linked = {"EXE_SOI_DTD": datetime(2022, 5, 2), "NIR_RET": "0", "NAI_RET": "0", "SEX_RET": "0"}
+    base = _extended(spark, catalog, source, {
+        "T_MCOaaCSTC": [{**stay, "NIR_ANO_17": "psa-a", **linked}, {**stay, "SEQ_NUM": "Q2", "NIR_ANO_17": "psa-b",
+                                                                     **linked}],
+        "T_MCOaaFASTC": [{**stay, "COD_SEX": "1"}, {**stay, "SEQ_NUM": "Q2"}]})
+    text = ("id: acts\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [T_MCOaaCSTC, T_MCOaaFASTC]\n"
+            "cohort: {identifiers: acts-ids.csv}\n")
+    write_request(Path(settings.projects), "acts", text=text)
+    request = load_request(settings, catalog, "acts")
+    run_cohort(spark, settings, catalog, request, base)
+    info = run_extract(spark, settings, catalog, request, "T_MCOaaFASTC", base)
+    assert info["rows"] == 1 and info["links"] == ["T_MCOaaFASTC -> T_MCOaaCSTC on ETA_NUM, SEQ_NUM"]
+    belongs = next(c for c in info["checks"] if c.name == "belongs_to_cohort")
+    assert (belongs.passed, belongs.evaluated, belongs.columns) == (True, True, ["ETA_NUM", "SEQ_NUM", "PMSI_YEAR"])
+
+
 def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_path):
     """A family not delivered is reported, not fatal; extracts the request no longer grants leave the space."""
     settings = Settings.from_env(env={}, home=str(tmp_path / "h"))

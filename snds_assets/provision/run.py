@@ -277,8 +277,18 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
+    """Every row of the extract belongs to the cohort, by the way it was selected: a table that reaches the patient
+    through a link (an affiliated DCIR table; a PMSI table, even one carrying a NIR of its own, SPEC §3) links to a
+    selected row of its parent; another carries a project pseudonym of the cohort. T_MCOaaFASTC's files have no
+    NIR_ANO_17 since 2008: its rows were selected through T_MCOaaCSTC and have no pseudonym to check."""
     name = "belongs_to_cohort"
     cols = set(written.columns)
+    if path:
+        link = path[0]
+        on = list(link_columns(link))
+        orphans = semi_join(written, selector.rows(link.parent), on, how="left_anti").count()
+        return CheckOutcome(name, name, ERROR, passed=orphans == 0, failures=orphans, columns=on,
+                            details=f"every row links to a selected {link.parent} row")
     if NUM_ENQ_IDT in cols:
         keys, on = correspondence.select(NUM_ENQ_IDT).distinct(), [NUM_ENQ_IDT]
     elif NUM_ENQ in cols and RNG in cols:
@@ -286,12 +296,6 @@ def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: 
         written, on = written.withColumn(RNG, F.col(RNG).try_cast("int")), [NUM_ENQ, RNG]
     elif NUM_ENQ in cols:
         keys, on = correspondence.where(F.col(NIR_UNIQUE)).select(NUM_ENQ).distinct(), [NUM_ENQ]
-    elif path:
-        link = path[0]
-        on = list(link_columns(link))
-        orphans = semi_join(written, selector.rows(link.parent), on, how="left_anti").count()
-        return CheckOutcome(name, name, ERROR, passed=orphans == 0, failures=orphans, columns=on,
-                            details=f"every row links to a selected {link.parent} row")
     else:
         return CheckOutcome(name, name, ERROR, True, evaluated=False, details="no patient column to check")
     orphans = written.join(F.broadcast(keys), on, "left_anti").count()
