@@ -359,7 +359,12 @@ def generate(landing: Path, delivery_id: str = DELIVERY_ID, patients: int = PATI
 
 
 def ingest_in_process(home: Path, delivery_id: str, **env: str) -> int:
-    """`snds ingest` through cli.main in this process, so that it reuses the test session's Spark JVM.
+    """`snds ingest` through cli.main in this process, so that it reuses the test session's Spark JVM."""
+    return snds_in_process(home, "ingest", delivery_id, **env)
+
+
+def snds_in_process(home: Path, *args: str, **env: str) -> int:
+    """`snds ARGS` through cli.main in this process, with only the given settings.
 
     The CLI exports its settings to os.environ for Dagster: the whole environment is restored afterwards.
     """
@@ -370,7 +375,7 @@ def ingest_in_process(home: Path, delivery_id: str, **env: str) -> int:
         for name in SNDS_VARIABLES:
             os.environ.pop(name, None)
         os.environ.update({"SNDS_HOME": str(home), **env})
-        return main(["ingest", delivery_id])
+        return main(list(args))
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -1042,19 +1042,29 @@ def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_p
             c["severity"] == ERROR and not c["passed"] for c in report["tables"][table]["checks"]) else "accepted")
 
 
-def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accepted(tmp_path, spark, catalog,
-                                                                                  reference_schemas):
+@pytest.fixture(scope="module")
+def every_schema(tmp_path_factory, spark, reference_schemas) -> tuple[Path, dict, int, dict]:
+    """A delivery `snds generate` made from all of schema-snds, ingested with SNDS_SCHEMAS on it: (home,
+    settings, exit status, report)."""
+    from .services import DELIVERY_ID, generate, ingest_in_process
+
+    home = tmp_path_factory.mktemp("every-schema")
+    env = {"SNDS_LANDING": str(home / "landing"), "SNDS_SCHEMAS": str(reference_schemas)}
+    generate(home / "landing", DELIVERY_ID, 60, 4, "--schemas", str(reference_schemas))
+    code = ingest_in_process(home, DELIVERY_ID, **env)
+    report = json.loads((home / "lake" / "reports" / "deliveries" / f"{DELIVERY_ID}.json").read_text(encoding="utf-8"))
+    return home, env, code, report
+
+
+def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accepted(every_schema, catalog):
     """`snds ingest` with SNDS_SCHEMAS on schema-snds, of a delivery `snds generate` made from all of it: every table
     that existed in the care period is curated and accepted, no check fails. Among them T_MCO22FASTC, whose files
     carry no NIR_ANO_17 since 2008, and EB_BIO_F, which has no key and no column curation converts after the
     parser (its bad-row test was an empty SQL expression)."""
-    from .services import DELIVERY_ID, generate, ingest_in_process
+    from .services import DELIVERY_ID
 
-    home = tmp_path / "snds"
-    generate(home / "landing", DELIVERY_ID, 30, 4, "--schemas", str(reference_schemas))
+    home, _, code, report = every_schema
     manifest = read_manifest(str(home / "landing"), DELIVERY_ID)
-    code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=str(home / "landing"), SNDS_SCHEMAS=str(reference_schemas))
-    report = json.loads((home / "lake" / "reports" / "deliveries" / f"{DELIVERY_ID}.json").read_text(encoding="utf-8"))
     failed = [(name, c["name"], c["details"]) for name, entry in report["tables"].items() for c in entry["checks"]
               if not c["passed"]]
     assert (code, report["status"], failed) == (0, "accepted", [])
@@ -1064,6 +1074,36 @@ def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accept
     assert {"EB_BIO_F", "T_MCOaaFASTC", "ER_PRS_F", "T_RIPaaR3AD", "KI_CCI_R"} <= families and len(families) == 171
     not_null = next(c for c in report["tables"]["T_MCO22FASTC"]["checks"] if c["name"] == "not_null")
     assert not_null["columns"] == ["ETA_NUM", "SEQ_NUM"] and "NIR_ANO_17 not in files of 2022" in not_null["details"]
+
+
+def test_every_table_of_that_delivery_reaching_a_patient_is_extracted(every_schema, catalog):
+    """`snds extract` of a project granted every family of that lake with a path to the patient: complete, every
+    extract's checks pass; T_MCOaaFASTC's rows, without a NIR of their own, belong to the cohort through their
+    link (belongs_to_cohort failed them all)."""
+    from .services import snds_in_process
+
+    home, env, _, _ = every_schema
+    families = []
+    for name, table in sorted(catalog.tables.items()):
+        try:
+            domain.patient_path(catalog, name)
+        except LookupError:
+            continue
+        if name not in domain.ARCHIVES and (not table.is_yearly or table.columns_in(2022)):
+            families.append(name)
+    projects = home / "projects"
+    projects.mkdir(exist_ok=True)
+    letters = ", ".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    (projects / "every-table.yaml").write_text(
+        f"id: every-table\nperiod: {{start: 2022-01-01, end: 2023-12-31}}\ntables: [{', '.join(families)}]\n"
+        f"cohort:\n  criteria:\n    any_of:\n      - diagnosis: {{icd10: [{letters}]}}\n", encoding="utf-8")
+    code = snds_in_process(home, "extract", "every-table", SNDS_PROJECTS=str(projects), **env)
+    report = json.loads((home / "lake" / "reports" / "projects" / "every-table.json").read_text(encoding="utf-8"))
+    failed = [(name, c["name"]) for name, e in report["tables"].items() for c in e.get("checks", []) if not c["passed"]]
+    assert (code, report["status"], failed) == (0, "complete", [])
+    assert len(report["tables"]) == len(families) > 130 and report["cohort"]["size"] > 0
+    assert {e["status"] for e in report["tables"].values()} == {"extracted"}
+    assert report["tables"]["T_MCOaaFASTC"]["rows"] > 0
 
 
 # --- end to end: quoted newlines and blank lines ----------------------------------------------------------------
