@@ -336,3 +336,6 @@ def test_bare_nomenclature_reference_takes_the_role_code_else_the_last_key_colum
     assert locate_nomenclature(tmp_path, ("N_LAST_V", "")).code_column == "COD"
     assert locate_nomenclature(tmp_path, ("N_ROLE_V", "")).code_column == "COD"
     assert locate_nomenclature(tmp_path, ("N_CSV_V", "")).code_column == "CODE_X"
+    assert locate_nomenclature(tmp_path, ("N_ROLE_V", ""), "b").code_column == "B"  # a column named like the field
+    assert locate_nomenclature(tmp_path, ("N_ROLE_V", ""), "other").code_column == "COD"
+    assert locate_nomenclature(tmp_path, ("N_ROLE_V", "A"), "b").code_column == "A"  # an explicit column stands

@@ -432,6 +432,35 @@ def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_woul
     assert rules._not_in(integer, "X", ["01", "x", "²"]) == "`X` IS NOT NULL"  # nothing an integer can equal
 
 
+def test_bare_nomenclature_references_are_checked_against_what_the_column_can_hold(spark, reference_catalog,
+                                                                                  reference_nomenclatures):
+    """schema-snds's DCIR tables name a nomenclature without its code column. DA_PRA_R.EXC_EXC_NAT is checked on
+    IR_EPS_V's EXC_EXC_NAT (the column IR_EPS_V marks as its code holds labels); IR_TAU_V's rates (65.00, 37.50)
+    are an integer ARO_THE_TAU's 65 and a number ARO_REM_TAU's 37.5; IR_CAI_V's 6-character ORG_BSE_NUM cannot
+    be the 3 characters of NS_PRS_F's CAI_AFF_COD, which is left unchecked with a note: each gave a valid value a
+    nomenclature failure."""
+    def plan(family: str, columns: list[str]):
+        table = reference_catalog[family]
+        plans = [p for p in curate.family_columns(table, Format(), []) if p.name in columns]
+        return plans, rules.nomenclature_plan(plans, set(columns), str(reference_nomenclatures))
+
+    def failing(family: str, values: dict) -> set[str]:
+        plans, nomenclatures = plan(family, list(values))
+        df = spark.createDataFrame([tuple(values.values())], ", ".join(
+            f"{p.name} {p.dtype.simpleString()}" for p in sorted(plans, key=lambda p: list(values).index(p.name))))
+        row = df.selectExpr(*[f"{r.fail} AS `{r.column}`" for r in nomenclatures.rules]).first()
+        return {r.column for r in nomenclatures.rules if row[r.column]}
+
+    assert failing("DA_PRA_R", {"EXC_EXC_NAT": "1"}) == set()
+    assert failing("DA_PRA_R", {"EXC_EXC_NAT": "77"}) == {"EXC_EXC_NAT"}
+    assert reference_catalog["ER_ARO_F"].field("ARO_THE_TAU").type == "integer"
+    assert failing("ER_ARO_F", {"ARO_THE_TAU": 65, "ARO_REM_TAU": 37.5}) == set()
+    assert failing("ER_ARO_F", {"ARO_THE_TAU": 66, "ARO_REM_TAU": 37.0}) == {"ARO_THE_TAU", "ARO_REM_TAU"}
+    _, prs = plan("NS_PRS_F", ["CAI_AFF_COD"])
+    assert prs.rules == [] and prs.large == []
+    assert prs.notes == ["CAI_AFF_COD: no at most 3-character code in IR_CAI_V.csv (ORG_BSE_NUM)"]
+
+
 @pytest.mark.parametrize("observed", [True, False], ids=["hashes-observed-by-the-write", "aggregated-after-the-write"])
 def test_duplicate_keys_are_counted_beyond_the_first(spark, settings, catalog, monkeypatch, observed):
     """The same verdict whether a small table's key hashes come from its write pass or a table's are aggregated

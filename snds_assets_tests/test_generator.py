@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from snds_assets import checks, domain
-from snds_assets.catalog import Catalog
+from snds_assets.catalog import Catalog, locate_nomenclature
 from snds_assets.generator import GenerateError, GenerateOptions, generate
 from snds_assets.reception.manifest import parse_manifest
 
@@ -77,16 +77,27 @@ def read_delivery(delivery: Path, catalog: Catalog) -> dict[str, Read]:
     return out
 
 
-def codes_of(folder: Path, name: str, column: str) -> set[str] | None:
+def codes_of(folder: Path, name: str, column: str, integer: bool = False, field: str = "",
+             width: int | None = None) -> set[str] | None:
+    """The codes of a nomenclature column (a bare reference's as curation locates it), as an integer column's
+    text would be for an integer field (65.00 is 65); None, as for curation, when no code fits a string field's
+    ``width``."""
     paths = sorted(Path(folder).rglob(f"{name}.csv"))
     if not paths:
         return None
+    if not column:
+        column = locate_nomenclature(folder, (name, column), field).code_column
     reader = csv.reader(io.StringIO(paths[0].read_bytes().decode("utf-8-sig", errors="replace")), delimiter=";")
     header = [h.strip().strip('"').upper() for h in next(reader)]
     if column not in header:
         return None
     i = header.index(column)
-    return {r[i].strip() for r in reader if len(r) > i and r[i].strip()}
+    values = {r[i].strip() for r in reader if len(r) > i and r[i].strip()}
+    if integer:
+        values = {str(int(v.split(".")[0])) for v in values if re.fullmatch(r"-?[0-9]+(\.0+)?", v)}
+    if width is not None and not any(len(v) <= width for v in values):
+        return None
+    return values
 
 
 def _parser(kind: str, pattern: str):
@@ -210,10 +221,14 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
             checked = {}
             for f in schema.fields:
                 if domain.nomenclature_checked(f) and f.name in t.header:
-                    if f.nomenclature not in codes:
-                        codes[f.nomenclature] = codes_of(nomenclatures, *f.nomenclature)
-                    if codes[f.nomenclature] is not None:
-                        checked[t.header.index(f.name)] = codes[f.nomenclature]
+                    kind = domain.effective_type(schema, f)
+                    width = int(f.length) if kind == "string" and f.length and f.length.isdigit() else None
+                    key = (f.nomenclature, f.name, kind, width)
+                    if key not in codes:
+                        codes[key] = codes_of(nomenclatures, *f.nomenclature, integer=kind == "integer", field=f.name,
+                                              width=width)
+                    if codes[key] is not None:
+                        checked[t.header.index(f.name)] = codes[key]
             failures[(t.name, "nomenclature")] += sum(
                 1 for i in good if any(t.rows[i][j] != "" and t.rows[i][j] not in s for j, s in checked.items()))
 

@@ -1043,24 +1043,27 @@ def test_every_generated_defect_is_caught_by_its_rule_with_its_exact_count(tmp_p
 
 
 @pytest.fixture(scope="module")
-def every_schema(tmp_path_factory, spark, reference_schemas) -> tuple[Path, dict, int, dict]:
-    """A delivery `snds generate` made from all of schema-snds, ingested with SNDS_SCHEMAS on it: (home,
-    settings, exit status, report)."""
+def every_schema(tmp_path_factory, spark, reference_schemas, reference_nomenclatures) -> tuple[Path, dict, int, dict]:
+    """A delivery `snds generate` made from all of schema-snds and its nomenclatures, ingested with SNDS_SCHEMAS
+    and SNDS_NOMENCLATURES on them: (home, settings, exit status, report)."""
     from .services import DELIVERY_ID, generate, ingest_in_process
 
     home = tmp_path_factory.mktemp("every-schema")
-    env = {"SNDS_LANDING": str(home / "landing"), "SNDS_SCHEMAS": str(reference_schemas)}
-    generate(home / "landing", DELIVERY_ID, 60, 4, "--schemas", str(reference_schemas))
+    env = {"SNDS_LANDING": str(home / "landing"), "SNDS_SCHEMAS": str(reference_schemas),
+           "SNDS_NOMENCLATURES": str(reference_nomenclatures)}
+    generate(home / "landing", DELIVERY_ID, 60, 4, "--schemas", str(reference_schemas), "--nomenclatures",
+             str(reference_nomenclatures))
     code = ingest_in_process(home, DELIVERY_ID, **env)
     report = json.loads((home / "lake" / "reports" / "deliveries" / f"{DELIVERY_ID}.json").read_text(encoding="utf-8"))
     return home, env, code, report
 
 
 def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accepted(every_schema, catalog):
-    """`snds ingest` with SNDS_SCHEMAS on schema-snds, of a delivery `snds generate` made from all of it: every table
-    that existed in the care period is curated and accepted, no check fails. Among them T_MCO22FASTC, whose files
-    carry no NIR_ANO_17 since 2008, and EB_BIO_F, which has no key and no column curation converts after the
-    parser (its bad-row test was an empty SQL expression)."""
+    """`snds ingest` with SNDS_SCHEMAS and SNDS_NOMENCLATURES on schema-snds, of a delivery `snds generate` made from
+    all of it: every table that existed in the care period is curated and accepted, no check fails (nomenclatures
+    checked on most tables, bare references included). Among them T_MCO22FASTC, whose files carry no NIR_ANO_17
+    since 2008, and EB_BIO_F, which has no key and no column curation converts after the parser (its bad-row test
+    was an empty SQL expression)."""
     from .services import DELIVERY_ID
 
     home, _, code, report = every_schema
@@ -1072,6 +1075,8 @@ def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accept
     assert all(e["status"] == "accepted" and e["rows_read"] == e["rows_curated"] > 0 for e in report["tables"].values())
     families = {catalog.resolve(name)[0].name for name in report["tables"]}
     assert {"EB_BIO_F", "T_MCOaaFASTC", "ER_PRS_F", "T_RIPaaR3AD", "KI_CCI_R"} <= families and len(families) == 171
+    nomenclature = [c for e in report["tables"].values() for c in e["checks"] if c["name"] == "nomenclature"]
+    assert sum(c["evaluated"] for c in nomenclature) > 200
     not_null = next(c for c in report["tables"]["T_MCO22FASTC"]["checks"] if c["name"] == "not_null")
     assert not_null["columns"] == ["ETA_NUM", "SEQ_NUM"] and "NIR_ANO_17 not in files of 2022" in not_null["details"]
 

@@ -277,12 +277,14 @@ class NomenclatureFile:
     code_column: str
 
 
-def locate_nomenclature(root: str | Path, reference: tuple[str, str]) -> NomenclatureFile | None:
+def locate_nomenclature(root: str | Path, reference: tuple[str, str], field: str = "") -> NomenclatureFile | None:
     """The CSV and code column of a field's nomenclature reference under ``root`` (schema-snds layout).
 
-    A bare reference (empty code column) takes the column the nomenclature's JSON schema marks
-    ``"role": "code"``, else the last primaryKey column. None when the CSV is absent (a few large nomenclatures
-    are not in every copy): the caller reports the check as not evaluated.
+    A bare reference (empty code column) takes the CSV's column named like the ``field`` when there is one
+    (DA_PRA_R.EXC_EXC_NAT in IR_EPS_V, whose ``"role": "code"`` column EXC_NAT_SNI holds labels), else the column
+    the nomenclature's JSON schema marks ``"role": "code"``, else the last primaryKey column, else the first. None
+    when the CSV is absent (a few large nomenclatures are not in every copy): the caller reports the check as not
+    evaluated.
     """
     name, code = reference
     files = _nomenclature_index(str(root))
@@ -290,10 +292,12 @@ def locate_nomenclature(root: str | Path, reference: tuple[str, str]) -> Nomencl
     if csv is None:
         return None
     if not code:
-        code = _code_column(files.get(f"{name}.json"))
-    if not code:
         with csv.open(encoding="utf-8", errors="replace") as handle:
-            code = handle.readline().split(";", 1)[0].strip().lstrip("\ufeff").upper()
+            header = [h.strip().lstrip("\ufeff").upper() for h in handle.readline().split(";")]
+        if field and field.upper() in header:
+            code = field.upper()
+        else:
+            code = _code_column(files.get(f"{name}.json")) or header[0]
     return NomenclatureFile(name, csv, code)
 
 

@@ -143,18 +143,27 @@ def nomenclature_plan(plans: list[ColumnPlan], delivered: set[str], root: str | 
         f = p.field
         if f is None or p.name not in delivered or not domain.nomenclature_checked(f):
             continue
-        located = locate_nomenclature(root, f.nomenclature)
+        located = locate_nomenclature(root, f.nomenclature, f.name)
         if located is None:
             out.notes.append(f"{p.name}: nomenclature {f.nomenclature[0]} not found")
             continue
         numeric = isinstance(p.dtype, (T.IntegerType, T.LongType))
-        codes = load_codes(str(located.path), located.code_column, numeric)
+        decimal = isinstance(p.dtype, T.DoubleType)
+        codes = load_codes(str(located.path), located.code_column, numeric, decimal)
         if codes is None:
             out.notes.append(f"{p.name}: column {located.code_column} not in {located.path.name}")
             continue
+        width = int(f.length) if f.length and f.length.isdigit() and not (numeric or decimal) else None
+        if not codes or (width and not any(len(v) <= width for v in codes)):
+            # nothing the column could hold: IR_CAI_V's 6-character ORG_BSE_NUM for the 3 of CAI_AFF_COD, a
+            # number column against codes none of which is a number
+            kind = "integer " if numeric else "number " if decimal else f"at most {width}-character " if width else ""
+            out.notes.append(f"{p.name}: no {kind}code in {located.path.name} ({located.code_column})")
+            continue
         c = sql_name(p.name)
         if len(codes) <= SMALL_CODE_LIST:
-            listed = ", ".join(str(v) for v in sorted(codes)) if numeric else _values(sorted(codes))
+            listed = (", ".join(str(v) for v in sorted(codes)) if numeric
+                      else ", ".join(f"{v!r}D" for v in sorted(codes)) if decimal else _values(sorted(codes)))
             fail = f"{c} IS NOT NULL AND NOT {c} IN ({listed})"
             out.rules.append(RowRule("nomenclature", f"nomenclature:{located.name}:{p.name}", p.name,
                                      _never_null(fail), _text(p.name)))
@@ -164,8 +173,10 @@ def nomenclature_plan(plans: list[ColumnPlan], delivered: set[str], root: str | 
 
 
 @lru_cache(maxsize=256)
-def load_codes(path: str, column: str, numeric: bool) -> frozenset | None:
-    """The codes of a nomenclature CSV (``;``-separated, schema-snds layout); integers for an integer column."""
+def load_codes(path: str, column: str, numeric: bool, decimal: bool = False) -> frozenset | None:
+    """The codes of a nomenclature CSV (``;``-separated, schema-snds layout); integers for an integer column, a
+    code written with a zero decimal part included (IR_TAU_V's ``65.00`` for ER_ARO_F's integer ARO_THE_TAU);
+    floats for a number column (``37.50`` is 37.5, which its text ``37.5`` would not match)."""
     with Path(path).open(encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(handle, delimiter=";")
         header = [h.strip().lstrip("\ufeff").upper() for h in next(reader, [])]
@@ -173,12 +184,13 @@ def load_codes(path: str, column: str, numeric: bool) -> frozenset | None:
             return None
         index = header.index(column.upper())
         values = {row[index].strip() for row in reader if len(row) > index and row[index].strip()}
+    if decimal:
+        return frozenset(float(v) for v in values if re.fullmatch(r"-?([0-9]+([.][0-9]*)?|[.][0-9]+)", v))
     if not numeric:
         return frozenset(values)
     out = set()
     for v in values:
-        try:
-            out.add(int(v))
-        except ValueError:
-            continue
+        whole = re.fullmatch(r"(-?[0-9]+)(\.0+)?", v)
+        if whole:
+            out.add(int(whole.group(1)))
     return frozenset(out)

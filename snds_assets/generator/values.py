@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import domain
-from ..catalog import Field, Table
+from ..catalog import Field, Table, locate_nomenclature
 
 ISO_DATE = "%Y-%m-%d"
 ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"
@@ -148,9 +148,17 @@ class Nomenclatures:
         return self._codes[key]
 
     def field_codes(self, field: Field) -> frozenset[str] | None:
+        """The codes a field's values are drawn from; a bare reference (no code column, as in schema-snds's DCIR
+        tables: FLX_EMT_NUM -> IR_NEM_T) reads the column curation checks it against (``locate_nomenclature``)."""
         if self.folder is None or not domain.nomenclature_checked(field):
             return None
-        return self.codes(*field.nomenclature)
+        name, column = field.nomenclature
+        if not column:
+            located = locate_nomenclature(self.folder, field.nomenclature, field.name)
+            if located is None:
+                return None
+            column = located.code_column
+        return self.codes(name, column)
 
 
 # --- What a field accepts ---------------------------------------------------------------------------------
@@ -272,7 +280,14 @@ def field_spec(table: Table, field: Field, nomenclatures: Nomenclatures, date_fo
     pattern = date_pattern(field, kind, date_format) if kind in ("date", "datetime") else ""
     spec = FieldSpec(field.name, kind, pattern, lo, hi, scale, min_len, max_len, enum, None, required)
     codes = nomenclatures.field_codes(field)
+    if codes is not None and kind == "integer":  # IR_TAU_V's 65.00 is the integer 65 (``rules.load_codes``)
+        codes = frozenset(str(int(m.group(1))) for m in (re.fullmatch(r"(-?[0-9]+)(\.0+)?", v) for v in codes) if m)
     if codes is not None:
+        if kind == "number" and not _number_length(field.length) and c.get("maximum") is None:
+            # 9999.99 above is a default for drawn numbers, not a bound of the codes (NT_LPP's 1100028)
+            loose = FieldSpec(field.name, kind, pattern, lo, None, scale, min_len, max_len, enum, None, required)
+            if any(fits(loose, v) for v in codes):
+                spec, hi = loose, None
         fitting = tuple(sorted(v for v in codes if fits(spec, v) and (enum is None or v in enum)))
         spec = FieldSpec(field.name, kind, pattern, lo, hi, scale, min_len, max_len, enum, fitting, required)
     return spec
