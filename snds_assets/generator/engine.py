@@ -140,7 +140,7 @@ class Engine:
             return ["0"] * 19 + ["1"]
         if column in domain.PATIENT_PSEUDONYMS or column in domain.PSEUDO_NIR_COLUMNS:
             return self.pseudonyms
-        if column == "BEN_NAI_ANN":  # born by the end of the care period (one before 2019 too)
+        if column == "BEN_NAI_ANN":  # born by 2019 as before, and not after the care period
             return [str(y) for y in range(1930, min(2020, self.window.last_year + 1))]
         return C.name_hint(column)
 
