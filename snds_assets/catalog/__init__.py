@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Iterable
 
 FIELD_TYPES = ("string", "integer", "number", "date", "datetime", "boolean", "year", "yearmonth")
 
@@ -83,6 +84,10 @@ class Table:
         """The columns files of ``year`` carry by the schema's history (``Field.in_use``; all of them for a table
         that is not yearly): none for a year the table did not exist (T_MCOaaORP after 2016)."""
         return tuple(f.name for f in self.fields if year is None or f.in_use(year))
+
+    def absent_in(self, columns: Iterable[str], year: int | None) -> list[str]:
+        """Those of ``columns`` that files of ``year`` do not carry by the schema's history (none for no year)."""
+        return [c for c in columns if year is not None and c in self.by_name and not self.by_name[c].in_use(year)]
 
     @property
     def is_yearly(self) -> bool:
@@ -299,6 +304,13 @@ def locate_nomenclature(root: str | Path, reference: tuple[str, str], field: str
         else:
             code = _code_column(files.get(f"{name}.json")) or header[0]
     return NomenclatureFile(name, csv, code)
+
+
+def integer_code(text: str) -> int | None:
+    """A nomenclature code as an integer column holds it: ``65`` and ``65.00`` (IR_TAU_V's rates) are 65; None for
+    any other text (``37.50``, ``2A``)."""
+    whole = re.fullmatch(r"(-?[0-9]+)(\.0+)?", text)
+    return int(whole.group(1)) if whole else None
 
 
 def _code_column(schema: Path | None) -> str:

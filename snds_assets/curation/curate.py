@@ -725,7 +725,7 @@ class _Run:
         pk = list(self.table.primary_key)
         if not pk:
             return self._not_evaluated(name, "primary_key", "the schema declares no primary key")
-        dated = [c for c in pk if year is not None and not self.table.by_name[c].in_use(year)]
+        dated = self.table.absent_in(pk, year)
         if dated:  # the key is not whole in files of that year: repeated partial keys are no duplicates
             return self._not_evaluated(name, "primary_key", _not_in_use(dated, year), pk)
         if not readable:
@@ -746,7 +746,7 @@ class _Run:
         if t.archived.mode == domain.FULL:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "full delivery: it replaces the current state", pk)
-        dated = [c for c in pk if year is not None and not self.table.by_name[c].in_use(year)]
+        dated = self.table.absent_in(pk, year)
         if dated:
             return self._not_evaluated("primary_key_state", "primary_key", _not_in_use(dated, year), pk)
         if not readable:
@@ -828,9 +828,7 @@ def _unless_parent_dated(catalog: Catalog, verdict: LinkVerdict, year: int | Non
     (T_RIPaaFB begins in 2010: T_RIP09C's rows can have no parent there), is not evaluated for that year."""
     link = verdict.link
     parent = catalog.tables.get(link.parent)
-    if year is None or not link.same_year or parent is None:
-        return verdict
-    dated = [c for c in link.parent_columns if c in parent.by_name and not parent.by_name[c].in_use(year)]
+    dated = parent.absent_in(link.parent_columns, year) if link.same_year and parent is not None else []
     if not dated:
         return verdict
     return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent}'s files of {year} "

@@ -23,7 +23,7 @@ from pathlib import Path
 from pyspark.sql import types as T
 
 from .. import domain
-from ..catalog import Table, locate_nomenclature
+from ..catalog import Table, integer_code, locate_nomenclature
 from .columns import ColumnPlan, sql_name, sql_string
 
 SMALL_CODE_LIST = 5000
@@ -188,9 +188,4 @@ def load_codes(path: str, column: str, numeric: bool, decimal: bool = False) -> 
         return frozenset(float(v) for v in values if re.fullmatch(r"-?([0-9]+([.][0-9]*)?|[.][0-9]+)", v))
     if not numeric:
         return frozenset(values)
-    out = set()
-    for v in values:
-        whole = re.fullmatch(r"(-?[0-9]+)(\.0+)?", v)
-        if whole:
-            out.add(int(whole.group(1)))
-    return frozenset(out)
+    return frozenset(n for n in map(integer_code, values) if n is not None)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import domain
-from ..catalog import Field, Table, locate_nomenclature
+from ..catalog import Field, Table, integer_code, locate_nomenclature
 
 ISO_DATE = "%Y-%m-%d"
 ISO_DATETIME = "%Y-%m-%dT%H:%M:%S"
@@ -280,8 +280,8 @@ def field_spec(table: Table, field: Field, nomenclatures: Nomenclatures, date_fo
     pattern = date_pattern(field, kind, date_format) if kind in ("date", "datetime") else ""
     spec = FieldSpec(field.name, kind, pattern, lo, hi, scale, min_len, max_len, enum, None, required)
     codes = nomenclatures.field_codes(field)
-    if codes is not None and kind == "integer":  # IR_TAU_V's 65.00 is the integer 65 (``rules.load_codes``)
-        codes = frozenset(str(int(m.group(1))) for m in (re.fullmatch(r"(-?[0-9]+)(\.0+)?", v) for v in codes) if m)
+    if codes is not None and kind == "integer":  # IR_TAU_V's 65.00 is the integer 65, as curation checks it
+        codes = frozenset(str(n) for n in map(integer_code, codes) if n is not None)
     if codes is not None:
         if kind == "number" and not _number_length(field.length) and c.get("maximum") is None:
             # 9999.99 above is a default for drawn numbers, not a bound of the codes (NT_LPP's 1100028)

@@ -757,7 +757,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
         return _outcome("columns", [], [], evaluated=False, details="no readable file to read a header from")
     catalog_columns = list(table.columns)
     known = set(catalog_columns)
-    expected = [f.name for f in table.fields if year is None or f.in_use(year)]
+    expected = list(table.columns_in(year))
     required = set(domain.required_columns(table, year))
     failing, sample, problems, notes = [], [], [], []
     severity = WARN
