@@ -20,6 +20,10 @@ _LOG = logging.getLogger(__name__)
 # How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
 # in milliseconds, even across a WAN; without the probe, Spark Connect's client retried for about five minutes.
 PROBE_SECONDS = 5.0
+# How long the gRPC handshake that follows that connection may take: HTTP/2's preface and settings, over TLS when the
+# URL asks for it. A Spark Connect server sets it up in milliseconds; one that is hung, or a service that accepts TCP
+# connections but does not speak gRPC, leaves the client retrying as long as no TCP answer did.
+HANDSHAKE_SECONDS = 10.0
 QUIET_LOG4J = Path(__file__).with_name("spark-log4j2.properties")
 # PySpark warns at import time that it does not test pandas 3 yet; nothing here goes through pandas.
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
@@ -132,7 +136,9 @@ def check_spark_connect(url: str, timeout: float = PROBE_SECONDS) -> None:
     The probe opens and closes a TCP connection to the address the client dials (Spark's own parser: port 15002
     when the URL gives none), or to the HTTP CONNECT proxy gRPC would go through (see ``_grpc_proxy``); a TLS URL
     (``use_ssl=true``) connects over TCP first too. A server that is up answers it in milliseconds: nothing else
-    changes for it. Nothing is sent, so a server that accepts connections but is not Spark Connect still passes.
+    changes for it. gRPC then sets its connection up, as the client would (``_grpc_handshake``): a server that
+    accepts TCP connections but does not answer gRPC's handshake within ``HANDSHAKE_SECONDS``, or refuses it (another
+    service, TLS on one side only), is reported too. No call is made, so no token is sent.
 
     The message shows the host and port, never the URL: its parameters (after ``/;``) may hold a token, and a
     user-info part (``user:password@``, which Spark ignores) a password. The host and port are an address, not a
@@ -166,14 +172,65 @@ def check_spark_connect(url: str, timeout: float = PROBE_SECONDS) -> None:
             with socket.socket(family, kind, proto) as sock:
                 sock.settimeout(left)
                 sock.connect(address)
-            return
         except OSError as exc:  # refused, timed out, no route to the host, network unreachable...
             problem = exc
+            continue
+        failure = _grpc_handshake(url, HANDSHAKE_SECONDS)
+        if failure is None:
+            return
+        raise SparkConnectUnreachable("SPARK_REMOTE: " + _handshake_message(url, failure, target, proxy)) from None
     if problem is None or (isinstance(problem, TimeoutError) and not problem.errno):
         reason = f"no answer within {timeout:g} s"
     else:
         reason = (problem.strerror or str(problem)).lower()
     raise SparkConnectUnreachable("SPARK_REMOTE: " + silent.format(reason)) from None
+
+
+def _grpc_handshake(url: str, timeout: float) -> Optional[str]:
+    """None when gRPC sets up a connection to the server of ``url`` within ``timeout``, through the channel Spark
+    Connect's client builds (TLS and proxy included); else ``"refused"`` (the handshake failed) or ``"silent"`` (no
+    answer in time). The channel's states are watched so that a refused handshake is told at once."""
+    import threading
+
+    import grpc
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    settled = threading.Event()
+    seen: list = []
+
+    def follow(state) -> None:
+        seen.append(state)
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            settled.set()
+
+    channel = DefaultChannelBuilder(url).toChannel()
+    try:
+        channel.subscribe(follow, try_to_connect=True)
+        settled.wait(timeout)
+    finally:
+        channel.close()
+    if grpc.ChannelConnectivity.READY in seen:
+        return None
+    return "refused" if grpc.ChannelConnectivity.TRANSIENT_FAILURE in seen else "silent"
+
+
+def _handshake_message(url: str, failure: str, target: str, proxy: Optional[tuple[str, int, str]]) -> str:
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    tls = ("TLS (use_ssl or a token in SPARK_REMOTE)" if DefaultChannelBuilder(url).secure
+           else "no TLS (no use_ssl nor token in SPARK_REMOTE)")
+    if proxy:
+        answers = f"the proxy {_host_port(proxy[0], proxy[1])} of {proxy[2]} answers, but"
+        if failure == "refused":
+            return (f"{answers} no Spark Connect (gRPC) connection over {tls} could be set up through it to {target}; "
+                    "is the server up behind the proxy, and does it use TLS as SPARK_REMOTE says?")
+        return (f"{answers} {target} does not answer a Spark Connect (gRPC) connection through it within "
+                f"{HANDSHAKE_SECONDS:g} s; is the server hung, or is that the address of another service?")
+    if failure == "refused":
+        return (f"{target} accepts connections but refuses a Spark Connect (gRPC) connection over {tls}; is it the "
+                "Spark Connect server, and does it use TLS as SPARK_REMOTE says?")
+    return (f"{target} accepts connections but does not answer a Spark Connect (gRPC) connection within "
+            f"{HANDSHAKE_SECONDS:g} s; is the server hung, or is that the address of another service?")
 
 
 def _host_port(host: str, port: int) -> str:

@@ -456,19 +456,99 @@ def _no_proxy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-def test_a_listening_server_passes_the_probe(monkeypatch):
-    import socket
+@pytest.fixture
+def grpc_port():
+    """A gRPC server with no service on 127.0.0.1 (no TLS): it completes gRPC's handshake, as Spark Connect does."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from snds_assets.spark import check_spark_connect
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield port
+    server.stop(0)
+
+
+class ConnectProxy:
+    """An HTTP CONNECT proxy on 127.0.0.1, as gRPC uses one: it tunnels each connection to the address asked for,
+    and answers 502 when nothing listens there. ``asked`` lists the addresses asked for."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client) -> None:
+        import socket
+        import threading
+
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = client.recv(4096)
+            if not data:
+                client.close()
+                return
+            request += data
+        address = request.split(b" ")[1].decode()
+        self.asked.append(address)
+        host, _, port = address.rpartition(":")
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=2)
+        except OSError:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            client.close()
+            return
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        upstream.settimeout(None)
+
+        def pipe(src, dst) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                src.close()
+                dst.close()
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_grpc_server_passes_the_probe(monkeypatch, grpc_port):
+    """A server that completes gRPC's handshake passes; the same port closed does not (the probe did dial it)."""
+    from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
 
     _no_proxy(monkeypatch)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        assert check_spark_connect(f"sc://127.0.0.1:{server.getsockname()[1]}/;token=SECRETTOK") is None
-        server.settimeout(5)
-        probe, _ = server.accept()  # the probe dialled this server (it did not pass without connecting)
-        probe.close()
+    assert check_spark_connect(f"sc://127.0.0.1:{grpc_port}") is None
+    with pytest.raises(SparkConnectUnreachable, match="connection refused"):
+        check_spark_connect(f"sc://127.0.0.1:{free_port_of_closed_socket()}")
+
+
+def free_port_of_closed_socket() -> int:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return closed.getsockname()[1]
 
 
 def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
@@ -502,37 +582,41 @@ def test_an_unknown_host_is_named(monkeypatch):
     assert "SECRETTOK" not in str(exc.value)
 
 
-def test_the_probe_goes_through_grpc_s_proxy(monkeypatch):
+def test_the_probe_goes_through_grpc_s_proxy(monkeypatch, grpc_port):
     """gRPC dials the HTTP CONNECT proxy of grpc_proxy / https_proxy / http_proxy unless no_grpc_proxy / no_proxy
-    lists the host: the probe dials what gRPC dials, and shows the proxy's host and port only."""
-    import socket
-
+    lists the host: the probe dials what gRPC dials, shows the proxy's host and port only, and sets up gRPC's
+    connection through it, as the client would."""
     from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
 
     _no_proxy(monkeypatch)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        up = server.getsockname()[1]
-        with socket.socket() as closed:
-            closed.bind(("127.0.0.1", 0))
-            down = closed.getsockname()[1]
-        monkeypatch.setenv("https_proxy", f"http://user:PROXYSECRET@127.0.0.1:{down}")
-        with pytest.raises(SparkConnectUnreachable) as exc:
-            check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")
-        assert str(exc.value) == (f"SPARK_REMOTE: the proxy 127.0.0.1:{down} of https_proxy, through which gRPC "
-                                  f"reaches 127.0.0.1:{up}, does not answer (connection refused); is the proxy up, "
-                                  "or should 127.0.0.1 be listed in no_grpc_proxy or no_proxy?")
-        for bypass in ("localhost,127.0.0.1", "127.0.0.0/8", " .0.0.1"):
-            monkeypatch.setenv("no_proxy", bypass)
-            check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")  # direct, to the listening server
-        monkeypatch.setenv("no_grpc_proxy", "")  # set, even empty: no_proxy is not read
-        with pytest.raises(SparkConnectUnreachable, match="the proxy"):
-            check_spark_connect(f"sc://127.0.0.1:{up}")
-        monkeypatch.setenv("grpc_proxy", "")  # the first one set wins, and empty means no proxy
+    up, down = grpc_port, free_port_of_closed_socket()
+    monkeypatch.setenv("https_proxy", f"http://user:PROXYSECRET@127.0.0.1:{down}")
+    with pytest.raises(SparkConnectUnreachable) as exc:
+        check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")
+    assert str(exc.value) == (f"SPARK_REMOTE: the proxy 127.0.0.1:{down} of https_proxy, through which gRPC "
+                              f"reaches 127.0.0.1:{up}, does not answer (connection refused); is the proxy up, "
+                              "or should 127.0.0.1 be listed in no_grpc_proxy or no_proxy?")
+    for bypass in ("localhost,127.0.0.1", "127.0.0.0/8", " .0.0.1"):
+        monkeypatch.setenv("no_proxy", bypass)
+        check_spark_connect(f"sc://127.0.0.1:{up}")  # direct, to the gRPC server
+    monkeypatch.setenv("no_grpc_proxy", "")  # set, even empty: no_proxy is not read
+    with pytest.raises(SparkConnectUnreachable, match="the proxy"):
         check_spark_connect(f"sc://127.0.0.1:{up}")
-        monkeypatch.setenv("grpc_proxy", f"http://127.0.0.1:{up}")  # the proxy answers: what it reaches is its own
-        check_spark_connect(f"sc://127.0.0.1:{down}")
+    monkeypatch.setenv("grpc_proxy", "")  # the first one set wins, and empty means no proxy
+    check_spark_connect(f"sc://127.0.0.1:{up}")
+    proxy = ConnectProxy()
+    try:
+        monkeypatch.setenv("grpc_proxy", f"http://127.0.0.1:{proxy.port}")
+        check_spark_connect(f"sc://127.0.0.1:{up}")  # tunnelled to the server
+        with pytest.raises(SparkConnectUnreachable) as exc:
+            check_spark_connect(f"sc://127.0.0.1:{down}/;token=SECRETTOK")  # the proxy answers, the server is down
+    finally:
+        proxy.close()
+    assert proxy.asked == [f"127.0.0.1:{up}", f"127.0.0.1:{down}"]
+    assert str(exc.value) == (f"SPARK_REMOTE: the proxy 127.0.0.1:{proxy.port} of grpc_proxy answers, but no Spark "
+                              "Connect (gRPC) connection over TLS (use_ssl or a token in SPARK_REMOTE) could be set "
+                              f"up through it to 127.0.0.1:{down}; is the server up behind the proxy, and does it use "
+                              "TLS as SPARK_REMOTE says?")
 
 
 def test_ui_starts_when_the_spark_connect_server_does_not_answer(tmp_path, monkeypatch):

@@ -6,9 +6,11 @@ had anything tried to start a local Spark instead of using the server, it would 
 """
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -95,6 +97,77 @@ def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
     assert message == f"snds_assets.spark.SparkConnectUnreachable: {line}"
     assert float(seconds) < 30
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+class NotSparkConnect:
+    """A TCP service on 127.0.0.1 that is not a Spark Connect server: it takes each connection and then holds it
+    without a word (a hung server), or closes it at once (a service that refuses gRPC's handshake)."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.behaviour == "close":
+                conn.close()
+            else:
+                self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("behaviour, token", [("hold", False), ("close", False), ("close", True)])
+def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once(tmp_path, behaviour, token):
+    """A port that accepts TCP connections passed the probe, and `snds ingest` then waited through the Spark Connect
+    client's retries (about five minutes) in silence. Now gRPC's handshake follows the TCP connection: a service
+    that holds it without answering is told after HANDSHAKE_SECONDS, one that refuses it at once, saying whether
+    TLS was asked for; exit 2, one line, no token, nothing written and no run launched."""
+    from snds_assets.spark import HANDSHAKE_SECONDS
+
+    from .reception_delivery import Delivery, csv_bytes
+
+    home = tmp_path / "home"
+    delivery = Delivery(home / "landing", "2024-01-15", {})
+    delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                        [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
+    delivery.write()
+    service = NotSparkConnect(behaviour)
+    url = f"sc://127.0.0.1:{service.port}" + (f"/;token={TOKEN}" if token else "")
+    try:
+        started = time.monotonic()
+        proc = snds(home, "ingest", "2024-01-15", timeout=120, SPARK_REMOTE=url, **NO_LOCAL_JAVA)
+        elapsed = time.monotonic() - started
+    finally:
+        service.close()
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    target = f"127.0.0.1:{service.port}"
+    if behaviour == "hold":
+        expected = (f"snds: error: SPARK_REMOTE: {target} accepts connections but does not answer a Spark Connect "
+                    f"(gRPC) connection within {HANDSHAKE_SECONDS:g} s; is the server hung, or is that the address of "
+                    "another service?")
+        assert HANDSHAKE_SECONDS <= elapsed < HANDSHAKE_SECONDS + 60
+    else:
+        tls = ("TLS (use_ssl or a token in SPARK_REMOTE)" if token
+               else "no TLS (no use_ssl nor token in SPARK_REMOTE)")
+        expected = (f"snds: error: SPARK_REMOTE: {target} accepts connections but refuses a Spark Connect (gRPC) "
+                    f"connection over {tls}; is it the Spark Connect server, and does it use TLS as SPARK_REMOTE says?")
+        assert elapsed < HANDSHAKE_SECONDS + 30
+    assert lines == [expected], proc.stderr
+    details = home / "logs" / "snds-error.log"
+    assert TOKEN not in proc.stdout + proc.stderr + (details.read_text() if details.exists() else "")
+    assert not (home / "lake").exists() and not (home / "dagster" / "storage").exists()
 
 
 def test_sessions_come_from_the_server(spark_connect, tmp_path):
