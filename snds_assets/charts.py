@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 
-def number(value) -> str:
+def number(value: int | None) -> str:
     """A count as the reports print it: thin spaces between thousands, a dash when unknown."""
     return "—" if value is None else f"{value:,}".replace(",", "\u202f")
 

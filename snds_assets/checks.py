@@ -6,6 +6,10 @@ and the report always agree.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagster import AssetCheckResult, AssetKey
 
 ERROR, WARN = "ERROR", "WARN"
 
@@ -120,7 +124,7 @@ def markdown_sample(outcome: CheckOutcome) -> str:
     return "\n".join(lines)
 
 
-def asset_check_result(outcome: CheckOutcome, asset_key=None):
+def asset_check_result(outcome: CheckOutcome, asset_key: AssetKey | None = None) -> AssetCheckResult:
     """The Dagster view of a verdict: same name, counts, sample and rule, severity as decided by the rule."""
     from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 

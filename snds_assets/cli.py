@@ -12,7 +12,7 @@ import traceback
 from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 from .config import Settings
 
@@ -228,7 +228,7 @@ def _details_handler(settings: Settings) -> logging.Handler:
 
 
 @contextmanager
-def pyspark_errors_to_details_log(settings: Settings):
+def pyspark_errors_to_details_log(settings: Settings) -> Iterator[None]:
     """While a command runs Spark, PySpark's records of the analysis errors it raises go to the details log, not to
     stderr (``PYSPARK_ERROR_LOGGERS``): the stack they hold is not the one line SPEC §4 allows."""
     from pyspark.logger import PySparkLogger

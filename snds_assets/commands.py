@@ -14,9 +14,13 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli import EXIT_OK, EXIT_REJECTED, UsageError, not_a_folder
 from .config import Settings, resolve_path
+
+if TYPE_CHECKING:
+    from dagster import ExecuteInProcessResult
 
 DEMO_PROJECT = "demo-covid"
 
@@ -48,7 +52,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     return result
 
 
-def run_error(result) -> Exception:
+def run_error(result: ExecuteInProcessResult) -> Exception:
     """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
     answering (after the command's own check) stays a user error, told without the class's module path."""
     from dagster import DagsterEventType

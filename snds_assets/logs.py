@@ -7,7 +7,8 @@ import re
 import sys
 from datetime import datetime, timezone
 
-from dagster import AssetKey, Field, logger
+from dagster import AssetKey, DagsterEvent, Field, InitLoggerContext, logger
+from dagster._utils.error import SerializableErrorInfo
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,7 +57,7 @@ def _partition_of(event) -> str | None:
 @logger({"log_level": Field(str, is_required=False, default_value="DEBUG"),
          "partition": Field(str, is_required=False, default_value="", description="the run's partition key")},
         description="JSON lines on stderr: one object per event with run id, asset, partition and event type.")
-def json_logger(init_context):
+def json_logger(init_context: InitLoggerContext) -> logging.Logger:
     level = init_context.logger_config["log_level"]
     log = logging.Logger("snds_json", level=level)
     handler = logging.StreamHandler(sys.stderr)
@@ -129,7 +130,7 @@ def java_failure(message: str) -> str:
     return f"Spark failed: {root}" + (f" ({top})" if top and root not in top else "")
 
 
-def failure_cause(event):
+def failure_cause(event: DagsterEvent) -> SerializableErrorInfo | None:
     """The error info (class name, message) of the user's exception under Dagster's wrappers in a failure event,
     or None when the event carries none."""
     try:
@@ -183,7 +184,7 @@ class ProgressBar:
 STEP_PROGRESS = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
 
 
-def step_progress(log, done: int, total: int, what: str) -> None:
+def step_progress(log: logging.Logger, done: int, total: int, what: str) -> None:
     """Log the start of item ``done`` of ``total`` in a step; the CLI draws it as a progress bar."""
     log.info(f"[{done}/{total}] {what}")
 
@@ -224,7 +225,7 @@ class ProgressHandler(logging.Handler):
 
 @logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
         description="Progress bars and terse lines for the snds command line.")
-def progress_logger(init_context):
+def progress_logger(init_context: InitLoggerContext) -> logging.Logger:
     log = logging.Logger("snds_progress", level=init_context.logger_config["log_level"])
     log.addHandler(ProgressHandler())
     return log

@@ -11,6 +11,7 @@ sensor tick, and wherever a run of the same partition is looked for.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -161,7 +162,7 @@ def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str
     return end_if_gone(instance, list(found.values()))
 
 
-def end_dead_runs(instance: DagsterInstance, log=None) -> list[DagsterRun]:
+def end_dead_runs(instance: DagsterInstance, log: logging.Logger | None = None) -> list[DagsterRun]:
     """End every started run whose process is gone from this machine (see the module's docstring); the runs ended."""
     runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
             if PROCESS_TAG in r.tags]

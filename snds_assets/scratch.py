@@ -9,6 +9,7 @@ one that could still be writing there.
 """
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 from collections.abc import Iterable
@@ -78,7 +79,7 @@ def project_scratch(lake: Lake, project_id: str, rewritten: Iterable[str]) -> li
             for p in hidden_scratch(folder, rewritten=rewritten)]
 
 
-def sweep(paths: list[str], busy: list[DagsterRun], log, what: str) -> list[str]:
+def sweep(paths: list[str], busy: list[DagsterRun], log: logging.Logger, what: str) -> list[str]:
     """Remove ``paths`` unless another run of the partition is unfinished; say what was done either way."""
     from .reception.storage import remove_lake_tree
 

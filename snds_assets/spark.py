@@ -11,10 +11,13 @@ import time
 import urllib.parse
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field as PydanticField
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 _LOG = logging.getLogger(__name__)
 # How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
@@ -49,7 +52,7 @@ LOCAL_DEFAULTS: dict[str, str] = {
 
 
 def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: Optional[dict[str, str]] = None,
-                  app_name: str = "snds_assets"):
+                  app_name: str = "snds_assets") -> SparkSession:
     """Get (or reuse) this process's session; static settings only apply to the first session of a process."""
     from pyspark.sql import SparkSession
 
@@ -285,7 +288,7 @@ def _reached_directly(host: str, entry: str) -> bool:
         return False
 
 
-def answer_promptly(session) -> None:
+def answer_promptly(session: SparkSession) -> None:
     """Make the JVM send each Py4J answer at once (TCP_NODELAY on its end of every connection, one per Python
     thread), from the calling thread's connection on. Py4J writes an answer in 8 KB pieces over a socket that
     keeps Nagle's algorithm: any answer over 8 KB (a small table's observed key hashes, a wide schema) waited
@@ -341,7 +344,7 @@ class SparkResource(ConfigurableResource):
         default=None, description="Spark Connect URL (sc://host:15002); unset: SPARK_REMOTE, read when the run starts")
     conf: dict[str, str] = PydanticField(default_factory=dict, description="extra Spark settings")
 
-    def get_session(self):
+    def get_session(self) -> SparkSession:
         # ABFS credentials and SPARK_REMOTE (a Databricks URL holds a token) are read at run time, never stored
         # in the resource's config, which the UI shows.
         from .azure import lake_session_conf

@@ -41,7 +41,7 @@ from datetime import date
 from typing import Callable, Collection
 
 import numpy as np
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -202,8 +202,8 @@ class _Typing:
 
 
 # --- Entry point ------------------------------------------------------------------------------------------
-def curate_family(spark, settings: Settings, catalog: Catalog, manifest: Manifest, archived: list[ArchivedTable],
-                  state: CurrentState | None = None) -> list[CuratedTable]:
+def curate_family(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
+                  archived: list[ArchivedTable], state: CurrentState | None = None) -> list[CuratedTable]:
     """Curate and check the delivered tables of one family (several years for a PMSI family).
 
     Writes ``<lake>/curated/<FAMILY>/delivery_id=<ID>/`` and ``<lake>/rejects/<FAMILY>/delivery_id=<ID>/``
@@ -927,7 +927,7 @@ def _family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, fami
     return df, f"checked against {source}", kept
 
 
-def check_deferred_links(spark, settings: Settings, catalog: Catalog, manifest: Manifest,
+def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
                          results: list[CuratedTable], state: CurrentState, curated: Collection[str]) -> bool:
     """Evaluate the links that ``curate_family`` left pending in ``results`` (one family's), the edges curation
     order drops to break a cycle (``domain.cyclic_parents``), once this run has curated their parent: the child's

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from .. import domain
@@ -281,7 +281,7 @@ def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bo
     return out
 
 
-def off_nomenclature(spark, curated: DataFrame, large: list[LargeNomenclature],
+def off_nomenclature(spark: SparkSession, curated: DataFrame, large: list[LargeNomenclature],
                      yearly: bool) -> dict[tuple[int | None, str], KeyResult]:
     """Rows whose coded value is absent from a long nomenclature: one job for every such column of the table."""
     if not large:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from pyspark.sql import DataFrame
@@ -118,7 +119,7 @@ class CurrentState:
         return self._read(family, kept, columns)
 
     # --- derived data shared by the families of a run ---------------------------------------------------
-    def cached(self, family: str, key: tuple, build) -> DataFrame:
+    def cached(self, family: str, key: tuple, build: Callable[[], DataFrame]) -> DataFrame:
         """A DataFrame derived from ``family``'s state (e.g. its key hashes), built once and kept in Spark's
         cache while this object lives: the fifteen DCIR tables that point to ER_PRS_F read its keys once."""
         entry = (family, key)

@@ -1,11 +1,11 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from dagster import (
     AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
     AssetsDefinition, DagsterInstance, DagsterRun, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest,
-    SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
+    SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
@@ -89,7 +89,7 @@ def _sweep_project(context: AssetExecutionContext, settings, project_id: str, re
           extractions_in_progress(context.instance, project_id, context.run_id), context.log, f"project {project_id}")
 
 
-def build_cohort_asset(catalog: Catalog, curated_key) -> AssetsDefinition:
+def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey]) -> AssetsDefinition:
     @asset(
         key=COHORT_KEY, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
         deps=[AssetDep(curated_key(f), partition_mapping=AllPartitionMapping()) for f in cohort_sources(catalog)],
@@ -128,7 +128,7 @@ def _extract_spec(catalog: Catalog, table: Table, curated_key) -> AssetSpec:
     )
 
 
-def build_extract_assets(catalog: Catalog, curated_key) -> AssetsDefinition:
+def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey]) -> AssetsDefinition:
     tables = [t for t in catalog if extractable(catalog, t)]
     specs = [_extract_spec(catalog, t, curated_key) for t in tables]
     check_specs = [AssetCheckSpec(n, asset=extract_key(t.name), description=d, partitions_def=projects)
@@ -201,7 +201,7 @@ def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition
     return project_report
 
 
-def project_selection(request, catalog: Catalog) -> list[AssetKey]:
+def project_selection(request: "ProjectRequest", catalog: Catalog) -> list[AssetKey]:
     families = [f for f in request.tables if f in catalog and extractable(catalog, catalog[f])]
     return [COHORT_KEY, *(extract_key(f) for f in families), PROJECT_REPORT_KEY]
 
@@ -251,7 +251,7 @@ def _project_cursor(text: str | None) -> dict[str, list]:
     return {pid: value if isinstance(value, list) else [value, 0] for pid, value in seen.items()}
 
 
-def build_project_sensor(job_name: str):
+def build_project_sensor(job_name: str) -> SensorDefinition:
     @sensor(
         name="project_requests", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
@@ -332,7 +332,7 @@ def _earlier_accepted_tables(instance, report_key: AssetKey, delivery_id: str, s
     return list(tables) if isinstance(tables, (list, tuple)) else []
 
 
-def build_refresh_sensor(job_name: str, report_key: AssetKey):
+def build_refresh_sensor(job_name: str, report_key: AssetKey) -> SensorDefinition:
     @sensor(
         name="refresh_extracts", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,

@@ -23,7 +23,7 @@ def _checks(items) -> list[dict]:
     return [c.to_report() if hasattr(c, "to_report") else dict(c) for c in items or []]
 
 
-def build_report(request: ProjectRequest, cohort_info: dict | None, extract_infos) -> dict:
+def build_report(request: ProjectRequest, cohort_info: dict | None, extract_infos: dict | list[dict] | None) -> dict:
     """The report as a JSON-ready dict, from what run_cohort and run_extract returned or recorded."""
     if isinstance(extract_infos, dict):
         infos = dict(extract_infos)
@@ -108,7 +108,7 @@ def withdraw_project_report(settings: Settings, project_id: str) -> None:
 
 
 def write_project_report(settings: Settings, request: ProjectRequest, cohort_info: dict | None,
-                         extract_infos) -> dict:
+                         extract_infos: dict | list[dict] | None) -> dict:
     """Write the JSON report and its HTML twin; returns the report."""
     lake = Lake(settings.lake)
     report = build_report(request, cohort_info, extract_infos)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -354,7 +355,7 @@ def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
     return path, parse_identifiers(text, name, fail)
 
 
-def parse_identifiers(text: str, name: str, fail) -> list[Identifier]:
+def parse_identifiers(text: str, name: str, fail: Callable[[str], Exception]) -> list[Identifier]:
     """Rows of an identifiers CSV (``,`` or ``;``, header row with any of IDENTIFIER_COLUMNS)."""
     lines = text.splitlines()
     if not lines or not lines[0].strip():

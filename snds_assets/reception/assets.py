@@ -8,10 +8,11 @@ modules are imported inside the steps to keep loading fast.
 import json
 import os
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
-    DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest,
+    DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
@@ -28,6 +29,9 @@ from ..resources import SndsResource
 from ..runs import describe_run, end_dead_runs, unfinished_runs
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 OWNER = "team:snds-reception"
 DELIVERY_KEY = AssetKey(["landing", "delivery"])
@@ -328,7 +332,7 @@ def build_report_asset(catalog: Catalog) -> AssetsDefinition:
     return reception_report
 
 
-def delivery_selection(catalog: Catalog, manifest) -> list[AssetKey]:
+def delivery_selection(catalog: Catalog, manifest: "Manifest") -> list[AssetKey]:
     """The assets one delivery's run materialises: its families' raw and curated tables and the report."""
     from .archive import families_of
 
@@ -353,7 +357,7 @@ def _cursor_entry(value: object) -> tuple[str | None, int]:
     return None, 0
 
 
-def build_delivery_sensor(job_name: str):
+def build_delivery_sensor(job_name: str) -> SensorDefinition:
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,

@@ -15,7 +15,7 @@ import posixpath
 import re
 import uuid
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Callable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -125,7 +125,8 @@ def delivery_folder_used(landing: str, delivery_id: str) -> bool:
     return bool(fs.exists(root) and fs.find(root))
 
 
-def upload_delivery(folder: str, landing: str, delivery_id: str, progress=None) -> str:
+def upload_delivery(folder: str, landing: str, delivery_id: str,
+                    progress: Callable[[str, int, int], None] | None = None) -> str:
     """Copy a local delivery folder (``<folder>/<ID>/`` and its ``<ID>.defects.json`` if any) to a landing zone
     as CNAM would: data files first, ``manifest.json`` last, so that the sensor never picks a delivery half
     uploaded. Refuses a delivery folder that already holds files. Returns the delivery's landing URL."""
