@@ -479,6 +479,23 @@ def test_empty_lines_before_the_header_are_not_the_header(settings, catalog):
     assert table.check("columns").passed and table.check("row_count").passed
 
 
+def test_a_line_of_spaces_before_the_header_is_skipped_as_spark_skips_it(settings, catalog, monkeypatch):
+    """Spark's line reader skips a line of spaces before the header as it skips an empty one: the archive took it
+    for the header, so every column was missing and every row rejected. Spark's multiLine parser skips empty lines
+    only: a file read with it keeps that line as its header, as Spark reads it (whatever the read chunks)."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    rows = dummy_rows(cols, 3)
+    quoted = [[f'"{v}\nx"' if i == 1 else v for i, v in enumerate(r)] for r in rows]
+    for size in (archive_mod.CHUNK_SIZE, 1):
+        monkeypatch.setattr(archive_mod, "CHUNK_SIZE", size)
+        d = Delivery(_landing(settings), DID)
+        d.add("IR_BEN_R", "spaces.csv", b" \t \r\n\n" + csv_bytes(cols, rows, newline="\r\n"), rows=3)
+        d.add("IR_BEN_R", "multiline.csv", b"  \n" + csv_bytes(cols, quoted), rows=3)
+        spaces, multiline = _table(settings, catalog, d, "IR_BEN_R").files
+        assert (spaces.header, spaces.rows, spaces.multiline) == (cols, 3, False)
+        assert (multiline.header, multiline.rows, multiline.multiline) == ([], 4, True)
+
+
 def test_an_invalid_utf8_sequence_split_by_an_ascii_chunk_is_found(settings, catalog, monkeypatch):
     """The first byte of a two-byte character, an ASCII chunk, then a continuation byte: not UTF-8, whatever the
     chunks (the ASCII chunk must go through the decoder while a character is pending)."""
@@ -1177,6 +1194,18 @@ def test_empty_lines_before_the_header_are_skipped_as_spark_skips_them(settings,
     assert checks["row_count"]["passed"] and checks["not_null"]["passed"] and checks["columns"]["severity"] == "WARN"
     assert all("missing_required" not in s for s in checks["columns"]["sample"])  # only the columns IMB leaves out
     assert table["status"] == "accepted"
+
+def test_a_file_with_a_line_of_spaces_before_its_header_is_curated_whole(settings, catalog, spark):
+    """A line of spaces before the header: the archive took it for the header, and the delivery was rejected,
+    every row lacking its key columns."""
+    rows = [[NIR_A, "1", "5", "2020-01-15", "1600-01-01", "E11"], [NIR_B, "1", "7", "2020-01-15", "", "E10"]]
+    table, checks = _ingest_file(settings, catalog, spark, b"   \n" + csv_bytes(IMB, rows), 2)
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (2, 2, 2, 0)
+    assert checks["not_null"]["passed"] and checks["row_count"]["passed"] and table["status"] == "accepted"
+    assert all("missing_required" not in s for s in checks["columns"]["sample"])
+    curated = spark.read.parquet(str(_lake(settings, "curated", "IR_IMB_R", f"delivery_id={DID}")))
+    assert sorted((r["IMB_ALD_NUM"], r["MED_MTF_COD"]) for r in curated.collect()) == [(5, "E11"), (7, "E10")]
+
 
 def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(settings, catalog, spark):
     """The rejects pass splits a multiLine file's records as the write pass does (``curate._Run._lines``)."""

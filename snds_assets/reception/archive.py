@@ -403,6 +403,7 @@ def count_newlines(data: bytes) -> int:
 _NL, _CR = ord("\n"), ord("\r")
 _SPACE = 0x20  # Spark's line reader skips a line whose bytes are all <= 0x20 (Java's String.trim)
 _NON_BLANK = re.compile(rb"[^\x00-\x20]")
+_BLANK = bytes(range(_SPACE + 1))  # the bytes a blank line is made of
 _MARK = b"\x7f"  # stands for the non-blank start of a line carried to the next chunk (never a delimiter nor a quote)
 
 
@@ -600,6 +601,7 @@ class TextScanner:
         self._has_header = header
         self._head = bytearray()
         self._head_done = not header
+        self._blank_head: bytes | None = None  # the first line of spaces skipped before the header, if any
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict") if self._encoding in _UTF8 else None
         self._records = RecordCounter(delimiter.encode(self._encoding, "replace"),
                                       quote.encode(self._encoding, "replace"))
@@ -618,7 +620,9 @@ class TextScanner:
         while not self._head_done and head:
             end = head.find(b"\n")
             self._head += head if end < 0 else head[:end]
-            if end >= 0 and bytes(self._head) in (b"", b"\r"):  # an empty line before the header: Spark skips it
+            if end >= 0 and not bytes(self._head).strip(_BLANK):  # a blank line before the header: Spark skips it
+                if self._blank_head is None and bytes(self._head) not in (b"", b"\r"):
+                    self._blank_head = bytes(self._head)
                 self._head.clear()
                 head = head[end + 1:]
             elif end >= 0 or len(self._head) > HEADER_LIMIT:
@@ -660,7 +664,10 @@ class TextScanner:
             # file would be one header line, its rows all dropped by curation as malformed (none counted, none rejected).
             return None, None, self.error or ("a carriage return inside the first line: do the lines end with CR "
                                               "alone (classic Mac OS)? Deliver LF or CRLF line ends")
-        return rows, parse_header(bytes(self._head), self._encoding, self._delimiter), self.error
+        head = bytes(self._head)
+        if self._blank_head is not None and self._records.multiline:
+            head = self._blank_head  # Spark's multiLine parser skips empty lines only: its header is that line of spaces
+        return rows, parse_header(head, self._encoding, self._delimiter), self.error
 
 
 def parse_header(line: bytes, encoding: str, delimiter: str) -> list[str]:
