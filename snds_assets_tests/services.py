@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,3 +427,27 @@ def reference(tmp_path_factory, spark) -> Reference:
     lake = home / "lake"
     assert code in (0, 1), f"reference ingestion failed with exit status {code}"
     return Reference(home, delivery, code, load_report(lake, DELIVERY_ID), curated_summary(lake, DELIVERY_ID))
+
+
+class TcpService:
+    """A TCP server on 127.0.0.1 for the tests of the Spark Connect probe: ``handle`` gets each connection it
+    accepts, on its accepting thread. Subclasses set their own state before calling ``__init__``."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()

@@ -10,6 +10,8 @@ import yaml
 from snds_assets.cli import EXIT_ERROR, build_parser, main
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
 
+from .services import TcpService, free_port
+
 REPOSITORY = Path(__file__).parents[1]
 
 
@@ -470,28 +472,18 @@ def grpc_port():
     server.stop(0)
 
 
-class ConnectProxy:
+class ConnectProxy(TcpService):
     """An HTTP CONNECT proxy on 127.0.0.1, as gRPC uses one: it tunnels each connection to the address asked for,
     and answers 502 when nothing listens there. ``asked`` lists the addresses asked for."""
 
     def __init__(self):
-        import socket
-        import threading
-
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.asked: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
+    def handle(self, conn) -> None:
         import threading
 
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+        threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
 
     def _tunnel(self, client) -> None:
         import socket
@@ -529,9 +521,6 @@ class ConnectProxy:
         threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
         pipe(client, upstream)
 
-    def close(self) -> None:
-        self.sock.close()
-
 
 def test_a_grpc_server_passes_the_probe(monkeypatch, grpc_port):
     """A server that completes gRPC's handshake passes; the same port closed does not (the probe did dial it)."""
@@ -540,15 +529,7 @@ def test_a_grpc_server_passes_the_probe(monkeypatch, grpc_port):
     _no_proxy(monkeypatch)
     assert check_spark_connect(f"sc://127.0.0.1:{grpc_port}") is None
     with pytest.raises(SparkConnectUnreachable, match="connection refused"):
-        check_spark_connect(f"sc://127.0.0.1:{free_port_of_closed_socket()}")
-
-
-def free_port_of_closed_socket() -> int:
-    import socket
-
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        return closed.getsockname()[1]
+        check_spark_connect(f"sc://127.0.0.1:{free_port()}")
 
 
 def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
@@ -589,7 +570,7 @@ def test_the_probe_goes_through_grpc_s_proxy(monkeypatch, grpc_port):
     from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
 
     _no_proxy(monkeypatch)
-    up, down = grpc_port, free_port_of_closed_socket()
+    up, down = grpc_port, free_port()
     monkeypatch.setenv("https_proxy", f"http://user:PROXYSECRET@127.0.0.1:{down}")
     with pytest.raises(SparkConnectUnreachable) as exc:
         check_spark_connect(f"sc://127.0.0.1:{up}/;token=SECRETTOK")

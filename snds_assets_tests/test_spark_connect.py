@@ -10,12 +10,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
-from .services import DELIVERY_ID, clean_environment, curated_summary, free_port, load_report, snds
+from .services import DELIVERY_ID, TcpService, clean_environment, curated_summary, free_port, load_report, snds
 
 NO_LOCAL_JAVA = {"JAVA_HOME": "/nonexistent"}
 # A Databricks-style URL holds a token: it must never be printed or logged, whatever fails.
@@ -99,30 +98,23 @@ def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
     assert TOKEN not in proc.stdout + proc.stderr
 
 
-class NotSparkConnect:
+class NotSparkConnect(TcpService):
     """A TCP service on 127.0.0.1 that is not a Spark Connect server: it takes each connection and then holds it
     without a word (a hung server), or closes it at once (a service that refuses gRPC's handshake)."""
 
     def __init__(self, behaviour: str):
         self.behaviour = behaviour
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.behaviour == "close":
-                conn.close()
-            else:
-                self.held.append(conn)
+    def handle(self, conn: socket.socket) -> None:
+        if self.behaviour == "close":
+            conn.close()
+        else:
+            self.held.append(conn)
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         for conn in self.held:
             conn.close()
 
