@@ -6,9 +6,12 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from dagster import AssetKey, DagsterEvent, Field, InitLoggerContext, logger
-from dagster._utils.error import SerializableErrorInfo
+
+if TYPE_CHECKING:
+    from dagster._utils.error import SerializableErrorInfo
 
 
 class JsonFormatter(logging.Formatter):

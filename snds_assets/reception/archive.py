@@ -620,9 +620,10 @@ class TextScanner:
         while not self._head_done and head:
             end = head.find(b"\n")
             self._head += head if end < 0 else head[:end]
-            if end >= 0 and not bytes(self._head).strip(_BLANK):  # a blank line before the header: Spark skips it
-                if self._blank_head is None and bytes(self._head) not in (b"", b"\r"):
-                    self._blank_head = bytes(self._head)
+            line = bytes(self._head) if end >= 0 else None
+            if line is not None and not line.strip(_BLANK):  # a blank line before the header: Spark skips it
+                if self._blank_head is None and line not in (b"", b"\r"):
+                    self._blank_head = line
                 self._head.clear()
                 head = head[end + 1:]
             elif end >= 0 or len(self._head) > HEADER_LIMIT:
