@@ -458,9 +458,9 @@ def _no_proxy(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
-def grpc_port():
-    """A gRPC server with no service on 127.0.0.1 (no TLS): it completes gRPC's handshake, as Spark Connect does."""
+def start_grpc_server():
+    """A gRPC server with no service on 127.0.0.1 (no TLS): it completes gRPC's handshake, as Spark Connect does.
+    Returns the server and its port."""
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
@@ -468,6 +468,12 @@ def grpc_port():
     server = grpc.server(ThreadPoolExecutor(max_workers=1))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    return server, port
+
+
+@pytest.fixture
+def grpc_port():
+    server, port = start_grpc_server()
     yield port
     server.stop(0)
 
@@ -522,14 +528,19 @@ class ConnectProxy(TcpService):
         pipe(client, upstream)
 
 
-def test_a_grpc_server_passes_the_probe(monkeypatch, grpc_port):
-    """A server that completes gRPC's handshake passes; the same port closed does not (the probe did dial it)."""
+def test_a_grpc_server_passes_the_probe(monkeypatch):
+    """A server that completes gRPC's handshake passes; the same port once the server stopped does not (the probe
+    did dial it)."""
     from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
 
     _no_proxy(monkeypatch)
-    assert check_spark_connect(f"sc://127.0.0.1:{grpc_port}") is None
+    server, port = start_grpc_server()
+    try:
+        assert check_spark_connect(f"sc://127.0.0.1:{port}") is None
+    finally:
+        server.stop(0).wait()
     with pytest.raises(SparkConnectUnreachable, match="connection refused"):
-        check_spark_connect(f"sc://127.0.0.1:{free_port()}")
+        check_spark_connect(f"sc://127.0.0.1:{port}")
 
 
 def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
