@@ -207,6 +207,22 @@ def test_non_table_json_is_ignored(tmp_path):
     assert list(catalog.tables) == ["T"] and catalog["T"].primary_key == ("A",)
 
 
+def test_a_schema_snds_checkout_reads_its_table_schemas_not_its_nomenclatures(reference_schemas, reference_catalog,
+                                                                            reference_nomenclatures):
+    """Pointed at the checkout's top, the loader took its ~500 nomenclature schemas for delivered tables."""
+    checkout = Catalog.load(reference_schemas.parent)
+    assert set(checkout.tables) == set(reference_catalog.tables)
+    located = locate_nomenclature(reference_schemas.parent, ("EXC_FIN_MTF", ""))
+    assert located == locate_nomenclature(reference_nomenclatures, ("EXC_FIN_MTF", "")) and located is not None
+
+
+def test_a_table_schema_with_its_data_beside_it_is_a_nomenclature(tmp_path):
+    _write(tmp_path, "P/T.json", _schema(name="T"))
+    _write(tmp_path, "codes/IR_X_V.json", _schema(name="IR_X_V"))
+    _write(tmp_path, "codes/IR_X_V.csv", "A;B\n1;2\n")
+    assert list(Catalog.load(tmp_path).tables) == ["T"]
+
+
 def test_parse_table_defaults():
     table = parse_table({"name": "T", "fields": [{"name": "a"}, {"name": "b", "type": "date", "format": "%d%m%Y",
                                                                   "nomenclature": "IR_DTE_V"}]})

@@ -202,6 +202,22 @@ def _validate(source: str, name, fields: list[Field], primary_key: tuple[str, ..
             )
 
 
+def checkout_part(root: Path, part: str) -> Path:
+    """``root/part`` when ``root`` is the top of a schema-snds checkout (``schemas/`` beside ``nomenclatures/``),
+    else ``root``: both settings may name the checkout itself."""
+    if (root / "schemas").is_dir() and (root / "nomenclatures").is_dir():
+        return root / part
+    return root
+
+
+def _table_schemas(root: Path) -> Iterable[Path]:
+    """The JSON files under ``root`` that may describe delivered tables. A Table Schema with its data beside it
+    (``NAME.json`` and ``NAME.csv``, schema-snds's nomenclatures) describes a code list, not a delivered table."""
+    for path in checkout_part(root, "schemas").rglob("*.json"):
+        if not path.with_suffix(".csv").is_file():
+            yield path
+
+
 class Catalog:
     """All families known to the product, by family name."""
 
@@ -215,7 +231,7 @@ class Catalog:
         if not root.is_dir():
             raise CatalogError(f"schema folder not found: {root}")
         tables: dict[str, Table] = {}
-        for path in sorted(root.rglob("*.json")):
+        for path in sorted(_table_schemas(root)):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
@@ -335,5 +351,6 @@ def _nomenclature_index(root: str) -> dict[str, Path]:
         base = Path(root)
         if not base.is_dir():
             raise CatalogError(f"nomenclature folder not found: {root}")
+        base = checkout_part(base, "nomenclatures")
         _NOMENCLATURE_INDEXES[root] = {p.name: p for p in sorted(base.rglob("*")) if p.suffix in (".csv", ".json")}
     return _NOMENCLATURE_INDEXES[root]
