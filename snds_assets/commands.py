@@ -389,9 +389,15 @@ def _check_port_free(host: str, port: int) -> None:
                              "choose another --host or --port") from None
 
 
+UI_QUIET_WARNING = "ignore:Function `dev_command` is superseded"
+
+
 def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """`dagster dev` (webserver + daemon) on this code location, with the settings in its environment."""
     env = {**os.environ, **settings.as_env()}
+    # Dagster warns on every start that `dagster dev` is superseded by `dg dev` (not installed here): noise on the
+    # terminal of a command that works as documented.
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UI_QUIET_WARNING]))
     _check_port_free(args.host, args.port)
     workspace = Path(settings.dagster_home) / "workspace.yaml"
     workspace.write_text(WORKSPACE)

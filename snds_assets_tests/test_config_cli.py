@@ -403,6 +403,32 @@ def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch)
     assert seen["sigint"] == signal.SIG_DFL
 
 
+def test_ui_does_not_print_dagsters_supersession_warning(tmp_path, monkeypatch):
+    """`dagster dev` printed "SupersessionWarning: Function `dev_command` is superseded ... Use 'dg dev'" on the
+    terminal at every start: the environment it is started with filters that one warning, and keeps the user's."""
+
+    class Exec(BaseException):
+        pass
+
+    seen = {}
+
+    def execvpe(*args):
+        seen["env"] = args[2]
+        raise Exec
+
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setenv("PYTHONWARNINGS", "error::ResourceWarning")
+    monkeypatch.setattr(os, "execvpe", execvpe)
+    with pytest.raises(Exec):
+        main(["ui", "--port", "3423"])
+    assert seen["env"]["PYTHONWARNINGS"].startswith("error::ResourceWarning,")
+    warn = ("import warnings; from dagster._utils.warnings import SupersessionWarning as W; "
+            "warnings.warn('Function `dev_command` is superseded and its usage is discouraged. Use dg dev.', W); "
+            "warnings.warn('another warning', W)")
+    shown = subprocess.run([sys.executable, "-c", warn], env=seen["env"], capture_output=True, text=True, check=True)
+    assert "dev_command" not in shown.stderr and "another warning" in shown.stderr
+
+
 def test_an_unreachable_instance_database_is_one_line(tmp_path):
     """The production dagster.yaml with PostgreSQL down: Dagster's root-logger warnings ("Retrying failed database
     connection", four lines each) went to stderr before the error line; they belong in the details log."""
