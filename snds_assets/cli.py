@@ -20,6 +20,10 @@ EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 # The commands that run Spark: with SPARK_REMOTE set they first check that its server answers (a down server made
 # them wait about five minutes in silence). `snds ui` does not: the UI is useful while the server is down.
 SPARK_COMMANDS = ("ingest", "extract", "demo")
+# The commands that read the nomenclatures (SNDS_NOMENCLATURES): a missing folder is refused before they start, as
+# the run's checks found it only after Spark had started and a failed run had been recorded. `snds ui` does not check
+# it, as it does not check SNDS_SCHEMAS: the UI then shows the failing runs' messages.
+NOMENCLATURE_COMMANDS = ("generate", *SPARK_COMMANDS)
 # PySpark logs each analysis error it raises, with its whole Java stack, to stderr through loggers of its own that do
 # not propagate (pyspark.errors.exceptions.base); the error itself still reaches the one-line message.
 PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
@@ -112,7 +116,15 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         if ignored:
             print(f"snds demo: everything under SNDS_HOME; {', '.join(ignored)} not used", file=sys.stderr)
         env = {k: v for k, v in os.environ.items() if k not in DEMO_IGNORES}
-    return Settings.from_env(env=env, **overrides)
+    settings = Settings.from_env(env=env, **overrides)
+    if args.command in NOMENCLATURE_COMMANDS and settings.nomenclatures:
+        setting = "--nomenclatures" if overrides["nomenclatures"] is not None else "SNDS_NOMENCLATURES"
+        refused = not_a_folder(setting, settings.nomenclatures)
+        if refused is None and not Path(settings.nomenclatures).is_dir():
+            refused = UsageError(f"{setting} {settings.nomenclatures}: nomenclature folder not found")
+        if refused is not None:
+            raise refused
+    return settings
 
 
 def not_a_folder(setting: str, folder: str) -> UsageError | None:

@@ -874,3 +874,33 @@ def test_a_child_process_environment_gives_back_the_same_settings(tmp_path, monk
     assert s.nomenclatures == str(tmp_path / "noms")
     assert (s.reject_tolerance, s.parallel_families) == (0.0, 5)
     assert Settings.from_env(env=s.as_env()) == s
+
+
+@pytest.mark.parametrize("command", [["ingest", "2024-02-01"], ["extract", "demo-covid"], ["demo"],
+                                     ["generate", "--delivery-id", "2024-02-01", "--patients", "1"]])
+def test_a_missing_nomenclature_folder_is_named_before_anything_runs(tmp_path, command):
+    """SNDS_NOMENCLATURES was first read by the run's checks: Spark started, a failed run was recorded (which took the
+    delivery's "received" mark away) and the message named a folder, not the setting."""
+    from snds_assets_tests.reception_delivery import Delivery, csv_bytes
+
+    if command[0] != "generate":
+        delivery = Delivery(tmp_path / "landing", "2024-02-01", {})
+        delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
+                                                            [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
+        delivery.write()
+    missing = tmp_path / "none"
+    proc = _snds(command, tmp_path, {"SNDS_NOMENCLATURES": str(missing)})
+    assert proc.returncode == EXIT_ERROR, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: SNDS_NOMENCLATURES {missing}: nomenclature folder not found"], proc.stderr
+    assert not (tmp_path / "dagster" / "history").exists() and not (tmp_path / "lake").exists()
+    assert command[0] != "generate" or not (tmp_path / "landing").exists()
+
+
+def test_a_nomenclature_file_is_named_and_the_option_too(tmp_path):
+    afile = tmp_path / "noms.csv"
+    afile.write_text("x")
+    proc = _snds(["--nomenclatures", str(afile), "ingest", "2024-02-01"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: --nomenclatures {afile} must be a folder, but {afile} is a file"], proc.stderr
