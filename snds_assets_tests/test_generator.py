@@ -680,3 +680,36 @@ def test_ssr_weekly_summaries_fall_within_their_stay(tmp_path, packaged_catalog)
             later_weeks += r["MOI_ANN"] != f"{entry.year:04d}{entry.month:02d}"
             checked += 1
     assert checked and later_weeks
+
+
+# --- a failed generate ------------------------------------------------------------------------------------------
+def test_a_missing_nomenclature_folder_is_refused_before_any_folder_is_made(tmp_path, packaged_catalog):
+    """The folder was found missing once the delivery folder was made: an empty delivery was left in the landing
+    zone, which the sensor then logged as "no manifest.json yet" on every tick."""
+    landing = tmp_path / "landing"
+    with pytest.raises(GenerateError, match=f"nomenclature folder not found: {tmp_path / 'none'}"):
+        generate(GenerateOptions(out=landing, delivery_id=DID, patients=5, catalog=packaged_catalog,
+                                 tables=["IR_BEN_R"], nomenclatures=str(tmp_path / "none")))
+    assert not landing.exists()
+
+
+@pytest.mark.parametrize("existing", ["nothing", "landing", "delivery"])
+def test_a_failed_generate_leaves_no_folder_it_made(tmp_path, packaged_catalog, monkeypatch, existing):
+    """Stopped mid-way (Ctrl-C, a full disk), it left a delivery folder without manifest behind; the folders that
+    existed before stay, emptied of what it wrote."""
+    from snds_assets.generator import engine
+
+    def interrupted(self, progress=None):
+        (self.root / "IR_BEN_R.csv").write_text("BEN_NIR_PSA\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.Engine, "run", interrupted)
+    landing = tmp_path / "landing"
+    if existing != "nothing":
+        (landing / DID if existing == "delivery" else landing).mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        generate(GenerateOptions(out=landing, delivery_id=DID, patients=5, catalog=packaged_catalog,
+                                 tables=["IR_BEN_R"]))
+    assert landing.exists() is (existing != "nothing")
+    assert (landing / DID).exists() is (existing == "delivery")
+    assert existing == "nothing" or not any(p.is_file() for p in landing.rglob("*"))

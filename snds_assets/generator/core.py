@@ -73,8 +73,36 @@ def generate(opts: GenerateOptions, progress: Progress | None = None) -> Generat
         shutil.rmtree(delivery_dir)
     if truth_path.exists():
         truth_path.unlink()
+    made = next((p for p in reversed((delivery_dir, *delivery_dir.parents)) if not p.exists()), None)
     delivery_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = _write(opts, catalog, selection, delivery_dir, truth_path, progress)
+    except BaseException:
+        _remove_written(made, delivery_dir, truth_path)
+        raise
+    if progress:
+        progress("manifest", 1, 1)
+    return result
 
+
+def _remove_written(made: Path | None, delivery_dir: Path, truth_path: Path) -> None:
+    """After a failure (Ctrl-C, a full disk): a delivery folder without manifest would stay in the landing zone,
+    which the sensor reports on every tick. The outermost folder made here goes; a delivery folder that existed
+    (empty, or its content replaced) is emptied, and no folder that existed is removed."""
+    truth_path.unlink(missing_ok=True)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        return
+    for child in delivery_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _write(opts: GenerateOptions, catalog: Catalog, selection: dict[str, set], delivery_dir: Path, truth_path: Path,
+           progress: Progress | None) -> GenerateResult:
+    """The data files, the ground truth of the defects, and the manifest last."""
     engine = Engine(opts, catalog, selection, delivery_dir)
     injector = DefectInjector(engine) if opts.defects else None
     engine.injector = injector
@@ -107,6 +135,4 @@ def generate(opts: GenerateOptions, progress: Progress | None = None) -> Generat
     temporary = delivery_dir / (MANIFEST + ".part")
     temporary.write_text(manifest.to_json(), encoding="utf-8")
     os.replace(temporary, delivery_dir / MANIFEST)  # last, and atomically: the delivery is complete
-    if progress:
-        progress("manifest", 1, 1)
     return GenerateResult(delivery_dir=delivery_dir, manifest=manifest, ground_truth=ground_truth, rows=rows)

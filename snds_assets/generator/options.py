@@ -61,6 +61,8 @@ class GenerateOptions:
         if end < start:
             raise GenerateError(f"delivery {self.delivery_id} is too early for care starting {self.start}: "
                                 "the delivery date must be after the first month of care")
+        if self.nomenclatures and not Path(self.nomenclatures).is_dir():
+            raise GenerateError(f"nomenclature folder not found: {self.nomenclatures}")
         if self.rows_per_file is not None and int(self.rows_per_file) < 1:
             raise GenerateError("rows_per_file must be at least 1")
         if len(self.delimiter) != 1 or self.delimiter in FORBIDDEN_DELIMITERS:
