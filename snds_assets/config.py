@@ -6,6 +6,8 @@ import urllib.parse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .azure import AUTH_MODES, AUTH_VARIABLE
+
 PACKAGED_SCHEMAS = Path(__file__).parent / "catalog" / "schemas"
 # The levels SparkContext.setLogLevel takes (in any case).
 SPARK_LOG_LEVELS = ("ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")
@@ -92,6 +94,11 @@ class Settings:
         level = env.get("SNDS_SPARK_LOG_LEVEL") or "ERROR"
         if level.upper() not in SPARK_LOG_LEVELS:
             raise ValueError(f"SNDS_SPARK_LOG_LEVEL must be one of {', '.join(SPARK_LOG_LEVELS)}, got {level!r}")
+        # Read by Spark only on an abfss:// lake: a typo went unseen with a local lake, and came out as a failed run.
+        auth = env.get(AUTH_VARIABLE) or ""
+        if auth.strip() and auth.strip().lower() not in AUTH_MODES:
+            raise ValueError(f"{AUTH_VARIABLE} must be one of {', '.join(AUTH_MODES)} (or unset: the first complete "
+                             f"set of credentials), got {auth!r}")
         spark_remote = pick("spark_remote", "SPARK_REMOTE", None)
         if spark_remote:
             check_spark_remote(spark_remote)

@@ -904,3 +904,21 @@ def test_a_nomenclature_file_is_named_and_the_option_too(tmp_path):
     assert proc.returncode == EXIT_ERROR
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"snds: error: --nomenclatures {afile} must be a folder, but {afile} is a file"], proc.stderr
+
+
+@pytest.mark.parametrize("lake", ["", "abfss://lake@acct.dfs.core.windows.net/snds"])
+def test_a_bad_lake_auth_is_named_whatever_the_lake(tmp_path, lake):
+    """SNDS_LAKE_AUTH=bogus was read only when Spark reached an abfss:// lake: with a local lake it was silently
+    ignored, and a typo was found on the day the lake moved to Azure."""
+    env = {"SNDS_HOME": str(tmp_path), "SNDS_LAKE": lake}
+    with pytest.raises(ValueError, match="SNDS_LAKE_AUTH must be one of oauth, sas, key, msi, cluster .*got 'bogus'"):
+        Settings.from_env(env={**env, "SNDS_LAKE_AUTH": "bogus"})
+    for mode in ("", "key", " MSI "):  # as azure.abfs_conf reads it
+        Settings.from_env(env={**env, "SNDS_LAKE_AUTH": mode})
+
+
+def test_a_bad_lake_auth_stops_a_command_at_once(tmp_path):
+    proc = _snds(["ingest", "2024-02-01"], tmp_path, {"SNDS_LAKE_AUTH": "bogus"})
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SNDS_LAKE_AUTH must be one of" in lines[0] and "details in" not in lines[0], lines
