@@ -274,8 +274,19 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
+    return one_line(str(exc), 400) or type(exc).__name__
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line of at most ``limit`` characters. A longer one is cut after a whole word, as a URL or a
+    path cut in its middle reads as another one, and ends with "…", to say that it was cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
+        cut = cut[:cut.rfind(" ")]
+    return cut.rstrip(" ,;:(") + "…"
 
 
 def _write_traceback(exc: BaseException) -> str | None:

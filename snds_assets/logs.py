@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from dagster import AssetKey, DagsterEvent, Field, InitLoggerContext, logger
 
+from .cli import one_line
+
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
 
@@ -103,7 +105,7 @@ def _failure_message(event) -> str:
     if error is None:
         return "failed"
     text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else error.message
-    return " ".join(text.split())[:300]
+    return one_line(text, 300)
 
 
 _JAVA_CAUSE = re.compile(r"^Caused by: (.+)$")

@@ -247,3 +247,38 @@ def test_progress_lines_name_failed_checks_only(capsys):
     err = capsys.readouterr().err
     assert "check curated/T:type failed (ERROR)" in err
     assert "file_present" not in err
+
+
+def test_a_long_failure_is_cut_after_a_whole_word_and_says_so():
+    """An abfss:// lake without credentials failed after Hadoop's retries with a message cut at 300 characters in
+    the middle of the storage URL ("…, 403, HEAD, https://acct.dfs.core.win"), which read as another address and
+    did not say it was cut."""
+    from snds_assets.commands import run_error
+
+    url = "https://acct.dfs.core.windows.net/lake/snds/raw/2024-01-15?upn=false&action=getStatus&timeout=90"
+    trace = ("An error occurred while calling o88.parquet.\n: java.nio.file.AccessDeniedException: Operation failed\n"
+             "\tat org.apache.hadoop.fs.azurebfs.AzureBlobFileSystem.x(A.java:1)\n"
+             "Caused by: org.apache.hadoop.fs.azurebfs.contracts.exceptions.AbfsRestOperationException: Operation "
+             "failed: \"Server failed to authenticate the request. Make sure the value of Authorization header is "
+             f"formed correctly including the signature.\", 403, HEAD, {url}, rId: 0f6d0e8e-b01f-0071\n"
+             "\tat org.apache.hadoop.fs.azurebfs.services.AbfsRestOperation.x(A.java:1)\n")
+
+    @asset
+    def abfss_write():
+        raise Py4JJavaError(trace)
+
+    defs = Definitions(assets=[abfss_write], jobs=[define_asset_job("z")])
+    run = defs.resolve_job_def("z").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    detail = str(run_error(run)).partition(" failed: ")[2]
+    assert detail.startswith("Spark failed: org.apache.hadoop.fs.azurebfs.contracts.exceptions."
+                             "AbfsRestOperationException: Operation failed: \"Server failed to authenticate"), detail
+    assert len(detail) <= 300 and detail.endswith("…"), detail
+    assert url in detail or "https://" not in detail, detail
+
+
+def test_a_long_error_line_is_cut_after_a_whole_word():
+    from snds_assets.cli import _one_line
+
+    line = _one_line(RuntimeError("word " * 100 + "https://acct.dfs.core.windows.net/lake/" + "x" * 50))
+    assert len(line) <= 400 and line.endswith("word…"), line
+    assert _one_line(RuntimeError("short\n  one")) == "short one"
