@@ -24,6 +24,9 @@ SPARK_COMMANDS = ("ingest", "extract", "demo")
 # the run's checks found it only after Spark had started and a failed run had been recorded. `snds ui` does not check
 # it, as it does not check SNDS_SCHEMAS: the UI then shows the failing runs' messages.
 NOMENCLATURE_COMMANDS = ("generate", *SPARK_COMMANDS)
+# The folders each command writes, by setting: one that cannot be created is refused at the start, naming its setting
+# (the lake's was found by Spark, in a failed run). `snds generate` checks its own, --out or SNDS_LANDING.
+WRITTEN_FOLDERS = {"ingest": ("lake",), "extract": ("lake",), "demo": ("landing", "lake", "projects")}
 # PySpark logs each analysis error it raises, with its whole Java stack, to stderr through loggers of its own that do
 # not propagate (pyspark.errors.exceptions.base); the error itself still reaches the one-line message.
 PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
@@ -118,13 +121,18 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         env = {k: v for k, v in os.environ.items() if k not in DEMO_IGNORES}
     settings = Settings.from_env(env=env, **overrides)
     if args.command in NOMENCLATURE_COMMANDS and settings.nomenclatures:
-        setting = "--nomenclatures" if overrides["nomenclatures"] is not None else "SNDS_NOMENCLATURES"
+        setting = setting_name(args, "nomenclatures")
         refused = not_a_folder(setting, settings.nomenclatures)
         if refused is None and not Path(settings.nomenclatures).is_dir():
             refused = UsageError(f"{setting} {settings.nomenclatures}: nomenclature folder not found")
         if refused is not None:
             raise refused
     return settings
+
+
+def setting_name(args: argparse.Namespace, option: str) -> str:
+    """How the user gave a setting: its option when given, else its variable."""
+    return f"--{option}" if getattr(args, option, None) is not None else f"SNDS_{option.upper()}"
 
 
 def not_a_folder(setting: str, folder: str) -> UsageError | None:
@@ -135,14 +143,52 @@ def not_a_folder(setting: str, folder: str) -> UsageError | None:
     return None if blocker is None else UsageError(f"{setting} {folder} must be a folder, but {blocker} is a file")
 
 
+def cannot_create(setting: str, folder: str, exc: OSError) -> UsageError:
+    """The error for a folder setting whose folder the system refused to make ("[Errno 2] No such file or
+    directory: '/proc/nope'" named neither the setting nor what to fix)."""
+    where = f"{exc.filename}: " if exc.filename and str(exc.filename) != folder else ""
+    return UsageError(f"{setting} {folder} cannot be created: {where}{exc.strerror or exc}")
+
+
+def unusable_folder(setting: str, folder: str) -> UsageError | None:
+    """The error for a local folder setting that is, or lies under, a file, or that cannot be created; None when
+    it exists or can be made. Nothing is left behind: the outermost missing folder is made, then removed."""
+    if "://" in folder:
+        return None
+    blocked = not_a_folder(setting, folder)
+    path = Path(folder)
+    missing = next((p for p in reversed((path, *path.parents)) if not p.exists()), None)
+    if blocked or missing is None:
+        return blocked
+    try:
+        missing.mkdir()
+    except FileExistsError:  # made meanwhile, by another command
+        return None
+    except OSError as exc:
+        return cannot_create(setting, folder, exc)
+    try:
+        missing.rmdir()
+    except OSError:  # another command wrote into it meanwhile: it is theirs now
+        pass
+    return None
+
+
+def check_written_folders(settings: Settings, args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a folder the command writes that cannot be made (``WRITTEN_FOLDERS``)."""
+    for option in WRITTEN_FOLDERS.get(args.command, ()):
+        refused = unusable_folder(setting_name(args, option), getattr(settings, option))
+        if refused is not None:
+            raise refused
+
+
 def prepare_environment(settings: Settings) -> None:
     """Make every Dagster run of this process (and its resources) see the resolved settings."""
     os.environ.update(settings.as_env())
     for name, folder in (("SNDS_HOME", settings.home), ("DAGSTER_HOME", settings.dagster_home)):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:  # said "[Errno 17] File exists", not which setting
-            raise not_a_folder(name, folder) or UsageError(f"{name} {folder}: {exc.strerror}") from exc
+        except OSError as exc:  # said "[Errno 17] File exists" or "[Errno 2] No such file…", not which setting
+            raise not_a_folder(name, folder) or cannot_create(name, folder, exc) from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists() or config.read_text() == _EARLIER_INSTANCE_CONFIG:
         config.write_text(INSTANCE_CONFIG)
@@ -177,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve_settings(args)
         prepare_environment(settings)
+        check_written_folders(settings, args)
         stray = _stray_warnings_to_details_log(settings)
         if settings.spark_remote and args.command in SPARK_COMMANDS:
             from .spark import check_spark_connect

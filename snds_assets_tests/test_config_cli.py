@@ -922,3 +922,23 @@ def test_a_bad_lake_auth_stops_a_command_at_once(tmp_path):
     assert proc.returncode == EXIT_ERROR
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "SNDS_LAKE_AUTH must be one of" in lines[0] and "details in" not in lines[0], lines
+
+
+@pytest.mark.parametrize("variable, command", [
+    ("SNDS_HOME", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]), ("DAGSTER_HOME", ["ingest", "2024-01-15"]),
+    ("SNDS_LAKE", ["ingest", "2024-01-15"]), ("SNDS_LANDING", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]),
+    ("--projects", ["demo"]), ("--out", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]),
+])
+def test_a_folder_that_cannot_be_created_is_named(tmp_path, variable, command):
+    """It said "[Errno 2] No such file or directory: '/proc/nope'", naming neither the setting nor what was made."""
+    folder = "/proc/nope/below"
+    if variable.startswith("--"):
+        argv = [variable, folder, *command] if variable == "--projects" else [*command, variable, folder]
+        proc = _snds(argv, tmp_path)
+    else:
+        proc = _snds(command, tmp_path / "h" if variable == "SNDS_HOME" else tmp_path, extra_env={variable: folder})
+    assert proc.returncode == EXIT_ERROR, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: {variable} {folder} cannot be created: /proc/nope: No such file or directory"], \
+        proc.stderr
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "landing").exists()
