@@ -315,7 +315,7 @@ def _is_user_error(exc: BaseException) -> bool:
     from .reception.manifest import ManifestError
 
     names = {"DeliveryNotFound", "RequestError", "UsageError", "ProjectNotFound", "SparkConnectUnreachable",
-             "JavaMissing"}
+             "JavaMissing", "RunInterrupted"}
     return isinstance(exc, (UsageError, ManifestError, CatalogError, FileNotFoundError, ValueError)) or \
         type(exc).__name__ in names
 

@@ -52,6 +52,24 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     return result
 
 
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C: no error to trace, a run to start again."""
+
+
+def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
+    """What Ctrl-C left: every write is staged, and a run that fails removes its staged writes; what it had
+    published stays, its delivery's or project's report withdrawn meanwhile (``withdraw_report``)."""
+    tags = result.dagster_run.tags
+    if "snds/project" in tags:
+        left = "what it had extracted, if anything, is published and the project's report withdrawn"
+        command = f"snds extract {tags['snds/project']}"
+    else:
+        left = "the families it had curated, if any, are published and the delivery's report withdrawn"
+        command = f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
+    return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C): its staged writes are removed; {left}: "
+                          f"run {command} to finish it")
+
+
 def run_error(result: ExecuteInProcessResult) -> Exception:
     """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
     answering (after the command's own check) stays a user error, told without the class's module path."""
@@ -65,6 +83,8 @@ def run_error(result: ExecuteInProcessResult) -> Exception:
                     and getattr(e.event_specific_data, "error", None) is not None)]
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
+    if cause is not None and cause.cls_name == "DagsterExecutionInterruptedError":
+        return _interrupted(result)
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
         from .spark import SparkConnectUnreachable
 

@@ -282,3 +282,29 @@ def test_a_long_error_line_is_cut_after_a_whole_word():
     line = _one_line(RuntimeError("word " * 100 + "https://acct.dfs.core.windows.net/lake/" + "x" * 50))
     assert len(line) <= 400 and line.endswith("word…"), line
     assert _one_line(RuntimeError("short\n  one")) == "short one"
+
+
+def test_an_interrupted_run_is_told_as_such():
+    """Ctrl-C during `snds ingest` said "run … failed: dagster._core.errors.DagsterExecutionInterruptedError", and
+    pointed to the details log, as for an unexpected error."""
+    import os
+    import signal
+    import time
+
+    from snds_assets.cli import _is_user_error
+    from snds_assets.commands import run_error
+
+    @asset
+    def interrupted():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Dagster turns it into an error of the step
+        time.sleep(5)
+
+    defs = Definitions(assets=[interrupted], jobs=[define_asset_job("i")])
+    for tags, command in (({"snds/delivery": "2024-02-01"}, "snds ingest 2024-02-01"),
+                          ({"snds/project": "p1"}, "snds extract p1")):
+        run = defs.resolve_job_def("i").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                           tags=tags)
+        error = run_error(run)
+        assert str(error).startswith(f"run {run.run_id} interrupted (Ctrl-C): its staged writes are removed"), error
+        assert str(error).endswith(f"run {command} to finish it"), error
+        assert "DagsterExecutionInterruptedError" not in str(error) and _is_user_error(error)
