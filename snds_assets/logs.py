@@ -92,10 +92,22 @@ class ProgressFormatter(logging.Formatter):
                 return f"{stamp}    check {data.asset_key.to_user_string()}:{data.check_name} failed ({data.severity.value})"
             return ""
         if kind is None and record.levelno >= logging.WARNING:
-            return f"{stamp}  ! {meta.get('orig_message') or record.getMessage()}"
+            return f"{stamp}  ! {_steps_once(meta.get('orig_message') or record.getMessage())}"
         if kind is None and record.levelno >= logging.INFO:
             return f"{stamp}    {meta.get('orig_message') or record.getMessage()}"
         return ""
+
+
+# A list of step keys in Dagster's "Dependencies for step … failed: ['receive', …] were not executed: […]".
+_STEP_KEYS = re.compile(r"\['[^']*'(?:, '[^']*')*\]")
+
+
+def _steps_once(message: str) -> str:
+    """Dagster names a failed step once per input of the step waiting for it: the reception report's line listed
+    ``receive`` 42 times. Each is named once, in order."""
+    if not message.startswith("Dependencies for step "):
+        return message
+    return _STEP_KEYS.sub(lambda m: str(list(dict.fromkeys(re.findall(r"'([^']*)'", m[0])))), message)
 
 
 def _failure_message(event) -> str:

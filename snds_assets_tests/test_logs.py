@@ -308,3 +308,18 @@ def test_an_interrupted_run_is_told_as_such():
         assert str(error).startswith(f"run {run.run_id} interrupted (Ctrl-C): its staged writes are removed"), error
         assert str(error).endswith(f"run {command} to finish it"), error
         assert "DagsterExecutionInterruptedError" not in str(error) and _is_user_error(error)
+
+
+def test_the_steps_a_step_waited_for_are_named_once():
+    """A reception failing early printed "! Dependencies for step reports__reception failed: ['receive', 'receive',
+    … (42 times)]. Not executing.": Dagster names the failed step once per input it feeds."""
+    import logging
+
+    from snds_assets.logs import ProgressFormatter
+
+    record = logging.LogRecord("snds_progress", logging.ERROR, "", 0, "", None, None)
+    record.dagster_meta = {"orig_message": "Dependencies for step reports__reception failed: " + str(
+        ["receive"] * 42 + ["delivery", "receive"]) + " were not executed: ['a', 'b', 'a']. Not executing."}
+    line = ProgressFormatter().format(record)
+    assert line.endswith("! Dependencies for step reports__reception failed: ['receive', 'delivery'] were not "
+                         "executed: ['a', 'b']. Not executing."), line
