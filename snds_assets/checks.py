@@ -104,7 +104,7 @@ def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
         columns=columns,
         sample=[s for o in outcomes for s in o.sample][:10],
         evaluated=any(o.evaluated for o in outcomes),
-        details="; ".join(o.details for o in outcomes if o.details),
+        details="; ".join(dict.fromkeys(o.details for o in outcomes if o.details)),  # years often say the same
     )
 
 

@@ -971,6 +971,16 @@ def test_a_family_check_is_as_severe_as_its_worst_failed_table():
     assert combine("type", [passed, passed]).passed
 
 
+def test_a_family_check_tells_each_reason_of_its_years_once():
+    """Every year of a PMSI family said the same: "not evaluated: SNDS_NOMENCLATURES not set; SNDS_NOMENCLATURES
+    not set", "full delivery: it replaces the current state; full delivery: it replaces …"."""
+    unset = CheckOutcome("nomenclature", "nomenclature", WARN, True, evaluated=False, details="SNDS_NOMENCLATURES not set")
+    assert combine("nomenclature", [unset, unset, unset]).details == "SNDS_NOMENCLATURES not set"
+    full, odd = (CheckOutcome("primary_key", "primary_key", ERROR, True, details=d)
+                 for d in ("full delivery: it replaces the current state", "2 rows"))
+    assert combine("primary_key", [full, odd, full]).details == "full delivery: it replaces the current state; 2 rows"
+
+
 def test_the_report_counts_every_file_of_a_split_table(settings, catalog):
     ben = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
