@@ -270,24 +270,42 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
     lines = [f"delivery {report['delivery_id']}: {report['status'].upper()}"]
     width = max((len(n) for n in report["tables"]), default=5)
     for name, table in sorted(report["tables"].items()):
-        failed = [c["name"] for c in table.get("checks", []) if not c.get("passed", True)]
         lines.append(
             f"  {name:<{width}}  {table['status']:<8}  read {table.get('rows_read')}  curated {table.get('rows_curated')}"
-            f"  rejected {table.get('rows_rejected')}" + (f"  failed: {', '.join(failed)}" if failed else "")
+            f"  rejected {table.get('rows_rejected')}" + _failed_checks(table)
         )
     lines.append(f"report: {lake.delivery_report(report['delivery_id'])} (readable: "
                  f"{lake.delivery_report(report['delivery_id'], 'html')})")
     return "\n".join(lines)
 
 
+def _failed_checks(part: dict) -> str:
+    """The failed checks of a table or cohort, WARN ones included, as the summaries end its line."""
+    failed = [c["name"] for c in part.get("checks", []) if not c.get("passed", True)]
+    return f"  failed: {', '.join(failed)}" if failed else ""
+
+
 def _project_summary(settings: Settings, project_id: str, report: dict) -> str:
+    """Its status, the cohort's size, its unresolved identifiers and every failed check, WARN ones included: a
+    COMPLETE project may have left identifiers of its CSV unresolved."""
     from .lake import Lake
 
     lake = Lake(settings.lake)
-    cohort = report.get("cohort") or {}
-    lines = [f"project {project_id}: {report.get('status', '').upper()}, cohort of {cohort.get('size')} persons"]
+    cohort = report.get("cohort")
+    head = f"project {project_id}: {report.get('status', '').upper()}, "
+    if cohort is None:
+        head += "no cohort"
+    else:
+        size = cohort.get("size")
+        head += f"cohort of {size} {'person' if size == 1 else 'persons'}"
+    ids = report.get("identifiers") or {}
+    unresolved = (ids.get("ambiguous") or 0) + (ids.get("unknown") or 0)
+    if unresolved:
+        head += (f", {unresolved} of {ids.get('rows')} identifiers unresolved ({ids.get('ambiguous') or 0} ambiguous, "
+                 f"{ids.get('unknown') or 0} unknown)")
+    lines = [head + _failed_checks(cohort or {})]
     for name, table in sorted(report.get("tables", {}).items()):
-        lines.append(f"  {name:<14} {table.get('rows')} rows")
+        lines.append(f"  {name:<14} {table.get('rows')} rows" + _failed_checks(table))
     lines.append(f"extracts: {lake.project(project_id)}")
     lines.append(f"report: {lake.project_report(project_id)} (readable: {lake.project_report(project_id, 'html')})")
     return "\n".join(lines)

@@ -203,7 +203,29 @@ def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     report.write_text(json.dumps({"project_id": "p1", "status": status, "cohort": None, "tables": {}}))
     proc = _snds(["report", "p1"], tmp_path)
     assert proc.returncode == code, proc.stderr
-    assert f"project p1: {status.upper()}, cohort of None persons" in proc.stdout
+    assert f"project p1: {status.upper()}, no cohort" in proc.stdout
+
+
+def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(snds_env, capsys):
+    """"project demo-covid: COMPLETE, cohort of 119 persons" hid the cohort's failed WARN check (one unknown
+    identifier), which the delivery summary would have named; and a cohort of one read "1 persons"."""
+    import json
+
+    unresolved = {"name": "unresolved_identifiers", "severity": "WARN", "passed": False, "failures": 1}
+    report = snds_env / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({
+        "project": "p1", "status": "complete",
+        "cohort": {"size": 1, "checks": [unresolved, {"name": "no_snds_pseudonym", "passed": True}]},
+        "identifiers": {"rows": 3, "resolved": 2, "ambiguous": 0, "unknown": 1},
+        "tables": {"IR_BEN_R": {"rows": 1, "checks": [{"name": "belongs_to_cohort", "passed": True}]},
+                   "ER_PRS_F": {"rows": 4, "checks": [{"name": "period", "severity": "WARN", "passed": False}]}}}))
+    assert main(["report", "p1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["project p1: COMPLETE, cohort of 1 person, 1 of 3 identifiers unresolved (0 ambiguous, "
+                         "1 unknown)  failed: unresolved_identifiers",
+                         "  ER_PRS_F       4 rows  failed: period",
+                         "  IR_BEN_R       1 rows"], lines
 
 
 def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
