@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     stray = None
     try:
         settings = resolve_settings(args)
+        args.environ = dict(os.environ)  # the shell's, before the settings are exported: `snds demo` tells its UI
         prepare_environment(settings)
         check_written_folders(settings, args)
         stray = _stray_warnings_to_details_log(settings)

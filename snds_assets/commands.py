@@ -8,11 +8,13 @@ import gzip
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -340,8 +342,26 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
     print(f"  reception report {lake.delivery_report(delivery_id, 'html')}")
     print(f"  project extracts {lake.project(DEMO_PROJECT)}")
     print(f"  project report   {lake.project_report(DEMO_PROJECT, 'html')}")
-    print("  the UI           make ui (or: snds ui), then http://127.0.0.1:3000")
+    command = ui_command(settings, getattr(args, "environ", os.environ))
+    print(f"  the UI           {'make ui (or: snds ui)' if command == 'snds ui' else command}, then http://127.0.0.1:3000")
     return max(status, extracted)
+
+
+def ui_command(settings: Settings, environ: Mapping[str, str]) -> str:
+    """The `snds ui` command that opens these settings' instance and lake from the shell of ``environ``. The demo
+    ignores the shell's DAGSTER_HOME, SNDS_LAKE… (cli.DEMO_IGNORES), which `snds ui` takes (option > variable >
+    default): the options it needs are given, and DAGSTER_HOME, which has none, is set on the command."""
+    options: dict[str, str] = {}
+    if Settings.from_env(env=dict(environ)).home != settings.home:
+        options["home"] = settings.home
+    ui = Settings.from_env(env=dict(environ), **options)
+    for name in ("landing", "lake", "projects", "schemas", "nomenclatures"):
+        if getattr(settings, name) is not None and getattr(ui, name) != getattr(settings, name):
+            options[name] = getattr(settings, name)
+    command = shlex.join(["snds", *(word for name, value in options.items() for word in (f"--{name}", value)), "ui"])
+    if ui.dagster_home != settings.dagster_home:
+        command = f"DAGSTER_HOME={shlex.quote(settings.dagster_home)} {command}"
+    return command
 
 
 def write_demo_project(settings: Settings, delivery_id: str) -> Path:

@@ -964,3 +964,45 @@ def test_a_folder_that_cannot_be_created_is_named(tmp_path, variable, command):
     assert lines == [f"snds: error: {variable} {folder} cannot be created: /proc/nope: No such file or directory"], \
         proc.stderr
     assert not (tmp_path / "lake").exists() and not (tmp_path / "landing").exists()
+
+
+@pytest.mark.parametrize("argv, shell", [
+    ([], {}),
+    (["--home", "{tmp}/demo", "--lake", "{tmp}/demo lake"], {}),
+    ([], {"DAGSTER_HOME": "{tmp}/prod dagster", "SNDS_LAKE": "{tmp}/prod/lake", "SNDS_LANDING": "{tmp}/prod/landing"}),
+    (["--home", "{tmp}/demo home"], {"SNDS_HOME": "{tmp}/prod", "DAGSTER_HOME": "{tmp}/prod/dagster"}),
+])
+def test_the_demo_tells_the_ui_command_that_opens_its_own_instance(tmp_path, monkeypatch, capsys, argv, shell):
+    """The demo ends with the UI to open; it said "make ui (or: snds ui)" whatever its --home and --lake, and in a
+    shell with DAGSTER_HOME or SNDS_LAKE set (which the demo ignores) that command opened another instance and lake.
+    The command printed, run in the same shell, resolves the demo's settings."""
+    import shlex
+
+    from snds_assets import commands
+    from snds_assets.cli import resolve_settings
+
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    shell = {k: v.format(tmp=tmp_path) for k, v in shell.items()}
+    for var in ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "DAGSTER_HOME", "SNDS_SCHEMAS",
+                "SNDS_NOMENCLATURES", "SPARK_REMOTE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in shell.items():
+        monkeypatch.setenv(var, value)
+    demo = resolve_settings(build_parser().parse_args([*argv, "demo"]))
+    for step in ("cmd_generate", "cmd_ingest", "cmd_extract", "write_demo_project"):  # the chain itself is not tested
+        monkeypatch.setattr(commands, step, lambda *a: 0)
+    with monkeypatch.context() as m:
+        m.setattr(os, "environ", dict(os.environ))  # main exports the demo's settings
+        assert main([*argv, "demo"]) == 0
+    [hint] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  the UI")]
+    command = hint.split(None, 2)[2].partition(", then http://")[0]
+    if not argv and not shell:
+        assert command == "make ui (or: snds ui)"
+        return
+    assert command.startswith(("snds ", "DAGSTER_HOME=")), command
+    words = shlex.split(command)
+    for word in words[:words.index("snds")]:
+        monkeypatch.setenv(*word.split("=", 1))
+    ui = resolve_settings(build_parser().parse_args(words[words.index("snds") + 1:]))
+    assert ui == demo, command
