@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", parents=[common], help="the Dagster UI and daemon (sensors, automation)")
     ui.add_argument("--port", type=_port, default=3000, help="TCP port of the webserver (default 3000)")
-    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address the webserver listens on (default 127.0.0.1, this machine only; 0.0.0.0: every "
+                         "interface, reachable from other machines)")
 
     rep = sub.add_parser("report", parents=[common], help="print the summary of a delivery or project report")
     rep.add_argument("target", metavar="DELIVERY_ID|PROJECT_ID")

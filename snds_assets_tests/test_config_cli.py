@@ -55,6 +55,17 @@ def test_every_subcommand_has_help(command, capsys):
     assert f"snds {command}" in capsys.readouterr().out
 
 
+def test_every_option_says_what_it_does():
+    """`snds ui --help` listed --host with no word of what it is."""
+    import argparse
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        silent = [a.option_strings for a in sub._actions if a.option_strings and not a.help]
+        assert not silent, f"snds {name}: {silent}"
+
+
 def _snds(args, home, extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNDS_", "DAGSTER_HOME"))}
     env.update({"SNDS_HOME": str(home), **(extra_env or {})})
