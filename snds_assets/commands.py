@@ -85,7 +85,9 @@ def run_error(result: ExecuteInProcessResult) -> Exception:
                     and getattr(e.event_specific_data, "error", None) is not None)]
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
-    if cause is not None and cause.cls_name == "DagsterExecutionInterruptedError":
+    # Ctrl-C: Dagster's interrupt error, or PySpark's KeyboardInterrupt once a Spark session has put its own
+    # SIGINT handler in place (it cancels the session's jobs first).
+    if cause is not None and cause.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
         return _interrupted(result)
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
         from .spark import SparkConnectUnreachable

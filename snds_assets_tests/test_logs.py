@@ -287,6 +287,7 @@ def test_a_long_error_line_is_cut_after_a_whole_word():
 def test_an_interrupted_run_is_told_as_such():
     """Ctrl-C during `snds ingest` said "run … failed: dagster._core.errors.DagsterExecutionInterruptedError", and
     pointed to the details log, as for an unexpected error."""
+    import itertools
     import os
     import signal
     import time
@@ -299,10 +300,17 @@ def test_an_interrupted_run_is_told_as_such():
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Dagster turns it into an error of the step
         time.sleep(5)
 
-    defs = Definitions(assets=[interrupted], jobs=[define_asset_job("i")])
-    for tags, command in (({"snds/delivery": "2024-02-01"}, "snds ingest 2024-02-01"),
-                          ({"snds/project": "p1"}, "snds extract p1")):
-        run = defs.resolve_job_def("i").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+    @asset
+    def interrupted_in_spark():
+        raise KeyboardInterrupt  # what PySpark's SIGINT handler raises once a Spark session is up (seen: "failed:
+        # KeyboardInterrupt", pointing to the details log)
+
+    defs = Definitions(assets=[interrupted, interrupted_in_spark],
+                       jobs=[define_asset_job("i", selection=[interrupted]),
+                             define_asset_job("s", selection=[interrupted_in_spark])])
+    for job, (tags, command) in itertools.product("is", (({"snds/delivery": "2024-02-01"}, "snds ingest 2024-02-01"),
+                                                         ({"snds/project": "p1"}, "snds extract p1"))):
+        run = defs.resolve_job_def(job).execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
                                                            tags=tags)
         error = run_error(run)
         assert str(error).startswith(f"run {run.run_id} interrupted (Ctrl-C): its staged writes are removed"), error
