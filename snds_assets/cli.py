@@ -90,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--date-format", default="default", help="strftime format of ISO date fields, e.g. %%d/%%m/%%Y")
 
     ing = sub.add_parser("ingest", parents=[common], help="receive, verify and curate one delivery")
-    ing.add_argument("delivery_id", metavar="DELIVERY_ID")
+    ing.add_argument("delivery_id", metavar="DELIVERY_ID",
+                     help="the delivery's folder name in the landing zone: YYYY-MM-DD or YYYY-MM-DD_<suffix>")
 
     ext = sub.add_parser("extract", parents=[common], help="identify a project's cohort and extract its tables")
-    ext.add_argument("project_id", metavar="PROJECT_ID")
+    ext.add_argument("project_id", metavar="PROJECT_ID", help="the request <PROJECT_ID>.yaml in SNDS_PROJECTS")
 
     sub.add_parser("demo", parents=[common], help="generate, ingest and extract a demo project under SNDS_HOME")
 
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "interface, reachable from other machines)")
 
     rep = sub.add_parser("report", parents=[common], help="print the summary of a delivery or project report")
-    rep.add_argument("target", metavar="DELIVERY_ID|PROJECT_ID")
+    rep.add_argument("target", metavar="DELIVERY_ID|PROJECT_ID",
+                     help="a delivery (YYYY-MM-DD[_suffix]) or a project id")
     return parser
 
 

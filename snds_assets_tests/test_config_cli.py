@@ -56,13 +56,13 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 def test_every_option_says_what_it_does():
-    """`snds ui --help` listed --host with no word of what it is."""
+    """`snds ui --help` listed --host with no word of what it is; DELIVERY_ID and PROJECT_ID had only their names."""
     import argparse
 
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, sub in commands.choices.items():
-        silent = [a.option_strings for a in sub._actions if a.option_strings and not a.help]
+        silent = [a.option_strings or a.dest for a in sub._actions if not a.help]
         assert not silent, f"snds {name}: {silent}"
 
 
