@@ -66,7 +66,8 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
         left = "what it had extracted, if anything, is published and the project's report withdrawn"
         command = f"snds extract {tags['snds/project']}"
     else:
-        left = "the families it had curated, if any, are published and the delivery's report withdrawn"
+        left = ("the files it had archived and the families it had curated, if any, are in place and the "
+                "delivery's report withdrawn")
         command = f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
     return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C): its staged writes are removed; {left}: "
                           f"run {command} to finish it")

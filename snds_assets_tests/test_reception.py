@@ -656,6 +656,63 @@ def test_rearchive_replaces_and_prunes(settings, catalog):
     assert sorted(p.name for p in _lake(settings, "raw", DID).rglob("*") if p.is_file()) == ["a.csv", "manifest.json"]
 
 
+def _reported(settings, catalog) -> tuple[Delivery, bytes]:
+    """A delivery of IR_BEN_R (two files) archived, curated (its fragment) and reported accepted; its report."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.add("IR_BEN_R", "b.csv", csv_bytes(cols, dummy_rows(cols, 3)))
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(5))
+    assert build_report(settings, catalog, manifest)["status"] == "accepted"
+    return d, _lake(settings, "reports", "deliveries", f"{DID}.json").read_bytes()
+
+
+def test_archiving_a_reported_delivery_again_withdraws_its_report_first(settings, catalog, monkeypatch):
+    """A reception received again replaced the archive file by file and only withdrew the report once curation
+    published: one that failed between (a full disk while archiving its second file) left the earlier report,
+    its checksums and row counts, beside files it had not checked."""
+    from snds_assets.reception.report import previous_report_path
+
+    d, report = _reported(settings, catalog)
+    archive_manifest(settings, DID)  # the same manifest: nothing archived changes
+    assert _lake(settings, "reports", "deliveries", f"{DID}.json").read_bytes() == report
+
+    cols = list(catalog["IR_BEN_R"].columns)
+    (d.folder / "a.csv").write_bytes(csv_bytes(cols, dummy_rows(cols, 4)))  # a file changed, not its manifest
+    copied = []
+
+    def full_on_second_file(self, chunk):
+        copied.append(self)
+        if len({id(h) for h in copied}) == 2:
+            raise OSError("disk full")
+        self._out.write(chunk)
+
+    monkeypatch.setattr(archive_mod.Hasher, "write", full_on_second_file)
+    with pytest.raises(OSError, match="disk full"):
+        archive_family(settings, catalog, read_manifest(settings.landing, DID), "IR_BEN_R")
+    assert _lake(settings, "raw", DID, "a.csv").read_bytes() == (d.folder / "a.csv").read_bytes()  # replaced
+    assert not _lake(settings, "reports", "deliveries", f"{DID}.json").exists()
+    assert Path(previous_report_path(settings, DID)).read_bytes() == report
+
+
+def test_a_manifest_that_changes_the_archive_withdraws_the_report(settings, catalog):
+    """Received again without one of its files, the delivery's archive loses it: the report that counted its rows
+    is withdrawn before the file is removed."""
+    from snds_assets.reception.report import previous_report_path
+
+    d, report = _reported(settings, catalog)
+    cols = list(catalog["IR_BEN_R"].columns)
+    again = Delivery(_landing(settings), DID)
+    (d.folder / "b.csv").unlink()
+    again.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    again.write()
+    archive_manifest(settings, DID)
+    assert not _lake(settings, "raw", DID, "b.csv").exists()
+    assert not _lake(settings, "reports", "deliveries", f"{DID}.json").exists()
+    assert Path(previous_report_path(settings, DID)).read_bytes() == report
+
+
 def test_interrupted_copy_leaves_no_partial_archive(settings, catalog, monkeypatch):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

@@ -7,7 +7,10 @@ writing run on a helper thread (both release the GIL) while the calling thread c
 the copy costs little more than one read.
 
 A file is written under ``<lake>/_staging/`` and renamed into place: an interrupted copy never leaves a partial
-archive visible, and archiving the same delivery again replaces what was there.
+archive visible, and archiving the same delivery again replaces what was there. Before anything archived changes
+(a file archived again, a file its new manifest no longer lists removed, another manifest), the delivery's report
+is withdrawn (``report.withdraw_report``): a reception that then fails never leaves a report beside an archive
+it does not describe.
 
 Tables whose name the catalog does not know are archived like the others (nothing received is lost) and come
 out with ``family=None`` and a failed ``columns`` check (ERROR): they cannot be verified nor curated, so the
@@ -36,9 +39,10 @@ from ..checks import DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
+from .report import withdraw_report
 from .storage import (
-    filesystem, is_local, join, landing_path, one_line, read_lake_bytes, read_manifest_bytes, remove_lake_file,
-    remove_lake_tree, walk_lake_files, write_lake_bytes,
+    filesystem, is_local, join, lake_exists, landing_path, one_line, read_lake_bytes, read_manifest_bytes,
+    remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
 )
 
 CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
@@ -122,7 +126,7 @@ def archive_manifest(settings: Settings, delivery_id: str, content: bytes | str 
 
     The manifest is validated first (ManifestError otherwise, nothing written). Files archived by an earlier
     reception of the same delivery that its manifest no longer lists are removed, so the archive mirrors
-    the delivery as received this time.
+    the delivery as received this time; when that changes the archive, the delivery's report is withdrawn first.
     """
     data = read_manifest_bytes(settings.landing, delivery_id) if content is None else content
     if isinstance(data, str):
@@ -130,11 +134,14 @@ def archive_manifest(settings: Settings, delivery_id: str, content: bytes | str 
     manifest = parse_manifest(data, expected_id=delivery_id)
     lake = Lake(settings.lake)
     target = lake.raw(delivery_id, MANIFEST)
-    write_lake_bytes(target, data)
     listed = {f.path for t in manifest.tables for f in t.files} | {MANIFEST}
-    for stale in walk_lake_files(lake.raw(delivery_id)):
-        if stale not in listed:
-            remove_lake_file(lake.raw(delivery_id, stale))
+    earlier = read_lake_bytes(target)
+    stale = [path for path in walk_lake_files(lake.raw(delivery_id)) if path not in listed]
+    if stale or (earlier is not None and earlier != data):
+        withdraw_report(settings, delivery_id)
+    write_lake_bytes(target, data)
+    for path in stale:
+        remove_lake_file(lake.raw(delivery_id, path))
     return target
 
 
@@ -167,6 +174,8 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
         table, year = None, None
     mode = delivered.mode or (domain.default_mode(table) if table is not None else None)
     lake = Lake(settings.lake)
+    if any(lake_exists(lake.raw(manifest.delivery_id, f.path)) for f in delivered.files):
+        withdraw_report(settings, manifest.delivery_id)  # its checks were on the files about to be replaced
     staging = lake.staging("raw", manifest.delivery_id, uuid.uuid4().hex)
     try:
         files = [

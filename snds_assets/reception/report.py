@@ -15,11 +15,11 @@ Once the report is written, ``_parts/<ID>/_received.json`` records the fingerpri
 delivery step removes it when a reception starts over. The sensor reads it to tell a delivery already received
 (by `snds ingest`, say) from a new or changed one.
 
-A curation that publishes a family of an already reported delivery first withdraws that report to
-``_parts/<ID>/_previous.json`` (and ``.html``): the current state counts accepted reports only, so until the next
-report is written the delivery counts for nothing, rather than its families published so far counting under a
-verdict on other data (a reception killed half-way, or one family materialised again from the UI, would otherwise
-leave them so).
+An archive that replaces or removes a file of an already reported delivery, and a curation that publishes one of
+its families, first withdraw that report to ``_parts/<ID>/_previous.json`` (and ``.html``): the current state
+counts accepted reports only, so until the next report is written the delivery counts for nothing, rather than its
+files and families changed so far standing under a verdict on other data (a reception failed or killed half-way,
+or one family materialised again from the UI, would otherwise leave them so).
 
 The JSON report (``<lake>/reports/deliveries/<ID>.json``) is exactly SPEC §6; the HTML twin beside it is the
 self-contained page an operator sends back to CNAM (no script, no external asset).
