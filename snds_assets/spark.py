@@ -31,10 +31,8 @@ QUIET_LOG4J = Path(__file__).with_name("spark-log4j2.properties")
 # PySpark warns at import time that it does not test pandas 3 yet; nothing here goes through pandas.
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
-# Sized for a 2-core laptop: few shuffle partitions, no UI, adaptive execution on.
+# A local session: no UI, adaptive execution on, UTC; its shuffle partitions follow its cores (``local_parallelism``).
 LOCAL_DEFAULTS: dict[str, str] = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.default.parallelism": "4",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -51,20 +49,55 @@ LOCAL_DEFAULTS: dict[str, str] = {
 }
 
 
+# Set on every Spark Connect session: the time zone dates are read and written in, and adaptive execution. The
+# cluster's own shuffle partitions stay, unless the Spark resource's ``conf`` names them.
+REMOTE_SETTINGS = ("spark.sql.session.timeZone", "spark.sql.adaptive.enabled")
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" of a container limited in CPU, or "max ..."
+
+
+def usable_cores() -> int:
+    """The cores Spark's ``local[*]`` runs on: those this process may use, bounded by a container's CPU quota
+    (cgroup v2 ``cpu.max``), as Java counts them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def local_parallelism(master: str) -> dict[str, str]:
+    """Shuffle partitions and default parallelism of a local session: two tasks per core it runs on (``local[N]``,
+    ``local[*]``: ``usable_cores``), at least 4 (a 2-core laptop's). Another master keeps Spark's defaults."""
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\s*\d+)?\])?", master.strip())
+    if not found:
+        return {}
+    given = found.group(1)
+    cores = 1 if given is None else usable_cores() if given == "*" else int(given)
+    tasks = str(max(4, 2 * cores))
+    return {"spark.sql.shuffle.partitions": tasks, "spark.default.parallelism": tasks}
+
+
 def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: Optional[dict[str, str]] = None,
                   app_name: str = "snds_assets") -> SparkSession:
     """Get (or reuse) this process's session; static settings only apply to the first session of a process."""
     from pyspark.sql import SparkSession
 
-    settings = {**LOCAL_DEFAULTS, **(conf or {})}
     if remote:
         check_spark_connect(remote)
         builder = SparkSession.builder.remote(remote).appName(app_name)
         session = builder.getOrCreate()
-        for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone", "spark.sql.adaptive.enabled"):
-            if key in settings:
-                session.conf.set(key, settings[key])
+        settings = {key: LOCAL_DEFAULTS[key] for key in REMOTE_SETTINGS}
+        settings.update({key: value for key, value in (conf or {}).items()
+                         if key in REMOTE_SETTINGS or key == "spark.sql.shuffle.partitions"})
+        for key, value in settings.items():
+            session.conf.set(key, value)
         return session
+    settings = {**LOCAL_DEFAULTS, **local_parallelism(master), **(conf or {})}
     # A local JVM: bound to the loopback (no warning about the host name) and quiet (errors only, see the file).
     check_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

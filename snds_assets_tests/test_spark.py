@@ -35,6 +35,38 @@ def test_a_session_is_tuned_once(spark):
     assert client._give_back_connection is give_back
 
 
+def test_a_local_session_shuffles_into_two_partitions_per_core(monkeypatch, tmp_path):
+    """Four shuffle partitions, a 2-core laptop's, were every local session's: a 32-core machine ran its key checks'
+    joins on four of its cores."""
+    from snds_assets import spark as spark_mod
+
+    monkeypatch.setattr(spark_mod, "usable_cores", lambda: 16)
+    tasks = {m: spark_mod.local_parallelism(m).get("spark.sql.shuffle.partitions")
+             for m in ("local[*]", "local[3]", "local[2, 4]", "local", "spark://head:7077")}
+    assert tasks == {"local[*]": "32", "local[3]": "6", "local[2, 4]": "4", "local": "4", "spark://head:7077": None}
+    assert spark_mod.local_parallelism("local[*]")["spark.default.parallelism"] == "32"
+
+    monkeypatch.undo()
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(spark_mod, "CGROUP_CPU_MAX", quota)
+    monkeypatch.setattr(spark_mod.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    quota.write_text("150000 100000\n")  # a container allowed 1.5 cores: Java counts 2
+    assert spark_mod.usable_cores() == 2
+    quota.write_text("max 100000\n")
+    assert spark_mod.usable_cores() == 8
+
+
+def test_key_hashes_are_shuffled_into_a_number_of_partitions():
+    """Databricks takes ``spark.sql.shuffle.partitions=auto``: the key checks read it as a number."""
+    from snds_assets.curation.keys import shuffle_partitions
+
+    class Session:
+        def __init__(self, value):
+            self.conf = type("Conf", (), {"get": lambda _, key, default=None: value})()
+
+    assert [shuffle_partitions(Session(v)) for v in ("8", "auto", " 12 ", "0")] == [8, 200, 12, 200]
+
+
 FAILED_WRITE = """
 import sys
 from pyspark.sql import functions as F

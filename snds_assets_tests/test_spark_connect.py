@@ -163,7 +163,8 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
 
 
 def test_sessions_come_from_the_server(spark_connect, tmp_path):
-    """The product's session factory talks to the server when SPARK_REMOTE is set (and writes where it says)."""
+    """The product's session factory talks to the server when SPARK_REMOTE is set (and writes where it says). A
+    cluster keeps its shuffle partitions: every session was set to 4, a 2-core laptop's."""
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         from snds_assets.config import Settings
@@ -172,15 +173,19 @@ def test_sessions_come_from_the_server(spark_connect, tmp_path):
         session = SparkResource(remote=settings.spark_remote).get_session()
         print(type(session).__module__)
         print(session.conf.get("spark.sql.session.timeZone"))
+        print(session.conf.get("spark.sql.shuffle.partitions"))
         session.range(7).write.parquet({str(out)!r})
         print(session.read.parquet({str(out)!r}).count())
+        named = SparkResource(remote=settings.spark_remote, conf={{"spark.sql.shuffle.partitions": "3"}})
+        print(named.get_session().conf.get("spark.sql.shuffle.partitions"))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=clean_environment(tmp_path / "home", SPARK_REMOTE=spark_connect.url, **NO_LOCAL_JAVA))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    module, timezone, count = proc.stdout.split()[-3:]
+    module, timezone, partitions, count, named = proc.stdout.split()[-5:]
     assert module.startswith("pyspark.sql.connect")
     assert (timezone, count) == ("UTC", "7")
+    assert (partitions, named) == ("2", "3")  # the server's own (services.py), unless the resource names them
     assert len(list(out.glob("*.parquet"))) >= 1  # the server wrote the local path the client named
 
 

@@ -57,6 +57,13 @@ def sample_agg(value: Column) -> Column:
     return F.array_distinct(F.array_compact(F.array(*picks)))
 
 
+def shuffle_partitions(session: SparkSession) -> int:
+    """How many partitions key hashes are shuffled into: the session's ``spark.sql.shuffle.partitions``, or Spark's
+    default (200) where a cluster lets Spark choose (Databricks' ``auto``)."""
+    value = str(session.conf.get("spark.sql.shuffle.partitions", "200")).strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 200
+
+
 def _year(df: DataFrame, yearly: bool) -> Column:
     return F.col(domain.YEAR_COLUMN) if yearly and domain.YEAR_COLUMN in df.columns else F.lit(None).cast("int")
 
@@ -153,8 +160,7 @@ def duplicates(curated: DataFrame, key: list[str], yearly: bool, prepared: DataF
             if rows is not None and rows <= SMALL_TABLE:
                 prepared = prepared.coalesce(1)
             else:
-                partitions = int(curated.sparkSession.conf.get("spark.sql.shuffle.partitions"))
-                prepared = prepared.repartition(partitions, "_H")
+                prepared = prepared.repartition(shuffle_partitions(curated.sparkSession), "_H")
         seen_twice = [r["_H"] for r in repeated_hashes(prepared).collect()]
     if not seen_twice:
         return {}
@@ -228,7 +234,7 @@ def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...],
     """``link_hashes`` hash-partitioned and sorted as the anti-joins want them: once cached, each child family
     that points to this parent shuffles and sorts only its own hashes (measured: about half the time of an
     unprepared parent)."""
-    partitions = int(parent.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    partitions = shuffle_partitions(parent.sparkSession)
     return link_hashes(parent, link, casts, same_year).repartition(partitions, "_H").sortWithinPartitions("_H")
 
 
