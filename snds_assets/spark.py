@@ -82,6 +82,31 @@ def local_parallelism(master: str) -> dict[str, str]:
     return {"spark.sql.shuffle.partitions": tasks, "spark.default.parallelism": tasks}
 
 
+def spark_defaults_keys() -> set[str]:
+    """The settings named in the ``spark-defaults.conf`` a local session reads (``$SPARK_CONF_DIR``, else
+    ``$SPARK_HOME/conf``): Java properties, a key ended by a space, ``=`` or ``:``."""
+    folder = os.environ.get("SPARK_CONF_DIR") or (
+        os.path.join(os.environ["SPARK_HOME"], "conf") if os.environ.get("SPARK_HOME") else None)
+    if not folder:
+        return set()
+    try:
+        text = Path(folder, "spark-defaults.conf").read_text(errors="replace")
+    except OSError:
+        return set()
+    lines = (line.strip() for line in text.splitlines())
+    return {re.split(r"[\s=:]", line, maxsplit=1)[0] for line in lines if line and line[0] not in "#!"}
+
+
+def local_settings(master: str, conf: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """A local session's settings: ours (``LOCAL_DEFAULTS``, ``local_parallelism``, a quiet log: errors only, see
+    the file), but those the operator's ``spark-defaults.conf`` names (driver memory on a large machine, say: the
+    file would otherwise lose to the settings given here), then ``conf``, which wins over both."""
+    ours = {**LOCAL_DEFAULTS, **local_parallelism(master),
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}"}
+    tuned = spark_defaults_keys()
+    return {**{k: v for k, v in ours.items() if k not in tuned}, **(conf or {})}
+
+
 def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: Optional[dict[str, str]] = None,
                   app_name: str = "snds_assets") -> SparkSession:
     """Get (or reuse) this process's session; static settings only apply to the first session of a process."""
@@ -97,11 +122,9 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
         for key, value in settings.items():
             session.conf.set(key, value)
         return session
-    settings = {**LOCAL_DEFAULTS, **local_parallelism(master), **(conf or {})}
-    # A local JVM: bound to the loopback (no warning about the host name) and quiet (errors only, see the file).
+    settings = local_settings(master, conf)
     check_java()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # bound to the loopback: no warning about the host name
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)

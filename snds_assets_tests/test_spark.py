@@ -93,3 +93,35 @@ def test_spark_errors_are_one_line_each_on_stderr(tmp_path):
     assert done.stdout.strip() == "SparkRuntimeException"
     assert " spark ERROR " in done.stderr  # Spark did say so
     assert "\tat " not in done.stderr and "USER_RAISED_EXCEPTION" not in done.stderr, done.stderr[:2000]
+
+
+TUNED_SESSION = """
+from snds_assets.spark import build_session
+
+session = build_session("local[1]", conf={"spark.sql.adaptive.enabled": "false"})
+for key in ("spark.sql.shuffle.partitions", "spark.driver.memory", "spark.sql.adaptive.enabled", "spark.ui.enabled"):
+    print(session.conf.get(key))
+"""
+
+
+def test_a_local_session_takes_the_operators_spark_defaults(tmp_path, monkeypatch):
+    """Settings given to the session builder win over spark-defaults.conf: a large machine's operator could not give
+    the session more than our 4 GiB of driver memory. The settings the file names are now left to it; the Spark
+    resource's ``conf`` still wins over both."""
+    import os
+    import subprocess
+    import sys
+
+    from snds_assets.spark import local_settings
+
+    (tmp_path / "spark-defaults.conf").write_text(
+        "# tuned for this machine\nspark.driver.memory   1g\nspark.sql.shuffle.partitions=7\n! a comment too\n")
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    settings = local_settings("local[*]", {"spark.ui.enabled": "true"})
+    assert "spark.driver.memory" not in settings and "spark.sql.shuffle.partitions" not in settings
+    assert (settings["spark.default.parallelism"], settings["spark.ui.enabled"]) == ("4", "true")
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", TUNED_SESSION], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["7", "1g", "false", "false"]
