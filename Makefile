@@ -19,7 +19,7 @@ APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-instal
 install: $(STAMP)
 
 $(STAMP): setup.py pyproject.toml
-	@command -v java >/dev/null || { echo "Java 17 is required by Spark (apt-get install openjdk-17-jre-headless)"; exit 2; }
+	@{ test -x "$$JAVA_HOME/bin/java" || command -v java >/dev/null; } || { echo "Java 17 is required by Spark: set JAVA_HOME or put java on PATH (apt-get install openjdk-17-jre-headless)"; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
