@@ -598,10 +598,30 @@ def test_pseudonym_expression_matches_reference(spark):
     assert row.asDict() == {"NUM_ENQ": pseudonym_value("psa-a", secret, "NUM_ENQ"),
                             "NUM_ENQ_IDT": pseudonym_value("IDT", secret, "NUM_ENQ_IDT"),
                             "NUM_ENQ_ANO": None, "ASS_NIR_ANO": None}
-    nir17 = df.select(pseudonym("NIR_ANO_17", secret, "NUM_ENQ").alias("x")).first()["x"]
+    nir17 = df.select(pseudonym("NIR_ANO_17", secret, "NUM_ENQ", spark).alias("x")).first()["x"]
     assert nir17 == row["NUM_ENQ"] and len(nir17) == 64
     assert pseudonym_value("psa-a", secret, "NUM_ENQ") != pseudonym_value("psa-a", secret, "NUM_ENQ_IDT")
     assert "ASS_NIR_ANO" not in pseudonymize(df, secret, drop_other=True).columns
+
+
+def test_no_query_plan_holds_a_sub_key(spark):
+    """A sub-key was a literal of every extraction query: the Spark UI, a cluster's query history and an analysis
+    error's message (which ends with the plan, and reaches the run's failure and the details log) showed it, and
+    with it anyone computes a pseudo-NIR's NUM_ENQ. Spark now reads it when the query runs."""
+    from pyspark.errors import AnalysisException
+
+    from snds_assets.provision.pseudonymize import subkey
+
+    secret = bytes(range(32))
+    keys = [subkey(secret, label).hex() for label in ("NUM_ENQ", "NUM_ENQ_IDT")]
+    df = pseudonymize(spark.createDataFrame([("psa-a", "IDT")], "BEN_NIR_PSA string, BEN_IDT_ANO string"), secret)
+    assert df.first()["NUM_ENQ"] == pseudonym_value("psa-a", secret, "NUM_ENQ")
+    execution = df._jdf.queryExecution()
+    plans = execution.toString() + execution.executedPlan().toString()
+    with pytest.raises(AnalysisException) as failed:
+        df.select("NUM_ENQ", "NO_SUCH_COLUMN").collect()
+    for text in (plans, str(failed.value)):
+        assert not any(key in text.lower() for key in keys), text
 
 
 def test_death_and_cartography_ids_do_not_leave_the_lake(spark):

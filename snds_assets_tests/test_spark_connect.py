@@ -164,7 +164,8 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
 
 def test_sessions_come_from_the_server(spark_connect, tmp_path):
     """The product's session factory talks to the server when SPARK_REMOTE is set (and writes where it says). A
-    cluster keeps its shuffle partitions: every session was set to 4, a 2-core laptop's."""
+    cluster keeps its shuffle partitions: every session was set to 4, a 2-core laptop's. Project pseudonyms are
+    computed there as locally."""
     out = tmp_path / "out"
     script = textwrap.dedent(f"""
         from snds_assets.config import Settings
@@ -178,11 +179,15 @@ def test_sessions_come_from_the_server(spark_connect, tmp_path):
         print(session.read.parquet({str(out)!r}).count())
         named = SparkResource(remote=settings.spark_remote, conf={{"spark.sql.shuffle.partitions": "3"}})
         print(named.get_session().conf.get("spark.sql.shuffle.partitions"))
+        from snds_assets.provision.pseudonymize import pseudonym_value, pseudonymize
+        ids = session.createDataFrame([("psa-a",)], "BEN_NIR_PSA string")
+        print(pseudonymize(ids, bytes(32)).first()["NUM_ENQ"] == pseudonym_value("psa-a", bytes(32), "NUM_ENQ"))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=clean_environment(tmp_path / "home", SPARK_REMOTE=spark_connect.url, **NO_LOCAL_JAVA))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    module, timezone, partitions, count, named = proc.stdout.split()[-5:]
+    module, timezone, partitions, count, named, pseudonyms = proc.stdout.split()[-6:]
+    assert pseudonyms == "True"  # the sub-keys' one-row tables (Arrow) and scalar subqueries work through the server
     assert module.startswith("pyspark.sql.connect")
     assert (timezone, count) == ("UTC", "7")
     assert (partitions, named) == ("2", "3")  # the server's own (services.py), unless the resource names them

@@ -3,8 +3,11 @@
 ``NUM_ENQ = HMAC-SHA256(k_NUM_ENQ, pseudo-NIR)`` where ``k_NUM_ENQ = HMAC-SHA256(project secret, label)``.
 The same pseudo-NIR gives the same NUM_ENQ whether it comes from BEN_NIR_PSA (DCIR) or NIR_ANO_17 (PMSI);
 two projects have independent secrets, so their pseudonyms cannot be linked. The hash runs as Spark's built-in
-``hmac`` expression (no Python UDF). Spark plans carry only the per-label sub-key, never the project secret,
-which is generated once and stored only under ``<lake>/restricted/projects/<ID>/``.
+``hmac`` expression (no Python UDF). The project secret is generated once and stored only under
+``<lake>/restricted/projects/<ID>/``. A sub-key is as secret as the pseudonyms are safe (with it and a pseudo-NIR,
+anyone computes its NUM_ENQ), so it is no literal of a query either: Spark reads it from a one-row table when the
+query runs (a scalar subquery), and the plans that the Spark UI, a cluster's query history or an analysis error's
+message show name that table, not the key.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ import hashlib
 import hmac
 import secrets
 
-from pyspark.sql import Column, DataFrame
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import domain
@@ -67,10 +71,17 @@ def pseudonym_value(value: str | None, secret: bytes, label: str) -> str | None:
     return hmac.new(subkey(secret, label), str(value).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def pseudonym(column: Column | str, secret: bytes, label: str) -> Column:
+def subkey_column(session: SparkSession, secret: bytes, label: str) -> Column:
+    """The label's sub-key as a scalar subquery of a one-row table (an Arrow table: a local relation, no Python
+    worker), which Spark reads once per query: the key's bytes are in no plan."""
+    table = pa.table({"k": pa.array([subkey(secret, label)], pa.binary())})
+    return session.createDataFrame(table).scalar()
+
+
+def pseudonym(column: Column | str, secret: bytes, label: str, session: SparkSession) -> Column:
     """Spark expression of a project pseudonym (lower-case hex, null for a null or blank value)."""
     value = (F.col(column) if isinstance(column, str) else column).cast("string")
-    digest = F.lower(F.hex(F.hmac(F.lit(subkey(secret, label)), F.encode(value, "UTF-8"))))
+    digest = F.lower(F.hex(F.hmac(subkey_column(session, secret, label), F.encode(value, "UTF-8"))))
     return F.when(value.isNotNull() & (F.trim(value) != ""), digest)
 
 
@@ -80,16 +91,17 @@ def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> Data
     """
     out: list[Column] = []
     produced: set[str] = set()
+    session = df.sparkSession
     for name in df.columns:
         if name in domain.PROJECT_PSEUDONYMS:
             target = domain.PROJECT_PSEUDONYMS[name]
             if target in produced:
                 continue
             produced.add(target)
-            out.append(pseudonym(name, secret, label_of(name)).alias(target))
+            out.append(pseudonym(name, secret, label_of(name), session).alias(target))
         elif name in domain.OTHER_PATIENT_PSEUDONYMS:
             if not drop_other:
-                out.append(pseudonym(name, secret, label_of(name)).alias(name))
+                out.append(pseudonym(name, secret, label_of(name), session).alias(name))
         else:
             out.append(F.col(name))
     return df.select(*out)

@@ -104,9 +104,9 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     try:
         files = max(1, result.counts["persons"] // ROWS_PER_FILE)
         correspondence = result.identities.select(
-            IDT, pseudonym(IDT, secret, NUM_ENQ_IDT).alias(NUM_ENQ_IDT),
-            PSA, RNG, pseudonym(PSA, secret, NUM_ENQ).alias(NUM_ENQ),
-            ANO, pseudonym(ANO, secret, NUM_ENQ_ANO).alias(NUM_ENQ_ANO), NIR_UNIQUE,
+            IDT, pseudonym(IDT, secret, NUM_ENQ_IDT, spark).alias(NUM_ENQ_IDT),
+            PSA, RNG, pseudonym(PSA, secret, NUM_ENQ, spark).alias(NUM_ENQ),
+            ANO, pseudonym(ANO, secret, NUM_ENQ_ANO, spark).alias(NUM_ENQ_ANO), NIR_UNIQUE,
         )
         withdraw_project_report(settings, request.id)  # written again below, once the new cohort is recorded
         write_parquet(correspondence, lake.restricted(request.id, CORRESPONDENCE), files)
