@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .azure import AUTH_MODES, AUTH_VARIABLE
@@ -55,7 +55,7 @@ class Settings:
     schemas: str
     nomenclatures: str | None
     dagster_home: str
-    spark_remote: str | None
+    spark_remote: str | None = field(repr=False)  # a Databricks URL holds a token: never in a printed Settings
     reject_tolerance: float = 0.01
     parallel_families: int = 2
 

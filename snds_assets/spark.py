@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _LOG = logging.getLogger(__name__)
+# Py4J logs every command it sends the JVM at DEBUG, settings included: the ABFS key, SAS token or client secret
+# a local session is given would reach any log an operator turned to DEBUG.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 # How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
 # in milliseconds, even across a WAN; without the probe, Spark Connect's client retried for about five minutes.
 PROBE_SECONDS = 5.0

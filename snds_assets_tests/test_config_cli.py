@@ -389,6 +389,15 @@ def test_a_bad_spark_remote_is_refused_without_its_token(tmp_path, url):
     assert "SECRETTOK" not in str(exc.value)
 
 
+def test_printed_settings_hold_no_spark_connect_token(tmp_path):
+    """A printed Settings (a log line, a traceback with its local variables) showed SPARK_REMOTE whole, token
+    included."""
+    url = "sc://h.azuredatabricks.net:443/;use_ssl=true;token=dapiSECRET"
+    settings = Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SPARK_REMOTE": url})
+    assert settings.spark_remote == url
+    assert "dapiSECRET" not in repr(settings) and "dapiSECRET" not in str(settings)
+
+
 @pytest.mark.parametrize("url", ["sc://localhost", "sc://127.0.0.1:15002", "sc://h.azuredatabricks.net:443/;use_ssl=true;"
                                  "token=dapi123;x-databricks-cluster-id=0123-abc"])
 def test_spark_connect_urls_are_accepted(tmp_path, url):

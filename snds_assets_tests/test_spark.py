@@ -125,3 +125,15 @@ def test_a_local_session_takes_the_operators_spark_defaults(tmp_path, monkeypatc
     done = subprocess.run([sys.executable, "-c", TUNED_SESSION], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["7", "1g", "false", "false"]
+
+
+def test_settings_sent_to_the_jvm_reach_no_debug_log(spark, caplog):
+    """Py4J logged every command it sent the JVM at DEBUG, a local session's ABFS key or SAS token among them: an
+    operator who turned Python's logs to DEBUG found the secret in them."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    spark.conf.set("spark.snds.test.secret", "SECRET-4f2c")
+    assert spark.conf.get("spark.snds.test.secret") == "SECRET-4f2c"
+    spark.conf.unset("spark.snds.test.secret")
+    assert "SECRET-4f2c" not in caplog.text
