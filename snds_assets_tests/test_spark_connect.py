@@ -100,7 +100,8 @@ def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
 
 class NotSparkConnect(TcpService):
     """A TCP service on 127.0.0.1 that is not a Spark Connect server: it takes each connection and then holds it
-    without a word (a hung server), or closes it at once (a service that refuses gRPC's handshake)."""
+    without a word (a hung server), closes it at once (a service that refuses gRPC's handshake), or answers in
+    plain HTTP (a web server where TLS was asked for)."""
 
     def __init__(self, behaviour: str):
         self.behaviour = behaviour
@@ -108,7 +109,10 @@ class NotSparkConnect(TcpService):
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
-        if self.behaviour == "close":
+        if self.behaviour == "answer":
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+        elif self.behaviour == "close":
             conn.close()
         else:
             self.held.append(conn)
@@ -119,12 +123,13 @@ class NotSparkConnect(TcpService):
             conn.close()
 
 
-@pytest.mark.parametrize("behaviour, token", [("hold", False), ("close", False), ("close", True)])
+@pytest.mark.parametrize("behaviour, token", [("hold", False), ("close", False), ("close", True), ("answer", True)])
 def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once(tmp_path, behaviour, token):
     """A port that accepts TCP connections passed the probe, and `snds ingest` then waited through the Spark Connect
     client's retries (about five minutes) in silence. Now gRPC's handshake follows the TCP connection: a service
     that holds it without answering is told after HANDSHAKE_SECONDS, one that refuses it at once, saying whether
-    TLS was asked for; exit 2, one line, no token, nothing written and no run launched."""
+    TLS was asked for; exit 2, one line, no token, nothing written and no run launched. (A plain answer to a TLS
+    handshake also made gRPC's C core print its own "Handshake failed" line on stderr.)"""
     from snds_assets.spark import HANDSHAKE_SECONDS
 
     from .reception_delivery import Delivery, csv_bytes
