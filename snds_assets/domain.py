@@ -76,7 +76,8 @@ PMSI_RETURN_CODES: tuple[str, ...] = (
 )
 BIRTH_YEAR_COLUMN = "BEN_NAI_ANN"
 SEX_COLUMN = "BEN_SEX_COD"
-FICTITIOUS_NIR_CODES = frozenset({"01", "02", "05", "06", "07", "08", "09", "10", "11", "12", "13", "14", "15"})
+# BEN_CDI_NIR codes of a fictitious NIR (IR_NIR_V's TOP_NIR_SNI = 1: IVG, IST, minors' contraception...).
+FICTITIOUS_NIR_CODES = frozenset({"01", "05", "06", "08", "09", "11", "12", "13", "14", "15"})
 
 # --- Dates ------------------------------------------------------------------------------------------------
 UNKNOWN_DATE = date(1600, 1, 1)  # the SNDS convention for a missing date, not an error
@@ -399,8 +400,9 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                values=("0", "1", "9"), tables=r"T_(MCO|SSR|HAD|RIP)aa.*"),
     DomainRule("sex_code", "BEN_SEX_COD", "beneficiary sex (IR_SEX_V): 1 male, 2 female, 0 or 9 unknown",
                values=("0", "1", "2", "9")),
-    DomainRule("nir_code", "BEN_CDI_NIR", "NIR identification code: two digits (00 normal, 03/04 provisional)",
-               expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^[0-9]{2}$'"),
+    DomainRule("nir_code", "BEN_CDI_NIR", "NIR identification code (IR_NIR_V): two digits (00 normal, 03/04 "
+               "provisional, most others fictitious) or NN (not applicable)",
+               expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^([0-9]{2}|NN)$'"),
     DomainRule("care_before_flow", "EXE_SOI_DTD", "care starts on or before the release of its DCIR flow",
                expr="EXE_SOI_DTD <= FLX_DIS_DTD OR EXE_SOI_DTD = DATE'1600-01-01'", tables=r"ER_PRS_F"),
     DomainRule("care_period", "EXE_SOI_DTF", "care ends on or after it starts",

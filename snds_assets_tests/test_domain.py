@@ -306,6 +306,18 @@ def test_sex_code_rule_accepts_every_code_of_its_nomenclature(catalog, reference
     assert codes == {"0", "1", "2", "9"} and set(rule.values) == codes
 
 
+def test_nir_code_rule_accepts_every_code_of_its_nomenclature(spark, catalog, reference_nomenclatures):
+    """IR_NIR_V lists NN ("sans objet") beside its two-digit codes: the rule flagged it. Its fictitious codes
+    (TOP_NIR_SNI = 1) are the ones the domain model names: 02, 07 and 10 are not codes of it."""
+    with (reference_nomenclatures / "ORAVAL" / "IR_NIR_V.csv").open(encoding="utf-8") as handle:
+        rows = [line.split(";") for line in handle.read().splitlines()[1:] if line]
+    (rule,) = [r for r in domain.domain_rules(catalog["IR_BEN_R"]) if r.name == "nir_code"]
+    codes = spark.createDataFrame([(r[0],) for r in rows] + [("N1",), ("100",)], "BEN_CDI_NIR string")
+    failing = {r["BEN_CDI_NIR"] for r in codes.where(f"NOT ({rule.expr})").collect()}
+    assert "NN" in {r[0] for r in rows} and failing == {"N1", "100"}
+    assert domain.FICTITIOUS_NIR_CODES == {r[0] for r in rows if r[2] == "1"}
+
+
 @pytest.mark.parametrize("family, column", [("ER_PRS_F", "BEN_NIR_PSA"), ("IR_BEN_R", "BEN_NIR_PSA"),
                                             ("IR_IMB_R", "BEN_NIR_PSA"), ("T_MCOaaC", "NIR_ANO_17")])
 def test_every_pseudo_nir_column_is_checked_to_have_17_characters(catalog, family, column):
