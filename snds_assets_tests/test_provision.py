@@ -502,6 +502,21 @@ def test_in_period_catches_rows_a_faulty_selection_let_through(spark, env, catal
     assert info["rows"] == 9 + 2
 
 
+def test_an_empty_extract_is_written_and_counted(spark, env, catalog, source):
+    """A family with no row for the cohort (no care in a period of 2010): its extract's counts, observed during the
+    write, were lost once the rows were reordered (adaptive execution replaced the empty stage) and the run failed
+    on "assertion failed"."""
+    write_request(Path(env.projects), "study-e", text=REQUEST.replace("2022-01-01, end: 2023-12-31", "2010-01-01, "
+                  "end: 2010-12-31").format(id="study-e", tables=", ".join(TABLES), drug=DRUG))
+    request = load_request(env, catalog, "study-e")
+    run_cohort(spark, env, catalog, request, source)
+    info = run_extract(spark, env, catalog, request, "ER_PRS_F", source)
+    checks = {c.name: c for c in info["checks"]}
+    assert (info["status"], info["rows"], info["deliveries"]) == ("extracted", 0, [])
+    assert checks["row_count"].passed and checks["in_period"].passed
+    assert read_extract(spark, env, "study-e", "ER_PRS_F").count() == 0
+
+
 def _project_values(root: Path) -> list:
     values = []
     for path in root.rglob("*.parquet"):
@@ -622,6 +637,44 @@ def test_no_query_plan_holds_a_sub_key(spark):
         df.select("NUM_ENQ", "NO_SUCH_COLUMN").collect()
     for text in (plans, str(failed.value)):
         assert not any(key in text.lower() for key in keys), text
+
+
+def test_an_extract_is_not_in_the_order_of_the_snds_pseudonyms(spark, tmp_path):
+    """Written in the order they were read, extract rows followed the curated table, itself in the order of the
+    SNDS pseudo-NIRs when CNAM sorts a table by patient: two projects sharing patients saw them in the same
+    order. Now each file holds a hash-chosen share of the rows, sorted by project pseudonym then values."""
+    import pyarrow.parquet as pq
+
+    from snds_assets.provision.pseudonymize import in_content_order
+    from snds_assets.provision.run import write_parquet
+
+    secret = bytes(range(32))
+    psa = [f"psa-{i:03d}" for i in range(200)]
+    rows = spark.createDataFrame([(v, i % 7) for i, v in enumerate(psa)], "BEN_NIR_PSA string, PRS_ACT_QTE int")
+    target = str(tmp_path / "ER_PRS_F")
+    write_parquet(in_content_order(pseudonymize(rows.repartition(1), secret)), target)
+    back = {pseudonym_value(v, secret, "NUM_ENQ"): v for v in psa}
+    files = [pq.read_table(f).to_pylist() for f in sorted(Path(target).glob("*.parquet"))]
+    for part in files:
+        assert [r["NUM_ENQ"] for r in part] == sorted(r["NUM_ENQ"] for r in part)
+    order = [back[r["NUM_ENQ"]] for part in files for r in part]
+    assert sorted(order) == psa and order != psa
+
+
+def test_every_extract_file_is_in_the_order_of_its_project_pseudonyms(project, env):
+    import pyarrow.parquet as pq
+
+    request, _ = project
+    checked = 0
+    for family in request.tables:
+        for path in Path(Lake(env.lake).project(request.id, family)).glob("*.parquet"):
+            part = pq.read_table(path).to_pylist()
+            key = next((c for c in ("NUM_ENQ", "NUM_ENQ_IDT") if part and c in part[0]), None)
+            if key:
+                values = [r[key] for r in part]
+                assert values == sorted(values, key=lambda v: (v is not None, v)), (family, path.name)
+                checked += 1
+    assert checked >= 3
 
 
 def test_death_and_cartography_ids_do_not_leave_the_lake(spark):

@@ -106,3 +106,15 @@ def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> Data
             out.append(F.col(name))
     return df.select(*out)
 
+
+def in_content_order(df: DataFrame, by: list[str] | None = None) -> DataFrame:
+    """``df`` spread over its files by a hash of its values (``by``: those columns) and sorted within each by
+    them, project pseudonyms first. Written in the order it was read, an extract kept the curated order, which
+    follows the SNDS pseudo-NIRs wherever CNAM sorts a table by patient: two projects sharing patients would have
+    seen them in the same order. A hash exchange, not a global sort, whose sampling job would run the extraction's
+    plan twice."""
+    by = list(df.columns if by is None else by)
+    first = [c for c in by if c in set(domain.PROJECT_PSEUDONYMS.values())]
+    columns = first + [c for c in by if c not in first]
+    return df.repartition(*columns).sortWithinPartitions(*columns)
+

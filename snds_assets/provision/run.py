@@ -26,7 +26,7 @@ from . import storage
 from .extract import Selector, allowed_output_columns, minimise
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
-from .pseudonymize import project_secret, pseudonym, pseudonymize
+from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
 from .report import withdraw_project_report, write_project_report
 from .request import ProjectRequest
 from .source import DELIVERY_COLUMN, TableSource
@@ -221,14 +221,22 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     read_now = {f: list(source.deliveries(f)) for f in dict.fromkeys([family, *(l.parent for l in path)])}
     _same_state_as_cohort(request, cohort_info, read_now)
     date_col = domain.care_date_column(table)
+    # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
+    # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
+    # observation was never reported.
+    carried = {_DELIVERY: F.col(DELIVERY_COLUMN)} if DELIVERY_COLUMN in selection.columns else {}
+    if date_col and date_col in selection.columns:
+        carried[_OUTSIDE] = _outside(selection, date_col, request)
+    granted = minimise(catalog, request, family, selection).columns
+    rows_out = pseudonymize(selection.select(*granted, *(c.alias(n) for n, c in carried.items())), secret)
+    ordered = in_content_order(rows_out, [c for c in rows_out.columns if c not in carried])
     observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
     metrics = [F.count(F.lit(1)).alias("rows")]
-    metrics.append(F.collect_set(DELIVERY_COLUMN).alias("deliveries") if DELIVERY_COLUMN in selection.columns
+    metrics.append(F.collect_set(_DELIVERY).alias("deliveries") if _DELIVERY in carried
                    else F.array().cast("array<string>").alias("deliveries"))
-    if date_col and date_col in selection.columns:
-        metrics.append(F.count_if(_outside(selection, date_col, request)).alias("outside"))
-    observed = selection.observe(observation, *metrics)
-    output = pseudonymize(minimise(catalog, request, family, observed), secret)
+    if _OUTSIDE in carried:
+        metrics.append(F.count_if(_OUTSIDE).alias("outside"))
+    output = ordered.observe(observation, *metrics).drop(*carried)
     write_parquet(output, target)
     got = observation.get
     rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
@@ -301,6 +309,9 @@ def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: 
     orphans = written.join(F.broadcast(keys), on, "left_anti").count()
     return CheckOutcome(name, name, ERROR, passed=orphans == 0, failures=orphans, columns=on,
                         details="every row carries a project pseudonym of the cohort")
+
+
+_DELIVERY, _OUTSIDE = "__snds_delivery", "__snds_outside"  # carried to the observed counts, never written
 
 
 def _outside(df: DataFrame, date_col: str, request: ProjectRequest) -> Column:
