@@ -388,6 +388,16 @@ def test_join_keys_keep_each_row_joinable(catalog):
     assert join_keys(catalog["ER_PHA_F"]) == domain.DCIR_KEYS
 
 
+def test_every_dcir_table_keeps_the_nine_keys(reference_catalog):
+    """ER_DCT_F joins ER_PRS_F on seven keys, and a column list kept those seven only: the nine DCIR keys are
+    always kept, whichever of them a table has."""
+    assert join_keys(reference_catalog["ER_DCT_F"]) == domain.DCIR_KEYS
+    for table in reference_catalog:
+        link = domain.parent_link(table)
+        if link is not None and link.parent == domain.DCIR_CENTRAL:
+            assert set(domain.DCIR_KEYS) & set(table.columns) <= set(join_keys(table)), table.name
+
+
 def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(spark, catalog, source, tmp_path):
     """A person known only to IR_BEN_R_ARC is identified, the archive's delivery counted among the cohort's
     sources; a project listing the archive gets its rows."""

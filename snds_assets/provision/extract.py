@@ -24,9 +24,9 @@ def join_keys(table: Table) -> tuple[str, ...]:
     """Keys always kept in an extract so that the project can join its tables: DCIR keys, PMSI stay key (and
     week, SSR weekly tables) + year."""
     keys: list[str] = []
-    if table.name == domain.DCIR_CENTRAL:
-        keys += domain.DCIR_KEYS
     link = domain.parent_link(table)
+    if table.name == domain.DCIR_CENTRAL or (link is not None and link.parent == domain.DCIR_CENTRAL):
+        keys += [c for c in domain.DCIR_KEYS if c in table.by_name]  # all nine, ER_DCT_F's link naming seven
     if link is not None:
         keys += [c for c in link.columns if c not in keys]
     keys += [c for c in domain.stay_key(table) + domain.week_key(table) if c not in keys]
