@@ -92,7 +92,7 @@ def _typed(spark, catalog: Catalog, delivery: Path, table, year, fmt) -> DataFra
         elif plan.name not in raw.columns:
             cols.append(F.lit(None).cast(plan.dtype).alias(plan.name))
         elif plan.convert is not None:
-            cols.append(plan.convert(F.col(plan.name)).alias(plan.name))
+            cols.append(F.expr(plan.convert(f"`{plan.name}`")).alias(plan.name))  # conversions are SQL text
         else:
             cols.append(F.col(plan.name).try_cast(plan.dtype).alias(plan.name))
     return raw.select(*cols, F.lit(DELIVERY).alias("DELIVERY_ID"))
