@@ -114,7 +114,7 @@ def in_content_order(df: DataFrame, by: list[str] | None = None) -> DataFrame:
     seen them in the same order. A hash exchange, not a global sort, whose sampling job would run the extraction's
     plan twice."""
     by = list(df.columns if by is None else by)
-    first = [c for c in by if c in set(domain.PROJECT_PSEUDONYMS.values())]
-    columns = first + [c for c in by if c not in first]
+    pseudonyms = set(domain.PROJECT_PSEUDONYMS.values())
+    columns = [c for c in by if c in pseudonyms] + [c for c in by if c not in pseudonyms]
     return df.repartition(*columns).sortWithinPartitions(*columns)
 

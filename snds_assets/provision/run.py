@@ -23,7 +23,7 @@ from ..checks import ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake, staging_beside
 from . import storage
-from .extract import Selector, allowed_output_columns, minimise
+from .extract import Selector, allowed_output_columns, granted_columns
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
 from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
@@ -227,7 +227,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     carried = {_DELIVERY: F.col(DELIVERY_COLUMN)} if DELIVERY_COLUMN in selection.columns else {}
     if date_col and date_col in selection.columns:
         carried[_OUTSIDE] = _outside(selection, date_col, request)
-    granted = minimise(catalog, request, family, selection).columns
+    granted = granted_columns(catalog, request, family, selection.columns)
     rows_out = pseudonymize(selection.select(*granted, *(c.alias(n) for n, c in carried.items())), secret)
     ordered = in_content_order(rows_out, [c for c in rows_out.columns if c not in carried])
     observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
