@@ -194,14 +194,14 @@ def prepare_environment(settings: Settings) -> None:
         except OSError as exc:  # said "[Errno 17] File exists" or "[Errno 2] No such file…", not which setting
             raise not_a_folder(name, folder) or cannot_create(name, folder, exc) from exc
     config = Path(settings.dagster_home) / "dagster.yaml"
-    if not config.exists() or config.read_text() == _EARLIER_INSTANCE_CONFIG:
+    if not config.exists() or config.read_text() in _EARLIER_INSTANCE_CONFIGS:
         config.write_text(INSTANCE_CONFIG)
 
 
-_EARLIER_INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+_FIRST_INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
 # No telemetry, no first-visit pop-up in the UI over the asset graph, and never two queued runs (sensors, UI) on
 # one delivery or project at once: they would write the same folders (deploy/dagster.yaml does the same).
-INSTANCE_CONFIG = _EARLIER_INSTANCE_CONFIG + """concurrency:
+_CONCURRENCY_CONFIG = """concurrency:
   runs:
     tag_concurrency_limits:
       - key: dagster/partition
@@ -217,6 +217,14 @@ INSTANCE_CONFIG = _EARLIER_INSTANCE_CONFIG + """concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 """
+# Compute logs where Dagster keeps them ($DAGSTER_HOME/storage), their terminal copy spared by Ctrl-C.
+_COMPUTE_LOGS_CONFIG = """compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+"""
+INSTANCE_CONFIG = _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_CONFIG
+# What earlier versions wrote, replaced as they are; a file edited by its operator is left as it is.
+_EARLIER_INSTANCE_CONFIGS = (_FIRST_INSTANCE_CONFIG, _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG)
 
 
 def main(argv: list[str] | None = None) -> int:

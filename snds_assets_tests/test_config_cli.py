@@ -173,11 +173,11 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     from dagster._core.test_utils import create_run_for_test
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    from snds_assets.cli import _EARLIER_INSTANCE_CONFIG
+    from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIG)
+    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[0])
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)

@@ -1,0 +1,80 @@
+"""The local instance's compute logs: a step's output still reaches the terminal, Ctrl-C no longer a traceback."""
+import subprocess
+import sys
+import textwrap
+
+from snds_assets.cli import INSTANCE_CONFIG, _EARLIER_INSTANCE_CONFIGS, main
+
+# A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
+# group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included).
+RUN = textwrap.dedent("""
+    import os, signal, sys, time
+    from dagster import DagsterInstance, Definitions, asset, define_asset_job
+
+    @asset
+    def step():
+        print("printed by the step", flush=True)
+        time.sleep(1.5)  # tail -F reads the step's log file every second
+        os.killpg(0, signal.SIGINT)
+        time.sleep(3)
+
+    job = Definitions(assets=[step], jobs=[define_asset_job("j")]).resolve_job_def("j")
+    result = job.execute_in_process(instance=DagsterInstance.get(), raise_on_error=False)
+    print("run succeeded" if result.success else "run interrupted", file=sys.stderr, flush=True)
+    time.sleep(2)  # long enough for an interrupted watcher (it sleeps 1 s at a time) to print its traceback
+""")
+
+
+def _instance_home(tmp_path, config: str):
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(config)
+    return home
+
+
+def _run_interrupted(home) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "HOME": str(home)}
+    return subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+
+
+def test_ctrl_c_leaves_the_terminal_mirrors_silent(tmp_path):
+    """Ctrl-C during `snds ingest` printed a `KeyboardInterrupt` traceback of Dagster's watcher (one per mirrored
+    stream) under the command's own one-line message."""
+    home = _instance_home(tmp_path, INSTANCE_CONFIG)
+    done = _run_interrupted(home)
+    assert "run interrupted" in done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+    assert "printed by the step" in done.stdout  # the mirror still copies the step's output to the terminal
+    logs = [p.read_text() for p in (home / "storage").rglob("*.out")]
+    assert any("printed by the step" in text for text in logs), "the step's output is kept where the UI reads it"
+
+
+def test_dagster_default_mirrors_print_a_traceback(tmp_path):
+    """What the test above guards against, with Dagster's own local compute logs."""
+    done = _run_interrupted(_instance_home(tmp_path, _EARLIER_INSTANCE_CONFIGS[-1]))
+    assert "run interrupted" in done.stderr
+    assert "KeyboardInterrupt" in done.stderr
+
+
+def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path, monkeypatch):
+    for number, earlier in enumerate(_EARLIER_INSTANCE_CONFIGS):
+        home = tmp_path / str(number)
+        (home / "dagster").mkdir(parents=True)
+        (home / "dagster" / "dagster.yaml").write_text(earlier)
+        monkeypatch.setenv("SNDS_HOME", str(home))
+        for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+            monkeypatch.delenv(var, raising=False)
+        main(["report", "2026-01-01"])
+        assert (home / "dagster" / "dagster.yaml").read_text() == INSTANCE_CONFIG
+
+
+def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path, monkeypatch):
+    config = INSTANCE_CONFIG.replace("InterruptSafeComputeLogManager", "Other")
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    main(["report", "2026-01-01"])
+    assert (tmp_path / "dagster" / "dagster.yaml").read_text() == config
