@@ -1,4 +1,4 @@
-"""The local instance's compute logs: Dagster's own, but mirrored to the terminal by helpers that Ctrl-C spares.
+"""Compute logs as Dagster keeps them, but mirrored to the terminal by helpers that Ctrl-C spares.
 
 Dagster copies a step's output to the terminal through `tail` and a Python watcher started for each step. They
 share the terminal's process group, so Ctrl-C reached them too and the watcher printed a `KeyboardInterrupt`
@@ -18,6 +18,7 @@ from dagster._core.storage.compute_log_manager import CapturedLogContext
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._serdes import ConfigurableClassData
 
+
 @contextmanager
 def sigint_blocked() -> Iterator[None]:
     """Hold SIGINT for this thread meanwhile: a Ctrl-C then is delivered when it ends, not lost."""
@@ -28,7 +29,18 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-class InterruptSafeComputeLogManager(LocalComputeLogManager):
+class MirrorsSpareCtrlC:
+    """Mixed into a compute log manager: its capture (which starts the terminal mirrors) begins with SIGINT held."""
+
+    @contextmanager
+    def capture_logs(self, log_key: Sequence[str]) -> Generator[CapturedLogContext, None, None]:
+        with ExitStack() as stack:
+            with sigint_blocked():  # while the mirrors start; the step itself runs with SIGINT as it was
+                context = stack.enter_context(super().capture_logs(log_key))
+            yield context
+
+
+class InterruptSafeComputeLogManager(MirrorsSpareCtrlC, LocalComputeLogManager):
     """Dagster's local compute logs (same files, same UI), their terminal mirrors started with SIGINT blocked."""
 
     @classmethod
@@ -46,10 +58,3 @@ class InterruptSafeComputeLogManager(LocalComputeLogManager):
                 raise ValueError(f"compute_logs: {cls.__name__} needs a base_dir when DAGSTER_HOME is not set")
             config["base_dir"] = os.path.join(os.environ["DAGSTER_HOME"], "storage")
         return cls(inst_data=inst_data, **config)
-
-    @contextmanager
-    def capture_logs(self, log_key: Sequence[str]) -> Generator[CapturedLogContext, None, None]:
-        with ExitStack() as stack:
-            with sigint_blocked():  # while the mirrors start; the step itself runs with SIGINT as it was
-                context = stack.enter_context(super().capture_logs(log_key))
-            yield context

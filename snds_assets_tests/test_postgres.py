@@ -64,12 +64,18 @@ def test_production_compute_logs_go_to_azure_blob(monkeypatch):
     from dagster._config import process_config
     from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
 
+    from snds_assets.compute_logs import MirrorsSpareCtrlC
+    from snds_assets.compute_logs_azure import InterruptSafeAzureBlobComputeLogManager
+
     section = production_config()["compute_logs"]
-    assert (section["module"], section["class"]) == ("dagster_azure.blob.compute_log_manager",
-                                                     "AzureBlobComputeLogManager")
+    assert (section["module"], section["class"]) == ("snds_assets.compute_logs_azure",
+                                                     "InterruptSafeAzureBlobComputeLogManager")
+    manager = InterruptSafeAzureBlobComputeLogManager
+    assert issubclass(manager, AzureBlobComputeLogManager)  # dagster-azure's, its capture begun with SIGINT held
+    assert manager.capture_logs is MirrorsSpareCtrlC.capture_logs
     monkeypatch.setenv("DAGSTER_LOGS_STORAGE_ACCOUNT", "sndslogs")
     monkeypatch.setenv("DAGSTER_LOGS_CONTAINER", "dagster")
-    result = process_config(AzureBlobComputeLogManager.config_type(), section["config"])
+    result = process_config(manager.config_type(), section["config"])
     assert result.success, result.errors
     assert result.value["storage_account"] == "sndslogs" and "access_key_or_sas_token" not in section["config"]
     assert "default_azure_credential" in result.value
