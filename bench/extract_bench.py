@@ -108,6 +108,9 @@ class ParquetSource:
     def deliveries(self, family):
         return [DELIVERY] if family in self.paths else []
 
+    def receptions(self):
+        return {}
+
 
 # --- The hand-written plan --------------------------------------------------------------------------------------
 def _hmac(column: str, secret: bytes, label: str):

@@ -847,6 +847,50 @@ def test_an_extract_refuses_a_state_other_than_its_cohorts(spark, catalog, sourc
     assert run_extract(spark, settings, catalog, request, "IR_BEN_R", source)["rows"] > 0  # the cohort's state
 
 
+def test_an_extract_refuses_a_delivery_received_again_since_its_cohort(spark, catalog, source, tmp_path):
+    """A corrected delivery received again under its own id, and accepted again, leaves the state's delivery ids
+    as they were: the extract compared those only, and made the IR_BEN_R extract of a cohort identified in the
+    earlier content from the new one (none of its persons, report `complete`). Reception marks are compared too."""
+    from snds_assets.provision.run import StateChanged
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "corrected", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "corrected")
+    marks = {d: "first reception" for f in ("IR_BEN_R", "ER_PRS_F") for d in source.deliveries(f)}
+
+    class Received(FrameSource):
+        def receptions(self):
+            return dict(marks)
+
+    received = Received(dict(source.frames))
+    run_cohort(spark, settings, catalog, request, received)
+    assert run_extract(spark, settings, catalog, request, "ER_PRS_F", received)["rows"] > 0
+    marks[source.deliveries("IR_BEN_R")[0]] = "received again"
+    with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed since the cohort.*now 2024-03-01, received "
+                                           r"again 2024-03-01$"):
+        run_extract(spark, settings, catalog, request, "IR_BEN_R", received)
+    assert not Path(Lake(settings.lake).project("corrected", "IR_BEN_R")).exists()
+
+
+def test_the_reception_marks_of_the_current_state_change_when_a_delivery_is_received_again(catalog, tmp_path):
+    """The mark of an accepted delivery is its report's version, which every reception rewrites; a rejected
+    delivery is no part of the state and has none."""
+    from snds_assets.curation.state import CurrentState
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    lake = Lake(settings.lake)
+    Path(lake.delivery_report("2024-01-05")).parent.mkdir(parents=True)
+    for delivery_id, status in (("2024-01-05", "accepted"), ("2024-02-05", "rejected")):
+        Path(lake.delivery_report(delivery_id)).write_text(json.dumps(
+            {"delivery_id": delivery_id, "status": status, "tables": {}}))
+    state = CurrentState(None, settings, catalog)
+    first = state.receptions()
+    assert list(first) == ["2024-01-05"]
+    Path(lake.delivery_report("2024-01-05")).write_text(json.dumps(
+        {"delivery_id": "2024-01-05", "status": "accepted", "tables": {"ER_PRS_F": {"status": "accepted"}}}))
+    assert state.receptions()["2024-01-05"] != first["2024-01-05"]
+
+
 def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, source, tmp_path, monkeypatch):
     """The deliveries of the tables an extract is linked through (ER_PHA_F through ER_PRS_F) were asked for once
     the extract was written: a delivery accepted meanwhile was named though the extract never read it."""

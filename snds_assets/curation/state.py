@@ -75,6 +75,14 @@ class CurrentState:
                 out.append(Part(delivery_id, year, entry.get("mode") or domain.default_mode(table)))
         return out
 
+    def receptions(self) -> dict[str, str]:
+        """Accepted delivery id -> version stamp of its report, which a reception rewrites: a delivery received
+        again under the same id changes its stamp though the ids making up a state stay the same."""
+        with self._reports_lock:
+            list_reports(self.settings, self._reports)
+            return {report["delivery_id"]: stamp for stamp, report in self._reports.values()
+                    if report.get("status") == ACCEPTED and report.get("delivery_id")}
+
     @staticmethod
     def compose(parts: list[Part]) -> dict[str, set[int | None]]:
         """Apply the parts in order: full replaces (per year), incremental adds. Delivery id -> years kept."""

@@ -100,6 +100,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     """Identify the cohort and write it: project space (project pseudonyms) and restricted/ (correspondence)."""
     lake = Lake(settings.lake)
     secret = project_secret(settings, request.id)
+    marks = source.receptions()  # before the state is read: a reception ending meanwhile changes a mark
     result = build_cohort(spark, catalog, request, source)
     try:
         files = max(1, result.counts["persons"] // ROWS_PER_FILE)
@@ -143,6 +144,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
         "targeted_before_filters": counts.get("targeted_before_filters"),
         "criteria_tables_missing": counts.get("criteria_tables_missing", []),
         "deliveries": result.sources,
+        "receptions": {d: marks[d] for ids in result.sources.values() for d in ids if d in marks},
         "removed_extracts": removed,
         "checks": checks,
     }
@@ -219,7 +221,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
     # accepted since.
     read_now = {f: list(source.deliveries(f)) for f in dict.fromkeys([family, *(l.parent for l in path)])}
-    _same_state_as_cohort(request, cohort_info, read_now)
+    _same_state_as_cohort(request, cohort_info, read_now, source.receptions())
     date_col = domain.care_date_column(table)
     # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
     # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
@@ -269,19 +271,24 @@ class StateChanged(RuntimeError):
     """The current state a project's extract reads is not the one its cohort was identified in."""
 
 
-def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: dict[str, list[str]]) -> None:
+def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: dict[str, list[str]],
+                          marks_now: dict[str, str]) -> None:
     """Refuse to extract from a current state other than the cohort's: a delivery accepted, rejected or
     received again since the cohort was identified (a reception running alongside the extraction, or an extract
     materialised alone later) would make the extract mix two states (the IR_BEN_R extract of a cohort identified
     in an IR_BEN_R since replaced holds none of its persons). Compared on the families both read (``read_now``:
-    family -> its deliveries now), by the deliveries that make them up."""
+    family -> its deliveries now), by the deliveries that make them up and by their reception marks
+    (``marks_now``): a delivery received again under its id, accepted again, leaves the ids as they were."""
     read = cohort_info.get("deliveries") or {}
+    marks = cohort_info.get("receptions") or {}
     for family, now in read_now.items():
-        if family in read and now != list(read[family]):
+        again = [d for d in now if d in marks and marks_now.get(d) != marks[d]]
+        if family in read and (now != list(read[family]) or again):
             raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
                 f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
                 "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
-                f"included; deliveries then {', '.join(read[family]) or 'none'}, now {', '.join(now) or 'none'}")
+                f"included; deliveries then {', '.join(read[family]) or 'none'}, now {', '.join(now) or 'none'}"
+                + (f", received again {', '.join(again)}" if again else ""))
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:

@@ -20,6 +20,9 @@ class TableSource(Protocol):
     def deliveries(self, family: str) -> list[str]:
         """The deliveries whose tables make up the current state of a family."""
 
+    def receptions(self) -> dict[str, str]:
+        """Delivery id -> a mark that changes when the delivery is received again (empty: none known)."""
+
 
 class FrameSource:
     """A TableSource over DataFrames given per family (a missing DELIVERY_ID column is filled in)."""
@@ -37,6 +40,9 @@ class FrameSource:
 
     def read(self, family: str) -> DataFrame | None:
         return self.frames.get(family)
+
+    def receptions(self) -> dict[str, str]:
+        return {}
 
     def deliveries(self, family: str) -> list[str]:
         if family not in self.frames:
