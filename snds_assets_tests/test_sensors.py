@@ -423,6 +423,17 @@ def test_refresh_reaccepted_delivery_gets_a_new_run_key(two_projects):
     assert again.run_requests[0].run_key != first.run_requests[0].run_key
 
 
+def test_refresh_names_a_delivery_received_twice_between_two_ticks_once(two_projects):
+    """The run's `snds/deliveries` tag (and the log line) said "2024-01-15, 2024-02-15, 2024-01-15"."""
+    _, defs, instance = two_projects
+    start = _tick(defs, instance, "refresh_extracts")
+    for delivery_id in ("2024-01-15", "2024-02-15", "2024-01-15"):
+        _report(instance, delivery_id, ["ER_PRS_F"])
+    result = _tick(defs, instance, "refresh_extracts", start.cursor)
+    assert _refreshed(result) == {("proj-a", "2024-02-15, 2024-01-15")}
+    assert result.run_requests[0].tags["snds/delivery"] == "2024-01-15"
+
+
 def test_refresh_when_a_delivery_accepted_before_is_rejected(two_projects):
     """A delivery received again and rejected leaves the current state: the extracts that read its families (as
     its accepted report listed them) are refreshed; a delivery never accepted changes nothing."""

@@ -387,7 +387,8 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey) -> SensorDefinitio
             if not affected:
                 context.log.info(f"delivery {delivery_id}: no project reads its families")
             for request in affected:
-                deliveries = stale.get(request.id, (request, [], None))[1]
+                # a delivery received twice in the batch is named once, where it came last
+                deliveries = [d for d in stale.get(request.id, (request, [], None))[1] if d != delivery_id]
                 stale[request.id] = (request, [*deliveries, delivery_id], record)
         cursor = str(records[-1].storage_id)
         if not stale:
