@@ -42,7 +42,7 @@ from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest,
 from .report import withdraw_report
 from .storage import (
     filesystem, is_local, join, lake_exists, landing_path, one_line, read_lake_bytes, read_manifest_bytes,
-    remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
+    remove_empty_folders, remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
 )
 
 CHUNK_SIZE = 4 << 20  # bytes read from the landing zone at a time
@@ -142,6 +142,8 @@ def archive_manifest(settings: Settings, delivery_id: str, content: bytes | str 
     write_lake_bytes(target, data)
     for path in stale:
         remove_lake_file(lake.raw(delivery_id, path))
+    if stale:
+        remove_empty_folders(lake.raw(delivery_id))  # a family's folder the delivery no longer brings
     return target
 
 

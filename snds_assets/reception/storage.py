@@ -235,6 +235,21 @@ def remove_lake_file(url: str) -> bool:
         return False
 
 
+def remove_empty_folders(url: str) -> None:
+    """Remove the empty folders under a lake folder (not the folder itself), deepest first. Object storage has
+    none to remove: a flat namespace's folders end with their last file (and adlfs' ``rmdir`` removes a
+    container), so only a local lake is pruned."""
+    fs, path = filesystem(url)
+    if not is_local(fs) or not os.path.isdir(path):
+        return
+    for folder, _, _ in os.walk(path, topdown=False):
+        if os.path.normpath(folder) != os.path.normpath(path):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty
+                pass
+
+
 def list_lake_files(url: str, suffix: str = "") -> list[str]:
     """Files directly under a lake folder (URLs, sorted), optionally only those ending with ``suffix``."""
     return list(lake_file_versions(url, suffix))
