@@ -505,6 +505,16 @@ def test_sensor_waits_for_the_manifest_on_azure(az_env, tmp_path, snds_env, monk
     assert picked.dynamic_partitions_requests[0].partition_keys == ["2026-11-15"]
     assert not _sensor_tick(picked.cursor).run_requests  # once per manifest
 
+    # A manifest handled is not downloaded again at every tick: its ETag tells whether it was rewritten.
+    from snds_assets.reception import storage
+
+    read, real = [], storage.read_manifest
+    monkeypatch.setattr(storage, "read_manifest", lambda *a: read.append(a[1]) or real(*a))
+    assert not _sensor_tick(picked.cursor).run_requests and read == []
+    upload(az_env, delivery.folder, "2026-11-15")  # the same manifest uploaded again: a new ETag
+    assert not _sensor_tick(picked.cursor).run_requests and read == ["2026-11-15"]
+    monkeypatch.setattr(storage, "read_manifest", real)
+
     # A folder that appears after a tick is seen at the next one (the listing is not answered from adlfs' cache).
     later = hand_delivery(tmp_path / "later", catalog, "2026-11-16")
     upload(az_env, later.folder, "2026-11-16")

@@ -23,7 +23,7 @@ from snds_assets.reception.manifest import Format, ManifestError, delivery_order
 from snds_assets.reception.report import (
     CHECK_KEYS, TABLE_KEYS, build_report, list_reports, load_fragment, load_report, save_fragment, table_status,
 )
-from snds_assets.reception.storage import DeliveryNotFound, LandingEntry, list_deliveries, read_manifest
+from snds_assets.reception.storage import DeliveryNotFound, list_deliveries, read_manifest
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
 
@@ -70,7 +70,9 @@ def test_list_deliveries_complete_incomplete_and_skipped(settings):
     (landing / "README.txt").write_text("not a folder")
     entries = {e.delivery_id: e for e in list_deliveries(settings.landing)}
     assert set(entries) == {"2026-11-15", "2026-11-15_b", "2026-12-01", "notes"}
-    assert entries["2026-11-15"] == LandingEntry("2026-11-15", True, None)
+    size = (landing / "2026-11-15" / "manifest.json").stat().st_size
+    assert entries["2026-11-15"].complete and entries["2026-11-15"].reason is None
+    assert entries["2026-11-15"].manifest_version.startswith(f"{size}:")  # what tells the sensor it was rewritten
     assert entries["2026-11-15_b"].complete
     assert not entries["2026-12-01"].complete and "no manifest.json" in entries["2026-12-01"].reason
     assert not entries["notes"].complete and "not a delivery id" in entries["notes"].reason

@@ -71,6 +71,35 @@ def test_complete_delivery_requested_once(env, tmp_path):
     assert third.run_requests[0].run_key != request.run_key
 
 
+def test_a_handled_manifest_is_not_read_again_at_every_tick(env, monkeypatch):
+    """Each tick read every delivery's manifest, received long ago or not: on Azure a download per delivery every
+    30 s. Its file's version (size, ETag or modification time), from the look for its presence, now tells."""
+    from snds_assets.reception import storage
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    _write_delivery(landing, "2026-11-15")
+    _write_delivery(landing, "2026-11-16")
+    read, real = [], storage.read_manifest
+    monkeypatch.setattr(storage, "read_manifest", lambda *a: read.append(a[1]) or real(*a))
+    first = _tick(defs, instance, "cnam_deliveries")
+    assert sorted(read) == ["2026-11-15", "2026-11-16"] and len(first.run_requests) == 2
+    read.clear()
+    second = _tick(defs, instance, "cnam_deliveries", first.cursor)
+    assert read == [] and not second.run_requests
+    path = landing / "2026-11-16" / "manifest.json"
+    path.write_text(path.read_text() + " ")  # rewritten, same content: read, not requested
+    third = _tick(defs, instance, "cnam_deliveries", second.cursor)
+    assert read == ["2026-11-16"] and not third.run_requests
+    read.clear()
+    assert not _tick(defs, instance, "cnam_deliveries", third.cursor).run_requests and read == []
+    manifest = json.loads(path.read_text())
+    manifest["tables"] = manifest["tables"][:1]
+    path.write_text(json.dumps(manifest))
+    fourth = _tick(defs, instance, "cnam_deliveries", third.cursor)
+    assert read == ["2026-11-16"] and [r.partition_key for r in fourth.run_requests] == ["2026-11-16"]
+
+
 def test_changed_manifest_is_requested_again(env):
     settings, defs, instance = env
     landing = Path(settings.landing)

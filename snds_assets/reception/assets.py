@@ -347,14 +347,15 @@ def receptions_in_progress(instance: DagsterInstance, delivery_id: str, run_id: 
     return unfinished_runs(instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id}, run_id)
 
 
-def _cursor_entry(value: object) -> tuple[str | None, int]:
-    """(manifest fingerprint, runs requested so far) of one delivery in the sensor's cursor. A cursor written
-    before the counter existed holds the bare fingerprint, whose one request had the key ``id:fingerprint``."""
+def _cursor_entry(value: object) -> tuple[str | None, int, str | None]:
+    """(manifest fingerprint, runs requested so far, the manifest file's version then) of one delivery in the
+    sensor's cursor. A cursor written before the counter existed holds the bare fingerprint, whose one request had
+    the key ``id:fingerprint``; one written before the version, none (the manifest is read once more)."""
     if isinstance(value, str):
-        return value, 1
+        return value, 1, None
     if isinstance(value, dict):
-        return value.get("manifest"), int(value.get("requests", 0))
-    return None, 0
+        return value.get("manifest"), int(value.get("requests", 0)), value.get("version")
+    return None, 0, None
 
 
 def build_delivery_sensor(job_name: str) -> SensorDefinition:
@@ -369,7 +370,8 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
     def cnam_deliveries(context: SensorEvaluationContext, snds: SndsResource):
         """The cursor keeps, per delivery, the fingerprint of the manifest last handled and how many runs were
         requested: the run key ``id:count:fingerprint`` is new at each change, even back to an earlier content
-        (Dagster never runs a key twice), and the same for a replayed tick."""
+        (Dagster never runs a key twice), and the same for a replayed tick. It also keeps the manifest file's
+        version (from the landing's listing): a manifest not rewritten since is not read again."""
         from .manifest import ManifestError, manifest_fingerprint
         from .report import received_manifest
         from .storage import landing_exists, list_deliveries, read_manifest
@@ -392,14 +394,17 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
             if not entry.complete:
                 context.log.info(f"skipping {delivery_id}: {entry.reason}")
                 continue
+            handled, requested, version = _cursor_entry(seen.get(delivery_id))
+            if handled is not None and version is not None and version == entry.manifest_version:
+                continue  # the manifest file handled then, not rewritten since: not read again at every tick
             try:
                 manifest = read_manifest(settings.landing, delivery_id)
             except (ManifestError, OSError, ValueError) as exc:
                 context.log.warning(f"skipping {delivery_id}: unreadable manifest ({exc})")
                 continue
             fingerprint = manifest_fingerprint(manifest)
-            handled, requested = _cursor_entry(seen.get(delivery_id))
             if handled == fingerprint:
+                seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
                 continue
             busy = receptions_in_progress(context.instance, delivery_id)
             if busy:
@@ -416,10 +421,10 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 note = f"{delivery_id} skipped: this manifest was already received (by `snds ingest` or an earlier run)"
                 context.log.info(note)
                 notes.append(note)
-                seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
+                seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
                 continue
             requested += 1
-            seen[delivery_id] = {"manifest": fingerprint, "requests": requested}
+            seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
             if delivery_id not in known:
                 new_partitions.append(delivery_id)
             context.log.info(f"delivery {delivery_id}: {len(manifest.tables)} tables, requesting its reception run")

@@ -36,6 +36,7 @@ class LandingEntry:
     delivery_id: str
     complete: bool
     reason: str | None = None
+    manifest_version: str | None = None  # ``file_version`` of its manifest.json, when complete
 
 
 class StorageError(ValueError):
@@ -102,11 +103,23 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
         name = posixpath.basename(child["name"].rstrip("/"))
         if not valid_delivery_id(name):
             entries.append(LandingEntry(name, False, f"folder name is not a delivery id ({DELIVERY_ID_FORM})"))
-        elif fs.exists(posixpath.join(child["name"].rstrip("/"), MANIFEST)):
-            entries.append(LandingEntry(name, True, None))
         else:
-            entries.append(LandingEntry(name, False, "no manifest.json yet (delivery still being written)"))
+            try:  # as cheap as asking whether it exists, and tells the sensor whether it changed
+                info = fs.info(posixpath.join(child["name"].rstrip("/"), MANIFEST))
+            except FileNotFoundError:
+                info = None
+            if info is not None and info.get("type") == "file":
+                entries.append(LandingEntry(name, True, None, file_version(info)))
+            else:
+                entries.append(LandingEntry(name, False, "no manifest.json yet (delivery still being written)"))
     return entries
+
+
+def file_version(info: dict) -> str:
+    """A version stamp of a file from its listing (size and ETag, or modification time on a local disk) that
+    changes when the file is rewritten."""
+    stamp = info.get("etag") or info.get("mtime") or info.get("last_modified") or ""
+    return f"{info.get('size')}:{stamp}"
 
 
 def landing_exists(landing: str) -> bool:
@@ -267,8 +280,7 @@ def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
     for c in sorted((c for c in children if c.get("type") == "file"), key=lambda c: c["name"]):
         name = posixpath.basename(c["name"].rstrip("/"))
         if name.endswith(suffix):
-            stamp = c.get("etag") or c.get("mtime") or c.get("last_modified") or ""
-            out[join(url, name)] = f"{c.get('size')}:{stamp}"
+            out[join(url, name)] = file_version(c)
     return out
 
 
