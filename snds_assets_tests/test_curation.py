@@ -1064,6 +1064,11 @@ def test_key_already_in_state_is_not_reported_for_a_table_a_later_full_delivery_
     by_year = {r.year: by_name(r)["primary_key_state"] for r in late.curate(spark, "T_MCOaaC", state)}
     assert by_year[2022].evaluated and by_year[2022].failures == 1  # 2022 of 2024-01-01 is still in the state
     assert not by_year[2023].evaluated and by_year[2023].passed and "later full delivery" in by_year[2023].details
+    # A late full delivery replaces nothing either (it said "full delivery: it replaces the current state").
+    late_full = Delivery(settings, catalog, "2024-02-15").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)], mode="full")
+    (full_result,) = late_full.curate(spark, "IR_BEN_R", state)
+    check = by_name(full_result)["primary_key_state"]
+    assert not check.evaluated and check.passed and "later full delivery" in check.details
 
 
 def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(settings, catalog, monkeypatch):

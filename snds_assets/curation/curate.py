@@ -553,14 +553,15 @@ class _Run:
             rows = sum(int(t.metrics.get("rows") or 0) - int(t.metrics.get("bad") or 0) for t in self.tables)
             out["primary_key"] = keys.duplicates(curated, pk, self.yearly, rows=rows)
         incremental = [t for t in self.tables if t.archived.mode != domain.FULL]
-        if pk and readable and incremental and all(c in self.delivered for c in pk):
+        if pk and readable and all(c in self.delivered for c in pk):
             # The state once this delivery is accepted: its tables that a later full delivery replaces are not in
-            # it (ingested late, or again), so their keys duplicate nothing (``_pk_state_check``).
+            # it (ingested late, or again), so their keys duplicate nothing, and a full one replaces nothing
+            # (``_pk_state_check``).
             delivery_id = self.manifest.delivery_id
             kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
             self.kept_years = kept.get(delivery_id, set())
             others = {d: years for d, years in kept.items() if d != delivery_id}
-            current = self.state.read_plan(self.table.name, others, columns=pk) if others else None
+            current = self.state.read_plan(self.table.name, others, columns=pk) if others and incremental else None
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
         out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}
@@ -743,6 +744,10 @@ class _Run:
         pk = list(self.table.primary_key)
         if not pk:
             return self._not_evaluated("primary_key_state", "primary_key", "the schema declares no primary key")
+        if self.kept_years is not None and year not in self.kept_years:
+            return self._not_evaluated("primary_key_state", "primary_key",
+                                       "a later full delivery of the family replaces this table: its rows are not "
+                                       "in the current state", pk)
         if t.archived.mode == domain.FULL:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "full delivery: it replaces the current state", pk)
@@ -751,10 +756,6 @@ class _Run:
             return self._not_evaluated("primary_key_state", "primary_key", _not_in_use(dated, year), pk)
         if not readable:
             return self._not_evaluated("primary_key_state", "primary_key", "no readable file", pk)
-        if self.kept_years is not None and year not in self.kept_years:
-            return self._not_evaluated("primary_key_state", "primary_key",
-                                       "a later full delivery of the family replaces this table: its rows are not "
-                                       "in the current state", pk)
         if result is None:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "no current state of the family (no earlier accepted delivery)", pk)
