@@ -176,6 +176,26 @@ def test_a_delivery_received_by_snds_ingest_is_not_received_again(cli_env, capsy
     assert [r.partition_key for r in changed.run_requests] == ["2026-11-15"]
 
 
+def test_many_deliveries_received_already_make_one_note(env, monkeypatch, capsys):
+    """A first tick over a landing zone holding years of received deliveries named each in its skip reason."""
+    from snds_assets.reception import report
+    from snds_assets.reception.manifest import manifest_fingerprint
+    from snds_assets.reception.storage import read_manifest
+
+    settings, defs, instance = env
+    ids = [f"2026-0{m}-05" for m in range(1, 6)]
+    for delivery_id in ids:
+        _write_delivery(Path(settings.landing), delivery_id)
+    monkeypatch.setattr(report, "received_manifest",
+                        lambda s, d: manifest_fingerprint(read_manifest(s.landing, d)))
+    first = _tick(defs, instance, "cnam_deliveries")
+    assert not first.run_requests
+    assert first.skip_reason.skip_message == (
+        "no new complete delivery (5 deliveries skipped (2026-01-05 to 2026-05-05): their manifests were already "
+        "received (by `snds ingest` or earlier runs))")
+    assert capsys.readouterr().err.count("skipped: this manifest was already received") == 5  # the log names each
+
+
 def test_a_reception_stopped_half_way_leaves_the_delivery_to_the_sensor(cli_env):
     """The mark is removed when a reception starts and written by its last step: after A was received, B
     archived by a run that stopped before its report, then A delivered again, the lake no longer holds A."""

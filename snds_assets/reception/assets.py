@@ -358,6 +358,18 @@ def _cursor_entry(value: object) -> tuple[str | None, int, str | None]:
     return None, 0, None
 
 
+RECEIVED_ALREADY = "this manifest was already received (by `snds ingest` or an earlier run)"
+
+
+def _received_notes(delivery_ids: list[str]) -> list[str]:
+    """The skip reason's word on manifests received already: one per delivery, or one for them all when many
+    are (a first tick over a landing zone that keeps years of deliveries); the log names each."""
+    if len(delivery_ids) <= 3:
+        return [f"{d} skipped: {RECEIVED_ALREADY}" for d in delivery_ids]
+    return [f"{len(delivery_ids)} deliveries skipped ({delivery_ids[0]} to {delivery_ids[-1]}): their manifests "
+            "were already received (by `snds ingest` or earlier runs)"]
+
+
 def build_delivery_sensor(job_name: str) -> SensorDefinition:
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
@@ -380,7 +392,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
         end_dead_runs(context.instance, context.log)  # before their partitions are looked at, and for the queue
         seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
-        requests, new_partitions, notes = [], [], []
+        requests, new_partitions, notes, received_already = [], [], [], []
         try:
             entries = list_deliveries(settings.landing)
         except (OSError, ValueError) as exc:
@@ -418,9 +430,8 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 context.log.warning(f"{delivery_id} waits: cannot read its reception mark in the lake ({exc})")
                 continue
             if received == fingerprint:
-                note = f"{delivery_id} skipped: this manifest was already received (by `snds ingest` or an earlier run)"
-                context.log.info(note)
-                notes.append(note)
+                context.log.info(f"{delivery_id} skipped: {RECEIVED_ALREADY}")
+                received_already.append(delivery_id)
                 seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
                 continue
             requested += 1
@@ -434,6 +445,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 tags={"snds/delivery": delivery_id, "snds/source": "sensor"},
             ))
         cursor = json.dumps(seen, sort_keys=True)
+        notes[:0] = _received_notes(received_already)
         if not requests:
             reason = "no new complete delivery" + (f" ({'; '.join(notes)})" if notes else "")
             return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
