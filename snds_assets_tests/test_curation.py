@@ -1119,6 +1119,23 @@ def test_current_state_from_the_reports_alone(settings, catalog):
     assert list(state.plan("T_MCOaaC")) == ["2024-01-01", "2024-03-01", "2024-04-01"]
 
 
+def test_a_damaged_report_is_named_with_what_to_run(settings, catalog):
+    """Every state reads every report: one truncated by hand failed the reception of another delivery with a bare
+    ``JSONDecodeError``, naming neither the file nor the command that writes it again."""
+    from snds_assets.reception.report import ReportError
+
+    Delivery(settings, catalog, "2026-12-01").table("ER_PRS_F", ["DCT_ORD_NUM"], []).accept()
+    Delivery(settings, catalog, "2026-12-02").table("ER_PRS_F", ["DCT_ORD_NUM"], []).accept()
+    path = Path(Lake(settings.lake).delivery_report("2026-12-02"))
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(ReportError, match=r"2026-12-02\.json is not a readable reception report .*"
+                                          r"run snds ingest 2026-12-02 to write it again"):
+        CurrentState(None, settings, catalog).deliveries("ER_PRS_F")
+    path.write_text("[]")
+    with pytest.raises(ReportError, match="2026-12-02"):
+        CurrentState(None, settings, catalog).deliveries("ER_PRS_F")
+
+
 def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):
     """IR_BEN_R_ARC has no schema of its own: it is curated with IR_BEN_R's, and persons are read from both."""
     assert catalog["IR_BEN_R_ARC"].columns == catalog["IR_BEN_R"].columns

@@ -209,6 +209,24 @@ def load_report(settings: Settings, delivery_id: str) -> dict | None:
     return None if data is None else json.loads(data)
 
 
+class ReportError(ValueError):
+    """A reception report of the lake that cannot be read back (truncated, edited by hand)."""
+
+
+def _parse_report(url: str, data: bytes) -> dict:
+    """A listed report, or a ``ReportError`` naming its file: a bare ``JSONDecodeError`` failed the reception of
+    another delivery (every state reads every report) without saying which file to restore or rebuild."""
+    delivery_id = posixpath.basename(url).removesuffix(".json")
+    try:
+        report = json.loads(data)
+        if not isinstance(report, dict) or not isinstance(report.get("tables") or {}, dict):
+            raise ValueError("not a JSON object with a table per delivered table")
+    except ValueError as exc:
+        raise ReportError(f"{url} is not a readable reception report ({type(exc).__name__}: {exc}): restore it, or "
+                          f"run snds ingest {delivery_id} to write it again") from exc
+    return report
+
+
 def list_reports(settings: Settings, cache: dict[str, tuple[str, dict]] | None = None) -> list[dict]:
     """Every reception report of the lake, ordered by delivery id (which orders deliveries by date).
 
@@ -224,7 +242,7 @@ def list_reports(settings: Settings, cache: dict[str, tuple[str, dict]] | None =
             continue
         data = read_lake_bytes(url)
         if data is not None:
-            report = json.loads(data)
+            report = _parse_report(url, data)
             reports.append(report)
             if cache is not None:
                 cache[url] = (stamp, report)
