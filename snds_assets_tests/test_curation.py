@@ -1136,6 +1136,38 @@ def test_a_damaged_report_is_named_with_what_to_run(settings, catalog):
         CurrentState(None, settings, catalog).deliveries("ER_PRS_F")
 
 
+def test_a_curated_partition_damaged_by_hand_is_not_read_as_the_state(spark, settings, catalog):
+    """A Parquet file removed or truncated under an accepted delivery's partition made an extraction read fewer
+    rows, or none, and call itself complete: the state is read only when each partition holds the rows its report
+    says were curated, else the error names the partition and the command that curates it again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from snds_assets.curation.state import DamagedPartition
+
+    lake = Lake(settings.lake)
+    for delivery_id, rows in (("2026-12-01", 3), ("2026-12-02", 2)):
+        report = {"delivery_id": delivery_id, "status": "accepted", "tables": {"ER_PRS_F": {
+            "family": "ER_PRS_F", "status": "accepted", "mode": "incremental", "rows_curated": rows}}}
+        path = Path(lake.delivery_report(delivery_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report))
+        folder = Path(lake.curated("ER_PRS_F", delivery_id))
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"DCT_ORD_NUM": [f"{delivery_id}-{i}" for i in range(rows)]}),
+                       folder / "part-00000.parquet")
+    assert CurrentState(spark, settings, catalog).read("ER_PRS_F").count() == 5
+    damaged = Path(lake.curated("ER_PRS_F", "2026-12-02")) / "part-00000.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    with pytest.raises(DamagedPartition, match=r"delivery_id=2026-12-02 of accepted delivery 2026-12-02 cannot be "
+                                               r"read: run snds ingest 2026-12-02 to curate it again \(ArrowInvalid"):
+        CurrentState(spark, settings, catalog).read("ER_PRS_F")
+    damaged.unlink()
+    with pytest.raises(DamagedPartition, match=r"delivery_id=2026-12-02 holds 0 rows where the report of accepted "
+                                               r"delivery 2026-12-02 says 2 were curated"):
+        CurrentState(spark, settings, catalog).read("ER_PRS_F")
+
+
 def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):
     """IR_BEN_R_ARC has no schema of its own: it is curated with IR_BEN_R's, and persons are read from both."""
     assert catalog["IR_BEN_R_ARC"].columns == catalog["IR_BEN_R"].columns

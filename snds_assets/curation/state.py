@@ -30,6 +30,10 @@ from ..reception.storage import lake_exists, parquet_rows
 DELIVERY_COLUMN = "DELIVERY_ID"
 
 
+class DamagedPartition(RuntimeError):
+    """A curated partition of an accepted delivery that no longer holds what its report says."""
+
+
 @dataclass(frozen=True)
 class Part:
     """One delivered table as it counts in a family's state: delivery, year (yearly families) and mode."""
@@ -119,8 +123,58 @@ class CurrentState:
     def read(self, family: str, exclude_delivery: str | None = None,
              columns: list[str] | None = None) -> DataFrame | None:
         """The current state of ``family`` (optionally without one delivery, e.g. the one being curated), or
-        None when no accepted delivery brought it. ``columns`` limits what is read (plus DELIVERY_ID)."""
-        return self.read_plan(family, self.plan(family, exclude_delivery), columns)
+        None when no accepted delivery brought it. ``columns`` limits what is read (plus DELIVERY_ID). Each
+        partition read is first matched with its report (``verify``)."""
+        kept = self.plan(family, exclude_delivery)
+        self.verify(family, kept)
+        return self.read_plan(family, kept, columns)
+
+    def verify(self, family: str, kept: dict[str, set[int | None]]) -> None:
+        """Raise ``DamagedPartition`` when a curated partition of ``kept`` does not hold the rows its accepted
+        delivery's report says were curated: a partition or a Parquet file removed or truncated by hand made an
+        extraction read fewer rows, or none, and still call itself complete."""
+        expected = self._curated_rows(family)
+        for delivery_id in kept:
+            rows = expected.get(delivery_id)
+            if rows is None:
+                continue
+            path = self.lake.curated(family, delivery_id)
+            with self._lock:
+                found = self._rows.get((family, delivery_id))
+            if found is None:
+                try:
+                    found = parquet_rows(path)
+                except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                    raise DamagedPartition(
+                        f"curated partition {path} of accepted delivery {delivery_id} cannot be read: run snds "
+                        f"ingest {delivery_id} to curate it again ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())})") from exc
+                with self._lock:
+                    self._rows[(family, delivery_id)] = found
+            if found != rows:
+                raise DamagedPartition(
+                    f"curated partition {path} holds {found} rows where the report of accepted delivery "
+                    f"{delivery_id} says {rows} were curated (a file removed or damaged?): run snds ingest "
+                    f"{delivery_id} to curate it again")
+
+    def _curated_rows(self, family: str) -> dict[str, int]:
+        """Accepted delivery id -> rows its report says were curated into its partition of ``family``."""
+        with self._reports_lock:
+            reports = list_reports(self.settings, self._reports)
+        out: dict[str, int] = {}
+        for report in reports:
+            delivery_id = report.get("delivery_id")
+            if report.get("status") != ACCEPTED or not delivery_id:
+                continue
+            for name, entry in (report.get("tables") or {}).items():
+                try:
+                    table, _ = self.catalog.resolve(name)
+                except KeyError:
+                    continue
+                rows = entry.get("rows_curated")
+                if (entry.get("family") or table.name) == family and isinstance(rows, int):
+                    out[delivery_id] = out.get(delivery_id, 0) + rows
+        return out
 
     def read_plan(self, family: str, kept: dict[str, set[int | None]],
                   columns: list[str] | None = None) -> DataFrame | None:
