@@ -247,6 +247,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
     lake = Lake(settings.lake)
     path = lake.delivery_report(args.target)
+    unfinished = False
     try:
         report = load_report(settings, args.target)
         if report is not None:
@@ -256,11 +257,18 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         project = _project_report(settings, args.target)
         if project is not None:
             print(_project_summary(settings, args.target, project))
-            return _project_status(project)
+            unfinished = project.get("status") == "incomplete"
+            if not unfinished:
+                return _project_status(project)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
+    if unfinished:
+        # Exit 0 ("done and accepted") let `snds report P && hand-over` hand out a killed extraction's stale extracts.
+        raise UsageError(f"project {args.target}: its extraction has not finished (still running, or interrupted: "
+                         f"then run snds extract {args.target}); its extracts not marked extracted are not to be "
+                         "handed over")
     if valid_delivery_id(args.target) and read_lake_bytes(previous_report_path(settings, args.target)) is not None:
         raise UsageError(f"delivery {args.target}: its reception started again and has not finished (still running, or "
                          f"interrupted: then run snds ingest {args.target}); the earlier report, withdrawn meanwhile, "
@@ -310,7 +318,9 @@ def _project_summary(settings: Settings, project_id: str, report: dict) -> str:
                  f"{ids.get('unknown') or 0} unknown)")
     lines = [head + _failed_checks(cohort or {})]
     for name, table in sorted(report.get("tables", {}).items()):
-        lines.append(f"  {name:<14} {table.get('rows')} rows" + _failed_checks(table))
+        status = table.get("status")
+        told = f"  {status}" if status not in (None, "extracted") else ""
+        lines.append(f"  {name:<14} {table.get('rows')} rows{told}" + _failed_checks(table))
     lines.append(f"extracts: {lake.project(project_id)}")
     lines.append(f"report: {lake.project_report(project_id)} (readable: {lake.project_report(project_id, 'html')})")
     return "\n".join(lines)

@@ -217,6 +217,25 @@ def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     assert f"project p1: {status.upper()}, no cohort" in proc.stdout
 
 
+def test_the_report_of_an_unfinished_extraction_is_no_success(snds_env, capsys):
+    """An extraction killed after its new cohort leaves an ``incomplete`` report whose extracts are stale: `snds
+    report` exited 0, "done and accepted", listing their rows as if they could be handed over."""
+    import json
+
+    report = snds_env / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"project": "p1", "status": "incomplete", "cohort": {"size": 2, "checks": []},
+                                  "tables": {"IR_BEN_R": {"rows": 3, "status": "stale (extracted for an earlier cohort)"},
+                                             "ER_PRS_F": {"rows": 4, "status": "extracted"}}}))
+    assert main(["report", "p1"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[:3] == ["project p1: INCOMPLETE, cohort of 2 persons", "  ER_PRS_F       4 rows",
+                                             "  IR_BEN_R       3 rows  stale (extracted for an earlier cohort)"]
+    assert captured.err == ("snds: error: project p1: its extraction has not finished (still running, or "
+                            "interrupted: then run snds extract p1); its extracts not marked extracted are not to be "
+                            "handed over\n")
+
+
 def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(snds_env, capsys):
     """"project demo-covid: COMPLETE, cohort of 119 persons" hid the cohort's failed WARN check (one unknown
     identifier), which the delivery summary would have named; and a cohort of one read "1 persons"."""
