@@ -273,7 +273,22 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise UsageError(f"delivery {args.target}: its reception started again and has not finished (still running, or "
                          f"interrupted: then run snds ingest {args.target}); the earlier report, withdrawn meanwhile, "
                          f"is {previous_report_path(settings, args.target)}")
+    if valid_delivery_id(args.target) and _reception_started(settings, args.target):
+        raise UsageError(f"delivery {args.target}: its reception started and has not finished (still running, or "
+                         f"interrupted: then run snds ingest {args.target}); it has no report yet")
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
+
+
+def _reception_started(settings: Settings, delivery_id: str) -> bool:
+    """Whether a reception archived the delivery's manifest or saved a verdict of one of its tables: a first
+    reception killed half-way was told as "no report named …", as if the delivery had never been ingested."""
+    from .lake import Lake, join
+    from .reception.manifest import MANIFEST
+    from .reception.storage import lake_exists, walk_lake_files
+
+    lake = Lake(settings.lake)
+    parts = join(lake.root, "reports", "deliveries", "_parts", delivery_id)
+    return lake_exists(lake.raw(delivery_id, MANIFEST)) or bool(walk_lake_files(parts))
 
 
 def _delivery_summary(settings: Settings, report: dict) -> str:

@@ -217,6 +217,20 @@ def test_project_report_exit_status_follows_its_verdict(tmp_path, status, code):
     assert f"project p1: {status.upper()}, no cohort" in proc.stdout
 
 
+def test_the_report_of_a_first_reception_killed_half_way_says_to_run_it_again(snds_env, capsys):
+    """A first reception killed after archiving leaves no report to withdraw: `snds report` said "no delivery or
+    project report named", as if the delivery had never been ingested, where it has files and families in the lake."""
+    fragment = snds_env / "lake" / "reports" / "deliveries" / "_parts" / "2026-02-01" / "IR_BEN_R.raw.json"
+    fragment.parent.mkdir(parents=True)
+    fragment.write_text("{}")
+    assert main(["report", "2026-02-01"]) == EXIT_ERROR
+    assert capsys.readouterr().err == ("snds: error: delivery 2026-02-01: its reception started and has not finished "
+                                       "(still running, or interrupted: then run snds ingest 2026-02-01); it has no "
+                                       "report yet\n")
+    assert main(["report", "2026-02-02"]) == EXIT_ERROR
+    assert "no delivery or project report named '2026-02-02'" in capsys.readouterr().err
+
+
 def test_the_report_of_an_unfinished_extraction_is_no_success(snds_env, capsys):
     """An extraction killed after its new cohort leaves an ``incomplete`` report whose extracts are stale: `snds
     report` exited 0, "done and accepted", listing their rows as if they could be handed over."""
