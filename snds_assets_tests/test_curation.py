@@ -1168,6 +1168,28 @@ def test_a_curated_partition_damaged_by_hand_is_not_read_as_the_state(spark, set
         CurrentState(spark, settings, catalog).read("ER_PRS_F")
 
 
+def test_a_reception_does_not_check_against_a_damaged_state(spark, settings, catalog):
+    """The state a reception checks keys against is matched with its reports too: with an earlier delivery's
+    Parquet file removed, a key it held was no longer reported as already in the state (nor a foreign key found)."""
+    from snds_assets.curation.state import DamagedPartition
+
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)],
+                                                          mode="incremental")
+    d1.curate(spark, "IR_BEN_R", state)
+    d1.accept()
+    path = Path(Lake(settings.lake).delivery_report("2024-01-01"))
+    report = json.loads(path.read_text())
+    report["tables"]["IR_BEN_R"]["rows_curated"] = 2
+    path.write_text(json.dumps(report))
+    for file in Path(Lake(settings.lake).curated("IR_BEN_R", "2024-01-01")).glob("*.parquet"):
+        file.unlink()
+    d2 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1)], mode="incremental")
+    with pytest.raises(DamagedPartition, match=r"delivery_id=2024-01-01 holds 0 rows where the report of accepted "
+                                               r"delivery 2024-01-01 says 2 were curated"):
+        d2.curate(spark, "IR_BEN_R", CurrentState(spark, settings, catalog))
+
+
 def test_the_archive_of_identities_is_a_family_read_with_its_current_table(spark, settings, catalog):
     """IR_BEN_R_ARC has no schema of its own: it is curated with IR_BEN_R's, and persons are read from both."""
     assert catalog["IR_BEN_R_ARC"].columns == catalog["IR_BEN_R"].columns

@@ -561,6 +561,7 @@ class _Run:
             kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
             self.kept_years = kept.get(delivery_id, set())
             others = {d: years for d, years in kept.items() if d != delivery_id}
+            self.state.verify(self.table.name, others)
             current = self.state.read_plan(self.table.name, others, columns=pk) if others and incremental else None
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
@@ -919,6 +920,7 @@ def _family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, fami
     else:
         kept = state.plan(family, exclude_delivery=delivery_id)
         source = f"the current state of {family}"
+    state.verify(family, {d: years for d, years in kept.items() if d != delivery_id})
     df = state.read_plan(family, kept, columns=columns)
     if df is None:
         return None, f"{family} is neither in this delivery nor in the current state", {}

@@ -130,7 +130,7 @@ class CurrentState:
         return self.read_plan(family, kept, columns)
 
     def verify(self, family: str, kept: dict[str, set[int | None]]) -> None:
-        """Raise ``DamagedPartition`` when a curated partition of ``kept`` does not hold the rows its accepted
+        """Raise ``DamagedPartition`` when a curated partition of ``kept`` (of accepted deliveries only) does not hold the rows its accepted
         delivery's report says were curated: a partition or a Parquet file removed or truncated by hand made an
         extraction read fewer rows, or none, and still call itself complete."""
         expected = self._curated_rows(family)
