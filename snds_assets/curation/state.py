@@ -130,9 +130,9 @@ class CurrentState:
         return self.read_plan(family, kept, columns)
 
     def verify(self, family: str, kept: dict[str, set[int | None]]) -> None:
-        """Raise ``DamagedPartition`` when a curated partition of ``kept`` (of accepted deliveries only) does not hold the rows its accepted
-        delivery's report says were curated: a partition or a Parquet file removed or truncated by hand made an
-        extraction read fewer rows, or none, and still call itself complete."""
+        """Raise ``DamagedPartition`` when a curated partition of ``kept`` (accepted deliveries only) does not hold
+        the rows its delivery's report says were curated: a partition or a Parquet file removed or truncated by
+        hand made an extraction read fewer rows, or none, and still call itself complete."""
         expected = self._curated_rows(family)
         for delivery_id in kept:
             rows = expected.get(delivery_id)
