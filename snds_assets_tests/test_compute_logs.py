@@ -57,24 +57,22 @@ def test_dagster_default_mirrors_print_a_traceback(tmp_path):
     assert "KeyboardInterrupt" in done.stderr
 
 
+def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
+    """The instance file of SNDS_HOME ``home`` once a command ran over it, as ``config`` left it."""
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("SNDS_HOME", str(home))
+    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    main(["report", "2026-01-01"])
+    return (home / "dagster" / "dagster.yaml").read_text()
+
+
 def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path, monkeypatch):
     for number, earlier in enumerate(_EARLIER_INSTANCE_CONFIGS):
-        home = tmp_path / str(number)
-        (home / "dagster").mkdir(parents=True)
-        (home / "dagster" / "dagster.yaml").write_text(earlier)
-        monkeypatch.setenv("SNDS_HOME", str(home))
-        for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
-            monkeypatch.delenv(var, raising=False)
-        main(["report", "2026-01-01"])
-        assert (home / "dagster" / "dagster.yaml").read_text() == INSTANCE_CONFIG
+        assert _instance_file_after_a_command(tmp_path / str(number), earlier, monkeypatch) == INSTANCE_CONFIG
 
 
 def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path, monkeypatch):
     config = INSTANCE_CONFIG.replace("InterruptSafeComputeLogManager", "Other")
-    (tmp_path / "dagster").mkdir()
-    (tmp_path / "dagster" / "dagster.yaml").write_text(config)
-    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
-        monkeypatch.delenv(var, raising=False)
-    main(["report", "2026-01-01"])
-    assert (tmp_path / "dagster" / "dagster.yaml").read_text() == config
+    assert _instance_file_after_a_command(tmp_path, config, monkeypatch) == config

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from pyspark.sql import DataFrame
@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .. import domain
-from ..catalog import Catalog
+from ..catalog import Catalog, Table
 from ..config import Settings
 from ..lake import Lake
 from . import keys
@@ -62,22 +62,26 @@ class CurrentState:
     # --- which partitions -------------------------------------------------------------------------------
     def parts(self, family: str, exclude_delivery: str | None = None) -> list[Part]:
         """Every delivered table of ``family`` in the accepted deliveries, in delivery order."""
-        out = []
+        return [Part(delivery_id, year, entry.get("mode") or domain.default_mode(table))
+                for delivery_id, table, year, entry in self._accepted_tables(family)
+                if delivery_id != exclude_delivery]
+
+    def _accepted_tables(self, family: str) -> Iterator[tuple[str, Table, int | None, dict]]:
+        """(delivery id, table, year, report entry) of every table of ``family`` in the accepted deliveries'
+        reports, in delivery order."""
         with self._reports_lock:
             reports = list_reports(self.settings, self._reports)
         for report in reports:
             delivery_id = report.get("delivery_id")
-            if report.get("status") != ACCEPTED or not delivery_id or delivery_id == exclude_delivery:
+            if report.get("status") != ACCEPTED or not delivery_id:
                 continue
             for name, entry in (report.get("tables") or {}).items():
                 try:
                     table, year = self.catalog.resolve(name)
                 except KeyError:
                     continue
-                if (entry.get("family") or table.name) != family:
-                    continue
-                out.append(Part(delivery_id, year, entry.get("mode") or domain.default_mode(table)))
-        return out
+                if (entry.get("family") or table.name) == family:
+                    yield delivery_id, table, year, entry
 
     def receptions(self) -> dict[str, str]:
         """Accepted delivery id -> version stamp of its report, which a reception rewrites: a delivery received
@@ -159,21 +163,11 @@ class CurrentState:
 
     def _curated_rows(self, family: str) -> dict[str, int]:
         """Accepted delivery id -> rows its report says were curated into its partition of ``family``."""
-        with self._reports_lock:
-            reports = list_reports(self.settings, self._reports)
         out: dict[str, int] = {}
-        for report in reports:
-            delivery_id = report.get("delivery_id")
-            if report.get("status") != ACCEPTED or not delivery_id:
-                continue
-            for name, entry in (report.get("tables") or {}).items():
-                try:
-                    table, _ = self.catalog.resolve(name)
-                except KeyError:
-                    continue
-                rows = entry.get("rows_curated")
-                if (entry.get("family") or table.name) == family and isinstance(rows, int):
-                    out[delivery_id] = out.get(delivery_id, 0) + rows
+        for delivery_id, _, _, entry in self._accepted_tables(family):
+            rows = entry.get("rows_curated")
+            if isinstance(rows, int):
+                out[delivery_id] = out.get(delivery_id, 0) + rows
         return out
 
     def read_plan(self, family: str, kept: dict[str, set[int | None]],
