@@ -93,7 +93,7 @@ def run_error(result: ExecuteInProcessResult) -> Exception:
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
         from .spark import SparkConnectUnreachable
 
-        return SparkConnectUnreachable(f"run {result.run_id} failed: {detail.partition(': ')[2] or detail}")
+        return SparkConnectUnreachable(f"run {result.run_id} failed: {detail}")
     error = RuntimeError(f"run {result.run_id} failed: {detail}")
     if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
         # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it

@@ -116,8 +116,15 @@ def _failure_message(event) -> str:
     error = failure_cause(event)
     if error is None:
         return "failed"
-    text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else error.message
+    text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else _told_plainly(error)
     return one_line(text, 300)
+
+
+def _told_plainly(error: SerializableErrorInfo) -> str:
+    """An exception of ours is told by its message, written to say what to fix: its module path and class
+    (``snds_assets.curation.state.DamagedPartition: ``) add nothing to the line. Others keep their class."""
+    ours = re.match(r"snds_assets(\.\w+)*\." + re.escape(error.cls_name) + r": ", error.message)
+    return error.message[ours.end():] if ours else error.message
 
 
 _JAVA_CAUSE = re.compile(r"^Caused by: (.+)$")

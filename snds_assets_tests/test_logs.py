@@ -115,6 +115,23 @@ def test_a_run_whose_spark_connect_server_went_away_is_a_one_line_user_error():
         assert _is_user_error(error) is user
 
 
+def test_an_exception_of_ours_is_told_by_its_message_alone():
+    """A damaged lake's run said "run … failed: snds_assets.curation.state.DamagedPartition: curated partition …":
+    our messages say what to fix, their module path says nothing; a library's exception keeps its class."""
+    from snds_assets.commands import run_error
+    from snds_assets.curation.state import DamagedPartition
+
+    line = "curated partition x holds 1 rows where the report says 2: run snds ingest 2024-01-05 to curate it again"
+
+    @asset
+    def damaged():
+        raise DamagedPartition(line)
+
+    run = Definitions(assets=[damaged], jobs=[define_asset_job("d")]).resolve_job_def("d").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert str(run_error(run)) == f"run {run.run_id} failed: {line}"
+
+
 @multi_asset(name="receive", specs=[AssetSpec(["raw", "T"]), AssetSpec(["curated", "T"])],
              check_specs=[AssetCheckSpec("file_present", asset=["raw", "T"]), AssetCheckSpec("type", asset=["curated", "T"])])
 def receive():
