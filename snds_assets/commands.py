@@ -282,13 +282,13 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
 def _reception_started(settings: Settings, delivery_id: str) -> bool:
     """Whether a reception archived the delivery's manifest or saved a verdict of one of its tables: a first
     reception killed half-way was told as "no report named …", as if the delivery had never been ingested."""
-    from .lake import Lake, join
+    from .lake import Lake
     from .reception.manifest import MANIFEST
+    from .reception.report import parts_folder
     from .reception.storage import lake_exists, walk_lake_files
 
-    lake = Lake(settings.lake)
-    parts = join(lake.root, "reports", "deliveries", "_parts", delivery_id)
-    return lake_exists(lake.raw(delivery_id, MANIFEST)) or bool(walk_lake_files(parts))
+    return (lake_exists(Lake(settings.lake).raw(delivery_id, MANIFEST))
+            or bool(walk_lake_files(parts_folder(settings, delivery_id))))
 
 
 def _delivery_summary(settings: Settings, report: dict) -> str:

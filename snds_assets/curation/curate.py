@@ -561,8 +561,10 @@ class _Run:
             kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
             self.kept_years = kept.get(delivery_id, set())
             others = {d: years for d, years in kept.items() if d != delivery_id}
-            self.state.verify(self.table.name, others)
-            current = self.state.read_plan(self.table.name, others, columns=pk) if others and incremental else None
+            current = None
+            if others and incremental:  # a full delivery replaces the state: nothing of it is read
+                self.state.verify(self.table.name, others)
+                current = self.state.read_plan(self.table.name, others, columns=pk)
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
         out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}

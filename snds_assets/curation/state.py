@@ -143,18 +143,13 @@ class CurrentState:
             if rows is None:
                 continue
             path = self.lake.curated(family, delivery_id)
-            with self._lock:
-                found = self._rows.get((family, delivery_id))
-            if found is None:
-                try:
-                    found = parquet_rows(path)
-                except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                    raise DamagedPartition(
-                        f"curated partition {path} of accepted delivery {delivery_id} cannot be read: run snds "
-                        f"ingest {delivery_id} to curate it again ({type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())})") from exc
-                with self._lock:
-                    self._rows[(family, delivery_id)] = found
+            try:
+                found = self._partition_rows(family, delivery_id)
+            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                raise DamagedPartition(
+                    f"curated partition {path} of accepted delivery {delivery_id} cannot be read: run snds "
+                    f"ingest {delivery_id} to curate it again ({type(exc).__name__}: "
+                    f"{' '.join(str(exc).split())})") from exc
             if found != rows:
                 raise DamagedPartition(
                     f"curated partition {path} holds {found} rows where the report of accepted delivery "
@@ -199,16 +194,17 @@ class CurrentState:
     def rows(self, family: str, kept: dict[str, set[int | None]]) -> int:
         """Rows of the curated partitions behind ``kept`` (every year of each), from their Parquet footers: an
         upper bound of the family's key values, known without a Spark job."""
-        total = 0
-        for delivery_id in kept:
+        return sum(self._partition_rows(family, delivery_id) for delivery_id in kept)
+
+    def _partition_rows(self, family: str, delivery_id: str) -> int:
+        """Rows of one curated partition, from its Parquet footers, read once while this object lives."""
+        with self._lock:
+            known = self._rows.get((family, delivery_id))
+        if known is None:
+            known = parquet_rows(self.lake.curated(family, delivery_id))
             with self._lock:
-                known = self._rows.get((family, delivery_id))
-            if known is None:
-                known = parquet_rows(self.lake.curated(family, delivery_id))
-                with self._lock:
-                    self._rows[(family, delivery_id)] = known
-            total += known
-        return total
+                self._rows[(family, delivery_id)] = known
+        return known
 
     def share(self, family: str, key: tuple, frame: DataFrame) -> None:
         """Hand over a derivation already built and persisted (a parent's key hashes, made by its own run)."""

@@ -48,10 +48,15 @@ TABLE_KEYS = ("family", "status", "mode", "rows_manifest", "rows_read", "rows_cu
 
 
 # --- Fragments ----------------------------------------------------------------------------------------------
+def parts_folder(settings: Settings, delivery_id: str) -> str:
+    """``<lake>/reports/deliveries/_parts/<ID>``: a reception's fragments, mark and withdrawn report."""
+    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id)
+
+
 def fragment_path(settings: Settings, delivery_id: str, delivered_name: str, stage: str) -> str:
     if stage not in STAGES:
         raise ValueError(f"fragment stage must be one of {STAGES}, not {stage!r}")
-    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id, f"{delivered_name}.{stage}.json")
+    return join(parts_folder(settings, delivery_id), f"{delivered_name}.{stage}.json")
 
 
 def save_fragment(settings: Settings, delivery_id: str, delivered_name: str, stage: str, payload: dict) -> None:
@@ -69,7 +74,7 @@ def load_fragment(settings: Settings, delivery_id: str, delivered_name: str, sta
 
 # --- The reception mark -------------------------------------------------------------------------------------
 def received_mark_path(settings: Settings, delivery_id: str) -> str:
-    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id, "_received.json")
+    return join(parts_folder(settings, delivery_id), "_received.json")
 
 
 def mark_received(settings: Settings, manifest: Manifest) -> None:
@@ -100,7 +105,7 @@ def received_manifest(settings: Settings, delivery_id: str) -> str | None:
 
 # --- An earlier report, withdrawn ---------------------------------------------------------------------------
 def previous_report_path(settings: Settings, delivery_id: str, suffix: str = "json") -> str:
-    return join(Lake(settings.lake).root, "reports", "deliveries", "_parts", delivery_id, f"_previous.{suffix}")
+    return join(parts_folder(settings, delivery_id), f"_previous.{suffix}")
 
 
 def withdraw_report(settings: Settings, delivery_id: str) -> bool:
