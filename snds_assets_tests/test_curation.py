@@ -1258,3 +1258,87 @@ def test_pmsi_keys_are_compared_within_their_year(spark, settings, catalog):
     fk = {r.year: by_name(r)["foreign_key"] for r in d2.curate(spark, "T_MCOaaB", state)}
     assert fk[2023].passed and fk[2022].failures == 1
     assert [s["RSA_NUM"] for s in fk[2022].sample] == ["2"]
+
+
+# --- the state a delivery's keys can meet ---------------------------------------------------------------------
+PHA_HEADER = [*domain.DCIR_KEYS, "PHA_ACT_PRU"]
+
+
+def flow(month: str, order: int) -> str:
+    """An ER_PRS_F line of the flow of ``month`` (YYYY-MM), treated on its second day."""
+    return prs(order, "1").replace("2024-02-01", f"{month}-01", 1).replace("2024-01-20", f"{month}-02", 1)
+
+
+def pha(month: str, order: int) -> str:
+    return ";".join(flow(month, order).split(";")[:len(domain.DCIR_KEYS)] + ["1.5"])
+
+
+def test_a_delivery_is_checked_against_the_state_partitions_its_keys_can_meet(spark, settings, catalog,
+                                                                              monkeypatch):
+    """A monthly DCIR delivery's keys and links hold its own flow dates: the earlier partitions whose footers say
+    they hold other dates are not read (they were, every month, for the whole history), and the verdicts are
+    those of the whole state."""
+    monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)  # ER_PRS_F is a large parent: anti-joined, not probed
+    monkeypatch.setattr(keys, "PROBED_PARENT_ROWS", -1)
+    state = CurrentState(spark, settings, catalog)
+    for month, orders in (("2024-01", [1, 2]), ("2024-02", [1, 2, 3])):
+        d = Delivery(settings, catalog, f"{month}-05")
+        d.table("ER_PRS_F", PRS_HEADER, [flow(month, o) for o in orders], mode="incremental")
+        d.curate(spark, "ER_PRS_F", state)
+        d.accept()
+    d3 = Delivery(settings, catalog, "2024-03-05")
+    d3.table("ER_PRS_F", PRS_HEADER, [flow("2024-02", 3), flow("2024-03", 1)], mode="incremental")
+    d3.table("ER_PHA_F", PHA_HEADER, [pha("2024-02", 2), pha("2024-02", 9), pha("2024-03", 1)], mode="incremental")
+    read, hashed = [], []
+    read_plan = state.read_plan
+    monkeypatch.setattr(state, "read_plan", lambda family, kept, columns=None: read.append(
+        (family, sorted(kept))) or read_plan(family, kept, columns))
+    parent_hashes = keys.parent_hashes
+    monkeypatch.setattr(keys, "parent_hashes", lambda rows, *a: hashed.append(rows) or parent_hashes(rows, *a))
+
+    (result,) = d3.curate(spark, "ER_PRS_F", state)
+    check = by_name(result)["primary_key_state"]
+    assert check.evaluated and check.failures == 1  # February's order 3, delivered again
+    assert [(s["FLX_DIS_DTD"], s["PRS_ORD_NUM"]) for s in check.sample] == [("2024-02-01", 3)]
+    assert "1 of 2 earlier partition(s) of the state read" in check.details
+    assert [r for r in read if r[0] == "ER_PRS_F"] == [("ER_PRS_F", ["2024-02-05"])]  # January's keys cannot
+    # meet February's and March's
+
+    (result,) = d3.curate(spark, "ER_PHA_F", state)
+    fk = by_name(result)["foreign_key"]
+    assert fk.evaluated and fk.failures == 1 and [s["PRS_ORD_NUM"] for s in fk.sample] == [9]
+    assert "ER_PRS_F of this delivery and the current state (1 of 2 earlier partition(s)" in fk.details
+    (rows,) = hashed
+    scanned = {f.split("delivery_id=")[1].split("/")[0] for f in rows.inputFiles()}
+    assert scanned == {"2024-02-05", "2024-03-05"}  # the parent's partitions January's cannot meet: not read
+
+    d4 = Delivery(settings, catalog, "2024-04-05")  # a late line of January: January is read, and only it
+    d4.table("ER_PRS_F", PRS_HEADER, [flow("2024-01", 2)], mode="incremental")
+    read.clear()
+    (result,) = d4.curate(spark, "ER_PRS_F", state)
+    check = by_name(result)["primary_key_state"]
+    assert check.failures == 1 and [r for r in read if r[0] == "ER_PRS_F"] == [("ER_PRS_F", ["2024-01-05"])]
+    state.close()
+
+
+def test_a_partitions_value_ranges_come_from_its_footers(tmp_path):
+    """Dates and integers are ranged (nulls and a file lacking the column counted as nulls); strings are not,
+    and an empty partition meets nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from snds_assets.reception.storage import ValueRange, parquet_summary
+
+    pq.write_table(pa.table({"D": pa.array([date(2024, 1, 5), None, date(2024, 1, 31)]),
+                             "I": pa.array([3, 7, 5], pa.int32()), "S": ["a", "b", "c"]}),
+                   tmp_path / "a.parquet", row_group_size=2)
+    pq.write_table(pa.table({"D": [date(2023, 6, 1)], "I": pa.array([1], pa.int32()), "N": pa.array([4], pa.int64())}),
+                   tmp_path / "b.parquet")
+    summary = parquet_summary(str(tmp_path))
+    assert summary.rows == 4 and summary.columns == {"D", "I", "S", "N"}
+    assert summary.ranges == {"D": ValueRange(date(2023, 6, 1), date(2024, 1, 31), True),
+                              "I": ValueRange(1, 7, False), "N": ValueRange(4, 4, True)}
+    assert ValueRange(date(2024, 2, 1), date(2024, 2, 29), False).meets(summary.ranges["D"]) is False
+    assert ValueRange(date(2024, 1, 31), date(2024, 2, 29), False).meets(summary.ranges["D"])
+    assert ValueRange(None, None, True).meets(summary.ranges["D"])  # a null meets a null
+    assert not ValueRange(None, None, True).meets(summary.ranges["I"])

@@ -58,10 +58,10 @@ from .columns import (
     BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
     family_columns, file_columns, sql_name,
 )
-from ..reception.storage import lake_exists, remove_lake_tree
+from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary, remove_lake_tree
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
-from .state import CurrentState, Part
+from .state import DELIVERY_COLUMN, CurrentState, Part
 
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
@@ -245,6 +245,9 @@ class _Run:
         self.yearly = table.is_yearly
         self.deferred = set(domain.cyclic_parents(catalog).get(table.name, ()))
         self.kept_years: set[int | None] | None = None  # this delivery's years in the state it joins
+        self.state_note = ""  # which partitions of the state ``primary_key_state`` read
+        self.curated_path: str | None = None  # the partition written, in staging
+        self.written: ParquetSummary | None = None  # its footers, read when a key check needs its value ranges
         index = 0
         self.tables: list[_Table] = []
         for a in archived:
@@ -466,6 +469,7 @@ class _Run:
     # --- orchestration ----------------------------------------------------------------------------------
     def execute(self, stage: str) -> list[CuratedTable]:
         curated_path, rejects_path = join(stage, "curated"), join(stage, "rejects")
+        self.curated_path = curated_path
         links = self._links() if any(t.files for t in self.tables) else []
         self.write_curated(curated_path, links)
         has_rejects = self.write_rejects(rejects_path)
@@ -564,7 +568,12 @@ class _Run:
             current = None
             if others and incremental:  # a full delivery replaces the state: nothing of it is read
                 self.state.verify(self.table.name, others)
-                current = self.state.read_plan(self.table.name, others, columns=pk)
+                ranged = pk + [domain.YEAR_COLUMN] * self.yearly
+                met = self.state.meeting(self.table.name, others, self._written_ranges({c: c for c in ranged}))
+                self.state_note = _partitions_read(len(met), len(others), "key")
+                if not met:
+                    out["primary_key_state"] = {}
+                current = self.state.read_plan(self.table.name, met, columns=pk) if met else None
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
         out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}
@@ -617,13 +626,16 @@ class _Run:
             # own run may have shared them already, prepared for anti-joins; either kind serves both checks).
             rows = self.state.rows(link.parent, kept) + sum(self.state.rows(a, k) for a, k in archived.items())
             small = rows <= keys.PROBED_PARENT_ROWS
-            build = keys.link_hashes if small else keys.parent_hashes
-            theirs = self.state.cached(link.parent, signature, lambda: build(parent, link, casts, same_year))
-            if small and self.small:
+            if not small:  # anti-joined after the write, with the partitions its rows can meet (``_narrowed``)
+                out.append(_LinkPlan(link, label, why, None, casts, same_year, kept=kept, parent=parent,
+                                     signature=signature))
+                continue
+            theirs = self.state.cached(link.parent, signature, lambda: keys.link_hashes(parent, link, casts, same_year))
+            if self.small:
                 known = self.state.distinct_hashes(link.parent, signature, theirs)
                 out.append(_LinkPlan(link, label, why, theirs, casts, same_year, observed=f"{HASHES}_{i}", known=known))
             else:
-                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}" if small else None))
+                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}"))
         return out
 
     def _observed_hashes(self, name: str) -> np.ndarray:
@@ -635,15 +647,16 @@ class _Run:
         anti-join counts orphans by year and samples them."""
         out = {}
         for plan in links:
-            if plan.theirs is None:
+            if plan.theirs is None and plan.parent is None:
                 out[plan.label] = (plan.link, None, plan.why, plan.deferred)
             elif plan.found and not any(int(t.metrics.get(plan.found) or 0) for t in self.tables):
                 out[plan.label] = (plan.link, {}, plan.why, False)
             elif plan.observed and not keys.missing(self._observed_hashes(plan.observed), plan.known):
                 out[plan.label] = (plan.link, {}, plan.why, False)
             else:
-                found = keys.orphans(curated, plan.theirs, plan.link, self.yearly, plan.casts, plan.same_year)
-                out[plan.label] = (plan.link, found, plan.why, False)
+                theirs, why = (plan.theirs, plan.why) if plan.theirs is not None else self._narrowed(plan)
+                found = keys.orphans(curated, theirs, plan.link, self.yearly, plan.casts, plan.same_year)
+                out[plan.label] = (plan.link, found, why, False)
         return out
 
     def _delivered_parts(self, family: str) -> list[Part]:
@@ -763,9 +776,35 @@ class _Run:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "no current state of the family (no earlier accepted delivery)", pk)
         r = result.get(year, keys.KeyResult())
+        details = [f"{r.failures} row(s) have a key already in the current state"] * bool(r.failures)
         return self._outcome("primary_key_state", "primary_key", r.failures, pk, r.sample or [],
-                             details=f"{r.failures} row(s) have a key already in the current state"
-                             if r.failures else "")
+                             details="; ".join(details + [self.state_note] * bool(self.state_note)))
+
+    def _written_ranges(self, columns: dict[str, str]) -> dict[str, ValueRange]:
+        """Value ranges of the partition written, from its footers: this run's column -> the name to give it."""
+        if self.written is None:
+            self.written = parquet_summary(self.curated_path)
+        return {theirs: self.written.ranges[mine] for mine, theirs in columns.items() if mine in self.written.ranges}
+
+    def _narrowed(self, plan: "_LinkPlan") -> tuple[DataFrame, str]:
+        """The parent hashes an anti-joined link is checked against: those of the parent's partitions whose link
+        values can meet the values this delivery's rows hold (``CurrentState.meeting``), the rest not read."""
+        delivery_id, link = self.manifest.delivery_id, plan.link
+        others = {d: years for d, years in plan.kept.items() if d != delivery_id}
+        rows, signature, why = plan.parent, plan.signature, plan.why
+        if others and DELIVERY_COLUMN in rows.columns:  # (not with an archive read alongside: IR_BEN_R_ARC)
+            columns = {c: p for c, p, cast in zip(link.columns, link.parent_columns, plan.casts) if not cast}
+            if plan.same_year:
+                columns[domain.YEAR_COLUMN] = domain.YEAR_COLUMN
+            met = self.state.meeting(link.parent, others, self._written_ranges(columns))
+            if len(met) < len(others):
+                kept = {d: years for d, years in plan.kept.items() if d == delivery_id or d in met}
+                rows = rows.where(F.col(DELIVERY_COLUMN).isin(sorted(kept)))
+                signature = _signature(kept, link.parent_columns, plan.casts, plan.same_year)
+                why = f"{why} ({_partitions_read(len(met), len(others), 'link')})"
+        theirs = self.state.cached(link.parent, signature,
+                                   lambda: keys.parent_hashes(rows, link, plan.casts, plan.same_year))
+        return theirs, why
 
     def _fk_check(self, verdicts: list[LinkVerdict], readable: bool) -> CheckOutcome:
         if not readable:
@@ -988,6 +1027,9 @@ class _LinkPlan:
     observed: str | None = None  # or, for a small child, the metric of its observed link hashes
     known: np.ndarray | None = None  # and the small parent's hashes they are compared with (``keys.missing``)
     deferred: bool = False  # a cycle's link: checked by ``check_deferred_links`` once its parent is curated
+    kept: dict[str, set[int | None]] = field(default_factory=dict)  # an anti-joined parent's partitions,
+    parent: DataFrame | None = None  # its rows (link columns), and the signature of their hashes (``_Run._narrowed``)
+    signature: tuple = ()
 
 
 @dataclass
@@ -1004,6 +1046,11 @@ def _signature(kept: dict[str, set[int | None]], columns: tuple[str, ...], casts
     """What a parent's cached key hashes depend on: its partitions, the columns hashed and how."""
     return (tuple(sorted((d, tuple(sorted(y, key=str))) for d, y in kept.items())), tuple(columns), casts,
             same_year)
+
+
+def _partitions_read(read: int, earlier: int, what: str) -> str:
+    return (f"{read} of {earlier} earlier partition(s) of the state read: the {what} values of the others, by "
+            "their Parquet footers, cannot meet this delivery's") if read < earlier else ""
 
 
 def _any(columns: list[Column]) -> Column:

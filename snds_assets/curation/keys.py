@@ -1,7 +1,8 @@
 """Checks that need more than one row at a time: one Spark job each, reading only the key columns.
 
 - ``primary_key``: one aggregation over the curated partition (rows beyond the first of each duplicated key);
-- ``primary_key_state``: one semi-join of the partition's keys with the family's current state;
+- ``primary_key_state``: one semi-join of the partition's keys with the family's current state (the partitions of
+  it whose footers' value ranges can meet this delivery's keys: ``CurrentState.meeting``);
 - ``foreign_key``: one anti-join per link of ``domain.check_links`` with a large parent; a small parent's hashes
   are probed (broadcast) during the child's write instead, and the anti-join only runs when that found orphans;
 - long nomenclatures: one anti-join of the distinct coded values with the code lists.

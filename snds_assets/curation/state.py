@@ -25,7 +25,7 @@ from . import keys
 from .columns import family_columns
 from ..reception.manifest import Format, delivery_order
 from ..reception.report import ACCEPTED, list_reports
-from ..reception.storage import lake_exists, parquet_rows
+from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary
 
 DELIVERY_COLUMN = "DELIVERY_ID"
 
@@ -54,7 +54,7 @@ class CurrentState:
         self.lake = Lake(settings.lake)
         self._cache: dict[tuple, DataFrame] = {}
         self._hashes: dict[tuple, np.ndarray] = {}
-        self._rows: dict[tuple[str, str], int] = {}
+        self._summaries: dict[tuple[str, str], ParquetSummary] = {}
         self._lock = threading.Lock()  # families of a delivery are curated two at a time
         self._reports: dict[str, tuple[str, dict]] = {}
         self._reports_lock = threading.Lock()  # apart: listing the reports is I/O, on Azure a network call
@@ -197,14 +197,41 @@ class CurrentState:
         return sum(self._partition_rows(family, delivery_id) for delivery_id in kept)
 
     def _partition_rows(self, family: str, delivery_id: str) -> int:
-        """Rows of one curated partition, from its Parquet footers, read once while this object lives."""
+        return self._summary(family, delivery_id).rows
+
+    def _summary(self, family: str, delivery_id: str) -> ParquetSummary:
+        """One curated partition's rows and value ranges, from its Parquet footers, read once while this object
+        lives."""
         with self._lock:
-            known = self._rows.get((family, delivery_id))
+            known = self._summaries.get((family, delivery_id))
         if known is None:
-            known = parquet_rows(self.lake.curated(family, delivery_id))
+            known = parquet_summary(self.lake.curated(family, delivery_id))
             with self._lock:
-                self._rows[(family, delivery_id)] = known
+                self._summaries[(family, delivery_id)] = known
         return known
+
+    def meeting(self, family: str, kept: dict[str, set[int | None]],
+                ranges: dict[str, ValueRange]) -> dict[str, set[int | None]]:
+        """The partitions of ``kept`` that may hold a row whose every column of ``ranges`` is in its range (or
+        null where ``ranges`` holds nulls), from their footers (``verify`` reads the same): a key or a link
+        can only match rows of those. A monthly DCIR delivery's keys, of its own flow dates, meet one or two
+        months of ER_PRS_F however many the lake keeps. A partition whose footers give no range of a column is
+        kept; an empty one is not."""
+        if not ranges:
+            return dict(kept)
+        out = {}
+        for delivery_id, years in kept.items():
+            summary = self._summary(family, delivery_id)
+            if summary.rows and all(self._column_meets(summary, column, wanted) for column, wanted in ranges.items()):
+                out[delivery_id] = years
+        return out
+
+    @staticmethod
+    def _column_meets(summary: ParquetSummary, column: str, wanted: ValueRange) -> bool:
+        if column not in summary.columns:  # read as nulls
+            return wanted.nulls
+        held = summary.ranges.get(column)
+        return held is None or held.meets(wanted)
 
     def share(self, family: str, key: tuple, frame: DataFrame) -> None:
         """Hand over a derivation already built and persisted (a parent's key hashes, made by its own run)."""
@@ -227,15 +254,15 @@ class CurrentState:
                 frame.unpersist()
             self._cache.clear()
             self._hashes.clear()
-            self._rows.clear()
+            self._summaries.clear()
 
     def invalidate(self, family: str) -> None:
         """Forget what was derived from ``family`` (its partition of a delivery was just replaced)."""
         with self._lock:
             for entry in [e for e in self._cache if e[0] == family]:
                 self._cache.pop(entry).unpersist()
-            for entry in [e for e in self._rows if e[0] == family]:
-                self._rows.pop(entry)
+            for entry in [e for e in self._summaries if e[0] == family]:
+                self._summaries.pop(entry)
             for entry in [e for e in self._hashes if e[0] == family]:
                 self._hashes.pop(entry)
 

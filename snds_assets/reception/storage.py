@@ -284,19 +284,105 @@ def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
     return out
 
 
-def parquet_rows(url: str) -> int:
-    """Rows of the Parquet files under a lake folder, summed from their footers (no data page is read)."""
+@dataclass(frozen=True)
+class ValueRange:
+    """What one column of a Parquet folder holds, from its footers: the least and greatest value (None when it
+    holds no value) and whether it holds nulls."""
+
+    low: object
+    high: object
+    nulls: bool
+
+    def meets(self, other: "ValueRange") -> bool:
+        """Whether a value of this column can equal one of ``other`` (a null meets a null, as the key hashes do)."""
+        if self.nulls and other.nulls:
+            return True
+        if self.low is None or other.low is None:
+            return False
+        try:
+            return bool(self.low <= other.high and other.low <= self.high)
+        except TypeError:  # values of different types (a column typed otherwise by an earlier version)
+            return True
+
+
+@dataclass(frozen=True)
+class ParquetSummary:
+    """A Parquet folder's rows, and the value range of its date and integer columns (SPEC §5 partitions), read
+    from the files' footers with no data page: ``ranges`` lacks a column whose statistics some file does not
+    give; ``columns`` names every column the files have."""
+
+    rows: int
+    columns: frozenset[str]
+    ranges: dict[str, ValueRange]
+
+
+# Parquet's statistics compare these as numbers (dates are days): strings, whose statistics a writer may truncate,
+# and floating-point numbers (NaN) are left out.
+_RANGED = {("INT32", "NONE"), ("INT32", "INT"), ("INT32", "DATE"), ("INT64", "NONE"), ("INT64", "INT")}
+
+
+def parquet_summary(url: str) -> ParquetSummary:
+    """Rows and column value ranges of the Parquet files under a lake folder, from their footers."""
     import pyarrow.parquet as pq
 
     fs, path = fresh_filesystem(url)
     if not fs.isdir(path):
-        return 0
-    total = 0
+        return ParquetSummary(0, frozenset(), {})
+    rows, ranges, unknown, files = 0, {}, set(), []
     for name in fs.find(path):
-        if name.endswith(".parquet"):
-            with fs.open(name, "rb") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+        if not name.endswith(".parquet"):
+            continue
+        with fs.open(name, "rb") as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        rows += metadata.num_rows
+        schema = metadata.schema
+        names = [schema.column(j).path for j in range(metadata.num_columns)]
+        files.append((metadata.num_rows, set(names)))
+        for j, column in enumerate(names):
+            if (schema.column(j).physical_type, schema.column(j).logical_type.type) not in _RANGED:
+                unknown.add(column)
+            for i in range(metadata.num_row_groups):
+                chunk = metadata.row_group(i).column(j)
+                _widen(ranges, unknown, column, chunk.statistics, metadata.row_group(i).num_rows)
+    columns = frozenset(c for _, names in files for c in names)
+    for file_rows, names in files:  # a file without a column gives nulls in it when the folder is read
+        for column in columns - names if file_rows else ():
+            _widen(ranges, unknown, column, None, 0, absent=file_rows)
+    return ParquetSummary(rows, columns, {c: r for c, r in ranges.items() if c not in unknown})
+
+
+def _widen(ranges: dict[str, ValueRange], unknown: set[str], column: str, stats, rows: int,
+           absent: int = 0) -> None:
+    """Add one column chunk's statistics to ``ranges`` (a chunk without them makes the column's range unknown);
+    ``absent``: rows of a file without the column, nulls when read."""
+    if absent:
+        seen = ranges.get(column)
+        ranges[column] = ValueRange(seen.low if seen else None, seen.high if seen else None, True)
+        return
+    if column in unknown or rows == 0:
+        return
+    if stats is None or not stats.has_null_count:
+        unknown.add(column)
+        return
+    nulls = stats.null_count > 0
+    if stats.has_min_max:
+        low, high = stats.min, stats.max
+    elif stats.null_count == rows:
+        low = high = None
+    else:
+        unknown.add(column)
+        return
+    seen = ranges.get(column)
+    if seen is not None:
+        low = seen.low if low is None else low if seen.low is None else min(low, seen.low)
+        high = seen.high if high is None else high if seen.high is None else max(high, seen.high)
+        nulls = nulls or seen.nulls
+    ranges[column] = ValueRange(low, high, nulls)
+
+
+def parquet_rows(url: str) -> int:
+    """Rows of the Parquet files under a lake folder, summed from their footers (no data page is read)."""
+    return parquet_summary(url).rows
 
 
 def walk_lake_files(url: str) -> list[str]:
