@@ -1342,3 +1342,23 @@ def test_a_partitions_value_ranges_come_from_its_footers(tmp_path):
     assert ValueRange(date(2024, 1, 31), date(2024, 2, 29), False).meets(summary.ranges["D"])
     assert ValueRange(None, None, True).meets(summary.ranges["D"])  # a null meets a null
     assert not ValueRange(None, None, True).meets(summary.ranges["I"])
+
+
+def test_a_cycles_link_is_checked_against_the_years_its_rows_can_meet(spark, settings, catalog):
+    """T_MCOaaC's link to T_MCOaaB (a cycle: checked once B of the delivery is curated) is a same-year link: the
+    state's partitions of other years are not read, and the orphans are those of the whole state."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("T_MCO22B", MCO_B_HEADER, ["2A0000001;1;I10;3;2022"])
+    d1.curate(spark, "T_MCOaaB", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-01")
+    d2.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_A)], mode="incremental")
+    d2.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;2;I10;3;2023"], mode="incremental")
+    results = d2.curate(spark, "T_MCOaaC", state)
+    d2.curate(spark, "T_MCOaaB", state)
+    assert check_deferred_links(spark, settings, catalog, d2.manifest, results, state, ["T_MCOaaC", "T_MCOaaB"])
+    fk = by_name(results[0])["foreign_key"]
+    assert fk.failures == 1 and [s["RSA_NUM"] for s in fk.sample if s["link"].startswith("T_MCOaaB")] == ["1"]
+    assert ("T_MCOaaB(ETA_NUM, RSA_NUM): 1 orphan row(s), checked against T_MCOaaB of this delivery and the current "
+            "state (0 of 1 earlier partition(s) of the state read") in fk.details
+    state.close()

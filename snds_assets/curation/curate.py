@@ -784,27 +784,18 @@ class _Run:
         """Value ranges of the partition written, from its footers: this run's column -> the name to give it."""
         if self.written is None:
             self.written = parquet_summary(self.curated_path)
-        return {theirs: self.written.ranges[mine] for mine, theirs in columns.items() if mine in self.written.ranges}
+        return self.written.renamed(columns)
 
     def _narrowed(self, plan: "_LinkPlan") -> tuple[DataFrame, str]:
         """The parent hashes an anti-joined link is checked against: those of the parent's partitions whose link
         values can meet the values this delivery's rows hold (``CurrentState.meeting``), the rest not read."""
-        delivery_id, link = self.manifest.delivery_id, plan.link
-        others = {d: years for d, years in plan.kept.items() if d != delivery_id}
-        rows, signature, why = plan.parent, plan.signature, plan.why
-        if others and DELIVERY_COLUMN in rows.columns:  # (not with an archive read alongside: IR_BEN_R_ARC)
-            columns = {c: p for c, p, cast in zip(link.columns, link.parent_columns, plan.casts) if not cast}
-            if plan.same_year:
-                columns[domain.YEAR_COLUMN] = domain.YEAR_COLUMN
-            met = self.state.meeting(link.parent, others, self._written_ranges(columns))
-            if len(met) < len(others):
-                kept = {d: years for d, years in plan.kept.items() if d == delivery_id or d in met}
-                rows = rows.where(F.col(DELIVERY_COLUMN).isin(sorted(kept)))
-                signature = _signature(kept, link.parent_columns, plan.casts, plan.same_year)
-                why = f"{why} ({_partitions_read(len(met), len(others), 'link')})"
+        link = plan.link
+        rows, kept, note = _meeting_rows(self.state, self.manifest.delivery_id, link, plan.casts, plan.same_year,
+                                         plan.kept, plan.parent, self._written_ranges)
+        signature = _signature(kept, link.parent_columns, plan.casts, plan.same_year) if note else plan.signature
         theirs = self.state.cached(link.parent, signature,
                                    lambda: keys.parent_hashes(rows, link, plan.casts, plan.same_year))
-        return theirs, why
+        return theirs, f"{plan.why} ({note})" if note else plan.why
 
     def _fk_check(self, verdicts: list[LinkVerdict], readable: bool) -> CheckOutcome:
         if not readable:
@@ -985,20 +976,30 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
     delivery_id = manifest.delivery_id
     found: dict[str, tuple[dict | None, str]] = {}
     child = None
+    path = Lake(settings.lake).curated(table.name, delivery_id)
+    written: list[ParquetSummary] = []
+
+    def ranges(columns: dict[str, str]) -> dict[str, ValueRange]:
+        if not written:
+            written.append(parquet_summary(path))
+        return written[0].renamed(columns)
+
     for label, link in pending.items():
         if link.parent not in curated:
             found[label] = (None, f"{label}: not evaluated, {link.parent} of this delivery was not curated in this run")
             continue
-        parent, why, _, _ = _parent_rows(state, catalog, manifest, link)
+        parent, why, kept, _ = _parent_rows(state, catalog, manifest, link)
         if parent is None:
             found[label] = (None, f"{label}: not evaluated, {why}")
             continue
         if child is None:
-            child = spark.read.parquet(Lake(settings.lake).curated(table.name, delivery_id))
+            child = spark.read.parquet(path)
         casts = keys.link_casts(dict(child.dtypes), dict(parent.dtypes), link)
         same_year = link.same_year and table.is_yearly and domain.YEAR_COLUMN in parent.columns
+        parent, _, note = _meeting_rows(state, delivery_id, link, casts, same_year, kept, parent, ranges)
         theirs = keys.parent_hashes(parent, link, casts, same_year)
-        found[label] = (keys.orphans(child, theirs, link, table.is_yearly, casts, same_year), why)
+        found[label] = (keys.orphans(child, theirs, link, table.is_yearly, casts, same_year),
+                        f"{why} ({note})" if note else why)
     for r in results:
         if not r.pending:
             continue
@@ -1046,6 +1047,27 @@ def _signature(kept: dict[str, set[int | None]], columns: tuple[str, ...], casts
     """What a parent's cached key hashes depend on: its partitions, the columns hashed and how."""
     return (tuple(sorted((d, tuple(sorted(y, key=str))) for d, y in kept.items())), tuple(columns), casts,
             same_year)
+
+
+def _meeting_rows(state: CurrentState, delivery_id: str, link: domain.Link, casts: tuple[bool, ...], same_year: bool,
+                  kept: dict[str, set[int | None]], parent: DataFrame,
+                  ranges: Callable[[dict[str, str]], dict[str, ValueRange]]) -> tuple[DataFrame, dict, str]:
+    """A link's parent rows from the partitions of ``kept`` whose link values can meet the child's (``ranges``: the
+    child partition's value ranges of its columns, under the parent's names), those partitions, and a note saying
+    how many earlier ones were read when some were not. This delivery's own partition is always read. Not with an
+    archive read alongside (IR_BEN_R_ARC: the rows then lack their delivery)."""
+    others = {d: years for d, years in kept.items() if d != delivery_id}
+    if not others or DELIVERY_COLUMN not in parent.columns:
+        return parent, kept, ""
+    columns = {c: p for c, p, cast in zip(link.columns, link.parent_columns, casts) if not cast}
+    if same_year:
+        columns[domain.YEAR_COLUMN] = domain.YEAR_COLUMN
+    met = state.meeting(link.parent, others, ranges(columns))
+    if len(met) == len(others):
+        return parent, kept, ""
+    kept = {d: years for d, years in kept.items() if d == delivery_id or d in met}
+    return (parent.where(F.col(DELIVERY_COLUMN).isin(sorted(kept))), kept,
+            _partitions_read(len(met), len(others), "link"))
 
 
 def _partitions_read(read: int, earlier: int, what: str) -> str:

@@ -315,6 +315,10 @@ class ParquetSummary:
     columns: frozenset[str]
     ranges: dict[str, ValueRange]
 
+    def renamed(self, columns: dict[str, str]) -> dict[str, ValueRange]:
+        """The ranges of ``columns`` (a column -> the name to give its range) that the footers give."""
+        return {name: self.ranges[column] for column, name in columns.items() if column in self.ranges}
+
 
 # Parquet's statistics compare these as numbers (dates are days): strings, whose statistics a writer may truncate,
 # and floating-point numbers (NaN) are left out.
