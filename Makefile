@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/generate_bench.py
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/extract_bench.py
+	$(BIN)/python bench/history_bench.py
 
 clean:
 	rm -rf $(VENV) .snds $(TOOLS)
