@@ -62,7 +62,7 @@ def prepare(workdir: Path, patients: int, count: int, seed: int) -> tuple[dict, 
     env = {**os.environ, "SNDS_HOME": str(workdir / "home"), "SNDS_LANDING": str(workdir / "landing"),
            "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout
     stamp = workdir / "history.json"
-    wanted = {"patients": patients, "months": count, "seed": seed}
+    wanted = {"patients": patients, "seed": seed}  # more months later add to those made
     plan = months(count)
     ids = [delivery_id for _, _, delivery_id in plan]
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
