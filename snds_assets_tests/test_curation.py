@@ -1300,14 +1300,14 @@ def test_a_delivery_is_checked_against_the_state_partitions_its_keys_can_meet(sp
     check = by_name(result)["primary_key_state"]
     assert check.evaluated and check.failures == 1  # February's order 3, delivered again
     assert [(s["FLX_DIS_DTD"], s["PRS_ORD_NUM"]) for s in check.sample] == [("2024-02-01", 3)]
-    assert "1 of 2 earlier partition(s) of the state read" in check.details
+    assert "1 of 2 other partition(s) of the state read" in check.details
     assert [r for r in read if r[0] == "ER_PRS_F"] == [("ER_PRS_F", ["2024-02-05"])]  # January's keys cannot
     # meet February's and March's
 
     (result,) = d3.curate(spark, "ER_PHA_F", state)
     fk = by_name(result)["foreign_key"]
     assert fk.evaluated and fk.failures == 1 and [s["PRS_ORD_NUM"] for s in fk.sample] == [9]
-    assert "ER_PRS_F of this delivery and the current state (1 of 2 earlier partition(s)" in fk.details
+    assert "ER_PRS_F of this delivery and the current state (1 of 2 other partition(s)" in fk.details
     (rows,) = hashed
     scanned = {f.split("delivery_id=")[1].split("/")[0] for f in rows.inputFiles()}
     assert scanned == {"2024-02-05", "2024-03-05"}  # the parent's partitions January's cannot meet: not read
@@ -1322,12 +1322,15 @@ def test_a_delivery_is_checked_against_the_state_partitions_its_keys_can_meet(sp
 
 
 def test_a_partitions_value_ranges_come_from_its_footers(tmp_path):
-    """Dates and integers are ranged (nulls and a file lacking the column counted as nulls); strings are not,
-    and an empty partition meets nothing."""
+    """Dates (as days) and integers are ranged (nulls and a file lacking the column counted as nulls); strings are
+    not, and an empty partition meets nothing."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from snds_assets.reception.storage import ValueRange, parquet_summary
+
+    def day(*ymd: int) -> int:
+        return (date(*ymd) - date(1970, 1, 1)).days
 
     pq.write_table(pa.table({"D": pa.array([date(2024, 1, 5), None, date(2024, 1, 31)]),
                              "I": pa.array([3, 7, 5], pa.int32()), "S": ["a", "b", "c"]}),
@@ -1336,12 +1339,29 @@ def test_a_partitions_value_ranges_come_from_its_footers(tmp_path):
                    tmp_path / "b.parquet")
     summary = parquet_summary(str(tmp_path))
     assert summary.rows == 4 and summary.columns == {"D", "I", "S", "N"}
-    assert summary.ranges == {"D": ValueRange(date(2023, 6, 1), date(2024, 1, 31), True),
-                              "I": ValueRange(1, 7, False), "N": ValueRange(4, 4, True)}
-    assert ValueRange(date(2024, 2, 1), date(2024, 2, 29), False).meets(summary.ranges["D"]) is False
-    assert ValueRange(date(2024, 1, 31), date(2024, 2, 29), False).meets(summary.ranges["D"])
+    assert summary.ranges == {"D": ValueRange(day(2023, 6, 1), day(2024, 1, 31), True, "DATE"),
+                              "I": ValueRange(1, 7, False, "INT"), "N": ValueRange(4, 4, True, "INT")}
+    assert not ValueRange(day(2024, 2, 1), day(2024, 2, 29), False, "DATE").meets(summary.ranges["D"])
+    assert ValueRange(day(2024, 1, 31), day(2024, 2, 29), False, "DATE").meets(summary.ranges["D"])
     assert ValueRange(None, None, True).meets(summary.ranges["D"])  # a null meets a null
     assert not ValueRange(None, None, True).meets(summary.ranges["I"])
+    assert ValueRange(1, 1, False, "INT").meets(summary.ranges["D"])  # typed otherwise: not comparable
+
+
+def test_a_date_no_python_date_holds_leaves_the_state_readable(spark, settings, catalog):
+    """Spark curates a date of year 0 (its range check fails, WARN): its partition's footers are read all the same
+    (pyarrow's dates could not hold it), by the next reception and by whoever reads the state."""
+    d1 = Delivery(settings, catalog, "2024-01-05")
+    d1.table("ER_PRS_F", PRS_HEADER, [flow("2024-01", 1).replace("2024-01-10", "0000-01-01")], mode="incremental")
+    (first,) = d1.curate(spark, "ER_PRS_F", CurrentState(spark, settings, catalog))
+    assert first.rows_curated == 1 and by_name(first)["range"].failures == 1
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-05")
+    d2.table("ER_PRS_F", PRS_HEADER, [flow("2024-02", 1).replace("2024-01-10", "+10000-01-01"), flow("2024-01", 1)],
+             mode="incremental")
+    (second,) = d2.curate(spark, "ER_PRS_F", CurrentState(spark, settings, catalog))
+    assert by_name(second)["primary_key_state"].failures == 1
+    assert CurrentState(spark, settings, catalog).read("ER_PRS_F").count() == 1
 
 
 def test_a_cycles_link_is_checked_against_the_years_its_rows_can_meet(spark, settings, catalog):
@@ -1360,5 +1380,5 @@ def test_a_cycles_link_is_checked_against_the_years_its_rows_can_meet(spark, set
     fk = by_name(results[0])["foreign_key"]
     assert fk.failures == 1 and [s["RSA_NUM"] for s in fk.sample if s["link"].startswith("T_MCOaaB")] == ["1"]
     assert ("T_MCOaaB(ETA_NUM, RSA_NUM): 1 orphan row(s), checked against T_MCOaaB of this delivery and the current "
-            "state (0 of 1 earlier partition(s) of the state read") in fk.details
+            "state (0 of 1 other partition(s) of the state read") in fk.details
     state.close()

@@ -1054,7 +1054,7 @@ def _meeting_rows(state: CurrentState, delivery_id: str, link: domain.Link, cast
                   ranges: Callable[[dict[str, str]], dict[str, ValueRange]]) -> tuple[DataFrame, dict, str]:
     """A link's parent rows from the partitions of ``kept`` whose link values can meet the child's (``ranges``: the
     child partition's value ranges of its columns, under the parent's names), those partitions, and a note saying
-    how many earlier ones were read when some were not. This delivery's own partition is always read. Not with an
+    how many other ones were read when some were not. This delivery's own partition is always read. Not with an
     archive read alongside (IR_BEN_R_ARC: the rows then lack their delivery)."""
     others = {d: years for d, years in kept.items() if d != delivery_id}
     if not others or DELIVERY_COLUMN not in parent.columns:
@@ -1070,9 +1070,9 @@ def _meeting_rows(state: CurrentState, delivery_id: str, link: domain.Link, cast
             _partitions_read(len(met), len(others), "link"))
 
 
-def _partitions_read(read: int, earlier: int, what: str) -> str:
-    return (f"{read} of {earlier} earlier partition(s) of the state read: the {what} values of the others, by "
-            "their Parquet footers, cannot meet this delivery's") if read < earlier else ""
+def _partitions_read(read: int, others: int, what: str) -> str:
+    return (f"{read} of {others} other partition(s) of the state read: the {what} values of the rest, by "
+            "their Parquet footers, cannot meet this delivery's") if read < others else ""
 
 
 def _any(columns: list[Column]) -> Column:

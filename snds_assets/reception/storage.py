@@ -286,12 +286,14 @@ def lake_file_versions(url: str, suffix: str = "") -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ValueRange:
-    """What one column of a Parquet folder holds, from its footers: the least and greatest value (None when it
-    holds no value) and whether it holds nulls."""
+    """What one column of a Parquet folder holds, from its footers: the least and greatest value as stored (an
+    integer; a date's days since 1970, which also holds dates no Python date can, year 0 or 10000), None when it
+    holds no value, what kind of value (``DATE`` or ``INT``) and whether it holds nulls."""
 
-    low: object
-    high: object
+    low: int | None
+    high: int | None
     nulls: bool
+    kind: str | None = None
 
     def meets(self, other: "ValueRange") -> bool:
         """Whether a value of this column can equal one of ``other`` (a null meets a null, as the key hashes do)."""
@@ -299,10 +301,9 @@ class ValueRange:
             return True
         if self.low is None or other.low is None:
             return False
-        try:
-            return bool(self.low <= other.high and other.low <= self.high)
-        except TypeError:  # values of different types (a column typed otherwise by an earlier version)
+        if self.kind != other.kind:  # a column typed otherwise by an earlier version: its values are not comparable
             return True
+        return self.low <= other.high and other.low <= self.high
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,8 @@ class ParquetSummary:
 
 # Parquet's statistics compare these as numbers (dates are days): strings, whose statistics a writer may truncate,
 # and floating-point numbers (NaN) are left out.
-_RANGED = {("INT32", "NONE"), ("INT32", "INT"), ("INT32", "DATE"), ("INT64", "NONE"), ("INT64", "INT")}
+_RANGED = {("INT32", "NONE"): "INT", ("INT32", "INT"): "INT", ("INT32", "DATE"): "DATE", ("INT64", "NONE"): "INT",
+           ("INT64", "INT"): "INT"}
 
 
 def parquet_summary(url: str) -> ParquetSummary:
@@ -343,11 +345,13 @@ def parquet_summary(url: str) -> ParquetSummary:
         names = [schema.column(j).path for j in range(metadata.num_columns)]
         files.append((metadata.num_rows, set(names)))
         for j, column in enumerate(names):
-            if (schema.column(j).physical_type, schema.column(j).logical_type.type) not in _RANGED:
+            logical = schema.column(j).logical_type
+            kind = _RANGED.get((schema.column(j).physical_type, logical.type))
+            if kind is None or '"isSigned":false' in logical.to_json().replace(" ", ""):
                 unknown.add(column)
             for i in range(metadata.num_row_groups):
                 chunk = metadata.row_group(i).column(j)
-                _widen(ranges, unknown, column, chunk.statistics, metadata.row_group(i).num_rows)
+                _widen(ranges, unknown, column, chunk.statistics, metadata.row_group(i).num_rows, kind)
     columns = frozenset(c for _, names in files for c in names)
     for file_rows, names in files:  # a file without a column gives nulls in it when the folder is read
         for column in columns - names if file_rows else ():
@@ -356,12 +360,12 @@ def parquet_summary(url: str) -> ParquetSummary:
 
 
 def _widen(ranges: dict[str, ValueRange], unknown: set[str], column: str, stats, rows: int,
-           absent: int = 0) -> None:
+           kind: str | None = None, absent: int = 0) -> None:
     """Add one column chunk's statistics to ``ranges`` (a chunk without them makes the column's range unknown);
     ``absent``: rows of a file without the column, nulls when read."""
     if absent:
         seen = ranges.get(column)
-        ranges[column] = ValueRange(seen.low if seen else None, seen.high if seen else None, True)
+        ranges[column] = ValueRange(seen.low, seen.high, True, seen.kind) if seen else ValueRange(None, None, True)
         return
     if column in unknown or rows == 0:
         return
@@ -370,7 +374,7 @@ def _widen(ranges: dict[str, ValueRange], unknown: set[str], column: str, stats,
         return
     nulls = stats.null_count > 0
     if stats.has_min_max:
-        low, high = stats.min, stats.max
+        low, high = stats.min_raw, stats.max_raw  # ``min`` makes a date a Python date, and fails on year 0
     elif stats.null_count == rows:
         low = high = None
     else:
@@ -378,10 +382,13 @@ def _widen(ranges: dict[str, ValueRange], unknown: set[str], column: str, stats,
         return
     seen = ranges.get(column)
     if seen is not None:
+        if seen.kind not in (None, kind):  # files of one folder typing the column otherwise
+            unknown.add(column)
+            return
         low = seen.low if low is None else low if seen.low is None else min(low, seen.low)
         high = seen.high if high is None else high if seen.high is None else max(high, seen.high)
         nulls = nulls or seen.nulls
-    ranges[column] = ValueRange(low, high, nulls)
+    ranges[column] = ValueRange(low, high, nulls, kind if low is not None or seen is None else seen.kind)
 
 
 def parquet_rows(url: str) -> int:
