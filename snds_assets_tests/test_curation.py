@@ -1301,8 +1301,8 @@ def test_a_delivery_is_checked_against_the_state_partitions_its_keys_can_meet(sp
     assert check.evaluated and check.failures == 1  # February's order 3, delivered again
     assert [(s["FLX_DIS_DTD"], s["PRS_ORD_NUM"]) for s in check.sample] == [("2024-02-01", 3)]
     assert "1 of 2 other partition(s) of the state read" in check.details
-    assert [r for r in read if r[0] == "ER_PRS_F"] == [("ER_PRS_F", ["2024-02-05"])]  # January's keys cannot
-    # meet February's and March's
+    # January's keys cannot meet February's and March's: only February's partition is read
+    assert [r for r in read if r[0] == "ER_PRS_F"] == [("ER_PRS_F", ["2024-02-05"])]
 
     (result,) = d3.curate(spark, "ER_PHA_F", state)
     fk = by_name(result)["foreign_key"]
