@@ -19,7 +19,7 @@ from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.reception.archive import archive_family, archive_manifest
 from snds_assets.reception.storage import (StorageError, filesystem, lake_file_versions, list_deliveries,
-                                           parquet_rows, read_manifest, write_lake_bytes)
+                                           parquet_summary, read_manifest, write_lake_bytes, ValueRange)
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
 from .services import AZURITE_KEY, DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
@@ -266,8 +266,9 @@ def test_landing_listing_and_manifest_on_azure(az_env, tmp_path):
     assert [f.path for t in manifest.tables for f in t.files] == ["IR_BEN_R/part-1.csv.gz", "IR_BEN_R/part-2.csv"]
 
 
-def test_lake_file_versions_and_parquet_rows_on_azure(az_env, tmp_path):
-    """A rewritten blob gets a new version stamp (report cache); Parquet row counts come from the footers."""
+def test_lake_file_versions_and_parquet_footers_on_azure(az_env, tmp_path):
+    """A rewritten blob gets a new version stamp (report cache); Parquet row counts and value ranges come from
+    the footers."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -280,11 +281,13 @@ def test_lake_file_versions_and_parquet_rows_on_azure(az_env, tmp_path):
 
     for name, rows in (("part-0.parquet", 3), ("part-1.parquet", 4)):
         local = tmp_path / name
-        pq.write_table(pa.table({"BEN_IDT_ANO": [str(i) for i in range(rows)]}), local)
+        pq.write_table(pa.table({"BEN_IDT_ANO": [str(i) for i in range(rows)],
+                                 "BEN_RNG_GEM": pa.array(range(rows), pa.int32())}), local)
         az_env.upload_blob(f"{PREFIX}/lake/curated/IR_BEN_R/{name}", local.read_bytes())
     az_env.upload_blob(f"{PREFIX}/lake/curated/IR_BEN_R/_SUCCESS", b"")
-    assert parquet_rows(f"{folder}/curated/IR_BEN_R") == 7
-    assert parquet_rows(f"{folder}/curated/IR_IBA_R") == 0
+    summary = parquet_summary(f"{folder}/curated/IR_BEN_R")
+    assert summary.rows == 7 and summary.ranges["BEN_RNG_GEM"] == ValueRange(0, 3, False, "INT")
+    assert parquet_summary(f"{folder}/curated/IR_IBA_R").rows == 0
 
 
 def test_project_folders_are_listed_afresh_on_azure(az_env):

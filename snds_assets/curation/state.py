@@ -144,7 +144,7 @@ class CurrentState:
                 continue
             path = self.lake.curated(family, delivery_id)
             try:
-                found = self._partition_rows(family, delivery_id)
+                found = self._summary(family, delivery_id).rows
             except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
                 raise DamagedPartition(
                     f"curated partition {path} of accepted delivery {delivery_id} cannot be read: run snds "
@@ -194,10 +194,7 @@ class CurrentState:
     def rows(self, family: str, kept: dict[str, set[int | None]]) -> int:
         """Rows of the curated partitions behind ``kept`` (every year of each), from their Parquet footers: an
         upper bound of the family's key values, known without a Spark job."""
-        return sum(self._partition_rows(family, delivery_id) for delivery_id in kept)
-
-    def _partition_rows(self, family: str, delivery_id: str) -> int:
-        return self._summary(family, delivery_id).rows
+        return sum(self._summary(family, delivery_id).rows for delivery_id in kept)
 
     def _summary(self, family: str, delivery_id: str) -> ParquetSummary:
         """One curated partition's rows and value ranges, from its Parquet footers, read once while this object

@@ -391,11 +391,6 @@ def _widen(ranges: dict[str, ValueRange], unknown: set[str], column: str, stats,
     ranges[column] = ValueRange(low, high, nulls, kind if low is not None or seen is None else seen.kind)
 
 
-def parquet_rows(url: str) -> int:
-    """Rows of the Parquet files under a lake folder, summed from their footers (no data page is read)."""
-    return parquet_summary(url).rows
-
-
 def walk_lake_files(url: str) -> list[str]:
     """Every file under a lake folder, as paths relative to it (``/``-separated, sorted)."""
     fs, path = fresh_filesystem(url)
