@@ -199,9 +199,10 @@ def prepare_environment(settings: Settings) -> None:
 
 
 _FIRST_INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-# No telemetry, no first-visit pop-up in the UI over the asset graph, and never two queued runs (sensors, UI) on
-# one delivery or project at once: they would write the same folders (deploy/dagster.yaml does the same).
-_CONCURRENCY_CONFIG = """concurrency:
+# No telemetry, no first-visit pop-up in the UI over the asset graph, never two queued runs (sensors, UI) on one
+# delivery or project at once (they would write the same folders), and one reception at a time, whatever its
+# delivery (runs.RECEPTION_TAG). deploy/dagster.yaml does the same.
+_PARTITION_LIMITS_CONFIG = """concurrency:
   runs:
     tag_concurrency_limits:
       - key: dagster/partition
@@ -217,6 +218,9 @@ _CONCURRENCY_CONFIG = """concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 """
+_CONCURRENCY_CONFIG = _PARTITION_LIMITS_CONFIG + """      - key: snds/reception
+        limit: 1
+"""
 # Compute logs where Dagster keeps them ($DAGSTER_HOME/storage), their terminal copy spared by Ctrl-C.
 _COMPUTE_LOGS_CONFIG = """compute_logs:
   module: snds_assets.compute_logs
@@ -224,7 +228,10 @@ _COMPUTE_LOGS_CONFIG = """compute_logs:
 """
 INSTANCE_CONFIG = _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_CONFIG
 # What earlier versions wrote, replaced as they are; a file edited by its operator is left as it is.
-_EARLIER_INSTANCE_CONFIGS = (_FIRST_INSTANCE_CONFIG, _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG)
+_EARLIER_INSTANCE_CONFIGS = (
+    _FIRST_INSTANCE_CONFIG, _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG,
+    _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG + _COMPUTE_LOGS_CONFIG,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from .reception.assets import (
     DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, build_report_asset, curated_key, delivery,
 )
 from .resources import SndsResource, load_catalog
+from .runs import RECEPTION_TAG
 from .spark import SparkResource
 
 RECEPTION_JOB = "reception"
@@ -35,6 +36,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         RECEPTION_JOB, partitions_def=deliveries,
         selection=AssetSelection.assets(DELIVERY_KEY, REPORT_KEY) | AssetSelection.groups("raw", "curated"),
         description="Receive, verify and curate one CNAM delivery (one Spark session for the whole run).",
+        tags={RECEPTION_TAG: "true"},
     )
     provision = define_asset_job(
         PROVISION_JOB, partitions_def=projects,

@@ -22,6 +22,11 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
               DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
 PROCESS_TAG = "snds/process"
+# Carried by every run of the reception job (the sensor's, `snds ingest`'s, the UI's, a backfill's): receptions run
+# one at a time, whatever their delivery, so that each one's key checks read the deliveries received before it
+# (two deliveries received at once were each checked without the other). The queue's tag limit holds the queued
+# ones; ``refuse_if_not_first`` the runs started outside it.
+RECEPTION_TAG = "snds/reception"
 
 
 def describe_run(run: DagsterRun) -> str:
@@ -185,11 +190,12 @@ def _holds_project(run: DagsterRun) -> bool:
 
 
 def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
-    """Fail ``run`` before it writes anything when another run of its delivery or project, created before it, is
-    starting or started. `snds ingest` and `snds extract` look for such a run before they create theirs, and the
-    queue holds a second run of a partition: two commands started at the same moment both looked before either
-    created its run, and both ran (on one delivery, one report said accepted, the other rejected: each run
-    discarded the other's verdicts). Of two such runs the first created goes on; a queued run waits its turn."""
+    """Fail ``run`` before it writes anything when another run of its delivery or project, or for a reception
+    another reception (``RECEPTION_TAG``), created before it, is starting or started. `snds ingest` and `snds
+    extract` look for such a run before they create theirs, and the queue holds the others: two commands started
+    at the same moment both looked before either created its run, and both ran (on one delivery, one report said
+    accepted, the other rejected: each run discarded the other's verdicts). Of two such runs the first created goes
+    on; a queued run waits its turn."""
     if instance is None or run is None or not run.tags.get("dagster/partition"):
         return
     key = run.tags["dagster/partition"]
@@ -197,7 +203,11 @@ def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
-    others = [r.run_id for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
+    same = {r.run_id for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED}
+    others = set(same)
+    if RECEPTION_TAG in run.tags:
+        others |= {r.run_id for r in unfinished_runs(instance, {RECEPTION_TAG: run.tags[RECEPTION_TAG]}, run.run_id)
+                   if r.status != DagsterRunStatus.QUEUED}
     if not others:
         return
     records = {r.dagster_run.run_id: r for r in instance.get_run_records(RunsFilter(run_ids=[run.run_id, *others]))}
@@ -208,9 +218,15 @@ def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None
         return records[run_id].create_timestamp, run_id
 
     earlier = [i for i in others if i in records and created(i) < created(run.run_id)]
-    if earlier:
-        first = records[min(earlier, key=created)].dagster_run
-        what = f"project {key} is already being extracted" if _holds_project(run) else \
-            f"delivery {key} is already being received"
-        raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
-                            "terminate it in the UI")
+    if not earlier:
+        return
+    first = records[min(earlier, key=created)].dagster_run
+    if _holds_project(run):
+        what = f"project {key} is already being extracted"
+    elif first.run_id in same:
+        what = f"delivery {key} is already being received"
+    else:
+        what = (f"receptions run one at a time (each checks its keys against the deliveries received before it), "
+                f"and delivery {first.tags.get('dagster/partition', '?')} is being received")
+    raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
+                        "terminate it in the UI")

@@ -92,33 +92,45 @@ def test_workspace_points_at_the_code_location():
 
 def test_same_partition_never_runs_twice_at_once(pg_home):
     """The daemon's own dequeue logic, on runs stored in PostgreSQL: a second run of a delivery (or project)
-    waits while the first is in progress; other deliveries go ahead."""
+    waits while the first is in progress; so does any other reception (one at a time, in the order they were
+    queued, each checking its keys against the deliveries received before it), while other projects go ahead."""
     from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
     from dagster._core.test_utils import create_run_for_test
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
-    origin = RemoteRepositoryOrigin(location, "__repository__").get_job_origin("reception")
+    from snds_assets.definitions import RECEPTION_JOB, build_definitions
 
-    def run(status, **tags):
-        return create_run_for_test(instance, job_name="reception", status=status, tags=tags,
-                                   remote_job_origin=origin).run_id
+    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
+    repository = RemoteRepositoryOrigin(location, "__repository__")
+    job_tags = {"reception": build_definitions().resolve_job_def(RECEPTION_JOB).run_tags, "provision": {}}
+
+    def run(job, status, **tags):
+        return create_run_for_test(instance, job_name=job, status=status, tags={**job_tags[job], **tags},
+                                   remote_job_origin=repository.get_job_origin(job)).run_id
+
+    def dequeued() -> set[str]:
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        return {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
+            instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
 
     with DagsterInstance.from_config(str(pg_home)) as instance:
-        run(DagsterRunStatus.STARTED, **{"dagster/partition": "2026-11-15", "snds/delivery": "2026-11-15"})
-        run(DagsterRunStatus.STARTED, **{"dagster/partition": "covid", "snds/project": "covid"})
-        same_delivery = run(DagsterRunStatus.QUEUED, **{"dagster/partition": "2026-11-15"})
-        same_by_tag = run(DagsterRunStatus.QUEUED, **{"snds/delivery": "2026-11-15"})
-        same_project = run(DagsterRunStatus.QUEUED, **{"snds/project": "covid"})
-        other = run(DagsterRunStatus.QUEUED, **{"dagster/partition": "2026-12-01", "snds/delivery": "2026-12-01"})
-        other_too = run(DagsterRunStatus.QUEUED, **{"dagster/partition": "2026-12-02", "snds/delivery": "2026-12-02"})
-        twin = run(DagsterRunStatus.QUEUED, **{"dagster/partition": "2026-12-01", "snds/delivery": "2026-12-01"})
+        receiving = run("reception", DagsterRunStatus.STARTED,
+                        **{"dagster/partition": "2026-11-15", "snds/delivery": "2026-11-15"})
+        run("provision", DagsterRunStatus.STARTED, **{"dagster/partition": "covid", "snds/project": "covid"})
+        same_delivery = run("reception", DagsterRunStatus.QUEUED, **{"dagster/partition": "2026-11-15"})
+        same_by_tag = run("reception", DagsterRunStatus.QUEUED, **{"snds/delivery": "2026-11-15"})
+        same_project = run("provision", DagsterRunStatus.QUEUED, **{"snds/project": "covid"})
+        other = run("reception", DagsterRunStatus.QUEUED,
+                    **{"dagster/partition": "2026-12-01", "snds/delivery": "2026-12-01"})
+        other_too = run("reception", DagsterRunStatus.QUEUED,
+                        **{"dagster/partition": "2026-12-02", "snds/delivery": "2026-12-02"})
+        other_project = run("provision", DagsterRunStatus.QUEUED,
+                            **{"dagster/partition": "asthma", "snds/project": "asthma"})
+        assert dequeued() == {other_project}
 
-        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-        dequeued = {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
-            instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
-        assert dequeued == {other, other_too}  # max_concurrent_runs (4) leaves room for two more
-        assert not dequeued & {same_delivery, same_by_tag, same_project, twin}
+        instance.report_run_canceled(instance.get_run_by_id(receiving))
+        assert dequeued() == {other_project, same_delivery}  # the first reception queued, alone
+        assert not dequeued() & {same_by_tag, same_project, other, other_too}
 
 
 @pytest.mark.slow
@@ -136,6 +148,7 @@ def test_delivery_ingested_through_the_postgres_instance(pg_home, postgres, refe
     run_id = runs[0][0]
     tags = dict(postgres.query("select key, value from run_tags where run_id = %s", run_id))
     assert tags["snds/delivery"] == DELIVERY_ID and tags["dagster/partition"] == DELIVERY_ID
+    assert tags["snds/reception"] == "true"  # the queue's limit holds the sensor's runs while this one runs
     materialized = {r[0] for r in postgres.query(
         "select distinct asset_key from event_logs where run_id = %s and dagster_event_type = 'ASSET_MATERIALIZATION'",
         run_id)}

@@ -13,7 +13,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from snds_assets.resources import SndsResource
 from snds_assets.runs import (
-    PROCESS_TAG, _started, claim, end_dead_runs, end_if_gone, machine, process_gone, process_tags, unfinished_runs,
+    PROCESS_TAG, RECEPTION_TAG, _started, claim, end_dead_runs, end_if_gone, machine, process_gone, process_tags,
+    unfinished_runs,
 )
 
 HOST = machine()
@@ -200,3 +201,27 @@ def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(
         other = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.NOT_STARTED, tags=project)
         assert f"project p is already being extracted by run {other.run_id}" in str(
             run_error(_partition_job_run(instance, project)))
+
+
+def test_a_reception_started_while_another_deliverys_runs_is_refused(tmp_path):
+    """Receptions run one at a time, whatever their delivery (each checks its keys against the deliveries received
+    before it): a reception run created while another delivery's has started fails before any step, naming it.
+    A queued one does not refuse it, nor does a run that is no reception (an extraction, a family materialised
+    alone from the UI, without the job's tag)."""
+    from snds_assets.commands import run_error
+
+    reception = {RECEPTION_TAG: "true"}
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        first = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
+                                    tags={**reception, "dagster/partition": "2026-10-15"})
+        project = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                                      tags={"dagster/partition": "p", "snds/project": "p"})
+        result = _partition_job_run(instance, {**reception, "dagster/partition": "2026-11-15"})
+        assert not result.success
+        line = str(run_error(result))
+        assert f"delivery 2026-10-15 is being received by run {first.run_id}" in line, line
+        assert "one at a time" in line, line
+        assert _partition_job_run(instance, {"dagster/partition": "2026-11-15"}).success
+        instance.report_run_canceled(first)
+        assert _partition_job_run(instance, {**reception, "dagster/partition": "2026-11-15"}).success
+        assert instance.get_run_by_id(project.run_id).status == DagsterRunStatus.STARTED

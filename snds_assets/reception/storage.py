@@ -22,7 +22,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..azure import foreign_credentials, url_account
 from ..lake import join
-from .manifest import DELIVERY_ID_FORM, MANIFEST, Manifest, ManifestError, parse_manifest, valid_delivery_id
+from .manifest import (
+    DELIVERY_ID_FORM, MANIFEST, Manifest, ManifestError, delivery_order, parse_manifest, valid_delivery_id,
+)
 
 
 class DeliveryNotFound(ManifestError):
@@ -86,7 +88,8 @@ def one_line(exc: BaseException) -> str:
 
 # --- Landing ------------------------------------------------------------------------------------------------
 def list_deliveries(landing: str) -> list[LandingEntry]:
-    """The folders of the landing zone, sorted by name.
+    """The folders of the landing zone, in delivery order (``delivery_order``: the sensor requests their receptions,
+    which run one at a time, in that order).
 
     A folder named like a delivery id is complete when its manifest.json exists (CNAM writes it last); any other
     folder is listed as skipped with the reason. Whether the manifest can be read is ``read_manifest``'s call.
@@ -97,7 +100,7 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     except FileNotFoundError:
         return []
     entries = []
-    for child in sorted(children, key=lambda c: c["name"]):
+    for child in sorted(children, key=lambda c: delivery_order(posixpath.basename(c["name"].rstrip("/")))):
         if child.get("type") != "directory":
             continue
         name = posixpath.basename(child["name"].rstrip("/"))
