@@ -170,32 +170,26 @@ def _progress_printer(log_format: str):
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """Receive one delivery now; refused (exit 2) while a reception of the same delivery is queued or running,
-    e.g. one the sensor of `snds ui` requested (both would write the same folders of the lake), or while another
-    delivery's is running (a queued one waits for this one)."""
-    from dagster import DagsterInstance, DagsterRunStatus
+    e.g. one the sensor of `snds ui` requested: both would write the same folders of the lake. While another
+    delivery's reception runs, the run waits for it, saying so (``runs.take_turn``)."""
+    from dagster import DagsterInstance
 
     from .definitions import RECEPTION_JOB
     from .reception.assets import delivery_selection, receptions_in_progress
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
-    from .runs import RECEPTION_TAG, describe_run, unfinished_runs
+    from .runs import describe_run
     from .resources import load_catalog
 
     delivery_id = args.delivery_id
     if not valid_delivery_id(delivery_id):
         raise UsageError(f"delivery id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     manifest = read_manifest(settings.landing, delivery_id)
-    instance = DagsterInstance.get()
-    busy = receptions_in_progress(instance, delivery_id)
+    busy = receptions_in_progress(DagsterInstance.get(), delivery_id)
     if busy:
         raise UsageError(f"delivery {delivery_id} is already being received by {describe_run(busy[0])}: wait for "
                          "it to end, or terminate it in the UI")
-    running = [r for r in unfinished_runs(instance, {RECEPTION_TAG: "true"}) if r.status != DagsterRunStatus.QUEUED]
-    if running:
-        raise UsageError(f"delivery {running[0].tags.get('dagster/partition', '?')} is being received by "
-                         f"{describe_run(running[0])}: receptions run one at a time (each checks its keys against "
-                         "the deliveries received before it): run this again when it ends")
     catalog = load_catalog(settings.schemas)
     selection = delivery_selection(catalog, manifest)
     _run(settings, RECEPTION_JOB, "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})

@@ -27,11 +27,12 @@ class SndsResource(ConfigurableResource):
     nomenclatures: Optional[str] = None
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        """In a run, name the process executing it (``runs.claim``), so that its death does not leave it started."""
-        from .runs import claim, refuse_if_not_first
+        """In a run, name the process executing it (``runs.claim``), so that its death does not leave it started,
+        then take its turn (``runs.take_turn``)."""
+        from .runs import claim, take_turn
 
         claim(context.instance, context.dagster_run)
-        refuse_if_not_first(context.instance, context.dagster_run)
+        take_turn(context.instance, context.dagster_run, context.log)
 
     def settings(self) -> Settings:
         return Settings.from_env(

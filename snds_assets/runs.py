@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
@@ -25,7 +26,7 @@ PROCESS_TAG = "snds/process"
 # Carried by every run of the reception job (the sensor's, `snds ingest`'s, the UI's, a backfill's): receptions run
 # one at a time, whatever their delivery, so that each one's key checks read the deliveries received before it
 # (two deliveries received at once were each checked without the other). The queue's tag limit holds the queued
-# ones; ``refuse_if_not_first`` the runs started outside it.
+# ones; ``take_turn`` makes the others wait (a command's, assets materialised from the asset graph).
 RECEPTION_TAG = "snds/reception"
 
 
@@ -189,13 +190,51 @@ def _holds_project(run: DagsterRun) -> bool:
                for key in (run.asset_selection or ()))
 
 
-def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None) -> None:
-    """Fail ``run`` before it writes anything when another run of its delivery or project, or for a reception
-    another reception (``RECEPTION_TAG``), created before it, is starting or started. `snds ingest` and `snds
-    extract` look for such a run before they create theirs, and the queue holds the others: two commands started
-    at the same moment both looked before either created its run, and both ran (on one delivery, one report said
-    accepted, the other rejected: each run discarded the other's verdicts). Of two such runs the first created goes
-    on; a queued run waits its turn."""
+def _created(instance: DagsterInstance, run_ids: list[str]) -> dict[str, tuple[float, str]]:
+    """Each run's (creation time, id): the order in which runs take their turn."""
+    return {r.dagster_run.run_id: (r.create_timestamp, r.dagster_run.run_id)
+            for r in instance.get_run_records(RunsFilter(run_ids=run_ids))}
+
+
+def _earlier(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun]) -> DagsterRun | None:
+    """The first created of ``others`` (neither queued nor ``run``) created before ``run``, if any."""
+    others = [r for r in others if r.status != DagsterRunStatus.QUEUED and r.run_id != run.run_id]
+    if not others:
+        return None
+    created = _created(instance, [run.run_id, *(r.run_id for r in others)])
+    if run.run_id not in created:
+        return None
+    earlier = [r for r in others if r.run_id in created and created[r.run_id] < created[run.run_id]]
+    return min(earlier, key=lambda r: created[r.run_id]) if earlier else None
+
+
+def is_reception(run: DagsterRun) -> bool:
+    """A run on a delivery (the reception job's, or assets of a delivery materialised from the asset graph)."""
+    return bool(run.tags.get("dagster/partition")) and not _holds_project(run)
+
+
+def receptions_of_other_deliveries(instance: DagsterInstance, run: DagsterRun) -> list[DagsterRun]:
+    """Unfinished runs on a delivery other than ``run``'s, those of a killed `snds` command ended first."""
+    key = run.tags.get("dagster/partition")
+    found = [r for r in instance.get_runs(RunsFilter(statuses=list(UNFINISHED)))
+             if r.run_id != run.run_id and is_reception(r) and r.tags["dagster/partition"] != key]
+    return end_if_gone(instance, found)
+
+
+WAIT_SECONDS = 5.0  # how often a reception waiting for its turn looks again
+
+
+def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: logging.Logger | None = None) -> None:
+    """Before ``run`` writes anything: fail it when another run of its delivery or project, created before it, is
+    starting or started; and, for a reception, wait while a reception of another delivery created before it runs.
+
+    `snds ingest` and `snds extract` look for such a run before they create theirs, and the queue holds the
+    others (``RECEPTION_TAG``), but two commands started at the same moment both looked before either created its
+    run, and the queue knows nothing of a run started outside it (a command) or without the job's tag (assets
+    materialised from the asset graph). Two runs of one partition would write the same folders (on one delivery,
+    one report said accepted, the other rejected: each run discarded the other's verdicts): the first created goes
+    on. Receptions of different deliveries would each check their keys without the other's: the later one waits.
+    A queued run waits its turn in the queue."""
     if instance is None or run is None or not run.tags.get("dagster/partition"):
         return
     key = run.tags["dagster/partition"]
@@ -203,30 +242,20 @@ def refuse_if_not_first(instance: DagsterInstance | None, run: DagsterRun | None
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
-    same = {r.run_id for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED}
-    others = set(same)
-    if RECEPTION_TAG in run.tags:
-        others |= {r.run_id for r in unfinished_runs(instance, {RECEPTION_TAG: run.tags[RECEPTION_TAG]}, run.run_id)
-                   if r.status != DagsterRunStatus.QUEUED}
-    if not others:
-        return
-    records = {r.dagster_run.run_id: r for r in instance.get_run_records(RunsFilter(run_ids=[run.run_id, *others]))}
-    if run.run_id not in records:
-        return
-
-    def created(run_id: str) -> tuple:
-        return records[run_id].create_timestamp, run_id
-
-    earlier = [i for i in others if i in records and created(i) < created(run.run_id)]
-    if not earlier:
-        return
-    first = records[min(earlier, key=created)].dagster_run
-    if _holds_project(run):
-        what = f"project {key} is already being extracted"
-    elif first.run_id in same:
-        what = f"delivery {key} is already being received"
-    else:
-        what = (f"receptions run one at a time (each checks its keys against the deliveries received before it), "
-                f"and delivery {first.tags.get('dagster/partition', '?')} is being received")
-    raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
-                        "terminate it in the UI")
+    first = _earlier(instance, run, in_progress(instance, key, run.run_id))
+    if first is not None:
+        what = f"project {key} is already being extracted" if _holds_project(run) else \
+            f"delivery {key} is already being received"
+        raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
+                            "terminate it in the UI")
+    told = None
+    while not _holds_project(run):
+        first = _earlier(instance, run, receptions_of_other_deliveries(instance, run))
+        if first is None:
+            return
+        if first.run_id != told and log is not None:
+            log.info(f"waiting for the reception of delivery {first.tags['dagster/partition']} by "
+                     f"{describe_run(first)} to end: receptions run one at a time, each checking its keys against "
+                     "the deliveries received before it")
+        told = first.run_id
+        time.sleep(WAIT_SECONDS)

@@ -176,6 +176,14 @@ def _partition_job_run(instance, tags: dict):
                                                                tags=tags)
 
 
+def _origin(job: str):
+    """Where a queued run of ``job`` would be launched from (a queued run must name one)."""
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
+
+    return RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
+                                  "__repository__").get_job_origin(job)
+
+
 def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(tmp_path):
     """`snds ingest D` twice at the same moment: both looked for a run of D before either created its own, both
     ran, and one report said rejected (each run discarded the other's verdicts). The run created second now fails
@@ -190,12 +198,8 @@ def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(
         line = str(run_error(result))
         assert f"delivery 2026-11-15 is already being received by run {first.run_id}" in line, line
         instance.report_run_canceled(first)
-        from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-
-        origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
-                                        "__repository__").get_job_origin("reception")
-        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED, remote_job_origin=origin,
-                            tags=tags)  # waits in the queue for this one to end
+        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED,
+                            remote_job_origin=_origin("reception"), tags=tags)  # waits in the queue for this one
         assert _partition_job_run(instance, tags).success
         project = {"dagster/partition": "p", "snds/project": "p"}
         other = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.NOT_STARTED, tags=project)
@@ -203,25 +207,55 @@ def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(
             run_error(_partition_job_run(instance, project)))
 
 
-def test_a_reception_started_while_another_deliverys_runs_is_refused(tmp_path):
+def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path, monkeypatch):
     """Receptions run one at a time, whatever their delivery (each checks its keys against the deliveries received
-    before it): a reception run created while another delivery's has started fails before any step, naming it.
-    A queued one does not refuse it, nor does a run that is no reception (an extraction, a family materialised
-    alone from the UI, without the job's tag)."""
-    from snds_assets.commands import run_error
+    before it): a run on a delivery created while another delivery's reception has started (two commands at the
+    same moment, or assets materialised from the asset graph, which the queue does not hold) waits for it to end,
+    saying so once, before any step. A queued one is not waited for; an extraction does not wait."""
+    import threading
 
-    reception = {RECEPTION_TAG: "true"}
+    from dagster import Definitions, asset, define_asset_job
+
+    from snds_assets import runs
+
+    monkeypatch.setattr(runs, "WAIT_SECONDS", 0.05)
+    seen = []
+
+    @asset
+    def step(snds: SndsResource):
+        seen.append(instance.get_run_by_id(first.run_id).status)  # the other reception's, as this step runs
+
+    job = Definitions(assets=[step], jobs=[define_asset_job("reception")],
+                      resources={"snds": SndsResource()}).resolve_job_def("reception")
+
+    def waiting(run_id: str) -> list[str]:
+        return [e.user_message for e in instance.all_logs(run_id) if "waiting for" in (e.user_message or "")]
+
+    def end_first_once_waited_for(run_id: str) -> None:
+        while not waiting(run_id):
+            time.sleep(0.05)
+        instance.report_run_canceled(instance.get_run_by_id(first.run_id))
+
     with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
         first = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
-                                    tags={**reception, "dagster/partition": "2026-10-15"})
-        project = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
-                                      tags={"dagster/partition": "p", "snds/project": "p"})
-        result = _partition_job_run(instance, {**reception, "dagster/partition": "2026-11-15"})
-        assert not result.success
-        line = str(run_error(result))
-        assert f"delivery 2026-10-15 is being received by run {first.run_id}" in line, line
+                                    tags={RECEPTION_TAG: "true", "dagster/partition": "2026-10-15"})
+        assert job.execute_in_process(instance=instance, tags={"dagster/partition": "p", "snds/project": "p"}).success
+        assert seen == [DagsterRunStatus.STARTED]  # an extraction went ahead
+
+        run_id = str(uuid.uuid4())
+        ender = threading.Thread(target=end_first_once_waited_for, args=(run_id,), daemon=True)
+        ender.start()
+        assert job.execute_in_process(instance=instance, run_id=run_id,
+                                      tags={RECEPTION_TAG: "true", "dagster/partition": "2026-11-15"}).success
+        ender.join(timeout=5)
+        assert seen[-1] == DagsterRunStatus.CANCELED  # its step ran once the other reception had ended
+        (line,) = waiting(run_id)
+        assert f"waiting for the reception of delivery 2026-10-15 by run {first.run_id}" in line, line
         assert "one at a time" in line, line
-        assert _partition_job_run(instance, {"dagster/partition": "2026-11-15"}).success
-        instance.report_run_canceled(first)
-        assert _partition_job_run(instance, {**reception, "dagster/partition": "2026-11-15"}).success
-        assert instance.get_run_by_id(project.run_id).status == DagsterRunStatus.STARTED
+
+        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED,
+                            remote_job_origin=_origin("reception"),
+                            tags={RECEPTION_TAG: "true", "dagster/partition": "2026-09-15"})
+        alone = str(uuid.uuid4())
+        assert job.execute_in_process(instance=instance, run_id=alone, tags={"dagster/partition": "2026-12-15"}).success
+        assert not waiting(alone)
