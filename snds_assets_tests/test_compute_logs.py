@@ -3,7 +3,7 @@ import subprocess
 import sys
 import textwrap
 
-from snds_assets.cli import INSTANCE_CONFIG, _EARLIER_INSTANCE_CONFIGS, main
+from snds_assets.cli import _COMPUTE_LOGS_CONFIG, _EARLIER_INSTANCE_CONFIGS, INSTANCE_CONFIG, main
 
 # A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
 # group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included).
@@ -52,7 +52,9 @@ def test_ctrl_c_leaves_the_terminal_mirrors_silent(tmp_path):
 
 def test_dagster_default_mirrors_print_a_traceback(tmp_path):
     """What the test above guards against, with Dagster's own local compute logs."""
-    done = _run_interrupted(_instance_home(tmp_path, _EARLIER_INSTANCE_CONFIGS[-1]))
+    dagsters = INSTANCE_CONFIG.replace(_COMPUTE_LOGS_CONFIG, "")  # no compute_logs: Dagster's local ones
+    assert "compute_logs" not in dagsters
+    done = _run_interrupted(_instance_home(tmp_path, dagsters))
     assert "run interrupted" in done.stderr
     assert "KeyboardInterrupt" in done.stderr
 
