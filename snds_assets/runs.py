@@ -183,15 +183,30 @@ class PartitionBusy(RuntimeError):
     """Another run of the same delivery or project was started first."""
 
 
+def _selected_keys(run: DagsterRun) -> list:
+    """The asset keys a run materialises or checks (the UI runs a check alone with its asset unselected)."""
+    return [*(run.asset_selection or ()), *(check.asset_key for check in (run.asset_check_selection or ()))]
+
+
 def _holds_project(run: DagsterRun) -> bool:
     if "snds/project" in run.tags or run.job_name == "provision":
         return True
-    return any(key.path[0] == "projects" or list(key.path) == ["reports", "project"]
-               for key in (run.asset_selection or ()))
+    return any(key.path[0] == "projects" or list(key.path) == ["reports", "project"] for key in _selected_keys(run))
+
+
+def is_reception(run: DagsterRun) -> bool:
+    """A run on a delivery: the reception job's, or a delivery's assets or checks materialised from the asset graph
+    (Dagster's implicit job, which carries no tag of the reception job)."""
+    if not run.tags.get("dagster/partition") or _holds_project(run):
+        return False
+    if run.job_name == "reception" or RECEPTION_TAG in run.tags:
+        return True
+    return any(key.path[0] in ("landing", "raw", "curated") or list(key.path) == ["reports", "reception"]
+               for key in _selected_keys(run))
 
 
 def _created(instance: DagsterInstance, run_ids: list[str]) -> dict[str, tuple[float, str]]:
-    """Each run's (creation time, id): the order in which runs take their turn."""
+    """Each run's (creation time, id): which of two runs of one partition goes on."""
     return {r.dagster_run.run_id: (r.create_timestamp, r.dagster_run.run_id)
             for r in instance.get_run_records(RunsFilter(run_ids=run_ids))}
 
@@ -208,15 +223,32 @@ def _earlier(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun
     return min(earlier, key=lambda r: created[r.run_id]) if earlier else None
 
 
-def is_reception(run: DagsterRun) -> bool:
-    """A run on a delivery (the reception job's, or assets of a delivery materialised from the asset graph)."""
-    return bool(run.tags.get("dagster/partition")) and not _holds_project(run)
+def _started_before(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun]) -> DagsterRun | None:
+    """The first started of ``others`` that started before ``run``, if any. Receptions take their turn in the order
+    they started, not in the order they were created: a run the queue holds is created early and started late, so
+    one started meanwhile outside the queue would not wait for it, nor it for that one. Every run is ordered by one
+    key, (start time, id), so no two runs can wait for each other; a run storage without start times (not migrated
+    since Dagster added them) orders by creation."""
+    if not others:
+        return None
+    records = {r.dagster_run.run_id: r for r in instance.get_run_records(
+        RunsFilter(run_ids=[run.run_id, *(r.run_id for r in others)]))}
+    if run.run_id not in records:
+        return None
+
+    def turn(run_id: str) -> tuple[float, str]:
+        record = records[run_id]
+        when = record.start_time if record.start_time is not None else record.create_timestamp.timestamp()
+        return when, run_id
+
+    earlier = [r for r in others if r.run_id in records and turn(r.run_id) < turn(run.run_id)]
+    return min(earlier, key=lambda r: turn(r.run_id)) if earlier else None
 
 
 def receptions_of_other_deliveries(instance: DagsterInstance, run: DagsterRun) -> list[DagsterRun]:
-    """Unfinished runs on a delivery other than ``run``'s, those of a killed `snds` command ended first."""
+    """Started receptions of a delivery other than ``run``'s, those of a killed `snds` command ended first."""
     key = run.tags.get("dagster/partition")
-    found = [r for r in instance.get_runs(RunsFilter(statuses=list(UNFINISHED)))
+    found = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
              if r.run_id != run.run_id and is_reception(r) and r.tags["dagster/partition"] != key]
     return end_if_gone(instance, found)
 
@@ -226,15 +258,16 @@ WAIT_SECONDS = 5.0  # how often a reception waiting for its turn looks again
 
 def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: logging.Logger | None = None) -> None:
     """Before ``run`` writes anything: fail it when another run of its delivery or project, created before it, is
-    starting or started; and, for a reception, wait while a reception of another delivery created before it runs.
+    starting or started; and, for a reception, wait while a reception of another delivery that started before it
+    runs.
 
     `snds ingest` and `snds extract` look for such a run before they create theirs, and the queue holds the
     others (``RECEPTION_TAG``), but two commands started at the same moment both looked before either created its
-    run, and the queue knows nothing of a run started outside it (a command) or without the job's tag (assets
-    materialised from the asset graph). Two runs of one partition would write the same folders (on one delivery,
-    one report said accepted, the other rejected: each run discarded the other's verdicts): the first created goes
-    on. Receptions of different deliveries would each check their keys without the other's: the later one waits.
-    A queued run waits its turn in the queue."""
+    run, and the queue knows nothing of a run started outside it (a command) nor holds one without the job's tag
+    (a delivery's assets materialised from the asset graph). Two runs of one partition would write the same folders
+    (on one delivery, one report said accepted, the other rejected: each run discarded the other's verdicts): the
+    first created goes on. Receptions of different deliveries would each check their keys without the other's:
+    the later started waits. A queued run waits its turn in the queue."""
     if instance is None or run is None or not run.tags.get("dagster/partition"):
         return
     key = run.tags["dagster/partition"]
@@ -249,13 +282,13 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
         raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
                             "terminate it in the UI")
     told = None
-    while not _holds_project(run):
-        first = _earlier(instance, run, receptions_of_other_deliveries(instance, run))
+    while is_reception(run):
+        first = _started_before(instance, run, receptions_of_other_deliveries(instance, run))
         if first is None:
             return
         if first.run_id != told and log is not None:
             log.info(f"waiting for the reception of delivery {first.tags['dagster/partition']} by "
-                     f"{describe_run(first)} to end: receptions run one at a time, each checking its keys against "
-                     "the deliveries received before it")
+                     f"{describe_run(first)} to end (terminate it in the UI if it is stuck): receptions run one at "
+                     "a time, each checking its keys against the deliveries received before it")
         told = first.run_id
         time.sleep(WAIT_SECONDS)

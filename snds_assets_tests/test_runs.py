@@ -8,7 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
-from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from snds_assets.resources import SndsResource
@@ -216,9 +216,7 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
 
     from dagster import Definitions, asset, define_asset_job
 
-    from snds_assets import runs
-
-    monkeypatch.setattr(runs, "WAIT_SECONDS", 0.05)
+    _wait_briefly(monkeypatch)
     seen = []
 
     @asset
@@ -232,7 +230,8 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
         return [e.user_message for e in instance.all_logs(run_id) if "waiting for" in (e.user_message or "")]
 
     def end_first_once_waited_for(run_id: str) -> None:
-        while not waiting(run_id):
+        deadline = time.monotonic() + 60
+        while not waiting(run_id) and time.monotonic() < deadline:
             time.sleep(0.05)
         instance.report_run_canceled(instance.get_run_by_id(first.run_id))
 
@@ -259,3 +258,91 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
         alone = str(uuid.uuid4())
         assert job.execute_in_process(instance=instance, run_id=alone, tags={"dagster/partition": "2026-12-15"}).success
         assert not waiting(alone)
+
+
+def _start(instance, run):
+    """The run's RUN_START, as its process reports it (which sets the run's start time)."""
+    instance.handle_run_event(run.run_id, DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name))
+    return instance.get_run_by_id(run.run_id)
+
+
+def _wait_briefly(monkeypatch) -> None:
+    """A reception waiting its turn looks again every 0.05 s, and fails the test after 10 s instead of hanging."""
+    from types import SimpleNamespace
+
+    from snds_assets import runs
+
+    calls = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) > 200:
+            raise AssertionError("still waiting for its turn after 10 s")
+        time.sleep(seconds)
+
+    monkeypatch.setattr(runs, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(runs, "time", SimpleNamespace(sleep=sleep))  # this module's sleep only
+
+
+def test_receptions_take_their_turn_in_the_order_they_started(tmp_path, monkeypatch):
+    """A reception the queue held (created early, started late) waits for a delivery's assets materialised from
+    the asset graph meanwhile (no tag of the job: the queue let it through); by creation order neither waited, and
+    both ran at once (review). A run not started yet makes no one wait."""
+    import threading
+
+    from dagster import AssetKey
+
+    from snds_assets import runs
+
+    _wait_briefly(monkeypatch)
+    told = []
+
+    class Log:
+        def info(self, message: str) -> None:
+            told.append(message)
+
+    def end_once_told(run) -> None:
+        deadline = time.monotonic() + 60
+        while not told and time.monotonic() < deadline:
+            time.sleep(0.05)
+        instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        queued = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
+                                     tags={RECEPTION_TAG: "true", "dagster/partition": "2026-12-01"})
+        graph = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.NOT_STARTED,
+                                    tags={"dagster/partition": "2026-12-15"},
+                                    asset_selection={AssetKey(["curated", "ER_PRS_F"])})
+        runs.take_turn(instance, _start(instance, graph), Log())  # nothing started before it: it goes on
+        assert not told
+        ender = threading.Thread(target=end_once_told, args=(graph,), daemon=True)
+        ender.start()
+        runs.take_turn(instance, _start(instance, queued), Log())
+        ender.join(timeout=5)
+        assert instance.get_run_by_id(graph.run_id).status == DagsterRunStatus.CANCELED
+        (line,) = told
+        assert f"waiting for the reception of delivery 2026-12-15 by run {graph.run_id}" in line, line
+
+
+def test_which_runs_are_receptions():
+    """Receptions wait for each other; extractions, including a project's checks run alone from the UI (no asset
+    selected, only checks: it was taken for a reception, review), and other code locations' runs do not."""
+    from dagster import AssetCheckKey, AssetKey
+
+    from snds_assets.runs import is_reception
+
+    def run(job="__ASSET_JOB", assets=None, checks=None, **tags):
+        return DagsterRun(job_name=job, run_id=str(uuid.uuid4()), tags={"dagster/partition": "x", **tags},
+                          asset_selection=assets, asset_check_selection=checks)
+
+    cohort_check = AssetCheckKey(AssetKey(["projects", "cohort"]), "unresolved_identifiers")
+    curated_check = AssetCheckKey(AssetKey(["curated", "ER_PRS_F"]), "primary_key_state")
+    assert is_reception(run("reception"))
+    assert is_reception(run(assets={AssetKey(["curated", "ER_PRS_F"])}))
+    assert is_reception(run(assets={AssetKey(["reports", "reception"])}))
+    assert is_reception(run(checks={curated_check}))
+    assert not is_reception(run(checks={cohort_check}))
+    assert not is_reception(run(assets={AssetKey(["projects", "ER_PRS_F"])}))
+    assert not is_reception(run("provision", **{"snds/project": "p", "snds/delivery": "2026-11-15"}))
+    assert not is_reception(run(assets={AssetKey(["weather", "daily"])}))
+    assert not is_reception(DagsterRun(job_name="reception", run_id="r"))  # no partition
