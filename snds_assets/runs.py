@@ -245,15 +245,24 @@ def _started_before(instance: DagsterInstance, run: DagsterRun, others: list[Dag
     return min(earlier, key=lambda r: turn(r.run_id)) if earlier else None
 
 
+_STARTED = (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+_STARTING = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
+
+
 def receptions_of_other_deliveries(instance: DagsterInstance, run: DagsterRun) -> list[DagsterRun]:
-    """Started receptions of a delivery other than ``run``'s, those of a killed `snds` command ended first."""
+    """Starting or started receptions of a delivery other than ``run``'s, those of a killed `snds` command ended
+    first."""
     key = run.tags.get("dagster/partition")
-    found = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
+    found = [r for r in instance.get_runs(RunsFilter(statuses=[*_STARTING, *_STARTED]))
              if r.run_id != run.run_id and is_reception(r) and r.tags["dagster/partition"] != key]
     return end_if_gone(instance, found)
 
 
 WAIT_SECONDS = 5.0  # how often a reception waiting for its turn looks again
+# A run's start time is taken just before it is stored: a reception starting at the same moment as this one can be
+# seen not started yet, then stored as started before it. Seeing one starting, a reception looks again once after
+# this long before it goes on.
+GRACE_SECONDS = 1.0
 
 
 def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: logging.Logger | None = None) -> None:
@@ -281,11 +290,16 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
             f"delivery {key} is already being received"
         raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
                             "terminate it in the UI")
-    told = None
+    told, looked_again = None, False
     while is_reception(run):
-        first = _started_before(instance, run, receptions_of_other_deliveries(instance, run))
+        others = receptions_of_other_deliveries(instance, run)
+        first = _started_before(instance, run, [r for r in others if r.status in _STARTED])
         if first is None:
-            return
+            if looked_again or not any(r.status in _STARTING for r in others):
+                return
+            looked_again = True
+            time.sleep(GRACE_SECONDS)
+            continue
         if first.run_id != told and log is not None:
             log.info(f"waiting for the reception of delivery {first.tags['dagster/partition']} by "
                      f"{describe_run(first)} to end (terminate it in the UI if it is stuck): receptions run one at "

@@ -346,3 +346,45 @@ def test_which_runs_are_receptions():
     assert not is_reception(run("provision", **{"snds/project": "p", "snds/delivery": "2026-11-15"}))
     assert not is_reception(run(assets={AssetKey(["weather", "daily"])}))
     assert not is_reception(DagsterRun(job_name="reception", run_id="r"))  # no partition
+
+
+def test_a_reception_starting_at_the_same_moment_is_looked_at_again(tmp_path, monkeypatch):
+    """A run's start time is taken just before it is stored: a reception seen not started yet could be stored as
+    started before this one, and both went on (review). Seeing one starting, a reception looks again before it
+    goes on, then waits for it."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from dagster import AssetKey
+
+    from snds_assets import runs
+
+    sleeps, told = [], []
+
+    class Log:
+        def info(self, message: str) -> None:
+            told.append(message)
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        other = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
+                                    tags={RECEPTION_TAG: "true", "dagster/partition": "2026-12-01"})
+        this = _start(instance, create_run_for_test(
+            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.NOT_STARTED,
+            tags={"dagster/partition": "2026-12-15"}, asset_selection={AssetKey(["curated", "ER_PRS_F"])}))
+        before = datetime.fromtimestamp(instance.get_run_record_by_id(this.run_id).start_time - 1, tz=timezone.utc)
+
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            if len(sleeps) == 1:  # the other's start, timed before this one's, stored only now
+                instance.handle_run_event(other.run_id, DagsterEvent(DagsterEventType.RUN_START.value,
+                                                                     job_name="reception"), update_timestamp=before)
+            elif len(sleeps) < 10:
+                instance.report_run_canceled(instance.get_run_by_id(other.run_id))
+            else:
+                raise AssertionError("still waiting for its turn")
+
+        monkeypatch.setattr(runs, "time", SimpleNamespace(sleep=sleep))
+        runs.take_turn(instance, this, Log())
+    assert sleeps == [runs.GRACE_SECONDS, runs.WAIT_SECONDS]
+    (line,) = told
+    assert f"waiting for the reception of delivery 2026-12-01 by run {other.run_id}" in line, line

@@ -95,7 +95,7 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
 
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [DID])
-    # A run of the delivery waiting in the queue (one started before would refuse this one: runs.refuse_if_not_first)
+    # A run of the delivery waiting in the queue (one started before would refuse this one: runs.take_turn)
     from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
 
     origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
