@@ -205,7 +205,7 @@ def is_reception(run: DagsterRun) -> bool:
                for key in _selected_keys(run))
 
 
-def _created(instance: DagsterInstance, run_ids: list[str]) -> dict[str, tuple[float, str]]:
+def _created(instance: DagsterInstance, run_ids: list[str]) -> dict[str, tuple]:
     """Each run's (creation time, id): which of two runs of one partition goes on."""
     return {r.dagster_run.run_id: (r.create_timestamp, r.dagster_run.run_id)
             for r in instance.get_run_records(RunsFilter(run_ids=run_ids))}
@@ -304,5 +304,5 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
             log.info(f"waiting for the reception of delivery {first.tags['dagster/partition']} by "
                      f"{describe_run(first)} to end (terminate it in the UI if it is stuck): receptions run one at "
                      "a time, each checking its keys against the deliveries received before it")
-        told = first.run_id
+        told, looked_again = first.run_id, False
         time.sleep(WAIT_SECONDS)
