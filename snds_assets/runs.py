@@ -16,12 +16,14 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 
 # A run in one of these states holds, or is about to hold, its partition's folders in the lake.
-UNFINISHED = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+_STARTING = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
+_STARTED = (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+UNFINISHED = (DagsterRunStatus.QUEUED, *_STARTING, *_STARTED)
 PROCESS_TAG = "snds/process"
 # Carried by every run of the reception job (the sensor's, `snds ingest`'s, the UI's, a backfill's): receptions run
 # one at a time, whatever their delivery, so that each one's key checks read the deliveries received before it
@@ -205,30 +207,10 @@ def is_reception(run: DagsterRun) -> bool:
                for key in _selected_keys(run))
 
 
-def _created(instance: DagsterInstance, run_ids: list[str]) -> dict[str, tuple]:
-    """Each run's (creation time, id): which of two runs of one partition goes on."""
-    return {r.dagster_run.run_id: (r.create_timestamp, r.dagster_run.run_id)
-            for r in instance.get_run_records(RunsFilter(run_ids=run_ids))}
-
-
-def _earlier(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun]) -> DagsterRun | None:
-    """The first created of ``others`` (neither queued nor ``run``) created before ``run``, if any."""
-    others = [r for r in others if r.status != DagsterRunStatus.QUEUED and r.run_id != run.run_id]
-    if not others:
-        return None
-    created = _created(instance, [run.run_id, *(r.run_id for r in others)])
-    if run.run_id not in created:
-        return None
-    earlier = [r for r in others if r.run_id in created and created[r.run_id] < created[run.run_id]]
-    return min(earlier, key=lambda r: created[r.run_id]) if earlier else None
-
-
-def _started_before(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun]) -> DagsterRun | None:
-    """The first started of ``others`` that started before ``run``, if any. Receptions take their turn in the order
-    they started, not in the order they were created: a run the queue holds is created early and started late, so
-    one started meanwhile outside the queue would not wait for it, nor it for that one. Every run is ordered by one
-    key, (start time, id), so no two runs can wait for each other; a run storage without start times (not migrated
-    since Dagster added them) orders by creation."""
+def _first_before(instance: DagsterInstance, run: DagsterRun, others: list[DagsterRun],
+                  order: Callable[[RunRecord], object]) -> DagsterRun | None:
+    """The first of ``others`` that comes before ``run`` by ``order`` of their run records (ties by run id), if any.
+    One key per run, read from its own record, so that no two runs can each come before the other."""
     if not others:
         return None
     records = {r.dagster_run.run_id: r for r in instance.get_run_records(
@@ -236,17 +218,23 @@ def _started_before(instance: DagsterInstance, run: DagsterRun, others: list[Dag
     if run.run_id not in records:
         return None
 
-    def turn(run_id: str) -> tuple[float, str]:
-        record = records[run_id]
-        when = record.start_time if record.start_time is not None else record.create_timestamp.timestamp()
-        return when, run_id
+    def key(run_id: str) -> tuple:
+        return order(records[run_id]), run_id
 
-    earlier = [r for r in others if r.run_id in records and turn(r.run_id) < turn(run.run_id)]
-    return min(earlier, key=lambda r: turn(r.run_id)) if earlier else None
+    earlier = [r for r in others if r.run_id in records and key(r.run_id) < key(run.run_id)]
+    return min(earlier, key=lambda r: key(r.run_id)) if earlier else None
 
 
-_STARTED = (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
-_STARTING = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
+def _creation_order(record: RunRecord) -> object:
+    """Which of two runs of one partition goes on: the first created."""
+    return record.create_timestamp
+
+
+def _start_order(record: RunRecord) -> float:
+    """Receptions take their turn in the order they started, not in the order they were created: a run the queue
+    holds is created early and started late, so one started meanwhile outside the queue would not wait for it, nor
+    it for that one. A run storage without start times (not migrated since Dagster added them) orders by creation."""
+    return record.start_time if record.start_time is not None else record.create_timestamp.timestamp()
 
 
 def receptions_of_other_deliveries(instance: DagsterInstance, run: DagsterRun) -> list[DagsterRun]:
@@ -284,16 +272,19 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
-    first = _earlier(instance, run, in_progress(instance, key, run.run_id))
+    others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
+    first = _first_before(instance, run, others, _creation_order)
     if first is not None:
         what = f"project {key} is already being extracted" if _holds_project(run) else \
             f"delivery {key} is already being received"
         raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
                             "terminate it in the UI")
+    if not is_reception(run):
+        return
     told, looked_again = None, False
-    while is_reception(run):
+    while True:
         others = receptions_of_other_deliveries(instance, run)
-        first = _started_before(instance, run, [r for r in others if r.status in _STARTED])
+        first = _first_before(instance, run, [r for r in others if r.status in _STARTED], _start_order)
         if first is None:
             if looked_again or not any(r.status in _STARTING for r in others):
                 return

@@ -43,6 +43,26 @@ SNDS_VARIABLES = ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SN
                   "SNDS_REJECT_TOLERANCE", "DAGSTER_HOME", "SPARK_REMOTE", "SNDS_LAKE_AUTH")
 
 
+def queued_run(instance, job: str, status, tags: dict):
+    """A run of ``job`` created as the run queue holds one: it names the code location it would be launched from
+    (a queued run must)."""
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
+    from dagster._core.test_utils import create_run_for_test
+
+    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
+    origin = RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job)
+    return create_run_for_test(instance, job_name=job, status=status, tags=tags, remote_job_origin=origin)
+
+
+def queue_decision(instance) -> set[str]:
+    """The ids of the queued runs the daemon would start now: its own decision, under the instance's limits."""
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    return {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
+        instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+
+
 class ServiceError(AssertionError):
     """A service did not start; the message carries the end of its log."""
 

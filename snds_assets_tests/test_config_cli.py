@@ -168,12 +168,11 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     extractions at once rewrote each other's files and one failed. An instance configured by an earlier version
     gets the limits too."""
     from dagster import DagsterInstance
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
     from dagster._core.storage.dagster_run import DagsterRunStatus
-    from dagster._core.test_utils import create_run_for_test
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
+
+    from .services import queue_decision, queued_run
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
@@ -182,18 +181,14 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
     main(["report", "2026-01-01"])
-    origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
-                                    "__repository__").get_job_origin("provision")
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(status, project):
-            return create_run_for_test(instance, job_name="provision", status=status, remote_job_origin=origin,
-                                       tags={"dagster/partition": project, "snds/project": project}).run_id
+            return queued_run(instance, "provision", status, {"dagster/partition": project,
+                                                              "snds/project": project}).run_id
 
         run(DagsterRunStatus.STARTED, "covid")
         same, other = run(DagsterRunStatus.QUEUED, "covid"), run(DagsterRunStatus.QUEUED, "asthma")
-        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-        dequeued = {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
-            instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+        dequeued = queue_decision(instance)
     assert dequeued == {other} and same not in dequeued
     assert "telemetry:\n  enabled: false" in (dagster_home / "dagster.yaml").read_text()
     assert _run_limits(dagster_home / "dagster.yaml") == _run_limits(REPOSITORY / "deploy" / "dagster.yaml")
@@ -204,13 +199,12 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
     its keys against the deliveries received before it); an extraction goes ahead. An instance configured by the
     previous version gets the limit too."""
     from dagster import DagsterInstance
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
     from dagster._core.storage.dagster_run import DagsterRunStatus
-    from dagster._core.test_utils import create_run_for_test
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
     from snds_assets.runs import RECEPTION_TAG
+
+    from .services import queue_decision, queued_run
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
@@ -219,25 +213,17 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
     main(["report", "2026-01-01"])
-    repository = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
-                                        "__repository__")
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(job, status, **tags):
-            return create_run_for_test(instance, job_name=job, status=status, tags=tags,
-                                       remote_job_origin=repository.get_job_origin(job)).run_id
-
-        def dequeued() -> set[str]:
-            daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-            return {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
-                instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+            return queued_run(instance, job, status, tags).run_id
 
         reception = {RECEPTION_TAG: "true"}
         november = run("reception", DagsterRunStatus.QUEUED, **reception, **{"dagster/partition": "2026-11-01"})
         december = run("reception", DagsterRunStatus.QUEUED, **reception, **{"dagster/partition": "2026-12-01"})
         project = run("provision", DagsterRunStatus.QUEUED, **{"dagster/partition": "covid", "snds/project": "covid"})
-        assert dequeued() == {november, project}
+        assert queue_decision(instance) == {november, project}
         instance.report_run_canceled(instance.get_run_by_id(november))  # as if it ran and ended
-        assert december in dequeued()
+        assert december in queue_decision(instance)
 
 
 def _run_limits(config: Path) -> list:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
-from .services import DELIVERY_ID, REPO, curated_summary, ingest_in_process, load_report
+from .services import DELIVERY_ID, REPO, curated_summary, ingest_in_process, load_report, queue_decision, queued_run
 
 DEPLOY = REPO / "deploy"
 
@@ -94,24 +94,12 @@ def test_same_partition_never_runs_twice_at_once(pg_home):
     """The daemon's own dequeue logic, on runs stored in PostgreSQL: a second run of a delivery (or project)
     waits while the first is in progress; so does any other reception (one at a time, in the order they were
     queued, each checking its keys against the deliveries received before it), while other projects go ahead."""
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-    from dagster._core.test_utils import create_run_for_test
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
-
     from snds_assets.definitions import RECEPTION_JOB, build_definitions
 
-    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
-    repository = RemoteRepositoryOrigin(location, "__repository__")
     job_tags = {"reception": build_definitions().resolve_job_def(RECEPTION_JOB).run_tags, "provision": {}}
 
     def run(job, status, **tags):
-        return create_run_for_test(instance, job_name=job, status=status, tags={**job_tags[job], **tags},
-                                   remote_job_origin=repository.get_job_origin(job)).run_id
-
-    def dequeued() -> set[str]:
-        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-        return {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
-            instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+        return queued_run(instance, job, status, {**job_tags[job], **tags}).run_id
 
     with DagsterInstance.from_config(str(pg_home)) as instance:
         receiving = run("reception", DagsterRunStatus.STARTED,
@@ -126,11 +114,12 @@ def test_same_partition_never_runs_twice_at_once(pg_home):
                         **{"dagster/partition": "2026-12-02", "snds/delivery": "2026-12-02"})
         other_project = run("provision", DagsterRunStatus.QUEUED,
                             **{"dagster/partition": "asthma", "snds/project": "asthma"})
-        assert dequeued() == {other_project}
+        assert queue_decision(instance) == {other_project}
 
         instance.report_run_canceled(instance.get_run_by_id(receiving))
-        assert dequeued() == {other_project, same_delivery}  # the first reception queued, alone
-        assert not dequeued() & {same_by_tag, same_project, other, other_too}
+        dequeued = queue_decision(instance)
+        assert dequeued == {other_project, same_delivery}  # the first reception queued, alone
+        assert not dequeued & {same_by_tag, same_project, other, other_too}
 
 
 @pytest.mark.slow

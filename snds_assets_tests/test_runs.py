@@ -17,6 +17,8 @@ from snds_assets.runs import (
     unfinished_runs,
 )
 
+from .services import queued_run
+
 HOST = machine()
 
 
@@ -176,14 +178,6 @@ def _partition_job_run(instance, tags: dict):
                                                                tags=tags)
 
 
-def _origin(job: str):
-    """Where a queued run of ``job`` would be launched from (a queued run must name one)."""
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-
-    return RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
-                                  "__repository__").get_job_origin(job)
-
-
 def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(tmp_path):
     """`snds ingest D` twice at the same moment: both looked for a run of D before either created its own, both
     ran, and one report said rejected (each run discarded the other's verdicts). The run created second now fails
@@ -198,8 +192,7 @@ def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(
         line = str(run_error(result))
         assert f"delivery 2026-11-15 is already being received by run {first.run_id}" in line, line
         instance.report_run_canceled(first)
-        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED,
-                            remote_job_origin=_origin("reception"), tags=tags)  # waits in the queue for this one
+        queued_run(instance, "reception", DagsterRunStatus.QUEUED, tags)  # waits in the queue for this one
         assert _partition_job_run(instance, tags).success
         project = {"dagster/partition": "p", "snds/project": "p"}
         other = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.NOT_STARTED, tags=project)
@@ -252,9 +245,8 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
         assert f"waiting for the reception of delivery 2026-10-15 by run {first.run_id}" in line, line
         assert "one at a time" in line, line
 
-        create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.QUEUED,
-                            remote_job_origin=_origin("reception"),
-                            tags={RECEPTION_TAG: "true", "dagster/partition": "2026-09-15"})
+        queued_run(instance, "reception", DagsterRunStatus.QUEUED,
+                   {RECEPTION_TAG: "true", "dagster/partition": "2026-09-15"})
         alone = str(uuid.uuid4())
         assert job.execute_in_process(instance=instance, run_id=alone, tags={"dagster/partition": "2026-12-15"}).success
         assert not waiting(alone)

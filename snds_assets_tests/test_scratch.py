@@ -17,6 +17,7 @@ from snds_assets.scratch import hidden_scratch
 
 from .provision_support import materialize_cohort_without_spark
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
+from .services import queued_run
 
 DID = "2026-11-15"
 
@@ -96,12 +97,7 @@ def test_a_reception_removes_what_killed_runs_of_its_delivery_left_once_no_other
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("deliveries", [DID])
     # A run of the delivery waiting in the queue (one started before would refuse this one: runs.take_turn)
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-
-    origin = RemoteRepositoryOrigin(GrpcServerCodeLocationOrigin(host="h", port=4000, location_name="snds_assets"),
-                                    "__repository__").get_job_origin("__ASSET_JOB")
-    other = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.QUEUED,
-                                remote_job_origin=origin, tags={"dagster/partition": DID})
+    other = queued_run(instance, "__ASSET_JOB", DagsterRunStatus.QUEUED, {"dagster/partition": DID})
     snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
 
     def receive(*kinds: str) -> str:

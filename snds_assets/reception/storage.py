@@ -100,10 +100,10 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     except FileNotFoundError:
         return []
     entries = []
-    for child in sorted(children, key=lambda c: delivery_order(posixpath.basename(c["name"].rstrip("/")))):
+    named = ((posixpath.basename(child["name"].rstrip("/")), child) for child in children)
+    for name, child in sorted(named, key=lambda pair: delivery_order(pair[0])):
         if child.get("type") != "directory":
             continue
-        name = posixpath.basename(child["name"].rstrip("/"))
         if not valid_delivery_id(name):
             entries.append(LandingEntry(name, False, f"folder name is not a delivery id ({DELIVERY_ID_FORM})"))
         else:
