@@ -19,11 +19,14 @@ CURATED_RULES: tuple[str, ...] = (
 )
 ALL_RULES = RAW_RULES + CURATED_RULES
 
+# Rows of other families that a full delivery leaves without their parent (``curation.orphaned``).
+ORPHANS_CHECK = "orphaned_children"
 # (check name, rule) declared on every curated asset: one verdict each per delivered table.
 CURATED_CHECKS: tuple[tuple[str, str], ...] = (
     ("type", "type"), ("not_null", "not_null"), ("primary_key", "primary_key"),
     ("primary_key_state", "primary_key"), ("foreign_key", "foreign_key"), ("nomenclature", "nomenclature"),
     ("range", "range"), ("domain", "domain"), ("rows_reconciled", "rows_reconciled"),
+    (ORPHANS_CHECK, "foreign_key"),
 )
 # Checks on every project extract and on the cohort.
 EXTRACT_CHECKS: dict[str, str] = {
@@ -41,7 +44,7 @@ COHORT_CHECKS: dict[str, str] = {
 DEFAULT_SEVERITY: dict[str, str] = {
     "file_present": ERROR, "checksum": ERROR, "row_count": ERROR, "primary_key": ERROR, "rows_reconciled": ERROR,
     "columns": WARN, "type": WARN, "not_null": WARN, "foreign_key": WARN, "nomenclature": WARN,
-    "range": WARN, "domain": WARN, "primary_key_state": WARN,
+    "range": WARN, "domain": WARN, "primary_key_state": WARN, "orphaned_children": WARN,
 }
 
 RULE_DESCRIPTIONS: dict[str, str] = {
@@ -63,6 +66,8 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "domain": "Documented SNDS business rules (PMSI return codes, DPN_QLF, care dates...).",
     "rows_reconciled": "Rows read = rows curated + rows rejected: nothing read is lost.",
     "primary_key_state": "Keys already present in the current state of the family (earlier accepted deliveries).",
+    "orphaned_children": "Rows of other families' current state (earlier deliveries) whose parent row a full "
+                         "delivery of this family removes: not delivered again, nor in an archive (IR_BEN_R_ARC).",
     "delivery_accepted": "Every table of the delivery passed its ERROR checks; the failures are its rejected tables.",
 }
 

@@ -347,6 +347,15 @@ def fk_parents(catalog: Catalog, table: Table) -> list[str]:
     return parents
 
 
+def child_links(catalog: Catalog, family: str) -> list[Link]:
+    """The links of the catalog's other families to ``family``'s rows (to IR_BEN_R's for its archive), by child
+    name: the rows a full delivery of ``family`` can leave without their parent."""
+    parent = ARCHIVES.get(family, family)
+    members = {parent, *archives_of(parent)}
+    return [link for table in sorted(catalog, key=lambda t: t.name) if table.name not in members
+            for link in check_links(catalog, table) if link.parent == parent]
+
+
 def acyclic_parents(catalog: Catalog) -> dict[str, list[str]]:
     """The FK graph as curation order; an edge that would close a cycle is dropped (see ``cyclic_parents``)."""
     graph: dict[str, list[str]] = {}

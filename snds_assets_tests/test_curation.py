@@ -25,6 +25,7 @@ from snds_assets.curation.curate import (
     REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, check_deferred_links, curate_family,
     curated_check_names,
 )
+from snds_assets.curation.orphaned import check_orphaned_children
 from snds_assets.curation.state import CurrentState
 from snds_assets.lake import Lake
 from snds_assets.provision.links import beneficiary_rows
@@ -703,6 +704,80 @@ def test_a_parent_delivered_full_replaces_its_state_and_incremental_adds_to_it(s
     added.curate(spark, "IR_BEN_R", state)
     (child,) = added.curate(spark, "IR_IMB_R", state)
     assert by_name(child)["foreign_key"].evaluated and by_name(child)["foreign_key"].passed  # NIR_A from 2024-01-01
+    state.close()
+
+
+def test_a_full_delivery_reports_the_rows_of_the_state_it_leaves_without_their_parent(spark, settings, catalog):
+    """A full IR_BEN_R without an identity of the state leaves the ALD and stay rows of earlier deliveries that point
+    to it without their parent: reported on IR_BEN_R (WARN), once the run has curated the archive, where an
+    identity that moved is not lost; the children's rows of the delivery itself are their own foreign_key's."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1),
+                                                                                    ben(NIR_T, 1), ben(NIR_T, 2)])
+    d1.table("IR_IMB_R", IMB_HEADER, [f"{NIR_B};1;5;2020-01-15;;E11", f"{NIR_T};2;5;2020-01-15;;E11",
+                                      f"{NIR_A};1;5;2020-01-15;;E11"], mode="incremental")
+    d1.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_B), mco_c("3", PLACEHOLDER, "1")])
+    (first,) = d1.curate(spark, "IR_BEN_R", state)
+    check = by_name(first)["orphaned_children"]
+    assert check.passed and check.evaluated and not first.orphans_pending and "replaces nothing" in check.details
+    (leaf,) = d1.curate(spark, "IR_IMB_R", state)
+    assert by_name(leaf)["orphaned_children"].details == "delivered incremental: it removes no row of the current state"
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.accept()
+
+    # B leaves IR_BEN_R; T's rank 2 moves to the archive; the delivery brings an ALD row of B of its own.
+    d2 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_T, 1)])
+    d2.table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_T, 2)])
+    d2.table("IR_IMB_R", IMB_HEADER, [f"{NIR_B};1;7;2021-01-15;;I10"], mode="incremental")
+    (ben_result,) = d2.curate(spark, "IR_BEN_R", state)
+    assert ben_result.orphans_pending and not by_name(ben_result)["orphaned_children"].evaluated
+    d2.curate(spark, "IR_BEN_R_ARC", state)
+    (imb,) = d2.curate(spark, "IR_IMB_R", state)
+    assert by_name(imb)["foreign_key"].failures == 1  # the delivery's own row of B
+
+    check_orphaned_children(spark, settings, catalog, d2.manifest, [ben_result], state)
+    check = by_name(ben_result)["orphaned_children"]
+    assert check.evaluated and not check.passed and check.severity == WARN and not ben_result.orphans_pending
+    assert check.failures == 2 and check.rule == "foreign_key"
+    assert check.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
+    assert sorted(map(str, check.sample)) == sorted(map(str, [
+        {"table": "IR_IMB_R(BEN_NIR_PSA, BEN_RNG_GEM)", "BEN_NIR_PSA": NIR_B, "BEN_RNG_GEM": 1},
+        {"table": "T_MCOaaC(NIR_ANO_17)", "NIR_ANO_17": NIR_B}]))
+    assert "IR_IMB_R(BEN_NIR_PSA, BEN_RNG_GEM): 1 row(s) of other deliveries lost their IR_BEN_R row" in check.details
+    fragment = load_fragment(settings, "2024-02-01", "IR_BEN_R", "curated")
+    assert next(c for c in fragment["checks"] if c["name"] == "orphaned_children")["failures"] == 2
+
+    # Delivered again with B, nothing is lost; the keys that left (none) are said.
+    d3 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1),
+                                                                                    ben(NIR_T, 1)])
+    d3.table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_T, 2)])
+    (again,) = d3.curate(spark, "IR_BEN_R", state)
+    d3.curate(spark, "IR_BEN_R_ARC", state)
+    check_orphaned_children(spark, settings, catalog, d3.manifest, [again], state)
+    check = by_name(again)["orphaned_children"]
+    assert check.evaluated and check.passed and "no row of other deliveries lost its IR_BEN_R row" in check.details
+    state.close()
+
+
+def test_a_pmsi_year_delivered_full_reports_the_rows_of_that_year_it_leaves_without_their_stay(spark, settings,
+                                                                                                catalog):
+    """T_MCO23B delivered again without stay 2 leaves the 2023 C row of that stay without it; the 2022 C row of a
+    stay numbered alike belongs to another year, which the delivery does not replace."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01")
+    for year in ("22", "23"):
+        d1.table(f"T_MCO{year}B", MCO_B_HEADER, [f"2A0000001;{n};I10;3;20{year}" for n in ("1", "2")])
+        d1.table(f"T_MCO{year}C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_B)])
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.curate(spark, "T_MCOaaB", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-01").table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023"])
+    (b23,) = d2.curate(spark, "T_MCOaaB", state)
+    assert b23.orphans_pending
+    check_orphaned_children(spark, settings, catalog, d2.manifest, [b23], state)
+    check = by_name(b23)["orphaned_children"]
+    assert check.evaluated and check.failures == 1 and check.columns == ["ETA_NUM", "RSA_NUM"]
+    assert check.sample == [{"table": "T_MCOaaC(ETA_NUM, RSA_NUM)", "ETA_NUM": "2A0000001", "RSA_NUM": "2"}]
     state.close()
 
 

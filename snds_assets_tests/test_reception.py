@@ -1432,6 +1432,43 @@ def test_a_link_dropped_to_break_a_cycle_is_checked_against_this_runs_parent(tmp
         assert evaluation.metadata["failures"].value == orphans and evaluation.metadata["evaluated"].value
 
 
+def test_a_full_referential_that_drops_an_identity_warns_of_the_stays_it_orphans(tmp_path, spark):
+    """`snds ingest` of a full IR_BEN_R without a person whose stay an earlier delivery brought: the delivery is
+    accepted, and its IR_BEN_R says which rows of the state lost their identity, in the report, its readable twin
+    and the asset check of curated/IR_BEN_R, emitted once at the end of the run."""
+    from .services import ingest_in_process
+
+    home = tmp_path / "snds"
+    other = "B" * 16 + "2"
+    first = Delivery(home / "landing", "2024-03-01")
+    first.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"], [other, "1", "PB"]]))
+    first.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
+    first.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", "0000000003", other, "01FEB2024:00:00:00"]]))
+    first.write()
+    second = Delivery(home / "landing", "2024-04-01")
+    second.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"]]))
+    second.write()
+    assert ingest_in_process(home, "2024-03-01") == 0
+    assert ingest_in_process(home, "2024-04-01") == 0
+    reports = home / "lake" / "reports" / "deliveries"
+    report = json.loads((reports / "2024-04-01.json").read_text())
+    assert report["status"] == "accepted"
+    check = next(c for c in report["tables"]["IR_BEN_R"]["checks"] if c["name"] == "orphaned_children")
+    assert (check["rule"], check["severity"], check["passed"], check["failures"]) == ("foreign_key", WARN, False, 1)
+    assert check["sample"] == [{"table": "T_MCOaaC(NIR_ANO_17)", "NIR_ANO_17": other}]
+    assert "T_MCOaaC(NIR_ANO_17): 1 row(s) of other deliveries lost their IR_BEN_R row" in check["details"]
+    assert "lost their IR_BEN_R row" in (reports / "2024-04-01.html").read_text()
+    checks = _check_evaluations(home, ["curated", "IR_BEN_R"])
+    assert sorted(checks) == sorted(name for name, _ in CURATED_CHECKS)
+    assert all(len(v) == 1 for v in checks.values()), {k: len(v) for k, v in checks.items()}
+    (evaluation,) = checks["orphaned_children"]
+    assert not evaluation.passed and evaluation.severity.value == WARN
+    assert evaluation.metadata["failures"].value == 1
+    earlier = json.loads((reports / "2024-03-01.json").read_text())
+    check = next(c for c in earlier["tables"]["IR_BEN_R"]["checks"] if c["name"] == "orphaned_children")
+    assert check["passed"] and "replaces nothing" in check["details"]
+
+
 def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, catalog):
     """The UI's delivery_accepted check names its own rule and explanation: a delivery rejected for a missing
     file must not read 'Rows read = rows curated + rows rejected' (the rows_reconciled rule)."""

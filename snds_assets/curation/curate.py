@@ -53,7 +53,7 @@ from ..lake import Lake, join
 from ..reception.archive import ArchivedFile, ArchivedTable, families_of
 from ..reception.manifest import Format, Manifest
 from ..reception.report import save_fragment, withdraw_report
-from . import keys
+from . import keys, orphaned
 from .columns import (
     BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
     family_columns, file_columns, sql_name,
@@ -61,7 +61,7 @@ from .columns import (
 from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary, remove_lake_tree
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
-from .state import DELIVERY_COLUMN, CurrentState, Part
+from .state import DELIVERY_COLUMN, CurrentState, Part, delivered_parts
 
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
@@ -94,6 +94,7 @@ class CuratedTable:
     checks: list[CheckOutcome]
     column_schema: list[tuple[str, str]] = field(default_factory=list)
     links: list[LinkVerdict] = field(default_factory=list)  # of a readable table, behind its foreign_key check
+    orphans_pending: bool = False  # its orphaned_children check waits for the run's end (``orphaned``)
 
     def check(self, name: str) -> CheckOutcome:
         return next(c for c in self.checks if c.name == name)
@@ -660,7 +661,7 @@ class _Run:
         return out
 
     def _delivered_parts(self, family: str) -> list[Part]:
-        return _delivered_parts(self.catalog, self.manifest, family)
+        return delivered_parts(self.catalog, self.manifest, family)
 
     def _parent(self, link: domain.Link) -> tuple[DataFrame | None, str, dict, dict]:
         return _parent_rows(self.state, self.catalog, self.manifest, link)
@@ -691,11 +692,13 @@ class _Run:
             "domain": self._rule_check(t, "domain", readable, year=year),
             "rows_reconciled": self._reconciled(t, rows_read, rows_curated, rows_rejected, bad),
         }
+        checks[orphaned.CHECK], orphans_pending = orphaned.first_verdict(
+            self.state, self.catalog, self.manifest, self.table.name, t.archived.mode, readable)
         outcomes = [checks[name] for name, _ in CURATED_CHECKS]
         _tolerate(outcomes, rows_read, rows_rejected, self.settings.reject_tolerance)
         schema = [(p.name, p.dtype.simpleString()) for p in self.plans]
         return CuratedTable(t.name, self.table.name, t.archived.year, rows_read, rows_curated, rows_rejected,
-                            outcomes, schema, verdicts)
+                            outcomes, schema, verdicts, orphans_pending)
 
     @staticmethod
     def _outcome(name: str, rule: str, failures: int, columns: list[str], sample: list, evaluated: bool = True,
@@ -900,19 +903,6 @@ def _tolerate(outcomes: list[CheckOutcome], rows_read: int, rows_rejected: int, 
                 f"ERROR because {share:.2f}% of the table's rows were rejected (tolerance {100 * tolerance:g}%)")
 
 
-def _delivered_parts(catalog: Catalog, manifest: Manifest, family: str) -> list[Part]:
-    """The tables of ``family`` in this delivery, as parts of its state."""
-    out = []
-    for d in manifest.tables:
-        try:
-            t, year = catalog.resolve(d.table)
-        except KeyError:
-            continue
-        if t.name == family:
-            out.append(Part(manifest.delivery_id, year, d.mode or domain.default_mode(t)))
-    return out
-
-
 def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
                  link: domain.Link) -> tuple[DataFrame | None, str, dict, dict]:
     """The parent rows a link is checked against, why (or why not), which partitions they come from, and those
@@ -942,7 +932,7 @@ def _family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, fami
     """``columns`` of a family's state once this delivery is accepted, why (or why not), and its partitions."""
     if family not in catalog:
         return None, f"{family} is not in the catalog", {}
-    delivered = _delivered_parts(catalog, manifest, family)
+    delivered = delivered_parts(catalog, manifest, family)
     delivery_id = manifest.delivery_id
     if delivered:
         if not lake_exists(state.lake.curated(family, delivery_id)):

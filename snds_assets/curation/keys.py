@@ -267,16 +267,17 @@ def probe(rows: DataFrame, theirs: DataFrame, link: domain.Link, casts: tuple[bo
 
 
 def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bool, casts: tuple[bool, ...],
-            same_year: bool) -> dict[int | None, KeyResult]:
+            same_year: bool, how: str = "left_anti") -> dict[int | None, KeyResult]:
     """Child rows whose link columns match no parent row (empty link values and placeholder NIRs excluded).
 
     An anti-join of the child's link-value hashes with ``parent_hashes``: only hashes are shuffled. A child row
     could only be missed if its hash equalled a parent's of other values (probability about parent rows / 2^64
-    per orphan)."""
+    per orphan). With ``how="left_semi"``, the rows whose link values are among ``theirs`` instead (the keys
+    a full delivery of the parent removed, ``orphaned``)."""
     mine = curated.filter(child_link_checked(link))
     year = _year(mine, yearly).alias(_YEAR)
     hashed = mine.select(child_link_hash(link, casts, same_year).alias("_H"), year)
-    rows = (hashed.join(theirs, on="_H", how="left_anti").groupBy(_YEAR)
+    rows = (hashed.join(theirs, on="_H", how=how).groupBy(_YEAR)
             .agg(F.count(F.lit(1)).alias("n"), sample_agg(F.col("_H")).alias("s")).collect())
     out = {r[_YEAR]: KeyResult(int(r["n"]), []) for r in rows}
     picked = [h for r in rows for h in (r["s"] or [])]

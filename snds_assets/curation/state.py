@@ -23,7 +23,7 @@ from ..config import Settings
 from ..lake import Lake
 from . import keys
 from .columns import family_columns
-from ..reception.manifest import Format, delivery_order
+from ..reception.manifest import Format, Manifest, delivery_order
 from ..reception.report import ACCEPTED, list_reports
 from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary
 
@@ -41,6 +41,19 @@ class Part:
     delivery_id: str
     year: int | None
     mode: str
+
+
+def delivered_parts(catalog: Catalog, manifest: Manifest, family: str) -> list[Part]:
+    """The tables of ``family`` in a delivery, as parts of its state."""
+    out = []
+    for d in manifest.tables:
+        try:
+            table, year = catalog.resolve(d.table)
+        except KeyError:
+            continue
+        if table.name == family:
+            out.append(Part(manifest.delivery_id, year, d.mode or domain.default_mode(table)))
+    return out
 
 
 class CurrentState:

@@ -19,7 +19,7 @@ from dagster import (
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import (
-    CURATED_CHECKS, ERROR, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
+    CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
 )
 from ..lake import Lake
 from ..logs import step_progress
@@ -37,7 +37,7 @@ OWNER = "team:snds-reception"
 DELIVERY_KEY = AssetKey(["landing", "delivery"])
 REPORT_KEY = AssetKey(["reports", "reception"])
 # Curated checks that a family in a cycle (T_MCOaaC <-> T_MCOaaB) completes after its materialisation.
-DEFERRED_CHECKS = ("foreign_key",)
+DEFERRED_CHECK = "foreign_key"  # a cycle's link, checked once both families are curated
 
 
 def raw_key(family: str) -> AssetKey:
@@ -172,6 +172,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         state = None
         if session is not None:
             from ..curation.curate import check_deferred_links, curate_family
+            from ..curation.orphaned import check_orphaned_children
             from ..curation.state import CurrentState
 
             state = CurrentState(session, settings, catalog_)
@@ -202,15 +203,21 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                     yield _raw_result(manifest, family, archived)
                 if results is not None:
                     curated.append(family)
-                    held = DEFERRED_CHECKS if any(r.pending for r in results) else ()
+                    held = _held_checks(results)
                     if held:
                         pending[family] = results
                     yield _curated_result(settings, catalog_, manifest, family, results, held)
             for family, results in pending.items():
-                later = sorted({v.link.parent for r in results for v in r.pending})
-                context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
-                check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
-                for name in DEFERRED_CHECKS:
+                held = _held_checks(results)
+                if DEFERRED_CHECK in held:
+                    later = sorted({v.link.parent for r in results for v in r.pending})
+                    context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
+                    check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
+                if ORPHANS_CHECK in held:
+                    context.log.info(f"checking the rows of earlier deliveries that {family} of this delivery, "
+                                     "delivered full, leaves without their parent")
+                    check_orphaned_children(session, settings, catalog_, manifest, results, state)
+                for name in held:
                     yield asset_check_result(combine(name, [c for r in results for c in r.checks if c.name == name]),
                                              curated_key(family))
         finally:
@@ -222,6 +229,13 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
     return receive
 
 
+
+
+def _held_checks(results: list) -> tuple[str, ...]:
+    """The checks of a family's curated asset that wait for the end of the run: a cycle's links
+    (``check_deferred_links``), and the rows a full delivery leaves without their parent (``orphaned``)."""
+    return ((DEFERRED_CHECK,) * any(r.pending for r in results)
+            + (ORPHANS_CHECK,) * any(r.orphans_pending for r in results))
 
 
 def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
