@@ -3,8 +3,9 @@
   (a) plain Spark: every delivered CSV read with the same schema as curation reads it, written as Parquet;
   (b) ours: the raw archive (``reception.archive.archive_family``) and ``curation.curate_family`` for every
       family, in foreign-key order: typed Parquet, rejects, every curated check (type, not_null, primary_key,
-      primary_key_state, foreign_key, range, domain, rows_reconciled; nomenclature when --nomenclatures), then
-      the links of a cycle (``curation.curate.check_deferred_links``);
+      primary_key_state, foreign_key, range, domain, rows_reconciled, orphaned_children, which a first delivery
+      decides without a query; nomenclature when --nomenclatures), then the links of a cycle
+      (``curation.curate.check_deferred_links``);
   (c) pandera.pyspark evaluating the same row-level rules (not_null, unique keys, ranges, domain values,
       enums) on the same typed DataFrames, cached in memory first (the caching is timed apart and not counted).
 

@@ -115,7 +115,9 @@ def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
 
 def markdown_sample(outcome: CheckOutcome) -> str:
     """A short markdown explanation of the verdict, for the check page in the UI."""
-    lines = [f"**{outcome.name}** — {RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ''))}", ""]
+    rule = f" (rule `{outcome.rule}`)" if outcome.rule != outcome.name else ""
+    description = RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ""))
+    lines = [f"**{outcome.name}**{rule} — {description}", ""]
     if not outcome.evaluated:
         lines.append(f"Not evaluated: {outcome.details or 'nothing to check'}.")
     else:

@@ -27,7 +27,7 @@ from .state import CurrentState, delivered_parts
 
 CHECK = ORPHANS_CHECK
 SAMPLE_SIZE = 5
-PENDING = "evaluated once every family of the run is curated"
+PENDING = "waits for every family of this run to be curated (a run that stopped before never evaluated it)"
 
 
 def parent_of(family: str) -> str:
