@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/extract_bench.py
 	$(BIN)/python bench/history_bench.py
+	$(BIN)/python bench/orphans_bench.py
 
 clean:
 	rm -rf $(VENV) .snds $(TOOLS)

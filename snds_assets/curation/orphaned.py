@@ -14,6 +14,7 @@ Severity WARN: the delivery is what CNAM sent; the check tells the hub which row
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from .. import domain
 from ..catalog import Catalog
@@ -96,13 +97,32 @@ def _parent_state(state: CurrentState, catalog: Catalog, manifest: Manifest, mem
 
 
 class _Removed:
-    """The parent keys leaving the state, per kind of link (its columns, casts and year): built once each."""
+    """The parent keys leaving the state, per kind of link (its columns, casts and year): built once each, once a
+    first query has found that some row of the parent's link columns left the state at all (``any_left``)."""
 
     def __init__(self, state: CurrentState, catalog: Catalog, manifest: Manifest, members: list[str]):
         self.state, self.catalog, self.manifest, self.members = state, catalog, manifest, members
         self._rows: dict[tuple[str, ...], tuple] = {}
         self._hashes: dict[tuple, DataFrame] = {}
         self.counts: dict[tuple, int] = {}
+
+    def any_left(self, columns: tuple[str, ...]) -> bool | None:
+        """Whether a row of the parent's state without this delivery, on ``columns`` (every link's, and the year),
+        is missing from its state with it (None: the parent cannot be read). When none is, no link's values are
+        either: one query instead of one per kind of link, in the usual case of a referential delivered again
+        whole. Nulls are hashed with their places, so that (a, null) is not (null, a)."""
+        before, after, why = self.rows(columns)
+        if before is None:
+            return None if why else False
+        if after is None:
+            return True
+
+        def hashed(df: DataFrame) -> DataFrame:
+            cols = [F.col(c) for c in df.columns]
+            nulls = F.concat(*[F.when(c.isNull(), "1").otherwise("0") for c in cols])
+            return df.select(F.xxhash64(*cols, nulls).alias("_H"))
+
+        return bool(hashed(before).join(hashed(after), on="_H", how="left_anti").limit(1).count())
 
     def rows(self, columns: tuple[str, ...]) -> tuple:
         """(before, after, why not) of the parent's link columns."""
@@ -148,8 +168,13 @@ def check_orphaned_children(spark: SparkSession, settings: Settings, catalog: Ca
     checked = False
     # The years a PMSI parent's full tables replace: its same-year children are read for those years only.
     years = {p.year for p in delivered_parts(catalog, manifest, family) if p.mode == domain.FULL}
+    links = domain.child_links(catalog, family)
+    linked = tuple(dict.fromkeys(c for link in links for c in link.parent_columns))
+    anything = removed.any_left(linked)
+    if anything is False:  # every row before this delivery, on every link's columns, is still in the state
+        links, checked, columns = [], True, list(linked)
     try:
-        for link in domain.child_links(catalog, family):
+        for link in links:
             label = f"{link.child}({', '.join(link.columns)})"
             kept = state.plan(link.child, after=(delivery_id, delivered_parts(catalog, manifest, link.child)))
             kept.pop(delivery_id, None)  # this delivery's rows of the child are its own foreign_key's
@@ -157,8 +182,7 @@ def check_orphaned_children(spark: SparkSession, settings: Settings, catalog: Ca
                 kept = {d: held & years for d, held in kept.items() if held & years}
             if not kept:
                 continue
-            state.verify(link.child, kept)
-            rows = state.read_plan(link.child, kept, columns=list(link.columns))
+            rows = state.read_plan(link.child, kept, columns=list(link.columns))  # nothing read yet
             if rows is None or any(c not in rows.columns for c in link.columns):
                 continue
             before, after, why = removed.rows(link.parent_columns)
@@ -172,6 +196,7 @@ def check_orphaned_children(spark: SparkSession, settings: Settings, catalog: Ca
             year = link.same_year and yearly and domain.YEAR_COLUMN in before.columns
             gone, count = removed.hashes(link, casts, year, before, after)
             if count:
+                state.verify(link.child, kept)
                 for y, result in keys.orphans(rows, gone, link, year, casts, year, how="left_semi").items():
                     found.setdefault(y, []).append((label, result))
     finally:
