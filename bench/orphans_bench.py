@@ -98,7 +98,7 @@ def receive(spark, settings: Settings, catalog: Catalog, manifest, archived: lis
         t0 = time.perf_counter()
         results = curate_family(spark, settings, catalog, manifest, archived, state)
         t1 = time.perf_counter()
-        check_orphaned_children(spark, settings, catalog, manifest, results, state)
+        check_orphaned_children(settings, catalog, manifest, results, state, ["IR_BEN_R"])
         t2 = time.perf_counter()
     finally:
         state.close()

@@ -113,6 +113,18 @@ def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
     )
 
 
+def tolerate(outcomes: list[CheckOutcome], rows_read: int, rows_rejected: int, tolerance: float) -> None:
+    """A failed WARN check becomes an ERROR when the table's rejected share passes the tolerance (SPEC §6)."""
+    if not rows_read or rows_rejected / rows_read <= tolerance:
+        return
+    share = 100.0 * rows_rejected / rows_read
+    for c in outcomes:
+        if c.severity == WARN and not c.passed:
+            c.severity = ERROR
+            c.details = (c.details + "; " if c.details else "") + (
+                f"ERROR because {share:.2f}% of the table's rows were rejected (tolerance {100 * tolerance:g}%)")
+
+
 def markdown_sample(outcome: CheckOutcome) -> str:
     """A short markdown explanation of the verdict, for the check page in the UI."""
     rule = f" (rule `{outcome.rule}`)" if outcome.rule != outcome.name else ""

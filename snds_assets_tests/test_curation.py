@@ -735,11 +735,11 @@ def test_a_full_delivery_reports_the_rows_of_the_state_it_leaves_without_their_p
     (imb,) = d2.curate(spark, "IR_IMB_R", state)
     assert by_name(imb)["foreign_key"].failures == 1  # the delivery's own row of B
 
-    check_orphaned_children(spark, settings, catalog, d2.manifest, [ben_result], state)
+    check_orphaned_children(settings, catalog, d2.manifest, [ben_result], state, ["IR_BEN_R", "IR_BEN_R_ARC"])
     check = by_name(ben_result)["orphaned_children"]
     assert check.evaluated and not check.passed and check.severity == WARN and not ben_result.orphans_pending
     assert check.failures == 2 and check.rule == "foreign_key"
-    assert check.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM"]
+    assert check.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_IDT_ANO"]  # every link to IR_BEN_R
     assert sorted(map(str, check.sample)) == sorted(map(str, [
         {"table": "IR_IMB_R(BEN_NIR_PSA, BEN_RNG_GEM)", "BEN_NIR_PSA": NIR_B, "BEN_RNG_GEM": 1},
         {"table": "T_MCOaaC(NIR_ANO_17)", "NIR_ANO_17": NIR_B}]))
@@ -753,9 +753,74 @@ def test_a_full_delivery_reports_the_rows_of_the_state_it_leaves_without_their_p
     d3.table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_T, 2)])
     (again,) = d3.curate(spark, "IR_BEN_R", state)
     d3.curate(spark, "IR_BEN_R_ARC", state)
-    check_orphaned_children(spark, settings, catalog, d3.manifest, [again], state)
+    check_orphaned_children(settings, catalog, d3.manifest, [again], state, ["IR_BEN_R", "IR_BEN_R_ARC"])
     check = by_name(again)["orphaned_children"]
     assert check.evaluated and check.passed and "no row of other deliveries lost its IR_BEN_R row" in check.details
+    state.close()
+
+
+def _identities_and_alds(spark, settings, catalog, state) -> None:
+    """An accepted delivery: IR_BEN_R (A, B, twins T1 and T2) and ALD rows of A, B and T2."""
+    d1 = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1),
+                                                                                    ben(NIR_T, 1), ben(NIR_T, 2)])
+    d1.table("IR_IMB_R", IMB_HEADER, [f"{nir};{rank};5;2020-01-15;;E11" for nir, rank in
+                                      ((NIR_A, 1), (NIR_B, 1), (NIR_T, 2))], mode="incremental")
+    d1.curate(spark, "IR_BEN_R", state)
+    d1.curate(spark, "IR_IMB_R", state)
+    d1.accept()
+
+
+def test_orphaned_children_waits_for_the_archive_of_the_delivery_and_is_reported_once(spark, settings, catalog):
+    """With IR_BEN_R_ARC of the delivery not curated in the run (an asset-graph selection), nothing can be told: not
+    evaluated (the archive of an earlier run would not do either); both delivered full, the rows are reported on
+    IR_BEN_R alone, which reads its state with the archive's."""
+    state = CurrentState(spark, settings, catalog)
+    _identities_and_alds(spark, settings, catalog, state)
+    d2 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_T, 1)])
+    d2.table("IR_BEN_R_ARC", BEN_HEADER, [ben(NIR_T, 2)])
+    (current,) = d2.curate(spark, "IR_BEN_R", state)
+    check_orphaned_children(settings, catalog, d2.manifest, [current], state, ["IR_BEN_R"])
+    check = by_name(current)["orphaned_children"]
+    assert not check.evaluated and check.passed and check.failures == 0
+    assert check.details == "IR_BEN_R_ARC of this delivery was not curated in this run"
+
+    (archive,) = d2.curate(spark, "IR_BEN_R_ARC", state)
+    check = by_name(archive)["orphaned_children"]
+    assert not archive.orphans_pending and check.passed
+    assert check.details.startswith("reported on IR_BEN_R of this delivery")
+    (current,) = d2.curate(spark, "IR_BEN_R", state)
+    check_orphaned_children(settings, catalog, d2.manifest, [current], state, ["IR_BEN_R", "IR_BEN_R_ARC"])
+    check = by_name(current)["orphaned_children"]
+    assert check.evaluated and check.failures == 1 and check.sample[0]["BEN_NIR_PSA"] == NIR_B  # B's ALD row
+    state.close()
+
+
+def test_orphaned_children_follows_identities_and_persons_and_the_reject_tolerance(spark, settings, catalog):
+    """A twin's rank left (the other's stays, so a stay of their shared pseudo-NIR keeps its parent), a person's
+    BEN_IDT_ANO changed (the death record of the former one loses it), placeholders not counted; past the reject
+    tolerance its failure is an ERROR, as every WARN check of the table (SPEC §6)."""
+    state = CurrentState(spark, settings, catalog)
+    _identities_and_alds(spark, settings, catalog, state)
+    d1 = Delivery(settings, catalog, "2024-01-02")
+    d1.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_T), mco_c("2", PLACEHOLDER, "1"), mco_c("3", NIR_B)])
+    d1.table("KI_CCI_R", ["BEN_IDT_ANO", "DCD_CIM_COD"], [f"P{NIR_A[:16]}1;C50", f"P{NIR_B[:16]}1;C50"],
+             mode="incremental")
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.curate(spark, "KI_CCI_R", state)
+    d1.accept()
+    a_new = ";".join([NIR_A, "1", "PNEWPERSON0000001", "1970", "1", "1600-01-01", "202301", "1", "00"])
+    bad = ";".join([NIR_B, "X", "PX", "1970", "1", "1600-01-01", "202301", "1", "00"])  # an untypable rank
+    for rows, failures, severity in (([a_new, ben(NIR_B, 1), ben(NIR_T, 1)], 2, WARN),
+                                     ([a_new, ben(NIR_B, 1), ben(NIR_T, 1), bad], 2, ERROR)):
+        d2 = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, rows)
+        (result,) = d2.curate(spark, "IR_BEN_R", state, settings=settings.with_(reject_tolerance=0.2))
+        check_orphaned_children(settings.with_(reject_tolerance=0.2), catalog, d2.manifest, [result], state,
+                                ["IR_BEN_R"])
+        check = by_name(result)["orphaned_children"]
+        assert (check.failures, check.severity) == (failures, severity), check
+        assert sorted(s["table"] for s in check.sample) == ["IR_IMB_R(BEN_NIR_PSA, BEN_RNG_GEM)",
+                                                            "KI_CCI_R(BEN_IDT_ANO)"]
+        assert check.columns == ["BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_IDT_ANO"]
     state.close()
 
 
@@ -774,7 +839,7 @@ def test_a_pmsi_year_delivered_full_reports_the_rows_of_that_year_it_leaves_with
     d2 = Delivery(settings, catalog, "2024-02-01").table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023"])
     (b23,) = d2.curate(spark, "T_MCOaaB", state)
     assert b23.orphans_pending
-    check_orphaned_children(spark, settings, catalog, d2.manifest, [b23], state)
+    check_orphaned_children(settings, catalog, d2.manifest, [b23], state, ["T_MCOaaB"])
     check = by_name(b23)["orphaned_children"]
     assert check.evaluated and check.failures == 1 and check.columns == ["ETA_NUM", "RSA_NUM"]
     assert check.sample == [{"table": "T_MCOaaC(ETA_NUM, RSA_NUM)", "ETA_NUM": "2A0000001", "RSA_NUM": "2"}]

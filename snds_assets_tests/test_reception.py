@@ -1469,6 +1469,66 @@ def test_a_full_referential_that_drops_an_identity_warns_of_the_stays_it_orphans
     assert check["passed"] and "replaces nothing" in check["details"]
 
 
+def _identities_then_a_stay(home: Path, second: dict[str, list[list[str]]]) -> None:
+    """2024-03-01: two identities and a stay of the second; 2024-04-01: the tables of ``second``."""
+    other = "B" * 16 + "2"
+    first = Delivery(home / "landing", "2024-03-01")
+    first.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"], [other, "1", "PB"]]))
+    first.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
+    first.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", "0000000003", other, "01FEB2024:00:00:00"]]))
+    first.write()
+    delivery = Delivery(home / "landing", "2024-04-01")
+    for name, rows in second.items():
+        delivery.add(name, f"{name}.csv", csv_bytes(BEN, rows))
+    delivery.write()
+
+
+def test_a_damaged_partition_leaves_orphaned_children_not_evaluated_not_the_reception_failed(tmp_path, spark):
+    """A stay partition of the state emptied by hand: the full IR_BEN_R that orphans its row is still received and
+    accepted (a WARN check does not stop a reception); its orphaned_children says which partition to curate again."""
+    from .services import ingest_in_process
+
+    home = tmp_path / "snds"
+    _identities_then_a_stay(home, {"IR_BEN_R": [[NIR, "1", "PA"]]})
+    assert ingest_in_process(home, "2024-03-01") == 0
+    for part in (home / "lake" / "curated" / "T_MCOaaC" / "delivery_id=2024-03-01").glob("*.parquet"):
+        part.unlink()
+    assert ingest_in_process(home, "2024-04-01") == 0
+    report = json.loads((home / "lake" / "reports" / "deliveries" / "2024-04-01.json").read_text())
+    assert report["status"] == "accepted"
+    check = next(c for c in report["tables"]["IR_BEN_R"]["checks"] if c["name"] == "orphaned_children")
+    assert not check["evaluated"] and check["passed"]
+    assert "T_MCOaaC/delivery_id=2024-03-01 holds 0 rows" in check["details"], check["details"]
+
+
+def test_orphaned_children_of_a_selection_without_the_delivered_archive_is_not_evaluated(tmp_path, spark):
+    """Materialised from the asset graph, IR_BEN_R of a delivery that also brings IR_BEN_R_ARC, the archive not
+    curated: the identity moved there cannot be told from a lost one, so the check is not evaluated."""
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from snds_assets.reception.assets import build_reception_assets
+    from snds_assets.resources import SndsResource
+    from snds_assets.spark import SparkResource
+
+    from .services import ingest_in_process
+
+    home = tmp_path / "snds"
+    _identities_then_a_stay(home, {"IR_BEN_R": [[NIR, "1", "PA"]], "IR_BEN_R_ARC": [["B" * 16 + "2", "1", "PB"]]})
+    assert ingest_in_process(home, "2024-03-01") == 0
+    settings = Settings.from_env(env={}, home=str(home))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", ["2024-04-01"])
+    snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
+    selection = [AssetKey(["raw", "IR_BEN_R"]), AssetKey(["curated", "IR_BEN_R"]), AssetKey(["raw", "IR_BEN_R_ARC"])]
+    result = materialize([build_reception_assets(Catalog.load(settings.schemas))], selection=selection,
+                         partition_key="2024-04-01", instance=instance,
+                         resources={"snds": snds, "spark": SparkResource()})
+    assert result.success
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "orphaned_children"]
+    assert evaluation.passed and not evaluation.metadata["evaluated"].value
+    assert "IR_BEN_R_ARC of this delivery was not curated in this run" in evaluation.description
+
+
 def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, catalog):
     """The UI's delivery_accepted check names its own rule and explanation: a delivery rejected for a missing
     file must not read 'Rows read = rows curated + rows rejected' (the rows_reconciled rule)."""

@@ -47,7 +47,7 @@ from pyspark.sql import types as T
 
 from .. import domain
 from ..catalog import Catalog, Table
-from ..checks import CURATED_CHECKS, DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
+from ..checks import CURATED_CHECKS, DEFAULT_SEVERITY, ORPHANS_CHECK, CheckOutcome, tolerate
 from ..config import Settings
 from ..lake import Lake, join
 from ..reception.archive import ArchivedFile, ArchivedTable, families_of
@@ -58,10 +58,10 @@ from .columns import (
     BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
     family_columns, file_columns, sql_name,
 )
-from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary, remove_lake_tree
+from ..reception.storage import ParquetSummary, ValueRange, parquet_summary, remove_lake_tree
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
-from .state import DELIVERY_COLUMN, CurrentState, Part, delivered_parts
+from .state import DELIVERY_COLUMN, CurrentState, Part, delivered_parts, family_rows
 
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
@@ -692,10 +692,10 @@ class _Run:
             "domain": self._rule_check(t, "domain", readable, year=year),
             "rows_reconciled": self._reconciled(t, rows_read, rows_curated, rows_rejected, bad),
         }
-        checks[orphaned.CHECK], orphans_pending = orphaned.first_verdict(
+        checks[ORPHANS_CHECK], orphans_pending = orphaned.first_verdict(
             self.state, self.catalog, self.manifest, self.table.name, t.archived.mode, readable)
         outcomes = [checks[name] for name, _ in CURATED_CHECKS]
-        _tolerate(outcomes, rows_read, rows_rejected, self.settings.reject_tolerance)
+        tolerate(outcomes, rows_read, rows_rejected, self.settings.reject_tolerance)
         schema = [(p.name, p.dtype.simpleString()) for p in self.plans]
         return CuratedTable(t.name, self.table.name, t.archived.year, rows_read, rows_curated, rows_rejected,
                             outcomes, schema, verdicts, orphans_pending)
@@ -891,24 +891,12 @@ def _fk_outcome(verdicts: list[LinkVerdict]) -> CheckOutcome:
                          evaluated=evaluated, details="; ".join(details))
 
 
-def _tolerate(outcomes: list[CheckOutcome], rows_read: int, rows_rejected: int, tolerance: float) -> None:
-    """A failed WARN check becomes an ERROR when the table's rejected share passes the tolerance (SPEC §6)."""
-    if not rows_read or rows_rejected / rows_read <= tolerance:
-        return
-    share = 100.0 * rows_rejected / rows_read
-    for c in outcomes:
-        if c.severity == WARN and not c.passed:
-            c.severity = ERROR
-            c.details = (c.details + "; " if c.details else "") + (
-                f"ERROR because {share:.2f}% of the table's rows were rejected (tolerance {100 * tolerance:g}%)")
-
-
 def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
                  link: domain.Link) -> tuple[DataFrame | None, str, dict, dict]:
     """The parent rows a link is checked against, why (or why not), which partitions they come from, and those
     of the parent's archives read with it (IR_BEN_R_ARC for an identity link to IR_BEN_R: an identity found only
     in the archive is not an orphan)."""
-    df, why, kept = _family_rows(state, catalog, manifest, link.parent, list(link.parent_columns))
+    df, why, kept = family_rows(state, catalog, manifest, link.parent, list(link.parent_columns))
     if df is None:
         return None, why, {}, {}
     parent_table = catalog[link.parent]
@@ -918,38 +906,13 @@ def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
     for archive in domain.archives_of(link.parent):
         if archive not in catalog:
             continue
-        rows, _, archive_kept = _family_rows(state, catalog, manifest, archive, list(link.parent_columns))
+        rows, _, archive_kept = family_rows(state, catalog, manifest, archive, list(link.parent_columns))
         if rows is not None:
             columns = [*link.parent_columns] + [domain.YEAR_COLUMN] * (domain.YEAR_COLUMN in df.columns)
             df = df.select(*columns).unionByName(rows.select(*columns), allowMissingColumns=True)
             archived[archive] = archive_kept
             why += f" and {archive}"
     return df, why, kept, archived
-
-
-def _family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, family: str,
-                 columns: list[str]) -> tuple[DataFrame | None, str, dict]:
-    """``columns`` of a family's state once this delivery is accepted, why (or why not), and its partitions."""
-    if family not in catalog:
-        return None, f"{family} is not in the catalog", {}
-    delivered = delivered_parts(catalog, manifest, family)
-    delivery_id = manifest.delivery_id
-    if delivered:
-        if not lake_exists(state.lake.curated(family, delivery_id)):
-            return None, f"{family} of this delivery is not curated yet", {}
-        kept = state.plan(family, after=(delivery_id, delivered))
-        source = f"{family} of this delivery and the current state"
-    else:
-        kept = state.plan(family, exclude_delivery=delivery_id)
-        source = f"the current state of {family}"
-    state.verify(family, {d: years for d, years in kept.items() if d != delivery_id})
-    df = state.read_plan(family, kept, columns=columns)
-    if df is None:
-        return None, f"{family} is neither in this delivery nor in the current state", {}
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        return None, f"{family} has no column {', '.join(missing)}", {}
-    return df, f"checked against {source}", kept
 
 
 def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
@@ -998,7 +961,7 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
             v.label, v.link, None if found[v.label][0] is None else found[v.label][0].get(year, keys.KeyResult()),
             found[v.label][1]) for v in r.links]
         outcome = _fk_outcome(r.links)
-        _tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
+        tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
         r.checks = [outcome if c.name == "foreign_key" else c for c in r.checks]
         save_fragment(settings, delivery_id, r.delivered_name, "curated", r.fragment())
     return True

@@ -3,30 +3,35 @@
 A ``full`` delivery replaces its family's current state (a PMSI year's table, that year): a parent row it does not
 bring again leaves the rows of other families already in the state that point to it (DCIR care lines of earlier
 months to an identity of IR_BEN_R, say) without their parent, and no check of those families sees it: they are
-not in the delivery. The parent keys that leave the state are those of the state without this delivery that the
-state with it lacks, archives included (an identity moved to IR_BEN_R_ARC is not lost): one anti-join of the
-parent's key hashes per kind of link, and only when some keys leave are the children's other partitions read, for
-those keys. A child row whose parent the state lacked already was reported by its own delivery's ``foreign_key``.
+not in the delivery. A row is reported when its parent's key is in the state without this delivery and not in the
+state with it, archives included (an identity moved to IR_BEN_R_ARC is not lost); a row whose parent the state
+lacks either way is its own delivery's ``foreign_key`` failure. Both states are first compared on every link's
+columns at once, one query that finds nothing gone when a referential comes back whole; only when rows left are
+the keys gone found per kind of link and the children's other partitions read for them.
 
-Evaluated once every family of the run is curated (an archive delivered with its family is then curated too).
-Severity WARN: the delivery is what CNAM sent; the check tells the hub which rows of its state lost their parent.
+Evaluated at the end of the run, once the parent and its archives of this delivery are curated (a family of the
+delivery that this run did not curate makes it not evaluated). WARN, as any foreign key: the delivery is what
+CNAM sent; the check tells the hub which rows of its state lost their parent.
 """
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from typing import TYPE_CHECKING, Collection
+
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .. import domain
 from ..catalog import Catalog
-from ..checks import DEFAULT_SEVERITY, ORPHANS_CHECK, CheckOutcome
+from ..checks import DEFAULT_SEVERITY, ORPHANS_CHECK, CheckOutcome, tolerate
 from ..config import Settings
 from ..reception.manifest import Manifest
 from ..reception.report import save_fragment
-from ..reception.storage import lake_exists
 from . import keys
-from .state import CurrentState, delivered_parts
+from .state import CurrentState, DamagedPartition, delivered_parts, family_rows
 
-CHECK = ORPHANS_CHECK
+if TYPE_CHECKING:
+    from .curate import CuratedTable
+
 SAMPLE_SIZE = 5
 PENDING = "waits for every family of this run to be curated (a run that stopped before never evaluated it)"
 
@@ -42,8 +47,13 @@ def _members(catalog: Catalog, family: str) -> list[str]:
     return [m for m in (parent, *domain.archives_of(parent)) if m in catalog]
 
 
-def outcome(failures: int, columns: list[str], sample: list, details: str, evaluated: bool = True) -> CheckOutcome:
-    return CheckOutcome(CHECK, "foreign_key", DEFAULT_SEVERITY[CHECK], failures == 0, int(failures), list(columns),
+def _full(catalog: Catalog, manifest: Manifest, family: str) -> set[int | None]:
+    """The years (None for a family that is not yearly) of ``family`` this delivery brings ``full``."""
+    return {p.year for p in delivered_parts(catalog, manifest, family) if p.mode == domain.FULL}
+
+
+def _verdict(failures: int, columns: list[str], sample: list, details: str, evaluated: bool = True) -> CheckOutcome:
+    return CheckOutcome(ORPHANS_CHECK, "foreign_key", DEFAULT_SEVERITY[ORPHANS_CHECK], failures == 0, int(failures), list(columns),
                         list(sample)[:SAMPLE_SIZE], evaluated, details)
 
 
@@ -53,67 +63,66 @@ def first_verdict(state: CurrentState, catalog: Catalog, manifest: Manifest, fam
     readable ``full`` table of a family others link to, with a state before this delivery, can orphan a row."""
     parent = parent_of(family)
     if not readable:
-        return outcome(0, [], [], "no readable file", evaluated=False), False
+        return _verdict(0, [], [], "no readable file", evaluated=False), False
     if mode != domain.FULL:
-        return outcome(0, [], [], f"delivered {mode}: it removes no row of the current state"), False
+        return _verdict(0, [], [], f"delivered {mode}: it removes no row of the current state"), False
     if not domain.child_links(catalog, family):
-        return outcome(0, [], [], f"no other family of the catalog links to {parent}"), False
+        return _verdict(0, [], [], f"no other family of the catalog links to {parent}"), False
+    if parent != family and _full(catalog, manifest, parent):
+        return _verdict(0, [], [], f"reported on {parent} of this delivery, which reads its state with "
+                                   f"{family}'s"), False
     members = _members(catalog, family)
     if not any(state.plan(m, exclude_delivery=manifest.delivery_id) for m in members):
-        return outcome(0, [], [], f"no earlier delivery of {' or '.join(members)} in the current state: this one "
-                                  "replaces nothing"), False
-    return outcome(0, [], [], PENDING, evaluated=False), True
-
-
-def _parent_state(state: CurrentState, catalog: Catalog, manifest: Manifest, members: list[str],
-                 columns: tuple[str, ...], with_delivery: bool) -> tuple[DataFrame | None, str]:
-    """The link columns (and PMSI year) of the parent's state and its archives', with or without this delivery:
-    None and why not when it cannot be read, None and no reason when it holds nothing."""
-    delivery_id = manifest.delivery_id
-    frames = []
-    for member in members:
-        delivered = delivered_parts(catalog, manifest, member)
-        if with_delivery:
-            if delivered and not lake_exists(state.lake.curated(member, delivery_id)):
-                return None, f"{member} of this delivery is not curated"
-            kept = state.plan(member, after=(delivery_id, delivered))
-        else:
-            kept = state.plan(member, exclude_delivery=delivery_id)
-        if not kept:
-            continue
-        state.verify(member, {d: years for d, years in kept.items() if d != delivery_id})
-        df = state.read_plan(member, kept, columns=list(columns))
-        if df is None:
-            continue
-        if any(c not in df.columns for c in columns):
-            return None, f"{member} has no column {', '.join(c for c in columns if c not in df.columns)}"
-        frames.append(df.select(*columns, *[domain.YEAR_COLUMN] * (domain.YEAR_COLUMN in df.columns)))
-    if not frames:
-        return None, ""
-    out = frames[0]
-    for df in frames[1:]:
-        out = out.unionByName(df, allowMissingColumns=True)
-    return out, ""
+        return _verdict(0, [], [], f"no earlier delivery of {' or '.join(members)} in the current state: this one "
+                                   "replaces nothing"), False
+    return _verdict(0, [], [], PENDING, evaluated=False), True
 
 
 class _Removed:
-    """The parent keys leaving the state, per kind of link (its columns, casts and year): built once each, once a
-    first query has found that some row of the parent's link columns left the state at all (``any_left``)."""
+    """The parent's link values in the state without this delivery and with it (its years replaced only, for a PMSI
+    family), and the keys that left, per kind of link (its columns, casts and year), each built once."""
 
-    def __init__(self, state: CurrentState, catalog: Catalog, manifest: Manifest, members: list[str]):
-        self.state, self.catalog, self.manifest, self.members = state, catalog, manifest, members
-        self._rows: dict[tuple[str, ...], tuple] = {}
+    def __init__(self, state: CurrentState, catalog: Catalog, manifest: Manifest, members: list[str],
+                 years: set[int | None] | None):
+        self.state, self.catalog, self.manifest, self.members, self.years = state, catalog, manifest, members, years
+        self._rows: dict[tuple[str, ...], tuple[DataFrame | None, DataFrame | None, str]] = {}
         self._hashes: dict[tuple, DataFrame] = {}
         self.counts: dict[tuple, int] = {}
 
-    def any_left(self, columns: tuple[str, ...]) -> bool | None:
+    def rows(self, columns: tuple[str, ...]) -> tuple[DataFrame | None, DataFrame | None, str]:
+        """(before, after, why not): the parent's ``columns`` (and PMSI year) without and with this delivery, None
+        for a state that holds nothing; ``why`` when one cannot be read."""
+        if columns not in self._rows:
+            sides: list[DataFrame | None] = []
+            why = ""
+            for with_delivery in (False, True):
+                frames = []
+                for member in self.members:
+                    if not (with_delivery and delivered_parts(self.catalog, self.manifest, member)) and not \
+                            self.state.plan(member, exclude_delivery=self.manifest.delivery_id):
+                        continue  # nothing of it on this side
+                    df, reason, _ = family_rows(self.state, self.catalog, self.manifest, member, list(columns),
+                                                with_delivery)
+                    if df is None:
+                        why = why or reason
+                        continue
+                    if self.years is not None and domain.YEAR_COLUMN in df.columns:
+                        df = df.where(F.col(domain.YEAR_COLUMN).isin(sorted(self.years)))
+                    frames.append(df.select(*columns, *[domain.YEAR_COLUMN] * (domain.YEAR_COLUMN in df.columns)))
+                side = frames[0] if frames else None
+                for df in frames[1:]:
+                    side = side.unionByName(df, allowMissingColumns=True)
+                sides.append(side)
+            self._rows[columns] = (sides[0], sides[1], why)
+        return self._rows[columns]
+
+    def any_left(self, columns: tuple[str, ...]) -> bool:
         """Whether a row of the parent's state without this delivery, on ``columns`` (every link's, and the year),
-        is missing from its state with it (None: the parent cannot be read). When none is, no link's values are
-        either: one query instead of one per kind of link, in the usual case of a referential delivered again
-        whole. Nulls are hashed with their places, so that (a, null) is not (null, a)."""
-        before, after, why = self.rows(columns)
+        is missing from its state with it. When none is, no link's values are either: one query instead of one per
+        kind of link. Nulls are hashed with their places, so that (a, null) is not (null, a)."""
+        before, after, _ = self.rows(columns)
         if before is None:
-            return None if why else False
+            return False
         if after is None:
             return True
 
@@ -124,19 +133,11 @@ class _Removed:
 
         return bool(hashed(before).join(hashed(after), on="_H", how="left_anti").limit(1).count())
 
-    def rows(self, columns: tuple[str, ...]) -> tuple:
-        """(before, after, why not) of the parent's link columns."""
-        if columns not in self._rows:
-            before, why = _parent_state(self.state, self.catalog, self.manifest, self.members, columns, False)
-            after, why_after = _parent_state(self.state, self.catalog, self.manifest, self.members, columns, True)
-            self._rows[columns] = (before, after, why or why_after)
-        return self._rows[columns]
-
-    def hashes(self, link: domain.Link, casts: tuple[bool, ...], year: bool, before: DataFrame,
-               after: DataFrame | None) -> tuple[DataFrame, int]:
+    def hashes(self, link: domain.Link, casts: tuple[bool, ...], year: bool) -> tuple[DataFrame, int]:
         """The hashes of the parent's link values before this delivery and not after it, persisted, and how many."""
         sig = (link.parent_columns, casts, year)
         if sig not in self._hashes:
+            before, after, _ = self.rows(link.parent_columns)
             gone = keys.link_hashes(before, link, casts, year)
             if after is not None:
                 gone = gone.join(keys.link_hashes(after, link, casts, year), on="_H", how="left_anti")
@@ -149,71 +150,84 @@ class _Removed:
             frame.unpersist()
 
 
-def check_orphaned_children(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
-                            results: list, state: CurrentState) -> None:
-    """Evaluate the ``orphaned_children`` checks that curation left pending in ``results`` (one family's
-    ``CuratedTable``s, its partition published): updates each table's check and report fragment."""
+def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Manifest, results: list[CuratedTable],
+                            state: CurrentState, curated: Collection[str]) -> None:
+    """Evaluate the ``orphaned_children`` checks that curation left pending in ``results`` (one family's, its
+    partition published), once the run has curated the families in ``curated``: updates each table's check and
+    report fragment. A damaged partition makes it not evaluated, saying which: this WARN check does not stop the
+    reception."""
     pending = [r for r in results if r.orphans_pending]
     if not pending:
         return
     family = results[0].family
     parent = parent_of(family)
     members = _members(catalog, family)
-    delivery_id = manifest.delivery_id
-    yearly = catalog[parent].is_yearly
-    removed = _Removed(state, catalog, manifest, members)
-    found: dict[int | None, list[tuple[str, keys.KeyResult]]] = {}
-    notes: list[str] = []
-    columns: list[str] = []
-    checked = False
-    # The years a PMSI parent's full tables replace: its same-year children are read for those years only.
-    years = {p.year for p in delivered_parts(catalog, manifest, family) if p.mode == domain.FULL}
     links = domain.child_links(catalog, family)
     linked = tuple(dict.fromkeys(c for link in links for c in link.parent_columns))
-    anything = removed.any_left(linked)
-    if anything is False:  # every row before this delivery, on every link's columns, is still in the state
-        links, checked, columns = [], True, list(linked)
-    try:
-        for link in links:
-            label = f"{link.child}({', '.join(link.columns)})"
-            kept = state.plan(link.child, after=(delivery_id, delivered_parts(catalog, manifest, link.child)))
-            kept.pop(delivery_id, None)  # this delivery's rows of the child are its own foreign_key's
-            if yearly and link.same_year:
-                kept = {d: held & years for d, held in kept.items() if held & years}
-            if not kept:
-                continue
-            rows = state.read_plan(link.child, kept, columns=list(link.columns))  # nothing read yet
-            if rows is None or any(c not in rows.columns for c in link.columns):
-                continue
-            before, after, why = removed.rows(link.parent_columns)
-            if before is None:
-                if why:
-                    notes.append(f"{label}: not evaluated, {why}")
-                continue
-            checked = True
-            columns += [c for c in link.parent_columns if c not in columns]
-            casts = keys.link_casts(dict(rows.dtypes), dict(before.dtypes), link)
-            year = link.same_year and yearly and domain.YEAR_COLUMN in before.columns
-            gone, count = removed.hashes(link, casts, year, before, after)
-            if count:
-                state.verify(link.child, kept)
-                for y, result in keys.orphans(rows, gone, link, year, casts, year, how="left_semi").items():
-                    found.setdefault(y, []).append((label, result))
-    finally:
-        removed.close()
-    left = "; ".join(f"{n} key(s) ({', '.join(sig[0])}) of {parent} left the state"
-                     for sig, n in removed.counts.items() if n)
+    uncurated = [m for m in members if delivered_parts(catalog, manifest, m) and m not in curated]
+    found: dict[int | None, list[tuple[str, keys.KeyResult]]] = {}
+    why, left = "", ""
+    if uncurated:
+        why = f"{', '.join(uncurated)} of this delivery was not curated in this run"
+    else:
+        years = _full(catalog, manifest, family) if catalog[parent].is_yearly else None
+        removed = _Removed(state, catalog, manifest, members, years)
+        try:
+            found, why = _orphans(state, catalog, manifest, removed, links, linked, years)
+        except DamagedPartition as exc:
+            why = str(exc)
+        finally:
+            removed.close()
+        left = "; ".join(f"{n} key(s) ({', '.join(sig[0])}) of {parent} left the state"
+                         for sig, n in removed.counts.items() if n)
     for r in pending:
         # A PMSI parent's links are all to the same year (``domain.check_links``): its results are by year.
-        mine = [(label, res) for label, res in found.get(r.year if yearly else None, []) if res.failures]
-        failures = sum(res.failures for _, res in mine)
-        sample = [{"table": label, **s} for label, res in mine for s in (res.sample or [])]
-        details = [f"{label}: {res.failures} row(s) of other deliveries lost their {parent} row" for label, res in mine]
-        if checked and not mine:
-            details.append(f"no row of other deliveries lost its {parent} row" + (f" ({left})" if left else ""))
-        elif not checked and not notes:
-            details.append(f"no other family has rows of other deliveries in the state that point to {parent}")
-        check = outcome(failures, columns, sample, "; ".join(details + notes), evaluated=checked or not notes)
-        r.checks = [check if c.name == CHECK else c for c in r.checks]
+        mine = [(label, res) for label, res in found.get(r.year if catalog[parent].is_yearly else None, [])
+                if res.failures]
+        if why:
+            check = _verdict(0, list(linked), [], why, evaluated=False)
+        else:
+            details = [f"{label}: {res.failures} row(s) of other deliveries lost their {parent} row"
+                       for label, res in mine] or [f"no row of other deliveries lost its {parent} row"
+                                                   + (f" ({left})" if left else "")]
+            check = _verdict(sum(res.failures for _, res in mine), list(linked),
+                             [{"table": label, **s} for label, res in mine for s in (res.sample or [])],
+                             "; ".join(details))
+            tolerate([check], r.rows_read, r.rows_rejected, settings.reject_tolerance)
+        r.checks = [check if c.name == ORPHANS_CHECK else c for c in r.checks]
         r.orphans_pending = False
-        save_fragment(settings, delivery_id, r.delivered_name, "curated", r.fragment())
+        save_fragment(settings, manifest.delivery_id, r.delivered_name, "curated", r.fragment())
+
+
+def _orphans(state: CurrentState, catalog: Catalog, manifest: Manifest, removed: _Removed, links: list[domain.Link],
+             linked: tuple[str, ...], years: set[int | None] | None
+             ) -> tuple[dict[int | None, list[tuple[str, keys.KeyResult]]], str]:
+    """Per year (None for a parent that is not yearly), each link's child rows of other deliveries whose parent
+    left the state; or why the check cannot be evaluated."""
+    found: dict[int | None, list[tuple[str, keys.KeyResult]]] = {}
+    before, _, why = removed.rows(linked)
+    if why:
+        return found, why
+    if before is None or not removed.any_left(linked):
+        return found, ""
+    delivery_id = manifest.delivery_id
+    for link in links:
+        kept = state.plan(link.child, after=(delivery_id, delivered_parts(catalog, manifest, link.child)))
+        kept.pop(delivery_id, None)  # this delivery's rows of the child are its own foreign_key's
+        if years is not None and link.same_year:
+            kept = {d: held & years for d, held in kept.items() if held & years}
+        if not kept:
+            continue
+        rows = state.read_plan(link.child, kept, columns=list(link.columns))  # nothing read yet
+        if rows is None or any(c not in rows.columns for c in link.columns):
+            continue
+        before, _, _ = removed.rows(link.parent_columns)
+        casts = keys.link_casts(dict(rows.dtypes), dict(before.dtypes), link)
+        year = link.same_year and years is not None and domain.YEAR_COLUMN in before.columns
+        gone, count = removed.hashes(link, casts, year)
+        if count:
+            state.verify(link.child, kept)
+            label = f"{link.child}({', '.join(link.columns)})"
+            for y, result in keys.orphans(rows, gone, link, year, casts, year, how="left_semi").items():
+                found.setdefault(y, []).append((label, result))
+    return found, ""

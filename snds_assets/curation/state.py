@@ -56,6 +56,32 @@ def delivered_parts(catalog: Catalog, manifest: Manifest, family: str) -> list[P
     return out
 
 
+def family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, family: str, columns: list[str],
+                with_delivery: bool = True) -> tuple[DataFrame | None, str, dict]:
+    """``columns`` of a family's state once this delivery is accepted (or, not ``with_delivery``, without it), why
+    (or why not), and its partitions."""
+    if family not in catalog:
+        return None, f"{family} is not in the catalog", {}
+    delivered = delivered_parts(catalog, manifest, family) if with_delivery else []
+    delivery_id = manifest.delivery_id
+    if delivered:
+        if not lake_exists(state.lake.curated(family, delivery_id)):
+            return None, f"{family} of this delivery is not curated yet", {}
+        kept = state.plan(family, after=(delivery_id, delivered))
+        source = f"{family} of this delivery and the current state"
+    else:
+        kept = state.plan(family, exclude_delivery=delivery_id)
+        source = f"the current state of {family}"
+    state.verify(family, {d: years for d, years in kept.items() if d != delivery_id})
+    df = state.read_plan(family, kept, columns=columns)
+    if df is None:
+        return None, f"{family} is neither in this delivery nor in the current state", {}
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        return None, f"{family} has no column {', '.join(missing)}", {}
+    return df, f"checked against {source}", kept
+
+
 class CurrentState:
     """The current state of each family, from the accepted deliveries' reports (listed on every call, so that a
     report written meanwhile is seen; a report is read again only when it changed)."""

@@ -216,7 +216,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 if ORPHANS_CHECK in held:
                     context.log.info(f"checking the rows of earlier deliveries that {family} of this delivery, "
                                      "delivered full, leaves without their parent")
-                    check_orphaned_children(session, settings, catalog_, manifest, results, state)
+                    check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
                     yield asset_check_result(combine(name, [c for r in results for c in r.checks if c.name == name]),
                                              curated_key(family))
