@@ -1432,6 +1432,20 @@ def test_a_link_dropped_to_break_a_cycle_is_checked_against_this_runs_parent(tmp
         assert evaluation.metadata["failures"].value == orphans and evaluation.metadata["evaluated"].value
 
 
+def _identities_then_a_stay(home: Path, second: dict[str, list[list[str]]]) -> None:
+    """2024-03-01: two identities and a stay of the second; 2024-04-01: the tables of ``second``."""
+    other = "B" * 16 + "2"
+    first = Delivery(home / "landing", "2024-03-01")
+    first.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"], [other, "1", "PB"]]))
+    first.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
+    first.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", "0000000003", other, "01FEB2024:00:00:00"]]))
+    first.write()
+    delivery = Delivery(home / "landing", "2024-04-01")
+    for name, rows in second.items():
+        delivery.add(name, f"{name}.csv", csv_bytes(BEN, rows))
+    delivery.write()
+
+
 def test_a_full_referential_that_drops_an_identity_warns_of_the_stays_it_orphans(tmp_path, spark):
     """`snds ingest` of a full IR_BEN_R without a person whose stay an earlier delivery brought: the delivery is
     accepted, and its IR_BEN_R says which rows of the state lost their identity, in the report, its readable twin
@@ -1440,14 +1454,7 @@ def test_a_full_referential_that_drops_an_identity_warns_of_the_stays_it_orphans
 
     home = tmp_path / "snds"
     other = "B" * 16 + "2"
-    first = Delivery(home / "landing", "2024-03-01")
-    first.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"], [other, "1", "PB"]]))
-    first.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
-    first.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", "0000000003", other, "01FEB2024:00:00:00"]]))
-    first.write()
-    second = Delivery(home / "landing", "2024-04-01")
-    second.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"]]))
-    second.write()
+    _identities_then_a_stay(home, {"IR_BEN_R": [[NIR, "1", "PA"]]})
     assert ingest_in_process(home, "2024-03-01") == 0
     assert ingest_in_process(home, "2024-04-01") == 0
     reports = home / "lake" / "reports" / "deliveries"
@@ -1467,20 +1474,6 @@ def test_a_full_referential_that_drops_an_identity_warns_of_the_stays_it_orphans
     earlier = json.loads((reports / "2024-03-01.json").read_text())
     check = next(c for c in earlier["tables"]["IR_BEN_R"]["checks"] if c["name"] == "orphaned_children")
     assert check["passed"] and "replaces nothing" in check["details"]
-
-
-def _identities_then_a_stay(home: Path, second: dict[str, list[list[str]]]) -> None:
-    """2024-03-01: two identities and a stay of the second; 2024-04-01: the tables of ``second``."""
-    other = "B" * 16 + "2"
-    first = Delivery(home / "landing", "2024-03-01")
-    first.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(BEN, [[NIR, "1", "PA"], [other, "1", "PB"]]))
-    first.add("T_MCO24B", "T_MCO24B.csv", csv_bytes(MCO_B, [["123456789", "0000000003", "I10"]]))
-    first.add("T_MCO24C", "T_MCO24C.csv", csv_bytes(MCO_C, [["123456789", "0000000003", other, "01FEB2024:00:00:00"]]))
-    first.write()
-    delivery = Delivery(home / "landing", "2024-04-01")
-    for name, rows in second.items():
-        delivery.add(name, f"{name}.csv", csv_bytes(BEN, rows))
-    delivery.write()
 
 
 def test_a_damaged_partition_leaves_orphaned_children_not_evaluated_not_the_reception_failed(tmp_path, spark):
