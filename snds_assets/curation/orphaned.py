@@ -53,8 +53,8 @@ def _full(catalog: Catalog, manifest: Manifest, family: str) -> set[int | None]:
 
 
 def _verdict(failures: int, columns: list[str], sample: list, details: str, evaluated: bool = True) -> CheckOutcome:
-    return CheckOutcome(ORPHANS_CHECK, "foreign_key", DEFAULT_SEVERITY[ORPHANS_CHECK], failures == 0, int(failures), list(columns),
-                        list(sample)[:SAMPLE_SIZE], evaluated, details)
+    return CheckOutcome(ORPHANS_CHECK, "foreign_key", DEFAULT_SEVERITY[ORPHANS_CHECK], failures == 0, int(failures),
+                        list(columns), list(sample)[:SAMPLE_SIZE], evaluated, details)
 
 
 def first_verdict(state: CurrentState, catalog: Catalog, manifest: Manifest, family: str, mode: str,
