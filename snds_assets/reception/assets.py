@@ -195,7 +195,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
 
         order = curation_order(wanted, parents)
         curated: list[str] = []
-        pending: dict[str, list] = {}  # families whose foreign_key check waits for a parent (a cycle's link)
+        pending: dict[str, tuple[list, tuple[str, ...]]] = {}  # families with checks held to the end of the run
         try:
             for family, (archived, results) in in_dependency_order(order, parents, receive_family,
                                                                    settings.parallel_families, started):
@@ -205,16 +205,15 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                     curated.append(family)
                     held = _held_checks(results)
                     if held:
-                        pending[family] = results
+                        pending[family] = results, held
                     yield _curated_result(settings, catalog_, manifest, family, results, held)
-            for family, results in pending.items():
-                held = _held_checks(results)
+            for family, (results, held) in pending.items():
                 if DEFERRED_CHECK in held:
                     later = sorted({v.link.parent for r in results for v in r.pending})
                     context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
                     check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
                 if ORPHANS_CHECK in held:
-                    context.log.info(f"checking the rows of earlier deliveries that {family} of this delivery, "
+                    context.log.info(f"checking the rows of other deliveries that {family} of this delivery, "
                                      "delivered full, leaves without their parent")
                     check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
