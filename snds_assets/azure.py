@@ -183,13 +183,25 @@ def _credentials(env: Mapping[str, str], account: str) -> dict[str, dict[str, Op
 
 
 # The account a URL names: abfss://<container>@<account>.dfs.core.windows.net/... (or .blob., or az://...@...).
-_URL_ACCOUNT = re.compile(r"^(?:abfss?|az)://[^@/]+@(?P<account>[^./]+)\.(?:dfs|blob)\.", re.IGNORECASE)
+_URL_ACCOUNT = re.compile(r"^(?:abfss?|az)://[^@/]+@(?P<account>[^./]+)\.(?:dfs|blob)\.(?P<suffix>[^/?]*)",
+                          re.IGNORECASE)
+PUBLIC_SUFFIX = "core.windows.net"
 
 
 def url_account(url: str) -> Optional[str]:
     """The storage account named in an Azure URL (None for ``az://<container>/...``, which names none)."""
     match = _URL_ACCOUNT.match(url.strip())
     return match["account"] if match else None
+
+
+def adlfs_options(url: str) -> dict[str, str]:
+    """What adlfs must be told of an Azure URL naming an account of a sovereign cloud
+    (``abfss://lake@<account>.dfs.core.chinacloudapi.cn``): adlfs reads the account from a ``.core.windows.net``
+    host only, and otherwise goes to ``AZURE_STORAGE_ACCOUNT_NAME``'s account on the public cloud."""
+    match = _URL_ACCOUNT.match(url.strip())
+    if not match or match["suffix"].lower() == PUBLIC_SUFFIX:
+        return {}
+    return {"account_name": match["account"], "account_host": f"{match['account']}.blob.{match['suffix']}"}
 
 
 def foreign_credentials(account: str, env: Optional[Mapping[str, str]] = None) -> Optional[str]:

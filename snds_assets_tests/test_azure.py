@@ -481,6 +481,22 @@ def test_a_lake_on_another_account_never_gets_the_landing_credentials(az_env, mo
     assert KEY not in str(refused.value)
 
 
+
+def test_a_lake_of_a_sovereign_cloud_is_reached_at_its_own_endpoint(monkeypatch):
+    """adlfs reads the account of an abfss:// URL from a ``.core.windows.net`` host only: a lake on a sovereign
+    cloud went to AZURE_STORAGE_ACCOUNT_NAME's account (the landing's) on the public cloud, a container of the
+    lake's name there. It is given the URL's account and its cloud's Blob endpoint."""
+    for variable in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "landingacct")
+    fs, path = filesystem("abfss://lake@chinalake.dfs.core.chinacloudapi.cn/prod/snds")
+    assert (fs.account_name, fs.account_url, path) == (
+        "chinalake", "https://chinalake.blob.core.chinacloudapi.cn", "lake/prod/snds")
+    fs, path = filesystem("abfss://lake@publiclake.dfs.core.windows.net/prod")
+    assert (fs.account_name, fs.account_url, path) == ("publiclake", "https://publiclake.blob.core.windows.net",
+                                                       "lake/prod")
+    assert azure.adlfs_options("az://landing/prod") == {}
+
 def _sensor_tick(cursor=None):
     from snds_assets.definitions import build_definitions
 

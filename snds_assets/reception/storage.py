@@ -20,7 +20,7 @@ from typing import IO, Callable
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ..azure import foreign_credentials, url_account
+from ..azure import adlfs_options, foreign_credentials, url_account
 from ..lake import join
 from .manifest import (
     DELIVERY_ID_FORM, MANIFEST, Manifest, ManifestError, delivery_order, parse_manifest, valid_delivery_id,
@@ -53,13 +53,14 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of a local path or URI, and the path inside it (fsspec caches the instances).
 
     A URL that names its storage account (the ``abfss://`` lake) is refused when adlfs would reach it with
-    another account's credentials: with a connection string it would write to that other account."""
+    another account's credentials: with a connection string it would write to that other account. One of a
+    sovereign cloud is given its endpoint (``adlfs_options``)."""
     account = url_account(url)
     problem = foreign_credentials(account) if account else None
     if problem:
         raise StorageError(f"cannot open storage account {account}: {problem}")
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **adlfs_options(url))
     except (ValueError, ImportError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
         hint = (": set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
