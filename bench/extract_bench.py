@@ -8,8 +8,10 @@ it and written once as Parquet under ``--workdir`` (reused by later runs). Cohor
 persons, brought as BEN_IDT_ANO identifiers. For every family, both plans select the cohort's rows (broadcast
 identities; DCIR affiliated tables through the selected ER_PRS_F lines; PMSI tables through the C table's good
 links of the same year), replace SNDS pseudonyms by project pseudonyms (Spark ``hmac``) and write Parquet.
-Runs alternate which plan goes first. The library's full ``run_extract`` (with its checks) is timed once per
-family as the cost an asset pays. Results go to ``bench/results/extract.md``.
+Runs alternate which plan goes first; the two plans' outputs must hold the same columns and the same rows (a
+mismatch is printed and written, and the script exits 1). The library's full ``run_extract`` (with its checks) is
+timed once per family as the cost an asset pays. Results go to ``--out`` (default ``bench/results/extract.md``,
+overwritten).
 """
 from __future__ import annotations
 
@@ -192,6 +194,7 @@ def main() -> int:
     workdir = Path(args.workdir) / f"p{args.patients}"
     workdir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog.load(os.environ.get("SNDS_SCHEMAS", str(REPO.parent / "shared" / "schema-snds" / "schemas")))
+    args.load_before = os.getloadavg()[0]
     spark = build_session("local[*]")
     paths = prepare(spark, catalog, workdir, args.patients)
     source = ParquetSource(spark, paths)
@@ -235,12 +238,18 @@ def main() -> int:
                 step()
             print(f"rep {rep} {family}: library {lib_t[family][-1]:.2f}s, hand-written {hand_t[family][-1]:.2f}s",
                   flush=True)
-    for family in families:
+    mismatches = []
+    for family in families:  # the same columns and the same rows (as multisets: equal counts, nothing left over)
         a = spark.read.parquet(str(out / "lib" / family))
         b = spark.read.parquet(str(out / "hand" / family))
         rows[family] = (a.count(), b.count())
-        if rows[family][0] != rows[family][1] or sorted(a.columns) != sorted(b.columns):
-            print(f"MISMATCH {family}: {rows[family]}", flush=True)
+        same = sorted(a.columns) == sorted(b.columns)
+        if same:
+            same = rows[family][0] == rows[family][1] and a.exceptAll(b.select(*a.columns)).isEmpty()
+        if not same:
+            mismatches.append(family)
+            print(f"MISMATCH {family}: rows {rows[family]}, columns {sorted(set(a.columns) ^ set(b.columns))}",
+                  flush=True)
 
     checks_t: dict[str, float] = {}
     if not args.no_checks:
@@ -253,12 +262,14 @@ def main() -> int:
             print(f"run_extract {family}: {checks_t[family]:.2f}s, {info['rows']} rows, failed checks: {failed}",
                   flush=True)
 
-    write_results(Path(args.out), args, persons, cohort, cohort_seconds, families, source, lib_t, hand_t, rows, checks_t)
+    write_results(Path(args.out), args, persons, cohort, cohort_seconds, families, source, lib_t, hand_t, rows, checks_t,
+                  mismatches)
     shutil.rmtree(out, ignore_errors=True)
-    return 0
+    return 1 if mismatches else 0
 
 
-def write_results(path: Path, args, persons, cohort, cohort_seconds, families, source, lib_t, hand_t, rows, checks_t):
+def write_results(path: Path, args, persons, cohort, cohort_seconds, families, source, lib_t, hand_t, rows, checks_t,
+                  mismatches):
     med = statistics.median
     total_lib = sum(med(lib_t[f]) for f in families)
     total_hand = sum(med(hand_t[f]) for f in families)
@@ -267,7 +278,8 @@ def write_results(path: Path, args, persons, cohort, cohort_seconds, families, s
         "# Extraction benchmark",
         "",
         f"Run `{' '.join(['.venv/bin/python', 'bench/extract_bench.py'] + sys.argv[1:])}` on {time.strftime('%Y-%m-%d')}, "
-        f"{platform.node()}, {os.cpu_count()} cores, Spark local[*]. Each figure is the median of {args.reps} runs; "
+        f"{platform.node()}, {os.cpu_count()} cores, Spark local[*], load average {args.load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after. Each figure is the median of {args.reps} runs; "
         "the library and the hand-written plan alternate which goes first.",
         "",
         f"- base: {args.patients:,} generated patients ({persons:,} persons in IR_BEN_R), one delivery typed as curated",
@@ -294,7 +306,8 @@ def write_results(path: Path, args, persons, cohort, cohort_seconds, families, s
         + (f"; with the asset's checks (cohort membership, period, granted columns, no SNDS pseudonym, row count): "
            f"{sum(checks_t.values()) / len(checks_t):.2f}s on average." if checks_t else "."),
         "",
-        "Rows extracted are the same in both plans (checked by the script).",
+        "Rows extracted are the same in both plans (checked by the script: same columns, same rows)." if not mismatches
+        else f"MISMATCH: the two plans did not extract the same rows of {', '.join(mismatches)}.",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

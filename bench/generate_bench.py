@@ -1,11 +1,12 @@
 """Generation throughput (rows per second) and peak memory of the synthetic delivery generator.
 
     .venv/bin/python bench/generate_bench.py [--patients 10000 100000] [--gzip] [--workdir /tmp/snds-generate-bench]
+        [--out bench/results/generate.md]
 
 Each run is a fresh interpreter generating one delivery with the packaged catalog (all its tables, PMSI per
 year), so that its peak resident memory (``ru_maxrss`` of the child) is that run's alone. Generation streams
 chunks of 2,000 patients: the peak memory should not grow with the number of patients. Results are appended
-to ``bench/results/generate.md``.
+to ``--out`` (default ``bench/results/generate.md``).
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, nargs="+", default=[10000, 100000])
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--workdir", default="/tmp/snds-generate-bench")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.md"), help="results appended here")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +66,7 @@ def main() -> None:
                 f"{r['peak_rss_mb']} MB | {load:.1f} |")
         print(line, flush=True)
         lines.append(line)
-    results = REPO / "bench" / "results" / "generate.md"
+    results = Path(args.out)
     results.parent.mkdir(parents=True, exist_ok=True)
     header = ""
     if not results.exists():
@@ -76,6 +78,7 @@ def main() -> None:
     with results.open("a", encoding="utf-8") as f:
         f.write(header + f"\n## {stamp} - {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                 f"Python {platform.python_version()}\n\n"
+                f"`.venv/bin/python bench/generate_bench.py {' '.join(sys.argv[1:])}`\n\n"
                 "| patients | gzip | tables | rows | ER_PRS_F rows | size | time | rows/s | peak RSS | load avg |\n"
                 "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(lines) + "\n")
 

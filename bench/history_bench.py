@@ -155,7 +155,8 @@ def render(args, ids: list[str], runs: dict[str, list[dict]], load_before, load_
         "Command:", "", "```",
         f".venv/bin/python bench/history_bench.py --patients {args.patients} --months {args.months} --seed {args.seed} "
         f"--reps {args.reps} --workdir {args.workdir}" + (f" --out {args.out}" if args.out else ""), "```", "",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, Spark local[*]; load average "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, Spark local[*]; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.", "",
         f"Deliveries: {', '.join(ids)} (one month of care each, ER_PRS_F and ER_PHA_F); the first {len(ids) - 1} "
         f"received, then the last curated again and again (once each way first, not counted). Rows curated in the last: "

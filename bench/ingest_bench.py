@@ -408,7 +408,8 @@ def render(args, rows, size, plain_runs, our_runs, pandera, peaks, load_before, 
         f"--workdir {args.workdir} --parallel-families {args.parallel_families}" + (f" --pandera-python {args.pandera_python}" if args.pandera_python else "")
         + (f" --nomenclatures {args.nomenclatures}" if args.nomenclatures else "") + (f" --out {args.out}" if args.out else ""),
         "```", "",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, Spark local[*]; load average "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, Spark local[*]; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared: other jobs ran meanwhile).", "",
         f"Delivery: generated, {args.patients} patients, {rows:,} rows in {size / 1e6:,.0f} MB of CSV "
         f"(no defects{', nomenclatures set' if args.nomenclatures else ', SNDS_NOMENCLATURES unset'}).", "",

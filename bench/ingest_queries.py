@@ -28,7 +28,8 @@ class TaskMetrics:
     """Executors' CPU seconds per SQL execution, from the Spark UI's REST API of this session."""
 
     def __init__(self, spark):
-        self._base = f"http://127.0.0.1:{UI_PORT}/api/v1/applications/{spark.sparkContext.applicationId}"
+        # The UI's own address: Spark takes the next port when UI_PORT is busy (another session's UI).
+        self._base = f"{spark.sparkContext.uiWebUrl}/api/v1/applications/{spark.sparkContext.applicationId}"
         self._seen: set[int] = set()
 
     def _get(self, path: str):

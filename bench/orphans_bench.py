@@ -2,14 +2,14 @@
 
 A delivery of ``--patients`` generated patients (every packaged family) is received with ``snds ingest`` (the real
 reception run). Two deliveries of IR_BEN_R alone, ``full``, then follow, made from its file: (same) every identity
-again, the usual case, where the check is one anti-join of IR_BEN_R's key hashes per kind of link and reads no child;
-(dropped) ``--drop`` of the identities left out, where the children's partitions are also read for the keys that
-left the state. Each is archived once, then, in one Spark session, curated (IR_BEN_R) and checked
-(``check_orphaned_children``) again and again with a fresh state, the two alternating (once each first, not
-counted).
+again, the usual case, where the check is one query comparing the state without and with this delivery on every
+link's columns at once and reads no child; (dropped) ``--drop`` of the identities left out, where the keys that left
+the state are then found per kind of link and the children's partitions read for them. Each is archived once,
+then, in one Spark session, curated (IR_BEN_R) and checked (``check_orphaned_children``) again and again with a
+fresh state, the two alternating (once each first, not counted).
 
-Printed: seconds of IR_BEN_R's curation and of the check per variant, the check's share of the two, and its
-verdicts.
+Printed (and written as markdown to ``--out``): seconds of IR_BEN_R's curation and of the check per variant, the
+check's share of the two, and its verdicts.
 
 Usage:
     .venv/bin/python bench/orphans_bench.py --patients 100000 --reps 3 --workdir /tmp/snds-orphans-bench \
@@ -153,7 +153,8 @@ def render(args, runs: dict[str, list[dict]], load_before, load_after) -> str:
         "Command:", "", "```",
         f".venv/bin/python bench/orphans_bench.py --patients {args.patients} --seed {args.seed} --drop {args.drop} "
         f"--reps {args.reps} --workdir {args.workdir}" + (f" --out {args.out}" if args.out else ""), "```", "",
-        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, Spark local[*]; load average "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, Spark local[*]; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.", "",
         f"State: delivery {FIRST} of {args.patients:,} generated patients, every packaged family, received. Then "
         f"IR_BEN_R alone, full: {VARIANTS['same']} every identity again ({runs['same'][-1]['rows']:,} rows), "
