@@ -152,7 +152,7 @@ def numeric_bounds(table: Table, field: Field) -> tuple[float | None, float | No
     A DCIR quantity is negative on a regularisation line, so schema-snds' floor of 0 (PRS_ACT_QTE, PRS_ACT_NBR)
     would flag every regularisation: its floor is the mirror of its maximum instead (none without a maximum).
     """
-    def number(value) -> float | None:
+    def number(value: object) -> float | None:
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     lo, hi = number(field.constraints.get("minimum")), number(field.constraints.get("maximum"))

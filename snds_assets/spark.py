@@ -260,7 +260,7 @@ def _grpc_handshake(url: str, timeout: float) -> Optional[str]:
     settled = threading.Event()
     seen: list = []
 
-    def follow(state) -> None:
+    def follow(state: grpc.ChannelConnectivity) -> None:
         seen.append(state)
         if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
             settled.set()
@@ -361,7 +361,7 @@ def answer_promptly(session: SparkSession) -> None:
         return
     jvm = session.sparkContext._jvm
 
-    def give_back_connection(connection) -> None:
+    def give_back_connection(connection: object) -> None:
         give_back(connection)
         if getattr(connection, "_snds_nodelay", False):
             return

@@ -10,6 +10,7 @@ ER_CAM_F CCAM acts; the other affiliated tables describe a small share of the li
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +18,12 @@ from .. import domain
 from . import codes as C
 from .model import Block, take
 from .people import PERSON_ATTRS
-from .plan import DCIR, DCIR_CHILD
+from .plan import DCIR, DCIR_CHILD, TablePlan
 from .registry import special
 from .values import cents_text, month_starts_after
+
+if TYPE_CHECKING:  # the engine imports this module to register it
+    from .engine import Engine
 
 DCT_LIMIT = 99_999_999  # DCT_ORD_NUM has 8 digits in some affiliated tables
 KIND = {k: i for i, k in enumerate(C.LINE_KINDS)}
@@ -39,7 +43,7 @@ def _draw(choices: list[str], rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @special(DCIR)
-def care_lines(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
+def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generator, year: int | None) -> Block:
     w = np.asarray(ident.cols["_W"], dtype=float)
     lo = np.asarray(ident.cols["_LO"], dtype=np.int64)
     hi = np.asarray(ident.cols["_HI"], dtype=np.int64)
@@ -150,7 +154,8 @@ def care_lines(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
 
 
 @special(DCIR_CHILD)
-def affiliated_lines(eng, tp, lines: Block, rng: np.random.Generator, year) -> Block:
+def affiliated_lines(eng: Engine, tp: TablePlan, lines: Block, rng: np.random.Generator,
+                     year: int | None) -> Block:
     target, share, sizes, weights = CHILD_RULES.get(tp.family, DEFAULT_RULE)
     n = lines.n
     eligible = np.ones(n, dtype=bool)

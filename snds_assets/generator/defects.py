@@ -208,7 +208,7 @@ class DefectInjector:
             block.set(column, values, spec.is_date)
         return spec
 
-    def inject(self, tp: TablePlan, year, block: Block, blocks: dict | None = None) -> None:
+    def inject(self, tp: TablePlan, year: int | None, block: Block, blocks: dict | None = None) -> None:
         slot = (tp.family, year)
         pending = [d for d in self.defects if (d.family, d.year) == slot and not d.file_level
                    and len(d.rows) < d.wanted]

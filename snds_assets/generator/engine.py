@@ -5,7 +5,7 @@ import re
 import zlib
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -97,7 +97,8 @@ class Engine:
             good = tuple(spec.codes[i] for i in sorted(picked.tolist()))
         return good
 
-    def weighted_codes(self, column: str, pairs, family: str | None = None) -> tuple[list[str], np.ndarray]:
+    def weighted_codes(self, column: str, pairs: Iterable[tuple[str, float]],
+                       family: str | None = None) -> tuple[list[str], np.ndarray]:
         codes, weights = C.weighted(pairs)
         spec = self.any_spec(column, family)
         keep = [i for i, code in enumerate(codes) if spec is None or valid_text(spec, code)]
@@ -107,7 +108,7 @@ class Engine:
         w = np.array([weights[i] for i in keep])
         return [codes[i] for i in keep], w / w.sum()
 
-    def shared_choices(self, columns, preferred: list[str]) -> list[str]:
+    def shared_choices(self, columns: Iterable[str], preferred: list[str]) -> list[str]:
         """Values valid for the columns in every generated table (a key copied from table to table)."""
         specs = [s[c] for s in self.specs.values() for c in columns if c in s]
         good = [v for v in preferred if all(valid_text(sp, v) for sp in specs)]
@@ -186,7 +187,7 @@ class Engine:
         return np.arange(first + 1, first + n + 1, dtype=np.int64)
 
     # --- blocks -----------------------------------------------------------------------------------------------
-    def anchor_block(self, tp: TablePlan, year, blocks: dict) -> Block | None:
+    def anchor_block(self, tp: TablePlan, year: int | None, blocks: dict) -> Block | None:
         anchor = tp.anchor
         if anchor is None:
             return None
@@ -200,7 +201,7 @@ class Engine:
         store = blocks if self.plan.tables[anchor].phase == CHUNK else self.once_blocks
         return store.get((anchor, parent_year))
 
-    def counts(self, tp: TablePlan, anchor: Block, rng, year) -> np.ndarray:
+    def counts(self, tp: TablePlan, anchor: Block, rng: np.random.Generator, year: int | None) -> np.ndarray:
         n = anchor.n
         rule = tp.count
         if rule[0] == "one":
@@ -242,7 +243,7 @@ class Engine:
             block.set(tp.extra_pk[0], self.key_values(tp.family, tp.extra_pk[0], within))
         return block
 
-    def standalone(self, tp: TablePlan, year) -> Block:
+    def standalone(self, tp: TablePlan, year: int | None) -> Block:
         if tp.kind == ESTABLISHMENTS:
             block = Block(len(self.establishments))
             block.set(tp.table.primary_key[0], list(self.establishments))
@@ -253,7 +254,7 @@ class Engine:
             n = min(5 + self.patients // 20, 2000)
         return Block(n)
 
-    def make(self, tp: TablePlan, year, blocks: dict, rng) -> Block:
+    def make(self, tp: TablePlan, year: int | None, blocks: dict, rng: np.random.Generator) -> Block:
         anchor = self.anchor_block(tp, year, blocks)
         if tp.kind in SPECIAL:
             block = SPECIAL[tp.kind](self, tp, anchor, rng, year)
@@ -274,7 +275,7 @@ class Engine:
         self.enforce(tp, block, rng)
         return block
 
-    def fill_pools(self, tp: TablePlan, block: Block, year, rng) -> None:
+    def fill_pools(self, tp: TablePlan, block: Block, year: int | None, rng: np.random.Generator) -> None:
         for fk in tp.pools:
             parent_yearly = self.catalog[fk.resource].is_yearly
             parent_year = (year if year is not None else self.years[0]) if parent_yearly else None
@@ -295,7 +296,7 @@ class Engine:
                 spec = self.specs[tp.family][column]
                 block.set(column, self.key_values(tp.family, column, numbers), spec.is_date)
 
-    def enforce(self, tp: TablePlan, block: Block, rng) -> None:
+    def enforce(self, tp: TablePlan, block: Block, rng: np.random.Generator) -> None:
         """Values the generator copied or chose that this catalog does not accept are redrawn (never keys)."""
         specs = self.specs[tp.family]
         keys = self.protected(tp)
@@ -329,7 +330,7 @@ class Engine:
                     self.root, name, list(tp.table.columns_in(year)), o.delimiter, o.encoding_name, o.gzip,
                     o.rows_per_file)
 
-    def write(self, tp: TablePlan, year, block: Block, rng) -> None:
+    def write(self, tp: TablePlan, year: int | None, block: Block, rng: np.random.Generator) -> None:
         writer = self.writers.get((tp.family, year))
         if writer is None or block.n == 0:
             return

@@ -7,18 +7,23 @@ KI_ECD_R causes.
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import codes as C
 from .model import Block
-from .plan import ALD
+from .plan import ALD, TablePlan
 from .registry import enricher, special
 from .values import UNKNOWN_ORD
 
+if TYPE_CHECKING:  # the engine imports this module to register it
+    from .engine import Engine
+
 
 @special(ALD)
-def long_term_illnesses(eng, tp, ident: Block, rng: np.random.Generator, year) -> Block:
+def long_term_illnesses(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generator,
+                        year: int | None) -> Block:
     age = np.asarray(ident.cols["_AGE"], dtype=float)
     weight = np.asarray(ident.cols["_W"], dtype=float)
     p = np.select([age < 40, age < 65], [0.04, 0.14], 0.32) * (weight >= 1)
@@ -65,7 +70,8 @@ def _death_year_and_cause(eng, tp, block: Block, rng, cause_column: str) -> None
 
 
 @enricher(r"KI_CCI_R")
-def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
+def death_certificates(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+                       year: int | None) -> None:
     if not block.n:
         return
     _death_year_and_cause(eng, tp, block, rng, "DCD_CIM_COD")
@@ -74,7 +80,8 @@ def death_certificates(eng, tp, block: Block, anchor, rng, year) -> None:
 
 
 @enricher(r"KI_ECD_R")
-def death_causes(eng, tp, block: Block, anchor, rng, year) -> None:
+def death_causes(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+                 year: int | None) -> None:
     if not block.n:
         return
     _death_year_and_cause(eng, tp, block, rng, "ECD_CIM_COD")

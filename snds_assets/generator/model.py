@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from operator import itemgetter
+from typing import Iterable
 
 import numpy as np
 
 
-def take(values: list, idx) -> list:
+def take(values: list, idx: Iterable[int] | np.ndarray) -> list:
     """``[values[i] for i in idx]``, at C speed."""
     idx = idx.tolist() if isinstance(idx, np.ndarray) else list(idx)
     if not idx:

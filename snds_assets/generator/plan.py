@@ -9,6 +9,7 @@ are standalone (referentials, aggregates): generated once, and drawn from by the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from .. import domain
 from ..catalog import Catalog, ForeignKey, Table
@@ -141,7 +142,8 @@ def classify(catalog: Catalog, family: str, memo: dict | None = None) -> tuple[s
     return result
 
 
-def build_plan(catalog: Catalog, selection: dict[str, set], stay_columns) -> Plan:
+def build_plan(catalog: Catalog, selection: dict[str, set],
+               stay_columns: Callable[[domain.PmsiField], Iterable[str]]) -> Plan:
     """The generation plan of the selected families (family -> delivered years) and everything they need.
 
     ``stay_columns(field)`` lists the columns the stay generator fills for a PMSI field (copied by its tables).
@@ -163,7 +165,7 @@ def build_plan(catalog: Catalog, selection: dict[str, set], stay_columns) -> Pla
                     STANDALONE, ESTABLISHMENTS):
                 todo.append(fk.resource)
 
-    def phase_of(family: str, seen=()) -> str:
+    def phase_of(family: str, seen: tuple[str, ...] = ()) -> str:
         anchor = kinds[family][1]
         if anchor is None:
             return ONCE
@@ -244,7 +246,7 @@ def build_plan(catalog: Catalog, selection: dict[str, set], stay_columns) -> Pla
 
     ordered: dict[str, TablePlan] = {}
 
-    def visit(family: str, stack=()):
+    def visit(family: str, stack: tuple[str, ...] = ()) -> None:
         if family in ordered or family in stack:
             return
         anchor = plans[family].anchor

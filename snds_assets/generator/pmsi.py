@@ -9,6 +9,7 @@ table of the field copies the ones it has, so B, C, UM... agree on dates, sex, a
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,7 +17,11 @@ from .. import domain
 from . import codes as C
 from .model import Block
 from .people import People
+from .plan import TablePlan
 from .registry import enricher
+
+if TYPE_CHECKING:  # the engine imports this module to register it
+    from .engine import Engine
 
 RATES = {"MCO": 0.045, "MCO outpatient": 0.06, "SSR": 0.006, "SSR outpatient": 0.004, "HAD": 0.002, "RIM-P": 0.005}
 REPEATS = {"MCO": 0.35, "MCO outpatient": 1.0, "SSR": 0.1, "SSR outpatient": 1.0, "HAD": 0.1, "RIM-P": 0.3}
@@ -55,7 +60,7 @@ def _number_format(eng, field_: domain.PmsiField, column: str):
     return texts
 
 
-def stays(eng, field_: domain.PmsiField, year: int, people: People, rng: np.random.Generator) -> Block:
+def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng: np.random.Generator) -> Block:
     persons = people.persons
     lo = np.asarray(persons.cols["_LO"], dtype=np.int64)
     hi = np.asarray(persons.cols["_HI"], dtype=np.int64)
@@ -183,14 +188,16 @@ def _within(block: Block) -> list[int]:
 
 
 @enricher(r"T_MCOaaD")
-def associated_diagnoses(eng, tp, block: Block, anchor, rng, year) -> None:
+def associated_diagnoses(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+                         year: int | None) -> None:
     codes, p = eng.weighted_codes("ASS_DGN", C.ASSOCIATED_DIAGNOSES, tp.family)
     block.set("ASS_DGN", [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()])
     block.set("DGN_ASS_NUM", _within(block))
 
 
 @enricher(r"T_MCOaaA")
-def stay_acts(eng, tp, block: Block, anchor, rng, year) -> None:
+def stay_acts(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+              year: int | None) -> None:
     codes, p = eng.weighted_codes("CDC_ACT", C.CCAM_ACTS, tp.family)
     block.set("CDC_ACT", [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()])
     block.set("NBR_EXE_ACT", [1] * block.n)
@@ -200,7 +207,8 @@ def stay_acts(eng, tp, block: Block, anchor, rng, year) -> None:
 
 
 @enricher(r"T_MCOaaUM")
-def medical_units(eng, tp, block: Block, anchor, rng, year) -> None:
+def medical_units(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+                  year: int | None) -> None:
     block.set("UM_ORD_NUM", _within(block))
     if anchor is not None and "SEJ_NBJ" in anchor.cols and block.n:
         stay_days = np.asarray(anchor.cols["SEJ_NBJ"], dtype=np.int64)[block.parent]
@@ -208,7 +216,8 @@ def medical_units(eng, tp, block: Block, anchor, rng, year) -> None:
 
 
 @enricher(r"T_SSRaaB")
-def weekly_summaries(eng, tp, block: Block, anchor, rng, year) -> None:
+def weekly_summaries(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
+                     year: int | None) -> None:
     """An SSR stay's RHS are its weeks: MOI_ANN is the month of the RHS's week (from entry, within the stay)."""
     if anchor is None or "ENT_DAT" not in anchor.cols or not block.n:
         return

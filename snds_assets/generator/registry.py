@@ -11,7 +11,7 @@ SPECIAL: dict[str, Callable] = {}
 ENRICHERS: list[tuple[str, Callable]] = []
 
 
-def special(kind: str):
+def special(kind: str) -> Callable[[Callable], Callable]:
     def register(fn: Callable) -> Callable:
         SPECIAL[kind] = fn
         return fn
@@ -19,7 +19,7 @@ def special(kind: str):
     return register
 
 
-def enricher(pattern: str):
+def enricher(pattern: str) -> Callable[[Callable], Callable]:
     def register(fn: Callable) -> Callable:
         ENRICHERS.append((pattern, fn))
         return fn

@@ -324,7 +324,8 @@ def words(rng: np.random.Generator, k: int, max_len: int) -> list[str]:
     return out
 
 
-def random_strings(rng: np.random.Generator, k: int, min_len: int, max_len: int, alphabet=ALNUM) -> list[str]:
+def random_strings(rng: np.random.Generator, k: int, min_len: int, max_len: int,
+                   alphabet: np.ndarray = ALNUM) -> list[str]:
     width = max(min_len, min(max_len, 12))
     chars = alphabet[rng.integers(0, len(alphabet), size=(k, width))]
     joined = ["".join(row) for row in chars.tolist()]
