@@ -481,7 +481,6 @@ def test_a_lake_on_another_account_never_gets_the_landing_credentials(az_env, mo
     assert KEY not in str(refused.value)
 
 
-
 def test_a_lake_of_a_sovereign_cloud_is_reached_at_its_own_endpoint(monkeypatch):
     """adlfs reads the account of an abfss:// URL from a ``.core.windows.net`` host only: a lake on a sovereign
     cloud went to AZURE_STORAGE_ACCOUNT_NAME's account (the landing's) on the public cloud, a container of the
@@ -496,6 +495,7 @@ def test_a_lake_of_a_sovereign_cloud_is_reached_at_its_own_endpoint(monkeypatch)
     assert (fs.account_name, fs.account_url, path) == ("publiclake", "https://publiclake.blob.core.windows.net",
                                                        "lake/prod")
     assert azure.adlfs_options("az://landing/prod") == {}
+
 
 def _sensor_tick(cursor=None):
     from snds_assets.definitions import build_definitions

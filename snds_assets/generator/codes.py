@@ -8,7 +8,7 @@ intersected with the field's nomenclature before use.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Sequence
 
 # ICD-10 main diagnoses of MCO stays, with relative weights.
 STAY_DIAGNOSES: tuple[tuple[str, float], ...] = (
@@ -55,7 +55,7 @@ _ICD_NAMES = re.compile(r"(^|_)(DGN|CIM|DIAG)(_|$)|^(ASS_DGN|MED_MTF_COD|MOR_PRP
 _CCAM_NAMES = re.compile(r"CCAM|^CDC_ACT$|^CAM_PRS_IDE$|^ACT_COD$")
 
 
-def weighted(pairs: Iterable[tuple[str, float]]) -> tuple[list[str], list[float]]:
+def weighted(pairs: Sequence[tuple[str, float]]) -> tuple[list[str], list[float]]:
     codes = [p[0] for p in pairs]
     weights = [float(p[1]) for p in pairs]
     total = sum(weights)

@@ -5,7 +5,7 @@ import re
 import zlib
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Engine:
             good = tuple(spec.codes[i] for i in sorted(picked.tolist()))
         return good
 
-    def weighted_codes(self, column: str, pairs: Iterable[tuple[str, float]],
+    def weighted_codes(self, column: str, pairs: Sequence[tuple[str, float]],
                        family: str | None = None) -> tuple[list[str], np.ndarray]:
         codes, weights = C.weighted(pairs)
         spec = self.any_spec(column, family)
@@ -108,7 +108,7 @@ class Engine:
         w = np.array([weights[i] for i in keep])
         return [codes[i] for i in keep], w / w.sum()
 
-    def shared_choices(self, columns: Iterable[str], preferred: list[str]) -> list[str]:
+    def shared_choices(self, columns: Sequence[str], preferred: list[str]) -> list[str]:
         """Values valid for the columns in every generated table (a key copied from table to table)."""
         specs = [s[c] for s in self.specs.values() for c in columns if c in s]
         good = [v for v in preferred if all(valid_text(sp, v) for sp in specs)]
