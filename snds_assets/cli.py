@@ -218,9 +218,16 @@ _PARTITION_LIMITS_CONFIG = """concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 """
-_CONCURRENCY_CONFIG = _PARTITION_LIMITS_CONFIG + """      - key: snds/reception
+_RECEPTION_LIMIT_CONFIG = """      - key: snds/reception
         limit: 1
 """
+# The steps of a reception declare a pool (runs.RECEPTION_POOL): at run granularity the queue holds any run of them
+# while another is in progress, asset-graph runs included, instead of launching one to wait in a run slot.
+_POOLS_CONFIG = """  pools:
+    granularity: run
+    default_limit: 1
+"""
+_CONCURRENCY_CONFIG = _PARTITION_LIMITS_CONFIG + _RECEPTION_LIMIT_CONFIG + _POOLS_CONFIG
 # Compute logs where Dagster keeps them ($DAGSTER_HOME/storage), their terminal copy spared by Ctrl-C.
 _COMPUTE_LOGS_CONFIG = """compute_logs:
   module: snds_assets.compute_logs
@@ -231,6 +238,7 @@ INSTANCE_CONFIG = _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_C
 _EARLIER_INSTANCE_CONFIGS = (
     _FIRST_INSTANCE_CONFIG, _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG,
     _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG + _COMPUTE_LOGS_CONFIG,
+    _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG + _RECEPTION_LIMIT_CONFIG + _COMPUTE_LOGS_CONFIG,
 )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
+from dagster._core.instance.config import PoolGranularity
 
 # A run in one of these states holds, or is about to hold, its partition's folders in the lake.
 _STARTING = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
@@ -28,8 +29,42 @@ PROCESS_TAG = "snds/process"
 # Carried by every run of the reception job (the sensor's, `snds ingest`'s, the UI's, a backfill's): receptions run
 # one at a time, whatever their delivery, so that each one's key checks read the deliveries received before it
 # (two deliveries received at once were each checked without the other). The queue's tag limit holds the queued
-# ones; ``take_turn`` makes the others wait (a command's, assets materialised from the asset graph).
+# ones (``RECEPTION_POOL`` those of the asset graph); ``take_turn`` makes the others wait (a command's).
 RECEPTION_TAG = "snds/reception"
+# The concurrency pool of the steps that receive a delivery, whatever job runs them. With the instance's pools at
+# run granularity and limit 1 (deploy/dagster.yaml, the local instance), the queue holds a run of those steps while
+# another one is in progress: a delivery's assets materialised from the asset graph wait in the queue too, not in a
+# run slot.
+RECEPTION_POOL = "snds_reception"
+
+
+POOL_PER_STEP = ("this instance claims pool snds_reception step by step (concurrency.pools.granularity is not "
+                 "`run`): a reception waiting for another would hold the slot the other needs for its next step; set "
+                 "`granularity: run` as deploy/dagster.yaml does")
+
+
+def pool_claimed_per_step(instance: DagsterInstance) -> bool:
+    """Whether steps of ``RECEPTION_POOL`` claim a limited slot while they run (pools at op granularity, the
+    default, with a limit): a reception's step would hold it while ``take_turn`` waits for an earlier one."""
+    pools = instance.get_concurrency_config().pool_config
+    if pools.pool_granularity == PoolGranularity.RUN or not instance.event_log_storage.supports_global_concurrency_limits:
+        return False
+    return pools.default_pool_limit is not None or RECEPTION_POOL in instance.event_log_storage.get_concurrency_keys()
+
+
+def ensure_reception_pool(instance: DagsterInstance, log: logging.Logger | None = None) -> None:
+    """Give ``RECEPTION_POOL`` the instance's default limit before the queue meets it: the queue sets a pool's
+    default limit when it first decides on a queued run of that pool, but does not count it as limited in that
+    same decision (the first reception queued while another ran would be launched, only to wait in its slot)."""
+    if pool_claimed_per_step(instance):
+        if log is not None:
+            log.warning(POOL_PER_STEP)
+        return
+    storage = instance.event_log_storage
+    if instance.global_op_concurrency_default_limit is None or not storage.supports_global_concurrency_limits:
+        return
+    if RECEPTION_POOL not in storage.get_concurrency_keys():
+        storage.initialize_concurrency_limit_to_default(RECEPTION_POOL)
 
 
 def describe_run(run: DagsterRun) -> str:
@@ -185,6 +220,10 @@ class PartitionBusy(RuntimeError):
     """Another run of the same delivery or project was started first."""
 
 
+class PoolPerStep(RuntimeError):
+    """A reception would wait for another while holding a pool slot that one needs (``pool_claimed_per_step``)."""
+
+
 def _selected_keys(run: DagsterRun) -> list:
     """The asset keys a run materialises or checks (the UI runs a check alone with its asset unselected)."""
     return [*(run.asset_selection or ()), *(check.asset_key for check in (run.asset_check_selection or ()))]
@@ -259,9 +298,10 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
     runs.
 
     `snds ingest` and `snds extract` look for such a run before they create theirs, and the queue holds the
-    others (``RECEPTION_TAG``), but two commands started at the same moment both looked before either created its
-    run, and the queue knows nothing of a run started outside it (a command) nor holds one without the job's tag
-    (a delivery's assets materialised from the asset graph). Two runs of one partition would write the same folders
+    others while one is in progress (the reception job's by ``RECEPTION_TAG``, a delivery's assets materialised
+    from the asset graph by ``RECEPTION_POOL``), but two commands started at the same moment both looked before
+    either created its run, and the queue holds no run started outside it (a command), nor a run of the asset graph
+    on an instance whose pools are not configured as ours. Two runs of one partition would write the same folders
     (on one delivery, one report said accepted, the other rejected: each run discarded the other's verdicts): the
     first created goes on. Receptions of different deliveries would each check their keys without the other's:
     the later started waits. A queued run waits its turn in the queue."""
@@ -281,6 +321,7 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
                             "terminate it in the UI")
     if not is_reception(run):
         return
+    ensure_reception_pool(instance)
     told, looked_again = None, False
     while True:
         others = receptions_of_other_deliveries(instance, run)
@@ -291,6 +332,9 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
             looked_again = True
             time.sleep(GRACE_SECONDS)
             continue
+        if pool_claimed_per_step(instance):
+            raise PoolPerStep(f"delivery {first.tags['dagster/partition']} is being received by "
+                              f"{describe_run(first)}, and {POOL_PER_STEP}")
         if first.run_id != told and log is not None:
             log.info(f"waiting for the reception of delivery {first.tags['dagster/partition']} by "
                      f"{describe_run(first)} to end (terminate it in the UI if it is stuck): receptions run one at "

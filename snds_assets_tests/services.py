@@ -54,6 +54,21 @@ def queued_run(instance, job: str, status, tags: dict):
     return create_run_for_test(instance, job_name=job, status=status, tags=tags, remote_job_origin=origin)
 
 
+def planned_run(instance, job: str | None, status, tags: dict, keys: set | None = None) -> str:
+    """A run of the code location's ``job`` (None: Dagster's implicit job, as the UI's asset graph creates runs of
+    ``keys``), its steps' pools counted from its execution plan as Dagster counts them; its id."""
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
+
+    from snds_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
+    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
+    origin = RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job_def.name)
+    return instance.create_run_for_job(job_def, asset_selection=keys, status=status, tags=tags,
+                                       remote_job_origin=origin).run_id
+
+
 def queue_decision(instance) -> set[str]:
     """The ids of the queued runs the daemon would start now: its own decision, under the instance's limits."""
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon

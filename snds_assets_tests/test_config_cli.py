@@ -226,9 +226,57 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
         assert december in queue_decision(instance)
 
 
+def test_the_local_instance_holds_asset_graph_receptions_in_the_queue(tmp_path, monkeypatch):
+    """A delivery's assets materialised from the asset graph carry no tag of the reception job: launched while
+    another reception ran, each waited for its turn in a run slot (four would hold every slot, an extraction
+    queued behind them). Their steps' pool keeps them queued instead, behind a command's reception too; an
+    extraction goes ahead. The delivery sensor's tick gives the pool its limit before the queue meets it."""
+    from dagster import DagsterInstance, build_sensor_context
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+
+    from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
+    from snds_assets.definitions import build_definitions
+    from snds_assets.reception.assets import curated_key, raw_key
+    from snds_assets.runs import RECEPTION_POOL, RECEPTION_TAG
+
+    from .services import planned_run, queue_decision, queued_run
+
+    dagster_home = tmp_path / "home" / "dagster"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[-1])
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SNDS_LANDING", str(tmp_path / "landing"))
+    for var in ("DAGSTER_HOME", "SNDS_LAKE"):
+        monkeypatch.delenv(var, raising=False)
+    main(["report", "2026-01-01"])
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        defs = build_definitions()
+        sensor = defs.resolve_sensor_def("cnam_deliveries")
+        sensor(build_sensor_context(instance=instance, resources={"snds": defs.resources["snds"]}))
+        assert RECEPTION_POOL in instance.event_log_storage.get_concurrency_keys()
+
+        command = planned_run(instance, "reception", DagsterRunStatus.STARTED,
+                              {RECEPTION_TAG: "true", "dagster/partition": "2026-11-01", "snds/source": "cli"},
+                              {curated_key("IR_BEN_R")})
+        curated = planned_run(instance, None, DagsterRunStatus.QUEUED, {"dagster/partition": "2026-12-01"},
+                              {curated_key("ER_PRS_F")})
+        planned_run(instance, None, DagsterRunStatus.QUEUED, {"dagster/partition": "2026-12-02"}, {raw_key("IR_BEN_R")})
+        project = queued_run(instance, "provision", DagsterRunStatus.QUEUED,
+                             {"dagster/partition": "covid", "snds/project": "covid"}).run_id
+        assert queue_decision(instance) == {project}
+        instance.report_run_canceled(instance.get_run_by_id(command))  # as if it ended
+        assert queue_decision(instance) == {project, curated}  # one reception at a time, first queued first
+    assert _pools(dagster_home / "dagster.yaml") == _pools(REPOSITORY / "deploy" / "dagster.yaml")
+
+
 def _run_limits(config: Path) -> list:
     """The tag limits of an instance's configuration: the local one must keep the production one's."""
     return yaml.safe_load(config.read_text())["concurrency"]["runs"]["tag_concurrency_limits"]
+
+
+def _pools(config: Path) -> dict:
+    """The pools' configuration of an instance: the local one must keep the production one's."""
+    return yaml.safe_load(config.read_text())["concurrency"]["pools"]
 
 
 @pytest.mark.parametrize("status, code", [("complete", 0), ("failed", 1)])

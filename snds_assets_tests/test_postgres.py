@@ -13,7 +13,9 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
-from .services import DELIVERY_ID, REPO, curated_summary, ingest_in_process, load_report, queue_decision, queued_run
+from .services import (
+    DELIVERY_ID, REPO, curated_summary, ingest_in_process, load_report, planned_run, queue_decision, queued_run,
+)
 
 DEPLOY = REPO / "deploy"
 
@@ -93,15 +95,22 @@ def test_workspace_points_at_the_code_location():
 def test_same_partition_never_runs_twice_at_once(pg_home):
     """The daemon's own dequeue logic, on runs stored in PostgreSQL: a second run of a delivery (or project)
     waits while the first is in progress; so does any other reception (one at a time, in the order they were
-    queued, each checking its keys against the deliveries received before it), while other projects go ahead."""
+    queued, each checking its keys against the deliveries received before it), a delivery's assets materialised
+    from the asset graph included, while other projects go ahead."""
     from snds_assets.definitions import RECEPTION_JOB, build_definitions
+    from snds_assets.reception.assets import curated_key
+    from snds_assets.runs import ensure_reception_pool
 
-    job_tags = {"reception": build_definitions().resolve_job_def(RECEPTION_JOB).run_tags, "provision": {}}
+    job_tags = {"reception": build_definitions().resolve_job_def(RECEPTION_JOB).run_tags}
 
     def run(job, status, **tags):
-        return queued_run(instance, job, status, {**job_tags[job], **tags}).run_id
+        if job == "provision":  # no pool
+            return queued_run(instance, job, status, tags).run_id
+        # one family: the run's pools as the whole job's, without Dagster storing a planned event per asset
+        return planned_run(instance, job, status, {**job_tags[job], **tags}, {curated_key("IR_BEN_R")})
 
     with DagsterInstance.from_config(str(pg_home)) as instance:
+        ensure_reception_pool(instance)  # as the delivery sensor's tick does
         receiving = run("reception", DagsterRunStatus.STARTED,
                         **{"dagster/partition": "2026-11-15", "snds/delivery": "2026-11-15"})
         run("provision", DagsterRunStatus.STARTED, **{"dagster/partition": "covid", "snds/project": "covid"})
@@ -112,6 +121,8 @@ def test_same_partition_never_runs_twice_at_once(pg_home):
                     **{"dagster/partition": "2026-12-01", "snds/delivery": "2026-12-01"})
         other_too = run("reception", DagsterRunStatus.QUEUED,
                         **{"dagster/partition": "2026-12-02", "snds/delivery": "2026-12-02"})
+        graph = planned_run(instance, None, DagsterRunStatus.QUEUED, {"dagster/partition": "2026-12-03"},
+                            {curated_key("IR_BEN_R")})
         other_project = run("provision", DagsterRunStatus.QUEUED,
                             **{"dagster/partition": "asthma", "snds/project": "asthma"})
         assert queue_decision(instance) == {other_project}
@@ -119,7 +130,7 @@ def test_same_partition_never_runs_twice_at_once(pg_home):
         instance.report_run_canceled(instance.get_run_by_id(receiving))
         dequeued = queue_decision(instance)
         assert dequeued == {other_project, same_delivery}  # the first reception queued, alone
-        assert not dequeued & {same_by_tag, same_project, other, other_too}
+        assert not dequeued & {same_by_tag, same_project, other, other_too, graph}
 
 
 @pytest.mark.slow

@@ -380,3 +380,41 @@ def test_a_reception_starting_at_the_same_moment_is_looked_at_again(tmp_path, mo
     assert sleeps == [runs.GRACE_SECONDS, runs.WAIT_SECONDS]
     (line,) = told
     assert f"waiting for the reception of delivery 2026-12-01 by run {other.run_id}" in line, line
+
+
+def test_a_reception_never_waits_holding_a_pool_slot_per_step(tmp_path, monkeypatch):
+    """On an instance whose pools are claimed step by step with a limit (the earlier deploy/dagster.yaml), a
+    reception waiting for an earlier one would hold the pool's slot that one needs for its next step: both would
+    wait for ever. It fails at once, saying which setting to change; with pools per run it waits its turn."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from snds_assets import runs
+
+    for granularity, fails in (("op", True), ("run", False)):
+        home = tmp_path / granularity
+        home.mkdir()
+        (home / "dagster.yaml").write_text(f"concurrency:\n  pools:\n    granularity: {granularity}\n"
+                                           "    default_limit: 1\n")
+        with DagsterInstance.from_config(str(home)) as instance:
+            earlier = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
+                                          tags={RECEPTION_TAG: "true", "dagster/partition": "2026-11-01"})
+            _start(instance, earlier)
+            later = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
+                                        tags={RECEPTION_TAG: "true", "dagster/partition": "2026-12-01"})
+            waits = []
+
+            def sleep(seconds: float, instance=instance, earlier=earlier, waits=waits) -> None:
+                waits.append(seconds)  # the earlier reception ends while this one waits
+                instance.report_run_canceled(instance.get_run_by_id(earlier.run_id))
+
+            monkeypatch.setattr(runs, "time", SimpleNamespace(sleep=sleep))
+            assert runs.pool_claimed_per_step(instance) is fails
+            if fails:
+                with pytest.raises(runs.PoolPerStep, match="granularity: run") as raised:
+                    runs.take_turn(instance, _start(instance, later), None)
+                assert f"by run {earlier.run_id}" in str(raised.value) and not waits
+            else:
+                runs.take_turn(instance, _start(instance, later), None)
+                assert waits == [runs.WAIT_SECONDS]

@@ -26,7 +26,7 @@ from ..logs import step_progress
 from ..metadata import column_schema
 from ..partitions import deliveries
 from ..resources import SndsResource
-from ..runs import describe_run, end_dead_runs, unfinished_runs
+from ..runs import RECEPTION_POOL, describe_run, end_dead_runs, ensure_reception_pool, unfinished_runs
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource
 
@@ -82,6 +82,7 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 
 @asset(
     key=DELIVERY_KEY, partitions_def=deliveries, group_name="landing", kinds={"json"}, owners=[OWNER],
+    pool=RECEPTION_POOL,
     description="A CNAM delivery as dropped in the landing zone: its manifest, validated and archived unchanged.",
 )
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
@@ -147,6 +148,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
 
     @multi_asset(
         name="receive", specs=specs, check_specs=check_specs, partitions_def=deliveries, can_subset=True,
+        pool=RECEPTION_POOL,
         description="Archive, curate and check the selected families of one delivery, parents before children.",
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
@@ -305,6 +307,7 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
 def build_report_asset(catalog: Catalog) -> AssetsDefinition:
     @asset(
         key=REPORT_KEY, partitions_def=deliveries, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
+        pool=RECEPTION_POOL,
         deps=[*(raw_key(t.name) for t in catalog), *(curated_key(t.name) for t in catalog)],
         description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per table "
                     "status, row counts and every check. A delivery is accepted only when every table is.",
@@ -403,6 +406,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
 
         settings, catalog = snds.settings(), snds.catalog()
         end_dead_runs(context.instance, context.log)  # before their partitions are looked at, and for the queue
+        ensure_reception_pool(context.instance, context.log)
         seen: dict[str, object] = json.loads(context.cursor) if context.cursor else {}
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
         requests, new_partitions, notes, received_already = [], [], [], []
