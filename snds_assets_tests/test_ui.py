@@ -172,6 +172,30 @@ def test_backfill_over_two_deliveries(ui, delivery_run):
     assert metadata["tables"] == len(read_manifest(ui.settings.landing, second).tables)
 
 
+def test_a_delivery_materialised_from_the_asset_graph_waits_in_the_queue(ui, delivery_run):
+    """Runs of the asset graph carry no tag of the reception job: one launched while another delivery was being
+    received started at once, only to wait for its turn in a run slot. The queue now holds it (pool
+    snds_reception) until the other ends."""
+    import time
+
+    curating, landing = "2023-12-15", "2023-12-20"  # before DELIVERY_ID: the state the project reads stays its
+    for delivery_id in (curating, landing):
+        generate_delivery(ui.home, delivery_id, patients=5, tables=("IR_BEN_R",))
+        ui.add_partition("deliveries", delivery_id)
+    first = ui.launch("__ASSET_JOB", curating, [["landing", "delivery"], ["raw", "IR_BEN_R"], ["curated", "IR_BEN_R"]])
+    deadline = time.monotonic() + 300
+    while ui.run(first)["status"] in ("QUEUED", "NOT_STARTED", "STARTING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    second = ui.launch("__ASSET_JOB", landing, [["landing", "delivery"]])
+    runs = [ui.wait_for_run(run_id) for run_id in (first, second)]
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"], [ui.run_failures(r["runId"]) for r in runs]
+    (start_first, end_first), (start_second, _) = (
+        (t["startTime"], t["endTime"]) for t in (ui.graphql(
+            """query($id: ID!) { runOrError(runId: $id) { ... on Run { startTime endTime } } }""",
+            {"id": run_id})["runOrError"] for run_id in (first, second)))
+    assert start_first < end_first <= start_second
+
+
 def test_project_partition_launched_from_the_ui(ui, delivery_run):
     """A project request lands in SNDS_PROJECTS; its partition is added and its provision run launched as the UI
     does, and the run succeeds with its extracts and report (the project sensors are off: the test launches)."""
