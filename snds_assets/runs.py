@@ -36,8 +36,6 @@ RECEPTION_TAG = "snds/reception"
 # another one is in progress: a delivery's assets materialised from the asset graph wait in the queue too, not in a
 # run slot.
 RECEPTION_POOL = "snds_reception"
-
-
 POOL_PER_STEP = ("this instance claims pool snds_reception step by step (concurrency.pools.granularity is not "
                  "`run`): a reception waiting for another would hold the slot the other needs for its next step; set "
                  "`granularity: run` as deploy/dagster.yaml does")
@@ -46,10 +44,10 @@ POOL_PER_STEP = ("this instance claims pool snds_reception step by step (concurr
 def pool_claimed_per_step(instance: DagsterInstance) -> bool:
     """Whether steps of ``RECEPTION_POOL`` claim a limited slot while they run (pools at op granularity, the
     default, with a limit): a reception's step would hold it while ``take_turn`` waits for an earlier one."""
-    pools = instance.get_concurrency_config().pool_config
-    if pools.pool_granularity == PoolGranularity.RUN or not instance.event_log_storage.supports_global_concurrency_limits:
+    pools, storage = instance.get_concurrency_config().pool_config, instance.event_log_storage
+    if pools.pool_granularity == PoolGranularity.RUN or not storage.supports_global_concurrency_limits:
         return False
-    return pools.default_pool_limit is not None or RECEPTION_POOL in instance.event_log_storage.get_concurrency_keys()
+    return pools.default_pool_limit is not None or RECEPTION_POOL in storage.get_concurrency_keys()
 
 
 def ensure_reception_pool(instance: DagsterInstance, log: logging.Logger | None = None) -> None:

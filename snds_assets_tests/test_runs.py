@@ -411,6 +411,10 @@ def test_a_reception_never_waits_holding_a_pool_slot_per_step(tmp_path, monkeypa
 
             monkeypatch.setattr(runs, "time", SimpleNamespace(sleep=sleep))
             assert runs.pool_claimed_per_step(instance) is fails
+            warned = []
+            runs.ensure_reception_pool(instance, SimpleNamespace(warning=warned.append))  # as the sensor's tick
+            assert warned == ([runs.POOL_PER_STEP] if fails else [])
+            assert (runs.RECEPTION_POOL in instance.event_log_storage.get_concurrency_keys()) is not fails
             if fails:
                 with pytest.raises(runs.PoolPerStep, match="granularity: run") as raised:
                     runs.take_turn(instance, _start(instance, later), None)
