@@ -205,11 +205,8 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
     before it): a run on a delivery created while another delivery's reception has started (two commands at the
     same moment, or assets materialised from the asset graph, which the queue does not hold) waits for it to end,
     saying so once, before any step. A queued one is not waited for; an extraction does not wait."""
-    import threading
-
     from dagster import Definitions, asset, define_asset_job
 
-    _wait_briefly(monkeypatch)
     seen = []
 
     @asset
@@ -222,12 +219,10 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
     def waiting(run_id: str) -> list[str]:
         return [e.user_message for e in instance.all_logs(run_id) if "waiting for" in (e.user_message or "")]
 
-    def end_first_once_waited_for(run_id: str) -> None:
-        deadline = time.monotonic() + 60
-        while not waiting(run_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def end_first() -> None:  # while the second reception waits for it
         instance.report_run_canceled(instance.get_run_by_id(first.run_id))
 
+    _wait_briefly(monkeypatch, meanwhile=end_first)
     with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
         first = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.STARTED,
                                     tags={RECEPTION_TAG: "true", "dagster/partition": "2026-10-15"})
@@ -235,11 +230,8 @@ def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path,
         assert seen == [DagsterRunStatus.STARTED]  # an extraction went ahead
 
         run_id = str(uuid.uuid4())
-        ender = threading.Thread(target=end_first_once_waited_for, args=(run_id,), daemon=True)
-        ender.start()
         assert job.execute_in_process(instance=instance, run_id=run_id,
                                       tags={RECEPTION_TAG: "true", "dagster/partition": "2026-11-15"}).success
-        ender.join(timeout=5)
         assert seen[-1] == DagsterRunStatus.CANCELED  # its step ran once the other reception had ended
         (line,) = waiting(run_id)
         assert f"waiting for the reception of delivery 2026-10-15 by run {first.run_id}" in line, line
@@ -258,8 +250,10 @@ def _start(instance, run):
     return instance.get_run_by_id(run.run_id)
 
 
-def _wait_briefly(monkeypatch) -> None:
-    """A reception waiting its turn looks again every 0.05 s, and fails the test after 10 s instead of hanging."""
+def _wait_briefly(monkeypatch, meanwhile=None) -> None:
+    """A reception waiting its turn looks again every 0.05 s, and fails the test after 10 s instead of hanging.
+    ``meanwhile`` runs at each of its waits, in its own thread (the ephemeral instance's in-memory SQLite refuses a
+    write from another thread while this one reads: 'database table is locked')."""
     from types import SimpleNamespace
 
     from snds_assets import runs
@@ -270,6 +264,8 @@ def _wait_briefly(monkeypatch) -> None:
         calls.append(seconds)
         if len(calls) > 200:
             raise AssertionError("still waiting for its turn after 10 s")
+        if meanwhile is not None and seconds == runs.WAIT_SECONDS:
+            meanwhile()
         time.sleep(seconds)
 
     monkeypatch.setattr(runs, "WAIT_SECONDS", 0.05)
@@ -280,24 +276,20 @@ def test_receptions_take_their_turn_in_the_order_they_started(tmp_path, monkeypa
     """A reception the queue held (created early, started late) waits for a delivery's assets materialised from
     the asset graph meanwhile (no tag of the job: the queue let it through); by creation order neither waited, and
     both ran at once (review). A run not started yet makes no one wait."""
-    import threading
-
     from dagster import AssetKey
 
     from snds_assets import runs
 
-    _wait_briefly(monkeypatch)
     told = []
 
     class Log:
         def info(self, message: str) -> None:
             told.append(message)
 
-    def end_once_told(run) -> None:
-        deadline = time.monotonic() + 60
-        while not told and time.monotonic() < deadline:
-            time.sleep(0.05)
-        instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+    def end_graph() -> None:  # while the queued reception waits for it
+        instance.report_run_canceled(instance.get_run_by_id(graph.run_id))
+
+    _wait_briefly(monkeypatch, meanwhile=end_graph)
 
     with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
         queued = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
@@ -307,10 +299,7 @@ def test_receptions_take_their_turn_in_the_order_they_started(tmp_path, monkeypa
                                     asset_selection={AssetKey(["curated", "ER_PRS_F"])})
         runs.take_turn(instance, _start(instance, graph), Log())  # nothing started before it: it goes on
         assert not told
-        ender = threading.Thread(target=end_once_told, args=(graph,), daemon=True)
-        ender.start()
         runs.take_turn(instance, _start(instance, queued), Log())
-        ender.join(timeout=5)
         assert instance.get_run_by_id(graph.run_id).status == DagsterRunStatus.CANCELED
         (line,) = told
         assert f"waiting for the reception of delivery 2026-12-15 by run {graph.run_id}" in line, line
