@@ -43,30 +43,30 @@ SNDS_VARIABLES = ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SN
                   "SNDS_REJECT_TOLERANCE", "DAGSTER_HOME", "SPARK_REMOTE", "SNDS_LAKE_AUTH")
 
 
-def queued_run(instance, job: str, status, tags: dict):
-    """A run of ``job`` created as the run queue holds one: it names the code location it would be launched from
-    (a queued run must)."""
+def _launch_origin(job: str):
+    """The code location a queued run of ``job`` would be launched from (a queued run must name one)."""
     from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-    from dagster._core.test_utils import create_run_for_test
 
     location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
-    origin = RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job)
-    return create_run_for_test(instance, job_name=job, status=status, tags=tags, remote_job_origin=origin)
+    return RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job)
+
+
+def queued_run(instance, job: str, status, tags: dict):
+    """A run of ``job`` created as the run queue holds one, without an execution plan (so without pools)."""
+    from dagster._core.test_utils import create_run_for_test
+
+    return create_run_for_test(instance, job_name=job, status=status, tags=tags, remote_job_origin=_launch_origin(job))
 
 
 def planned_run(instance, job: str | None, status, tags: dict, keys: set | None = None) -> str:
     """A run of the code location's ``job`` (None: Dagster's implicit job, as the UI's asset graph creates runs of
     ``keys``), its steps' pools counted from its execution plan as Dagster counts them; its id."""
-    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteRepositoryOrigin
-
     from snds_assets.definitions import build_definitions
 
     defs = build_definitions()
     job_def = defs.resolve_job_def(job) if job else defs.resolve_implicit_global_asset_job_def()
-    location = GrpcServerCodeLocationOrigin(host="snds-code", port=4000, location_name="snds_assets")
-    origin = RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job_def.name)
     return instance.create_run_for_job(job_def, asset_selection=keys, status=status, tags=tags,
-                                       remote_job_origin=origin).run_id
+                                       remote_job_origin=_launch_origin(job_def.name)).run_id
 
 
 def queue_decision(instance) -> set[str]:
