@@ -381,6 +381,13 @@ def test_a_reception_never_waits_holding_a_pool_slot_per_step(tmp_path, monkeypa
 
     from snds_assets import runs
 
+    waits = []
+
+    def end_earlier() -> None:  # while the later reception waits for it
+        waits.append(earlier.run_id)
+        instance.report_run_canceled(instance.get_run_by_id(earlier.run_id))
+
+    _wait_briefly(monkeypatch, meanwhile=end_earlier)
     for granularity, fails in (("op", True), ("run", False)):
         home = tmp_path / granularity
         home.mkdir()
@@ -392,13 +399,6 @@ def test_a_reception_never_waits_holding_a_pool_slot_per_step(tmp_path, monkeypa
             _start(instance, earlier)
             later = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
                                         tags={RECEPTION_TAG: "true", "dagster/partition": "2026-12-01"})
-            waits = []
-
-            def sleep(seconds: float, instance=instance, earlier=earlier, waits=waits) -> None:
-                waits.append(seconds)  # the earlier reception ends while this one waits
-                instance.report_run_canceled(instance.get_run_by_id(earlier.run_id))
-
-            monkeypatch.setattr(runs, "time", SimpleNamespace(sleep=sleep))
             assert runs.pool_claimed_per_step(instance) is fails
             warned = []
             runs.ensure_reception_pool(instance, SimpleNamespace(warning=warned.append))  # as the sensor's tick
@@ -410,4 +410,4 @@ def test_a_reception_never_waits_holding_a_pool_slot_per_step(tmp_path, monkeypa
                 assert f"by run {earlier.run_id}" in str(raised.value) and not waits
             else:
                 runs.take_turn(instance, _start(instance, later), None)
-                assert waits == [runs.WAIT_SECONDS]
+                assert waits == [earlier.run_id]  # it waited once, then went on

@@ -178,7 +178,7 @@ def test_a_delivery_materialised_from_the_asset_graph_waits_in_the_queue(ui, del
     snds_reception) until the other ends."""
     import time
 
-    curating, landing = "2023-12-15", "2023-12-20"  # before DELIVERY_ID: the state the project reads stays its
+    curating, landing = "2023-12-15", "2023-12-20"  # before DELIVERY_ID, whose state later tests read
     for delivery_id in (curating, landing):
         generate_delivery(ui.home, delivery_id, patients=5, tables=("IR_BEN_R",))
         ui.add_partition("deliveries", delivery_id)
