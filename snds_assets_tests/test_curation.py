@@ -707,6 +707,27 @@ def test_a_parent_delivered_full_replaces_its_state_and_incremental_adds_to_it(s
     state.close()
 
 
+def test_a_delivery_received_after_a_later_full_parent_is_checked_against_that_parent_and_says_so(
+        spark, settings, catalog):
+    """Deliveries received out of order: the state once an older delivery is accepted keeps the later full
+    IR_BEN_R, not the older one's, so an identity only in the older delivery's IR_BEN_R is an orphan of the state;
+    the details say whose rows the link was checked against, not "of this delivery"."""
+    state = CurrentState(spark, settings, catalog)
+    later = Delivery(settings, catalog, "2024-05-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    later.curate(spark, "IR_BEN_R", state)
+    later.accept()
+    older = Delivery(settings, catalog, "2024-04-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)])
+    older.table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11", f"{NIR_B};1;5;2020-01-15;;E11"])
+    older.curate(spark, "IR_BEN_R", state)
+    (child,) = older.curate(spark, "IR_IMB_R", state)
+    fk = by_name(child)["foreign_key"]
+    assert fk.failures == 1 and [s["BEN_NIR_PSA"] for s in fk.sample] == [NIR_B]
+    assert ("checked against the current state of IR_BEN_R: IR_BEN_R of this delivery is replaced by the later full "
+            "delivery 2024-05-01, received before it") in fk.details
+    assert "of this delivery and the current state" not in fk.details
+    state.close()
+
+
 def test_a_full_delivery_reports_the_rows_of_the_state_it_leaves_without_their_parent(spark, settings, catalog):
     """A full IR_BEN_R without an identity of the state leaves the ALD and stay rows of earlier deliveries that point
     to it without their parent: reported on IR_BEN_R (WARN), once the run has curated the archive, where an

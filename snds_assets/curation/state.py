@@ -69,6 +69,9 @@ def family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, famil
             return None, f"{family} of this delivery is not curated yet", {}
         kept = state.plan(family, after=(delivery_id, delivered))
         source = f"{family} of this delivery and the current state"
+        replaced = {p.year for p in delivered} - kept.get(delivery_id, set())
+        if replaced:
+            source = _replaced_source(state, family, delivery_id, replaced, bool(kept.get(delivery_id)))
     else:
         kept = state.plan(family, exclude_delivery=delivery_id)
         source = f"the current state of {family}"
@@ -80,6 +83,23 @@ def family_rows(state: CurrentState, catalog: Catalog, manifest: Manifest, famil
     if missing:
         return None, f"{family} has no column {', '.join(missing)}", {}
     return df, f"checked against {source}", kept
+
+
+def _replaced_source(state: CurrentState, family: str, delivery_id: str, replaced: set[int | None],
+                     partly: bool) -> str:
+    """What a link is checked against when a later ``full`` delivery of the parent, received before this one,
+    replaces this delivery's parent rows (all of them, or some years): "of this delivery" was not true."""
+    at = delivery_order(delivery_id)
+    later = sorted({p.delivery_id for p in state.parts(family, exclude_delivery=delivery_id)
+                    if p.mode == domain.FULL and p.year in replaced and delivery_order(p.delivery_id) > at},
+                   key=delivery_order)
+    years = sorted(y for y in replaced if y is not None)
+    which = f"{family} of this delivery" + (f" for {', '.join(map(str, years))}" if years else "")
+    kept = f"{family} of this delivery (but for the years replaced) and the current state" if partly \
+        else f"the current state of {family}"
+    by = f"the later full deliver{'y' if len(later) == 1 else 'ies'} {', '.join(later)}, received before it" \
+        if later else "a later full delivery"
+    return f"{kept}: {which} is replaced by {by}"
 
 
 class CurrentState:
