@@ -27,6 +27,9 @@ NOMENCLATURE_COMMANDS = ("generate", *SPARK_COMMANDS)
 # The folders each command writes, by setting: one that cannot be created is refused at the start, naming its setting
 # (the lake's was found by Spark, in a failed run). `snds generate` checks its own, --out or SNDS_LANDING.
 WRITTEN_FOLDERS = {"ingest": ("lake",), "extract": ("lake",), "demo": ("landing", "lake", "projects")}
+# Folders a command reads: one that is a file was told as "[Errno 20] Not a directory" about a path below it.
+READ_FOLDERS = {"ingest": ("landing",), "extract": ("projects",), "report": ("lake", "projects"),
+                "ui": ("landing", "lake", "projects")}
 # PySpark logs each analysis error it raises, with its whole Java stack, to stderr through loggers of its own that do
 # not propagate (pyspark.errors.exceptions.base); the error itself still reaches the one-line message.
 PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
@@ -177,10 +180,16 @@ def unusable_folder(setting: str, folder: str) -> UsageError | None:
     return None
 
 
-def check_written_folders(settings: Settings, args: argparse.Namespace) -> None:
-    """Refuse, before anything runs, a folder the command writes that cannot be made (``WRITTEN_FOLDERS``)."""
+def check_folders(settings: Settings, args: argparse.Namespace) -> None:
+    """Refuse, before anything runs, a folder the command writes that cannot be made (``WRITTEN_FOLDERS``) and a
+    folder it reads that is a file (``READ_FOLDERS``)."""
     for option in WRITTEN_FOLDERS.get(args.command, ()):
         refused = unusable_folder(setting_name(args, option), getattr(settings, option))
+        if refused is not None:
+            raise refused
+    for option in READ_FOLDERS.get(args.command, ()):
+        folder = getattr(settings, option)
+        refused = None if "://" in folder else not_a_folder(setting_name(args, option), folder)
         if refused is not None:
             raise refused
 
@@ -251,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_settings(args)
         args.environ = dict(os.environ)  # the shell's, before the settings are exported: `snds demo` tells its UI
         prepare_environment(settings)
-        check_written_folders(settings, args)
+        check_folders(settings, args)
         stray = _stray_warnings_to_details_log(settings)
         if settings.spark_remote and args.command in SPARK_COMMANDS:
             from .spark import check_spark_connect

@@ -528,6 +528,21 @@ def test_a_home_that_is_a_file_is_named(tmp_path, variable):
         assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
 
 
+@pytest.mark.parametrize("command, variable", [(["ingest", "2024-01-15"], "SNDS_LANDING"),
+                                               (["extract", "demo-covid"], "SNDS_PROJECTS"),
+                                               (["report", "2024-01-15"], "SNDS_LAKE"),
+                                               (["report", "demo-covid"], "SNDS_PROJECTS")])
+def test_a_folder_a_command_reads_that_is_a_file_is_named(tmp_path, command, variable):
+    """It said "[Errno 20] Not a directory: '…/2024-01-15/manifest.json'" (ingest), "no request file …" (extract)
+    or went down the unexpected error's path (report), naming neither the setting nor what to fix."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = _snds(command, tmp_path / "home", extra_env={variable: str(afile)})
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: {variable} {afile} must be a folder, but {afile} is a file"], proc.stderr
+
+
 def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch):
     """`snds ui &` from a script inherits an ignored SIGINT through exec; `dagster dev` maps SIGTERM to its SIGINT
     handler, so it ignored SIGTERM too (seen: still serving after kill -TERM)."""
