@@ -277,6 +277,12 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     if valid_delivery_id(args.target) and _reception_started(settings, args.target):
         raise UsageError(f"delivery {args.target}: its reception started and has not finished (still running, or "
                          f"interrupted: then run snds ingest {args.target}); it has no report yet")
+    if not valid_delivery_id(args.target):
+        from .provision.request import request_path
+
+        if request_path(settings, args.target).is_file():
+            raise UsageError(f"project {args.target} has no report yet: its extraction has not completed (never "
+                             f"run, still running, or failed: the failure said why); run snds extract {args.target}")
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 

@@ -149,6 +149,26 @@ def test_unknown_project_is_a_one_line_error(tmp_path):
     assert "nope" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_project_extracted_before_any_delivery_is_told_to_ingest_one(tmp_path):
+    """`snds extract` on a lake no delivery reached said "IR_BEN_R is not in the current state: no person can be
+    identified", and `snds report` of the project then "no delivery or project report named …": neither said what
+    to run."""
+    projects = tmp_path / "home" / "projects"
+    projects.mkdir(parents=True)
+    (projects / "early.yaml").write_text("id: early\ntitle: Early\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                         "tables: [IR_BEN_R]\ncohort:\n  criteria:\n    any_of:\n"
+                                         "      - diagnosis: {icd10: [U071]}\n", encoding="utf-8")
+    proc = _snds(["extract", "early"], tmp_path / "home")
+    assert proc.returncode == EXIT_ERROR and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("snds: error: ") and "no accepted delivery brought it: run snds ingest" in last, proc.stderr
+    proc = _snds(["report", "early"], tmp_path / "home")
+    assert proc.returncode == EXIT_ERROR
+    assert proc.stderr.strip().splitlines() == [
+        "snds: error: project early has no report yet: its extraction has not completed (never run, still running, "
+        "or failed: the failure said why); run snds extract early"], proc.stderr
+
+
 def test_unreadable_schema_folder_is_reported(tmp_path):
     proc = _snds(["--schemas", str(tmp_path / "none"), "ingest", "2026-01-01"], tmp_path)
     assert proc.returncode == EXIT_ERROR

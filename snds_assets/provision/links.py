@@ -81,7 +81,8 @@ def beneficiary_rows(source: TableSource) -> DataFrame:
     archives = [read_optional(source, a) for a in domain.archives_of(BENEFICIARIES)]
     frames = [f for f in [source.read(BENEFICIARIES), *archives] if f is not None]
     if not frames:
-        raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified")
+        raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified (no accepted "
+                           "delivery brought it: run snds ingest of a delivery that does)")
     wanted = [PSA, RNG, IDT, ANO, domain.BIRTH_YEAR_COLUMN, domain.SEX_COLUMN]
     cast = {RNG: "int", domain.BIRTH_YEAR_COLUMN: "int", domain.SEX_COLUMN: "int"}
     parts = []
