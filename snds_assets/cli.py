@@ -24,6 +24,7 @@ SPARK_COMMANDS = ("ingest", "extract", "demo")
 # the run's checks found it only after Spark had started and a failed run had been recorded. `snds ui` does not check
 # it, as it does not check SNDS_SCHEMAS: the UI then shows the failing runs' messages.
 NOMENCLATURE_COMMANDS = ("generate", *SPARK_COMMANDS)
+SCHEMA_COMMANDS = (*NOMENCLATURE_COMMANDS, "ui")
 # The folders each command writes, by setting: one that cannot be created is refused at the start, naming its setting
 # (the lake's was found by Spark, in a failed run). `snds generate` checks its own, --out or SNDS_LANDING.
 WRITTEN_FOLDERS = {"ingest": ("lake",), "extract": ("lake",), "demo": ("landing", "lake", "projects")}
@@ -67,6 +68,14 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _iso_date(text: str) -> date:
+    """A calendar date: argparse said "invalid fromisoformat value"."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = _Parser(
@@ -82,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--patients", type=int, default=1000, help="number of persons (default 1000)")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     gen.add_argument("--defects", action="store_true", help="inject documented defects; ground truth written beside")
-    gen.add_argument("--start", type=date.fromisoformat, default=date(2022, 1, 1), help="care period start (ISO date)")
-    gen.add_argument("--end", type=date.fromisoformat, default=date(2023, 12, 31), help="care period end (ISO date)")
+    gen.add_argument("--start", type=_iso_date, default=date(2022, 1, 1), help="care period start (ISO date)")
+    gen.add_argument("--end", type=_iso_date, default=date(2023, 12, 31), help="care period end (ISO date)")
     gen.add_argument("--tables", help="comma-separated families or delivered names (default: the whole catalog "
                      "but IR_BEN_R_ARC)")
     gen.add_argument("--gzip", action="store_true", help="write .csv.gz files")
@@ -127,6 +136,13 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
             print(f"snds demo: everything under SNDS_HOME; {', '.join(ignored)} not used", file=sys.stderr)
         env = {k: v for k, v in os.environ.items() if k not in DEMO_IGNORES}
     settings = Settings.from_env(env=env, **overrides)
+    if args.command in SCHEMA_COMMANDS and settings.schemas:
+        setting = setting_name(args, "schemas")
+        refused = not_a_folder(setting, settings.schemas)
+        if refused is None and not Path(settings.schemas).is_dir():
+            refused = UsageError(f"{setting} {settings.schemas}: schema folder not found")
+        if refused is not None:
+            raise refused
     if args.command in NOMENCLATURE_COMMANDS and settings.nomenclatures:
         setting = setting_name(args, "nomenclatures")
         refused = not_a_folder(setting, settings.nomenclatures)

@@ -176,7 +176,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
     from .definitions import RECEPTION_JOB
     from .reception.assets import delivery_selection, receptions_in_progress
-    from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
+    from .reception.manifest import DELIVERY_ID_FORM, ManifestError, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
     from .runs import describe_run
@@ -185,7 +185,12 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     delivery_id = args.delivery_id
     if not valid_delivery_id(delivery_id):
         raise UsageError(f"delivery id {delivery_id!r} is not {DELIVERY_ID_FORM}")
-    manifest = read_manifest(settings.landing, delivery_id)
+    try:
+        manifest = read_manifest(settings.landing, delivery_id)
+    except ManifestError as exc:  # "manifest.json is not valid JSON (…)": of which delivery?
+        if delivery_id in str(exc):
+            raise
+        raise ManifestError(f"delivery {delivery_id}: {exc}") from exc
     busy = receptions_in_progress(DagsterInstance.get(), delivery_id)
     if busy:
         raise UsageError(f"delivery {delivery_id} is already being received by {describe_run(busy[0])}: wait for "
@@ -315,8 +320,9 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
 
 
 def _failed_checks(part: dict) -> str:
-    """The failed checks of a table or cohort, WARN ones included, as the summaries end its line."""
-    failed = [c["name"] for c in part.get("checks", []) if not c.get("passed", True)]
+    """The failed checks of a table or cohort, WARN ones included and marked, as the summaries end its line."""
+    failed = [c["name"] + (" (WARN)" if c.get("severity") == "WARN" else "") for c in part.get("checks", [])
+              if not c.get("passed", True)]
     return f"  failed: {', '.join(failed)}" if failed else ""
 
 

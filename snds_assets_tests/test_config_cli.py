@@ -82,17 +82,20 @@ def test_missing_delivery_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("fmt, message", [
-    ({"date_format": "%Q"}, "manifest format date_format '%Q': %Q has no Spark equivalent"),
-    ({"header": "false"}, 'manifest format header must be a JSON boolean (true or false), not "false"'),
+    ({"date_format": "%Q"}, "delivery 2024-03-01: manifest format date_format '%Q': %Q has no Spark equivalent"),
+    ({"header": "false"}, 'delivery 2024-03-01: manifest format header must be a JSON boolean (true or false), not '
+                          '"false"'),
+    (None, "snds: error: delivery 2024-03-01: manifest.json is not valid JSON ("),
 ])
 def test_a_bad_manifest_format_is_a_one_line_error_with_no_output(tmp_path, fmt, message):
-    """SPEC §4: exit 2 with one line saying what to fix, before anything is archived, curated or reported."""
+    """SPEC §4: exit 2 with one line saying what to fix, naming the delivery, before anything is archived, curated
+    or reported."""
     from snds_assets_tests.reception_delivery import Delivery, csv_bytes
 
     delivery = Delivery(tmp_path / "landing", "2024-03-01", fmt)
     delivery.add("IR_IMB_R", "IR_IMB_R.csv", csv_bytes(["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD"],
                                                         [["A" * 16 + "1", "1", "5", "15/01/2020"]]))
-    delivery.write()
+    delivery.write("{not json" if fmt is None else None)
     proc = _snds(["ingest", "2024-03-01"], tmp_path)
     assert proc.returncode == EXIT_ERROR
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -100,6 +103,15 @@ def test_a_bad_manifest_format_is_a_one_line_error_with_no_output(tmp_path, fmt,
     assert "Traceback" not in proc.stderr
     lake = tmp_path / "lake"
     assert not lake.exists() or not any(p.is_file() for p in lake.rglob("*"))
+
+
+def test_a_care_period_that_is_not_a_date_says_so(tmp_path):
+    """argparse said "invalid fromisoformat value"."""
+    proc = _snds(["generate", "--out", str(tmp_path / "landing"), "--start", "2023-13-01"], tmp_path)
+    assert proc.returncode == EXIT_ERROR
+    assert proc.stderr.strip().splitlines() == ["snds generate: error: argument --start: '2023-13-01' is not a date "
+                                                "(YYYY-MM-DD) (see snds generate --help)"], proc.stderr
+    assert not (tmp_path / "landing").exists()
 
 
 def test_bad_delivery_id_is_a_usage_error(tmp_path):
@@ -169,10 +181,14 @@ def test_a_project_extracted_before_any_delivery_is_told_to_ingest_one(tmp_path)
         "or failed: the failure said why); run snds extract early"], proc.stderr
 
 
-def test_unreadable_schema_folder_is_reported(tmp_path):
-    proc = _snds(["--schemas", str(tmp_path / "none"), "ingest", "2026-01-01"], tmp_path)
+@pytest.mark.parametrize("command", [["ingest", "2026-01-01"], ["ui"], ["generate"]])
+def test_unreadable_schema_folder_is_reported(tmp_path, command):
+    """It said "schema folder not found: …", not which setting names it."""
+    proc = _snds(["--schemas", str(tmp_path / "none"), *command], tmp_path)
     assert proc.returncode == EXIT_ERROR
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"snds: error: --schemas {tmp_path / 'none'}: schema folder not found"]
+    proc = _snds(command, tmp_path, extra_env={"SNDS_SCHEMAS": str(tmp_path / "none")})
+    assert proc.stderr.strip().splitlines() == [f"snds: error: SNDS_SCHEMAS {tmp_path / 'none'}: schema folder not found"]
 
 
 def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
@@ -362,8 +378,8 @@ def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(
     assert main(["report", "p1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == ["project p1: COMPLETE, cohort of 1 person, 1 of 3 identifiers unresolved (0 ambiguous, "
-                         "1 unknown)  failed: unresolved_identifiers",
-                         "  ER_PRS_F       4 rows  failed: period",
+                         "1 unknown)  failed: unresolved_identifiers (WARN)",
+                         "  ER_PRS_F       4 rows  failed: period (WARN)",
                          "  IR_BEN_R       1 rows"], lines
 
 
@@ -976,7 +992,8 @@ def test_delivery_report_exit_status_follows_its_verdict(snds_env, capsys, statu
     checks of each table."""
     import json
 
-    checks = [{"name": "checksum", "passed": True}, {"name": "row_count", "passed": status == "accepted"}]
+    checks = [{"name": "checksum", "passed": True}, {"name": "row_count", "passed": status == "accepted"},
+              {"name": "orphaned_children", "severity": "WARN", "passed": False}]
     report = snds_env / "lake" / "reports" / "deliveries" / "2024-01-15.json"
     report.parent.mkdir(parents=True)
     report.write_text(json.dumps({"delivery_id": "2024-01-15", "status": status, "tables": {"IR_BEN_R": {
@@ -985,7 +1002,8 @@ def test_delivery_report_exit_status_follows_its_verdict(snds_env, capsys, statu
     assert main(["report", "2024-01-15"]) == code
     out = capsys.readouterr().out
     assert f"delivery 2024-01-15: {status.upper()}" in out
-    assert ("failed: row_count" in out) is (status == "rejected") and "failed: checksum" not in out
+    assert ("failed: row_count, orphaned_children (WARN)" in out) is (status == "rejected")
+    assert "checksum" not in out and ("failed: orphaned_children (WARN)" in out) is (status == "accepted")
 
 
 def _failing_command(monkeypatch, exc: BaseException) -> None:
