@@ -136,20 +136,16 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
             print(f"snds demo: everything under SNDS_HOME; {', '.join(ignored)} not used", file=sys.stderr)
         env = {k: v for k, v in os.environ.items() if k not in DEMO_IGNORES}
     settings = Settings.from_env(env=env, **overrides)
-    if args.command in SCHEMA_COMMANDS and settings.schemas:
-        setting = setting_name(args, "schemas")
-        refused = not_a_folder(setting, settings.schemas)
-        if refused is None and not Path(settings.schemas).is_dir():
-            refused = UsageError(f"{setting} {settings.schemas}: schema folder not found")
-        if refused is not None:
-            raise refused
-    if args.command in NOMENCLATURE_COMMANDS and settings.nomenclatures:
-        setting = setting_name(args, "nomenclatures")
-        refused = not_a_folder(setting, settings.nomenclatures)
-        if refused is None and not Path(settings.nomenclatures).is_dir():
-            refused = UsageError(f"{setting} {settings.nomenclatures}: nomenclature folder not found")
-        if refused is not None:
-            raise refused
+    for commands, option, what in ((SCHEMA_COMMANDS, "schemas", "schema"),
+                                   (NOMENCLATURE_COMMANDS, "nomenclatures", "nomenclature")):
+        folder = getattr(settings, option)
+        if args.command in commands and folder:
+            setting = setting_name(args, option)
+            refused = not_a_folder(setting, folder)
+            if refused is None and not Path(folder).is_dir():
+                refused = UsageError(f"{setting} {folder}: {what} folder not found")
+            if refused is not None:
+                raise refused
     return settings
 
 
