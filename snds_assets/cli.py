@@ -22,8 +22,10 @@ EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 SPARK_COMMANDS = ("ingest", "extract", "demo")
 # The commands that read the nomenclatures (SNDS_NOMENCLATURES): a missing folder is refused before they start, as
 # the run's checks found it only after Spark had started and a failed run had been recorded. `snds ui` does not check
-# it, as it does not check SNDS_SCHEMAS: the UI then shows the failing runs' messages.
+# it: the UI then shows the failing runs' messages.
 NOMENCLATURE_COMMANDS = ("generate", *SPARK_COMMANDS)
+# The commands that read the schema folder (SNDS_SCHEMAS), `snds ui` included: its code location's definitions are
+# built from it and did not load without it.
 SCHEMA_COMMANDS = (*NOMENCLATURE_COMMANDS, "ui")
 # The folders each command writes, by setting: one that cannot be created is refused at the start, naming its setting
 # (the lake's was found by Spark, in a failed run). `snds generate` checks its own, --out or SNDS_LANDING.
