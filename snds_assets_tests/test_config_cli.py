@@ -188,6 +188,7 @@ def test_unreadable_schema_folder_is_reported(tmp_path, command):
     assert proc.returncode == EXIT_ERROR
     assert proc.stderr.strip().splitlines() == [f"snds: error: --schemas {tmp_path / 'none'}: schema folder not found"]
     proc = _snds(command, tmp_path, extra_env={"SNDS_SCHEMAS": str(tmp_path / "none")})
+    assert proc.returncode == EXIT_ERROR
     assert proc.stderr.strip().splitlines() == [f"snds: error: SNDS_SCHEMAS {tmp_path / 'none'}: schema folder not found"]
 
 
