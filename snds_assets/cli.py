@@ -1,4 +1,4 @@
-"""The `snds` command (SPEC §4). Every command runs through the Dagster instance at DAGSTER_HOME.
+"""The `snds` command (SPEC §4). Its runs go through the Dagster instance at DAGSTER_HOME (``INSTANCE_COMMANDS``).
 
 Exit status: 0 done and accepted; 1 done but data rejected; 2 could not do the work (one-line message).
 """
@@ -36,6 +36,9 @@ READ_FOLDERS = {"ingest": ("landing",), "extract": ("projects",), "report": ("la
 # PySpark logs each analysis error it raises, with its whole Java stack, to stderr through loggers of its own that do
 # not propagate (pyspark.errors.exceptions.base); the error itself still reaches the one-line message.
 PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
+# The commands that run through the Dagster instance: they make SNDS_HOME and DAGSTER_HOME. `snds report` and
+# `snds generate` read or write only their own folders: run from any directory, they left a `./.snds` behind.
+INSTANCE_COMMANDS = ("ingest", "extract", "demo", "ui")
 
 
 class UsageError(Exception):
@@ -151,9 +154,21 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+# The folders that default to one under SNDS_HOME.
+HOME_FOLDERS = ("landing", "lake", "projects")
+
+
 def setting_name(args: argparse.Namespace, option: str) -> str:
-    """How the user gave a setting: its option when given, else its variable."""
-    return f"--{option}" if getattr(args, option, None) is not None else f"SNDS_{option.upper()}"
+    """How the user gave a setting: its option when given, else its variable; a folder left to its default under
+    the home folder is named by how the home was given (the user set no SNDS_LAKE to fix)."""
+    if getattr(args, option, None) is not None:
+        return f"--{option}"
+    variable = f"SNDS_{option.upper()}"
+    ignored = args.command == "demo" and variable in DEMO_IGNORES
+    shell = getattr(args, "environ", os.environ)  # main() exports the resolved settings after saving the shell's
+    if option in HOME_FOLDERS and (ignored or not shell.get(variable)):
+        return "--home" if getattr(args, "home", None) is not None else "SNDS_HOME"
+    return variable
 
 
 def not_a_folder(setting: str, folder: str) -> UsageError | None:
@@ -208,9 +223,12 @@ def check_folders(settings: Settings, args: argparse.Namespace) -> None:
             raise refused
 
 
-def prepare_environment(settings: Settings) -> None:
-    """Make every Dagster run of this process (and its resources) see the resolved settings."""
+def prepare_environment(settings: Settings, instance: bool = True) -> None:
+    """Make every Dagster run of this process (and its resources) see the resolved settings; with ``instance``,
+    make the home folders and the local Dagster instance's configuration."""
     os.environ.update(settings.as_env())
+    if not instance:
+        return
     for name, folder in (("SNDS_HOME", settings.home), ("DAGSTER_HOME", settings.dagster_home)):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
@@ -273,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = resolve_settings(args)
         args.environ = dict(os.environ)  # the shell's, before the settings are exported: `snds demo` tells its UI
-        prepare_environment(settings)
+        prepare_environment(settings, instance=args.command in INSTANCE_COMMANDS)
         check_folders(settings, args)
         stray = _stray_warnings_to_details_log(settings)
         if settings.spark_remote and args.command in SPARK_COMMANDS:
@@ -327,11 +345,17 @@ def _stray_warnings_to_details_log(settings: Settings) -> logging.Handler:
     return handler
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that makes its folder when it first writes: a command that logs nothing leaves none."""
+
+    def _open(self):  # noqa: ANN202 - logging.FileHandler's own hook
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 def _details_handler(settings: Settings) -> logging.Handler:
     """A logging handler writing warnings and errors to the details log."""
-    log = details_log(settings.home)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log, encoding="utf-8", delay=True)
+    handler = _LazyFileHandler(details_log(settings.home), encoding="utf-8", delay=True)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return handler

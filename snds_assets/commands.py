@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cli import EXIT_OK, EXIT_REJECTED, UsageError, unusable_folder
+from .cli import EXIT_OK, EXIT_REJECTED, UsageError, setting_name, unusable_folder
 from .config import Settings, resolve_path
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
     remote = not is_local(filesystem(landing)[0])
     if remote and delivery_folder_used(landing, args.delivery_id):
         raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
-    blocked = None if remote else unusable_folder("--out" if args.out else "SNDS_LANDING", landing)
+    blocked = None if remote else unusable_folder("--out" if args.out else setting_name(args, "landing"), landing)
     if blocked:
         raise blocked
     # A landing zone on object storage (az://) gets the delivery written locally first (in TMPDIR), then uploaded.

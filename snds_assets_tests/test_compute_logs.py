@@ -66,7 +66,7 @@ def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
     monkeypatch.setenv("SNDS_HOME", str(home))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
-    main(["report", "2026-01-01"])
+    main(["ingest", "2026-01-01"])
     return (home / "dagster" / "dagster.yaml").read_text()
 
 

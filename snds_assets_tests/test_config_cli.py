@@ -196,8 +196,22 @@ def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
-    assert main(["report", "2026-01-01"]) == EXIT_ERROR
+    assert main(["ingest", "2026-01-01"]) == EXIT_ERROR
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
+
+
+def test_report_and_generate_leave_no_home_behind(tmp_path):
+    """`snds report` run from any directory left a `./.snds` (a Dagster instance and a logs folder) it never used."""
+    lake = tmp_path / "lake"
+    (lake / "reports" / "deliveries").mkdir(parents=True)
+    env = {"SNDS_LAKE": str(lake), "SNDS_PROJECTS": str(tmp_path / "projects")}
+    proc = _snds(["report", "2026-01-01"], tmp_path / "home", extra_env=env)
+    assert proc.returncode == EXIT_ERROR and "no delivery or project report named '2026-01-01'" in proc.stderr
+    proc = _snds(["generate", "--out", str(tmp_path / "landing"), "--patients", "2", "--tables", "IR_BEN_R"],
+                 tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "landing").is_dir()
+    assert not (tmp_path / "home").exists()
 
 
 def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monkeypatch):
@@ -217,7 +231,7 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
-    main(["report", "2026-01-01"])
+    main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(status, project):
             return queued_run(instance, "provision", status, {"dagster/partition": project,
@@ -249,7 +263,7 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
-    main(["report", "2026-01-01"])
+    main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(job, status, **tags):
             return queued_run(instance, job, status, tags).run_id
@@ -285,7 +299,7 @@ def test_the_local_instance_holds_asset_graph_receptions_in_the_queue(tmp_path, 
     monkeypatch.setenv("SNDS_LANDING", str(tmp_path / "landing"))
     for var in ("DAGSTER_HOME", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
-    main(["report", "2026-01-01"])
+    main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         defs = build_definitions()
         sensor = defs.resolve_sensor_def("cnam_deliveries")
@@ -559,7 +573,7 @@ def test_a_home_that_is_a_file_is_named(tmp_path, variable):
     afile.write_text("x")
     for folder in (afile, afile / "below"):
         home = folder if variable == "SNDS_HOME" else tmp_path / "h"
-        proc = _snds(["report", "2024-01-15"], home, extra_env={variable: str(folder)})
+        proc = _snds(["ingest", "2024-01-15"], home, extra_env={variable: str(folder)})
         assert proc.returncode == EXIT_ERROR
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
@@ -578,6 +592,17 @@ def test_a_folder_a_command_reads_that_is_a_file_is_named(tmp_path, command, var
     assert proc.returncode == EXIT_ERROR
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"snds: error: {variable} {afile} must be a folder, but {afile} is a file"], proc.stderr
+
+
+def test_a_folder_left_to_its_default_is_named_by_the_home_setting(tmp_path):
+    """A lake left under SNDS_HOME that is a file was named "SNDS_LAKE", a variable the user never set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "lake").write_text("x")
+    proc = _snds(["report", "2024-01-15"], home)
+    assert proc.returncode == EXIT_ERROR
+    assert proc.stderr.strip().splitlines() == [f"snds: error: SNDS_HOME {home / 'lake'} must be a folder, but "
+                                                f"{home / 'lake'} is a file"], proc.stderr
 
 
 def test_ui_can_be_stopped_when_started_in_the_background(tmp_path, monkeypatch):
@@ -1129,18 +1154,21 @@ def test_a_bad_lake_auth_stops_a_command_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("variable, command", [
-    ("SNDS_HOME", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]), ("DAGSTER_HOME", ["ingest", "2024-01-15"]),
+    ("SNDS_HOME", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]), ("SNDS_HOME", ["ingest", "2024-01-15"]),
+    ("DAGSTER_HOME", ["ingest", "2024-01-15"]),
     ("SNDS_LAKE", ["ingest", "2024-01-15"]), ("SNDS_LANDING", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]),
     ("--projects", ["demo"]), ("--out", ["generate", "--patients", "1", "--tables", "IR_IMB_R"]),
 ])
 def test_a_folder_that_cannot_be_created_is_named(tmp_path, variable, command):
-    """It said "[Errno 2] No such file or directory: '/proc/nope'", naming neither the setting nor what was made."""
-    folder = "/proc/nope/below"
+    """It said "[Errno 2] No such file or directory: '/proc/nope'", naming neither the setting nor what was made.
+    `snds generate` makes only its landing folder, under SNDS_HOME when SNDS_LANDING is not set."""
+    home = "/proc/nope/below"
+    folder = f"{home}/landing" if variable == "SNDS_HOME" and command[0] == "generate" else home
     if variable.startswith("--"):
-        argv = [variable, folder, *command] if variable == "--projects" else [*command, variable, folder]
+        argv = [variable, home, *command] if variable == "--projects" else [*command, variable, home]
         proc = _snds(argv, tmp_path)
     else:
-        proc = _snds(command, tmp_path / "h" if variable == "SNDS_HOME" else tmp_path, extra_env={variable: folder})
+        proc = _snds(command, tmp_path / "h" if variable == "SNDS_HOME" else tmp_path, extra_env={variable: home})
     assert proc.returncode == EXIT_ERROR, proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"snds: error: {variable} {folder} cannot be created: /proc/nope: No such file or directory"], \
