@@ -23,6 +23,34 @@ _LOG = logging.getLogger(__name__)
 # Py4J logs every command it sends the JVM at DEBUG, settings included: the ABFS key, SAS token or client secret
 # a local session is given would reach any log an operator turned to DEBUG.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _interrupt_noise(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an exception it arose from) is a Ctrl-C, or Py4J refusing a call made while another
+    waits on the same connection (``RuntimeError: reentrant call``)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt) or (isinstance(error, RuntimeError) and "reentrant call" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class _QuietInterrupt(logging.Filter):
+    """On Ctrl-C, PySpark's signal handler cancels the session's jobs through Py4J while the interrupted thread
+    waits on Py4J: Py4J logs the call it then refuses and the interrupt itself on the root logger, each with its
+    traceback, which reached the terminal of `snds ui` (a run worker's root logger has no handler: logging's last
+    resort) under Dagster's own word that the run was interrupted. They are dropped: Py4J's module-level
+    ``logging.exception`` gives the root logger a handler of every level first, so a lower level would still print."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "root" and record.module == "java_gateway" and record.exc_info
+                    and _interrupt_noise(record.exc_info[1]))
+
+
+if not any(isinstance(f, _QuietInterrupt) for f in logging.getLogger().filters):
+    logging.getLogger().addFilter(_QuietInterrupt())
 # How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
 # in milliseconds, even across a WAN; without the probe, Spark Connect's client retried for about five minutes.
 PROBE_SECONDS = 5.0

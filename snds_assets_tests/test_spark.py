@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from snds_assets.spark import _connection_socket, answer_promptly
 
 
@@ -93,6 +95,48 @@ def test_spark_errors_are_one_line_each_on_stderr(tmp_path):
     assert done.stdout.strip() == "SparkRuntimeException"
     assert " spark ERROR " in done.stderr  # Spark did say so
     assert "\tat " not in done.stderr and "USER_RAISED_EXCEPTION" not in done.stderr, done.stderr[:2000]
+
+
+# A run's Spark step interrupted by Ctrl-C (SIGINT to the process group, as a terminal sends it to `snds ui` and the
+# run workers it started). With "unfiltered", the root logger's filters are removed first.
+INTERRUPTED_STEP = """
+import logging, os, signal, sys, threading
+from dagster import DagsterInstance, Definitions, asset, define_asset_job
+from snds_assets.spark import build_session
+
+if sys.argv[1] == "unfiltered":
+    logging.getLogger().filters.clear()
+
+
+@asset
+def step():
+    session = build_session("local[1]")
+    threading.Timer(3, lambda: os.killpg(0, signal.SIGINT)).start()
+    session.range(10 ** 11).selectExpr("sum(id * id)").collect()
+
+
+job = Definitions(assets=[step], jobs=[define_asset_job("j")]).resolve_job_def("j")
+result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+print("run succeeded" if result.success else "run interrupted", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["ours", "unfiltered"])
+def test_ctrl_c_on_a_spark_step_prints_no_py4j_traceback(tmp_path, mode):
+    """Ctrl-C on `snds ui` while a run's Spark step ran: the run worker printed Py4J's "Exception while sending
+    command." and "KeyboardInterrupt while sending command.", each with its traceback, on the terminal (PySpark's
+    signal handler cancels the jobs through Py4J while the step waits on it). Unfiltered, they are printed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
+           "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_STEP, mode], capture_output=True, text=True, env=env,
+                          timeout=300, start_new_session=True)
+    assert "run interrupted" in done.stderr, done.stderr[-3000:]
+    noise = done.stderr.count("while sending command.")  # "Exception while ..." and "KeyboardInterrupt while ..."
+    assert noise == (2 if mode == "unfiltered" else 0), done.stderr[-3000:]
 
 
 TUNED_SESSION = """
