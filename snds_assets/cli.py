@@ -164,7 +164,7 @@ def setting_name(args: argparse.Namespace, option: str) -> str:
     if getattr(args, option, None) is not None:
         return f"--{option}"
     variable = f"SNDS_{option.upper()}"
-    ignored = args.command == "demo" and variable in DEMO_IGNORES
+    ignored = getattr(args, "command", None) == "demo" and variable in DEMO_IGNORES
     shell = getattr(args, "environ", os.environ)  # main() exports the resolved settings after saving the shell's
     if option in HOME_FOLDERS and (ignored or not shell.get(variable)):
         return "--home" if getattr(args, "home", None) is not None else "SNDS_HOME"

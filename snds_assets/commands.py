@@ -357,7 +357,10 @@ def _project_summary(settings: Settings, project_id: str, report: dict) -> str:
 def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """The whole chain on synthetic data: generate, ingest, write a demo project request, extract."""
     delivery_id = "2024-01-15"
-    ns = argparse.Namespace(out=None, delivery_id=delivery_id, patients=2000, seed=42, defects=False,
+    # Named as the demo's own settings in generate's messages (its --home or --landing, else SNDS_HOME).
+    ns = argparse.Namespace(command="demo", home=getattr(args, "home", None), landing=getattr(args, "landing", None),
+                            environ=getattr(args, "environ", {}),
+                            out=None, delivery_id=delivery_id, patients=2000, seed=42, defects=False,
                             start=__import__("datetime").date(2022, 1, 1), end=__import__("datetime").date(2023, 12, 31),
                             tables=None, gzip=False, rows_per_file=None, delimiter=";", encoding="utf-8",
                             date_format="default")
