@@ -244,7 +244,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .provision.request import PROJECT_ID
     from .reception.manifest import valid_delivery_id
     from .reception.report import load_report, previous_report_path
-    from .reception.storage import read_lake_bytes
+    from .lake import join
+    from .reception.storage import lake_exists, read_lake_bytes
 
     if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
         raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
@@ -288,6 +289,12 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if request_path(settings, args.target).is_file():
             raise UsageError(f"project {args.target} has no report yet: its extraction has not completed (never "
                              f"run, still running, or failed: the failure said why); run snds extract {args.target}")
+    if not lake_exists(join(settings.lake, "reports")):
+        # From a folder without the home, the default lake (./.snds/lake) is not the one the user meant.
+        given = setting_name(args, "lake")
+        given = f"under {given}" if given in ("SNDS_HOME", "--home") else given
+        raise UsageError(f"no delivery or project report named {args.target!r}: the lake {settings.lake} ({given}) "
+                         "holds no report at all (no delivery was ingested into it): is it the lake you meant?")
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 

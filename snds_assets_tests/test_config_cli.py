@@ -204,10 +204,15 @@ def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
 def test_report_and_generate_leave_no_home_behind(tmp_path):
     """`snds report` run from any directory left a `./.snds` (a Dagster instance and a logs folder) it never used."""
     lake = tmp_path / "lake"
-    (lake / "reports" / "deliveries").mkdir(parents=True)
     env = {"SNDS_LAKE": str(lake), "SNDS_PROJECTS": str(tmp_path / "projects")}
     proc = _snds(["report", "2026-01-01"], tmp_path / "home", extra_env=env)
-    assert proc.returncode == EXIT_ERROR and "no delivery or project report named '2026-01-01'" in proc.stderr
+    assert proc.returncode == EXIT_ERROR
+    assert proc.stderr.strip().splitlines() == [  # which lake it read: run elsewhere, ./.snds/lake is not the one
+        f"snds: error: no delivery or project report named '2026-01-01': the lake {lake} (SNDS_LAKE) holds no report "
+        "at all (no delivery was ingested into it): is it the lake you meant?"], proc.stderr
+    (lake / "reports" / "deliveries").mkdir(parents=True)
+    proc = _snds(["report", "2026-01-01"], tmp_path / "home", extra_env=env)
+    assert proc.returncode == EXIT_ERROR and "no delivery or project report named '2026-01-01' in" in proc.stderr
     proc = _snds(["generate", "--out", str(tmp_path / "landing"), "--patients", "2", "--tables", "IR_BEN_R"],
                  tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
