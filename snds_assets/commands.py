@@ -50,7 +50,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
         tags={**tags, "snds/source": "cli", **process_tags(run_id)},
     )
     if not result.success:
-        raise run_error(result)
+        raise run_error(result, settings.lake)
     return result
 
 
@@ -73,9 +73,23 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
                           f"run {command} to finish it")
 
 
-def run_error(result: ExecuteInProcessResult) -> Exception:
+NO_SPACE = "No space left on device"
+
+
+def _full_disk(result: ExecuteInProcessResult, lake: str | None) -> str:
+    """What to do when a disk filled up during a run: where to look, and that nothing is left half-written."""
+    tags = result.dagster_run.tags
+    command = f"snds extract {tags['snds/project']}" if "snds/project" in tags else \
+        f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
+    where = f"where the lake is ({lake}), " if lake else ""
+    return (f"a disk is full: free space {where}in Spark's scratch folder (spark.local.dir, /tmp by default) or "
+            f"DAGSTER_HOME, then run {command} again (its staged writes are removed; what it had published stays)")
+
+
+def run_error(result: ExecuteInProcessResult, lake: str | None = None) -> Exception:
     """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
-    answering (after the command's own check) stays a user error, told without the class's module path."""
+    answering (after the command's own check) stays a user error, told without the class's module path; a full
+    disk says where to look."""
     from dagster import DagsterEventType
 
     from .logs import _failure_message, failure_cause
@@ -94,6 +108,8 @@ def run_error(result: ExecuteInProcessResult) -> Exception:
         from .spark import SparkConnectUnreachable
 
         return SparkConnectUnreachable(f"run {result.run_id} failed: {detail}")
+    if NO_SPACE in detail or (cause is not None and NO_SPACE in (cause.message or "")):
+        detail = f"{_full_disk(result, lake)}; {detail}"  # first: the one line is cut after 400 characters
     error = RuntimeError(f"run {result.run_id} failed: {detail}")
     if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
         # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it

@@ -190,11 +190,16 @@ def test_a_spark_failure_is_told_by_its_root_cause():
 
     defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
     run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
-    line = str(run_error(run))
-    assert line.startswith(f"run {run.run_id} failed: Spark failed: java.io.IOException: No space left on device "
-                           "(org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to "
-                           "file:/lake/_staging/curation/2024-01-15/ER_PHA_F/")
+    line = str(run_error(run, "/lake"))
+    hint, _, cause = line.partition("; Spark failed: ")
+    assert cause.startswith("java.io.IOException: No space left on device (org.apache.spark.SparkException: "
+                            "[TASK_WRITE_FAILED] Task failed while writing rows to file:/lake/_staging/curation/"
+                            "2024-01-15/ER_PHA_F/")
     assert "\tat " not in line and "Caused by" not in line
+    # A full disk is said first, with where to look and what to run (the one line is cut after 400 characters).
+    assert hint == (f"run {run.run_id} failed: a disk is full: free space where the lake is (/lake), in Spark's "
+                    "scratch folder (spark.local.dir, /tmp by default) or DAGSTER_HOME, then run snds ingest "
+                    "DELIVERY_ID again (its staged writes are removed; what it had published stays)")
 
 
 def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch):
