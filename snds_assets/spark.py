@@ -40,9 +40,9 @@ def _interrupt_noise(error: BaseException | None) -> bool:
 class _QuietInterrupt(logging.Filter):
     """On Ctrl-C, PySpark's signal handler cancels the session's jobs through Py4J while the interrupted thread
     waits on Py4J: Py4J logs the call it then refuses and the interrupt itself on the root logger, each with its
-    traceback, which reached the terminal of `snds ui` (a run worker's root logger has no handler: logging's last
-    resort) under Dagster's own word that the run was interrupted. They are dropped: Py4J's module-level
-    ``logging.exception`` gives the root logger a handler of every level first, so a lower level would still print."""
+    traceback, which reached the terminal of `snds ui` under Dagster's own word that the run was interrupted (Py4J's
+    module-level ``logging.exception`` first gives a root logger without handlers, a run worker's, one on stderr of
+    every level: a lower level would still print). They are dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name == "root" and record.module == "java_gateway" and record.exc_info
@@ -51,6 +51,7 @@ class _QuietInterrupt(logging.Filter):
 
 if not any(isinstance(f, _QuietInterrupt) for f in logging.getLogger().filters):
     logging.getLogger().addFilter(_QuietInterrupt())
+
 # How long the TCP probe of a Spark Connect server waits for an answer: a server that is up answers a connection
 # in milliseconds, even across a WAN; without the probe, Spark Connect's client retried for about five minutes.
 PROBE_SECONDS = 5.0
