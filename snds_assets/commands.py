@@ -61,29 +61,42 @@ class RunInterrupted(Exception):
 def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
     """What Ctrl-C left: every write is staged, and a run that fails removes its staged writes; what it had
     published stays, its delivery's or project's report withdrawn meanwhile (``withdraw_report``)."""
-    tags = result.dagster_run.tags
-    if "snds/project" in tags:
+    if "snds/project" in result.dagster_run.tags:
         left = "what it had extracted, if anything, is published and the project's report withdrawn"
-        command = f"snds extract {tags['snds/project']}"
     else:
         left = ("the files it had archived and the families it had curated, if any, are in place and the "
                 "delivery's report withdrawn")
-        command = f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
     return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C): its staged writes are removed; {left}: "
-                          f"run {command} to finish it")
+                          f"run {_again(result)} to finish it")
 
 
 NO_SPACE = "No space left on device"
 
 
+OUT_OF_MEMORY = "java.lang.OutOfMemoryError"
+
+
+def _again(result: ExecuteInProcessResult) -> str:
+    """The command that runs the failed run's delivery or project again."""
+    tags = result.dagster_run.tags
+    if "snds/project" in tags:
+        return f"snds extract {tags['snds/project']}"
+    return f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
+
+
 def _full_disk(result: ExecuteInProcessResult, lake: str | None) -> str:
     """What to do when a disk filled up during a run: where to look, and that nothing is left half-written."""
-    tags = result.dagster_run.tags
-    command = f"snds extract {tags['snds/project']}" if "snds/project" in tags else \
-        f"snds ingest {tags.get('snds/delivery', tags.get('dagster/partition', 'DELIVERY_ID'))}"
     where = f"where the lake is ({lake}), " if lake else ""
     return (f"a disk is full: free space {where}in Spark's scratch folder (spark.local.dir, /tmp by default) or "
-            f"DAGSTER_HOME, then run {command} again (its staged writes are removed; what it had published stays)")
+            f"DAGSTER_HOME, then run {_again(result)} again (its staged writes are removed; what it had published "
+            "stays)")
+
+
+def _out_of_memory(result: ExecuteInProcessResult) -> str:
+    """What to do when Spark's JVM ran out of memory (a local session has 4 GiB unless told otherwise)."""
+    return ("Spark ran out of memory: give it more (spark.driver.memory, 4g by default, in the spark-defaults.conf of "
+            f"SPARK_CONF_DIR; on a cluster, its executors' memory), then run {_again(result)} again (its staged "
+            "writes are removed)")
 
 
 def run_error(result: ExecuteInProcessResult, lake: str | None = None) -> Exception:
@@ -108,8 +121,11 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None) -> Except
         from .spark import SparkConnectUnreachable
 
         return SparkConnectUnreachable(f"run {result.run_id} failed: {detail}")
-    if NO_SPACE in detail or (cause is not None and NO_SPACE in (cause.message or "")):
+    said = f"{detail}\n{cause.message if cause is not None else ''}"
+    if NO_SPACE in said:
         detail = f"{_full_disk(result, lake)}; {detail}"  # first: the one line is cut after 400 characters
+    elif OUT_OF_MEMORY in said:
+        detail = f"{_out_of_memory(result)}; {detail}"
     error = RuntimeError(f"run {result.run_id} failed: {detail}")
     if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
         # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it

@@ -202,6 +202,35 @@ def test_a_spark_failure_is_told_by_its_root_cause():
                     "DELIVERY_ID again (its staged writes are removed; what it had published stays)")
 
 
+OOM_TRACE = """An error occurred while calling o377.parquet.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 3 in stage 41.0 failed 1 times, most \
+recent failure: Lost task 3.0 in stage 41.0 (TID 212) (127.0.0.1 executor driver): java.lang.OutOfMemoryError: Java \
+heap space
+\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages(DAGScheduler.scala:2898)
+Caused by: java.lang.OutOfMemoryError: Java heap space
+\tat java.base/java.util.Arrays.copyOf(Arrays.java:3537)
+"""
+
+
+def test_spark_out_of_memory_says_how_to_give_it_more():
+    """Spark out of memory was told as "Job aborted due to stage failure …": the line now says what to set."""
+    from snds_assets.commands import run_error
+
+    @asset
+    def spark_write():
+        raise Py4JJavaError(OOM_TRACE)
+
+    defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                       tags={"snds/project": "p1"})
+    line = str(run_error(run, "/lake"))
+    assert line.startswith(f"run {run.run_id} failed: Spark ran out of memory: give it more (spark.driver.memory, 4g "
+                           "by default, in the spark-defaults.conf of SPARK_CONF_DIR; on a cluster, its executors' "
+                           "memory), then run snds extract p1 again (its staged writes are removed); Spark failed: "
+                           "java.lang.OutOfMemoryError: Java heap space"), line
+    assert "a disk is full" not in line
+
+
 def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch):
     """`snds ingest` on a full disk named the details log, which held only the command's own "RuntimeError: run …
     failed" raised in commands._run: not where the step failed nor, for Spark, the Java stack trace."""
