@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the contract is one line, never a traceback
         code = EXIT_ERROR
-        message = f"snds: error: {_one_line(exc)}"
+        refused = _azure_refusal(exc, args, locals().get("settings"))
+        message = f"snds: error: {one_line(refused, 400) if refused else _one_line(exc)}"
         if not _is_user_error(exc):
             log = _write_traceback(exc)
             if log:
@@ -383,6 +384,25 @@ def pyspark_errors_to_details_log(settings: Settings) -> Iterator[None]:
             for existing in handlers:
                 logger.addHandler(existing)
         handler.close()
+
+
+def _azure_refusal(exc: BaseException, args: argparse.Namespace, settings: Settings | None) -> str | None:
+    """What to fix when Azure Storage refused the credentials of a landing zone or lake on Azure (``exc`` or an
+    exception it arose from); None otherwise."""
+    from .reception.storage import azure_refusal
+
+    if settings is None:
+        return None
+    urls = {setting_name(args, "landing"): settings.landing, setting_name(args, "lake"): settings.lake}
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        told = azure_refusal(type(error).__name__, str(error), urls)
+        if told:
+            return told
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _is_user_error(exc: BaseException) -> bool:

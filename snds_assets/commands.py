@@ -50,7 +50,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
         tags={**tags, "snds/source": "cli", **process_tags(run_id)},
     )
     if not result.success:
-        raise run_error(result, settings.lake)
+        raise run_error(result, settings.lake, settings.landing)
     return result
 
 
@@ -99,13 +99,14 @@ def _out_of_memory(result: ExecuteInProcessResult) -> str:
             "writes are removed)")
 
 
-def run_error(result: ExecuteInProcessResult, lake: str | None = None) -> Exception:
+def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: str | None = None) -> Exception:
     """What a failed run raises: its first failure's cause, as one line. A Spark Connect server that stopped
     answering (after the command's own check) stays a user error, told without the class's module path; a full
     disk says where to look."""
     from dagster import DagsterEventType
 
     from .logs import _failure_message, failure_cause
+    from .reception.storage import azure_refusal
 
     # A run failure's value is "PIPELINE_FAILURE": a run failing before any step (a resource refusing it) is told too
     failures = [e for e in result.all_events if e.event_type_value == DagsterEventType.STEP_FAILURE.value
@@ -122,7 +123,11 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None) -> Except
 
         return SparkConnectUnreachable(f"run {result.run_id} failed: {detail}")
     said = f"{detail}\n{cause.message if cause is not None else ''}"
-    if NO_SPACE in said:
+    refused = azure_refusal(cause.cls_name if cause is not None else "", said,
+                            {"SNDS_LANDING": landing or "", "SNDS_LAKE": lake or ""})
+    if refused:
+        detail = f"{refused}; {detail}"
+    elif NO_SPACE in said:
         detail = f"{_full_disk(result, lake)}; {detail}"  # first: the one line is cut after 400 characters
     elif OUT_OF_MEMORY in said:
         detail = f"{_out_of_memory(result)}; {detail}"

@@ -5,9 +5,11 @@ The landing tests upload deliveries with azure-storage-blob into Azurite and let
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -621,3 +623,30 @@ def test_file_missing_in_the_container_is_reported(az_env, tmp_path):
     assert entry["status"] == "rejected" and not present["passed"] and present["failures"] == 1
     assert present["sample"][0]["path"] == missing
     assert report["tables"]["IR_BEN_R"]["status"] == "accepted"
+
+
+def test_refused_credentials_of_an_azure_landing_are_named(az_env, azurite, tmp_path, snds_env, monkeypatch, capsys):
+    """A wrong or expired key said "Operation returned an invalid status 'Server failed to authenticate the
+    request…' ErrorCode:AuthorizationFailure", naming neither the landing zone nor the variables to check, on
+    `snds ingest`; the delivery sensor's tick failed with Azure's error instead of skipping, saying why."""
+    from adlfs import AzureBlobFileSystem
+
+    from snds_assets.cli import main
+
+    delivery_id = "2024-03-03"
+    upload(az_env, generate(tmp_path / "landing", delivery_id, 10, 5, "--tables", "IR_BEN_R"), delivery_id)
+    wrong = re.sub(r"AccountKey=[^;]*", "AccountKey=" + base64.b64encode(b"not the key").decode(),
+                   azurite.connection_string)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    monkeypatch.setenv("SNDS_LANDING", az_landing())
+    AzureBlobFileSystem.clear_instance_cache()
+    assert main(["ingest", delivery_id]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"snds: error: Azure Storage refused the credentials for SNDS_LANDING {az_landing()} ("), line
+    assert "wrong, expired, or without the rights needed; check AZURE_STORAGE_CONNECTION_STRING, or " in line
+    assert "not the key" not in line and base64.b64encode(b"not the key").decode() not in line
+
+    tick = _sensor_tick()
+    assert not tick.run_requests
+    assert tick.skip_reason.skip_message.startswith(f"landing zone unreachable: Azure Storage refused the "
+                                                    f"credentials for SNDS_LANDING {az_landing()} ("), tick.skip_reason

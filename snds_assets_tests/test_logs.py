@@ -231,6 +231,30 @@ def test_spark_out_of_memory_says_how_to_give_it_more():
     assert "a disk is full" not in line
 
 
+class HttpResponseError(Exception):
+    """Stands for azure.core's, as a refused SAS token raises it in the middle of a run."""
+
+
+def test_refused_azure_credentials_in_a_run_say_what_to_check():
+    """A SAS token that expired while a reception archived its files: the run's line named neither the landing zone
+    nor the variables holding its credentials."""
+    from snds_assets.commands import run_error
+
+    @asset
+    def archive():
+        raise HttpResponseError("Operation returned an invalid status 'This request is not authorized to perform "
+                                "this operation.'\nErrorCode:AuthorizationPermissionMismatch")
+
+    defs = Definitions(assets=[archive], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                       tags={"snds/delivery": "2024-01-15"})
+    line = str(run_error(run, "/lake", "az://landing/cnam"))
+    assert line.startswith(f"run {run.run_id} failed: Azure Storage refused the credentials for SNDS_LANDING "
+                           "az://landing/cnam (AuthorizationPermissionMismatch): wrong, expired, or without the rights "
+                           "needed; check AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
+                           "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or an Azure identity; "), line
+
+
 def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch):
     """`snds ingest` on a full disk named the details log, which held only the command's own "RuntimeError: run …
     failed" raised in commands._run: not where the step failed nor, for Spark, the Java stack trace."""

@@ -14,8 +14,9 @@ import os
 import posixpath
 import re
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -45,6 +46,40 @@ class StorageError(ValueError):
     """A landing zone or lake URI that cannot be reached as configured (missing credentials, unknown scheme)."""
 
 
+AZURE_CREDENTIALS = ("AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
+                     "AZURE_STORAGE_SAS_TOKEN or an Azure identity")
+# Azure Storage's error codes for a request whose credentials were refused (wrong, expired, or without the rights).
+_REFUSED = re.compile(r"ErrorCode:\s*(AuthenticationFailed|Authorization\w*|InsufficientAccountPermissions|"
+                      r"NoAuthenticationInformation|InvalidAuthenticationInfo)")
+
+
+def azure_refusal(cls_name: str, message: str, urls: dict[str, str]) -> str | None:
+    """What to fix when Azure Storage refused a request's credentials, naming the settings whose URLs are on Azure
+    (``urls``: setting -> URL); None for any other error. Azure says only "Server failed to authenticate the
+    request", naming neither the container nor the variables that hold the credentials."""
+    refused = _REFUSED.search(message)
+    if refused is None and cls_name != "ClientAuthenticationError":
+        return None
+    where = ", ".join(f"{name} {url}" for name, url in urls.items() if "://" in url) or "the storage account"
+    code = refused[1] if refused else cls_name
+    return (f"Azure Storage refused the credentials for {where} ({code}): wrong, expired, or without the rights "
+            f"needed; check {AZURE_CREDENTIALS}")
+
+
+@contextmanager
+def landing_refusal_told(landing: str) -> Iterator[None]:
+    """Azure's refusal of the landing zone's credentials as a StorageError that says what to check: the sensor
+    then skips its tick with that line instead of failing with Azure's own error, and `snds ingest` prints it."""
+    try:
+        yield
+    except Exception as exc:
+        told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing}) \
+            if type(exc).__module__.startswith("azure.") else None
+        if told is None:
+            raise
+        raise StorageError(told) from exc
+
+
 _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AZURE_STORAGE_ACCOUNT_KEY|ClientSecret)=[^;&\s]*",
                      re.IGNORECASE)
 
@@ -63,8 +98,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         return fsspec.core.url_to_fs(url, **adlfs_options(url))
     except (ValueError, ImportError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
-        hint = (": set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
-                "AZURE_STORAGE_SAS_TOKEN or an Azure identity" if scheme in ("az", "abfs", "abfss") else "")
+        hint = f": set {AZURE_CREDENTIALS}" if scheme in ("az", "abfs", "abfss") else ""
         cause = _SECRET.sub(r"\1=<redacted>", one_line(exc))
         raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
 
@@ -95,6 +129,11 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     A folder named like a delivery id is complete when its manifest.json exists (CNAM writes it last); any other
     folder is listed as skipped with the reason. Whether the manifest can be read is ``read_manifest``'s call.
     """
+    with landing_refusal_told(landing):
+        return _list_deliveries(landing)
+
+
+def _list_deliveries(landing: str) -> list[LandingEntry]:
     fs, root = fresh_filesystem(landing)
     try:
         children = fs.ls(root, detail=True)
@@ -173,7 +212,7 @@ def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
         raise ManifestError(f"{delivery_id!r} is not a delivery id ({DELIVERY_ID_FORM})")
     fs, folder = filesystem(landing_path(landing, delivery_id))
     try:
-        with fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
+        with landing_refusal_told(landing), fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
             return handle.read()
     except (FileNotFoundError, IsADirectoryError) as exc:
         if not fs.isdir(folder):
