@@ -650,3 +650,27 @@ def test_refused_credentials_of_an_azure_landing_are_named(az_env, azurite, tmp_
     assert not tick.run_requests
     assert tick.skip_reason.skip_message.startswith(f"landing zone unreachable: Azure Storage refused the "
                                                     f"credentials for SNDS_LANDING {az_landing()} ("), tick.skip_reason
+
+
+def test_an_unreachable_azure_landing_is_named(monkeypatch, snds_env):
+    """Azure Storage out of reach (network, proxy, firewall): after the SDK's retries (about 80 s) the sensor's tick
+    failed with Azure's ServiceRequestError; it now skips, naming the landing zone, and the manifest's read (`snds
+    ingest`) says the same."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from snds_assets.reception import storage
+
+    class Unreachable:
+        def __getattr__(self, name):
+            def call(*args, **kwargs):
+                raise ServiceRequestError("Cannot connect to host acct.blob.core.windows.net:443 ssl:default")
+            return call
+
+    monkeypatch.setattr(storage, "filesystem", lambda url: (Unreachable(), url.partition("://")[2]))
+    monkeypatch.setenv("SNDS_LANDING", "az://landing/cnam")
+    said = ("cannot reach Azure Storage for SNDS_LANDING az://landing/cnam (Cannot connect to host "
+            "acct.blob.core.windows.net:443 ssl:default): is the storage account's endpoint reachable from here "
+            "(network, proxy, firewall)?")
+    assert _sensor_tick().skip_reason.skip_message == f"landing zone unreachable: {said}"
+    with pytest.raises(StorageError, match="cannot reach Azure Storage"):
+        read_manifest("az://landing/cnam", "2024-01-15")

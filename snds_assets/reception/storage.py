@@ -67,14 +67,19 @@ def azure_refusal(cls_name: str, message: str, urls: dict[str, str]) -> str | No
 
 
 @contextmanager
-def landing_refusal_told(landing: str) -> Iterator[None]:
-    """Azure's refusal of the landing zone's credentials as a StorageError that says what to check: the sensor
-    then skips its tick with that line instead of failing with Azure's own error, and `snds ingest` prints it."""
+def azure_errors_told(landing: str) -> Iterator[None]:
+    """Azure's refusal of the landing zone's credentials, or a landing zone it cannot reach, as a StorageError that
+    says what to check: the sensor then skips its tick with that line instead of failing with Azure's own error,
+    and `snds ingest` prints it."""
     try:
         yield
     except Exception as exc:
-        told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing}) \
-            if type(exc).__module__.startswith("azure.") else None
+        if not type(exc).__module__.startswith("azure."):
+            raise
+        told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing})
+        if told is None and type(exc).__name__ == "ServiceRequestError":  # after the SDK's retries
+            told = (f"cannot reach Azure Storage for SNDS_LANDING {landing} ({one_line(exc)}): is the storage "
+                    "account's endpoint reachable from here (network, proxy, firewall)?")
         if told is None:
             raise
         raise StorageError(told) from exc
@@ -129,7 +134,7 @@ def list_deliveries(landing: str) -> list[LandingEntry]:
     A folder named like a delivery id is complete when its manifest.json exists (CNAM writes it last); any other
     folder is listed as skipped with the reason. Whether the manifest can be read is ``read_manifest``'s call.
     """
-    with landing_refusal_told(landing):
+    with azure_errors_told(landing):
         return _list_deliveries(landing)
 
 
@@ -212,7 +217,7 @@ def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
         raise ManifestError(f"{delivery_id!r} is not a delivery id ({DELIVERY_ID_FORM})")
     fs, folder = filesystem(landing_path(landing, delivery_id))
     try:
-        with landing_refusal_told(landing), fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
+        with azure_errors_told(landing), fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
             return handle.read()
     except (FileNotFoundError, IsADirectoryError) as exc:
         if not fs.isdir(folder):
