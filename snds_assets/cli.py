@@ -393,7 +393,8 @@ def _azure_refusal(exc: BaseException, args: argparse.Namespace, settings: Setti
 
     if settings is None:
         return None
-    urls = {setting_name(args, "landing"): settings.landing, setting_name(args, "lake"): settings.lake}
+    urls = {setting_name(args, "landing"): settings.landing, setting_name(args, "lake"): settings.lake,
+            "--out": getattr(args, "out", None) or ""}
     seen: set[int] = set()
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:

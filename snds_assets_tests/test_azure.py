@@ -638,8 +638,12 @@ def test_refused_credentials_of_an_azure_landing_are_named(az_env, azurite, tmp_
     wrong = re.sub(r"AccountKey=[^;]*", "AccountKey=" + base64.b64encode(b"not the key").decode(),
                    azurite.connection_string)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
-    monkeypatch.setenv("SNDS_LANDING", az_landing())
     AzureBlobFileSystem.clear_instance_cache()
+    assert main(["generate", "--out", az_landing(), "--delivery-id", "2024-03-04", "--patients", "3", "--tables",
+                 "IR_BEN_R"]) == 2
+    [line] = [text for text in capsys.readouterr().err.splitlines() if text.startswith("snds: error")]
+    assert line.startswith(f"snds: error: Azure Storage refused the credentials for --out {az_landing()} ("), line
+    monkeypatch.setenv("SNDS_LANDING", az_landing())
     assert main(["ingest", delivery_id]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"snds: error: Azure Storage refused the credentials for SNDS_LANDING {az_landing()} ("), line
