@@ -70,9 +70,8 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
                           f"run {_again(result)} to finish it")
 
 
+# What a failed run's cause says when a disk is full, or when Spark's JVM ran out of memory.
 NO_SPACE = "No space left on device"
-
-
 OUT_OF_MEMORY = "java.lang.OutOfMemoryError"
 
 

@@ -667,14 +667,15 @@ def test_an_unreachable_azure_landing_is_named(monkeypatch, snds_env):
     class Unreachable:
         def __getattr__(self, name):
             def call(*args, **kwargs):
-                raise ServiceRequestError("Cannot connect to host acct.blob.core.windows.net:443 ssl:default")
+                raise ServiceRequestError("Cannot connect to host acct.blob.core.windows.net:443 ssl:default "
+                                          "(https://acct.blob.core.windows.net/landing?sv=2022&sig=s3cret)")
             return call
 
     monkeypatch.setattr(storage, "filesystem", lambda url: (Unreachable(), url.partition("://")[2]))
     monkeypatch.setenv("SNDS_LANDING", "az://landing/cnam")
     said = ("cannot reach Azure Storage for SNDS_LANDING az://landing/cnam (Cannot connect to host "
-            "acct.blob.core.windows.net:443 ssl:default): is the storage account's endpoint reachable from here "
-            "(network, proxy, firewall)?")
+            "acct.blob.core.windows.net:443 ssl:default (https://acct.blob.core.windows.net/landing?sv=2022&"
+            "sig=<redacted>): is the storage account's endpoint reachable from here (network, proxy, firewall)?")
     assert _sensor_tick().skip_reason.skip_message == f"landing zone unreachable: {said}"
     with pytest.raises(StorageError, match="cannot reach Azure Storage"):
         read_manifest("az://landing/cnam", "2024-01-15")

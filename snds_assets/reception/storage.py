@@ -78,8 +78,9 @@ def azure_errors_told(landing: str) -> Iterator[None]:
             raise
         told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing})
         if told is None and type(exc).__name__ == "ServiceRequestError":  # after the SDK's retries
-            told = (f"cannot reach Azure Storage for SNDS_LANDING {landing} ({one_line(exc)}): is the storage "
-                    "account's endpoint reachable from here (network, proxy, firewall)?")
+            cause = _SECRET.sub(r"\1=<redacted>", one_line(exc))  # as filesystem() tells its causes
+            told = (f"cannot reach Azure Storage for SNDS_LANDING {landing} ({cause}): is the storage account's "
+                    "endpoint reachable from here (network, proxy, firewall)?")
         if told is None:
             raise
         raise StorageError(told) from exc
