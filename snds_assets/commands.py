@@ -290,7 +290,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
     lake = Lake(settings.lake)
     path = lake.delivery_report(args.target)
-    unfinished = False
+    unfinished, lagging = False, []
     try:
         report = load_report(settings, args.target)
         if report is not None:
@@ -301,12 +301,18 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if project is not None:
             print(_project_summary(settings, args.target, project))
             unfinished = project.get("status") == "incomplete"
-            if not unfinished:
+            lagging = [] if unfinished else _lagging(settings, project)
+            if not unfinished and not lagging:
                 return _project_status(project)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
+    if lagging:
+        # A COMPLETE report read after a later delivery let `snds report P && hand-over` hand out the earlier state.
+        raise UsageError(f"project {args.target}: its extracts lag behind the current state (a delivery accepted, "
+                         f"rejected or received again since): run snds extract {args.target}, or let snds ui's "
+                         f"refresh_extracts sensor do it; {'; '.join(lagging)}")
     if unfinished:
         # Exit 0 ("done and accepted") let `snds report P && hand-over` hand out a killed extraction's stale extracts.
         raise UsageError(f"project {args.target}: its extraction has not finished (still running, or interrupted: "
@@ -332,6 +338,17 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise UsageError(f"no delivery or project report named {args.target!r}: the lake {settings.lake} ({given}) "
                          "holds no report at all (no delivery was ingested into it): is it the lake you meant?")
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
+
+
+def _lagging(settings: Settings, report: dict) -> list[str]:
+    """Per family, how the current state changed since the project's cohort and extracts were made."""
+    from .curation.state import CurrentState
+    from .provision.report import changes_since, state_read
+    from .resources import load_catalog
+
+    if not state_read(report)[0]:  # a report with no cohort, or written before reports named their state
+        return []
+    return changes_since(report, CurrentState(None, settings, load_catalog(settings.schemas)))
 
 
 def _reception_started(settings: Settings, delivery_id: str) -> bool:

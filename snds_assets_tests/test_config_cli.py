@@ -378,6 +378,44 @@ def test_the_report_of_an_unfinished_extraction_is_no_success(snds_env, capsys):
                             "handed over\n")
 
 
+def test_the_report_of_a_project_extracted_before_a_later_delivery_says_it_lags(snds_env, capsys):
+    """A COMPLETE report read after a delivery accepted since exited 0, "done and accepted": `snds report P &&
+    hand-over` handed out extracts of the earlier state while the refresh sensor had yet to extract them again."""
+    deliveries = snds_env / "lake" / "reports" / "deliveries"
+    deliveries.mkdir(parents=True)
+
+    def accept(delivery_id: str, mode: str) -> None:
+        (deliveries / f"{delivery_id}.json").write_text(json.dumps({
+            "delivery_id": delivery_id, "status": "accepted",
+            "tables": {"IR_BEN_R": {"family": "IR_BEN_R", "status": "accepted", "mode": mode}}}))
+
+    accept("2024-01-15", "full")
+    from snds_assets.curation.state import CurrentState
+
+    mark = CurrentState(None, Settings.from_env(), None).receptions()["2024-01-15"]
+    report = snds_env / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({
+        "project": "p1", "status": "complete",
+        "cohort": {"size": 2, "checks": [], "deliveries": {"IR_BEN_R": ["2024-01-15"]},
+                   "receptions": {"2024-01-15": mark}},
+        "tables": {"IR_BEN_R": {"rows": 3, "deliveries_read": {"IR_BEN_R": ["2024-01-15"]}}}}))
+    assert main(["report", "p1"]) == 0
+    assert capsys.readouterr().err == ""
+    accept("2024-02-15", "full")
+    assert main(["report", "p1"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert captured.out.startswith("project p1: COMPLETE, cohort of 2 persons")
+    assert captured.err == ("snds: error: project p1: its extracts lag behind the current state (a delivery accepted, "
+                            "rejected or received again since): run snds extract p1, or let snds ui's "
+                            "refresh_extracts sensor do it; IR_BEN_R then 2024-01-15, now 2024-02-15\n")
+    (deliveries / "2024-02-15.json").unlink()
+    accept("2024-01-15", "full")  # received again: the same id, a new report
+    os.utime(deliveries / "2024-01-15.json", ns=(1, 1))
+    assert main(["report", "p1"]) == EXIT_ERROR
+    assert capsys.readouterr().err.endswith("IR_BEN_R then 2024-01-15, now 2024-01-15 (2024-01-15 received again)\n")
+
+
 def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(snds_env, capsys):
     """"project demo-covid: COMPLETE, cohort of 119 persons" hid the cohort's failed WARN check (one unknown
     identifier), which the delivery summary would have named; and a cohort of one read "1 persons"."""

@@ -872,6 +872,39 @@ def test_an_extract_refuses_a_delivery_received_again_since_its_cohort(spark, ca
     assert not Path(Lake(settings.lake).project("corrected", "IR_BEN_R")).exists()
 
 
+def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, catalog, source, tmp_path):
+    """A project report read after a later delivery said COMPLETE as it was written: the report now holds the
+    state each extract read (KI_CCI_R, which no criterion reads, and the IR_BEN_R its DCIR extract is linked
+    through), so `snds report` can tell a delivery accepted or received again since."""
+    from snds_assets.provision.report import changes_since
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "moved", tables=("IR_BEN_R", "KI_CCI_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "moved")
+    marks = {d: "first reception" for f in source.frames for d in source.deliveries(f)}
+    later: dict[str, list[str]] = {}
+
+    class Moving(FrameSource):
+        def receptions(self):
+            return dict(marks)
+
+        def deliveries(self, family):
+            return later.get(family, source.deliveries(family))
+
+    state = Moving(dict(source.frames))
+    report = run_project(spark, settings, catalog, request, state)
+    assert report["status"] == "complete"
+    assert report["tables"]["KI_CCI_R"]["deliveries_read"] == {"KI_CCI_R": ["2024-03-01"]}
+    assert report["tables"]["ER_PRS_F"]["receptions"] == {"2024-03-01": "first reception"}
+    assert changes_since(report, state) == []
+    later["KI_CCI_R"] = ["2024-03-01", "2024-04-01"]
+    assert changes_since(report, state) == ["KI_CCI_R then 2024-03-01, now 2024-03-01, 2024-04-01"]
+    del later["KI_CCI_R"]
+    marks["2024-03-01"] = "received again"
+    assert all(c.endswith("(2024-03-01 received again)") for c in changes_since(report, state))
+    assert {c.split()[0] for c in changes_since(report, state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}
+
+
 def test_the_reception_marks_of_the_current_state_change_when_a_delivery_is_received_again(catalog, tmp_path):
     """The mark of an accepted delivery is its report's version, which every reception rewrites; a rejected
     delivery is no part of the state and has none."""

@@ -52,6 +52,7 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
             "built_at": cohort_info.get("built_at"),
             "request_fingerprint": cohort_info.get("request_fingerprint"),  # the request it was built for
             "deliveries": cohort_info.get("deliveries") or {},
+            "receptions": cohort_info.get("receptions") or {},
             "checks": cohort_checks,
         }
         ids = cohort_info.get("identifiers")
@@ -82,6 +83,8 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
             "columns": info.get("columns", []),
             "deliveries": info.get("deliveries", []),
             "deliveries_linked": info.get("deliveries_linked", {}),
+            "deliveries_read": info.get("deliveries_read", {}),
+            "receptions": info.get("receptions", {}),
             "links": info.get("links", []),
             "path": info.get("path"),
             "extracted_at": info.get("extracted_at"),
@@ -96,6 +99,43 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
     report["status"] = "failed" if failed else ("complete" if complete else "incomplete")
     report["failed_checks"] = failed
     return report
+
+
+def state_read(report: dict) -> tuple[dict[str, list[list[str]]], dict[str, str]]:
+    """The current state the report's cohort and extracts were made from: family -> its deliveries as each read
+    it (one list when they all read the same), and the reception marks of those deliveries. Reports written
+    before the extracts recorded their own state name only their parents'."""
+    cohort = report.get("cohort") or {}
+    read: dict[str, list[list[str]]] = {}
+    marks = dict(cohort.get("receptions") or {})
+    seen = [cohort.get("deliveries") or {}]
+    for table in (report.get("tables") or {}).values():
+        seen += [table.get("deliveries_linked") or {}, table.get("deliveries_read") or {}]
+        marks.update(table.get("receptions") or {})
+    for reading in seen:
+        for family, ids in reading.items():
+            if list(ids) not in read.setdefault(family, []):
+                read[family].append(list(ids))
+    return read, marks
+
+
+def changes_since(report: dict, state) -> list[str]:
+    """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one the project was
+    extracted from: a delivery accepted, rejected or received again since, per family; empty when it did not."""
+    read, marks = state_read(report)
+    if not read:
+        return []
+    marks_now = state.receptions()
+    changes = []
+    for family, readings in sorted(read.items()):
+        now = state.deliveries(family)
+        again = [d for d in now if d in marks and marks_now.get(d) != marks[d]]
+        then = next((ids for ids in readings if ids != now), None)
+        if then is not None or again:
+            then = now if then is None else then
+            changes.append(f"{family} then {', '.join(then) or 'none'}, now {', '.join(now) or 'none'}"
+                           + (f" ({', '.join(again)} received again)" if again else ""))
+    return changes
 
 
 def withdraw_project_report(settings: Settings, project_id: str) -> None:

@@ -212,6 +212,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         selection = selector.rows(family)
     except MissingTable as exc:
         storage.remove(target)
+        info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
         info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=str(exc),
                     checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=str(exc))
                             for n in ("belongs_to_cohort", "in_period", "granted_columns", "no_snds_pseudonym")])
@@ -220,7 +221,8 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
 
     # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
     # accepted since.
-    read_now = {f: list(source.deliveries(f)) for f in dict.fromkeys([family, *(l.parent for l in path)])}
+    info.update(_state_read(source, family, path))
+    read_now = info["deliveries_read"]
     _same_state_as_cohort(request, cohort_info, read_now, source.receptions())
     date_col = domain.care_date_column(table)
     # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
@@ -265,6 +267,15 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                 checks=checks)
     storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
     return info
+
+
+def _state_read(source: TableSource, family: str, path) -> dict:
+    """The current state an extract is read from (the family and the parents it reaches the patient through)
+    and the reception marks of its deliveries: ``snds report`` compares them with the state of the day."""
+    read = {f: list(source.deliveries(f)) for f in dict.fromkeys([family, *(l.parent for l in path)])}
+    marks = source.receptions()
+    return {"deliveries_read": read,
+            "receptions": {d: marks[d] for ids in read.values() for d in ids if d in marks}}
 
 
 class StateChanged(RuntimeError):
