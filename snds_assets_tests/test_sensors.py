@@ -619,6 +619,38 @@ def test_an_invalid_project_request_holds_back_no_other_project(env):
         "a-broken"]
 
 
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   FileNotFoundError(2, "No such file or directory")])
+def test_a_request_file_that_cannot_be_read_holds_back_no_other_project(env, monkeypatch, error):
+    """A request file unreadable to the hub, or removed between the folder's listing and its read, failed both
+    sensors' ticks for every project (the fingerprint read it unguarded): it is now skipped, saying why."""
+    settings, defs, instance = env
+    _project(settings, "a-locked", ["ER_PRS_F"])
+    _project(settings, "b-fine", ["ER_PRS_F"])
+    locked = Path(settings.projects) / "a-locked.yaml"
+    read_bytes, read_text = Path.read_bytes, Path.read_text
+
+    def refuse(read):
+        def reading(path, *args, **kwargs):
+            if path == locked:
+                raise type(error)(*error.args)
+            return read(path, *args, **kwargs)
+        return reading
+
+    monkeypatch.setattr(Path, "read_bytes", refuse(read_bytes))
+    monkeypatch.setattr(Path, "read_text", refuse(read_text))
+    result = _tick(defs, instance, "project_requests")
+    assert [r.partition_key for r in result.run_requests] == ["b-fine"]
+    assert "a-locked" not in json.loads(result.cursor)
+    instance.add_dynamic_partitions("projects", ["b-fine"])
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    assert _refreshed(_tick(defs, instance, "refresh_extracts")) == {("b-fine", "2024-01-15")}
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert [r.partition_key for r in _tick(defs, instance, "project_requests", result.cursor).run_requests] == [
+        "a-locked"]
+
+
 def test_project_edited_back_to_earlier_content_runs_again(env):
     settings, defs, instance = env
     keys, cursor = [], None

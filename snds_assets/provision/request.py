@@ -124,9 +124,20 @@ def list_requests(settings: Settings) -> list[tuple[str, str]]:
     return [(p.stem, request_fingerprint(p)) for p in sorted(folder.glob("*.yaml")) if p.is_file()]
 
 
+def _contents(path: Path) -> bytes | None:
+    """A file's bytes, None when it is gone or cannot be read: one request file removed while the folder is
+    listed, or unreadable to the hub, failed the project sensor's tick for every project (loading it says why)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def request_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
-    raw = path.read_bytes() if path.is_file() else b""
+    raw = _contents(path)
+    if raw is None:
+        return "unreadable"
     digest.update(raw)
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -135,7 +146,8 @@ def request_fingerprint(path: Path) -> str:
         name = None
     if isinstance(name, str):
         ids = path.parent / name
-        digest.update(b"\0" + (ids.read_bytes() if ids.is_file() else b"<missing>"))
+        listed = _contents(ids)
+        digest.update(b"\0" + (b"<missing>" if listed is None else listed))
     return digest.hexdigest()[:16]
 
 
