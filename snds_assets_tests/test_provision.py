@@ -889,9 +889,9 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
             return dict(marks)
 
         def deliveries(self, family):
-            return later.get(family, source.deliveries(family))
+            return later.get(family, super().deliveries(family))
 
-    state = Moving(dict(source.frames))
+    state = Moving({f: df for f, df in source.frames.items() if f != "T_MCOaaD"})  # a criterion's table
     report = run_project(spark, settings, catalog, request, state)
     assert report["status"] == "complete"
     assert report["tables"]["KI_CCI_R"]["deliveries_read"] == {"KI_CCI_R": ["2024-03-01"]}
@@ -900,6 +900,12 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
     later["KI_CCI_R"] = ["2024-03-01", "2024-04-01"]
     assert changes_since(report, state) == ["KI_CCI_R then 2024-03-01, now 2024-03-01, 2024-04-01"]
     del later["KI_CCI_R"]
+    # the identities' archive and a criterion's table, neither delivered when the cohort was identified
+    assert report["cohort"]["deliveries"]["IR_BEN_R_ARC"] == report["cohort"]["deliveries"]["T_MCOaaD"] == []
+    later.update({"IR_BEN_R_ARC": ["2024-04-01"], "T_MCOaaD": ["2024-04-01"]})
+    assert changes_since(report, state) == ["IR_BEN_R_ARC then none, now 2024-04-01",
+                                            "T_MCOaaD then none, now 2024-04-01"]
+    later.clear()
     marks["2024-03-01"] = "received again"
     assert all(c.endswith("(2024-03-01 received again)") for c in changes_since(report, state))
     assert {c.split()[0] for c in changes_since(report, state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}

@@ -70,12 +70,11 @@ def build_cohort(spark: SparkSession, catalog: Catalog, request: ProjectRequest,
     run.run_cohort)."""
     rows = beneficiary_rows(source)
     all_ids = identities(rows)
-    # Identities come from IR_BEN_R and its archive: both are sources of the cohort when delivered.
+    # Identities come from IR_BEN_R and its archive: both are sources of the cohort, an archive not delivered
+    # yet with no delivery (one delivered later changes the cohort's state).
     used: dict[str, list[str]] = {domain.BENEFICIARY_TABLE: source.deliveries(domain.BENEFICIARY_TABLE)}
     for archive in domain.archives_of(domain.BENEFICIARY_TABLE):
-        delivered = source.deliveries(archive)
-        if delivered:
-            used[archive] = delivered
+        used[archive] = list(source.deliveries(archive))
 
     counts: dict = {}
     identified, resolution, unresolved = _appariement(spark, request, rows, counts)
@@ -227,8 +226,7 @@ class _EventFinder:
             df = self.source.read(family) if family in self.catalog else None
             if df is None:
                 self.missing.add(family)
-            else:
-                self.used[family] = self.source.deliveries(family)
+            self.used[family] = [] if df is None else self.source.deliveries(family)
             self._frames[family] = df
         return self._frames[family]
 
