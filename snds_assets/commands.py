@@ -301,7 +301,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if project is not None:
             print(_project_summary(settings, args.target, project))
             unfinished = project.get("status") == "incomplete"
-            lagging = [] if unfinished else _lagging(settings, project)
+            lagging = [] if unfinished else _lagging(settings, args.target, project)
             if not unfinished and not lagging:
                 return _project_status(project)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -309,10 +309,11 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
     if lagging:
-        # A COMPLETE report read after a later delivery let `snds report P && hand-over` hand out the earlier state.
-        raise UsageError(f"project {args.target}: its extracts lag behind the current state (a delivery accepted, "
-                         f"rejected or received again since): run snds extract {args.target}, or let snds ui's "
-                         f"refresh_extracts sensor do it; {'; '.join(lagging)}")
+        # A COMPLETE report read after a later delivery, or a request narrowed since, let `snds report P &&
+        # hand-over` hand out what the project no longer is.
+        raise UsageError(f"project {args.target}: its extracts are out of date (its request changed, or a delivery "
+                         f"was accepted, rejected or received again since): run snds extract {args.target}, or let "
+                         f"snds ui's sensors do it; {'; '.join(lagging)}")
     if unfinished:
         # Exit 0 ("done and accepted") let `snds report P && hand-over` hand out a killed extraction's stale extracts.
         raise UsageError(f"project {args.target}: its extraction has not finished (still running, or interrupted: "
@@ -340,15 +341,25 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 
-def _lagging(settings: Settings, report: dict) -> list[str]:
-    """Per family, how the current state changed since the project's cohort and extracts were made."""
+def _lagging(settings: Settings, project_id: str, report: dict) -> list[str]:
+    """What changed since the project's cohort and extracts were made: its request (as the project sensor
+    compares it), then, per family, the current state (as the refresh sensor would)."""
     from .curation.state import CurrentState
     from .provision.report import changes_since, state_read
+    from .provision.request import request_fingerprint, request_path
     from .resources import load_catalog
 
-    if not state_read(report)[0]:  # a report with no cohort, or written before reports named their state
-        return []
-    return changes_since(report, CurrentState(None, settings, load_catalog(settings.schemas)))
+    changes = []
+    made_for = (report.get("cohort") or {}).get("request_fingerprint") or report.get("request_fingerprint")
+    path = request_path(settings, project_id)
+    if made_for and not path.is_file():
+        raise UsageError(f"project {project_id}: its request {path} was removed since its extraction: its extracts "
+                         "are no longer requested and not to be handed over")
+    if made_for and request_fingerprint(path) != made_for:
+        changes.append(f"its request {path} (or its identifiers file) changed")
+    if state_read(report)[0]:  # none in a report with no cohort, or written before reports named their state
+        changes += changes_since(report, CurrentState(None, settings, load_catalog(settings.schemas)))
+    return changes
 
 
 def _reception_started(settings: Settings, delivery_id: str) -> bool:

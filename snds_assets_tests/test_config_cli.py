@@ -406,14 +406,37 @@ def test_the_report_of_a_project_extracted_before_a_later_delivery_says_it_lags(
     assert main(["report", "p1"]) == EXIT_ERROR
     captured = capsys.readouterr()
     assert captured.out.startswith("project p1: COMPLETE, cohort of 2 persons")
-    assert captured.err == ("snds: error: project p1: its extracts lag behind the current state (a delivery accepted, "
-                            "rejected or received again since): run snds extract p1, or let snds ui's "
-                            "refresh_extracts sensor do it; IR_BEN_R then 2024-01-15, now 2024-02-15\n")
+    assert captured.err == ("snds: error: project p1: its extracts are out of date (its request changed, or a "
+                            "delivery was accepted, rejected or received again since): run snds extract p1, or let "
+                            "snds ui's sensors do it; IR_BEN_R then 2024-01-15, now 2024-02-15\n")
     (deliveries / "2024-02-15.json").unlink()
     accept("2024-01-15", "full")  # received again: the same id, a new report
     os.utime(deliveries / "2024-01-15.json", ns=(1, 1))
     assert main(["report", "p1"]) == EXIT_ERROR
     assert capsys.readouterr().err.endswith("IR_BEN_R then 2024-01-15, now 2024-01-15 (2024-01-15 received again)\n")
+
+
+def test_the_report_of_a_project_whose_request_changed_since_says_so(snds_env, capsys):
+    """A perimeter narrowed since the extraction (a table withdrawn, a shorter period), or a request withdrawn,
+    left the report COMPLETE, exit 0, over extracts the project is no longer granted."""
+    from snds_assets.provision.request import request_fingerprint
+
+    request = snds_env / "projects" / "p1.yaml"
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.write_text("id: p1\ntables: [IR_BEN_R, ER_PRS_F]\n")
+    report = snds_env / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"project": "p1", "status": "complete", "tables": {},
+                                  "cohort": {"size": 2, "checks": [], "request_fingerprint": request_fingerprint(request)}}))
+    assert main(["report", "p1"]) == 0
+    request.write_text("id: p1\ntables: [IR_BEN_R]\n")
+    assert main(["report", "p1"]) == EXIT_ERROR
+    assert capsys.readouterr().err.endswith(f"snds ui's sensors do it; its request {request} (or its identifiers "
+                                            "file) changed\n")
+    request.unlink()
+    assert main(["report", "p1"]) == EXIT_ERROR
+    assert capsys.readouterr().err == (f"snds: error: project p1: its request {request} was removed since its "
+                                       "extraction: its extracts are no longer requested and not to be handed over\n")
 
 
 def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(snds_env, capsys):
