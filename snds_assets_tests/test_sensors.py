@@ -100,6 +100,32 @@ def test_a_handled_manifest_is_not_read_again_at_every_tick(env, monkeypatch):
     assert read == ["2026-11-16"] and [r.partition_key for r in fourth.run_requests] == ["2026-11-16"]
 
 
+def test_a_delivery_folder_the_hub_cannot_enter_holds_back_no_other(env, monkeypatch, capsys):
+    """A folder CNAM left without read access to the hub made the landing's listing fail: the tick skipped every
+    delivery as "landing zone unreachable". That folder alone is skipped now, saying why."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    _write_delivery(landing, "2026-11-15")
+    _write_delivery(landing, "2026-11-16")
+    info = LocalFileSystem.info
+
+    def refused(fs, path, **kwargs):
+        if "2026-11-15/" in str(path):  # its entries; the folder itself is listed by its parent
+            raise PermissionError(13, "Permission denied", str(path))
+        return info(fs, path, **kwargs)
+
+    monkeypatch.setattr(LocalFileSystem, "info", refused)
+    result = _tick(defs, instance, "cnam_deliveries")
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-16"]
+    assert ("INFO - skipping 2026-11-15: cannot look into the folder (Permission denied): give the hub read access "
+            "to it") in capsys.readouterr().err
+    monkeypatch.setattr(LocalFileSystem, "info", info)
+    assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries", result.cursor).run_requests] == [
+        "2026-11-15"]
+
+
 def test_changed_manifest_is_requested_again(env):
     settings, defs, instance = env
     landing = Path(settings.landing)

@@ -157,6 +157,10 @@ def _list_deliveries(landing: str) -> list[LandingEntry]:
                 info = fs.info(posixpath.join(child["name"].rstrip("/"), MANIFEST))
             except FileNotFoundError:
                 info = None
+            except PermissionError as exc:  # one folder the hub cannot enter held back every other delivery
+                entries.append(LandingEntry(name, False, f"cannot look into the folder ({exc.strerror or exc}): "
+                                                         "give the hub read access to it"))
+                continue
             if info is not None and info.get("type") == "file":
                 entries.append(LandingEntry(name, True, None, file_version(info)))
             else:
