@@ -344,10 +344,10 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
 def _lagging(settings: Settings, project_id: str, report: dict) -> list[str]:
     """What changed since the project's cohort and extracts were made: its request (as the project sensor
     compares it), then, per family, the current state (as the refresh sensor would)."""
+    from .catalog import Catalog
     from .curation.state import CurrentState
     from .provision.report import changes_since, state_read
     from .provision.request import request_fingerprint, request_path
-    from .resources import load_catalog
 
     changes = []
     made_for = (report.get("cohort") or {}).get("request_fingerprint") or report.get("request_fingerprint")
@@ -358,7 +358,7 @@ def _lagging(settings: Settings, project_id: str, report: dict) -> list[str]:
     if made_for and request_fingerprint(path) != made_for:
         changes.append(f"its request {path} (or its identifiers file) changed")
     if state_read(report)[0]:  # none in a report with no cohort, or written before reports named their state
-        changes += changes_since(report, CurrentState(None, settings, load_catalog(settings.schemas)))
+        changes += changes_since(report, CurrentState(None, settings, Catalog.load(settings.schemas)))
     return changes
 
 
