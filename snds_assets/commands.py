@@ -277,6 +277,7 @@ def _project_status(report: dict) -> int:
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
+    from .provision.report import state_read
     from .provision.request import PROJECT_ID
     from .reception.manifest import valid_delivery_id
     from .reception.report import load_report, previous_report_path
@@ -290,7 +291,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
 
     lake = Lake(settings.lake)
     path = lake.delivery_report(args.target)
-    unfinished, lagging = False, []
+    project, unfinished = None, False
     try:
         report = load_report(settings, args.target)
         if report is not None:
@@ -301,13 +302,14 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if project is not None:
             print(_project_summary(settings, args.target, project))
             unfinished = project.get("status") == "incomplete"
-            lagging = [] if unfinished else _lagging(settings, args.target, project)
-            if not unfinished and not lagging:
-                return _project_status(project)
+            state_read(project)  # what it was made from, read here: the lake's reports are told apart below
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
+    lagging = _lagging(settings, args.target, project) if project is not None and not unfinished else []
+    if project is not None and not unfinished and not lagging:
+        return _project_status(project)
     if lagging:
         # A COMPLETE report read after a later delivery, or a request narrowed since, let `snds report P &&
         # hand-over` hand out what the project no longer is.

@@ -414,6 +414,10 @@ def test_the_report_of_a_project_extracted_before_a_later_delivery_says_it_lags(
     os.utime(deliveries / "2024-01-15.json", ns=(1, 1))
     assert main(["report", "p1"]) == EXIT_ERROR
     assert capsys.readouterr().err.endswith("IR_BEN_R then 2024-01-15, now 2024-01-15 (2024-01-15 received again)\n")
+    (deliveries / "2024-03-15.json").write_text("{")  # the lake's report is named, not the project's
+    assert main(["report", "p1"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "2024-03-15.json is not a readable reception report" in err and "p1.json" not in err, err
 
 
 def test_the_report_of_a_project_whose_request_changed_since_says_so(snds_env, capsys):
