@@ -112,7 +112,7 @@ if sys.argv[1] == "unfiltered":
 def step():
     session = build_session("local[1]")
     threading.Timer(3, lambda: os.killpg(0, signal.SIGINT)).start()
-    session.range(10 ** 11).selectExpr("sum(id * id)").collect()
+    session.range(10 ** 12).selectExpr("sum(id % 7)").collect()  # minutes of work, and no overflow
 
 
 job = Definitions(assets=[step], jobs=[define_asset_job("j")]).resolve_job_def("j")
