@@ -302,7 +302,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if project is not None:
             print(_project_summary(settings, args.target, project))
             unfinished = project.get("status") == "incomplete"
-            state_read(project)  # what it was made from, read here: the lake's reports are told apart below
+            state_read(project)  # its shape checked here: a delivery report unreadable below is named as itself
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
