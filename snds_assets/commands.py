@@ -302,12 +302,12 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         if project is not None:
             print(_project_summary(settings, args.target, project))
             unfinished = project.get("status") == "incomplete"
-            state_read(project)  # its shape checked here: a delivery report unreadable below is named as itself
+            read = state_read(project)  # read here: a delivery report unreadable below is named as itself
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
-    lagging = _lagging(settings, args.target, project) if project is not None and not unfinished else []
+    lagging = _lagging(settings, args.target, project, read) if project is not None and not unfinished else []
     if project is not None and not unfinished and not lagging:
         return _project_status(project)
     if lagging:
@@ -343,24 +343,25 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     raise UsageError(f"no delivery or project report named {args.target!r} in {settings.lake}/reports")
 
 
-def _lagging(settings: Settings, project_id: str, report: dict) -> list[str]:
-    """What changed since the project's cohort and extracts were made: its request (as the project sensor
-    compares it), then, per family, the current state (as the refresh sensor would)."""
+def _lagging(settings: Settings, project_id: str, report: dict, read: tuple) -> list[str]:
+    """What changed since the project's cohort and extracts were made (``read``, from ``state_read``): its
+    request (as the project sensor compares it), then, per family, the current state (as the refresh sensor
+    would)."""
     from .catalog import Catalog
     from .curation.state import CurrentState
-    from .provision.report import changes_since, state_read
+    from .provision.report import changes_since
     from .provision.request import request_fingerprint, request_path
 
     changes = []
-    made_for = (report.get("cohort") or {}).get("request_fingerprint") or report.get("request_fingerprint")
+    made_for = (report.get("cohort") or {}).get("request_fingerprint")
     path = request_path(settings, project_id)
     if made_for and not path.is_file():
         raise UsageError(f"project {project_id}: its request {path} was removed since its extraction: its extracts "
                          "are no longer requested and not to be handed over")
     if made_for and request_fingerprint(path) != made_for:
         changes.append(f"its request {path} (or its identifiers file) changed")
-    if state_read(report)[0]:  # none in a report with no cohort, or written before reports named their state
-        changes += changes_since(report, CurrentState(None, settings, Catalog.load(settings.schemas)))
+    if read[0]:  # none in a report with no cohort, or written before reports named their state
+        changes += changes_since(read, CurrentState(None, settings, Catalog.load(settings.schemas)))
     return changes
 
 

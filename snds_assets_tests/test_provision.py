@@ -876,7 +876,7 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
     """A project report read after a later delivery said COMPLETE as it was written: the report now holds the
     state each extract read (KI_CCI_R, which no criterion reads, and the IR_BEN_R its DCIR extract is linked
     through), so `snds report` can tell a delivery accepted or received again since."""
-    from snds_assets.provision.report import changes_since
+    from snds_assets.provision.report import changes_since, state_read
 
     settings = Settings.from_env(env={}, home=str(tmp_path))
     write_request(Path(settings.projects), "moved", tables=("IR_BEN_R", "KI_CCI_R", "ER_PRS_F"))
@@ -896,19 +896,19 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
     assert report["status"] == "complete"
     assert report["tables"]["KI_CCI_R"]["deliveries_read"] == {"KI_CCI_R": ["2024-03-01"]}
     assert report["tables"]["ER_PRS_F"]["receptions"] == {"2024-03-01": "first reception"}
-    assert changes_since(report, state) == []
+    assert changes_since(state_read(report), state) == []
     later["KI_CCI_R"] = ["2024-03-01", "2024-04-01"]
-    assert changes_since(report, state) == ["KI_CCI_R then 2024-03-01, now 2024-03-01, 2024-04-01"]
+    assert changes_since(state_read(report), state) == ["KI_CCI_R then 2024-03-01, now 2024-03-01, 2024-04-01"]
     del later["KI_CCI_R"]
     # the identities' archive and a criterion's table, neither delivered when the cohort was identified
     assert report["cohort"]["deliveries"]["IR_BEN_R_ARC"] == report["cohort"]["deliveries"]["T_MCOaaD"] == []
     later.update({"IR_BEN_R_ARC": ["2024-04-01"], "T_MCOaaD": ["2024-04-01"]})
-    assert changes_since(report, state) == ["IR_BEN_R_ARC then none, now 2024-04-01",
+    assert changes_since(state_read(report), state) == ["IR_BEN_R_ARC then none, now 2024-04-01",
                                             "T_MCOaaD then none, now 2024-04-01"]
     later.clear()
     marks["2024-03-01"] = "received again"
-    assert all(c.endswith("(2024-03-01 received again)") for c in changes_since(report, state))
-    assert {c.split()[0] for c in changes_since(report, state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}
+    assert all(c.endswith("(2024-03-01 received again)") for c in changes_since(state_read(report), state))
+    assert {c.split()[0] for c in changes_since(state_read(report), state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}
 
 
 def test_the_reception_marks_of_the_current_state_change_when_a_delivery_is_received_again(catalog, tmp_path):

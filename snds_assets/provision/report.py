@@ -119,17 +119,24 @@ def state_read(report: dict) -> tuple[dict[str, list[list[str]]], dict[str, str]
     return read, marks
 
 
-def changes_since(report: dict, state) -> list[str]:
-    """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one the project was
-    extracted from: a delivery accepted, rejected or received again since, per family; empty when it did not."""
-    read, marks = state_read(report)
-    if not read:
+def received_again(now: list[str], marks: dict[str, str], marks_now: dict[str, str]) -> list[str]:
+    """The deliveries of ``now`` whose reception mark is no longer the one recorded (``marks``): received again
+    under their id since, though the ids making up the state stay the same."""
+    return [d for d in now if d in marks and marks_now.get(d) != marks[d]]
+
+
+def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state) -> list[str]:
+    """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one a project was
+    extracted from (``read``, from ``state_read``): a delivery accepted, rejected or received again since, per
+    family; empty when it did not."""
+    readings_of, marks = read
+    if not readings_of:
         return []
     marks_now = state.receptions()
     changes = []
-    for family, readings in sorted(read.items()):
+    for family, readings in sorted(readings_of.items()):
         now = state.deliveries(family)
-        again = [d for d in now if d in marks and marks_now.get(d) != marks[d]]
+        again = received_again(now, marks, marks_now)
         then = next((ids for ids in readings if ids != now), None)
         if then is not None or again:
             then = now if then is None else then

@@ -27,7 +27,7 @@ from .extract import Selector, allowed_output_columns, granted_columns
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
 from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
-from .report import withdraw_project_report, write_project_report
+from .report import received_again, withdraw_project_report, write_project_report
 from .request import ProjectRequest
 from .source import DELIVERY_COLUMN, TableSource
 
@@ -222,8 +222,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
     # accepted since.
     info.update(_state_read(source, family, path))
-    read_now = info["deliveries_read"]
-    _same_state_as_cohort(request, cohort_info, read_now, source.receptions())
+    _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
     date_col = domain.care_date_column(table)
     # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
     # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
@@ -262,7 +261,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                      details=f"{rows} rows selected, {written_rows} rows in the extract"),
     ]
     info.update(status="extracted", rows=written_rows, deliveries=deliveries,
-                deliveries_linked={l.parent: read_now[l.parent] for l in path},
+                deliveries_linked={l.parent: info["deliveries_read"][l.parent] for l in path},
                 columns=written.columns, column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
                 checks=checks)
     storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
@@ -293,7 +292,7 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
     read = cohort_info.get("deliveries") or {}
     marks = cohort_info.get("receptions") or {}
     for family, now in read_now.items():
-        again = [d for d in now if d in marks and marks_now.get(d) != marks[d]]
+        again = received_again(now, marks, marks_now)
         if family in read and (now != list(read[family]) or again):
             raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
                 f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
