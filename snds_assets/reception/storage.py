@@ -78,7 +78,7 @@ def azure_errors_told(landing: str) -> Iterator[None]:
             raise
         told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing})
         if told is None and type(exc).__name__ == "ServiceRequestError":  # after the SDK's retries
-            cause = _SECRET.sub(r"\1=<redacted>", one_line(exc))  # as filesystem() tells its causes
+            cause = _redacted(exc)
             told = (f"cannot reach Azure Storage for SNDS_LANDING {landing} ({cause}): is the storage account's "
                     "endpoint reachable from here (network, proxy, firewall)?")
         if told is None:
@@ -88,6 +88,11 @@ def azure_errors_told(landing: str) -> Iterator[None]:
 
 _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AZURE_STORAGE_ACCOUNT_KEY|ClientSecret)=[^;&\s]*",
                      re.IGNORECASE)
+
+
+def _redacted(exc: BaseException) -> str:
+    """An error's message on one line, its secrets (a connection string's key, a SAS signature) left out."""
+    return _SECRET.sub(r"\1=<redacted>", one_line(exc))
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -105,7 +110,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     except (ValueError, ImportError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
         hint = f": set {AZURE_CREDENTIALS}" if scheme in ("az", "abfs", "abfss") else ""
-        cause = _SECRET.sub(r"\1=<redacted>", one_line(exc))
+        cause = _redacted(exc)
         raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
 
 
