@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from ..charts import bar_chart
 from ..checks import ERROR
@@ -15,6 +16,9 @@ from ..lake import Lake
 from ..reception.manifest import delivery_order
 from . import storage
 from .request import ProjectRequest
+
+if TYPE_CHECKING:  # the state module imports pyspark, which a report does not need
+    from ..curation.state import CurrentState
 
 FOUND_BY = ("identified", "targeted", "both")
 
@@ -125,7 +129,7 @@ def received_again(now: list[str], marks: dict[str, str], marks_now: dict[str, s
     return [d for d in now if d in marks and marks_now.get(d) != marks[d]]
 
 
-def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state) -> list[str]:
+def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state: CurrentState) -> list[str]:
     """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one a project was
     extracted from (``read``, from ``state_read``): a delivery accepted, rejected or received again since, per
     family; empty when it did not."""
