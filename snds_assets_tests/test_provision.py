@@ -990,6 +990,27 @@ def test_request_errors(tmp_path, catalog, old, new, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_request_with_several_problems_tells_them_all_in_one_line(tmp_path, catalog):
+    """Every part of a request is checked before anything runs, and all its problems are told at once: one edit
+    mends them, where telling the first made the researcher run the command again per mistake."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    text = REQUEST.format(id="bad", tables="IR_BEN_R, ER_PRS_F, ER_XYZ_F, T_MCO23B", drug=DRUG)
+    for old, new in [("start: 2022-01-01", "start: 2024-01-01"), ("identifiers: bad-ids.csv", "identifiers: nowhere.csv"),
+                     ("- drug: {cip13:", "- drug: {cip:"), ("min: 18, max: 120", "min: 80, max: 20")]:
+        assert old in text
+        text = text.replace(old, new, 1)
+    write_request(Path(settings.projects), "bad", text=text)
+    with pytest.raises(RequestError) as err:
+        load_request(settings, catalog, "bad")
+    message = str(err.value)
+    assert message.startswith("project bad: ") and "\n" not in message
+    told = ["start 2024-01-01 is after end 2023-12-31", "unknown table 'ER_XYZ_F'", "one year of family T_MCOaaB",
+            "missing identifiers file nowhere.csv", "any_of[1]: drug takes {cip13: [codes]}",
+            "age min 80 is above age max 20"]
+    assert [m for m in told if m not in message] == []
+    assert message.count("; ") == len(told) - 1  # each told once
+
+
 def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
     settings = Settings.from_env(env={}, home=str(tmp_path))
     projects = Path(settings.projects)

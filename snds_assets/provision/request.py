@@ -39,6 +39,10 @@ class RequestError(ValueError):
     """A request that cannot be served as written; the message names the project and what to fix."""
 
 
+class _Problem(Exception):
+    """One problem of a part of a request, gathered with the others into one ``RequestError``."""
+
+
 @dataclass(frozen=True)
 class Criterion:
     """One ciblage item: ``kind`` (diagnosis, act, drug, ald) with its code list."""
@@ -176,40 +180,56 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RequestError(f"project {pid}: YAML syntax error{where}: {problem}") from exc
 
-    def fail(message: str) -> RequestError:
-        return RequestError(f"project {pid}: {message}")
+    problems: list[str] = []
+
+    def told(*messages: str) -> RequestError:
+        return RequestError(f"project {pid}: " + "; ".join(messages))
+
+    def part(check: Callable, *args):
+        """``check``'s value, or None with its problem noted: every part of a request is checked, and its
+        problems told together, so that one edit mends them all."""
+        try:
+            return check(*args, _Problem)
+        except _Problem as problem:
+            problems.append(str(problem))
+            return None
 
     if not isinstance(data, dict):
-        raise fail("the request must be a YAML mapping with id, period, tables and cohort")
+        raise told("the request must be a YAML mapping with id, period, tables and cohort")
     unknown = sorted(set(map(str, data)) - TOP_LEVEL_KEYS)
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+        problems.append(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(TOP_LEVEL_KEYS))})")
     rid = data.get("id")
     if rid is None:
-        raise fail("missing 'id'")
-    if not isinstance(rid, str) or not PROJECT_ID.fullmatch(rid):
-        raise fail(f"bad id {rid!r}: use lower-case letters, digits, '_' and '-' only")
-    if rid != pid:
-        raise fail(f"id {rid!r} differs from the file name {path.name!r}: name the file {rid}.yaml")
+        problems.append("missing 'id'")
+    elif not isinstance(rid, str) or not PROJECT_ID.fullmatch(rid):
+        problems.append(f"bad id {rid!r}: use lower-case letters, digits, '_' and '-' only")
+    elif rid != pid:
+        problems.append(f"id {rid!r} differs from the file name {path.name!r}: name the file {rid}.yaml")
     title = data.get("title") or rid
     if not isinstance(title, str):
-        raise fail("'title' must be text")
+        problems.append("'title' must be text")
 
-    start, end = _period(data.get("period"), fail)
-    tables = _tables(data.get("tables"), catalog, fail)
-    columns = _columns(data.get("columns"), tables, catalog, fail)
+    period = part(_period, data.get("period"))
+    tables = part(_tables, data.get("tables"), catalog)
+    columns = part(_columns, data.get("columns"), tables, catalog) if tables is not None else None
+    identifiers_file, identifiers, criteria = None, [], None
     cohort = data.get("cohort")
     if not isinstance(cohort, dict) or not cohort:
-        raise fail("missing 'cohort': give identifiers (a CSV beside the request) and/or criteria")
+        problems.append("missing 'cohort': give identifiers (a CSV beside the request) and/or criteria")
+        cohort = {}
     unknown = sorted(set(map(str, cohort)) - COHORT_KEYS)
     if unknown:
-        raise fail(f"unknown cohort key {unknown[0]!r} (expected: identifiers, criteria)")
-    identifiers_file, identifiers = None, []
+        problems.append(f"unknown cohort key {unknown[0]!r} (expected: identifiers, criteria)")
     if cohort.get("identifiers") is not None:
-        identifiers_file, identifiers = _identifiers(cohort["identifiers"], path.parent, fail)
-    criteria = _criteria(cohort["criteria"], fail) if cohort.get("criteria") is not None else None
-    if identifiers_file is None and criteria is None:
-        raise fail("the cohort needs identifiers or criteria")
+        identifiers_file, identifiers = part(_identifiers, cohort["identifiers"], path.parent) or (None, [])
+    if cohort.get("criteria") is not None:
+        criteria = part(_criteria, cohort["criteria"])
+    elif cohort and cohort.get("identifiers") is None:
+        problems.append("the cohort needs identifiers or criteria")
+    if problems:
+        raise told(*problems)
+    start, end = period
     return ProjectRequest(rid, title, start, end, tables, columns, identifiers_file, criteria, path, identifiers)
 
 
@@ -237,27 +257,38 @@ def _period(value, fail) -> tuple[date, date]:
 
 
 def _tables(value, catalog: Catalog, fail) -> list[str]:
+    """The families listed, each once; every name that is not one is told, not only the first."""
     if not isinstance(value, list) or not value:
         raise fail("'tables' must list at least one table family (e.g. [IR_BEN_R, ER_PRS_F])")
     out: list[str] = []
+    problems: list[str] = []
     for name in value:
-        if not isinstance(name, str):
-            raise fail(f"bad table name {name!r}")
-        if name not in catalog:
-            try:
-                table = catalog.resolve(name)[0]
-            except KeyError:
-                raise fail(f"unknown table {name!r}: not in the catalog") from None
-            if table.is_yearly:
-                raise fail(f"table {name!r} is one year of family {table.name}: list the family {table.name}")
-            raise fail(f"unknown table {name!r}: write its family name as the catalog does, {table.name}")
-        try:
-            domain.patient_path(catalog, name)
-        except LookupError:
-            raise fail(f"table {name} has no path to a patient identifier: it cannot be cut per cohort") from None
-        if name not in out:
+        problem = _table_problem(name, catalog)
+        if problem:
+            problems.append(problem)
+        elif name not in out:
             out.append(name)
+    if problems:
+        raise fail("; ".join(problems))
     return out
+
+
+def _table_problem(name, catalog: Catalog) -> str | None:
+    if not isinstance(name, str):
+        return f"bad table name {name!r}"
+    if name not in catalog:
+        try:
+            table = catalog.resolve(name)[0]
+        except KeyError:
+            return f"unknown table {name!r}: not in the catalog"
+        if table.is_yearly:
+            return f"table {name!r} is one year of family {table.name}: list the family {table.name}"
+        return f"unknown table {name!r}: write its family name as the catalog does, {table.name}"
+    try:
+        domain.patient_path(catalog, name)
+    except LookupError:
+        return f"table {name} has no path to a patient identifier: it cannot be cut per cohort"
+    return None
 
 
 def _columns(value, tables: list[str], catalog: Catalog, fail) -> dict[str, list[str]]:
@@ -285,34 +316,56 @@ def _columns(value, tables: list[str], catalog: Catalog, fail) -> dict[str, list
     return out
 
 
-def _criteria(value, fail) -> Criteria:
+def _criteria(value, fail: type[_Problem]) -> Criteria:
+    """The ciblage; every item, the age and the sex filters checked, their problems told together."""
     if not isinstance(value, dict):
         raise fail("'criteria' must be a mapping with any_of, all_of, age, sex")
+    problems: list[str] = []
+
+    def part(check: Callable, *args):
+        try:
+            return check(*args, fail)
+        except _Problem as problem:
+            problems.append(str(problem))
+            return None
+
     unknown = sorted(set(map(str, value)) - CRITERIA_KEYS)
     if unknown:
-        raise fail(f"unknown criterion {unknown[0]!r} (expected: {', '.join(sorted(CRITERIA_KEYS))})")
-    any_of = tuple(_item(v, f"any_of[{i}]", fail) for i, v in enumerate(_list(value.get("any_of"), "any_of", fail)))
-    all_of = tuple(_item(v, f"all_of[{i}]", fail) for i, v in enumerate(_list(value.get("all_of"), "all_of", fail)))
-    if not any_of and not all_of:
-        raise fail("criteria need at least one any_of or all_of item (age and sex only filter targeted persons)")
-    age_min = age_max = None
-    age = value.get("age")
-    if age is not None:
-        if not isinstance(age, dict) or not age or set(map(str, age)) - {"min", "max"}:
-            raise fail("age must be {min: N, max: N} (either bound may be left out)")
-        for bound in ("min", "max"):
-            v = age.get(bound)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise fail(f"age {bound} must be a whole number of years, not {v!r}")
-        age_min, age_max = age.get("min"), age.get("max")
-        if age_min is not None and age_max is not None and age_min > age_max:
-            raise fail(f"age min {age_min} is above age max {age_max}")
-    sex = value.get("sex")
-    if sex is not None:
-        if not isinstance(sex, list) or not sex or any(isinstance(s, bool) or s not in SEX_CODES for s in sex):
-            raise fail(f"sex must list codes among {list(SEX_CODES)} (1 male, 2 female, 0 or 9 unknown), not {sex!r}")
-        sex = tuple(sorted(set(sex)))
-    return Criteria(any_of, all_of, age_min, age_max, sex)
+        problems.append(f"unknown criterion {unknown[0]!r} (expected: {', '.join(sorted(CRITERIA_KEYS))})")
+    items = {}
+    for name in ("any_of", "all_of"):
+        listed = part(_list, value.get(name), name) or []
+        items[name] = tuple(part(_item, v, f"{name}[{i}]") for i, v in enumerate(listed))
+    if not items["any_of"] and not items["all_of"]:
+        problems.append("criteria need at least one any_of or all_of item (age and sex only filter targeted persons)")
+    age = part(_age, value.get("age")) or (None, None)
+    sex = part(_sex, value.get("sex"))
+    if problems:
+        raise fail("; ".join(problems))
+    return Criteria(items["any_of"], items["all_of"], age[0], age[1], sex)
+
+
+def _age(age, fail) -> tuple[int | None, int | None]:
+    if age is None:
+        return None, None
+    if not isinstance(age, dict) or not age or set(map(str, age)) - {"min", "max"}:
+        raise fail("age must be {min: N, max: N} (either bound may be left out)")
+    for bound in ("min", "max"):
+        v = age.get(bound)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise fail(f"age {bound} must be a whole number of years, not {v!r}")
+    age_min, age_max = age.get("min"), age.get("max")
+    if age_min is not None and age_max is not None and age_min > age_max:
+        raise fail(f"age min {age_min} is above age max {age_max}")
+    return age_min, age_max
+
+
+def _sex(sex, fail) -> tuple[int, ...] | None:
+    if sex is None:
+        return None
+    if not isinstance(sex, list) or not sex or any(isinstance(s, bool) or s not in SEX_CODES for s in sex):
+        raise fail(f"sex must list codes among {list(SEX_CODES)} (1 male, 2 female, 0 or 9 unknown), not {sex!r}")
+    return tuple(sorted(set(sex)))
 
 
 def _list(value, name: str, fail) -> list:
