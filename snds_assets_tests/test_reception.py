@@ -183,6 +183,37 @@ def test_manifest_errors_are_one_line(settings, text, folder, message):
     assert "\n" not in str(caught.value)
 
 
+def test_every_problem_of_a_manifest_is_told_at_once(settings):
+    """CNAM mends a manifest and sends its delivery again: every table's and file's problem is told in the one line,
+    where the first alone would take a round per mistake; a long list is cut after ten, saying how many more."""
+    entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10}
+    text = json.dumps({"delivery_id": DID, "format": {"encoding": "utf-16", "header": "no"}, "tables": [
+        {"table": "IR_BEN_R", "mode": "Full", "files": [entry]},
+        {"table": "ER_PRS_F", "files": [{**entry, "path": "a.csv", "rows": "12"}, {**entry, "path": "../b.csv"}]},
+        {"table": "IR_IMB_R", "files": []},
+        {"table": "KI_CCI_R", "files": [{**entry, "path": "c.csv"}]},
+        {"table": "KI_CCI_R", "files": [{**entry, "path": "d.csv"}]}]})
+    Delivery(_landing(settings), DID).write(text)
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(settings.landing, DID)
+    told = ["encoding 'utf-16' is not utf-8 or latin-1", 'header must be a JSON boolean (true or false), not "no"',
+            "table IR_BEN_R: mode 'Full' is not full or incremental",
+            "file 'a.csv': rows must be a whole number", "file path '../b.csv' must stay inside",
+            "table IR_IMB_R lists no files", "manifest lists table KI_CCI_R twice"]
+    message = str(caught.value)
+    assert [m for m in told if m not in message] == [] and "\n" not in message
+    assert message.count("; ") == len(told) - 1
+
+    files = [{**entry, "path": f"p{i}.csv", "rows": -1} for i in range(14)]
+    Delivery(_landing(settings), "2026-11-16").write(
+        json.dumps({"delivery_id": "2026-11-16", "tables": [{"table": "ER_PRS_F", "files": files}]}))
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(settings.landing, "2026-11-16")
+    message = str(caught.value)
+    assert message.count("rows must be a whole number") == 10 and "'p9.csv'" in message and "'p10.csv'" not in message
+    assert message.endswith("; and 4 more problem(s)")
+
+
 def test_a_valid_format_is_read_as_given(settings):
     fmt = {"delimiter": "|", "encoding": "latin-1", "header": False, "null_value": "NA", "decimal": ",",
            "date_format": "%d/%m/%Y"}

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 
 from ..patterns import SUPPORTED, UnsupportedDirective, directives, spark_pattern
+from ..problems import together
 
 DELIVERY_ID = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(_[A-Za-z0-9]+)?")
 DELIVERY_ID_FORM = "YYYY-MM-DD[_suffix] with a calendar date"
@@ -113,35 +114,44 @@ ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1")
 def parse_format(data: dict) -> Format:
     """The manifest's ``format``, every field type-checked: a value Python and Spark would read differently
     (``"header": "false"``, truthy here, false for Spark) or one that would fail only in the middle of curation
-    (a ``date_format`` Spark cannot follow) is a ManifestError naming the field and its value."""
+    (a ``date_format`` Spark cannot follow) is a ManifestError naming the field and its value (every such field)."""
+    problems: list[str] = []
     unknown = set(data) - set(Format.__dataclass_fields__)
     if unknown:
-        raise ManifestError(f"manifest format has unknown keys: {sorted(unknown)}")
+        problems.append(f"manifest format has unknown keys: {sorted(unknown)}")
+    given = {}
     for name, value in data.items():
         expected = bool if name == "header" else str
+        if name in unknown:
+            continue
         if not isinstance(value, expected):
             what = "a JSON boolean (true or false)" if expected is bool else "a JSON string"
-            raise ManifestError(f"manifest format {name} must be {what}, not {json.dumps(value)}")
-    fmt = Format(**data)
+            problems.append(f"manifest format {name} must be {what}, not {json.dumps(value)}")
+        else:
+            given[name] = value
+    fmt = Format(**given)
     if fmt.encoding.lower().replace("_", "-") not in ENCODINGS:
-        raise ManifestError(f"manifest format encoding {fmt.encoding!r} is not utf-8 or latin-1")
+        problems.append(f"manifest format encoding {fmt.encoding!r} is not utf-8 or latin-1")
     if len(fmt.delimiter) != 1 or fmt.delimiter in ('"', "\n", "\r"):
-        raise ManifestError(f"manifest format delimiter {fmt.delimiter!r} must be one character, not a quote "
-                            "or a line break")
-    if len(fmt.decimal) != 1 or fmt.decimal == fmt.delimiter:
-        raise ManifestError(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter")
+        problems.append(f"manifest format delimiter {fmt.delimiter!r} must be one character, not a quote "
+                        "or a line break")
+    elif len(fmt.decimal) != 1 or fmt.decimal == fmt.delimiter:
+        problems.append(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter")
     if "\n" in fmt.null_value or "\r" in fmt.null_value:
-        raise ManifestError(f"manifest format null_value {fmt.null_value!r} must not hold a line break")
+        problems.append(f"manifest format null_value {fmt.null_value!r} must not hold a line break")
     if fmt.date_format not in ("", "default"):
         try:
             spark_pattern(fmt.date_format)
         except UnsupportedDirective as exc:
-            raise ManifestError(f"manifest format date_format {fmt.date_format!r}: {exc.token} has no Spark "
-                                f"equivalent; use {' '.join(SUPPORTED)} (e.g. \"%d/%m/%Y\"), or \"default\" "
-                                "for ISO dates") from exc
-        if not directives(fmt.date_format):
-            raise ManifestError(f"manifest format date_format {fmt.date_format!r} has no strftime directive: give "
+            problems.append(f"manifest format date_format {fmt.date_format!r}: {exc.token} has no Spark "
+                            f"equivalent; use {' '.join(SUPPORTED)} (e.g. \"%d/%m/%Y\"), or \"default\" "
+                            "for ISO dates")
+        else:
+            if not directives(fmt.date_format):
+                problems.append(f"manifest format date_format {fmt.date_format!r} has no strftime directive: give "
                                 "a pattern such as \"%d/%m/%Y\", or \"default\" for ISO dates")
+    if problems:
+        raise ManifestError(together(problems))
     return fmt
 
 
@@ -184,8 +194,31 @@ def _file(table: str, j: int, entry: dict) -> DeliveredFile:
     return DeliveredFile(path, _count(entry, "rows"), sha256.lower(), _count(entry, "bytes"))
 
 
+def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
+    """One table entry, or None with its files' problems added to ``problems`` (its own problem is raised)."""
+    name = _table_name(i, entry["table"])
+    mode = entry.get("mode")
+    if mode not in (None, "full", "incremental"):
+        problems.append(f"table {name}: mode {mode!r} is not full or incremental")
+    listed = entry["files"]
+    if not isinstance(listed, list):
+        raise ManifestError(f"table {name}: files must be a JSON list, not {json.dumps(listed)[:40]}")
+    if not listed:
+        raise ManifestError(f"table {name} lists no files")
+    files, told = [], len(problems)
+    for j, f in enumerate(listed):
+        try:
+            files.append(_file(name, j, f))
+        except ManifestError as exc:
+            problems.append(str(exc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems.append(f"file #{j + 1} of table {name} is malformed ({exc!r})")
+    return DeliveredTable(name, tuple(files), mode) if len(problems) == told else None
+
+
 def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
-    """Decode and validate a manifest; every problem is a ManifestError with a message that says what to fix."""
+    """Decode and validate a manifest. Its problems are one ManifestError, in one line that says what to fix: those
+    of every table and file, not only the first, since each round of mending is CNAM's, and a delivery sent again."""
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -194,38 +227,40 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
         raise ManifestError("manifest.json is not valid JSON (nested too deeply)") from exc
     if not isinstance(data, dict):
         raise ManifestError("manifest.json must hold a JSON object")
+    problems: list[str] = []
     delivery_id = data.get("delivery_id")
     if not isinstance(delivery_id, str) or not valid_delivery_id(delivery_id):
-        raise ManifestError(f"manifest delivery_id {delivery_id!r} is not {DELIVERY_ID_FORM}")
-    if expected_id is not None and delivery_id != expected_id:
-        raise ManifestError(f"manifest delivery_id {delivery_id!r} does not match its folder {expected_id!r}")
+        problems.append(f"manifest delivery_id {delivery_id!r} is not {DELIVERY_ID_FORM}")
+    elif expected_id is not None and delivery_id != expected_id:
+        problems.append(f"manifest delivery_id {delivery_id!r} does not match its folder {expected_id!r}")
+    fmt = Format()
     fmt_data = data.get("format") or {}
-    if not isinstance(fmt_data, dict):
-        raise ManifestError("manifest format must be an object")
-    fmt = parse_format(fmt_data)
+    try:
+        if not isinstance(fmt_data, dict):
+            raise ManifestError("manifest format must be an object")
+        fmt = parse_format(fmt_data)
+    except ManifestError as exc:
+        problems.append(str(exc))
     tables = []
     raw_tables = data.get("tables")
     if not isinstance(raw_tables, list) or not raw_tables:
-        raise ManifestError("manifest lists no tables")
+        problems.append("manifest lists no tables")
+        raw_tables = []
     for i, t in enumerate(raw_tables):
         try:
-            name = _table_name(i, t["table"])
-            mode = t.get("mode")
-            if mode not in (None, "full", "incremental"):
-                raise ManifestError(f"table {name}: mode {mode!r} is not full or incremental")
-            files = tuple(_file(name, j, f) for j, f in enumerate(t["files"]))
-            if not files:
-                raise ManifestError(f"table {name} lists no files")
-            tables.append(DeliveredTable(name, files, mode))
-        except ManifestError:
-            raise
+            table = _table(i, t, problems)
+        except ManifestError as exc:
+            problems.append(str(exc))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ManifestError(f"manifest table #{i + 1} is malformed ({exc!r})") from exc
+            problems.append(f"manifest table #{i + 1} is malformed ({exc!r})")
+        else:
+            if table is not None:
+                tables.append(table)
     seen: dict[str, str] = {}
     for t in tables:  # names are resolved whatever their case: ir_ben_r beside IR_BEN_R was curated twice
         if t.table.upper() in seen:
             twice = "" if seen[t.table.upper()] == t.table else f" (as {seen[t.table.upper()]} and {t.table})"
-            raise ManifestError(f"manifest lists table {t.table} twice{twice}")
+            problems.append(f"manifest lists table {t.table} twice{twice}")
         seen[t.table.upper()] = t.table
     listed: dict[str, str] = {}
     for t in tables:  # one file listed twice was archived, counted and curated twice: rows doubled, keys duplicated
@@ -233,7 +268,9 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
             same = posixpath.normpath(f.path)  # ./a.csv and x//a.csv name a.csv and x/a.csv
             if same in listed:
                 where = f"table {t.table}" if listed[same] == t.table else f"tables {listed[same]} and {t.table}"
-                raise ManifestError(f"manifest lists file {f.path} twice ({where})")
+                problems.append(f"manifest lists file {f.path} twice ({where})")
             listed[same] = t.table
+    if problems:
+        raise ManifestError(together(problems))
     return Manifest(delivery_id, tuple(tables), str(data.get("producer") or "CNAM"),
                     str(data.get("created_at") or ""), fmt)
