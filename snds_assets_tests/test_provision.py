@@ -1010,6 +1010,14 @@ def test_a_request_with_several_problems_tells_them_all_in_one_line(tmp_path, ca
     assert [m for m in told if m not in message] == []
     assert message.count("; ") == len(told) - 1  # each told once
 
+    rows = "".join(f"psa-{i};rank{i}\n" for i in range(11)) + "psa-x;1;extra\n"
+    write_request(Path(settings.projects), "ids", identifiers="BEN_NIR_PSA;BEN_RNG_GEM\n" + rows)
+    with pytest.raises(RequestError) as err:
+        load_request(settings, catalog, "ids")
+    message = str(err.value)
+    assert message.count("is not a number") == 10 and "line 2: BEN_RNG_GEM 'rank0'" in message
+    assert message.endswith("; and 2 more problem(s)") and "\n" not in message
+
 
 def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
     settings = Settings.from_env(env={}, home=str(tmp_path))

@@ -19,6 +19,7 @@ import yaml
 from .. import domain
 from ..catalog import Catalog
 from ..config import Settings
+from ..problems import together
 
 PROJECT_ID = re.compile(r"^[a-z0-9_-]+$")
 IDENTIFIER_COLUMNS = ("BEN_IDT_ANO", "BEN_NIR_PSA", "BEN_RNG_GEM", "NIR_ANO_17")
@@ -40,7 +41,7 @@ class RequestError(ValueError):
 
 
 class _Problem(Exception):
-    """One problem of a part of a request, gathered with the others into one ``RequestError``."""
+    """The problems (its args) of a part of a request, gathered with the others into one ``RequestError``."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
     problems: list[str] = []
 
     def told(*messages: str) -> RequestError:
-        return RequestError(f"project {pid}: " + "; ".join(messages))
+        return RequestError(f"project {pid}: {together(list(messages))}")
 
     def part(check: Callable, *args):
         """``check``'s value, or None with its problem noted: every part of a request is checked, and its
@@ -191,7 +192,7 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
         try:
             return check(*args, _Problem)
         except _Problem as problem:
-            problems.append(str(problem))
+            problems.extend(problem.args)
             return None
 
     if not isinstance(data, dict):
@@ -269,7 +270,7 @@ def _tables(value, catalog: Catalog, fail) -> list[str]:
         elif name not in out:
             out.append(name)
     if problems:
-        raise fail("; ".join(problems))
+        raise fail(*problems)
     return out
 
 
@@ -326,7 +327,7 @@ def _criteria(value, fail: type[_Problem]) -> Criteria:
         try:
             return check(*args, fail)
         except _Problem as problem:
-            problems.append(str(problem))
+            problems.extend(problem.args)
             return None
 
     unknown = sorted(set(map(str, value)) - CRITERIA_KEYS)
@@ -341,7 +342,7 @@ def _criteria(value, fail: type[_Problem]) -> Criteria:
     age = part(_age, value.get("age")) or (None, None)
     sex = part(_sex, value.get("sex"))
     if problems:
-        raise fail("; ".join(problems))
+        raise fail(*problems)
     return Criteria(items["any_of"], items["all_of"], age[0], age[1], sex)
 
 
@@ -420,8 +421,9 @@ def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
     return path, parse_identifiers(text, name, fail)
 
 
-def parse_identifiers(text: str, name: str, fail: Callable[[str], Exception]) -> list[Identifier]:
-    """Rows of an identifiers CSV (``,`` or ``;``, header row with any of IDENTIFIER_COLUMNS)."""
+def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> list[Identifier]:
+    """Rows of an identifiers CSV (``,`` or ``;``, header row with any of IDENTIFIER_COLUMNS); the problems of
+    every row are told (``fail`` takes them all), not only the first."""
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise fail(f"identifiers file {name} is empty: it needs a header row")
@@ -437,19 +439,24 @@ def parse_identifiers(text: str, name: str, fail: Callable[[str], Exception]) ->
     if len(set(header)) != len(header):
         raise fail(f"identifiers file {name}: a column is named twice in the header")
     out: list[Identifier] = []
+    problems: list[str] = []
     for row in reader:
         line = reader.line_num
         if not any(v.strip() for v in row):
             continue
         if len(row) > len(header):
-            raise fail(f"identifiers file {name} line {line}: {len(row)} values for {len(header)} columns")
+            problems.append(f"identifiers file {name} line {line}: {len(row)} values for {len(header)} columns")
+            continue
         values = {h: (row[i].strip() if i < len(row) else "") or None for i, h in enumerate(header)}
         rank = values.get("BEN_RNG_GEM")
         if rank is not None:
             try:
                 rank = int(rank)
             except ValueError:
-                raise fail(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a number") from None
+                problems.append(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a number")
+                continue
         out.append(Identifier(line, values.get("BEN_IDT_ANO"), values.get("BEN_NIR_PSA"), rank,
                               values.get("NIR_ANO_17")))
+    if problems:
+        raise fail(*problems)
     return out
