@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from dagster import AssetKey, DagsterEvent, Field, InitLoggerContext, logger
 
@@ -168,22 +169,29 @@ def failure_cause(event: DagsterEvent) -> SerializableErrorInfo | None:
 
 class ProgressBar:
     """A one-line bar redrawn in place on a terminal; on a pipe or a CI log, plain lines (each step of a short
-    count, each tenth of a long one), so that nothing is lost to carriage returns."""
+    count, each tenth of a long one), so that nothing is lost to carriage returns. On a terminal the bar is cut to
+    its width: a bar that wrapped would leave its first line behind at each redraw."""
 
-    def __init__(self, stream=None, width: int = 28):
+    def __init__(self, stream=None, width: int = 28, columns: Callable[[], int] | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.columns = columns or (lambda: shutil.get_terminal_size().columns)
         self.shown = ""  # the bar currently on screen (terminal only)
         self._last: tuple = ()
 
     def update(self, label: str, done: int, total: int, detail: str = "") -> None:
         done = max(0, min(done, total))
         share = done / total if total else 1.0
-        filled = int(self.width * share)
-        text = f"{label} [{'#' * filled}{'.' * (self.width - filled)}] {int(100 * share):3d}% {done}/{total}"
-        text += f"  {detail}" if detail else ""
+        tail = f" {int(100 * share):3d}% {done}/{total}" + (f"  {detail}" if detail else "")
+        width = self.width
+        if self.tty:  # the bar narrows (to 10) before the detail is cut
+            room = max(self.columns() - 1, 20)
+            width = max(10, min(width, room - len(label) - 3 - len(tail)))
+        filled = int(width * share)
+        text = f"{label} [{'#' * filled}{'.' * (width - filled)}]{tail}"
         if self.tty:
+            text = text[:room]
             self.stream.write("\r\033[K" + text)
             self.shown = text
             if done >= total:

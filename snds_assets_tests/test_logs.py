@@ -34,7 +34,7 @@ def test_progress_lines(capsys):
 
 def test_progress_bar_redraws_in_place_on_a_terminal():
     stream = _Terminal()
-    bar = ProgressBar(stream, width=10)
+    bar = ProgressBar(stream, width=10, columns=lambda: 100)
     bar.update("reception", 0, 4, "curating IR_BEN_R")
     bar.line("10:00:00  ! a warning")
     bar.update("reception", 2, 4, "curating ER_PRS_F")
@@ -55,6 +55,19 @@ def test_progress_bar_prints_plain_lines_elsewhere():
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue()
     assert len(lines) == 11 and lines[-1].startswith("patients [##########] 100% 1000/1000")
+
+
+def test_progress_bar_fits_the_terminal_width():
+    """A bar longer than the terminal wraps, and each redraw in place would leave its first line behind: the bar
+    narrows first, then what is cut is the end of the detail."""
+    detail = "receiving IR_IBA_R (ER_PRS_F under way)"
+    stream = _Terminal()
+    ProgressBar(stream, width=28, columns=lambda: 60).update("reception", 1, 4, detail)
+    assert stream.getvalue().split("\r\033[K")[-1] == f"reception [##........]  25% 1/4  {detail}"[:59]
+    ProgressBar(stream, width=28, columns=lambda: 80).update("reception", 1, 4, detail)
+    assert stream.getvalue().split("\r\033[K")[-1] == f"reception [####.............]  25% 1/4  {detail}"
+    ProgressBar(stream, width=28, columns=lambda: 120).update("reception", 1, 4, detail)
+    assert stream.getvalue().split("\r\033[K")[-1] == f"reception [#######.....................]  25% 1/4  {detail}"
 
 
 class _Terminal(io.StringIO):

@@ -1353,9 +1353,13 @@ def test_families_run_after_their_parents_and_at_most_two_at_a_time():
 
     order = ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "T_MCOaaC"]
     out = list(in_dependency_order(order, parents, work, workers=2,
-                                   started=lambda f, done, total: started.append((f, total))))
+                                   started=lambda f, done, total, under_way: started.append((f, total, under_way))))
     assert sorted(out) == sorted((f, f.lower()) for f in order)
-    assert peak[0] == 2 and [t for _, t in started] == [5] * 5
+    assert peak[0] == 2 and [t for _, t, _ in started] == [5] * 5
+    # the family under way beside each one started, for the progress bar: IR_BEN_R, started first, and T_MCOaaC,
+    # which waits for no parent, start together
+    assert started[:2] == [("IR_BEN_R", 5, []), ("T_MCOaaC", 5, ["IR_BEN_R"])]
+    assert all(len(under_way) <= 1 for _, _, under_way in started)
     assert finished.index("IR_BEN_R") < finished.index("ER_PRS_F") < min(finished.index("ER_PHA_F"),
                                                                         finished.index("ER_BIO_F"))
 

@@ -190,10 +190,11 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 return archived, None
             return archived, curate_family(session, settings, catalog_, manifest, archived, state)
 
-        def started(family: str, finished: int, total: int) -> None:
-            what = "archiving and curating" if curated_key(family) in selected and raw_key(family) in selected else (
+        def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
+            what = "receiving" if curated_key(family) in selected and raw_key(family) in selected else (
                 "curating" if curated_key(family) in selected else "archiving")
-            step_progress(context.log, finished + 1, total, f"{what} {family}")
+            beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+            step_progress(context.log, finished + 1, total, f"{what} {family}{beside}")
 
         order = curation_order(wanted, parents)
         curated: list[str] = []

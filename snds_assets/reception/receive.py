@@ -14,11 +14,12 @@ T = TypeVar("T")
 
 
 def in_dependency_order(families: list[str], parents: dict[str, list[str]], work: Callable[[str], T],
-                        workers: int = 2, started: Callable[[str, int, int], None] | None = None
+                        workers: int = 2, started: Callable[[str, int, int, list[str]], None] | None = None
                         ) -> Iterator[tuple[str, T]]:
     """Run ``work(family)`` for every family, at most ``workers`` at once, a family after its ``parents`` that
-    are in ``families``; yield (family, result) as each finishes. ``started(family, finished, total)`` is called
-    (in the caller's thread) as a family starts. On a failure, the families running finish, none starts, and
+    are in ``families``; yield (family, result) as each finishes. ``started(family, finished, total, under_way)``
+    is called (in the caller's thread) as a family starts, ``under_way`` the families still at work beside it (the
+    progress bar names them: a long family would otherwise hide behind the last small one started). On a failure, the families running finish, none starts, and
     the first error is raised."""
     pending = list(families)
     wanted = set(families)
@@ -31,7 +32,7 @@ def in_dependency_order(families: list[str], parents: dict[str, list[str]], work
                     break
                 pending.remove(family)
                 if started is not None:
-                    started(family, len(finished), len(families))
+                    started(family, len(finished), len(families), sorted(running.values()))
                 running[pool.submit(work, family)] = family
             if not running:
                 raise ValueError(f"families waiting on parents that never come: {', '.join(pending)}")
