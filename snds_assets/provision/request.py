@@ -187,13 +187,7 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
         return RequestError(f"project {pid}: {together(list(messages))}")
 
     def part(check: Callable, *args):
-        """``check``'s value, or None with its problem noted: every part of a request is checked, and its
-        problems told together, so that one edit mends them all."""
-        try:
-            return check(*args, _Problem)
-        except _Problem as problem:
-            problems.extend(problem.args)
-            return None
+        return _checked(problems, check, *args)
 
     if not isinstance(data, dict):
         raise told("the request must be a YAML mapping with id, period, tables and cohort")
@@ -232,6 +226,16 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
         raise told(*problems)
     start, end = period
     return ProjectRequest(rid, title, start, end, tables, columns, identifiers_file, criteria, path, identifiers)
+
+
+def _checked(problems: list[str], check: Callable, *args):
+    """``check``'s value, or None with its problems added to ``problems``: every part of a request is checked,
+    and its problems told together, so that one edit mends them all."""
+    try:
+        return check(*args, _Problem)
+    except _Problem as problem:
+        problems.extend(problem.args)
+        return None
 
 
 def _date(value, what: str, fail) -> date:
@@ -324,11 +328,7 @@ def _criteria(value, fail: type[_Problem]) -> Criteria:
     problems: list[str] = []
 
     def part(check: Callable, *args):
-        try:
-            return check(*args, fail)
-        except _Problem as problem:
-            problems.extend(problem.args)
-            return None
+        return _checked(problems, check, *args)
 
     unknown = sorted(set(map(str, value)) - CRITERIA_KEYS)
     if unknown:
