@@ -169,8 +169,8 @@ def failure_cause(event: DagsterEvent) -> SerializableErrorInfo | None:
 
 class ProgressBar:
     """A one-line bar redrawn in place on a terminal; on a pipe or a CI log, plain lines (each step of a short
-    count, each tenth of a long one), so that nothing is lost to carriage returns. On a terminal the bar is cut to
-    its width: a bar that wrapped would leave its first line behind at each redraw."""
+    count, each tenth of a long one), so that nothing is lost to carriage returns. On a terminal the bar fits its
+    width (narrower, then its detail cut): a bar that wrapped would leave its first line behind at each redraw."""
 
     def __init__(self, stream=None, width: int = 28, columns: Callable[[], int] | None = None):
         self.stream = stream if stream is not None else sys.stderr

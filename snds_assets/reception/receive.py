@@ -19,8 +19,8 @@ def in_dependency_order(families: list[str], parents: dict[str, list[str]], work
     """Run ``work(family)`` for every family, at most ``workers`` at once, a family after its ``parents`` that
     are in ``families``; yield (family, result) as each finishes. ``started(family, finished, total, under_way)``
     is called (in the caller's thread) as a family starts, ``under_way`` the families still at work beside it (the
-    progress bar names them: a long family would otherwise hide behind the last small one started). On a failure, the families running finish, none starts, and
-    the first error is raised."""
+    progress bar names them: a long family would otherwise hide behind the last small one started). On a failure,
+    the families running finish, none starts, and the first error is raised."""
     pending = list(families)
     wanted = set(families)
     finished: set[str] = set()
