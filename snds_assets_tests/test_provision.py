@@ -1010,6 +1010,14 @@ def test_a_request_with_several_problems_tells_them_all_in_one_line(tmp_path, ca
     assert [m for m in told if m not in message] == []
     assert message.count("; ") == len(told) - 1  # each told once
 
+    text = REQUEST.format(id="cols", tables="IR_BEN_R, ER_PRS_F", drug=DRUG)
+    text = text.replace("[EXE_SOI_DTD, PRS_NAT_REF]", "[EXE_SOI_DTD, NOPE, PRS_NAT_REF, NADA]\n  IR_IMB_R: [MED_MTF_COD]")
+    write_request(Path(settings.projects), "cols", text=text)
+    with pytest.raises(RequestError) as err:
+        load_request(settings, catalog, "cols")
+    assert str(err.value) == ("project cols: unknown column 'NOPE' in table ER_PRS_F; unknown column 'NADA' in table "
+                              "ER_PRS_F; columns given for IR_IMB_R, which is not in tables")
+
     rows = "".join(f"psa-{i};rank{i}\n" for i in range(11)) + "psa-x;1;extra\n"
     write_request(Path(settings.projects), "ids", identifiers="BEN_NIR_PSA;BEN_RNG_GEM\n" + rows)
     with pytest.raises(RequestError) as err:

@@ -297,27 +297,27 @@ def _table_problem(name, catalog: Catalog) -> str | None:
 
 
 def _columns(value, tables: list[str], catalog: Catalog, fail) -> dict[str, list[str]]:
+    """The columns handed out per family; every family's and column's problem told."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise fail("'columns' must map a table family to its list of columns")
     out: dict[str, list[str]] = {}
+    problems: list[str] = []
     for family, cols in value.items():
         if family not in catalog:
-            raise fail(f"unknown table {family!r} in columns")
-        if family not in tables:
-            raise fail(f"columns given for {family}, which is not in tables")
-        if not isinstance(cols, list) or not cols:
-            raise fail(f"columns of {family} must be a non-empty list")
-        known = catalog[family].by_name
-        names: list[str] = []
-        for col in cols:
-            name = str(col).upper()
-            if name not in known:
-                raise fail(f"unknown column {col!r} in table {family}")
-            if name not in names:
-                names.append(name)
-        out[family] = names
+            problems.append(f"unknown table {family!r} in columns")
+        elif family not in tables:
+            problems.append(f"columns given for {family}, which is not in tables")
+        elif not isinstance(cols, list) or not cols:
+            problems.append(f"columns of {family} must be a non-empty list")
+        else:
+            known = catalog[family].by_name
+            unknown = [col for col in cols if str(col).upper() not in known]
+            problems += [f"unknown column {col!r} in table {family}" for col in unknown]
+            out[family] = list(dict.fromkeys(str(col).upper() for col in cols if col not in unknown))
+    if problems:
+        raise fail(*problems)
     return out
 
 
