@@ -408,12 +408,12 @@ def test_the_report_of_a_project_extracted_before_a_later_delivery_says_it_lags(
     assert captured.out.startswith("project p1: COMPLETE, cohort of 2 persons")
     assert captured.err == ("snds: error: project p1: its extracts are out of date (its request changed, or a "
                             "delivery was accepted, rejected or received again since): run snds extract p1, or let "
-                            "snds ui's sensors do it; IR_BEN_R then 2024-01-15, now 2024-02-15\n")
+                            "snds ui's sensors do it; IR_BEN_R: 2024-02-15 joined, 2024-01-15 left\n")
     (deliveries / "2024-02-15.json").unlink()
     accept("2024-01-15", "full")  # received again: the same id, a new report
     os.utime(deliveries / "2024-01-15.json", ns=(1, 1))
     assert main(["report", "p1"]) == EXIT_ERROR
-    assert capsys.readouterr().err.endswith("IR_BEN_R then 2024-01-15, now 2024-01-15 (2024-01-15 received again)\n")
+    assert capsys.readouterr().err.endswith("IR_BEN_R: 2024-01-15 received again\n")
     (deliveries / "2024-03-15.json").write_text("{")  # the lake's report is named, not the project's
     assert main(["report", "p1"]) == EXIT_ERROR
     err = capsys.readouterr().err

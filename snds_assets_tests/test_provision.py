@@ -839,7 +839,7 @@ def test_an_extract_refuses_a_state_other_than_its_cohorts(spark, catalog, sourc
 
     moved = Accepted(dict(source.frames))
     with pytest.raises(StateChanged, match=r"current state of IR_BEN_R changed since the cohort.*extract the project "
-                                           r"again, cohort included; deliveries then 2024-03-01, now 2024-04-01$"):
+                                           r"again, cohort included; IR_BEN_R: 2024-04-01 joined, 2024-03-01 left$"):
         run_extract(spark, settings, catalog, request, "IR_BEN_R", moved)
     assert not Path(Lake(settings.lake).project("moving", "IR_BEN_R")).exists()
     with pytest.raises(StateChanged, match="state of ER_PRS_F changed"):
@@ -866,10 +866,21 @@ def test_an_extract_refuses_a_delivery_received_again_since_its_cohort(spark, ca
     run_cohort(spark, settings, catalog, request, received)
     assert run_extract(spark, settings, catalog, request, "ER_PRS_F", received)["rows"] > 0
     marks[source.deliveries("IR_BEN_R")[0]] = "received again"
-    with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed since the cohort.*now 2024-03-01, received "
-                                           r"again 2024-03-01$"):
+    with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed since the cohort.*cohort included; IR_BEN_R: "
+                                           r"2024-03-01 received again$"):
         run_extract(spark, settings, catalog, request, "IR_BEN_R", received)
     assert not Path(Lake(settings.lake).project("corrected", "IR_BEN_R")).exists()
+
+
+def test_a_change_of_state_is_told_by_the_deliveries_that_changed_not_the_whole_lists():
+    """Three years of monthly deliveries would fill the one-line message before the one that joined."""
+    from snds_assets.provision.report import state_change
+
+    months = [f"{y}-{m:02d}-01" for y in (2022, 2023, 2024) for m in range(1, 13)]
+    assert state_change(months[:-1], months, []) == "2024-12-01 joined"
+    assert state_change(months, months[1:], []) == "2022-01-01 left"
+    assert state_change(["2024-01-15"], ["2024-02-15"], []) == "2024-02-15 joined, 2024-01-15 left"
+    assert state_change(months, months, ["2023-05-01"]) == "2023-05-01 received again"
 
 
 def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, catalog, source, tmp_path):
@@ -898,17 +909,17 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
     assert report["tables"]["ER_PRS_F"]["receptions"] == {"2024-03-01": "first reception"}
     assert changes_since(state_read(report), state) == []
     later["KI_CCI_R"] = ["2024-03-01", "2024-04-01"]
-    assert changes_since(state_read(report), state) == ["KI_CCI_R then 2024-03-01, now 2024-03-01, 2024-04-01"]
+    assert changes_since(state_read(report), state) == ["KI_CCI_R: 2024-04-01 joined"]
     del later["KI_CCI_R"]
     # the identities' archive and a criterion's table, neither delivered when the cohort was identified
     assert report["cohort"]["deliveries"]["IR_BEN_R_ARC"] == report["cohort"]["deliveries"]["T_MCOaaD"] == []
     later.update({"IR_BEN_R_ARC": ["2024-04-01"], "T_MCOaaD": ["2024-04-01"]})
-    assert changes_since(state_read(report), state) == ["IR_BEN_R_ARC then none, now 2024-04-01",
-                                            "T_MCOaaD then none, now 2024-04-01"]
+    assert changes_since(state_read(report), state) == ["IR_BEN_R_ARC: 2024-04-01 joined",
+                                                        "T_MCOaaD: 2024-04-01 joined"]
     later.clear()
     marks["2024-03-01"] = "received again"
-    assert all(c.endswith("(2024-03-01 received again)") for c in changes_since(state_read(report), state))
-    assert {c.split()[0] for c in changes_since(state_read(report), state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}
+    assert all(c.endswith(": 2024-03-01 received again") for c in changes_since(state_read(report), state))
+    assert {c.split(":")[0] for c in changes_since(state_read(report), state)} >= {"IR_BEN_R", "KI_CCI_R", "ER_PRS_F"}
 
 
 def test_the_reception_marks_of_the_current_state_change_when_a_delivery_is_received_again(catalog, tmp_path):

@@ -129,6 +129,17 @@ def received_again(now: list[str], marks: dict[str, str], marks_now: dict[str, s
     return [d for d in now if d in marks and marks_now.get(d) != marks[d]]
 
 
+def state_change(then: list[str], now: list[str], again: list[str]) -> str:
+    """What became of a family's state since it was read, by delivery: those that joined it, left it (rejected, or
+    replaced by a full one) or were received again. Not its whole lists, then and now: a few years of monthly
+    deliveries would fill the one-line message before the one that changed."""
+    joined = [d for d in now if d not in then]
+    left = [d for d in then if d not in now]
+    told = ([f"{', '.join(joined)} joined"] if joined else []) + ([f"{', '.join(left)} left"] if left else [])
+    told += [f"{', '.join(again)} received again"] if again else []
+    return ", ".join(told) or f"then {', '.join(then)}, now {', '.join(now)}"
+
+
 def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state: CurrentState) -> list[str]:
     """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one a project was
     extracted from (``read``, from ``state_read``): a delivery accepted, rejected or received again since, per
@@ -143,9 +154,7 @@ def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state
         again = received_again(now, marks, marks_now)
         then = next((ids for ids in readings if ids != now), None)
         if then is not None or again:
-            then = now if then is None else then
-            changes.append(f"{family} then {', '.join(then) or 'none'}, now {', '.join(now) or 'none'}"
-                           + (f" ({', '.join(again)} received again)" if again else ""))
+            changes.append(f"{family}: {state_change(now if then is None else then, now, again)}")
     return changes
 
 

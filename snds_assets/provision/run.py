@@ -27,7 +27,7 @@ from .extract import Selector, allowed_output_columns, granted_columns
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
 from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
-from .report import received_again, withdraw_project_report, write_project_report
+from .report import received_again, state_change, withdraw_project_report, write_project_report
 from .request import ProjectRequest
 from .source import DELIVERY_COLUMN, TableSource
 
@@ -297,8 +297,7 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
             raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
                 f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
                 "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
-                f"included; deliveries then {', '.join(read[family]) or 'none'}, now {', '.join(now) or 'none'}"
-                + (f", received again {', '.join(again)}" if again else ""))
+                f"included; {family}: {state_change(list(read[family]), now, again)}")
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
