@@ -679,3 +679,39 @@ def test_an_unreachable_azure_landing_is_named(monkeypatch, snds_env):
     assert _sensor_tick().skip_reason.skip_message == f"landing zone unreachable: {said}"
     with pytest.raises(StorageError, match="cannot reach Azure Storage"):
         read_manifest("az://landing/cnam", "2024-01-15")
+
+
+def test_a_silent_azure_landing_skips_the_tick_before_dagster_ends_it(monkeypatch, snds_env):
+    """Azure Storage that does not answer: the SDK tries for about 80 s, and Dagster ends a sensor's tick after
+    60 s (its timeout, not our reason, was then all the UI said). The listing now gets half the tick's time (the
+    tick's timeout halved, 2 s here), then the tick is skipped naming the landing zone. A real adlfs client, on
+    a port nobody listens on."""
+    import socket
+
+    from adlfs import AzureBlobFileSystem
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"))
+    monkeypatch.setenv("SNDS_LANDING", "az://landing/cnam")
+    monkeypatch.setenv("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "4")
+    AzureBlobFileSystem.clear_instance_cache()
+    try:
+        tick = _sensor_tick(cursor='{"2024-01-15": {"manifest": "abc", "requests": 1, "version": "1:x"}}')
+    finally:
+        AzureBlobFileSystem.clear_instance_cache()
+    assert tick.skip_reason.skip_message == (
+        "landing zone unreachable: no answer from SNDS_LANDING az://landing/cnam within 2 s: is its endpoint "
+        "reachable from here (network, proxy, firewall)?")
+    assert tick.cursor == '{"2024-01-15": {"manifest": "abc", "requests": 1, "version": "1:x"}}'
+
+
+def test_answered_within_hands_back_the_result_or_the_error():
+    from snds_assets.reception.storage import answered_within
+
+    assert answered_within(5, "a store", sorted, [3, 1, 2]) == [1, 2, 3]
+    with pytest.raises(FileNotFoundError, match="gone"):
+        answered_within(5, "a store", lambda: (_ for _ in ()).throw(FileNotFoundError("gone")))

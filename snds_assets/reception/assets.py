@@ -387,6 +387,17 @@ def _received_notes(delivery_ids: list[str]) -> list[str]:
             "were already received (by `snds ingest` or earlier runs)"]
 
 
+def listing_deadline() -> float:
+    """How long the delivery sensor waits for the landing zone's listing: half the time Dagster gives a sensor's
+    tick (``DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS``, else ``DAGSTER_GRPC_TIMEOUT_SECONDS``, else 60 s), the rest left
+    for reading the manifests found."""
+    for variable in ("DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS", "DAGSTER_GRPC_TIMEOUT_SECONDS"):
+        value = os.environ.get(variable, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value) / 2
+    return 30.0
+
+
 def build_delivery_sensor(job_name: str) -> SensorDefinition:
     @sensor(
         name="cnam_deliveries", job_name=job_name, minimum_interval_seconds=30,
@@ -403,7 +414,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
         version (from the landing's listing): a manifest not rewritten since is not read again."""
         from .manifest import ManifestError, manifest_fingerprint
         from .report import received_manifest
-        from .storage import landing_exists, list_deliveries, read_manifest
+        from .storage import answered_within, landing_exists, list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
         end_dead_runs(context.instance, context.log)  # before their partitions are looked at, and for the queue
@@ -412,7 +423,8 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
         known = set(context.instance.get_dynamic_partitions(deliveries.name))
         requests, new_partitions, notes, received_already = [], [], [], []
         try:
-            entries = list_deliveries(settings.landing)
+            entries = answered_within(listing_deadline(), f"SNDS_LANDING {settings.landing}", list_deliveries,
+                                      settings.landing)
         except (OSError, ValueError) as exc:
             context.log.warning(f"cannot list the landing zone: {exc}")
             return SensorResult(skip_reason=SkipReason(f"landing zone unreachable: {exc}"), cursor=context.cursor)

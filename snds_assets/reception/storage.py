@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import posixpath
+import queue
 import re
+import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterator, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -133,6 +135,34 @@ def one_line(exc: BaseException) -> str:
 
 
 # --- Landing ------------------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def answered_within(seconds: float, what: str, call: Callable[..., T], *args: object) -> T:
+    """``call(*args)``, or a StorageError naming ``what`` when it has not returned after ``seconds``.
+
+    The Azure SDK tries an endpoint that does not answer for about 80 s before it gives up, longer than the 60 s
+    Dagster gives a sensor's tick: the tick then failed with Dagster's timeout instead of saying why. The call
+    goes on in a daemon thread until the SDK gives up, and its outcome is dropped."""
+    outcome: queue.Queue = queue.Queue(maxsize=1)
+
+    def run() -> None:
+        try:
+            outcome.put((True, call(*args)))
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            outcome.put((False, exc))
+
+    threading.Thread(target=run, name=f"snds-{what}", daemon=True).start()
+    try:
+        answered, value = outcome.get(timeout=seconds)
+    except queue.Empty:
+        raise StorageError(f"no answer from {what} within {seconds:g} s: is its endpoint reachable from here "
+                           "(network, proxy, firewall)?") from None
+    if answered:
+        return value
+    raise value
+
+
 def list_deliveries(landing: str) -> list[LandingEntry]:
     """The folders of the landing zone, in delivery order (``delivery_order``: the sensor requests their receptions,
     which run one at a time, in that order).
