@@ -366,10 +366,25 @@ def test_checksum_size_and_row_mismatches_are_counted(settings, catalog):
     assert {s["path"] for s in checksum.sample} == {"p0.csv", "p1.csv"}
     p1 = next(s for s in checksum.sample if s["path"] == "p1.csv")
     assert p1["expected_bytes"] == 12 and p1["actual_bytes"] == table.files[1].bytes
+    assert checksum.details == (f"p0.csv: SHA-256 differs from the manifest's, same size; "
+                                f"p1.csv: {table.files[1].bytes - 12:+d} bytes against the manifest")
     assert (rows.passed, rows.failures, rows.severity) == (False, 2, ERROR)
     assert sorted((s["path"], s["expected"], s["actual"]) for s in rows.sample) == [("p2.csv", 50, 5), ("p3.csv", 2, 6)]
     assert rows.details == "-41 rows against the manifest"  # 5 - 50 + 6 - 2: fewer rows delivered than announced
     assert table.check("file_present").passed and table.check("columns").passed
+
+
+def test_checksum_details_name_the_first_files_and_count_the_others():
+    """The report's line an operator sends CNAM names the files (the sample holds the digests)."""
+    from snds_assets.reception.archive import ArchivedFile, check_checksum
+    from snds_assets.reception.manifest import DeliveredFile
+
+    files = [ArchivedFile(f"p{i}.csv", f"raw/p{i}.csv", True, True, 100 + i, "ab" * 32, 3, ["A"]) for i in range(5)]
+    expected = {f.path: DeliveredFile(f.path, 3, "cd" * 32, 100) for f in files}
+    outcome = check_checksum(files, expected)
+    assert (outcome.failures, len(outcome.sample)) == (5, 5)
+    assert outcome.details == ("p0.csv: SHA-256 differs from the manifest's, same size; p1.csv: +1 bytes against the "
+                               "manifest; p2.csv: +2 bytes against the manifest; and 2 more file(s)")
 
 
 def test_a_checksum_written_in_capitals_is_the_same_checksum(settings, catalog):

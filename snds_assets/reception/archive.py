@@ -734,8 +734,12 @@ def check_checksum(files: list[ArchivedFile], expected: dict[str, DeliveredFile]
          "expected_sha256": expected[f.path].sha256, "actual_sha256": f.sha256}
         for f in failing
     ]
+    told = [f"{f.path}: {f.bytes - expected[f.path].bytes:+d} bytes against the manifest"
+            if f.bytes != expected[f.path].bytes else f"{f.path}: SHA-256 differs from the manifest's, same size"
+            for f in failing]
     return _outcome("checksum", failing, sample, evaluated=bool(present),
-                    details="" if present else "no delivered file to hash")
+                    details="; ".join(told[:3] + ([f"and {len(told) - 3} more file(s)"] if len(told) > 3 else []))
+                    if present else "no delivered file to hash")
 
 
 def check_row_count(files: list[ArchivedFile], expected: dict[str, DeliveredFile]) -> CheckOutcome:
