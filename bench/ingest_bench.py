@@ -169,7 +169,7 @@ def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dic
     from snds_assets.reception.archive import archive_family, archive_manifest, families_of
     from snds_assets.domain import acyclic_parents
     from snds_assets.reception.assets import curation_order
-    from snds_assets.reception.receive import in_dependency_order
+    from snds_assets.families import in_dependency_order
 
     parents = acyclic_parents(catalog)
     order = curation_order(list(families_of(catalog, manifest)), parents)

@@ -1,6 +1,7 @@
 """Configuration precedence (SPEC §1) and the command-line contract (SPEC §4)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -579,6 +580,8 @@ def test_the_demo_runs_its_whole_chain(tmp_path):
                           env=env, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [line[:4] for line in done.stdout.splitlines() if line[:2] in ("1/", "2/", "3/")] == ["1/3 ", "2/3 ", "3/3 "]
+    # the project's families are extracted two at a time (SNDS_PARALLEL_FAMILIES), as a delivery's are received
+    assert re.search(r"extracting \w+ \(\w+ under way\)", done.stdout + done.stderr), done.stdout[-2000:]
     home = tmp_path / ".snds"
     reception = json.loads((home / "lake" / "reports" / "deliveries" / "2024-01-15.json").read_text())
     assert reception["status"] == "accepted"

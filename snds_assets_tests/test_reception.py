@@ -1350,7 +1350,7 @@ def test_blank_lines_are_not_rows(settings, catalog, spark):
 
 # --- families worked on concurrently ----------------------------------------------------------------------------
 def test_families_run_after_their_parents_and_at_most_two_at_a_time():
-    from snds_assets.reception.receive import in_dependency_order
+    from snds_assets.families import in_dependency_order
 
     parents = {"ER_PRS_F": ["IR_BEN_R"], "ER_PHA_F": ["ER_PRS_F"], "ER_BIO_F": ["ER_PRS_F"], "T_MCOaaC": []}
     lock, running, peak, finished, started = threading.Lock(), set(), [0], [], []
@@ -1380,7 +1380,7 @@ def test_families_run_after_their_parents_and_at_most_two_at_a_time():
 
 
 def test_a_failing_family_stops_the_others_from_starting():
-    from snds_assets.reception.receive import in_dependency_order
+    from snds_assets.families import in_dependency_order
 
     begun = []
 
@@ -1401,7 +1401,7 @@ def test_a_family_whose_parent_is_not_in_the_delivery_does_not_wait_for_it():
     from snds_assets.config import PACKAGED_SCHEMAS
     from snds_assets.domain import acyclic_parents
     from snds_assets.reception.assets import curation_order
-    from snds_assets.reception.receive import in_dependency_order
+    from snds_assets.families import in_dependency_order
 
     parents = acyclic_parents(Catalog.load(PACKAGED_SCHEMAS))
     assert "IR_BEN_R" in parents["ER_PRS_F"]

@@ -140,6 +140,7 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
     )
     def extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
+        from ..families import in_dependency_order
         from .request import load_request
         from .run import run_extract
 
@@ -153,9 +154,15 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
         _sweep_project(context, settings, context.partition_key, wanted)
         session = spark.get_session()
         state = CurrentState(session, settings, catalog_)
-        for step, family in enumerate(wanted, 1):
-            step_progress(context.log, step, len(wanted), f"extracting {family}")
-            result = run_extract(session, settings, catalog_, request, family, state)
+
+        def extract_family(family: str) -> dict:
+            return run_extract(session, settings, catalog_, request, family, state)
+
+        def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
+            beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+            step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
+
+        for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started):
             key = extract_key(family)
             schema = result.get("column_schema") or []
             yield MaterializeResult(

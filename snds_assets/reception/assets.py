@@ -153,7 +153,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from .archive import archive_family, families_of, raw_fragment
-        from .receive import in_dependency_order
+        from ..families import in_dependency_order
         from .report import save_fragment
         from .storage import read_manifest
 

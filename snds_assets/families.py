@@ -1,9 +1,9 @@
-"""Families of a delivery worked on a few at a time, parents before children.
+"""Families worked on a few at a time (``SNDS_PARALLEL_FAMILIES``), parents before children.
 
 On a small cluster or a laptop one family rarely keeps every core busy: Spark compiles each family's plan on
 the driver and small tables are one or two tasks. Working on two independent families at once overlaps that
-with the other's tasks. A child family starts only once its parents in the same delivery are curated, since
-its foreign-key checks read them.
+with the other's tasks. A reception starts a child family only once its parents in the same delivery are
+curated, since its foreign-key checks read them; a project's extracts are independent of one another.
 """
 from __future__ import annotations
 
