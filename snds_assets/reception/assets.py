@@ -152,8 +152,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         description="Archive, curate and check the selected families of one delivery, parents before children.",
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
-        from .archive import archive_family, families_of, raw_fragment
         from ..families import in_dependency_order
+        from .archive import archive_family, families_of, raw_fragment
         from .report import save_fragment
         from .storage import read_manifest
 
