@@ -1349,51 +1349,6 @@ def test_blank_lines_are_not_rows(settings, catalog, spark):
 
 
 # --- families worked on concurrently ----------------------------------------------------------------------------
-def test_families_run_after_their_parents_and_at_most_two_at_a_time():
-    from snds_assets.families import in_dependency_order
-
-    parents = {"ER_PRS_F": ["IR_BEN_R"], "ER_PHA_F": ["ER_PRS_F"], "ER_BIO_F": ["ER_PRS_F"], "T_MCOaaC": []}
-    lock, running, peak, finished, started = threading.Lock(), set(), [0], [], []
-
-    def work(family: str) -> str:
-        with lock:
-            assert all(p in finished for p in parents.get(family, [])), family
-            running.add(family)
-            peak[0] = max(peak[0], len(running))
-        threading.Event().wait(0.05)
-        with lock:
-            running.discard(family)
-            finished.append(family)
-        return family.lower()
-
-    order = ["IR_BEN_R", "ER_PRS_F", "ER_PHA_F", "ER_BIO_F", "T_MCOaaC"]
-    out = list(in_dependency_order(order, parents, work, workers=2,
-                                   started=lambda f, done, total, under_way: started.append((f, total, under_way))))
-    assert sorted(out) == sorted((f, f.lower()) for f in order)
-    assert peak[0] == 2 and [t for _, t, _ in started] == [5] * 5
-    # the family under way beside each one started, for the progress bar: IR_BEN_R, started first, and T_MCOaaC,
-    # which waits for no parent, start together
-    assert started[:2] == [("IR_BEN_R", 5, []), ("T_MCOaaC", 5, ["IR_BEN_R"])]
-    assert all(len(under_way) <= 1 for _, _, under_way in started)
-    assert finished.index("IR_BEN_R") < finished.index("ER_PRS_F") < min(finished.index("ER_PHA_F"),
-                                                                        finished.index("ER_BIO_F"))
-
-
-def test_a_failing_family_stops_the_others_from_starting():
-    from snds_assets.families import in_dependency_order
-
-    begun = []
-
-    def work(family: str) -> None:
-        begun.append(family)
-        if family == "IR_BEN_R":
-            raise RuntimeError("IR_BEN_R failed")
-
-    with pytest.raises(RuntimeError, match="IR_BEN_R failed"):
-        list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2))
-    assert begun == ["IR_BEN_R"]
-
-
 def test_a_family_whose_parent_is_not_in_the_delivery_does_not_wait_for_it():
     """A monthly DCIR delivery brings ER_PRS_F and ER_PHA_F without IR_BEN_R (checked against the current state):
     ER_PRS_F starts at once, ER_PHA_F after it."""
