@@ -5,8 +5,8 @@ from __future__ import annotations
 SHOWN = 10
 
 
-def together(problems: list[str], shown: int = SHOWN) -> str:
-    """Each problem once, in order, the first ``shown`` of them in full and how many more."""
+def together(problems: list[str], shown: int = SHOWN, what: str = "problem(s)") -> str:
+    """Each problem once, in order, the first ``shown`` of them in full and how many more ``what``."""
     distinct = list(dict.fromkeys(problems))
     more = len(distinct) - shown
-    return "; ".join(distinct[:shown]) + (f"; and {more} more problem(s)" if more > 0 else "")
+    return "; ".join(distinct[:shown]) + (f"; and {more} more {what}" if more > 0 else "")

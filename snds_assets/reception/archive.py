@@ -38,6 +38,7 @@ from ..catalog import Catalog, Table
 from ..checks import DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake
+from ..problems import together
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
 from .report import withdraw_report
 from .storage import (
@@ -738,8 +739,7 @@ def check_checksum(files: list[ArchivedFile], expected: dict[str, DeliveredFile]
             if f.bytes != expected[f.path].bytes else f"{f.path}: SHA-256 differs from the manifest's, same size"
             for f in failing]
     return _outcome("checksum", failing, sample, evaluated=bool(present),
-                    details="; ".join(told[:3] + ([f"and {len(told) - 3} more file(s)"] if len(told) > 3 else []))
-                    if present else "no delivered file to hash")
+                    details=together(told, shown=3, what="file(s)") if present else "no delivered file to hash")
 
 
 def check_row_count(files: list[ArchivedFile], expected: dict[str, DeliveredFile]) -> CheckOutcome:
