@@ -291,6 +291,7 @@ def test_chunk_boundaries_do_not_change_the_result(settings, catalog, monkeypatc
     (b'A;B\r\n1;x\ry\r\n2;y\r\n', 3, True),
     (b'A;B\r\n1;x\r\r\n', 2, True),
     (b'A;B\n1;x\n2;y\r', 3, False),  # the file's last line ended by CR: Spark reads the same records either way
+    (b'A;B\r\n"x\r\ny";1\r\n\r', 3, True),  # ... but a last lone CR of a CRLF file read with multiLine is a row
     (b'A;B\n1;x\n  ', 2, False),  # a last line of spaces, unended: blank all the same
     (b'A;B\r\n1;x\r\n\t', 2, False),
 ])

@@ -588,8 +588,7 @@ class RecordCounter:
         if last:
             self._lines += 1
             if last[:1] != _MARK:
-                self._blank_ws += 1
-                self._blank_cr += int(last == b"\r")
+                self._blank_ws += 1  # a last "\r" unended is no CRLF line: the multiLine parser reads it as a row
         self._carry = b""
         if self.multiline:
             return self._lines - self._blank_empty - (self._blank_cr if self._crlf else 0)
