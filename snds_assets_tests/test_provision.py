@@ -1057,6 +1057,24 @@ def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
     assert dict(list_requests(settings))["p1"] != first
 
 
+def test_an_identifiers_file_is_read_whatever_its_line_ends_and_an_open_quote_is_told(tmp_path, catalog):
+    """Lines ended by CR alone (a classic Mac OS export) are lines: the csv module raised on them, out of every
+    sensor tick and as Python's own words from ``snds extract``. A quote left open no longer swallows the lines
+    after it into one identifier (two persons' lines were lost from the report's count)."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    projects = Path(settings.projects)
+    for ends in ("\r", "\r\n", "\n"):
+        write_request(projects, "p1", identifiers=ends.join(["BEN_NIR_PSA;BEN_RNG_GEM", "psa-a;1", "", "psa-b;2", ""]))
+        request = load_request(settings, catalog, "p1")
+        assert [(i.line, i.ben_nir_psa, i.ben_rng_gem) for i in request.identifiers] == [(2, "psa-a", 1), (4, "psa-b", 2)]
+    write_request(projects, "p1", identifiers='BEN_IDT_ANO\nidt-a\n"idt-b\nidt-c\nidt-d\n')
+    with pytest.raises(RequestError, match=r"lines 3-5: one row over 3 lines \(a quote left open\?\)"):
+        load_request(settings, catalog, "p1")
+    write_request(projects, "p1", identifiers='BEN_IDT_ANO\n"' + "x" * 200_000 + "\n")
+    with pytest.raises(RequestError, match="line 2: not readable as CSV .*field limit.*: is a quote left open"):
+        load_request(settings, catalog, "p1")
+
+
 def test_cohort_materialisation_carries_the_dagster_row_count(tmp_path, monkeypatch):
     """README: materialisations carry ``dagster/row_count``; the cohort's is its persons."""
     from snds_assets.provision.assets import COHORT_KEY

@@ -424,12 +424,16 @@ def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
 def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> list[Identifier]:
     """Rows of an identifiers CSV (``,`` or ``;``, header row with any of IDENTIFIER_COLUMNS); the problems of
     every row are told (``fail`` takes them all), not only the first."""
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # lines ended by CR alone too (classic Mac OS exports)
+    first = text.split("\n", 1)[0]
+    if not first.strip():
         raise fail(f"identifiers file {name} is empty: it needs a header row")
-    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [h.strip().upper() for h in next(reader)]
+    try:
+        header = [h.strip().upper() for h in next(reader)]
+    except csv.Error as exc:
+        raise fail(f"identifiers file {name} line 1: not a CSV header ({exc})") from None
     known = [h for h in header if h in IDENTIFIER_COLUMNS]
     if not known:
         raise fail(f"identifiers file {name}: the header names none of {', '.join(IDENTIFIER_COLUMNS)}")
@@ -440,9 +444,21 @@ def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> l
         raise fail(f"identifiers file {name}: a column is named twice in the header")
     out: list[Identifier] = []
     problems: list[str] = []
-    for row in reader:
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:  # a value past the csv module's size limit, from a quote left open
+            problems.append(f"identifiers file {name} line {start}: not readable as CSV ({exc}): is a quote left open?")
+            break
+        if row is None:
+            break
         line = reader.line_num
         if not any(v.strip() for v in row):
+            continue
+        if line > start:  # a quoted value over several lines: an identifier is one line, so a quote was left open
+            problems.append(f"identifiers file {name} lines {start}-{line}: one row over {line - start + 1} lines "
+                            "(a quote left open?)")
             continue
         if len(row) > len(header):
             problems.append(f"identifiers file {name} line {line}: {len(row)} values for {len(header)} columns")
