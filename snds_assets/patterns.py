@@ -8,36 +8,53 @@ from __future__ import annotations
 import re
 
 _STRFTIME = {
-    "%d": "dd", "%m": "MM", "%Y": "yyyy", "%y": "yy", "%b": "MMM", "%B": "MMMM", "%H": "HH", "%M": "mm",
-    "%S": "ss", "%j": "DDD", "%f": "SSSSSS", "%p": "a", "%I": "hh", "%e": "d",
+    "%d": "dd", "%m": "MM", "%Y": "yyyy", "%b": "MMM", "%B": "MMMM", "%H": "HH", "%M": "mm",
+    "%S": "ss", "%j": "DDD", "%f": "SSSSSS", "%p": "a", "%I": "hh",
 }
+# Not %e, a day padded with a space (`` 5``): Spark's patterns have no pad modifier, every day before the 10th
+# would be a type failure. What each directive gives: java.time refuses a pattern that gives one twice (``%d%d``).
+_FIELD = {
+    "%d": "day", "%m": "month", "%b": "month", "%B": "month", "%Y": "year", "%H": "hour", "%I": "hour",
+    "%M": "minute", "%S": "second", "%f": "fraction", "%j": "day of the year", "%p": "AM/PM",
+}
+NO_EQUIVALENT = "has no Spark equivalent"
+# Spark reads ``yy`` as 2000-2099: a birth in 1955 would be curated in 2055 and the 1600-01-01 of an unknown date
+# (no death) in 2000.
+TWO_DIGIT_YEAR = ("(a two-digit year) cannot tell 1955 from 2055 nor write the 1600-01-01 of an unknown date; "
+                  "use %Y")
 
 
 class UnsupportedDirective(ValueError):
-    """A strftime directive that has no Spark equivalent."""
+    """A strftime directive that curation cannot follow: no Spark equivalent (``why``, by default), a two-digit
+    year, or a part of the date given twice."""
 
-    def __init__(self, strftime: str, token: str):
-        super().__init__(f"date format {strftime!r}: {token} has no Spark equivalent")
+    def __init__(self, strftime: str, token: str, why: str = NO_EQUIVALENT):
+        super().__init__(f"date format {strftime!r}: {token} {why}")
         self.token = token
+        self.why = why
 
 
 SUPPORTED = tuple(_STRFTIME)
 
 
 def spark_pattern(strftime: str) -> str:
-    """A strftime pattern (``%d%m%Y``, ``%d%b%Y:%H:%M:%S``) as a Spark datetime pattern; letters are quoted."""
+    """A strftime pattern (``%d%m%Y``, ``%d%b%Y:%H:%M:%S``) as a Spark datetime pattern. Every literal is quoted:
+    java.time reads letters as fields, ``[`` and ``]`` as an optional part, and refuses ``#``, ``{`` and ``}``."""
     out: list[str] = []
-    for token in re.findall(r"%%|%[A-Za-z]|[A-Za-z]+|[^%A-Za-z]+|%", strftime):
-        if token == "%%" or token == "%":
-            out.append("%")
-        elif token.startswith("%"):
+    given: set[str] = set()
+    for token in re.findall(r"%%|%[A-Za-z]|[^%]+|%", strftime):
+        if token.startswith("%") and token != "%%" and token != "%":
+            if token == "%y":
+                raise UnsupportedDirective(strftime, token, TWO_DIGIT_YEAR)
             if token not in _STRFTIME:
                 raise UnsupportedDirective(strftime, token)
+            if _FIELD[token] in given:
+                raise UnsupportedDirective(strftime, token, f"gives the {_FIELD[token]} again: give it once")
+            given.add(_FIELD[token])
             out.append(_STRFTIME[token])
-        elif token[0].isalpha():
-            out.append("'" + token + "'")
         else:
-            out.append(token.replace("'", "''"))
+            literal = "%" if token in ("%%", "%") else token
+            out.append("'" + literal.replace("'", "''") + "'")
     return "".join(out)
 
 

@@ -30,7 +30,7 @@ from snds_assets.curation.state import CurrentState
 from snds_assets.lake import Lake
 from snds_assets.provision.links import beneficiary_rows
 from snds_assets.reception.archive import ArchivedFile, ArchivedTable
-from snds_assets.reception.manifest import DeliveredFile, DeliveredTable, Format, Manifest
+from snds_assets.reception.manifest import DeliveredFile, DeliveredTable, Format, Manifest, parse_format
 from snds_assets.reception.report import load_fragment
 
 NIR_A = "A" * 16 + "1"
@@ -903,6 +903,25 @@ def test_latin1_gzip_and_manifest_date_format(spark, settings, catalog):
     assert row["IMB_ALD_DTD"] == date(2020, 1, 15) and row["COMMENTAIRE"] == "déjà vu"
     reject = spark.read.parquet(Lake(settings.lake).rejects("IR_IMB_R", "2024-03-01")).first()
     assert reject["COMMENTAIRE"] == "été" and reject["IMB_ALD_DTD"] == "2020-01-15"
+
+
+@pytest.mark.parametrize("strftime", [
+    "%d/%m/%Y", "%Y%m%d", "%d%b%Y", "%d %B %Y", "%j/%Y", "le %d.%m.%Y", "%d{%m}%Y", "%d[%m]%Y", "%d#%m#%Y",
+    "%d'%m'%Y", "%d%%%m%%%Y", "%Y-%m-%dT%H:%M:%S", "%d%b%Y:%H:%M:%S",
+])
+def test_a_manifest_date_format_reads_back_the_dates_written_with_it(spark, tmp_path, strftime):
+    """Dates written with the manifest's strftime pattern (as the generator writes them) are read back by the CSV
+    parser as the same dates, the 1600-01-01 convention included. Literals were passed to java.time unquoted:
+    ``[`` ``]`` made an optional part (every date a type failure) and ``#``, ``{`` ``}`` failed the reception."""
+    from snds_assets.curation.columns import csv_options
+    from snds_assets.generator.values import strftime_c
+
+    days = [date(1600, 1, 1), date(1955, 3, 7), date(1999, 12, 31), date(2000, 1, 1), date(2023, 11, 5)]
+    path = tmp_path / "dates.csv"
+    path.write_text("D\n" + "".join(strftime_c(d, strftime) + "\n" for d in days), encoding="utf-8")
+    fmt = parse_format({"date_format": strftime})
+    read = spark.read.schema("D date, _CORRUPT_RECORD string").options(**csv_options(fmt)).csv(str(path)).collect()
+    assert [(r["D"], r["_CORRUPT_RECORD"]) for r in read] == [(d, None) for d in days]
 
 
 def test_a_month_field_holds_1_to_12(spark, settings, catalog):

@@ -614,6 +614,12 @@ def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
                 dict(delivery_id="2022-01-15"), dict(seed=-1)):
         with pytest.raises(GenerateError):
             generate(GenerateOptions(out=tmp_path, catalog=packaged_catalog, **{"delivery_id": "2024-03-05", **bad}))
+    # a date format the reception would refuse: two-digit years, a space-padded day, a part given twice
+    for date_format, told in (("%d/%m/%y", "two-digit year"), ("%e/%m/%Y", "%e has no Spark equivalent"),
+                              ("%d/%m/%Y %d", "%d gives the day again")):
+        with pytest.raises(GenerateError, match=f"{re.escape(told)}.*the reception would refuse such a manifest"):
+            generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-06", catalog=packaged_catalog,
+                                     date_format=date_format))
 
 
 def test_streams_chunks_of_patients_with_progress(tmp_path, packaged_catalog):

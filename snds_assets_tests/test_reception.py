@@ -126,6 +126,10 @@ def _with_table(name) -> str:
     ("[" * 100_000 + "]" * 100_000, DID, "manifest.json is not valid JSON (nested too deeply"),
     (_with_format({"date_format": "%Q"}), DID, "manifest format date_format '%Q': %Q has no Spark equivalent"),
     (_with_format({"date_format": "dd/MM/yyyy"}), DID, "date_format 'dd/MM/yyyy' has no strftime directive"),
+    # Spark reads yy as 2000-2099: the 1600-01-01 of a person alive would be curated as a death in 2000.
+    (_with_format({"date_format": "%d/%m/%y"}), DID, "'%d/%m/%y': %y (a two-digit year) cannot tell 1955 from 2055"),
+    (_with_format({"date_format": "%d/%m/%Y %B"}), DID, "'%d/%m/%Y %B': %B gives the month again: give it once"),
+    (_with_format({"date_format": "%e/%m/%Y"}), DID, "'%e/%m/%Y': %e has no Spark equivalent"),
     (_with_format({"header": "false"}), DID, 'header must be a JSON boolean (true or false), not "false"'),
     (_with_format({"header": None}), DID, "manifest format header must be a JSON boolean (true or false), not null"),
     (_with_format({"delimiter": 59}), DID, "manifest format delimiter must be a JSON string, not 59"),

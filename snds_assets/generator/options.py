@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..patterns import UnsupportedDirective, spark_pattern
 from ..reception.manifest import DELIVERY_ID_FORM, Manifest, valid_delivery_id
 from .values import strftime_c
 
@@ -74,6 +75,10 @@ class GenerateOptions:
             sample = strftime_c(date(2023, 11, 5), self.date_format)
             if sample == self.date_format or self.delimiter in sample or "%" in sample:
                 raise GenerateError(f"date format {self.date_format!r} is not a usable strftime pattern here")
+            try:
+                spark_pattern(self.date_format)  # what the reception accepts of a manifest
+            except UnsupportedDirective as exc:
+                raise GenerateError(f"{exc}: the reception would refuse such a manifest") from None
 
     @property
     def encoding_name(self) -> str:

@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
-from ..patterns import SUPPORTED, UnsupportedDirective, directives, spark_pattern
+from ..patterns import NO_EQUIVALENT, SUPPORTED, UnsupportedDirective, directives, spark_pattern
 from ..problems import together
 
 DELIVERY_ID = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(_[A-Za-z0-9]+)?")
@@ -143,9 +143,9 @@ def parse_format(data: dict) -> Format:
         try:
             spark_pattern(fmt.date_format)
         except UnsupportedDirective as exc:
-            problems.append(f"manifest format date_format {fmt.date_format!r}: {exc.token} has no Spark "
-                            f"equivalent; use {' '.join(SUPPORTED)} (e.g. \"%d/%m/%Y\"), or \"default\" "
-                            "for ISO dates")
+            hint = (f"; use {' '.join(SUPPORTED)} (e.g. \"%d/%m/%Y\"), or \"default\" for ISO dates"
+                    if exc.why == NO_EQUIVALENT else "")
+            problems.append(f"manifest format date_format {fmt.date_format!r}: {exc.token} {exc.why}{hint}")
         else:
             if not directives(fmt.date_format):
                 problems.append(f"manifest format date_format {fmt.date_format!r} has no strftime directive: give "
