@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 
+# Not %e, a day padded with a space (`` 5``): Spark's patterns have no pad modifier, every day before the 10th
+# would be a type failure.
 _STRFTIME = {
     "%d": "dd", "%m": "MM", "%Y": "yyyy", "%b": "MMM", "%B": "MMMM", "%H": "HH", "%M": "mm",
     "%S": "ss", "%j": "DDD", "%f": "SSSSSS", "%p": "a", "%I": "hh",
 }
-# Not %e, a day padded with a space (`` 5``): Spark's patterns have no pad modifier, every day before the 10th
-# would be a type failure. What each directive gives: java.time refuses a pattern that gives one twice (``%d%d``).
+# What each directive gives: java.time refuses a pattern that gives one twice (``%d%d``).
 _FIELD = {
     "%d": "day", "%m": "month", "%b": "month", "%B": "month", "%Y": "year", "%H": "hour", "%I": "hour",
     "%M": "minute", "%S": "second", "%f": "fraction", "%j": "day of the year", "%p": "AM/PM",
