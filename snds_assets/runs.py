@@ -2,12 +2,13 @@
 
 A run executes in one process (the in-process executor): the `snds ingest` or `snds extract` command itself, or
 the run worker the UI and the sensors' runs are launched in. Killed (SIGKILL, out of memory, a closed terminal's
-session), that process leaves its run STARTED for ever: nothing watches a command's process, and Dagster's run
+session), that process leaves its run STARTED for ever (or NOT_STARTED: a command killed while Dagster stores its
+new run's planned materialisations, a second or two): nothing watches a command's process, and Dagster's run
 monitoring cannot see a run worker die. The run would hold its partition from the queue's limits, the sensors
 and the next command. So every run names the process executing it (machine, pid and the process's start time, so
 that a reused pid is not taken for it, and the run's id, as a re-executed run inherits its parent's tags;
-``claim``), and a started run whose process is gone from this machine is ended as failed, saying why: by each
-sensor tick, and wherever a run of the same partition is looked for.
+``claim``), and a run whose process is gone from this machine is ended as failed, saying why: by each sensor tick,
+and wherever a run of the same partition is looked for. A queued run names no process of its own.
 """
 from __future__ import annotations
 
@@ -150,11 +151,12 @@ def _process(run: DagsterRun) -> tuple[str, int, str] | None:
 
 
 def process_gone(run: DagsterRun) -> bool:
-    """True when the run is started, names the process executing it, on this host and in this container
+    """True when the run is starting or started, names the process executing it, on this host and in this container
     (``machine``), and that process no longer exists (or the machine has rebooted since). Another host's or
-    container's process cannot be looked at: its run is taken as alive; a queued run has none yet."""
+    container's process cannot be looked at: its run is taken as alive. A run not started yet names a process only
+    when a `snds` command created it to execute it itself; a queued run has none yet."""
     process = _process(run)
-    if run.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING) or process is None:
+    if run.status not in (*_STARTING, *_STARTED) or process is None:
         return False
     where, pid, started = process
     here = machine()
@@ -177,7 +179,7 @@ def _end_gone(instance: DagsterInstance, runs: list[DagsterRun]) -> tuple[list[D
             alive.append(run)
             continue
         current = instance.get_run_by_id(run.run_id)
-        if current is None or current.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING):
+        if current is None or current.status not in (*_STARTING, *_STARTED):
             continue  # it ended by itself
         instance.report_run_failed(current, f"the process that ran it (pid {_process(run)[1]}) has ended without "
                                             "ending the run: killed, most likely; its staged writes are removed by "
@@ -204,8 +206,9 @@ def unfinished_runs(instance: DagsterInstance, tags: dict[str, str], run_id: str
 
 
 def end_dead_runs(instance: DagsterInstance, log: logging.Logger | None = None) -> list[DagsterRun]:
-    """End every started run whose process is gone from this machine (see the module's docstring); the runs ended."""
-    runs = [r for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
+    """End every starting or started run whose process is gone from this machine (see the module's docstring); the
+    runs ended."""
+    runs = [r for r in instance.get_runs(RunsFilter(statuses=[*_STARTING, *_STARTED]))
             if PROCESS_TAG in r.tags]
     ended = _end_gone(instance, runs)[1]
     if log is not None:

@@ -51,11 +51,12 @@ def _launch_origin(job: str):
     return RemoteRepositoryOrigin(location, "__repository__").get_job_origin(job)
 
 
-def queued_run(instance, job: str, status, tags: dict):
+def queued_run(instance, job: str, status, tags: dict, run_id: str | None = None):
     """A run of ``job`` created as the run queue holds one, without an execution plan (so without pools)."""
     from dagster._core.test_utils import create_run_for_test
 
-    return create_run_for_test(instance, job_name=job, status=status, tags=tags, remote_job_origin=_launch_origin(job))
+    return create_run_for_test(instance, job_name=job, status=status, tags=tags, run_id=run_id,
+                               remote_job_origin=_launch_origin(job))
 
 
 def planned_run(instance, job: str | None, status, tags: dict, keys: set | None = None) -> str:

@@ -74,9 +74,12 @@ def test_a_re_executed_or_queued_run_is_not_ended_for_a_process_it_did_not_run_i
     pid = dead_pid()
     parent = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.FAILURE)
     retry = run_of(instance, HOST, pid, 0, named_run=parent.run_id)
-    queued = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.NOT_STARTED)
-    assert not process_gone(retry) and not process_gone(queued)
-    assert end_if_gone(instance, [retry, queued]) == [retry, queued]
+    not_started = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.NOT_STARTED, named_run=parent.run_id)
+    queued_id = str(uuid.uuid4())
+    queued = queued_run(instance, "reception", DagsterRunStatus.QUEUED,
+                        {"dagster/partition": "2026-11-15", PROCESS_TAG: f"{HOST}:{pid}:0:{queued_id}"}, queued_id)
+    assert not process_gone(retry) and not process_gone(not_started) and not process_gone(queued)
+    assert end_if_gone(instance, [retry, not_started, queued]) == [retry, not_started, queued]
 
     claim(instance, retry)  # its own process names itself when it starts executing it
     retry = instance.get_run_by_id(retry.run_id)
@@ -93,6 +96,23 @@ def test_a_killed_runs_run_is_ended_as_failed_and_no_longer_holds_its_partition(
     [failure] = [e for e in instance.all_logs(killed.run_id) if e.dagster_event and e.dagster_event.is_run_failure]
     assert f"the process that ran it (pid {pid}) has ended without ending the run" in failure.message
     assert end_if_gone(instance, [running]) == [running]
+
+
+def test_a_run_whose_command_was_killed_before_it_started_is_ended():
+    """`snds ingest` killed while Dagster stored its new run's planned materialisations (a second or two before the
+    run starts) left the run NOT_STARTED, naming the dead command: every later `snds ingest` of the delivery was
+    refused ("already being received") and the sensor waited for it, for ever."""
+    instance = DagsterInstance.ephemeral()
+    pid = dead_pid()
+    killed = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.NOT_STARTED)
+    starting = run_of(instance, HOST, pid, 0, status=DagsterRunStatus.STARTING, partition="b")
+    alive = run_of(instance, HOST, os.getpid(), _started(os.getpid()), status=DagsterRunStatus.NOT_STARTED)
+    assert process_gone(killed) and process_gone(starting) and not process_gone(alive)
+    assert [r.run_id for r in unfinished_runs(instance, {"dagster/partition": "2026-11-15"})] == [alive.run_id]
+    assert instance.get_run_by_id(killed.run_id).status == DagsterRunStatus.FAILURE
+    assert [r.run_id for r in end_dead_runs(instance)] == [starting.run_id]
+    assert instance.get_run_by_id(starting.run_id).status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.NOT_STARTED
 
 
 def test_every_started_run_whose_process_is_gone_is_ended_and_only_those():
