@@ -176,11 +176,20 @@ def test_a_project_extracted_before_any_delivery_is_told_to_ingest_one(tmp_path)
     assert proc.returncode == EXIT_ERROR and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("snds: error: ") and "no accepted delivery brought it: run snds ingest" in last, proc.stderr
+    assert "has not finished" not in last
     proc = _snds(["report", "early"], tmp_path / "home")
     assert proc.returncode == EXIT_ERROR
     assert proc.stderr.strip().splitlines() == [
         "snds: error: project early has no report yet: its extraction has not completed (never run, still running, "
         "or failed: the failure said why); run snds extract early"], proc.stderr
+
+    raw = tmp_path / "home" / "lake" / "raw" / "2026-01-15"  # a reception killed after archiving its manifest
+    raw.mkdir(parents=True)
+    (raw / "manifest.json").write_text("{}", encoding="utf-8")
+    proc = _snds(["extract", "early"], tmp_path / "home")
+    assert proc.returncode == EXIT_ERROR
+    assert ("the reception of delivery 2026-01-15 has not finished (still running, or interrupted: then run snds "
+            "ingest 2026-01-15)") in proc.stderr.strip().splitlines()[-1], proc.stderr
 
 
 @pytest.mark.parametrize("command", [["ingest", "2026-01-01"], ["ui"], ["generate"]])

@@ -821,6 +821,22 @@ def test_archiving_a_reported_delivery_again_withdraws_its_report_first(settings
     assert Path(previous_report_path(settings, DID)).read_bytes() == report
 
 
+def test_receptions_started_and_not_reported_are_listed_as_unfinished(settings, catalog):
+    """A project whose cohort found IR_BEN_R missing said "no accepted delivery brought it" when one had, its
+    reception received again and killed half-way: the receptions holding families out of the state are named."""
+    from snds_assets.reception.report import unfinished_receptions, withdraw_report
+
+    assert unfinished_receptions(settings) == []  # no lake yet
+    _reported(settings, catalog)
+    assert unfinished_receptions(settings) == []
+    _lake(settings, "raw", "2026-12-01").mkdir(parents=True)  # a first reception killed as it archived
+    _lake(settings, "raw", "2026-12-01", "manifest.json").write_text("{}")
+    _lake(settings, "raw", "notes").mkdir()  # not a delivery
+    assert unfinished_receptions(settings) == ["2026-12-01"]
+    assert withdraw_report(settings, DID)  # received again, not finished
+    assert unfinished_receptions(settings) == [DID, "2026-12-01"]
+
+
 def test_a_manifest_that_changes_the_archive_withdraws_the_report(settings, catalog):
     """Received again without one of its files, the delivery's archive loses it: the report that counted its rows
     is withdrawn before the file is removed."""

@@ -101,7 +101,10 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     lake = Lake(settings.lake)
     secret = project_secret(settings, request.id)
     marks = source.receptions()  # before the state is read: a reception ending meanwhile changes a mark
-    result = build_cohort(spark, catalog, request, source)
+    try:
+        result = build_cohort(spark, catalog, request, source)
+    except MissingTable as exc:
+        raise MissingTable(f"{exc}{_unfinished(settings)}") from None
     try:
         files = max(1, result.counts["persons"] // ROWS_PER_FILE)
         correspondence = result.identities.select(
@@ -153,6 +156,22 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     # report step writes it again once they are extracted anew).
     write_project_report(settings, request, _jsonable(info), collect_infos(settings, request)[1])
     return info
+
+
+def _unfinished(settings: Settings) -> str:
+    """What to add when a table is missing from the state: the receptions that have not finished, which hold their
+    families out of it (a reception killed while receiving again a delivery that was accepted)."""
+    from ..reception.report import unfinished_receptions
+
+    pending = unfinished_receptions(settings)
+    if not pending:
+        return ""
+    if len(pending) == 1:
+        return (f"; the reception of delivery {pending[0]} has not finished (still running, or interrupted: then run "
+                f"snds ingest {pending[0]})")
+    shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+    return (f"; the receptions of deliveries {shown} have not finished (still running, or interrupted: then run "
+            "snds ingest for each)")
 
 
 def _unresolved_check(result: CohortResult) -> CheckOutcome:
@@ -213,8 +232,9 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     except MissingTable as exc:
         storage.remove(target)
         info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
-        info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=str(exc),
-                    checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=str(exc))
+        details = f"{exc}{_unfinished(settings)}"
+        info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
+                    checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=details)
                             for n in ("belongs_to_cohort", "in_period", "granted_columns", "no_snds_pseudonym")])
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
         return info

@@ -126,6 +126,25 @@ def withdraw_report(settings: Settings, delivery_id: str) -> bool:
     return True
 
 
+def unfinished_receptions(settings: Settings) -> list[str]:
+    """Deliveries whose reception archived something or saved a verdict and that have no report: a reception under
+    way, or interrupted (its families, if any, out of the current state until it is run again)."""
+    from .manifest import valid_delivery_id
+    from .storage import filesystem
+
+    lake = Lake(settings.lake)
+    started: set[str] = set()
+    for root in (posixpath.dirname(lake.raw("x")), posixpath.dirname(parts_folder(settings, "x"))):
+        fs, path = filesystem(root)
+        try:
+            started |= {posixpath.basename(e.rstrip("/")) for e in fs.ls(path, detail=False)}
+        except FileNotFoundError:
+            continue
+    reported = {posixpath.basename(u)[:-len(".json")]
+                for u in lake_file_versions(posixpath.dirname(lake.delivery_report("x")), ".json")}
+    return sorted((d for d in started if valid_delivery_id(d) and d not in reported), key=delivery_order)
+
+
 # --- Statuses -----------------------------------------------------------------------------------------------
 def table_status(checks: list[dict]) -> str:
     """``rejected`` when an evaluated ERROR check failed, else ``accepted``."""
