@@ -66,8 +66,8 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
     else:
         left = ("the files it had archived and the families it had curated, if any, are in place and the "
                 "delivery's report withdrawn")
-    return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed; {left}: "
-                          f"run {_again(result)} to finish it")
+    return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed; "
+                          f"{left}: run {_again(result)} to finish it")
 
 
 # What a failed run's cause says when a disk is full, or when Spark's JVM ran out of memory.

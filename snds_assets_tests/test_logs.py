@@ -399,14 +399,16 @@ def test_an_interrupted_run_is_told_as_such():
         # KeyboardInterrupt", pointing to the details log)
 
     defs = Definitions(assets=[interrupted, terminated, interrupted_in_spark],
-                       jobs=[define_asset_job("i", selection=[interrupted]), define_asset_job("t", selection=[terminated]),
+                       jobs=[define_asset_job("i", selection=[interrupted]),
+                             define_asset_job("t", selection=[terminated]),
                              define_asset_job("s", selection=[interrupted_in_spark])])
     for job, (tags, command) in itertools.product("its", (({"snds/delivery": "2024-02-01"}, "snds ingest 2024-02-01"),
                                                          ({"snds/project": "p1"}, "snds extract p1"))):
         run = defs.resolve_job_def(job).execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
                                                            tags=tags)
         error = run_error(run)
-        assert str(error).startswith(f"run {run.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed"), error
+        assert str(error).startswith(
+            f"run {run.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed"), error
         assert str(error).endswith(f"run {command} to finish it"), error
         assert "DagsterExecutionInterruptedError" not in str(error) and _is_user_error(error)
 
