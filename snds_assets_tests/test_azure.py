@@ -375,6 +375,7 @@ def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_
     removed (nothing moved aside left), the other deliveries' and families' kept, the report withdrawn."""
     from snds_assets.curation.publish import drop_undelivered
     from snds_assets.reception.archive import archived_manifest
+    from snds_assets.reception.report import unfinished_receptions
 
     settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing(),
                                  lake=f"az://{CONTAINER}/{PREFIX}/lake")
@@ -393,10 +394,12 @@ def test_a_family_no_longer_delivered_loses_its_partitions_on_azure(az_env, tmp_
     az_env.upload_blob(f"{PREFIX}/lake/raw/2026-11-15/manifest.json", json.dumps(received).encode())
     kept.append("raw/2026-11-15/manifest.json")
     earlier = archived_manifest(settings, "2026-11-15")
+    assert unfinished_receptions(settings) == []  # reported
     assert sorted(p.split("/lake/", 1)[1] for p in drop_undelivered(settings, catalog, manifest, earlier)) == [
         "curated/IR_IMB_R/delivery_id=2026-11-15", "rejects/IR_IMB_R/delivery_id=2026-11-15"]
     names = sorted(b.name.split("/lake/", 1)[1] for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/lake/"))
     assert names == sorted(kept + ["reports/deliveries/_parts/2026-11-15/_previous.json"]), names
+    assert unfinished_receptions(settings) == ["2026-11-15"]  # its report withdrawn: out of the state until received
 
 
 def test_the_project_secret_is_created_once_on_azure(az_env, monkeypatch):
