@@ -280,7 +280,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .provision.report import state_read
     from .provision.request import PROJECT_ID
     from .reception.manifest import valid_delivery_id
-    from .reception.report import load_report, previous_report_path
+    from .reception.report import load_report, previous_report_path, reception_started
     from .lake import join
     from .reception.storage import lake_exists, read_lake_bytes
 
@@ -325,7 +325,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise UsageError(f"delivery {args.target}: its reception started again and has not finished (still running, or "
                          f"interrupted: then run snds ingest {args.target}); the earlier report, withdrawn meanwhile, "
                          f"is {previous_report_path(settings, args.target)}")
-    if valid_delivery_id(args.target) and _reception_started(settings, args.target):
+    # A first reception killed half-way was told as "no report named …", as if the delivery had never been ingested.
+    if valid_delivery_id(args.target) and reception_started(settings, args.target):
         raise UsageError(f"delivery {args.target}: its reception started and has not finished (still running, or "
                          f"interrupted: then run snds ingest {args.target}); it has no report yet")
     if not valid_delivery_id(args.target):
@@ -363,18 +364,6 @@ def _lagging(settings: Settings, project_id: str, report: dict, read: tuple) -> 
     if read[0]:  # none in a report with no cohort, or written before reports named their state
         changes += changes_since(read, CurrentState(None, settings, Catalog.load(settings.schemas)))
     return changes
-
-
-def _reception_started(settings: Settings, delivery_id: str) -> bool:
-    """Whether a reception archived the delivery's manifest or saved a verdict of one of its tables: a first
-    reception killed half-way was told as "no report named …", as if the delivery had never been ingested."""
-    from .lake import Lake
-    from .reception.manifest import MANIFEST
-    from .reception.report import parts_folder
-    from .reception.storage import lake_exists, walk_lake_files
-
-    return (lake_exists(Lake(settings.lake).raw(delivery_id, MANIFEST))
-            or bool(walk_lake_files(parts_folder(settings, delivery_id))))
 
 
 def _delivery_summary(settings: Settings, report: dict) -> str:

@@ -832,6 +832,7 @@ def test_receptions_started_and_not_reported_are_listed_as_unfinished(settings, 
     _lake(settings, "raw", "2026-12-01").mkdir(parents=True)  # a first reception killed as it archived
     _lake(settings, "raw", "2026-12-01", "manifest.json").write_text("{}")
     _lake(settings, "raw", "notes").mkdir()  # not a delivery
+    _lake(settings, "raw", "2026-12-02").mkdir()  # nothing archived: not started, as `snds report` says
     assert unfinished_receptions(settings) == ["2026-12-01"]
     assert withdraw_report(settings, DID)  # received again, not finished
     assert unfinished_receptions(settings) == [DID, "2026-12-01"]

@@ -126,23 +126,33 @@ def withdraw_report(settings: Settings, delivery_id: str) -> bool:
     return True
 
 
+def reception_started(settings: Settings, delivery_id: str) -> bool:
+    """Whether a reception archived the delivery's manifest or saved a verdict of one of its tables."""
+    from .manifest import MANIFEST
+    from .storage import lake_exists, walk_lake_files
+
+    return (lake_exists(Lake(settings.lake).raw(delivery_id, MANIFEST))
+            or bool(walk_lake_files(parts_folder(settings, delivery_id))))
+
+
 def unfinished_receptions(settings: Settings) -> list[str]:
-    """Deliveries whose reception archived something or saved a verdict and that have no report: a reception under
-    way, or interrupted (its families, if any, out of the current state until it is run again)."""
+    """Deliveries whose reception started (``reception_started``) and that have no report: a reception under way,
+    or interrupted (its families, if any, out of the current state until it is run again)."""
     from .manifest import valid_delivery_id
-    from .storage import filesystem
+    from .storage import fresh_filesystem
 
     lake = Lake(settings.lake)
-    started: set[str] = set()
+    named: set[str] = set()
     for root in (posixpath.dirname(lake.raw("x")), posixpath.dirname(parts_folder(settings, "x"))):
-        fs, path = filesystem(root)
+        fs, path = fresh_filesystem(root)  # not an object store's listing cache: receptions write there meanwhile
         try:
-            started |= {posixpath.basename(e.rstrip("/")) for e in fs.ls(path, detail=False)}
-        except FileNotFoundError:
+            named |= {posixpath.basename(e.rstrip("/")) for e in fs.ls(path, detail=False)}
+        except (FileNotFoundError, NotADirectoryError):
             continue
     reported = {posixpath.basename(u)[:-len(".json")]
                 for u in lake_file_versions(posixpath.dirname(lake.delivery_report("x")), ".json")}
-    return sorted((d for d in started if valid_delivery_id(d) and d not in reported), key=delivery_order)
+    return sorted((d for d in named if valid_delivery_id(d) and d not in reported and reception_started(settings, d)),
+                  key=delivery_order)
 
 
 # --- Statuses -----------------------------------------------------------------------------------------------
