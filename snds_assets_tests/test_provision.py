@@ -872,6 +872,89 @@ def test_an_extract_refuses_a_delivery_received_again_since_its_cohort(spark, ca
     assert not Path(Lake(settings.lake).project("corrected", "IR_BEN_R")).exists()
 
 
+class _Withdrawn(FrameSource):
+    """A reception starting alongside: its delivery's report is withdrawn once IR_BEN_R's deliveries were listed,
+    so every later read finds no accepted delivery."""
+
+    def __init__(self, frames, delivery_id):
+        super().__init__(frames, delivery_id=delivery_id)
+        self.gone = False
+
+    def read(self, family):
+        return None if self.gone else super().read(family)
+
+    def deliveries(self, family):
+        if self.gone:
+            return []
+        self.gone = family == "IR_BEN_R"
+        return super().deliveries(family)
+
+
+def test_a_cohort_read_on_both_sides_of_a_reception_starting_is_refused(spark, catalog, source, tmp_path):
+    """`snds extract` and a delivery received again, started together: the cohort read IR_BEN_R before the
+    reception withdrew the delivery's report, the criteria's tables after it, and was the identified persons alone
+    (the criteria finding no table), reported complete. It now fails, saying why, and leaves no cohort to extract."""
+    from snds_assets.provision.run import StateChanged
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "racing", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "racing")
+    lake = Lake(settings.lake)
+    assert run_cohort(spark, settings, catalog, request, source)["targeted"] > 0
+    with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed while the cohort was identified \(a reception "
+                                           r"running alongside\).*IR_BEN_R: 2024-03-01 left$"):
+        run_cohort(spark, settings, catalog, request, _Withdrawn(dict(source.frames), "2024-03-01"))
+    assert not Path(lake.restricted("racing", "info", "cohort.json")).exists()
+    assert not Path(lake.project_report("racing")).exists()
+    with pytest.raises(Exception, match="no cohort yet"):  # an extract materialised alone has nothing to read
+        run_extract(spark, settings, catalog, request, "IR_BEN_R", source)
+
+
+def test_a_cohort_read_while_a_reception_ended_is_refused(spark, catalog, source, tmp_path):
+    """A reception of a delivery the state holds, ending while the cohort was read: its reception mark moved
+    between the cohort's first read and its last."""
+    from snds_assets.provision.run import StateChanged
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "ended", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "ended")
+    told = []
+
+    class Ending(FrameSource):
+        def receptions(self):
+            told.append(1)
+            return {"2024-03-01": "first reception" if len(told) == 1 else "received again"}
+
+    with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed while.*IR_BEN_R: 2024-03-01 received again$"):
+        run_cohort(spark, settings, catalog, request, Ending(dict(source.frames), delivery_id="2024-03-01"))
+    marks = {"2024-03-01": "first reception"}
+
+    class Still(FrameSource):
+        def receptions(self):
+            return dict(marks)
+
+    assert run_cohort(spark, settings, catalog, request, Still(dict(source.frames), delivery_id="2024-03-01"))[
+        "persons"] > 0
+
+
+def test_an_extract_whose_delivery_was_withdrawn_since_its_cohort_is_refused_not_told_undelivered(
+        spark, catalog, source, tmp_path):
+    """A reception starting after the cohort withdraws the delivery's report: the extracts found their family in no
+    accepted delivery and were written `not delivered`, in a report called complete."""
+    from snds_assets.provision.run import StateChanged
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "withdrawn", tables=("IR_BEN_R", "ER_PRS_F"))
+    request = load_request(settings, catalog, "withdrawn")
+    run_cohort(spark, settings, catalog, request, source)
+    withdrawn = _Withdrawn(dict(source.frames), "2024-03-01")
+    withdrawn.gone = True
+    for family in ("ER_PRS_F", "IR_BEN_R"):
+        with pytest.raises(StateChanged, match=rf"state of {family} changed since the cohort.*2024-03-01 left$"):
+            run_extract(spark, settings, catalog, request, family, withdrawn)
+        assert not Path(Lake(settings.lake).restricted("withdrawn", "info", f"{family}.json")).exists()
+
+
 def test_a_change_of_state_is_told_by_the_deliveries_that_changed_not_the_whole_lists():
     """Three years of monthly deliveries would fill the one-line message before the one that joined."""
     from snds_assets.provision.report import state_change

@@ -113,6 +113,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             ANO, pseudonym(ANO, secret, NUM_ENQ_ANO, spark).alias(NUM_ENQ_ANO), NIR_UNIQUE,
         )
         withdraw_project_report(settings, request.id)  # written again below, once the new cohort is recorded
+        storage.remove(_info_path(lake, request.id, COHORT))  # it describes the cohort the files below replace
         write_parquet(correspondence, lake.restricted(request.id, CORRESPONDENCE), files)
         write_parquet(result.cohort, lake.restricted(request.id, COHORT), files)
         project_cohort = pseudonymize(result.cohort, secret).orderBy(NUM_ENQ_IDT)
@@ -128,6 +129,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             lake.restricted(request.id, CORRESPONDENCE)))]
     finally:
         result.unpersist()
+    _state_held(request, result.sources, marks, source)
     removed = _prune(lake, request)
     counts = result.counts
     ids = counts.get("identifiers") or {}
@@ -232,6 +234,8 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     except MissingTable as exc:
         storage.remove(target)
         info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
+        # Missing now but read by the cohort: a reception alongside withdrew its delivery's report meanwhile.
+        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
         details = f"{exc}{_unfinished(settings)}"
         info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
                     checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=details)
@@ -318,6 +322,24 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
                 f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
                 "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
                 f"included; {family}: {state_change(list(read[family]), now, again)}")
+
+
+def _state_held(request: ProjectRequest, sources: dict[str, list[str]], marks: dict[str, str],
+                source: TableSource) -> None:
+    """Refuse a cohort whose reads did not all see one current state. A reception running alongside withdraws its
+    delivery's report as it starts and writes it again as it ends: a cohort whose IR_BEN_R was read before the
+    withdrawal and whose criteria's tables after it was made of the identified persons alone, the criteria finding
+    no table, and called complete. ``sources`` (family -> deliveries, as each was read) must still be the state,
+    and the reception marks of their deliveries those taken before the first read (``marks``)."""
+    marks_now = source.receptions()
+    for family, then in sources.items():
+        now = list(source.deliveries(family))
+        again = [d for d in then if marks.get(d) != marks_now.get(d)]
+        if now != list(then) or again:
+            raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
+                f"project {request.id}: the current state of {family} changed while the cohort was identified (a "
+                "reception running alongside): extract the project again once it has ended; "
+                f"{family}: {state_change(list(then), now, again)}")
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
