@@ -73,6 +73,7 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
 # What a failed run's cause says when a disk is full, or when Spark's JVM ran out of memory.
 NO_SPACE = "No space left on device"
 OUT_OF_MEMORY = "java.lang.OutOfMemoryError"
+FILE_GONE = "FAILED_READ_FILE.FILE_NOT_EXIST"
 
 
 def _again(result: ExecuteInProcessResult) -> str:
@@ -96,6 +97,13 @@ def _out_of_memory(result: ExecuteInProcessResult) -> str:
     return ("Spark ran out of memory: give it more (spark.driver.memory, 4g by default, in the spark-defaults.conf of "
             f"SPARK_CONF_DIR; on a cluster, its executors' memory), then run {_again(result)} again (its staged "
             "writes are removed)")
+
+
+def _file_gone(result: ExecuteInProcessResult) -> str:
+    """What to do when a file Spark had listed was gone when it came to read it (Spark's own hint is a SQL REFRESH
+    TABLE, of no use here)."""
+    return (f"a file of the lake was removed while the run read it (a reception running alongside replaced its "
+            f"partition, or the lake was changed by hand): run {_again(result)} again, once that reception has ended")
 
 
 def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: str | None = None) -> Exception:
@@ -130,6 +138,8 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: 
         detail = f"{_full_disk(result, lake)}; {detail}"  # first: the one line is cut after 400 characters
     elif OUT_OF_MEMORY in said:
         detail = f"{_out_of_memory(result)}; {detail}"
+    elif FILE_GONE in said:
+        detail = f"{_file_gone(result)}; {detail}"
     error = RuntimeError(f"run {result.run_id} failed: {detail}")
     if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
         # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it

@@ -244,6 +244,35 @@ def test_spark_out_of_memory_says_how_to_give_it_more():
     assert "a disk is full" not in line
 
 
+GONE_TRACE = """An error occurred while calling o72.count.
+: org.apache.spark.SparkException: [FAILED_READ_FILE.FILE_NOT_EXIST] Encountered error while reading file \
+file:///lake/curated/IR_BEN_R/delivery_id=2024-01-15/part-00002-a7c81d95-c000.snappy.parquet. File does not exist. \
+It is possible the underlying files have been updated.
+You can explicitly invalidate the cache in Spark by running 'REFRESH TABLE tableName' command in SQL or by recreating \
+the Dataset/DataFrame involved. SQLSTATE: KD001
+\tat org.apache.spark.sql.errors.QueryExecutionErrors$.fileNotExistError(QueryExecutionErrors.scala:882)
+"""
+
+
+def test_a_file_removed_while_a_run_read_it_says_what_to_run():
+    """A reception alongside an extraction replaced a partition the extraction had listed: the line said Spark's
+    "explicitly invalidate the cache in Spark by running 'REFRESH TABLE tableName'", of no use to an operator."""
+    from snds_assets.commands import run_error
+
+    @asset
+    def extract():
+        raise Py4JJavaError(GONE_TRACE)
+
+    defs = Definitions(assets=[extract], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                       tags={"snds/project": "p1"})
+    line = str(run_error(run, "/lake"))
+    assert line.startswith(f"run {run.run_id} failed: a file of the lake was removed while the run read it (a "
+                           "reception running alongside replaced its partition, or the lake was changed by hand): run "
+                           "snds extract p1 again, once that reception has ended; "), line
+    assert "delivery_id=2024-01-15" in line
+
+
 class HttpResponseError(Exception):
     """Stands for azure.core's, as a refused SAS token raises it in the middle of a run."""
 
