@@ -893,7 +893,8 @@ class _Withdrawn(FrameSource):
 def test_a_cohort_read_on_both_sides_of_a_reception_starting_is_refused(spark, catalog, source, tmp_path):
     """`snds extract` and a delivery received again, started together: the cohort read IR_BEN_R before the
     reception withdrew the delivery's report, the criteria's tables after it, and was the identified persons alone
-    (the criteria finding no table), reported complete. It now fails, saying why, and leaves no cohort to extract."""
+    (the criteria finding no table), reported complete. It now fails, saying why, before it replaces anything of
+    the earlier cohort."""
     from snds_assets.provision.run import StateChanged
 
     settings = Settings.from_env(env={}, home=str(tmp_path))
@@ -901,32 +902,40 @@ def test_a_cohort_read_on_both_sides_of_a_reception_starting_is_refused(spark, c
     request = load_request(settings, catalog, "racing")
     lake = Lake(settings.lake)
     assert run_cohort(spark, settings, catalog, request, source)["targeted"] > 0
+    kept = {p: Path(p).read_bytes() for p in (lake.restricted("racing", "info", "cohort.json"),
+                                              lake.project_report("racing"))}
     with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed while the cohort was identified \(a reception "
                                            r"running alongside\).*IR_BEN_R: 2024-03-01 left$"):
         run_cohort(spark, settings, catalog, request, _Withdrawn(dict(source.frames), "2024-03-01"))
-    assert not Path(lake.restricted("racing", "info", "cohort.json")).exists()
-    assert not Path(lake.project_report("racing")).exists()
-    with pytest.raises(Exception, match="no cohort yet"):  # an extract materialised alone has nothing to read
-        run_extract(spark, settings, catalog, request, "IR_BEN_R", source)
+    assert {p: Path(p).read_bytes() for p in kept} == kept
 
 
-def test_a_cohort_read_while_a_reception_ended_is_refused(spark, catalog, source, tmp_path):
-    """A reception of a delivery the state holds, ending while the cohort was read: its reception mark moved
-    between the cohort's first read and its last."""
+@pytest.mark.parametrize("seen", [2, 3], ids=["before-the-writes", "during-the-writes"])
+def test_a_cohort_read_while_a_reception_ended_is_refused(spark, catalog, source, tmp_path, seen):
+    """A reception of a delivery the state holds, ending while the cohort was read (its reception mark moved
+    between the cohort's first read and the look before its writes), or while the cohort was written (whose writes
+    read the state again where it was not cached): then no cohort is left to extract from."""
     from snds_assets.provision.run import StateChanged
 
     settings = Settings.from_env(env={}, home=str(tmp_path))
     write_request(Path(settings.projects), "ended", tables=("IR_BEN_R", "ER_PRS_F"))
     request = load_request(settings, catalog, "ended")
+    lake = Lake(settings.lake)
+    run_cohort(spark, settings, catalog, request, source)
     told = []
 
     class Ending(FrameSource):
         def receptions(self):
             told.append(1)
-            return {"2024-03-01": "first reception" if len(told) == 1 else "received again"}
+            return {"2024-03-01": "first reception" if len(told) < seen else "received again"}
 
     with pytest.raises(StateChanged, match=r"state of IR_BEN_R changed while.*IR_BEN_R: 2024-03-01 received again$"):
         run_cohort(spark, settings, catalog, request, Ending(dict(source.frames), delivery_id="2024-03-01"))
+    assert Path(lake.restricted("ended", "info", "cohort.json")).exists() == (seen == 2)
+    assert Path(lake.project_report("ended")).exists() == (seen == 2)
+    if seen == 3:
+        with pytest.raises(Exception, match="no cohort yet"):  # an extract materialised alone has nothing to read
+            run_extract(spark, settings, catalog, request, "IR_BEN_R", source)
     marks = {"2024-03-01": "first reception"}
 
     class Still(FrameSource):

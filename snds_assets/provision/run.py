@@ -106,6 +106,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     except MissingTable as exc:
         raise MissingTable(f"{exc}{_unfinished(settings)}") from None
     try:
+        _state_held(request, result.sources, marks, source)  # before anything of the earlier cohort is replaced
         files = max(1, result.counts["persons"] // ROWS_PER_FILE)
         correspondence = result.identities.select(
             IDT, pseudonym(IDT, secret, NUM_ENQ_IDT, spark).alias(NUM_ENQ_IDT),
@@ -129,7 +130,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             lake.restricted(request.id, CORRESPONDENCE)))]
     finally:
         result.unpersist()
-    _state_held(request, result.sources, marks, source)
+    _state_held(request, result.sources, marks, source)  # the writes read the state again where not cached
     removed = _prune(lake, request)
     counts = result.counts
     ids = counts.get("identifiers") or {}
