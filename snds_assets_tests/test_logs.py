@@ -191,26 +191,32 @@ Caused by: java.io.IOException: No space left on device
 """
 
 
+def _spark_failure_line(trace: str, **tags: str) -> tuple[str, str]:
+    """The run id and the one line told of a run whose step raised Py4J's error with ``trace``."""
+    from snds_assets.commands import run_error
+
+    @asset
+    def spark_step():
+        raise Py4JJavaError(trace)
+
+    defs = Definitions(assets=[spark_step], jobs=[define_asset_job("s")])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                       tags=tags)
+    return run.run_id, str(run_error(run, "/lake"))
+
+
 def test_a_spark_failure_is_told_by_its_root_cause():
     """A Spark write that failed on a full disk said "Py4JJavaError: An error occurred while calling o514.parquet.
     : org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to file:… at org.apa",
     cut before the cause: the line now starts with what to fix, then the failed write."""
-    from snds_assets.commands import run_error
-
-    @asset
-    def spark_write():
-        raise Py4JJavaError(JAVA_TRACE)
-
-    defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
-    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
-    line = str(run_error(run, "/lake"))
+    run_id, line = _spark_failure_line(JAVA_TRACE)
     hint, _, cause = line.partition("; Spark failed: ")
     assert cause.startswith("java.io.IOException: No space left on device (org.apache.spark.SparkException: "
                             "[TASK_WRITE_FAILED] Task failed while writing rows to file:/lake/_staging/curation/"
                             "2024-01-15/ER_PHA_F/")
     assert "\tat " not in line and "Caused by" not in line
     # A full disk is said first, with where to look and what to run (the one line is cut after 400 characters).
-    assert hint == (f"run {run.run_id} failed: a disk is full: free space where the lake is (/lake), in Spark's "
+    assert hint == (f"run {run_id} failed: a disk is full: free space where the lake is (/lake), in Spark's "
                     "scratch folder (spark.local.dir, /tmp by default) or DAGSTER_HOME, then run snds ingest "
                     "DELIVERY_ID again (its staged writes are removed; what it had published stays)")
 
@@ -227,17 +233,8 @@ Caused by: java.lang.OutOfMemoryError: Java heap space
 
 def test_spark_out_of_memory_says_how_to_give_it_more():
     """Spark out of memory was told as "Job aborted due to stage failure …": the line now says what to set."""
-    from snds_assets.commands import run_error
-
-    @asset
-    def spark_write():
-        raise Py4JJavaError(OOM_TRACE)
-
-    defs = Definitions(assets=[spark_write], jobs=[define_asset_job("s")])
-    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
-                                                       tags={"snds/project": "p1"})
-    line = str(run_error(run, "/lake"))
-    assert line.startswith(f"run {run.run_id} failed: Spark ran out of memory: give it more (spark.driver.memory, 4g "
+    run_id, line = _spark_failure_line(OOM_TRACE, **{"snds/project": "p1"})
+    assert line.startswith(f"run {run_id} failed: Spark ran out of memory: give it more (spark.driver.memory, 4g "
                            "by default, in the spark-defaults.conf of SPARK_CONF_DIR; on a cluster, its executors' "
                            "memory), then run snds extract p1 again (its staged writes are removed); Spark failed: "
                            "java.lang.OutOfMemoryError: Java heap space"), line
@@ -257,17 +254,8 @@ the Dataset/DataFrame involved. SQLSTATE: KD001
 def test_a_file_removed_while_a_run_read_it_says_what_to_run():
     """A reception alongside an extraction replaced a partition the extraction had listed: the line said Spark's
     "explicitly invalidate the cache in Spark by running 'REFRESH TABLE tableName'", of no use to an operator."""
-    from snds_assets.commands import run_error
-
-    @asset
-    def extract():
-        raise Py4JJavaError(GONE_TRACE)
-
-    defs = Definitions(assets=[extract], jobs=[define_asset_job("s")])
-    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
-                                                       tags={"snds/project": "p1"})
-    line = str(run_error(run, "/lake"))
-    assert line.startswith(f"run {run.run_id} failed: a file of the lake was removed while the run read it (a "
+    run_id, line = _spark_failure_line(GONE_TRACE, **{"snds/project": "p1"})
+    assert line.startswith(f"run {run_id} failed: a file of the lake was removed while the run read it (a "
                            "reception running alongside replaced its partition, or the lake was changed by hand): run "
                            "snds extract p1 again, once that reception has ended; "), line
     assert "delivery_id=2024-01-15" in line
