@@ -955,13 +955,19 @@ def test_an_extract_whose_delivery_was_withdrawn_since_its_cohort_is_refused_not
     settings = Settings.from_env(env={}, home=str(tmp_path))
     write_request(Path(settings.projects), "withdrawn", tables=("IR_BEN_R", "ER_PRS_F"))
     request = load_request(settings, catalog, "withdrawn")
+    lake = Lake(settings.lake)
     run_cohort(spark, settings, catalog, request, source)
+    assert run_extract(spark, settings, catalog, request, "ER_PRS_F", source)["rows"] > 0
+    extracted = {p: p.read_bytes() for p in Path(lake.project("withdrawn", "ER_PRS_F")).rglob("*.parquet")}
     withdrawn = _Withdrawn(dict(source.frames), "2024-03-01")
     withdrawn.gone = True
     for family in ("ER_PRS_F", "IR_BEN_R"):
         with pytest.raises(StateChanged, match=rf"state of {family} changed since the cohort.*2024-03-01 left$"):
             run_extract(spark, settings, catalog, request, family, withdrawn)
-        assert not Path(Lake(settings.lake).restricted("withdrawn", "info", f"{family}.json")).exists()
+    assert not Path(lake.restricted("withdrawn", "info", "IR_BEN_R.json")).exists()
+    assert storage.read_json(lake.restricted("withdrawn", "info", "ER_PRS_F.json"))["status"] == "extracted"
+    # the extract made before stays, whole, beside its record
+    assert {p: p.read_bytes() for p in Path(lake.project("withdrawn", "ER_PRS_F")).rglob("*.parquet")} == extracted
 
 
 def test_a_change_of_state_is_told_by_the_deliveries_that_changed_not_the_whole_lists():

@@ -233,10 +233,10 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
     try:
         selection = selector.rows(family)
     except MissingTable as exc:
-        storage.remove(target)
         info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
         # Missing now but read by the cohort: a reception alongside withdrew its delivery's report meanwhile.
         _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
+        storage.remove(target)
         details = f"{exc}{_unfinished(settings)}"
         info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
                     checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=details)
