@@ -953,7 +953,7 @@ def test_an_extract_whose_delivery_was_withdrawn_since_its_cohort_is_refused_not
     from snds_assets.provision.run import StateChanged
 
     settings = Settings.from_env(env={}, home=str(tmp_path))
-    write_request(Path(settings.projects), "withdrawn", tables=("IR_BEN_R", "ER_PRS_F"))
+    write_request(Path(settings.projects), "withdrawn", tables=("IR_BEN_R", "ER_PRS_F", "KI_CCI_R"))
     request = load_request(settings, catalog, "withdrawn")
     lake = Lake(settings.lake)
     run_cohort(spark, settings, catalog, request, source)
@@ -961,7 +961,7 @@ def test_an_extract_whose_delivery_was_withdrawn_since_its_cohort_is_refused_not
     extracted = {p: p.read_bytes() for p in Path(lake.project("withdrawn", "ER_PRS_F")).rglob("*.parquet")}
     withdrawn = _Withdrawn(dict(source.frames), "2024-03-01")
     withdrawn.gone = True
-    for family in ("ER_PRS_F", "IR_BEN_R"):
+    for family in ("ER_PRS_F", "IR_BEN_R", "KI_CCI_R"):  # KI_CCI_R: neither read by the cohort nor on a path
         with pytest.raises(StateChanged, match=rf"state of {family} changed since the cohort.*2024-03-01 left$"):
             run_extract(spark, settings, catalog, request, family, withdrawn)
     assert not Path(lake.restricted("withdrawn", "info", "IR_BEN_R.json")).exists()

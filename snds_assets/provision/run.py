@@ -101,6 +101,8 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     lake = Lake(settings.lake)
     secret = project_secret(settings, request.id)
     marks = source.receptions()  # before the state is read: a reception ending meanwhile changes a mark
+    # The requested families' deliveries now: one an extract then finds in no accepted delivery has left the state.
+    perimeter = {family: list(source.deliveries(family)) for family in request.tables}
     try:
         result = build_cohort(spark, catalog, request, source)
     except MissingTable as exc:
@@ -150,7 +152,9 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
         "targeted_before_filters": counts.get("targeted_before_filters"),
         "criteria_tables_missing": counts.get("criteria_tables_missing", []),
         "deliveries": result.sources,
-        "receptions": {d: marks[d] for ids in result.sources.values() for d in ids if d in marks},
+        "perimeter": perimeter,
+        "receptions": {d: marks[d] for ids in [*result.sources.values(), *perimeter.values()] for d in ids
+                       if d in marks},
         "removed_extracts": removed,
         "checks": checks,
     }
@@ -234,8 +238,10 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         selection = selector.rows(family)
     except MissingTable as exc:
         info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
-        # Missing now but read by the cohort: a reception alongside withdrew its delivery's report meanwhile.
-        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
+        # Missing now but in the state when the cohort was identified (read by it, or in the perimeter then): a
+        # reception alongside withdrew its delivery's report meanwhile, or rejected it.
+        seen = {**(cohort_info.get("perimeter") or {}), **(cohort_info.get("deliveries") or {})}
+        _same_state_as_cohort(request, {**cohort_info, "deliveries": seen}, info["deliveries_read"], info["receptions"])
         storage.remove(target)
         details = f"{exc}{_unfinished(settings)}"
         info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
