@@ -873,20 +873,21 @@ def test_an_extract_refuses_a_delivery_received_again_since_its_cohort(spark, ca
 
 
 class _Withdrawn(FrameSource):
-    """A reception starting alongside: its delivery's report is withdrawn once IR_BEN_R's deliveries were listed,
-    so every later read finds no accepted delivery."""
+    """A reception starting alongside: its delivery's report is withdrawn once IR_BEN_R was read and its
+    deliveries listed, so every later read finds no accepted delivery."""
 
     def __init__(self, frames, delivery_id):
         super().__init__(frames, delivery_id=delivery_id)
-        self.gone = False
+        self.gone = self.identities_read = False
 
     def read(self, family):
+        self.identities_read |= family == "IR_BEN_R"
         return None if self.gone else super().read(family)
 
     def deliveries(self, family):
         if self.gone:
             return []
-        self.gone = family == "IR_BEN_R"
+        self.gone = family == "IR_BEN_R" and self.identities_read
         return super().deliveries(family)
 
 
