@@ -240,8 +240,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
         # Missing now but in the state when the cohort was identified (read by it, or in the perimeter then): a
         # reception alongside withdrew its delivery's report meanwhile, or rejected it.
-        seen = {**(cohort_info.get("perimeter") or {}), **(cohort_info.get("deliveries") or {})}
-        _same_state_as_cohort(request, {**cohort_info, "deliveries": seen}, info["deliveries_read"], info["receptions"])
+        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"], perimeter=True)
         storage.remove(target)
         details = f"{exc}{_unfinished(settings)}"
         info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
@@ -312,23 +311,35 @@ class StateChanged(RuntimeError):
     """The current state a project's extract reads is not the one its cohort was identified in."""
 
 
+def _first_change(read: dict[str, list[str]], marks: dict[str, str], read_now: dict[str, list[str]],
+                  marks_now: dict[str, str]) -> tuple[str, str] | None:
+    """(family, what became of it) for the first family of ``read_now`` (family -> its deliveries now) that is in
+    ``read`` with other deliveries, or with a delivery whose reception mark is no longer the one of ``marks``
+    (received again under its id, the ids as they were); None when none changed."""
+    for family, now in read_now.items():
+        again = received_again(now, marks, marks_now)
+        if family in read and (now != list(read[family]) or again):
+            return family, state_change(list(read[family]), now, again)
+    return None
+
+
 def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: dict[str, list[str]],
-                          marks_now: dict[str, str]) -> None:
+                          marks_now: dict[str, str], perimeter: bool = False) -> None:
     """Refuse to extract from a current state other than the cohort's: a delivery accepted, rejected or
     received again since the cohort was identified (a reception running alongside the extraction, or an extract
     materialised alone later) would make the extract mix two states (the IR_BEN_R extract of a cohort identified
     in an IR_BEN_R since replaced holds none of its persons). Compared on the families both read (``read_now``:
-    family -> its deliveries now), by the deliveries that make them up and by their reception marks
-    (``marks_now``): a delivery received again under its id, accepted again, leaves the ids as they were."""
-    read = cohort_info.get("deliveries") or {}
-    marks = cohort_info.get("receptions") or {}
-    for family, now in read_now.items():
-        again = received_again(now, marks, marks_now)
-        if family in read and (now != list(read[family]) or again):
-            raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
-                f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
-                "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
-                f"included; {family}: {state_change(list(read[family]), now, again)}")
+    family -> its deliveries now), and with ``perimeter`` on every family the request named as the cohort found
+    them, by the deliveries that make them up and by their reception marks (``marks_now``)."""
+    read = dict(cohort_info.get("perimeter") or {}) if perimeter else {}
+    read.update(cohort_info.get("deliveries") or {})
+    changed = _first_change(read, cohort_info.get("receptions") or {}, read_now, marks_now)
+    if changed:
+        family, how = changed
+        raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
+            f"project {request.id}: the current state of {family} changed since the cohort was identified (a "
+            "delivery accepted, rejected or received again meanwhile): extract the project again, cohort "
+            f"included; {family}: {how}")
 
 
 def _state_held(request: ProjectRequest, sources: dict[str, list[str]], marks: dict[str, str],
@@ -337,16 +348,14 @@ def _state_held(request: ProjectRequest, sources: dict[str, list[str]], marks: d
     delivery's report as it starts and writes it again as it ends: a cohort whose IR_BEN_R was read before the
     withdrawal and whose criteria's tables after it was made of the identified persons alone, the criteria finding
     no table, and called complete. ``sources`` (family -> deliveries, as each was read) must still be the state,
-    and the reception marks of their deliveries those taken before the first read (``marks``)."""
+    with the reception marks taken before the first read (``marks``)."""
     marks_now = source.receptions()
-    for family, then in sources.items():
-        now = list(source.deliveries(family))
-        again = [d for d in then if marks.get(d) != marks_now.get(d)]
-        if now != list(then) or again:
-            raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
-                f"project {request.id}: the current state of {family} changed while the cohort was identified (a "
-                "reception running alongside): extract the project again once it has ended; "
-                f"{family}: {state_change(list(then), now, again)}")
+    changed = _first_change(sources, marks, {family: list(source.deliveries(family)) for family in sources}, marks_now)
+    if changed:
+        family, how = changed
+        raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
+            f"project {request.id}: the current state of {family} changed while the cohort was identified (a "
+            f"reception running alongside): extract the project again once it has ended; {family}: {how}")
 
 
 def _belongs_to_cohort(written: DataFrame, correspondence: DataFrame, selector: Selector, path) -> CheckOutcome:
