@@ -100,8 +100,8 @@ def _out_of_memory(result: ExecuteInProcessResult) -> str:
 
 
 def _file_gone(result: ExecuteInProcessResult) -> str:
-    """What to do when a file Spark had listed was gone when it came to read it (Spark's own hint is a SQL REFRESH
-    TABLE, of no use here)."""
+    """What to do when a file Spark had listed was gone when it came to read it (Spark's own line says only that the
+    file does not exist, its message goes on to a SQL REFRESH TABLE, of no use here)."""
     return (f"a file of the lake was removed while the run read it (a reception running alongside replaced its "
             f"partition, or the lake was changed by hand): run {_again(result)} again, once that reception has ended")
 

@@ -252,8 +252,8 @@ the Dataset/DataFrame involved. SQLSTATE: KD001
 
 
 def test_a_file_removed_while_a_run_read_it_says_what_to_run():
-    """A reception alongside an extraction replaced a partition the extraction had listed: the line said Spark's
-    "explicitly invalidate the cache in Spark by running 'REFRESH TABLE tableName'", of no use to an operator."""
+    """A reception alongside an extraction replaced a partition the extraction had listed: the line said only
+    Spark's "File does not exist. It is possible the underlying files have been updated", nothing to do."""
     run_id, line = _spark_failure_line(GONE_TRACE, **{"snds/project": "p1"})
     assert line.startswith(f"run {run_id} failed: a file of the lake was removed while the run read it (a "
                            "reception running alongside replaced its partition, or the lake was changed by hand): run "
