@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from contextlib import contextmanager, nullcontext
@@ -74,11 +75,13 @@ def _port(text: str) -> int:
 
 
 def _iso_date(text: str) -> date:
-    """A calendar date: argparse said "invalid fromisoformat value"."""
+    """A calendar date written YYYY-MM-DD: argparse said "invalid fromisoformat value", and Python takes 20220101."""
     try:
-        return date.fromisoformat(text)
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,17 @@
 """Configuration precedence (SPEC §1) and the command-line contract (SPEC §4)."""
+import argparse
 import json
 import os
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 
-from snds_assets.cli import EXIT_ERROR, build_parser, main
+from snds_assets.cli import EXIT_ERROR, _iso_date, build_parser, main
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
 
 from .services import TcpService, free_port
@@ -114,6 +116,14 @@ def test_a_care_period_that_is_not_a_date_says_so(tmp_path):
     assert proc.stderr.strip().splitlines() == ["snds generate: error: argument --start: '2023-13-01' is not a date "
                                                 "(YYYY-MM-DD) (see snds generate --help)"], proc.stderr
     assert not (tmp_path / "landing").exists()
+
+
+@pytest.mark.parametrize("text", ["20230101", "2023-W01-1", "2023-1-1", "2023-01-01T00:00", "\u0662023-01-01"])
+def test_a_care_period_is_written_yyyy_mm_dd(text):
+    """Python's date.fromisoformat takes the compact and week forms, which the help's YYYY-MM-DD does not name."""
+    assert _iso_date("2023-01-01") == date(2023, 1, 1)
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a date"):
+        _iso_date(text)
 
 
 def test_bad_delivery_id_is_a_usage_error(tmp_path):

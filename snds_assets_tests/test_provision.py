@@ -1074,10 +1074,15 @@ def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, 
     ("  ER_PRS_F: [EXE", "  ER_PHA_F: [EXE", "columns given for ER_PHA_F, which is not in tables"),
     ("start: 2022-01-01, end: 2023-12-31", "start: 2024-01-01, end: 2023-12-31", "start 2024-01-01 is after end"),
     ("start: 2022-01-01", "start: 2022-13-01", "bad period start"),
+    ("start: 2022-01-01", "start: 20220101", "bad period start 20220101: use YYYY-MM-DD"),
+    ("start: 2022-01-01", "start: 2022-01-01 10:00:00", "bad period start"),
+    ("end: 2023-12-31", "end: '2023-12-31T00:00'", "bad period end '2023-12-31T00:00'"),
     ("- drug:", "- drugs:", "unknown criterion 'drugs'"),
     ("    age:", "    ages:", "unknown criterion 'ages'"),
     ("icd10: [E10, E11]", "cip13: [E10]", "ald takes {icd10: [codes]}"),
     ("min: 18, max: 120", "min: 80, max: 20", "age min 80 is above age max 20"),
+    ("min: 18, max: 120", "min: 18, max: 99999999999999999999", "age max must be a whole number of years from 0 to 150"),
+    ("min: 18, max: 120", "min: -1, max: 120", "age min must be a whole number of years from 0 to 150, not -1"),
     ("sex: [1, 2]", "sex: [3]", "sex must list codes"),
     ("icd10: [U071, U072]", "icd10: [U07*]", "diagnosis codes are already prefixes: write E11 for E11*"),
     ("ccam: [DEQP003]", "ccam: [DEQP*]", "act codes are whole codes, without wildcard"),
@@ -1133,7 +1138,7 @@ def test_a_request_with_several_problems_tells_them_all_in_one_line(tmp_path, ca
     with pytest.raises(RequestError) as err:
         load_request(settings, catalog, "ids")
     message = str(err.value)
-    assert message.count("is not a number") == 10 and "line 2: BEN_RNG_GEM 'rank0'" in message
+    assert message.count("is not a rank") == 10 and "line 2: BEN_RNG_GEM 'rank0'" in message
     assert message.endswith("; and 2 more problem(s)") and "\n" not in message
 
 
@@ -1144,8 +1149,17 @@ def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
     with pytest.raises(RequestError, match="unknown column 'NIR'"):
         load_request(settings, catalog, "p1")
     write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,one\n")
-    with pytest.raises(RequestError, match="line 2: BEN_RNG_GEM 'one' is not a number"):
+    with pytest.raises(RequestError, match="line 2: BEN_RNG_GEM 'one' is not a rank"):
         load_request(settings, catalog, "p1")
+    # What Python's int() takes but a rank is not, and a rank past the 32-bit integer it is matched as (which
+    # failed in Spark, naming no line): each refused before anything runs.
+    bad = ["1_0", "+1", "-1", "\u0661", "2147483648", "99999999999"]
+    write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,2147483647\n"
+                  + "".join(f"psa-a,{rank}\n" for rank in bad))
+    with pytest.raises(RequestError) as err:
+        load_request(settings, catalog, "p1")
+    assert [f"line {i + 3}: BEN_RNG_GEM {rank!r} is not a rank" in str(err.value) for i, rank in enumerate(bad)] == [True] * 6
+    assert "line 2:" not in str(err.value)
     with pytest.raises(RequestError, match="bad project id"):
         load_request(settings, catalog, "../p1")
     write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,1\n")

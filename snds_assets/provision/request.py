@@ -10,7 +10,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,9 @@ TOP_LEVEL_KEYS = {"id", "title", "period", "tables", "columns", "cohort"}
 COHORT_KEYS = {"identifiers", "criteria"}
 CRITERIA_KEYS = {"any_of", "all_of", "age", "sex"}
 SEX_CODES = (0, 1, 2, 9)  # IR_SEX_V: 0 "inconnu ou personne morale", 9 "valeur inconnue"
+MAX_AGE = 150  # years: a bound past any age is a mistake (leave the bound out instead), and a huge one fails in Spark
+MAX_RANK = 2**31 - 1  # BEN_RNG_GEM is matched as a 32-bit integer
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _Loader(yaml.SafeLoader):
@@ -239,12 +242,15 @@ def _checked(problems: list[str], check: Callable, *args):
 
 
 def _date(value, what: str, fail) -> date:
-    if isinstance(value, date):
+    """A day written YYYY-MM-DD (YAML gives it as a date): not 20220101 nor a date-time, which Python would take."""
+    if isinstance(value, date) and not isinstance(value, datetime):
         return value
     try:
-        return date.fromisoformat(str(value))
+        if isinstance(value, str) and ISO_DAY.fullmatch(value.strip()):
+            return date.fromisoformat(value.strip())
     except ValueError:
-        raise fail(f"bad period {what} {value!r}: use YYYY-MM-DD") from None
+        pass
+    raise fail(f"bad period {what} {value!r}: use YYYY-MM-DD")
 
 
 def _period(value, fail) -> tuple[date, date]:
@@ -353,8 +359,8 @@ def _age(age, fail) -> tuple[int | None, int | None]:
         raise fail("age must be {min: N, max: N} (either bound may be left out)")
     for bound in ("min", "max"):
         v = age.get(bound)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise fail(f"age {bound} must be a whole number of years, not {v!r}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_AGE):
+            raise fail(f"age {bound} must be a whole number of years from 0 to {MAX_AGE}, not {v!r}")
     age_min, age_max = age.get("min"), age.get("max")
     if age_min is not None and age_max is not None and age_min > age_max:
         raise fail(f"age min {age_min} is above age max {age_max}")
@@ -466,11 +472,11 @@ def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> l
         values = {h: (row[i].strip() if i < len(row) else "") or None for i, h in enumerate(header)}
         rank = values.get("BEN_RNG_GEM")
         if rank is not None:
-            try:
-                rank = int(rank)
-            except ValueError:
-                problems.append(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a number")
+            if not rank.isascii() or not rank.isdigit() or int(rank) > MAX_RANK:
+                problems.append(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a rank (a whole "
+                                f"number from 0 to {MAX_RANK})")
                 continue
+            rank = int(rank)
         out.append(Identifier(line, values.get("BEN_IDT_ANO"), values.get("BEN_NIR_PSA"), rank,
                               values.get("NIR_ANO_17")))
     if problems:
