@@ -117,6 +117,8 @@ def _failure_message(event) -> str:
     error = failure_cause(event)
     if error is None:
         return "failed"
+    if error.cls_name == "DagsterExecutionInterruptedError":  # Ctrl-C or SIGTERM: the command's line says what next
+        return "interrupted"
     text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else _told_plainly(error)
     return one_line(text, 300)
 

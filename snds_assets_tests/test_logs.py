@@ -104,6 +104,23 @@ def test_a_failed_step_is_told_by_its_cause(capsys):
     assert "✗ broken: ValueError: SNDS_SPARK_LOG_LEVEL is not a level" in capsys.readouterr().err
 
 
+def test_an_interrupted_step_is_told_so(capsys):
+    """Ctrl-C during a step printed "✗ receive: dagster._core.errors.DagsterExecutionInterruptedError" above the
+    command's own line (which says what to run next)."""
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    @asset
+    def receive():
+        raise DagsterExecutionInterruptedError()
+
+    defs = Definitions(assets=[receive], jobs=[define_asset_job("k")], loggers={"progress": progress_logger})
+    defs.resolve_job_def("k").execute_in_process(
+        run_config={"loggers": {"progress": {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    err = capsys.readouterr().err
+    assert "✗ receive: interrupted\n" in err and "DagsterExecutionInterruptedError" not in err
+
+
 def test_a_run_whose_spark_connect_server_went_away_is_a_one_line_user_error():
     """The command checks the server before its run; were it to stop answering by the time the run's session is
     built, the command's error is still the probe's line (a user error: no traceback in the details log), not
