@@ -12,7 +12,7 @@ from .provision.assets import (
     build_project_sensor, build_refresh_sensor,
 )
 from .reception.assets import (
-    DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, build_report_asset, curated_key, delivery,
+    DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, curated_key, delivery,
 )
 from .resources import SndsResource, load_catalog
 from .runs import RECEPTION_TAG
@@ -29,7 +29,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     catalog = load_catalog(settings.schemas)
     extract = build_extract_assets(catalog, curated_key)
     assets = [
-        delivery, build_reception_assets(catalog), build_report_asset(catalog),
+        delivery, build_reception_assets(catalog),
         build_cohort_asset(catalog, curated_key), extract, build_project_report_asset(sorted(extract.keys)),
     ]
     reception = define_asset_job(

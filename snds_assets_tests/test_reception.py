@@ -1621,13 +1621,44 @@ def test_orphaned_children_of_a_selection_without_the_delivered_archive_is_not_e
     assert "IR_BEN_R_ARC of this delivery was not curated in this run" in evaluation.description
 
 
+def test_the_whole_reception_job_on_a_delivery_of_some_families_writes_its_report(spark, snds_env):
+    """The UI's way of (re)processing a delivery, the `reception` job on its partition, selects every family's
+    assets: the report, a step of its own downstream of them all, was skipped by Dagster for the families the
+    delivery lacks, in a green run that left the delivery without a report. It is now written in that run."""
+    from dagster import AssetKey, DagsterInstance
+
+    from snds_assets.definitions import RECEPTION_JOB, build_definitions
+    from snds_assets.reception.assets import REPORT_KEY
+
+    settings = Settings.from_env()
+    catalog = Catalog.load(settings.schemas)
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
+    d.write()
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", [DID])
+    job = build_definitions(settings).resolve_job_def(RECEPTION_JOB)
+    for _ in range(2):  # a first reception, then the delivery received again from the UI
+        result = job.execute_in_process(partition_key=DID, instance=instance, raise_on_error=False)
+        assert result.success
+        done = {e.asset_key for e in result.get_asset_materialization_events()}
+        assert {REPORT_KEY, AssetKey(["raw", "IR_BEN_R"]), AssetKey(["curated", "IR_BEN_R"])} <= done
+        assert AssetKey(["curated", "ER_PRS_F"]) not in done  # a family not delivered is not materialised
+        report = json.loads(_lake(settings, "reports", "deliveries", f"{DID}.json").read_text())
+        assert list(report["tables"]) == ["IR_BEN_R"]
+        (check,) = [e for e in result.get_asset_check_evaluations() if e.asset_key == REPORT_KEY]
+        assert check.check_name == "delivery_accepted" and check.passed == (report["status"] == "accepted")
+
+
 def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, catalog):
     """The UI's delivery_accepted check names its own rule and explanation: a delivery rejected for a missing
     file must not read 'Rows read = rows curated + rows rejected' (the rows_reconciled rule)."""
     from dagster import AssetCheckKey, DagsterInstance, materialize
 
-    from snds_assets.reception.assets import REPORT_KEY, build_report_asset
+    from snds_assets.reception.assets import REPORT_KEY, build_reception_assets
     from snds_assets.resources import SndsResource
+    from snds_assets.spark import SparkResource
 
     ben = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
@@ -1637,7 +1668,8 @@ def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, c
     instance.add_dynamic_partitions("deliveries", [DID])
     # Every folder given: a test before this one may have left SNDS_LANDING or SNDS_LAKE in the environment.
     snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
-    result = materialize([build_report_asset(catalog)], partition_key=DID, instance=instance, resources={"snds": snds})
+    result = materialize([build_reception_assets(catalog)], selection=[REPORT_KEY], partition_key=DID,
+                         instance=instance, resources={"snds": snds, "spark": SparkResource()})
     [evaluation] = [e for e in result.get_asset_check_evaluations()
                     if e.asset_check_key == AssetCheckKey(REPORT_KEY, "delivery_accepted")]
     assert evaluation.passed is False

@@ -141,15 +141,19 @@ def _curated_spec(table: Table, parents: list[str]) -> AssetSpec:
 def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
     parents = domain.acyclic_parents(catalog)
     specs = [_raw_spec(t) for t in catalog] + [_curated_spec(t, parents[t.name]) for t in catalog]
+    specs.append(_report_spec(catalog))
     check_specs = [AssetCheckSpec(rule, asset=raw_key(t.name), description=RULE_DESCRIPTIONS[rule],
                                   partitions_def=deliveries) for t in catalog for rule in RAW_RULES]
     check_specs += [AssetCheckSpec(name, asset=curated_key(t.name), description=RULE_DESCRIPTIONS.get(name, rule),
                                    partitions_def=deliveries) for t in catalog for name, rule in CURATED_CHECKS]
+    check_specs.append(AssetCheckSpec("delivery_accepted", asset=REPORT_KEY, partitions_def=deliveries,
+                                      description=RULE_DESCRIPTIONS["delivery_accepted"]))
 
     @multi_asset(
         name="receive", specs=specs, check_specs=check_specs, partitions_def=deliveries, can_subset=True,
         pool=RECEPTION_POOL,
-        description="Archive, curate and check the selected families of one delivery, parents before children.",
+        description="Archive, curate and check the selected families of one delivery, parents before children, "
+                    "then write its reception report.",
     )
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..families import in_dependency_order
@@ -227,8 +231,22 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 state.close()
             if not others:
                 drop_empty_staging(Lake(settings.lake), delivery_id)
+        if REPORT_KEY in selected:
+            yield _report_result(settings, catalog_, manifest)
 
     return receive
+
+
+def _report_spec(catalog: Catalog) -> AssetSpec:
+    """The report is an output of the ``receive`` step, not a step of its own: Dagster skips a step whose upstream
+    asset was not materialised, so a run of the whole ``reception`` job (the UI's way) on a delivery without some
+    families skipped its report, green, with the delivery's earlier report withdrawn."""
+    return AssetSpec(
+        REPORT_KEY, deps=[*(raw_key(t.name) for t in catalog), *(curated_key(t.name) for t in catalog)],
+        group_name="reports", kinds={"json", "html"}, owners=[OWNER],
+        description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per "
+                    "table status, row counts and every check. A delivery is accepted only when every table is.",
+    )
 
 
 
@@ -305,48 +323,36 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
     )
 
 
-def build_report_asset(catalog: Catalog) -> AssetsDefinition:
-    @asset(
-        key=REPORT_KEY, partitions_def=deliveries, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
-        pool=RECEPTION_POOL,
-        deps=[*(raw_key(t.name) for t in catalog), *(curated_key(t.name) for t in catalog)],
-        description="The reception report of a delivery (`LAKE/reports/deliveries/DELIVERY_ID.json` and `.html`): per table "
-                    "status, row counts and every check. A delivery is accepted only when every table is.",
-        check_specs=[AssetCheckSpec("delivery_accepted", asset=REPORT_KEY, partitions_def=deliveries,
-                                    description=RULE_DESCRIPTIONS["delivery_accepted"])],
+def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
+    """The delivery's reception report, from the fragments its tables' archive and curation saved, and the mark
+    that it was received."""
+    from .report import build_report, mark_received
+
+    report = build_report(settings, catalog, manifest)
+    mark_received(settings, manifest)
+    tables = report["tables"]
+    rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
+    outcome = CheckOutcome(
+        "delivery_accepted", "delivery_accepted", ERROR, report["status"] == "accepted", failures=len(rejected),
+        sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
     )
-    def reception_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
-        from .report import build_report, mark_received
-        from .storage import read_manifest
-
-        settings = snds.settings()
-        manifest = read_manifest(settings.landing, context.partition_key)
-        report = build_report(settings, snds.catalog(), manifest)
-        mark_received(settings, manifest)
-        tables = report["tables"]
-        rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
-        outcome = CheckOutcome(
-            "delivery_accepted", "delivery_accepted", ERROR, report["status"] == "accepted", failures=len(rejected),
-            sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
-        )
-        lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
-        lines += [f"| {n} | {t['status']} | {t.get('rows_read')} | {t.get('rows_curated')} | {t.get('rows_rejected')} |"
-                  for n, t in sorted(tables.items())]
-        lake = Lake(settings.lake)
-        return MaterializeResult(
-            metadata={
-                "delivery_id": manifest.delivery_id,
-                "status": report["status"],
-                "tables": list(tables),
-                "rejected tables": rejected,
-                "report": MetadataValue.path(lake.delivery_report(manifest.delivery_id)),
-                "readable report": MetadataValue.path(lake.delivery_report(manifest.delivery_id, "html")),
-                "summary": MetadataValue.md("\n".join(lines)),
-            },
-            check_results=[asset_check_result(outcome, REPORT_KEY)],
-        )
-
-    return reception_report
+    lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {t['status']} | {t.get('rows_read')} | {t.get('rows_curated')} | {t.get('rows_rejected')} |"
+              for n, t in sorted(tables.items())]
+    lake = Lake(settings.lake)
+    return MaterializeResult(
+        asset_key=REPORT_KEY,
+        metadata={
+            "delivery_id": manifest.delivery_id,
+            "status": report["status"],
+            "tables": list(tables),
+            "rejected tables": rejected,
+            "report": MetadataValue.path(lake.delivery_report(manifest.delivery_id)),
+            "readable report": MetadataValue.path(lake.delivery_report(manifest.delivery_id, "html")),
+            "summary": MetadataValue.md("\n".join(lines)),
+        },
+        check_results=[asset_check_result(outcome, REPORT_KEY)],
+    )
 
 
 def delivery_selection(catalog: Catalog, manifest: "Manifest") -> list[AssetKey]:
