@@ -85,8 +85,9 @@ def _with_format(fmt: dict) -> str:
 
 
 def _with_file(**changes) -> str:
-    """A manifest valid but for its file entry."""
+    """A manifest valid but for its file entry (a key given as ``...`` left out)."""
     entry = {"path": "IR_BEN_R.csv", "rows": 1, "sha256": "0" * 64, "bytes": 10, **changes}
+    entry = {k: v for k, v in entry.items() if v is not ...}
     return json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": [entry]}]})
 
 
@@ -174,6 +175,12 @@ def _with_table(name) -> str:
      "manifest lists file ./a.csv twice (tables IR_BEN_R and IR_IMB_R)"),
     (_with_paths(("IR_BEN_R", "x/a.csv"), ("IR_BEN_R", "x//a.csv")), DID, "manifest lists file x//a.csv twice"),
     (_with_file(sha256=None), DID, "file 'IR_BEN_R.csv': sha256 must be a JSON string, not null"),
+    # A missing key was told as Python's KeyError('sha256'), and alone: the entry's other problems were not.
+    (_with_file(sha256=..., bytes=..., rows=-1), DID, "file #1 of table IR_BEN_R: missing sha256, bytes; file "
+     "'IR_BEN_R.csv': rows must be a whole number of at least 0, not -1"),
+    (_with_file(path=...), DID, "file #1 of table IR_BEN_R: missing path"),
+    (json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": ["IR_BEN_R.csv"]}]}), DID,
+     "file #1 of table IR_BEN_R must be a JSON object, not \"IR_BEN_R.csv\""),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

@@ -176,10 +176,36 @@ def _table_name(i: int, name) -> str:
     return name
 
 
-def _file(table: str, j: int, entry: dict) -> DeliveredFile:
-    """One file entry, its path inside the delivery folder and naming a file (``""``, ``.`` or ``dir/`` name a
-    folder: its archive would be the lake's folder of the delivery, or one of its sub-folders)."""
-    path = entry["path"]
+FILE_KEYS = ("path", "rows", "sha256", "bytes")
+
+
+def _file(table: str, j: int, entry: dict, problems: list[str]) -> DeliveredFile | None:
+    """One file entry, or None with every problem it has added to ``problems`` (a missing key named, not Python's
+    ``KeyError('sha256')``, and the other keys' problems told with it, since CNAM mends them all in one round)."""
+    if not isinstance(entry, dict):
+        problems.append(f"file #{j + 1} of table {table} must be a JSON object, not {json.dumps(entry)[:40]}")
+        return None
+    told = len(problems)
+    missing = [k for k in FILE_KEYS if k not in entry]
+    if missing:
+        problems.append(f"file #{j + 1} of table {table}: missing {', '.join(missing)}")
+    path = entry.get("path")
+    found = {}
+    for key, check in (("path", lambda: _path(table, j, path)), ("rows", lambda: _count(entry, "rows")),
+                       ("bytes", lambda: _count(entry, "bytes")), ("sha256", lambda: _sha256(entry))):
+        if key in entry:
+            try:
+                found[key] = check()
+            except ManifestError as exc:
+                problems.append(str(exc))
+    if len(problems) > told:
+        return None
+    return DeliveredFile(path, found["rows"], found["sha256"], found["bytes"])
+
+
+def _path(table: str, j: int, path) -> str:
+    """A file's path inside the delivery folder, naming a file (``""``, ``.`` or ``dir/`` name a folder: its
+    archive would be the lake's folder of the delivery, or one of its sub-folders)."""
     if not isinstance(path, str):
         raise ManifestError(f"file #{j + 1} of table {table}: path must be a JSON string, not {json.dumps(path)}")
     if path.startswith("/") or ".." in path.split("/"):
@@ -188,10 +214,14 @@ def _file(table: str, j: int, entry: dict) -> DeliveredFile:
         raise ManifestError(f"file path {path!r} must name a file inside the delivery folder, not a folder")
     if posixpath.normpath(path) == MANIFEST:  # its archive would overwrite the archived manifest, or the other way
         raise ManifestError(f"file path {path!r} names the manifest itself: a data file needs a name of its own")
+    return path
+
+
+def _sha256(entry: dict) -> str:
     sha256 = entry["sha256"]
     if not isinstance(sha256, str):
-        raise ManifestError(f"file {path!r}: sha256 must be a JSON string, not {json.dumps(sha256)}")
-    return DeliveredFile(path, _count(entry, "rows"), sha256.lower(), _count(entry, "bytes"))
+        raise ManifestError(f"file {entry.get('path')!r}: sha256 must be a JSON string, not {json.dumps(sha256)}")
+    return sha256.lower()
 
 
 def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
@@ -208,11 +238,12 @@ def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
     files, told = [], len(problems)
     for j, f in enumerate(listed):
         try:
-            files.append(_file(name, j, f))
-        except ManifestError as exc:
-            problems.append(str(exc))
+            delivered = _file(name, j, f, problems)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             problems.append(f"file #{j + 1} of table {name} is malformed ({exc!r})")
+            continue
+        if delivered is not None:
+            files.append(delivered)
     return DeliveredTable(name, tuple(files), mode) if len(problems) == told else None
 
 
