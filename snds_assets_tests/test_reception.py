@@ -1628,23 +1628,31 @@ def test_orphaned_children_of_a_selection_without_the_delivered_archive_is_not_e
     assert "IR_BEN_R_ARC of this delivery was not curated in this run" in evaluation.description
 
 
+def _ir_ben_r_delivery(settings, catalog, rows: int):
+    """A delivery of IR_BEN_R alone (``rows`` dummy rows) and an instance that knows its partition."""
+    from dagster import DagsterInstance
+
+    ben = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, rows)))
+    d.write()
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", [DID])
+    return instance
+
+
 def test_the_whole_reception_job_on_a_delivery_of_some_families_writes_its_report(spark, snds_env):
     """The UI's way of (re)processing a delivery, the `reception` job on its partition, selects every family's
     assets: the report, a step of its own downstream of them all, was skipped by Dagster for the families the
     delivery lacks, in a green run that left the delivery without a report. It is now written in that run."""
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetKey
 
     from snds_assets.definitions import RECEPTION_JOB, build_definitions
     from snds_assets.reception.assets import REPORT_KEY
 
     settings = Settings.from_env()
     catalog = Catalog.load(settings.schemas)
-    ben = list(catalog["IR_BEN_R"].columns)
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
-    d.write()
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("deliveries", [DID])
+    instance = _ir_ben_r_delivery(settings, catalog, 2)
     job = build_definitions(settings).resolve_job_def(RECEPTION_JOB)
     for _ in range(2):  # a first reception, then the delivery received again from the UI
         result = job.execute_in_process(partition_key=DID, instance=instance, raise_on_error=False)
@@ -1661,18 +1669,13 @@ def test_the_whole_reception_job_on_a_delivery_of_some_families_writes_its_repor
 def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, catalog):
     """The UI's delivery_accepted check names its own rule and explanation: a delivery rejected for a missing
     file must not read 'Rows read = rows curated + rows rejected' (the rows_reconciled rule)."""
-    from dagster import AssetCheckKey, DagsterInstance, materialize
+    from dagster import AssetCheckKey, materialize
 
     from snds_assets.reception.assets import REPORT_KEY, build_reception_assets
     from snds_assets.resources import SndsResource
     from snds_assets.spark import SparkResource
 
-    ben = list(catalog["IR_BEN_R"].columns)
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 2)))
-    d.write()  # never archived nor curated: the table is rejected
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("deliveries", [DID])
+    instance = _ir_ben_r_delivery(settings, catalog, 2)  # never archived nor curated: the table is rejected
     # Every folder given: a test before this one may have left SNDS_LANDING or SNDS_LAKE in the environment.
     snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
     result = materialize([build_reception_assets(catalog)], selection=[REPORT_KEY], partition_key=DID,
@@ -1687,18 +1690,13 @@ def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, c
 
 def test_raw_materialisation_carries_the_dagster_row_count(settings, catalog):
     """README: materialisations carry ``dagster/row_count``; the raw table's is the rows counted in its files."""
-    from dagster import AssetKey, DagsterInstance, materialize
+    from dagster import AssetKey, materialize
 
     from snds_assets.reception.assets import build_reception_assets
     from snds_assets.resources import SndsResource
     from snds_assets.spark import SparkResource
 
-    ben = list(catalog["IR_BEN_R"].columns)
-    d = Delivery(_landing(settings), DID)
-    d.add("IR_BEN_R", "IR_BEN_R.csv", csv_bytes(ben, dummy_rows(ben, 3)))
-    d.write()
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("deliveries", [DID])
+    instance = _ir_ben_r_delivery(settings, catalog, 3)
     key = AssetKey(["raw", "IR_BEN_R"])
     snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
     result = materialize([build_reception_assets(catalog)], selection=[key], partition_key=DID, instance=instance,
