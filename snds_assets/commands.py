@@ -112,7 +112,7 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: 
     disk says where to look."""
     from dagster import DagsterEventType
 
-    from .logs import _failure_message, failure_cause
+    from .logs import INTERRUPTIONS, _failure_message, failure_cause
     from .reception.storage import azure_refusal
 
     # A run failure's value is "PIPELINE_FAILURE": a run failing before any step (a resource refusing it) is told too
@@ -121,9 +121,7 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: 
                     and getattr(e.event_specific_data, "error", None) is not None)]
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
-    # Ctrl-C: Dagster's interrupt error, or PySpark's KeyboardInterrupt once a Spark session has put its own
-    # SIGINT handler in place (it cancels the session's jobs first).
-    if cause is not None and cause.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+    if cause is not None and cause.cls_name in INTERRUPTIONS:
         return _interrupted(result)
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
         from .spark import SparkConnectUnreachable

@@ -111,13 +111,18 @@ def _steps_once(message: str) -> str:
     return _STEP_KEYS.sub(lambda m: str(list(dict.fromkeys(re.findall(r"'([^']*)'", m[0])))), message)
 
 
+# Ctrl-C or SIGTERM ending a step: Dagster's interrupt error, or PySpark's KeyboardInterrupt once a Spark session has
+# put its own SIGINT handler in place (it cancels the session's jobs first).
+INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
+
+
 def _failure_message(event) -> str:
     """The user's exception under Dagster's wrappers, whose message (``dagster._core.errors.…: Error occurred
     while executing op …``) says nothing about what to fix."""
     error = failure_cause(event)
     if error is None:
         return "failed"
-    if error.cls_name == "DagsterExecutionInterruptedError":  # Ctrl-C or SIGTERM: the command's line says what next
+    if error.cls_name in INTERRUPTIONS:  # the command's own line says what to do next
         return "interrupted"
     text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else _told_plainly(error)
     return one_line(text, 300)

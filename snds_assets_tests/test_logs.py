@@ -2,6 +2,7 @@
 import io
 import json
 
+import pytest
 from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetSpec, DagsterInstance, Definitions, MaterializeResult,
     asset, define_asset_job, multi_asset,
@@ -104,14 +105,15 @@ def test_a_failed_step_is_told_by_its_cause(capsys):
     assert "✗ broken: ValueError: SNDS_SPARK_LOG_LEVEL is not a level" in capsys.readouterr().err
 
 
-def test_an_interrupted_step_is_told_so(capsys):
-    """Ctrl-C during a step printed "✗ receive: dagster._core.errors.DagsterExecutionInterruptedError" above the
-    command's own line (which says what to run next)."""
+@pytest.mark.parametrize("interruption", ["dagster", "spark"])
+def test_an_interrupted_step_is_told_so(capsys, interruption):
+    """Ctrl-C during a step printed "✗ receive: dagster._core.errors.DagsterExecutionInterruptedError" (or PySpark's
+    KeyboardInterrupt) above the command's own line, which says what to run next."""
     from dagster._core.errors import DagsterExecutionInterruptedError
 
     @asset
     def receive():
-        raise DagsterExecutionInterruptedError()
+        raise DagsterExecutionInterruptedError() if interruption == "dagster" else KeyboardInterrupt
 
     defs = Definitions(assets=[receive], jobs=[define_asset_job("k")], loggers={"progress": progress_logger})
     defs.resolve_job_def("k").execute_in_process(
@@ -119,6 +121,7 @@ def test_an_interrupted_step_is_told_so(capsys):
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     err = capsys.readouterr().err
     assert "✗ receive: interrupted\n" in err and "DagsterExecutionInterruptedError" not in err
+    assert "KeyboardInterrupt" not in err
 
 
 def test_a_run_whose_spark_connect_server_went_away_is_a_one_line_user_error():
