@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import traceback
 from contextlib import contextmanager, nullcontext
@@ -76,12 +75,12 @@ def _port(text: str) -> int:
 
 def _iso_date(text: str) -> date:
     """A calendar date written YYYY-MM-DD: argparse said "invalid fromisoformat value", and Python takes 20220101."""
-    try:
-        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)")
+    from .patterns import iso_day
+
+    day = iso_day(text)
+    if day is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)")
+    return day
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ curation uses, in the sensor and the CLI too, where Spark is not loaded.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 # Not %e, a day padded with a space (`` 5``): Spark's patterns have no pad modifier, every day before the 10th
 # would be a type failure.
@@ -36,6 +37,18 @@ class UnsupportedDirective(ValueError):
 
 
 SUPPORTED = tuple(_STRFTIME)
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: str) -> date | None:
+    """The calendar day ``text`` writes as YYYY-MM-DD (ASCII digits), or None: Python's ``date.fromisoformat`` also
+    takes 20220101 and 2022-W01-1, which a delivery id, a request's period or a command's date is not."""
+    if not _ISO_DAY.fullmatch(text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def spark_pattern(strftime: str) -> str:

@@ -1153,12 +1153,12 @@ def test_identifier_file_errors_and_fingerprints(tmp_path, catalog):
         load_request(settings, catalog, "p1")
     # What Python's int() takes but a rank is not, and a rank past the 32-bit integer it is matched as (which
     # failed in Spark, naming no line): each refused before anything runs.
-    bad = ["1_0", "+1", "-1", "\u0661", "2147483648", "99999999999"]
+    bad = ["1_0", "+1", "-1", "\u0661", "2147483648", "99999999999", "9" * 5000]  # int() refuses 5000 digits
     write_request(projects, "p1", identifiers="BEN_NIR_PSA,BEN_RNG_GEM\npsa-a,2147483647\n"
                   + "".join(f"psa-a,{rank}\n" for rank in bad))
     with pytest.raises(RequestError) as err:
         load_request(settings, catalog, "p1")
-    assert [f"line {i + 3}: BEN_RNG_GEM {rank!r} is not a rank" in str(err.value) for i, rank in enumerate(bad)] == [True] * 6
+    assert [f"line {i + 3}: BEN_RNG_GEM {rank!r} is not a rank" in str(err.value) for i, rank in enumerate(bad)] == [True] * 7
     assert "line 2:" not in str(err.value)
     with pytest.raises(RequestError, match="bad project id"):
         load_request(settings, catalog, "../p1")

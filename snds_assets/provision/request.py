@@ -19,6 +19,7 @@ import yaml
 from .. import domain
 from ..catalog import Catalog
 from ..config import Settings
+from ..patterns import iso_day
 from ..problems import together
 
 PROJECT_ID = re.compile(r"^[a-z0-9_-]+$")
@@ -29,7 +30,6 @@ CRITERIA_KEYS = {"any_of", "all_of", "age", "sex"}
 SEX_CODES = (0, 1, 2, 9)  # IR_SEX_V: 0 "inconnu ou personne morale", 9 "valeur inconnue"
 MAX_AGE = 150  # years: a bound past any age is a mistake (leave the bound out instead), and a huge one fails in Spark
 MAX_RANK = 2**31 - 1  # BEN_RNG_GEM is matched as a 32-bit integer
-ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _Loader(yaml.SafeLoader):
@@ -245,12 +245,10 @@ def _date(value, what: str, fail) -> date:
     """A day written YYYY-MM-DD (YAML gives it as a date): not 20220101 nor a date-time, which Python would take."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    try:
-        if isinstance(value, str) and ISO_DAY.fullmatch(value.strip()):
-            return date.fromisoformat(value.strip())
-    except ValueError:
-        pass
-    raise fail(f"bad period {what} {value!r}: use YYYY-MM-DD")
+    day = iso_day(value.strip()) if isinstance(value, str) else None
+    if day is None:
+        raise fail(f"bad period {what} {value!r}: use YYYY-MM-DD")
+    return day
 
 
 def _period(value, fail) -> tuple[date, date]:
@@ -472,7 +470,7 @@ def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> l
         values = {h: (row[i].strip() if i < len(row) else "") or None for i, h in enumerate(header)}
         rank = values.get("BEN_RNG_GEM")
         if rank is not None:
-            if not rank.isascii() or not rank.isdigit() or int(rank) > MAX_RANK:
+            if not (rank.isascii() and rank.isdigit() and len(rank) <= 10 and int(rank) <= MAX_RANK):
                 problems.append(f"identifiers file {name} line {line}: BEN_RNG_GEM {rank!r} is not a rank (a whole "
                                 f"number from 0 to {MAX_RANK})")
                 continue

@@ -6,9 +6,8 @@ import json
 import posixpath
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import date
 
-from ..patterns import NO_EQUIVALENT, SUPPORTED, UnsupportedDirective, directives, spark_pattern
+from ..patterns import NO_EQUIVALENT, SUPPORTED, UnsupportedDirective, directives, iso_day, spark_pattern
 from ..problems import together
 
 DELIVERY_ID = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(_[A-Za-z0-9]+)?")
@@ -99,13 +98,7 @@ def valid_delivery_id(value: str) -> bool:
     """YYYY-MM-DD[_suffix], ASCII digits, a real calendar date and nothing more: the id names a landing folder
     and a partition, so "2024-01-15\\n" or "2024-02-30" must be refused, not turned into a folder."""
     match = DELIVERY_ID.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return False
-    try:
-        date.fromisoformat(match.group(1))
-    except ValueError:
-        return False
-    return True
+    return match is not None and iso_day(match.group(1)) is not None
 
 
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1")
