@@ -249,8 +249,6 @@ def _report_spec(catalog: Catalog) -> AssetSpec:
     )
 
 
-
-
 def _held_checks(results: list) -> tuple[str, ...]:
     """The checks of a family's curated asset that wait for the end of the run: a cycle's links
     (``check_deferred_links``), and the rows a full delivery leaves without their parent (``orphaned``)."""

@@ -6,6 +6,7 @@ import json
 import posixpath
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from ..patterns import NO_EQUIVALENT, SUPPORTED, UnsupportedDirective, directives, iso_day, spark_pattern
 from ..problems import together
@@ -182,18 +183,21 @@ def _file(table: str, j: int, entry: dict, problems: list[str]) -> DeliveredFile
     missing = [k for k in FILE_KEYS if k not in entry]
     if missing:
         problems.append(f"file #{j + 1} of table {table}: missing {', '.join(missing)}")
-    path = entry.get("path")
-    found = {}
-    for key, check in (("path", lambda: _path(table, j, path)), ("rows", lambda: _count(entry, "rows")),
-                       ("bytes", lambda: _count(entry, "bytes")), ("sha256", lambda: _sha256(entry))):
-        if key in entry:
-            try:
-                found[key] = check()
-            except ManifestError as exc:
-                problems.append(str(exc))
-    if len(problems) > told:
-        return None
-    return DeliveredFile(path, found["rows"], found["sha256"], found["bytes"])
+
+    def checked(key: str, check: Callable, *args):
+        """The key's value as ``check`` reads it; None when the key is missing (told above) or its value is wrong."""
+        if key not in entry:
+            return None
+        try:
+            return check(*args)
+        except ManifestError as exc:
+            problems.append(str(exc))
+            return None
+
+    path = checked("path", _path, table, j, entry.get("path"))
+    rows, size = checked("rows", _count, entry, "rows"), checked("bytes", _count, entry, "bytes")
+    sha256 = checked("sha256", _sha256, entry)
+    return DeliveredFile(path, rows, sha256, size) if len(problems) == told else None
 
 
 def _path(table: str, j: int, path) -> str:
