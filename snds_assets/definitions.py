@@ -8,8 +8,8 @@ from .config import Settings
 from .logs import json_logger, progress_logger
 from .partitions import deliveries, projects
 from .provision.assets import (
-    COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_assets, build_project_report_asset,
-    build_project_sensor, build_refresh_sensor,
+    COHORT_KEY, PROJECT_REPORT_KEY, build_cohort_asset, build_extract_assets, build_project_sensor,
+    build_refresh_sensor,
 )
 from .reception.assets import (
     DELIVERY_KEY, REPORT_KEY, build_delivery_sensor, build_reception_assets, curated_key, delivery,
@@ -27,10 +27,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     """Everything is derived from the catalog at SNDS_SCHEMAS: one raw, curated and extract asset per family."""
     settings = settings or Settings.from_env()
     catalog = load_catalog(settings.schemas)
-    extract = build_extract_assets(catalog, curated_key)
     assets = [
         delivery, build_reception_assets(catalog),
-        build_cohort_asset(catalog, curated_key), extract, build_project_report_asset(sorted(extract.keys)),
+        build_cohort_asset(catalog, curated_key), build_extract_assets(catalog, curated_key),
     ]
     reception = define_asset_job(
         RECEPTION_JOB, partitions_def=deliveries,

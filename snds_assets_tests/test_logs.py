@@ -452,16 +452,16 @@ def test_an_interrupted_run_is_told_as_such():
 
 def test_the_steps_a_step_waited_for_are_named_once():
     """A reception failing early printed "! Dependencies for step reports__reception failed: ['receive', 'receive',
-    … (42 times)]. Not executing." (the report was a step of its own then): Dagster names a failed step once per
-    input it feeds, as a project's report step still waits for its cohort and extracts."""
+    … (42 times)]. Not executing.": Dagster names a failed step once per input it feeds. The reports are outputs of
+    the steps they follow now, but any step waiting for several outputs of another is named so."""
     import logging
 
     from snds_assets.logs import ProgressFormatter
 
     record = logging.LogRecord("snds_progress", logging.ERROR, "", 0, "", None, None)
-    waited = ["projects__cohort"] * 42 + ["projects__ER_PRS_F", "projects__cohort"]
-    record.dagster_meta = {"orig_message": f"Dependencies for step reports__project failed: {waited} were not "
+    waited = ["receive"] * 42 + ["delivery", "receive"]
+    record.dagster_meta = {"orig_message": f"Dependencies for step reports__reception failed: {waited} were not "
                                            "executed: ['a', 'b', 'a']. Not executing."}
     line = ProgressFormatter().format(record)
-    assert line.endswith("! Dependencies for step reports__project failed: ['projects__cohort', 'projects__ER_PRS_F'] "
+    assert line.endswith("! Dependencies for step reports__reception failed: ['receive', 'delivery'] "
                          "were not executed: ['a', 'b']. Not executing."), line

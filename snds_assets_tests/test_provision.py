@@ -45,7 +45,7 @@ from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.lake import Lake
 from snds_assets.provision import extract as extract_module
-from snds_assets.provision.assets import build_project_report_asset
+from snds_assets.provision.assets import PROJECT_REPORT_KEY, build_extract_assets
 from snds_assets.provision.extract import Selector, extract_family, join_keys
 from snds_assets.provision.identify import build_cohort
 from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
@@ -53,7 +53,9 @@ from snds_assets.provision.request import RequestError, list_requests, load_requ
 from snds_assets.provision import storage
 from snds_assets.provision.run import run_cohort, run_extract, run_project, write_parquet
 from snds_assets.provision.source import FrameSource
+from snds_assets.reception.assets import curated_key
 from snds_assets.resources import SndsResource
+from snds_assets.spark import SparkResource
 
 PERIOD = (date(2022, 1, 1), date(2023, 12, 31))
 SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp",
@@ -766,17 +768,25 @@ def test_missing_family_and_perimeter_pruning(spark, env, catalog, source, tmp_p
     assert sorted(p.name for p in Path(lake.project("small")).iterdir()) == ["cohort"]
 
 
+def _report_alone(snds: SndsResource, project_id: str):
+    """The project's report materialised alone, as selecting `reports/project` in the UI does: the ``extract``
+    step, which writes it after the selected extracts, runs for it alone."""
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("projects", [project_id])
+    result = materialize([build_extract_assets(snds.catalog(), curated_key)], selection=[PROJECT_REPORT_KEY],
+                         partition_key=project_id, instance=instance,
+                         resources={"snds": snds, "spark": SparkResource()})
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("extract")
+    assert materialization.asset_key == PROJECT_REPORT_KEY
+    return materialization.metadata
+
+
 def test_report_asset_before_any_cohort(tmp_path):
     """Materialised alone from the UI before the cohort ran, the report says so instead of failing."""
     settings = Settings.from_env(env={}, home=str(tmp_path))
     write_request(Path(settings.projects), "early")
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("projects", ["early"])
-    result = materialize([build_project_report_asset([])], partition_key="early", instance=instance,
-                         resources={"snds": SndsResource(home=str(tmp_path), lake=settings.lake,
-                                                         projects=settings.projects)})
-    assert result.success
-    metadata = result.asset_materializations_for_node("reports__project")[0].metadata
+    metadata = _report_alone(SndsResource(home=str(tmp_path), lake=settings.lake, projects=settings.projects), "early")
     assert metadata["cohort size"].value == 0
     assert metadata["request fingerprint"].value == ""  # nothing extracted: the sensors still ask for it
     assert json.loads(Path(Lake(settings.lake).project_report("early")).read_text())["cohort"] is None
@@ -787,11 +797,7 @@ def test_report_asset_names_the_request_a_complete_extraction_was_made_for(spark
     request = load_request(env, catalog, "study-b")
     report = run_project(spark, env, catalog, request, source)
     assert report["status"] == "complete"
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("projects", [request.id])
-    result = materialize([build_project_report_asset([])], partition_key=request.id, instance=instance,
-                         resources={"snds": SndsResource(home=env.home, lake=env.lake, projects=env.projects)})
-    metadata = result.asset_materializations_for_node("reports__project")[0].metadata
+    metadata = _report_alone(SndsResource(home=env.home, lake=env.lake, projects=env.projects), request.id)
     assert metadata["request fingerprint"].value == request.fingerprint
 
 

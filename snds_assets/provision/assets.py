@@ -128,15 +128,29 @@ def _extract_spec(catalog: Catalog, table: Table, curated_key) -> AssetSpec:
     )
 
 
+def _project_report_spec(extract_keys: list[AssetKey]) -> AssetSpec:
+    """The report is an output of the ``extract`` step, not a step of its own: Dagster skips a step whose upstream
+    asset was not materialised, so the whole ``provision`` job (the UI's way) skipped the report of every project
+    not granted all the families, green, with the report its cohort step had marked incomplete left so."""
+    return AssetSpec(
+        PROJECT_REPORT_KEY, deps=[COHORT_KEY, *extract_keys], group_name="reports", kinds={"json", "html"},
+        owners=[OWNER],
+        description="The extraction report of a project (`LAKE/reports/projects/PROJECT_ID.json` and `.html`): cohort size "
+                    "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
+    )
+
+
 def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey]) -> AssetsDefinition:
     tables = [t for t in catalog if extractable(catalog, t)]
     specs = [_extract_spec(catalog, t, curated_key) for t in tables]
+    specs.append(_project_report_spec([s.key for s in specs]))
     check_specs = [AssetCheckSpec(n, asset=extract_key(t.name), description=d, partitions_def=projects)
                    for t in tables for n, d in EXTRACT_CHECKS.items()]
 
     @multi_asset(
         name="extract", specs=specs, check_specs=check_specs, partitions_def=projects, can_subset=True,
-        description="Cut the selected families of the project's perimeter for its cohort, under project pseudonyms.",
+        description="Cut the selected families of the project's perimeter for its cohort, under project pseudonyms, "
+                    "then write the project's report.",
     )
     def extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
@@ -146,66 +160,58 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
 
         settings, catalog_ = snds.settings(), snds.catalog()
         request = load_request(settings, catalog_, context.partition_key)
-        selected = [k.path[1] for k in context.selected_asset_keys]
+        selected = [k.path[1] for k in context.selected_asset_keys if k != PROJECT_REPORT_KEY]
         outside = sorted(set(selected) - set(request.tables))
         if outside:
             context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
         wanted = [f for f in request.tables if f in selected]
         _sweep_project(context, settings, context.partition_key, wanted)
-        session = spark.get_session()
-        state = CurrentState(session, settings, catalog_)
+        if wanted:
+            session = spark.get_session()
+            state = CurrentState(session, settings, catalog_)
 
-        def extract_family(family: str) -> dict:
-            return run_extract(session, settings, catalog_, request, family, state)
+            def extract_family(family: str) -> dict:
+                return run_extract(session, settings, catalog_, request, family, state)
 
-        def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
-            beside = f" ({', '.join(under_way)} under way)" if under_way else ""
-            step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
+            def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
+                beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+                step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
 
-        for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started):
-            key = extract_key(family)
-            schema = result.get("column_schema") or []
-            yield MaterializeResult(
-                asset_key=key,
-                metadata={
-                    "dagster/row_count": int(result.get("rows", 0)),
-                    "dagster/column_schema": column_schema(catalog_[family], schema),
-                    "deliveries used": ", ".join(result.get("deliveries", [])),
-                    "path": MetadataValue.path(str(result.get("path", ""))),
-                },
-                check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
-            )
+            for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started):
+                key = extract_key(family)
+                schema = result.get("column_schema") or []
+                yield MaterializeResult(
+                    asset_key=key,
+                    metadata={
+                        "dagster/row_count": int(result.get("rows", 0)),
+                        "dagster/column_schema": column_schema(catalog_[family], schema),
+                        "deliveries used": ", ".join(result.get("deliveries", [])),
+                        "path": MetadataValue.path(str(result.get("path", ""))),
+                    },
+                    check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
+                )
+        if PROJECT_REPORT_KEY in context.selected_asset_keys:
+            yield _project_report_result(settings, catalog_, request)
 
     return extract
 
 
-def build_project_report_asset(extract_keys: list[AssetKey]) -> AssetsDefinition:
-    @asset(
-        key=PROJECT_REPORT_KEY, partitions_def=projects, group_name="reports", kinds={"json", "html"}, owners=[OWNER],
-        deps=[COHORT_KEY, *extract_keys],
-        description="The extraction report of a project (`LAKE/reports/projects/PROJECT_ID.json` and `.html`): cohort size "
-                    "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
-    )
-    def project_report(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
-        from .request import load_request
-        from .run import build_project_report
+def _project_report_result(settings, catalog: Catalog, request: "ProjectRequest") -> MaterializeResult:
+    """The project's extraction report, from what its cohort and extracts recorded, and the request it was made for."""
+    from .run import build_project_report
 
-        settings, catalog = snds.settings(), snds.catalog()
-        request = load_request(settings, catalog, context.partition_key)
-        report = build_project_report(settings, catalog, request)
-        lake = Lake(settings.lake)
-        # The request the extraction was made for; none while it is incomplete (the sensors would skip it).
-        cohort = report.get("cohort") or {}
-        made_for = str(cohort.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
-        return MaterializeResult(metadata={
-            "project": request.id,
-            FINGERPRINT: made_for,
-            "cohort size": int((report.get("cohort") or {}).get("size", 0)),
-            "report": MetadataValue.path(lake.project_report(request.id)),
-            "readable report": MetadataValue.path(lake.project_report(request.id, "html")),
-        })
-
-    return project_report
+    report = build_project_report(settings, catalog, request)
+    lake = Lake(settings.lake)
+    # The request the extraction was made for; none while it is incomplete (the sensors would skip it).
+    cohort = report.get("cohort") or {}
+    made_for = str(cohort.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
+    return MaterializeResult(asset_key=PROJECT_REPORT_KEY, metadata={
+        "project": request.id,
+        FINGERPRINT: made_for,
+        "cohort size": int(cohort.get("size", 0)),
+        "report": MetadataValue.path(lake.project_report(request.id)),
+        "readable report": MetadataValue.path(lake.project_report(request.id, "html")),
+    })
 
 
 def project_selection(request: "ProjectRequest", catalog: Catalog) -> list[AssetKey]:
