@@ -276,12 +276,20 @@ _COMPUTE_LOGS_CONFIG = """compute_logs:
   module: snds_assets.compute_logs
   class: InterruptSafeComputeLogManager
 """
-INSTANCE_CONFIG = _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_CONFIG
+# Every run's events as JSON lines under SNDS_HOME (logs.RunLogFiles), whoever launched it.
+_RUN_LOGS_CONFIG = """python_logs:
+  dagster_handler_config:
+    handlers:
+      run_log_files:
+        class: snds_assets.logs.RunLogFiles
+"""
+INSTANCE_CONFIG = _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_CONFIG + _RUN_LOGS_CONFIG
 # What earlier versions wrote, replaced as they are; a file edited by its operator is left as it is.
 _EARLIER_INSTANCE_CONFIGS = (
     _FIRST_INSTANCE_CONFIG, _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG,
     _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG + _COMPUTE_LOGS_CONFIG,
     _FIRST_INSTANCE_CONFIG + _PARTITION_LIMITS_CONFIG + _RECEPTION_LIMIT_CONFIG + _COMPUTE_LOGS_CONFIG,
+    _FIRST_INSTANCE_CONFIG + _CONCURRENCY_CONFIG + _COMPUTE_LOGS_CONFIG,
 )
 
 

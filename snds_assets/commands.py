@@ -567,6 +567,11 @@ UI_QUIET_WARNING = "ignore:Function `dev_command` is superseded"
 
 def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int:
     """`dagster dev` (webserver + daemon) on this code location, with the settings in its environment."""
+    if log_format == "json":  # accepted and ignored before: the runs' JSON lines are in their files
+        from .logs import RUN_LOGS
+
+        raise UsageError("snds ui prints Dagster's own log, not JSON: every run's events are written as JSON lines "
+                         f"to {Path(settings.home, *RUN_LOGS)}/<RUN_ID>.jsonl")
     env = {**os.environ, **settings.as_env()}
     # Dagster warns on every start that `dagster dev` is superseded by `dg dev` (not installed here): noise on the
     # terminal of a command that works as documented.

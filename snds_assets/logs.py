@@ -6,10 +6,12 @@ import logging
 import re
 import shutil
 import sys
+import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from dagster import AssetKey, DagsterEvent, Field, InitLoggerContext, logger
+from dagster import AssetKey, BetaWarning, DagsterEvent, Field, InitLoggerContext, logger
 
 from .cli import one_line
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record; ``partition`` is the run's (Dagster's logger context does not carry it)."""
+    """One JSON object per record; ``partition`` is the event's, else the run's (given, or its tags')."""
 
     def __init__(self, partition: str | None = None):
         super().__init__()
@@ -35,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             "job": meta.get("job_name"),
             "step": step or None,
             "asset": _asset_of(event, step),
-            "partition": _partition_of(event) or self.partition,
+            "partition": _partition_of(event) or self.partition or (meta.get("job_tags") or {}).get("dagster/partition"),
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
@@ -58,6 +60,46 @@ def _partition_of(event) -> str | None:
         return event.partition if event is not None else None
     except Exception:  # noqa: BLE001 - events without a partition notion
         return None
+
+
+# Where every run's JSON lines go, under SNDS_HOME: one file per run, named by its run id.
+RUN_LOGS = ("logs", "runs")
+# Dagster calls an instance's python_logs handlers a beta feature each time it reads them, once per run and command.
+warnings.filterwarnings("ignore", message="Handling yaml-defined logging configuration", category=BetaWarning)
+
+
+def run_logs_folder() -> Path:
+    from .config import Settings
+
+    return Path(Settings.from_env().home, *RUN_LOGS)
+
+
+class RunLogFiles(logging.Handler):
+    """Every run's events as JSON lines, ``<SNDS_HOME>/logs/runs/<RUN_ID>.jsonl``, whoever launched the run (a
+    command, a sensor, the UI, a backfill): the instance's ``python_logs`` (``snds``'s dagster.yaml and
+    deploy/dagster.yaml) hands this handler the records of every run, where a logger would need each run's config."""
+
+    def __init__(self, folder: str | None = None):
+        super().__init__()
+        self.folder = folder
+        self.formatter = JsonFormatter()
+        self._refused: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        run_id = (getattr(record, "dagster_meta", None) or {}).get("run_id")
+        if not run_id or run_id in self._refused:
+            return
+        path = Path(self.folder or "<SNDS_HOME>/logs/runs", f"{run_id}.jsonl")
+        try:  # a handler that raised would fail the run: told once instead, not per event
+            path = Path(self.folder or run_logs_folder(), f"{run_id}.jsonl")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(self.format(record) + "\n")
+        except Exception as exc:  # noqa: BLE001
+            self._refused.add(run_id)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+            print(f"run {run_id}: its JSON log {path} cannot be written ({reason}); its events stay in Dagster's "
+                  "event log", file=sys.stderr)
 
 
 @logger({"log_level": Field(str, is_required=False, default_value="DEBUG"),

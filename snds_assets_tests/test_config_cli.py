@@ -285,7 +285,7 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[-1])
+    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[3])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
@@ -320,7 +320,7 @@ def test_the_local_instance_holds_asset_graph_receptions_in_the_queue(tmp_path, 
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[-1])
+    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[3])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SNDS_LANDING", str(tmp_path / "landing"))
     for var in ("DAGSTER_HOME", "SNDS_LAKE"):
@@ -633,6 +633,15 @@ def test_ui_port_must_be_a_tcp_port(port, capsys, monkeypatch, tmp_path):
     err = capsys.readouterr().err
     assert f"argument --port: '{port}' is not a TCP port (1 to 65535)" in err and len(err.splitlines()) == 1
     assert build_parser().parse_args(["ui", "--port", "3417"]).port == 3417
+
+
+def test_ui_refuses_json_logs_and_says_where_they_are(capsys, monkeypatch, tmp_path):
+    """`snds ui --log-format json` was accepted and printed Dagster's text: every run's JSON lines are in files."""
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "execvpe", lambda *a: pytest.fail(f"dagster dev started with {a[1]}"))
+    assert main(["ui", "--log-format", "json"]) == EXIT_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith(f"every run's events are written as JSON lines to {tmp_path}/logs/runs/<RUN_ID>.jsonl"), line
 
 
 @pytest.mark.parametrize("url", ["sc://h:1;token=SECRETTOK", "sc://:15002/;token=SECRETTOK", "http://h:15002/;token=SECRETTOK",

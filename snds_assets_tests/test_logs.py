@@ -465,3 +465,56 @@ def test_the_steps_a_step_waited_for_are_named_once():
     line = ProgressFormatter().format(record)
     assert line.endswith("! Dependencies for step reports__reception failed: ['receive', 'delivery'] "
                          "were not executed: ['a', 'b']. Not executing."), line
+
+
+def test_every_run_writes_its_events_as_json_lines_under_the_home(snds_env, monkeypatch):
+    """JSON logs came only with `--log-format json` of a command: a run of the sensor, the UI or a backfill logged
+    Dagster's text alone. The instance `snds` sets up hands every run's records to ``RunLogFiles``: a run with the
+    commands' progress logger (no JSON asked) still writes ``<SNDS_HOME>/logs/runs/<RUN_ID>.jsonl``."""
+    import hashlib
+    from pathlib import Path
+
+    from snds_assets.cli import prepare_environment
+    from snds_assets.commands import _run as run_job
+    from snds_assets.config import Settings
+    from snds_assets.reception.assets import DELIVERY_KEY, REPORT_KEY
+
+    settings = Settings.from_env()
+    prepare_environment(settings)
+    for key, value in settings.as_env().items():
+        monkeypatch.setenv(key, value)
+    folder = Path(settings.landing, "2026-11-15")
+    folder.mkdir(parents=True)
+    data = b"A;B\n1;2\n"
+    (folder / "KI_CCI_R.csv").write_bytes(data)
+    (folder / "manifest.json").write_text(json.dumps({"delivery_id": "2026-11-15", "tables": [{"table": "KI_CCI_R", "files": [
+        {"path": "KI_CCI_R.csv", "rows": 1, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}]}))
+    # The delivery and report steps only: no Spark. The table, never archived, is rejected.
+    result = run_job(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY, REPORT_KEY], "text", {})
+    [log] = Path(settings.home, "logs", "runs").iterdir()
+    assert log.name == f"{result.run_id}.jsonl"
+    events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert {e["run_id"] for e in events} == {result.run_id} and {e["partition"] for e in events} == {"2026-11-15"}
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "PIPELINE_START" and kinds[-1] == "PIPELINE_SUCCESS"
+    [check] = [e for e in events if e["event"] == "ASSET_CHECK_EVALUATION"]
+    assert check["asset"] == "reports/reception" and "delivery_accepted" in check["message"]
+    assert any(e["event"] == "ASSET_MATERIALIZATION" and e["asset"] == "reports/reception" for e in events)
+
+
+def test_a_run_log_that_cannot_be_written_is_told_once_and_fails_nothing(tmp_path, capsys):
+    """A handler that raised would fail the run it logs: the run's events are in Dagster's event log anyway."""
+    import logging
+
+    from snds_assets.logs import RunLogFiles
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    handler = RunLogFiles(folder=str(blocker))
+    for message in ("first", "second"):
+        record = logging.LogRecord("dagster", logging.INFO, "", 0, message, None, None)
+        record.dagster_meta = {"run_id": "r1", "job_tags": {"dagster/partition": "2026-11-15"}}
+        handler.handle(record)
+    [line] = capsys.readouterr().err.splitlines()  # once, and no traceback
+    assert line.startswith(f"run r1: its JSON log {blocker}/r1.jsonl cannot be written (File exists)"), line
+    assert line.endswith("its events stay in Dagster's event log"), line

@@ -202,6 +202,7 @@ def test_project_partition_launched_from_the_ui(ui, delivery_run):
     the project's extracts and its report: the report, a step of its own downstream of every family's extract, was
     skipped by Dagster for the families the project is not granted, in a green run that left it incomplete."""
     import json
+    from pathlib import Path
 
     from snds_assets.catalog import Catalog
     from snds_assets.commands import DEMO_PROJECT, write_demo_project
@@ -219,5 +220,10 @@ def test_project_partition_launched_from_the_ui(ui, delivery_run):
     assert run["status"] == "SUCCESS", "\n".join(ui.run_failures(run["runId"])) or ui.log_tail()
     report = json.loads(open(Lake(ui.settings.lake).project_report(DEMO_PROJECT), encoding="utf-8").read())
     assert report["status"] == "complete" and report["cohort"]["size"] > 0, report["status"]
+    # the daemon's run, as every run, wrote its events as JSON lines under the home
+    log = Path(ui.settings.home, "logs", "runs", f"{run['runId']}.jsonl").read_text(encoding="utf-8")
+    events = [json.loads(line) for line in log.splitlines()]
+    assert events[-1]["event"] == "PIPELINE_SUCCESS" and {e["partition"] for e in events} == {DEMO_PROJECT}
+    assert any(e["event"] == "ASSET_MATERIALIZATION" and e["asset"] == "reports/project" for e in events)
     checks = ui.checks(["projects", "cohort"])
     assert checks and all(c["partition"] == DEMO_PROJECT and c["partitions"] == "projects" for c in checks.values())
