@@ -4,6 +4,9 @@ One server for the module (fixtures in ui_support.py): a small delivery lands, t
 launches the reception run of that delivery, waits for it and reads what the UI shows: assets, groups, sensors,
 partitions and check results.
 """
+import gzip
+from pathlib import Path
+
 import pytest
 
 from snds_assets.checks import CURATED_CHECKS, RAW_RULES, RULE_DESCRIPTIONS
@@ -136,6 +139,18 @@ def test_materialisations_describe_their_columns(ui, delivery_run):
         assert columns[field.name]["description"] == (field.description or None), field.name
     assert columns["EXE_SOI_DTD"]["type"] == "date"
     assert columns["EXE_SOI_DTD"]["description"]
+    # the raw files' columns too, as the text they are, in the order of their header
+    data = ui.graphql(COLUMNS, {"key": {"path": ["raw", "ER_PRS_F"]}, "partition": DELIVERY_ID})
+    [materialization] = data["assetNodeOrError"]["assetMaterializations"]
+    [schema] = [e["schema"] for e in materialization["metadataEntries"] if e["label"] == "dagster/column_schema"]
+    manifest = read_manifest(ui.settings.landing, DELIVERY_ID)
+    [delivered] = [t for t in manifest.tables if t.table == "ER_PRS_F"]
+    path = Path(ui.settings.landing, DELIVERY_ID, delivered.files[0].path)
+    with (gzip.open(path, "rt") if path.suffix == ".gz" else open(path)) as text:
+        header = text.readline().strip().upper().split(";")
+    assert [c["name"] for c in schema["columns"]] == header
+    assert {c["type"] for c in schema["columns"]} == {"string"}
+    assert {c["name"]: c["description"] for c in schema["columns"]}["EXE_SOI_DTD"] == columns["EXE_SOI_DTD"]["description"]
 
 
 def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):
@@ -202,7 +217,6 @@ def test_project_partition_launched_from_the_ui(ui, delivery_run):
     the project's extracts and its report: the report, a step of its own downstream of every family's extract, was
     skipped by Dagster for the families the project is not granted, in a green run that left it incomplete."""
     import json
-    from pathlib import Path
 
     from snds_assets.catalog import Catalog
     from snds_assets.commands import DEMO_PROJECT, write_demo_project

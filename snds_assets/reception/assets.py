@@ -207,7 +207,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             for family, (archived, results) in in_dependency_order(order, parents, receive_family,
                                                                    settings.parallel_families, started):
                 if raw_key(family) in selected:
-                    yield _raw_result(manifest, family, archived)
+                    yield _raw_result(catalog_, manifest, family, archived)
                 if results is not None:
                     curated.append(family)
                     held = _held_checks(results)
@@ -281,8 +281,10 @@ def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
     return out
 
 
-def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
+def _raw_result(catalog: Catalog, manifest, family: str, archived: list) -> MaterializeResult:
     key = raw_key(family)
+    # The columns the delivered files' headers name (all of a family's tables, in order), as the text they are.
+    header = dict.fromkeys(name for a in archived for f in a.readable_files for name in (f.header or []))
     return MaterializeResult(
         asset_key=key,
         metadata={
@@ -292,6 +294,7 @@ def _raw_result(manifest, family: str, archived: list) -> MaterializeResult:
             "bytes": sum(f.bytes for a in archived for f in a.files),
             "rows counted": sum(f.rows or 0 for a in archived for f in a.files),
             "dagster/row_count": sum(f.rows or 0 for a in archived for f in a.files),
+            "dagster/column_schema": column_schema(catalog[family], [(name, "string") for name in header]),
         },
         check_results=[asset_check_result(combine(rule, [c for a in archived for c in a.checks if c.name == rule]), key)
                        for rule in RAW_RULES],
