@@ -32,7 +32,7 @@ class JsonFormatter(logging.Formatter):
         step = meta.get("step_key") or ""
         payload = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
-            "level": record.levelname,
+            "level": _level_of(event) or record.levelname,
             "run_id": meta.get("run_id"),
             "job": meta.get("job_name"),
             "step": step or None,
@@ -42,6 +42,16 @@ class JsonFormatter(logging.Formatter):
             "message": meta.get("orig_message") or record.getMessage(),
         }
         return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def _level_of(event) -> str | None:
+    """Dagster logs every event at DEBUG: a failed check is told at its severity, for a reader filtering by level."""
+    if getattr(event, "event_type_value", None) != "ASSET_CHECK_EVALUATION":
+        return None
+    data = event.event_specific_data
+    if getattr(data, "passed", True):
+        return None
+    return "ERROR" if getattr(getattr(data, "severity", None), "value", "") == "ERROR" else "WARNING"
 
 
 def _asset_of(event, step: str) -> str | None:

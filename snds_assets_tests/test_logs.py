@@ -176,15 +176,15 @@ def receive():
 
 def test_json_check_events_name_the_checked_asset(capsys):
     """A check result of a step that makes several assets (the reception's ``receive``) names the asset checked,
-    not the step."""
+    not the step; a failed check is told at its severity, not at Dagster's DEBUG."""
     defs = Definitions(assets=[receive], jobs=[define_asset_job("r")], loggers={"json": json_logger})
     result = defs.resolve_job_def("r").execute_in_process(
         run_config={"loggers": {"json": {"config": {"log_level": "DEBUG", "partition": "2024-03-01"}}}},
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-    checks = {e["asset"] for e in events if e["event"] == "ASSET_CHECK_EVALUATION"}
-    assert checks == {"raw/T", "curated/T"}
+    checks = {e["asset"]: e["level"] for e in events if e["event"] == "ASSET_CHECK_EVALUATION"}
+    assert checks == {"raw/T": "DEBUG", "curated/T": "ERROR"}  # a failed check at its severity
     assert {e["asset"] for e in events if e["event"] == "ASSET_MATERIALIZATION"} == {"raw/T", "curated/T"}
 
 
