@@ -90,12 +90,17 @@ class CheckOutcome:
         return asdict(self)
 
 
-def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
-    """One family-level verdict from the per-delivered-table verdicts (PMSI years share one asset)."""
+def combine(name: str, checked: list[tuple[str, CheckOutcome]]) -> CheckOutcome:
+    """One family-level verdict from the verdicts of its delivered tables, ``(table, outcome)`` (PMSI years share
+    one asset): when several were delivered, the details name those that failed."""
+    outcomes = [o for _, o in checked]
     if not outcomes:
         return CheckOutcome(name, name, DEFAULT_SEVERITY.get(name, WARN), True, evaluated=False,
                             details="no delivered table of this family")
     failed = [o for o in outcomes if not o.passed]
+    where = ""
+    if failed and len({table for table, _ in checked}) > 1:
+        where = "failed in " + ", ".join(f"{table} ({o.failures})" for table, o in checked if not o.passed)
     severity = ERROR if any(o.severity == ERROR for o in failed) else (failed[0].severity if failed else outcomes[0].severity)
     columns: list[str] = []
     for o in outcomes:
@@ -109,7 +114,7 @@ def combine(name: str, outcomes: list[CheckOutcome]) -> CheckOutcome:
         columns=columns,
         sample=[s for o in outcomes for s in o.sample][:10],
         evaluated=any(o.evaluated for o in outcomes),
-        details="; ".join(dict.fromkeys(o.details for o in outcomes if o.details)),  # years often say the same
+        details="; ".join(dict.fromkeys([where] * bool(where) + [o.details for o in outcomes if o.details])),  # years often say the same
     )
 
 

@@ -1171,20 +1171,35 @@ def test_a_family_check_is_as_severe_as_its_worst_failed_table():
     warn = CheckOutcome("type", "type", WARN, False, failures=1)
     error = CheckOutcome("type", "type", ERROR, False, failures=2)
     passed = CheckOutcome("type", "type", ERROR, True)
+
+    def years(*outcomes):
+        return [(f"T_MCO{22 + i}B", o) for i, o in enumerate(outcomes)]
+
     assert [(c.passed, c.severity, c.failures) for c in (
-        combine("type", [warn, error]), combine("type", [error, passed]), combine("type", [passed, warn]))] == [
-        (False, ERROR, 3), (False, ERROR, 2), (False, WARN, 1)]
-    assert combine("type", [passed, passed]).passed
+        combine("type", years(warn, error)), combine("type", years(error, passed)),
+        combine("type", years(passed, warn)))] == [(False, ERROR, 3), (False, ERROR, 2), (False, WARN, 1)]
+    assert combine("type", years(passed, passed)).passed
+
+
+def test_a_family_check_names_its_failed_tables():
+    """The UI's check of T_MCOaaB said "2 failures" with a sample, never which year's table they were in."""
+    error = CheckOutcome("primary_key", "primary_key", ERROR, False, failures=2, details="2 rows share a key")
+    passed = CheckOutcome("primary_key", "primary_key", ERROR, True)
+    assert combine("primary_key", [("T_MCO22B", error), ("T_MCO23B", passed)]).details == (
+        "failed in T_MCO22B (2); 2 rows share a key")
+    assert combine("primary_key", [("IR_BEN_R", error), ("IR_BEN_R", error)]).details == "2 rows share a key"
 
 
 def test_a_family_check_tells_each_reason_of_its_years_once():
     """Every year of a PMSI family said the same: "not evaluated: SNDS_NOMENCLATURES not set; SNDS_NOMENCLATURES
     not set", "full delivery: it replaces the current state; full delivery: it replaces …"."""
     unset = CheckOutcome("nomenclature", "nomenclature", WARN, True, evaluated=False, details="SNDS_NOMENCLATURES not set")
-    assert combine("nomenclature", [unset, unset, unset]).details == "SNDS_NOMENCLATURES not set"
+    assert combine("nomenclature", [("T_MCO21B", unset), ("T_MCO22B", unset), ("T_MCO23B", unset)]).details == (
+        "SNDS_NOMENCLATURES not set")
     full, odd = (CheckOutcome("primary_key", "primary_key", ERROR, True, details=d)
                  for d in ("full delivery: it replaces the current state", "2 rows"))
-    assert combine("primary_key", [full, odd, full]).details == "full delivery: it replaces the current state; 2 rows"
+    assert combine("primary_key", [("T_MCO21B", full), ("T_MCO22B", odd), ("T_MCO23B", full)]).details == (
+        "full delivery: it replaces the current state; 2 rows")
 
 
 def test_the_report_counts_every_file_of_a_split_table(settings, catalog):
