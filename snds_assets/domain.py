@@ -171,9 +171,20 @@ def ignores_unique(table: Table, field: Field) -> bool:
     return field.name in (PSEUDO_NIR_COLUMNS + (PERSON_COLUMN,))
 
 
+# The class words of an amount (MNT), a price (PRU), a quantity (QTE, QSN, QSU, QSC) or a count (NBR): a measure,
+# never a code, whatever nomenclature its schema names (ER_CAM_F's CAM_RED_MNT names IR_FOR_V's codes 0-9).
+MEASURE_PARTS: frozenset[str] = frozenset({"MNT", "PRU", "QTE", "QSN", "QSU", "QSC", "NBR"})
+
+
+def is_measure(field: Field) -> bool:
+    return not MEASURE_PARTS.isdisjoint(field.name.upper().split("_"))
+
+
 def nomenclature_checked(field: Field) -> bool:
-    """IR_DTE_V is a calendar, not a code list: dates are checked by range rules instead."""
-    return field.nomenclature is not None and field.nomenclature[0] != "IR_DTE_V" and field.type != "date"
+    """IR_DTE_V is a calendar, not a code list: dates are checked by range rules instead; a measure is no code
+    (``MEASURE_PARTS``): every real amount or quantity would fail its schema's nomenclature."""
+    return (field.nomenclature is not None and field.nomenclature[0] != "IR_DTE_V" and field.type != "date"
+            and not is_measure(field))
 
 
 # Version and format numbers whose schema enum lists the values of the years the schema was written from (T_MCOaaB

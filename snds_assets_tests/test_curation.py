@@ -460,6 +460,10 @@ def test_bare_nomenclature_references_are_checked_against_what_the_column_can_ho
     _, prs = plan("NS_PRS_F", ["CAI_AFF_COD"])
     assert prs.rules == [] and prs.large == []
     assert prs.notes == ["CAI_AFF_COD: no at most 3-character code in IR_CAI_V.csv (ORG_BSE_NUM)"]
+    # An amount or a count whose schema names a nomenclature (ER_CAM_F's CAM_RED_MNT: IR_FOR_V's codes 0-9; NS_DTR_F's
+    # kilometres TRS_ACT_QSN: IR_MTR_V's reasons) failed on every real value: a measure is no code.
+    assert failing("ER_CAM_F", {"CAM_RED_MNT": 12.5}) == set()
+    assert failing("NS_DTR_F", {"TRS_ACT_QSN": 142, "TRS_TRS_MTF": 142}) == {"TRS_TRS_MTF"}
 
 
 @pytest.mark.parametrize("observed", [True, False], ids=["hashes-observed-by-the-write", "aggregated-after-the-write"])
