@@ -719,3 +719,16 @@ def test_a_failed_generate_leaves_no_folder_it_made(tmp_path, packaged_catalog, 
     assert landing.exists() is (existing != "nothing")
     assert (landing / DID).exists() is (existing == "delivery")
     assert existing == "nothing" or not any(p.is_file() for p in landing.rglob("*"))
+
+
+def test_a_table_gets_one_file_level_defect_at_most(tmp_path, reference_catalog, reference_nomenclatures):
+    """The tables offered to the file-level defects listed the preferred ones twice: with `--tables`, ER_ETE_F got
+    both the wrong checksum and the unknown column, where a table with a file-level defect carries no other."""
+    generate(GenerateOptions(out=tmp_path, delivery_id="2024-07-01", patients=150, seed=21, catalog=reference_catalog,
+                             defects=True, nomenclatures=str(reference_nomenclatures), date_format="%Y%j", tables=[
+                                 "IR_BEN_R", "IR_IMB_R", "ER_PRS_F", "ER_PHA_F", "ER_UCD_F", "ER_ETE_F", "KI_ECD_R",
+                                 "T_MCOaaB", "T_MCOaaC", "T_MCOaaUM", "T_RIPaaC"]))
+    defects = json.loads((tmp_path / "2024-07-01.defects.json").read_text(encoding="utf-8"))["defects"]
+    file_level = [d["table"] for d in defects if d["rule"] in ("row_count", "checksum", "columns")]
+    assert len(file_level) == 3, defects
+    assert all(Counter(d["table"] for d in defects)[table] == 1 for table in file_level), defects

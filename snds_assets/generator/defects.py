@@ -157,7 +157,8 @@ class DefectInjector:
                     break
         file_order = [f for f in ["KI_ECD_R", "ER_UCD_F", "ER_ETE_F", "ER_TIP_F", "T_MCOaaD", "ER_ARO_F"]
                       if f in plan] + families
-        free = [s for s in self._slots(file_order, leaves_only=True) if s not in self.busy]
+        # each slot once: the preferred families come again among all of them
+        free = [s for s in dict.fromkeys(self._slots(file_order, leaves_only=True)) if s not in self.busy]
         for (defect, rule, description), slot in zip([
             ("row_count_mismatch", "row_count", "the manifest announces one row more than the first file holds"),
             ("checksum_mismatch", "checksum", "the manifest sha256 of the first file is wrong"),
