@@ -376,6 +376,19 @@ def _reached_directly(host: str, entry: str) -> bool:
         return False
 
 
+def interrupt(session: SparkSession) -> None:
+    """Cancel the session's running queries (local or Spark Connect): an interrupted run's families stop their
+    Spark work at once. Dagster's own handling of Ctrl-C and SIGTERM keeps PySpark's, which would, from running."""
+    try:  # the tasks it aborts are no error to print beside the run's one line
+        session.sparkContext.setLogLevel("OFF")
+    except Exception:  # noqa: BLE001 - a Spark Connect session has no context here, and logs on its server
+        pass
+    try:
+        session.interruptAll()
+    except Exception as exc:  # a session already stopped, a server gone: nothing left to stop
+        _LOG.debug("the session's queries were not interrupted: %s", exc)
+
+
 def answer_promptly(session: SparkSession) -> None:
     """Make the JVM send each Py4J answer at once (TCP_NODELAY on its end of every connection, one per Python
     thread), from the calling thread's connection on. Py4J writes an answer in 8 KB pieces over a socket that

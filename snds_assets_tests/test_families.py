@@ -45,3 +45,41 @@ def test_a_failing_family_stops_the_others_from_starting():
     with pytest.raises(RuntimeError, match="IR_BEN_R failed"):
         list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2))
     assert begun == ["IR_BEN_R"]
+
+
+def test_an_interrupted_run_stops_the_families_at_work():
+    """Ctrl-C or SIGTERM (Dagster's interruption in the run's thread) left a family's thread archiving and curating
+    to its end, its Spark jobs running: a 60k-patient ER_PRS_F took 20 s to stop. The run's Spark work is
+    interrupted (``on_interrupt``), a family's own loop stops at its next ``check_stop``, and none starts."""
+    import signal
+
+    from snds_assets.families import WorkStopped, check_stop
+
+    ended, interrupted, started = {}, [], []
+    main = threading.main_thread().ident
+
+    def work(family: str) -> str:
+        if family == "ER_PRS_F":
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C reaches the run's thread, waiting for its families
+            for _ in range(3000):  # an archive's reads: 30 s if nothing stopped it
+                try:
+                    check_stop()
+                except WorkStopped:
+                    ended[family] = "stopped"
+                    raise
+                threading.Event().wait(0.01)
+        ended[family] = "done"
+        return family
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in in_dependency_order(["IR_BEN_R", "ER_PRS_F", "ER_PHA_F"], {"ER_PHA_F": ["ER_PRS_F"]}, work,
+                                         workers=2, started=lambda f, *_: started.append(f),
+                                         on_interrupt=lambda: interrupted.append(True)):
+                pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ended.get("ER_PRS_F") == "stopped" and interrupted == [True]
+    assert "ER_PHA_F" not in started  # a child of the interrupted family never starts
+    check_stop()  # this thread works on no family: nothing to stop

@@ -181,3 +181,29 @@ def test_settings_sent_to_the_jvm_reach_no_debug_log(spark, caplog):
     assert spark.conf.get("spark.snds.test.secret") == "SECRET-4f2c"
     spark.conf.unset("spark.snds.test.secret")
     assert "SECRET-4f2c" not in caplog.text
+
+
+def test_interrupting_a_session_cancels_the_queries_of_other_threads(spark):
+    """A family's thread was left running its Spark write after the run's interruption (Dagster's signal handling
+    keeps PySpark's out): ``interrupt`` cancels it, wherever it runs."""
+    from snds_assets.spark import interrupt
+
+    outcome = []
+
+    def long_query():
+        try:
+            spark.range(0, 10**13, numPartitions=2).selectExpr("sum(id * id % 7)").collect()
+            outcome.append("finished")
+        except Exception as exc:  # noqa: BLE001 - what Spark raises for a cancelled query
+            outcome.append(type(exc).__name__)
+
+    thread = threading.Thread(target=long_query)
+    thread.start()
+    try:
+        while not spark.sparkContext.statusTracker().getActiveJobsIds():
+            threading.Event().wait(0.1)
+        interrupt(spark)
+        thread.join(120)
+    finally:
+        spark.sparkContext.setLogLevel("ERROR")
+    assert not thread.is_alive() and outcome and outcome[0] != "finished", outcome

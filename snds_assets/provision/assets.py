@@ -18,7 +18,7 @@ from ..partitions import projects
 from ..resources import SndsResource
 from ..runs import end_dead_runs, unfinished_runs
 from ..scratch import project_scratch, sweep
-from ..spark import SparkResource
+from ..spark import SparkResource, interrupt
 
 if TYPE_CHECKING:
     from .request import ProjectRequest
@@ -177,7 +177,8 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                 beside = f" ({', '.join(under_way)} under way)" if under_way else ""
                 step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
 
-            for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started):
+            for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started,
+                                                      on_interrupt=lambda: interrupt(session)):
                 key = extract_key(family)
                 schema = result.get("column_schema") or []
                 yield MaterializeResult(

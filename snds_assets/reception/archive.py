@@ -37,6 +37,7 @@ from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import DEFAULT_SEVERITY, ERROR, WARN, CheckOutcome
 from ..config import Settings
+from ..families import check_stop
 from ..lake import Lake
 from ..problems import together
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
@@ -248,6 +249,7 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
             feeds = stages[:2]
             try:
                 while True:
+                    check_stop()
                     try:
                         chunk = src.read(CHUNK_SIZE)
                     except OSError as exc:

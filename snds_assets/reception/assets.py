@@ -28,7 +28,7 @@ from ..partitions import deliveries
 from ..resources import SndsResource
 from ..runs import RECEPTION_POOL, describe_run, end_dead_runs, ensure_reception_pool, unfinished_runs
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
-from ..spark import SparkResource
+from ..spark import SparkResource, interrupt
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -203,9 +203,10 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         order = curation_order(wanted, parents)
         curated: list[str] = []
         pending: dict[str, tuple[list, tuple[str, ...]]] = {}  # families with checks held to the end of the run
+        stop_spark = None if session is None else (lambda: interrupt(session))
         try:
             for family, (archived, results) in in_dependency_order(order, parents, receive_family,
-                                                                   settings.parallel_families, started):
+                                                                   settings.parallel_families, started, stop_spark):
                 if raw_key(family) in selected:
                     yield _raw_result(catalog_, manifest, family, archived)
                 if results is not None:
