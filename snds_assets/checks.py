@@ -114,7 +114,8 @@ def combine(name: str, checked: list[tuple[str, CheckOutcome]]) -> CheckOutcome:
         columns=columns,
         sample=[s for o in outcomes for s in o.sample][:10],
         evaluated=any(o.evaluated for o in outcomes),
-        details="; ".join(dict.fromkeys([where] * bool(where) + [o.details for o in outcomes if o.details])),  # years often say the same
+        # years often say the same: each reason once
+        details="; ".join(dict.fromkeys([where] * bool(where) + [o.details for o in outcomes if o.details])),
     )
 
 

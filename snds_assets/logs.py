@@ -37,7 +37,8 @@ class JsonFormatter(logging.Formatter):
             "job": meta.get("job_name"),
             "step": step or None,
             "asset": _asset_of(event, step),
-            "partition": _partition_of(event) or self.partition or (meta.get("job_tags") or {}).get("dagster/partition"),
+            "partition": (_partition_of(event) or self.partition
+                          or (meta.get("job_tags") or {}).get("dagster/partition")),
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }

@@ -487,8 +487,9 @@ def test_every_run_writes_its_events_as_json_lines_under_the_home(snds_env, monk
     folder.mkdir(parents=True)
     data = b"A;B\n1;2\n"
     (folder / "KI_CCI_R.csv").write_bytes(data)
-    (folder / "manifest.json").write_text(json.dumps({"delivery_id": "2026-11-15", "tables": [{"table": "KI_CCI_R", "files": [
-        {"path": "KI_CCI_R.csv", "rows": 1, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}]}))
+    files = [{"path": "KI_CCI_R.csv", "rows": 1, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+    (folder / "manifest.json").write_text(json.dumps({"delivery_id": "2026-11-15",
+                                                      "tables": [{"table": "KI_CCI_R", "files": files}]}))
     # The delivery and report steps only: no Spark. The table, never archived, is rejected.
     result = run_job(settings, "reception", "deliveries", "2026-11-15", [DELIVERY_KEY, REPORT_KEY], "text", {})
     [log] = Path(settings.home, "logs", "runs").iterdir()

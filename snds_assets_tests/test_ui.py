@@ -150,7 +150,8 @@ def test_materialisations_describe_their_columns(ui, delivery_run):
         header = text.readline().strip().upper().split(";")
     assert [c["name"] for c in schema["columns"]] == header
     assert {c["type"] for c in schema["columns"]} == {"string"}
-    assert {c["name"]: c["description"] for c in schema["columns"]}["EXE_SOI_DTD"] == columns["EXE_SOI_DTD"]["description"]
+    described = {c["name"]: c["description"] for c in schema["columns"]}
+    assert described["EXE_SOI_DTD"] == columns["EXE_SOI_DTD"]["description"]
 
 
 def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):

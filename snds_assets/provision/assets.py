@@ -135,8 +135,9 @@ def _project_report_spec(extract_keys: list[AssetKey]) -> AssetSpec:
     return AssetSpec(
         PROJECT_REPORT_KEY, deps=[COHORT_KEY, *extract_keys], group_name="reports", kinds={"json", "html"},
         owners=[OWNER],
-        description="The extraction report of a project (`LAKE/reports/projects/PROJECT_ID.json` and `.html`): cohort size "
-                    "and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries used.",
+        description="The extraction report of a project (`LAKE/reports/projects/PROJECT_ID.json` and `.html`): cohort "
+                    "size and how it was found, identifiers resolved / ambiguous / unknown, rows per table, deliveries "
+                    "used.",
     )
 
 

@@ -225,8 +225,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                                      "delivered full, leaves without their parent")
                     check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
-                    yield asset_check_result(combine(name, [(r.delivered_name, c) for r in results for c in r.checks if c.name == name]),
-                                             curated_key(family))
+                    yield asset_check_result(_combined(name, results), curated_key(family))
         finally:
             if state is not None:
                 state.close()
@@ -297,9 +296,14 @@ def _raw_result(catalog: Catalog, manifest, family: str, archived: list) -> Mate
             "dagster/row_count": sum(f.rows or 0 for a in archived for f in a.files),
             "dagster/column_schema": column_schema(catalog[family], [(name, "string") for name in header]),
         },
-        check_results=[asset_check_result(combine(rule, [(a.name, c) for a in archived for c in a.checks if c.name == rule]), key)
-                       for rule in RAW_RULES],
+        check_results=[asset_check_result(combine(rule, [(a.name, c) for a in archived for c in a.checks
+                                                         if c.name == rule]), key) for rule in RAW_RULES],
     )
+
+
+def _combined(name: str, results: list) -> CheckOutcome:
+    """A curated check of the family from its delivered tables' results."""
+    return combine(name, [(r.delivered_name, c) for r in results for c in r.checks if c.name == name])
 
 
 def _curated_result(settings, catalog: Catalog, manifest, family: str, results: list,
@@ -319,8 +323,7 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
             "path": MetadataValue.path(Lake(settings.lake).curated(family, manifest.delivery_id)),
         },
         check_results=[
-            asset_check_result(combine(name, [(r.delivered_name, c) for r in results for c in r.checks if c.name == name]), key)
-            for name, _ in CURATED_CHECKS if name not in held
+            asset_check_result(_combined(name, results), key) for name, _ in CURATED_CHECKS if name not in held
         ],
     )
 
