@@ -41,8 +41,6 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     job = defs.resolve_job_def(job_name)
     logger = "json" if log_format == "json" else "progress"
     config = {"log_level": "DEBUG"}  # Dagster events are DEBUG records
-    if logger == "json":
-        config["partition"] = key
     run_id = str(uuid.uuid4())  # known before the run exists, so that the run names this process from its start
     result = job.execute_in_process(
         instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False,

@@ -20,11 +20,7 @@ if TYPE_CHECKING:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record; ``partition`` is the event's, else the run's (given, or its tags')."""
-
-    def __init__(self, partition: str | None = None):
-        super().__init__()
-        self.partition = partition or None
+    """One JSON object per record; ``partition`` is the event's, else the run's (its ``dagster/partition`` tag)."""
 
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, "dagster_meta", None) or {}
@@ -37,8 +33,7 @@ class JsonFormatter(logging.Formatter):
             "job": meta.get("job_name"),
             "step": step or None,
             "asset": _asset_of(event, step),
-            "partition": (_partition_of(event) or self.partition
-                          or (meta.get("job_tags") or {}).get("dagster/partition")),
+            "partition": _partition_of(event) or (meta.get("job_tags") or {}).get("dagster/partition"),
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
@@ -94,33 +89,35 @@ class RunLogFiles(logging.Handler):
         super().__init__()
         self.folder = folder
         self.formatter = JsonFormatter()
+        self._paths: dict[str, Path] = {}  # each run's file, its folder made once
         self._refused: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         run_id = (getattr(record, "dagster_meta", None) or {}).get("run_id")
         if not run_id or run_id in self._refused:
             return
-        path = Path(self.folder or "<SNDS_HOME>/logs/runs", f"{run_id}.jsonl")
+        path = self._paths.get(run_id)
         try:  # a handler that raised would fail the run: told once instead, not per event
-            path = Path(self.folder or run_logs_folder(), f"{run_id}.jsonl")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path is None:
+                path = self._paths[run_id] = Path(self.folder or run_logs_folder(), f"{run_id}.jsonl")
+                path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as out:
                 out.write(self.format(record) + "\n")
         except Exception as exc:  # noqa: BLE001
             self._refused.add(run_id)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
-            print(f"run {run_id}: its JSON log {path} cannot be written ({reason}); its events stay in Dagster's "
+            where = path or f"<SNDS_HOME>/logs/runs/{run_id}.jsonl"
+            print(f"run {run_id}: its JSON log {where} cannot be written ({reason}); its events stay in Dagster's "
                   "event log", file=sys.stderr)
 
 
-@logger({"log_level": Field(str, is_required=False, default_value="DEBUG"),
-         "partition": Field(str, is_required=False, default_value="", description="the run's partition key")},
+@logger({"log_level": Field(str, is_required=False, default_value="DEBUG")},
         description="JSON lines on stderr: one object per event with run id, asset, partition and event type.")
 def json_logger(init_context: InitLoggerContext) -> logging.Logger:
     level = init_context.logger_config["log_level"]
     log = logging.Logger("snds_json", level=level)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(init_context.logger_config["partition"]))
+    handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     return log
 

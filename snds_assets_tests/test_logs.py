@@ -20,10 +20,10 @@ def a(context):
 DEFS = Definitions(assets=[a], jobs=[define_asset_job("j")], loggers={"progress": progress_logger, "json": json_logger})
 
 
-def _run(name, **config):
+def _run(name, **tags):
     return DEFS.resolve_job_def("j").execute_in_process(
-        run_config={"loggers": {name: {"config": {"log_level": "DEBUG", **config}}}},
-        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+        run_config={"loggers": {name: {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False, tags=tags)
 
 
 def test_progress_lines(capsys):
@@ -77,7 +77,7 @@ class _Terminal(io.StringIO):
 
 
 def test_json_events_one_object_per_line(capsys):
-    result = _run("json", partition="2024-03-01")
+    result = _run("json", **{"dagster/partition": "2024-03-01"})  # the run's partition, as Dagster tags it
     assert result.success
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     kinds = {e["event"] for e in events}
@@ -179,7 +179,7 @@ def test_json_check_events_name_the_checked_asset(capsys):
     not the step; a failed check is told at its severity, not at Dagster's DEBUG."""
     defs = Definitions(assets=[receive], jobs=[define_asset_job("r")], loggers={"json": json_logger})
     result = defs.resolve_job_def("r").execute_in_process(
-        run_config={"loggers": {"json": {"config": {"log_level": "DEBUG", "partition": "2024-03-01"}}}},
+        run_config={"loggers": {"json": {"config": {"log_level": "DEBUG"}}}},
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
