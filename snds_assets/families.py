@@ -73,6 +73,8 @@ def in_dependency_order(families: list[str], parents: dict[str, list[str]], work
         except BaseException as exc:
             if not isinstance(exc, Exception) and running:
                 stop.set()
-                if on_interrupt is not None:
+                # again until they end: a family's next query may start after the first cancellation
+                while on_interrupt is not None and not all(f.done() for f in running):
                     on_interrupt()
+                    wait(running, timeout=1)
             raise

@@ -379,14 +379,15 @@ def _reached_directly(host: str, entry: str) -> bool:
 def interrupt(session: SparkSession) -> None:
     """Cancel the session's running queries (local or Spark Connect): an interrupted run's families stop their
     Spark work at once. Dagster's own handling of Ctrl-C and SIGTERM keeps PySpark's, which would, from running."""
-    try:  # the tasks it aborts are no error to print beside the run's one line
-        session.sparkContext.setLogLevel("OFF")
-    except Exception:  # noqa: BLE001 - a Spark Connect session has no context here, and logs on its server
-        pass
     try:
         session.interruptAll()
     except Exception as exc:  # a session already stopped, a server gone: nothing left to stop
         _LOG.debug("the session's queries were not interrupted: %s", exc)
+    try:  # a local session: also a job whose query is not yet an operation, and no log of the tasks it aborts
+        session.sparkContext.setLogLevel("OFF")
+        session.sparkContext.cancelAllJobs()
+    except Exception:  # noqa: BLE001 - a Spark Connect session has no context here, and logs on its server
+        pass
 
 
 def answer_promptly(session: SparkSession) -> None:

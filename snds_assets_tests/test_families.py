@@ -80,6 +80,6 @@ def test_an_interrupted_run_stops_the_families_at_work():
                 pass
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert ended.get("ER_PRS_F") == "stopped" and interrupted == [True]
+    assert ended.get("ER_PRS_F") == "stopped" and interrupted and all(interrupted)
     assert "ER_PHA_F" not in started  # a child of the interrupted family never starts
     check_stop()  # this thread works on no family: nothing to stop
