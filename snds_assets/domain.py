@@ -70,6 +70,10 @@ OTHER_PATIENT_PSEUDONYMS: frozenset[str] = frozenset({
     "ID_MAM_ENF",
 })
 PATIENT_PSEUDONYMS: frozenset[str] = frozenset(PROJECT_PSEUDONYMS) | OTHER_PATIENT_PSEUDONYMS
+# An other pseudonym drawn from the same space as a project pseudonym's column, hashed with that column's key so
+# that equal values stay equal: ASS_NIR_ANO (the insured's pseudonymised NIR, 17 characters) is the BEN_NIR_ANO
+# of the beneficiary who opens the rights. NIR_ANO_MAM (32 characters, a mother-child number) is not a pseudo-NIR.
+SAME_SPACE_AS: dict[str, str] = {"ASS_NIR_ANO": NIR_ANO_COLUMN}
 PLACEHOLDER_NIRS: frozenset[str] = frozenset({"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXXXXXXS"})
 PMSI_RETURN_CODES: tuple[str, ...] = (
     "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET", "COH_SEX_RET",

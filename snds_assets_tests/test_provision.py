@@ -631,6 +631,21 @@ def test_pseudonym_expression_matches_reference(spark):
     assert "ASS_NIR_ANO" not in pseudonymize(df, secret, drop_other=True).columns
 
 
+def test_an_insured_pseudonym_is_hashed_as_the_beneficiaries_it_names(spark):
+    """ASS_NIR_ANO holds the BEN_NIR_ANO of the beneficiary who opens the rights (SPEC §3: "pseudonymised the same
+    way"): hashed with its own key, a dependent's row could not be tied to the insured's NUM_ENQ_ANO in the same
+    extract. NIR_ANO_MAM, a 32-character mother-child number, shares no pseudo-NIR's space."""
+    secret = bytes(range(32))
+    df = spark.createDataFrame([("ano-parent", "ano-parent", "psa-a", "psa-a"),
+                                ("ano-child", "ano-parent", "psa-b", "psa-a")],
+                               "BEN_NIR_ANO string, ASS_NIR_ANO string, BEN_NIR_PSA string, NIR_ANO_MAM string")
+    rows = {r["NUM_ENQ"]: r for r in pseudonymize(df, secret).collect()}
+    parent, child = (rows[pseudonym_value(psa, secret, "NUM_ENQ")] for psa in ("psa-a", "psa-b"))
+    assert parent["ASS_NIR_ANO"] == parent["NUM_ENQ_ANO"] == child["ASS_NIR_ANO"] != child["NUM_ENQ_ANO"]
+    assert parent["ASS_NIR_ANO"] == pseudonym_value("ano-parent", secret, "NUM_ENQ_ANO")
+    assert parent["NIR_ANO_MAM"] == pseudonym_value("psa-a", secret, "NIR_ANO_MAM") != parent["NUM_ENQ"]
+
+
 def test_no_query_plan_holds_a_sub_key(spark):
     """A sub-key was a literal of every extraction query: the Spark UI, a cluster's query history and an analysis
     error's message (which ends with the plan, and reaches the run's failure and the details log) showed it, and

@@ -60,6 +60,12 @@ def label_of(column: str) -> str:
     return domain.PROJECT_PSEUDONYMS.get(column, column)
 
 
+def key_label(column: str) -> str:
+    """The label of the key that hashes ``column``: its pseudonym family's, or that of the column whose values it
+    shares (ASS_NIR_ANO is hashed as BEN_NIR_ANO, so an insured's NUM_ENQ_ANO is their dependents' ASS_NIR_ANO)."""
+    return label_of(domain.SAME_SPACE_AS.get(column, column))
+
+
 def subkey(secret: bytes, label: str) -> bytes:
     return hmac.new(secret, _CONTEXT + label.encode("utf-8"), hashlib.sha256).digest()
 
@@ -87,7 +93,8 @@ def pseudonym(column: Column | str, secret: bytes, label: str, session: SparkSes
 
 def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> DataFrame:
     """Replace every patient pseudonym column: BEN_NIR_PSA / NIR_ANO_17 -> NUM_ENQ, BEN_IDT_ANO -> NUM_ENQ_IDT,
-    BEN_NIR_ANO -> NUM_ENQ_ANO; other patient pseudonyms (NIR_ANO_MAM...) are hashed in place, or dropped.
+    BEN_NIR_ANO -> NUM_ENQ_ANO; other patient pseudonyms (NIR_ANO_MAM...) are hashed in place, or dropped, with
+    the key of the space they share (``key_label``).
     """
     out: list[Column] = []
     produced: set[str] = set()
@@ -101,7 +108,7 @@ def pseudonymize(df: DataFrame, secret: bytes, drop_other: bool = False) -> Data
             out.append(pseudonym(name, secret, label_of(name), session).alias(target))
         elif name in domain.OTHER_PATIENT_PSEUDONYMS:
             if not drop_other:
-                out.append(pseudonym(name, secret, label_of(name), session).alias(name))
+                out.append(pseudonym(name, secret, key_label(name), session).alias(name))
         else:
             out.append(F.col(name))
     return df.select(*out)
