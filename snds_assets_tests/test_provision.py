@@ -20,7 +20,7 @@ One small base whose expected cohort and extracts are known by construction:
                                                        2024-01-01 are not extracted, 2022-01-01 is
     P11     (psa-k, 1)                     1975  1     diagnosis U071 on a stay with NIR_RET '1' -> out
     P13     (psa-m, 1)                     1980  1     CCAM DEQP003 in ER_CAM_F, empty DPN_QLF -> targeted
-    P14     (psa-n, 1)                     1970  2     CCAM DEQP003 in T_MCOaaA, COH_NAI_RET empty -> targeted
+    P14     (psa-n, 1)                     1970  2     CCAM DEQP003 in T_MCOaaA -> targeted
                                                        (a U071 stay of 2022 with P14's 2023 stay key is ignored)
     P15     (psa-o, 1)                     1970  1     its 2023 stay shares the key of P1's 2022 stay (U072): out
     P17     (psa-q, 1)                     1970  9     drug, sex 9 -> out
@@ -48,6 +48,7 @@ from snds_assets.provision import extract as extract_module
 from snds_assets.provision.assets import PROJECT_REPORT_KEY, build_extract_assets
 from snds_assets.provision.extract import Selector, extract_family, join_keys
 from snds_assets.provision.identify import build_cohort
+from snds_assets.provision.links import valid_pmsi_links
 from snds_assets.provision.pseudonymize import project_secret, pseudonym, pseudonym_value, pseudonymize
 from snds_assets.provision.request import RequestError, list_requests, load_request
 from snds_assets.provision import storage
@@ -104,7 +105,7 @@ STAYS = {
     ("E1", "1", 2022): ("psa-a2", datetime(2022, 4, 1), {}),                     # P1, good
     ("E1", "2", 2022): ("psa-t", datetime(2022, 5, 1), {}),                      # twins: ambiguous
     ("E1", "3", 2022): ("psa-a", datetime(2022, 6, 1), {"SEJ_RET": "1"}),        # P1, bad link
-    ("E2", "1", 2023): ("psa-n", datetime(2023, 6, 1), {"COH_NAI_RET": None}),   # P14, good
+    ("E2", "1", 2023): ("psa-n", datetime(2023, 6, 1), {}),                      # P14, good
     ("E1", "1", 2023): ("psa-o", datetime(2023, 2, 1), {}),                      # P15, good
     ("E1", "4", 2022): ("xxxxxxxxxxxxxxxxx", datetime(2022, 7, 1), {}),          # placeholder
     ("E2", "2", 2021): ("psa-a", datetime(2021, 6, 1), {}),                      # P1, before the period
@@ -1314,7 +1315,7 @@ def test_ciblage_edges(spark, catalog, source, tmp_path, criteria, period, expec
 
 def test_pmsi_link_quality_decides_who_a_stay_belongs_to(spark, catalog, source, tmp_path):
     """SPEC §3: a stay counts (ciblage) and is extracted only through a T_MCOaaC row whose NIR_ANO_17 is not a
-    placeholder and whose every return code is '0' (COH_NAI_RET, COH_SEX_RET only where present). One person per
+    placeholder and whose every return code is '0' (an empty COH_SEX_RET of 2022 too). One person per
     case, each with a U071 stay in the period; the placeholders are given to persons of IR_BEN_R so that only the
     placeholder rule keeps their stays from them."""
     cases = {f"{code}=1": {code: "1"} for code in domain.PMSI_RETURN_CODES}
@@ -1331,7 +1332,7 @@ def test_pmsi_link_quality_decides_who_a_stay_belongs_to(spark, catalog, source,
         c_rows.append({**key, "NIR_ANO_17": nirs[name], "EXE_SOI_DTD": datetime(2022, 9, 1), **return_codes(overrides)})
         b_rows.append({**key, "DGN_PAL": "U071"})
     base = _extended(spark, catalog, source, {"IR_BEN_R": ben, "T_MCOaaC": c_rows, "T_MCOaaB": b_rows})
-    good = {"idt-good", "idt-COH_SEX_RET empty"}
+    good = {"idt-good"}
     got = _targeted(spark, catalog, base, tmp_path, "{any_of: [{diagnosis: {icd10: [U071]}}]}")
     assert got == good | {"idt-p5"}  # P5: its good U071 stay of the small base
     # Extraction follows the same links: each case's person in the cohort, only the good links' stays extracted.
@@ -1344,6 +1345,26 @@ def test_pmsi_link_quality_decides_who_a_stay_belongs_to(spark, catalog, source,
         rows = extract_family(spark, catalog, request, family, cohort, base, selector=selector).collect()
         assert sorted(r["RSA_NUM"] for r in rows if r["ETA_NUM"] == "E7") == sorted(
             str(i) for i, name in enumerate(cases) if f"idt-{name}" in good), family
+
+
+def test_a_return_code_is_required_from_the_year_its_files_carry_it(spark, catalog):
+    """SNDS.md: COH_NAI_RET and COH_SEX_RET exist from 2013. Their emptiness in a stay of 2012 (the schema's history:
+    not in files of 2012) is no bad link; in a stay of 2013 or later it is, as for every other code (an empty
+    COH_NAI_RET counted as good in any year)."""
+    rows = [(year, field, code, value) for year in (2012, 2013) for field, code in (("MCO", "COH_NAI_RET"),
+            ("SSR", "COH_SEX_RET"), ("SSR", "SEJ_RET")) for value in (None, "0", "1")]
+    kept: set[int] = set()
+    for field in ("MCO", "SSR"):
+        table = catalog[f"T_{field}aaC"]
+        df = spark.createDataFrame([{"ROW": i, domain.YEAR_COLUMN: year, "NIR_ANO_17": f"psa-{i}",
+                                     "EXE_SOI_DTD": datetime(year, 6, 1), **return_codes({code: value})}
+                                    for i, (year, f, code, value) in enumerate(rows) if f == field])
+        kept |= {r["ROW"] for r in valid_pmsi_links(table, df, date(2012, 1, 1), date(2013, 12, 31)).collect()}
+    got = {rows[i] for i in kept}
+    assert got == {(2012, "MCO", "COH_NAI_RET", None), (2012, "MCO", "COH_NAI_RET", "0"),
+                   (2013, "MCO", "COH_NAI_RET", "0"), (2012, "SSR", "COH_SEX_RET", None),
+                   (2012, "SSR", "COH_SEX_RET", "0"), (2013, "SSR", "COH_SEX_RET", "0"),
+                   (2012, "SSR", "SEJ_RET", "0"), (2013, "SSR", "SEJ_RET", "0")}
 
 
 def test_dcir_events_and_extracts_follow_the_rank_and_all_nine_keys(spark, catalog, source, tmp_path):

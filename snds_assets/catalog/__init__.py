@@ -38,10 +38,15 @@ class Field:
     date_created: str = ""
     date_deleted: str = ""
 
+    @property
+    def history(self) -> tuple[int | None, int | None]:
+        """The years of ``dateCreated`` and ``dateDeleted`` (a year or a date; none: always)."""
+        return _year_of(self.date_created), _year_of(self.date_deleted)
+
     def in_use(self, year: int) -> bool:
         """Whether files of ``year`` carry the field, by its schema history (``dateCreated``/``dateDeleted``, a
         year or a date; none: always). Deleted in year D: files of D may or may not carry it, so not expected."""
-        created, deleted = _year_of(self.date_created), _year_of(self.date_deleted)
+        created, deleted = self.history
         return (created is None or created <= year) and (deleted is None or deleted > year)
 
 

@@ -20,8 +20,6 @@ PSA, RNG, IDT, ANO, NIR17 = "BEN_NIR_PSA", domain.RANK_COLUMN, domain.PERSON_COL
 YEAR = domain.YEAR_COLUMN
 NIR_UNIQUE = "NIR_UNIQUE"  # the identity's pseudo-NIR names exactly one person in the base (PMSI can use it)
 BENEFICIARIES = domain.BENEFICIARY_TABLE
-# Return codes that older PMSI years lack: an empty one means "not present", not a bad link.
-LATE_RETURN_CODES = frozenset({"COH_NAI_RET", "COH_SEX_RET"})
 
 
 class MissingTable(LookupError):
@@ -116,19 +114,34 @@ def unique_nirs(rows: DataFrame) -> DataFrame:
 
 
 # --- Rows that count for a person -----------------------------------------------------------------------------
-def valid_pmsi_links(df: DataFrame, start: date, end: date) -> DataFrame:
+def valid_pmsi_links(table: Table, df: DataFrame, start: date, end: date) -> DataFrame:
     """Rows of a PMSI link table (C) whose patient link is good (SPEC §3), in the period.
 
-    Good: NIR_ANO_17 present and not a placeholder, every return code present equal to '0' (an empty
-    COH_*_RET, absent before 2013, does not count as bad).
+    Good: NIR_ANO_17 present and not a placeholder, every return code '0' where the year's files carry it (SNDS.md:
+    COH_NAI_RET and COH_SEX_RET from 2013). An empty code of a year whose files do not carry it by the schema's
+    history (``Field.history``) is no bad link; an empty one of a later year is, as any code other than '0'.
     """
     cond = in_period(df, domain.CARE_START, start, end) if domain.CARE_START in df.columns else F.lit(False)
     cond = cond & F.col(NIR17).isNotNull() & ~F.col(NIR17).isin(*sorted(domain.PLACEHOLDER_NIRS))
     for code in domain.PMSI_RETURN_CODES:
         if code in df.columns:
             value = F.trim(F.col(code).cast("string"))
-            cond = cond & ((value == "0") | (value.isNull() if code in LATE_RETURN_CODES else F.lit(False)))
+            cond = cond & ((value == "0") | (value.isNull() & _not_carried(table, code, df)))
     return df.where(cond)
+
+
+def _not_carried(table: Table, column: str, df: DataFrame) -> Column:
+    """The row's year is one whose files do not carry ``column``, by the schema's history."""
+    field = table.by_name.get(column)
+    if field is None or YEAR not in df.columns:
+        return F.lit(False)
+    created, deleted = field.history
+    year, out = F.col(YEAR), F.lit(False)
+    if created is not None:
+        out = out | (year < created)
+    if deleted is not None:
+        out = out | (year >= deleted)
+    return out
 
 
 def not_information_only(df: DataFrame) -> Column:
@@ -151,7 +164,7 @@ def dated_rows(table: Table, df: DataFrame, start: date, end: date, targeting: b
     """Patient-bearing rows within the period: care lines by start of care (targeting also drops
     information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link; referentials as they are."""
     if domain.is_link_table(table):
-        return valid_pmsi_links(df, start, end)
+        return valid_pmsi_links(table, df, start, end)
     if domain.ALD_START in df.columns and domain.ALD_END in df.columns and targeting:
         return df.where(overlaps(df, domain.ALD_START, domain.ALD_END, start, end))
     date_col = domain.care_date_column(table)
