@@ -14,7 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator, NoReturn
 
+from . import problems
 from .config import Settings
+from .problems import one_line
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 # The commands that run Spark: with SPARK_REMOTE set they first check that its server answers (a down server made
@@ -427,19 +429,9 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    return one_line(str(exc), 400) or type(exc).__name__
-
-
-def one_line(text: str, limit: int) -> str:
-    """``text`` on one line of at most ``limit`` characters. A longer one is cut after a whole word, as a URL or a
-    path cut in its middle reads as another one, and ends with "…", to say that it was cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit - 1]
-    if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
-        cut = cut[:cut.rfind(" ")]
-    return cut.rstrip(" ,;:(") + "…"
+    """The error's message on one line: whole when it is ours to the user (the problems of a manifest or a request
+    told together, ``problems.LIMIT``), cut after 400 characters otherwise (a library's, such as a Java trace)."""
+    return one_line(str(exc), problems.LIMIT if _is_user_error(exc) else 400) or type(exc).__name__
 
 
 def _write_traceback(exc: BaseException) -> str | None:

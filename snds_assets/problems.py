@@ -3,10 +3,25 @@ a sensor logs: whoever mends the input (CNAM, a researcher) mends them all in on
 from __future__ import annotations
 
 SHOWN = 10
+PROBLEM_LIMIT = 300  # characters of one problem (a file name or a value in it can be any length)
+LIMIT = SHOWN * (PROBLEM_LIMIT + 2) + 60  # characters of the problems told together, "and N more" included
 
 
 def together(problems: list[str], shown: int = SHOWN, what: str = "problem(s)") -> str:
-    """Each problem once, in order, the first ``shown`` of them in full and how many more ``what``."""
-    distinct = list(dict.fromkeys(problems))
+    """Each problem once, in order, the first ``shown`` of them (each on one line of at most ``PROBLEM_LIMIT``
+    characters) and how many more ``what``: a command prints them whole (``LIMIT``)."""
+    distinct = list(dict.fromkeys(one_line(p, PROBLEM_LIMIT) for p in problems))
     more = len(distinct) - shown
     return "; ".join(distinct[:shown]) + (f"; and {more} more {what}" if more > 0 else "")
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line of at most ``limit`` characters. A longer one is cut after a whole word, as a URL or a
+    path cut in its middle reads as another one, and ends with "…", to say that it was cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
+        cut = cut[:cut.rfind(" ")]
+    return cut.rstrip(" ,;:(") + "…"

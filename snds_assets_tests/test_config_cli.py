@@ -173,6 +173,21 @@ def test_unknown_project_is_a_one_line_error(tmp_path):
     assert "nope" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_request_with_many_problems_is_told_whole_on_the_command_line(tmp_path):
+    """The command cut its one line after 400 characters: of a request's ten problems shown (and how many more),
+    six reached the researcher, and the README's "mended in one round" did not hold."""
+    projects = tmp_path / "home" / "projects"
+    projects.mkdir(parents=True)
+    (projects / "ranks.yaml").write_text("id: ranks\ntitle: Ranks\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                         "tables: [IR_BEN_R]\ncohort: {identifiers: ranks.csv}\n", encoding="utf-8")
+    rows = "".join(f"{'x' * 17};rank-{i}-{'y' * 40}\n" for i in range(12))
+    (projects / "ranks.csv").write_text("BEN_NIR_PSA;BEN_RNG_GEM\n" + rows, encoding="utf-8")
+    proc = _snds(["extract", "ranks"], tmp_path / "home")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == EXIT_ERROR and len(lines) == 1, proc.stderr
+    assert lines[0].count("is not a rank") == 10 and lines[0].endswith("; and 2 more problem(s)"), lines[0]
+
+
 def test_a_project_extracted_before_any_delivery_is_told_to_ingest_one(tmp_path):
     """`snds extract` on a lake no delivery reached said "IR_BEN_R is not in the current state: no person can be
     identified", and `snds report` of the project then "no delivery or project report named …": neither said what
