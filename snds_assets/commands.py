@@ -148,7 +148,8 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
     from .generator import GenerateOptions, generate
     from .lake import join
     from .reception.manifest import DELIVERY_ID_FORM, valid_delivery_id
-    from .reception.storage import delivery_folder_used, filesystem, is_local, upload_delivery
+    from .reception.storage import (azure_errors_told, delivery_folder_used, filesystem, is_local,
+                                     upload_delivery)
     from .resources import load_catalog
 
     if not valid_delivery_id(args.delivery_id):
@@ -159,9 +160,12 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
         raise UsageError("--rows-per-file must be at least 1")
     landing = resolve_path(args.out) if args.out else settings.landing
     remote = not is_local(filesystem(landing)[0])
-    if remote and delivery_folder_used(landing, args.delivery_id):
+    setting = "--out" if args.out else setting_name(args, "landing")
+    with azure_errors_told(landing, setting):
+        used = remote and delivery_folder_used(landing, args.delivery_id)
+    if used:
         raise UsageError(f"{join(landing, args.delivery_id)} already exists: choose another delivery id")
-    blocked = None if remote else unusable_folder("--out" if args.out else setting_name(args, "landing"), landing)
+    blocked = None if remote else unusable_folder(setting, landing)
     if blocked:
         raise blocked
     # A landing zone on object storage (az://) gets the delivery written locally first (in TMPDIR), then uploaded.
@@ -182,7 +186,8 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
         truth = str(result.ground_truth) if result.ground_truth else None
         if remote:
             try:
-                where = upload_delivery(str(out), landing, args.delivery_id, progress)
+                with azure_errors_told(landing, setting):
+                    where = upload_delivery(str(out), landing, args.delivery_id, progress)
             except FileExistsError as exc:
                 raise UsageError(str(exc)) from exc
             truth = join(landing, f"{args.delivery_id}.defects.json") if truth else None

@@ -684,6 +684,28 @@ def test_an_unreachable_azure_landing_is_named(monkeypatch, snds_env):
         read_manifest("az://landing/cnam", "2024-01-15")
 
 
+
+def test_generate_names_the_unreachable_landing_it_was_given(monkeypatch, snds_env, capsys):
+    """`snds generate --out az://…` out of reach printed Azure's "Cannot connect to host …" alone, pointing to the
+    details log as for a bug, where `snds ingest` names the setting and what to check."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from snds_assets.cli import main
+    from snds_assets.reception import storage
+
+    def unreachable(*args):
+        raise ServiceRequestError("Cannot connect to host 127.0.0.1:1 ssl:default [Connect call failed]")
+
+    monkeypatch.setattr(storage, "filesystem", lambda url: (None, url.partition("://")[2]))
+    monkeypatch.setattr(storage, "is_local", lambda fs: False)
+    monkeypatch.setattr(storage, "delivery_folder_used", unreachable)
+    assert main(["generate", "--out", "az://landing/cnam", "--delivery-id", "2024-03-04", "--patients", "3"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "snds: error: cannot reach Azure Storage for --out az://landing/cnam (Cannot connect to host 127.0.0.1:1 "
+        "ssl:default [Connect call failed]): is the storage account's endpoint reachable from here (network, proxy, "
+        "firewall)?"]
+
+
 def test_a_silent_azure_landing_skips_the_tick_before_dagster_ends_it(monkeypatch, snds_env):
     """Azure Storage that does not answer: the SDK tries for about 80 s, and Dagster ends a sensor's tick after
     60 s (its timeout, not our reason, was then all the UI said). The listing now gets half the tick's time (the

@@ -69,19 +69,19 @@ def azure_refusal(cls_name: str, message: str, urls: dict[str, str]) -> str | No
 
 
 @contextmanager
-def azure_errors_told(landing: str) -> Iterator[None]:
+def azure_errors_told(landing: str, setting: str = "SNDS_LANDING") -> Iterator[None]:
     """Azure's refusal of the landing zone's credentials, or a landing zone it cannot reach, as a StorageError that
     says what to check: the sensor then skips its tick with that line instead of failing with Azure's own error,
-    and `snds ingest` prints it."""
+    and `snds ingest` prints it (``setting``: what gave the landing zone, `snds generate --out` too)."""
     try:
         yield
     except Exception as exc:
         if not type(exc).__module__.startswith("azure."):
             raise
-        told = azure_refusal(type(exc).__name__, str(exc), {"SNDS_LANDING": landing})
+        told = azure_refusal(type(exc).__name__, str(exc), {setting: landing})
         if told is None and type(exc).__name__ == "ServiceRequestError":  # after the SDK's retries
             cause = _redacted(exc)
-            told = (f"cannot reach Azure Storage for SNDS_LANDING {landing} ({cause}): is the storage account's "
+            told = (f"cannot reach Azure Storage for {setting} {landing} ({cause}): is the storage account's "
                     "endpoint reachable from here (network, proxy, firewall)?")
         if told is None:
             raise
