@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager, nullcontext
 from datetime import date
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     log_format = getattr(args, "log_format", "text")
     stray = None
+    terminated_as = _sigterm_as_interrupt() if args.command != "ui" else None
     try:
         settings = resolve_settings(args)
         args.environ = dict(os.environ)  # the shell's, before the settings are exported: `snds demo` tells its UI
@@ -340,8 +343,20 @@ def main(argv: list[str] | None = None) -> int:
         if stray is not None:
             logging.getLogger().removeHandler(stray)
             stray.close()
+        if terminated_as is not None:
+            signal.signal(signal.SIGTERM, terminated_as)
     sys.stdout.flush()
     return code
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM (`timeout`, a service manager) as Ctrl-C for the whole command, as Dagster maps it once a run is under
+    way: before (or without) a run it killed the command, so `snds generate` left its half-written delivery in the
+    landing zone. Returns the handler to put back, None when SIGTERM is already handled or ignored."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def details_log(home: str) -> Path:

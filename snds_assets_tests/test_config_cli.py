@@ -3,8 +3,10 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -1169,6 +1171,25 @@ def test_an_interrupted_command_exits_2(snds_env, monkeypatch, capsys):
     _failing_command(monkeypatch, KeyboardInterrupt())
     assert main(["report", "2024-01-15"]) == EXIT_ERROR
     assert capsys.readouterr().err == "snds: interrupted\n"
+
+
+def test_generate_stopped_by_sigterm_leaves_no_delivery_folder(tmp_path):
+    """SIGTERM (`timeout`, a service manager) killed `snds generate` outright, before any Dagster run maps it to
+    Ctrl-C: its half-written delivery stayed in the landing zone, and the same id was then refused."""
+    landing = tmp_path / "landing"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNDS_", "DAGSTER_HOME"))}
+    env["SNDS_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen([sys.executable, "-m", "snds_assets.cli", "generate", "--out", str(landing),
+                             "--delivery-id", "2024-05-01", "--patients", "200000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not any(landing.glob("2024-05-01/*/*")):
+        time.sleep(0.1)
+    assert proc.poll() is None, "the generation ended before it had written a file"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (EXIT_ERROR, "snds: interrupted\n")
+    assert not (landing / "2024-05-01").exists() and not list(landing.glob("*"))
 
 
 def test_a_user_error_of_several_lines_is_told_on_one(snds_env, monkeypatch, capsys):
