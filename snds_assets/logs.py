@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from dagster import AssetKey, BetaWarning, DagsterEvent, Field, InitLoggerContext, logger
 
 from .cli import one_line
+from .problems import LIMIT
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -37,6 +38,9 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
+        if payload["event"] in ("STEP_FAILURE", "RUN_FAILURE") and failure_cause(event) is not None:
+            # Dagster's message says "Execution of step … failed." alone: a log shipper would never learn why.
+            payload["error"] = {"class": failure_cause(event).cls_name, "message": _failure_message(event, LIMIT)}
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
@@ -166,7 +170,7 @@ def _steps_once(message: str) -> str:
 INTERRUPTIONS = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
-def _failure_message(event) -> str:
+def _failure_message(event, limit: int = 300) -> str:
     """The user's exception under Dagster's wrappers, whose message (``dagster._core.errors.…: Error occurred
     while executing op …``) says nothing about what to fix."""
     error = failure_cause(event)
@@ -175,7 +179,7 @@ def _failure_message(event) -> str:
     if error.cls_name in INTERRUPTIONS:  # the command's own line says what to do next
         return "interrupted"
     text = java_failure(error.message) if error.cls_name == "Py4JJavaError" else _told_plainly(error)
-    return one_line(text, 300)
+    return one_line(text, limit)
 
 
 def _told_plainly(error: SerializableErrorInfo) -> str:

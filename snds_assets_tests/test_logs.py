@@ -357,6 +357,9 @@ def test_json_events_keep_their_level_and_the_message_as_logged(capsys):
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     [failure] = [e for e in events if e["event"] == "STEP_FAILURE"]
     assert (failure["level"], failure["asset"], failure["run_id"]) == ("ERROR", "broken", result.run_id)
+    # Why: Dagster's message says only that the step failed (a log shipper got nothing else).
+    assert failure["error"] == {"class": "ValueError", "message": "ValueError: SNDS_SPARK_LOG_LEVEL is not a level"}
+    assert not any("error" in e for e in events if e["event"] not in ("STEP_FAILURE", "RUN_FAILURE"))
     [logged] = [e for e in events if e["event"] == "log" and "doing a" in e["message"]]
     assert (logged["level"], logged["message"], logged["asset"]) == ("INFO", "[1/1] doing a", "a")
 
