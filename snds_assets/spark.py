@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import time
 import urllib.parse
 import warnings
@@ -192,6 +193,20 @@ def java_version(java: Path) -> Optional[int]:
     return None
 
 
+def reported_java_version(java: Path) -> Optional[int]:
+    """The major version ``java -version`` reports (``openjdk version "11.0.22"``, ``java version "1.8.0_292"``),
+    or None when it reports none."""
+    try:
+        shown = subprocess.run([str(java), "-version"], capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r'version "([0-9]+)(?:\.([0-9]+))?', shown.stderr + shown.stdout)
+    if not found:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
 def check_java() -> None:
     """Fail at once, in one line, when a local Spark session could not start its JVM (no Java, or one older than
     ``MIN_JAVA``): PySpark runs ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else the ``java`` on PATH
@@ -210,6 +225,8 @@ def check_java() -> None:
                               "(Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
         java, where = Path(found), f"the java on PATH ({found})"
     version = java_version(java)
+    if version is None:  # no release file (a hand-made or unusual installation): asked, a JVM started once
+        version = reported_java_version(java)
     if version is not None and version < MIN_JAVA:
         raise JavaMissing(f"{where} is Java {version}: Spark needs Java {MIN_JAVA} or later; install it (Debian: "
                           f"apt-get install openjdk-17-jre-headless) and set JAVA_HOME to it")

@@ -1096,6 +1096,28 @@ def test_java_version_reads_the_release_file(tmp_path):
     assert java_version(installed("odd", "JAVA_VERSION=\n")) is None
 
 
+def test_a_java_without_release_file_is_asked_its_version(tmp_path, monkeypatch):
+    """An installation without ``release`` file passed the check whatever its version: the run then failed with
+    PySpark's "Java gateway process exited", naming neither the Java found nor the version needed."""
+    from snds_assets.spark import JavaMissing, check_java, reported_java_version
+
+    def java(name: str, says: str) -> Path:
+        path = tmp_path / name / "bin" / "java"
+        path.parent.mkdir(parents=True)
+        path.write_text(f"#!/bin/sh\necho '{says}' >&2\n")
+        path.chmod(0o755)
+        return path
+
+    assert reported_java_version(java("jdk8", 'java version "1.8.0_292"')) == 8
+    assert reported_java_version(java("jdk17", 'openjdk version "17.0.15" 2025-04-15')) == 17
+    assert reported_java_version(java("mute", "")) is None
+    monkeypatch.setenv("JAVA_HOME", str(java("jdk11", 'openjdk version "11.0.22" 2024-01-16').parent.parent))
+    with pytest.raises(JavaMissing, match=r"jdk11 is Java 11: Spark needs Java 17 or later"):
+        check_java()
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk17"))
+    check_java()
+
+
 def test_ui_refuses_a_port_already_taken(tmp_path, monkeypatch, capsys):
     """`snds ui --port P` with P taken announced the UI on P, then ran `dagster dev`, whose webserver failed to
     bind while its daemon ran on for ever (sensors included): whatever held P answered at the address given."""
