@@ -476,10 +476,21 @@ def ui_command(settings: Settings, environ: Mapping[str, str]) -> str:
     for name in ("landing", "lake", "projects", "schemas", "nomenclatures"):
         if getattr(settings, name) is not None and getattr(ui, name) != getattr(settings, name):
             options[name] = getattr(settings, name)
-    command = shlex.join(["snds", *(word for name, value in options.items() for word in (f"--{name}", value)), "ui"])
+    command = shlex.join([_program(), *(word for name, value in options.items() for word in (f"--{name}", value)),
+                          "ui"])
     if ui.dagster_home != settings.dagster_home:
         command = f"DAGSTER_HOME={shlex.quote(settings.dagster_home)} {command}"
     return command
+
+
+def _program() -> str:
+    """How the shell reaches this `snds`: by name when PATH finds it, else by the path it was started by
+    (`make demo` runs .venv/bin/snds, which PATH lacks until the virtual environment is activated)."""
+    started = sys.argv[0]
+    if os.path.basename(started) != "snds":
+        return "snds"
+    found = shutil.which("snds")
+    return "snds" if found and os.path.realpath(found) == os.path.realpath(started) else started
 
 
 def write_demo_project(settings: Settings, delivery_id: str) -> Path:

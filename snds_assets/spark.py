@@ -326,7 +326,7 @@ def _handshake_message(url: str, failure: str, target: str, proxy: Optional[tupl
     from pyspark.sql.connect.client import DefaultChannelBuilder
 
     tls = ("TLS (use_ssl or a token in SPARK_REMOTE)" if DefaultChannelBuilder(url).secure
-           else "no TLS (no use_ssl nor token in SPARK_REMOTE)")
+           else "plain text (neither use_ssl nor a token in SPARK_REMOTE)")
     if proxy:
         answers = f"the proxy {_host_port(proxy[0], proxy[1])} of {proxy[2]} answers, but"
         if failure == "refused":

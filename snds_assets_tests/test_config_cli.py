@@ -1342,6 +1342,23 @@ def test_a_folder_that_cannot_be_created_is_named(tmp_path, variable, command):
     assert not (tmp_path / "lake").exists() and not (tmp_path / "landing").exists()
 
 
+def test_the_demos_ui_command_names_the_snds_it_ran_when_path_lacks_it(tmp_path, monkeypatch):
+    """`make demo` runs .venv/bin/snds: the command it printed began with a bare `snds`, which the shell of a
+    newcomer who never activated the virtual environment does not find."""
+    from snds_assets.commands import ui_command
+
+    snds = tmp_path / "venv" / "bin" / "snds"
+    snds.parent.mkdir(parents=True)
+    snds.write_text("#!/bin/sh\n")
+    snds.chmod(0o755)
+    settings = Settings.from_env(env={}, home=str(tmp_path / "home"))
+    monkeypatch.setattr(sys, "argv", [str(snds), "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert ui_command(settings, {}).split()[-4:] == [str(snds), "--home", str(tmp_path / "home"), "ui"]
+    monkeypatch.setenv("PATH", f"{snds.parent}:/usr/bin:/bin")  # the environment activated
+    assert ui_command(settings, {}).split()[-4:] == ["snds", "--home", str(tmp_path / "home"), "ui"]
+
+
 @pytest.mark.parametrize("argv, shell", [
     ([], {}),
     (["--home", "{tmp}/demo", "--lake", "{tmp}/demo lake"], {}),

@@ -157,7 +157,7 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
         assert HANDSHAKE_SECONDS <= elapsed < HANDSHAKE_SECONDS + 60
     else:
         tls = ("TLS (use_ssl or a token in SPARK_REMOTE)" if token
-               else "no TLS (no use_ssl nor token in SPARK_REMOTE)")
+               else "plain text (neither use_ssl nor a token in SPARK_REMOTE)")
         expected = (f"snds: error: SPARK_REMOTE: {target} accepts connections but refuses a Spark Connect (gRPC) "
                     f"connection over {tls}; is it the Spark Connect server, and does it use TLS as SPARK_REMOTE says?")
         assert elapsed < HANDSHAKE_SECONDS + 30
