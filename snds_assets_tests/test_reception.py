@@ -700,6 +700,17 @@ def test_unknown_missing_and_reordered_columns(settings, catalog):
     assert missing_key.sample[0]["missing_required"] == ["BEN_RNG_GEM"]
 
 
+def test_a_column_without_a_name_is_said_so(settings, catalog):
+    """A delimiter ending every line gives a column without a name: the details read "unknown columns " and stopped."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "trailing.csv", csv_bytes(cols + [""], [row + [""] for row in dummy_rows(cols, 2)]))
+    columns = _table(settings, catalog, d, "IR_BEN_R").check("columns")
+    assert (columns.passed, columns.severity, columns.sample) == (False, WARN, [{"path": "trailing.csv", "unknown": [""]}])
+    assert "trailing.csv: unknown columns (no name: a delimiter ending the header? curated as _EMPTY)" in \
+        columns.details, columns.details
+
+
 def test_a_column_delivered_twice_is_reported(settings, catalog):
     """A header naming a column twice (which value is the column's?) fails the columns check, as a WARN: both are
     kept by curation, the second under another name."""

@@ -836,6 +836,8 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
 
 
 def _names(columns: list[str], limit: int = 10, width: int = 60) -> str:
-    """Column names for a one-line message: long names (a whole header read as one column) are shortened."""
+    """Column names for a one-line message: long names (a whole header read as one column) are shortened, a column
+    without a name (a delimiter ending the header) said so."""
     shown = [c if len(c) <= width else c[:width] + "…" for c in columns[:limit]]
+    shown = [c or "(no name: a delimiter ending the header? curated as _EMPTY)" for c in shown]
     return ", ".join(shown) + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
