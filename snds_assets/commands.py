@@ -461,7 +461,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
     print(f"  project extracts {lake.project(DEMO_PROJECT)}")
     print(f"  project report   {lake.project_report(DEMO_PROJECT, 'html')}")
     command = ui_command(settings, getattr(args, "environ", os.environ))
-    print(f"  the UI           {'make ui (or: snds ui)' if command == 'snds ui' else command}, then http://127.0.0.1:3000")
+    plain = command == shlex.join([_program(), "ui"])
+    print(f"  the UI           {f'make ui (or: {command})' if plain else command}, then http://127.0.0.1:3000")
     return max(status, extracted)
 
 
