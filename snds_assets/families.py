@@ -14,6 +14,9 @@ from typing import Callable, Iterator, TypeVar
 T = TypeVar("T")
 
 _worker = threading.local()  # the stop event of the run whose family this thread works on
+# How often the run's thread wakes while its families work: a signal (Ctrl-C, SIGTERM) that reaches it between its
+# check of pending signals and its blocking wait is handled at the next wake, not when a family ends (minutes).
+WAKE_SECONDS = 0.5
 
 
 class WorkStopped(RuntimeError):
@@ -62,11 +65,14 @@ def in_dependency_order(families: list[str], parents: dict[str, list[str]], work
                     running[pool.submit(guarded, family)] = family
                 if not running:
                     raise ValueError(f"families waiting on parents that never come: {', '.join(pending)}")
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done: set[Future] = set()
+                while not done:  # woken each half second: Ctrl-C arriving just as the wait began waited with it
+                    done, _ = wait(running, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     family = running.pop(future)
                     if future.exception() is not None:
-                        wait(running)
+                        while not all(f.done() for f in running):
+                            wait(running, timeout=WAKE_SECONDS)
                         raise future.exception()
                     finished.add(family)
                     yield family, future.result()
