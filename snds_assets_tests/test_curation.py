@@ -1255,6 +1255,37 @@ def test_key_already_in_state_is_not_reported_for_a_table_a_later_full_delivery_
     assert not check.evaluated and check.passed and "later full delivery" in check.details
 
 
+def test_a_late_full_delivery_is_checked_against_the_later_deliveries_that_stay_above_it(spark, settings, catalog):
+    """A full delivery replaces what came before it, not an incremental one of a later date: a full delivery
+    received after it (late, or again) joins the state beneath it, and their keys meet there. It said "full
+    delivery: it replaces the current state", and nobody was told of the duplicates the projects then got."""
+    state = CurrentState(spark, settings, catalog)
+    first = Delivery(settings, catalog, "2024-01-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)], mode="full")
+    first.table("T_MCO22C", MCO_C_HEADER, [mco_c("1", NIR_A)], mode="full")
+    first.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A)], mode="full")
+    later = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_T, 1)],
+                                                             mode="incremental")
+    later.table("T_MCO23C", MCO_C_HEADER, [mco_c("3", NIR_T)], mode="incremental")
+    for delivery in (first, later):
+        for family in ("IR_BEN_R", "T_MCOaaC"):
+            delivery.curate(spark, family, state)
+        delivery.accept()
+    late = Delivery(settings, catalog, "2024-02-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_B, 1), ben(NIR_T, 1)],
+                                                            mode="full")
+    late.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A), mco_c("3", NIR_T)], mode="full")
+    (ben_result,) = late.curate(spark, "IR_BEN_R", state)
+    check = by_name(ben_result)["primary_key_state"]
+    assert (check.evaluated, check.failures, check.severity) == (True, 1, WARN)  # NIR_T of 2024-03-01 stays
+    (mco_result,) = late.curate(spark, "T_MCOaaC", state)
+    check = by_name(mco_result)["primary_key_state"]
+    assert (check.evaluated, check.failures) == (True, 1)  # stay 3 of 2023; 2022 of 2024-01-01 is another year
+    # Alone above nothing, a full delivery is still not checked against the state it replaces.
+    last = Delivery(settings, catalog, "2024-04-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)], mode="full")
+    (last_result,) = last.curate(spark, "IR_BEN_R", state)
+    check = by_name(last_result)["primary_key_state"]
+    assert not check.evaluated and "full delivery: it replaces the current state" in check.details
+
+
 def test_current_state_keeps_deliveries_whose_suffixes_have_the_same_value(settings, catalog, monkeypatch):
     """``_2`` and ``_02`` are two deliveries of one day: both count, in one order whatever the reports' listing,
     and the state once one is accepted still holds the other (its rows are no orphans of the first)."""

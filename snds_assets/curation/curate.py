@@ -557,17 +557,17 @@ class _Run:
         elif pk and readable and all(c in self.delivered for c in pk):
             rows = sum(int(t.metrics.get("rows") or 0) - int(t.metrics.get("bad") or 0) for t in self.tables)
             out["primary_key"] = keys.duplicates(curated, pk, self.yearly, rows=rows)
-        incremental = [t for t in self.tables if t.archived.mode != domain.FULL]
         if pk and readable and all(c in self.delivered for c in pk):
             # The state once this delivery is accepted: its tables that a later full delivery replaces are not in
-            # it (ingested late, or again), so their keys duplicate nothing, and a full one replaces nothing
-            # (``_pk_state_check``).
+            # it (ingested late, or again), so their keys duplicate nothing (``_pk_state_check``). A full one
+            # replaces what came before it, not the later incremental deliveries that stay above it: only those
+            # (and a PMSI family's other years, which no key of this year meets) are in ``others`` then.
             delivery_id = self.manifest.delivery_id
             kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
             self.kept_years = kept.get(delivery_id, set())
             others = {d: years for d, years in kept.items() if d != delivery_id}
             current = None
-            if others and incremental:  # a full delivery replaces the state: nothing of it is read
+            if others:
                 self.state.verify(self.table.name, others)
                 ranged = pk + [domain.YEAR_COLUMN] * self.yearly
                 met = self.state.meeting(self.table.name, others, self._written_ranges({c: c for c in ranged}))
@@ -767,14 +767,14 @@ class _Run:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "a later full delivery of the family replaces this table: its rows are not "
                                        "in the current state", pk)
-        if t.archived.mode == domain.FULL:
-            return self._not_evaluated("primary_key_state", "primary_key",
-                                       "full delivery: it replaces the current state", pk)
         dated = self.table.absent_in(pk, year)
         if dated:
             return self._not_evaluated("primary_key_state", "primary_key", _not_in_use(dated, year), pk)
         if not readable:
             return self._not_evaluated("primary_key_state", "primary_key", "no readable file", pk)
+        if result is None and t.archived.mode == domain.FULL:
+            return self._not_evaluated("primary_key_state", "primary_key",
+                                       "full delivery: it replaces the current state", pk)
         if result is None:
             return self._not_evaluated("primary_key_state", "primary_key",
                                        "no current state of the family (no earlier accepted delivery)", pk)
