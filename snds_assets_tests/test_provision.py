@@ -1002,6 +1002,8 @@ def test_a_change_of_state_is_told_by_the_deliveries_that_changed_not_the_whole_
     assert state_change(months, months[1:], []) == "2022-01-01 left"
     assert state_change(["2024-01-15"], ["2024-02-15"], []) == "2024-02-15 joined, 2024-01-15 left"
     assert state_change(months, months, ["2023-05-01"]) == "2023-05-01 received again"
+    # Received again (its mark read for another family) and new to this one: "joined" says it, not both.
+    assert state_change(months[:-1], months, ["2024-12-01"]) == "2024-12-01 joined"
 
 
 def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, catalog, source, tmp_path):

@@ -136,6 +136,7 @@ def state_change(then: list[str], now: list[str], again: list[str]) -> str:
     joined = [d for d in now if d not in then]
     left = [d for d in then if d not in now]
     told = ([f"{', '.join(joined)} joined"] if joined else []) + ([f"{', '.join(left)} left"] if left else [])
+    again = [d for d in again if d not in joined]  # received again before it joined: joined says it
     told += [f"{', '.join(again)} received again"] if again else []
     return ", ".join(told) or f"then {', '.join(then)}, now {', '.join(now)}"
 
