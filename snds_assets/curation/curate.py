@@ -560,12 +560,14 @@ class _Run:
         if pk and readable and all(c in self.delivered for c in pk):
             # The state once this delivery is accepted: its tables that a later full delivery replaces are not in
             # it (ingested late, or again), so their keys duplicate nothing (``_pk_state_check``). A full one
-            # replaces what came before it, not the later incremental deliveries that stay above it: only those
-            # (and a PMSI family's other years, which no key of this year meets) are in ``others`` then.
+            # replaces what came before it, not the later incremental deliveries that stay above it: only those, in
+            # its own years (a PMSI key holds its year), can hold its keys.
             delivery_id = self.manifest.delivery_id
             kept = self.state.plan(self.table.name, after=(delivery_id, self._delivered_parts(self.table.name)))
             self.kept_years = kept.get(delivery_id, set())
             others = {d: years for d, years in kept.items() if d != delivery_id}
+            if all(t.archived.mode == domain.FULL for t in self.tables):
+                others = {d: years & self.kept_years for d, years in others.items() if years & self.kept_years}
             current = None
             if others:
                 self.state.verify(self.table.name, others)
