@@ -82,5 +82,5 @@ def in_dependency_order(families: list[str], parents: dict[str, list[str]], work
                 # again until they end: a family's next query may start after the first cancellation
                 while on_interrupt is not None and not all(f.done() for f in running):
                     on_interrupt()
-                    wait(running, timeout=1)
+                    wait(running, timeout=WAKE_SECONDS)
             raise

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from dagster import AssetKey, BetaWarning, DagsterEvent, Field, InitLoggerContext, logger
 
-from .cli import one_line
-from .problems import LIMIT
+from .problems import LIMIT, one_line
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -38,9 +37,9 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
-        if payload["event"] in ("STEP_FAILURE", "RUN_FAILURE") and failure_cause(event) is not None:
-            # Dagster's message says "Execution of step … failed." alone: a log shipper would never learn why.
-            payload["error"] = {"class": failure_cause(event).cls_name, "message": _failure_message(event, LIMIT)}
+        cause = failure_cause(event) if payload["event"] in ("STEP_FAILURE", "RUN_FAILURE") else None
+        if cause is not None:  # Dagster's message says "Execution of step … failed." alone, not why
+            payload["error"] = {"class": cause.cls_name, "message": _failure_message(event, LIMIT)}
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 

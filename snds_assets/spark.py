@@ -188,9 +188,14 @@ def java_version(java: Path) -> Optional[int]:
             continue
         found = re.search(r'^JAVA_VERSION="?([0-9]+)(?:\.([0-9]+))?', text, re.MULTILINE)
         if found:
-            major = int(found.group(1))
-            return int(found.group(2) or 0) if major == 1 else major  # "1.8.0_292" is Java 8
+            return _major(found)
     return None
+
+
+def _major(found: re.Match) -> int:
+    """The major version of a matched "MAJOR.MINOR": "1.8.0_292" is Java 8."""
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
 
 
 def reported_java_version(java: Path) -> Optional[int]:
@@ -201,10 +206,7 @@ def reported_java_version(java: Path) -> Optional[int]:
     except (OSError, subprocess.SubprocessError):
         return None
     found = re.search(r'version "([0-9]+)(?:\.([0-9]+))?', shown.stderr + shown.stdout)
-    if not found:
-        return None
-    major = int(found.group(1))
-    return int(found.group(2) or 0) if major == 1 else major
+    return _major(found) if found else None
 
 
 def check_java() -> None:
