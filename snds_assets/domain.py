@@ -118,16 +118,27 @@ FULL, INCREMENTAL = "full", "incremental"
 
 
 def default_mode(table: Table) -> str:
-    """SPEC §2: referentials and PMSI year tables are full, the rest incremental."""
-    if table.name.startswith(("IR_", "KI_")) or table.is_yearly:
+    """SPEC §2: referentials and PMSI year tables are full, the rest incremental (the yearly cartography
+    tables ``CT_*_AAAA_GN`` too: they are not PMSI)."""
+    if table.name.startswith(("IR_", "KI_")) or (table.is_yearly and is_pmsi(table)):
         return FULL
     return INCREMENTAL
+
+
+def is_pmsi(table: Table) -> bool:
+    """A table of the PMSI (its schema's product is ``PMSI MCO``, ``PMSI SSR``, ...)."""
+    return table.product.split(" ")[0] == "PMSI"
 
 
 # --- Known schema defects (schema-snds/SOURCE.md) and typing decisions ---------------------------------
 def is_return_code(column: str) -> bool:
     """The PMSI link-quality return codes (all must be '0' for a usable patient link)."""
     return column in PMSI_RETURN_CODES
+
+
+# Columns that SNDS.md says became alphanumeric, which schema-snds still types as numbers: typed as numbers,
+# every value of a later year would be rejected.
+TEXT_SINCE_DRIFT: frozenset[str] = frozenset({"IJR_EMP_NUM"})  # an employer number, alphanumeric since Nov. 2017
 
 
 def effective_type(table: Table, field: Field) -> str:
@@ -138,6 +149,7 @@ def effective_type(table: Table, field: Field) -> str:
     - PMSI stay keys are integer in some tables of a field and string in others (RSA_NUM: integer in
       T_MCOaaB/C, string in T_MCOaaA/D/UM): strings everywhere, so that joins compare like with like.
     - A ``date`` whose format is a lone month (``%m``) holds a month number: integer.
+    - A column that became alphanumeric while the schema kept it a number (``TEXT_SINCE_DRIFT``): string.
     """
     if field.type == "boolean" and (is_return_code(field.name) or (table.is_yearly and field.name.endswith("_RET"))):
         return "string"
@@ -147,6 +159,8 @@ def effective_type(table: Table, field: Field) -> str:
         return "string"
     if is_month(field):
         return "integer"
+    if field.name in TEXT_SINCE_DRIFT and field.type in ("integer", "number"):
+        return "string"
     return field.type
 
 
@@ -237,6 +251,22 @@ def required_columns(table: Table, year: int | None = None) -> tuple[str, ...]:
         if column in table.by_name and column not in out and column not in optional:
             if year is None or table.by_name[column].in_use(year):
                 out.append(column)
+    return tuple(out)
+
+
+def header_required_columns(table: Table, year: int | None = None) -> tuple[str, ...]:
+    """Columns a delivered file must carry (SPEC §2: a missing key or identifier column is fatal).
+
+    ``required_columns``, and the identifiers a row may leave empty but a file may not lack: the person of a death
+    record (an unmatched one has none, a file without the column has none at all), and the person of the
+    referential where identifiers are resolved (SPEC §3: a person is one BEN_IDT_ANO of IR_BEN_R)."""
+    out = list(required_columns(table, year))
+    wanted = list(identifier_columns(table))
+    if BENEFICIARY_TABLE in (table.name, ARCHIVES.get(table.name)):
+        wanted.append(PERSON_COLUMN)
+    for column in wanted:
+        if column in table.by_name and column not in out and (year is None or table.by_name[column].in_use(year)):
+            out.append(column)
     return tuple(out)
 
 

@@ -110,6 +110,19 @@ def test_required_columns(catalog):
     assert domain.required_columns(catalog["IR_BEN_R"]) == IDENTITY
 
 
+def test_a_file_must_carry_the_identifiers_its_rows_may_leave_empty(catalog, reference_catalog):
+    """An unmatched death names no one, but a death file without BEN_IDT_ANO names no one at all; IR_BEN_R, where
+    identifiers are resolved to persons, must carry the person."""
+    assert domain.header_required_columns(catalog["KI_CCI_R"]) == ("BEN_IDT_ANO",)
+    assert domain.header_required_columns(catalog["KI_ECD_R"]) == ("BEN_IDT_ANO",)
+    assert domain.header_required_columns(catalog["IR_BEN_R"]) == IDENTITY + ("BEN_IDT_ANO",)
+    assert domain.header_required_columns(catalog["IR_BEN_R_ARC"]) == IDENTITY + ("BEN_IDT_ANO",)
+    for name in ("ER_PRS_F", "T_MCOaaC", "T_MCOaaD", "IR_IBA_R"):
+        assert domain.header_required_columns(catalog[name]) == domain.required_columns(catalog[name]), name
+    # A referential identified by the pseudo-NIR and rank carries BEN_IDT_ANO as one more attribute.
+    assert domain.header_required_columns(reference_catalog["IR_ACS_R"]) == IDENTITY
+
+
 def test_required_columns_of_a_year_follow_the_schema_history(reference_catalog):
     """A key or identifier column the schema dates is required of the files of the years that carry it only."""
     r3ad, fastc, had = (reference_catalog[n] for n in ("T_RIPaaR3AD", "T_MCOaaFASTC", "T_HADaaB"))
@@ -130,13 +143,22 @@ def test_patient_pseudonyms_cover_the_pseudonym_columns(catalog):
 
 def test_default_mode(catalog):
     for table in catalog:
-        if table.name.startswith(("IR_", "KI_")) or table.is_yearly:
-            assert domain.default_mode(table) == domain.FULL, table.name
-        if table.name.startswith("ER_"):
-            assert domain.default_mode(table) == domain.INCREMENTAL, table.name
+        pmsi_year = table.is_yearly and table.name.startswith(("T_MCO", "T_SSR", "T_HAD", "T_RIP", "T_SUP"))
+        expected = domain.FULL if table.name.startswith(("IR_", "KI_")) or pmsi_year else domain.INCREMENTAL
+        assert domain.default_mode(table) == expected, table.name
     assert domain.default_mode(catalog["IR_BEN_R"]) == "full"
     assert domain.default_mode(catalog["T_MCOaaB"]) == "full"
     assert domain.default_mode(catalog["ER_PRS_F"]) == "incremental"
+
+
+def test_a_yearly_table_outside_the_pmsi_is_incremental_by_default(reference_catalog):
+    """SPEC §2: full for referentials and PMSI year tables, incremental otherwise: the cartography of pathologies
+    (CT_IDE_AAAA_GN) is delivered per year but is not PMSI."""
+    for name in ("CT_IDE_AAAA_GN", "CT_DEP_AAAA_GN", "CT_IND_AAAA_GN"):
+        table = reference_catalog[name]
+        assert table.is_yearly and domain.default_mode(table) == domain.INCREMENTAL, name
+    assert domain.default_mode(reference_catalog["T_SUPaaATU"]) == domain.FULL
+    assert domain.default_mode(reference_catalog["T_RIPaaC"]) == domain.FULL
 
 
 # --- Schema defects -----------------------------------------------------------------------------------------------
@@ -156,6 +178,14 @@ def test_effective_type_corrects_the_known_defects(catalog):
     assert domain.effective_type(mco_c, mco_c.field("EXE_SOI_DTD")) == "datetime"
     prs = catalog["ER_PRS_F"]
     assert domain.effective_type(prs, prs.field("PRS_PAI_MNT")) == "number"
+
+
+def test_a_column_that_became_alphanumeric_is_curated_as_text(reference_catalog):
+    """SNDS.md: IJR_EMP_NUM became alphanumeric in Nov. 2017; schema-snds still types it integer."""
+    for name in ("ER_PRS_F", "EB_PRS_F"):
+        table = reference_catalog[name]
+        assert table.field("IJR_EMP_NUM").type == "integer"
+        assert domain.effective_type(table, table.field("IJR_EMP_NUM")) == "string", name
 
 
 def test_stay_keys_have_one_type_across_a_field(reference_catalog):

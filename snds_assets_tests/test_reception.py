@@ -669,7 +669,7 @@ def test_wrong_delimiter_misses_key_columns(settings, catalog):
     columns = table.check("columns")
     assert (columns.passed, columns.severity, columns.failures) == (False, ERROR, 1)
     assert table.files[0].header == [",".join(cols)]
-    assert columns.sample[0]["missing_required"] == list(domain.required_columns(catalog["IR_BEN_R"]))
+    assert set(columns.sample[0]["missing_required"]) == set(domain.header_required_columns(catalog["IR_BEN_R"]))
     assert "delimiter ';'" in columns.details
 
 
@@ -698,6 +698,26 @@ def test_unknown_missing_and_reordered_columns(settings, catalog):
     missing_key = _table(settings, catalog, no_key, "IR_BEN_R").check("columns")
     assert (missing_key.severity, missing_key.failures) == (ERROR, 1)
     assert missing_key.sample[0]["missing_required"] == ["BEN_RNG_GEM"]
+
+
+@pytest.mark.parametrize("name", ["KI_CCI_R", "KI_ECD_R", "IR_BEN_R"])
+def test_a_file_without_the_person_column_is_an_error(settings, catalog, name):
+    """A death record may name no one (unmatched), a beneficiary may lack BEN_IDT_ANO: a file without the column is
+    still a file without its identifier, whose full delivery would replace the table's earlier content."""
+    cols = [c for c in catalog[name].columns if c != domain.PERSON_COLUMN]
+    d = Delivery(_landing(settings), DID)
+    d.add(name, f"{name}.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    columns = _table(settings, catalog, d, name).check("columns")
+    assert (columns.passed, columns.severity, columns.failures) == (False, ERROR, 1)
+    assert columns.sample[0]["missing_required"] == [domain.PERSON_COLUMN]
+    assert f"missing key/identifier columns {domain.PERSON_COLUMN}" in columns.details
+
+    other = Delivery(_landing(settings), "2026-11-16")
+    acs = [c for c in catalog["IR_ACS_R"].columns if c != domain.PERSON_COLUMN]
+    other.add("IR_ACS_R", "IR_ACS_R.csv", csv_bytes(acs, dummy_rows(acs, 2)))
+    attribute = _table(settings, catalog, other, "IR_ACS_R").check("columns")
+    assert (attribute.passed, attribute.severity, attribute.sample) == (
+        False, WARN, [{"path": "IR_ACS_R.csv", "missing": [domain.PERSON_COLUMN]}])
 
 
 def test_a_column_without_a_name_is_said_so(settings, catalog):

@@ -760,7 +760,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
                   year: int | None = None) -> CheckOutcome:
     """Header columns against the catalog: missing, unknown, duplicated and reordered columns.
 
-    ERROR when a key or identifier column (domain.required_columns) is missing, as when a wrong delimiter makes
+    ERROR when a key or identifier column (domain.header_required_columns) is missing, as when a wrong delimiter makes
     the whole header one column; otherwise WARN (unknown columns are kept as strings by curation). A column the
     schema's history says files of ``year`` do not carry yet, or no longer (``Field.in_use``: T_MCO12C has no
     COH_NAI_RET, created in 2013), is not missing from them.
@@ -782,7 +782,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
     catalog_columns = list(table.columns)
     known = set(catalog_columns)
     expected = list(table.columns_in(year))
-    required = set(domain.required_columns(table, year))
+    required = set(domain.header_required_columns(table, year))
     failing, sample, problems, notes = [], [], [], []
     severity = WARN
     for f in checked:
