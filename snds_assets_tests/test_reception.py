@@ -181,6 +181,11 @@ def _with_table(name) -> str:
     (_with_file(path=...), DID, "file #1 of table IR_BEN_R: missing path"),
     (json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": ["IR_BEN_R.csv"]}]}), DID,
      "file #1 of table IR_BEN_R must be a JSON object, not \"IR_BEN_R.csv\""),
+    # A table without files or name was told as Python's KeyError('files').
+    (json.dumps({"delivery_id": DID, "tables": [{"table": "NOPE"}]}), DID, "table NOPE: missing files"),
+    (json.dumps({"delivery_id": DID, "tables": [{"mode": "full"}]}), DID, "manifest table #1: missing table, files"),
+    (json.dumps({"delivery_id": DID, "tables": ["IR_BEN_R"]}), DID,
+     "manifest table #1 must be a JSON object, not \"IR_BEN_R\""),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

@@ -223,10 +223,17 @@ def _sha256(entry: dict) -> str:
 
 def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
     """One table entry, or None with its files' problems added to ``problems`` (its own problem is raised)."""
+    if not isinstance(entry, dict):
+        raise ManifestError(f"manifest table #{i + 1} must be a JSON object, not {json.dumps(entry)[:40]}")
+    if "table" not in entry:
+        raise ManifestError(f"manifest table #{i + 1}: missing table"
+                            + ("" if "files" in entry else ", files"))
     name = _table_name(i, entry["table"])
     mode = entry.get("mode")
     if mode not in (None, "full", "incremental"):
         problems.append(f"table {name}: mode {mode!r} is not full or incremental")
+    if "files" not in entry:
+        raise ManifestError(f"table {name}: missing files")
     listed = entry["files"]
     if not isinstance(listed, list):
         raise ManifestError(f"table {name}: files must be a JSON list, not {json.dumps(listed)[:40]}")
