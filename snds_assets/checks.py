@@ -5,7 +5,7 @@ and the report always agree.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,6 +88,17 @@ class CheckOutcome:
 
     def to_report(self) -> dict:
         return asdict(self)
+
+
+def restated(name: str, outcome: CheckOutcome | None, asset: str) -> CheckOutcome:
+    """A check executed without its asset (the UI's "Execute" on one check) is not evaluated again: each of ours is
+    computed as its asset is materialised (in the write pass, or against the table just written). Its verdict as
+    last recorded is emitted again, said so; none emitted, Dagster would show it skipped, a failure hidden."""
+    if outcome is None:
+        return CheckOutcome(name, name, DEFAULT_SEVERITY.get(name, WARN), True, evaluated=False,
+                            details=f"no verdict recorded for this partition: materialise {asset} to evaluate it")
+    note = f"executed alone, the verdict of {asset}'s last materialisation (materialise it to evaluate it again)"
+    return replace(outcome, details="; ".join(x for x in (note, outcome.details) if x))
 
 
 def combine(name: str, checked: list[tuple[str, CheckOutcome]]) -> CheckOutcome:

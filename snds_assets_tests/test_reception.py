@@ -803,6 +803,26 @@ def test_families_years_modes_and_unknown_tables(settings, catalog):
     assert unknown.check("file_present").passed and unknown.check("checksum").passed
 
 
+def test_a_delivery_is_curated_again_from_its_archive_once_the_landing_zone_is_cleared(settings, catalog):
+    """A run that only curates (a curated asset materialised from the UI) works from the archived manifest: the
+    landing folder may be gone, or hold a newer manifest whose files were never archived."""
+    import shutil
+
+    from snds_assets.reception.assets import _manifest
+
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.write()
+    archive_manifest(settings, DID)
+    shutil.rmtree(d.folder)
+    assert [t.table for t in _manifest(settings, DID, archiving=False).tables] == ["IR_BEN_R"]
+    with pytest.raises(DeliveryNotFound):
+        _manifest(settings, DID, archiving=True)
+    with pytest.raises(DeliveryNotFound):  # never archived: the landing zone is the only manifest
+        _manifest(settings, "2026-11-16", archiving=False)
+
+
 def test_rearchive_replaces_and_prunes(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

@@ -10,7 +10,7 @@ from dagster import (
 
 from .. import domain
 from ..catalog import Catalog, Table
-from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result
+from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result, restated
 from ..lake import Lake
 from ..logs import step_progress
 from ..metadata import column_schema
@@ -157,7 +157,7 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
         from ..curation.state import CurrentState
         from ..families import in_dependency_order
         from .request import load_request
-        from .run import run_extract
+        from .run import collect_infos, run_extract
 
         settings, catalog_ = snds.settings(), snds.catalog()
         request = load_request(settings, catalog_, context.partition_key)
@@ -194,6 +194,14 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                 )
         if PROJECT_REPORT_KEY in context.selected_asset_keys:
             yield _project_report_result(settings, catalog_, request)
+        alone = sorted(k for k in context.selected_asset_check_keys if k.asset_key not in context.selected_asset_keys)
+        if alone:
+            _, infos = collect_infos(settings, request)
+            for key in alone:
+                info = infos.get(key.asset_key.path[1]) or {}
+                recorded = {c["name"]: CheckOutcome(**c) for c in info.get("checks", [])}
+                yield asset_check_result(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
+                                         key.asset_key)
 
     return extract
 

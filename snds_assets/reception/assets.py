@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
+    AssetCheckKey, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
     DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
@@ -20,6 +20,7 @@ from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import (
     CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
+    restated,
 )
 from ..lake import Lake
 from ..logs import step_progress
@@ -159,11 +160,10 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         from ..families import in_dependency_order
         from .archive import archive_family, families_of, raw_fragment
         from .report import save_fragment
-        from .storage import read_manifest
 
         settings, catalog_ = snds.settings(), snds.catalog()
-        manifest = read_manifest(settings.landing, context.partition_key)
         selected = context.selected_asset_keys
+        manifest = _manifest(settings, context.partition_key, archiving=any(k.path[0] == "raw" for k in selected))
         present = list(families_of(catalog_, manifest))
         wanted = [f for f in present if raw_key(f) in selected or curated_key(f) in selected]
         absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
@@ -233,8 +233,39 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 drop_empty_staging(Lake(settings.lake), delivery_id)
         if REPORT_KEY in selected:
             yield _report_result(settings, catalog_, manifest)
+        for key in sorted(k for k in context.selected_asset_check_keys if k.asset_key not in selected):
+            yield asset_check_result(_last_verdict(settings, catalog_, manifest, key), key.asset_key)
 
     return receive
+
+
+def _manifest(settings, delivery_id: str, archiving: bool) -> "Manifest":
+    """The manifest a run works from: the landing zone's when it archives, else the one archived with the files it
+    curates from (the landing folder may have been cleared since)."""
+    from .archive import archived_manifest
+    from .storage import read_manifest
+
+    archived = None if archiving else archived_manifest(settings, delivery_id)
+    return archived if archived is not None else read_manifest(settings.landing, delivery_id)
+
+
+def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> CheckOutcome:
+    """A check selected without its asset, as the delivery's last reception recorded it (``checks.restated``)."""
+    from ..provision.storage import read_json
+    from .archive import families_of
+    from .report import load_fragment
+
+    asset = key.asset_key.to_user_string()
+    if key.asset_key == REPORT_KEY:
+        report = read_json(Lake(settings.lake).delivery_report(manifest.delivery_id))
+        return restated(key.name, None if report is None else _accepted(report), asset)
+    stage, family = key.asset_key.path
+    delivered = families_of(catalog, manifest).get(family, [])
+    fragments = [(d.table, load_fragment(settings, manifest.delivery_id, d.table, stage)) for d in delivered]
+    if any(f is None for _, f in fragments):
+        return restated(key.name, None, asset)
+    return restated(key.name, combine(key.name, [(t, CheckOutcome(**c)) for t, f in fragments for c in f["checks"]
+                                                 if c["name"] == key.name]), asset)
 
 
 def _report_spec(catalog: Catalog) -> AssetSpec:
@@ -337,10 +368,7 @@ def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
     mark_received(settings, manifest)
     tables = report["tables"]
     rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
-    outcome = CheckOutcome(
-        "delivery_accepted", "delivery_accepted", ERROR, report["status"] == "accepted", failures=len(rejected),
-        sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
-    )
+    outcome = _accepted(report)
     lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {t['status']} | {t.get('rows_read')} | {t.get('rows_curated')} | {t.get('rows_rejected')} |"
               for n, t in sorted(tables.items())]
@@ -357,6 +385,15 @@ def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
             "summary": MetadataValue.md("\n".join(lines)),
         },
         check_results=[asset_check_result(outcome, REPORT_KEY)],
+    )
+
+
+def _accepted(report: dict) -> CheckOutcome:
+    """``delivery_accepted`` of a reception report: its failures are the rejected tables."""
+    rejected = sorted(name for name, t in report["tables"].items() if t["status"] != "accepted")
+    return CheckOutcome(
+        "delivery_accepted", "delivery_accepted", ERROR, report["status"] == "accepted", failures=len(rejected),
+        sample=rejected[:10], details=f"rejected tables: {', '.join(rejected)}" if rejected else "",
     )
 
 
