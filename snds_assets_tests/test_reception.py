@@ -181,6 +181,12 @@ def _with_table(name) -> str:
     (_with_file(path=...), DID, "file #1 of table IR_BEN_R: missing path"),
     (json.dumps({"delivery_id": DID, "tables": [{"table": "IR_BEN_R", "files": ["IR_BEN_R.csv"]}]}), DID,
      "file #1 of table IR_BEN_R must be a JSON object, not \"IR_BEN_R.csv\""),
+    # A misspelt key was read as absent: "Mode" took the default mode, a table to add replaced the state.
+    (json.dumps({"delivery_id": DID, "fromat": {}, "tables": [{"table": "IR_BEN_R", "Mode": "incremental", "files": [
+        {"path": "a.csv", "rows": 1, "sha256": "0" * 64, "bytes": 1, "sha265": "x"}]}]}), DID,
+     "manifest has unknown keys: ['fromat'] (known: delivery_id, producer, created_at, format, tables); table "
+     "IR_BEN_R has unknown keys: ['Mode'] (known: table, mode, files); file #1 of table IR_BEN_R has unknown keys: "
+     "['sha265'] (known: path, rows, sha256, bytes)"),
     # A table without files or name was told as Python's KeyError('files').
     (json.dumps({"delivery_id": DID, "tables": [{"table": "NOPE"}]}), DID, "table NOPE: missing files"),
     (json.dumps({"delivery_id": DID, "tables": [{"mode": "full"}]}), DID, "manifest table #1: missing table, files"),

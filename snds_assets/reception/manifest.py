@@ -171,6 +171,16 @@ def _table_name(i: int, name) -> str:
 
 
 FILE_KEYS = ("path", "rows", "sha256", "bytes")
+TABLE_KEYS = ("table", "mode", "files")
+MANIFEST_KEYS = ("delivery_id", "producer", "created_at", "format", "tables")
+
+
+def _unknown_keys(entry: dict, known: tuple[str, ...], where: str, problems: list[str]) -> None:
+    """A key the contract does not name is a problem: a misspelt one (``Mode``, ``fromat``) would be read as absent,
+    its default taken instead (a table meant to be added would replace the state)."""
+    unknown = sorted(k for k in entry if k not in known)
+    if unknown:
+        problems.append(f"{where} has unknown keys: {unknown} (known: {', '.join(known)})")
 
 
 def _file(table: str, j: int, entry: dict, problems: list[str]) -> DeliveredFile | None:
@@ -183,6 +193,7 @@ def _file(table: str, j: int, entry: dict, problems: list[str]) -> DeliveredFile
     missing = [k for k in FILE_KEYS if k not in entry]
     if missing:
         problems.append(f"file #{j + 1} of table {table}: missing {', '.join(missing)}")
+    _unknown_keys(entry, FILE_KEYS, f"file #{j + 1} of table {table}", problems)
 
     def checked(key: str, check: Callable, *args):
         """The key's value as ``check`` reads it; None when the key is missing (told above) or its value is wrong."""
@@ -229,6 +240,7 @@ def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
         raise ManifestError(f"manifest table #{i + 1}: missing table"
                             + ("" if "files" in entry else ", files"))
     name = _table_name(i, entry["table"])
+    _unknown_keys(entry, TABLE_KEYS, f"table {name}", problems)
     mode = entry.get("mode")
     if mode not in (None, "full", "incremental"):
         problems.append(f"table {name}: mode {mode!r} is not full or incremental")
@@ -263,6 +275,7 @@ def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifes
     if not isinstance(data, dict):
         raise ManifestError("manifest.json must hold a JSON object")
     problems: list[str] = []
+    _unknown_keys(data, MANIFEST_KEYS, "manifest", problems)
     delivery_id = data.get("delivery_id")
     if not isinstance(delivery_id, str) or not valid_delivery_id(delivery_id):
         problems.append(f"manifest delivery_id {delivery_id!r} is not {DELIVERY_ID_FORM}")
