@@ -1129,10 +1129,11 @@ def test_a_delivered_column_named_like_a_column_of_curation_is_kept(spark, setti
     """Unknown columns are kept (SPEC §2), whatever their names: a delivered ``_BAD``, ``_FILE``, ``_CORRUPT_RECORD``,
     ``_REJECT_REASON``, ``MALFORMED``, ``type:IMB_ALD_NUM`` or ``_FOUND0`` shared its name with a column of the write
     pass, the rejects or the probe of a small parent, and the run failed on an ambiguous or repeated column
-    (``X;X;X_2`` likewise: the second X was renamed X_2 beside the delivered X_2). Each is kept under a free name, as
+    (``X;X;X_2`` likewise: the second X was renamed X_2 beside the delivered X_2); a delivered ``PMSI_YEAR`` was
+    dropped for the year curation adds, a ``DELIVERY_ID`` replaced by the state's. Each is kept under a free name, as
     a repeated one is."""
     extras = ["_BAD", "_file", "_CORRUPT_RECORD", "_REJECT_REASON", "_SOURCE_FILE", "Malformed", "_FOUND0",
-              "type:IMB_ALD_NUM", "X", "X", "X_2"]
+              "type:IMB_ALD_NUM", "X", "X", "X_2", "delivery_id", "PMSI_YEAR"]
     values = ";".join(f"v{i}" for i in range(len(extras)))
     rows = [f"{NIR_A};1;5;2020-01-15;1600-01-01;E11;{values}", f"{NIR_A};1;AB;2020-01-15;;E10;{values}"]
     d = (Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
@@ -1144,7 +1145,7 @@ def test_a_delivered_column_named_like_a_column_of_curation_is_kept(spark, setti
     assert checks["foreign_key"].evaluated and checks["foreign_key"].passed
     assert checks["rows_reconciled"].passed
     kept = ["_BAD_2", "_FILE_2", "_CORRUPT_RECORD_2", "_REJECT_REASON_2", "_SOURCE_FILE_2", "MALFORMED_2",
-            "_FOUND0_2", "TYPE:IMB_ALD_NUM_2", "X", "X_3", "X_2"]
+            "_FOUND0_2", "TYPE:IMB_ALD_NUM_2", "X", "X_3", "X_2", "DELIVERY_ID_2", "PMSI_YEAR_2"]
     lake = Lake(settings.lake)
     (curated,) = spark.read.parquet(lake.curated("IR_IMB_R", "2024-03-01")).collect()
     assert [curated[c] for c in kept] == [f"v{i}" for i in range(len(extras))]

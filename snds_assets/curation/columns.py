@@ -181,15 +181,21 @@ def family_columns(table: Table, fmt: Format, extra: list[str]) -> list[ColumnPl
     return plans
 
 
+# Columns curation adds to the data it publishes: the year of a yearly table, and the delivery of a partition read
+# back into the current state (``state.DELIVERY_COLUMN``), which replaces a delivered one of that name.
+PUBLISHED = frozenset({domain.YEAR_COLUMN, "DELIVERY_ID"})
+
+
 def _reserved(name: str, columns: set[str]) -> bool:
     """Whether a (upper-cased) delivered name is one of curation's own columns, for a file of ``columns``."""
     kind, _, column = name.partition(":")
-    return name in RESERVED or bool(_PROBE_COLUMN.fullmatch(name)) or (kind in ("TYPE", "NOT_NULL") and column in columns)
+    return (name in RESERVED or name in PUBLISHED or bool(_PROBE_COLUMN.fullmatch(name))
+            or (kind in ("TYPE", "NOT_NULL") and column in columns))
 
 
 def file_columns(header: list[str] | None, table: Table) -> list[str]:
     """The column names of a file in its order: its header (upper-cased) or the catalog's. A repeated name, or one
-    of curation's own (``RESERVED``), takes the first free ``<NAME>_<n>`` from 2 on (``X;X;X_2`` gives X, X_3, X_2)."""
+    of curation's own (``RESERVED``, ``PUBLISHED``), takes the first free ``<NAME>_<n>`` from 2 on (``X;X;X_2`` gives X, X_3, X_2)."""
     names = [raw.strip().lstrip("\ufeff").upper() or "_EMPTY"
              for raw in (list(header) if header is not None else list(table.columns))]
     taken = set(names)
