@@ -809,6 +809,21 @@ def test_families_years_modes_and_unknown_tables(settings, catalog):
     assert unknown.check("file_present").passed and unknown.check("checksum").passed
 
 
+def test_a_pmsi_year_after_the_delivery_is_an_error(settings, catalog):
+    """A two-digit year reads 20yy: T_MCO99B was curated as 2099 in a delivery of 2026, accepted."""
+    cols = list(catalog["T_MCOaaB"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("T_MCO99B", "T_MCO99B.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.add("T_MCO26B", "T_MCO26B.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.write()
+    manifest = read_manifest(settings.landing, DID)
+    late, this_year = archive_family(settings, catalog, manifest, "T_MCOaaB")
+    columns = late.check("columns")
+    assert (late.year, columns.passed, columns.severity, columns.failures) == (2099, False, ERROR, 1)
+    assert "T_MCO99B names the year 2099 (a two-digit year reads 20yy), after the delivery (2026)" in columns.details
+    assert (this_year.year, this_year.check("columns").passed) == (2026, True)
+
+
 def test_a_delivery_is_curated_again_from_its_archive_once_the_landing_zone_is_cleared(settings, catalog):
     """A run that only curates (a curated asset materialised from the UI) works from the archived manifest: the
     landing folder may be gone, or hold a newer manifest whose files were never archived."""

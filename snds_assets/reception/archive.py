@@ -195,7 +195,8 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
         remove_lake_tree(staging)
     return ArchivedTable(
         delivered=delivered, family=table.name if table is not None else None, year=year, mode=mode, files=files,
-        checks=raw_checks(table, delivered, files, manifest.format, year or int(manifest.delivery_id[:4])),
+        checks=raw_checks(table, delivered, files, manifest.format, year or int(manifest.delivery_id[:4]),
+                          delivered_in=int(manifest.delivery_id[:4])),
     )
 
 
@@ -699,14 +700,15 @@ def parse_header(line: bytes, encoding: str, delimiter: str) -> list[str]:
 
 # --- File-level checks --------------------------------------------------------------------------------------
 def raw_checks(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format,
-               year: int | None = None) -> list[CheckOutcome]:
-    """``year``: the data's year (a PMSI table's, else the delivery's), for the columns its files should carry."""
+               year: int | None = None, delivered_in: int | None = None) -> list[CheckOutcome]:
+    """``year``: the data's year (a PMSI table's, else the delivery's), for the columns its files should carry;
+    ``delivered_in``: the delivery's year."""
     expected = {f.path: f for f in delivered.files}
     return [
         check_file_present(files),
         check_checksum(files, expected),
         check_row_count(files, expected),
-        check_columns(table, delivered, files, fmt, year),
+        check_columns(table, delivered, files, fmt, year, delivered_in),
     ]
 
 
@@ -757,13 +759,14 @@ def check_row_count(files: list[ArchivedFile], expected: dict[str, DeliveredFile
 
 
 def check_columns(table: Table | None, delivered: DeliveredTable, files: list[ArchivedFile], fmt: Format,
-                  year: int | None = None) -> CheckOutcome:
+                  year: int | None = None, delivered_in: int | None = None) -> CheckOutcome:
     """Header columns against the catalog: missing, unknown, duplicated and reordered columns.
 
-    ERROR when a key or identifier column (domain.header_required_columns) is missing, as when a wrong delimiter makes
-    the whole header one column; otherwise WARN (unknown columns are kept as strings by curation). A column the
-    schema's history says files of ``year`` do not carry yet, or no longer (``Field.in_use``: T_MCO12C has no
-    COH_NAI_RET, created in 2013), is not missing from them.
+    ERROR when a key or identifier column (domain.header_required_columns) is missing, as when a wrong delimiter
+    makes the whole header one column, or when a yearly table names a year after the delivery's (T_MCO99B, 2099);
+    otherwise WARN (unknown columns are kept as strings by curation). A column the schema's history says files of
+    ``year`` do not carry yet, or no longer (``Field.in_use``: T_MCO12C has no COH_NAI_RET, created in 2013), is not
+    missing from them.
     """
     if table is None:
         return _outcome(
@@ -771,6 +774,13 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
             severity=ERROR,
             details=f"{delivered.table} is not a table of the catalog (SNDS_SCHEMAS): its files are archived but "
                     "cannot be verified nor curated",
+        )
+    if table.is_yearly and year is not None and delivered_in is not None and year > delivered_in:
+        return _outcome(
+            "columns", list(files), [{"path": f.path, "error": f"year {year} after the delivery"} for f in files],
+            severity=ERROR,
+            details=f"{delivered.table} names the year {year} (a two-digit year reads 20yy), after the delivery "
+                    f"({delivered_in}): a table of data not yet produced is no {table.name} of that year",
         )
     if not fmt.header:
         return _outcome("columns", [], [], evaluated=False,
