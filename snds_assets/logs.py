@@ -216,11 +216,11 @@ def java_failure(message: str) -> str:
 
 
 def failure_cause(event: DagsterEvent) -> SerializableErrorInfo | None:
-    """The error info (class name, message) of the user's exception under Dagster's wrappers in a failure event,
-    or None when the event carries none."""
+    """The error info (class name, message) of the user's exception under Dagster's wrappers in a failure event
+    (or under the ``Failure`` that tells it, ``problems.told_as_failure``), or None when the event carries none."""
     try:
         error = event.event_specific_data.error
-        while error.cause is not None and error.cls_name.startswith("Dagster"):
+        while error.cause is not None and (error.cls_name.startswith("Dagster") or error.cls_name == "Failure"):
             error = error.cause
     except AttributeError:
         return None

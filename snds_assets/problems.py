@@ -2,6 +2,9 @@
 a sensor logs: whoever mends the input (CNAM, a researcher) mends them all in one round."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 SHOWN = 10
 PROBLEM_LIMIT = 300  # characters of one problem (a file name or a value in it can be any length)
 LIMIT = SHOWN * (PROBLEM_LIMIT + 2) + 60  # characters of the problems told together, "and N more" included
@@ -25,3 +28,29 @@ def one_line(text: str, limit: int) -> str:
     if text[limit - 1] != " " and cut.rfind(" ") > limit // 2:
         cut = cut[:cut.rfind(" ")]
     return cut.rstrip(" ,;:(") + "…"
+
+
+def operator_errors() -> tuple[type[BaseException], ...]:
+    """Our errors that say what to fix (a manifest's or a request's problems, a damaged partition...), as opposed to
+    a bug's or a library's."""
+    from .catalog import CatalogError
+    from .curation.state import DamagedPartition
+    from .provision.links import MissingTable
+    from .provision.request import RequestError
+    from .reception.manifest import ManifestError
+    from .reception.storage import StorageError
+
+    return ManifestError, CatalogError, StorageError, DamagedPartition, RequestError, MissingTable
+
+
+@contextmanager
+def told_as_failure() -> Iterator[None]:
+    """A step's body whose ``operator_errors`` fail it as a Dagster ``Failure`` described by their message: the UI
+    shows that line first, not "Error occurred while executing op" over Dagster's frames with the message beneath.
+    The error stays the failure's cause, where the command line and the JSON logs read it."""
+    from dagster import Failure
+
+    try:
+        yield
+    except operator_errors() as exc:
+        raise Failure(description=one_line(str(exc), LIMIT), allow_retries=False) from exc

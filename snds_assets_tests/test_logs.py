@@ -165,6 +165,41 @@ def test_an_exception_of_ours_is_told_by_its_message_alone():
     assert str(run_error(run)) == f"run {run.run_id} failed: {line}"
 
 
+def test_an_error_of_ours_fails_the_step_described_by_its_message():
+    """In the UI a failed step read "Error occurred while executing op ..." over Dagster's frames, the manifest's
+    problems beneath as a cause: ours fail it as a Failure described by their message, the error as its cause (the
+    command line and the JSON logs read it there, unchanged); a bug's exception stays as Dagster wraps it."""
+    from snds_assets.commands import run_error
+    from snds_assets.logs import failure_cause
+    from snds_assets.problems import told_as_failure
+    from snds_assets.reception.manifest import ManifestError
+
+    line = "manifest.json is not valid JSON (Expecting value: line 1 column 2 (char 1))"
+
+    @asset
+    def landing():
+        with told_as_failure():
+            raise ManifestError(line)
+
+    @asset
+    def bug():
+        with told_as_failure():
+            raise KeyError("files")
+
+    defs = Definitions(assets=[landing, bug], jobs=[define_asset_job("m", selection=["landing"]),
+                                                    define_asset_job("b", selection=["bug"])])
+    run = defs.resolve_job_def("m").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
+    error = failure.event_specific_data.error
+    assert error.cls_name == "Failure" and error.message.strip().endswith(f"Failure: {line}")
+    assert failure.event_specific_data.user_failure_data.description == line
+    assert failure_cause(failure).cls_name == "ManifestError"
+    assert str(run_error(run)) == f"run {run.run_id} failed: {line}"
+    run = defs.resolve_job_def("b").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.event_specific_data.error.cls_name == "DagsterExecutionStepExecutionError"
+
+
 @multi_asset(name="receive", specs=[AssetSpec(["raw", "T"]), AssetSpec(["curated", "T"])],
              check_specs=[AssetCheckSpec("file_present", asset=["raw", "T"]), AssetCheckSpec("type", asset=["curated", "T"])])
 def receive():
