@@ -512,6 +512,30 @@ def test_missing_file_is_reported_and_earlier_copy_removed(settings, catalog):
     assert "1 file(s) could not be counted" in table.check("row_count").details
 
 
+def test_a_file_linked_out_of_the_delivery_folder_is_not_read(settings, catalog, tmp_path):
+    """A path may not leave the delivery folder (``..`` is refused by the manifest); a link did, and the hub's file it
+    named was archived and accepted. A link to a file of the delivery itself is read."""
+    cols = list(catalog["IR_BEN_R"].columns)
+    data = csv_bytes(cols, dummy_rows(cols, 2))
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_bytes(data)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", data)
+    d.add("IR_BEN_R", "inside.csv", data)
+    d.add("IR_BEN_R", "b.csv", data)
+    (d.folder / "b.csv").unlink()
+    (d.folder / "b.csv").symlink_to(outside)
+    (d.folder / "inside.csv").unlink()
+    (d.folder / "inside.csv").symlink_to(d.folder / "a.csv")
+    table = _table(settings, catalog, d, "IR_BEN_R")
+    present = table.check("file_present")
+    assert (present.passed, present.failures) == (False, 1)
+    told = f"a link out of the delivery folder (to {outside.resolve()}): not read"
+    assert present.sample == [{"path": "b.csv", "error": told}]
+    assert not _lake(settings, "raw", DID, "b.csv").exists()
+    assert _lake(settings, "raw", DID, "inside.csv").read_bytes() == data
+
+
 def test_a_path_naming_a_folder_is_a_missing_file(settings, catalog):
     """A manifest path that names a folder of the delivery (``IR_BEN_R``, whose files an earlier reception of the
     delivery archived) is a file missing from the delivery: removing its earlier archive hit the lake's folder

@@ -187,7 +187,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
                 landing_path(settings.landing, manifest.delivery_id, f.path),
                 lake.raw(manifest.delivery_id, f.path),
                 join(staging, f.path),
-                f.path, manifest.format, f.gzip,
+                f.path, manifest.format, f.gzip, landing_path(settings.landing, manifest.delivery_id),
             )
             for f in delivered.files
         ]
@@ -215,13 +215,21 @@ def raw_fragment(archived: ArchivedTable) -> dict:
 
 
 # --- One file -----------------------------------------------------------------------------------------------
-def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Format, gzip: bool) -> ArchivedFile:
+def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Format, gzip: bool,
+                 folder: str | None = None) -> ArchivedFile:
     """Stream ``source`` to ``target`` through ``staging``, measuring it on the way (see the module docstring).
 
     A missing source removes any earlier archive of it. Failures to read the source make the file unreadable
-    (and leave no archive); failures to write the lake are raised.
+    (and leave no archive); failures to write the lake are raised. On a local landing zone, a file that is a link
+    out of the delivery ``folder`` is not read: a path may not leave the folder (``manifest._path``), nor a link.
     """
     src_fs, src_path = filesystem(source)
+    if folder is not None and is_local(src_fs):
+        real, root = os.path.realpath(src_path), os.path.realpath(filesystem(folder)[1])
+        if os.path.commonpath([real, root]) != root:
+            remove_lake_file(target)
+            return ArchivedFile(relpath, target, True, False, 0, "", None, None,
+                                f"a link out of the delivery folder (to {real}): not read")
     try:
         src = src_fs.open(src_path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
