@@ -848,6 +848,22 @@ def test_a_pmsi_year_after_the_delivery_is_an_error(settings, catalog):
     assert (this_year.year, this_year.check("columns").passed) == (2026, True)
 
 
+def test_a_check_executed_alone_on_a_family_the_delivery_lacks_says_so(settings, catalog):
+    from dagster import AssetCheckKey, AssetKey
+
+    from snds_assets.reception.assets import _last_verdict
+
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+    d.write()
+    manifest = read_manifest(settings.landing, DID)
+    verdict = _last_verdict(settings, catalog, manifest, AssetCheckKey(AssetKey(["curated", "ER_PRS_F"]), "primary_key"))
+    assert (verdict.evaluated, verdict.details) == (False, f"ER_PRS_F is not in delivery {DID}")
+    never = _last_verdict(settings, catalog, manifest, AssetCheckKey(AssetKey(["raw", "IR_BEN_R"]), "checksum"))
+    assert never.evaluated is False and never.details.startswith("no verdict recorded for this partition: materialise")
+
+
 def test_a_delivery_is_curated_again_from_its_archive_once_the_landing_zone_is_cleared(settings, catalog):
     """A run that only curates (a curated asset materialised from the UI) works from the archived manifest: the
     landing folder may be gone, or hold a newer manifest whose files were never archived."""

@@ -787,8 +787,10 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
         return _outcome(
             "columns", list(files), [{"path": f.path, "error": f"year {year} after the delivery"} for f in files],
             severity=ERROR,
-            details=f"{delivered.table} names the year {year} (a two-digit year reads 20yy), after the delivery "
-                    f"({delivered_in}): a table of data not yet produced is no {table.name} of that year",
+            details=f"{delivered.table} names the year {year}"
+                    + ("" if str(year) in delivered.table else " (a two-digit year reads 20yy)")
+                    + f", after the delivery ({delivered_in}): a table of data not yet produced is no {table.name} "
+                      "of that year",
         )
     if not fmt.header:
         return _outcome("columns", [], [], evaluated=False,

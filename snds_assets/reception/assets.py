@@ -19,8 +19,8 @@ from dagster import (
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import (
-    CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
-    restated,
+    CURATED_CHECKS, DEFAULT_SEVERITY, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, WARN, CheckOutcome,
+    asset_check_result, combine, restated,
 )
 from ..lake import Lake
 from ..logs import step_progress
@@ -264,6 +264,9 @@ def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> C
         return restated(key.name, None if report is None else _accepted(report), asset)
     stage, family = key.asset_key.path
     delivered = families_of(catalog, manifest).get(family, [])
+    if not delivered:
+        return CheckOutcome(key.name, key.name, DEFAULT_SEVERITY.get(key.name, WARN), True, evaluated=False,
+                            details=f"{family} is not in delivery {manifest.delivery_id}")
     fragments = [(d.table, load_fragment(settings, manifest.delivery_id, d.table, stage)) for d in delivered]
     if any(f is None for _, f in fragments):
         return restated(key.name, None, asset)
