@@ -2,8 +2,10 @@
 a sensor logs: whoever mends the input (CNAM, a researcher) mends them all in one round."""
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 SHOWN = 10
 PROBLEM_LIMIT = 300  # characters of one problem (a file name or a value in it can be any length)
@@ -43,14 +45,29 @@ def operator_errors() -> tuple[type[BaseException], ...]:
     return ManifestError, CatalogError, StorageError, DamagedPartition, RequestError, MissingTable
 
 
-@contextmanager
-def told_as_failure() -> Iterator[None]:
-    """A step's body whose ``operator_errors`` fail it as a Dagster ``Failure`` described by their message: the UI
-    shows that line first, not "Error occurred while executing op" over Dagster's frames with the message beneath.
-    The error stays the failure's cause, where the command line and the JSON logs read it."""
+def told_as_failure(step: Callable) -> Callable:
+    """A step's body (a function, or a generator of outputs) whose ``operator_errors`` fail it as a Dagster
+    ``Failure`` described by their message: the UI shows that line first, not "Error occurred while executing op" over
+    Dagster's frames with the message beneath. The error stays the failure's cause, where the command line and the
+    JSON logs read it."""
     from dagster import Failure
 
-    try:
-        yield
-    except operator_errors() as exc:
-        raise Failure(description=one_line(str(exc), LIMIT), allow_retries=False) from exc
+    @contextmanager
+    def telling() -> Iterator[None]:
+        try:
+            yield
+        except operator_errors() as exc:
+            raise Failure(description=one_line(str(exc), LIMIT), allow_retries=False) from exc
+
+    if inspect.isgeneratorfunction(step):
+        @functools.wraps(step)
+        def outputs(*args, **kwargs):
+            with telling():
+                yield from step(*args, **kwargs)
+        return outputs
+
+    @functools.wraps(step)
+    def body(*args, **kwargs):
+        with telling():
+            return step(*args, **kwargs)
+    return body

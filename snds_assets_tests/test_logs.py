@@ -4,8 +4,8 @@ import json
 
 import pytest
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetSpec, DagsterInstance, Definitions, MaterializeResult,
-    asset, define_asset_job, multi_asset,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetSpec, DagsterInstance,
+    Definitions, MaterializeResult, asset, define_asset_job, multi_asset,
 )
 
 from snds_assets.logs import ProgressBar, json_logger, progress_logger
@@ -177,17 +177,24 @@ def test_an_error_of_ours_fails_the_step_described_by_its_message():
     line = "manifest.json is not valid JSON (Expecting value: line 1 column 2 (char 1))"
 
     @asset
+    @told_as_failure
     def landing():
-        with told_as_failure():
-            raise ManifestError(line)
+        raise ManifestError(line)
 
     @asset
+    @told_as_failure
     def bug():
-        with told_as_failure():
-            raise KeyError("files")
+        raise KeyError("files")
 
-    defs = Definitions(assets=[landing, bug], jobs=[define_asset_job("m", selection=["landing"]),
-                                                    define_asset_job("b", selection=["bug"])])
+    @multi_asset(specs=[AssetSpec("first"), AssetSpec("second")])
+    @told_as_failure
+    def outputs(context: AssetExecutionContext):
+        yield MaterializeResult(asset_key="first")
+        raise ManifestError(line)
+
+    defs = Definitions(assets=[landing, bug, outputs], jobs=[
+        define_asset_job("m", selection=["landing"]), define_asset_job("b", selection=["bug"]),
+        define_asset_job("o", selection=["first", "second"])])
     run = defs.resolve_job_def("m").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
     failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
     error = failure.event_specific_data.error
@@ -198,6 +205,11 @@ def test_an_error_of_ours_fails_the_step_described_by_its_message():
     run = defs.resolve_job_def("b").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
     failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
     assert failure.event_specific_data.error.cls_name == "DagsterExecutionStepExecutionError"
+    run = defs.resolve_job_def("o").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.event_specific_data.error.cls_name == "Failure" and failure_cause(failure).cls_name == "ManifestError"
+    assert [e.asset_key.to_user_string() for e in run.all_events if e.event_type_value == "ASSET_MATERIALIZATION"] == [
+        "first"]
 
 
 @multi_asset(name="receive", specs=[AssetSpec(["raw", "T"]), AssetSpec(["curated", "T"])],

@@ -99,22 +99,22 @@ def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey])
         check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d, partitions_def=projects)
                      for n, d in COHORT_CHECKS.items()],
     )
+    @told_as_failure
     def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
         from ..curation.state import CurrentState
         from .request import load_request
         from .run import COHORT_FOLDERS, run_cohort
 
-        with told_as_failure():
-            settings, catalog = snds.settings(), snds.catalog()
-            session = spark.get_session()
-            request = load_request(settings, catalog, context.partition_key)
-            _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
-            result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
-            return MaterializeResult(
-                metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
-                          "dagster/row_count": int(result.get("persons", 0))},
-                check_results=[asset_check_result(o, COHORT_KEY) for o in _outcomes(result, COHORT_CHECKS)],
-            )
+        settings, catalog = snds.settings(), snds.catalog()
+        session = spark.get_session()
+        request = load_request(settings, catalog, context.partition_key)
+        _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
+        result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
+        return MaterializeResult(
+            metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
+                      "dagster/row_count": int(result.get("persons", 0))},
+            check_results=[asset_check_result(o, COHORT_KEY) for o in _outcomes(result, COHORT_CHECKS)],
+        )
 
     return cohort
 
@@ -155,56 +155,56 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
         description="Cut the selected families of the project's perimeter for its cohort, under project pseudonyms, "
                     "then write the project's report.",
     )
+    @told_as_failure
     def extract(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
         from ..families import in_dependency_order
         from .request import load_request
         from .run import collect_infos, run_extract
 
-        with told_as_failure():
-            settings, catalog_ = snds.settings(), snds.catalog()
-            request = load_request(settings, catalog_, context.partition_key)
-            selected = [k.path[1] for k in context.selected_asset_keys if k != PROJECT_REPORT_KEY]
-            outside = sorted(set(selected) - set(request.tables))
-            if outside:
-                context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
-            wanted = [f for f in request.tables if f in selected]
-            _sweep_project(context, settings, context.partition_key, wanted)
-            if wanted:
-                session = spark.get_session()
-                state = CurrentState(session, settings, catalog_)
+        settings, catalog_ = snds.settings(), snds.catalog()
+        request = load_request(settings, catalog_, context.partition_key)
+        selected = [k.path[1] for k in context.selected_asset_keys if k != PROJECT_REPORT_KEY]
+        outside = sorted(set(selected) - set(request.tables))
+        if outside:
+            context.log.info(f"not in the perimeter of project {request.id}, nothing extracted: {', '.join(outside)}")
+        wanted = [f for f in request.tables if f in selected]
+        _sweep_project(context, settings, context.partition_key, wanted)
+        if wanted:
+            session = spark.get_session()
+            state = CurrentState(session, settings, catalog_)
 
-                def extract_family(family: str) -> dict:
-                    return run_extract(session, settings, catalog_, request, family, state)
+            def extract_family(family: str) -> dict:
+                return run_extract(session, settings, catalog_, request, family, state)
 
-                def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
-                    beside = f" ({', '.join(under_way)} under way)" if under_way else ""
-                    step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
+            def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
+                beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+                step_progress(context.log, finished + 1, total, f"extracting {family}{beside}")
 
-                for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started,
-                                                          on_interrupt=lambda: interrupt(session)):
-                    key = extract_key(family)
-                    schema = result.get("column_schema") or []
-                    yield MaterializeResult(
-                        asset_key=key,
-                        metadata={
-                            "dagster/row_count": int(result.get("rows", 0)),
-                            "dagster/column_schema": column_schema(catalog_[family], schema),
-                            "deliveries used": ", ".join(result.get("deliveries", [])),
-                            "path": MetadataValue.path(str(result.get("path", ""))),
-                        },
-                        check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
-                    )
-            if PROJECT_REPORT_KEY in context.selected_asset_keys:
-                yield _project_report_result(settings, catalog_, request)
-            alone = sorted(k for k in context.selected_asset_check_keys if k.asset_key not in context.selected_asset_keys)
-            if alone:
-                _, infos = collect_infos(settings, request)
-                for key in alone:
-                    info = infos.get(key.asset_key.path[1]) or {}
-                    recorded = {c["name"]: CheckOutcome(**c) for c in info.get("checks", [])}
-                    yield asset_check_result(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
-                                             key.asset_key)
+            for family, result in in_dependency_order(wanted, {}, extract_family, settings.parallel_families, started,
+                                                      on_interrupt=lambda: interrupt(session)):
+                key = extract_key(family)
+                schema = result.get("column_schema") or []
+                yield MaterializeResult(
+                    asset_key=key,
+                    metadata={
+                        "dagster/row_count": int(result.get("rows", 0)),
+                        "dagster/column_schema": column_schema(catalog_[family], schema),
+                        "deliveries used": ", ".join(result.get("deliveries", [])),
+                        "path": MetadataValue.path(str(result.get("path", ""))),
+                    },
+                    check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
+                )
+        if PROJECT_REPORT_KEY in context.selected_asset_keys:
+            yield _project_report_result(settings, catalog_, request)
+        alone = sorted(k for k in context.selected_asset_check_keys if k.asset_key not in context.selected_asset_keys)
+        if alone:
+            _, infos = collect_infos(settings, request)
+            for key in alone:
+                info = infos.get(key.asset_key.path[1]) or {}
+                recorded = {c["name"]: CheckOutcome(**c) for c in info.get("checks", [])}
+                yield asset_check_result(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
+                                         key.asset_key)
 
     return extract
 

@@ -177,6 +177,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
     except KeyError:
         table, year = None, None
     mode = delivered.mode or (domain.default_mode(table) if table is not None else None)
+    delivered_in = int(manifest.delivery_id[:4])
     lake = Lake(settings.lake)
     if any(lake_exists(lake.raw(manifest.delivery_id, f.path)) for f in delivered.files):
         withdraw_report(settings, manifest.delivery_id)  # its checks were on the files about to be replaced
@@ -195,8 +196,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
         remove_lake_tree(staging)
     return ArchivedTable(
         delivered=delivered, family=table.name if table is not None else None, year=year, mode=mode, files=files,
-        checks=raw_checks(table, delivered, files, manifest.format, year or int(manifest.delivery_id[:4]),
-                          delivered_in=int(manifest.delivery_id[:4])),
+        checks=raw_checks(table, delivered, files, manifest.format, year or delivered_in, delivered_in),
     )
 
 

@@ -19,8 +19,8 @@ from dagster import (
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import (
-    CURATED_CHECKS, DEFAULT_SEVERITY, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, WARN, CheckOutcome,
-    asset_check_result, combine, restated,
+    CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
+    restated,
 )
 from ..lake import Lake
 from ..logs import step_progress
@@ -87,36 +87,36 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
     pool=RECEPTION_POOL,
     description="A CNAM delivery as dropped in the landing zone: its manifest, validated and archived unchanged.",
 )
+@told_as_failure
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from ..curation.publish import drop_undelivered
     from .archive import archive_manifest, archive_unknown, archived_manifest, raw_fragment
     from .report import forget_received, save_fragment
     from .storage import read_manifest
 
-    with told_as_failure():
-        settings = snds.settings()
-        manifest = read_manifest(settings.landing, context.partition_key)
-        forget_received(settings, manifest.delivery_id)
-        earlier = archived_manifest(settings, manifest.delivery_id)
-        archive_manifest(settings, manifest.delivery_id)
-        dropped = drop_undelivered(settings, snds.catalog(), manifest, earlier)
-        if dropped:
-            context.log.info(f"received again without {len(dropped)} earlier partition(s) of families it no longer "
-                             f"delivers, removed: {', '.join(dropped)}")
-        for item in archive_unknown(settings, snds.catalog(), manifest):
-            context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
-            save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
-        files = [f for t in manifest.tables for f in t.files]
-        return MaterializeResult(metadata={
-            "delivery_id": manifest.delivery_id,
-            "producer": manifest.producer,
-            "created_at": manifest.created_at,
-            "tables": len(manifest.tables),
-            "files": len(files),
-            "bytes": sum(f.bytes for f in files),
-            "rows announced": sum(f.rows for f in files),
-            "table list": MetadataValue.md("\n".join(f"- {t.table}: {sum(f.rows for f in t.files)} rows" for t in manifest.tables)),
-        })
+    settings = snds.settings()
+    manifest = read_manifest(settings.landing, context.partition_key)
+    forget_received(settings, manifest.delivery_id)
+    earlier = archived_manifest(settings, manifest.delivery_id)
+    archive_manifest(settings, manifest.delivery_id)
+    dropped = drop_undelivered(settings, snds.catalog(), manifest, earlier)
+    if dropped:
+        context.log.info(f"received again without {len(dropped)} earlier partition(s) of families it no longer "
+                         f"delivers, removed: {', '.join(dropped)}")
+    for item in archive_unknown(settings, snds.catalog(), manifest):
+        context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
+        save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
+    files = [f for t in manifest.tables for f in t.files]
+    return MaterializeResult(metadata={
+        "delivery_id": manifest.delivery_id,
+        "producer": manifest.producer,
+        "created_at": manifest.created_at,
+        "tables": len(manifest.tables),
+        "files": len(files),
+        "bytes": sum(f.bytes for f in files),
+        "rows announced": sum(f.rows for f in files),
+        "table list": MetadataValue.md("\n".join(f"- {t.table}: {sum(f.rows for f in t.files)} rows" for t in manifest.tables)),
+    })
 
 
 def _raw_spec(table: Table) -> AssetSpec:
@@ -158,86 +158,86 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         description="Archive, curate and check the selected families of one delivery, parents before children, "
                     "then write its reception report.",
     )
+    @told_as_failure
     def receive(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..families import in_dependency_order
         from .archive import archive_family, families_of, raw_fragment
         from .report import save_fragment
 
-        with told_as_failure():
-            settings, catalog_ = snds.settings(), snds.catalog()
-            selected = context.selected_asset_keys
-            manifest = _manifest(settings, context.partition_key, archiving=any(k.path[0] == "raw" for k in selected))
-            present = list(families_of(catalog_, manifest))
-            wanted = [f for f in present if raw_key(f) in selected or curated_key(f) in selected]
-            absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
-            if absent:
-                context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
-            delivery_id = manifest.delivery_id
-            others = receptions_in_progress(context.instance, delivery_id, context.run_id)
-            recurated = [f for f in wanted if curated_key(f) in selected]
-            sweep(delivery_scratch(Lake(settings.lake), delivery_id, recurated), others, context.log,
-                  f"delivery {delivery_id}")
-            session = spark.get_session() if recurated else None
-            state = None
-            if session is not None:
-                from ..curation.curate import check_deferred_links, curate_family
-                from ..curation.orphaned import check_orphaned_children
-                from ..curation.state import CurrentState
+        settings, catalog_ = snds.settings(), snds.catalog()
+        selected = context.selected_asset_keys
+        manifest = _manifest(settings, context.partition_key, archiving=any(k.path[0] == "raw" for k in selected))
+        present = list(families_of(catalog_, manifest))
+        wanted = [f for f in present if raw_key(f) in selected or curated_key(f) in selected]
+        absent = sorted({k.path[1] for k in selected if k.path[0] in ("raw", "curated")} - set(present))
+        if absent:
+            context.log.info(f"not in delivery {manifest.delivery_id}, nothing to materialise: {', '.join(absent)}")
+        delivery_id = manifest.delivery_id
+        others = receptions_in_progress(context.instance, delivery_id, context.run_id)
+        recurated = [f for f in wanted if curated_key(f) in selected]
+        sweep(delivery_scratch(Lake(settings.lake), delivery_id, recurated), others, context.log,
+              f"delivery {delivery_id}")
+        session = spark.get_session() if recurated else None
+        state = None
+        if session is not None:
+            from ..curation.curate import check_deferred_links, curate_family
+            from ..curation.orphaned import check_orphaned_children
+            from ..curation.state import CurrentState
 
-                state = CurrentState(session, settings, catalog_)
+            state = CurrentState(session, settings, catalog_)
 
-            def receive_family(family: str) -> tuple[list, list | None]:
+        def receive_family(family: str) -> tuple[list, list | None]:
+            if raw_key(family) in selected:
+                archived = archive_family(settings, catalog_, manifest, family)
+                for item in archived:
+                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
+            else:
+                archived = _reload_archived(settings, catalog_, manifest, family)
+            if curated_key(family) not in selected:
+                return archived, None
+            return archived, curate_family(session, settings, catalog_, manifest, archived, state)
+
+        def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
+            what = "receiving" if curated_key(family) in selected and raw_key(family) in selected else (
+                "curating" if curated_key(family) in selected else "archiving")
+            beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+            step_progress(context.log, finished + 1, total, f"{what} {family}{beside}")
+
+        order = curation_order(wanted, parents)
+        curated: list[str] = []
+        pending: dict[str, tuple[list, tuple[str, ...]]] = {}  # families with checks held to the end of the run
+        stop_spark = None if session is None else (lambda: interrupt(session))
+        try:
+            for family, (archived, results) in in_dependency_order(order, parents, receive_family,
+                                                                   settings.parallel_families, started, stop_spark):
                 if raw_key(family) in selected:
-                    archived = archive_family(settings, catalog_, manifest, family)
-                    for item in archived:
-                        save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
-                else:
-                    archived = _reload_archived(settings, catalog_, manifest, family)
-                if curated_key(family) not in selected:
-                    return archived, None
-                return archived, curate_family(session, settings, catalog_, manifest, archived, state)
-
-            def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
-                what = "receiving" if curated_key(family) in selected and raw_key(family) in selected else (
-                    "curating" if curated_key(family) in selected else "archiving")
-                beside = f" ({', '.join(under_way)} under way)" if under_way else ""
-                step_progress(context.log, finished + 1, total, f"{what} {family}{beside}")
-
-            order = curation_order(wanted, parents)
-            curated: list[str] = []
-            pending: dict[str, tuple[list, tuple[str, ...]]] = {}  # families with checks held to the end of the run
-            stop_spark = None if session is None else (lambda: interrupt(session))
-            try:
-                for family, (archived, results) in in_dependency_order(order, parents, receive_family,
-                                                                       settings.parallel_families, started, stop_spark):
-                    if raw_key(family) in selected:
-                        yield _raw_result(catalog_, manifest, family, archived)
-                    if results is not None:
-                        curated.append(family)
-                        held = _held_checks(results)
-                        if held:
-                            pending[family] = results, held
-                        yield _curated_result(settings, catalog_, manifest, family, results, held)
-                for family, (results, held) in pending.items():
-                    if DEFERRED_CHECK in held:
-                        later = sorted({v.link.parent for r in results for v in r.pending})
-                        context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
-                        check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
-                    if ORPHANS_CHECK in held:
-                        context.log.info(f"checking the rows of other deliveries that {family} of this delivery, "
-                                         "delivered full, leaves without their parent")
-                        check_orphaned_children(settings, catalog_, manifest, results, state, curated)
-                    for name in held:
-                        yield asset_check_result(_combined(name, results), curated_key(family))
-            finally:
-                if state is not None:
-                    state.close()
-                if not others:
-                    drop_empty_staging(Lake(settings.lake), delivery_id)
-            if REPORT_KEY in selected:
-                yield _report_result(settings, catalog_, manifest)
-            for key in sorted(k for k in context.selected_asset_check_keys if k.asset_key not in selected):
-                yield asset_check_result(_last_verdict(settings, catalog_, manifest, key), key.asset_key)
+                    yield _raw_result(catalog_, manifest, family, archived)
+                if results is not None:
+                    curated.append(family)
+                    held = _held_checks(results)
+                    if held:
+                        pending[family] = results, held
+                    yield _curated_result(settings, catalog_, manifest, family, results, held)
+            for family, (results, held) in pending.items():
+                if DEFERRED_CHECK in held:
+                    later = sorted({v.link.parent for r in results for v in r.pending})
+                    context.log.info(f"checking the links of {family} to {', '.join(later)}, curated after it")
+                    check_deferred_links(session, settings, catalog_, manifest, results, state, curated)
+                if ORPHANS_CHECK in held:
+                    context.log.info(f"checking the rows of other deliveries that {family} of this delivery, "
+                                     "delivered full, leaves without their parent")
+                    check_orphaned_children(settings, catalog_, manifest, results, state, curated)
+                for name in held:
+                    yield asset_check_result(_combined(name, results), curated_key(family))
+        finally:
+            if state is not None:
+                state.close()
+            if not others:
+                drop_empty_staging(Lake(settings.lake), delivery_id)
+        if REPORT_KEY in selected:
+            yield _report_result(settings, catalog_, manifest)
+        for key in sorted(k for k in context.selected_asset_check_keys if k.asset_key not in selected):
+            yield asset_check_result(_last_verdict(settings, catalog_, manifest, key), key.asset_key)
 
     return receive
 
@@ -265,8 +265,7 @@ def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> C
     stage, family = key.asset_key.path
     delivered = families_of(catalog, manifest).get(family, [])
     if not delivered:
-        return CheckOutcome(key.name, key.name, DEFAULT_SEVERITY.get(key.name, WARN), True, evaluated=False,
-                            details=f"{family} is not in delivery {manifest.delivery_id}")
+        return combine(key.name, [])
     fragments = [(d.table, load_fragment(settings, manifest.delivery_id, d.table, stage)) for d in delivered]
     if any(f is None for _, f in fragments):
         return restated(key.name, None, asset)
