@@ -388,6 +388,10 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
             f"  {name:<{width}}  {table['status']:<8}  read {table.get('rows_read')}  curated {table.get('rows_curated')}"
             f"  rejected {table.get('rows_rejected')}" + _failed_checks(table)
         )
+    unlisted = report.get("unlisted_files") or []
+    if unlisted:
+        lines.append(f"  not received: {len(unlisted)} file(s) of the delivery folder that its manifest does not list: "
+                     + ", ".join(unlisted[:5]) + (f" … ({len(unlisted) - 5} more)" if len(unlisted) > 5 else ""))
     lines.append(f"report: {lake.delivery_report(report['delivery_id'])} (readable: "
                  f"{lake.delivery_report(report['delivery_id'], 'html')})")
     return "\n".join(lines)

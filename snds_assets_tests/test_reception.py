@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -1875,3 +1876,35 @@ def test_a_family_no_longer_delivered_leaves_the_delivery_received_again(setting
     assert Path(previous_report_path(settings, DID)).exists()
     assert drop_undelivered(settings, catalog, manifest, archived_manifest(settings, DID)) == []  # once only
     assert drop_undelivered(settings, catalog, manifest, None) == []  # a first reception
+
+
+def test_files_the_manifest_does_not_list_are_told_not_received(tmp_path, spark, capsys):
+    """SPEC §2 receives the files the manifest lists; a file CNAM left out of it was neither archived nor said:
+    lost without a word. It is named in the report, its readable twin and `snds ingest`'s summary (hidden files
+    are not data); a reception without such files says nothing of them."""
+    from .services import ingest_in_process
+
+    home = tmp_path / "snds"
+    d = _pmsi_delivery(home / "landing", "2024-03-01", ["0000000003"])
+    (d.folder / "T_MCO24D.csv").write_bytes(b"ETA_NUM;RSA_NUM\n")
+    (d.folder / "sub").mkdir()
+    (d.folder / "sub" / "T_MCO24A.csv.gz").write_bytes(b"")
+    (d.folder / ".DS_Store").write_bytes(b"")
+    (d.folder / ".upload").mkdir()
+    (d.folder / ".upload" / "T_MCO24B.csv.part").write_bytes(b"")
+    reports = home / "lake" / "reports" / "deliveries"
+    assert ingest_in_process(home, "2024-03-01") == 0
+    report = json.loads((reports / "2024-03-01.json").read_text())
+    assert report["status"] == "accepted"
+    assert report["unlisted_files"] == ["T_MCO24D.csv", "sub/T_MCO24A.csv.gz"]
+    assert "2 files of the delivery folder that the manifest does not list, so not received: T_MCO24D.csv, " \
+           "sub/T_MCO24A.csv.gz" in (reports / "2024-03-01.html").read_text()
+    assert "not received: 2 file(s) of the delivery folder that its manifest does not list: T_MCO24D.csv, " \
+           "sub/T_MCO24A.csv.gz" in capsys.readouterr().out
+    assert not (home / "lake" / "raw" / "2024-03-01" / "T_MCO24D.csv").exists()
+
+    (d.folder / "T_MCO24D.csv").unlink()
+    shutil.rmtree(d.folder / "sub")
+    assert ingest_in_process(home, "2024-03-01") == 0
+    assert "unlisted_files" not in json.loads((reports / "2024-03-01.json").read_text())
+    assert "not received" not in capsys.readouterr().out

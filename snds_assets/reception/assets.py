@@ -91,8 +91,8 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from ..curation.publish import drop_undelivered
     from .archive import archive_manifest, archive_unknown, archived_manifest, raw_fragment
-    from .report import forget_received, save_fragment
-    from .storage import read_manifest
+    from .report import forget_received, save_fragment, save_unlisted
+    from .storage import one_line, read_manifest, unlisted_files
 
     settings = snds.settings()
     manifest = read_manifest(settings.landing, context.partition_key)
@@ -106,6 +106,16 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
     for item in archive_unknown(settings, snds.catalog(), manifest):
         context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
         save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
+    try:
+        unlisted = unlisted_files(settings.landing, manifest)
+    except OSError as exc:  # a sub-folder the hub may not enter: the listed files were archived all the same
+        unlisted = []
+        context.log.warning(f"could not look for files the manifest does not list: {one_line(exc)}")
+    save_unlisted(settings, manifest.delivery_id, unlisted)
+    if unlisted:
+        context.log.warning(f"{len(unlisted)} file(s) of the delivery folder that its manifest does not list, not "
+                            f"received (ask CNAM whether they belong to the delivery): {', '.join(unlisted[:20])}"
+                            + (f" … ({len(unlisted) - 20} more)" if len(unlisted) > 20 else ""))
     files = [f for t in manifest.tables for f in t.files]
     return MaterializeResult(metadata={
         "delivery_id": manifest.delivery_id,
@@ -115,6 +125,7 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
         "files": len(files),
         "bytes": sum(f.bytes for f in files),
         "rows announced": sum(f.rows for f in files),
+        "files not listed": len(unlisted),
         "table list": MetadataValue.md("\n".join(f"- {t.table}: {sum(f.rows for f in t.files)} rows" for t in manifest.tables)),
     })
 

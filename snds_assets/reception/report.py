@@ -103,6 +103,26 @@ def received_manifest(settings: Settings, delivery_id: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# --- Files the manifest does not list ----------------------------------------------------------------------
+def unlisted_path(settings: Settings, delivery_id: str) -> str:
+    return join(parts_folder(settings, delivery_id), "_unlisted.json")
+
+
+def save_unlisted(settings: Settings, delivery_id: str, files: list[str]) -> None:
+    """Record the delivery folder's files that its manifest does not list (none: the record is removed), for the
+    report, which a later run may build once the landing folder is cleared."""
+    path = unlisted_path(settings, delivery_id)
+    if files:
+        write_lake_bytes(path, _dumps(files).encode("utf-8"))
+    else:
+        remove_lake_file(path)
+
+
+def load_unlisted(settings: Settings, delivery_id: str) -> list[str]:
+    data = read_lake_bytes(unlisted_path(settings, delivery_id))
+    return [] if data is None else json.loads(data)
+
+
 # --- An earlier report, withdrawn ---------------------------------------------------------------------------
 def previous_report_path(settings: Settings, delivery_id: str, suffix: str = "json") -> str:
     return join(parts_folder(settings, delivery_id), f"_previous.{suffix}")
@@ -173,6 +193,9 @@ def build_report(settings: Settings, catalog: Catalog, manifest: Manifest) -> di
     """Assemble the fragments of every delivered table, decide the statuses, write the JSON and HTML reports."""
     tables = {d.table: _table_entry(settings, catalog, manifest, d) for d in manifest.tables}
     report = {"delivery_id": manifest.delivery_id, "status": delivery_status(tables), "tables": tables}
+    unlisted = load_unlisted(settings, manifest.delivery_id)
+    if unlisted:  # not a table: beside SPEC §6's keys, only when there are some
+        report["unlisted_files"] = unlisted
     lake = Lake(settings.lake)
     write_lake_bytes(lake.delivery_report(manifest.delivery_id), _dumps(report).encode("utf-8"))
     write_lake_bytes(lake.delivery_report(manifest.delivery_id, "html"), render_html(report, manifest).encode("utf-8"))
@@ -324,6 +347,10 @@ def render_html(report: dict, manifest: Manifest | None = None) -> str:
     if rejected:
         out.append("<p>Rejected tables (an ERROR check failed; they do not reach any project): "
                    + ", ".join(f"<b>{e(n)}</b>" for n in rejected) + ".</p>")
+    unlisted = report.get("unlisted_files") or []
+    if unlisted:
+        out.append(f"<p class=\"WARN\">{len(unlisted)} file{'' if len(unlisted) == 1 else 's'} of the delivery folder "
+                   "that the manifest does not list, so not received: " + e(_short_list(unlisted, 50, 120)) + ".</p>")
 
     out.append("<h2>Tables</h2><table><tr><th>table</th><th>family</th><th>mode</th><th>status</th>"
                "<th>rows announced</th><th>read</th><th>curated</th><th>rejected</th><th>failed checks</th></tr>")

@@ -277,6 +277,23 @@ def read_manifest(landing: str, delivery_id: str) -> Manifest:
         raise ManifestError(one_line(exc)) from exc
 
 
+def unlisted_files(landing: str, manifest: Manifest) -> list[str]:
+    """Files of the delivery folder that its manifest does not list, by path inside the folder: not received (SPEC
+    §2 takes the listed files), so told, lest a file CNAM forgot to list be lost without a word. Hidden files and
+    folders (``.DS_Store``, an upload's ``.part``) are not data, and another delivery's ``<ID>.defects.json`` lies
+    beside the folder, not in it."""
+    fs, folder = fresh_filesystem(landing_path(landing, manifest.delivery_id))
+    root = folder.rstrip("/") + "/"
+    listed = {posixpath.normpath(f.path) for t in manifest.tables for f in t.files} | {MANIFEST}
+    found = []
+    for name in fs.find(folder):
+        rel = name[len(root):] if name.startswith(root) else posixpath.basename(name)
+        if rel in listed or posixpath.normpath(rel) in listed or any(p.startswith(".") for p in rel.split("/")):
+            continue
+        found.append(rel)
+    return sorted(found)
+
+
 def open_landing_file(landing: str, delivery_id: str, relpath: str) -> IO[bytes]:
     """A delivered file opened for streaming reads (raises FileNotFoundError when it was not delivered)."""
     fs, path = filesystem(landing_path(landing, delivery_id, relpath))
