@@ -21,7 +21,8 @@ from snds_assets.catalog import Catalog
 from snds_assets.config import Settings
 from snds_assets.reception.archive import archive_family, archive_manifest
 from snds_assets.reception.storage import (StorageError, filesystem, lake_file_versions, list_deliveries,
-                                           parquet_summary, read_manifest, write_lake_bytes, ValueRange)
+                                           parquet_summary, read_manifest, unlisted_files, write_lake_bytes,
+                                           ValueRange)
 
 from .reception_delivery import Delivery, csv_bytes, dummy_rows
 from .services import AZURITE_KEY, DELIVERY_ID, curated_summary, generate, ingest_in_process, load_report
@@ -266,6 +267,10 @@ def test_landing_listing_and_manifest_on_azure(az_env, tmp_path):
     assert not entries["notes"].complete
     manifest = read_manifest(az_landing(), "2026-11-15")
     assert [f.path for t in manifest.tables for f in t.files] == ["IR_BEN_R/part-1.csv.gz", "IR_BEN_R/part-2.csv"]
+    assert unlisted_files(az_landing(), manifest) == []
+    az_env.upload_blob(f"{PREFIX}/2026-11-15/extra/notes.txt", b"not listed")
+    az_env.upload_blob(f"{PREFIX}/2026-11-15/.hidden", b"")
+    assert unlisted_files(az_landing(), manifest) == ["extra/notes.txt"]
 
 
 def test_lake_file_versions_and_parquet_footers_on_azure(az_env, tmp_path):
