@@ -226,7 +226,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .reception.manifest import DELIVERY_ID_FORM, ManifestError, valid_delivery_id
     from .reception.report import load_report
     from .reception.storage import read_manifest
-    from .runs import describe_run
+    from .runs import delivery_held_by
     from .resources import load_catalog
 
     delivery_id = args.delivery_id
@@ -240,8 +240,8 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace, log_format: str) ->
         raise ManifestError(f"delivery {delivery_id}: {exc}") from exc
     busy = receptions_in_progress(DagsterInstance.get(), delivery_id)
     if busy:
-        raise UsageError(f"delivery {delivery_id} is already being received by {describe_run(busy[0])}: wait for "
-                         "it to end, or terminate it in the UI")
+        raise UsageError(f"delivery {delivery_id} {delivery_held_by(busy[0])}: wait for it to end, or terminate it "
+                         "in the UI")
     catalog = load_catalog(settings.schemas)
     selection = delivery_selection(catalog, manifest)
     _run(settings, RECEPTION_JOB, "deliveries", delivery_id, selection, log_format, {"snds/delivery": delivery_id})

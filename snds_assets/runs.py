@@ -74,6 +74,15 @@ def describe_run(run: DagsterRun) -> str:
     return f"run {run.run_id} (started by {source}, {run.status.value})"
 
 
+def delivery_held_by(run: DagsterRun) -> str:
+    """What holds a delivery, for one-line messages: its reception, or a refresh extraction reading it (tagged with
+    the delivery so that a reception of it and that extraction run one after the other)."""
+    project = run.tags.get("snds/project")
+    if project:
+        return f"is being read by the extraction of project {project}, {describe_run(run)}"
+    return f"is already being received by {describe_run(run)}"
+
+
 def _stat(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat from the third (state) on, or None when it cannot be read."""
     try:

@@ -255,7 +255,7 @@ def test_a_reception_in_progress_is_waited_for_by_the_sensor(env, source, job):
                               tags={"dagster/partition": "2026-11-15", "snds/source": source})
     result = _tick(defs, instance, "cnam_deliveries")
     assert not result.run_requests
-    assert f"2026-11-15 waits: its reception run {run.run_id}" in str(result.skip_reason)
+    assert f"2026-11-15 waits: it is already being received by run {run.run_id}" in str(result.skip_reason)
     assert "2026-11-15" not in json.loads(result.cursor)
 
     instance.report_run_canceled(run)
@@ -301,12 +301,32 @@ def test_a_reception_whose_snds_command_was_killed_is_ended_not_waited_for(cli_e
     assert ran and instance.get_run_by_id(second.run_id).status == DagsterRunStatus.FAILURE
 
 
+def test_a_refresh_extraction_reading_the_delivery_is_told_as_such_by_the_sensor(env):
+    """A refresh extraction carries its delivery's tag, so that a reception of it waits for the extraction reading
+    it: the sensor said "its reception" of a run that was a project's extraction."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    settings, defs, instance = env
+    _write_delivery(Path(settings.landing), "2026-11-15")
+    run = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                              tags={"dagster/partition": "study-a", "snds/project": "study-a",
+                                    "snds/source": "refresh", "snds/delivery": "2026-11-15"})
+    result = _tick(defs, instance, "cnam_deliveries")
+    assert not result.run_requests
+    assert (f"2026-11-15 waits: it is being read by the extraction of project study-a, run {run.run_id} (started by "
+            "the refresh sensor") in str(result.skip_reason)
+
+
 @pytest.mark.parametrize("command, job, status, tags, says", [
     ("ingest", "reception", "NOT_STARTED", {"dagster/partition": "2026-11-15", "snds/source": "sensor"},
      ("already being received", "the sensor")),
     ("extract", "provision", "STARTED",
      {"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "cli"},
      ("already being extracted", "snds extract")),
+    ("ingest", "provision", "STARTED",  # a refresh extraction reading the delivery: not told as its reception
+     {"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "refresh", "snds/delivery": "2026-11-15"},
+     ("delivery 2026-11-15 is being read by the extraction of project study-a", "the refresh sensor")),
 ])
 def test_a_command_refuses_a_partition_another_run_holds(cli_env, monkeypatch, capsys, command, job, status, tags,
                                                          says):
@@ -321,7 +341,7 @@ def test_a_command_refuses_a_partition_another_run_holds(cli_env, monkeypatch, c
     settings, _, instance = cli_env
     _write_delivery(Path(settings.landing), "2026-11-15")
     _project(settings, "study-a", ["IR_BEN_R"])
-    partition = tags["dagster/partition"]
+    partition = tags.get("snds/delivery", tags["dagster/partition"])
     run = create_run_for_test(instance, job_name=job, status=DagsterRunStatus[status], tags=tags)
     ran = []
     monkeypatch.setattr(commands, "_run", lambda *a, **k: ran.append(a))

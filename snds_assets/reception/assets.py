@@ -28,7 +28,7 @@ from ..metadata import column_schema
 from ..partitions import deliveries
 from ..problems import told_as_failure
 from ..resources import SndsResource
-from ..runs import RECEPTION_POOL, describe_run, end_dead_runs, ensure_reception_pool, unfinished_runs
+from ..runs import RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, unfinished_runs
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource, interrupt
 
@@ -514,7 +514,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 continue
             busy = receptions_in_progress(context.instance, delivery_id)
             if busy:
-                note = f"{delivery_id} waits: its reception {describe_run(busy[0])} has not ended"
+                note = f"{delivery_id} waits: it {delivery_held_by(busy[0])}"
                 context.log.info(f"{note}; looked at again at the next tick")
                 notes.append(note)
                 continue
