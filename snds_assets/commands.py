@@ -311,14 +311,19 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
         path = lake.project_report(args.target)
         project = _project_report(settings, args.target)
         if project is not None:
-            print(_project_summary(settings, args.target, project))
+            summary = _project_summary(settings, args.target, project)
             unfinished = project.get("status") == "incomplete"
             read = state_read(project)  # read here: a delivery report unreadable below is named as itself
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "
                          "snds ingest or snds extract") from exc
-    lagging = _lagging(settings, args.target, project, read) if project is not None and not unfinished else []
+    lagging: list[str] = []
+    if project is not None:
+        try:
+            lagging = [] if unfinished else _lagging(settings, args.target, project, read)
+        finally:  # its first line says so: stdout alone read "COMPLETE" of extracts out of date
+            print(_project_summary(settings, args.target, project, out_of_date=True) if lagging else summary)
     if project is not None and not unfinished and not lagging:
         return _project_status(project)
     if lagging:
@@ -404,14 +409,14 @@ def _failed_checks(part: dict) -> str:
     return f"  failed: {', '.join(failed)}" if failed else ""
 
 
-def _project_summary(settings: Settings, project_id: str, report: dict) -> str:
+def _project_summary(settings: Settings, project_id: str, report: dict, out_of_date: bool = False) -> str:
     """Its status, the cohort's size, its unresolved identifiers and every failed check, WARN ones included: a
     COMPLETE project may have left identifiers of its CSV unresolved."""
     from .lake import Lake
 
     lake = Lake(settings.lake)
     cohort = report.get("cohort")
-    head = f"project {project_id}: {report.get('status', '').upper()}, "
+    head = f"project {project_id}: {report.get('status', '').upper()}, " + ("OUT OF DATE, " if out_of_date else "")
     if cohort is None:
         head += "no cohort"
     else:

@@ -442,7 +442,7 @@ def test_the_report_of_a_project_extracted_before_a_later_delivery_says_it_lags(
     accept("2024-02-15", "full")
     assert main(["report", "p1"]) == EXIT_ERROR
     captured = capsys.readouterr()
-    assert captured.out.startswith("project p1: COMPLETE, cohort of 2 persons")
+    assert captured.out.startswith("project p1: COMPLETE, OUT OF DATE, cohort of 2 persons")
     assert captured.err == ("snds: error: project p1: its extracts are out of date (its request changed, or a "
                             "delivery was accepted, rejected or received again since): run snds extract p1, or let "
                             "snds ui's sensors do it; IR_BEN_R: 2024-02-15 joined, 2024-01-15 left\n")
