@@ -49,7 +49,7 @@ class StorageError(ValueError):
 
 
 AZURE_CREDENTIALS = ("AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, "
-                     "AZURE_STORAGE_SAS_TOKEN or an Azure identity")
+                     "AZURE_STORAGE_SAS_TOKEN or, alone, an Azure identity")
 # Azure Storage's error codes for a request whose credentials were refused (wrong, expired, or without the rights).
 _REFUSED = re.compile(r"ErrorCode:\s*(AuthenticationFailed|Authorization\w*|InsufficientAccountPermissions|"
                       r"NoAuthenticationInformation|InvalidAuthenticationInfo)")
@@ -113,7 +113,7 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
         hint = f": set {AZURE_CREDENTIALS}" if scheme in ("az", "abfs", "abfss") else ""
         cause = _redacted(exc)
-        raise StorageError(f"cannot open {scheme}:// storage ({cause}){hint}") from exc
+        raise StorageError(f"cannot open {url} ({cause}){hint}") from exc
 
 
 def fresh_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
