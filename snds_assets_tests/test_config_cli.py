@@ -661,6 +661,16 @@ def test_ui_refuses_json_logs_and_says_where_they_are(capsys, monkeypatch, tmp_p
     assert line.endswith(f"every run's events are written as JSON lines to {tmp_path}/logs/runs/<RUN_ID>.jsonl"), line
 
 
+def test_ui_refuses_a_bad_freshness_setting_before_it_starts(capsys, monkeypatch, tmp_path):
+    """`snds ui` with a bad SNDS_FRESHNESS_DAYS_<PRODUCT> started, its code location failing to load in the UI."""
+    monkeypatch.setenv("SNDS_HOME", str(tmp_path))
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_PMSI", "0")
+    monkeypatch.setattr(os, "execvpe", lambda *a: pytest.fail(f"dagster dev started with {a[1]}"))
+    assert main(["ui"]) == EXIT_ERROR
+    [line] = capsys.readouterr().err.splitlines()
+    assert "SNDS_FRESHNESS_DAYS_PMSI must be a whole number of days, at least 1, got '0'" in line, line
+
+
 @pytest.mark.parametrize("url", ["sc://h:1;token=SECRETTOK", "sc://:15002/;token=SECRETTOK", "http://h:15002/;token=SECRETTOK",
                                  "sc://h:15002/x;token=SECRETTOK", "sc://h:15002/;token=SECRETTOK;SECRETTOK"])
 def test_a_bad_spark_remote_is_refused_without_its_token(tmp_path, url):
