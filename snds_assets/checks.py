@@ -37,7 +37,8 @@ EXTRACT_CHECKS: dict[str, str] = {
     "row_count": "The rows written to the project's space are the rows selected for it.",
 }
 COHORT_CHECKS: dict[str, str] = {
-    "unresolved_identifiers": "Identifiers the project brought that resolve to no person (unknown) or several (twins).",
+    "unresolved_identifiers": "Identifiers the project brought that resolve to no person (unknown) or not to one "
+                              "alone (twins, or an IR_BEN_R row without BEN_IDT_ANO).",
     "no_snds_pseudonym": "The cohort holds project pseudonyms only.",
 }
 

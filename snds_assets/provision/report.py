@@ -225,7 +225,7 @@ def render_html(report: dict) -> str:
         out.append("<p><em>The cohort has not been identified yet.</em></p>")
     out.append("<h2>Identifiers</h2>")
     if ids:
-        out.append(_table(["rows", "resolved", "ambiguous (twins)", "unknown"],
+        out.append(_table(["rows", "resolved", "ambiguous (twins, or a row without BEN_IDT_ANO)", "unknown"],
                           [[ids["rows"], ids["resolved"], ids["ambiguous"], ids["unknown"]]]))
         if ids["unresolved"]:
             more = ids.get("unresolved_not_listed", 0)
