@@ -1381,6 +1381,12 @@ def test_unreachable_storage_is_a_one_line_error_without_secrets(monkeypatch):
     assert "TOPSECRET" not in message and "\n" not in message and "AZURE_STORAGE_CONNECTION_STRING" in message
     with pytest.raises(StorageError, match="cannot open nosuchscheme://"):
         read_manifest("nosuchscheme://landing", DID)
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")  # no credentials at all: the URL is named, without secret
+    with pytest.raises(StorageError) as caught:
+        list_deliveries("az://landing/cnam?sig=SECRETSIG")
+    message = str(caught.value)
+    assert message.startswith("cannot open az://landing/cnam?sig=<redacted> (") and "SECRETSIG" not in message
+    assert message.endswith("AZURE_STORAGE_SAS_TOKEN or, alone, an Azure identity"), message
 
 
 # --- end to end: the generator's documented defects ------------------------------------------------------------

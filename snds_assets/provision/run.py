@@ -191,7 +191,8 @@ def _unresolved_check(result: CohortResult) -> CheckOutcome:
               for u in result.unresolved[:SAMPLE]]
     return CheckOutcome(name, name, WARN, passed=bad == 0, failures=bad, sample=sample,
                         details=f"{ids['rows']} identifiers: {ids['resolved']} resolved, {ids[AMBIGUOUS]} ambiguous "
-                                f"(twins, or an IR_BEN_R row without BEN_IDT_ANO), {ids[UNKNOWN]} unknown; values listed under restricted/ only")
+                                f"(twins, or an IR_BEN_R row without BEN_IDT_ANO), {ids[UNKNOWN]} unknown; values "
+                                "listed under restricted/ only")
 
 
 def _prune(lake: Lake, request: ProjectRequest) -> list[str]:

@@ -112,8 +112,8 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     except (ValueError, ImportError) as exc:
         scheme = url.split("://", 1)[0] if "://" in url else "file"
         hint = f": set {AZURE_CREDENTIALS}" if scheme in ("az", "abfs", "abfss") else ""
-        cause = _redacted(exc)
-        raise StorageError(f"cannot open {url} ({cause}){hint}") from exc
+        cause, where = _redacted(exc), _SECRET.sub(r"\1=<redacted>", url)
+        raise StorageError(f"cannot open {where} ({cause}){hint}") from exc
 
 
 def fresh_filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
