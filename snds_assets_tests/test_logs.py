@@ -349,7 +349,7 @@ def test_refused_azure_credentials_in_a_run_say_what_to_check():
     assert line.startswith(f"run {run.run_id} failed: Azure Storage refused the credentials for SNDS_LANDING "
                            "az://landing/cnam (AuthorizationPermissionMismatch): wrong, expired, or without the rights "
                            "needed; check AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
-                           "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or an Azure identity; "), line
+                           "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or, alone, an Azure identity; "), line
 
 
 def test_the_details_log_holds_the_failed_steps_traceback(tmp_path, monkeypatch):
