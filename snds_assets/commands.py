@@ -596,9 +596,6 @@ def cmd_ui(settings: Settings, args: argparse.Namespace, log_format: str) -> int
 
         raise UsageError("snds ui prints Dagster's own log, not JSON: every run's events are written as JSON lines "
                          f"to {Path(settings.home, *RUN_LOGS)}/<RUN_ID>.jsonl")
-    from .reception.assets import check_freshness_settings
-
-    check_freshness_settings()
     env = {**os.environ, **settings.as_env()}
     # Dagster warns on every start that `dagster dev` is superseded by `dg dev` (not installed here): noise on the
     # terminal of a command that works as documented.

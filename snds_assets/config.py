@@ -22,6 +22,17 @@ def resolve_path(value: str) -> str:
     return value if _is_uri(value) else str(Path(value).expanduser().resolve())
 
 
+FRESHNESS_VARIABLE = "SNDS_FRESHNESS_DAYS_"  # + a catalog product, upper-cased (DCIR, PMSI...)
+
+
+def freshness_days(variable: str, text: str) -> int:
+    """A ``SNDS_FRESHNESS_DAYS_<PRODUCT>`` value: int() and Dagster's invariant named neither the variable nor what
+    it takes."""
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise ValueError(f"{variable} must be a whole number of days, at least 1, got {text!r}")
+    return int(text)
+
+
 def check_spark_remote(url: str) -> None:
     """Spark Connect's own errors quote the URL, token included (a Databricks URL holds one): the same checks as
     its parser, with messages that never show the value."""
@@ -99,6 +110,10 @@ class Settings:
         if auth.strip() and auth.strip().lower() not in AUTH_MODES:
             raise ValueError(f"{AUTH_VARIABLE} must be one of {', '.join(AUTH_MODES)} (or unset: the first complete "
                              f"set of credentials), got {auth!r}")
+        # Read where the code location loads (a family's freshness policy): checked here too, so that every command
+        # names a bad one before anything starts (`snds ui` started, its code location failing to load in the UI).
+        for variable in sorted(v for v in env if v.startswith(FRESHNESS_VARIABLE) and env[v]):
+            freshness_days(variable, env[variable])
         spark_remote = pick("spark_remote", "SPARK_REMOTE", None)
         if spark_remote:
             check_spark_remote(spark_remote)

@@ -581,6 +581,16 @@ def test_freshness_days_must_be_a_number_of_days(value, monkeypatch):
         freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"])
 
 
+@pytest.mark.parametrize("value", ["abc", "0"])
+def test_a_bad_freshness_setting_is_refused_by_every_command(value, tmp_path):
+    """Checked with the other settings, so that `snds report` or `snds generate` say it as `snds ingest` does, even
+    for a product no family of the catalog has; an empty one is unset."""
+    env = {"SNDS_HOME": str(tmp_path)}
+    with pytest.raises(ValueError, match=f"SNDS_FRESHNESS_DAYS_NOSUCH must be a whole number of days.*'{value}'"):
+        Settings.from_env(env={**env, "SNDS_FRESHNESS_DAYS_NOSUCH": value})
+    assert Settings.from_env(env={**env, "SNDS_FRESHNESS_DAYS_NOSUCH": ""}).home == str(tmp_path)
+
+
 def test_an_empty_freshness_variable_is_unset(monkeypatch):
     from datetime import timedelta
 

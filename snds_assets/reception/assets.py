@@ -22,6 +22,7 @@ from ..checks import (
     CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
     restated,
 )
+from ..config import FRESHNESS_VARIABLE, freshness_days
 from ..lake import Lake
 from ..logs import step_progress
 from ..metadata import column_schema
@@ -50,28 +51,12 @@ def curated_key(family: str) -> AssetKey:
     return AssetKey(["curated", family])
 
 
-def freshness_days(variable: str, default: int) -> int:
-    """A ``SNDS_FRESHNESS_DAYS_<PRODUCT>`` setting (empty is unset, as for every other setting). Checked where the
-    code location loads, and by `snds ui` before it starts: int() and Dagster's invariant named neither the
-    variable nor what it takes."""
-    text = os.environ.get(variable) or str(default)
-    if not (text.isascii() and text.isdigit() and int(text) >= 1):
-        raise ValueError(f"{variable} must be a whole number of days, at least 1, got {text!r}")
-    return int(text)
-
-
-def check_freshness_settings() -> None:
-    """Every ``SNDS_FRESHNESS_DAYS_*`` set, whether or not a family of the catalog reads it: `snds ui` started with
-    a bad one, its code location then failing to load."""
-    for variable in sorted(v for v in os.environ if v.startswith("SNDS_FRESHNESS_DAYS_")):
-        freshness_days(variable, 1)
-
-
 def freshness_policy(table: Table) -> FreshnessPolicy:
     """DCIR arrives monthly, PMSI and referentials yearly; SNDS_FRESHNESS_DAYS_<PRODUCT> overrides."""
     product = table.product.split()[0].upper() if table.product else "OTHER"
     default = domain.DELIVERY_PERIOD_DAYS.get(product, domain.DELIVERY_PERIOD_DAYS["OTHER"])
-    days = freshness_days(f"SNDS_FRESHNESS_DAYS_{product}", default)
+    variable = f"{FRESHNESS_VARIABLE}{product}"
+    days = freshness_days(variable, os.environ.get(variable) or str(default))  # empty is unset, as for every setting
     return FreshnessPolicy.time_window(fail_window=timedelta(days=days + days // 4), warn_window=timedelta(days=days))
 
 
