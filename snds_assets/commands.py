@@ -384,6 +384,7 @@ def _lagging(settings: Settings, project_id: str, report: dict, read: tuple) -> 
 
 def _delivery_summary(settings: Settings, report: dict) -> str:
     from .lake import Lake
+    from .reception.report import short_list
 
     lake = Lake(settings.lake)
     lines = [f"delivery {report['delivery_id']}: {report['status'].upper()}"]
@@ -396,7 +397,7 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
     unlisted = report.get("unlisted_files") or []
     if unlisted:
         lines.append(f"  not received: {len(unlisted)} file(s) of the delivery folder that its manifest does not list: "
-                     + ", ".join(unlisted[:5]) + (f" … ({len(unlisted) - 5} more)" if len(unlisted) > 5 else ""))
+                     + short_list(unlisted, 5, 120))
     lines.append(f"report: {lake.delivery_report(report['delivery_id'])} (readable: "
                  f"{lake.delivery_report(report['delivery_id'], 'html')})")
     return "\n".join(lines)

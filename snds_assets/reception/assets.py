@@ -87,7 +87,7 @@ def curation_order(families: list[str], parents: dict[str, list[str]]) -> list[s
 def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeResult:
     from ..curation.publish import drop_undelivered
     from .archive import archive_manifest, archive_unknown, archived_manifest, raw_fragment
-    from .report import forget_received, save_fragment, save_unlisted
+    from .report import forget_received, save_fragment, save_unlisted, short_list
     from .storage import one_line, read_manifest, unlisted_files
 
     settings = snds.settings()
@@ -110,8 +110,7 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
     save_unlisted(settings, manifest.delivery_id, unlisted)
     if unlisted:
         context.log.warning(f"{len(unlisted)} file(s) of the delivery folder that its manifest does not list, not "
-                            f"received (ask CNAM whether they belong to the delivery): {', '.join(unlisted[:20])}"
-                            + (f" … ({len(unlisted) - 20} more)" if len(unlisted) > 20 else ""))
+                            f"received (ask CNAM whether they belong to the delivery): {short_list(unlisted, 20, 120)}")
     files = [f for t in manifest.tables for f in t.files]
     return MaterializeResult(metadata={
         "delivery_id": manifest.delivery_id,

@@ -350,7 +350,7 @@ def render_html(report: dict, manifest: Manifest | None = None) -> str:
     unlisted = report.get("unlisted_files") or []
     if unlisted:
         out.append(f"<p class=\"WARN\">{len(unlisted)} file{'' if len(unlisted) == 1 else 's'} of the delivery folder "
-                   "that the manifest does not list, so not received: " + e(_short_list(unlisted, 50, 120)) + ".</p>")
+                   "that the manifest does not list, so not received: " + e(short_list(unlisted, 50, 120)) + ".</p>")
 
     out.append("<h2>Tables</h2><table><tr><th>table</th><th>family</th><th>mode</th><th>status</th>"
                "<th>rows announced</th><th>read</th><th>curated</th><th>rejected</th><th>failed checks</th></tr>")
@@ -383,7 +383,7 @@ def render_html(report: dict, manifest: Manifest | None = None) -> str:
             out.append(
                 f"<p><b class=\"{e(c['severity'])}\">{e(c['severity'])}</b> <b>{e(c['name'])}</b> "
                 f"(rule {e(c['rule'])}): {_n(c['failures'])} failing {unit}{plural}"
-                + (f"; columns {e(_short_list(c['columns']))}" if c["columns"] else "") + ".<br>"
+                + (f"; columns {e(short_list(c['columns']))}" if c["columns"] else "") + ".<br>"
                 f"<span class=\"muted\">{e(RULE_DESCRIPTIONS.get(c['name'], RULE_DESCRIPTIONS.get(c['rule'], '')))}</span>"
                 + (f"<br>{e(str(c['details']))}" if c.get("details") else "") + "</p>"
             )
@@ -411,7 +411,8 @@ def render_html(report: dict, manifest: Manifest | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _short_list(values: list, limit: int = 12, width: int = 60) -> str:
+def short_list(values: list, limit: int = 12, width: int = 60) -> str:
+    """The first ``limit`` values, each cut to ``width`` characters, and how many more."""
     names = [str(v) if len(str(v)) <= width else str(v)[:width] + "…" for v in values[:limit]]
     more = f" … ({len(values) - limit} more)" if len(values) > limit else ""
     return ", ".join(names) + more

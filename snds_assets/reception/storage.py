@@ -288,7 +288,7 @@ def unlisted_files(landing: str, manifest: Manifest) -> list[str]:
     found = []
     for name in fs.find(folder):
         rel = name[len(root):] if name.startswith(root) else posixpath.basename(name)
-        if rel in listed or posixpath.normpath(rel) in listed or any(p.startswith(".") for p in rel.split("/")):
+        if rel in listed or any(p.startswith(".") for p in rel.split("/")):
             continue
         found.append(rel)
     return sorted(found)
