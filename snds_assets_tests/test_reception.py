@@ -624,6 +624,14 @@ def test_an_empty_file_and_a_header_alone_hold_no_rows(settings, catalog):
     assert (empty.rows, empty.header, empty.readable, empty.bytes) == (0, [], True, 0)
     assert (header.rows, header.header) == (0, cols)
     assert table.check("row_count").passed and table.check("checksum").passed
+    columns = table.check("columns")
+    assert (columns.passed, columns.severity, [s["path"] for s in columns.sample]) == (False, ERROR, ["empty.csv"])
+    assert "empty.csv: no header line: the file is empty; missing key/identifier columns" in columns.details
+
+    blank = Delivery(_landing(settings), "2026-11-16")
+    blank.add("IR_BEN_R", "blank.csv", b"\n  \n", rows=0)
+    blank_columns = _table(settings, catalog, blank, "IR_BEN_R").check("columns")
+    assert "blank.csv: no header line: the file is empty or holds blank lines only;" in blank_columns.details
 
 
 def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(settings, catalog):
