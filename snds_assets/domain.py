@@ -494,8 +494,10 @@ def domain_rules(table: Table) -> list[DomainRule]:
 
 
 # --- Delivery rhythm (freshness) -----------------------------------------------------------------------------
-# Days between two expected deliveries, by product (first word of the schema's product).
-DELIVERY_PERIOD_DAYS: dict[str, int] = {"DCIR": 31, "DCIRS": 31, "DCIR_DCIRS": 31, "OTHER": 366}
+# Days between two expected deliveries, by product (first word of the schema's product): the DCIR's and the DCIRS's
+# flows monthly, the rest yearly (issue: "monthly for DCIR, yearly for PMSI and referentials"), DCIR_DCIRS too, whose
+# tables are the referentials the two share (IR_IMB_R, DA_PRA_R...).
+DELIVERY_PERIOD_DAYS: dict[str, int] = {"DCIR": 31, "DCIRS": 31, "OTHER": 366}
 
 
 # --- Provision to projects (SPEC §3): where criteria are looked for, which rows are dated ----------------

@@ -603,6 +603,23 @@ def test_an_empty_freshness_variable_is_unset(monkeypatch):
     assert freshness_policy(load_catalog(str(PACKAGED_SCHEMAS))["ER_PRS_F"]).warn_window.to_timedelta() == timedelta(days=40)
 
 
+def test_referentials_are_expected_yearly_and_dcir_flows_monthly(monkeypatch):
+    """The issue: monthly for DCIR, yearly for PMSI and referentials. IR_IMB_R, a referential of the DCIR_DCIRS
+    product, had the DCIR's month."""
+    from datetime import timedelta
+
+    from snds_assets.reception.assets import freshness_policy
+    from snds_assets.resources import load_catalog
+
+    catalog = load_catalog(str(PACKAGED_SCHEMAS))
+    windows = {name: freshness_policy(catalog[name]).warn_window.to_timedelta().days
+               for name in ("ER_PRS_F", "ER_PHA_F", "IR_IMB_R", "IR_BEN_R", "KI_CCI_R", "T_MCOaaB")}
+    assert windows == {"ER_PRS_F": 31, "ER_PHA_F": 31, "IR_IMB_R": 366, "IR_BEN_R": 366, "KI_CCI_R": 366,
+                       "T_MCOaaB": 366}
+    monkeypatch.setenv("SNDS_FRESHNESS_DAYS_DCIR_DCIRS", "92")
+    assert freshness_policy(catalog["IR_IMB_R"]).fail_window.to_timedelta() == timedelta(days=92 + 23)
+
+
 def test_parallel_families_superscript_digit_is_named(tmp_path):
     """"²".isdigit() is true but int() refuses it: the error said "invalid literal for int()"."""
     with pytest.raises(ValueError, match="SNDS_PARALLEL_FAMILIES must be a positive integer, got '²'"):
