@@ -17,7 +17,7 @@ from snds_assets.checks import CURATED_CHECKS, ERROR, WARN, CheckOutcome, combin
 from snds_assets.config import Settings
 from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
-    archive_family, archive_manifest, archive_table, archive_unknown, archived_manifest, families_of, raw_fragment,
+    HEADER_LIMIT, archive_family, archive_manifest, archive_table, archive_unknown, archived_manifest, families_of, raw_fragment,
     unknown_tables,
 )
 from snds_assets.reception.manifest import Format, ManifestError, delivery_order
@@ -632,6 +632,12 @@ def test_an_empty_file_and_a_header_alone_hold_no_rows(settings, catalog):
     blank.add("IR_BEN_R", "blank.csv", b"\n  \n", rows=0)
     blank_columns = _table(settings, catalog, blank, "IR_BEN_R").check("columns")
     assert "blank.csv: no header line: the file is empty or holds blank lines only;" in blank_columns.details
+
+    long = Delivery(_landing(settings), "2026-11-17")
+    long.add("IR_BEN_R", "long.csv", b"A" * (HEADER_LIMIT + 10) + b"\n1\n", rows=1)
+    long_table = _table(settings, catalog, long, "IR_BEN_R")
+    assert long_table.files[0].error == f"the first line is longer than {HEADER_LIMIT} bytes: not a CSV header"
+    assert "no header line" not in long_table.check("columns").details
 
 
 def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(settings, catalog):

@@ -836,7 +836,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
             if c not in problems:
                 problems.append(c)
         parts = []
-        if not header:  # every column is missing because there is no line to name them
+        if not header and f.readable:  # every column is missing because there is no line to name them
             parts.append("no header line: the file is empty" + ("" if f.bytes == 0 else " or holds blank lines only"))
         if missing_required:
             parts.append(f"missing key/identifier columns {_names(missing_required)}")
