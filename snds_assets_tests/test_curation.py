@@ -660,13 +660,16 @@ def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings,
     assert fk.evaluated and fk.failures == 1  # stay 9 has no T_MCO23C row; T_MCOaaE is absent
     assert "T_MCOaaE" in fk.details and "not evaluated" in fk.details
 
-    # B curated, C's pending link is checked against it: stays 3, 4 and 5 have no T_MCO23B row.
+    # B curated, C's pending link is checked against it: stays 3, 4 and 5 have no T_MCO23B row. Stay 5 (NIR_B)
+    # breaks both links: three failing rows, not four (SPEC §6 counts rows).
     assert check_deferred_links(spark, settings, catalog, d.manifest, mco_c_results, state, ["T_MCOaaC", "T_MCOaaB"])
     fk = by_name(mco_c_results[0])["foreign_key"]
-    assert fk.evaluated and fk.failures == 4 and not mco_c_results[0].pending
+    assert fk.evaluated and fk.failures == 3 and not mco_c_results[0].pending
+    assert fk.details.startswith("3 row(s) break at least one link; "), fk.details
     assert "T_MCOaaB(ETA_NUM, RSA_NUM): 3 orphan row(s), checked against T_MCOaaB of this delivery" in fk.details
+    assert "IR_BEN_R(BEN_NIR_PSA): 1 orphan row(s)" in fk.details
     fragment = load_fragment(settings, "2024-03-01", "T_MCO23C", "curated")
-    assert next(c for c in fragment["checks"] if c["name"] == "foreign_key")["failures"] == 4
+    assert next(c for c in fragment["checks"] if c["name"] == "foreign_key")["failures"] == 3
 
     alone = Delivery(settings, catalog, "2024-04-01").table("IR_IMB_R", IMB_HEADER, [f"{NIR_A};1;5;2020-01-15;;E11"])
     (no_parent,) = alone.curate(spark, "IR_IMB_R", state)
@@ -1188,6 +1191,26 @@ def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
     assert checks["foreign_key"].evaluated and checks["foreign_key"].passed, checks["foreign_key"].details
     assert (checks["domain"].passed, checks["domain"].failures) == (False, 1)
     assert "matched_death" in checks["domain"].details
+
+
+def test_a_row_breaking_two_links_is_one_failing_row(spark, settings, catalog):
+    """A death whose person neither IR_BEN_R nor IR_IBA_R knows broke two links: the foreign_key check counted it
+    twice (two rows of three failing in a table of three). SPEC §6: ``failures`` counts the failing rows."""
+    known, only_ben, unknown = f"P{NIR_A[:16]}1", f"P{NIR_B[:16]}1", "PNOBODY0000000001"
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)])
+    d.table("IR_IBA_R", ["BEN_IDT_ANO", "BEN_NAI_ANN"], [f"{known};1970"])
+    d.table("KI_CCI_R", ["BEN_IDT_ANO", "DCD_CIM_COD"], [f"{known};C50", f"{only_ben};C50", f"{unknown};C50"])
+    state = CurrentState(spark, settings, catalog)
+    for family in ("IR_BEN_R", "IR_IBA_R"):
+        d.curate(spark, family, state)
+    (result,) = d.curate(spark, "KI_CCI_R", state)
+    fk = by_name(result)["foreign_key"]
+    assert (fk.passed, fk.failures, fk.severity) == (False, 2, WARN), fk
+    assert fk.details.startswith("2 row(s) break at least one link; IR_BEN_R(BEN_IDT_ANO): 1 orphan row(s)"), fk.details
+    assert "IR_IBA_R(BEN_IDT_ANO): 2 orphan row(s)" in fk.details
+    fragment = load_fragment(settings, "2024-03-01", "KI_CCI_R", "curated")
+    assert next(c for c in fragment["checks"] if c["name"] == "foreign_key")["failures"] == 2
+    state.close()
 
 
 # --- current state ---------------------------------------------------------------------------------------------

@@ -225,6 +225,7 @@ def curate_family(spark: SparkSession, settings: Settings, catalog: Catalog, man
         results = run.execute(stage)
     finally:
         remove_lake_tree(stage)
+    count_rows_breaking_links(spark, settings, catalog, manifest, state, results)
     for result in results:
         save_fragment(settings, manifest.delivery_id, result.delivered_name, "curated", result.fragment())
     return results
@@ -874,12 +875,14 @@ def _unless_parent_dated(catalog: Catalog, verdict: LinkVerdict, year: int | Non
                                                   f"carry no {', '.join(dated)} by its schema's history")
 
 
-def _fk_outcome(verdicts: list[LinkVerdict]) -> CheckOutcome:
-    """The ``foreign_key`` check of one delivered table from its links' verdicts."""
+def _fk_outcome(verdicts: list[LinkVerdict], rows: int | None = None) -> CheckOutcome:
+    """The ``foreign_key`` check of one delivered table from its links' verdicts: its failures are the sum of
+    theirs, or ``rows``, the rows that break any of them, where several links found orphans."""
     if not verdicts:
         return _Run._outcome("foreign_key", "foreign_key", 0, [], [], evaluated=False,
                              details="the table has no foreign key to check")
-    failures, sample, details, columns, evaluated = 0, [], [], [], False
+    failures, sample, columns, evaluated = 0, [], [], False
+    details = [] if rows is None else [f"{rows} row(s) break at least one link"]
     for v in verdicts:
         columns += [c for c in v.link.columns if c not in columns]
         if v.result is None:
@@ -889,8 +892,39 @@ def _fk_outcome(verdicts: list[LinkVerdict]) -> CheckOutcome:
         failures += v.result.failures
         sample += [{"link": v.label, **s} for s in (v.result.sample or [])]
         details.append(f"{v.label}: {v.result.failures} orphan row(s), {v.why}")
+    failures = failures if rows is None else rows
     return _Run._outcome("foreign_key", "foreign_key", failures if evaluated else 0, columns, sample,
                          evaluated=evaluated, details="; ".join(details))
+
+
+def count_rows_breaking_links(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
+                              state: CurrentState, results: list[CuratedTable]) -> None:
+    """Where two or more links of a delivered table found orphans (a PMSI child row whose stay is in neither B
+    nor C, a death whose person is unknown by both identifiers), its ``foreign_key`` check counts the rows that
+    break any of them, from the published partition, instead of the sum of the links' counts, which could pass
+    the table's rows. Verdicts are unchanged (a failure either way); a clean delivery runs no query."""
+    child = None
+    for r in results:
+        failing = [v for v in r.links if v.result is not None and v.result.failures]
+        if len(failing) < 2:
+            continue
+        table = catalog[r.family]
+        if child is None:
+            child = spark.read.parquet(Lake(settings.lake).curated(table.name, manifest.delivery_id))
+        links = []
+        for v in failing:
+            parent = _parent_rows(state, catalog, manifest, v.link)[0]
+            if parent is None:
+                break
+            casts = keys.link_casts(dict(child.dtypes), dict(parent.dtypes), v.link)
+            same_year = v.link.same_year and table.is_yearly and domain.YEAR_COLUMN in parent.columns
+            links.append((keys.link_hashes(parent, v.link, casts, same_year), v.link, casts, same_year))
+        else:
+            rows = child.filter(F.col(domain.YEAR_COLUMN) == r.year) if table.is_yearly else child
+            found = keys.orphans_of_any(rows, links, table.is_yearly)
+            outcome = _fk_outcome(r.links, sum(found.values()))
+            tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
+            r.checks = [outcome if c.name == "foreign_key" else c for c in r.checks]
 
 
 def _parent_rows(state: CurrentState, catalog: Catalog, manifest: Manifest,
@@ -965,6 +999,7 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
         outcome = _fk_outcome(r.links)
         tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
         r.checks = [outcome if c.name == "foreign_key" else c for c in r.checks]
+        count_rows_breaking_links(spark, settings, catalog, manifest, state, [r])
         save_fragment(settings, delivery_id, r.delivered_name, "curated", r.fragment())
     return True
 
