@@ -390,10 +390,9 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
     lines = [f"delivery {report['delivery_id']}: {report['status'].upper()}"]
     width = max((len(n) for n in report["tables"]), default=5)
     for name, table in sorted(report["tables"].items()):
-        lines.append(
-            f"  {name:<{width}}  {table['status']:<8}  read {table.get('rows_read')}  curated {table.get('rows_curated')}"
-            f"  rejected {table.get('rows_rejected')}" + _failed_checks(table)
-        )
+        counts = (f"read {table.get('rows_read')}  curated {table.get('rows_curated')}  rejected {table.get('rows_rejected')}"
+                  if table.get("rows_read") is not None else "not curated")  # not in the catalog, or curation failed
+        lines.append(f"  {name:<{width}}  {table['status']:<8}  {counts}" + _failed_checks(table))
     unlisted = report.get("unlisted_files") or []
     if unlisted:
         lines.append(f"  not received: {len(unlisted)} file(s) of the delivery folder that its manifest does not list: "

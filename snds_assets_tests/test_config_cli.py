@@ -1436,3 +1436,21 @@ def test_the_demo_tells_the_ui_command_that_opens_its_own_instance(tmp_path, mon
         monkeypatch.setenv(*word.split("=", 1))
     ui = resolve_settings(build_parser().parse_args(words[words.index("snds") + 1:]))
     assert ui == demo, command
+
+
+def test_a_table_not_curated_reads_so_in_the_summary(tmp_path):
+    """A delivered table the catalog does not know (or whose curation failed) has no counts in the report (null:
+    nothing was curated, its rows_reconciled check says so); the summary printed "read None curated None"."""
+    from snds_assets.commands import _delivery_summary
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    unknown = {"family": None, "status": "rejected", "mode": None, "rows_manifest": 3, "rows_read": None,
+               "rows_curated": None, "rows_rejected": None,
+               "checks": [{"name": "rows_reconciled", "severity": "ERROR", "passed": False}]}
+    known = {**unknown, "family": "IR_BEN_R", "status": "accepted", "rows_read": 3, "rows_curated": 3,
+             "rows_rejected": 0, "checks": []}
+    lines = _delivery_summary(settings, {"delivery_id": "2024-06-04", "status": "rejected",
+                                         "tables": {"XX_UNKNOWN_R": unknown, "IR_BEN_R": known}}).splitlines()
+    assert lines[1].split() == ["IR_BEN_R", "accepted", "read", "3", "curated", "3", "rejected", "0"]
+    assert lines[2].split() == ["XX_UNKNOWN_R", "rejected", "not", "curated", "failed:", "rows_reconciled"]
+    assert "None" not in "\n".join(lines)

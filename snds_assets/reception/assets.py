@@ -381,7 +381,8 @@ def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
     rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
     outcome = _accepted(report)
     lines = ["| table | status | read | curated | rejected |", "|---|---|---|---|---|"]
-    lines += [f"| {n} | {t['status']} | {t.get('rows_read')} | {t.get('rows_curated')} | {t.get('rows_rejected')} |"
+    lines += [f"| {n} | {t['status']} | " + " | ".join("" if t.get(k) is None else str(t[k]) for k in
+                                                     ("rows_read", "rows_curated", "rows_rejected")) + " |"
               for n, t in sorted(tables.items())]
     lake = Lake(settings.lake)
     return MaterializeResult(
