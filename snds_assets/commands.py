@@ -390,8 +390,8 @@ def _delivery_summary(settings: Settings, report: dict) -> str:
     lines = [f"delivery {report['delivery_id']}: {report['status'].upper()}"]
     width = max((len(n) for n in report["tables"]), default=5)
     for name, table in sorted(report["tables"].items()):
-        counts = (f"read {table.get('rows_read')}  curated {table.get('rows_curated')}  rejected {table.get('rows_rejected')}"
-                  if table.get("rows_read") is not None else "not curated")  # not in the catalog, or curation failed
+        counts = ("not curated" if table.get("rows_read") is None  # not in the catalog, or its curation failed
+                  else f"read {table['rows_read']}  curated {table['rows_curated']}  rejected {table['rows_rejected']}")
         lines.append(f"  {name:<{width}}  {table['status']:<8}  {counts}" + _failed_checks(table))
     unlisted = report.get("unlisted_files") or []
     if unlisted:

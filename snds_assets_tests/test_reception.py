@@ -17,8 +17,8 @@ from snds_assets.checks import CURATED_CHECKS, ERROR, WARN, CheckOutcome, combin
 from snds_assets.config import Settings
 from snds_assets.reception import archive as archive_mod
 from snds_assets.reception.archive import (
-    HEADER_LIMIT, archive_family, archive_manifest, archive_table, archive_unknown, archived_manifest, families_of, raw_fragment,
-    unknown_tables,
+    HEADER_LIMIT, archive_family, archive_manifest, archive_table, archive_unknown, archived_manifest, families_of,
+    raw_fragment, unknown_tables,
 )
 from snds_assets.reception.manifest import Format, ManifestError, delivery_order
 from snds_assets.reception.report import (

@@ -892,7 +892,8 @@ def _fk_outcome(verdicts: list[LinkVerdict], rows: int | None = None) -> CheckOu
         failures += v.result.failures
         sample += [{"link": v.label, **s} for s in (v.result.sample or [])]
         details.append(f"{v.label}: {v.result.failures} orphan row(s), {v.why}")
-    failures = failures if rows is None else rows
+    if rows is not None:
+        failures = rows
     return _Run._outcome("foreign_key", "foreign_key", failures if evaluated else 0, columns, sample,
                          evaluated=evaluated, details="; ".join(details))
 
