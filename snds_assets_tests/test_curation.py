@@ -874,6 +874,33 @@ def test_a_pmsi_year_delivered_full_reports_the_rows_of_that_year_it_leaves_with
     state.close()
 
 
+def test_a_row_losing_its_parent_through_two_links_is_one_orphaned_row(spark, settings, reference_catalog):
+    """With the reference schemas ER_PRS_F points to DA_PRA_R by its executing and its prescribing practitioner: a
+    full DA_PRA_R without practitioner B leaves a line that B both executed and prescribed without its parent
+    once, not twice (SPEC §6 counts rows); each link still says its own count."""
+    state = CurrentState(spark, settings, reference_catalog)
+    header = [*PRS_HEADER, "PFS_EXE_NUM", "PFS_PRE_NUM"]
+    d1 = Delivery(settings, reference_catalog, "2024-01-01")
+    d1.table("DA_PRA_R", ["PFS_PFS_NUM", "PFS_COD_POS"], ["A0000001;75001", "B0000001;75002"])
+    d1.table("ER_PRS_F", header, [f"{prs(1, '1')};B0000001;B0000001", f"{prs(2, '1')};B0000001;A0000001",
+                                  f"{prs(3, '1')};A0000001;A0000001", f"{prs(4, '1')};A0000001;B0000001"],
+             mode="incremental")
+    d1.curate(spark, "DA_PRA_R", state)
+    d1.curate(spark, "ER_PRS_F", state)
+    d1.accept()
+    d2 = Delivery(settings, reference_catalog, "2024-02-01").table("DA_PRA_R", ["PFS_PFS_NUM", "PFS_COD_POS"],
+                                                                   ["A0000001;75001"], mode="full")
+    (result,) = d2.curate(spark, "DA_PRA_R", state)
+    assert result.orphans_pending
+    check_orphaned_children(settings, reference_catalog, d2.manifest, [result], state, ["DA_PRA_R"])
+    check = by_name(result)["orphaned_children"]
+    assert check.evaluated and not check.passed and check.failures == 3, check
+    assert "ER_PRS_F(PFS_EXE_NUM): 2 row(s) of other deliveries lost their DA_PRA_R row" in check.details
+    assert "ER_PRS_F(PFS_PRE_NUM): 2 row(s) of other deliveries lost their DA_PRA_R row" in check.details
+    assert "ER_PRS_F: 3 row(s) in all" in check.details
+    state.close()
+
+
 # --- nomenclatures --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("inline", [True, False])
 def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, inline):

@@ -290,16 +290,17 @@ def orphans(curated: DataFrame, theirs: DataFrame, link: domain.Link, yearly: bo
 
 
 def orphans_of_any(curated: DataFrame, links: list[tuple[DataFrame, domain.Link, tuple[bool, ...], bool]],
-                   yearly: bool) -> dict[int | None, int]:
+                   yearly: bool, how: str = "left_anti") -> dict[int | None, int]:
     """Child rows that match no parent row on at least one of ``links`` (each: the parent's ``link_hashes``, the
     link, its casts, whether it holds within a year), by year: a row breaking two links is one failing row of the
-    ``foreign_key`` check, as SPEC §6 counts rows, not one per link. One query, an existence join per link."""
+    ``foreign_key`` check, as SPEC §6 counts rows, not one per link. One query, an existence join per link. With
+    ``how="left_semi"``, the rows whose values on at least one link are among the hashes (``orphans``)."""
     rows, broken = curated, F.lit(False)
     for i, (theirs, link, casts, same_year) in enumerate(links):
         key, found = f"_L{i}", f"_F{i}"
         hit = theirs.where(F.col("_H") == F.col(key).outer()).exists()
         rows = rows.withColumn(key, child_link_hash(link, casts, same_year)).withColumn(found, hit)
-        broken = broken | (child_link_checked(link) & ~F.col(found))
+        broken = broken | (child_link_checked(link) & (F.col(found) if how == "left_semi" else ~F.col(found)))
     counted = rows.filter(broken).groupBy(_year(rows, yearly).alias(_YEAR)).count().collect()
     return {r[_YEAR]: int(r["count"]) for r in counted}
 

@@ -165,7 +165,8 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
     links = domain.child_links(catalog, family)
     linked = tuple(dict.fromkeys(c for link in links for c in link.parent_columns))
     uncurated = [m for m in members if delivered_parts(catalog, manifest, m) and m not in curated]
-    found: dict[int | None, list[tuple[str, keys.KeyResult]]] = {}
+    found: dict[int | None, list[tuple[str, str, keys.KeyResult]]] = {}
+    counted: dict[tuple[int | None, str], int] = {}
     why, left = "", ""
     if uncurated:
         why = f"{', '.join(uncurated)} of this delivery was not curated in this run"
@@ -173,7 +174,7 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
         years = _full(catalog, manifest, family) if catalog[parent].is_yearly else None
         removed = _Removed(state, catalog, manifest, members, years)
         try:
-            found, why = _orphans(state, catalog, manifest, removed, links, linked, years)
+            found, counted, why = _orphans(state, catalog, manifest, removed, links, linked, years)
         except DamagedPartition as exc:
             why = str(exc)
         finally:
@@ -182,16 +183,21 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
                          for sig, n in removed.counts.items() if n)
     for r in pending:
         # A PMSI parent's links are all to the same year (``domain.check_links``): its results are by year.
-        mine = [(label, res) for label, res in found.get(r.year if catalog[parent].is_yearly else None, [])
-                if res.failures]
+        year = r.year if catalog[parent].is_yearly else None
+        mine = [(child, label, res) for child, label, res in found.get(year, []) if res.failures]
         if why:
             check = _verdict(0, list(linked), [], why, evaluated=False)
         else:
+            per_child: dict[str, int] = {}
+            for child, _, res in mine:
+                per_child[child] = per_child.get(child, 0) + res.failures
             details = [f"{label}: {res.failures} row(s) of other deliveries lost their {parent} row"
-                       for label, res in mine] or [f"no row of other deliveries lost its {parent} row"
-                                                   + (f" ({left})" if left else "")]
-            check = _verdict(sum(res.failures for _, res in mine), list(linked),
-                             [{"table": label, **s} for label, res in mine for s in (res.sample or [])],
+                       for _, label, res in mine] or [f"no row of other deliveries lost its {parent} row"
+                                                      + (f" ({left})" if left else "")]
+            details += [f"{child}: {counted[(year, child)]} row(s) in all, a row losing its {parent} row through "
+                        "several links counted once" for child in per_child if (year, child) in counted]
+            check = _verdict(sum(counted.get((year, child), n) for child, n in per_child.items()), list(linked),
+                             [{"table": label, **s} for _, label, res in mine for s in (res.sample or [])],
                              "; ".join(details))
             tolerate([check], r.rows_read, r.rows_rejected, settings.reject_tolerance)
         r.checks = [check if c.name == ORPHANS_CHECK else c for c in r.checks]
@@ -201,16 +207,21 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
 
 def _orphans(state: CurrentState, catalog: Catalog, manifest: Manifest, removed: _Removed, links: list[domain.Link],
              linked: tuple[str, ...], years: set[int | None] | None
-             ) -> tuple[dict[int | None, list[tuple[str, keys.KeyResult]]], str]:
+             ) -> tuple[dict[int | None, list[tuple[str, str, keys.KeyResult]]], dict[tuple[int | None, str], int],
+                        str]:
     """Per year (None for a parent that is not yearly), each link's child rows of other deliveries whose parent
-    left the state; or why the check cannot be evaluated."""
-    found: dict[int | None, list[tuple[str, keys.KeyResult]]] = {}
+    left the state (child, link's label, result); per year and child with several such links, its rows that lost
+    the parent through any of them, each counted once (SPEC §6 counts rows); or why the check cannot be
+    evaluated."""
+    found: dict[int | None, list[tuple[str, str, keys.KeyResult]]] = {}
+    counted: dict[tuple[int | None, str], int] = {}
     before, _, why = removed.rows(linked)
     if why:
-        return found, why
+        return found, counted, why
     if before is None or not removed.any_left(linked):
-        return found, ""
+        return found, counted, ""
     delivery_id = manifest.delivery_id
+    hits: dict[str, list] = {}
     for link in links:
         kept = state.plan(link.child, after=(delivery_id, delivered_parts(catalog, manifest, link.child)))
         kept.pop(delivery_id, None)  # this delivery's rows of the child are its own foreign_key's
@@ -228,6 +239,15 @@ def _orphans(state: CurrentState, catalog: Catalog, manifest: Manifest, removed:
         if count:
             state.verify(link.child, kept)
             label = f"{link.child}({', '.join(link.columns)})"
-            for y, result in keys.orphans(rows, gone, link, year, casts, year, how="left_semi").items():
-                found.setdefault(y, []).append((label, result))
-    return found, ""
+            results = keys.orphans(rows, gone, link, year, casts, year, how="left_semi")
+            for y, result in results.items():
+                found.setdefault(y, []).append((link.child, label, result))
+            if any(result.failures for result in results.values()):
+                hits.setdefault(link.child, []).append((kept, gone, link, casts, year))
+    for child, hit in hits.items():
+        if len(hit) > 1:  # the links of one child to the parent share its partitions and year
+            kept, year = hit[0][0], hit[0][4]
+            rows = state.read_plan(child, kept, columns=list(dict.fromkeys(c for h in hit for c in h[2].columns)))
+            for y, n in keys.orphans_of_any(rows, [h[1:] for h in hit], year, how="left_semi").items():
+                counted[(y, child)] = n
+    return found, counted, ""
