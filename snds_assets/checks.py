@@ -33,7 +33,8 @@ EXTRACT_CHECKS: dict[str, str] = {
     "belongs_to_cohort": "Every extracted row belongs to a person of the project's cohort.",
     "in_period": "Every dated extracted row lies in the project's period.",
     "granted_columns": "Only the tables and columns granted to the project are present.",
-    "no_snds_pseudonym": "No SNDS pseudonym (BEN_NIR_PSA, NIR_ANO_17, BEN_IDT_ANO, BEN_NIR_ANO...) is in the project's space.",
+    "no_snds_pseudonym": "No SNDS pseudonym column (BEN_NIR_PSA, NIR_ANO_17, BEN_IDT_ANO, BEN_NIR_ANO...) is in the "
+                         "extract, and no text column holds a pseudonym of any identity of IR_BEN_R or its archive.",
     "row_count": "The rows written to the project's space are the rows selected for it.",
 }
 COHORT_CHECKS: dict[str, str] = {

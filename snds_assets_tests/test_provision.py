@@ -567,6 +567,28 @@ def test_no_snds_pseudonym_nor_secret_in_the_project_space(env, project):
                 and secret in p.read_bytes()]
 
 
+def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carries_it(spark, catalog, source,
+                                                                                     tmp_path):
+    """A delivery can carry a pseudonym in a column the domain does not declare: here an ALD row of P6 (in the
+    cohort) whose code holds psa-e, the pseudo-NIR of P5 (not in it). The extract would hand it out as delivered;
+    no_snds_pseudonym looks for the pseudonyms of every identity of the state, not only the cohort's, and fails."""
+    frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
+    leak = frame(spark, catalog, "IR_IMB_R", [{"BEN_NIR_PSA": "psa-f", "BEN_RNG_GEM": 1, "IMB_ALD_NUM": 505,
+                                                "MED_MTF_COD": "psa-e", "IMB_ALD_DTD": date(2016, 1, 1),
+                                                "IMB_ALD_DTF": None}])
+    base = FrameSource({**frames, "IR_IMB_R": frames["IR_IMB_R"].unionByName(leak)}, delivery_id="2024-03-01")
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "leak")
+    request = load_request(settings, catalog, "leak")
+    run_cohort(spark, settings, catalog, request, base)
+    info = run_extract(spark, settings, catalog, request, "IR_IMB_R", base)
+    assert "psa-e" in {r["MED_MTF_COD"] for r in read_extract(spark, settings, "leak", "IR_IMB_R").collect()}
+    check = next(c for c in info["checks"] if c.name == "no_snds_pseudonym")
+    assert not check.passed and check.failures == 1 and check.columns == ["MED_MTF_COD"] and check.severity == "ERROR"
+    info = run_extract(spark, settings, catalog, request, "IR_BEN_R", base)
+    assert next(c for c in info["checks"] if c.name == "no_snds_pseudonym").passed
+
+
 def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project):
     """Stable within a project across runs; two projects get different, unlinkable pseudonyms."""
     request, _ = project

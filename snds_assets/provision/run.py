@@ -25,7 +25,7 @@ from ..lake import Lake, staging_beside
 from . import storage
 from .extract import Selector, allowed_output_columns, granted_columns
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
-from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, in_period, link_columns, semi_join
+from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, beneficiary_rows, in_period, link_columns, semi_join
 from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
 from .report import received_again, state_change, withdraw_project_report, write_project_report
 from .request import ProjectRequest
@@ -67,28 +67,37 @@ def _jsonable(info: dict) -> dict:
 
 
 def _pseudonym_values(df: DataFrame, raw: DataFrame) -> tuple[int, list[str]]:
-    """How many values of ``df``'s text columns are SNDS pseudonyms of ``raw`` (column ``v``), and where."""
+    """How many values of ``df``'s text columns are SNDS pseudonyms of ``raw`` (column ``v``), and where. Only
+    the cells of a pseudonym's length are joined: codes and labels of other lengths are dropped before any
+    shuffle, and ``raw`` (every identity of the state) is broadcast or not as Spark sees fit."""
     text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
     if not text:
         return 0, []
+    lengths = sorted(r[0] for r in raw.select(F.length("v")).distinct().collect())
     cells = df.select(F.explode(F.array(*[F.struct(F.lit(c).alias("c"), F.col(c).alias("v")) for c in text])).alias("x"))
-    found = (cells.select("x.c", "x.v").where(F.col("v").isNotNull())
-             .join(F.broadcast(raw), "v", "left_semi").groupBy("c").count().collect())
+    found = (cells.select("x.c", "x.v").where(F.length("v").isin(lengths))
+             .join(raw, "v", "left_semi").groupBy("c").count().collect())
     return sum(r["count"] for r in found), sorted(r["c"] for r in found)
 
 
-def _raw_pseudonyms(correspondence: DataFrame) -> DataFrame:
-    """Every SNDS pseudonym of the cohort's identities, as one column ``v``."""
+def _raw_pseudonyms(correspondence: DataFrame, source: TableSource | None = None) -> DataFrame:
+    """Every SNDS pseudonym of the cohort's identities, and with ``source`` those of every identity of IR_BEN_R
+    and its archive: a delivery can carry someone else's pseudonym in a column the domain does not declare (a
+    mother's, a free-text field), which the extract would otherwise hand out unseen. One column ``v``."""
     parts = [correspondence.select(F.col(c).cast("string").alias("v")) for c in (IDT, PSA, ANO) if c in correspondence.columns]
+    if source is not None:
+        state = beneficiary_rows(source)
+        parts += [state.select(F.col(c).alias("v")) for c in (IDT, PSA, ANO)]
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
     return out.where(F.col("v").isNotNull()).distinct()
 
 
-def _no_snds_pseudonym(df: DataFrame, correspondence: DataFrame, name: str = "no_snds_pseudonym") -> CheckOutcome:
+def _no_snds_pseudonym(df: DataFrame, correspondence: DataFrame, name: str = "no_snds_pseudonym",
+                       source: TableSource | None = None) -> CheckOutcome:
     named = sorted(set(df.columns) & set(domain.PROJECT_PSEUDONYMS))
-    failures, columns = _pseudonym_values(df, _raw_pseudonyms(correspondence))
+    failures, columns = _pseudonym_values(df, _raw_pseudonyms(correspondence, source))
     details = f"SNDS pseudonym columns present: {', '.join(named)}" if named else ""
     return CheckOutcome(name, name, ERROR, passed=not named and failures == 0, failures=failures + len(named),
                         columns=sorted(set(columns) | set(named)), details=details)
@@ -287,7 +296,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         _in_period_check(counted["outside"] if dated else got.get("outside"), written_rows if dated else rows,
                          date_col, path, in_extract=dated),
         _granted_check(written, catalog, request, family),
-        _no_snds_pseudonym(written, cohort.identities),
+        _no_snds_pseudonym(written, cohort.identities, source=source),
         CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows, failures=abs(written_rows - rows),
                      details=f"{rows} rows selected, {written_rows} rows in the extract"),
     ]
