@@ -874,6 +874,30 @@ def test_a_pmsi_year_delivered_full_reports_the_rows_of_that_year_it_leaves_with
     state.close()
 
 
+def test_the_keys_a_pmsi_year_leaves_are_told_on_that_years_table_only(spark, settings, catalog):
+    """T_MCO22B and T_MCO23B delivered full together, 2023 without stays 2 and 3 (stay 3 had no C row): 2023's
+    check counts the C row of stay 2; 2022's, which lost nothing, says no key left, not 2023's two."""
+    state = CurrentState(spark, settings, catalog)
+    d1 = Delivery(settings, catalog, "2024-01-01")
+    for year in ("22", "23"):
+        d1.table(f"T_MCO{year}B", MCO_B_HEADER, [f"2A0000001;{n};I10;3;20{year}" for n in ("1", "2", "3")])
+        d1.table(f"T_MCO{year}C", MCO_C_HEADER, [mco_c("1", NIR_A), mco_c("2", NIR_B)])
+    d1.curate(spark, "T_MCOaaC", state)
+    d1.curate(spark, "T_MCOaaB", state)
+    d1.accept()
+    d2 = Delivery(settings, catalog, "2024-02-01")
+    d2.table("T_MCO22B", MCO_B_HEADER, [f"2A0000001;{n};I10;3;2022" for n in ("1", "2", "3")])
+    d2.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023"])
+    results = d2.curate(spark, "T_MCOaaB", state)
+    assert len(results) == 2 and all(r.orphans_pending for r in results)
+    check_orphaned_children(settings, catalog, d2.manifest, results, state, ["T_MCOaaB"])
+    by_year = {r.year: by_name(r)["orphaned_children"] for r in results}
+    assert by_year[2023].failures == 1 and not by_year[2023].passed
+    assert by_year[2022].passed and by_year[2022].failures == 0
+    assert by_year[2022].details == "no row of other deliveries lost its T_MCOaaB row", by_year[2022].details
+    state.close()
+
+
 def test_a_row_losing_its_parent_through_two_links_is_one_orphaned_row(spark, settings, reference_catalog):
     """With the reference schemas ER_PRS_F points to DA_PRA_R by its executing and its prescribing practitioner: a
     full DA_PRA_R without practitioner B leaves a line that B both executed and prescribed without its parent

@@ -222,13 +222,15 @@ def _link_hash(columns: tuple[str, ...], casts: tuple[bool, ...], same_year: boo
     return _hash(cols + ([F.col(domain.YEAR_COLUMN)] if same_year else []))
 
 
-def link_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:
+def link_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool,
+                keep_year: bool = False) -> DataFrame:
     """64-bit hashes of the parent's link values (plus the year for same-year PMSI links), one column ``_H``, in
-    the parent's own partitioning: what a probe broadcasts."""
+    the parent's own partitioning: what a probe broadcasts. With ``keep_year``, the year column beside it."""
     theirs = parent
     for p in link.parent_columns:
         theirs = theirs.filter(F.col(p).isNotNull())
-    return theirs.select(_link_hash(link.parent_columns, casts, same_year).alias("_H"))
+    return theirs.select(_link_hash(link.parent_columns, casts, same_year).alias("_H"),
+                         *([F.col(domain.YEAR_COLUMN)] if keep_year else []))
 
 
 def parent_hashes(parent: DataFrame, link: domain.Link, casts: tuple[bool, ...], same_year: bool) -> DataFrame:

@@ -87,7 +87,7 @@ class _Removed:
         self.state, self.catalog, self.manifest, self.members, self.years = state, catalog, manifest, members, years
         self._rows: dict[tuple[str, ...], tuple[DataFrame | None, DataFrame | None, str]] = {}
         self._hashes: dict[tuple, DataFrame] = {}
-        self.counts: dict[tuple, int] = {}
+        self.counts: dict[tuple, dict[int | None, int]] = {}  # per kind of link, keys gone by year (None: all)
 
     def rows(self, columns: tuple[str, ...]) -> tuple[DataFrame | None, DataFrame | None, str]:
         """(before, after, why not): the parent's ``columns`` (and PMSI year) without and with this delivery, None
@@ -138,12 +138,26 @@ class _Removed:
         sig = (link.parent_columns, casts, year)
         if sig not in self._hashes:
             before, after, _ = self.rows(link.parent_columns)
-            gone = keys.link_hashes(before, link, casts, year)
+            gone = keys.link_hashes(before, link, casts, year, keep_year=year)
             if after is not None:
                 gone = gone.join(keys.link_hashes(after, link, casts, year), on="_H", how="left_anti")
             self._hashes[sig] = gone.distinct().persist()
-            self.counts[sig] = self._hashes[sig].count()
-        return self._hashes[sig], self.counts[sig]
+            if year:
+                by_year = self._hashes[sig].groupBy(domain.YEAR_COLUMN).count().collect()
+                self.counts[sig] = {r[0]: r[1] for r in by_year}
+            else:
+                self.counts[sig] = {None: self._hashes[sig].count()}
+        return self._hashes[sig], sum(self.counts[sig].values())
+
+    def left(self, year: int | None) -> str:
+        """The keys that left the state, per kind of link, for the parent's table of ``year`` (a PMSI year's keys
+        are that year's only)."""
+        said = []
+        for sig, by_year in self.counts.items():
+            n = by_year.get(None, by_year.get(year, 0))
+            if n:
+                said.append(f"{n} key(s) ({', '.join(sig[0])}) of {self.members[0]} left the state")
+        return "; ".join(said)
 
     def close(self) -> None:
         for frame in self._hashes.values():
@@ -167,7 +181,8 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
     uncurated = [m for m in members if delivered_parts(catalog, manifest, m) and m not in curated]
     found: dict[int | None, list[tuple[str, str, keys.KeyResult]]] = {}
     counted: dict[tuple[int | None, str], int] = {}
-    why, left = "", ""
+    why = ""
+    removed = None
     if uncurated:
         why = f"{', '.join(uncurated)} of this delivery was not curated in this run"
     else:
@@ -179,8 +194,6 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
             why = str(exc)
         finally:
             removed.close()
-        left = "; ".join(f"{n} key(s) ({', '.join(sig[0])}) of {parent} left the state"
-                         for sig, n in removed.counts.items() if n)
     for r in pending:
         # A PMSI parent's links are all to the same year (``domain.check_links``): its results are by year.
         year = r.year if catalog[parent].is_yearly else None
@@ -191,6 +204,7 @@ def check_orphaned_children(settings: Settings, catalog: Catalog, manifest: Mani
             per_child: dict[str, int] = {}
             for child, _, res in mine:
                 per_child[child] = per_child.get(child, 0) + res.failures
+            left = removed.left(year) if removed is not None else ""
             details = [f"{label}: {res.failures} row(s) of other deliveries lost their {parent} row"
                        for _, label, res in mine] or [f"no row of other deliveries lost its {parent} row"
                                                       + (f" ({left})" if left else "")]
