@@ -585,6 +585,7 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
     assert "psa-e" in {r["MED_MTF_COD"] for r in read_extract(spark, settings, "leak", "IR_IMB_R").collect()}
     check = next(c for c in info["checks"] if c.name == "no_snds_pseudonym")
     assert not check.passed and check.failures == 1 and check.columns == ["MED_MTF_COD"] and check.severity == "ERROR"
+    assert check.details == "1 text value(s) are SNDS pseudonyms: MED_MTF_COD"
     info = run_extract(spark, settings, catalog, request, "IR_BEN_R", base)
     assert next(c for c in info["checks"] if c.name == "no_snds_pseudonym").passed
 
