@@ -72,6 +72,9 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.parquet.compression.codec": "snappy",
+    # Date-times as Parquet's standard timestamps: Spark's default, INT96, is read by pandas and arrow in nanoseconds,
+    # which cannot hold the SNDS's unknown date 1600-01-01 (it comes back as 2184), nor any year before 1677.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.driver.memory": "4g",
     "spark.sql.autoBroadcastJoinThreshold": str(32 * 1024 * 1024),
     # Generated code kept per JVM (default 100 classes): a reception run plans a few hundred distinct stages
@@ -82,9 +85,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
 }
 
 
-# Set on every Spark Connect session: the time zone dates are read and written in, and adaptive execution. The
-# cluster's own shuffle partitions stay, unless the Spark resource's ``conf`` names them.
-REMOTE_SETTINGS = ("spark.sql.session.timeZone", "spark.sql.adaptive.enabled")
+# Set on every Spark Connect session: the time zone dates are read and written in, adaptive execution, and the
+# Parquet type of date-times. The cluster's own shuffle partitions stay, unless the Spark resource's ``conf`` names
+# them.
+REMOTE_SETTINGS = ("spark.sql.session.timeZone", "spark.sql.adaptive.enabled", "spark.sql.parquet.outputTimestampType")
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" of a container limited in CPU, or "max ..."

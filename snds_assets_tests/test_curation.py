@@ -322,6 +322,28 @@ def test_a_regularisation_line_is_in_range_with_the_reference_schemas(spark, set
     assert check.failures == 2 and sorted(check.details.split("; ")) == ["PRS_ACT_NBR: 2", "PRS_ACT_QTE: 2"]
 
 
+def test_files_without_header_carry_the_columns_of_their_year(spark, settings, reference_catalog):
+    """With ``format.header`` false a file's columns are the catalog's, in its order: for a PMSI year, those its
+    files carry by the schema's history (a 2010 T_RIPaaR3AD has no SEJ_IDT), not every column of the family, which
+    made every row of such a year a malformed line."""
+    table = reference_catalog["T_RIPaaR3AD"]
+    old, new = list(table.columns_in(2010)), list(table.columns_in(2012))
+    assert "SEJ_IDT" in new and "SEJ_IDT" not in old
+
+    def row(columns: list[str], ipp: str) -> str:
+        values = {"ETA_NUM_EPMSI": "123456789", "ETA_NUM_TWO": "123456789", "IPP_IRR_CRY": ipp, "ORD_NUM": "1",
+                  "SEJ_IDT": "S1", "ASS_DGN": "F200"}
+        return ";".join(values.get(c, "") for c in columns)
+
+    d = Delivery(settings, reference_catalog, "2024-03-01", Format(header=False))
+    d.table("T_RIP10R3AD", old, [row(old, "IPP1"), row(old, "IPP2")]).table("T_RIP12R3AD", new, [row(new, "IPP3")])
+    results = d.curate(spark, "T_RIPaaR3AD")
+    assert [(r.rows_read, r.rows_curated, r.rows_rejected) for r in results] == [(2, 2, 0), (1, 1, 0)]
+    curated = spark.read.parquet(Lake(settings.lake).curated("T_RIPaaR3AD", "2024-03-01")).collect()
+    assert sorted((r["IPP_IRR_CRY"], r["ASS_DGN"], r["SEJ_IDT"], r[domain.YEAR_COLUMN]) for r in curated) == [
+        ("IPP1", "F200", None, 2010), ("IPP2", "F200", None, 2010), ("IPP3", "F200", "S1", 2012)]
+
+
 def test_a_key_column_not_yet_in_use_is_not_required_of_that_years_files(spark, settings, reference_catalog):
     """schema-snds dates SEJ_IDT of T_RIPaaR3AD from 2011: a 2010 file has no such column, and its rows are curated
     (they went to rejects, every one of them) while the rest of the key is still required. Its primary key is not
@@ -1000,6 +1022,37 @@ def test_a_month_field_holds_1_to_12(spark, settings, catalog):
     assert {r[REJECT_REASON] for r in rejects} == {"type: BEN_NAI_MOI"}
 
 
+def test_a_quoted_empty_value_is_null_whatever_the_null_value(spark, settings, catalog):
+    """With ``null_value`` "NA", an empty value written ``""`` is the empty value written ``;;``: null. Spark read it
+    as an empty text, so that a key written ``""`` was curated with nothing in it while the same key written ``;;``
+    was rejected, and an optional date written ``""`` was a type failure."""
+    rows = [f"{NIR_A};1;5;2020-01-15;NA;E11", f'{NIR_A};1;6;2020-01-15;"";E11', '"";1;7;2020-01-15;NA;E11',
+            "NA;1;8;2020-01-15;NA;E11", f'{NIR_A};1;9;2020-01-15;;""']
+    d = Delivery(settings, catalog, "2024-03-01", Format(null_value="NA")).table("IR_IMB_R", IMB_HEADER, rows)
+    (result,) = d.curate(spark, "IR_IMB_R", settings=settings.with_(reject_tolerance=1.0))
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (5, 3, 2)
+    checks = by_name(result)
+    assert checks["type"].passed and checks["not_null"].failures == 2
+    assert "BEN_NIR_PSA: 2 empty" in checks["not_null"].details and "BEN_RNG_GEM" not in checks["not_null"].details
+    curated = spark.read.parquet(Lake(settings.lake).curated("IR_IMB_R", "2024-03-01")).collect()
+    assert sorted((r["IMB_ALD_NUM"], r["IMB_ALD_DTF"], r["MED_MTF_COD"]) for r in curated) == [
+        (5, None, "E11"), (6, None, "E11"), (9, None, None)]
+
+
+def test_date_times_are_parquet_timestamps_that_pandas_reads(spark, settings, catalog):
+    """Curated date-times are Parquet's standard timestamps (microseconds, UTC): Spark's INT96 default is read by
+    pandas and arrow in nanoseconds, which made the SNDS's unknown date 1600-01-01 the year 2184."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    d = Delivery(settings, catalog, "2024-03-01").table(
+        "T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A).replace("15JAN2023", "01JAN1600"), mco_c("2", NIR_A)])
+    d.curate(spark, "T_MCOaaC")
+    table = pq.read_table(Lake(settings.lake).curated("T_MCOaaC", "2024-03-01"))
+    assert table.schema.field("EXE_SOI_DTD").type == pa.timestamp("us", tz="UTC")
+    assert sorted(table.to_pandas()["EXE_SOI_DTD"].dt.year) == [1600, 2023]
+
+
 def test_a_year_field_is_written_yyyy(spark, settings, catalog):
     """BEN_NAI_ANN is a year: YYYY (SPEC §2). 20 or 12345 is a type failure (rejected), not a year of the range
     check; 1600, the unknown year, and 1850, an implausible one, are years that the range check judges."""
@@ -1035,16 +1088,17 @@ def test_an_iso_datetime_is_a_whole_date_and_time(spark, settings, catalog):
 
 def test_a_decimal_comma_number_holds_no_point_nor_special_value(spark, settings, catalog):
     """With the manifest's decimal ",", "1.234" is no number (a thousands separator would make it 1234), nor are
-    "NaN" or a Java suffix; exponents and spaces around are read as with the decimal "."."""
+    "NaN", a Java suffix or an infinite value; exponents and spaces around are read as with the decimal "."."""
     keys = ";".join(["1", "2024-02-01", "1", "1", "1", "2024-02-05", "01C", "1", "1"])
     header = list(domain.DCIR_KEYS) + ["PHA_ACT_PRU"]
     values = {"3,5": 3.5, "-0,25": -0.25, "1,5e3": 1500.0, " 2,5 ": 2.5, "7": 7.0,
-              "1.234": None, "1.234,5": None, "NaN": None, "2,5d": None, "Infinity": None}
+              "1.234": None, "1.234,5": None, "NaN": None, "2,5d": None, "Infinity": None, "1e999": None,
+              "-1,5e400": None}
     d = Delivery(settings, catalog, "2024-03-01", Format(decimal=",")).table(
         "ER_PHA_F", header, [f"{keys};{v}" for v in values])
     (result,) = d.curate(spark, "ER_PHA_F", settings=settings.with_(reject_tolerance=1.0))
-    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (10, 5, 5)
-    assert by_name(result)["type"].failures == 5 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
+    assert (result.rows_read, result.rows_curated, result.rows_rejected) == (12, 5, 7)
+    assert by_name(result)["type"].failures == 7 and by_name(result)["type"].columns == ["PHA_ACT_PRU"]
     curated = spark.read.parquet(Lake(settings.lake).curated("ER_PHA_F", "2024-03-01"))
     assert sorted(r["PHA_ACT_PRU"] for r in curated.collect()) == sorted(v for v in values.values() if v is not None)
     rejects = spark.read.parquet(Lake(settings.lake).rejects("ER_PHA_F", "2024-03-01")).collect()

@@ -179,6 +179,7 @@ def test_sessions_come_from_the_server(spark_connect, tmp_path):
         session = SparkResource(remote=settings.spark_remote).get_session()
         print(type(session).__module__)
         print(session.conf.get("spark.sql.session.timeZone"))
+        print(session.conf.get("spark.sql.parquet.outputTimestampType"))
         print(session.conf.get("spark.sql.shuffle.partitions"))
         session.range(7).write.parquet({str(out)!r})
         print(session.read.parquet({str(out)!r}).count())
@@ -191,10 +192,10 @@ def test_sessions_come_from_the_server(spark_connect, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env=clean_environment(tmp_path / "home", SPARK_REMOTE=spark_connect.url, **NO_LOCAL_JAVA))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    module, timezone, partitions, count, named, pseudonyms = proc.stdout.split()[-6:]
+    module, timezone, timestamps, partitions, count, named, pseudonyms = proc.stdout.split()[-7:]
     assert pseudonyms == "True"  # the sub-keys' one-row tables (Arrow) and scalar subqueries work through the server
     assert module.startswith("pyspark.sql.connect")
-    assert (timezone, count) == ("UTC", "7")
+    assert (timezone, timestamps, count) == ("UTC", "TIMESTAMP_MICROS", "7")  # 1600-01-01 readable by pandas
     assert (partitions, named) == ("2", "3")  # the server's own (services.py), unless the resource names them
     assert len(list(out.glob("*.parquet"))) >= 1  # the server wrote the local path the client named
 

@@ -131,11 +131,15 @@ def _finite(c: str) -> str:
 
 def _decimal_comma(separator: str, dtype: T.DataType) -> Callable[[str], str]:
     """A number written with the manifest's decimal separator, and no other: with ``,`` declared, ``1.234`` is not
-    1.234 (a thousands separator, or a file that does not follow its manifest), nor is ``NaN`` or ``2,5d`` a number."""
+    1.234 (a thousands separator, or a file that does not follow its manifest), nor is ``NaN`` or ``2,5d`` a number,
+    nor ``1e999`` (infinite once cast), as with the decimal ``.``."""
     sep = re.escape(separator)
     number = sql_string(rf"^\s*[+-]?([0-9]+({sep}[0-9]*)?|{sep}[0-9]+)([eE][+-]?[0-9]+)?\s*$")  # spaces: as with "."
-    return lambda c: (f"CASE WHEN {c} RLIKE {number} "
-                      f"THEN try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()}) END")
+
+    def convert(c: str) -> str:
+        cast = f"try_cast(replace({c}, {sql_string(separator)}, '.') AS {dtype.simpleString()})"
+        return f"CASE WHEN {c} RLIKE {number} THEN {_finite(cast)} END"
+    return convert
 
 
 def date_pattern(fmt: Format) -> str:
@@ -193,11 +197,12 @@ def _reserved(name: str, columns: set[str]) -> bool:
             or (kind in ("TYPE", "NOT_NULL") and column in columns))
 
 
-def file_columns(header: list[str] | None, table: Table) -> list[str]:
-    """The column names of a file in its order: its header (upper-cased) or the catalog's. A repeated name, or one
-    of curation's own (``RESERVED``, ``PUBLISHED``), takes the first free ``<NAME>_<n>`` from 2 on (``X;X;X_2`` gives X, X_3, X_2)."""
+def file_columns(header: list[str] | None, table: Table, year: int | None = None) -> list[str]:
+    """The column names of a file in its order: its header (upper-cased) or, without one, the catalog's columns that
+    files of ``year`` carry by the schema's history (T_MCO12C has no COH_NAI_RET). A repeated name, or one of
+    curation's own (``RESERVED``, ``PUBLISHED``), takes the first free ``<NAME>_<n>`` from 2 on (``X;X;X_2`` gives X, X_3, X_2)."""
     names = [raw.strip().lstrip("\ufeff").upper() or "_EMPTY"
-             for raw in (list(header) if header is not None else list(table.columns))]
+             for raw in (list(header) if header is not None else list(table.columns_in(year)))]
     taken = set(names)
     out: list[str] = []
     for name in names:
@@ -228,6 +233,9 @@ def csv_options(fmt: Format, header: bool | None = None, drop_malformed: bool = 
         "encoding": _charset(fmt.encoding),
         "header": str(fmt.header if header is None else header).lower(),
         "nullValue": fmt.null_value,
+        # A quoted empty value ("") is the empty value of an unquoted one: null, whatever the manifest's null_value
+        # (Spark would read it as an empty text otherwise, a key column filled with nothing that not_null lets pass).
+        "emptyValue": fmt.null_value,
         "quote": fmt.quote,
         "escape": fmt.quote,
         "dateFormat": date_pattern(fmt),

@@ -161,7 +161,7 @@ def _ddl(names: list[str], types: list[T.DataType]) -> str:
 
 def _from_csv_options(fmt: Format) -> dict[str, str]:
     opts = csv_options(fmt)
-    return {k: opts[k] for k in ("sep", "nullValue", "quote", "escape", "dateFormat", "mode",
+    return {k: opts[k] for k in ("sep", "nullValue", "emptyValue", "quote", "escape", "dateFormat", "mode",
                                  "columnNameOfCorruptRecord")}
 
 
@@ -256,7 +256,8 @@ class _Run:
             files = []
             for f in a.files:
                 if f.present and f.readable:
-                    files.append(_File(index, f, file_columns(f.header if self.fmt.header else None, table)))
+                    files.append(_File(index, f, file_columns(f.header if self.fmt.header else None, table,
+                                                              a.year if self.yearly else None)))
                     index += 1
             required = domain.required_columns(table, a.year if self.yearly else None)
             self.tables.append(_Table(a, files, required=required))

@@ -795,7 +795,7 @@ def check_columns(table: Table | None, delivered: DeliveredTable, files: list[Ar
     if not fmt.header:
         return _outcome("columns", [], [], evaluated=False,
                         details="the files have no header line (format.header = false): columns are read in "
-                                "catalog order")
+                                "catalog order" + (f" (those of {year} by the schema's history)" if year else ""))
     checked = [f for f in files if f.header is not None]
     if not checked:
         return _outcome("columns", [], [], evaluated=False, details="no readable file to read a header from")
