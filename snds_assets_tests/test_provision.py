@@ -1140,6 +1140,15 @@ def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, 
     ("id: bad", "id: Bad Id", "bad id 'Bad Id'"),
     ("id: bad", "id: other", "differs from the file name"),
     ("title: Test project", "title: [unclosed", "YAML syntax error at line 3"),
+    # silent misreadings refused: a code "." was the empty prefix (every stay), an empty item the code NONE, a bare
+    # 0101 the octal 65, a repeated key the last of its values, an id of digits a number
+    ("icd10: [U071, U072]", "icd10: [U071, '.']", "bad icd10 code '.'"),
+    ("icd10: [U071, U072]", "icd10: [U071, null]", "an empty item among the icd10 codes"),
+    ("ccam: [DEQP003]", "ccam: [0101]", "ccam code 65 is read as a number: write it as text, quoted"),
+    ('cip13: ["3400930000001"]', "cip13: [3400930]", "cip13 code 3400930 is read as a number"),
+    ("    age:", "    any_of: [{ald: {icd10: [E10]}}]\n    age:", "YAML syntax error at line 15, column 5: duplicate key 'any_of'"),
+    ("title: Test project", "title: Test project\nid: bad", "duplicate key 'id'"),
+    ("id: bad", "id: 123", "id 123 is read as a number: write it as text, id: '123'"),
 ])
 def test_request_errors(tmp_path, catalog, old, new, message):
     settings = Settings.from_env(env={}, home=str(tmp_path))

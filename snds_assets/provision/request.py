@@ -33,10 +33,23 @@ MAX_RANK = 2**31 - 1  # BEN_RNG_GEM is matched as a 32-bit integer
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML without implicit timestamps: dates stay text and are validated here with a clear message."""
+    """YAML without implicit timestamps (dates stay text and are validated here with a clear message), and without
+    repeated keys, which YAML resolves silently to the last one (a second ``any_of`` dropping the first)."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+_Loader.add_constructor("tag:yaml.org,2002:map", _mapping)
 
 
 class RequestError(ValueError):
@@ -200,11 +213,13 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
     rid = data.get("id")
     if rid is None:
         problems.append("missing 'id'")
+    elif isinstance(rid, (int, float)) and not isinstance(rid, bool) and PROJECT_ID.fullmatch(str(rid)):
+        problems.append(f"id {rid!r} is read as a number: write it as text, id: '{rid}'")
     elif not isinstance(rid, str) or not PROJECT_ID.fullmatch(rid):
         problems.append(f"bad id {rid!r}: use lower-case letters, digits, '_' and '-' only")
     elif rid != pid:
         problems.append(f"id {rid!r} differs from the file name {path.name!r}: name the file {rid}.yaml")
-    title = data.get("title") or rid
+    title = data.get("title") or str(rid)
     if not isinstance(title, str):
         problems.append("'title' must be text")
 
@@ -396,8 +411,13 @@ def _item(value, where: str, fail) -> Criterion:
         raise fail(f"{where}: {kind} needs a non-empty list of {code_key} codes")
     clean = []
     for code in codes:
+        if code is None:
+            raise fail(f"{where}: an empty item among the {code_key} codes")
+        if isinstance(code, int) and not isinstance(code, bool) and (code_key != "cip13" or len(str(code)) != 13):
+            # YAML reads a bare 0101 as the octal 65 and 1:20 as 80: only a whole CIP13 is safe unquoted
+            raise fail(f"{where}: {code_key} code {code!r} is read as a number: write it as text, quoted")
         text = str(code).strip().upper()
-        if not text or isinstance(code, (bool, float)) or not re.fullmatch(r"[A-Z0-9.+*-]+", text):
+        if not text.replace(".", "") or isinstance(code, (bool, float)) or not re.fullmatch(r"[A-Z0-9.+*-]+", text):
             raise fail(f"{where}: bad {code_key} code {code!r}")
         if "*" in text:  # no SNDS code holds one: a wildcard would silently match nothing
             how = "already prefixes: write E11 for E11*" if _matches_prefix(kind) else "whole codes, without wildcard"
