@@ -78,6 +78,8 @@ PLACEHOLDER_NIRS: frozenset[str] = frozenset({"xxxxxxxxxxxxxxxxx", "XXXXXXXXXXXX
 PMSI_RETURN_CODES: tuple[str, ...] = (
     "NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET", "DAT_RET", "COH_NAI_RET", "COH_SEX_RET",
 )
+# SPEC §3: "COH_NAI_RET, COH_SEX_RET where present": a file that does not bring them holds no bad link by them.
+RETURN_CODES_WHERE_PRESENT: frozenset[str] = frozenset({"COH_NAI_RET", "COH_SEX_RET"})
 BIRTH_YEAR_COLUMN = "BEN_NAI_ANN"
 SEX_COLUMN = "BEN_SEX_COD"
 # BEN_CDI_NIR codes of a fictitious NIR (IR_NIR_V's TOP_NIR_SNI = 1: IVG, IST, minors' contraception...).

@@ -1404,6 +1404,37 @@ def test_a_return_code_is_required_from_the_year_its_files_carry_it(spark, catal
                    (2012, "SSR", "SEJ_RET", "0"), (2013, "SSR", "SEJ_RET", "0")}
 
 
+def test_a_coh_return_code_a_delivered_file_did_not_bring_is_no_bad_link(spark, catalog, tmp_path):
+    """SPEC §3: COH_NAI_RET and COH_SEX_RET count "where present". A T_MCO23C delivered without COH_SEX_RET (a
+    `columns` WARN, accepted) had every stay of 2023 excluded from every cohort and PMSI extract, unsaid: its
+    empty COH_SEX_RET is no bad link now. An empty one in a file that brought it still is, and so is any other code
+    missing (SEJ_RET) or empty; a column only duplicated, or unknown to the catalog, is not absent."""
+    from snds_assets.curation.state import CurrentState
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    columns = {"name": "columns", "rule": "columns", "severity": "WARN", "passed": False, "failures": 2,
+               "columns": ["COH_SEX_RET", "SEJ_RET", "EXTRA", "NIR_RET"],
+               "sample": [{"path": "a.csv", "missing": ["COH_SEX_RET", "SEJ_RET"], "unknown": ["EXTRA"]},
+                          {"path": "b.csv", "duplicated": ["NIR_RET"]}]}
+    for delivery_id, checks in (("2024-03-01", [columns]), ("2024-04-01", [{**columns, "passed": True}])):
+        path = Path(Lake(settings.lake).delivery_report(delivery_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"delivery_id": delivery_id, "status": "accepted", "tables": {
+            "T_MCO23C": {"family": "T_MCOaaC", "status": "accepted", "mode": "incremental", "checks": checks}}}))
+    absent = CurrentState(spark, settings, catalog).absent("T_MCOaaC")
+    assert absent == {("2024-03-01", 2023): frozenset({"COH_SEX_RET", "SEJ_RET"})}
+
+    rows = [(delivery_id, code, value) for delivery_id in ("2024-03-01", "2024-04-01")
+            for code in ("COH_SEX_RET", "SEJ_RET") for value in (None, "0", "1")]
+    df = spark.createDataFrame([{"ROW": i, "DELIVERY_ID": d, domain.YEAR_COLUMN: 2023, "NIR_ANO_17": f"psa-{i}",
+                                 "EXE_SOI_DTD": datetime(2023, 6, 1), **return_codes({code: value})}
+                                for i, (d, code, value) in enumerate(rows)])
+    kept = {rows[r["ROW"]] for r in valid_pmsi_links(catalog["T_MCOaaC"], df, date(2023, 1, 1), date(2023, 12, 31),
+                                                      absent).collect()}
+    assert kept == {("2024-03-01", "COH_SEX_RET", None), ("2024-03-01", "COH_SEX_RET", "0"),
+                    ("2024-04-01", "COH_SEX_RET", "0"), ("2024-03-01", "SEJ_RET", "0"), ("2024-04-01", "SEJ_RET", "0")}
+
+
 def test_dcir_events_and_extracts_follow_the_rank_and_all_nine_keys(spark, catalog, source, tmp_path):
     """SNDS.md: twins share a pseudo-NIR, BEN_RNG_GEM tells them apart; an affiliated line belongs to the ER_PRS_F
     line equal on the nine DCIR keys. A drug on P2's line (psa-t, rank 1) targets P2, not the twin P3; ER_PHA_F

@@ -150,6 +150,20 @@ class CurrentState:
             return {report["delivery_id"]: stamp for stamp, report in self._reports.values()
                     if report.get("status") == ACCEPTED and report.get("delivery_id")}
 
+    def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
+        """(delivery id, year) -> the catalog columns some file of that accepted table lacked, from its report's
+        ``columns`` check (its columns, but those only duplicated)."""
+        out: dict[tuple[str, int | None], frozenset[str]] = {}
+        for delivery_id, table, year, entry in self._accepted_tables(family):
+            check = next((c for c in entry.get("checks") or () if c.get("name") == "columns"), None)
+            if not check or check.get("passed", True):
+                continue
+            duplicated = {c for s in check.get("sample") or () for c in s.get("duplicated") or ()}
+            missing = frozenset(c for c in check.get("columns") or () if c in table.by_name and c not in duplicated)
+            if missing:
+                out[(delivery_id, year)] = missing
+        return out
+
     @staticmethod
     def compose(parts: list[Part]) -> dict[str, set[int | None]]:
         """Apply the parts in order: full replaces (per year), incremental adds. Delivery id -> years kept."""

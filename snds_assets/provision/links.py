@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 
 from .. import domain
 from ..catalog import Table
-from .source import TableSource, read_optional
+from .source import DELIVERY_COLUMN, TableSource, read_optional
 
 PSA, RNG, IDT, ANO, NIR17 = "BEN_NIR_PSA", domain.RANK_COLUMN, domain.PERSON_COLUMN, domain.NIR_ANO_COLUMN, "NIR_ANO_17"
 YEAR = domain.YEAR_COLUMN
@@ -114,20 +114,40 @@ def unique_nirs(rows: DataFrame) -> DataFrame:
 
 
 # --- Rows that count for a person -----------------------------------------------------------------------------
-def valid_pmsi_links(table: Table, df: DataFrame, start: date, end: date) -> DataFrame:
+def valid_pmsi_links(table: Table, df: DataFrame, start: date, end: date,
+                     absent: dict[tuple[str, int | None], frozenset[str]] | None = None) -> DataFrame:
     """Rows of a PMSI link table (C) whose patient link is good (SPEC §3), in the period.
 
     Good: NIR_ANO_17 present and not a placeholder, every return code '0' where the year's files carry it (SNDS.md:
     COH_NAI_RET and COH_SEX_RET from 2013). An empty code of a year whose files do not carry it by the schema's
-    history (``Field.history``) is no bad link; an empty one of a later year is, as any code other than '0'.
+    history (``Field.history``) is no bad link; an empty one of a later year is, as any code other than '0', but
+    for COH_NAI_RET and COH_SEX_RET in the rows of a delivered table whose files did not bring them (``absent``,
+    the source's: SPEC §3 "where present"), which would otherwise lose every stay of that year.
     """
     cond = in_period(df, domain.CARE_START, start, end) if domain.CARE_START in df.columns else F.lit(False)
     cond = cond & F.col(NIR17).isNotNull() & ~F.col(NIR17).isin(*sorted(domain.PLACEHOLDER_NIRS))
     for code in domain.PMSI_RETURN_CODES:
         if code in df.columns:
             value = F.trim(F.col(code).cast("string"))
-            cond = cond & ((value == "0") | (value.isNull() & _not_carried(table, code, df)))
+            excused = _not_carried(table, code, df)
+            if code in domain.RETURN_CODES_WHERE_PRESENT:
+                excused = excused | _not_delivered(code, df, absent or {})
+            cond = cond & ((value == "0") | (value.isNull() & excused))
     return df.where(cond)
+
+
+def _not_delivered(column: str, df: DataFrame, absent: dict[tuple[str, int | None], frozenset[str]]) -> Column:
+    """The row comes from a delivered table (delivery, year) some file of which did not bring ``column``."""
+    out = F.lit(False)
+    if DELIVERY_COLUMN not in df.columns:
+        return out
+    for (delivery_id, year), columns in sorted(absent.items(), key=str):
+        if column in columns:
+            same = F.col(DELIVERY_COLUMN) == F.lit(delivery_id)
+            if year is not None and YEAR in df.columns:
+                same = same & (F.col(YEAR) == F.lit(year))
+            out = out | same
+    return out
 
 
 def _not_carried(table: Table, column: str, df: DataFrame) -> Column:
@@ -160,11 +180,13 @@ def overlaps(df: DataFrame, start_col: str, end_col: str, start: date, end: date
     return started & ongoing
 
 
-def dated_rows(table: Table, df: DataFrame, start: date, end: date, targeting: bool) -> DataFrame:
+def dated_rows(table: Table, df: DataFrame, start: date, end: date, targeting: bool,
+               absent: dict[tuple[str, int | None], frozenset[str]] | None = None) -> DataFrame:
     """Patient-bearing rows within the period: care lines by start of care (targeting also drops
-    information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link; referentials as they are."""
+    information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link (``absent``: see
+    ``valid_pmsi_links``); referentials as they are."""
     if domain.is_link_table(table):
-        return valid_pmsi_links(table, df, start, end)
+        return valid_pmsi_links(table, df, start, end, absent)
     if domain.ALD_START in df.columns and domain.ALD_END in df.columns and targeting:
         return df.where(overlaps(df, domain.ALD_START, domain.ALD_END, start, end))
     date_col = domain.care_date_column(table)

@@ -23,6 +23,10 @@ class TableSource(Protocol):
     def receptions(self) -> dict[str, str]:
         """Delivery id -> a mark that changes when the delivery is received again (empty: none known)."""
 
+    def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
+        """(delivery id, year) -> the catalog columns that some file of that delivered table did not bring (SPEC
+        §2: reported by ``columns``, never fatal), for the deliveries of the state."""
+
 
 class FrameSource:
     """A TableSource over DataFrames given per family (a missing DELIVERY_ID column is filled in)."""
@@ -42,6 +46,9 @@ class FrameSource:
         return self.frames.get(family)
 
     def receptions(self) -> dict[str, str]:
+        return {}
+
+    def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
         return {}
 
     def deliveries(self, family: str) -> list[str]:
