@@ -831,13 +831,29 @@ def test_report_asset_before_any_cohort(tmp_path):
     assert json.loads(Path(Lake(settings.lake).project_report("early")).read_text())["cohort"] is None
 
 
-def test_report_asset_names_the_request_a_complete_extraction_was_made_for(spark, env, catalog, source):
-    """The sensors skip a project whose last report was made for its current request (`snds demo`, then `snds ui`)."""
-    request = load_request(env, catalog, "study-b")
-    report = run_project(spark, env, catalog, request, source)
+def test_report_asset_names_the_request_a_complete_extraction_was_made_for(spark, catalog, source, tmp_path):
+    """The sensors skip a project whose last report was made for its current request (`snds demo`, then `snds ui`).
+    Not once the state has changed beneath its extracts: the report materialised alone after a delivery named the
+    request all the same, and the refresh sensor, taking it for an extraction of the new state, never extracted the
+    project again (while `snds report` said OUT OF DATE)."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "study-b")
+    request = load_request(settings, catalog, "study-b")
+
+    def accept(delivery_id: str, families: list[str]) -> None:
+        path = Path(Lake(settings.lake).delivery_report(delivery_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tables = {catalog.delivered_name(f, 2023) if catalog[f].is_yearly else f: {"family": f, "status": "accepted"}
+                  for f in families}
+        path.write_text(json.dumps({"delivery_id": delivery_id, "status": "accepted", "tables": tables}))
+
+    accept("2024-03-01", list(request.tables))  # the state the source stands for
+    report = run_project(spark, settings, catalog, request, source)
     assert report["status"] == "complete"
-    metadata = _report_alone(SndsResource(home=env.home, lake=env.lake, projects=env.projects), request.id)
-    assert metadata["request fingerprint"].value == request.fingerprint
+    snds = SndsResource(home=settings.home, lake=settings.lake, projects=settings.projects)
+    assert _report_alone(snds, request.id)["request fingerprint"].value == request.fingerprint
+    accept("2024-04-01", ["ER_PRS_F"])
+    assert _report_alone(snds, request.id)["request fingerprint"].value == ""
 
 
 def test_a_new_cohort_withdraws_the_complete_report_of_the_earlier_one(spark, catalog, source, tmp_path, monkeypatch):

@@ -213,11 +213,18 @@ def _project_report_result(settings, catalog: Catalog, request: "ProjectRequest"
     """The project's extraction report, from what its cohort and extracts recorded, and the request it was made for."""
     from .run import build_project_report
 
+    from ..curation.state import CurrentState
+    from .report import changes_since, state_read
+
     report = build_project_report(settings, catalog, request)
     lake = Lake(settings.lake)
-    # The request the extraction was made for; none while it is incomplete (the sensors would skip it).
+    # The request the extraction was made for; none while it is incomplete, nor when the state its cohort and
+    # extracts read has changed since (the report materialised alone after a delivery): the refresh sensor takes a
+    # fingerprint for an extraction of the current state, and would never extract the project again.
     cohort = report.get("cohort") or {}
     made_for = str(cohort.get("request_fingerprint") or "") if report.get("status") != "incomplete" else ""
+    if made_for and changes_since(state_read(report), CurrentState(None, settings, catalog)):
+        made_for = ""
     return MaterializeResult(asset_key=PROJECT_REPORT_KEY, metadata={
         "project": request.id,
         FINGERPRINT: made_for,
