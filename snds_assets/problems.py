@@ -39,10 +39,13 @@ def operator_errors() -> tuple[type[BaseException], ...]:
     from .curation.state import DamagedPartition
     from .provision.links import MissingTable
     from .provision.request import RequestError
+    from .provision.run import StateChanged
+    from .reception.archive import NotArchived
     from .reception.manifest import ManifestError
     from .reception.storage import StorageError
 
-    return ManifestError, CatalogError, StorageError, DamagedPartition, RequestError, MissingTable
+    return (ManifestError, CatalogError, StorageError, DamagedPartition, RequestError, MissingTable, StateChanged,
+            NotArchived)
 
 
 def told_as_failure(step: Callable) -> Callable:

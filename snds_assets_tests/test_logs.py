@@ -212,6 +212,30 @@ def test_an_error_of_ours_fails_the_step_described_by_its_message():
         "first"]
 
 
+@pytest.mark.parametrize("error", ["StateChanged", "NotArchived"])
+def test_a_state_moved_under_an_extract_or_a_family_never_archived_fails_in_one_line(error):
+    """Two errors of a UI user's selection that say what to do (extract the project again; materialise the raw
+    family first) showed "Error occurred while executing op" over a stack trace: they are ours, told as a Failure."""
+    from snds_assets.problems import told_as_failure
+    from snds_assets.provision.run import StateChanged
+    from snds_assets.reception.archive import NotArchived
+
+    line = {"StateChanged": "the current state of IR_BEN_R changed since the cohort: extract the project again",
+            "NotArchived": "IR_BEN_R of 2026-01-15 was never archived: materialise raw/IR_BEN_R first"}[error]
+    cls = {"StateChanged": StateChanged, "NotArchived": NotArchived}[error]
+
+    @asset
+    @told_as_failure
+    def selected():
+        raise cls(line)
+
+    defs = Definitions(assets=[selected], jobs=[define_asset_job("s", selection=["selected"])])
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.event_specific_data.error.cls_name == "Failure"
+    assert failure.event_specific_data.user_failure_data.description == line
+
+
 @multi_asset(name="receive", specs=[AssetSpec(["raw", "T"]), AssetSpec(["curated", "T"])],
              check_specs=[AssetCheckSpec("file_present", asset=["raw", "T"]), AssetCheckSpec("type", asset=["curated", "T"])])
 def receive():

@@ -899,6 +899,38 @@ def test_a_delivery_is_curated_again_from_its_archive_once_the_landing_zone_is_c
         _manifest(settings, "2026-11-16", archiving=False)
 
 
+def test_verdicts_of_another_version_of_the_manifest_are_not_reported(settings, catalog):
+    """CNAM rewrote a manifest after its reception (a file 2 rows shorter): `landing/delivery` then
+    `reports/reception` materialised alone in the UI built an `accepted` report from the earlier files' verdicts
+    (rows read 5 for a manifest of 3, checksum "passed"). A raw fragment now records the files it verified: the
+    report sees they are not the manifest's and rejects the table, saying to receive the delivery again. Raw assets
+    selected without `landing/delivery` refuse a landing manifest that is not the one archived."""
+    from snds_assets.reception.archive import NotArchived
+    from snds_assets.reception.assets import _manifest
+
+    cols = list(catalog["IR_BEN_R"].columns)
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 5)))
+    manifest, _ = _receive(settings, catalog, d)
+    save_fragment(settings, DID, "IR_BEN_R", "curated", _curated(5))
+    assert build_report(settings, catalog, manifest)["status"] == "accepted"
+    assert _manifest(settings, DID, archiving=True) == manifest
+
+    d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 3)))
+    d.write()
+    with pytest.raises(NotArchived, match=f"manifest of {DID} in the landing zone is not the one archived .CNAM "
+                                          f"rewrote it since.: materialise landing/delivery"):
+        _manifest(settings, DID, archiving=True)
+    archive_manifest(settings, DID)  # landing/delivery alone
+    rewritten = _manifest(settings, DID, archiving=False)
+    report = build_report(settings, catalog, rewritten)
+    entry = report["tables"]["IR_BEN_R"]
+    assert (report["status"], entry["rows_manifest"], entry["rows_read"]) == ("rejected", 3, None)
+    failed = {c["name"]: c["details"] for c in entry["checks"] if not c["passed"]}
+    assert set(failed) == {"file_present", "rows_reconciled"}
+    assert "another version of the manifest" in failed["file_present"] and f"snds ingest {DID}" in failed["file_present"]
+
+
 def test_rearchive_replaces_and_prunes(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)

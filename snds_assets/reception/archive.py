@@ -41,7 +41,7 @@ from ..families import check_stop
 from ..lake import Lake
 from ..problems import together
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
-from .report import withdraw_report
+from .report import delivered_files, withdraw_report
 from .storage import (
     filesystem, is_local, join, lake_exists, landing_path, one_line, read_lake_bytes, read_manifest_bytes,
     remove_empty_folders, remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
@@ -53,6 +53,11 @@ HEADER_LIMIT = 1 << 20  # a header line longer than this is not a CSV header
 SAMPLE_SIZE = 10
 _UTF8 = ("utf-8", "utf8")
 
+
+
+class NotArchived(RuntimeError):
+    """A family curated from the UI (its assets selected alone) for a delivery whose raw files were never archived:
+    the operator materialises them first."""
 
 @dataclass
 class ArchivedFile:
@@ -210,6 +215,7 @@ def raw_fragment(archived: ArchivedTable) -> dict:
         "rows_manifest": archived.rows_manifest,
         "checks": [c.to_report() for c in archived.checks],
         "files": [asdict(f) for f in archived.files],
+        "delivered": delivered_files(archived.delivered),
     }
 
 

@@ -249,13 +249,25 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
 
 
 def _manifest(settings, delivery_id: str, archiving: bool) -> "Manifest":
-    """The manifest a run works from: the landing zone's when it archives, else the one archived with the files it
-    curates from (the landing folder may have been cleared since)."""
+    """The manifest a run works from: the landing zone's when it archives (which the landing step archived first),
+    else the one archived with the files it curates from (the landing folder may have been cleared since)."""
     from .archive import archived_manifest
     from .storage import read_manifest
 
-    archived = None if archiving else archived_manifest(settings, delivery_id)
-    return archived if archived is not None else read_manifest(settings.landing, delivery_id)
+    from .archive import NotArchived
+    from .manifest import manifest_fingerprint
+
+    archived = archived_manifest(settings, delivery_id)
+    if not archiving:
+        return archived if archived is not None else read_manifest(settings.landing, delivery_id)
+    landing = read_manifest(settings.landing, delivery_id)
+    if archived is None or manifest_fingerprint(archived) != manifest_fingerprint(landing):
+        # raw assets selected without landing/delivery: files of a manifest that the lake would not hold, which the
+        # report (read from the archived manifest) would then judge against another version of it
+        raise NotArchived(f"the manifest of {delivery_id} in the landing zone is not the one archived"
+                          f"{'' if archived is None else ' (CNAM rewrote it since)'}: materialise landing/delivery "
+                          f"with the raw assets, or receive the delivery again (snds ingest {delivery_id})")
+    return landing
 
 
 def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> CheckOutcome:
@@ -300,8 +312,8 @@ def _held_checks(results: list) -> tuple[str, ...]:
 
 def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
     """Curating without re-archiving: rebuild the archive description from the raw step's saved fragments."""
-    from .archive import ArchivedFile, ArchivedTable
-    from .report import load_fragment
+    from .archive import ArchivedFile, ArchivedTable, NotArchived
+    from .report import load_fragment, made_for
 
     out = []
     for delivered in manifest.tables:
@@ -313,8 +325,12 @@ def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
             continue
         fragment = load_fragment(settings, manifest.delivery_id, delivered.table, "raw")
         if fragment is None:
-            raise RuntimeError(f"{delivered.table} of {manifest.delivery_id} was never archived: materialise "
-                               f"{raw_key(family).to_user_string()} first")
+            raise NotArchived(f"{delivered.table} of {manifest.delivery_id} was never archived: materialise "
+                              f"{raw_key(family).to_user_string()} first")
+        if not made_for(fragment, delivered):
+            raise NotArchived(f"{delivered.table} of {manifest.delivery_id} was archived from another version of its "
+                              f"manifest: materialise {raw_key(family).to_user_string()} again, or receive the "
+                              f"delivery again (snds ingest {manifest.delivery_id})")
         out.append(ArchivedTable(
             delivered=delivered, family=family, year=year, mode=fragment["mode"],
             files=[ArchivedFile(**f) for f in fragment["files"]],

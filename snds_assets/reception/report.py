@@ -202,6 +202,22 @@ def build_report(settings: Settings, catalog: Catalog, manifest: Manifest) -> di
     return report
 
 
+def delivered_files(delivered: DeliveredTable) -> list[dict]:
+    """A delivered table's files as its manifest describes them: a raw fragment records those it verified, so that
+    its verdicts are not taken for those of another version of the manifest (CNAM rewrote it since)."""
+    return [{"path": f.path, "rows": f.rows, "sha256": f.sha256, "bytes": f.bytes} for f in delivered.files]
+
+
+def made_for(fragment: dict, delivered: DeliveredTable) -> bool:
+    """Whether a raw fragment verified the files ``delivered`` describes (one written before fragments recorded
+    them is taken as it is)."""
+    return fragment.get("delivered") is None or fragment["delivered"] == delivered_files(delivered)
+
+
+STALE = ("its raw verdicts were made for another version of the manifest (CNAM rewrote it since, or its files were "
+         "archived without it): receive the delivery again")
+
+
 def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, delivered: DeliveredTable) -> dict:
     try:
         table, _ = catalog.resolve(delivered.table)
@@ -209,12 +225,16 @@ def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, deliv
         table = None
     raw = load_fragment(settings, manifest.delivery_id, delivered.table, "raw")
     curated = load_fragment(settings, manifest.delivery_id, delivered.table, "curated")
+    stale = raw is not None and not made_for(raw, delivered)
+    if stale:  # the files verified and curated are not those this manifest describes
+        raw = curated = None
     checks: list[dict] = []
     if raw is not None:
         checks += raw.get("checks", [])
     else:
-        checks.append(_synthetic("file_present", len(delivered.files), "the raw step recorded no result for this "
-                                 "table (it did not run or it failed): its files were not verified"))
+        checks.append(_synthetic("file_present", len(delivered.files), f"{STALE} (snds ingest {manifest.delivery_id})" if stale else
+                                 "the raw step recorded no result for this table (it did not run or it failed): its "
+                                 "files were not verified"))
     if table is None and not any(c.get("name") == "columns" for c in checks):
         checks.append(_synthetic("columns", len(delivered.files),
                                  f"{delivered.table} is not a table of the catalog (SNDS_SCHEMAS)"))
@@ -222,7 +242,8 @@ def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, deliv
         checks += curated.get("checks", [])
     else:
         why = ("the table is not in the catalog, so it cannot be curated" if table is None
-               else "no curated result for this table: curation did not run or it failed")
+               else "no curated result for these files: " + ("its verdicts were of another version of the manifest"
+                                                             if stale else "curation did not run or it failed"))
         rows = sum(f.rows for f in delivered.files)
         checks.append(_synthetic("rows_reconciled", rows, f"{why}; its {rows} announced rows are not accounted for"))
     checks = [_check(c) for c in checks]
