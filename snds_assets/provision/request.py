@@ -419,6 +419,8 @@ def _item(value, where: str, fail) -> Criterion:
         text = str(code).strip().upper()
         if not text.replace(".", "") or isinstance(code, (bool, float)) or not re.fullmatch(r"[A-Z0-9.+*-]+", text):
             raise fail(f"{where}: bad {code_key} code {code!r}")
+        if code_key == "cip13" and not re.fullmatch(r"[0-9]{13}", text):  # a CIP7, say: it would match nothing
+            raise fail(f"{where}: bad cip13 code {code!r}: a CIP13 is 13 digits")
         if "*" in text:  # no SNDS code holds one: a wildcard would silently match nothing
             how = "already prefixes: write E11 for E11*" if _matches_prefix(kind) else "whole codes, without wildcard"
             raise fail(f"{where}: bad {code_key} code {code!r}: {kind} codes are {how}")
