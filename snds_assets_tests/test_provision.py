@@ -1165,7 +1165,8 @@ def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, 
     ('cip13: ["3400930000001"]', 'cip13: ["3400930"]', "bad cip13 code '3400930': a CIP13 is 13 digits"),
     ("    age:", "    any_of: [{ald: {icd10: [E10]}}]\n    age:", "YAML syntax error at line 15, column 5: duplicate key 'any_of'"),
     ("title: Test project", "title: Test project\nid: bad", "duplicate key 'id'"),
-    ("id: bad", "id: 123", "id 123 is read as a number: write it as text, id: '123'"),
+    ("id: bad", "id: 0123", "id 83 is read as a number: write it as text, as the file is named: id: 'bad'"),
+    ("title: Test project", "title: Test project\n? [a, b]\n: 1", "YAML syntax error at line 3"),
 ])
 def test_request_errors(tmp_path, catalog, old, new, message):
     settings = Settings.from_env(env={}, home=str(tmp_path))
@@ -1176,6 +1177,21 @@ def test_request_errors(tmp_path, catalog, old, new, message):
         load_request(settings, catalog, "bad")
     assert message in str(err.value) and str(err.value).startswith("project bad: ")
     assert "\n" not in str(err.value)
+
+
+def test_a_merge_may_be_overridden_and_a_request_with_a_bad_key_is_listed(tmp_path, catalog):
+    """A key a YAML merge brings (``<<:``) may be overridden, which is no repeated key; a list as a key is a request
+    error of its own, and the sensors still list the other requests (it raised TypeError out of list_requests)."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    text = REQUEST.format(id="merged", tables="IR_BEN_R, ER_PRS_F", drug=DRUG)
+    old = "period: {start: 2022-01-01, end: 2023-12-31}"
+    assert old in text
+    write_request(Path(settings.projects), "merged",
+                  text=text.replace(old, "period: {<<: {start: 2021-01-01, end: 2023-12-31}, start: 2022-01-01}"))
+    assert load_request(settings, catalog, "merged").period_start == date(2022, 1, 1)
+    write_request(Path(settings.projects), "keyed", text=REQUEST.format(id="keyed", tables="IR_BEN_R", drug=DRUG)
+                  + "? [a, b]\n: 1\n")
+    assert [pid for pid, _ in list_requests(settings)] == ["keyed", "merged"]
 
 
 def test_a_request_with_several_problems_tells_them_all_in_one_line(tmp_path, catalog):

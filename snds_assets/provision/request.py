@@ -38,11 +38,17 @@ class _Loader(yaml.SafeLoader):
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
+    """A mapping whose keys are written once each; the keys a merge (``<<: *anchor``) brings may be overridden."""
     seen = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node)
-        if key in seen:
+        try:
+            repeated = key in seen
+        except TypeError:  # a list or mapping as a key: construct_mapping refuses it in YAML's own words
+            continue
+        if repeated:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=True)
@@ -214,7 +220,7 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
     if rid is None:
         problems.append("missing 'id'")
     elif isinstance(rid, (int, float)) and not isinstance(rid, bool) and PROJECT_ID.fullmatch(str(rid)):
-        problems.append(f"id {rid!r} is read as a number: write it as text, id: '{rid}'")
+        problems.append(f"id {rid!r} is read as a number: write it as text, as the file is named: id: '{pid}'")
     elif not isinstance(rid, str) or not PROJECT_ID.fullmatch(rid):
         problems.append(f"bad id {rid!r}: use lower-case letters, digits, '_' and '-' only")
     elif rid != pid:
