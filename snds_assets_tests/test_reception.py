@@ -930,6 +930,20 @@ def test_verdicts_of_another_version_of_the_manifest_are_not_reported(settings, 
     assert set(failed) == {"file_present", "rows_reconciled"}
     assert "another version of the manifest" in failed["file_present"] and f"snds ingest {DID}" in failed["file_present"]
 
+    # The same files under another mode, or another format: the verdicts (and the mode) were of the earlier version.
+    for did, changed in (("2026-11-16", {"mode": "incremental"}), ("2026-11-17", {"fmt": {"null_value": "NA"}})):
+        d = Delivery(_landing(settings), did)
+        d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)))
+        manifest, _ = _receive(settings, catalog, d)
+        save_fragment(settings, did, "IR_BEN_R", "curated", _curated(2))
+        assert build_report(settings, catalog, manifest)["tables"]["IR_BEN_R"]["status"] == "accepted"
+        d.fmt = changed.get("fmt")
+        d.add("IR_BEN_R", "a.csv", csv_bytes(cols, dummy_rows(cols, 2)), mode=changed.get("mode"))
+        d.write()
+        archive_manifest(settings, did)
+        entry = build_report(settings, catalog, _manifest(settings, did, archiving=False))["tables"]["IR_BEN_R"]
+        assert entry["status"] == "rejected" and "another version" in entry["checks"][0]["details"], changed
+
 
 def test_rearchive_replaces_and_prunes(settings, catalog):
     cols = list(catalog["IR_BEN_R"].columns)
@@ -1134,7 +1148,7 @@ def _receive(settings, catalog, delivery: Delivery):
     archived = [t for family in families_of(catalog, manifest) for t in archive_family(settings, catalog, manifest, family)]
     archived += archive_unknown(settings, catalog, manifest)
     for item in archived:
-        save_fragment(settings, manifest.delivery_id, item.name, "raw", raw_fragment(item))
+        save_fragment(settings, manifest.delivery_id, item.name, "raw", raw_fragment(item, manifest.format))
     return manifest, {a.name: a for a in archived}
 
 

@@ -41,7 +41,7 @@ from ..families import check_stop
 from ..lake import Lake
 from ..problems import together
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
-from .report import delivered_files, withdraw_report
+from .report import delivered_record, withdraw_report
 from .storage import (
     filesystem, is_local, join, lake_exists, landing_path, one_line, read_lake_bytes, read_manifest_bytes,
     remove_empty_folders, remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
@@ -54,10 +54,11 @@ SAMPLE_SIZE = 10
 _UTF8 = ("utf-8", "utf8")
 
 
-
 class NotArchived(RuntimeError):
-    """A family curated from the UI (its assets selected alone) for a delivery whose raw files were never archived:
-    the operator materialises them first."""
+    """Assets selected alone in the UI without what they rest on: a family curated before its raw files were archived
+    (or archived from another version of the manifest), raw files archived without the landing zone's new manifest.
+    The operator materialises what the message names first."""
+
 
 @dataclass
 class ArchivedFile:
@@ -205,7 +206,7 @@ def archive_table(settings: Settings, catalog: Catalog, manifest: Manifest, deli
     )
 
 
-def raw_fragment(archived: ArchivedTable) -> dict:
+def raw_fragment(archived: ArchivedTable, fmt: Format | None = None) -> dict:
     """The raw step's part of the reception report for one delivered table (see report.save_fragment); its files
     are recorded whole, so that curation can run later without archiving again (assets._reload_archived)."""
     return {
@@ -215,7 +216,7 @@ def raw_fragment(archived: ArchivedTable) -> dict:
         "rows_manifest": archived.rows_manifest,
         "checks": [c.to_report() for c in archived.checks],
         "files": [asdict(f) for f in archived.files],
-        "delivered": delivered_files(archived.delivered),
+        "delivered": delivered_record(archived.delivered, fmt),
     }
 
 

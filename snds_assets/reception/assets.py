@@ -101,7 +101,8 @@ def delivery(context: AssetExecutionContext, snds: SndsResource) -> MaterializeR
                          f"delivers, removed: {', '.join(dropped)}")
     for item in archive_unknown(settings, snds.catalog(), manifest):
         context.log.warning(f"{item.delivered.table} is not in the catalog: archived and rejected")
-        save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
+        save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw",
+                      raw_fragment(item, manifest.format))
     try:
         unlisted = unlisted_files(settings.landing, manifest)
     except OSError as exc:  # a sub-folder the hub may not enter: the listed files were archived all the same
@@ -196,7 +197,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             if raw_key(family) in selected:
                 archived = archive_family(settings, catalog_, manifest, family)
                 for item in archived:
-                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw", raw_fragment(item))
+                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw",
+                      raw_fragment(item, manifest.format))
             else:
                 archived = _reload_archived(settings, catalog_, manifest, family)
             if curated_key(family) not in selected:
@@ -261,12 +263,12 @@ def _manifest(settings, delivery_id: str, archiving: bool) -> "Manifest":
     if not archiving:
         return archived if archived is not None else read_manifest(settings.landing, delivery_id)
     landing = read_manifest(settings.landing, delivery_id)
-    if archived is None or manifest_fingerprint(archived) != manifest_fingerprint(landing):
-        # raw assets selected without landing/delivery: files of a manifest that the lake would not hold, which the
-        # report (read from the archived manifest) would then judge against another version of it
-        raise NotArchived(f"the manifest of {delivery_id} in the landing zone is not the one archived"
-                          f"{'' if archived is None else ' (CNAM rewrote it since)'}: materialise landing/delivery "
-                          f"with the raw assets, or receive the delivery again (snds ingest {delivery_id})")
+    if archived is not None and manifest_fingerprint(archived) != manifest_fingerprint(landing):
+        # raw assets selected without landing/delivery after CNAM rewrote the manifest: files of a version of it
+        # that the lake would not hold, which the report (read from the archived manifest) would judge against another
+        raise NotArchived(f"the manifest of {delivery_id} in the landing zone is not the one archived (CNAM rewrote "
+                          f"it since): materialise landing/delivery with the raw assets, or receive the delivery "
+                          f"again (snds ingest {delivery_id})")
     return landing
 
 
@@ -274,7 +276,7 @@ def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> C
     """A check selected without its asset, as the delivery's last reception recorded it (``checks.restated``)."""
     from ..provision.storage import read_json
     from .archive import families_of
-    from .report import load_fragment
+    from .report import load_fragment, made_for
 
     asset = key.asset_key.to_user_string()
     if key.asset_key == REPORT_KEY:
@@ -285,7 +287,9 @@ def _last_verdict(settings, catalog: Catalog, manifest, key: AssetCheckKey) -> C
     if not delivered:
         return combine(key.name, [])
     fragments = [(d.table, load_fragment(settings, manifest.delivery_id, d.table, stage)) for d in delivered]
-    if any(f is None for _, f in fragments):
+    raws = [load_fragment(settings, manifest.delivery_id, d.table, "raw") for d in delivered]
+    stale = any(raw is not None and not made_for(raw, d, manifest.format) for d, raw in zip(delivered, raws))
+    if stale or any(f is None for _, f in fragments):  # verdicts of another version of the manifest are none
         return restated(key.name, None, asset)
     return restated(key.name, combine(key.name, [(t, CheckOutcome(**c)) for t, f in fragments for c in f["checks"]
                                                  if c["name"] == key.name]), asset)
@@ -327,7 +331,7 @@ def _reload_archived(settings, catalog: Catalog, manifest, family: str) -> list:
         if fragment is None:
             raise NotArchived(f"{delivered.table} of {manifest.delivery_id} was never archived: materialise "
                               f"{raw_key(family).to_user_string()} first")
-        if not made_for(fragment, delivered):
+        if not made_for(fragment, delivered, manifest.format):
             raise NotArchived(f"{delivered.table} of {manifest.delivery_id} was archived from another version of its "
                               f"manifest: materialise {raw_key(family).to_user_string()} again, or receive the "
                               f"delivery again (snds ingest {manifest.delivery_id})")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 import json
 import posixpath
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 from ..charts import bar_chart
@@ -38,7 +39,7 @@ from ..catalog import Catalog
 from ..checks import DEFAULT_SEVERITY, ERROR, RAW_RULES, RULE_DESCRIPTIONS, WARN
 from ..config import Settings
 from ..lake import Lake, join
-from .manifest import DeliveredTable, Manifest, delivery_order, manifest_fingerprint
+from .manifest import DeliveredTable, Format, Manifest, delivery_order, manifest_fingerprint
 from .storage import lake_file_versions, read_lake_bytes, remove_lake_file, write_lake_bytes
 
 STAGES = ("raw", "curated")
@@ -202,16 +203,21 @@ def build_report(settings: Settings, catalog: Catalog, manifest: Manifest) -> di
     return report
 
 
-def delivered_files(delivered: DeliveredTable) -> list[dict]:
-    """A delivered table's files as its manifest describes them: a raw fragment records those it verified, so that
-    its verdicts are not taken for those of another version of the manifest (CNAM rewrote it since)."""
-    return [{"path": f.path, "rows": f.rows, "sha256": f.sha256, "bytes": f.bytes} for f in delivered.files]
+def delivered_record(delivered: DeliveredTable, fmt: Format | None = None) -> dict:
+    """A delivered table as its manifest describes it (files, mode, and the manifest's format): a raw fragment records
+    the one it verified, so that its verdicts are not taken for those of another version of the manifest (CNAM
+    rewrote it since)."""
+    return {"files": [{"path": f.path, "rows": f.rows, "sha256": f.sha256, "bytes": f.bytes} for f in delivered.files],
+            "mode": delivered.mode, "format": None if fmt is None else asdict(fmt)}
 
 
-def made_for(fragment: dict, delivered: DeliveredTable) -> bool:
-    """Whether a raw fragment verified the files ``delivered`` describes (one written before fragments recorded
-    them is taken as it is)."""
-    return fragment.get("delivered") is None or fragment["delivered"] == delivered_files(delivered)
+def made_for(fragment: dict, delivered: DeliveredTable, fmt: Format | None = None) -> bool:
+    """Whether a raw fragment verified the delivered table ``delivered`` and ``fmt`` describe (one written before
+    fragments recorded it is taken as it is; a format it did not record is not compared)."""
+    record = fragment.get("delivered")
+    if record is None:
+        return True
+    return record == delivered_record(delivered, fmt if record.get("format") is not None else None)
 
 
 STALE = ("its raw verdicts were made for another version of the manifest (CNAM rewrote it since, or its files were "
@@ -225,16 +231,17 @@ def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, deliv
         table = None
     raw = load_fragment(settings, manifest.delivery_id, delivered.table, "raw")
     curated = load_fragment(settings, manifest.delivery_id, delivered.table, "curated")
-    stale = raw is not None and not made_for(raw, delivered)
+    stale = raw is not None and not made_for(raw, delivered, manifest.format)
     if stale:  # the files verified and curated are not those this manifest describes
         raw = curated = None
     checks: list[dict] = []
     if raw is not None:
         checks += raw.get("checks", [])
     else:
-        checks.append(_synthetic("file_present", len(delivered.files), f"{STALE} (snds ingest {manifest.delivery_id})" if stale else
-                                 "the raw step recorded no result for this table (it did not run or it failed): its "
-                                 "files were not verified"))
+        unverified = "the raw step recorded no result for this table (it did not run or it failed): its files were "\
+                     "not verified"
+        checks.append(_synthetic("file_present", len(delivered.files),
+                                 f"{STALE} (snds ingest {manifest.delivery_id})" if stale else unverified))
     if table is None and not any(c.get("name") == "columns" for c in checks):
         checks.append(_synthetic("columns", len(delivered.files),
                                  f"{delivered.table} is not a table of the catalog (SNDS_SCHEMAS)"))
