@@ -1444,16 +1444,23 @@ def test_a_coh_return_code_a_delivered_file_did_not_bring_is_no_bad_link(spark, 
     missing (SEJ_RET) or empty; a column only duplicated, or unknown to the catalog, is not absent."""
     from snds_assets.curation.state import CurrentState
 
+    from snds_assets.reception.report import save_fragment
+
     settings = Settings.from_env(env={}, home=str(tmp_path))
-    columns = {"name": "columns", "rule": "columns", "severity": "WARN", "passed": False, "failures": 2,
-               "columns": ["COH_SEX_RET", "SEJ_RET", "EXTRA", "NIR_RET"],
-               "sample": [{"path": "a.csv", "missing": ["COH_SEX_RET", "SEJ_RET"], "unknown": ["EXTRA"]},
-                          {"path": "b.csv", "duplicated": ["NIR_RET"]}]}
-    for delivery_id, checks in (("2024-03-01", [columns]), ("2024-04-01", [{**columns, "passed": True}])):
+    year = list(catalog["T_MCOaaC"].columns_in(2023))
+    without = [c for c in year if c not in ("COH_SEX_RET", "SEJ_RET")]
+    # a.csv lacks two codes and brings an unknown column; b.csv (all columns) repeats SEJ_RET and NIR_RET: the
+    # check's sample and columns would mix them, the headers do not
+    headers = [[c.lower() for c in without] + ["EXTRA"], year + ["SEJ_RET", "NIR_RET"]]
+    columns = {"name": "columns", "rule": "columns", "severity": "WARN", "passed": False, "failures": 2}
+    for delivery_id, passed in (("2024-03-01", False), ("2024-04-01", True)):
         path = Path(Lake(settings.lake).delivery_report(delivery_id))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"delivery_id": delivery_id, "status": "accepted", "tables": {
-            "T_MCO23C": {"family": "T_MCOaaC", "status": "accepted", "mode": "incremental", "checks": checks}}}))
+            "T_MCO23C": {"family": "T_MCOaaC", "status": "accepted", "mode": "incremental",
+                         "checks": [{**columns, "passed": passed}]}}}))
+        save_fragment(settings, delivery_id, "T_MCO23C", "raw", {"files": [{"path": f"{n}.csv", "header": h}
+                                                                          for n, h in zip("ab", headers)]})
     absent = CurrentState(spark, settings, catalog).absent("T_MCOaaC")
     assert absent == {("2024-03-01", 2023): frozenset({"COH_SEX_RET", "SEJ_RET"})}
 

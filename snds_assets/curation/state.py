@@ -24,7 +24,7 @@ from ..lake import Lake
 from . import keys
 from .columns import family_columns
 from ..reception.manifest import Format, Manifest, delivery_order
-from ..reception.report import ACCEPTED, list_reports
+from ..reception.report import ACCEPTED, list_reports, load_fragment
 from ..reception.storage import ParquetSummary, ValueRange, lake_exists, parquet_summary
 
 DELIVERY_COLUMN = "DELIVERY_ID"
@@ -128,6 +128,11 @@ class CurrentState:
     def _accepted_tables(self, family: str) -> Iterator[tuple[str, Table, int | None, dict]]:
         """(delivery id, table, year, report entry) of every table of ``family`` in the accepted deliveries'
         reports, in delivery order."""
+        for delivery_id, _, table, year, entry in self._accepted_entries(family):
+            yield delivery_id, table, year, entry
+
+    def _accepted_entries(self, family: str) -> Iterator[tuple[str, str, Table, int | None, dict]]:
+        """``_accepted_tables`` with each table's delivered name (T_MCO23C)."""
         with self._reports_lock:
             reports = list_reports(self.settings, self._reports)
         for report in reports:
@@ -140,7 +145,7 @@ class CurrentState:
                 except KeyError:
                     continue
                 if (entry.get("family") or table.name) == family:
-                    yield delivery_id, table, year, entry
+                    yield delivery_id, name, table, year, entry
 
     def receptions(self) -> dict[str, str]:
         """Accepted delivery id -> version stamp of its report, which a reception rewrites: a delivery received
@@ -151,17 +156,22 @@ class CurrentState:
                     if report.get("status") == ACCEPTED and report.get("delivery_id")}
 
     def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
-        """(delivery id, year) -> the catalog columns some file of that accepted table lacked, from its report's
-        ``columns`` check (its columns, but those only duplicated)."""
+        """(delivery id, year) -> the columns of its year (the schema's history) that some file of that accepted
+        table did not bring, read from the headers its raw fragment recorded, for the tables whose ``columns``
+        check failed (one that passed found every column in every file)."""
         out: dict[tuple[str, int | None], frozenset[str]] = {}
-        for delivery_id, table, year, entry in self._accepted_tables(family):
+        for delivery_id, name, table, year, entry in self._accepted_entries(family):
             check = next((c for c in entry.get("checks") or () if c.get("name") == "columns"), None)
             if not check or check.get("passed", True):
                 continue
-            duplicated = {c for s in check.get("sample") or () for c in s.get("duplicated") or ()}
-            missing = frozenset(c for c in check.get("columns") or () if c in table.by_name and c not in duplicated)
+            fragment = load_fragment(self.settings, delivery_id, name, "raw") or {}
+            expected = set(table.columns_in(year))
+            missing = set()
+            for f in fragment.get("files") or ():
+                if f.get("header") is not None:
+                    missing |= expected - {h.strip().upper() for h in f["header"]}
             if missing:
-                out[(delivery_id, year)] = missing
+                out[(delivery_id, year)] = frozenset(missing)
         return out
 
     @staticmethod
