@@ -211,10 +211,9 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
 
 def _project_report_result(settings, catalog: Catalog, request: "ProjectRequest") -> MaterializeResult:
     """The project's extraction report, from what its cohort and extracts recorded, and the request it was made for."""
-    from .run import build_project_report
-
     from ..curation.state import CurrentState
     from .report import changes_since, state_read
+    from .run import build_project_report
 
     report = build_project_report(settings, catalog, request)
     lake = Lake(settings.lake)

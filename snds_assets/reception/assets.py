@@ -198,7 +198,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 archived = archive_family(settings, catalog_, manifest, family)
                 for item in archived:
                     save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw",
-                      raw_fragment(item, manifest.format))
+                                  raw_fragment(item, manifest.format))
             else:
                 archived = _reload_archived(settings, catalog_, manifest, family)
             if curated_key(family) not in selected:
@@ -253,11 +253,9 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
 def _manifest(settings, delivery_id: str, archiving: bool) -> "Manifest":
     """The manifest a run works from: the landing zone's when it archives (which the landing step archived first),
     else the one archived with the files it curates from (the landing folder may have been cleared since)."""
-    from .archive import archived_manifest
-    from .storage import read_manifest
-
-    from .archive import NotArchived
+    from .archive import NotArchived, archived_manifest
     from .manifest import manifest_fingerprint
+    from .storage import read_manifest
 
     archived = archived_manifest(settings, delivery_id)
     if not archiving:

@@ -249,8 +249,8 @@ def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, deliv
         checks += curated.get("checks", [])
     else:
         why = ("the table is not in the catalog, so it cannot be curated" if table is None
-               else "no curated result for these files: " + ("its verdicts were of another version of the manifest"
-                                                             if stale else "curation did not run or it failed"))
+               else "no curated result for this table: " + ("its verdicts were of another version of the manifest"
+                                                            if stale else "curation did not run or it failed"))
         rows = sum(f.rows for f in delivered.files)
         checks.append(_synthetic("rows_reconciled", rows, f"{why}; its {rows} announced rows are not accounted for"))
     checks = [_check(c) for c in checks]
