@@ -96,7 +96,7 @@ class Selector:
 
     def _patient_rows(self, table: Table, df: DataFrame) -> DataFrame:
         start, end = self.request.period_start, self.request.period_end
-        df = dated_rows(table, df, start, end, targeting=False, absent=self.source.absent(table.name))
+        df = dated_rows(table, df, start, end, targeting=False, source=self.source)
         ident = domain.identifier_columns(table)
         if ident == (PSA, RNG):
             return semi_join(df, self.ids, (PSA, RNG), broadcast=self.broadcast)

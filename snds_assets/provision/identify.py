@@ -230,10 +230,6 @@ class _EventFinder:
             self._frames[family] = df
         return self._frames[family]
 
-    def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
-        """The columns the files of the state's delivered tables did not bring (``TableSource.absent``)."""
-        return self.source.absent(family)
-
     def persons(self, item: Criterion) -> DataFrame | None:
         parts = []
         for where in domain.CRITERIA[item.kind][1]:
@@ -253,13 +249,12 @@ class _EventFinder:
         start, end = self.request.period_start, self.request.period_end
         table = self.catalog[family]
         path = domain.patient_path(self.catalog, family)
-        rows = dated_rows(table, hits, start, end, targeting=True, absent=self.absent(family)) if not path else hits
+        rows = dated_rows(table, hits, start, end, targeting=True, source=self.source) if not path else hits
         for link in path:
             parent = self.read(link.parent)
             if parent is None:
                 return None
-            parent_rows = dated_rows(self.catalog[link.parent], parent, start, end, targeting=True,
-                                     absent=self.absent(link.parent))
+            parent_rows = dated_rows(self.catalog[link.parent], parent, start, end, targeting=True, source=self.source)
             rows = semi_join(parent_rows, rows, link_columns(link))
             table = self.catalog[link.parent]
         return self._persons_of(table, rows)

@@ -181,12 +181,12 @@ def overlaps(df: DataFrame, start_col: str, end_col: str, start: date, end: date
 
 
 def dated_rows(table: Table, df: DataFrame, start: date, end: date, targeting: bool,
-               absent: dict[tuple[str, int | None], frozenset[str]] | None = None) -> DataFrame:
+               source: TableSource | None = None) -> DataFrame:
     """Patient-bearing rows within the period: care lines by start of care (targeting also drops
-    information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link (``absent``: see
-    ``valid_pmsi_links``); referentials as they are."""
+    information-only DCIR lines), ALD rows by overlap, PMSI link rows by a good link (the columns ``source``'s
+    delivered tables did not bring: see ``valid_pmsi_links``); referentials as they are."""
     if domain.is_link_table(table):
-        return valid_pmsi_links(table, df, start, end, absent)
+        return valid_pmsi_links(table, df, start, end, source.absent(table.name) if source is not None else None)
     if domain.ALD_START in df.columns and domain.ALD_END in df.columns and targeting:
         return df.where(overlaps(df, domain.ALD_START, domain.ALD_END, start, end))
     date_col = domain.care_date_column(table)

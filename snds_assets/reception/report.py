@@ -207,8 +207,8 @@ def delivered_record(delivered: DeliveredTable, fmt: Format | None = None) -> di
     """A delivered table as its manifest describes it (files, mode, and the manifest's format): a raw fragment records
     the one it verified, so that its verdicts are not taken for those of another version of the manifest (CNAM
     rewrote it since)."""
-    return {"files": [{"path": f.path, "rows": f.rows, "sha256": f.sha256, "bytes": f.bytes} for f in delivered.files],
-            "mode": delivered.mode, "format": None if fmt is None else asdict(fmt)}
+    return {"files": [asdict(f) for f in delivered.files], "mode": delivered.mode,
+            "format": None if fmt is None else asdict(fmt)}
 
 
 def made_for(fragment: dict, delivered: DeliveredTable, fmt: Format | None = None) -> bool:
