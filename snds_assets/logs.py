@@ -9,7 +9,7 @@ import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from dagster import AssetKey, BetaWarning, DagsterEvent, Field, InitLoggerContext, logger
 
@@ -232,7 +232,7 @@ class ProgressBar:
     count, each tenth of a long one), so that nothing is lost to carriage returns. On a terminal the bar fits its
     width (narrower, then its detail cut): a bar that wrapped would leave its first line behind at each redraw."""
 
-    def __init__(self, stream=None, width: int = 28, columns: Callable[[], int] | None = None):
+    def __init__(self, stream: TextIO | None = None, width: int = 28, columns: Callable[[], int] | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -286,7 +286,7 @@ class ProgressHandler(logging.Handler):
 
     A formatting problem must never fail a run: errors are swallowed."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None):
         super().__init__()
         self.bar = ProgressBar(stream)
         self.formatter_ = ProgressFormatter()

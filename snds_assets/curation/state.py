@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -106,7 +106,7 @@ class CurrentState:
     """The current state of each family, from the accepted deliveries' reports (listed on every call, so that a
     report written meanwhile is seen; a report is read again only when it changed)."""
 
-    def __init__(self, spark, settings: Settings, catalog: Catalog):
+    def __init__(self, spark: SparkSession, settings: Settings, catalog: Catalog):
         self.spark = spark
         self.settings = settings
         self.catalog = catalog

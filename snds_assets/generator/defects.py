@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from .model import Block
 from .people import PERSON_ATTRS
 from .plan import DCIR_CHILD, TablePlan
 from .values import FieldSpec, fits, sample
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 UNKNOWN_COLUMN = "ZZ_COLONNE_INCONNUE"
 NOT_A_DATE = "XX/XX/XXXX"
@@ -48,7 +52,7 @@ class Defect:
 class DefectInjector:
     """Chooses where the defects go (for the tables of this run) and injects them while blocks are built."""
 
-    def __init__(self, eng):
+    def __init__(self, eng: Engine):
         self.eng = eng
         self.rng = eng.rng("defects")
         self.defects: list[Defect] = []

@@ -27,7 +27,8 @@ class Block:
 
     __slots__ = ("n", "cols", "dates", "parent")
 
-    def __init__(self, n: int, cols: dict[str, list] | None = None, dates=(), parent: np.ndarray | None = None):
+    def __init__(self, n: int, cols: dict[str, list] | None = None, dates: Iterable[str] = (),
+                 parent: np.ndarray | None = None):
         self.n = n
         self.cols = cols if cols is not None else {}
         self.dates = set(dates)

@@ -29,7 +29,7 @@ import threading
 import uuid
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -364,7 +364,7 @@ def close_all(stages: list[Stage]) -> None:
 class Hasher:
     """SHA-256 and size of the bytes written through it."""
 
-    def __init__(self, out):
+    def __init__(self, out: BinaryIO):
         self._out = out
         self._sha = hashlib.sha256()
         self.size = 0
