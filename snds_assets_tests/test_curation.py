@@ -948,24 +948,28 @@ def test_a_row_losing_its_parent_through_two_links_is_one_orphaned_row(spark, se
 
 
 # --- nomenclatures --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("inline", [True, False])
-def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, inline):
+@pytest.mark.parametrize("small_list", [5000, 2, 1], ids=["inline", "rank-inline-sex-anti-joined", "anti-joined"])
+def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, small_list):
+    """``failures`` counts rows: a row off two lists is one, whichever way each list is checked (inline in the
+    write, or by an anti-join on distinct values after it); the details count each column."""
     folder = tmp_path / "nomenclatures" / "ORAVAL"
     folder.mkdir(parents=True)
     (folder / "IR_SEX_V.csv").write_text("SEX_COD;SEX_LIB\n1;MASCULIN\n2;FEMININ\n9;INCONNU\n", encoding="utf-8")
     (folder / "IR_BER_V.csv").write_text("BEN_RNG_GEM;LIB\n01;premier\n02;second\n", encoding="utf-8")
-    if not inline:
-        monkeypatch.setattr(rules, "SMALL_CODE_LIST", 1)  # every code list takes the anti-join path
+    monkeypatch.setattr(rules, "SMALL_CODE_LIST", small_list)  # lists longer than this are anti-joined
     rows = [ben(NIR_A, 1, sex="1"), ben(NIR_B, 1, sex="2"), ben(NIR_T, 1, sex="0"), ben(NIR_T, 2, sex="0"),
-            ben(NIR_T, 3, sex="9")]
+            ben(NIR_T, 3, sex="9"), ben(NIR_T, 4, sex="0")]
     d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows)
     with_codes = settings.with_(nomenclatures=str(tmp_path / "nomenclatures"))
     (result,) = d.curate(spark, "IR_BEN_R", settings=with_codes)
     nom = by_name(result)["nomenclature"]
-    # sex 0 twice, rank 3 once (ranks compare as numbers: '01' is rank 1); other coded columns have no CSV here
-    assert nom.evaluated and nom.failures == 3 and nom.severity == WARN
+    # sex 0 three times, ranks 3 and 4 (ranks compare as numbers: '01' is rank 1), rank 4 with sex 0: four rows;
+    # other coded columns have no CSV here
+    assert nom.evaluated and nom.failures == 4 and nom.severity == WARN
     assert nom.columns == ["BEN_RNG_GEM", "BEN_SEX_COD"]
-    assert {(s["column"], s["value"]) for s in nom.sample} == {("BEN_SEX_COD", "0"), ("BEN_RNG_GEM", "3")}
+    assert {(s["column"], s["value"]) for s in nom.sample} == {("BEN_SEX_COD", "0"), ("BEN_RNG_GEM", "3"),
+                                                               ("BEN_RNG_GEM", "4")}
+    assert "BEN_SEX_COD: 3" in nom.details and "BEN_RNG_GEM: 2" in nom.details
     assert "IR_NIR_V not found" in nom.details
 
 

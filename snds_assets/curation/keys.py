@@ -324,3 +324,21 @@ def off_nomenclature(spark: SparkSession, curated: DataFrame, large: list[LargeN
             .collect())
     return {(r[_YEAR], r["c"]): KeyResult(int(r["n"]), [json.loads(s) for s in r["s"] or []][:SAMPLE_SIZE])
             for r in rows}
+
+
+def rows_off_nomenclatures(spark: SparkSession, curated: DataFrame, large: list[LargeNomenclature],
+                           inline_fail: str | None, yearly: bool, years: set) -> dict[int | None, int]:
+    """Rows failing at least one nomenclature, long or inline, in ``years``: a row off two lists is one failing
+    row (SPEC §6 counts rows). Asked only for the years where two sources failed: one job, an existence join per
+    long list."""
+    rows, off = curated, F.coalesce(F.expr(inline_fail), F.lit(False)) if inline_fail else F.lit(False)
+    for i, n in enumerate(large):
+        codes = spark.createDataFrame([(str(code),) for code in n.codes], "v string")
+        value = F.col(n.column).cast("string")
+        rows = rows.withColumn(f"_N{i}", codes.where(F.col("v") == value.outer()).exists())
+        off = off | (value.isNotNull() & ~F.col(f"_N{i}"))
+    year = _year(curated, yearly)
+    if None not in years:
+        off = off & year.isin(*years)
+    counted = rows.filter(off).groupBy(year.alias(_YEAR)).count().collect()
+    return {r[_YEAR]: int(r["count"]) for r in counted}
