@@ -1638,6 +1638,21 @@ def test_a_bad_row_of_a_multiline_file_is_rejected_with_its_whole_record(setting
     assert sorted(r["MED_MTF_COD"] for r in curated.collect()) == ["I1\n0", 'a "b"\nc']
 
 
+def test_a_row_of_a_multiline_file_quoted_whole_is_one_field_and_rejected(settings, catalog, spark):
+    """A record of one quoted field holding the delimiter is a malformed row in both passes: the rejects pass read
+    it unquoted, as six good fields, so the row was neither curated nor rejected and ``rows_reconciled`` failed."""
+    whole, doubled = f'"{NIR_B};1;7;2020-01-15;;E10"', f'"{NIR_B};1;8;""x"";;E10"'
+    data = (f'{";".join(IMB)}\n{NIR_A};1;6;2021-02-01;;"I1\n0"\n{whole}\n{doubled}\n'
+            f'{NIR_A};1;5;2020-01-15;1600-01-01;E11\n').encode()
+    table, checks = _ingest_file(settings, catalog, spark, data, 4)
+    assert (table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (4, 2, 2)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert checks["type"]["failures"] == 2
+    rejects = spark.read.parquet(str(_lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}"))).collect()
+    assert sorted(r["_REJECT_LINE"] for r in rejects) == sorted([whole, doubled])
+    assert all(r["_REJECT_REASON"].startswith("malformed line") for r in rejects)
+
+
 def test_blank_lines_are_not_rows(settings, catalog, spark):
     """Empty lines, a line of spaces and trailing blank lines, CRLF: skipped by Spark, so not counted either."""
     data = (f'{";".join(IMB)}\r\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\r\n\r\n  \r\n'

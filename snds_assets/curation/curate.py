@@ -374,15 +374,19 @@ class _Run:
     def _lines(self, f: _File) -> DataFrame:
         """The raw records of a file as Spark's CSV source splits them (header dropped, blank lines skipped): its
         lines, or, for a file read with multiLine, its records, which a one-column read of the file's own
-        delimiter and quote keeps whole as corrupt records (a record of one field comes back unquoted)."""
+        delimiter and quote keeps whole as corrupt records. A record of one field is no corrupt record there: it
+        comes back unquoted, and is quoted again, so that ``"a;b"`` stays one field (a malformed row)."""
         opts = {"sep": "\u0001", "quote": "", "header": str(self.fmt.header).lower(),
                 "encoding": csv_options(self.fmt)["encoding"], "nullValue": "\u0002\u0003", "mode": "PERMISSIVE",
                 "columnNameOfCorruptRecord": "_LINE_CORRUPT", "enforceSchema": "true"}
+        line = F.col("_LINE")
         if f.archived.multiline:
-            opts.update(sep=self.fmt.delimiter, quote=self.fmt.quote, escape=self.fmt.quote, multiLine="true")
+            q = self.fmt.quote
+            opts.update(sep=self.fmt.delimiter, quote=q, escape=q, multiLine="true")
+            line = F.concat(F.lit(q), F.replace(line, F.lit(q), F.lit(q + q)), F.lit(q))
         df = (self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts)
               .csv(literal_path(f.archived.lake_path)))
-        return df.select(F.coalesce(F.col("_LINE_CORRUPT"), F.col("_LINE")).alias("line"))
+        return df.select(F.coalesce(F.col("_LINE_CORRUPT"), line).alias("line"))
 
     def _rejected_file(self, t: _Table, f: _File) -> tuple[DataFrame, list[str]]:
         """The bad rows of one file: original values as strings, reason, table, file, raw line, and one
