@@ -1,18 +1,22 @@
 """One Spark session per run: local by default, Spark Connect when SPARK_REMOTE is set."""
 from __future__ import annotations
 
+import codecs
+import contextlib
 import ipaddress
+import locale
 import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field as PydanticField
@@ -144,6 +148,34 @@ def local_settings(master: str, conf: Optional[dict[str, str]] = None) -> dict[s
     return {**{k: v for k, v in ours.items() if k not in tuned}, **(conf or {})}
 
 
+def jvm_locale() -> dict[str, str]:
+    """The locale a local JVM needs beside the operator's: under a C or POSIX locale Python names files in UTF-8 (its
+    UTF-8 mode, PEP 540) where Java 17 names them in ASCII, so a lake under ``lac_santé`` was written by the archive
+    and not found by Spark. ``C.UTF-8`` then; nothing when both name files alike (a UTF-8 or Latin-1 locale)."""
+    try:
+        charset = codecs.lookup(locale.nl_langinfo(locale.CODESET)).name
+    except (AttributeError, LookupError):
+        return {}
+    if codecs.lookup(sys.getfilesystemencoding()).name != "utf-8" or charset == "utf-8":
+        return {}
+    return {"LC_ALL": "C.UTF-8"}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment while a child (the JVM) is started, then as they were."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: Optional[dict[str, str]] = None,
                   app_name: str = "snds_assets") -> SparkSession:
     """Get (or reuse) this process's session; static settings only apply to the first session of a process."""
@@ -165,7 +197,8 @@ def build_session(master: str = "local[*]", remote: Optional[str] = None, conf: 
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with _environment(jvm_locale()):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SNDS_SPARK_LOG_LEVEL") or "ERROR")
     answer_promptly(session)
     return session

@@ -207,3 +207,48 @@ def test_interrupting_a_session_cancels_the_queries_of_other_threads(spark):
     finally:
         spark.sparkContext.setLogLevel("ERROR")
     assert not thread.is_alive() and outcome and outcome[0] != "finished", outcome
+
+
+# Python writes a folder named with an accent, then Spark reads and writes under it.
+ACCENTED_LAKE = """
+import sys
+from pathlib import Path
+from snds_assets.spark import build_session
+
+folder = Path(sys.argv[1], "lac_santé")
+folder.mkdir()
+(folder / "delivered.csv").write_text("A;B\\n1;é\\n", encoding="utf-8")
+spark = build_session("local[1]")
+rows = spark.read.options(sep=";", header="true").csv(str(folder / "delivered.csv"))
+rows.write.parquet(str(folder / "curated"))
+print(sorted(tuple(r) for r in spark.read.parquet(str(folder / "curated")).collect()))
+"""
+
+
+def test_a_lake_named_with_an_accent_is_found_by_spark_under_a_c_locale(tmp_path):
+    """Under ``LC_ALL=C`` (a container without locale) Python names files in UTF-8 and Java 17 in ASCII: Spark did not
+    find the files the archive had written under ``lac_santé`` (PATH_NOT_FOUND); its JVM is started in C.UTF-8."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C",
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    env.pop("PYTHONUTF8", None)
+    done = subprocess.run([sys.executable, "-c", ACCENTED_LAKE, str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[('1', 'é')]"
+
+
+def test_the_jvm_gets_a_utf8_locale_only_where_python_and_java_would_name_files_differently(monkeypatch):
+    import locale
+    import sys
+
+    from snds_assets.spark import jvm_locale
+
+    for filesystem, codeset, expected in [("utf-8", "ANSI_X3.4-1968", {"LC_ALL": "C.UTF-8"}), ("utf-8", "UTF-8", {}),
+                                          ("iso8859-1", "ISO-8859-1", {}), ("ascii", "ANSI_X3.4-1968", {})]:
+        monkeypatch.setattr(sys, "getfilesystemencoding", lambda: filesystem)
+        monkeypatch.setattr(locale, "nl_langinfo", lambda _: codeset)
+        assert jvm_locale() == expected, (filesystem, codeset)
