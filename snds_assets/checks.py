@@ -66,7 +66,8 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     "range": "Values are plausible: dates between 1900 and the delivery date, or the 1600-01-01 convention; "
              "numeric bounds of the schema.",
     "domain": "Documented SNDS business rules (PMSI return codes, DPN_QLF, care dates...).",
-    "rows_reconciled": "Rows read = rows curated + rows rejected: nothing read is lost.",
+    "rows_reconciled": "Rows in the files (the archive's count) = rows read = rows curated + rows rejected: nothing "
+                       "delivered is lost.",
     "primary_key_state": "Keys already present in the current state of the family (earlier accepted deliveries).",
     "orphaned_children": "Rows of other families' current state (earlier deliveries) whose parent row a full "
                          "delivery of this family removes: not delivered again, nor in an archive (IR_BEN_R_ARC).",

@@ -245,6 +245,17 @@ def test_rows_reconciled_fails_when_rejects_lose_a_row(spark, settings, catalog,
     assert "3 read but 2 curated + 0 rejected (1 rows found bad while curating)" in check.details
 
 
+def test_rows_reconciled_fails_when_spark_reads_fewer_rows_than_the_archive_counted(spark, settings, catalog):
+    """A file Spark reads otherwise than as delivered (here a hidden name, which its listing skips; the manifest
+    refuses such names) lost its rows unseen: 0 read = 0 curated + 0 rejected passed, the table accepted empty."""
+    rows = [ben(NIR_A, 1), ben(NIR_B, 1)]
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, rows, file="_part-0001.csv")
+    (result,) = d.curate(spark, "IR_BEN_R")
+    check = by_name(result)["rows_reconciled"]
+    assert (result.rows_read, check.passed, check.failures, check.severity) == (0, False, 2, ERROR)
+    assert "the archive counted 2 rows in the files Spark read" in check.details
+
+
 def test_a_table_split_in_files_is_read_and_rejected_file_by_file(spark, settings, catalog):
     """A table delivered in several files: every file is read, and the bad rows of the second file are rejected
     with that file named, so that rows read = curated + rejected."""

@@ -135,7 +135,9 @@ def _with_table(name) -> str:
     (_with_format({"header": "false"}), DID, 'header must be a JSON boolean (true or false), not "false"'),
     (_with_format({"header": None}), DID, "manifest format header must be a JSON boolean (true or false), not null"),
     (_with_format({"delimiter": 59}), DID, "manifest format delimiter must be a JSON string, not 59"),
-    (_with_format({"delimiter": ";;"}), DID, "manifest format delimiter ';;' must be one character"),
+    (_with_format({"delimiter": ";;"}), DID, "manifest format delimiter ';;' must be one ASCII character"),
+    # The archive counts rows on bytes: a delimiter of two UTF-8 bytes was taken for the end of other characters.
+    (_with_format({"delimiter": "§"}), DID, "manifest format delimiter '§' must be one ASCII character"),
     (_with_format({"decimal": ";"}), DID, "decimal ';' must be one character, other than the delimiter"),
     (_with_format({"encoding": "utf-16"}), DID, "manifest format encoding 'utf-16' is not utf-8 or latin-1"),
     (_with_format({"null_value": 0}), DID, "manifest format null_value must be a JSON string, not 0"),
@@ -175,6 +177,14 @@ def _with_table(name) -> str:
     (_with_paths(("IR_BEN_R", "a.csv"), ("IR_IMB_R", "./a.csv")), DID,
      "manifest lists file ./a.csv twice (tables IR_BEN_R and IR_IMB_R)"),
     (_with_paths(("IR_BEN_R", "x/a.csv"), ("IR_BEN_R", "x//a.csv")), DID, "manifest lists file x//a.csv twice"),
+    # Names Spark reads otherwise than as delivered: a hidden name's rows were read as none (the table accepted,
+    # empty), a colon failed the run, a .bz2 suffix was decompressed from plain text.
+    (_with_file(path="IR_BEN_R/_part-0001.csv"), DID,
+     "file path 'IR_BEN_R/_part-0001.csv': Spark cannot read it as delivered; a file name must not start with '_'"),
+    (_with_file(path=".IR_BEN_R.csv"), DID, "file path '.IR_BEN_R.csv': Spark cannot read it as delivered"),
+    (_with_file(path="IR_BEN_R/part:1.csv"), DID, "file path 'IR_BEN_R/part:1.csv': Spark cannot read it"),
+    (_with_file(path="IR_BEN_R.csv.bz2"), DID, "file path 'IR_BEN_R.csv.bz2': Spark cannot read it"),
+    (_with_file(path="IR_BEN_R.csv.ZST"), DID, "file path 'IR_BEN_R.csv.ZST': Spark cannot read it"),
     (_with_file(sha256=None), DID, "file 'IR_BEN_R.csv': sha256 must be a JSON string, not null"),
     # A missing key was told as Python's KeyError('sha256'), and alone: the entry's other problems were not.
     (_with_file(sha256=..., bytes=..., rows=-1), DID, "file #1 of table IR_BEN_R: missing sha256, bytes; file "
@@ -689,9 +699,10 @@ def test_an_invalid_utf8_sequence_split_by_an_ascii_chunk_is_found(settings, cat
     assert not f.readable and "not valid utf-8 text at line 2" in f.error
 
 
-def test_a_gzip_file_padded_with_zeros_is_read_as_gzip_reads_it(settings, catalog):
-    """Zero bytes after the last gzip member (a block-padded transfer) are tolerated, as by gzip -d: the file is
-    readable, its rows counted, and archived and hashed with its padding, as delivered."""
+def test_a_gzip_file_padded_with_zeros_is_unreadable_as_spark_finds_it(settings, catalog):
+    """Zero bytes after the last gzip member (a block-padded transfer): gzip -d tolerates them, Hadoop's gzip reader
+    fails ("not a gzip file"). The archive took the file as readable, so the run failed while curating, with no
+    report; the file is unreadable (``file_present``), archived and hashed with its padding, as delivered."""
     cols = list(catalog["IR_BEN_R"].columns)
     d = Delivery(_landing(settings), DID)
     padded = gzip.compress(csv_bytes(cols, dummy_rows(cols, 4)), mtime=0) + b"\0" * 512
@@ -699,9 +710,9 @@ def test_a_gzip_file_padded_with_zeros_is_read_as_gzip_reads_it(settings, catalo
     d.announce("IR_BEN_R", "padded.csv.gz", rows=4, sha256=hashlib.sha256(padded).hexdigest(), bytes=len(padded))
     table = _table(settings, catalog, d, "IR_BEN_R")
     f = table.files[0]
-    assert (f.readable, f.rows, f.header, f.error) == (True, 4, cols, None)
+    assert not f.readable and "zero bytes after the last member, which Spark's gzip reader refuses" in f.error
     assert _lake(settings, "raw", DID, "padded.csv.gz").read_bytes() == padded
-    assert all(c.passed for c in table.checks)
+    assert not table.check("file_present").passed and table.check("checksum").passed
 
 
 def test_errors_of_the_storage_are_one_line():
@@ -1651,6 +1662,18 @@ def test_a_row_of_a_multiline_file_quoted_whole_is_one_field_and_rejected(settin
     rejects = spark.read.parquet(str(_lake(settings, "rejects", "IR_IMB_R", f"delivery_id={DID}"))).collect()
     assert sorted(r["_REJECT_LINE"] for r in rejects) == sorted([whole, doubled])
     assert all(r["_REJECT_REASON"].startswith("malformed line") for r in rejects)
+
+
+def test_a_gz_suffix_in_capitals_is_gzip_as_spark_reads_it(settings, catalog, spark):
+    """Hadoop decompresses ``.GZ`` as ``.gz``: the archive counted the compressed bytes' lines as text instead."""
+    data = f'{";".join(IMB)}\n{NIR_A};1;5;2020-01-15;1600-01-01;E11\n{NIR_B};1;7;2020-01-15;;E10\n'.encode()
+    d = Delivery(_landing(settings), DID)
+    d.add("IR_IMB_R", "IR_IMB_R.CSV.GZ", data, gz=True, rows=2)
+    table = _ingest(settings, catalog, spark, d)
+    checks = {c["name"]: c for c in table["checks"]}
+    assert (table["rows_manifest"], table["rows_read"], table["rows_curated"], table["rows_rejected"]) == (2, 2, 2, 0)
+    assert checks["row_count"]["passed"] and checks["rows_reconciled"]["passed"]
+    assert table["status"] == "accepted"
 
 
 def test_blank_lines_are_not_rows(settings, catalog, spark):

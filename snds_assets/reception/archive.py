@@ -389,7 +389,6 @@ class Inflater:
         self._sink = sink
         self._d = zlib.decompressobj(31)
         self._started = False
-        self._padding = False
         self.error: str | None = None
         self.out_bytes = 0
 
@@ -398,13 +397,10 @@ class Inflater:
             return
         try:
             while data:
-                if self._padding or (self._d.eof and self._started):
-                    # After a member: another member, or zero padding (tolerated like gzip does).
-                    if self._padding or not data.strip(b"\0"):
-                        if data.strip(b"\0"):
-                            raise zlib.error("data after the zero padding that ends the gzip stream")
-                        self._padding = True
-                        return
+                if self._d.eof and self._started:
+                    # After a member: another member. Zero padding, which gzip -d tolerates, fails Spark's reader.
+                    if not data.strip(b"\0"):
+                        raise zlib.error("zero bytes after the last member, which Spark's gzip reader refuses")
                     self._d = zlib.decompressobj(31)
                 self._started = True
                 out = self._d.decompress(data, INFLATE_LIMIT)
@@ -416,7 +412,7 @@ class Inflater:
             self.error = f"corrupt gzip after {self.out_bytes} decompressed bytes ({exc})"
 
     def finish(self) -> str | None:
-        if self.error is None and not (self._d.eof or self._padding):
+        if self.error is None and not self._d.eof:
             if not self._started:
                 self.error = "empty file: not a gzip stream"
             else:

@@ -45,7 +45,8 @@ class DeliveredFile:
 
     @property
     def gzip(self) -> bool:
-        return self.path.endswith(".gz")
+        """Whether the file is gzip: Spark (Hadoop's codecs) decompresses a ``.gz`` file whatever the case."""
+        return self.path.lower().endswith(".gz")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def valid_delivery_id(value: str) -> bool:
     return match is not None and iso_day(match.group(1)) is not None
 
 
+SPARK_CODECS = (".bz2", ".deflate", ".lz4", ".snappy", ".zst")  # Hadoop's codecs besides gzip, matched in any case
 ENCODINGS = ("utf-8", "utf8", "latin-1", "latin1", "iso-8859-1")
 
 
@@ -126,8 +128,8 @@ def parse_format(data: dict) -> Format:
     fmt = Format(**given)
     if fmt.encoding.lower().replace("_", "-") not in ENCODINGS:
         problems.append(f"manifest format encoding {fmt.encoding!r} is not utf-8 or latin-1")
-    if len(fmt.delimiter) != 1 or fmt.delimiter in ('"', "\n", "\r"):
-        problems.append(f"manifest format delimiter {fmt.delimiter!r} must be one character, not a quote "
+    if len(fmt.delimiter) != 1 or fmt.delimiter in ('"', "\n", "\r") or not fmt.delimiter.isascii():
+        problems.append(f"manifest format delimiter {fmt.delimiter!r} must be one ASCII character, not a quote "
                         "or a line break")
     elif len(fmt.decimal) != 1 or fmt.decimal == fmt.delimiter:
         problems.append(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter")
@@ -222,6 +224,12 @@ def _path(table: str, j: int, path) -> str:
         raise ManifestError(f"file path {path!r} must name a file inside the delivery folder, not a folder")
     if posixpath.normpath(path) == MANIFEST:  # its archive would overwrite the archived manifest, or the other way
         raise ManifestError(f"file path {path!r} names the manifest itself: a data file needs a name of its own")
+    name = path.split("/")[-1]
+    if name[0] in "_." or ":" in path or name.lower().endswith(SPARK_CODECS):
+        # Spark's file listing skips hidden names (the archived rows would be read as none), Hadoop takes a colon
+        # for a URI's scheme, and decompresses these suffixes where SPEC §2 declares plain text or gzip
+        raise ManifestError(f"file path {path!r}: Spark cannot read it as delivered; a file name must not start "
+                            f"with '_' or '.', hold ':' or end with {', '.join(SPARK_CODECS)} (only .gz compression)")
     return path
 
 
