@@ -113,6 +113,9 @@ class ParquetSource:
     def receptions(self):
         return {}
 
+    def absent(self, family):
+        return {}  # one delivery, every file typed with all the columns of its table
+
 
 # --- The hand-written plan --------------------------------------------------------------------------------------
 def _hmac(column: str, secret: bytes, label: str):
@@ -123,7 +126,8 @@ def _hmac(column: str, secret: bytes, label: str):
 
 def _hand_pseudonyms(df: DataFrame, secret: bytes) -> DataFrame:
     names = {"BEN_NIR_PSA": "NUM_ENQ", "NIR_ANO_17": "NUM_ENQ", "BEN_IDT_ANO": "NUM_ENQ_IDT", "BEN_NIR_ANO": "NUM_ENQ_ANO"}
-    others = {"ASS_NIR_ANO", "NIR_ANO_MAM"}
+    # other patient pseudonyms, hashed in place; an insured's NIR (ASS_NIR_ANO) with BEN_NIR_ANO's key
+    others = {c: "NUM_ENQ_ANO" if c == "ASS_NIR_ANO" else c for c in domain.OTHER_PATIENT_PSEUDONYMS}
     out = []
     for c in df.columns:
         if c == "DELIVERY_ID":
@@ -131,7 +135,7 @@ def _hand_pseudonyms(df: DataFrame, secret: bytes) -> DataFrame:
         if c in names:
             out.append(_hmac(c, secret, names[c]).alias(names[c]))
         elif c in others:
-            out.append(_hmac(c, secret, c).alias(c))
+            out.append(_hmac(c, secret, others[c]).alias(c))
         else:
             out.append(F.col(c))
     return df.select(*out)
