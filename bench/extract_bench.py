@@ -116,6 +116,9 @@ class ParquetSource:
     def absent(self, family):
         return {}  # one delivery, every file typed with all the columns of its table
 
+    def repeats_keys(self, family):
+        return False  # one delivery, whose generated keys are unique
+
 
 # --- The hand-written plan --------------------------------------------------------------------------------------
 def _hmac(column: str, secret: bytes, label: str):

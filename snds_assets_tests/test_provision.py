@@ -1501,6 +1501,58 @@ def test_dcir_events_and_extracts_follow_the_rank_and_all_nine_keys(spark, catal
     assert [r["PHA_ORD_NUM"] for r in pha_rows.collect()] == [602]
 
 
+def test_a_care_line_key_delivered_again_for_another_person_names_no_one(spark, catalog, source, tmp_path):
+    """A care line's nine keys delivered again for another person (P11, a later delivery: reception's
+    primary_key_state warns) made P17's drug line (PHA 105) P11's as well: an event of P11's, and a row of any
+    extract of P11's. Such a line now names no one: it targets neither and is in neither's extract, while each
+    keeps its own care line. A source whose keys are not repeated is not asked (P17 and P11 targeted, as before)."""
+    base = _extended(spark, catalog, source, {"ER_PRS_F": [
+        {**dcir_keys(12), "BEN_NIR_PSA": "psa-k", "BEN_RNG_GEM": 1, "EXE_SOI_DTD": date(2022, 5, 5), "DPN_QLF": 0,
+         "PRS_NAT_REF": 14, "PRS_ACT_QTE": 1.0}]})
+
+    class Unique(FrameSource):
+        def repeats_keys(self, family):
+            return False
+
+    assert _targeted(spark, catalog, Unique(dict(base.frames)), tmp_path, DRUG_ONLY + "}") == {
+        "idt-p4", "idt-p10", "idt-p11", "idt-p17", "idt-p18"}
+    assert _targeted(spark, catalog, base, tmp_path, DRUG_ONLY + "}") == {"idt-p4", "idt-p10", "idt-p18"}
+    for person, line in (("idt-p17", 12), ("idt-p11", 14)):
+        request = load_request_text(catalog, tmp_path, "id: again\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                    "tables: [ER_PRS_F, ER_PHA_F]\ncohort: {identifiers: again-ids.csv}\n",
+                                    f"BEN_IDT_ANO\n{person}\n")
+        cohort = spark.createDataFrame([(person,)], "BEN_IDT_ANO string")
+        selector = Selector(catalog, request, base, cohort)
+        prs = extract_family(spark, catalog, request, "ER_PRS_F", cohort, base, selector=selector)
+        assert [r["PRS_NAT_REF"] for r in prs.collect()] == [line]
+        assert extract_family(spark, catalog, request, "ER_PHA_F", cohort, base, selector=selector).count() == 0
+
+
+def test_the_state_repeats_keys_only_where_a_reception_found_keys_already_in_it(spark, catalog, tmp_path):
+    """``CurrentState.repeats_keys``: a failed ``primary_key_state`` of a delivery in the state; one not evaluated
+    (a first delivery), passed, or of a delivery a later full one replaced, is not."""
+    from snds_assets.curation.state import CurrentState
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+
+    def received(delivery_id: str, mode: str, passed: bool, evaluated: bool = True) -> None:
+        check = {"name": "primary_key_state", "rule": "primary_key", "severity": "WARN", "passed": passed,
+                 "evaluated": evaluated, "failures": 0 if passed else 1}
+        path = Path(Lake(settings.lake).delivery_report(delivery_id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"delivery_id": delivery_id, "status": "accepted", "tables": {
+            "ER_PRS_F": {"family": "ER_PRS_F", "status": "accepted", "mode": mode, "checks": [check]}}}))
+
+    state = CurrentState(spark, settings, catalog)
+    received("2024-01-01", "full", True, evaluated=False)
+    received("2024-02-01", "incremental", True)
+    assert not state.repeats_keys("ER_PRS_F")
+    received("2024-03-01", "incremental", False)
+    assert state.repeats_keys("ER_PRS_F") and not state.repeats_keys("IR_BEN_R")
+    received("2024-04-01", "full", True, evaluated=False)  # replaces the three before it
+    assert not state.repeats_keys("ER_PRS_F")
+
+
 def test_a_diagnosis_is_found_in_dgn_rel_too(spark, catalog, source, tmp_path):
     """SPEC §3: `diagnosis` looks at DGN_PAL or DGN_REL of T_MCOaaB. P15's 2023 stay (good link) has U071 as its
     related diagnosis only."""

@@ -174,6 +174,17 @@ class CurrentState:
                 out[(delivery_id, year)] = frozenset(missing)
         return out
 
+    def repeats_keys(self, family: str) -> bool:
+        """Whether a table of the state's deliveries found keys already in the state when it was received (its
+        ``primary_key_state`` check failed): a key repeated within one delivery rejects it (``primary_key``), so
+        only these can hold one key twice."""
+        kept = set(self.deliveries(family))
+        for delivery_id, _, _, _, entry in self._accepted_entries(family):
+            check = next((c for c in entry.get("checks") or () if c.get("name") == "primary_key_state"), None)
+            if delivery_id in kept and check and check.get("evaluated", True) and not check.get("passed", True):
+                return True
+        return False
+
     @staticmethod
     def compose(parts: list[Part]) -> dict[str, set[int | None]]:
         """Apply the parts in order: full replaces (per year), incremental adds. Delivery id -> years kept."""

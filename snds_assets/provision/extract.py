@@ -14,7 +14,7 @@ from .. import domain
 from ..catalog import Catalog, Table
 from .identify import BROADCAST_MAX_ROWS, CohortResult
 from .links import (IDT, NIR_UNIQUE, PSA, RNG, YEAR, MissingTable, beneficiary_rows, dated_rows, identities,
-                    link_columns, semi_join)
+                    link_columns, semi_join, unambiguous)
 from .pseudonymize import label_of, pseudonymize
 from .request import ProjectRequest
 from .source import TableSource
@@ -91,7 +91,10 @@ class Selector:
                 self._rows[family] = self._patient_rows(table, df)
             else:
                 link = path[0]
-                self._rows[family] = semi_join(df, self.rows(link.parent), link_columns(link))
+                rows = semi_join(df, self.rows(link.parent), link_columns(link))
+                if len(path) == 1:  # the parent bears the patient
+                    rows = unambiguous(rows, link, self.catalog[link.parent], self.source)
+                self._rows[family] = rows
         return self._rows[family]
 
     def _patient_rows(self, table: Table, df: DataFrame) -> DataFrame:

@@ -17,7 +17,7 @@ from pyspark.sql import types as T
 from .. import domain
 from ..catalog import Catalog
 from .links import (ANO, IDT, NIR17, NIR_UNIQUE, PSA, RNG, beneficiary_rows, dated_rows, identities,
-                    link_columns, match_codes, semi_join, unique_nirs)
+                    link_columns, match_codes, semi_join, unambiguous, unique_nirs)
 from .request import Criterion, ProjectRequest
 from .source import TableSource
 
@@ -250,10 +250,12 @@ class _EventFinder:
         table = self.catalog[family]
         path = domain.patient_path(self.catalog, family)
         rows = dated_rows(table, hits, start, end, targeting=True, source=self.source) if not path else hits
-        for link in path:
+        for i, link in enumerate(path):
             parent = self.read(link.parent)
             if parent is None:
                 return None
+            if i == len(path) - 1:  # the parent bears the patient
+                rows = unambiguous(rows, link, self.catalog[link.parent], self.source)
             parent_rows = dated_rows(self.catalog[link.parent], parent, start, end, targeting=True, source=self.source)
             rows = semi_join(parent_rows, rows, link_columns(link))
             table = self.catalog[link.parent]

@@ -72,6 +72,21 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
     return link.columns + ((YEAR,) if link.same_year else ())
 
 
+def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source: TableSource) -> DataFrame:
+    """``rows`` of a child but those whose link values the parent's rows hold for more than one patient: a key CNAM
+    delivered again for another person (reception's ``primary_key_state`` reports it) names no one patient, so such a
+    row (a drug line of either person's care line) goes to no extract and matches no criterion. Asked of the parent's
+    whole state only when the source says that it may repeat a key."""
+    if not source.repeats_keys(parent_table.name):
+        return rows
+    columns = list(link_columns(link))
+    parent = source.read(parent_table.name)
+    patient = F.xxhash64(*domain.identifier_columns(parent_table))
+    shared = (parent.groupBy(*columns).agg(F.count_distinct(patient).alias("_patients"))
+              .where(F.col("_patients") > 1).select(*columns))
+    return semi_join(rows, shared, columns, how="left_anti")
+
+
 # --- Persons and identities -------------------------------------------------------------------------------
 def beneficiary_rows(source: TableSource) -> DataFrame:
     """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex).

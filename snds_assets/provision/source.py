@@ -27,6 +27,10 @@ class TableSource(Protocol):
         """(delivery id, year) -> the catalog columns that some file of that delivered table did not bring (SPEC
         §2: reported by ``columns``, never fatal), for the deliveries of the state."""
 
+    def repeats_keys(self, family: str) -> bool:
+        """Whether the state of a family may hold one key in rows of two deliveries (SPEC §6 reports it as a WARN,
+        ``primary_key_state``): then a child's link may name the rows of two patients."""
+
 
 class FrameSource:
     """A TableSource over DataFrames given per family (a missing DELIVERY_ID column is filled in)."""
@@ -50,6 +54,9 @@ class FrameSource:
 
     def absent(self, family: str) -> dict[tuple[str, int | None], frozenset[str]]:
         return {}
+
+    def repeats_keys(self, family: str) -> bool:
+        return True  # frames made by hand: nothing says their keys are unique
 
     def deliveries(self, family: str) -> list[str]:
         if family not in self.frames:
