@@ -113,10 +113,10 @@ class ParquetSource:
     def receptions(self):
         return {}
 
-    def absent(self, family):
+    def absent(self, family: str) -> dict:
         return {}  # one delivery, every file typed with all the columns of its table
 
-    def repeats_keys(self, family):
+    def repeats_keys(self, family: str) -> bool:
         return False  # one delivery, whose generated keys are unique
 
 

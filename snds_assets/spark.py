@@ -149,9 +149,10 @@ def local_settings(master: str, conf: Optional[dict[str, str]] = None) -> dict[s
 
 
 def jvm_locale() -> dict[str, str]:
-    """The locale a local JVM needs beside the operator's: under a C or POSIX locale Python names files in UTF-8 (its
-    UTF-8 mode, PEP 540) where Java 17 names them in ASCII, so a lake under ``lac_santé`` was written by the archive
-    and not found by Spark. ``C.UTF-8`` then; nothing when both name files alike (a UTF-8 or Latin-1 locale)."""
+    """The locale a local JVM needs beside the operator's: in UTF-8 mode (PEP 540: under a C or POSIX locale, or
+    ``PYTHONUTF8=1``) Python names files in UTF-8 where Java 17 follows the locale's charset (ASCII under C), so a lake
+    under ``lac_santé`` was written by the archive and not found by Spark. ``C.UTF-8`` then (glibc 2.35 and later
+    always have it); nothing when both name files alike."""
     try:
         charset = codecs.lookup(locale.nl_langinfo(locale.CODESET)).name
     except (AttributeError, LookupError):

@@ -1505,10 +1505,13 @@ def test_a_care_line_key_delivered_again_for_another_person_names_no_one(spark, 
     """A care line's nine keys delivered again for another person (P11, a later delivery: reception's
     primary_key_state warns) made P17's drug line (PHA 105) P11's as well: an event of P11's, and a row of any
     extract of P11's. Such a line now names no one: it targets neither and is in neither's extract, while each
-    keeps its own care line. A source whose keys are not repeated is not asked (P17 and P11 targeted, as before)."""
+    keeps its own care line. A source whose keys are not repeated is not asked (P17 and P11 targeted, as before).
+    Persons are counted, not identities: P1's line 1 delivered again under P1's other identity keeps its act."""
     base = _extended(spark, catalog, source, {"ER_PRS_F": [
         {**dcir_keys(12), "BEN_NIR_PSA": "psa-k", "BEN_RNG_GEM": 1, "EXE_SOI_DTD": date(2022, 5, 5), "DPN_QLF": 0,
-         "PRS_NAT_REF": 14, "PRS_ACT_QTE": 1.0}]})
+         "PRS_NAT_REF": 14, "PRS_ACT_QTE": 1.0},
+        {**dcir_keys(1), "BEN_NIR_PSA": "psa-a2", "BEN_RNG_GEM": 1, "EXE_SOI_DTD": date(2022, 3, 1), "DPN_QLF": 0,
+         "PRS_NAT_REF": 15, "PRS_ACT_QTE": 1.0}]})
 
     class Unique(FrameSource):
         def repeats_keys(self, family):
@@ -1526,6 +1529,13 @@ def test_a_care_line_key_delivered_again_for_another_person_names_no_one(spark, 
         prs = extract_family(spark, catalog, request, "ER_PRS_F", cohort, base, selector=selector)
         assert [r["PRS_NAT_REF"] for r in prs.collect()] == [line]
         assert extract_family(spark, catalog, request, "ER_PHA_F", cohort, base, selector=selector).count() == 0
+    request = load_request_text(catalog, tmp_path, "id: again\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                "tables: [ER_PRS_F, ER_CAM_F]\ncohort: {identifiers: again-ids.csv}\n",
+                                "BEN_IDT_ANO\nidt-p1\n")
+    cohort = spark.createDataFrame([("idt-p1",)], "BEN_IDT_ANO string")
+    cam = extract_family(spark, catalog, request, "ER_CAM_F", cohort, base, selector=Selector(catalog, request, base,
+                                                                                               cohort))
+    assert [r["CAM_ORD_NUM"] for r in cam.collect()] == [202]
 
 
 def test_the_state_repeats_keys_only_where_a_reception_found_keys_already_in_it(spark, catalog, tmp_path):

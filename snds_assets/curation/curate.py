@@ -375,7 +375,8 @@ class _Run:
         """The raw records of a file as Spark's CSV source splits them (header dropped, blank lines skipped): its
         lines, or, for a file read with multiLine, its records, which a one-column read of the file's own
         delimiter and quote keeps whole as corrupt records. A record of one field is no corrupt record there: it
-        comes back unquoted, and is quoted again, so that ``"a;b"`` stays one field (a malformed row)."""
+        comes back unquoted, and is quoted again where it holds a delimiter, quote or line end, so that ``"a;b"``
+        stays one field (a malformed row)."""
         opts = {"sep": "\u0001", "quote": "", "header": str(self.fmt.header).lower(),
                 "encoding": csv_options(self.fmt)["encoding"], "nullValue": "\u0002\u0003", "mode": "PERMISSIVE",
                 "columnNameOfCorruptRecord": "_LINE_CORRUPT", "enforceSchema": "true"}
@@ -383,7 +384,9 @@ class _Run:
         if f.archived.multiline:
             q = self.fmt.quote
             opts.update(sep=self.fmt.delimiter, quote=q, escape=q, multiLine="true")
-            line = F.concat(F.lit(q), F.replace(line, F.lit(q), F.lit(q + q)), F.lit(q))
+            spread = [line.contains(c) for c in (self.fmt.delimiter, q, "\n", "\r")]
+            line = F.when(_any(spread),
+                          F.concat(F.lit(q), F.replace(line, F.lit(q), F.lit(q + q)), F.lit(q))).otherwise(line)
         df = (self.spark.read.schema("_LINE string, _LINE_CORRUPT string").options(**opts)
               .csv(literal_path(f.archived.lake_path)))
         return df.select(F.coalesce(F.col("_LINE_CORRUPT"), line).alias("line"))

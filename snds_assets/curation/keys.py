@@ -327,7 +327,8 @@ def off_nomenclature(spark: SparkSession, curated: DataFrame, large: list[LargeN
 
 
 def rows_off_nomenclatures(spark: SparkSession, curated: DataFrame, large: list[LargeNomenclature],
-                           inline_fail: str | None, yearly: bool, years: set) -> dict[int | None, int]:
+                           inline_fail: str | None, yearly: bool,
+                           years: set[int | None]) -> dict[int | None, int]:
     """Rows failing at least one nomenclature, long or inline, in ``years``: a row off two lists is one failing
     row (SPEC §6 counts rows). Asked only for the years where two sources failed: one job, an existence join per
     long list."""

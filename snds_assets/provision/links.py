@@ -73,18 +73,34 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
 
 
 def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source: TableSource) -> DataFrame:
-    """``rows`` of a child but those whose link values the parent's rows hold for more than one patient: a key CNAM
-    delivered again for another person (reception's ``primary_key_state`` reports it) names no one patient, so such a
-    row (a drug line of either person's care line) goes to no extract and matches no criterion. Asked of the parent's
-    whole state only when the source says that it may repeat a key."""
+    """``rows`` of a child but those whose link values the parent's rows hold for more than one person: a key CNAM
+    delivered again for another person (reception's ``primary_key_state`` reports it) names no one person, so such a
+    row (a drug line of either person's care line) goes to no extract and matches no criterion. Rows are counted by
+    person, so a line delivered again under another identity of the same person stays that person's. Asked of the
+    parent's whole state only when the source says that it may repeat a key."""
     if not source.repeats_keys(parent_table.name):
         return rows
     columns = list(link_columns(link))
-    parent = source.read(parent_table.name)
-    patient = F.xxhash64(*domain.identifier_columns(parent_table))
-    shared = (parent.groupBy(*columns).agg(F.count_distinct(patient).alias("_patients"))
-              .where(F.col("_patients") > 1).select(*columns))
+    parent = _with_person(source.read(parent_table.name), domain.identifier_columns(parent_table), source)
+    shared = (parent.groupBy(*columns).agg(F.count_distinct("_PERSON").alias("_persons"))
+              .where(F.col("_persons") > 1).select(*columns))
     return semi_join(rows, shared, columns, how="left_anti")
+
+
+def _with_person(rows: DataFrame, ident: tuple[str, ...], source: TableSource) -> DataFrame:
+    """``rows`` with ``_PERSON``: the BEN_IDT_ANO their identity (or pseudo-NIR naming one person) resolves to, else
+    the identity itself (a beneficiary the lake does not know is a person of its own)."""
+    own = F.concat_ws("\u0001", *[F.col(c).cast("string") for c in ident])
+    if ident == (PSA, RNG):
+        known = beneficiary_rows(source).where(F.col(IDT).isNotNull()).select(
+            F.col(PSA).alias("_P"), F.col(RNG).alias("_R"), F.col(IDT).alias("_I"))
+        on = (rows[PSA] == known["_P"]) & (rows[RNG].try_cast("int") == known["_R"])
+    elif len(ident) == 1:
+        known = unique_nirs(beneficiary_rows(source)).select(F.col(PSA).alias("_P"), F.col(IDT).alias("_I"))
+        on = rows[ident[0]] == known["_P"]
+    else:
+        return rows.withColumn("_PERSON", own)
+    return rows.join(F.broadcast(known), on, "left").withColumn("_PERSON", F.coalesce(F.col("_I"), own))
 
 
 # --- Persons and identities -------------------------------------------------------------------------------
