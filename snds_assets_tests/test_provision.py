@@ -1538,6 +1538,22 @@ def test_a_care_line_key_delivered_again_for_another_person_names_no_one(spark, 
     assert [r["CAM_ORD_NUM"] for r in cam.collect()] == [202]
 
 
+def test_a_link_on_less_than_the_parents_key_is_never_ambiguous(spark, catalog, source):
+    """ER_DCT_F joins ER_PRS_F on seven of its nine keys: one statement's lines may be several persons', so a statement
+    row matching two persons' lines is no sign of a key delivered again (it stays, as for any source)."""
+    from snds_assets.provision.links import unambiguous
+
+    link = domain.parent_link(catalog["ER_DCT_F"])
+    assert set(link.parent_columns) < set(catalog["ER_PRS_F"].primary_key)
+    statement = frame(spark, catalog, "ER_DCT_F", [{k: dcir_keys(1)[k] for k in link.columns}])
+    assert unambiguous(statement, link, catalog["ER_PRS_F"], source).count() == 1  # every line of the base has them
+    pha = domain.parent_link(catalog["ER_PHA_F"])
+    twice = _extended(spark, catalog, source, {"ER_PRS_F": [
+        {**dcir_keys(1), "BEN_NIR_PSA": "psa-k", "BEN_RNG_GEM": 1, "PRS_NAT_REF": 16}]})
+    lines = frame(spark, catalog, "ER_PHA_F", [{**dcir_keys(1), "PHA_ORD_NUM": 1}, {**dcir_keys(2), "PHA_ORD_NUM": 2}])
+    assert [r["PHA_ORD_NUM"] for r in unambiguous(lines, pha, catalog["ER_PRS_F"], twice).collect()] == [2]
+
+
 def test_the_state_repeats_keys_only_where_a_reception_found_keys_already_in_it(spark, catalog, tmp_path):
     """``CurrentState.repeats_keys``: a failed ``primary_key_state`` of a delivery in the state; one not evaluated
     (a first delivery), passed, or of a delivery a later full one replaced, is not."""

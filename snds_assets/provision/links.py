@@ -76,9 +76,10 @@ def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source:
     """``rows`` of a child but those whose link values the parent's rows hold for more than one person: a key CNAM
     delivered again for another person (reception's ``primary_key_state`` reports it) names no one person, so such a
     row (a drug line of either person's care line) goes to no extract and matches no criterion. Rows are counted by
-    person, so a line delivered again under another identity of the same person stays that person's. Asked of the
-    parent's whole state only when the source says that it may repeat a key."""
-    if not source.repeats_keys(parent_table.name):
+    person, so a line delivered again under another identity of the same person stays that person's. Only a link on
+    the parent's whole primary key names one row (ER_DCT_F's seven keys name a statement's lines, which may be
+    several persons'); asked of the parent's whole state only when the source says that it may repeat a key."""
+    if set(link.parent_columns) != set(parent_table.primary_key) or not source.repeats_keys(parent_table.name):
         return rows
     columns = list(link_columns(link))
     parent = _with_person(source.read(parent_table.name), domain.identifier_columns(parent_table), source)
