@@ -1540,18 +1540,24 @@ def test_a_care_line_key_delivered_again_for_another_person_names_no_one(spark, 
 
 def test_a_link_on_less_than_the_parents_key_is_never_ambiguous(spark, catalog, source):
     """ER_DCT_F joins ER_PRS_F on seven of its nine keys: one statement's lines may be several persons', so a statement
-    row matching two persons' lines is no sign of a key delivered again (it stays, as for any source)."""
+    row matching two persons' lines is no sign of a key delivered again (it stays, as for any source). On the nine keys
+    it is, and the parent's keys naming two persons are found once for all its children."""
     from snds_assets.provision.links import unambiguous
 
     link = domain.parent_link(catalog["ER_DCT_F"])
     assert set(link.parent_columns) < set(catalog["ER_PRS_F"].primary_key)
     statement = frame(spark, catalog, "ER_DCT_F", [{k: dcir_keys(1)[k] for k in link.columns}])
-    assert unambiguous(statement, link, catalog["ER_PRS_F"], source).count() == 1  # every line of the base has them
+    # every line of the base has these seven keys
+    assert unambiguous(statement, link, catalog["ER_PRS_F"], source, {}).count() == 1
     pha = domain.parent_link(catalog["ER_PHA_F"])
     twice = _extended(spark, catalog, source, {"ER_PRS_F": [
         {**dcir_keys(1), "BEN_NIR_PSA": "psa-k", "BEN_RNG_GEM": 1, "PRS_NAT_REF": 16}]})
     lines = frame(spark, catalog, "ER_PHA_F", [{**dcir_keys(1), "PHA_ORD_NUM": 1}, {**dcir_keys(2), "PHA_ORD_NUM": 2}])
-    assert [r["PHA_ORD_NUM"] for r in unambiguous(lines, pha, catalog["ER_PRS_F"], twice).collect()] == [2]
+    found: dict = {}
+    assert [r["PHA_ORD_NUM"] for r in unambiguous(lines, pha, catalog["ER_PRS_F"], twice, found).collect()] == [2]
+    acts = frame(spark, catalog, "ER_CAM_F", [{**dcir_keys(1), "CAM_ORD_NUM": 1}])
+    assert unambiguous(acts, domain.parent_link(catalog["ER_CAM_F"]), catalog["ER_PRS_F"], twice, found).count() == 0
+    assert list(found) == [("ER_PRS_F", tuple(pha.columns))]  # the parent's shared keys found once for its children
 
 
 def test_the_state_repeats_keys_only_where_a_reception_found_keys_already_in_it(spark, catalog, tmp_path):

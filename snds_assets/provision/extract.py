@@ -74,6 +74,7 @@ class Selector:
         self.ids = ids.select(IDT, PSA, F.col(RNG).try_cast("int").alias(RNG), NIR_UNIQUE)
         self.broadcast = broadcast
         self._rows: dict[str, DataFrame] = {}
+        self._ambiguous: dict[tuple[str, tuple[str, ...]], DataFrame] = {}  # link values naming two persons
 
     def read(self, family: str) -> DataFrame:
         df = self.source.read(family)
@@ -93,7 +94,7 @@ class Selector:
                 link = path[0]
                 rows = semi_join(df, self.rows(link.parent), link_columns(link))
                 if len(path) == 1:  # the parent bears the patient
-                    rows = unambiguous(rows, link, self.catalog[link.parent], self.source)
+                    rows = unambiguous(rows, link, self.catalog[link.parent], self.source, self._ambiguous)
                 self._rows[family] = rows
         return self._rows[family]
 

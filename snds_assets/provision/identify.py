@@ -220,6 +220,7 @@ class _EventFinder:
         self.missing: set[str] = set()
         self._frames: dict[str, DataFrame | None] = {}
         self._nirs: DataFrame | None = None
+        self._ambiguous: dict[tuple[str, tuple[str, ...]], DataFrame] = {}  # link values naming two persons
 
     def read(self, family: str) -> DataFrame | None:
         if family not in self._frames:
@@ -255,7 +256,7 @@ class _EventFinder:
             if parent is None:
                 return None
             if i == len(path) - 1:  # the parent bears the patient
-                rows = unambiguous(rows, link, self.catalog[link.parent], self.source)
+                rows = unambiguous(rows, link, self.catalog[link.parent], self.source, self._ambiguous)
             parent_rows = dated_rows(self.catalog[link.parent], parent, start, end, targeting=True, source=self.source)
             rows = semi_join(parent_rows, rows, link_columns(link))
             table = self.catalog[link.parent]

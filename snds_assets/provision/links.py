@@ -72,20 +72,24 @@ def link_columns(link: domain.Link) -> tuple[str, ...]:
     return link.columns + ((YEAR,) if link.same_year else ())
 
 
-def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source: TableSource) -> DataFrame:
+def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source: TableSource,
+                found: dict[tuple[str, tuple[str, ...]], DataFrame]) -> DataFrame:
     """``rows`` of a child but those whose link values the parent's rows hold for more than one person: a key CNAM
     delivered again for another person (reception's ``primary_key_state`` reports it) names no one person, so such a
     row (a drug line of either person's care line) goes to no extract and matches no criterion. Rows are counted by
     person, so a line delivered again under another identity of the same person stays that person's. Only a link on
     the parent's whole primary key names one row (ER_DCT_F's seven keys name a statement's lines, which may be
-    several persons'); asked of the parent's whole state only when the source says that it may repeat a key."""
+    several persons'); asked of the parent's whole state only when the source says that it may repeat a key, once per
+    run: ``found`` (the caller's) keeps the values found, cached, for the parent's other children."""
     if set(link.parent_columns) != set(parent_table.primary_key) or not source.repeats_keys(parent_table.name):
         return rows
-    columns = list(link_columns(link))
-    parent = _with_person(source.read(parent_table.name), domain.identifier_columns(parent_table), source)
-    shared = (parent.groupBy(*columns).agg(F.count_distinct("_PERSON").alias("_persons"))
-              .where(F.col("_persons") > 1).select(*columns))
-    return semi_join(rows, shared, columns, how="left_anti")
+    columns = link_columns(link)
+    if (parent_table.name, columns) not in found:
+        parent = _with_person(source.read(parent_table.name), domain.identifier_columns(parent_table), source)
+        found[(parent_table.name, columns)] = (
+            parent.groupBy(*columns).agg(F.count_distinct("_PERSON").alias("_persons"))
+            .where(F.col("_persons") > 1).select(*columns).cache())
+    return semi_join(rows, found[(parent_table.name, columns)], columns, how="left_anti")
 
 
 def _with_person(rows: DataFrame, ident: tuple[str, ...], source: TableSource) -> DataFrame:
