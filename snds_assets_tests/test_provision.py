@@ -29,6 +29,7 @@ One small base whose expected cohort and extracts are known by construction:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import date, datetime
 from pathlib import Path
@@ -1558,6 +1559,45 @@ def test_a_link_on_less_than_the_parents_key_is_never_ambiguous(spark, catalog, 
     acts = frame(spark, catalog, "ER_CAM_F", [{**dcir_keys(1), "CAM_ORD_NUM": 1}])
     assert unambiguous(acts, domain.parent_link(catalog["ER_CAM_F"]), catalog["ER_PRS_F"], twice, found).count() == 0
     assert list(found) == [("ER_PRS_F", tuple(pha.columns))]  # the parent's shared keys found once for its children
+
+
+def test_the_values_naming_two_persons_are_found_without_broadcasting_the_beneficiaries_and_released(
+        spark, catalog, source, tmp_path):
+    """IR_BEN_R holds tens of millions of identities: the values naming two persons are found by identity first,
+    and only their rows are matched to the beneficiaries, never broadcast whole (a driver could not hold them).
+    What a run cached (extract or cohort) is unpersisted with it, since a Dagster or test session lives on."""
+    from snds_assets.provision import links
+
+    twice = _extended(spark, catalog, source, {"ER_PRS_F": [
+        {**dcir_keys(1), "BEN_NIR_PSA": "psa-k", "BEN_RNG_GEM": 1, "PRS_NAT_REF": 16}]})
+    pha = domain.parent_link(catalog["ER_PHA_F"])
+    lines = frame(spark, catalog, "ER_PHA_F", [{**dcir_keys(1), "PHA_ORD_NUM": 1}, {**dcir_keys(2), "PHA_ORD_NUM": 2}])
+    assert [r["PHA_ORD_NUM"] for r in links.unambiguous(lines, pha, catalog["ER_PRS_F"], twice, {}).collect()] == [2]
+    plan = links._held_by_two_persons(twice.read("ER_PRS_F"), links.link_columns(pha), ("BEN_NIR_PSA", "BEN_RNG_GEM"),
+                                      twice)._jdf.queryExecution().analyzed().toString()
+    assert "strategy=broadcast" not in plan
+    assert re.search(r"Join LeftSemi, \(_P#\d+ = _P#\d+\)", plan)  # the beneficiaries of the candidates only
+
+    request = load_request_text(catalog, tmp_path, "id: kept\nperiod: {start: 2022-01-01, end: 2023-12-31}\n"
+                                "tables: [ER_PRS_F, ER_PHA_F]\ncohort: {identifiers: kept-ids.csv}\n",
+                                "BEN_IDT_ANO\nidt-p1\n")
+    cohort = spark.createDataFrame([("idt-p1",)], "BEN_IDT_ANO string")
+    selector = Selector(catalog, request, twice, cohort)
+    assert extract_family(spark, catalog, request, "ER_PHA_F", cohort, twice, selector=selector).count() == 0
+    (values,) = selector._ambiguous.values()
+    assert values.storageLevel.useMemory
+    selector.release()
+    assert not values.storageLevel.useMemory and not selector._ambiguous
+
+    from snds_assets.provision.request import parse_request
+    text = ("id: edge\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [IR_BEN_R]\n"
+            f"cohort: {{criteria: {DRUG_ONLY}}}}}\n")
+    result = build_cohort(spark, catalog, parse_request(text, catalog, tmp_path / "edge.yaml"), twice)
+    assert result.cohort.count() > 0
+    held = [f for f in result.cached if f.storageLevel.useMemory]
+    assert len(held) >= 2  # the persons matched, and the values naming two persons
+    result.unpersist()
+    assert not any(f.storageLevel.useMemory for f in held)
 
 
 def test_the_state_repeats_keys_only_where_a_reception_found_keys_already_in_it(spark, catalog, tmp_path):

@@ -14,7 +14,7 @@ from .. import domain
 from ..catalog import Catalog, Table
 from .identify import BROADCAST_MAX_ROWS, CohortResult
 from .links import (IDT, NIR_UNIQUE, PSA, RNG, YEAR, MissingTable, beneficiary_rows, dated_rows, identities,
-                    link_columns, semi_join, unambiguous)
+                    link_columns, release, semi_join, unambiguous)
 from .pseudonymize import label_of, pseudonymize
 from .request import ProjectRequest
 from .source import TableSource
@@ -75,6 +75,10 @@ class Selector:
         self.broadcast = broadcast
         self._rows: dict[str, DataFrame] = {}
         self._ambiguous: dict[tuple[str, tuple[str, ...]], DataFrame] = {}  # link values naming two persons
+
+    def release(self) -> None:
+        """Unpersist what the selection cached for its run."""
+        release(self._ambiguous)
 
     def read(self, family: str) -> DataFrame:
         df = self.source.read(family)

@@ -168,6 +168,7 @@ def _ciblage(catalog: Catalog, request: ProjectRequest, source: TableSource, row
         persons = finder.persons(item)
         if persons is not None:
             matched_parts.append(persons.select(IDT, F.lit(f"{name}:{item.kind}").alias("__item")))
+    cached.extend(finder.ambiguous.values())  # unpersisted with the cohort's frames
     counts["criteria"] = {f"{n}:{c.kind}": {"label": c.label, "persons": 0} for n, c in criteria.items}
     counts["criteria_tables_missing"] = sorted(finder.missing)
     if not matched_parts:
@@ -220,7 +221,7 @@ class _EventFinder:
         self.missing: set[str] = set()
         self._frames: dict[str, DataFrame | None] = {}
         self._nirs: DataFrame | None = None
-        self._ambiguous: dict[tuple[str, tuple[str, ...]], DataFrame] = {}  # link values naming two persons
+        self.ambiguous: dict[tuple[str, tuple[str, ...]], DataFrame] = {}  # link values naming two persons
 
     def read(self, family: str) -> DataFrame | None:
         if family not in self._frames:
@@ -256,7 +257,7 @@ class _EventFinder:
             if parent is None:
                 return None
             if i == len(path) - 1:  # the parent bears the patient
-                rows = unambiguous(rows, link, self.catalog[link.parent], self.source, self._ambiguous)
+                rows = unambiguous(rows, link, self.catalog[link.parent], self.source, self.ambiguous)
             parent_rows = dated_rows(self.catalog[link.parent], parent, start, end, targeting=True, source=self.source)
             rows = semi_join(parent_rows, rows, link_columns(link))
             table = self.catalog[link.parent]

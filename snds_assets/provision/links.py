@@ -80,32 +80,56 @@ def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source:
     person, so a line delivered again under another identity of the same person stays that person's. Only a link on
     the parent's whole primary key names one row (ER_DCT_F's seven keys name a statement's lines, which may be
     several persons'); asked of the parent's whole state only when the source says that it may repeat a key, once per
-    run: ``found`` (the caller's) keeps the values found, cached, for the parent's other children."""
+    run: ``found`` (the caller's) keeps the values found, cached, for the parent's other children (``release``)."""
     if set(link.parent_columns) != set(parent_table.primary_key) or not source.repeats_keys(parent_table.name):
         return rows
     columns = link_columns(link)
     if (parent_table.name, columns) not in found:
-        parent = _with_person(source.read(parent_table.name), domain.identifier_columns(parent_table), source)
-        found[(parent_table.name, columns)] = (
-            parent.groupBy(*columns).agg(F.count_distinct("_PERSON").alias("_persons"))
-            .where(F.col("_persons") > 1).select(*columns).cache())
+        found[(parent_table.name, columns)] = _held_by_two_persons(
+            source.read(parent_table.name), columns, domain.identifier_columns(parent_table), source).cache()
     return semi_join(rows, found[(parent_table.name, columns)], columns, how="left_anti")
 
 
-def _with_person(rows: DataFrame, ident: tuple[str, ...], source: TableSource) -> DataFrame:
+def release(found: dict[tuple[str, tuple[str, ...]], DataFrame]) -> None:
+    """Unpersist what ``unambiguous`` cached for a run: a long-lived session (Dagster's, a test suite's) would
+    otherwise keep it to its end."""
+    for frame in found.values():
+        frame.unpersist()
+    found.clear()
+
+
+def _held_by_two_persons(parent: DataFrame, columns: tuple[str, ...], ident: tuple[str, ...],
+                         source: TableSource) -> DataFrame:
+    """The link values of ``parent`` rows that name more than one person. Identities are counted first, in one
+    aggregation: only the rows of values held by two identities (a repeated key; almost always none) are then
+    matched to persons, so that the beneficiaries are never joined to the whole parent, nor broadcast whole."""
+    identity = F.concat_ws("\u0001", *[F.col(c).cast("string") for c in ident])
+    twice = (parent.groupBy(*columns).agg(F.count_distinct(identity).alias("_identities"))
+             .where(F.col("_identities") > 1).select(*columns))
+    candidates = semi_join(parent.select(*dict.fromkeys((*columns, *ident))), twice, columns)
+    persons = _with_person(candidates, ident, identity, source)
+    return (persons.groupBy(*columns).agg(F.count_distinct("_PERSON").alias("_persons"))
+            .where(F.col("_persons") > 1).select(*columns))
+
+
+def _with_person(rows: DataFrame, ident: tuple[str, ...], identity: Column, source: TableSource) -> DataFrame:
     """``rows`` with ``_PERSON``: the BEN_IDT_ANO their identity (or pseudo-NIR naming one person) resolves to, else
-    the identity itself (a beneficiary the lake does not know is a person of its own)."""
-    own = F.concat_ws("\u0001", *[F.col(c).cast("string") for c in ident])
+    the ``identity`` itself (a beneficiary the lake does not know is a person of its own). Only the beneficiaries
+    of ``rows``' pseudo-NIRs are read into the join."""
     if ident == (PSA, RNG):
         known = beneficiary_rows(source).where(F.col(IDT).isNotNull()).select(
             F.col(PSA).alias("_P"), F.col(RNG).alias("_R"), F.col(IDT).alias("_I"))
-        on = (rows[PSA] == known["_P"]) & (rows[RNG].try_cast("int") == known["_R"])
+        on = [(PSA, "_P"), (RNG, "_R")]
     elif len(ident) == 1:
         known = unique_nirs(beneficiary_rows(source)).select(F.col(PSA).alias("_P"), F.col(IDT).alias("_I"))
-        on = rows[ident[0]] == known["_P"]
+        on = [(ident[0], "_P")]
     else:
-        return rows.withColumn("_PERSON", own)
-    return rows.join(F.broadcast(known), on, "left").withColumn("_PERSON", F.coalesce(F.col("_I"), own))
+        return rows.withColumn("_PERSON", identity)
+    known = known.join(rows.select(F.col(on[0][0]).alias("_P")).distinct(), "_P", "left_semi")
+    cond = reduce(lambda a, b: a & b, [
+        _eq(rows[mine], rows.schema[mine].dataType, known[theirs], known.schema[theirs].dataType)
+        for mine, theirs in on])
+    return rows.join(known, cond, "left").withColumn("_PERSON", F.coalesce(F.col("_I"), identity))
 
 
 # --- Persons and identities -------------------------------------------------------------------------------

@@ -246,67 +246,72 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
                   "extracted_at": _now(), "links": [f"{l.child} -> {l.parent} on {', '.join(l.columns)}" for l in path]}
     selector = Selector(catalog, request, source, cohort)
     try:
-        selection = selector.rows(family)
-    except MissingTable as exc:
-        info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
-        # Missing now but in the state when the cohort was identified (read by it, or in the perimeter then): a
-        # reception alongside withdrew its delivery's report meanwhile, or rejected it.
-        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"], perimeter=True)
-        storage.remove(target)
-        details = f"{exc}{_unfinished(settings)}"
-        info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
-                    checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=details)
-                            for n in ("belongs_to_cohort", "in_period", "granted_columns", "no_snds_pseudonym")])
+        try:
+            selection = selector.rows(family)
+        except MissingTable as exc:
+            info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
+            # Missing now but in the state when the cohort was identified (read by it, or in the perimeter then): a
+            # reception alongside withdrew its delivery's report meanwhile, or rejected it.
+            _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"], perimeter=True)
+            storage.remove(target)
+            details = f"{exc}{_unfinished(settings)}"
+            info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
+                        checks=[CheckOutcome(n, n, WARN, True, evaluated=False, details=details)
+                                for n in ("belongs_to_cohort", "in_period", "granted_columns", "no_snds_pseudonym")])
+            storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
+            return info
+
+        # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
+        # accepted since.
+        info.update(_state_read(source, family, path))
+        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
+        date_col = domain.care_date_column(table)
+        # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
+        # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
+        # observation was never reported.
+        carried = {_DELIVERY: F.col(DELIVERY_COLUMN)} if DELIVERY_COLUMN in selection.columns else {}
+        if date_col and date_col in selection.columns:
+            carried[_OUTSIDE] = _outside(selection, date_col, request)
+        granted = granted_columns(catalog, request, family, selection.columns)
+        rows_out = pseudonymize(selection.select(*granted, *(c.alias(n) for n, c in carried.items())), secret)
+        ordered = in_content_order(rows_out, [c for c in rows_out.columns if c not in carried])
+        observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
+        metrics = [F.count(F.lit(1)).alias("rows")]
+        metrics.append(F.collect_set(_DELIVERY).alias("deliveries") if _DELIVERY in carried
+                       else F.array().cast("array<string>").alias("deliveries"))
+        if _OUTSIDE in carried:
+            metrics.append(F.count_if(_OUTSIDE).alias("outside"))
+        output = ordered.observe(observation, *metrics).drop(*carried)
+        write_parquet(output, target)
+        got = observation.get
+        rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
+
+        written = spark.read.parquet(target)
+        tally = [F.count(F.lit(1)).alias("rows")]
+        dated = bool(date_col) and date_col in written.columns
+        if dated:  # what the project receives is checked, whatever the selection did
+            tally.append(F.count_if(_outside(written, date_col, request)).alias("outside"))
+        counted = written.agg(*tally).first()
+        written_rows = int(counted["rows"])
+        checks = [
+            _belongs_to_cohort(written, cohort.identities, selector, path),
+            _in_period_check(counted["outside"] if dated else got.get("outside"), written_rows if dated else rows,
+                             date_col, path, in_extract=dated),
+            _granted_check(written, catalog, request, family),
+            _no_snds_pseudonym(written, cohort.identities, source=source),
+            CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows,
+                         failures=abs(written_rows - rows),
+                         details=f"{rows} rows selected, {written_rows} rows in the extract"),
+        ]
+        info.update(status="extracted", rows=written_rows, deliveries=deliveries,
+                    deliveries_linked={l.parent: info["deliveries_read"][l.parent] for l in path},
+                    columns=written.columns,
+                    column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
+                    checks=checks)
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
         return info
-
-    # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
-    # accepted since.
-    info.update(_state_read(source, family, path))
-    _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
-    date_col = domain.care_date_column(table)
-    # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
-    # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
-    # observation was never reported.
-    carried = {_DELIVERY: F.col(DELIVERY_COLUMN)} if DELIVERY_COLUMN in selection.columns else {}
-    if date_col and date_col in selection.columns:
-        carried[_OUTSIDE] = _outside(selection, date_col, request)
-    granted = granted_columns(catalog, request, family, selection.columns)
-    rows_out = pseudonymize(selection.select(*granted, *(c.alias(n) for n, c in carried.items())), secret)
-    ordered = in_content_order(rows_out, [c for c in rows_out.columns if c not in carried])
-    observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
-    metrics = [F.count(F.lit(1)).alias("rows")]
-    metrics.append(F.collect_set(_DELIVERY).alias("deliveries") if _DELIVERY in carried
-                   else F.array().cast("array<string>").alias("deliveries"))
-    if _OUTSIDE in carried:
-        metrics.append(F.count_if(_OUTSIDE).alias("outside"))
-    output = ordered.observe(observation, *metrics).drop(*carried)
-    write_parquet(output, target)
-    got = observation.get
-    rows, deliveries = int(got["rows"]), sorted(got["deliveries"] or [])
-
-    written = spark.read.parquet(target)
-    tally = [F.count(F.lit(1)).alias("rows")]
-    dated = bool(date_col) and date_col in written.columns
-    if dated:  # what the project receives is checked, whatever the selection did
-        tally.append(F.count_if(_outside(written, date_col, request)).alias("outside"))
-    counted = written.agg(*tally).first()
-    written_rows = int(counted["rows"])
-    checks = [
-        _belongs_to_cohort(written, cohort.identities, selector, path),
-        _in_period_check(counted["outside"] if dated else got.get("outside"), written_rows if dated else rows,
-                         date_col, path, in_extract=dated),
-        _granted_check(written, catalog, request, family),
-        _no_snds_pseudonym(written, cohort.identities, source=source),
-        CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows, failures=abs(written_rows - rows),
-                     details=f"{rows} rows selected, {written_rows} rows in the extract"),
-    ]
-    info.update(status="extracted", rows=written_rows, deliveries=deliveries,
-                deliveries_linked={l.parent: info["deliveries_read"][l.parent] for l in path},
-                columns=written.columns, column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
-                checks=checks)
-    storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
-    return info
+    finally:
+        selector.release()
 
 
 def _state_read(source: TableSource, family: str, path) -> dict:
