@@ -252,3 +252,17 @@ def test_the_jvm_gets_a_utf8_locale_only_where_python_and_java_would_name_files_
         monkeypatch.setattr(sys, "getfilesystemencoding", lambda: filesystem)
         monkeypatch.setattr(locale, "nl_langinfo", lambda _: codeset)
         assert jvm_locale() == expected, (filesystem, codeset)
+
+
+def test_a_local_session_keeps_only_its_last_queries_in_the_status_store(spark):
+    """No UI reads a local session's status store: at Spark's default it kept 1000 queries with their plans and
+    metrics, heap a long reception or test run needs for its broadcasts."""
+    import time
+
+    store = spark._jsparkSession.sharedState().statusStore()
+    for i in range(40):
+        spark.range(i + 1).selectExpr("sum(id)").collect()
+    deadline = time.monotonic() + 30
+    while store.executionsCount() > 20 and time.monotonic() < deadline:  # trimmed by a listener thread
+        time.sleep(0.2)
+    assert store.executionsCount() <= 20
