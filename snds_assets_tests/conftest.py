@@ -1,6 +1,7 @@
 """Shared fixtures: one local Spark session for the whole test run, and the reference schemas of ../shared."""
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -37,6 +38,49 @@ def spark():
 
     session = build_session("local[2]", conf={"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"})
     yield session
+
+
+@pytest.fixture(autouse=True)
+def _spark_cache_released():
+    """What a test persisted and did not unpersist (a cohort built to be looked at) is dropped after it: the suite
+    shares one JVM, and a cached frame keeps its physical plan with the broadcast relations built for it (a page of
+    a megabyte or more each). Left, they held 900 MB of the 2 GB heap after the provision tests, and a broadcast of
+    a few rows failed for want of memory. What was cached before the test (a module's fixtures) stays.
+
+    The frames Python no longer uses hold their plans too, until its cyclic collector frees them, which a process
+    as large as this one seldom runs on its own: it is run once the JVM's heap is half used."""
+    before = _cached_entries()
+    yield
+    session = _classic_session()
+    if session is None:
+        return
+    manager = session._jsparkSession.sharedState().cacheManager()
+    for key, entry in _cached_entries().items():
+        if key not in before:
+            manager.uncacheQuery(session._jsparkSession, entry.plan(), False, False)
+    runtime = session._jvm.java.lang.Runtime.getRuntime()
+    if runtime.totalMemory() - runtime.freeMemory() > runtime.maxMemory() // 2:
+        gc.collect()
+
+
+def _classic_session():
+    """The local session the tests started, if any (never one started here, nor a Spark Connect one)."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is None:
+        return None
+    return SparkSession._instantiatedSession
+
+
+def _cached_entries() -> dict:
+    """The cache manager's entries by their JVM identity."""
+    session = _classic_session()
+    if session is None:
+        return {}
+    data = session._jsparkSession.sharedState().cacheManager().cachedData()
+    identity = session._jvm.java.lang.System.identityHashCode
+    return {identity(data.apply(i)): data.apply(i) for i in range(data.size())}
 
 
 @pytest.fixture(autouse=True)
