@@ -36,7 +36,9 @@ def reference_nomenclatures() -> Path:
 def spark():
     from snds_assets.spark import build_session
 
-    session = build_session("local[2]", conf={"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"})
+    # 3 GB: this one JVM runs every test's queries and in-process Dagster runs; with 2 GB, and no frame left cached,
+    # the heap was still collected whole twice during the provision tests in a fresh clone.
+    session = build_session("local[2]", conf={"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "3g"})
     yield session
 
 
@@ -44,7 +46,7 @@ def spark():
 def _spark_cache_released():
     """What a test persisted and did not unpersist (a cohort built to be looked at) is dropped after it: the suite
     shares one JVM, and a cached frame keeps its physical plan with the broadcast relations built for it (a page of
-    a megabyte or more each). Left, they held 900 MB of the 2 GB heap after the provision tests, and a broadcast of
+    a megabyte or more each). Left, they held 900 MB of a 2 GB heap after the provision tests, and a broadcast of
     a few rows failed for want of memory. What was cached before the test (a module's fixtures) stays.
 
     The frames Python no longer uses hold their plans too, until its cyclic collector frees them, which a process
