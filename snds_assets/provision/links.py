@@ -80,7 +80,8 @@ def unambiguous(rows: DataFrame, link: domain.Link, parent_table: Table, source:
     person, so a line delivered again under another identity of the same person stays that person's. Only a link on
     the parent's whole primary key names one row (ER_DCT_F's seven keys name a statement's lines, which may be
     several persons'); asked of the parent's whole state only when the source says that it may repeat a key, once per
-    run: ``found`` (the caller's) keeps the values found, cached, for the parent's other children (``release``)."""
+    caller: ``found`` (a ``Selector``'s, the cohort's event finder's) keeps the values found, cached, for the
+    parent's other children, until ``release``. ``run_extract`` makes a ``Selector`` per family."""
     if set(link.parent_columns) != set(parent_table.primary_key) or not source.repeats_keys(parent_table.name):
         return rows
     columns = link_columns(link)
