@@ -5,6 +5,7 @@ Run it once per variant; each run prints, per repetition, both wall times and CP
 
     .venv/bin/python bench/ingest_pair.py --workdir /tmp/cur_bench --reps 2
     .venv/bin/python bench/ingest_pair.py --workdir /tmp/cur_bench --reps 2 --java-options="-XX:+UseParallelGC"
+    .venv/bin/python bench/ingest_pair.py --workdir /tmp/cur_bench --reps 2 --conf spark.sql.ui.retainedExecutions=1000
 """
 from __future__ import annotations
 
@@ -26,20 +27,28 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
     parser.add_argument("--parallel-families", type=int, default=2)
     parser.add_argument("--java-options", default="", help="added to the driver's JVM options")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Spark setting over the session's own (repeatable)")
     args = parser.parse_args()
+
+    conf = {}
+    for setting in args.conf:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            parser.error(f"--conf {setting}: KEY=VALUE expected")
+        conf[key] = value
 
     from snds_assets.spark import QUIET_LOG4J, build_session
 
     workdir = Path(args.workdir)
     settings, catalog, manifest = bench.prepare(workdir, args.patients, args.seed, None, args.parallel_families)
-    conf = {}
     if args.java_options:
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J} {args.java_options}"
     spark = build_session("local[*]", conf=conf)
     schemas = bench.read_schemas(catalog, manifest, settings.landing)
     bench.warm_page_cache(manifest, settings.landing)
     meter = bench.MemorySampler()
-    label = args.java_options or "default"
+    label = " ".join([args.java_options] + args.conf).strip() or "default"
     try:
         for rep, (plain, plain_cpu, ours, ours_cpu) in enumerate(
                 bench.alternate(spark, settings, catalog, manifest, schemas, workdir, meter, args.reps)):
