@@ -6,10 +6,10 @@ and the report always agree.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from dagster import AssetCheckResult, AssetKey
+    from dagster import AssetCheckResult, AssetKey, MetadataValue
 
 ERROR, WARN = "ERROR", "WARN"
 
@@ -150,29 +150,44 @@ def markdown_sample(outcome: CheckOutcome) -> str:
     rule = f" (rule `{outcome.rule}`)" if outcome.rule != outcome.name else ""
     description = RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ""))
     lines = [f"**{outcome.name}**{rule} — {description}", ""]
-    if not outcome.evaluated:
-        lines.append(f"Not evaluated: {outcome.details or 'nothing to check'}.")
-    else:
-        state = "passed" if outcome.passed else f"**{outcome.failures} failing**"
-        lines.append(f"{state} (columns: {', '.join(outcome.columns)})." if outcome.columns else f"{state}.")
-        if outcome.details:
-            lines.append("")
-            lines.append(outcome.details)
-        if outcome.sample:
-            lines += ["", "Sample:", ""] + [f"- `{s}`" for s in outcome.sample[:5]]
+    state = "passed" if outcome.passed else f"**{outcome.failures} failing**"
+    lines.append(f"{state} (columns: {', '.join(outcome.columns)})." if outcome.columns else f"{state}.")
+    if outcome.details:
+        lines += ["", outcome.details]
+    if outcome.sample:
+        lines += ["", "Sample:", ""] + [f"- `{s}`" for s in outcome.sample[:5]]
     return "\n".join(lines)
 
 
-def asset_check_result(outcome: CheckOutcome, asset_key: AssetKey | None = None) -> AssetCheckResult:
-    """The Dagster view of a verdict: same name, counts, sample and rule, severity as decided by the rule."""
+def asset_check_results(outcomes: Iterable[CheckOutcome], asset_key: AssetKey | None = None) -> list[AssetCheckResult]:
+    """The Dagster view of the verdicts that were evaluated. A check not evaluated is left out: Dagster then shows it
+    *Skipped* (its run succeeded, the check did not execute), where a result, passed or failed, showed it green.
+    Why it was not evaluated is in the materialisation's metadata (``not_evaluated``) and in the report."""
+    return [_asset_check_result(o, asset_key) for o in outcomes if o.evaluated]
+
+
+def emitted(outcome: CheckOutcome, asset_key: AssetKey, log) -> list[AssetCheckResult]:
+    """One check emitted without its asset's materialisation (held to the end of the run, or executed alone): its
+    result when evaluated, else none (Dagster shows it *Skipped*) and the run's log says why."""
+    if outcome.evaluated:
+        return [_asset_check_result(outcome, asset_key)]
+    log.info(f"{asset_key.to_user_string()} check {outcome.name} not evaluated: {outcome.details or 'nothing to check'}")
+    return []
+
+
+def not_evaluated(outcomes: Iterable[CheckOutcome]) -> dict[str, MetadataValue]:
+    """The materialisation's ``checks not evaluated`` entry: the checks ``asset_check_results`` left out, and why."""
+    from dagster import MetadataValue
+
+    lines = [f"- **{o.name}**: {o.details or 'nothing to check'}" for o in outcomes if not o.evaluated]
+    return {"checks not evaluated": MetadataValue.md("\n".join(lines))} if lines else {}
+
+
+def _asset_check_result(outcome: CheckOutcome, asset_key: AssetKey | None = None) -> AssetCheckResult:
+    """The Dagster view of an evaluated verdict: same name, counts, sample and rule, severity as decided by the rule."""
     from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
-    if not outcome.evaluated:
-        summary = f"not evaluated: {outcome.details or 'nothing to check'}"
-    elif outcome.passed:
-        summary = "passed"
-    else:
-        summary = f"{outcome.failures} failing ({outcome.severity})"
+    summary = "passed" if outcome.passed else f"{outcome.failures} failing ({outcome.severity})"
     return AssetCheckResult(
         asset_key=asset_key,
         description=summary[:500],
@@ -182,7 +197,6 @@ def asset_check_result(outcome: CheckOutcome, asset_key: AssetKey | None = None)
         metadata={
             "rule": outcome.rule,
             "failures": int(outcome.failures),
-            "evaluated": bool(outcome.evaluated),
             **({"columns": ", ".join(outcome.columns)} if outcome.columns else {}),
             **({"sample": MetadataValue.json(outcome.sample[:5])} if outcome.sample else {}),
             "explanation": MetadataValue.md(markdown_sample(outcome)),

@@ -14,9 +14,10 @@ class NoSpark:
         return None
 
 
-def materialize_cohort_without_spark(monkeypatch, home: Path, persons: int = 0, project_id: str = "p"):
+def materialize_cohort_without_spark(monkeypatch, home: Path, persons: int = 0, project_id: str = "p",
+                                     checks: list | None = None):
     """(instance, result) of the cohort asset of ``project_id`` under ``home``, its request, the current state and
-    the cohort's own work (``run_cohort``, which finds ``persons``) replaced."""
+    the cohort's own work (``run_cohort``, which finds ``persons`` and gives ``checks``) replaced."""
     from snds_assets.curation import state as state_mod
     from snds_assets.provision import request as request_mod, run as run_mod
     from snds_assets.provision.assets import build_cohort_asset
@@ -25,7 +26,8 @@ def materialize_cohort_without_spark(monkeypatch, home: Path, persons: int = 0, 
 
     monkeypatch.setattr(request_mod, "load_request", lambda settings, catalog, pid: pid)
     monkeypatch.setattr(state_mod, "CurrentState", lambda *args: None)
-    monkeypatch.setattr(run_mod, "run_cohort", lambda *args: {"project": project_id, "persons": persons, "checks": []})
+    monkeypatch.setattr(run_mod, "run_cohort", lambda *args: {"project": project_id, "persons": persons,
+                                                             "checks": checks or []})
     settings = Settings.from_env(env={}, home=str(home))
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("projects", [project_id])

@@ -1282,17 +1282,24 @@ def test_an_identifiers_file_is_read_whatever_its_line_ends_and_an_open_quote_is
 
 
 def test_cohort_materialisation_carries_the_dagster_row_count(tmp_path, monkeypatch):
-    """README: materialisations carry ``dagster/row_count``; the cohort's is its persons."""
+    """README: materialisations carry ``dagster/row_count``; the cohort's is its persons. A check not evaluated
+    (identifiers of a project that brought none) gives no result, so Dagster shows it Skipped, not passed; the
+    materialisation says why."""
+    from snds_assets.checks import CheckOutcome
     from snds_assets.provision.assets import COHORT_KEY
 
     from .provision_support import materialize_cohort_without_spark
 
-    _, result = materialize_cohort_without_spark(monkeypatch, tmp_path, persons=7)
+    checks = [CheckOutcome("unresolved_identifiers", "unresolved_identifiers", "WARN", True, evaluated=False,
+                           details="the project brought no identifiers"),
+              CheckOutcome("no_snds_pseudonym", "no_snds_pseudonym", "ERROR", False, failures=2)]
+    _, result = materialize_cohort_without_spark(monkeypatch, tmp_path, persons=7, checks=checks)
     metadata = result.asset_materializations_for_node("projects__cohort")[0].metadata
     assert metadata["dagster/row_count"].value == 7
-    assert {e.asset_check_key.name for e in result.get_asset_check_evaluations()} == {"unresolved_identifiers",
-                                                                                       "no_snds_pseudonym"}
-    assert all(e.asset_check_key.asset_key == COHORT_KEY for e in result.get_asset_check_evaluations())
+    assert metadata["checks not evaluated"].value == "- **unresolved_identifiers**: the project brought no identifiers"
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.asset_check_key.asset_key, evaluation.check_name) == (COHORT_KEY, "no_snds_pseudonym")
+    assert (evaluation.passed, evaluation.metadata["failures"].value) == (False, 2)
 
 
 def test_a_failed_extract_write_leaves_no_staging_folder(tmp_path):

@@ -5,6 +5,7 @@ launches the reception run of that delivery, waits for it and reads what the UI 
 partitions and check results.
 """
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -111,17 +112,32 @@ def test_check_results_show_in_the_ui(ui, delivery_run):
         assert result["metadata"]["failures"] == 0
         assert rule in result["metadata"]["explanation"]
     curated = ui.checks(["curated", "ER_PRS_F"])
+    reported = {c["name"]: c for c in load_report(ui.settings, DELIVERY_ID)["tables"]["ER_PRS_F"]["checks"]}
+    skipped = sorted(name for name, _ in CURATED_CHECKS if not reported[name]["evaluated"])
+    assert "nomenclature" in skipped  # SNDS_NOMENCLATURES unset
     for name, rule in CURATED_CHECKS:
         result = curated[name]
         assert result["runId"] == delivery_run["runId"], name
+        if name in skipped:  # not evaluated: Skipped, not green
+            assert (result["status"], result["success"]) == ("SKIPPED", None), (name, result)
+            continue
         assert result["status"] in ("SUCCEEDED", "FAILED"), (name, result)
         assert isinstance(result["metadata"]["failures"], int)
         assert rule in result["metadata"]["explanation"]
+    data = ui.graphql(NOT_EVALUATED, {"key": {"path": ["curated", "ER_PRS_F"]}, "partition": DELIVERY_ID})
+    [materialization] = data["assetNodeOrError"]["assetMaterializations"]
+    [why] = [e["mdStr"] for e in materialization["metadataEntries"] if e["label"] == "checks not evaluated"]
+    assert sorted(line.split("**")[1] for line in why.splitlines()) == skipped, why
+    assert "**nomenclature**: SNDS_NOMENCLATURES not set" in why
     assert curated["rows_reconciled"]["success"] is True
     assert curated["primary_key"]["success"] is True
     for result in [*raw.values(), *curated.values()]:
-        assert result["partitions"] == "deliveries"
-        assert result["partition"] == result["evaluated_partition"] == DELIVERY_ID
+        assert result["partitions"] == "deliveries" and result["partition"] == DELIVERY_ID
+        assert result["evaluated_partition"] == (None if result["status"] == "SKIPPED" else DELIVERY_ID)
+
+
+NOT_EVALUATED = """query($key: AssetKeyInput!, $partition: String!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+  assetMaterializations(partitions: [$partition]) { metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }"""
 
 
 COLUMNS = """query($key: AssetKeyInput!, $partition: String!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
@@ -155,7 +171,8 @@ def test_materialisations_describe_their_columns(ui, delivery_run):
 
 
 def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):
-    """SPEC: every check of the reception report is an asset check of the same name with the same verdict."""
+    """SPEC: every check of the reception report is an asset check of the same name with the same verdict (one not
+    evaluated, Skipped)."""
     assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"])
     report = load_report(ui.settings, DELIVERY_ID)
     assert report is not None, "the reception report was not written"
@@ -163,8 +180,12 @@ def test_the_ui_and_the_report_give_the_same_verdicts(ui, delivery_run):
         table = report["tables"][name]
         ui_checks = {**ui.checks(["raw", name]), **ui.checks(["curated", name])}
         for check in table["checks"]:
-            assert ui_checks[check["name"]]["success"] == check["passed"], (name, check["name"])
-            assert ui_checks[check["name"]]["metadata"]["failures"] == check["failures"], (name, check["name"])
+            shown = ui_checks[check["name"]]
+            if not check["evaluated"]:  # not evaluated: Skipped in the UI, no verdict
+                assert (shown["status"], shown["success"]) == ("SKIPPED", None), (name, check["name"])
+                continue
+            assert shown["success"] == check["passed"], (name, check["name"])
+            assert shown["metadata"]["failures"] == check["failures"], (name, check["name"])
     accepted = ui.checks(["reports", "reception"])["delivery_accepted"]
     assert accepted["runId"] == delivery_run["runId"]
     assert accepted["success"] == (report["status"] == "accepted")
@@ -217,7 +238,6 @@ def test_project_partition_launched_from_the_ui(ui, delivery_run):
     it, as the UI's "Materialize all" does (the project sensors are off: the test launches). The run succeeds with
     the project's extracts and its report: the report, a step of its own downstream of every family's extract, was
     skipped by Dagster for the families the project is not granted, in a green run that left it incomplete."""
-    import json
 
     from snds_assets.catalog import Catalog
     from snds_assets.commands import DEMO_PROJECT, write_demo_project
@@ -243,7 +263,8 @@ def test_project_partition_launched_from_the_ui(ui, delivery_run):
     checks = ui.checks(["projects", "cohort"])
     assert checks and all(c["partition"] == DEMO_PROJECT and c["partitions"] == "projects" for c in checks.values())
     _checks_executed_alone(ui, DEMO_PROJECT, [(["projects", "ER_PRS_F"], "row_count"),
-                                              (["projects", "ER_PRS_F"], "in_period")],
+                                              (["projects", "ER_PRS_F"], "in_period"),
+                                              (["projects", "cohort"], "no_snds_pseudonym")],
                            tags={"snds/project": DEMO_PROJECT})
 
 
@@ -256,6 +277,20 @@ def test_a_check_executed_alone_gives_the_verdict_of_its_last_materialisation(ui
                                              (["curated", "ER_PRS_F"], "foreign_key"),
                                              (["raw", "ER_PHA_F"], "checksum"),
                                              (["reports", "reception"], "delivery_accepted")])
+
+
+def test_a_check_not_evaluated_executed_alone_stays_skipped(ui, delivery_run):
+    """A check its asset's materialisation left not evaluated, executed alone, is Skipped again, its run's log
+    saying why: not a verdict made up for it."""
+    assert delivery_run["status"] == "SUCCESS", "\n".join(delivery_run["failures"])
+    run = ui.wait_for_run(ui.launch_checks(DELIVERY_ID, [(["curated", "ER_PRS_F"], "nomenclature")]))
+    assert run["status"] == "SUCCESS", "\n".join(ui.run_failures(run["runId"])) or ui.log_tail()
+    now = ui.checks(["curated", "ER_PRS_F"])["nomenclature"]
+    assert (now["runId"], now["status"], now["success"]) == (run["runId"], "SKIPPED", None), now
+    log = Path(ui.settings.home, "logs", "runs", f"{run['runId']}.jsonl").read_text(encoding="utf-8")
+    [line] = [json.loads(x)["message"] for x in log.splitlines() if "check nomenclature not evaluated" in x]
+    assert line.startswith("curated/ER_PRS_F check nomenclature not evaluated: executed alone") and (
+        line.endswith("SNDS_NOMENCLATURES not set")), line
 
 
 def _checks_executed_alone(ui, partition: str, checks: list[tuple[list[str], str]], tags: dict | None = None) -> None:

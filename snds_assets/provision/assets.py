@@ -5,12 +5,14 @@ from typing import TYPE_CHECKING, Callable
 from dagster import (
     AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
     AssetsDefinition, DagsterInstance, DagsterRun, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest,
-    SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
+    SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, multi_asset, sensor,
 )
 
 from .. import domain
 from ..catalog import Catalog, Table
-from ..checks import COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_result, restated
+from ..checks import (
+    COHORT_CHECKS, EXTRACT_CHECKS, CheckOutcome, asset_check_results, emitted, not_evaluated, restated,
+)
 from ..lake import Lake
 from ..logs import step_progress
 from ..metadata import column_schema
@@ -91,29 +93,44 @@ def _sweep_project(context: AssetExecutionContext, settings, project_id: str, re
 
 
 def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey]) -> AssetsDefinition:
-    @asset(
-        key=COHORT_KEY, partitions_def=projects, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
+    """A one-asset multi-asset, subsettable, so that a check not evaluated (``unresolved_identifiers`` of a project
+    that brought none) can be left out, which Dagster shows *Skipped*, and a check can be executed alone."""
+    spec = AssetSpec(
+        COHORT_KEY, group_name="projects", kinds={"spark", "parquet"}, owners=[OWNER],
         deps=[AssetDep(curated_key(f), partition_mapping=AllPartitionMapping()) for f in cohort_sources(catalog)],
         description="The project's cohort: one row per person in project pseudonyms, found from the identifiers "
                     "the project brought (appariement) and/or its medical criteria (ciblage).",
+    )
+
+    @multi_asset(
+        name="projects__cohort", specs=[spec], partitions_def=projects, can_subset=True,
         check_specs=[AssetCheckSpec(n, asset=COHORT_KEY, description=d, partitions_def=projects)
                      for n, d in COHORT_CHECKS.items()],
     )
     @told_as_failure
-    def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource) -> MaterializeResult:
+    def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
         from .request import load_request
-        from .run import COHORT_FOLDERS, run_cohort
+        from .run import COHORT_FOLDERS, collect_infos, run_cohort
 
         settings, catalog = snds.settings(), snds.catalog()
-        session = spark.get_session()
         request = load_request(settings, catalog, context.partition_key)
+        if COHORT_KEY not in context.selected_asset_keys:
+            recorded, _ = collect_infos(settings, request)
+            verdicts = {c["name"]: CheckOutcome(**c) for c in (recorded or {}).get("checks", [])}
+            for key in sorted(context.selected_asset_check_keys):
+                yield from emitted(restated(key.name, verdicts.get(key.name), COHORT_KEY.to_user_string()),
+                                   COHORT_KEY, context.log)
+            return
+        session = spark.get_session()
         _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
         result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
-        return MaterializeResult(
+        outcomes = _outcomes(result, COHORT_CHECKS)
+        yield MaterializeResult(
+            asset_key=COHORT_KEY,
             metadata={**{k: v for k, v in result.items() if isinstance(v, (int, str, float))},
-                      "dagster/row_count": int(result.get("persons", 0))},
-            check_results=[asset_check_result(o, COHORT_KEY) for o in _outcomes(result, COHORT_CHECKS)],
+                      "dagster/row_count": int(result.get("persons", 0)), **not_evaluated(outcomes)},
+            check_results=asset_check_results(outcomes, COHORT_KEY),
         )
 
     return cohort
@@ -185,6 +202,7 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                                                       on_interrupt=lambda: interrupt(session)):
                 key = extract_key(family)
                 schema = result.get("column_schema") or []
+                outcomes = _outcomes(result, EXTRACT_CHECKS)
                 yield MaterializeResult(
                     asset_key=key,
                     metadata={
@@ -192,8 +210,9 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                         "dagster/column_schema": column_schema(catalog_[family], schema),
                         "deliveries used": ", ".join(result.get("deliveries", [])),
                         "path": MetadataValue.path(str(result.get("path", ""))),
+                        **not_evaluated(outcomes),
                     },
-                    check_results=[asset_check_result(o, key) for o in _outcomes(result, EXTRACT_CHECKS)],
+                    check_results=asset_check_results(outcomes, key),
                 )
         if PROJECT_REPORT_KEY in context.selected_asset_keys:
             yield _project_report_result(settings, catalog_, request)
@@ -203,8 +222,8 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
             for key in alone:
                 info = infos.get(key.asset_key.path[1]) or {}
                 recorded = {c["name"]: CheckOutcome(**c) for c in info.get("checks", [])}
-                yield asset_check_result(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
-                                         key.asset_key)
+                yield from emitted(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
+                                   key.asset_key, context.log)
 
     return extract
 

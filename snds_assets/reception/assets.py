@@ -19,8 +19,8 @@ from dagster import (
 from .. import domain
 from ..catalog import Catalog, Table
 from ..checks import (
-    CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_result, combine,
-    restated,
+    CURATED_CHECKS, ERROR, ORPHANS_CHECK, RAW_RULES, RULE_DESCRIPTIONS, CheckOutcome, asset_check_results, combine,
+    emitted, not_evaluated, restated,
 )
 from ..config import FRESHNESS_VARIABLE, freshness_days
 from ..lake import Lake
@@ -236,7 +236,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                                      "delivered full, leaves without their parent")
                     check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
-                    yield asset_check_result(_combined(name, results), curated_key(family))
+                    yield from emitted(_combined(name, results), curated_key(family), context.log)
         finally:
             if state is not None:
                 state.close()
@@ -245,7 +245,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         if REPORT_KEY in selected:
             yield _report_result(settings, catalog_, manifest)
         for key in sorted(k for k in context.selected_asset_check_keys if k.asset_key not in selected):
-            yield asset_check_result(_last_verdict(settings, catalog_, manifest, key), key.asset_key)
+            yield from emitted(_last_verdict(settings, catalog_, manifest, key), key.asset_key, context.log)
 
     return receive
 
@@ -345,6 +345,7 @@ def _raw_result(catalog: Catalog, manifest, family: str, archived: list) -> Mate
     key = raw_key(family)
     # The columns the delivered files' headers name (all of a family's tables, in order), as the text they are.
     header = dict.fromkeys(name for a in archived for f in a.readable_files for name in (f.header or []))
+    outcomes = [combine(rule, [(a.name, c) for a in archived for c in a.checks if c.name == rule]) for rule in RAW_RULES]
     return MaterializeResult(
         asset_key=key,
         metadata={
@@ -355,9 +356,9 @@ def _raw_result(catalog: Catalog, manifest, family: str, archived: list) -> Mate
             "rows counted": sum(f.rows or 0 for a in archived for f in a.files),
             "dagster/row_count": sum(f.rows or 0 for a in archived for f in a.files),
             "dagster/column_schema": column_schema(catalog[family], [(name, "string") for name in header]),
+            **not_evaluated(outcomes),
         },
-        check_results=[asset_check_result(combine(rule, [(a.name, c) for a in archived for c in a.checks
-                                                         if c.name == rule]), key) for rule in RAW_RULES],
+        check_results=asset_check_results(outcomes, key),
     )
 
 
@@ -371,6 +372,7 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
     """The curated asset's materialisation with its checks, but for those ``held`` to be emitted later."""
     key = curated_key(family)
     schema = results[0].column_schema if results else []
+    outcomes = [_combined(name, results) for name, _ in CURATED_CHECKS if name not in held]
     return MaterializeResult(
         asset_key=key,
         metadata={
@@ -381,10 +383,9 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
             "rows rejected": sum(r.rows_rejected for r in results),
             "delivered tables": ", ".join(r.delivered_name for r in results),
             "path": MetadataValue.path(Lake(settings.lake).curated(family, manifest.delivery_id)),
+            **not_evaluated(outcomes),
         },
-        check_results=[
-            asset_check_result(_combined(name, results), key) for name, _ in CURATED_CHECKS if name not in held
-        ],
+        check_results=asset_check_results(outcomes, key),
     )
 
 
@@ -414,7 +415,7 @@ def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
             "readable report": MetadataValue.path(lake.delivery_report(manifest.delivery_id, "html")),
             "summary": MetadataValue.md("\n".join(lines)),
         },
-        check_results=[asset_check_result(outcome, REPORT_KEY)],
+        check_results=asset_check_results([outcome], REPORT_KEY),
     )
 
 
