@@ -5,6 +5,7 @@ and the report always agree.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable
 
@@ -161,12 +162,12 @@ def markdown_sample(outcome: CheckOutcome) -> str:
 
 def asset_check_results(outcomes: Iterable[CheckOutcome], asset_key: AssetKey | None = None) -> list[AssetCheckResult]:
     """The Dagster view of the verdicts that were evaluated. A check not evaluated is left out: Dagster then shows it
-    *Skipped* (its run succeeded, the check did not execute), where a result, passed or failed, showed it green.
-    Why it was not evaluated is in the materialisation's metadata (``not_evaluated``) and in the report."""
+    *Skipped* (its run succeeded, the check did not execute), where a result would show it passed, green. Why it was
+    not evaluated is in the materialisation's metadata (``not_evaluated``) and in the report."""
     return [_asset_check_result(o, asset_key) for o in outcomes if o.evaluated]
 
 
-def emitted(outcome: CheckOutcome, asset_key: AssetKey, log) -> list[AssetCheckResult]:
+def emitted(outcome: CheckOutcome, asset_key: AssetKey, log: logging.Logger) -> list[AssetCheckResult]:
     """One check emitted without its asset's materialisation (held to the end of the run, or executed alone): its
     result when evaluated, else none (Dagster shows it *Skipped*) and the run's log says why."""
     if outcome.evaluated:
