@@ -1693,3 +1693,33 @@ def test_the_benchmarks_sources_answer_every_question_provision_asks():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert isinstance(bench.ParquetSource(None, {}), TableSource)
+
+
+def test_checks_executed_alone_give_their_recorded_verdict(tmp_path):
+    """A cohort or extract check executed without its asset gives again the verdict its asset's last run recorded;
+    a check with no verdict recorded gives no result (Skipped), the log saying to materialise the asset."""
+    from dagster import AssetCheckKey
+
+    from snds_assets.checks import CheckOutcome
+    from snds_assets.provision import storage
+    from snds_assets.provision.assets import COHORT_KEY, _restated_checks, extract_key
+    from snds_assets.provision.run import COHORT, _info_path
+
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    lake = Lake(settings.lake)
+    failed = CheckOutcome("no_snds_pseudonym", "no_snds_pseudonym", "ERROR", False, failures=3)
+    storage.write_json(_info_path(lake, "p", COHORT), {"checks": [failed.to_report()]})
+    told = []
+
+    class Log:
+        def info(self, message: str) -> None:
+            told.append(message)
+
+    keys = [AssetCheckKey(COHORT_KEY, "no_snds_pseudonym"), AssetCheckKey(extract_key("ER_PRS_F"), "row_count")]
+    [result] = _restated_checks(settings, "p", keys, Log())
+    assert (result.asset_key, result.check_name, result.passed) == (COHORT_KEY, "no_snds_pseudonym", False)
+    assert result.metadata["failures"].value == 3
+    assert "executed alone, the verdict of projects/cohort's last materialisation" in result.metadata[
+        "explanation"].value
+    assert told == ["projects/ER_PRS_F check row_count not evaluated: no verdict recorded for this partition: "
+                    "materialise projects/ER_PRS_F to evaluate it"]

@@ -1,11 +1,13 @@
 """Provision: per project, the cohort, one extract per authorised family, and the extraction report."""
 import json
-from typing import TYPE_CHECKING, Callable
+import logging
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from dagster import (
-    AllPartitionMapping, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AssetSpec,
-    AssetsDefinition, DagsterInstance, DagsterRun, DefaultSensorStatus, MaterializeResult, MetadataValue, RunRequest,
-    SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason, multi_asset, sensor,
+    AllPartitionMapping, AssetCheckKey, AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext, AssetKey,
+    AssetRecordsFilter, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun, DefaultSensorStatus,
+    MaterializeResult, MetadataValue, RunRequest, SensorDefinition, SensorEvaluationContext, SensorResult, SkipReason,
+    multi_asset, sensor,
 )
 
 from .. import domain
@@ -47,6 +49,22 @@ def extractable(catalog: Catalog, table: Table) -> bool:
 def _outcomes(result: dict, names) -> list[CheckOutcome]:
     by_name = {c.name: c for c in result.get("checks", [])}
     return [by_name.get(n) or CheckOutcome(n, n, "WARN", True, evaluated=False, details="not applicable") for n in names]
+
+
+def _restated_checks(settings, project_id: str, keys: Iterable[AssetCheckKey], log: logging.Logger
+                     ) -> Iterator[AssetCheckResult]:
+    """Cohort or extract checks executed without their asset: each gives again the verdict its asset's last run
+    recorded (``checks.restated``), read from that run's record alone."""
+    from .run import COHORT, recorded_info
+
+    records: dict[AssetKey, dict] = {}
+    for key in sorted(keys):
+        if key.asset_key not in records:
+            name = COHORT if key.asset_key == COHORT_KEY else key.asset_key.path[1]
+            records[key.asset_key] = recorded_info(settings, project_id, name) or {}
+        verdicts = {c["name"]: CheckOutcome(**c) for c in records[key.asset_key].get("checks", [])}
+        yield from emitted(restated(key.name, verdicts.get(key.name), key.asset_key.to_user_string()),
+                           key.asset_key, log)
 
 
 def _with_patient_paths(catalog: Catalog, families: list[str]) -> list[str]:
@@ -111,17 +129,13 @@ def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey])
     def cohort(context: AssetExecutionContext, snds: SndsResource, spark: SparkResource):
         from ..curation.state import CurrentState
         from .request import load_request
-        from .run import COHORT_FOLDERS, collect_infos, run_cohort
+        from .run import COHORT_FOLDERS, run_cohort
 
         settings, catalog = snds.settings(), snds.catalog()
-        request = load_request(settings, catalog, context.partition_key)
         if COHORT_KEY not in context.selected_asset_keys:
-            recorded, _ = collect_infos(settings, request)
-            verdicts = {c["name"]: CheckOutcome(**c) for c in (recorded or {}).get("checks", [])}
-            for key in sorted(context.selected_asset_check_keys):
-                yield from emitted(restated(key.name, verdicts.get(key.name), COHORT_KEY.to_user_string()),
-                                   COHORT_KEY, context.log)
+            yield from _restated_checks(settings, context.partition_key, context.selected_asset_check_keys, context.log)
             return
+        request = load_request(settings, catalog, context.partition_key)
         session = spark.get_session()
         _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
         result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
@@ -177,7 +191,7 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
         from ..curation.state import CurrentState
         from ..families import in_dependency_order
         from .request import load_request
-        from .run import collect_infos, run_extract
+        from .run import run_extract
 
         settings, catalog_ = snds.settings(), snds.catalog()
         request = load_request(settings, catalog_, context.partition_key)
@@ -216,14 +230,8 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                 )
         if PROJECT_REPORT_KEY in context.selected_asset_keys:
             yield _project_report_result(settings, catalog_, request)
-        alone = sorted(k for k in context.selected_asset_check_keys if k.asset_key not in context.selected_asset_keys)
-        if alone:
-            _, infos = collect_infos(settings, request)
-            for key in alone:
-                info = infos.get(key.asset_key.path[1]) or {}
-                recorded = {c["name"]: CheckOutcome(**c) for c in info.get("checks", [])}
-                yield from emitted(restated(key.name, recorded.get(key.name), key.asset_key.to_user_string()),
-                                   key.asset_key, context.log)
+        alone = [k for k in context.selected_asset_check_keys if k.asset_key not in context.selected_asset_keys]
+        yield from _restated_checks(settings, request.id, alone, context.log)
 
     return extract
 

@@ -430,16 +430,19 @@ def _granted_check(written: DataFrame, catalog: Catalog, request: ProjectRequest
 
 
 # --- Report --------------------------------------------------------------------------------------------------
+def recorded_info(settings: Settings, project_id: str, name: str) -> dict | None:
+    """What the last run of the project's cohort (``COHORT``) or of one family's extract recorded, if any."""
+    return storage.read_json(_info_path(Lake(settings.lake), project_id, name))
+
+
 def collect_infos(settings: Settings, request: ProjectRequest) -> tuple[dict | None, dict[str, dict]]:
     """What the last cohort and extract runs of the project recorded (for a report written in another step)."""
-    lake = Lake(settings.lake)
-    cohort = storage.read_json(_info_path(lake, request.id, COHORT))
     extracts = {}
     for family in request.tables:
-        info = storage.read_json(_info_path(lake, request.id, family))
+        info = recorded_info(settings, request.id, family)
         if info is not None:
             extracts[family] = info
-    return cohort, extracts
+    return recorded_info(settings, request.id, COHORT), extracts
 
 
 def build_project_report(settings: Settings, catalog: Catalog, request: ProjectRequest) -> dict:
@@ -457,6 +460,6 @@ def run_project(spark: SparkSession, settings: Settings, catalog: Catalog, reque
 
 
 __all__ = [
-    "build_project_report", "collect_infos", "load_cohort", "run_cohort", "run_extract", "run_project",
+    "build_project_report", "collect_infos", "load_cohort", "recorded_info", "run_cohort", "run_extract", "run_project",
     "write_parquet", "write_project_report",
 ]
