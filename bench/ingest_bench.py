@@ -163,7 +163,8 @@ def plain(spark, schemas: dict, manifest: Manifest, out: Path) -> float:
 # --- (b) ours -----------------------------------------------------------------------------------------------------
 def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dict:
     """What the reception run does (see ``reception.assets.receive``): families archived, curated and checked in
-    foreign-key order, ``settings.parallel_families`` at a time.
+    foreign-key order, ``settings.parallel_families`` at a time, a worker that no family is ready for archiving
+    the next one ahead.
 
     The lake is emptied first, before the clock starts, as ``plain`` empties its output: each repetition is the
     first reception of the delivery, not a reception again over the last repetition's lake, which paid for
@@ -184,19 +185,26 @@ def ours(spark, settings: Settings, catalog: Catalog, manifest: Manifest) -> dic
     state = CurrentState(spark, settings, catalog)
     per_family, verdicts, phases = {}, {}, {"archive": 0.0, "curate": 0.0}
 
-    def receive(family: str):
+    ahead: dict[str, tuple[list, float]] = {}  # families archived before their parents were curated
+
+    def archive(family: str) -> None:
         t0 = time.perf_counter()
+        ahead[family] = archive_family(settings, catalog, manifest, family), time.perf_counter() - t0
+
+    def receive(family: str):
         spark.sparkContext.setJobDescription(family)  # this worker thread's queries, for ingest_queries.py
-        archived = archive_family(settings, catalog, manifest, family)
+        if family not in ahead:
+            archive(family)
+        archived, archive_s = ahead.pop(family)
         t1 = time.perf_counter()
         results = curate_family(spark, settings, catalog, manifest, archived, state)
-        return results, t1 - t0, time.perf_counter() - t1
+        return results, archive_s, time.perf_counter() - t1
 
     t_all = time.perf_counter()
     archive_manifest(settings, manifest.delivery_id)
     done: dict[str, list] = {}
     for family, (results, archive_s, curate_s) in in_dependency_order(order, parents, receive,
-                                                                      settings.parallel_families):
+                                                                      settings.parallel_families, ahead=archive):
         phases["archive"] += archive_s
         phases["curate"] += curate_s
         per_family[family] = round(curate_s, 2)

@@ -86,3 +86,54 @@ def test_an_interrupted_run_stops_the_families_at_work(attempt):
     assert ended.get("ER_PRS_F") == "stopped" and interrupted and all(interrupted)
     assert "ER_PHA_F" not in started  # a child of the interrupted family never starts
     check_stop()  # this thread works on no family: nothing to stop
+
+
+def test_a_worker_no_family_is_ready_for_does_the_next_ones_work_ahead():
+    """A reception's archive needs no parent: while IR_BEN_R is curated, the other worker archives ER_PRS_F (then
+    the next waiting family), instead of idling until IR_BEN_R ends. A family's work starts after its ahead has
+    ended, and a family ready when a worker is free gets no ahead: its work does it all."""
+    parents = {"ER_PRS_F": ["IR_BEN_R"], "ER_PHA_F": ["ER_PRS_F"]}
+    lock, log, told = threading.Lock(), [], []
+    parent_done = threading.Event()
+
+    def work(family: str) -> str:
+        with lock:
+            log.append(("work", family))
+        if family == "IR_BEN_R":
+            assert parent_done.wait(5)  # curated only once ER_PRS_F's and ER_PHA_F's aheads have run beside it
+        with lock:
+            log.append(("done", family))
+        return family.lower()
+
+    def ahead(family: str) -> None:
+        with lock:
+            log.append(("ahead", family))
+        threading.Event().wait(0.05)
+        with lock:
+            log.append(("ahead done", family))
+            if {f for what, f in log if what == "ahead done"} == {"ER_PRS_F", "ER_PHA_F"}:
+                parent_done.set()
+
+    out = list(in_dependency_order(["IR_BEN_R", "ER_PRS_F", "ER_PHA_F"], parents, work, workers=2, ahead=ahead,
+                                   ahead_started=lambda f, under_way: told.append((f, under_way))))
+    assert out == [("IR_BEN_R", "ir_ben_r"), ("ER_PRS_F", "er_prs_f"), ("ER_PHA_F", "er_pha_f")]
+    assert told == [("ER_PRS_F", ["IR_BEN_R"]), ("ER_PHA_F", ["IR_BEN_R"])]
+    assert ("ahead", "IR_BEN_R") not in log  # ready at once: its work archives it
+    for family in ("ER_PRS_F", "ER_PHA_F"):
+        assert log.index(("ahead done", family)) < log.index(("work", family))
+        assert log.index(("ahead", family)) < log.index(("done", "IR_BEN_R"))
+
+
+def test_a_failing_ahead_fails_the_run_and_starts_no_family():
+    begun = []
+
+    def work(family: str) -> None:
+        begun.append(family)
+        threading.Event().wait(0.2)
+
+    def ahead(family: str) -> None:
+        raise OSError(28, "No space left on device (archiving ER_PRS_F)")
+
+    with pytest.raises(OSError, match="No space left"):
+        list(in_dependency_order(["IR_BEN_R", "ER_PRS_F"], {"ER_PRS_F": ["IR_BEN_R"]}, work, workers=2, ahead=ahead))
+    assert begun == ["IR_BEN_R"]

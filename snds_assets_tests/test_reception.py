@@ -2021,3 +2021,44 @@ def test_files_the_manifest_does_not_list_are_told_not_received(tmp_path, spark,
     assert ingest_in_process(home, "2024-03-01") == 0
     assert "unlisted_files" not in json.loads((reports / "2024-03-01.json").read_text())
     assert "not received" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["2", "1"])
+def test_a_child_is_archived_while_its_parent_is_curated(tmp_path, spark, monkeypatch, workers):
+    """A family's archive needs no parent: with two families at a time, ER_PRS_F's is made while IR_BEN_R, the only
+    family ready at the start, is curated, instead of after it with a core idle. Each raw asset is still
+    materialised once, with its checks, and the delivery is accepted. One family at a time, nothing goes ahead."""
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from snds_assets.reception.assets import build_reception_assets
+    from snds_assets.resources import SndsResource
+    from snds_assets.spark import SparkResource
+
+    from .services import DELIVERY_ID, generate
+
+    home = tmp_path / "snds"
+    generate(home / "landing", DELIVERY_ID, 40, 3)
+    monkeypatch.setenv("SNDS_PARALLEL_FAMILIES", workers)
+    settings = Settings.from_env(env={"SNDS_PARALLEL_FAMILIES": workers}, home=str(home))
+    catalog = Catalog.load(settings.schemas)
+    assets = build_reception_assets(catalog)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("deliveries", [DELIVERY_ID])
+    snds = SndsResource(home=settings.home, landing=settings.landing, lake=settings.lake, schemas=settings.schemas)
+    result = materialize([assets], partition_key=DELIVERY_ID, instance=instance,
+                         resources={"snds": snds, "spark": SparkResource()})
+    assert result.success
+    lines = [r.user_message for r in instance.all_logs(result.run_id) if r.user_message]
+    ahead = [line for line in lines if " before its parents are done" in line]
+    if workers == "1":
+        assert ahead == []
+    else:
+        assert "archiving ER_PRS_F before its parents are done (IR_BEN_R under way)" in ahead, lines
+        assert lines.index(ahead[0]) < next(i for i, line in enumerate(lines) if "receiving ER_PRS_F" in line)
+    raw = [e.asset_key for e in result.get_asset_materialization_events() if e.asset_key.path[0] == "raw"]
+    delivered = {catalog.resolve(t.table)[0].name for t in read_manifest(settings.landing, DELIVERY_ID).tables}
+    assert sorted(raw) == sorted(AssetKey(["raw", f]) for f in delivered)
+    checksums = [e for e in result.get_asset_check_evaluations() if e.check_name == "checksum"]
+    assert len(checksums) == len(delivered) and all(e.passed for e in checksums)
+    report = json.loads(_lake(settings, "reports", "deliveries", f"{DELIVERY_ID}.json").read_text())
+    assert report["status"] == "accepted", report

@@ -193,12 +193,24 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
 
             state = CurrentState(session, settings, catalog_)
 
-        def receive_family(family: str) -> tuple[list, list | None]:
+        archived_ahead: dict[str, list] = {}  # families archived while their parents were curated
+
+        def archive(family: str) -> list:
+            archived = archive_family(settings, catalog_, manifest, family)
+            for item in archived:
+                save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw",
+                              raw_fragment(item, manifest.format))
+            return archived
+
+        def archive_ahead(family: str) -> None:
             if raw_key(family) in selected:
-                archived = archive_family(settings, catalog_, manifest, family)
-                for item in archived:
-                    save_fragment(settings, manifest.delivery_id, item.delivered.table, "raw",
-                                  raw_fragment(item, manifest.format))
+                archived_ahead[family] = archive(family)
+
+        def receive_family(family: str) -> tuple[list, list | None]:
+            if family in archived_ahead:
+                archived = archived_ahead.pop(family)
+            elif raw_key(family) in selected:
+                archived = archive(family)
             else:
                 archived = _reload_archived(settings, catalog_, manifest, family)
             if curated_key(family) not in selected:
@@ -211,13 +223,20 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             beside = f" ({', '.join(under_way)} under way)" if under_way else ""
             step_progress(context.log, finished + 1, total, f"{what} {family}{beside}")
 
+        def archiving_ahead(family: str, under_way: list[str]) -> None:
+            if raw_key(family) in selected:
+                beside = f" ({', '.join(under_way)} under way)" if under_way else ""
+                context.log.info(f"archiving {family} before its parents are done{beside}")
+
         order = curation_order(wanted, parents)
         curated: list[str] = []
         pending: dict[str, tuple[list, tuple[str, ...]]] = {}  # families with checks held to the end of the run
         stop_spark = None if session is None else (lambda: interrupt(session))
         try:
+            ahead = archive_ahead if any(k.path[0] == "raw" for k in selected) else None
             for family, (archived, results) in in_dependency_order(order, parents, receive_family,
-                                                                   settings.parallel_families, started, stop_spark):
+                                                                   settings.parallel_families, started, stop_spark,
+                                                                   ahead, archiving_ahead):
                 if raw_key(family) in selected:
                     yield _raw_result(catalog_, manifest, family, archived)
                 if results is not None:
