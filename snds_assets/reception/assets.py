@@ -226,7 +226,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         def archiving_ahead(family: str, under_way: list[str]) -> None:
             if raw_key(family) in selected:
                 beside = f" ({', '.join(under_way)} under way)" if under_way else ""
-                context.log.info(f"archiving {family} before its parents are done{beside}")
+                context.log.debug(f"archiving {family} before its parents are done{beside}")  # one per family
 
         order = curation_order(wanted, parents)
         curated: list[str] = []
