@@ -100,6 +100,16 @@ class MemorySampler:
 
 
 # --- the delivery ----------------------------------------------------------------------------------------------
+def delivery_arguments(parser: argparse.ArgumentParser, reps: int, parallel_families: int) -> None:
+    """The options every companion of this bench (``ingest_pair``, ``ingest_queries``, ``ingest_threads``) takes
+    to name the same generated delivery and repeat its measure."""
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
+    parser.add_argument("--parallel-families", type=int, default=parallel_families)
+
+
 def prepare(workdir: Path, patients: int, seed: int, nomenclatures: str | None,
             parallel_families: int = 2) -> tuple[Settings, Catalog, Manifest]:
     from snds_assets.generator import GenerateOptions, generate

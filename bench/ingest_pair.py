@@ -21,11 +21,7 @@ import ingest_bench as bench  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
-    parser.add_argument("--parallel-families", type=int, default=2)
+    bench.delivery_arguments(parser, reps=2, parallel_families=2)
     parser.add_argument("--java-options", default="", help="added to the driver's JVM options")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="a Spark setting over the session's own (repeatable)")

@@ -54,11 +54,7 @@ class TaskMetrics:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
-    parser.add_argument("--parallel-families", type=int, default=1)
+    bench.delivery_arguments(parser, reps=3, parallel_families=1)
     parser.add_argument("--min-seconds", type=float, default=0.1, help="leave out queries cheaper than this")
     args = parser.parse_args()
 

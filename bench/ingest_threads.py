@@ -105,11 +105,7 @@ def jvm_pid() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
-    parser.add_argument("--parallel-families", type=int, default=2)
+    bench.delivery_arguments(parser, reps=3, parallel_families=2)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between two samples of the threads")
     parser.add_argument("--out", default=None, help="write the table as markdown here")
     args = parser.parse_args()
