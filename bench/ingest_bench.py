@@ -101,13 +101,14 @@ class MemorySampler:
 
 # --- the delivery ----------------------------------------------------------------------------------------------
 def delivery_arguments(parser: argparse.ArgumentParser, reps: int, parallel_families: int) -> None:
-    """The options every companion of this bench (``ingest_pair``, ``ingest_queries``, ``ingest_threads``) takes
-    to name the same generated delivery and repeat its measure."""
+    """The options this bench and its companions (``ingest_pair``, ``ingest_queries``, ``ingest_threads``) take to
+    name the same generated delivery and repeat its measure."""
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--reps", type=int, default=reps, help="alternate (a) and (b) this many times")
     parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
-    parser.add_argument("--parallel-families", type=int, default=parallel_families)
+    parser.add_argument("--parallel-families", type=int, default=parallel_families,
+                        help="SNDS_PARALLEL_FAMILIES for (b)")
 
 
 def prepare(workdir: Path, patients: int, seed: int, nomenclatures: str | None,
@@ -365,12 +366,8 @@ def our_validation(df, table, manifest: Manifest, rows: int) -> dict[str, int]:
 # --- main -----------------------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=1, help="alternate (a) and (b) this many times")
-    parser.add_argument("--workdir", default="/tmp/snds-ingest-bench")
+    delivery_arguments(parser, reps=1, parallel_families=2)
     parser.add_argument("--nomenclatures", default=None)
-    parser.add_argument("--parallel-families", type=int, default=2, help="SNDS_PARALLEL_FAMILIES for (b)")
     parser.add_argument("--pandera-python", default=None, help="a Python that imports pandera.pyspark (see above)")
     parser.add_argument("--out", default=None, help="write the results as markdown here")
     parser.add_argument("--pandera-worker", action="store_true", help=argparse.SUPPRESS)
