@@ -146,7 +146,13 @@ def test_type_and_not_null_failures_are_rejected_with_their_original_values(spar
     assert checks["rows_reconciled"].passed and checks["rows_reconciled"].severity == ERROR
     # 5 of 7 rows rejected: far above the 1 % tolerance, so the failed WARN checks become ERROR.
     assert checks["type"].severity == ERROR and checks["not_null"].severity == ERROR
-    assert 0 < len(checks["type"].sample) <= 5
+    # A few failing rows per check, every failing kind among the first: all four here, two on one column (a
+    # malformed line has no column).
+    assert [s["line"] for s in checks["type"].sample] == [
+        f"{NIR_B};1;7;2020-01-15", f"{NIR_A};1;AB;2020-01-15;;E10", f"{NIR_B};1;7;2020-13-45;;E10",
+        ";1;XX;2020-01-15;;E10"]
+    assert [s.get("column") for s in checks["type"].sample] == [None, "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_NUM"]
+    assert sorted(s["line"] for s in checks["not_null"].sample) == [";1;8;2020-01-15;;E10", ";1;XX;2020-01-15;;E10"]
 
     lake = Lake(settings.lake)
     rejects = spark.read.parquet(lake.rejects("IR_IMB_R", "2024-03-01"))

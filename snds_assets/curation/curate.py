@@ -456,7 +456,7 @@ class _Run:
                 value = F.col(sql_name(column)) if column and column in table_df.columns else F.lit(None).cast("string")
                 sample = F.to_json(F.struct(F.lit(column).alias("column"), value.alias("value"),
                                             F.col(REJECT_FILE).alias("file"), line.alias("line")))
-                metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"), F.min(F.when(hit, sample)).alias(f"f{i}_s")]
+                metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"), keys.sample_agg(F.when(hit, sample)).alias(f"f{i}_s")]
             type_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names
                              if n.startswith("type:") or n == "malformed"])
             null_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names if n.startswith("not_null:")])
@@ -747,9 +747,7 @@ class _Run:
         rows = int(t.reject_metrics.get("type_rows") or 0)
         per = {n.split(":", 1)[1]: v for n, v in flag.items() if n.startswith("type:") and v[0]}
         malformed = flag.get("malformed", (0, None))
-        sample = [json.loads(s) for _, s in per.values() if s]
-        if malformed[0] and malformed[1]:
-            sample.insert(0, json.loads(malformed[1]))
+        sample = _interleaved([malformed[1]] + [s for _, s in per.values()])
         parts = [f"{n}: {c}" for n, (c, _) in per.items()]
         if malformed[0]:
             parts.append(f"{malformed[0]} malformed line(s) (wrong number of fields)")
@@ -765,7 +763,7 @@ class _Run:
             return self._not_evaluated("not_null", "not_null", "no readable file", list(t.required))
         rows = int(t.reject_metrics.get("not_null_rows") or 0)
         per = {n.split(":", 1)[1]: v for n, v in flag.items() if n.startswith("not_null:") and v[0]}
-        sample = [json.loads(s) for _, s in per.values() if s]
+        sample = _interleaved([s for _, s in per.values()])
         missing = [c for c in t.required if c not in t.columns]
         details = "; ".join([f"{n}: {c} empty" for n, (c, _) in per.items()]
                             + ([f"column(s) {', '.join(missing)} missing from the files"] if missing else [])
@@ -1110,3 +1108,13 @@ def _any(columns: list[Column]) -> Column:
 
 def _names_where(flags: dict[str, Column]) -> Column:
     return F.concat_ws(", ", F.array_compact(F.array(*[F.when(c, F.lit(n)) for n, c in flags.items()])))
+
+
+def _interleaved(samples: list[list[str] | None]) -> list[dict]:
+    """A check's sample from the few rows observed per failure kind, taken in turn, so that every failing column
+    shows in the first rows and a single failing column still shows a few (SPEC §6)."""
+    lists = [list(s or []) for s in samples]
+    out = []
+    for rank in range(max((len(s) for s in lists), default=0)):
+        out += [json.loads(s[rank]) for s in lists if rank < len(s)]
+    return out[:SAMPLE_SIZE]
