@@ -378,7 +378,7 @@ def _lagging(settings: Settings, project_id: str, report: dict, read: tuple) -> 
     if made_for and request_fingerprint(path) != made_for:
         changes.append(f"its request {path} (or its identifiers file) changed")
     if read[0]:  # none in a report with no cohort, or written before reports named their state
-        changes += changes_since(read, CurrentState(None, settings, Catalog.load(settings.schemas)))
+        changes += changes_since(read, CurrentState(None, settings, Catalog.load(settings.schemas)), settings)
     return changes
 
 

@@ -1024,8 +1024,14 @@ def test_an_extract_whose_delivery_was_withdrawn_since_its_cohort_is_refused_not
     extracted = {p: p.read_bytes() for p in Path(lake.project("withdrawn", "ER_PRS_F")).rglob("*.parquet")}
     withdrawn = _Withdrawn(dict(source.frames), "2024-03-01")
     withdrawn.gone = True
+    with pytest.raises(StateChanged, match=r"state of ER_PRS_F changed since the cohort.*: 2024-03-01 left$"):
+        run_extract(spark, settings, catalog, request, "ER_PRS_F", withdrawn)  # rejected, or replaced by a full one
+    # Withdrawn by its reception, still running (its manifest archived, no report yet): the refusal says so.
+    Path(lake.raw("2024-03-01", "manifest.json")).parent.mkdir(parents=True)
+    Path(lake.raw("2024-03-01", "manifest.json")).write_text("{}")
     for family in ("ER_PRS_F", "IR_BEN_R", "KI_CCI_R"):  # KI_CCI_R: neither read by the cohort nor on a path
-        with pytest.raises(StateChanged, match=rf"state of {family} changed since the cohort.*2024-03-01 left$"):
+        with pytest.raises(StateChanged, match=rf"state of {family} changed since the cohort.*: 2024-03-01 left "
+                                               r"\(its reception has not finished\)$"):
             run_extract(spark, settings, catalog, request, family, withdrawn)
     assert not Path(lake.restricted("withdrawn", "info", "IR_BEN_R.json")).exists()
     assert storage.read_json(lake.restricted("withdrawn", "info", "ER_PRS_F.json"))["status"] == "extracted"
@@ -1041,6 +1047,12 @@ def test_a_change_of_state_is_told_by_the_deliveries_that_changed_not_the_whole_
     assert state_change(months[:-1], months, []) == "2024-12-01 joined"
     assert state_change(months, months[1:], []) == "2022-01-01 left"
     assert state_change(["2024-01-15"], ["2024-02-15"], []) == "2024-02-15 joined, 2024-01-15 left"
+    # left as its reception withdrew it, which has not finished
+    assert state_change(months, months[1:], [], ["2022-01-01"]) == "2022-01-01 left (its reception has not finished)"
+    assert state_change(months, months[2:], [], ["2022-02-01", "2024-05-01"]) == (
+        "2022-01-01, 2022-02-01 left (2022-02-01: reception not finished)")
+    assert state_change(months, months[2:], [], months[:2]) == (
+        "2022-01-01, 2022-02-01 left (their receptions have not finished)")
     assert state_change(months, months, ["2023-05-01"]) == "2023-05-01 received again"
     # Received again (its mark read for another family) and new to this one: "joined" says it, not both.
     assert state_change(months[:-1], months, ["2024-12-01"]) == "2024-12-01 joined"
@@ -1073,6 +1085,14 @@ def test_a_project_report_tells_how_the_state_moved_since_its_extraction(spark, 
     assert changes_since(state_read(report), state) == []
     later["KI_CCI_R"] = ["2024-03-01", "2024-04-01"]
     assert changes_since(state_read(report), state) == ["KI_CCI_R: 2024-04-01 joined"]
+    later["KI_CCI_R"] = []  # its delivery withdrawn by a reception that has not finished (its manifest archived)
+    Path(Lake(settings.lake).raw("2024-03-01", "manifest.json")).parent.mkdir(parents=True)
+    Path(Lake(settings.lake).raw("2024-03-01", "manifest.json")).write_text("{}")
+    assert changes_since(state_read(report), state) == ["KI_CCI_R: 2024-03-01 left"]
+    assert changes_since(state_read(report), state, settings) == [
+        "KI_CCI_R: 2024-03-01 left (its reception has not finished)"]
+    Path(Lake(settings.lake).raw("2024-03-01", "manifest.json")).unlink()
+    assert changes_since(state_read(report), state, settings) == ["KI_CCI_R: 2024-03-01 left"]
     del later["KI_CCI_R"]
     # the identities' archive and a criterion's table, neither delivered when the cohort was identified
     assert report["cohort"]["deliveries"]["IR_BEN_R_ARC"] == report["cohort"]["deliveries"]["T_MCOaaD"] == []

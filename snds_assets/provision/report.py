@@ -6,6 +6,7 @@ values themselves are listed under restricted/ only).
 from __future__ import annotations
 
 import html
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -129,33 +130,48 @@ def received_again(now: list[str], marks: dict[str, str], marks_now: dict[str, s
     return [d for d in now if d in marks and marks_now.get(d) != marks[d]]
 
 
-def state_change(then: list[str], now: list[str], again: list[str]) -> str:
-    """What became of a family's state since it was read, by delivery: those that joined it, left it (rejected, or
-    replaced by a full one) or were received again. Not its whole lists, then and now: a few years of monthly
-    deliveries would fill the one-line message before the one that changed."""
+def state_change(then: list[str], now: list[str], again: list[str], unfinished: Collection[str] = ()) -> str:
+    """What became of a family's state since it was read, by delivery: those that joined it, left it (rejected,
+    replaced by a full one, or withdrawn by a reception of theirs that has not finished: ``unfinished``) or were
+    received again. Not its whole lists, then and now: a few years of monthly deliveries would fill the one-line
+    message before the one that changed."""
     joined = [d for d in now if d not in then]
     left = [d for d in then if d not in now]
-    told = ([f"{', '.join(joined)} joined"] if joined else []) + ([f"{', '.join(left)} left"] if left else [])
+    told = [f"{', '.join(joined)} joined"] if joined else []
+    if left:
+        pending, why = [d for d in left if d in unfinished], ""
+        if pending == left:
+            why = " (its reception has not finished)" if len(left) == 1 else " (their receptions have not finished)"
+        elif pending:
+            why = f" ({', '.join(pending)}: reception not finished)"
+        told.append(f"{', '.join(left)} left{why}")
     again = [d for d in again if d not in joined]  # received again before it joined: joined says it
     told += [f"{', '.join(again)} received again"] if again else []
     return ", ".join(told) or f"then {', '.join(then)}, now {', '.join(now)}"
 
 
-def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state: CurrentState) -> list[str]:
+def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state: CurrentState,
+                  settings: Settings | None = None) -> list[str]:
     """How the current state (``state``: ``deliveries(family)``, ``receptions()``) left the one a project was
     extracted from (``read``, from ``state_read``): a delivery accepted, rejected or received again since, per
-    family; empty when it did not."""
+    family; empty when it did not. With ``settings``, a delivery that left because its reception has not finished
+    says so."""
+    from ..reception.report import unfinished_receptions
+
     readings_of, marks = read
     if not readings_of:
         return []
     marks_now = state.receptions()
-    changes = []
+    changes, pending = [], None
     for family, readings in sorted(readings_of.items()):
         now = state.deliveries(family)
         again = received_again(now, marks, marks_now)
         then = next((ids for ids in readings if ids != now), None)
         if then is not None or again:
-            changes.append(f"{family}: {state_change(now if then is None else then, now, again)}")
+            was = now if then is None else then
+            if pending is None and settings is not None and any(d not in now for d in was):
+                pending = unfinished_receptions(settings)
+            changes.append(f"{family}: {state_change(was, now, again, pending or ())}")
     return changes
 
 

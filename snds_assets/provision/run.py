@@ -118,7 +118,8 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
     except MissingTable as exc:
         raise MissingTable(f"{exc}{_unfinished(settings)}") from None
     try:
-        _state_held(request, result.sources, marks, source)  # before anything of the earlier cohort is replaced
+        # before anything of the earlier cohort is replaced
+        _state_held(settings, request, result.sources, marks, source)
         files = max(1, result.counts["persons"] // ROWS_PER_FILE)
         correspondence = result.identities.select(
             IDT, pseudonym(IDT, secret, NUM_ENQ_IDT, spark).alias(NUM_ENQ_IDT),
@@ -142,7 +143,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
             lake.restricted(request.id, CORRESPONDENCE)))]
     finally:
         result.unpersist()
-    _state_held(request, result.sources, marks, source)  # the writes read the state again where not cached
+    _state_held(settings, request, result.sources, marks, source)  # the writes read the state again where not cached
     removed = _prune(lake, request)
     counts = result.counts
     ids = counts.get("identifiers") or {}
@@ -252,7 +253,8 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
             info.update(_state_read(source, family, path))  # a delivery bringing it later makes the project lag
             # Missing now but in the state when the cohort was identified (read by it, or in the perimeter then): a
             # reception alongside withdrew its delivery's report meanwhile, or rejected it.
-            _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"], perimeter=True)
+            _same_state_as_cohort(settings, request, cohort_info, info["deliveries_read"], info["receptions"],
+                                  perimeter=True)
             storage.remove(target)
             details = f"{exc}{_unfinished(settings)}"
             info.update(status="not delivered", rows=0, deliveries=[], columns=[], column_schema=[], details=details,
@@ -264,7 +266,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         # The deliveries of the tables read, as the selection read them: asked after the write, they could name one
         # accepted since.
         info.update(_state_read(source, family, path))
-        _same_state_as_cohort(request, cohort_info, info["deliveries_read"], info["receptions"])
+        _same_state_as_cohort(settings, request, cohort_info, info["deliveries_read"], info["receptions"])
         date_col = domain.care_date_column(table)
         # What the selection's counts need travels beside the granted columns, and is observed above the reordering's
         # exchange: below it, an empty extract's stage was replaced by an empty relation (adaptive execution) and its
@@ -327,20 +329,25 @@ class StateChanged(RuntimeError):
     """The current state a project's extract reads is not the one its cohort was identified in."""
 
 
-def _first_change(read: dict[str, list[str]], marks: dict[str, str], read_now: dict[str, list[str]],
-                  marks_now: dict[str, str]) -> tuple[str, str] | None:
+def _first_change(settings: Settings, read: dict[str, list[str]], marks: dict[str, str],
+                  read_now: dict[str, list[str]], marks_now: dict[str, str]) -> tuple[str, str] | None:
     """(family, what became of it) for the first family of ``read_now`` (family -> its deliveries now) that is in
     ``read`` with other deliveries, or with a delivery whose reception mark is no longer the one of ``marks``
-    (received again under its id, the ids as they were); None when none changed."""
+    (received again under its id, the ids as they were); None when none changed. A delivery that left because
+    its reception has not finished says so: the operator waits for it, or runs it again, before extracting."""
+    from ..reception.report import unfinished_receptions
+
     for family, now in read_now.items():
         again = received_again(now, marks, marks_now)
         if family in read and (now != list(read[family]) or again):
-            return family, state_change(list(read[family]), now, again)
+            then = list(read[family])
+            pending = unfinished_receptions(settings) if any(d not in now for d in then) else []
+            return family, state_change(then, now, again, pending)
     return None
 
 
-def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: dict[str, list[str]],
-                          marks_now: dict[str, str], perimeter: bool = False) -> None:
+def _same_state_as_cohort(settings: Settings, request: ProjectRequest, cohort_info: dict,
+                          read_now: dict[str, list[str]], marks_now: dict[str, str], perimeter: bool = False) -> None:
     """Refuse to extract from a current state other than the cohort's: a delivery accepted, rejected or
     received again since the cohort was identified (a reception running alongside the extraction, or an extract
     materialised alone later) would make the extract mix two states (the IR_BEN_R extract of a cohort identified
@@ -349,7 +356,7 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
     them, by the deliveries that make them up and by their reception marks (``marks_now``)."""
     read = dict(cohort_info.get("perimeter") or {}) if perimeter else {}
     read.update(cohort_info.get("deliveries") or {})
-    changed = _first_change(read, cohort_info.get("receptions") or {}, read_now, marks_now)
+    changed = _first_change(settings, read, cohort_info.get("receptions") or {}, read_now, marks_now)
     if changed:
         family, how = changed
         raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
@@ -358,7 +365,7 @@ def _same_state_as_cohort(request: ProjectRequest, cohort_info: dict, read_now: 
             f"included; {family}: {how}")
 
 
-def _state_held(request: ProjectRequest, sources: dict[str, list[str]], marks: dict[str, str],
+def _state_held(settings: Settings, request: ProjectRequest, sources: dict[str, list[str]], marks: dict[str, str],
                 source: TableSource) -> None:
     """Refuse a cohort whose reads did not all see one current state. A reception running alongside withdraws its
     delivery's report as it starts and writes it again as it ends: a cohort whose IR_BEN_R was read before the
@@ -366,7 +373,8 @@ def _state_held(request: ProjectRequest, sources: dict[str, list[str]], marks: d
     no table, and called complete. ``sources`` (family -> deliveries, as each was read) must still be the state,
     with the reception marks taken before the first read (``marks``)."""
     marks_now = source.receptions()
-    changed = _first_change(sources, marks, {family: list(source.deliveries(family)) for family in sources}, marks_now)
+    changed = _first_change(settings, sources, marks, {family: list(source.deliveries(family)) for family in sources},
+                            marks_now)
     if changed:
         family, how = changed
         raise StateChanged(  # what to do first: a one-line message is cut after 300 characters
