@@ -38,6 +38,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import zip_longest
 from typing import Callable, Collection
 
 import numpy as np
@@ -456,7 +457,8 @@ class _Run:
                 value = F.col(sql_name(column)) if column and column in table_df.columns else F.lit(None).cast("string")
                 sample = F.to_json(F.struct(F.lit(column).alias("column"), value.alias("value"),
                                             F.col(REJECT_FILE).alias("file"), line.alias("line")))
-                metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"), keys.sample_agg(F.when(hit, sample)).alias(f"f{i}_s")]
+                metrics += [F.sum(F.when(hit, 1).otherwise(0)).alias(f"f{i}"),
+                            keys.sample_agg(F.when(hit, sample)).alias(f"f{i}_s")]
             type_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names
                              if n.startswith("type:") or n == "malformed"])
             null_any = _any([F.coalesce(F.col(sql_name(n)), F.lit(False)) for n in flag_names if n.startswith("not_null:")])
@@ -1113,8 +1115,5 @@ def _names_where(flags: dict[str, Column]) -> Column:
 def _interleaved(samples: list[list[str] | None]) -> list[dict]:
     """A check's sample from the few rows observed per failure kind, taken in turn, so that every failing column
     shows in the first rows and a single failing column still shows a few (SPEC §6)."""
-    lists = [list(s or []) for s in samples]
-    out = []
-    for rank in range(max((len(s) for s in lists), default=0)):
-        out += [json.loads(s[rank]) for s in lists if rank < len(s)]
-    return out[:SAMPLE_SIZE]
+    rows = [row for rank in zip_longest(*(s or [] for s in samples)) for row in rank if row is not None]
+    return [json.loads(row) for row in rows[:SAMPLE_SIZE]]

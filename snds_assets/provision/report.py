@@ -162,16 +162,15 @@ def changes_since(read: tuple[dict[str, list[list[str]]], dict[str, str]], state
     if not readings_of:
         return []
     marks_now = state.receptions()
-    changes, pending = [], None
+    changes, unfinished = [], None
     for family, readings in sorted(readings_of.items()):
         now = state.deliveries(family)
         again = received_again(now, marks, marks_now)
         then = next((ids for ids in readings if ids != now), None)
         if then is not None or again:
-            was = now if then is None else then
-            if pending is None and settings is not None and any(d not in now for d in was):
-                pending = unfinished_receptions(settings)
-            changes.append(f"{family}: {state_change(was, now, again, pending or ())}")
+            if unfinished is None:  # listed once, and only for a state that changed
+                unfinished = unfinished_receptions(settings) if settings is not None else []
+            changes.append(f"{family}: {state_change(now if then is None else then, now, again, unfinished)}")
     return changes
 
 

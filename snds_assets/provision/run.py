@@ -340,9 +340,7 @@ def _first_change(settings: Settings, read: dict[str, list[str]], marks: dict[st
     for family, now in read_now.items():
         again = received_again(now, marks, marks_now)
         if family in read and (now != list(read[family]) or again):
-            then = list(read[family])
-            pending = unfinished_receptions(settings) if any(d not in now for d in then) else []
-            return family, state_change(then, now, again, pending)
+            return family, state_change(list(read[family]), now, again, unfinished_receptions(settings))
     return None
 
 
