@@ -591,6 +591,34 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
     assert next(c for c in info["checks"] if c.name == "no_snds_pseudonym").passed
 
 
+def test_a_column_unknown_to_the_catalog_is_withheld_and_reported(spark, catalog, source, tmp_path):
+    """CNAM may deliver a column the catalog does not know (curated as text, SPEC §2): nothing tells whether it holds
+    a pseudonym, so no extract hands it out, even to a request granting every column; the extract's info, its
+    granted_columns check and the project report name it, so that the project learns it exists."""
+    from snds_assets.provision.report import build_report, render_html
+
+    frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
+    base = FrameSource({**frames, "IR_IMB_R": frames["IR_IMB_R"].withColumn("IMB_NEW_COD", F.lit("x"))},
+                       delivery_id="2024-03-01")
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    write_request(Path(settings.projects), "new-col")
+    request = load_request(settings, catalog, "new-col")
+    cohort = run_cohort(spark, settings, catalog, request, base)
+    info = run_extract(spark, settings, catalog, request, "IR_IMB_R", base)
+    assert "IMB_NEW_COD" not in read_extract(spark, settings, "new-col", "IR_IMB_R").columns
+    assert info["columns_withheld"] == ["IMB_NEW_COD"]
+    check = next(c for c in info["checks"] if c.name == "granted_columns")
+    assert check.passed and check.details == "granted: all columns; not handed out, unknown to the catalog: IMB_NEW_COD"
+    # The lake's own columns (DELIVERY_ID, a PMSI family's year) are not counted as delivered ones.
+    mco = run_extract(spark, settings, catalog, request, "T_MCOaaC", base)
+    assert mco["columns_withheld"] == [] and domain.YEAR_COLUMN in mco["columns"]
+    assert next(c for c in mco["checks"] if c.name == "granted_columns").details == "granted: all columns"
+    report = build_report(request, cohort, {"IR_IMB_R": info, "T_MCOaaC": mco})
+    assert report["tables"]["IR_IMB_R"]["columns_withheld"] == ["IMB_NEW_COD"]
+    assert report["tables"]["T_MCOaaC"]["columns_withheld"] == []
+    assert "not handed out, unknown to the catalog: IR_IMB_R: IMB_NEW_COD</p>" in render_html(report)
+
+
 def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project):
     """Stable within a project across runs; two projects get different, unlinkable pseudonyms."""
     request, _ = project

@@ -224,6 +224,8 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
                         "dagster/column_schema": column_schema(catalog_[family], schema),
                         "deliveries used": ", ".join(result.get("deliveries", [])),
                         "path": MetadataValue.path(str(result.get("path", ""))),
+                        **({"columns withheld (unknown to the catalog)": ", ".join(result["columns_withheld"])}
+                           if result.get("columns_withheld") else {}),
                         **not_evaluated(outcomes),
                     },
                     check_results=asset_check_results(outcomes, key),

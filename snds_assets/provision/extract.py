@@ -17,7 +17,7 @@ from .links import (IDT, NIR_UNIQUE, PSA, RNG, YEAR, MissingTable, beneficiary_r
                     link_columns, release, semi_join, unambiguous)
 from .pseudonymize import label_of, pseudonymize
 from .request import ProjectRequest
-from .source import TableSource
+from .source import DELIVERY_COLUMN, TableSource
 
 
 def join_keys(table: Table) -> tuple[str, ...]:
@@ -51,6 +51,14 @@ def granted_columns(catalog: Catalog, request: ProjectRequest, family: str, colu
         return known
     keep = set(request.columns[family]) | always_kept(table)
     return [c for c in known if c in keep]
+
+
+def withheld_columns(catalog: Catalog, family: str, columns: list[str]) -> list[str]:
+    """The delivered columns of ``columns`` that the catalog does not know (curated as text, SPEC §2): never handed
+    out, whatever the request, since nothing tells whether one holds a patient pseudonym. The report lists them."""
+    table = catalog[family]
+    return [c for c in columns if c not in table.by_name and not (c == YEAR and table.is_yearly)
+            and c != DELIVERY_COLUMN]
 
 
 def allowed_output_columns(catalog: Catalog, request: ProjectRequest, family: str) -> set[str]:

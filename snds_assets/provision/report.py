@@ -86,6 +86,7 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
             "status": "stale (extracted for an earlier cohort)" if stale else info.get("status", "extracted"),
             "rows": info.get("rows", 0),
             "columns": info.get("columns", []),
+            "columns_withheld": info.get("columns_withheld", []),
             "deliveries": info.get("deliveries", []),
             "deliveries_linked": info.get("deliveries_linked", {}),
             "deliveries_read": info.get("deliveries_read", {}),
@@ -256,6 +257,9 @@ def render_html(report: dict) -> str:
     out.append(_table(["table", "status", "rows", "deliveries used", "columns"],
                       [[f, t["status"], t["rows"], ", ".join(t.get("deliveries", [])), len(t.get("columns", []))]
                        for f, t in tables.items()]))
+    withheld = [f"{f}: {', '.join(t['columns_withheld'])}" for f, t in tables.items() if t.get("columns_withheld")]
+    if withheld:
+        out.append("<p>Delivered columns not handed out, unknown to the catalog: " + esc("; ".join(withheld)) + "</p>")
     check_rows = _check_rows("cohort", cohort["checks"]) if cohort else []
     for f, t in tables.items():
         check_rows += _check_rows(f, t.get("checks", []))

@@ -23,7 +23,7 @@ from ..checks import ERROR, WARN, CheckOutcome
 from ..config import Settings
 from ..lake import Lake, staging_beside
 from . import storage
-from .extract import Selector, allowed_output_columns, granted_columns
+from .extract import Selector, allowed_output_columns, granted_columns, withheld_columns
 from .identify import AMBIGUOUS, UNKNOWN, CohortResult, build_cohort
 from .links import ANO, IDT, NIR_UNIQUE, PSA, RNG, MissingTable, beneficiary_rows, in_period, link_columns, semi_join
 from .pseudonymize import in_content_order, project_secret, pseudonym, pseudonymize
@@ -275,6 +275,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         if date_col and date_col in selection.columns:
             carried[_OUTSIDE] = _outside(selection, date_col, request)
         granted = granted_columns(catalog, request, family, selection.columns)
+        withheld = withheld_columns(catalog, family, selection.columns)
         rows_out = pseudonymize(selection.select(*granted, *(c.alias(n) for n, c in carried.items())), secret)
         ordered = in_content_order(rows_out, [c for c in rows_out.columns if c not in carried])
         observation = Observation(f"extract_{family}_{uuid.uuid4().hex[:8]}")
@@ -299,7 +300,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
             _belongs_to_cohort(written, cohort.identities, selector, path),
             _in_period_check(counted["outside"] if dated else got.get("outside"), written_rows if dated else rows,
                              date_col, path, in_extract=dated),
-            _granted_check(written, catalog, request, family),
+            _granted_check(written, catalog, request, family, withheld),
             _no_snds_pseudonym(written, cohort.identities, source=source),
             CheckOutcome("row_count", "row_count", ERROR, passed=written_rows == rows,
                          failures=abs(written_rows - rows),
@@ -307,7 +308,7 @@ def run_extract(spark: SparkSession, settings: Settings, catalog: Catalog, reque
         ]
         info.update(status="extracted", rows=written_rows, deliveries=deliveries,
                     deliveries_linked={l.parent: info["deliveries_read"][l.parent] for l in path},
-                    columns=written.columns,
+                    columns=written.columns, columns_withheld=withheld,
                     column_schema=[(f.name, f.dataType.simpleString()) for f in written.schema.fields],
                     checks=checks)
         storage.write_json(_info_path(lake, request.id, family), _jsonable(info))
@@ -426,13 +427,15 @@ def _in_period_check(outside, rows: int, date_col: str | None, path, in_extract:
                         details=f"{rows} rows {where} checked on {date_col}")
 
 
-def _granted_check(written: DataFrame, catalog: Catalog, request: ProjectRequest, family: str) -> CheckOutcome:
+def _granted_check(written: DataFrame, catalog: Catalog, request: ProjectRequest, family: str,
+                   withheld: list[str]) -> CheckOutcome:
     name = "granted_columns"
     allowed = allowed_output_columns(catalog, request, family)
     extra = sorted(set(written.columns) - allowed)
-    return CheckOutcome(name, name, ERROR, passed=not extra, failures=len(extra), columns=extra,
-                        details="granted: " + ("all columns" if family not in request.columns
-                                               else ", ".join(request.columns[family])))
+    details = "granted: " + ("all columns" if family not in request.columns else ", ".join(request.columns[family]))
+    if withheld:
+        details += f"; not handed out, unknown to the catalog: {', '.join(withheld)}"
+    return CheckOutcome(name, name, ERROR, passed=not extra, failures=len(extra), columns=extra, details=details)
 
 
 # --- Report --------------------------------------------------------------------------------------------------
