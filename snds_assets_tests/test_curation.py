@@ -964,6 +964,30 @@ def test_a_row_losing_its_parent_through_two_links_is_one_orphaned_row(spark, se
     state.close()
 
 
+def test_links_of_one_table_to_the_same_parent_column_are_each_checked(spark, settings, reference_catalog):
+    """With the reference schemas ER_PRS_F points to DA_PRA_R(PFS_PFS_NUM) by three columns (executing, prescribing
+    and attending practitioner): the links shared one name, so that each overwrote the one before and only the last
+    was checked. Each is checked and named by its own column; a row breaking two counts once."""
+    state = CurrentState(spark, settings, reference_catalog)
+    header = [*PRS_HEADER, "PFS_EXE_NUM", "PFS_PRE_NUM"]
+    d1 = Delivery(settings, reference_catalog, "2024-01-01")
+    d1.table("DA_PRA_R", ["PFS_PFS_NUM", "PFS_COD_POS"], ["A0000001;75001"])
+    d1.table("ER_PRS_F", header, [f"{prs(1, '1')};B0000001;A0000001", f"{prs(2, '1')};A0000001;C0000001",
+                                  f"{prs(3, '1')};B0000001;C0000001", f"{prs(4, '1')};A0000001;A0000001"],
+             mode="incremental")
+    d1.curate(spark, "DA_PRA_R", state)
+    (result,) = d1.curate(spark, "ER_PRS_F", state)
+    check = by_name(result)["foreign_key"]
+    assert check.evaluated and check.failures == 3, check
+    assert "DA_PRA_R(PFS_PFS_NUM) on PFS_EXE_NUM: 2 orphan row(s)" in check.details
+    assert "DA_PRA_R(PFS_PFS_NUM) on PFS_PRE_NUM: 2 orphan row(s)" in check.details
+    assert "DA_PRA_R(PFS_PFS_NUM) on PRS_MTT_NUM: not evaluated, the delivery lacks PRS_MTT_NUM" in check.details
+    assert {"PFS_EXE_NUM", "PFS_PRE_NUM", "PRS_MTT_NUM"} <= set(check.columns)
+    assert {(s["link"], s.get("PFS_EXE_NUM") or s.get("PFS_PRE_NUM")) for s in check.sample} == {
+        ("DA_PRA_R(PFS_PFS_NUM) on PFS_EXE_NUM", "B0000001"), ("DA_PRA_R(PFS_PFS_NUM) on PFS_PRE_NUM", "C0000001")}
+    state.close()
+
+
 # --- nomenclatures --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("small_list", [5000, 2, 1], ids=["inline", "rank-inline-sex-anti-joined", "anti-joined"])
 def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, small_list):

@@ -638,8 +638,9 @@ class _Run:
         hashes, and whether the parent is small enough to be probed during the write (``keys.probe``)."""
         out = []
         child_types = {p.name: p.dtype.simpleString() for p in self.plans}
-        for i, link in enumerate(domain.check_links(self.catalog, self.table)):
-            label = f"{link.parent}({', '.join(link.parent_columns)})"
+        links = domain.check_links(self.catalog, self.table)
+        for i, link in enumerate(links):
+            label = link_label(link, links)
             if not all(c in self.delivered for c in link.columns):
                 out.append(_LinkPlan(link, label, f"{label}: not evaluated, the delivery lacks {', '.join(link.columns)}"))
                 continue
@@ -894,6 +895,16 @@ class _Run:
         if unreadable:
             details += f"; {len(unreadable)} unreadable or missing file(s) not read: {', '.join(unreadable[:5])}"
         return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
+
+
+def link_label(link: domain.Link, links: list[domain.Link]) -> str:
+    """A link's name in its table's ``foreign_key`` check, unique among ``links`` (the table's): the parent and its
+    columns, then the child's columns where another link names the same (ER_PRS_F's executing, prescribing and
+    attending practitioners, three links to DA_PRA_R(PFS_PFS_NUM))."""
+    label = f"{link.parent}({', '.join(link.parent_columns)})"
+    if sum(l.parent == link.parent and l.parent_columns == link.parent_columns for l in links) > 1:
+        label += f" on {', '.join(link.columns)}"
+    return label
 
 
 def _unless_parent_dated(catalog: Catalog, verdict: LinkVerdict, year: int | None) -> LinkVerdict:
