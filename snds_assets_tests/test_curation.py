@@ -651,6 +651,39 @@ def mco_c(rsa: str, nir: str, ret: str = "0") -> str:
 
 
 @pytest.mark.parametrize("strategy", ["observed", "probed", "anti-joined"])
+def test_a_pmsi_year_whose_parent_year_is_nowhere_is_not_evaluated(spark, settings, catalog, monkeypatch, strategy):
+    """A year table's link to the same year of its parent is not evaluated when that year's parent table is neither
+    in the delivery nor in the state, as when the parent family is absent whole (SPEC §6): T_MCO21B's stay was an
+    orphan when T_MCO23C came with it, not evaluated without it. Years the parent holds are checked as before."""
+    if strategy != "observed":
+        monkeypatch.setattr(keys, "OBSERVED_HASH_ROWS", -1)
+    if strategy == "anti-joined":
+        monkeypatch.setattr(keys, "PROBED_PARENT_ROWS", -1)
+    d = Delivery(settings, catalog, "2024-03-01")
+    d.table("T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A)])
+    d.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;1;I10;3;2023", "2A0000001;9;I12;2;2023"])
+    d.table("T_MCO21B", MCO_B_HEADER, ["2A0000001;1;I10;3;2021"])
+    state = CurrentState(spark, settings, catalog)
+    mco_c_results = d.curate(spark, "T_MCOaaC", state)
+    fk = {r.year: by_name(r)["foreign_key"] for r in d.curate(spark, "T_MCOaaB", state)}
+    assert fk[2023].evaluated and fk[2023].failures == 1  # stay 9 has no T_MCO23C row
+    assert not fk[2021].evaluated and fk[2021].passed and fk[2021].failures == 0, fk[2021]
+    assert ("T_MCOaaC(ETA_NUM, RSA_NUM): not evaluated, T_MCOaaC of 2021 is neither in this delivery nor in the "
+            "current state") in fk[2021].details
+    assert check_deferred_links(spark, settings, catalog, d.manifest, mco_c_results, state, ["T_MCOaaC", "T_MCOaaB"])
+    assert by_name(mco_c_results[0])["foreign_key"].passed
+
+    d.accept()  # a later delivery's T_MCO22B meets a state holding 2023 only; its T_MCO23B is checked against it
+    later = Delivery(settings, catalog, "2024-04-01")
+    later.table("T_MCO22B", MCO_B_HEADER, ["2A0000001;5;I10;3;2022"])
+    later.table("T_MCO23B", MCO_B_HEADER, ["2A0000001;7;I10;3;2023"], mode="incremental")
+    fk = {r.year: by_name(r)["foreign_key"] for r in later.curate(spark, "T_MCOaaB", state)}
+    assert not fk[2022].evaluated and "T_MCOaaC of 2022 is neither in this delivery nor" in fk[2022].details
+    assert fk[2023].evaluated and fk[2023].failures == 1 and "the current state of T_MCOaaC" in fk[2023].details
+    state.close()
+
+
+@pytest.mark.parametrize("strategy", ["observed", "probed", "anti-joined"])
 def test_foreign_keys_against_the_delivery_the_state_or_nothing(spark, settings, catalog, monkeypatch, strategy):
     """The same verdicts whether a small child observes its link hashes during its write (compared with a small
     parent's in the driver), a larger child probes a small parent during its write, or a large parent is

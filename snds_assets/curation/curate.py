@@ -654,6 +654,7 @@ class _Run:
                 continue
             casts = keys.link_casts(child_types, dict(parent.dtypes), link)
             same_year = link.same_year and self.yearly and domain.YEAR_COLUMN in parent.columns
+            held = held_years(kept) if same_year else None
             signature = _signature(kept, link.parent_columns, casts, same_year) + tuple(
                 (archive, _signature(k, (), (), False)[0]) for archive, k in sorted(archived.items()))
             # A small parent is only probed: its hashes are broadcast as read, with no shuffle nor sort (the parent's
@@ -662,14 +663,15 @@ class _Run:
             small = rows <= keys.PROBED_PARENT_ROWS
             if not small:  # anti-joined after the write, with the partitions its rows can meet (``_narrowed``)
                 out.append(_LinkPlan(link, label, why, None, casts, same_year, kept=kept, parent=parent,
-                                     signature=signature))
+                                     signature=signature, years=held))
                 continue
             theirs = self.state.cached(link.parent, signature, lambda: keys.link_hashes(parent, link, casts, same_year))
             if self.small:
                 known = self.state.distinct_hashes(link.parent, signature, theirs)
-                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, observed=f"{HASHES}_{i}", known=known))
+                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, observed=f"{HASHES}_{i}", known=known,
+                                     years=held))
             else:
-                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}"))
+                out.append(_LinkPlan(link, label, why, theirs, casts, same_year, f"_FOUND{i}", years=held))
         return out
 
     def _observed_hashes(self, name: str) -> np.ndarray:
@@ -682,15 +684,15 @@ class _Run:
         out = {}
         for plan in links:
             if plan.theirs is None and plan.parent is None:
-                out[plan.label] = (plan.link, None, plan.why, plan.deferred)
+                out[plan.label] = (plan.link, None, plan.why, plan.deferred, None)
             elif plan.found and not any(int(t.metrics.get(plan.found) or 0) for t in self.tables):
-                out[plan.label] = (plan.link, {}, plan.why, False)
+                out[plan.label] = (plan.link, {}, plan.why, False, plan.years)
             elif plan.observed and not keys.missing(self._observed_hashes(plan.observed), plan.known):
-                out[plan.label] = (plan.link, {}, plan.why, False)
+                out[plan.label] = (plan.link, {}, plan.why, False, plan.years)
             else:
                 theirs, why = (plan.theirs, plan.why) if plan.theirs is not None else self._narrowed(plan)
                 found = keys.orphans(curated, theirs, plan.link, self.yearly, plan.casts, plan.same_year)
-                out[plan.label] = (plan.link, found, why, False)
+                out[plan.label] = (plan.link, found, why, False, plan.years)
         return out
 
     def _delivered_parts(self, family: str) -> list[Part]:
@@ -711,9 +713,9 @@ class _Run:
         flags = t.reject_flags
         flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
         links = (key_checks.get("foreign_key") or {}).items() if readable else []
-        verdicts = [_unless_parent_dated(self.catalog, LinkVerdict(
-            label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred), year)
-            for label, (link, found, why, deferred) in links]
+        verdicts = [_unless_parent_year(self.catalog, LinkVerdict(
+            label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred), year, held)
+            for label, (link, found, why, deferred, held) in links]
         checks = {
             "type": self._type_check(t, flag, readable),
             "not_null": self._not_null_check(t, flag, readable),
@@ -907,16 +909,27 @@ def link_label(link: domain.Link, links: list[domain.Link]) -> str:
     return label
 
 
-def _unless_parent_dated(catalog: Catalog, verdict: LinkVerdict, year: int | None) -> LinkVerdict:
-    """A link to the same year of a parent whose files of that year do not carry its key, by the schema's history
-    (T_RIPaaFB begins in 2010: T_RIP09C's rows can have no parent there), is not evaluated for that year."""
+def held_years(kept: dict[str, set[int | None]]) -> frozenset[int | None]:
+    """The years a yearly family's partitions ``kept`` (delivery -> years, ``CurrentState.plan``) hold."""
+    return frozenset().union(*kept.values())
+
+
+def _unless_parent_year(catalog: Catalog, verdict: LinkVerdict, year: int | None,
+                        held: frozenset[int | None] | None = None) -> LinkVerdict:
+    """A link to the same year of a parent is not evaluated for a year whose parent table is neither in this
+    delivery nor in the current state (``held``, the parent's years: a T_MCO21D delivered before any T_MCO21B, as
+    for a parent family absent whole, SPEC §6), nor for one whose parent files do not carry its key by the schema's
+    history (T_RIPaaFB begins in 2010: T_RIP09C's rows can have no parent there)."""
     link = verdict.link
     parent = catalog.tables.get(link.parent)
     dated = parent.absent_in(link.parent_columns, year) if link.same_year and parent is not None else []
-    if not dated:
-        return verdict
-    return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent}'s files of {year} "
-                                                  f"carry no {', '.join(dated)} by its schema's history")
+    if dated:
+        return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent}'s files of "
+                                                      f"{year} carry no {', '.join(dated)} by its schema's history")
+    if verdict.result is not None and held is not None and year not in held:
+        return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent} of {year} is "
+                                                      "neither in this delivery nor in the current state")
+    return verdict
 
 
 def _fk_outcome(verdicts: list[LinkVerdict], rows: int | None = None) -> CheckOutcome:
@@ -1008,7 +1021,7 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
         return False
     table = catalog[results[0].family]
     delivery_id = manifest.delivery_id
-    found: dict[str, tuple[dict | None, str]] = {}
+    found: dict[str, tuple[dict | None, str, frozenset | None]] = {}
     child = None
     path = Lake(settings.lake).curated(table.name, delivery_id)
     written: list[ParquetSummary] = []
@@ -1020,11 +1033,12 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
 
     for label, link in pending.items():
         if link.parent not in curated:
-            found[label] = (None, f"{label}: not evaluated, {link.parent} of this delivery was not curated in this run")
+            found[label] = (None, f"{label}: not evaluated, {link.parent} of this delivery was not curated in this run",
+                            None)
             continue
         parent, why, kept, _ = _parent_rows(state, catalog, manifest, link)
         if parent is None:
-            found[label] = (None, f"{label}: not evaluated, {why}")
+            found[label] = (None, f"{label}: not evaluated, {why}", None)
             continue
         if child is None:
             child = spark.read.parquet(path)
@@ -1033,14 +1047,14 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
         parent, _, note = _meeting_rows(state, delivery_id, link, casts, same_year, kept, parent, ranges)
         theirs = keys.parent_hashes(parent, link, casts, same_year)
         found[label] = (keys.orphans(child, theirs, link, table.is_yearly, casts, same_year),
-                        f"{why} ({note})" if note else why)
+                        f"{why} ({note})" if note else why, held_years(kept) if same_year else None)
     for r in results:
         if not r.pending:
             continue
         year = r.year if table.is_yearly else None
-        r.links = [v if not v.deferred else LinkVerdict(
+        r.links = [v if not v.deferred else _unless_parent_year(catalog, LinkVerdict(
             v.label, v.link, None if found[v.label][0] is None else found[v.label][0].get(year, keys.KeyResult()),
-            found[v.label][1]) for v in r.links]
+            found[v.label][1]), year, found[v.label][2]) for v in r.links]
         outcome = _fk_outcome(r.links)
         tolerate([outcome], r.rows_read, r.rows_rejected, settings.reject_tolerance)
         r.checks = [outcome if c.name == "foreign_key" else c for c in r.checks]
@@ -1066,6 +1080,7 @@ class _LinkPlan:
     kept: dict[str, set[int | None]] = field(default_factory=dict)  # an anti-joined parent's partitions,
     parent: DataFrame | None = None  # its rows (link columns), and the signature of their hashes (``_Run._narrowed``)
     signature: tuple = ()
+    years: frozenset[int | None] | None = None  # a same-year link's: the years its parent holds (``held_years``)
 
 
 @dataclass
