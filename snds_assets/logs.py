@@ -148,8 +148,28 @@ class ProgressFormatter(logging.Formatter):
         if kind is None and record.levelno >= logging.WARNING:
             return f"{stamp}  ! {_steps_once(meta.get('orig_message') or record.getMessage())}"
         if kind is None and record.levelno >= logging.INFO:
-            return f"{stamp}    {meta.get('orig_message') or record.getMessage()}"
+            return f"{stamp}    {_checks_not_evaluated(meta.get('orig_message') or record.getMessage())}"
         return ""
+
+
+# Dagster's line for the outputs a step did not yield: here the checks it did not evaluate, each named.
+_NOT_YIELDED = re.compile(r"op '[^']*' did not yield or return expected outputs \{(.*)\}")
+
+
+def _checks_not_evaluated(message: str) -> str:
+    """A step's checks not evaluated give no result, so Dagster listed them all on one line (some hundred output
+    names for a reception): they are counted instead, the materialisations saying why."""
+    from .checks import COHORT_CHECKS, CURATED_CHECKS, EXTRACT_CHECKS, RAW_RULES
+
+    found = _NOT_YIELDED.fullmatch(message)
+    if not found:
+        return message
+    names = re.findall(r"'([^']*)'", found[1])
+    checks = {*RAW_RULES, *(n for n, _ in CURATED_CHECKS), *EXTRACT_CHECKS, *COHORT_CHECKS, "delivery_accepted"}
+    if not names or not all(any(n.endswith(f"_{c}") for c in checks) for n in names):
+        return message
+    return (f"{len(names)} check(s) not evaluated, so without a result: each asset's materialisation says why "
+            "(`checks not evaluated`)")
 
 
 # A list of step keys in Dagster's "Dependencies for step … failed: ['receive', …] were not executed: […]".

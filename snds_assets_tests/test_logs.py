@@ -541,6 +541,27 @@ def test_the_steps_a_step_waited_for_are_named_once():
                          "were not executed: ['a', 'b']. Not executing."), line
 
 
+def test_the_checks_a_step_did_not_evaluate_are_counted_not_listed():
+    """A check not evaluated gives no result, and Dagster's line for a step's outputs not yielded named each of
+    them: some hundred output names on one terminal line after a reception. They are counted; a line naming an
+    output that is not a check is printed as Dagster wrote it."""
+    import logging
+
+    from snds_assets.logs import ProgressFormatter
+
+    def line(message: str) -> str:
+        record = logging.LogRecord("snds_progress", logging.INFO, "", 0, "", None, None)
+        record.dagster_meta = {"orig_message": message}
+        return ProgressFormatter().format(record)
+
+    names = {"curated__T_MCOaaUM_nomenclature", "curated__IR_BEN_R_primary_key_state", "projects__KI_CCI_R_in_period"}
+    assert line(f"op 'receive' did not yield or return expected outputs {names}").endswith(
+        "    3 check(s) not evaluated, so without a result: each asset's materialisation says why "
+        "(`checks not evaluated`)")
+    other = f"op 'receive' did not yield or return expected outputs {names | {'curated__IR_BEN_R'}}"
+    assert line(other).endswith(other)
+
+
 def test_every_run_writes_its_events_as_json_lines_under_the_home(snds_env, monkeypatch):
     """JSON logs came only with `--log-format json` of a command: a run of the sensor, the UI or a backfill logged
     Dagster's text alone. The instance `snds` sets up hands every run's records to ``RunLogFiles``: a run with the
