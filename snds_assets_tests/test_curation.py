@@ -1043,7 +1043,10 @@ def test_nomenclature_codes(spark, settings, catalog, tmp_path, monkeypatch, sma
     assert nom.columns == ["BEN_RNG_GEM", "BEN_SEX_COD"]
     assert {(s["column"], s["value"]) for s in nom.sample} == {("BEN_SEX_COD", "0"), ("BEN_RNG_GEM", "3"),
                                                                ("BEN_RNG_GEM", "4")}
-    assert "BEN_SEX_COD: 3" in nom.details and "BEN_RNG_GEM: 2" in nom.details
+    # Each way names the list and shows the failing rows' keys (an anti-joined list gave the value alone).
+    assert "IR_SEX_V:BEN_SEX_COD: 3" in nom.details and "IR_BER_V:BEN_RNG_GEM: 2" in nom.details, nom.details
+    assert {s["BEN_NIR_PSA"] for s in nom.sample if s["column"] == "BEN_RNG_GEM"} == {NIR_T}, nom.sample
+    assert all(s.get("BEN_NIR_PSA") in (NIR_T,) and "BEN_RNG_GEM" in s for s in nom.sample), nom.sample
     assert "IR_NIR_V not found" in nom.details
 
 

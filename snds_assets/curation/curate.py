@@ -591,7 +591,8 @@ class _Run:
             if current is not None and all(c in current.columns for c in pk):
                 out["primary_key_state"] = keys.already_in_state(curated, current, pk, self.yearly)
         out["foreign_key"] = self._foreign_keys(curated, links or []) if readable else {}
-        out["nomenclature"] = keys.off_nomenclature(self.spark, curated, self.nomenclatures.large, self.yearly)
+        out["nomenclature"] = keys.off_nomenclature(self.spark, curated, self.nomenclatures.large, self.yearly,
+                                                    self.sample_keys)
         out["nomenclature_rows"] = self._rows_off_nomenclatures(curated, out["nomenclature"])
         return out
 
@@ -847,7 +848,7 @@ class _Run:
             return self._not_evaluated(check, check, "SNDS_NOMENCLATURES not set")
         if not readable:
             return self._not_evaluated(check, check, "no readable file")
-        checked_large = [n.column for n in self.nomenclatures.large] if check == "nomenclature" else []
+        checked_large = list(self.nomenclatures.large) if check == "nomenclature" else []
         if not rules and not checked_large:
             notes = "; ".join(self.nomenclatures.notes) if check == "nomenclature" else ""
             why = {"range": "no date, year or bounded numeric column delivered",
@@ -864,12 +865,12 @@ class _Run:
             if n:
                 parts.append(f"{r.name.split(':', 1)[1]}: {n}")
                 sample += self.rule_samples.get((year, i), [])[:2]
-        for column in checked_large:
-            columns.append(column)
-            r = large.get((year, column))
+        for n in checked_large:
+            columns.append(n.column)
+            r = large.get((year, n.column))
             if r and r.failures:
                 failures += r.failures
-                parts.append(f"{column}: {r.failures}")
+                parts.append(f"{n.nomenclature}:{n.column}: {r.failures}")
                 sample += r.sample or []
         if rows and year in rows:
             failures = rows[year]  # rows off two lists count once

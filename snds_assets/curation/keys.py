@@ -308,8 +308,10 @@ def orphans_of_any(curated: DataFrame, links: list[tuple[DataFrame, domain.Link,
 
 
 def off_nomenclature(spark: SparkSession, curated: DataFrame, large: list[LargeNomenclature],
-                     yearly: bool) -> dict[tuple[int | None, str], KeyResult]:
-    """Rows whose coded value is absent from a long nomenclature: one job for every such column of the table."""
+                     yearly: bool, sample_keys: list[str] = ()) -> dict[tuple[int | None, str], KeyResult]:
+    """Rows whose coded value is absent from a long nomenclature: one job for every such column of the table,
+    on its distinct values; then, for a column that failed, one more to sample a row of each value sampled (its
+    ``sample_keys``, as the other row rules' samples show them)."""
     if not large:
         return {}
     pairs = F.array(*[F.struct(F.lit(n.column).alias("c"), F.col(n.column).cast("string").alias("v")) for n in large])
@@ -319,11 +321,26 @@ def off_nomenclature(spark: SparkSession, curated: DataFrame, large: list[LargeN
     codes = spark.createDataFrame([(n.column, str(code)) for n in large for code in n.codes], "c string, v string")
     missing = values.join(codes, on=["c", "v"], how="left_anti")
     rows = (missing.groupBy(_YEAR, "c")
-            .agg(F.sum("count").alias("n"), sample_agg(F.to_json(F.struct(F.col("c").alias("column"),
-                                                                          F.col("v").alias("value")))).alias("s"))
+            .agg(F.sum("count").alias("n"), sample_agg(F.col("v")).alias("s"))
             .collect())
-    return {(r[_YEAR], r["c"]): KeyResult(int(r["n"]), [json.loads(s) for s in r["s"] or []][:SAMPLE_SIZE])
+    return {(r[_YEAR], r["c"]): KeyResult(int(r["n"]), _rows_of_values(curated, r["c"], (r["s"] or [])[:SAMPLE_SIZE],
+                                                                       r[_YEAR], yearly, sample_keys))
             for r in rows}
+
+
+def _rows_of_values(curated: DataFrame, column: str, values: list[str], year: int | None, yearly: bool,
+                    sample_keys: list[str]) -> list[dict]:
+    """One row of each of ``values`` of ``column`` (in ``year``), for a sample: the column, the value and the keys."""
+    value = F.col(column).cast("string")
+    if not sample_keys:
+        return [{"column": column, "value": v} for v in values]
+    found = value.isin(*values)
+    if yearly and year is not None and domain.YEAR_COLUMN in curated.columns:
+        found = found & (F.col(domain.YEAR_COLUMN) == year)
+    row = F.to_json(F.struct(F.lit(column).alias("column"), value.alias("value"), *[F.col(k) for k in sample_keys]))
+    picked = {r["v"]: json.loads(r["s"]) for r in curated.where(found).groupBy(value.alias("v"))
+              .agg(F.min(row).alias("s")).collect()}
+    return [picked.get(v, {"column": column, "value": v}) for v in values]
 
 
 def rows_off_nomenclatures(spark: SparkSession, curated: DataFrame, large: list[LargeNomenclature],
