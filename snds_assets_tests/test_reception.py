@@ -204,6 +204,22 @@ def _with_table(name) -> str:
     (json.dumps({"delivery_id": DID, "tables": [{"mode": "full"}]}), DID, "manifest table #1: missing table, files"),
     (json.dumps({"delivery_id": DID, "tables": ["IR_BEN_R"]}), DID,
      "manifest table #1 must be a JSON object, not \"IR_BEN_R\""),
+    # A NUL byte passed the manifest and failed the run in the archive, leaving a half-received delivery.
+    (_with_file(path="IR_BEN_R/part\x000001.csv"), DID, "'IR_BEN_R/part\\x000001.csv' must not hold control characters"),
+    (_with_file(path="IR_BEN_R\n.csv"), DID, "must not hold control characters"),
+    # A name too long for a file system failed the run where an unknown table is archived and rejected.
+    (_with_table("T" * 300), DID, f"manifest table #1: table {'T' * 40!r}... is longer than 200 bytes"),
+    (_with_table("IR_BEN_R\t"), DID, "table 'IR_BEN_R\\t' must be a table name, not a path"),
+    # JSON keeps the last of a key given twice: the first list of tables was dropped without a word.
+    (_with_table("IR_BEN_R")[:-1] + ', "tables": [], "delivery_id": "2026-11-15"}', DID,
+     "manifest.json names 'tables' twice (JSON keeps the last one only); manifest.json names 'delivery_id' twice"),
+    # Values that were read as something else: false as the default format, an object as the producer's name.
+    (json.dumps({"delivery_id": DID, "format": False, "tables": []}), DID, "manifest format must be an object"),
+    (json.dumps({"delivery_id": DID, "producer": {"name": ["CNAM"]}, "created_at": -12, "tables": []}), DID,
+     'manifest producer must be a JSON string, not {"name": ["CNAM"]}; manifest created_at must be a JSON string, '
+     "not -12"),
+    (_with_format({"decimal": '"'}), DID, "decimal '\"' must be one character, other than the delimiter and the quote"),
+    (_with_format({"null_value": "NA;"}), DID, "null_value 'NA;' must not hold the delimiter"),
 ])
 def test_manifest_errors_are_one_line(settings, text, folder, message):
     delivery = Delivery(_landing(settings), folder)

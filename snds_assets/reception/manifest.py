@@ -131,10 +131,14 @@ def parse_format(data: dict) -> Format:
     if len(fmt.delimiter) != 1 or fmt.delimiter in ('"', "\n", "\r") or not fmt.delimiter.isascii():
         problems.append(f"manifest format delimiter {fmt.delimiter!r} must be one ASCII character, not a quote "
                         "or a line break")
-    elif len(fmt.decimal) != 1 or fmt.decimal == fmt.delimiter:
-        problems.append(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter")
+    elif len(fmt.decimal) != 1 or fmt.decimal in (fmt.delimiter, '"'):
+        problems.append(f"manifest format decimal {fmt.decimal!r} must be one character, other than the delimiter "
+                        "and the quote")
     if "\n" in fmt.null_value or "\r" in fmt.null_value:
         problems.append(f"manifest format null_value {fmt.null_value!r} must not hold a line break")
+    elif len(fmt.delimiter) == 1 and fmt.delimiter in fmt.null_value:
+        problems.append(f"manifest format null_value {fmt.null_value!r} must not hold the delimiter: no value can "
+                        "be it")
     if fmt.date_format not in ("", "default"):
         try:
             spark_pattern(fmt.date_format)
@@ -167,11 +171,14 @@ def _table_name(i: int, name) -> str:
     that is a path (``../../x``) would have them written outside the lake."""
     if not isinstance(name, str) or not name:
         raise ManifestError(f"manifest table #{i + 1}: table must be a non-empty JSON string, not {json.dumps(name)}")
-    if name in (".", "..") or any(c in name for c in "/\\\0\n\r"):
+    if name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable():
         raise ManifestError(f"manifest table #{i + 1}: table {name!r} must be a table name, not a path")
+    if len(name.encode()) > MAX_NAME_BYTES:  # it names the table's archive folder and report fragments
+        raise ManifestError(f"manifest table #{i + 1}: table {name[:40]!r}... is longer than {MAX_NAME_BYTES} bytes")
     return name
 
 
+MAX_NAME_BYTES = 200  # a file system's name holds 255 bytes; the lake adds suffixes (".json", staging marks)
 FILE_KEYS = ("path", "rows", "sha256", "bytes")
 TABLE_KEYS = ("table", "mode", "files")
 MANIFEST_KEYS = ("delivery_id", "producer", "created_at", "format", "tables")
@@ -220,6 +227,8 @@ def _path(table: str, j: int, path) -> str:
         raise ManifestError(f"file #{j + 1} of table {table}: path must be a JSON string, not {json.dumps(path)}")
     if path.startswith("/") or ".." in path.split("/"):
         raise ManifestError(f"file path {path!r} must stay inside the delivery folder")
+    if not path.isprintable():  # a NUL byte is refused by every file system call, a line break breaks the reports
+        raise ManifestError(f"file path {path!r} must not hold control characters")
     if path.split("/")[-1] in ("", "."):
         raise ManifestError(f"file path {path!r} must name a file inside the delivery folder, not a folder")
     if posixpath.normpath(path) == MANIFEST:  # its archive would overwrite the archived manifest, or the other way
@@ -271,26 +280,41 @@ def _table(i: int, entry: dict, problems: list[str]) -> DeliveredTable | None:
     return DeliveredTable(name, tuple(files), mode) if len(problems) == told else None
 
 
+def _object(pairs: list[tuple[str, object]], twice: list[str]) -> dict:
+    """A JSON object, its keys given twice noted in ``twice``: JSON keeps the last, so a second ``tables`` list
+    would have made the files of the first unlisted without a word."""
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen and repr(key) not in twice:
+            twice.append(repr(key))
+        seen[key] = value
+    return seen
+
+
 def parse_manifest(text: str | bytes, expected_id: str | None = None) -> Manifest:
     """Decode and validate a manifest. Its problems are one ManifestError, in one line that says what to fix: those
     of every table and file, not only the first, since each round of mending is CNAM's, and a delivery sent again."""
+    twice: list[str] = []
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=lambda pairs: _object(pairs, twice))
     except ValueError as exc:
         raise ManifestError(f"manifest.json is not valid JSON ({exc})") from exc
     except RecursionError as exc:  # Python's parser recurses into arrays and objects
         raise ManifestError("manifest.json is not valid JSON (nested too deeply)") from exc
     if not isinstance(data, dict):
         raise ManifestError("manifest.json must hold a JSON object")
-    problems: list[str] = []
+    problems: list[str] = [f"manifest.json names {k} twice (JSON keeps the last one only)" for k in twice]
     _unknown_keys(data, MANIFEST_KEYS, "manifest", problems)
+    for key in ("producer", "created_at"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(f"manifest {key} must be a JSON string, not {json.dumps(data[key])[:40]}")
     delivery_id = data.get("delivery_id")
     if not isinstance(delivery_id, str) or not valid_delivery_id(delivery_id):
         problems.append(f"manifest delivery_id {delivery_id!r} is not {DELIVERY_ID_FORM}")
     elif expected_id is not None and delivery_id != expected_id:
         problems.append(f"manifest delivery_id {delivery_id!r} does not match its folder {expected_id!r}")
     fmt = Format()
-    fmt_data = data.get("format") or {}
+    fmt_data = {} if data.get("format") is None else data["format"]  # optional (SPEC §2); null is its absence
     try:
         if not isinstance(fmt_data, dict):
             raise ManifestError("manifest format must be an object")
