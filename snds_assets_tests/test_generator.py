@@ -614,6 +614,11 @@ def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
                 dict(delivery_id="2022-01-15"), dict(seed=-1)):
         with pytest.raises(GenerateError):
             generate(GenerateOptions(out=tmp_path, catalog=packaged_catalog, **{"delivery_id": "2024-03-05", **bad}))
+    # a delimiter the reception refuses (one ASCII character): é was written, then the delivery was refused
+    for delimiter in ("é", "€"):
+        with pytest.raises(GenerateError, match=f"delimiter '{delimiter}' must be one ASCII character"):
+            generate(GenerateOptions(out=tmp_path, catalog=packaged_catalog, delivery_id="2024-03-05",
+                                     delimiter=delimiter, encoding="latin-1"))
     # a date format the reception would refuse: two-digit years, a space-padded day, a part given twice
     for date_format, told in (("%d/%m/%y", "two-digit year"), ("%e/%m/%Y", "%e has no Spark equivalent"),
                               ("%d/%m/%Y %d", "%d gives the day again")):

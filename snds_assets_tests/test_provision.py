@@ -1216,6 +1216,11 @@ def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, 
     ("title: Test project", "title: Test project\nid: bad", "duplicate key 'id'"),
     ("id: bad", "id: 0123", "id 83 is read as a number: write it as text, as the file is named: id: 'bad'"),
     ("title: Test project", "title: Test project\n? [a, b]\n: 1", "YAML syntax error at line 3"),
+    # Aliases of aliases expand without bound (a request of 546 bytes took 6 GB), nesting hit Python's recursion limit.
+    ("icd10: [U071, U072]", "icd10: [U071, &a0 [x,x,x,x,x,x,x,x,x,x]" + "".join(
+        f", &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)) + "]",
+     "the request holds more than 100,000 values once its aliases (*name) are expanded"),
+    ("title: Test project", "title: " + "[" * 5000 + "]" * 5000, "YAML nested too deeply"),
 ])
 def test_request_errors(tmp_path, catalog, old, new, message):
     settings = Settings.from_env(env={}, home=str(tmp_path))

@@ -66,9 +66,9 @@ class GenerateOptions:
             raise GenerateError(f"nomenclature folder not found: {self.nomenclatures}")
         if self.rows_per_file is not None and int(self.rows_per_file) < 1:
             raise GenerateError("rows_per_file must be at least 1")
-        if len(self.delimiter) != 1 or self.delimiter in FORBIDDEN_DELIMITERS:
-            raise GenerateError(f"delimiter {self.delimiter!r} must be one character that no value holds "
-                                "(e.g. ';', ',', '|' or a tab)")
+        if len(self.delimiter) != 1 or self.delimiter in FORBIDDEN_DELIMITERS or not self.delimiter.isascii():
+            raise GenerateError(f"delimiter {self.delimiter!r} must be one ASCII character that no value holds "
+                                "(e.g. ';', ',', '|' or a tab), as the reception reads a manifest's")
         if self.encoding.lower() not in ENCODINGS:
             raise GenerateError(f"encoding {self.encoding!r} is not utf-8 or latin-1")
         if self.date_format != "default":

@@ -33,8 +33,38 @@ MAX_RANK = 2**31 - 1  # BEN_RNG_GEM is matched as a 32-bit integer
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML without implicit timestamps (dates stay text and are validated here with a clear message), and without
-    repeated keys, which YAML resolves silently to the last one (a second ``any_of`` dropping the first)."""
+    """YAML without implicit timestamps (dates stay text and are validated here with a clear message), without
+    repeated keys, which YAML resolves silently to the last one (a second ``any_of`` dropping the first), and whose
+    aliases expand to at most ``MAX_VALUES`` values: aliases of aliases grow without bound once written out (a
+    request of 546 bytes took 6 GB to be told wrong)."""
+
+    def construct_document(self, node: yaml.Node):
+        if _expanded_size(node, {}) > MAX_VALUES:
+            raise _TooLarge(f"the request holds more than {MAX_VALUES:,} values once its aliases (*name) are expanded")
+        return super().construct_document(node)
+
+
+class _TooLarge(ValueError):
+    """A request whose aliases expand past ``MAX_VALUES``."""
+
+
+MAX_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for, each alias counted as what it repeats (a node shared by aliases is
+    sized once; one that holds itself counts once)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
@@ -197,6 +227,10 @@ def parse_request(text: str, catalog: Catalog, path: Path, project_id: str | Non
     pid = project_id or path.stem
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError as exc:  # PyYAML's composer recurses into nested collections
+        raise RequestError(f"project {pid}: YAML nested too deeply") from exc
+    except _TooLarge as exc:
+        raise RequestError(f"project {pid}: {exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
