@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,6 +44,9 @@ PYSPARK_ERROR_LOGGERS = ("DataFrameQueryContextLogger", "SQLQueryContextLogger")
 # The commands that run through the Dagster instance: they make SNDS_HOME and DAGSTER_HOME. `snds report` and
 # `snds generate` read or write only their own folders: run from any directory, they left a `./.snds` behind.
 INSTANCE_COMMANDS = ("ingest", "extract", "demo", "ui")
+# Dagster's SQLite storage puts DAGSTER_HOME's path in a ``sqlite:///`` URL unescaped: a ``?`` ends the path there and
+# ``%41`` is read as ``A``, so the instance's database went beside the home, under another name.
+URL_SIGNS = re.compile(r"\?|%[0-9A-Fa-f]{2}")
 
 
 class UsageError(Exception):
@@ -235,6 +239,10 @@ def prepare_environment(settings: Settings, instance: bool = True) -> None:
     os.environ.update(settings.as_env())
     if not instance:
         return
+    if URL_SIGNS.search(settings.dagster_home):
+        raise UsageError(f"DAGSTER_HOME {settings.dagster_home} holds '?' or a '%' and two hex digits, which Dagster's "
+                         "SQLite storage reads as part of a URL (its database would be written elsewhere): choose a "
+                         "folder without them")
     for name, folder in (("SNDS_HOME", settings.home), ("DAGSTER_HOME", settings.dagster_home)):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)

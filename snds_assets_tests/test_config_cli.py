@@ -743,6 +743,20 @@ def test_a_home_that_is_a_file_is_named(tmp_path, variable):
         assert lines == [f"snds: error: {variable} {folder} must be a folder, but {afile} is a file"], proc.stderr
 
 
+@pytest.mark.parametrize("name", ["home?x", "home%41"])
+def test_a_dagster_home_that_would_read_as_a_url_is_refused(tmp_path, name):
+    """Dagster's SQLite storage reads DAGSTER_HOME inside a URL: `home?x` put the instance's database in a file
+    `home` beside it, and the run failed on "no such table: event_logs". Refused, naming the setting; nothing made."""
+    home = tmp_path / name
+    proc = _snds(["ingest", "2024-01-15"], home)
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"snds: error: DAGSTER_HOME {home / 'dagster'} holds '?' or a '%' and two hex digits, which "
+                     "Dagster's SQLite storage reads as part of a URL (its database would be written elsewhere): "
+                     "choose a folder without them"], proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command, variable", [(["ingest", "2024-01-15"], "SNDS_LANDING"),
                                                (["extract", "demo-covid"], "SNDS_PROJECTS"),
                                                (["report", "2024-01-15"], "SNDS_LAKE"),
