@@ -1201,6 +1201,11 @@ def test_an_extracts_report_names_the_linked_deliveries_it_read(spark, catalog, 
     ("identifiers: bad-ids.csv", "identifiers: nowhere.csv", "missing identifiers file nowhere.csv"),
     ("identifiers: bad-ids.csv", "identifiers: ../other/bad-ids.csv", "must be a file name beside the request"),
     ("identifiers: bad-ids.csv", "identifiers: /tmp/bad-ids.csv", "must be a file name beside the request"),
+    # A NUL byte or an over-long name was told in Python's words, without the project or its other problems.
+    ("identifiers: bad-ids.csv", 'identifiers: "ids\\0.csv"', "cohort identifiers 'ids\\x00.csv' cannot name a file "
+     "here (embedded null byte)"),
+    ("identifiers: bad-ids.csv", f"identifiers: {'a' * 300}.csv", f"cohort identifiers {'a' * 60!r} cannot name a file "
+     "here (File name too long)"),
     ("tables: [IR_BEN_R, ER_PRS_F]", "tables: [ir_ben_r]", "write its family name as the catalog does, IR_BEN_R"),
     ("id: bad", "id: Bad Id", "bad id 'Bad Id'"),
     ("id: bad", "id: other", "differs from the file name"),
@@ -1330,7 +1335,14 @@ def test_an_identifiers_file_is_read_whatever_its_line_ends_and_an_open_quote_is
     with pytest.raises(RequestError, match=r"lines 3-5: one row over 3 lines \(a quote left open\?\)"):
         load_request(settings, catalog, "p1")
     write_request(projects, "p1", identifiers='BEN_IDT_ANO\n"' + "x" * 200_000 + "\n")
-    with pytest.raises(RequestError, match="line 2: not readable as CSV .*field limit.*: is a quote left open"):
+    with pytest.raises(RequestError, match="line 2: not readable as CSV .*field limit.*: is a quote left open, or a "
+                                           "value far too long"):
+        load_request(settings, catalog, "p1")
+    # A spreadsheet's export keeps its blank columns: two of them were "a column named twice".
+    write_request(projects, "p1", identifiers="BEN_IDT_ANO,,\nidt-a,,\n")
+    assert [i.ben_idt_ano for i in load_request(settings, catalog, "p1").identifiers] == ["idt-a"]
+    write_request(projects, "p1", identifiers="BEN_IDT_ANO,ben_idt_ano\nidt-a,idt-a\n")
+    with pytest.raises(RequestError, match="column BEN_IDT_ANO is named twice in the header"):
         load_request(settings, catalog, "p1")
 
 

@@ -477,8 +477,13 @@ def _identifiers(name, folder: Path, fail) -> tuple[Path, list[Identifier]]:
         raise fail("cohort identifiers must name a CSV file beside the request")
     if Path(name).name != name or name in (".", ".."):
         raise fail(f"cohort identifiers {name!r} must be a file name beside the request, without a folder")
-    path = (folder / name).resolve()
-    if not path.is_file():
+    try:
+        path = (folder / name).resolve()
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name longer than the file system takes
+        why = getattr(exc, "strerror", None) or exc
+        raise fail(f"cohort identifiers {name[:60]!r} cannot name a file here ({why})") from None
+    if not found:
         raise fail(f"missing identifiers file {name} (looked for {path})")
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -506,8 +511,10 @@ def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> l
     unknown = [h for h in header if h and h not in IDENTIFIER_COLUMNS]
     if unknown:
         raise fail(f"identifiers file {name}: unknown column {unknown[0]!r} (expected: {', '.join(IDENTIFIER_COLUMNS)})")
-    if len(set(header)) != len(header):
-        raise fail(f"identifiers file {name}: a column is named twice in the header")
+    named = [h for h in header if h]  # empty ones, a spreadsheet's columns left blank, are no columns
+    twice = sorted({h for h in named if named.count(h) > 1})
+    if twice:
+        raise fail(f"identifiers file {name}: column {twice[0]} is named twice in the header")
     out: list[Identifier] = []
     problems: list[str] = []
     while True:
@@ -515,7 +522,8 @@ def parse_identifiers(text: str, name: str, fail: Callable[..., Exception]) -> l
         try:
             row = next(reader, None)
         except csv.Error as exc:  # a value past the csv module's size limit, from a quote left open
-            problems.append(f"identifiers file {name} line {start}: not readable as CSV ({exc}): is a quote left open?")
+            problems.append(f"identifiers file {name} line {start}: not readable as CSV ({exc}): is a quote left open, "
+                            "or a value far too long?")
             break
         if row is None:
             break
