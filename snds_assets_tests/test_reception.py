@@ -279,6 +279,9 @@ def test_missing_delivery_and_missing_manifest(settings):
         read_manifest(settings.landing, DID)
     with pytest.raises(ManifestError, match="is not a delivery id"):
         read_manifest(settings.landing, "../etc")
+    (Path(settings.landing) / DID / "manifest.json").mkdir()  # was told "missing (CNAM writes it last)"
+    with pytest.raises(ManifestError, match=f"manifest.json of delivery {DID} is a folder, not a file"):
+        read_manifest(settings.landing, DID)
 
 
 # --- the archive --------------------------------------------------------------------------------------------

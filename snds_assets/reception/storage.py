@@ -259,7 +259,9 @@ def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
     try:
         with azure_errors_told(landing), fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
             return handle.read()
-    except (FileNotFoundError, IsADirectoryError) as exc:
+    except IsADirectoryError as exc:
+        raise ManifestError(f"{MANIFEST} of delivery {delivery_id} is a folder, not a file") from exc
+    except FileNotFoundError as exc:
         if not fs.isdir(folder):
             raise DeliveryNotFound(f"delivery {delivery_id} not found in the landing zone {landing}") from exc
         raise DeliveryNotFound(
