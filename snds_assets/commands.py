@@ -293,7 +293,7 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
     from .reception.manifest import valid_delivery_id
     from .reception.report import load_report, previous_report_path, reception_started
     from .lake import join
-    from .reception.storage import lake_exists, read_lake_bytes
+    from .reception.storage import StorageError, lake_exists, read_lake_bytes
 
     if not (valid_delivery_id(args.target) or PROJECT_ID.fullmatch(args.target)):
         raise UsageError(f"{args.target!r} is neither a delivery id (YYYY-MM-DD[_suffix]) nor a project id "
@@ -314,6 +314,8 @@ def cmd_report(settings: Settings, args: argparse.Namespace, log_format: str) ->
             summary = _project_summary(settings, args.target, project)
             unfinished = project.get("status") == "incomplete"
             read = state_read(project)  # read here: a delivery report unreadable below is named as itself
+    except StorageError as exc:  # the lake not reached (credentials): the report may be right, not to build again
+        raise UsageError(str(exc)) from exc
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A truncated or hand-edited file said only "Expecting property name…" or "'delivery_id'".
         raise UsageError(f"{path} is not a readable report ({type(exc).__name__}: {exc}): build it again with "

@@ -17,9 +17,17 @@ def _is_uri(value: str) -> bool:
     return "://" in value
 
 
-def resolve_path(value: str) -> str:
+STORAGE_SCHEMES = ("file", "az", "abfs", "abfss")  # where the landing zone and the lake may be (README)
+
+
+def resolve_path(value: str, setting: str = "a folder setting") -> str:
     """Local paths become absolute so that Dagster runs and the CLI agree; URIs stay as given."""
-    return value if _is_uri(value) else str(Path(value).expanduser().resolve())
+    if _is_uri(value):
+        return value
+    try:
+        return str(Path(value).expanduser().resolve())
+    except RuntimeError as exc:  # "~nouser": Python's "Could not determine home directory." named no setting
+        raise ValueError(f"{setting} {value!r}: {value.split('/')[0]} names no user of this machine") from exc
 
 
 FRESHNESS_VARIABLE = "SNDS_FRESHNESS_DAYS_"  # + a catalog product, upper-cased (DCIR, PMSI...)
@@ -83,7 +91,7 @@ class Settings:
                 return env[var]
             return default
 
-        home = resolve_path(pick("home", "SNDS_HOME", "./.snds"))
+        home = resolve_path(pick("home", "SNDS_HOME", "./.snds"), "SNDS_HOME")
         landing = pick("landing", "SNDS_LANDING", os.path.join(home, "landing"))
         lake = pick("lake", "SNDS_LAKE", os.path.join(home, "lake"))
         projects = pick("projects", "SNDS_PROJECTS", os.path.join(home, "projects"))
@@ -117,14 +125,18 @@ class Settings:
         spark_remote = pick("spark_remote", "SPARK_REMOTE", None)
         if spark_remote:
             check_spark_remote(spark_remote)
+        for variable, value in (("SNDS_LANDING", landing), ("SNDS_LAKE", lake)):
+            scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
+            if scheme not in STORAGE_SCHEMES:  # s3://... was taken, and failed runs said to install s3fs
+                raise ValueError(f"{variable} must be a folder or an Azure URL (az://, abfss://), got {value!r}")
         return cls(
             home=home,
-            landing=resolve_path(landing),
-            lake=resolve_path(lake),
-            projects=resolve_path(projects),
-            schemas=resolve_path(schemas),
-            nomenclatures=resolve_path(nomenclatures) if nomenclatures else None,
-            dagster_home=resolve_path(dagster_home),
+            landing=resolve_path(landing, "SNDS_LANDING"),
+            lake=resolve_path(lake, "SNDS_LAKE"),
+            projects=resolve_path(projects, "SNDS_PROJECTS"),
+            schemas=resolve_path(schemas, "SNDS_SCHEMAS"),
+            nomenclatures=resolve_path(nomenclatures, "SNDS_NOMENCLATURES") if nomenclatures else None,
+            dagster_home=resolve_path(dagster_home, "DAGSTER_HOME"),
             spark_remote=spark_remote,
             reject_tolerance=tolerance,
             parallel_families=int(parallel),

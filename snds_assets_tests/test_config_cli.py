@@ -1304,6 +1304,32 @@ def test_parallel_families_must_be_at_least_one(tmp_path, value):
         Settings.from_env(env=env)
 
 
+@pytest.mark.parametrize("variable, value, message", [
+    # s3:// was taken, and a run failed saying to install s3fs; "~nouser" said "Could not determine home directory."
+    ("SNDS_LAKE", "s3://bucket/lake", "SNDS_LAKE must be a folder or an Azure URL (az://, abfss://), got 's3://"),
+    ("SNDS_LANDING", "gs://bucket/in", "SNDS_LANDING must be a folder or an Azure URL (az://, abfss://), got 'gs://"),
+    ("SNDS_HOME", "~nouser-x/h", "SNDS_HOME '~nouser-x/h': ~nouser-x names no user of this machine"),
+    ("SNDS_PROJECTS", "~nouser-x", "SNDS_PROJECTS '~nouser-x': ~nouser-x names no user of this machine"),
+])
+def test_a_folder_setting_that_cannot_be_used_is_named(tmp_path, variable, value, message):
+    env = {"SNDS_HOME": str(tmp_path), variable: value}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Settings.from_env(env=env)
+    assert Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_LAKE": "abfss://c@a.dfs.core.windows.net/l"}).lake
+
+
+def test_report_of_a_lake_not_reached_says_why_not_to_build_it_again(tmp_path, monkeypatch):
+    """An az:// lake without credentials: `snds report` said the report was "not a readable report ... build it again
+    with snds ingest", which would not have helped."""
+    for name in [k for k in os.environ if k.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    proc = _snds(["report", "2024-01-15"], tmp_path / "home", extra_env={"SNDS_LAKE": "az://container/lake"})
+    assert proc.returncode == EXIT_ERROR
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("snds: error: cannot open az://container/lake/reports/"), lines
+    assert "set AZURE_STORAGE_CONNECTION_STRING" in lines[0] and "build it again" not in lines[0]
+
+
 def test_an_empty_variable_is_unset(tmp_path):
     s = Settings.from_env(env={"SNDS_HOME": str(tmp_path), "SNDS_LAKE": "", "SPARK_REMOTE": "", "SNDS_SCHEMAS": ""})
     assert s.lake == str(tmp_path / "lake") and s.spark_remote is None
