@@ -21,6 +21,7 @@ from typing import Callable
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 from dagster._core.instance.config import PoolGranularity
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 # A run in one of these states holds, or is about to hold, its partition's folders in the lake.
 _STARTING = (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
@@ -40,6 +41,20 @@ RECEPTION_POOL = "snds_reception"
 POOL_PER_STEP = ("this instance claims pool snds_reception step by step (concurrency.pools.granularity is not "
                  "`run`): a reception waiting for another would hold the slot the other needs for its next step; set "
                  "`granularity: run` as deploy/dagster.yaml does")
+
+
+def sensor_run_key(instance: DagsterInstance, tags: dict[str, str], name: str, fingerprint: str, counted: int) -> str:
+    """The run key ``name:count:fingerprint`` of a sensor's request for ``name`` (a delivery, a project) in the version
+    ``fingerprint``: new at each change, even back to an earlier content after the sensor's cursor was reset (a
+    count kept in the cursor alone restarted at 1, so Dagster, which never runs a key twice, dropped the request), and
+    the same key as the newest run of ``tags`` when that run was asked for this very content (a tick replayed).
+    ``counted``: the count the cursor keeps."""
+    keys = [run.tags.get(RUN_KEY_TAG, "").split(":") for run in instance.get_runs(RunsFilter(tags=tags))]
+    keys = [k for k in keys if len(k) == 3 and k[0] == name and k[1].isdigit()]
+    if keys and keys[0][2] == fingerprint:  # newest first
+        return ":".join(keys[0])
+    count = max([counted, *(int(k[1]) for k in keys)]) + 1
+    return f"{name}:{count}:{fingerprint}"
 
 
 def pool_claimed_per_step(instance: DagsterInstance) -> bool:

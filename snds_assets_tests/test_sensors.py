@@ -439,6 +439,43 @@ def test_a_changed_manifest_gets_a_new_run_key_after_the_cursor_was_reset(env):
     assert reset.run_requests[0].run_key != first.run_requests[0].run_key
 
 
+def test_a_manifest_changed_back_after_a_cursor_reset_gets_a_key_no_run_had(env):
+    """A received, then B, then the cursor reset and A put back: the count kept in the cursor restarted, so the
+    request for A had the key of A's first run, which Dagster dropped (the delivery stayed received as B, the cursor
+    saying A was handled). The instance's runs are read too; a replayed tick keeps its key (Dagster's dedup)."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from snds_assets.definitions import RECEPTION_JOB
+    from snds_assets.reception.manifest import manifest_fingerprint
+    from snds_assets.reception.report import mark_received
+    from snds_assets.reception.storage import read_manifest
+
+    settings, defs, instance = env
+    landing = Path(settings.landing)
+    keys, cursor = [], None
+    for tables in (["ER_PRS_F", "T_MCO23C"], ["ER_PRS_F"], ["ER_PRS_F", "T_MCO23C"]):  # A, B, A
+        _write_manifest(landing, "2026-11-15", tables)
+        if len(keys) == 2:
+            cursor = None  # reset from the UI
+        result = _tick(defs, instance, "cnam_deliveries", cursor)
+        (request,) = result.run_requests
+        replayed = _tick(defs, instance, "cnam_deliveries", cursor)  # before the daemon stored the cursor
+        assert [r.run_key for r in replayed.run_requests] == [request.run_key]
+        create_run_for_test(instance, job_name=RECEPTION_JOB, status=DagsterRunStatus.SUCCESS,
+                            tags={**request.tags, "dagster/run_key": request.run_key})
+        replayed = _tick(defs, instance, "cnam_deliveries", cursor)  # the run made, the cursor not stored yet
+        assert [r.run_key for r in replayed.run_requests] == [request.run_key]
+        mark_received(settings, read_manifest(settings.landing, "2026-11-15"))
+        keys.append(request.run_key)
+        cursor = result.cursor
+    fingerprints = [k.split(":")[2] for k in keys]
+    assert fingerprints[0] == fingerprints[2] != fingerprints[1]
+    assert len(set(keys)) == 3, keys
+    assert keys[2] == f"2026-11-15:3:{fingerprints[0]}"
+    assert manifest_fingerprint(read_manifest(settings.landing, "2026-11-15")) == fingerprints[0]
+
+
 def test_a_reception_mark_that_cannot_be_read_leaves_the_delivery_waiting(env, monkeypatch):
     """Whether the manifest was already received is not known: the delivery is neither requested (it may have been,
     by `snds ingest`) nor put in the cursor (it is looked at again at the next tick); the others go on."""
@@ -709,6 +746,26 @@ def test_project_edited_back_to_earlier_content_runs_again(env):
         cursor = result.cursor
     assert len(keys) == 3 and len(set(keys)) == 3
     assert not _tick(defs, instance, "project_requests", cursor).run_requests
+
+
+def test_project_edited_back_after_a_cursor_reset_runs_again(env):
+    """Requests A, B, C run, the cursor reset, the request edited back to A: its key was A's first one (the count
+    restarted with the cursor), so Dagster dropped it and the project stayed extracted for C."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    settings, defs, instance = env
+    keys, cursor = [], None
+    for code in ("3400930000001", "3400930000002", "3400930000003", "3400930000001"):
+        _project(settings, "p", ["ER_PRS_F"], criterion=f'drug: {{cip13: ["{code}"]}}')
+        if len(keys) == 3:
+            cursor = None  # reset from the UI
+        (request,) = _tick(defs, instance, "project_requests", cursor).run_requests
+        create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.SUCCESS,
+                            tags={**request.tags, "dagster/run_key": request.run_key})
+        keys.append(request.run_key)
+        cursor = _tick(defs, instance, "project_requests", cursor).cursor
+    assert len(set(keys)) == 4 and keys[3].startswith("p:4:"), keys
 
 
 def test_project_sensor_reads_the_older_cursor(env):

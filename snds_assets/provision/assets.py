@@ -21,7 +21,7 @@ from ..metadata import column_schema
 from ..partitions import projects
 from ..problems import told_as_failure
 from ..resources import SndsResource
-from ..runs import end_dead_runs, unfinished_runs
+from ..runs import end_dead_runs, sensor_run_key, unfinished_runs
 from ..scratch import project_scratch, sweep
 from ..spark import SparkResource, interrupt
 
@@ -320,8 +320,9 @@ def build_project_sensor(job_name: str) -> SensorDefinition:
                     "extraction run when a request is new or has changed. Invalid requests are logged and skipped.",
     )
     def project_requests(context: SensorEvaluationContext, snds: SndsResource) -> SensorResult:
-        """The run key counts the project's changes (kept in the cursor) besides its fingerprint: a request
-        edited back to earlier content runs again, while a replayed tick asks for the same run."""
+        """The run key counts the project's changes (kept in the cursor, and read from the instance's runs after
+        a cursor reset: ``sensor_run_key``) besides its fingerprint: a request edited back to earlier content runs
+        again, while a replayed tick asks for the same run."""
         from .request import RequestError, list_requests, load_request
 
         settings, catalog = snds.settings(), snds.catalog()
@@ -343,15 +344,14 @@ def build_project_sensor(job_name: str) -> SensorDefinition:
             except RequestError as exc:
                 context.log.warning(f"skipping project {project_id}: {exc}")
                 continue
-            seen[project_id] = [fingerprint, changes + 1]
+            tags = {"snds/project": project_id, "snds/source": "sensor"}
+            run_key = sensor_run_key(context.instance, tags, project_id, fingerprint, changes)
+            seen[project_id] = [fingerprint, int(run_key.split(":")[1])]
             if project_id not in known:
                 new.append(project_id)
             context.log.info(f"project {project_id}: request new or changed, requesting its extraction")
-            requests.append(RunRequest(
-                run_key=f"{project_id}:{changes + 1}:{fingerprint}", partition_key=project_id,
-                asset_selection=project_selection(request, catalog),
-                tags={"snds/project": project_id, "snds/source": "sensor"},
-            ))
+            requests.append(RunRequest(run_key=run_key, partition_key=project_id,
+                                       asset_selection=project_selection(request, catalog), tags=tags))
         if not requests:
             return SensorResult(skip_reason=SkipReason("no new or changed project request"), cursor=json.dumps(seen, sort_keys=True))
         return SensorResult(

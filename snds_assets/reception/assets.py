@@ -29,7 +29,8 @@ from ..metadata import column_schema
 from ..partitions import deliveries
 from ..problems import told_as_failure
 from ..resources import SndsResource
-from ..runs import RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, unfinished_runs
+from ..runs import (RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, sensor_run_key,
+                    unfinished_runs)
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource, interrupt
 
@@ -508,7 +509,8 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
     def cnam_deliveries(context: SensorEvaluationContext, snds: SndsResource):
         """The cursor keeps, per delivery, the fingerprint of the manifest last handled and how many runs were
         requested: the run key ``id:count:fingerprint`` is new at each change, even back to an earlier content
-        (Dagster never runs a key twice), and the same for a replayed tick. It also keeps the manifest file's
+        (Dagster never runs a key twice), and the same for a replayed tick (``sensor_run_key``, which reads the
+        instance's runs too: a cursor reset from the UI restarted the count). It also keeps the manifest file's
         version (from the landing's listing): a manifest not rewritten since is not read again."""
         from .manifest import ManifestError, manifest_fingerprint
         from .report import received_manifest
@@ -562,16 +564,15 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 received_already.append(delivery_id)
                 seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
                 continue
-            requested += 1
+            tags = {"snds/delivery": delivery_id, "snds/source": "sensor"}
+            run_key = sensor_run_key(context.instance, tags, delivery_id, fingerprint, requested)
+            requested = int(run_key.split(":")[1])
             seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}
             if delivery_id not in known:
                 new_partitions.append(delivery_id)
             context.log.info(f"delivery {delivery_id}: {len(manifest.tables)} tables, requesting its reception run")
-            requests.append(RunRequest(
-                run_key=f"{delivery_id}:{requested}:{fingerprint}", partition_key=delivery_id,
-                asset_selection=delivery_selection(catalog, manifest),
-                tags={"snds/delivery": delivery_id, "snds/source": "sensor"},
-            ))
+            requests.append(RunRequest(run_key=run_key, partition_key=delivery_id,
+                                       asset_selection=delivery_selection(catalog, manifest), tags=tags))
         cursor = json.dumps(seen, sort_keys=True)
         notes[:0] = _received_notes(received_already)
         if not requests:
