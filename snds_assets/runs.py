@@ -254,7 +254,7 @@ def _selected_keys(run: DagsterRun) -> list:
     return [*(run.asset_selection or ()), *(check.asset_key for check in (run.asset_check_selection or ()))]
 
 
-def _holds_project(run: DagsterRun) -> bool:
+def holds_project(run: DagsterRun) -> bool:
     if "snds/project" in run.tags or run.job_name == "provision":
         return True
     return any(key.path[0] == "projects" or list(key.path) == ["reports", "project"] for key in _selected_keys(run))
@@ -263,7 +263,7 @@ def _holds_project(run: DagsterRun) -> bool:
 def is_reception(run: DagsterRun) -> bool:
     """A run on a delivery: the reception job's, or a delivery's assets or checks materialised from the asset graph
     (Dagster's implicit job, which carries no tag of the reception job)."""
-    if not run.tags.get("dagster/partition") or _holds_project(run):
+    if not run.tags.get("dagster/partition") or holds_project(run):
         return False
     if run.job_name == "reception" or RECEPTION_TAG in run.tags:
         return True
@@ -333,14 +333,14 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
     if instance is None or run is None or not run.tags.get("dagster/partition"):
         return
     key = run.tags["dagster/partition"]
-    if _holds_project(run):
+    if holds_project(run):
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
     others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
     first = _first_before(instance, run, others, _creation_order)
     if first is not None:
-        what = f"project {key} is already being extracted" if _holds_project(run) else \
+        what = f"project {key} is already being extracted" if holds_project(run) else \
             f"delivery {key} is already being received"
         raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
                             "terminate it in the UI")

@@ -318,6 +318,26 @@ def test_a_refresh_extraction_reading_the_delivery_is_told_as_such_by_the_sensor
             "the refresh sensor") in str(result.skip_reason)
 
 
+def test_a_refresh_after_several_deliveries_holds_each_and_a_project_named_like_a_delivery_none(env):
+    """A refresh following two deliveries carried the last one's tag only: a new manifest of the first was received
+    while the refresh read it. And the extraction of a project named 2026-11-16 (a valid project id) held the
+    delivery 2026-11-16, "being read by the extraction of project 2026-11-16"."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    settings, defs, instance = env
+    for delivery_id in ("2026-11-14", "2026-11-15", "2026-11-16"):
+        _write_delivery(Path(settings.landing), delivery_id)
+    create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                        tags={"dagster/partition": "study-a", "snds/project": "study-a", "snds/source": "refresh",
+                              "snds/delivery": "2026-11-15", "snds/deliveries": "2026-11-14, 2026-11-15"})
+    create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED,
+                        tags={"dagster/partition": "2026-11-16", "snds/project": "2026-11-16", "snds/source": "cli"})
+    result = _tick(defs, instance, "cnam_deliveries")
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-16"]  # 2026-11-14 and 2026-11-15 wait
+    assert {"2026-11-14", "2026-11-15"}.isdisjoint(json.loads(result.cursor))  # looked at again at the next tick
+
+
 @pytest.mark.parametrize("command, job, status, tags, says", [
     ("ingest", "reception", "NOT_STARTED", {"dagster/partition": "2026-11-15", "snds/source": "sensor"},
      ("already being received", "the sensor")),

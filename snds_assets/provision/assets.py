@@ -21,7 +21,7 @@ from ..metadata import column_schema
 from ..partitions import projects
 from ..problems import told_as_failure
 from ..resources import SndsResource
-from ..runs import end_dead_runs, sensor_run_key, unfinished_runs
+from ..runs import end_dead_runs, holds_project, sensor_run_key, unfinished_runs
 from ..scratch import project_scratch, sweep
 from ..spark import SparkResource, interrupt
 
@@ -100,7 +100,8 @@ def project_sources(catalog: Catalog, request: "ProjectRequest") -> set[str]:
 def extractions_in_progress(instance: DagsterInstance, project_id: str, run_id: str | None = None) -> list[DagsterRun]:
     """Queued or running runs on one project but ``run_id``, whoever started them (the sensors, `snds extract`,
     the UI): a second extraction alongside one would write the same folders."""
-    return unfinished_runs(instance, {"dagster/partition": project_id, "snds/project": project_id}, run_id)
+    runs = unfinished_runs(instance, {"dagster/partition": project_id, "snds/project": project_id}, run_id)
+    return [r for r in runs if r.tags.get("snds/project") == project_id or holds_project(r)]  # not a delivery's
 
 
 def _sweep_project(context: AssetExecutionContext, settings, project_id: str, rewritten) -> None:

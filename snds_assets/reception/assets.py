@@ -29,8 +29,8 @@ from ..metadata import column_schema
 from ..partitions import deliveries
 from ..problems import told_as_failure
 from ..resources import SndsResource
-from ..runs import (RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, sensor_run_key,
-                    unfinished_runs)
+from ..runs import (RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, holds_project,
+                    sensor_run_key, unfinished_runs)
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
 from ..spark import SparkResource, interrupt
 
@@ -460,7 +460,12 @@ def receptions_in_progress(instance: DagsterInstance, delivery_id: str, run_id: 
     """Queued or running runs on one delivery but ``run_id``, whoever started them (the sensor, `snds ingest`, the
     UI: the reception job, or one family materialised alone; a refresh of projects reading it): a second reception
     of the same partition alongside one would write the same folders."""
-    return unfinished_runs(instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id}, run_id)
+    runs = unfinished_runs(instance, {"dagster/partition": delivery_id, "snds/delivery": delivery_id,
+                                      "snds/source": "refresh"}, run_id)
+    # a project's partition may be named like a delivery; a refresh after several deliveries lists them all
+    return [r for r in runs if r.tags.get("snds/delivery") == delivery_id
+            or delivery_id in r.tags.get("snds/deliveries", "").split(", ")
+            or (r.tags.get("dagster/partition") == delivery_id and not holds_project(r))]
 
 
 def _cursor_entry(value: object) -> tuple[str | None, int, str | None]:
