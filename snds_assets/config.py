@@ -17,7 +17,8 @@ def _is_uri(value: str) -> bool:
     return "://" in value
 
 
-STORAGE_SCHEMES = ("file", "az", "abfs", "abfss")  # where the landing zone and the lake may be (README)
+# Where the landing zone and the lake may be (README), and fsspec's in-memory file system, which tests use
+STORAGE_SCHEMES = ("file", "az", "abfs", "abfss", "memory")
 
 
 def resolve_path(value: str, setting: str = "a folder setting") -> str:
