@@ -153,7 +153,7 @@ class ProgressFormatter(logging.Formatter):
 
 
 # Dagster's line for the outputs a step did not yield: here the checks it did not evaluate, each named.
-_NOT_YIELDED = re.compile(r"op '[^']*' did not yield or return expected outputs \{(.*)\}")
+_NOT_YIELDED = re.compile(r"op '[^']*' did not yield or return expected outputs \{(.*)\}\.?")
 
 
 def _checks_not_evaluated(message: str) -> str:

@@ -555,7 +555,7 @@ def test_the_checks_a_step_did_not_evaluate_are_counted_not_listed():
         return ProgressFormatter().format(record)
 
     names = {"curated__T_MCOaaUM_nomenclature", "curated__IR_BEN_R_primary_key_state", "projects__KI_CCI_R_in_period"}
-    assert line(f"op 'receive' did not yield or return expected outputs {names}").endswith(
+    assert line(f"op 'receive' did not yield or return expected outputs {names}.").endswith(  # Dagster's full stop
         "    3 check(s) not evaluated, so without a result: each asset's materialisation says why "
         "(`checks not evaluated`)")
     other = f"op 'receive' did not yield or return expected outputs {names | {'curated__IR_BEN_R'}}"
