@@ -158,7 +158,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace, log_format: str) 
         raise UsageError("--patients must be at least 1")
     if args.rows_per_file is not None and args.rows_per_file < 1:  # the generator named its field, not the option
         raise UsageError("--rows-per-file must be at least 1")
-    landing = resolve_path(args.out) if args.out else settings.landing
+    landing = resolve_path(args.out, "--out") if args.out else settings.landing
     remote = not is_local(filesystem(landing)[0])
     setting = "--out" if args.out else setting_name(args, "landing")
     with azure_errors_told(landing, setting):

@@ -46,7 +46,7 @@ def granted_columns(catalog: Catalog, request: ProjectRequest, family: str, colu
     Columns unknown to the catalog and the lake's own DELIVERY_ID are never extracted.
     """
     table = catalog[family]
-    known = [c for c in columns if c in table.by_name or (c == YEAR and table.is_yearly)]
+    known = [c for c in columns if _in_catalog(table, c)]
     if family not in request.columns:
         return known
     keep = set(request.columns[family]) | always_kept(table)
@@ -57,8 +57,12 @@ def withheld_columns(catalog: Catalog, family: str, columns: list[str]) -> list[
     """The delivered columns of ``columns`` that the catalog does not know (curated as text, SPEC §2): never handed
     out, whatever the request, since nothing tells whether one holds a patient pseudonym. The report lists them."""
     table = catalog[family]
-    return [c for c in columns if c not in table.by_name and not (c == YEAR and table.is_yearly)
-            and c != DELIVERY_COLUMN]
+    return [c for c in columns if not _in_catalog(table, c) and c != DELIVERY_COLUMN]
+
+
+def _in_catalog(table: Table, column: str) -> bool:
+    """A column of the family's schema, or the year a PMSI family's rows carry."""
+    return column in table.by_name or (column == YEAR and table.is_yearly)
 
 
 def allowed_output_columns(catalog: Catalog, request: ProjectRequest, family: str) -> set[str]:
