@@ -11,12 +11,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from dagster import AssetKey, BetaWarning, DagsterEvent, Field, InitLoggerContext, logger
+from dagster import AssetKey, BetaWarning, DagsterEvent, DagsterEventType, Field, InitLoggerContext, logger
 
 from .problems import LIMIT, one_line
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
+
+
+# The events whose error says why a step or a run failed. A run's failure is "PIPELINE_FAILURE", not "RUN_FAILURE":
+# a run refused before its first step (a resource refusing it: another run holds the delivery) is told by it alone.
+FAILURE_EVENTS = frozenset({DagsterEventType.STEP_FAILURE.value, DagsterEventType.RUN_FAILURE.value,
+                            DagsterEventType.RESOURCE_INIT_FAILURE.value})
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(event, "event_type_value", None) or "log",
             "message": meta.get("orig_message") or record.getMessage(),
         }
-        cause = failure_cause(event) if payload["event"] in ("STEP_FAILURE", "RUN_FAILURE") else None
+        cause = failure_cause(event) if payload["event"] in FAILURE_EVENTS else None
         if cause is not None:  # Dagster's message says "Execution of step … failed." alone, not why
             payload["error"] = {"class": cause.cls_name, "message": _failure_message(event, LIMIT)}
         return json.dumps(payload, ensure_ascii=False, default=str)

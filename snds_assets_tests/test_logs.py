@@ -4,11 +4,12 @@ import json
 
 import pytest
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetSpec, DagsterInstance,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetSpec, ConfigurableResource,
+    DagsterInstance,
     Definitions, MaterializeResult, asset, define_asset_job, multi_asset,
 )
 
-from snds_assets.logs import ProgressBar, json_logger, progress_logger
+from snds_assets.logs import FAILURE_EVENTS, ProgressBar, json_logger, progress_logger
 
 
 @asset(check_specs=[AssetCheckSpec("c", asset="a")])
@@ -430,9 +431,36 @@ def test_json_events_keep_their_level_and_the_message_as_logged(capsys):
     assert (failure["level"], failure["asset"], failure["run_id"]) == ("ERROR", "broken", result.run_id)
     # Why: Dagster's message says only that the step failed (a log shipper got nothing else).
     assert failure["error"] == {"class": "ValueError", "message": "ValueError: SNDS_SPARK_LOG_LEVEL is not a level"}
-    assert not any("error" in e for e in events if e["event"] not in ("STEP_FAILURE", "RUN_FAILURE"))
+    assert not any("error" in e for e in events if e["event"] not in FAILURE_EVENTS)
     [logged] = [e for e in events if e["event"] == "log" and "doing a" in e["message"]]
     assert (logged["level"], logged["message"], logged["asset"]) == ("INFO", "[1/1] doing a", "a")
+
+
+class Refusing(ConfigurableResource):
+    def setup_for_execution(self, context) -> None:
+        raise RuntimeError("another run (1234) is receiving delivery 2024-04-01")
+
+
+@asset
+def guarded(refusing: Refusing):
+    return None
+
+
+def test_a_run_refused_before_its_first_step_says_why(capsys):
+    """A run that a resource refuses (another run holds its delivery) fails before any step: its only failure events
+    are the resource's and the run's ("PIPELINE_FAILURE"), whose JSON lines said "An exception was thrown during
+    execution." without the reason, the one log of a run the UI or a sensor started."""
+    defs = Definitions(assets=[guarded], jobs=[define_asset_job("g")], loggers={"json": json_logger},
+                       resources={"refusing": Refusing()})
+    defs.resolve_job_def("g").execute_in_process(
+        run_config={"loggers": {"json": {"config": {"log_level": "DEBUG"}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [run_failure] = [e for e in events if e["event"] == "PIPELINE_FAILURE"]
+    assert run_failure["level"] == "ERROR"
+    assert run_failure["error"] == {"class": "RuntimeError",
+                                    "message": "RuntimeError: another run (1234) is receiving delivery 2024-04-01"}
+    assert [e["event"] for e in events if "error" in e] == ["RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE"]
 
 
 def test_progress_lines_name_failed_checks_only(capsys):
