@@ -43,6 +43,10 @@ class Lake:
     def restricted(self, project_id: str, *path: str) -> str:
         return join(self.root, "restricted", "projects", project_id, *path)
 
+    def withheld(self, project_id: str, *path: str) -> str:
+        """Where an extract that failed an ERROR check is kept for the operator, out of the project's space."""
+        return self.restricted(project_id, "withheld", *path)
+
     def staging(self, *path: str) -> str:
         """Scratch space for writes that are published by rename, so no half-written partition is visible."""
         return join(self.root, "_staging", *path)

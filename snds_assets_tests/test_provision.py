@@ -572,7 +572,12 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
                                                                                      tmp_path):
     """A delivery can carry a pseudonym in a column the domain does not declare: here an ALD row of P6 (in the
     cohort) whose code holds psa-e, the pseudo-NIR of P5 (not in it). The extract would hand it out as delivered;
-    no_snds_pseudonym looks for the pseudonyms of every identity of the state, not only the cohort's, and fails."""
+    no_snds_pseudonym looks for the pseudonyms of every identity of the state, not only the cohort's, and fails.
+    The extract is then withheld: kept under restricted/ for the operator, no longer in the project's space (it was
+    left there, marked "extracted", a folder one could hand over), the earlier extract of the family removed too."""
+    from snds_assets.provision.report import build_report
+    from snds_assets.provision.run import collect_infos
+
     frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
     leak = frame(spark, catalog, "IR_IMB_R", [{"BEN_NIR_PSA": "psa-f", "BEN_RNG_GEM": 1, "IMB_ALD_NUM": 505,
                                                 "MED_MTF_COD": "psa-e", "IMB_ALD_DTD": date(2016, 1, 1),
@@ -582,13 +587,28 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
     write_request(Path(settings.projects), "leak")
     request = load_request(settings, catalog, "leak")
     run_cohort(spark, settings, catalog, request, base)
+    lake = Lake(settings.lake)
+    clean = FrameSource(frames, delivery_id="2024-03-01")
+    assert run_extract(spark, settings, catalog, request, "IR_IMB_R", clean)["status"] == "extracted"
+    assert Path(lake.project("leak", "IR_IMB_R")).is_dir()
     info = run_extract(spark, settings, catalog, request, "IR_IMB_R", base)
-    assert "psa-e" in {r["MED_MTF_COD"] for r in read_extract(spark, settings, "leak", "IR_IMB_R").collect()}
     check = next(c for c in info["checks"] if c.name == "no_snds_pseudonym")
     assert not check.passed and check.failures == 1 and check.columns == ["MED_MTF_COD"] and check.severity == "ERROR"
     assert check.details == "1 text value(s) are SNDS pseudonyms: MED_MTF_COD"
+    assert info["status"] == "withheld (no_snds_pseudonym failed)" and info["path"] == lake.withheld("leak", "IR_IMB_R")
+    assert not Path(lake.project("leak", "IR_IMB_R")).exists()
+    assert not [p for p in Path(lake.project("leak")).rglob("*") if "IR_IMB_R" in p.name]
+    withheld = spark.read.parquet(lake.withheld("leak", "IR_IMB_R"))
+    assert "psa-e" in {r["MED_MTF_COD"] for r in withheld.collect()}
     info = run_extract(spark, settings, catalog, request, "IR_BEN_R", base)
     assert next(c for c in info["checks"] if c.name == "no_snds_pseudonym").passed
+    assert info["status"] == "extracted"
+    report = build_report(request, *collect_infos(settings, request))
+    assert report["tables"]["IR_IMB_R"]["status"] == "withheld (no_snds_pseudonym failed)"
+    assert report["status"] == "failed" and report["failed_checks"] == ["IR_IMB_R: no_snds_pseudonym"]
+    # Extracted again from a state without the leak: handed out, and the withheld copy gone.
+    assert run_extract(spark, settings, catalog, request, "IR_IMB_R", clean)["status"] == "extracted"
+    assert Path(lake.project("leak", "IR_IMB_R")).is_dir() and not Path(lake.withheld("leak", "IR_IMB_R")).exists()
 
 
 def test_a_column_unknown_to_the_catalog_is_withheld_and_reported(spark, catalog, source, tmp_path):
