@@ -442,6 +442,32 @@ def test_raw_archive_streams_from_azure_byte_identical(az_env, tmp_path):
     assert table.check("checksum").passed and table.check("row_count").passed
 
 
+def test_blobs_uploaded_with_a_content_encoding_are_archived_as_stored(az_env, tmp_path):
+    """azcopy --content-encoding gzip (and other upload tools) mark .gz blobs `Content-Encoding: gzip`, which Azure's
+    client undoes on download: the archive held the CSV text cut to the blob's size under the .gz name, and a
+    correct delivery failed file_present and checksum. The bytes are read as stored."""
+    from azure.storage.blob import ContentSettings
+
+    settings = Settings.from_env(env={}, home=str(tmp_path / "snds"), landing=az_landing())
+    catalog = Catalog.load(settings.schemas)
+    delivery = hand_delivery(tmp_path, catalog, "2026-11-16")
+    upload(az_env, delivery.folder, "2026-11-16", manifest=False)
+    gz = delivery.folder / "IR_BEN_R/part-1.csv.gz"
+    with gz.open("rb") as data:
+        az_env.upload_blob(f"{PREFIX}/2026-11-16/IR_BEN_R/part-1.csv.gz", data, overwrite=True,
+                           content_settings=ContentSettings(content_type="text/csv", content_encoding="gzip"))
+    with (delivery.folder / "manifest.json").open("rb") as data:
+        az_env.upload_blob(f"{PREFIX}/2026-11-16/manifest.json", data, overwrite=True,
+                           content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"))
+    manifest = read_manifest(settings.landing, "2026-11-16")
+    archive_manifest(settings, "2026-11-16")
+    (table,) = archive_family(settings, catalog, manifest, "IR_BEN_R")
+
+    assert (Path(settings.lake) / "raw/2026-11-16/IR_BEN_R/part-1.csv.gz").read_bytes() == gz.read_bytes()
+    assert [(f.present, f.readable, f.rows) for f in table.files] == [(True, True, 5), (True, True, 3)]
+    assert table.check("file_present").passed and table.check("checksum").passed and table.check("row_count").passed
+
+
 def test_raw_archive_keeps_any_file_name_on_an_object_storage_lake(az_env, tmp_path):
     """Spaces, accents and glob characters in a delivered file name: the archive on object storage is at the
     same name, byte-identical (fsspec's mv globbed ``?`` and ``[1]`` and filed the blob under a folder)."""

@@ -43,7 +43,7 @@ from ..problems import together
 from .manifest import MANIFEST, DeliveredFile, DeliveredTable, Format, Manifest, ManifestError, parse_manifest
 from .report import delivered_record, withdraw_report
 from .storage import (
-    filesystem, is_local, join, lake_exists, landing_path, one_line, read_lake_bytes, read_manifest_bytes,
+    filesystem, is_local, join, lake_exists, landing_path, one_line, open_stored, read_lake_bytes, read_manifest_bytes,
     remove_empty_folders, remove_lake_file, remove_lake_tree, walk_lake_files, write_lake_bytes,
 )
 
@@ -238,7 +238,7 @@ def archive_file(source: str, target: str, staging: str, relpath: str, fmt: Form
             return ArchivedFile(relpath, target, True, False, 0, "", None, None,
                                 f"a link out of the delivery folder (to {real}): not read")
     try:
-        src = src_fs.open(src_path, "rb")
+        src = open_stored(src_fs, src_path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         remove_lake_file(target)
         return ArchivedFile(relpath, target, False, False, 0, "", None, None, "missing: not in the delivery folder")

@@ -10,6 +10,7 @@ becomes visible when its upload is committed.
 """
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import queue
@@ -257,7 +258,7 @@ def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
         raise ManifestError(f"{delivery_id!r} is not a delivery id ({DELIVERY_ID_FORM})")
     fs, folder = filesystem(landing_path(landing, delivery_id))
     try:
-        with azure_errors_told(landing), fs.open(posixpath.join(folder, MANIFEST), "rb") as handle:
+        with azure_errors_told(landing), open_stored(fs, posixpath.join(folder, MANIFEST)) as handle:
             return handle.read()
     except IsADirectoryError as exc:
         raise ManifestError(f"{MANIFEST} of delivery {delivery_id} is a folder, not a file") from exc
@@ -298,8 +299,56 @@ def unlisted_files(landing: str, manifest: Manifest) -> list[str]:
 
 def open_landing_file(landing: str, delivery_id: str, relpath: str) -> IO[bytes]:
     """A delivered file opened for streaming reads (raises FileNotFoundError when it was not delivered)."""
-    fs, path = filesystem(landing_path(landing, delivery_id, relpath))
+    return open_stored(*filesystem(landing_path(landing, delivery_id, relpath)))
+
+
+def open_stored(fs: fsspec.AbstractFileSystem, path: str) -> IO[bytes]:
+    """A delivered file opened for reading its bytes as stored.
+
+    Azure's client decompresses a blob uploaded with a ``Content-Encoding`` (``azcopy --content-encoding gzip``
+    sets it on ``.gz`` files) and adlfs reads it through that client up to the stored size: a correct delivery
+    was archived as its decompressed text cut short, and failed its checksum."""
+    from adlfs import AzureBlobFileSystem
+
+    if isinstance(fs, AzureBlobFileSystem):
+        return StoredBlob(fs, path)
     return fs.open(path, "rb")
+
+
+class StoredBlob(io.RawIOBase):
+    """A blob read in ranges as stored (``decompress=False``), for ``open_stored``."""
+
+    def __init__(self, fs, path: str):
+        super().__init__()
+        info = fs.info(path)  # FileNotFoundError when absent
+        if info.get("type") != "file":
+            raise IsADirectoryError(path)
+        self.fs, self.size, self.position = fs, int(info["size"]), 0
+        self.container, self.blob, self.version_id = fs.split_path(path)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        if end <= self.position:
+            return b""
+        from fsspec.asyn import sync
+
+        data = sync(self.fs.loop, self._fetch, self.position, end - self.position)
+        self.position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    async def _fetch(self, offset: int, length: int) -> bytes:
+        async with self.fs.service_client.get_blob_client(container=self.container, blob=self.blob) as client:
+            stream = await client.download_blob(offset=offset, length=length, version_id=self.version_id,
+                                                max_concurrency=self.fs.max_concurrency or 1, decompress=False)
+            return await stream.readall()
 
 
 # --- Lake ---------------------------------------------------------------------------------------------------
