@@ -38,6 +38,7 @@ def operator_errors() -> tuple[type[BaseException], ...]:
     from .catalog import CatalogError
     from .curation.state import DamagedPartition
     from .provision.links import MissingTable
+    from .provision.pseudonymize import SecretError
     from .provision.request import RequestError
     from .provision.run import StateChanged
     from .reception.archive import NotArchived
@@ -45,7 +46,7 @@ def operator_errors() -> tuple[type[BaseException], ...]:
     from .reception.storage import StorageError
 
     return (ManifestError, CatalogError, StorageError, DamagedPartition, RequestError, MissingTable, StateChanged,
-            NotArchived)
+            NotArchived, SecretError)
 
 
 def told_as_failure(step: Callable) -> Callable:

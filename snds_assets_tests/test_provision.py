@@ -690,6 +690,36 @@ def test_a_lost_secret_is_not_replaced_while_the_project_has_extracts(env):
     assert len(project_secret(env, "lost-key")) == 32  # its space removed: extracted again under a new secret
 
 
+def test_a_replaced_secret_is_refused(env):
+    """A secret replaced after its first use (a wrong backup restored, another project's secret.key copied over it)
+    was taken as it came: the project's researchers got new pseudonyms, or another project's, with a COMPLETE report.
+    Its fingerprint for the project, written beside it at first use, must match."""
+    from snds_assets.provision.pseudonymize import CHECK_FILE, SecretError
+
+    lake = Lake(env.lake)
+    first, other = project_secret(env, "keyed-a"), project_secret(env, "keyed-b")
+    assert project_secret(env, "keyed-a") == first and first != other
+    secret_file = Path(lake.restricted("keyed-a", "secret.key"))
+    check_file = Path(lake.restricted("keyed-a", CHECK_FILE))
+    assert oct(check_file.stat().st_mode & 0o777) == "0o600" and first not in check_file.read_bytes()
+    secret_file.write_bytes(Path(lake.restricted("keyed-b", "secret.key")).read_bytes())
+    with pytest.raises(SecretError, match="secret of project keyed-a under restricted/ is not the one its pseudonyms"):
+        project_secret(env, "keyed-a")
+    secret_file.write_bytes(bytes(32))
+    with pytest.raises(SecretError, match="is not the one"):
+        project_secret(env, "keyed-a")
+    secret_file.write_bytes(first)
+    assert project_secret(env, "keyed-a") == first
+    # A project extracted before fingerprints were kept: its secret as it is becomes the reference.
+    check_file.unlink()
+    assert project_secret(env, "keyed-a") == first and check_file.exists()
+    # A folder in the secret's place is told as such, not as Python's IsADirectoryError.
+    secret_file.unlink()
+    secret_file.mkdir()
+    with pytest.raises(SecretError, match="secret of project keyed-a under restricted/ cannot be read"):
+        project_secret(env, "keyed-a")
+
+
 def test_pseudonym_expression_matches_reference(spark):
     secret = bytes(range(32))
     df = spark.createDataFrame([("psa-a", "psa-a", "IDT", None, " ")],

@@ -25,8 +25,13 @@ from ..lake import Lake
 from . import storage
 
 SECRET_FILE = "secret.key"
+CHECK_FILE = "secret.check"  # the secret's fingerprint for this project: a replaced secret is told
 SECRET_BYTES = 32
 _CONTEXT = b"snds_assets/project-pseudonym/"
+
+
+class SecretError(ValueError):
+    """The project secret is missing, damaged or not the project's: what to restore is said."""
 
 
 def secret_path(settings: Settings, project_id: str) -> str:
@@ -36,22 +41,48 @@ def secret_path(settings: Settings, project_id: str) -> str:
 def project_secret(settings: Settings, project_id: str) -> bytes:
     """The project's secret, created on first use (owner-only file) and never changed afterwards. A project that
     already has a space or a correspondence without its secret lost it: a new one would silently give its
-    researchers new pseudonyms that do not match their earlier extracts."""
+    researchers new pseudonyms that do not match their earlier extracts. A secret replaced since its first use (a
+    wrong backup, another project's file copied over it) would do the same, or give two projects one set of
+    pseudonyms: its fingerprint for this project, written beside it then, must match."""
     path = secret_path(settings, project_id)
-    data = storage.read_bytes(path)
+    data = _read(path, project_id)
     lake = Lake(settings.lake)
     if data is None and (storage.list_dirs(lake.project(project_id))
                          or storage.list_dirs(lake.restricted(project_id))):
-        raise ValueError(f"the secret of project {project_id} is missing from restricted/ while the project has "
-                         "extracts; restore it from backup, or remove the project's space and restricted/ folder "
-                         "to extract it again under new pseudonyms")
+        raise SecretError(f"the secret of project {project_id} is missing from restricted/ while the project has "
+                          "extracts; restore it from backup, or remove the project's space and restricted/ folder "
+                          "to extract it again under new pseudonyms")
     if data is None:
         storage.write_bytes(path, secrets.token_bytes(SECRET_BYTES), private=True, exclusive=True)
-        data = storage.read_bytes(path)
+        data = _read(path, project_id)
     if data is None or len(data) != SECRET_BYTES:
-        raise ValueError(f"the secret of project {project_id} under restricted/ is damaged; restore it from backup "
-                         "(a new secret would change every pseudonym of the project)")
+        raise SecretError(f"the secret of project {project_id} under restricted/ is damaged; restore it from backup "
+                          "(a new secret would change every pseudonym of the project)")
+    check_path = Lake(settings.lake).restricted(project_id, CHECK_FILE)
+    expected = key_check(data, project_id)
+    check = _read(check_path, project_id)
+    if check is None:  # first use, or a project extracted before fingerprints were kept: this secret is its own
+        storage.write_bytes(check_path, expected, private=True, exclusive=True)
+        check = _read(check_path, project_id)
+    if check is None or not hmac.compare_digest(check.strip(), expected):
+        raise SecretError(f"the secret of project {project_id} under restricted/ is not the one its pseudonyms were "
+                          f"made with (replaced, or copied from another project: {CHECK_FILE} beside it does not "
+                          "match); restore the project's own secret from backup, or remove the project's space and "
+                          "restricted/ folder to extract it again under new pseudonyms")
     return data
+
+
+def key_check(secret: bytes, project_id: str) -> bytes:
+    """The secret's fingerprint for one project (hex): another project's secret does not match it."""
+    return hmac.new(secret, _CONTEXT + b"key-check/" + project_id.encode("utf-8"), hashlib.sha256).hexdigest().encode()
+
+
+def _read(path: str, project_id: str) -> bytes | None:
+    try:
+        return storage.read_bytes(path)
+    except OSError as exc:  # a folder in its place, a file the run may not read
+        raise SecretError(f"the secret of project {project_id} under restricted/ cannot be read ({exc.strerror or exc}"
+                          f": {path}); restore it from backup") from exc
 
 
 def label_of(column: str) -> str:
