@@ -594,7 +594,7 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
     info = run_extract(spark, settings, catalog, request, "IR_IMB_R", base)
     check = next(c for c in info["checks"] if c.name == "no_snds_pseudonym")
     assert not check.passed and check.failures == 1 and check.columns == ["MED_MTF_COD"] and check.severity == "ERROR"
-    assert check.details == "1 text value(s) are SNDS pseudonyms: MED_MTF_COD"
+    assert check.details == "1 text value(s) are or hold SNDS pseudonyms: MED_MTF_COD"
     assert info["status"] == "withheld (no_snds_pseudonym failed)" and info["path"] == lake.withheld("leak", "IR_IMB_R")
     assert not Path(lake.project("leak", "IR_IMB_R")).exists()
     assert not [p for p in Path(lake.project("leak")).rglob("*") if "IR_IMB_R" in p.name]
@@ -609,6 +609,24 @@ def test_a_pseudonym_of_someone_outside_the_cohort_fails_the_extract_that_carrie
     # Extracted again from a state without the leak: handed out, and the withheld copy gone.
     assert run_extract(spark, settings, catalog, request, "IR_IMB_R", clean)["status"] == "extracted"
     assert Path(lake.project("leak", "IR_IMB_R")).is_dir() and not Path(lake.withheld("leak", "IR_IMB_R")).exists()
+
+
+def test_a_pseudonym_written_in_a_sentence_is_found(spark):
+    """no_snds_pseudonym matched whole values only: `VOIR CCFF306F529A9949S MERE` in a free-text field went to the
+    project, the check passed. A value is counted once however many pseudonyms it holds; a longer word that merely
+    contains one is no pseudonym."""
+    from snds_assets.provision.run import _pseudonym_values
+
+    raw = spark.createDataFrame([("CCFF306F529A9949S",), ("4F8FA48146B156ABV",), ("psa-e",)], "v string")
+    df = spark.createDataFrame([
+        ("VOIR CCFF306F529A9949S MERE", "A12", 1),
+        ("CCFF306F529A9949S/4F8FA48146B156ABV", None, 2),
+        ("XCCFF306F529A9949S", "psa-e", 3),
+        ("ras", "4F8FA48146B156ABV", 4),
+        (None, "(4F8FA48146B156ABV)", 5),
+    ], "ECD_CAU_LIB string, CODE string, N int")
+    assert _pseudonym_values(df, raw) == (5, ["CODE", "ECD_CAU_LIB"])
+    assert _pseudonym_values(df.where("N = 3").select("ECD_CAU_LIB"), raw) == (0, [])
 
 
 def test_a_column_unknown_to_the_catalog_is_withheld_and_reported(spark, catalog, source, tmp_path):

@@ -72,16 +72,24 @@ def _jsonable(info: dict) -> dict:
 
 
 def _pseudonym_values(df: DataFrame, raw: DataFrame) -> tuple[int, list[str]]:
-    """How many values of ``df``'s text columns are SNDS pseudonyms of ``raw`` (column ``v``), and where. Only
-    the cells of a pseudonym's length are joined: codes and labels of other lengths are dropped before any
-    shuffle, and ``raw`` (every identity of the state) is broadcast or not as Spark sees fit."""
+    """How many values of ``df``'s text columns are or hold SNDS pseudonyms of ``raw`` (column ``v``), and where:
+    the whole value, or one of its words (a pseudonym written in a sentence of a free-text field: ``VOIR
+    CCFF306F529A9949S MERE``; words are runs of letters and digits, as SNDS pseudonyms are). Only the values and
+    words of a pseudonym's length are joined: codes and labels shorter than any are dropped before any shuffle,
+    and ``raw`` (every identity of the state) is broadcast or not as Spark sees fit."""
     text = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
     if not text:
         return 0, []
     lengths = sorted(r[0] for r in raw.select(F.length("v")).distinct().collect())
-    cells = df.select(F.explode(F.array(*[F.struct(F.lit(c).alias("c"), F.col(c).alias("v")) for c in text])).alias("x"))
-    found = (cells.select("x.c", "x.v").where(F.length("v").isin(lengths))
-             .join(raw, "v", "left_semi").groupBy("c").count().collect())
+    if not lengths:
+        return 0, []
+    cells = df.select(F.monotonically_increasing_id().alias("row"), F.explode(F.array(
+        *[F.struct(F.lit(c).alias("c"), F.col(c).alias("v")) for c in text])).alias("x"))
+    words = (cells.select("row", "x.c", "x.v").where(F.length("v") >= lengths[0])
+             .select("row", "c", F.explode(F.array_union(F.array("v"), F.split("v", "[^0-9A-Za-z]+"))).alias("v"))
+             .where(F.length("v").isin(lengths)))
+    found = (words.join(raw, "v", "left_semi").select("row", "c").distinct()
+             .groupBy("c").count().collect())
     return sum(r["count"] for r in found), sorted(r["c"] for r in found)
 
 
@@ -104,7 +112,7 @@ def _no_snds_pseudonym(df: DataFrame, correspondence: DataFrame, name: str = "no
     named = sorted(set(df.columns) & set(domain.PROJECT_PSEUDONYMS))
     failures, columns = _pseudonym_values(df, _raw_pseudonyms(correspondence, source))
     details = "; ".join(([f"SNDS pseudonym columns present: {', '.join(named)}"] if named else [])
-                        + ([f"{failures} text value(s) are SNDS pseudonyms: {', '.join(columns)}"] if failures else []))
+                        + ([f"{failures} text value(s) are or hold SNDS pseudonyms: {', '.join(columns)}"] if failures else []))
     return CheckOutcome(name, name, ERROR, passed=not named and failures == 0, failures=failures + len(named),
                         columns=sorted(set(columns) | set(named)), details=details)
 
