@@ -337,13 +337,23 @@ def take_turn(instance: DagsterInstance | None, run: DagsterRun | None, log: log
         from .provision.assets import extractions_in_progress as in_progress
     else:
         from .reception.assets import receptions_in_progress as in_progress
-    others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
-    first = _first_before(instance, run, others, _creation_order)
-    if first is not None:
-        what = f"project {key} is already being extracted" if holds_project(run) else \
-            f"delivery {key} is already being received"
-        raise PartitionBusy(f"{what} by {describe_run(first)}, started before this run: wait for it to end, or "
-                            "terminate it in the UI")
+    told = None
+    while True:
+        others = [r for r in in_progress(instance, key, run.run_id) if r.status != DagsterRunStatus.QUEUED]
+        first = _first_before(instance, run, others, _creation_order)
+        if first is None:
+            break
+        if holds_project(run) or not first.tags.get("snds/project"):
+            what = f"project {key} is already being extracted by {describe_run(first)}" if holds_project(run) \
+                else f"delivery {key} {delivery_held_by(first)}"
+            raise PartitionBusy(f"{what}, started before this run: wait for it to end, or terminate it in the UI")
+        # A refresh extraction reading the delivery: the queue holds the sensor's receptions behind it (their tag
+        # snds/delivery), not one started from the UI (the reception job, a family alone), which waits here instead.
+        if first.run_id != told and log is not None:
+            log.info(f"waiting: delivery {key} {delivery_held_by(first)} (terminate it in the UI if it is stuck); "
+                     "a reception of it starts once that extraction has ended")
+        told = first.run_id
+        time.sleep(WAIT_SECONDS)
     if not is_reception(run):
         return
     ensure_reception_pool(instance)

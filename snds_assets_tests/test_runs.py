@@ -8,6 +8,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
@@ -323,6 +324,44 @@ def test_receptions_take_their_turn_in_the_order_they_started(tmp_path, monkeypa
         assert instance.get_run_by_id(graph.run_id).status == DagsterRunStatus.CANCELED
         (line,) = told
         assert f"waiting for the reception of delivery 2026-12-15 by run {graph.run_id}" in line, line
+
+
+def test_a_reception_from_the_ui_waits_for_a_refresh_reading_its_delivery(tmp_path, monkeypatch):
+    """The queue holds the sensor's receptions behind a refresh extraction reading their delivery (their tag
+    snds/delivery), not a reception started from the UI (the reception job, a family alone: no such tag), which
+    started beside the refresh and failed, saying the delivery was "already being received". It waits for the
+    extraction to end, saying so once; a reception of the delivery refuses it as before."""
+    from dagster import AssetKey
+
+    from snds_assets import runs
+
+    told = []
+
+    class Log:
+        def info(self, message: str) -> None:
+            told.append(message)
+
+    def end_refresh() -> None:  # while the reception waits for it
+        instance.report_run_canceled(instance.get_run_by_id(refresh.run_id))
+
+    _wait_briefly(monkeypatch, meanwhile=end_refresh)
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        refresh = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.STARTED, tags={
+            "dagster/partition": "study-a", "snds/project": "study-a", "snds/delivery": "2026-12-01",
+            "snds/source": "refresh"})
+        ui = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.NOT_STARTED,
+                                 tags={"dagster/partition": "2026-12-01"},
+                                 asset_selection={AssetKey(["curated", "ER_PRS_F"])})
+        runs.take_turn(instance, _start(instance, ui), Log())
+        assert instance.get_run_by_id(refresh.run_id).status == DagsterRunStatus.CANCELED
+        (line,) = told
+        assert line.startswith(f"waiting: delivery 2026-12-01 is being read by the extraction of project study-a, "
+                               f"run {refresh.run_id}"), line
+        again = create_run_for_test(instance, job_name="reception", status=DagsterRunStatus.NOT_STARTED,
+                                    tags={"dagster/partition": "2026-12-01"})
+        with pytest.raises(runs.PartitionBusy,
+                           match=f"delivery 2026-12-01 is already being received by run {ui.run_id}"):
+            runs.take_turn(instance, _start(instance, again), Log())
 
 
 def test_which_runs_are_receptions():
