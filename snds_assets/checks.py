@@ -146,10 +146,10 @@ def tolerate(outcomes: list[CheckOutcome], rows_read: int, rows_rejected: int, t
                 f"ERROR because {share:.2f}% of the table's rows were rejected (tolerance {100 * tolerance:g}%)")
 
 
-def markdown_sample(outcome: CheckOutcome) -> str:
+def markdown_sample(outcome: CheckOutcome, asset_key: AssetKey | None = None) -> str:
     """A short markdown explanation of the verdict, for the check page in the UI."""
     rule = f" (rule `{outcome.rule}`)" if outcome.rule != outcome.name else ""
-    description = RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ""))
+    description = rule_description(outcome, asset_key)
     lines = [f"**{outcome.name}**{rule} — {description}", ""]
     state = "passed" if outcome.passed else f"**{outcome.failures} failing**"
     lines.append(f"{state} (columns: {', '.join(outcome.columns)})." if outcome.columns else f"{state}.")
@@ -158,6 +158,14 @@ def markdown_sample(outcome: CheckOutcome) -> str:
     if outcome.sample:
         lines += ["", "Sample:", ""] + [f"- `{s}`" for s in outcome.sample[:5]]
     return "\n".join(lines)
+
+
+def rule_description(outcome: CheckOutcome, asset_key: AssetKey | None = None) -> str:
+    """What the check verifies: a project's cohort and extracts (``projects/…``) have checks of their own, one of
+    them named like a raw file's (``row_count``)."""
+    if asset_key is not None and asset_key.path[0] == "projects":
+        return (COHORT_CHECKS if asset_key.path[-1] == "cohort" else EXTRACT_CHECKS).get(outcome.name, "")
+    return RULE_DESCRIPTIONS.get(outcome.name, RULE_DESCRIPTIONS.get(outcome.rule, ""))
 
 
 def asset_check_results(outcomes: Iterable[CheckOutcome], asset_key: AssetKey | None = None) -> list[AssetCheckResult]:
@@ -200,6 +208,6 @@ def _asset_check_result(outcome: CheckOutcome, asset_key: AssetKey | None = None
             "failures": int(outcome.failures),
             **({"columns": ", ".join(outcome.columns)} if outcome.columns else {}),
             **({"sample": MetadataValue.json(outcome.sample[:5])} if outcome.sample else {}),
-            "explanation": MetadataValue.md(markdown_sample(outcome)),
+            "explanation": MetadataValue.md(markdown_sample(outcome, asset_key)),
         },
     )

@@ -1856,3 +1856,21 @@ def test_checks_executed_alone_give_their_recorded_verdict(tmp_path):
         "explanation"].value
     assert told == ["projects/ER_PRS_F check row_count not evaluated: no verdict recorded for this partition: "
                     "materialise projects/ER_PRS_F to evaluate it"]
+
+
+def test_project_checks_are_explained_by_their_own_rules():
+    """An extract's row_count was explained by the raw file check's text ("Each file holds the number of data rows
+    the manifest announces"), every other project check by nothing."""
+    from snds_assets.checks import COHORT_CHECKS, EXTRACT_CHECKS, RULE_DESCRIPTIONS, CheckOutcome, asset_check_results
+    from snds_assets.provision.assets import COHORT_KEY, extract_key
+    from snds_assets.reception.assets import raw_key
+
+    def explained(name, key):
+        [result] = asset_check_results([CheckOutcome(name, name, "ERROR", False, failures=1)], key)
+        return result.metadata["explanation"].value
+
+    for name, description in EXTRACT_CHECKS.items():
+        assert explained(name, extract_key("ER_PRS_F")).startswith(f"**{name}** — {description}\n")
+    for name, description in COHORT_CHECKS.items():
+        assert explained(name, COHORT_KEY).startswith(f"**{name}** — {description}\n")
+    assert explained("row_count", raw_key("ER_PRS_F")).startswith(f"**row_count** — {RULE_DESCRIPTIONS['row_count']}")
