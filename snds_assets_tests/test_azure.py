@@ -613,6 +613,35 @@ def test_generate_uploads_a_delivery_to_an_azure_landing(az_env, tmp_path, monke
     assert "already exists" in capsys.readouterr().err and uploaded == []
 
 
+def test_generate_stopped_during_its_upload_leaves_no_folder_in_an_azure_landing(az_env, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """Ctrl-C during `snds generate --out az://...`'s upload left the data files uploaded so far, without a manifest:
+    the sensor waited for it at every tick and the delivery id stayed used. What was uploaded is removed."""
+    from adlfs import AzureBlobFileSystem
+
+    from snds_assets.cli import main
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    put_file, calls = AzureBlobFileSystem.put_file, []
+
+    def interrupted(fs, lpath, rpath, **kwargs):
+        calls.append(rpath)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return put_file(fs, lpath, rpath, **kwargs)
+
+    monkeypatch.setattr(AzureBlobFileSystem, "put_file", interrupted)
+    args = ["generate", "--home", str(tmp_path / "home"), "--out", az_landing(), "--delivery-id", "2026-11-21",
+            "--patients", "30", "--tables", "IR_BEN_R,ER_PRS_F,ER_PHA_F"]
+    assert main(args) == 2
+    assert "interrupted" in capsys.readouterr().err and len(calls) == 3
+    assert [b.name for b in az_env.list_blobs(name_starts_with=f"{PREFIX}/2026-11-21")] == []
+    monkeypatch.setattr(AzureBlobFileSystem, "put_file", put_file)
+    AzureBlobFileSystem.clear_instance_cache()
+    assert main(args) == 0  # the id is free again
+
+
 # --- End to end: generate, upload, sense, ingest --------------------------------------------------------------
 @pytest.mark.slow
 def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_path, snds_env, monkeypatch):

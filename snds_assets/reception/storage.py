@@ -231,7 +231,9 @@ def upload_delivery(folder: str, landing: str, delivery_id: str,
                     progress: Callable[[str, int, int], None] | None = None) -> str:
     """Copy a local delivery folder (``<folder>/<ID>/`` and its ``<ID>.defects.json`` if any) to a landing zone
     as CNAM would: data files first, ``manifest.json`` last, so that the sensor never picks a delivery half
-    uploaded. Refuses a delivery folder that already holds files. Returns the delivery's landing URL."""
+    uploaded. Refuses a delivery folder that already holds files. An upload stopped before its manifest (Ctrl-C, a
+    lost connection) removes what it uploaded: the folder would wait for a manifest for ever and keep the id used.
+    Returns the delivery's landing URL."""
     target = landing_path(landing, delivery_id)
     if delivery_folder_used(landing, delivery_id):
         raise FileExistsError(f"{target} already exists: choose another delivery id")
@@ -240,16 +242,31 @@ def upload_delivery(folder: str, landing: str, delivery_id: str,
     files = sorted(os.path.relpath(os.path.join(d, f), local).replace(os.sep, "/")
                    for d, _, names in os.walk(local) for f in names)
     files = [f for f in files if f != MANIFEST] + [MANIFEST]
-    for done, rel in enumerate(files, 1):
-        path = posixpath.join(root, rel)
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        fs.put_file(os.path.join(local, rel), path)
-        if progress:
-            progress("upload", done, len(files))
+    uploaded: list[str] = []
+    try:
+        for done, rel in enumerate(files, 1):
+            path = posixpath.join(root, rel)
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            uploaded.append(path)  # before the upload: one stopped half-way may have committed it
+            fs.put_file(os.path.join(local, rel), path)
+            if progress:
+                progress("upload", done, len(files))
+    except BaseException:
+        _remove_quietly(fs, uploaded)
+        raise
     truth = os.path.join(folder, f"{delivery_id}.defects.json")
     if os.path.exists(truth):
         fs.put_file(truth, posixpath.join(posixpath.dirname(root), f"{delivery_id}.defects.json"))
     return target
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, paths: list[str]) -> None:
+    """Remove what an interrupted upload wrote, as far as the store lets it: the upload's own error is the one told."""
+    for path in paths:
+        try:
+            fs.rm_file(path)
+        except Exception:  # absent (never committed), or the store unreachable: nothing more to do here
+            pass
 
 
 def read_manifest_bytes(landing: str, delivery_id: str) -> bytes:
