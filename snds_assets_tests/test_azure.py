@@ -744,6 +744,33 @@ def test_an_unreachable_azure_landing_is_named(monkeypatch, snds_env):
         read_manifest("az://landing/cnam", "2024-01-15")
 
 
+def test_other_azure_errors_on_the_landing_are_told_as_what_to_check():
+    """An endpoint that takes connections and never answers, an account key cut short when pasted, a container name
+    Azure refuses: `snds ingest` printed the SDK's bare message ("Timeout on reading data from socket", "Incorrect
+    padding") after its retries and the sensor's tick failed with a traceback. Each is told, naming the setting."""
+    from azure.core.exceptions import HttpResponseError, ServiceResponseTimeoutError
+    from azure.storage.blob._shared.authentication import AzureSigningError
+
+    from snds_assets.reception.storage import azure_errors_told
+
+    cases = [
+        (ServiceResponseTimeoutError("Timeout on reading data from socket"),
+         "Azure Storage did not answer for SNDS_LANDING az://landing/cnam (Timeout on reading data from socket)"),
+        (AzureSigningError("Incorrect padding"),
+         "the account key for SNDS_LANDING az://landing/cnam cannot sign requests (Incorrect padding): is it whole?"),
+        (HttpResponseError(message="Operation returned an invalid status 'The specified resource name contains "
+                                   "invalid characters.'\nErrorCode:InvalidResourceName"),
+         "SNDS_LANDING az://landing/cnam does not name a valid container"),
+    ]
+    for error, said in cases:
+        with pytest.raises(StorageError) as told:
+            with azure_errors_told("az://landing/cnam"):
+                raise error
+        assert str(told.value).startswith(said), told.value
+    with pytest.raises(HttpResponseError):  # one that says what it is already
+        with azure_errors_told("az://landing/cnam"):
+            raise HttpResponseError(message="The specified blob does not exist.\nErrorCode:BlobNotFound")
+
 
 def test_generate_names_the_unreachable_landing_it_was_given(monkeypatch, snds_env, capsys):
     """`snds generate --out az://…` out of reach printed Azure's "Cannot connect to host …" alone, pointing to the

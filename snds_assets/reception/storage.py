@@ -79,14 +79,36 @@ def azure_errors_told(landing: str, setting: str = "SNDS_LANDING") -> Iterator[N
     except Exception as exc:
         if not type(exc).__module__.startswith("azure."):
             raise
-        told = azure_refusal(type(exc).__name__, str(exc), {setting: landing})
-        if told is None and type(exc).__name__ == "ServiceRequestError":  # after the SDK's retries
-            cause = _redacted(exc)
-            told = (f"cannot reach Azure Storage for {setting} {landing} ({cause}): is the storage account's "
-                    "endpoint reachable from here (network, proxy, firewall)?")
+        told = _azure_error_told(exc, setting, landing)
         if told is None:
             raise
         raise StorageError(told) from exc
+
+
+def _azure_error_told(exc: Exception, setting: str, landing: str) -> str | None:
+    """What to check for an Azure error on the landing zone, or None for one that says it already."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError, HttpResponseError, ServiceRequestError, ServiceResponseError,
+    )
+
+    cause = _redacted(exc)
+    if type(exc).__name__ == "AzureSigningError":  # the key is not base64: a connection string cut when pasted
+        return (f"the account key for {setting} {landing} cannot sign requests ({cause}): is it whole? check "
+                f"{AZURE_CREDENTIALS}")
+    name = "ClientAuthenticationError" if isinstance(exc, ClientAuthenticationError) else type(exc).__name__
+    told = azure_refusal(name, str(exc), {setting: landing})
+    if told is not None:
+        return told
+    if isinstance(exc, ServiceRequestError):  # after the SDK's retries
+        return (f"cannot reach Azure Storage for {setting} {landing} ({cause}): is the storage account's endpoint "
+                "reachable from here (network, proxy, firewall)?")
+    if isinstance(exc, ServiceResponseError):
+        return (f"Azure Storage did not answer for {setting} {landing} ({cause}): is the storage account's "
+                "endpoint the right one, and reachable from here (network, proxy, firewall)?")
+    if isinstance(exc, HttpResponseError) and "InvalidResourceName" in str(exc):
+        return (f"{setting} {landing} does not name a valid container (Azure: {cause}): container names are 3 to 63 "
+                "lower-case letters, digits and hyphens")
+    return None
 
 
 _SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AZURE_STORAGE_ACCOUNT_KEY|ClientSecret)=[^;&\s]*",
