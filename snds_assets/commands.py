@@ -72,6 +72,9 @@ def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
 NO_SPACE = "No space left on device"
 OUT_OF_MEMORY = "java.lang.OutOfMemoryError"
 FILE_GONE = "FAILED_READ_FILE.FILE_NOT_EXIST"
+# What Py4J raises once the Spark JVM of a local session has ended: the query under way loses its answer, every
+# later call its connection.
+JVM_GONE = ("ConnectionRefusedError", "Py4JNetworkError")
 
 
 def _again(result: ExecuteInProcessResult) -> str:
@@ -102,6 +105,13 @@ def _file_gone(result: ExecuteInProcessResult) -> str:
     file does not exist, its message goes on to a SQL REFRESH TABLE, of no use here)."""
     return (f"a file of the lake was removed while the run read it (a reception running alongside replaced its "
             f"partition, or the lake was changed by hand): run {_again(result)} again, once that reception has ended")
+
+
+def _jvm_gone(result: ExecuteInProcessResult) -> str:
+    """What to do when the Spark JVM ended under the run (``kill -9``, or the kernel's out-of-memory killer, which
+    leaves no Java error): Py4J says only that its connection was refused."""
+    return (f"Spark's JVM ended during the run (killed: by the kernel when the machine ran short of memory, see "
+            f"dmesg, or by hand): run {_again(result)} again (its staged writes are removed)")
 
 
 def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: str | None = None) -> Exception:
@@ -136,6 +146,8 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: 
         detail = f"{_out_of_memory(result)}; {detail}"
     elif FILE_GONE in said:
         detail = f"{_file_gone(result)}; {detail}"
+    elif cause is not None and cause.cls_name in JVM_GONE:
+        detail = f"{_jvm_gone(result)}; {detail}"
     error = RuntimeError(f"run {result.run_id} failed: {detail}")
     if failures and getattr(failures[0].event_specific_data, "error", None) is not None:
         # The details log (cli._write_traceback) held this function's traceback only, not the step's: where it

@@ -333,6 +333,29 @@ def test_spark_out_of_memory_says_how_to_give_it_more():
     assert "a disk is full" not in line
 
 
+def test_a_spark_jvm_that_ended_under_the_run_is_told_as_such():
+    """A Spark JVM killed under a run (the kernel's out-of-memory killer sends SIGKILL: no Java error) was told as
+    "ConnectionRefusedError: [Errno 111] Connection refused"; the line now says what happened and what to run."""
+    from py4j.protocol import Py4JNetworkError
+
+    from snds_assets.commands import run_error
+
+    for error in (ConnectionRefusedError(111, "Connection refused"),
+                  Py4JNetworkError("Answer from Java side is empty")):
+        @asset(name="spark_step")
+        def spark_step():
+            raise error
+
+        defs = Definitions(assets=[spark_step], jobs=[define_asset_job("s")])
+        run = defs.resolve_job_def("s").execute_in_process(
+            instance=DagsterInstance.ephemeral(), raise_on_error=False,
+            tags={"dagster/partition": "2024-01-15", "snds/delivery": "2024-01-15"})
+        line = str(run_error(run, "/lake"))
+        assert line.startswith(f"run {run.run_id} failed: Spark's JVM ended during the run (killed: by the kernel "
+                               "when the machine ran short of memory, see dmesg, or by hand): run snds ingest "
+                               "2024-01-15 again (its staged writes are removed); "), line
+
+
 GONE_TRACE = """An error occurred while calling o72.count.
 : org.apache.spark.SparkException: [FAILED_READ_FILE.FILE_NOT_EXIST] Encountered error while reading file \
 file:///lake/curated/IR_BEN_R/delivery_id=2024-01-15/part-00002-a7c81d95-c000.snappy.parquet. File does not exist. \
