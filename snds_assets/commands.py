@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 DEMO_PROJECT = "demo-covid"
 
 
+def add_partition(instance, partitions: str, key: str) -> None:
+    """Add a delivery's or a project's partition unless it exists. Two commands on one new delivery started at once
+    both saw it missing, and the second's insert failed with SQLite's "UNIQUE constraint failed" instead of being
+    refused as a second run of the delivery (``runs.take_turn``)."""
+    if instance.has_dynamic_partition(partitions, key):
+        return
+    try:
+        instance.add_dynamic_partitions(partitions, [key])
+    except Exception:
+        if not instance.has_dynamic_partition(partitions, key):
+            raise
+
+
 def _run(settings: Settings, job_name: str, partitions: str, key: str, selection, log_format: str, tags: dict):
     """Run one partition of a job in this process, through the shared Dagster instance."""
     from dagster import DagsterInstance
@@ -35,8 +48,7 @@ def _run(settings: Settings, job_name: str, partitions: str, key: str, selection
     from .runs import process_tags
 
     instance = DagsterInstance.get()
-    if not instance.has_dynamic_partition(partitions, key):
-        instance.add_dynamic_partitions(partitions, [key])
+    add_partition(instance, partitions, key)
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name)
     logger = "json" if log_format == "json" else "progress"

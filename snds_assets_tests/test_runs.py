@@ -364,6 +364,32 @@ def test_a_reception_from_the_ui_waits_for_a_refresh_reading_its_delivery(tmp_pa
             runs.take_turn(instance, _start(instance, again), Log())
 
 
+def test_a_partition_added_by_another_command_meanwhile_is_taken_as_it_is(tmp_path):
+    """Two `snds ingest` of one new delivery at once: both saw its partition missing, the second's insert failed with
+    SQLite's "UNIQUE constraint failed", told as the command's error."""
+    from sqlalchemy.exc import IntegrityError
+
+    from snds_assets.commands import add_partition
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        real = instance.add_dynamic_partitions
+
+        def raced(name: str, keys: list[str]) -> None:  # the other command's insert lands just before this one's
+            real(name, keys)
+            raise IntegrityError("INSERT INTO dynamic_partitions", {}, Exception("UNIQUE constraint failed"))
+
+        instance.add_dynamic_partitions = raced
+        add_partition(instance, "deliveries", "2026-12-01")
+        assert instance.get_dynamic_partitions("deliveries") == ["2026-12-01"]
+
+        def locked(name: str, keys: list[str]) -> None:  # a failure that is not that race is told
+            raise RuntimeError("database is locked")
+
+        instance.add_dynamic_partitions = locked
+        with pytest.raises(RuntimeError, match="database is locked"):
+            add_partition(instance, "deliveries", "2026-12-02")
+
+
 def test_which_runs_are_receptions():
     """Receptions wait for each other; extractions, including a project's checks run alone from the UI (no asset
     selected, only checks: it was taken for a reception, review), and other code locations' runs do not."""
