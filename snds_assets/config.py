@@ -130,6 +130,9 @@ class Settings:
             scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
             if scheme not in STORAGE_SCHEMES:  # s3://... was taken, and failed runs said to install s3fs
                 raise ValueError(f"{variable} must be a folder or an Azure URL (az://, abfss://), got {value!r}")
+        if _is_uri(projects):  # requests are read as local files: "az://c/p" became the folder "az:/c/p", unseen
+            raise ValueError(f"SNDS_PROJECTS must be a local folder (the project requests the hub approved), got "
+                             f"{projects!r}")
         return cls(
             home=home,
             landing=resolve_path(landing, "SNDS_LANDING"),

@@ -32,6 +32,12 @@ class SndsResource(ConfigurableResource):
         from .runs import claim, take_turn
 
         claim(context.instance, context.dagster_run)
+        lake = self.settings().lake
+        if lake.lower().startswith("az://"):  # Spark has no az:// file system: the run failed once it had archived
+            from .reception.storage import StorageError
+
+            raise StorageError(f"SNDS_LAKE {lake}: Spark writes a lake on Azure at abfss://<container>@<account>.dfs."
+                               "core.windows.net/<path> (az:// serves the landing zone, and `snds report`)")
         take_turn(context.instance, context.dagster_run, context.log)
 
     def settings(self) -> Settings:

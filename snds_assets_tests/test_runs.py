@@ -186,7 +186,7 @@ def test_a_run_that_ended_meanwhile_is_not_failed_from_an_older_listing():
     assert instance.get_run_by_id(listed.run_id).status == DagsterRunStatus.SUCCESS
 
 
-def _partition_job_run(instance, tags: dict):
+def _partition_job_run(instance, tags: dict, resource: SndsResource | None = None):
     """A run of a job whose asset needs the snds resource (as every asset does), on one partition."""
     from dagster import Definitions, asset, define_asset_job
 
@@ -194,7 +194,8 @@ def _partition_job_run(instance, tags: dict):
     def step(snds: SndsResource):
         return 1
 
-    defs = Definitions(assets=[step], jobs=[define_asset_job("reception")], resources={"snds": SndsResource()})
+    defs = Definitions(assets=[step], jobs=[define_asset_job("reception")],
+                       resources={"snds": resource or SndsResource()})
     return defs.resolve_job_def("reception").execute_in_process(instance=instance, raise_on_error=False,
                                                                tags=tags)
 
@@ -219,6 +220,20 @@ def test_two_runs_of_one_delivery_started_at_once_the_second_created_is_refused(
         other = create_run_for_test(instance, job_name="provision", status=DagsterRunStatus.NOT_STARTED, tags=project)
         assert f"project p is already being extracted by run {other.run_id}" in str(
             run_error(_partition_job_run(instance, project)))
+
+
+def test_a_run_on_an_az_lake_is_refused_before_anything_is_written(tmp_path):
+    """Spark has no az:// file system: a reception on SNDS_LAKE=az://… archived the delivery, then failed in Spark
+    with "No FileSystem for scheme az". It fails at its start, saying how Spark names that lake."""
+    from snds_assets.commands import run_error
+
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        result = _partition_job_run(instance, {"dagster/partition": "2026-11-15"},
+                                    SndsResource(home=str(tmp_path / "home"), lake="az://lake/snds"))
+        assert not result.success
+        assert "SNDS_LAKE az://lake/snds: Spark writes a lake on Azure at abfss://<container>@<account>.dfs" in str(
+            run_error(result))
+        assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.csv*"))
 
 
 def test_a_reception_started_while_another_deliverys_runs_waits_for_it(tmp_path, monkeypatch):
