@@ -496,6 +496,30 @@ def test_a_manifest_changed_back_after_a_cursor_reset_gets_a_key_no_run_had(env)
     assert manifest_fingerprint(read_manifest(settings.landing, "2026-11-15")) == fingerprints[0]
 
 
+def test_a_delivery_whose_receiving_run_failed_after_its_mark_is_received_again(env):
+    """`snds ingest` killed in the instant after its report and reception mark were written, before Dagster recorded
+    the report: the lake said received, the sensor skipped the manifest and, with no report materialised, no refresh
+    of the projects reading it followed. The mark names its run: a failed or canceled one is received again; a
+    successful one, or a mark without a run (written before runs were named), is skipped as before."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from snds_assets.definitions import RECEPTION_JOB
+    from snds_assets.reception.report import mark_received
+    from snds_assets.reception.storage import read_manifest
+
+    settings, defs, instance = env
+    _write_manifest(Path(settings.landing), "2026-11-15", ["ER_PRS_F"])
+    manifest = read_manifest(settings.landing, "2026-11-15")
+    for status, requested in ((DagsterRunStatus.SUCCESS, False), (DagsterRunStatus.FAILURE, True),
+                              (DagsterRunStatus.CANCELED, True), (None, False)):
+        run = create_run_for_test(instance, job_name=RECEPTION_JOB, status=status or DagsterRunStatus.SUCCESS,
+                                  tags={"dagster/partition": "2026-11-15", "snds/source": "cli"})
+        mark_received(settings, manifest, run.run_id if status else None)
+        result = _tick(defs, instance, "cnam_deliveries")
+        assert [r.partition_key for r in result.run_requests] == (["2026-11-15"] if requested else []), status
+
+
 def test_a_reception_mark_that_cannot_be_read_leaves_the_delivery_waiting(env, monkeypatch):
     """Whether the manifest was already received is not known: the delivery is neither requested (it may have been,
     by `snds ingest`) nor put in the cursor (it is looked at again at the next tick); the others go on."""

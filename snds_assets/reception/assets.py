@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckKey, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
-    DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
+    DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
@@ -263,7 +263,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
             if not others:
                 drop_empty_staging(Lake(settings.lake), delivery_id)
         if REPORT_KEY in selected:
-            yield _report_result(settings, catalog_, manifest)
+            yield _report_result(settings, catalog_, manifest, context.run_id)
         for key in sorted(k for k in context.selected_asset_check_keys if k.asset_key not in selected):
             yield from emitted(_last_verdict(settings, catalog_, manifest, key), key.asset_key, context.log)
 
@@ -409,13 +409,13 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
     )
 
 
-def _report_result(settings, catalog: Catalog, manifest) -> MaterializeResult:
+def _report_result(settings, catalog: Catalog, manifest, run_id: str | None = None) -> MaterializeResult:
     """The delivery's reception report, from the fragments its tables' archive and curation saved, and the mark
-    that it was received."""
+    that it was received (by ``run_id``)."""
     from .report import build_report, mark_received
 
     report = build_report(settings, catalog, manifest)
-    mark_received(settings, manifest)
+    mark_received(settings, manifest, run_id)
     tables = report["tables"]
     rejected = sorted(name for name, t in tables.items() if t["status"] != "accepted")
     outcome = _accepted(report)
@@ -518,7 +518,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
         instance's runs too: a cursor reset from the UI restarted the count). It also keeps the manifest file's
         version (from the landing's listing): a manifest not rewritten since is not read again."""
         from .manifest import ManifestError, manifest_fingerprint
-        from .report import received_manifest
+        from .report import received_by, received_manifest
         from .storage import answered_within, landing_exists, list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
@@ -561,10 +561,15 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 continue
             try:
                 received = received_manifest(settings, delivery_id)
+                marked_by = received_by(settings, delivery_id) if received == fingerprint else None
             except (OSError, ValueError) as exc:
                 context.log.warning(f"{delivery_id} waits: cannot read its reception mark in the lake ({exc})")
                 continue
-            if received == fingerprint:
+            marking = context.instance.get_run_by_id(marked_by) if marked_by else None
+            if marking is not None and marking.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                context.log.info(f"{delivery_id}: run {marked_by}, which received this manifest, "
+                                 f"{marking.status.value.lower()} before its report was recorded: receiving it again")
+            elif received == fingerprint:
                 context.log.info(f"{delivery_id} skipped: {RECEIVED_ALREADY}")
                 received_already.append(delivery_id)
                 seen[delivery_id] = {"manifest": fingerprint, "requests": requested, "version": entry.manifest_version}

@@ -78,11 +78,13 @@ def received_mark_path(settings: Settings, delivery_id: str) -> str:
     return join(parts_folder(settings, delivery_id), "_received.json")
 
 
-def mark_received(settings: Settings, manifest: Manifest) -> None:
-    """Record which manifest a finished reception received, whoever ran it (the sensor, `snds ingest`, the UI):
-    the sensor compares it with the landing zone's and does not receive the same delivery again."""
+def mark_received(settings: Settings, manifest: Manifest, run_id: str | None = None) -> None:
+    """Record which manifest a finished reception received, whoever ran it (the sensor, `snds ingest`, the UI), and
+    by which run: the sensor compares it with the landing zone's and does not receive the same delivery again,
+    unless that run failed after writing it (killed before Dagster recorded the report: no refresh would follow)."""
     mark = {"delivery_id": manifest.delivery_id, "manifest": manifest_fingerprint(manifest),
-            "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"run_id": run_id} if run_id else {})}
     write_lake_bytes(received_mark_path(settings, manifest.delivery_id), _dumps(mark).encode("utf-8"))
 
 
@@ -94,14 +96,25 @@ def forget_received(settings: Settings, delivery_id: str) -> None:
 
 def received_manifest(settings: Settings, delivery_id: str) -> str | None:
     """The fingerprint of the manifest the last finished reception of a delivery received, or None."""
+    value = _mark(settings, delivery_id).get("manifest")
+    return value if isinstance(value, str) else None
+
+
+def received_by(settings: Settings, delivery_id: str) -> str | None:
+    """The run that wrote the delivery's reception mark, or None (no mark, or one written before runs were named)."""
+    value = _mark(settings, delivery_id).get("run_id")
+    return value if isinstance(value, str) else None
+
+
+def _mark(settings: Settings, delivery_id: str) -> dict:
     data = read_lake_bytes(received_mark_path(settings, delivery_id))
     if data is None:
-        return None
+        return {}
     try:
-        value = json.loads(data).get("manifest")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+        mark = json.loads(data)
+    except ValueError:
+        return {}
+    return mark if isinstance(mark, dict) else {}
 
 
 # --- Files the manifest does not list ----------------------------------------------------------------------
