@@ -68,14 +68,26 @@ class RunInterrupted(Exception):
     """A run stopped by Ctrl-C: no error to trace, a run to start again."""
 
 
-def _interrupted(result: ExecuteInProcessResult) -> RunInterrupted:
+def _interrupted(result: ExecuteInProcessResult, lake: str | None = None) -> RunInterrupted:
     """What Ctrl-C left: every write is staged, and a run that fails removes its staged writes; what it had
-    published stays, its delivery's or project's report withdrawn meanwhile (``withdraw_report``)."""
-    if "snds/project" in result.dagster_run.tags:
-        left = "what it had extracted, if anything, is published and the project's report withdrawn"
+    published stays, its delivery's or project's report withdrawn meanwhile (``withdraw_report``), unless the run
+    stopped before it changed anything (the same manifest received again): then the report stands, and says so."""
+    from .lake import Lake
+    from .reception.storage import lake_exists
+
+    tags = result.dagster_run.tags
+    project = tags.get("snds/project")
+    report = None
+    if lake:
+        report = Lake(lake).project_report(project) if project else \
+            Lake(lake).delivery_report(tags.get("snds/delivery", tags.get("dagster/partition", "")))
+    kept = report is not None and lake_exists(report)
+    what = "the project's report" if project else "the delivery's report"
+    state = f"{what} still in place, as the earlier run left it" if kept else f"{what} withdrawn"
+    if project:
+        left = f"what it had extracted, if anything, is published and {state}"
     else:
-        left = ("the files it had archived and the families it had curated, if any, are in place and the "
-                "delivery's report withdrawn")
+        left = f"the files it had archived and the families it had curated, if any, are in place and {state}"
     return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed; "
                           f"{left}: run {_again(result)} to finish it")
 
@@ -142,7 +154,7 @@ def run_error(result: ExecuteInProcessResult, lake: str | None = None, landing: 
     detail = _failure_message(failures[0]) if failures else "the run failed"
     cause = failure_cause(failures[0]) if failures else None
     if cause is not None and cause.cls_name in INTERRUPTIONS:
-        return _interrupted(result)
+        return _interrupted(result, lake)
     if cause is not None and cause.cls_name == "SparkConnectUnreachable":
         from .spark import SparkConnectUnreachable
 

@@ -534,7 +534,7 @@ def test_a_long_error_line_is_cut_after_a_whole_word():
     assert _one_line(RuntimeError("short\n  one")) == "short one"
 
 
-def test_an_interrupted_run_is_told_as_such():
+def test_an_interrupted_run_is_told_as_such(tmp_path):
     """Ctrl-C during `snds ingest` said "run … failed: dagster._core.errors.DagsterExecutionInterruptedError", and
     pointed to the details log, as for an unexpected error."""
     import itertools
@@ -573,6 +573,17 @@ def test_an_interrupted_run_is_told_as_such():
             f"run {run.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed"), error
         assert str(error).endswith(f"run {command} to finish it"), error
         assert "DagsterExecutionInterruptedError" not in str(error) and _is_user_error(error)
+        assert "report withdrawn" in str(error), error
+    # Stopped before it changed anything (the same manifest received again), the report stands: the line said it was
+    # withdrawn while `snds report` said ACCEPTED.
+    lake = tmp_path / "lake"
+    (lake / "reports" / "deliveries").mkdir(parents=True)
+    (lake / "reports" / "deliveries" / "2024-02-01.json").write_text("{}")
+    run = defs.resolve_job_def("s").execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False,
+                                                       tags={"snds/delivery": "2024-02-01"})
+    error = str(run_error(run, str(lake)))
+    assert "are in place and the delivery's report still in place, as the earlier run left it: run snds ingest " \
+           "2024-02-01 to finish it" in error, error
 
 
 def test_the_steps_a_step_waited_for_are_named_once():
