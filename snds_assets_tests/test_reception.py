@@ -1957,6 +1957,29 @@ def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, c
     assert received_by(settings, DID) == result.run_id  # the sensor receives it again were this run to fail now
 
 
+def test_a_reception_terminated_from_the_ui_says_what_it_left(settings):
+    """Terminated from the UI, a reception ended with Dagster's bare DagsterExecutionInterruptedError: nothing said
+    that the delivery, its report withdrawn, was out of the current state until received again."""
+    from types import SimpleNamespace
+
+    from snds_assets.lake import Lake
+    from snds_assets.reception.assets import _tell_interrupted
+
+    said = []
+    context = SimpleNamespace(log=SimpleNamespace(error=said.append))
+    _tell_interrupted(context, settings, "2026-01-15")
+    report = Path(Lake(settings.lake).delivery_report("2026-01-15"))
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("{}")
+    _tell_interrupted(context, settings, "2026-01-15")
+    withdrawn, kept = said
+    assert withdrawn.startswith("reception of delivery 2026-01-15 interrupted: its staged writes are removed")
+    assert withdrawn.endswith("the delivery's report withdrawn: the delivery is out of the current state until it is "
+                              "received again (re-execute this run, or run snds ingest 2026-01-15)"), withdrawn
+    assert kept.endswith("the delivery's report still in place, as the earlier run left it"), kept
+    report.unlink()
+
+
 def test_raw_materialisation_carries_the_dagster_row_count(settings, catalog):
     """README: materialisations carry ``dagster/row_count``; the raw table's is the rows counted in its files."""
     from dagster import AssetKey, materialize

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dagster import (
     AssetCheckKey, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
-    DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
+    DagsterExecutionInterruptedError, DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
     SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
@@ -257,6 +257,9 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                     check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
                     yield from emitted(_combined(name, results), curated_key(family), context.log)
+        except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+            _tell_interrupted(context, settings, delivery_id)
+            raise
         finally:
             if state is not None:
                 state.close()
@@ -407,6 +410,21 @@ def _curated_result(settings, catalog: Catalog, manifest, family: str, results: 
         },
         check_results=asset_check_results(outcomes, key),
     )
+
+
+def _tell_interrupted(context: AssetExecutionContext, settings, delivery_id: str) -> None:
+    """A reception terminated from the UI ended with Dagster's bare interruption: the run's log says what it left,
+    as `snds ingest` does on Ctrl-C. A delivery received again leaves the state while its report is withdrawn, and
+    no sensor requests it again (its manifest was handled)."""
+    from .storage import lake_exists
+
+    withdrawn = not lake_exists(Lake(settings.lake).delivery_report(delivery_id))
+    context.log.error(
+        f"reception of delivery {delivery_id} interrupted: its staged writes are removed; the files it had archived "
+        "and the families it had curated, if any, are in place" + (
+            f", and the delivery's report withdrawn: the delivery is out of the current state until it is "
+            f"received again (re-execute this run, or run snds ingest {delivery_id})" if withdrawn else
+            ", and the delivery's report still in place, as the earlier run left it"))
 
 
 def _report_result(settings, catalog: Catalog, manifest, run_id: str | None = None) -> MaterializeResult:
