@@ -72,8 +72,8 @@ def drop_empty_staging(lake: Lake, delivery_id: str) -> None:
 
 def project_scratch(lake: Lake, project_id: str, rewritten: Iterable[str]) -> list[str]:
     """Where runs on one project stage their writes: hidden folders beside its cohort, extracts and
-    correspondence, in its space and in ``restricted/`` (its withheld extracts too); those moved aside only among ``rewritten``, the folders
-    this run writes again (see ``hidden_scratch``)."""
+    correspondence, in its space and in ``restricted/`` (its withheld extracts too); those moved aside only among
+    ``rewritten``, the folders this run writes again (see ``hidden_scratch``)."""
     rewritten = set(rewritten)
     return [p for folder in (lake.project(project_id), lake.restricted(project_id), lake.restricted(project_id, "info"),
                              lake.withheld(project_id)) for p in hidden_scratch(folder, rewritten=rewritten)]

@@ -111,8 +111,8 @@ def _no_snds_pseudonym(df: DataFrame, correspondence: DataFrame, name: str = "no
                        source: TableSource | None = None) -> CheckOutcome:
     named = sorted(set(df.columns) & set(domain.PROJECT_PSEUDONYMS))
     failures, columns = _pseudonym_values(df, _raw_pseudonyms(correspondence, source))
-    details = "; ".join(([f"SNDS pseudonym columns present: {', '.join(named)}"] if named else [])
-                        + ([f"{failures} text value(s) are or hold SNDS pseudonyms: {', '.join(columns)}"] if failures else []))
+    held = [f"{failures} text value(s) are or hold SNDS pseudonyms: {', '.join(columns)}"] if failures else []
+    details = "; ".join(([f"SNDS pseudonym columns present: {', '.join(named)}"] if named else []) + held)
     return CheckOutcome(name, name, ERROR, passed=not named and failures == 0, failures=failures + len(named),
                         columns=sorted(set(columns) | set(named)), details=details)
 

@@ -11,9 +11,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AssetCheckKey, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition, DagsterInstance, DagsterRun,
-    DagsterExecutionInterruptedError, DagsterRunStatus, DefaultSensorStatus, FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition,
-    SensorEvaluationContext, SensorResult, SkipReason, asset, multi_asset, sensor,
+    AssetCheckKey, AssetCheckSpec, AssetExecutionContext, AssetKey, AssetSpec, AssetsDefinition,
+    DagsterExecutionInterruptedError, DagsterInstance, DagsterRun, DagsterRunStatus, DefaultSensorStatus,
+    FreshnessPolicy, MaterializeResult, MetadataValue, RunRequest, SensorDefinition, SensorEvaluationContext,
+    SensorResult, SkipReason, asset, multi_asset, sensor,
 )
 
 from .. import domain
