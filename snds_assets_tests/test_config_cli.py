@@ -1311,8 +1311,8 @@ def test_parallel_families_must_be_at_least_one(tmp_path, value):
     ("SNDS_HOME", "~nouser-x/h", "SNDS_HOME '~nouser-x/h': ~nouser-x names no user of this machine"),
     ("SNDS_PROJECTS", "~nouser-x", "SNDS_PROJECTS '~nouser-x': ~nouser-x names no user of this machine"),
     # requests are read as local files: "az://c/p" was read as the folder "az:/c/p", and the sensor saw none
-    ("SNDS_PROJECTS", "az://c/projects", "SNDS_PROJECTS must be a local folder (the project requests the hub approved), "
-                                         "got 'az://c/projects'"),
+    ("SNDS_PROJECTS", "az://c/projects",
+     "SNDS_PROJECTS must be a local folder (the project requests the hub approved), got 'az://c/projects'"),
 ])
 def test_a_folder_setting_that_cannot_be_used_is_named(tmp_path, variable, value, message):
     env = {"SNDS_HOME": str(tmp_path), variable: value}
