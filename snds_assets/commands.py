@@ -69,25 +69,11 @@ class RunInterrupted(Exception):
 
 
 def _interrupted(result: ExecuteInProcessResult, lake: str | None = None) -> RunInterrupted:
-    """What Ctrl-C left: every write is staged, and a run that fails removes its staged writes; what it had
-    published stays, its delivery's or project's report withdrawn meanwhile (``withdraw_report``), unless the run
-    stopped before it changed anything (the same manifest received again): then the report stands, and says so."""
-    from .lake import Lake
-    from .reception.storage import lake_exists
+    """What Ctrl-C left: every write is staged, and a run that fails removes its staged writes (``interruption_left``
+    says the rest)."""
+    from .runs import interruption_left
 
-    tags = result.dagster_run.tags
-    project = tags.get("snds/project")
-    report = None
-    if lake:
-        report = Lake(lake).project_report(project) if project else \
-            Lake(lake).delivery_report(tags.get("snds/delivery", tags.get("dagster/partition", "")))
-    kept = report is not None and lake_exists(report)
-    what = "the project's report" if project else "the delivery's report"
-    state = f"{what} still in place, as the earlier run left it" if kept else f"{what} withdrawn"
-    if project:
-        left = f"what it had extracted, if anything, is published and {state}"
-    else:
-        left = f"the files it had archived and the families it had curated, if any, are in place and {state}"
+    left, _ = interruption_left(lake, result.dagster_run.tags)
     return RunInterrupted(f"run {result.run_id} interrupted (Ctrl-C or SIGTERM): its staged writes are removed; "
                           f"{left}: run {_again(result)} to finish it")
 

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRecord, RunsFilter
 from dagster._core.instance.config import PoolGranularity
@@ -55,6 +55,26 @@ def sensor_run_key(instance: DagsterInstance, tags: dict[str, str], name: str, f
         return ":".join(keys[0])
     count = max([counted, *(int(k[1]) for k in keys)]) + 1
     return f"{name}:{count}:{fingerprint}"
+
+
+def interruption_left(lake: str | None, tags: Mapping[str, str]) -> tuple[str, bool]:
+    """What an interrupted run of a delivery or a project (its ``tags``) left, for its last line, and whether its
+    report is withdrawn: what it had published stays, the report withdrawn meanwhile (``withdraw_report``), unless
+    the run stopped before it changed anything (the same manifest received again), when the report stands."""
+    from .lake import Lake
+    from .reception.storage import lake_exists
+
+    project = tags.get("snds/project")
+    report = None
+    if lake:
+        report = Lake(lake).project_report(project) if project else \
+            Lake(lake).delivery_report(tags.get("snds/delivery", tags.get("dagster/partition", "")))
+    withdrawn = report is None or not lake_exists(report)
+    what = "the project's report" if project else "the delivery's report"
+    state = f"{what} withdrawn" if withdrawn else f"{what} still in place, as the earlier run left it"
+    if project:
+        return f"what it had extracted, if anything, is published and {state}", withdrawn
+    return f"the files it had archived and the families it had curated, if any, are in place and {state}", withdrawn
 
 
 def pool_claimed_per_step(instance: DagsterInstance) -> bool:

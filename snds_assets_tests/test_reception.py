@@ -1966,7 +1966,8 @@ def test_a_reception_terminated_from_the_ui_says_what_it_left(settings):
     from snds_assets.reception.assets import _tell_interrupted
 
     said = []
-    context = SimpleNamespace(log=SimpleNamespace(error=said.append))
+    context = SimpleNamespace(log=SimpleNamespace(error=said.append),
+                              dagster_run=SimpleNamespace(tags={"dagster/partition": "2026-01-15"}))
     _tell_interrupted(context, settings, "2026-01-15")
     report = Path(Lake(settings.lake).delivery_report("2026-01-15"))
     report.parent.mkdir(parents=True, exist_ok=True)

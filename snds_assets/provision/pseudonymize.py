@@ -58,7 +58,7 @@ def project_secret(settings: Settings, project_id: str) -> bytes:
     if data is None or len(data) != SECRET_BYTES:
         raise SecretError(f"the secret of project {project_id} under restricted/ is damaged; restore it from backup "
                           "(a new secret would change every pseudonym of the project)")
-    check_path = Lake(settings.lake).restricted(project_id, CHECK_FILE)
+    check_path = lake.restricted(project_id, CHECK_FILE)
     expected = key_check(data, project_id)
     check = _read(check_path, project_id)
     if check is None:  # first use, or a project extracted before fingerprints were kept: this secret is its own

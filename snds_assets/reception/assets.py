@@ -417,15 +417,12 @@ def _tell_interrupted(context: AssetExecutionContext, settings, delivery_id: str
     """A reception terminated from the UI ended with Dagster's bare interruption: the run's log says what it left,
     as `snds ingest` does on Ctrl-C. A delivery received again leaves the state while its report is withdrawn, and
     no sensor requests it again (its manifest was handled)."""
-    from .storage import lake_exists
+    from ..runs import interruption_left
 
-    withdrawn = not lake_exists(Lake(settings.lake).delivery_report(delivery_id))
-    context.log.error(
-        f"reception of delivery {delivery_id} interrupted: its staged writes are removed; the files it had archived "
-        "and the families it had curated, if any, are in place" + (
-            f", and the delivery's report withdrawn: the delivery is out of the current state until it is "
-            f"received again (re-execute this run, or run snds ingest {delivery_id})" if withdrawn else
-            ", and the delivery's report still in place, as the earlier run left it"))
+    left, withdrawn = interruption_left(settings.lake, context.dagster_run.tags)
+    context.log.error(f"reception of delivery {delivery_id} interrupted: its staged writes are removed; {left}" + (
+        f": the delivery is out of the current state until it is received again (re-execute this run, or run snds "
+        f"ingest {delivery_id})" if withdrawn else ""))
 
 
 def _report_result(settings, catalog: Catalog, manifest, run_id: str | None = None) -> MaterializeResult:
