@@ -1952,9 +1952,9 @@ def test_delivery_accepted_check_explains_itself_not_rows_reconciled(settings, c
     assert evaluation.metadata["rule"].value == "delivery_accepted"
     explanation = evaluation.metadata["explanation"].value
     assert "rows curated" not in explanation and "ERROR checks" in explanation
-    from snds_assets.reception.report import received_by
+    from snds_assets.reception.report import received_mark
 
-    assert received_by(settings, DID) == result.run_id  # the sensor receives it again were this run to fail now
+    assert received_mark(settings, DID)[1] == result.run_id  # the sensor receives it again were this run to fail now
 
 
 def test_a_reception_terminated_from_the_ui_says_what_it_left(settings):

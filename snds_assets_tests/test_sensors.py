@@ -212,8 +212,8 @@ def test_many_deliveries_received_already_make_one_note(env, monkeypatch, capsys
     ids = [f"2026-0{m}-05" for m in range(1, 6)]
     for delivery_id in ids:
         _write_delivery(Path(settings.landing), delivery_id)
-    monkeypatch.setattr(report, "received_manifest",
-                        lambda s, d: manifest_fingerprint(read_manifest(s.landing, d)))
+    monkeypatch.setattr(report, "received_mark",
+                        lambda s, d: (manifest_fingerprint(read_manifest(s.landing, d)), None))
     first = _tick(defs, instance, "cnam_deliveries")
     assert not first.run_requests
     assert first.skip_reason.skip_message == (
@@ -529,18 +529,18 @@ def test_a_reception_mark_that_cannot_be_read_leaves_the_delivery_waiting(env, m
     landing = Path(settings.landing)
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
     _write_manifest(landing, "2026-11-16", ["ER_PRS_F"])
-    readable = report.received_manifest
+    readable = report.received_mark
 
     def flaky(settings_, delivery_id):
         if delivery_id == "2026-11-15":
             raise OSError("connection reset by peer")
         return readable(settings_, delivery_id)
 
-    monkeypatch.setattr(report, "received_manifest", flaky)
+    monkeypatch.setattr(report, "received_mark", flaky)
     result = _tick(defs, instance, "cnam_deliveries")
     assert [r.partition_key for r in result.run_requests] == ["2026-11-16"]
     assert "2026-11-15" not in json.loads(result.cursor)
-    monkeypatch.setattr(report, "received_manifest", readable)
+    monkeypatch.setattr(report, "received_mark", readable)
     assert [r.partition_key for r in _tick(defs, instance, "cnam_deliveries", result.cursor).run_requests] == [
         "2026-11-15"]
 

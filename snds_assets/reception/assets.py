@@ -534,7 +534,7 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
         instance's runs too: a cursor reset from the UI restarted the count). It also keeps the manifest file's
         version (from the landing's listing): a manifest not rewritten since is not read again."""
         from .manifest import ManifestError, manifest_fingerprint
-        from .report import received_by, received_manifest
+        from .report import received_mark
         from .storage import answered_within, landing_exists, list_deliveries, read_manifest
 
         settings, catalog = snds.settings(), snds.catalog()
@@ -576,12 +576,11 @@ def build_delivery_sensor(job_name: str) -> SensorDefinition:
                 notes.append(note)
                 continue
             try:
-                received = received_manifest(settings, delivery_id)
-                marked_by = received_by(settings, delivery_id) if received == fingerprint else None
+                received, marked_by = received_mark(settings, delivery_id)
             except (OSError, ValueError) as exc:
                 context.log.warning(f"{delivery_id} waits: cannot read its reception mark in the lake ({exc})")
                 continue
-            marking = context.instance.get_run_by_id(marked_by) if marked_by else None
+            marking = context.instance.get_run_by_id(marked_by) if marked_by and received == fingerprint else None
             if marking is not None and marking.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
                 context.log.info(f"{delivery_id}: run {marked_by}, which received this manifest, "
                                  f"{marking.status.value.lower()} before its report was recorded: receiving it again")

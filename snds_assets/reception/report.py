@@ -94,27 +94,18 @@ def forget_received(settings: Settings, delivery_id: str) -> None:
     remove_lake_file(received_mark_path(settings, delivery_id))
 
 
-def received_manifest(settings: Settings, delivery_id: str) -> str | None:
-    """The fingerprint of the manifest the last finished reception of a delivery received, or None."""
-    value = _mark(settings, delivery_id).get("manifest")
-    return value if isinstance(value, str) else None
-
-
-def received_by(settings: Settings, delivery_id: str) -> str | None:
-    """The run that wrote the delivery's reception mark, or None (no mark, or one written before runs were named)."""
-    value = _mark(settings, delivery_id).get("run_id")
-    return value if isinstance(value, str) else None
-
-
-def _mark(settings: Settings, delivery_id: str) -> dict:
+def received_mark(settings: Settings, delivery_id: str) -> tuple[str | None, str | None]:
+    """The fingerprint of the manifest the last finished reception of a delivery received, and the run that
+    received it: (None, None) without a mark, a run of None for a mark written before runs were named."""
     data = read_lake_bytes(received_mark_path(settings, delivery_id))
-    if data is None:
-        return {}
     try:
-        mark = json.loads(data)
+        mark = json.loads(data) if data is not None else {}
     except ValueError:
-        return {}
-    return mark if isinstance(mark, dict) else {}
+        mark = {}
+    if not isinstance(mark, dict):
+        return None, None
+    manifest, run_id = mark.get("manifest"), mark.get("run_id")
+    return (manifest if isinstance(manifest, str) else None), (run_id if isinstance(run_id, str) else None)
 
 
 # --- Files the manifest does not list ----------------------------------------------------------------------
