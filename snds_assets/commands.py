@@ -22,12 +22,12 @@ from .cli import EXIT_OK, EXIT_REJECTED, UsageError, setting_name, unusable_fold
 from .config import Settings, resolve_path
 
 if TYPE_CHECKING:
-    from dagster import ExecuteInProcessResult
+    from dagster import DagsterInstance, ExecuteInProcessResult
 
 DEMO_PROJECT = "demo-covid"
 
 
-def add_partition(instance, partitions: str, key: str) -> None:
+def add_partition(instance: DagsterInstance, partitions: str, key: str) -> None:
     """Add a delivery's or a project's partition unless it exists. Two commands on one new delivery started at once
     both saw it missing, and the second's insert failed with SQLite's "UNIQUE constraint failed" instead of being
     refused as a second run of the delivery (``runs.take_turn``)."""

@@ -378,7 +378,7 @@ class StoredBlob(io.RawIOBase):
         self.position += len(data)
         return data
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
