@@ -448,6 +448,12 @@ class DomainRule:
     expr: str = ""
     tables: str = ".*"  # regex over family names
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the rule reads: its own, then those its expression names."""
+        named = (c for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", self.expr) if c not in _SQL_WORDS)
+        return tuple(dict.fromkeys([self.column, *named]))
+
 
 DOMAIN_RULES: tuple[DomainRule, ...] = (
     DomainRule("return_code", "*_RET", "PMSI return codes are '0' (good link) or '1' (bad)",
@@ -467,6 +473,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="try_cast(DPN_QLF AS INT) BETWEEN 0 AND 99", tables=r"ER_PRS_F"),
     *(DomainRule("pseudo_nir_length", c, "a pseudo-NIR has 17 characters", expr=f"length({c}) = 17")
       for c in PSEUDO_NIR_COLUMNS),
+    DomainRule("lifelong_identity", "BEN_IDT_ANO", "a person with a lifelong NIR (BEN_IDT_TOP = 1) is named by it: "
+               "BEN_IDT_ANO equals BEN_NIR_ANO", expr="NOT (try_cast(BEN_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO <> BEN_NIR_ANO)"),
     DomainRule("matched_death", "BEN_IDT_ANO", "a death record matched to a beneficiary (DCD_IDT_TOP = 1) names "
                "them in BEN_IDT_ANO", expr="NOT (try_cast(DCD_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO IS NULL)"),
 )
@@ -488,9 +496,7 @@ def domain_rules(table: Table) -> list[DomainRule]:
                 DomainRule(rule.name, c, rule.description, rule.values, rule.expr, rule.tables)
                 for c in table.columns if is_return_code(c) and c not in own
             )
-        elif rule.column in table.by_name and all(
-            c in table.by_name for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", rule.expr) if c not in _SQL_WORDS
-        ):
+        elif all(c in table.by_name for c in rule.columns):
             out.append(rule)
     return out
 

@@ -458,6 +458,25 @@ def test_care_dates_against_the_flow_and_the_unknown_end(spark, settings, catalo
     assert sorted(check.details.split("; ")) == ["care_before_flow:EXE_SOI_DTD: 1", "care_period:EXE_SOI_DTF: 1"]
 
 
+def test_a_person_with_a_lifelong_nir_is_named_by_it(spark, settings, catalog):
+    """SNDS.md: BEN_IDT_ANO equals BEN_NIR_ANO when BEN_IDT_TOP = 1. Cohorts take BEN_IDT_ANO for the person, so
+    an identity breaking this would merge or split persons without a word; the rule says nothing of a row whose
+    lifelong NIR is not delivered, nor of the others (BEN_NIR_PSA || BEN_RNG_GEM of the person's first identity)."""
+    header = ["BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_IDT_ANO", "BEN_NIR_ANO", "BEN_IDT_TOP"]
+    rows = [f"{NIR_A};1;LIFELONG_A;LIFELONG_A;1",  # named by the lifelong NIR: fine
+            f"{NIR_A};2;LIFELONG_X;LIFELONG_B;1",  # another name: lifelong_identity
+            f"{NIR_B};1;{NIR_B}1;;0",  # no lifelong NIR: fine
+            f"{NIR_B};2;{NIR_B}1;LIFELONG_C;0",  # a lifelong NIR the person is not named by (TOP 0): fine
+            f"{NIR_B};3;{NIR_B}3;;1"]  # TOP 1 and no lifelong NIR delivered: not evaluated
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", header, rows).curate(spark, "IR_BEN_R")
+    check = by_name(result)["domain"]
+    assert result.rows_rejected == 0
+    assert (check.passed, check.failures, check.severity) == (False, 1, WARN), check
+    assert check.details == "lifelong_identity:BEN_IDT_ANO: 1", check.details
+    assert check.sample == [{"column": "BEN_IDT_ANO", "value": "LIFELONG_X", "BEN_NIR_ANO": "LIFELONG_B",
+                             "BEN_IDT_TOP": True, "BEN_NIR_PSA": NIR_A, "BEN_RNG_GEM": 2}], check.sample
+
+
 def test_an_integer_column_is_checked_against_its_listed_values_as_its_text_would_be(spark):
     """Values listed as text ('1', '01', 'x') on an integer column: only canonical integer text can match."""
     integer = ColumnPlan("X", None, T.IntegerType(), T.IntegerType())
@@ -1377,6 +1396,9 @@ def test_a_death_matched_to_no_beneficiary_is_curated(spark, settings, catalog):
     assert checks["foreign_key"].evaluated and checks["foreign_key"].passed, checks["foreign_key"].details
     assert (checks["domain"].passed, checks["domain"].failures) == (False, 1)
     assert "matched_death" in checks["domain"].details
+    # KI_CCI_R has no key: its sample shows its first columns, the death certificate first, to find the record
+    assert checks["domain"].sample == [{"column": "BEN_IDT_ANO", "DCD_IDT_ENC": "D3",
+                                        "DCD_IDT_TOP": 1}], checks["domain"].sample
 
 
 def test_a_row_breaking_two_links_is_one_failing_row(spark, settings, catalog):

@@ -66,6 +66,7 @@ from .state import DELIVERY_COLUMN, CurrentState, Part, delivered_parts, family_
 
 SAMPLE_SIZE = 5
 LINE_SAMPLE = 300  # characters of a raw line kept in a sample
+SAMPLE_LOCATORS = 3  # first columns shown in the samples of a table without key or identifier
 FILE_BITS = 63  # files holding bad rows are observed as bits of a long (file index modulo 63: a superset at worst)
 HASHES = "_HASHES"  # prefix of the observed hash lists of a small table (``keys.OBSERVED_HASH_ROWS``)
 KEY_HASHES = f"{HASHES}_KEY"
@@ -271,8 +272,10 @@ class _Run:
         self.small = self.counted and sum(counted) <= keys.OBSERVED_HASH_ROWS
         pk = list(table.primary_key)
         self.observed_key = bool(self.small and pk and all(c in self.delivered for c in pk))
-        sample_keys = [c for c in (table.primary_key or self.required) if c in self.delivered]
-        self.sample_keys = sample_keys
+        # A table with neither key nor identifier (KI_CCI_R, PMSI supplements) shows its first columns instead, where
+        # the schemas put what names a row (DCD_IDT_ENC, ETA_NUM...): a sample must lead back to its row.
+        located = table.primary_key or self.required or [f.name for f in table.fields][:SAMPLE_LOCATORS]
+        self.sample_keys = [c for c in located if c in self.delivered]
         self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date, table)
                                      + domain_rules(table, self.plans, self.delivered))
         self.nomenclatures = nomenclature_plan(self.plans, self.delivered, settings.nomenclatures)
@@ -627,7 +630,9 @@ class _Run:
         for i in failed:
             rule = self.rules[i]
             fail = F.expr(rule.fail)
-            sample = F.to_json(F.struct(F.lit(rule.column).alias("column"), F.expr(rule.value).alias("value"), *keys_json))
+            compared = [F.col(c) for c in rule.context if c not in self.sample_keys]
+            sample = F.to_json(F.struct(F.lit(rule.column).alias("column"), F.expr(rule.value).alias("value"),
+                                        *compared, *keys_json))
             aggs += [F.count_if(fail).alias(f"n{i}"), keys.sample_agg(F.when(fail, sample)).alias(f"s{i}")]
         for r in curated.groupBy(year.alias("_Y")).agg(*aggs).collect():
             for i in failed:

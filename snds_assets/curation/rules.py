@@ -37,6 +37,7 @@ class RowRule:
     column: str
     fail: str  # Spark SQL, true on a failing row (never null)
     value: str  # Spark SQL, the failing value as text, for samples
+    context: tuple[str, ...] = ()  # the other columns the rule compares, shown beside the value in samples
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ def domain_rules(table: Table, plans: list[ColumnPlan], delivered: set[str]) -> 
             fail = _not_in(by_name.get(rule.column), rule.column, rule.values)
         else:
             fail = f"NOT coalesce(({rule.expr}), true)"
+        context = tuple(c for c in rule.columns[1:] if c in delivered)
         rules.append(RowRule("domain", f"domain:{rule.name}:{rule.column}", rule.column, _never_null(fail),
-                             _text(rule.column)))
+                             _text(rule.column), context))
     for p in plans:
         if p.field is None or p.name not in delivered or not domain.enum_checked(p.field):
             continue
