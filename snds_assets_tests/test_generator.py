@@ -368,6 +368,14 @@ def test_dcir_nine_keys_unique_and_every_affiliated_line_has_its_parent(clean):
         assert flow.day == 1 and date.fromisoformat(r["EXE_SOI_DTD"]) <= flow <= date.fromisoformat(DID)
     info = sum(r["DPN_QLF"] == "71" for r in rows) / len(rows)
     assert 0.01 < info < 0.1
+    # SNDS.md: PRS_DPN_QLP = 71 is wider than DPN_QLF = 71; CPL_MAJ_TOP >= 2 marks supplements; care can arrive up
+    # to 27 months late, 99 % within 6.
+    assert all(r["PRS_DPN_QLP"] == "71" for r in rows if r["DPN_QLF"] == "71")
+    assert 0.002 < sum(r["PRS_DPN_QLP"] == "71" and r["DPN_QLF"] != "71" for r in rows) / len(rows) < 0.03
+    assert 0.005 < sum(r["CPL_MAJ_TOP"] == "2" for r in rows) / len(rows) < 0.05
+    months = [(f.year - c.year) * 12 + f.month - c.month
+              for f, c in ((date.fromisoformat(r["FLX_DIS_DTD"]), date.fromisoformat(r["EXE_SOI_DTD"])) for r in rows)]
+    assert max(months) > 7 and max(months) <= 29 and sum(m <= 7 for m in months) / len(months) > 0.99
     identities = len(tables["IR_BEN_R"].rows)
     assert len(rows) / identities / 2 > 10  # tens of care lines per person-year
 

@@ -2,8 +2,9 @@
 
 Each identity gets tens of lines per year it is alive (more with age), grouped in décomptes (one
 ``DCT_ORD_NUM``, ``PRS_ORD_NUM`` 1..3), released in a monthly flow (``FLX_DIS_DTD``, the first day of a month
-after the care, usually the next one, sometimes months later), a few of them for information only
-(``DPN_QLF = 71``). The kind of a line (consultation, pharmacy, biology, technical act, nursing) decides its
+after the care, usually the next one, 99 % within 6 months, up to 27 as SNDS.md says), a few of them for information
+only (``DPN_QLF = 71``; ``PRS_DPN_QLP = 71``, wider, on a few more), some of them supplements (``CPL_MAJ_TOP = 2``).
+The kind of a line (consultation, pharmacy, biology, technical act, nursing) decides its
 prestation nature and which affiliated tables describe it: ER_PHA_F drugs (CIP13), ER_BIO_F biology acts,
 ER_CAM_F CCAM acts; the other affiliated tables describe a small share of the lines.
 """
@@ -36,6 +37,10 @@ CHILD_RULES: dict[str, tuple[str | None, float, tuple[int, ...], tuple[float, ..
     "ER_ETE_F": (None, 0.05, (1,), (1.0,)),
 }
 DEFAULT_RULE = (None, 0.01, (1,), (1.0,))
+RELEASE_LAGS = (0, 1, 2, 3, 6, 12, 27)  # months between the care and its flow's release
+RELEASE_LAG_WEIGHTS = (0.78, 0.14, 0.04, 0.02, 0.015, 0.004, 0.001)
+WIDER_INFORMATION_SHARE = 0.01  # lines with PRS_DPN_QLP = 71 but not DPN_QLF = 71
+SUPPLEMENT_SHARE = 0.02
 
 
 def _draw(choices: list[str], rng: np.random.Generator, n: int) -> np.ndarray:
@@ -71,7 +76,7 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     numbers = eng.next_numbers(("ER_PRS_F", "DCT_ORD_NUM"), n_dct) - 1
     dct = numbers % DCT_LIMIT + 1
     emt_ord = rng.integers(0, 1000, n_dct) + 1000 * (numbers // DCT_LIMIT)  # thousands carry DCT_ORD_NUM
-    lag = rng.choice([0, 1, 2, 3, 6], n_dct, p=[0.78, 0.14, 0.04, 0.02, 0.02])
+    lag = rng.choice(RELEASE_LAGS, n_dct, p=RELEASE_LAG_WEIGHTS)
     back = rng.integers(1, 20, n_dct)  # days between the processing of the flow and its release
     emt_typ = _draw(eng.shared_choices(["FLX_EMT_TYP"], ["1", "2", "3", "5"]), rng, n_dct)
     emt_num = _draw(eng.shared_choices(["FLX_EMT_NUM"], [str(i) for i in range(1, 100)]), rng, n_dct)
@@ -91,6 +96,8 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     flow = np.minimum(month_starts_after(done, lag), eng.last_flow)
     treated = np.maximum(flow - back, done)
     info_only = rng.random(n) < 0.04
+    # Drawn apart, so that the lines drawn before these flags were added stay as they were for a given seed.
+    flags = np.random.default_rng([int(numbers[0]) if n_dct else 0, n]).random((2, n))
 
     block = Block(n, parent=line_owner)
     block.set("DCT_ORD_NUM", dct[line_dct].tolist())
@@ -120,7 +127,8 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
         block.set(column, texts)
     dpn = np.where(info_only, domain.INFORMATION_ONLY_DPN_QLF, 0)
     block.set("DPN_QLF", dpn.tolist())
-    block.set("PRS_DPN_QLP", dpn.tolist())
+    block.set("PRS_DPN_QLP", np.where(flags[0] < WIDER_INFORMATION_SHARE, domain.INFORMATION_ONLY_DPN_QLF,
+                                      dpn).tolist())
     nature = np.zeros(n, dtype=np.int64)
     cents = np.zeros(n, dtype=np.int64)
     quantity = np.ones(n, dtype=np.int64)
@@ -144,7 +152,7 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     block.set("PRS_PAI_MNT", paid)
     block.set("BSE_REM_BSE", paid)
     block.set("BSE_REM_MNT", [cents_text(c) for c in (cents * 7 // 10).tolist()])
-    block.set("CPL_MAJ_TOP", [0] * n)
+    block.set("CPL_MAJ_TOP", np.where(flags[1] < SUPPLEMENT_SHARE, 2, 0).tolist())
     block.set("_KIND", kind.tolist())
     keep = set(tp.table.columns) | {"_KIND"}
     for column in list(block.cols):
