@@ -8,9 +8,9 @@ import json
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchenv import reference_schemas
+
 PROBE = """
 import time, json
 t0 = time.perf_counter()
@@ -33,7 +33,9 @@ def measure(schemas: str | None, runs: int) -> dict:
         env.pop("SNDS_SCHEMAS", None)
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            sys.exit(f"loading the definitions failed ({schemas or 'packaged catalog'}): {out.stderr.strip()[-2000:]}")
         samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
     secs = [s["seconds"] for s in samples]
     return {"median_s": round(statistics.median(secs), 2), "max_s": round(max(secs), 2),
@@ -43,8 +45,9 @@ def measure(schemas: str | None, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--reference", default=str(REPO.parent / "shared" / "schema-snds" / "schemas"))
+    parser.add_argument("--reference", help="Table Schema folder (default: the reference schemas under SNDS_SHARED)")
     args = parser.parse_args()
+    args.reference = args.reference or str(reference_schemas())
     rows = {"packaged catalog": measure(None, args.runs), "188 reference schemas": measure(args.reference, args.runs)}
     for name, r in rows.items():
         print(f"{name}: median {r['median_s']} s, max {r['max_s']} s, {r['assets']} assets, {r['checks']} checks")

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from pyspark.sql import DataFrame  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchenv import reference_schemas  # noqa: E402
 from snds_assets import domain  # noqa: E402
 from snds_assets.catalog import Catalog  # noqa: E402
 from snds_assets.config import Settings  # noqa: E402
@@ -200,7 +201,7 @@ def main() -> int:
 
     workdir = Path(args.workdir) / f"p{args.patients}"
     workdir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog.load(os.environ.get("SNDS_SCHEMAS", str(REPO.parent / "shared" / "schema-snds" / "schemas")))
+    catalog = Catalog.load(os.environ.get("SNDS_SCHEMAS") or str(reference_schemas()))
     args.load_before = os.getloadavg()[0]
     spark = build_session("local[*]")
     paths = prepare(spark, catalog, workdir, args.patients)

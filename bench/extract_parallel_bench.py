@@ -25,7 +25,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = str(Path(__file__).resolve().parents[1])
+from benchenv import REPO, cli_env
+
 SNDS = str(Path(sys.executable).with_name("snds"))
 DELIVERY = "2024-03-01"
 PROJECT = "wide"
@@ -34,8 +35,7 @@ STEP = re.compile(r"^(\d\d:\d\d:\d\d)\s+(…|✓) extract$")
 
 def prepare(workdir: Path, patients: int, seed: int) -> dict:
     """Generate and receive the delivery, write the project's request (what is made is kept for later runs)."""
-    env = {**os.environ, "SNDS_HOME": str(workdir / "home"), "SNDS_LANDING": str(workdir / "landing"),
-           "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout
+    env = cli_env(workdir)
     stamp = workdir / "extract_parallel.json"
     wanted = {"patients": patients, "seed": seed}
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
@@ -50,11 +50,11 @@ def prepare(workdir: Path, patients: int, seed: int) -> dict:
     if not report.exists():
         subprocess.run([SNDS, "ingest", DELIVERY], env=env, check=True, stdout=subprocess.DEVNULL)
     families = sorted(json.loads(report.read_text())["tables"])
-    sys.path.insert(0, ROOT)
+    sys.path.insert(0, str(REPO))
     from snds_assets.catalog import Catalog
     from snds_assets.config import Settings
 
-    catalog = Catalog.load(Settings.from_env().schemas)
+    catalog = Catalog.load(Settings.from_env(env=env).schemas)  # the catalog the commands read
     granted = list(dict.fromkeys(catalog.resolve(name)[0].name for name in families))
     projects = workdir / "home" / "projects"
     projects.mkdir(parents=True, exist_ok=True)
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the results as markdown here")
     args = parser.parse_args()
     env = prepare(Path(args.workdir), args.patients, args.seed)
+    load_before = os.getloadavg()[0]
     runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     summaries = set()
     for rep in range(args.reps):
@@ -96,6 +97,7 @@ def main() -> None:
             runs[parallel].append((step, whole))
             summaries.add(summary)
             print(f"rep {rep + 1}, {parallel} at a time: extract step {step:.0f} s, command {whole:.1f} s", flush=True)
+    load_after = os.getloadavg()[0]
     median = {p: statistics.median(s for s, _ in r) for p, r in runs.items()}
     pairs = [f"{a[0] / b[0]:.2f}" for a, b in zip(runs[1], runs[2])]
     lines = [
@@ -105,7 +107,7 @@ def main() -> None:
         f"--reps {args.reps} --workdir {args.workdir}`",
         "",
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, Spark local[*]; "
-        f"{datetime.now().date()}.",
+        f"{datetime.now().date()}; load average {load_before:.1f} before, {load_after:.1f} after.",
         "",
         f"Project: every family of a generated delivery of {args.patients:,} patients; "
         + "; ".join(sorted(summaries)),

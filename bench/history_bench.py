@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 
+from benchenv import cli_env  # noqa: E402
 from snds_assets.catalog import Catalog  # noqa: E402
 from snds_assets.config import Settings  # noqa: E402
 from snds_assets.reception.storage import read_manifest  # noqa: E402
@@ -59,8 +60,7 @@ def months(count: int, first: date = date(2023, 1, 1)) -> list[tuple[date, date,
 
 def prepare(workdir: Path, patients: int, count: int, seed: int) -> tuple[dict, list[str]]:
     """Generate the deliveries and receive all but the last (what the same arguments made already is kept)."""
-    env = {**os.environ, "SNDS_HOME": str(workdir / "home"), "SNDS_LANDING": str(workdir / "landing"),
-           "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout
+    env = cli_env(workdir)
     stamp = workdir / "history.json"
     wanted = {"patients": patients, "seed": seed}  # more months later add to those made
     plan = months(count)

@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 
+from benchenv import cli_env  # noqa: E402
 from snds_assets.catalog import Catalog  # noqa: E402
 from snds_assets.config import Settings  # noqa: E402
 from snds_assets.reception.storage import read_manifest  # noqa: E402
@@ -45,8 +46,7 @@ SNDS = str(Path(sys.executable).with_name("snds"))
 
 def prepare(workdir: Path, patients: int, seed: int, drop: float) -> dict:
     """Generate and receive the first delivery, then write the two IR_BEN_R deliveries (what is made is kept)."""
-    env = {**os.environ, "SNDS_HOME": str(workdir / "home"), "SNDS_LANDING": str(workdir / "landing"),
-           "PYTHONPATH": os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout
+    env = cli_env(workdir)
     stamp = workdir / "orphans.json"
     wanted = {"patients": patients, "seed": seed, "drop": drop}
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
