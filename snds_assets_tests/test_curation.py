@@ -361,6 +361,28 @@ def test_files_without_header_carry_the_columns_of_their_year(spark, settings, r
         ("IPP1", "F200", None, 2010), ("IPP2", "F200", None, 2010), ("IPP3", "F200", "S1", 2012)]
 
 
+def test_a_rule_on_a_column_a_years_files_lack_is_not_said_checked_for_that_year(spark, settings, reference_catalog):
+    """COH_NAI_RET and COH_SEX_RET exist from 2013 (the schema's history): their return-code rules were listed as
+    checked, and passed, in a 2012 link table whose files carry neither. A 2012 table is told they are not in its
+    files; one whose rules all read absent columns is not evaluated, with the reason."""
+    header_13 = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "NIR_RET", "COH_NAI_RET", "COH_SEX_RET"]
+    header_12 = ["ETA_NUM", "RSA_NUM", "NIR_ANO_17", "NIR_RET"]
+    d = Delivery(settings, reference_catalog, "2024-03-01").table("T_MCO12C", header_12, [f"E1;1;{NIR_A};0"])
+    d.table("T_MCO13C", header_13, [f"E1;2;{NIR_A};0;0;2"])
+    old, new = d.curate(spark, "T_MCOaaC")
+    domain_12, domain_13 = by_name(old)["domain"], by_name(new)["domain"]
+    assert domain_12.passed and domain_12.evaluated and "COH_NAI_RET" not in domain_12.columns, domain_12
+    assert domain_12.details == "not checked: COH_NAI_RET, COH_SEX_RET not in the files of T_MCO12C", domain_12.details
+    assert (domain_13.passed, domain_13.failures) == (False, 1) and "COH_SEX_RET" in domain_13.columns
+
+    d = Delivery(settings, reference_catalog, "2024-04-01").table("T_MCO12C", ["ETA_NUM", "RSA_NUM"], ["E1;3"])
+    d.table("T_MCO13C", header_13, [f"E1;4;{NIR_A};0;0;0"])
+    old, new = d.curate(spark, "T_MCOaaC")
+    assert not by_name(old)["domain"].evaluated and by_name(new)["domain"].passed
+    assert by_name(old)["domain"].details.startswith("COH_NAI_RET, COH_SEX_RET, NIR_RET, NIR_ANO_17 not in the files"), \
+        by_name(old)["domain"].details
+
+
 def test_a_key_column_not_yet_in_use_is_not_required_of_that_years_files(spark, settings, reference_catalog):
     """schema-snds dates SEJ_IDT of T_RIPaaR3AD from 2011: a 2010 file has no such column, and its rows are curated
     (they went to rejects, every one of them) while the rest of the key is still required. Its primary key is not

@@ -854,12 +854,20 @@ class _Run:
         if not readable:
             return self._not_evaluated(check, check, "no readable file")
         checked_large = list(self.nomenclatures.large) if check == "nomenclature" else []
+        # The family's rules read the columns of all its files; a PMSI year's files may lack some (the schema's
+        # history: COH_NAI_RET from 2013): a rule on them has nothing of this table to check.
+        absent = list(dict.fromkeys(
+            [r.column for _, r in rules if not {r.column, *r.context} <= t.columns]
+            + [n.column for n in checked_large if n.column not in t.columns]))
+        rules = [(i, r) for i, r in rules if {r.column, *r.context} <= t.columns]
+        checked_large = [n for n in checked_large if n.column in t.columns]
+        unchecked = f"{', '.join(absent)} not in the files of {t.name}" if absent else ""
         if not rules and not checked_large:
             notes = "; ".join(self.nomenclatures.notes) if check == "nomenclature" else ""
             why = {"range": "no date, year or bounded numeric column delivered",
                    "domain": "no documented SNDS rule nor enum applies to the delivered columns",
                    "nomenclature": "no coded column with an available nomenclature delivered"}[check]
-            return self._not_evaluated(check, check, "; ".join(x for x in (why, notes) if x))
+            return self._not_evaluated(check, check, "; ".join(x for x in (unchecked or why, notes) if x))
         m = t.metrics
         failures = int(m.get(f"{check}_rows") or 0)
         sample, parts, columns = [], [], []
@@ -881,6 +889,8 @@ class _Run:
             failures = rows[year]  # rows off two lists count once
         if check == "nomenclature" and self.nomenclatures.notes:
             parts.append("not checked: " + "; ".join(self.nomenclatures.notes))
+        if unchecked:
+            parts.append(f"not checked: {unchecked}")
         unique = []
         for s in sample:
             if s not in unique:
