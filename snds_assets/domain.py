@@ -467,6 +467,8 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
                expr="cast(BEN_CDI_NIR AS STRING) RLIKE '^([0-9]{2}|NN)$'"),
     DomainRule("care_before_flow", "EXE_SOI_DTD", "care starts on or before the release of its DCIR flow",
                expr="EXE_SOI_DTD <= FLX_DIS_DTD OR EXE_SOI_DTD = DATE'1600-01-01'", tables=r"ER_PRS_F"),
+    DomainRule("monthly_flow", "FLX_DIS_DTD", "a DCIR flow is released monthly: FLX_DIS_DTD is the first of a month",
+               expr="dayofmonth(FLX_DIS_DTD) = 1", tables=r"ER_.*_F"),
     DomainRule("care_period", "EXE_SOI_DTF", "care ends on or after it starts",
                expr="EXE_SOI_DTF >= EXE_SOI_DTD OR EXE_SOI_DTF = DATE'1600-01-01'", tables=r"ER_PRS_F"),
     DomainRule("dpn_qlf", "DPN_QLF", "DPN_QLF is a two-digit qualifier code (71: information only)",

@@ -472,12 +472,14 @@ def test_care_dates_against_the_flow_and_the_unknown_end(spark, settings, catalo
             line(2, "1600-01-01", "1600-01-01"),  # both unknown: fine
             line(3, "2024-01-10", "2024-01-10"),  # one day of care: fine
             line(4, "2024-02-02", "2024-02-02"),  # care after its flow: care_before_flow
-            line(5, "2024-01-10", "2024-01-09")]  # ends before it starts: care_period
+            line(5, "2024-01-10", "2024-01-09"),  # ends before it starts: care_period
+            line(6, "2024-01-01", "2024-01-01").replace("2024-02-01", "2024-01-02")]  # a flow of the 2nd: monthly_flow
     (result,) = Delivery(settings, catalog, "2024-03-01").table("ER_PRS_F", header, rows).curate(spark, "ER_PRS_F")
     check = by_name(result)["domain"]
     assert result.rows_rejected == 0 and by_name(result)["range"].passed
-    assert check.failures == 2
-    assert sorted(check.details.split("; ")) == ["care_before_flow:EXE_SOI_DTD: 1", "care_period:EXE_SOI_DTF: 1"]
+    assert check.failures == 3
+    assert sorted(check.details.split("; ")) == ["care_before_flow:EXE_SOI_DTD: 1", "care_period:EXE_SOI_DTF: 1",
+                                                 "monthly_flow:FLX_DIS_DTD: 1"]
 
 
 def test_a_person_with_a_lifelong_nir_is_named_by_it(spark, settings, catalog):

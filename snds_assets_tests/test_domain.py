@@ -317,9 +317,9 @@ def test_domain_rules_of_the_pmsi_link_tables(catalog):
 
 def test_domain_rules_of_dcir_and_referentials(catalog):
     prs = {r.name for r in domain.domain_rules(catalog["ER_PRS_F"])}
-    assert {"sex_code", "nir_code", "care_before_flow", "care_period", "dpn_qlf"} <= prs
+    assert {"sex_code", "nir_code", "care_before_flow", "care_period", "dpn_qlf", "monthly_flow"} <= prs
     assert {"sex_code", "nir_code"} <= {r.name for r in domain.domain_rules(catalog["IR_BEN_R"])}
-    assert not domain.domain_rules(catalog["ER_PHA_F"])
+    assert [r.name for r in domain.domain_rules(catalog["ER_PHA_F"])] == ["monthly_flow"]
 
 
 def test_year_columns_are_bounded_by_range_only(catalog):
