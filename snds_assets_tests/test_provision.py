@@ -335,12 +335,11 @@ def test_criteria_alone_and_all_of(spark, env, catalog, source, tmp_path):
     assert result.resolution is None
 
 
-def test_stay_counting_exclusions_and_the_wider_information_flag_do_not_apply_to_identification(spark, catalog,
-                                                                                                source):
+def test_stay_counting_exclusions_and_the_wider_information_flag_do_not_apply_to_identification(spark, catalog):
     """SPEC §3: the stay-counting exclusions of SNDS.md (GHM 90*, SEJ_TYP 'B') do not apply to identification, and
     only DPN_QLF = 71 marks a line sent for information; PRS_DPN_QLP = 71 is wider (SNDS.md) and excludes nothing."""
     stay = {"ETA_NUM": "E9", "RSA_NUM": "9", domain.YEAR_COLUMN: 2022}
-    base = _extended(spark, catalog, source, {
+    rows = {
         "IR_BEN_R": [{"BEN_NIR_PSA": f"psa-{p}", "BEN_RNG_GEM": 1, "BEN_IDT_ANO": f"idt-{p}", "BEN_NAI_ANN": 1970,
                       "BEN_SEX_COD": 1} for p in ("p30", "p31", "p32")],
         "T_MCOaaC": [{**stay, "NIR_ANO_17": "psa-p30", "EXE_SOI_DTD": datetime(2022, 9, 1), **return_codes({})}],
@@ -350,16 +349,17 @@ def test_stay_counting_exclusions_and_the_wider_information_flag_do_not_apply_to
                      {**dcir_keys(32), "BEN_NIR_PSA": "psa-p32", "BEN_RNG_GEM": 1, "EXE_SOI_DTD": date(2022, 9, 1),
                       "DPN_QLF": 71, "PRS_DPN_QLP": 71}],
         "ER_PHA_F": [{**dcir_keys(31), "PHA_ORD_NUM": 131, "PHA_PRS_C13": DRUG},
-                     {**dcir_keys(32), "PHA_ORD_NUM": 132, "PHA_PRS_C13": DRUG}]})
+                     {**dcir_keys(32), "PHA_ORD_NUM": 132, "PHA_PRS_C13": DRUG}]}
+    base = FrameSource({family: frame(spark, catalog, family, r) for family, r in rows.items()}, delivery_id="2024-03-01")
     from snds_assets.provision.request import parse_request
 
     text = ("id: excl\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [IR_BEN_R]\ncohort:\n  criteria:\n"
             f"    any_of: [{{diagnosis: {{icd10: [U071]}}}}, {{drug: {{cip13: ['{DRUG}']}}}}]\n")
     result = build_cohort(spark, catalog, parse_request(text, catalog, Path("excl.yaml")), base)
     got = {r["BEN_IDT_ANO"]: sorted(r["CRITERIA"]) for r in result.cohort.collect()}
-    assert got.get("idt-p30") == ["any_of[0]:diagnosis"], got  # an error GHM and a type B stay still find P30
-    assert got.get("idt-p31") == ["any_of[1]:drug"], got  # PRS_DPN_QLP = 71 alone: a reimbursed line
-    assert "idt-p32" not in got, got  # DPN_QLF = 71: information only
+    # P30: an error GHM and a type B stay still find them; P31: PRS_DPN_QLP = 71 alone, a reimbursed line; not P32:
+    # DPN_QLF = 71, information only.
+    assert got == {"idt-p30": ["any_of[0]:diagnosis"], "idt-p31": ["any_of[1]:drug"]}, got
 
 
 # --- Extraction --------------------------------------------------------------------------------------------------
