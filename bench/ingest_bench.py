@@ -70,9 +70,9 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _rss(self) -> int:
+    def _rss(self, root: int | None) -> int:
         try:
-            me = self._psutil.Process(self.root)
+            me = self._psutil.Process(root)
         except self._psutil.Error:
             return 0
         total = 0
@@ -85,8 +85,9 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = self._rss()
-            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+            phase, root = self.phase, self.root  # one reading of both: set root before a phase that needs it
+            rss = self._rss(root)
+            self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -408,13 +409,12 @@ def main() -> None:
     spark.stop()
     pandera = None
     if args.pandera_python:
-        memory.phase = "c"
         cmd = [args.pandera_python, __file__, "--pandera-worker", "--workdir", args.workdir, "--patients",
                str(args.patients), "--seed", str(args.seed)] + (["--nomenclatures", args.nomenclatures] if args.nomenclatures else [])
         worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         memory.root = worker.pid  # spark.stop() leaves the bench's JVM running: not pandera's memory
+        memory.phase = "c"
         stdout, stderr = worker.communicate()
-        memory.root = None
         if worker.returncode != 0:
             sys.exit(f"the pandera worker failed ({worker.returncode}): {stderr.strip()[-2000:]}")
         pandera = json.loads(stdout.strip().splitlines()[-1])
