@@ -274,7 +274,7 @@ class _Run:
         self.observed_key = bool(self.small and pk and all(c in self.delivered for c in pk))
         # A table with neither key nor identifier (KI_CCI_R, PMSI supplements) shows its first columns instead, where
         # the schemas put what names a row (DCD_IDT_ENC, ETA_NUM...): a sample must lead back to its row.
-        located = table.primary_key or self.required or [f.name for f in table.fields][:SAMPLE_LOCATORS]
+        located = table.primary_key or self.required or table.columns[:SAMPLE_LOCATORS]
         self.sample_keys = [c for c in located if c in self.delivered]
         self.rules: list[RowRule] = (range_rules(self.plans, self.delivered, self.delivery_date, table)
                                      + domain_rules(table, self.plans, self.delivered))
