@@ -383,6 +383,24 @@ def test_a_rule_on_a_column_a_years_files_lack_is_not_said_checked_for_that_year
         by_name(old)["domain"].details
 
 
+def test_a_link_whose_columns_a_years_files_lack_is_not_said_checked_for_that_year(spark, settings, catalog):
+    """A 2022 MCO link table delivered without NIR_ANO_17: its link to IR_BEN_R has no value to check in it, and
+    reported "0 orphan row(s)" as though its rows had been checked; 2023's table, which carries the column, still
+    finds its orphan."""
+    state = CurrentState(spark, settings, catalog)
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1)])
+    d.table("T_MCO22C", ["ETA_NUM", "RSA_NUM", "NIR_RET"], ["2A0000001;1;0"])
+    d.table("T_MCO23C", MCO_C_HEADER, [mco_c("2", NIR_A), mco_c("3", NIR_B)])
+    d.curate(spark, "IR_BEN_R", state)
+    old, new = d.curate(spark, "T_MCOaaC", state)
+    [old_link] = [v for v in old.links if v.link.parent == "IR_BEN_R"]
+    assert old_link.result is None
+    assert old_link.why == f"{old_link.label}: not evaluated, the files of T_MCO22C carry no NIR_ANO_17", old_link.why
+    assert "orphan" not in by_name(old)["foreign_key"].details, by_name(old)["foreign_key"].details
+    [new_link] = [v for v in new.links if v.link.parent == "IR_BEN_R"]
+    assert new_link.result.failures == 1 and by_name(new)["foreign_key"].failures == 1
+
+
 def test_a_key_column_not_yet_in_use_is_not_required_of_that_years_files(spark, settings, reference_catalog):
     """schema-snds dates SEJ_IDT of T_RIPaaR3AD from 2011: a 2010 file has no such column, and its rows are curated
     (they went to rejects, every one of them) while the rest of the key is still required. Its primary key is not

@@ -719,8 +719,8 @@ class _Run:
         flags = t.reject_flags
         flag = {name: (int(rm.get(f"f{i}") or 0), rm.get(f"f{i}_s")) for i, name in enumerate(flags)}
         links = (key_checks.get("foreign_key") or {}).items() if readable else []
-        verdicts = [_unless_parent_year(self.catalog, LinkVerdict(
-            label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred), year, held)
+        verdicts = [_unless_carried(_unless_parent_year(self.catalog, LinkVerdict(
+            label, link, None if found is None else found.get(year, keys.KeyResult()), why, deferred), year, held), t)
             for label, (link, found, why, deferred, held) in links]
         checks = {
             "type": self._type_check(t, flag, readable),
@@ -946,6 +946,17 @@ def _unless_parent_year(catalog: Catalog, verdict: LinkVerdict, year: int | None
         return LinkVerdict(verdict.label, link, None, f"{verdict.label}: not evaluated, {link.parent} of {year} is "
                                                       "neither in this delivery nor in the current state")
     return verdict
+
+
+def _unless_carried(verdict: LinkVerdict, t: _Table) -> LinkVerdict:
+    """A link whose columns the table's files do not carry (a 2012 file of a family whose link column came later)
+    is not evaluated for that table: its rows' link values are all empty, which no link checks, and "0 orphan
+    rows" would say they were checked."""
+    absent = [c for c in verdict.link.columns if c not in t.columns]
+    if not absent:
+        return verdict
+    return LinkVerdict(verdict.label, verdict.link, None,
+                       f"{verdict.label}: not evaluated, the files of {t.name} carry no {', '.join(absent)}")
 
 
 def _fk_outcome(verdicts: list[LinkVerdict], rows: int | None = None) -> CheckOutcome:
