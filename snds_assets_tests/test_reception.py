@@ -879,6 +879,23 @@ def test_families_years_modes_and_unknown_tables(settings, catalog):
     assert unknown.check("file_present").passed and unknown.check("checksum").passed
 
 
+def test_an_unknown_table_announcing_no_rows_has_none_unaccounted_for(settings, catalog):
+    """A table the catalog does not know, delivered empty: its columns check rejects it; its rows_reconciled
+    failed with 0 failures ("its 0 announced rows are not accounted for"), a verdict that counts nothing. It is
+    not evaluated, and says why; an unknown table with rows keeps them unaccounted for."""
+    d = Delivery(_landing(settings), DID)
+    d.add("X_EMPTY", "x_empty.csv", b"A;B\n")
+    d.add("X_FULL", "x_full.csv", b"A;B\n1;2\n")
+    manifest, _ = _receive(settings, catalog, d)
+    tables = build_report(settings, catalog, manifest)["tables"]
+    empty = {c["name"]: c for c in tables["X_EMPTY"]["checks"]}
+    assert (empty["rows_reconciled"]["passed"], empty["rows_reconciled"]["evaluated"]) == (True, False)
+    assert empty["rows_reconciled"]["details"].endswith("it announced no rows"), empty["rows_reconciled"]
+    assert tables["X_EMPTY"]["status"] == "rejected" and not empty["columns"]["passed"]
+    full = next(c for c in tables["X_FULL"]["checks"] if c["name"] == "rows_reconciled")
+    assert (full["passed"], full["failures"], full["evaluated"]) == (False, 1, True)
+
+
 def test_a_pmsi_year_after_the_delivery_is_an_error(settings, catalog):
     """A two-digit year reads 20yy: T_MCO99B was curated as 2099 in a delivery of 2026, accepted."""
     cols = list(catalog["T_MCOaaB"].columns)

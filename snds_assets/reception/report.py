@@ -256,7 +256,12 @@ def _table_entry(settings: Settings, catalog: Catalog, manifest: Manifest, deliv
                else "no curated result for this table: " + ("its verdicts were of another version of the manifest"
                                                             if stale else "curation did not run or it failed"))
         rows = sum(f.rows for f in delivered.files)
-        checks.append(_synthetic("rows_reconciled", rows, f"{why}; its {rows} announced rows are not accounted for"))
+        if rows == 0 and table is None:  # nothing to account for; its columns check rejects it already
+            checks.append({**_synthetic("rows_reconciled", 0, f"{why}; it announced no rows"),
+                           "passed": True, "evaluated": False})
+        else:
+            checks.append(_synthetic("rows_reconciled", rows,
+                                     f"{why}; its {rows} announced rows are not accounted for"))
     checks = [_check(c) for c in checks]
     mode = (raw or {}).get("mode") or delivered.mode or (domain.default_mode(table) if table is not None else None)
     entry = {
