@@ -65,7 +65,8 @@ RULE_DESCRIPTIONS: dict[str, str] = {
                    "A parent absent from both the delivery and the current state is not evaluated.",
     "nomenclature": "Coded values exist in their nomenclature (needs SNDS_NOMENCLATURES).",
     "range": "Values are plausible: dates between 1900 and the delivery date, or the 1600-01-01 convention; "
-             "numeric bounds of the schema.",
+             "DCIR flows released within the 19 years plus the current one the base keeps; numeric bounds of the "
+             "schema.",
     "domain": "Documented SNDS business rules (PMSI return codes, DPN_QLF, care dates...).",
     "rows_reconciled": "Rows in the files (the archive's count) = rows read = rows curated + rows rejected: nothing "
                        "delivered is lost.",

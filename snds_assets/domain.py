@@ -89,6 +89,16 @@ FICTITIOUS_NIR_CODES = frozenset({"01", "05", "06", "08", "09", "11", "12", "13"
 UNKNOWN_DATE = date(1600, 1, 1)  # the SNDS convention for a missing date, not an error
 UNKNOWN_YEAR = 1600
 PLAUSIBLE_FIRST_DATE = date(1900, 1, 1)
+# The base keeps 19 years plus the current one (SNDS.md): a DCIR flow released before them is no line it holds.
+RETAINED_YEARS = 19
+RETAINED_DATES: frozenset[str] = frozenset({"FLX_DIS_DTD"})
+
+
+def first_retained_day(delivery: date) -> date:
+    """The first day of the base's retention at ``delivery``: 1 January nineteen years before its year."""
+    return date(delivery.year - RETAINED_YEARS, 1, 1)
+
+
 # Ends of a right, an exemption, a contract or a rental: routinely after the delivery (an ALD granted until
 # 2031), so the range check bounds them from below only. Ends of care and of stays are in the past.
 OPEN_END_DATES: frozenset[str] = frozenset({

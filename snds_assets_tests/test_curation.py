@@ -478,6 +478,22 @@ def test_range_bounds_are_inclusive_and_a_child_born_this_year_is_in_range(spark
     assert {s["value"] for s in check.sample} == {"2025", "1899", "2024-03-02", "1899-12-31"}
 
 
+def test_a_dcir_flow_released_before_the_years_the_base_keeps_is_out_of_range(spark, settings, catalog):
+    """SNDS.md: the base keeps 19 years plus the current one. In a delivery of 2024 a flow released in 2005 is one
+    it holds; one of 2004 is not (range, WARN), whatever its care dates, where 1900 was the only bound."""
+    header = [*domain.DCIR_KEYS, "BEN_NIR_PSA", "BEN_RNG_GEM", "EXE_SOI_DTD"]
+
+    def line(order: int, flow: str, care: str) -> str:
+        return ";".join(prs(order, "1").split(";")[:len(domain.DCIR_KEYS) + 2] + [care]).replace("2024-02-01", flow)
+
+    rows = [line(1, "2005-01-01", "2004-12-20"), line(2, "2004-12-01", "2004-11-20"),
+            line(3, "2024-02-01", "2004-11-20")]  # the care of a line is not bounded by the base's years
+    (result,) = Delivery(settings, catalog, "2024-03-01").table("ER_PRS_F", header, rows).curate(spark, "ER_PRS_F")
+    check = by_name(result)["range"]
+    assert (check.passed, check.failures, check.severity, check.details) == (False, 1, WARN, "FLX_DIS_DTD: 1")
+    assert [s["value"] for s in check.sample] == ["2004-12-01"]
+
+
 def test_care_dates_against_the_flow_and_the_unknown_end(spark, settings, catalog):
     """SNDS rules of ER_PRS_F: care starts on or before the release of its flow (FLX_DIS_DTD), and ends on or after
     it starts; an end of 1600-01-01 is the unknown-date convention (SNDS.md), not an end before the start."""

@@ -6,7 +6,8 @@ adding a rule adds to an expression of that pass, never a Spark job; a failed ch
 samples come afterwards from the written partition. Rules belong to a check (SPEC §6):
 
 - ``range``: dates and datetimes between 1900-01-01 and the delivery date (1600-01-01, the SNDS "unknown date",
-  is fine), years likewise, numeric ``minimum`` / ``maximum`` constraints of the schema;
+  is fine; a DCIR flow's release within the 19 years plus the current one the base keeps), years likewise, numeric
+  ``minimum`` / ``maximum`` constraints of the schema;
 - ``domain``: the documented SNDS rules of ``domain.domain_rules`` and the schema's ``enum`` constraints;
 - ``nomenclature``: coded values present in their nomenclature (``SNDS_NOMENCLATURES``). Code lists up to
   ``SMALL_CODE_LIST`` codes are checked inline; longer ones by one anti-join on distinct values after the write.
@@ -94,7 +95,9 @@ def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date, ta
         c = sql_name(p.name)
         if isinstance(p.dtype, (T.DateType, T.TimestampType)):
             day = f"to_date({c})" if isinstance(p.dtype, T.TimestampType) else c
-            fail = f"({day} < {first} AND {day} <> {unknown})"
+            earliest = (f"DATE'{domain.first_retained_day(delivery).isoformat()}'"
+                        if p.name in domain.RETAINED_DATES else first)
+            fail = f"({day} < {earliest} AND {day} <> {unknown})"
             if p.name not in domain.OPEN_END_DATES:
                 fail = f"({fail} OR {day} > {last})"
             rules.append(RowRule("range", f"range:{p.name}", p.name, _never_null(fail), _text(p.name)))
