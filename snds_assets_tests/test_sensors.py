@@ -694,6 +694,39 @@ def test_refresh_follows_the_cohort_sources(two_projects):
     assert AssetKey(["projects", "cohort"]) in selection
 
 
+def test_refresh_owes_a_project_whose_request_cannot_be_read_the_reports_it_missed(two_projects):
+    """A request saved half-written when a delivery is accepted: the cursor moved past the report, so the project
+    was never refreshed for it. It is owed the reports (the cursor says so) and refreshed once its request reads,
+    for every delivery it missed that concerns it; a request removed meanwhile is owed nothing."""
+    settings, defs, instance = two_projects
+    request = Path(settings.projects) / "proj-a.yaml"
+    written = request.read_text()
+    start = _tick(defs, instance, "refresh_extracts")
+    request.write_text("id: proj-a\nperiod: [2022-01-01\n")  # half-written
+    _report(instance, "2024-01-15", ["ER_PRS_F"])
+    first = _tick(defs, instance, "refresh_extracts", start.cursor)
+    assert not first.run_requests and json.loads(first.cursor)["owed"] == {"proj-a": int(start.cursor)}
+    _report(instance, "2024-02-15", ["KI_CCI_R", "ER_PRS_F"])
+    _report(instance, "2024-03-15", ["KI_CCI_R"])
+    second = _tick(defs, instance, "refresh_extracts", first.cursor)
+    assert _refreshed(second) == {("proj-b", "2024-02-15, 2024-03-15")}
+    assert json.loads(second.cursor)["owed"] == {"proj-a": int(start.cursor)}
+    assert not _tick(defs, instance, "refresh_extracts", second.cursor).run_requests  # still unreadable
+
+    request.write_text(written)
+    third = _tick(defs, instance, "refresh_extracts", second.cursor)
+    assert _refreshed(third) == {("proj-a", "2024-01-15, 2024-02-15")}  # not 2024-03-15: KI_CCI_R only
+    assert third.cursor == str(json.loads(second.cursor)["after"])  # owed nothing more
+    assert not _tick(defs, instance, "refresh_extracts", third.cursor).run_requests
+
+    request.write_text("id: proj-a\nperiod: [2022-01-01\n")
+    _report(instance, "2024-04-15", ["ER_PRS_F"])
+    fourth = _tick(defs, instance, "refresh_extracts", third.cursor)
+    assert list(json.loads(fourth.cursor)["owed"]) == ["proj-a"]
+    request.unlink()
+    assert _tick(defs, instance, "refresh_extracts", fourth.cursor).cursor.isdigit()
+
+
 def test_refresh_registers_a_project_not_yet_a_partition(env):
     settings, defs, instance = env
     _project(settings, "proj-a", ["ER_PRS_F"])

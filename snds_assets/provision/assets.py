@@ -394,6 +394,61 @@ def _earlier_accepted_tables(instance, report_key: AssetKey, delivery_id: str, s
     return list(tables) if isinstance(tables, (list, tuple)) else []
 
 
+def _refresh_cursor(text: str | None) -> tuple[int | None, dict[str, int]]:
+    """The refresh sensor's cursor: the storage id of the last reception report handled (None: no cursor yet),
+    and the projects owed the reports after a storage id, their request unreadable when those passed. It is that
+    id alone while nothing is owed, as it always was."""
+    if text and text.isdigit():
+        return int(text), {}
+    data = json.loads(text) if text else {}
+    after = data.get("after")
+    return (int(after) if after is not None else None), {str(k): int(v) for k, v in data.get("owed", {}).items()}
+
+
+def _refresh_cursor_text(after: int | None, owed: dict[str, int]) -> str:
+    if not owed:
+        return str(after if after is not None else 0)
+    return json.dumps({"after": after, "owed": dict(sorted(owed.items()))})
+
+
+def _reports_between(instance, report_key: AssetKey, since: int, until: int) -> list:
+    """The reception reports after storage id ``since`` up to ``until`` included, in order, page by page."""
+    out = []
+    while since < until:
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=report_key, after_storage_id=since, before_storage_id=until + 1),
+            limit=REFRESH_EVENTS_PER_TICK, ascending=True,
+        ).records
+        if not page:
+            break
+        out += page
+        since = page[-1].storage_id
+    return out
+
+
+def _changed_families(context: SensorEvaluationContext, catalog: Catalog, report_key: AssetKey, record,
+                      told: bool = False) -> tuple[str, set[str]]:
+    """The delivery a reception report is of, and the families whose current state it changes: those it
+    delivered, accepted; those its earlier accepted report listed, received again (rejected now, or without
+    them, their data leave the current state); none for a delivery not accepted and never accepted before.
+    ``told``: log what the report changes (once per report)."""
+    materialization = record.asset_materialization
+    meta = materialization.metadata if materialization else {}
+    delivery_id = str(getattr(meta.get("delivery_id"), "value", None) or record.partition_key)
+    status = getattr(meta.get("status"), "value", None)
+    families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
+    earlier = _earlier_accepted_tables(context.instance, report_key, delivery_id, record.storage_id)
+    if status != "accepted":
+        if earlier is None:
+            if told:
+                context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
+            return delivery_id, set()
+        if told:
+            context.log.info(f"delivery {delivery_id} not accepted ({status}) after being accepted: its data "
+                             "leave the current state")
+    return delivery_id, families | _delivered_families(catalog, earlier or [])
+
+
 def build_refresh_sensor(job_name: str, report_key: AssetKey) -> SensorDefinition:
     @sensor(
         name="refresh_extracts", job_name=job_name, minimum_interval_seconds=30,
@@ -407,55 +462,61 @@ def build_refresh_sensor(job_name: str, report_key: AssetKey) -> SensorDefinitio
         """The cursor is the storage id of the last reception report handled; the run key holds the storage id
         of the last report that concerns the project, so a replayed tick asks for the same runs and a delivery
         accepted again refreshes again. With no cursor (a sensor switched on over an instance's history), only the
-        latest report is handled, as an asset sensor would: the past deliveries are in the current state already."""
+        latest report is handled, as an asset sensor would: the past deliveries are in the current state already.
+        A project whose request cannot be read when reports pass is owed them (``_refresh_cursor``): once its
+        request reads again, those reports are handled for it."""
         from .request import RequestError, list_requests, load_request
 
-        if context.cursor and context.cursor.isdigit():
+        after, owed = _refresh_cursor(context.cursor)
+        if after is not None:
             records = context.instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=report_key, after_storage_id=int(context.cursor)),
+                AssetRecordsFilter(asset_key=report_key, after_storage_id=after),
                 limit=REFRESH_EVENTS_PER_TICK, ascending=True,
             ).records
         else:
             records = context.instance.fetch_materializations(report_key, limit=1, ascending=False).records
-        if not records:
+        if not records and not owed:
             return SensorResult(skip_reason=SkipReason("no new reception report"), cursor=context.cursor or "0")
+        handled = records[-1].storage_id if records else after
         settings, catalog = snds.settings(), snds.catalog()
-        requests = []
+        requests, listed = [], set()
         for project_id, _ in list_requests(settings):
+            listed.add(project_id)
             try:
                 requests.append(load_request(settings, catalog, project_id))
             except RequestError as exc:
-                context.log.warning(f"not refreshing project {project_id}: {exc}")
+                if records:
+                    owed.setdefault(project_id, records[0].storage_id - 1)
+                    context.log.warning(f"not refreshing project {project_id}, owed the reception reports after "
+                                        f"storage id {owed[project_id]} until its request reads: {exc}")
+        readable = {r.id for r in requests}
+        late = {pid: _reports_between(context.instance, report_key, since, after)
+                for pid, since in owed.items() if pid in readable and after is not None}
+        # a request read again is owed nothing more; one removed neither
+        cursor = _refresh_cursor_text(handled, {p: s for p, s in owed.items() if p in listed and p not in readable})
+        sources = {r.id: project_sources(catalog, r) for r in requests}
+        changed = []
+        for record in records:
+            delivery_id, families = _changed_families(context, catalog, report_key, record, told=True)
+            if families and not any(families & sources[r.id] for r in requests):
+                context.log.info(f"delivery {delivery_id}: no project reads its families")
+            changed.append((record, delivery_id, families))
         # One run per project per tick, after every delivery of the batch that concerns it: each run
         # re-extracts from the current state, so one refresh covers several deliveries.
-        sources = {r.id: project_sources(catalog, r) for r in requests}
         stale: dict[str, tuple["ProjectRequest", list[str], int]] = {}
-        for record in records:
-            materialization = record.asset_materialization
-            meta = materialization.metadata if materialization else {}
-            delivery_id = str(getattr(meta.get("delivery_id"), "value", None) or record.partition_key)
-            status = getattr(meta.get("status"), "value", None)
-            families = _delivered_families(catalog, getattr(meta.get("tables"), "value", None))
-            # Received again: the families its accepted report listed change too (they leave the current state).
-            earlier = _earlier_accepted_tables(context.instance, report_key, delivery_id, record.storage_id)
-            if status != "accepted":
-                if earlier is None:
-                    context.log.info(f"delivery {delivery_id} not accepted ({status}): extracts keep the current state")
-                    continue
-                context.log.info(f"delivery {delivery_id} not accepted ({status}) after being accepted: its data "
-                                 "leave the current state")
-            families |= _delivered_families(catalog, earlier or [])
-            affected = [r for r in requests if families & sources[r.id]]
-            if not affected:
-                context.log.info(f"delivery {delivery_id}: no project reads its families")
-            for request in affected:
-                # a delivery received twice in the batch is named once, where it came last
-                deliveries = [d for d in stale.get(request.id, (request, [], None))[1] if d != delivery_id]
-                stale[request.id] = (request, [*deliveries, delivery_id], record)
-        cursor = str(records[-1].storage_id)
+        for request in requests:
+            owed_to_it = [(r, *_changed_families(context, catalog, report_key, r)) for r in late.get(request.id, [])]
+            if request.id in late:
+                context.log.info(f"project {request.id}: its request reads again; handling the "
+                                 f"{len(owed_to_it)} reception report(s) it was owed")
+            for record, delivery_id, families in [*owed_to_it, *changed]:
+                if families & sources[request.id]:
+                    # a delivery received twice in the batch is named once, where it came last
+                    deliveries = [d for d in stale.get(request.id, (request, [], None))[1] if d != delivery_id]
+                    stale[request.id] = (request, [*deliveries, delivery_id], record)
         if not stale:
-            return SensorResult(skip_reason=SkipReason("no project reads the families of the accepted deliveries"),
-                                cursor=cursor)
+            why = "no project reads the families of the accepted deliveries" if records else "no new reception report"
+            return SensorResult(skip_reason=SkipReason(why), cursor=cursor)
         for project_id, (_, deliveries, latest) in list(stale.items()):
             # extracted since (`snds demo` extracts right after its ingest): by a run started after the report
             if _extracted_after(context.instance, project_id, latest):
