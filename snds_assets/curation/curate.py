@@ -950,8 +950,8 @@ def _unless_parent_year(catalog: Catalog, verdict: LinkVerdict, year: int | None
 
 def _unless_carried(verdict: LinkVerdict, t: _Table) -> LinkVerdict:
     """A link whose columns the table's files do not carry, where other files of its family do (a 2022 MCO C file
-    without NIR_ANO_17 beside a 2023 one with it), is not evaluated for that table: its rows' link values are all empty, which no link checks, and "0 orphan
-    rows" would say they were checked."""
+    without NIR_ANO_17 beside a 2023 one with it), is not evaluated for that table: its rows' link values are all
+    empty, which no link checks, and "0 orphan rows" would say they were checked."""
     absent = [c for c in verdict.link.columns if c not in t.columns]
     if not absent or (verdict.result is None and not verdict.deferred):  # already told why (none delivered them)
         return verdict
