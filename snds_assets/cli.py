@@ -251,6 +251,28 @@ def prepare_environment(settings: Settings, instance: bool = True) -> None:
     config = Path(settings.dagster_home) / "dagster.yaml"
     if not config.exists() or config.read_text() in _EARLIER_INSTANCE_CONFIGS:
         config.write_text(INSTANCE_CONFIG)
+    create_instance_once(settings.dagster_home)
+
+
+INSTANCE_MADE = ".snds-instance-made"  # in DAGSTER_HOME: its storage exists, made by a command of ours
+
+
+def create_instance_once(dagster_home: str) -> None:
+    """Make the Dagster instance's storage, one command at a time: two commands making a brand-new instance at
+    once both created its SQLite tables, and the second failed with "table alembic_version already exists"."""
+    import fcntl
+
+    home = Path(dagster_home)
+    if (home / INSTANCE_MADE).exists():
+        return
+    with open(home / ".snds-instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released with the file
+        if (home / INSTANCE_MADE).exists():
+            return
+        from dagster import DagsterInstance
+
+        DagsterInstance.get().dispose()
+        (home / INSTANCE_MADE).touch()
 
 
 _FIRST_INSTANCE_CONFIG = "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"

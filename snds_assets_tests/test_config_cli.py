@@ -1497,3 +1497,33 @@ def test_a_table_not_curated_reads_so_in_the_summary(tmp_path):
     assert lines[1].split() == ["IR_BEN_R", "accepted", "read", "3", "curated", "3", "rejected", "0"]
     assert lines[2].split() == ["XX_UNKNOWN_R", "rejected", "not", "curated", "failed:", "rows_reconciled"]
     assert "None" not in "\n".join(lines)
+
+
+def test_a_new_instance_is_made_by_one_command_at_a_time(tmp_path, monkeypatch):
+    """Two commands on a brand-new DAGSTER_HOME both created its SQLite tables, and the second failed with "table
+    alembic_version already exists". A command waits while another holds the lock, then finds the storage made;
+    once it is made, no command takes the lock nor opens the instance for it."""
+    import fcntl
+
+    from snds_assets import cli
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(cli.INSTANCE_CONFIG)
+    code = "import sys; from snds_assets.cli import create_instance_once; create_instance_once(sys.argv[1])"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with open(home / ".snds-instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = subprocess.Popen([sys.executable, "-c", code, str(home)], env=env)
+        time.sleep(3)
+        assert waiting.poll() is None and not (home / cli.INSTANCE_MADE).exists()
+    assert waiting.wait(timeout=120) == 0 and (home / cli.INSTANCE_MADE).exists()
+    assert sorted(p.name for p in home.rglob("*.db"))  # the storage the first command made
+
+    import dagster
+
+    def opened(*args, **kwargs):
+        raise AssertionError("the instance was opened again")
+
+    monkeypatch.setattr(dagster.DagsterInstance, "get", opened)
+    cli.create_instance_once(str(home))
