@@ -454,6 +454,27 @@ def interrupt(session: SparkSession) -> None:
         pass
 
 
+@contextlib.contextmanager
+def described(session: SparkSession | None, text: str) -> Iterator[None]:
+    """Name the Spark jobs and queries this thread starts meanwhile (the Description of Spark's UI, which showed
+    call sites such as ``parquet at NativeMethodAccessorImpl.java:0``): an operator watching a cluster sees which
+    delivery or project, which family and which step each one is. A Spark Connect session has no such property
+    here: nothing is named."""
+    context = getattr(session, "_sc", None)
+    if context is None:
+        yield
+        return
+    earlier = context.getLocalProperty(JOB_DESCRIPTION)
+    context.setLocalProperty(JOB_DESCRIPTION, text)
+    try:
+        yield
+    finally:
+        context.setLocalProperty(JOB_DESCRIPTION, earlier)  # None removes it
+
+
+JOB_DESCRIPTION = "spark.job.description"
+
+
 def answer_promptly(session: SparkSession) -> None:
     """Make the JVM send each Py4J answer at once (TCP_NODELAY on its end of every connection, one per Python
     thread), from the calling thread's connection on. Py4J writes an answer in 8 KB pieces over a socket that

@@ -122,6 +122,32 @@ def test_every_table_gets_every_curated_check_once(spark, settings, catalog):
     assert [c["name"] for c in fragment["checks"]] == [name for name, _ in CURATED_CHECKS]
 
 
+def _job_descriptions(spark, after: int = -1) -> dict[int, str | None]:
+    """The Spark jobs of the session after job id ``after``, with their descriptions (the UI's status store)."""
+    jobs = spark.sparkContext._jsc.sc().statusStore().jobsList(None)
+    out = {}
+    for i in range(jobs.size()):
+        job = jobs.apply(i)
+        if job.jobId() > after:
+            out[job.jobId()] = job.description().get() if job.description().isDefined() else None
+    return out
+
+
+def test_spark_jobs_say_which_delivery_family_and_step_they_are(spark, settings, catalog):
+    """Spark's UI showed call sites (`parquet at NativeMethodAccessorImpl.java:0`): on a cluster an operator could
+    not tell which family or step a slow job was. Each job of a reception now names them; jobs started after it
+    are not named so."""
+    before = max(_job_descriptions(spark), default=-1)
+    d = Delivery(settings, catalog, "2024-03-01").table("IR_BEN_R", BEN_HEADER, [ben(NIR_A, 1), ben(NIR_B, 1)])
+    d.curate(spark, "IR_BEN_R")
+    named = set(_job_descriptions(spark, before).values())
+    assert "delivery 2024-03-01: IR_BEN_R curated write" in named, named
+    assert {n for n in named if n is None or not n.startswith("delivery 2024-03-01: IR_BEN_R ")} == set(), named
+    last = max(_job_descriptions(spark), default=-1)
+    spark.range(3).count()
+    assert set(_job_descriptions(spark, last).values()) == {None}
+
+
 # --- type, not_null, rejects, reconciliation ---------------------------------------------------------------------
 IMB_HEADER = ["BEN_NIR_PSA", "BEN_RNG_GEM", "IMB_ALD_NUM", "IMB_ALD_DTD", "IMB_ALD_DTF", "MED_MTF_COD"]
 

@@ -1561,11 +1561,12 @@ def test_a_delivery_generated_from_every_reference_schema_is_ingested_and_accept
     assert not_null["columns"] == ["ETA_NUM", "SEQ_NUM"] and "NIR_ANO_17 not in files of 2022" in not_null["details"]
 
 
-def test_every_table_of_that_delivery_reaching_a_patient_is_extracted(every_schema, catalog):
+def test_every_table_of_that_delivery_reaching_a_patient_is_extracted(every_schema, catalog, spark):
     """`snds extract` of a project granted every family of that lake with a path to the patient: complete, every
     extract's checks pass; T_MCOaaFASTC's rows, without a NIR of their own, belong to the cohort through their
-    link (belongs_to_cohort failed them all)."""
+    link (belongs_to_cohort failed them all). Its Spark jobs name the project and the family they extract."""
     from .services import snds_in_process
+    from .test_curation import _job_descriptions
 
     home, env, _, _ = every_schema
     families = []
@@ -1582,7 +1583,11 @@ def test_every_table_of_that_delivery_reaching_a_patient_is_extracted(every_sche
     (projects / "every-table.yaml").write_text(
         f"id: every-table\nperiod: {{start: 2022-01-01, end: 2023-12-31}}\ntables: [{', '.join(families)}]\n"
         f"cohort:\n  criteria:\n    any_of:\n      - diagnosis: {{icd10: [{letters}]}}\n", encoding="utf-8")
+    before = max(_job_descriptions(spark), default=-1)
     code = snds_in_process(home, "extract", "every-table", SNDS_PROJECTS=str(projects), **env)
+    named = {n for n in _job_descriptions(spark, before).values() if n is not None}
+    assert {n.split(": ")[0] for n in named} == {"project every-table"}, named
+    assert any(n.startswith("project every-table: extract of ") for n in named), sorted(named)
     report = json.loads((home / "lake" / "reports" / "projects" / "every-table.json").read_text(encoding="utf-8"))
     failed = [(name, c["name"]) for name, e in report["tables"].items() for c in e.get("checks", []) if not c["passed"]]
     assert (code, report["status"], failed) == (0, "complete", [])

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from snds_assets.spark import _connection_socket, answer_promptly
+from snds_assets.spark import JOB_DESCRIPTION, _connection_socket, answer_promptly, described
 
 
 def test_every_thread_gets_answers_without_delay(spark):
@@ -266,3 +266,32 @@ def test_a_local_session_keeps_only_its_last_queries_in_the_status_store(spark):
     while store.executionsCount() > 20 and time.monotonic() < deadline:  # trimmed by a listener thread
         time.sleep(0.2)
     assert store.executionsCount() <= 20
+
+
+def test_a_description_names_a_threads_jobs_and_is_put_back(spark):
+    """``described`` blocks nest and each gives back the description it found; two threads (two families curated
+    at once) keep their own; a session without a Spark context (Spark Connect) is left alone."""
+    context = spark.sparkContext
+    seen: dict[str, str | None] = {}
+
+    def family(name: str) -> None:
+        with described(spark, f"delivery D: {name} curated write"):
+            seen[name] = context.getLocalProperty(JOB_DESCRIPTION)
+
+    with described(spark, "outer"):
+        with described(spark, "inner"):
+            assert context.getLocalProperty(JOB_DESCRIPTION) == "inner"
+            threads = [threading.Thread(target=family, args=(n,)) for n in ("ER_PRS_F", "IR_BEN_R")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert context.getLocalProperty(JOB_DESCRIPTION) == "outer"
+    assert context.getLocalProperty(JOB_DESCRIPTION) is None
+    assert seen == {"ER_PRS_F": "delivery D: ER_PRS_F curated write", "IR_BEN_R": "delivery D: IR_BEN_R curated write"}
+
+    class Connect:  # no ``_sc``
+        pass
+
+    with described(Connect(), "nothing to name"):
+        pass

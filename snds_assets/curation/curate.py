@@ -59,6 +59,7 @@ from .columns import (
     BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
     family_columns, file_columns, sql_name,
 )
+from ..spark import described
 from ..reception.storage import ParquetSummary, ValueRange, parquet_summary, remove_lake_tree
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
@@ -227,7 +228,8 @@ def curate_family(spark: SparkSession, settings: Settings, catalog: Catalog, man
         results = run.execute(stage)
     finally:
         remove_lake_tree(stage)
-    count_rows_breaking_links(spark, settings, catalog, manifest, state, results)
+    with described(spark, step_description(manifest.delivery_id, table.name, "rows breaking several links")):
+        count_rows_breaking_links(spark, settings, catalog, manifest, state, results)
     for result in results:
         save_fragment(settings, manifest.delivery_id, result.delivered_name, "curated", result.fragment())
     return results
@@ -485,16 +487,22 @@ class _Run:
     def execute(self, stage: str) -> list[CuratedTable]:
         curated_path, rejects_path = join(stage, "curated"), join(stage, "rejects")
         self.curated_path = curated_path
-        links = self._links() if any(t.files for t in self.tables) else []
-        self.write_curated(curated_path, links)
-        has_rejects = self.write_rejects(rejects_path)
+        with self._step("keys and links"):
+            links = self._links() if any(t.files for t in self.tables) else []
+        with self._step("curated write"):
+            self.write_curated(curated_path, links)
+        with self._step("rejects"):
+            has_rejects = self.write_rejects(rejects_path)
         schema = T.StructType([T.StructField(p.name, p.dtype) for p in self.plans])
         curated = self.spark.read.schema(schema).parquet(curated_path)
-        shared = self._hashes_for_children(curated)
+        with self._step("keys and links"):
+            shared = self._hashes_for_children(curated)
         try:
-            key_checks = self._key_checks(curated, shared, links)
-            self._rule_details(curated)
-            results = [self._result(t, key_checks) for t in self.tables]
+            with self._step("keys and links"):
+                key_checks = self._key_checks(curated, shared, links)
+            with self._step("failing rows' samples"):
+                self._rule_details(curated)
+                results = [self._result(t, key_checks) for t in self.tables]
             delivery_id = self.manifest.delivery_id
             withdraw_report(self.settings, delivery_id)  # its verdict was on the data about to be replaced
             publish(curated_path, self.lake.curated(self.table.name, delivery_id))
@@ -508,6 +516,9 @@ class _Run:
             if shared:
                 shared.frame.unpersist()
         return results
+
+    def _step(self, what: str):
+        return described(self.spark, step_description(self.manifest.delivery_id, self.table.name, what))
 
     # --- checks on the written partition -------------------------------------------------------------------
     def _hashes_for_children(self, curated: DataFrame) -> _SharedHashes | None:
@@ -915,6 +926,11 @@ class _Run:
         return self._outcome("rows_reconciled", "rows_reconciled", failures, [], [], details=details)
 
 
+def step_description(delivery_id: str, family: str, what: str) -> str:
+    """How Spark's UI names the jobs of one step of a family's reception (``spark.described``)."""
+    return f"delivery {delivery_id}: {family} {what}"
+
+
 def link_label(link: domain.Link, links: list[domain.Link]) -> str:
     """A link's name in its table's ``foreign_key`` check, unique among ``links`` (the table's): the parent and its
     columns, then the child's columns where another link names the same (ER_PRS_F's executing, prescribing and
@@ -1043,6 +1059,13 @@ def check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catal
     and the parent's partitions of this delivery are then both this run's own, so that the verdict is the same on
     a first ingestion and a re-ingestion. ``curated``: the families this run curated. Updates each table's
     ``foreign_key`` check and its report fragment; False when nothing was pending."""
+    family = results[0].family if results else ""
+    with described(spark, step_description(manifest.delivery_id, family, "links to parents curated after it")):
+        return _check_deferred_links(spark, settings, catalog, manifest, results, state, curated)
+
+
+def _check_deferred_links(spark: SparkSession, settings: Settings, catalog: Catalog, manifest: Manifest,
+                          results: list[CuratedTable], state: CurrentState, curated: Collection[str]) -> bool:
     pending = {v.label: v.link for r in results for v in r.pending}
     if not pending:
         return False

@@ -23,7 +23,7 @@ from ..problems import told_as_failure
 from ..resources import SndsResource
 from ..runs import end_dead_runs, holds_project, sensor_run_key, unfinished_runs
 from ..scratch import project_scratch, sweep
-from ..spark import SparkResource, interrupt
+from ..spark import SparkResource, described, interrupt
 
 if TYPE_CHECKING:
     from .request import ProjectRequest
@@ -139,7 +139,8 @@ def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey])
         request = load_request(settings, catalog, context.partition_key)
         session = spark.get_session()
         _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
-        result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
+        with described(session, f"project {request.id}: cohort"):
+            result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
         outcomes = _outcomes(result, COHORT_CHECKS)
         yield MaterializeResult(
             asset_key=COHORT_KEY,
@@ -207,7 +208,8 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
             state = CurrentState(session, settings, catalog_)
 
             def extract_family(family: str) -> dict:
-                return run_extract(session, settings, catalog_, request, family, state)
+                with described(session, f"project {request.id}: extract of {family}"):
+                    return run_extract(session, settings, catalog_, request, family, state)
 
             def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
                 beside = f" ({', '.join(under_way)} under way)" if under_way else ""

@@ -33,7 +33,7 @@ from ..resources import SndsResource
 from ..runs import (RECEPTION_POOL, delivery_held_by, end_dead_runs, ensure_reception_pool, holds_project,
                     sensor_run_key, unfinished_runs)
 from ..scratch import delivery_scratch, drop_empty_staging, sweep
-from ..spark import SparkResource, interrupt
+from ..spark import SparkResource, described, interrupt
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -189,7 +189,7 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
         session = spark.get_session() if recurated else None
         state = None
         if session is not None:
-            from ..curation.curate import check_deferred_links, curate_family
+            from ..curation.curate import check_deferred_links, curate_family, step_description
             from ..curation.orphaned import check_orphaned_children
             from ..curation.state import CurrentState
 
@@ -255,7 +255,8 @@ def build_reception_assets(catalog: Catalog) -> AssetsDefinition:
                 if ORPHANS_CHECK in held:
                     context.log.info(f"checking the rows of other deliveries that {family} of this delivery, "
                                      "delivered full, leaves without their parent")
-                    check_orphaned_children(settings, catalog_, manifest, results, state, curated)
+                    with described(session, step_description(delivery_id, family, "orphaned children")):
+                        check_orphaned_children(settings, catalog_, manifest, results, state, curated)
                 for name in held:
                     yield from emitted(_combined(name, results), curated_key(family), context.log)
         except (DagsterExecutionInterruptedError, KeyboardInterrupt):
