@@ -3,7 +3,9 @@ of ``ingest_bench`` (Spark's task metrics, read from the status REST API), per t
 repetition in one JVM. Task CPU time is less moved by the machine's other load than wall time, and it leaves out
 the driver, the archive (Python) and the JIT compiler: it says which queries cost more, not the whole ratio.
 
-Families are worked on one at a time by default (``--parallel-families``), so that each query runs alone.
+Families are worked on one at a time by default (``--parallel-families``), so that each query runs alone. (b)'s
+queries are named as the product names them in Spark's UI (``delivery D: ER_PRS_F keys and links``: its family and
+step, the deferred links' included), (a)'s by their table.
 
     .venv/bin/python bench/ingest_queries.py --workdir /tmp/cur_bench --reps 3
 """
