@@ -405,6 +405,7 @@ def test_pmsi_rows_hang_from_their_stay_in_the_same_year(clean):
             assert any(any(r.get(c) == "1" for c in domain.PMSI_RETURN_CODES) for r in rows)
     assert fields == 4  # MCO, SSR, HAD and RIM-P link tables of the packaged catalog
     mco = [r for t in tables.values() if t.family == "T_MCOaaC" for r in t.dicts()]
+    assert {r["ETA_NUM_RET"] for r in mco} <= {"0", "1", ""}  # a return code, not a FINESS number
     bad = [r for r in mco if any(r.get(c) == "1" for c in domain.PMSI_RETURN_CODES)]
     assert len(bad) < 0.1 * len(mco)  # mostly good links
     assert 0.01 < len({r["NIR_ANO_17"] for r in mco}) / persons / 2 < 0.15  # a few percent a year
@@ -437,8 +438,8 @@ def test_identities_twins_several_pseudo_nirs_and_fictitious_nirs(clean):
         assert len(top) == 1
         if top == {"1"}:
             assert all(r["BEN_NIR_ANO"] == person for r in rows)
-        else:
-            assert any(r["BEN_NIR_PSA"] + r["BEN_RNG_GEM"] == person for r in rows)
+        else:  # SNDS.md: without a lifelong NIR, BEN_IDT_ANO is BEN_NIR_PSA || BEN_RNG_GEM, identity by identity
+            assert [r["BEN_NIR_PSA"] + r["BEN_RNG_GEM"] for r in rows] == [person], rows
     iba = tables["IR_IBA_R"].col("BEN_IDT_ANO")
     assert len(iba) == len(set(iba)) and set(iba) == set(by_person)
 
@@ -453,6 +454,10 @@ def test_deaths_agree_between_referentials_and_care_stops(clean):
     assert dead and {r["BEN_IDT_ANO"] for r in cci} == dead
     assert all(r["BEN_DCD_DTE"] == death_of[r["BEN_IDT_ANO"]] for r in cci)
     assert {r["BEN_IDT_ANO"] for r in tables["KI_ECD_R"].dicts()} <= dead
+    # one identifier per death, the certificate's and its causes' (it was drawn from a pool: 8 deaths shared one)
+    death_id = {r["BEN_IDT_ANO"]: r["DCD_IDT_ENC"] for r in cci}
+    assert len(set(death_id.values())) == len(cci) == len(death_id) and all(death_id.values())
+    assert all(r["DCD_IDT_ENC"] == death_id[r["BEN_IDT_ANO"]] for r in tables["KI_ECD_R"].dicts())
     death_by_identity = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_DCD_DTE"] for r in ben}
     for r in tables["ER_PRS_F"].dicts():
         d = death_by_identity[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]
@@ -616,6 +621,9 @@ def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
         generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged_catalog, tables=["NOPE_R"]))
     with pytest.raises(GenerateError, match="outside the care period"):
         generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-02", catalog=packaged_catalog, tables=["T_MCO19B"]))
+    spelt = generate(GenerateOptions(out=tmp_path / "spelt", delivery_id=DID, patients=20, catalog=packaged_catalog,
+                                     tables=["er_pha_f", "t_mco23b"]))  # "year None is outside the care period"
+    assert set(spelt.rows) == {"ER_PHA_F", "T_MCO23B"}
     with pytest.raises(GenerateError, match="already exists"):
         generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged_catalog, tables=["ER_PHA_F"]))
     for bad in (dict(delivery_id="2024-3-1"), dict(delimiter="-"), dict(encoding="utf-16"),
@@ -633,6 +641,32 @@ def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
         with pytest.raises(GenerateError, match=f"{re.escape(told)}.*the reception would refuse such a manifest"):
             generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-06", catalog=packaged_catalog,
                                      date_format=date_format))
+
+
+def test_a_care_period_starts_within_the_years_the_base_keeps(tmp_path, packaged_catalog):
+    """SNDS.md: the base keeps 19 years plus the current one, and a PMSI table names its year in two digits read
+    20yy: care in 1998-1999 was written as T_MCO98B, which the reception reads as 2098 (rejected), and care of
+    2001-2002 in a delivery of 2024 gave flows the range check rejects."""
+    for start, end, delivery, earliest in ((date(1998, 1, 1), date(1999, 12, 31), "2001-06-01", "2000-01-01"),
+                                           (date(2001, 1, 1), date(2002, 12, 31), "2024-03-15", "2005-01-01")):
+        with pytest.raises(GenerateError, match=f"care period start {start} is before {earliest}: a delivery of "):
+            generate(GenerateOptions(out=tmp_path, delivery_id=delivery, catalog=packaged_catalog, start=start, end=end))
+    assert not list(tmp_path.iterdir())
+    result = generate(GenerateOptions(out=tmp_path, delivery_id="2024-03-15", patients=20, catalog=packaged_catalog,
+                                      start=date(2005, 1, 1), end=date(2005, 12, 31), tables=["IR_BEN_R"]))
+    assert result.rows["IR_BEN_R"] > 0
+
+
+def test_a_care_period_of_a_month_has_a_month_of_stays(tmp_path, packaged_catalog):
+    """PMSI rates are per year: a care period of one month had nearly a whole year's stays (98 MCO stays per 100
+    person-years against 8 for a full year), where DCIR lines were scaled."""
+    def stays(start: date, end: date) -> int:
+        result = generate(GenerateOptions(out=tmp_path / str(start), delivery_id="2024-03-15", patients=2000, seed=14,
+                                          catalog=packaged_catalog, start=start, end=end, tables=["T_MCOaaB"]))
+        return sum(rows for name, rows in result.rows.items() if name.startswith("T_MCO"))
+
+    year, month = stays(date(2023, 1, 1), date(2023, 12, 31)), stays(date(2023, 11, 1), date(2023, 11, 30))
+    assert year > 100 and month < year / 6, (year, month)
 
 
 def test_streams_chunks_of_patients_with_progress(tmp_path, packaged_catalog):

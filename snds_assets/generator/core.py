@@ -25,6 +25,14 @@ def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> 
     names = [n for n in catalog.tables if n not in domain.ARCHIVES] if tables is None else list(tables)
     unknown = []
     for name in names:
+        if name not in catalog.tables:
+            try:
+                table, year = catalog.resolve(name)
+            except KeyError:
+                unknown.append(name)
+                continue
+            if year is None:  # a family spelt otherwise (er_prs_f)
+                name = table.name
         if name in catalog.tables:
             t = catalog[name]
             existing = [y for y in years if t.columns_in(y)] if t.is_yearly else [None]
@@ -34,12 +42,7 @@ def _selection(catalog: Catalog, tables: list[str] | None, years: list[int]) -> 
                 raise GenerateError(f"table {name}: none of its columns is in use in {years[0]}-{years[-1]} by its "
                                     "schema's history (dateCreated/dateDeleted)")
             continue
-        try:
-            table, year = catalog.resolve(name)
-        except KeyError:
-            unknown.append(name)
-            continue
-        if year is None or year not in years:
+        if year not in years:
             raise GenerateError(f"table {name}: year {year} is outside the care period {years[0]}-{years[-1]}")
         if not table.columns_in(year):
             raise GenerateError(f"table {name}: none of its columns is in use in {year} by its schema's history "

@@ -135,10 +135,10 @@ class Engine:
         return [str(v) for v in sorted(numbers)]
 
     def _hint(self, column: str) -> list[str] | None:
+        if domain.is_return_code(column) or column.endswith("_RET"):  # ETA_NUM_RET too, before FINESS numbers
+            return ["0"] * 19 + ["1"]
         if column.startswith("ETA_NUM") or column.endswith("_FIN") or column == "IDE_ETA_NU8":
             return self.establishments + [e[:8] for e in self.establishments]
-        if domain.is_return_code(column) or column.endswith("_RET"):
-            return ["0"] * 19 + ["1"]
         if column in domain.PATIENT_PSEUDONYMS or column in domain.PSEUDO_NIR_COLUMNS:
             return self.pseudonyms
         if column == "BEN_NAI_ANN":  # born by 2019 as before, and not after the care period

@@ -61,9 +61,13 @@ def long_term_illnesses(eng: Engine, tp: TablePlan, ident: Block, rng: np.random
     return block
 
 
-def _death_year_and_cause(eng, tp, block: Block, rng, cause_column: str) -> None:
-    """The year of death and an ICD-10 cause, shared by the death certificate and its causes."""
+def _death_year_and_cause(eng, tp, block: Block, anchor: Block, rng, cause_column: str) -> None:
+    """The year of death, its identifier (DCD_IDT_ENC, one per death, the same on the certificate and its causes)
+    and an ICD-10 cause."""
     deaths = [date.fromordinal(o) for o in block.cols["BEN_DCD_DTE"]]
+    if "DCD_IDT_ENC" in tp.table.by_name:
+        person = anchor.cols["_G"]
+        block.set("DCD_IDT_ENC", [eng.people.death_ids(person[i]) for i in block.parent.tolist()])
     block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
     causes = list(eng.codes_for(cause_column, list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
     block.set(cause_column, [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
@@ -74,7 +78,7 @@ def death_certificates(eng: Engine, tp: TablePlan, block: Block, anchor: Block |
                        year: int | None) -> None:
     if not block.n:
         return
-    _death_year_and_cause(eng, tp, block, rng, "DCD_CIM_COD")
+    _death_year_and_cause(eng, tp, block, anchor, rng, "DCD_CIM_COD")
     block.set("CER_VER_NUM", [1] * block.n)
     block.set("DCD_IDT_TOP", [1] * block.n)  # every generated death is matched: it names its person
 
@@ -84,7 +88,7 @@ def death_causes(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None,
                  year: int | None) -> None:
     if not block.n:
         return
-    _death_year_and_cause(eng, tp, block, rng, "ECD_CIM_COD")
+    _death_year_and_cause(eng, tp, block, anchor, rng, "ECD_CIM_COD")
     block.set("DCD_IDT_TOP", [1] * block.n)
     parent = block.parent
     within = (np.arange(block.n) - np.searchsorted(parent, parent) + 1).tolist()

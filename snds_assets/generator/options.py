@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from .. import domain
 from ..catalog import Catalog
 from ..patterns import UnsupportedDirective, spark_pattern
 from ..reception.manifest import DELIVERY_ID_FORM, Manifest, valid_delivery_id
@@ -56,8 +57,11 @@ class GenerateOptions:
             raise GenerateError("seed must be a non-negative integer")
         if self.start > self.end:
             raise GenerateError(f"care period start {self.start} is after its end {self.end}")
-        if self.start.year < 1900:
-            raise GenerateError("care period must start in 1900 or later")
+        earliest = max(domain.first_retained_day(self.delivery_date()), date(2000, 1, 1))
+        if self.start < earliest:
+            raise GenerateError(f"care period start {self.start} is before {earliest}: a delivery of "
+                                f"{self.delivery_date().year} holds the 19 years plus the current one the base keeps, "
+                                "and a PMSI table names its year in two digits (20yy)")
         start, end = self.care_window()
         if end < start:
             raise GenerateError(f"delivery {self.delivery_id} is too early for care starting {self.start}: "

@@ -76,6 +76,7 @@ class PeopleGenerator:
         self.nir_ano = Pseudonyms(config.seed, 1)
         self.nir_psa = Pseudonyms(config.seed, 2)
         self.parent_ano = Pseudonyms(config.seed, 3)
+        self.death_ids = Pseudonyms(config.seed, 4)  # DCD_IDT_ENC: one per death, by the person's number
         self.identity_counter = 0
         self.end_year = date.fromordinal(config.end).year
 
@@ -141,7 +142,7 @@ class PeopleGenerator:
             "BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_NIR_ANO", "BEN_IDT_ANO", "BEN_IDT_TOP", "ASS_NIR_ANO", "BEN_IDT_MAJ",
             "BEN_CDI_NIR", "BEN_NAI_ANN", "BEN_NAI_MOI", "BEN_SEX_COD", "BEN_DCD_DTE", "BEN_DCD_AME", "ORG_AFF_BEN",
             "BEN_RES_DPT", "BEN_RES_COM", "BEN_TOP_CNS", "MAX_TRT_DTD", "ORG_CLE_NEW", "BEN_DTE_INS", "BEN_DTE_MAJ",
-            "_P", "_W", "_LO", "_HI", "_AGE", "_BIRTH")}
+            "_P", "_G", "_W", "_LO", "_HI", "_AGE", "_BIRTH")}
         identities_of: list[list[int]] = [[] for _ in range(n)]
         shared: dict[int, list[str]] = {}  # first twin -> the pseudo-NIRs the pair shares
         insertion = rng.integers(0, 1 << 30, 4 * n).tolist()
@@ -150,7 +151,6 @@ class PeopleGenerator:
         for j in range(n):
             g = first + j
             birth_j, lo_j, hi_j = int(birth[j]), int(lo[j]), int(hi[j])
-            nir_ano = self.nir_ano(g) if person_top[j] and not fictitious[j] else ""
             if fictitious[j]:
                 person_top[j] = False
             adult = age_at_start[j] >= 18
@@ -169,6 +169,11 @@ class PeopleGenerator:
                     plan.append((self._new_psa(), 1, code, 1.0 if k == 0 else 0.25))
                 if twin_start[j] and j + 1 < n and twin_of[j + 1] == j:
                     shared[j] = [p[0] for p in plan]
+            # SNDS.md: without a lifelong NIR, BEN_IDT_ANO is the identity's own BEN_NIR_PSA || BEN_RNG_GEM, so that
+            # several identities are one person only through a lifelong NIR (BEN_IDT_TOP = 1).
+            if len(plan) > 1 and not fictitious[j]:
+                person_top[j] = True
+            nir_ano = self.nir_ano(g) if person_top[j] else ""
             first_psa, first_rank = plan[0][0], plan[0][1]
             ido = nir_ano if person_top[j] else f"{first_psa}{first_rank}"
             person_ido[j] = ido
@@ -193,7 +198,8 @@ class PeopleGenerator:
                     "BEN_RES_COM": c.communes[int(com[j])], "BEN_TOP_CNS": "1" if weight >= 1 else "0",
                     "MAX_TRT_DTD": hi_j if lo_j <= hi_j else updated, "ORG_CLE_NEW": c.organisms[int(org[j])],
                     "BEN_DTE_INS": inserted, "BEN_DTE_MAJ": updated,
-                    "_P": j, "_W": weight, "_LO": lo_j, "_HI": hi_j, "_AGE": int(age_at_start[j]), "_BIRTH": birth_j,
+                    "_P": j, "_G": g, "_W": weight, "_LO": lo_j, "_HI": hi_j, "_AGE": int(age_at_start[j]),
+                    "_BIRTH": birth_j,
                 }
                 for name, value in row.items():
                     ids[name].append(value)

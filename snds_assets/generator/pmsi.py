@@ -65,10 +65,13 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     lo = np.asarray(persons.cols["_LO"], dtype=np.int64)
     hi = np.asarray(persons.cols["_HI"], dtype=np.int64)
     age = np.asarray(persons.cols["_AGE"], dtype=float)
-    ylo = np.maximum(lo, max(date(year, 1, 1).toordinal(), eng.start))
-    yhi = np.minimum(hi, min(date(year, 12, 31).toordinal(), eng.end))
+    first_day, last_day = date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
+    ylo = np.maximum(lo, max(first_day, eng.start))
+    yhi = np.minimum(hi, min(last_day, eng.end))
     alive = ylo <= yhi
-    hospitalised = alive & (rng.random(persons.n) < RATES[field_.name] * (0.4 + age / 50))
+    # the rates are per year: a care period covering a month of the year has a twelfth of its stays
+    covered = (min(last_day, eng.end) - max(first_day, eng.start) + 1) / (last_day - first_day + 1)
+    hospitalised = alive & (rng.random(persons.n) < RATES[field_.name] * (0.4 + age / 50) * covered)
     if eng.first_chunk:  # every field-year has a few stays, even in a tiny delivery
         hospitalised[np.flatnonzero(alive)[:3]] = True
     per = np.where(hospitalised, 1 + np.minimum(rng.poisson(REPEATS[field_.name], persons.n), 4), 0)
