@@ -487,6 +487,10 @@ DOMAIN_RULES: tuple[DomainRule, ...] = (
       for c in PSEUDO_NIR_COLUMNS),
     DomainRule("lifelong_identity", "BEN_IDT_ANO", "a person with a lifelong NIR (BEN_IDT_TOP = 1) is named by it: "
                "BEN_IDT_ANO equals BEN_NIR_ANO", expr="NOT (try_cast(BEN_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO <> BEN_NIR_ANO)"),
+    DomainRule("own_identity", "BEN_IDT_ANO", "an identity without a lifelong NIR (BEN_IDT_TOP = 0) is its own person: "
+               "BEN_IDT_ANO equals BEN_NIR_PSA || BEN_RNG_GEM",
+               expr="NOT (try_cast(BEN_IDT_TOP AS INT) = 0 "
+                    "AND BEN_IDT_ANO <> concat(BEN_NIR_PSA, CAST(BEN_RNG_GEM AS STRING)))"),
     DomainRule("matched_death", "BEN_IDT_ANO", "a death record matched to a beneficiary (DCD_IDT_TOP = 1) names "
                "them in BEN_IDT_ANO", expr="NOT (try_cast(DCD_IDT_TOP AS INT) = 1 AND BEN_IDT_ANO IS NULL)"),
 )
