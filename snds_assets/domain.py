@@ -150,7 +150,7 @@ def is_return_code(column: str) -> bool:
 
 # Columns that SNDS.md says became alphanumeric, which schema-snds still types as numbers: typed as numbers,
 # every value of a later year would be rejected.
-TEXT_SINCE_DRIFT: frozenset[str] = frozenset({"IJR_EMP_NUM"})  # an employer number, alphanumeric since Nov. 2017
+TEXT_SINCE_DRIFT: dict[str, date] = {"IJR_EMP_NUM": date(2017, 11, 1)}  # an employer number: digits before then
 
 
 def effective_type(table: Table, field: Field) -> str:

@@ -585,6 +585,8 @@ def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path,
     assert set(delivered) == set(reference_catalog.tables) - set(domain.ARCHIVES) - ceased and len(delivered) == 171
     assert all(rows > 0 for rows in delivered.values())
     assert audit(result.delivery_dir, reference_catalog) == {}
+    employers = [v for v in read_delivery(result.delivery_dir, reference_catalog)["ER_PRS_F"].col("IJR_EMP_NUM") if v]
+    assert employers and not all(v.isdigit() for v in employers)  # alphanumeric since November 2017 (SNDS.md)
     fastc = read_delivery(result.delivery_dir, reference_catalog)["T_MCO22FASTC"]
     assert "NIR_ANO_17" not in fastc.header and fastc.header == list(reference_catalog["T_MCOaaFASTC"].columns_in(2022))
     assert len(fastc.header) < len(reference_catalog["T_MCOaaFASTC"].columns)
@@ -606,6 +608,8 @@ def test_an_earlier_care_period_gets_the_tables_and_columns_of_its_years(tmp_pat
     births = [int(r["BEN_NAI_ANN"]) for t in tables.values() if "BEN_NAI_ANN" in t.header for r in t.dicts()
               if r["BEN_NAI_ANN"]]
     assert births and max(births) <= 2011
+    employers = [v for v in tables["ER_PRS_F"].col("IJR_EMP_NUM") if v]
+    assert employers and all(v.isdigit() for v in employers)  # digits until November 2017 (SNDS.md)
     truth = json.loads((tmp_path / "2012-06-01.defects.json").read_text(encoding="utf-8"))
     expected: Counter = Counter()
     for d in truth["defects"]:

@@ -153,6 +153,13 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     block.set("BSE_REM_BSE", paid)
     block.set("BSE_REM_MNT", [cents_text(c) for c in (cents * 7 // 10).tolist()])
     block.set("CPL_MAJ_TOP", np.where(flags[1] < SUPPLEMENT_SHARE, 2, 0).tolist())
+    for column, since in domain.TEXT_SINCE_DRIFT.items():  # IJR_EMP_NUM: digits, then letters too (SNDS.md)
+        if column in tp.table.by_name:
+            drawn = np.random.default_rng([int(numbers[0]) if n_dct else 0, n, 1])
+            number = drawn.integers(10 ** 8, 10 ** 9, n).tolist()
+            letter = drawn.integers(0, 26, n).tolist()
+            alphanumeric = (flow[line_dct] >= since.toordinal()).tolist()
+            block.set(column, [f"{chr(65 + c)}{v}" if a else str(v) for v, c, a in zip(number, letter, alphanumeric)])
     block.set("_KIND", kind.tolist())
     keep = set(tp.table.columns) | {"_KIND"}
     for column in list(block.cols):
