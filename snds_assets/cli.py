@@ -257,13 +257,28 @@ def prepare_environment(settings: Settings, instance: bool = True) -> None:
 INSTANCE_MADE = ".snds-instance-made"  # in DAGSTER_HOME: its storage exists, made by a command of ours
 
 
+def _local_storage(config: Path) -> bool:
+    """Whether the instance keeps its storage in SQLite files under DAGSTER_HOME (no storage named, or SQLite's):
+    a database server's (PostgreSQL) is made by Dagster there, and a server that cannot be reached is told where
+    the command opens the instance."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text()) if config.exists() else {}
+    except (OSError, yaml.YAMLError):
+        return False
+    data = data if isinstance(data, dict) else {}
+    named = [data[k] for k in ("storage", "run_storage", "event_log_storage", "schedule_storage") if data.get(k)]
+    return all("sqlite" in str(s).lower() for s in named)
+
+
 def create_instance_once(dagster_home: str) -> None:
     """Make the Dagster instance's storage, one command at a time: two commands making a brand-new instance at
     once both created its SQLite tables, and the second failed with "table alembic_version already exists"."""
     import fcntl
 
     home = Path(dagster_home)
-    if (home / INSTANCE_MADE).exists():
+    if (home / INSTANCE_MADE).exists() or not _local_storage(home / "dagster.yaml"):
         return
     with open(home / ".snds-instance.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released with the file

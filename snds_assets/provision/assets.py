@@ -139,7 +139,7 @@ def build_cohort_asset(catalog: Catalog, curated_key: Callable[[str], AssetKey])
         request = load_request(settings, catalog, context.partition_key)
         session = spark.get_session()
         _sweep_project(context, settings, context.partition_key, COHORT_FOLDERS)
-        with described(session, f"project {request.id}: cohort"):
+        with described(session, f"project {context.partition_key}: cohort"):
             result = run_cohort(session, settings, catalog, request, CurrentState(session, settings, catalog))
         outcomes = _outcomes(result, COHORT_CHECKS)
         yield MaterializeResult(
@@ -208,7 +208,7 @@ def build_extract_assets(catalog: Catalog, curated_key: Callable[[str], AssetKey
             state = CurrentState(session, settings, catalog_)
 
             def extract_family(family: str) -> dict:
-                with described(session, f"project {request.id}: extract of {family}"):
+                with described(session, f"project {context.partition_key}: extract of {family}"):
                     return run_extract(session, settings, catalog_, request, family, state)
 
             def started(family: str, finished: int, total: int, under_way: list[str]) -> None:
