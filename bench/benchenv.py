@@ -1,6 +1,7 @@
 """What the benches share: the environment of the `snds` commands they run, and where ../shared is."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -25,3 +26,14 @@ def reference_schemas() -> Path:
     if not path.is_dir():
         sys.exit(f"reference schemas not found at {path}: set SNDS_SHARED to the shared folder")
     return path
+
+
+def generator_version() -> str:
+    """A digest of the generator's code and of the SNDS facts it reads (``domain.py``), for a bench's stamp: files
+    made by an earlier generator are made again (run 23 of ``ingest_bench.py`` measured files that broke a rule
+    added since, and so the samples of a failed check)."""
+    package = REPO / "snds_assets"
+    digest = hashlib.sha256()
+    for path in sorted([*(package / "generator").glob("*.py"), package / "domain.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]

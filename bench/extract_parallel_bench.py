@@ -25,7 +25,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from benchenv import REPO, cli_env
+from benchenv import REPO, cli_env, generator_version
 
 SNDS = str(Path(sys.executable).with_name("snds"))
 DELIVERY = "2024-03-01"
@@ -37,7 +37,7 @@ def prepare(workdir: Path, patients: int, seed: int) -> dict:
     """Generate and receive the delivery, write the project's request (what is made is kept for later runs)."""
     env = cli_env(workdir)
     stamp = workdir / "extract_parallel.json"
-    wanted = {"patients": patients, "seed": seed}
+    wanted = {"patients": patients, "seed": seed, "generator": generator_version()}
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
         shutil.rmtree(workdir / "home", ignore_errors=True)
         shutil.rmtree(workdir / "landing", ignore_errors=True)

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 
-from benchenv import cli_env  # noqa: E402
+from benchenv import cli_env, generator_version  # noqa: E402
 from snds_assets.catalog import Catalog  # noqa: E402
 from snds_assets.config import Settings  # noqa: E402
 from snds_assets.reception.storage import read_manifest  # noqa: E402
@@ -62,7 +62,7 @@ def prepare(workdir: Path, patients: int, count: int, seed: int) -> tuple[dict, 
     """Generate the deliveries and receive all but the last (what the same arguments made already is kept)."""
     env = cli_env(workdir)
     stamp = workdir / "history.json"
-    wanted = {"patients": patients, "seed": seed}  # more months later add to those made
+    wanted = {"patients": patients, "seed": seed, "generator": generator_version()}  # more months later add to those made
     plan = months(count)
     ids = [delivery_id for _, _, delivery_id in plan]
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 sys.path.insert(0, ROOT)
 
-from benchenv import cli_env  # noqa: E402
+from benchenv import cli_env, generator_version  # noqa: E402
 from snds_assets.catalog import Catalog  # noqa: E402
 from snds_assets.config import Settings  # noqa: E402
 from snds_assets.reception.storage import read_manifest  # noqa: E402
@@ -48,7 +48,7 @@ def prepare(workdir: Path, patients: int, seed: int, drop: float) -> dict:
     """Generate and receive the first delivery, then write the two IR_BEN_R deliveries (what is made is kept)."""
     env = cli_env(workdir)
     stamp = workdir / "orphans.json"
-    wanted = {"patients": patients, "seed": seed, "drop": drop}
+    wanted = {"patients": patients, "seed": seed, "generator": generator_version(), "drop": drop}
     if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
         shutil.rmtree(workdir / "home", ignore_errors=True)
         shutil.rmtree(workdir / "landing", ignore_errors=True)
