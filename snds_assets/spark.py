@@ -454,6 +454,9 @@ def interrupt(session: SparkSession) -> None:
         pass
 
 
+JOB_DESCRIPTION = "spark.job.description"  # a local property: the thread's jobs' Description in Spark's UI
+
+
 @contextlib.contextmanager
 def described(session: SparkSession | None, text: str) -> Iterator[None]:
     """Name the Spark jobs and queries this thread starts meanwhile (the Description of Spark's UI, which showed
@@ -470,9 +473,6 @@ def described(session: SparkSession | None, text: str) -> Iterator[None]:
         yield
     finally:
         context.setLocalProperty(JOB_DESCRIPTION, earlier)  # None removes it
-
-
-JOB_DESCRIPTION = "spark.job.description"
 
 
 def answer_promptly(session: SparkSession) -> None:

@@ -59,8 +59,8 @@ from .columns import (
     BAD, CORRUPT, FILE, REJECT_FILE, REJECT_LINE, REJECT_REASON, REJECT_TABLE, ColumnPlan, csv_options,
     family_columns, file_columns, sql_name,
 )
-from ..spark import described
 from ..reception.storage import ParquetSummary, ValueRange, parquet_summary, remove_lake_tree
+from ..spark import described
 from .publish import publish
 from .rules import RowRule, domain_rules, nomenclature_plan, range_rules
 from .state import DELIVERY_COLUMN, CurrentState, Part, delivered_parts, family_rows

@@ -96,8 +96,9 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     flow = np.minimum(month_starts_after(done, lag), eng.last_flow)
     treated = np.maximum(flow - back, done)
     info_only = rng.random(n) < 0.04
-    # Drawn apart, so that the lines drawn before these flags were added stay as they were for a given seed.
-    flags = np.random.default_rng([int(numbers[0]) if n_dct else 0, n]).random((2, n))
+    # Drawn apart (these flags, then IJR_EMP_NUM), so that the lines drawn before them stay as they were for a seed.
+    apart = np.random.default_rng([int(numbers[0]) if n_dct else 0, n])
+    flags = apart.random((2, n))
 
     block = Block(n, parent=line_owner)
     block.set("DCT_ORD_NUM", dct[line_dct].tolist())
@@ -155,9 +156,8 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     block.set("CPL_MAJ_TOP", np.where(flags[1] < SUPPLEMENT_SHARE, 2, 0).tolist())
     for column, since in domain.TEXT_SINCE_DRIFT.items():  # IJR_EMP_NUM: digits, then letters too (SNDS.md)
         if column in tp.table.by_name:
-            drawn = np.random.default_rng([int(numbers[0]) if n_dct else 0, n, 1])
-            number = drawn.integers(10 ** 8, 10 ** 9, n).tolist()
-            letter = drawn.integers(0, 26, n).tolist()
+            number = apart.integers(10 ** 8, 10 ** 9, n).tolist()
+            letter = apart.integers(0, 26, n).tolist()
             alphanumeric = (flow[line_dct] >= since.toordinal()).tolist()
             block.set(column, [f"{chr(65 + c)}{v}" if a else str(v) for v, c, a in zip(number, letter, alphanumeric)])
     block.set("_KIND", kind.tolist())
