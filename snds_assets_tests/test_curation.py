@@ -1227,17 +1227,29 @@ def test_a_quoted_empty_value_is_null_whatever_the_null_value(spark, settings, c
 
 
 def test_date_times_are_parquet_timestamps_that_pandas_reads(spark, settings, catalog):
-    """Curated date-times are Parquet's standard timestamps (microseconds, UTC): Spark's INT96 default is read by
-    pandas and arrow in nanoseconds, which made the SNDS's unknown date 1600-01-01 the year 2184."""
+    """Curated date-times are Parquet's standard timestamps in microseconds (Spark's INT96 default is read by pandas
+    and arrow in nanoseconds, which made the SNDS's unknown date 1600-01-01 the year 2184), without time zone: the
+    SNDS's date-times are French wall-clock values, and an instant would move a stay ending at 23:30 to the next day
+    for a researcher reading it in Paris time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    late = mco_c("3", NIR_A).replace("15JAN2023:00:00:00", "15JAN2023:23:30:00")
+    assert late != mco_c("3", NIR_A)
     d = Delivery(settings, catalog, "2024-03-01").table(
-        "T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A).replace("15JAN2023", "01JAN1600"), mco_c("2", NIR_A)])
+        "T_MCO23C", MCO_C_HEADER, [mco_c("1", NIR_A).replace("15JAN2023", "01JAN1600"), mco_c("2", NIR_A), late])
     d.curate(spark, "T_MCOaaC")
     table = pq.read_table(Lake(settings.lake).curated("T_MCOaaC", "2024-03-01"))
-    assert table.schema.field("EXE_SOI_DTD").type == pa.timestamp("us", tz="UTC")
-    assert sorted(table.to_pandas()["EXE_SOI_DTD"].dt.year) == [1600, 2023]
+    assert table.schema.field("EXE_SOI_DTD").type == pa.timestamp("us")
+    assert sorted(table.to_pandas()["EXE_SOI_DTD"].dt.year) == [1600, 2023, 2023]
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        shown = spark.read.parquet(Lake(settings.lake).curated("T_MCOaaC", "2024-03-01")).selectExpr(
+            "CAST(EXE_SOI_DTD AS STRING) AS t").collect()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+    assert "2023-01-15 23:30:00" in {r["t"] for r in shown}
 
 
 def test_a_year_field_is_written_yyyy(spark, settings, catalog):
@@ -1322,7 +1334,7 @@ def test_pmsi_years_are_folded_into_one_family_partition(spark, settings, catalo
     assert pk22.passed and not pk23.passed and pk23.failures == 1  # stay 1 is in both years: only 2023 repeats it
     curated = spark.read.parquet(Lake(settings.lake).curated("T_MCOaaC", "2024-03-01"))
     assert dict(curated.dtypes)[domain.YEAR_COLUMN] == "int"
-    assert dict(curated.dtypes)["EXE_SOI_DTD"] == "timestamp" and dict(curated.dtypes)["ENT_DAT"] == "date"
+    assert dict(curated.dtypes)["EXE_SOI_DTD"] == "timestamp_ntz" and dict(curated.dtypes)["ENT_DAT"] == "date"
     assert sorted(r[domain.YEAR_COLUMN] for r in curated.collect()) == [2022, 2022, 2023, 2023, 2023]
     assert {r["ENT_DAT"] for r in curated.collect()} == {date(2023, 1, 15)}
 

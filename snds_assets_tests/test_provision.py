@@ -60,7 +60,7 @@ from snds_assets.resources import SndsResource
 from snds_assets.spark import SparkResource
 
 PERIOD = (date(2022, 1, 1), date(2023, 12, 31))
-SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp",
+SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "date": "date", "datetime": "timestamp_ntz",
                "boolean": "boolean", "year": "int", "yearmonth": "date"}
 
 PERSONS = {  # IDT: [(NIR, rank)], birth year, sex

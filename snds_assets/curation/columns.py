@@ -46,7 +46,7 @@ def output_type(table: Table, field: Field) -> T.DataType:
         digits = field.length if field.length and field.length.isdigit() else None
         return T.IntegerType() if digits is not None and int(digits) <= 9 else T.LongType()
     return {
-        "string": T.StringType(), "number": T.DoubleType(), "date": T.DateType(), "datetime": T.TimestampType(),
+        "string": T.StringType(), "number": T.DoubleType(), "date": T.DateType(), "datetime": T.TimestampNTZType(),
         "boolean": T.BooleanType(), "year": T.IntegerType(), "yearmonth": T.DateType(),
     }[kind]
 
@@ -119,9 +119,13 @@ ISO_DATETIME_FORM = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2
 
 
 def _timestamp_with(pattern: str | None) -> Callable[[str], str]:
+    """A wall-clock date-time (French local time, no zone in the data) as a timestamp without time zone: an instant
+    would move when read in another zone. Parsed in the session's zone and cast back in it, so the value is kept
+    (Spark has no ``try_to_timestamp_ntz``)."""
     if pattern is None:
-        return lambda c: f"CASE WHEN {c} RLIKE {sql_string(ISO_DATETIME_FORM)} THEN try_to_timestamp({c}) END"
-    return lambda c: f"try_to_timestamp({c}, {sql_string(pattern)})"
+        return lambda c: (f"CASE WHEN {c} RLIKE {sql_string(ISO_DATETIME_FORM)} "
+                          f"THEN CAST(try_to_timestamp({c}) AS TIMESTAMP_NTZ) END")
+    return lambda c: f"CAST(try_to_timestamp({c}, {sql_string(pattern)}) AS TIMESTAMP_NTZ)"
 
 
 def _finite(c: str) -> str:

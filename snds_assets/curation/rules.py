@@ -93,8 +93,8 @@ def range_rules(plans: list[ColumnPlan], delivered: set[str], delivery: date, ta
         if p.field is None or p.name not in delivered:
             continue
         c = sql_name(p.name)
-        if isinstance(p.dtype, (T.DateType, T.TimestampType)):
-            day = f"to_date({c})" if isinstance(p.dtype, T.TimestampType) else c
+        if isinstance(p.dtype, (T.DateType, T.TimestampType, T.TimestampNTZType)):
+            day = c if isinstance(p.dtype, T.DateType) else f"to_date({c})"
             earliest = (f"DATE'{domain.first_retained_day(delivery).isoformat()}'"
                         if p.name in domain.RETAINED_DATES else first)
             fail = f"({day} < {earliest} AND {day} <> {unknown})"
