@@ -1,6 +1,7 @@
 """Project pseudonyms (SPEC §3): SNDS pseudonyms become keyed hashes that only make sense inside one project.
 
-``NUM_ENQ = HMAC-SHA256(k_NUM_ENQ, pseudo-NIR)`` where ``k_NUM_ENQ = HMAC-SHA256(project secret, label)``.
+``NUM_ENQ = HMAC-SHA256(k_NUM_ENQ, pseudo-NIR)`` where ``k_NUM_ENQ = HMAC-SHA256(project secret,
+"snds_assets/project-pseudonym/" + label)``: a project's pseudonyms stay what they were only while this holds.
 The same pseudo-NIR gives the same NUM_ENQ whether it comes from BEN_NIR_PSA (DCIR) or NIR_ANO_17 (PMSI);
 two projects have independent secrets, so their pseudonyms cannot be linked. The hash runs as Spark's built-in
 ``hmac`` expression (no Python UDF). The project secret is generated once and stored only under
