@@ -698,14 +698,24 @@ def test_a_column_unknown_to_the_catalog_is_withheld_and_reported(spark, catalog
 
 
 def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project):
-    """Stable within a project across runs; two projects get different, unlinkable pseudonyms."""
-    request, _ = project
+    """Stable within a project across runs; two projects get different, unlinkable pseudonyms. The cohort run
+    again is a project of this test's own: run again, study-a's saved report, which other tests read, was left
+    incomplete (its extracts not run again), and they failed when run after this test."""
     lake = Lake(env.lake)
-    before = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
+
+    def cohort_of(project_id: str) -> dict:
+        return {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project(project_id, "cohort")).collect()}
+
+    before = cohort_of("study-a")
     assert before == {nenq(env, "study-a", idt, "NUM_ENQ_IDT"): found for idt, (found, _) in EXPECTED_COHORT.items()}
-    run_cohort(spark, env, catalog, request, source)
-    after = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
-    assert after == before
+    write_request(Path(env.projects), "study-rerun")
+    rerun = load_request(env, catalog, "study-rerun")
+    runs = []
+    for _ in range(2):
+        run_cohort(spark, env, catalog, rerun, source)
+        runs.append(cohort_of("study-rerun"))
+    assert runs[0] == runs[1] == {nenq(env, "study-rerun", idt, "NUM_ENQ_IDT"): found
+                                  for idt, (found, _) in EXPECTED_COHORT.items()}
 
     other = load_request(env, catalog, "study-b")
     run_cohort(spark, env, catalog, other, source)
