@@ -536,6 +536,35 @@ def test_checks_and_report(env, project):
             for u in restricted["unresolved"]} == {3: "psa-t", 6: "idt-unknown", 7: "psa-zzz"}
 
 
+def test_the_correspondence_table_names_every_cohort_identity_under_its_project_pseudonyms(env, project):
+    """SPEC §3: the correspondence table, under ``<lake>/restricted/projects/<P>/`` only, maps each identity of every
+    cohort person (BEN_IDT_ANO, BEN_NIR_PSA and rank, BEN_NIR_ANO) to the NUM_ENQ_IDT, NUM_ENQ and NUM_ENQ_ANO its
+    extracts carry: the one way back from a project pseudonym to the SNDS."""
+    request, _ = project
+    pid = request.id
+    rows = pq.read_table(Path(env.lake) / "restricted" / "projects" / pid / "correspondence").to_pylist()
+    table = {(r["BEN_IDT_ANO"], r["BEN_NIR_PSA"], int(r["BEN_RNG_GEM"])): r for r in rows}
+    assert len(rows) == len(table) == 11
+    assert set(table) == {(idt, nir, rank) for idt in EXPECTED_COHORT for nir, rank in PERSONS[idt][0]}
+    for (idt, nir, _), row in table.items():
+        assert row["BEN_NIR_ANO"] == f"ano-{idt}"
+        assert (row["NUM_ENQ_IDT"], row["NUM_ENQ"], row["NUM_ENQ_ANO"]) == (
+            nenq(env, pid, idt, "NUM_ENQ_IDT"), nenq(env, pid, nir), nenq(env, pid, f"ano-{idt}", "NUM_ENQ_ANO"))
+    # The extracts' identities are the table's, and every project pseudonym of any extract is found in it.
+    ben = pq.read_table(Lake(env.lake).project(pid, "IR_BEN_R")).to_pylist()
+    assert sorted((r["NUM_ENQ"], int(r["BEN_RNG_GEM"]), r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"]) for r in ben) == sorted(
+        (r["NUM_ENQ"], int(r["BEN_RNG_GEM"]), r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"]) for r in rows)
+    known = {column: {r[column] for r in rows} for column in ("NUM_ENQ", "NUM_ENQ_IDT", "NUM_ENQ_ANO")}
+    found = 0
+    for family in [*request.tables, "cohort"]:
+        extract = pq.read_table(Lake(env.lake).project(pid, family)).to_pylist()
+        for column, values in known.items():
+            used = {r[column] for r in extract if column in r and r[column] is not None}
+            assert used <= values, (family, column, used - values)
+            found += len(used)
+    assert found > 30
+
+
 @pytest.mark.parametrize("granted", ["EXE_SOI_DTD, PRS_NAT_REF", "PRS_NAT_REF"], ids=["date-granted", "date-not-granted"])
 def test_in_period_catches_rows_a_faulty_selection_let_through(spark, env, catalog, source, monkeypatch, granted):
     """The check reads what the project receives (or, when the care date is not granted, the selected rows), so
