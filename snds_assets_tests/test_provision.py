@@ -28,6 +28,8 @@ One small base whose expected cohort and extracts are known by construction:
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import shutil
@@ -281,8 +283,19 @@ def read_extract(spark, settings, project_id, family):
     return spark.read.parquet(Lake(settings.lake).project(project_id, family))
 
 
+def label_key(secret: bytes, label: str) -> bytes:
+    """A pseudonym family's key worked out here, not by the code under test (pseudonymize.py's derivation):
+    ``HMAC-SHA256(secret, "snds_assets/project-pseudonym/" + label)``."""
+    return hmac.new(secret, b"snds_assets/project-pseudonym/" + label.encode("utf-8"), hashlib.sha256).digest()
+
+
+def keyed_hash(secret: bytes, label: str, value: str) -> str:
+    """A project pseudonym worked out here: hex ``HMAC-SHA256(label_key, value)``."""
+    return hmac.new(label_key(secret, label), value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def nenq(settings, project_id, value, label="NUM_ENQ"):
-    return pseudonym_value(value, project_secret(settings, project_id), label)
+    return keyed_hash(project_secret(settings, project_id), label, value)
 
 
 # --- Identification ----------------------------------------------------------------------------------------------
@@ -523,6 +536,35 @@ def test_checks_and_report(env, project):
             for u in restricted["unresolved"]} == {3: "psa-t", 6: "idt-unknown", 7: "psa-zzz"}
 
 
+def test_the_correspondence_table_names_every_cohort_identity_under_its_project_pseudonyms(env, project):
+    """SPEC §3: the correspondence table, under ``<lake>/restricted/projects/<P>/`` only, maps each identity of every
+    cohort person (BEN_IDT_ANO, BEN_NIR_PSA and rank, BEN_NIR_ANO) to the NUM_ENQ_IDT, NUM_ENQ and NUM_ENQ_ANO its
+    extracts carry: the one way back from a project pseudonym to the SNDS."""
+    request, _ = project
+    pid = request.id
+    rows = pq.read_table(Path(env.lake) / "restricted" / "projects" / pid / "correspondence").to_pylist()
+    table = {(r["BEN_IDT_ANO"], r["BEN_NIR_PSA"], int(r["BEN_RNG_GEM"])): r for r in rows}
+    assert len(rows) == len(table) == 11
+    assert set(table) == {(idt, nir, rank) for idt in EXPECTED_COHORT for nir, rank in PERSONS[idt][0]}
+    for (idt, nir, _), row in table.items():
+        assert row["BEN_NIR_ANO"] == f"ano-{idt}"
+        assert (row["NUM_ENQ_IDT"], row["NUM_ENQ"], row["NUM_ENQ_ANO"]) == (
+            nenq(env, pid, idt, "NUM_ENQ_IDT"), nenq(env, pid, nir), nenq(env, pid, f"ano-{idt}", "NUM_ENQ_ANO"))
+    # The extracts' identities are the table's, and every project pseudonym of any extract is found in it.
+    ben = pq.read_table(Lake(env.lake).project(pid, "IR_BEN_R")).to_pylist()
+    assert sorted((r["NUM_ENQ"], int(r["BEN_RNG_GEM"]), r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"]) for r in ben) == sorted(
+        (r["NUM_ENQ"], int(r["BEN_RNG_GEM"]), r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"]) for r in rows)
+    known = {column: {r[column] for r in rows} for column in ("NUM_ENQ", "NUM_ENQ_IDT", "NUM_ENQ_ANO")}
+    found = 0
+    for family in [*request.tables, "cohort"]:
+        extract = pq.read_table(Lake(env.lake).project(pid, family)).to_pylist()
+        for column, values in known.items():
+            used = {r[column] for r in extract if column in r and r[column] is not None}
+            assert used <= values, (family, column, used - values)
+            found += len(used)
+    assert found > 30
+
+
 @pytest.mark.parametrize("granted", ["EXE_SOI_DTD, PRS_NAT_REF", "PRS_NAT_REF"], ids=["date-granted", "date-not-granted"])
 def test_in_period_catches_rows_a_faulty_selection_let_through(spark, env, catalog, source, monkeypatch, granted):
     """The check reads what the project receives (or, when the care date is not granted, the selected rows), so
@@ -685,14 +727,24 @@ def test_a_column_unknown_to_the_catalog_is_withheld_and_reported(spark, catalog
 
 
 def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project):
-    """Stable within a project across runs; two projects get different, unlinkable pseudonyms."""
-    request, _ = project
+    """Stable within a project across runs; two projects get different, unlinkable pseudonyms. The cohort run
+    again is a project of this test's own: run again, study-a's saved report, which other tests read, was left
+    incomplete (its extracts not run again), and they failed when run after this test."""
     lake = Lake(env.lake)
-    before = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
+
+    def cohort_of(project_id: str) -> dict:
+        return {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project(project_id, "cohort")).collect()}
+
+    before = cohort_of("study-a")
     assert before == {nenq(env, "study-a", idt, "NUM_ENQ_IDT"): found for idt, (found, _) in EXPECTED_COHORT.items()}
-    run_cohort(spark, env, catalog, request, source)
-    after = {r["NUM_ENQ_IDT"]: r["FOUND_BY"] for r in spark.read.parquet(lake.project("study-a", "cohort")).collect()}
-    assert after == before
+    write_request(Path(env.projects), "study-rerun")
+    rerun = load_request(env, catalog, "study-rerun")
+    runs = []
+    for _ in range(2):
+        run_cohort(spark, env, catalog, rerun, source)
+        runs.append(cohort_of("study-rerun"))
+    assert runs[0] == runs[1] == {nenq(env, "study-rerun", idt, "NUM_ENQ_IDT"): found
+                                  for idt, (found, _) in EXPECTED_COHORT.items()}
 
     other = load_request(env, catalog, "study-b")
     run_cohort(spark, env, catalog, other, source)
@@ -705,6 +757,45 @@ def test_cohort_file_and_project_pseudonyms(spark, env, catalog, source, project
     b_values = {v for r in b_ben for v in (r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"])}
     assert len(a_values) == len(b_values) == 31 and not a_values & b_values
     assert project_secret(env, "study-a") != project_secret(env, "study-b")
+
+
+# Written by the derivation every release so far used (from f164ee2 on), for the secret bytes(range(32)).
+KNOWN_PSEUDONYMS = {
+    ("NUM_ENQ", "psa-a"): "bf991933386488ef5e5a7cc64b5552719d92ab8f93146dc575e87862d05106f7",
+    ("NUM_ENQ_IDT", "idt-p1"): "01da95159eece71df277ba577d42f81a1ef810988ae84ffb98590ee787301d0b",
+    ("NUM_ENQ_ANO", "ano-idt-p1"): "2b6491b3566d48de8e348ec69b877f139372a9fad2ff3a79dc50c3fd00dccc04",
+}
+
+
+def test_project_pseudonyms_are_the_documented_keyed_hashes(spark, catalog, source, tmp_path):
+    """A project's pseudonyms must stay the same across runs and releases (SPEC §3): a changed derivation would give
+    its researchers new NUM_ENQ that match none of their earlier extracts. Every other test computes the expected
+    values with the code under test; here the extraction of a project whose secret is known is held to the hashes
+    worked out in the test and to values an earlier release wrote."""
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    secret = bytes(range(32))
+    restricted = Path(settings.lake) / "restricted" / "projects" / "kat"  # README: where the secret is kept
+    restricted.mkdir(parents=True)
+    (restricted / "secret.key").write_bytes(secret)
+    write_request(Path(settings.projects), "kat", identifiers="BEN_IDT_ANO\nidt-p1\n",
+                  text="id: kat\nperiod: {start: 2022-01-01, end: 2023-12-31}\ntables: [IR_BEN_R]\n"
+                       "cohort: {identifiers: kat-ids.csv}\n")
+    request = load_request(settings, catalog, "kat")
+    run_cohort(spark, settings, catalog, request, source)
+    run_extract(spark, settings, catalog, request, "IR_BEN_R", source)
+    rows = pq.read_table(Path(settings.lake) / "projects" / "kat" / "IR_BEN_R").to_pylist()
+    got = sorted((r["NUM_ENQ"], r["NUM_ENQ_IDT"], r["NUM_ENQ_ANO"]) for r in rows)
+    assert got == sorted((keyed_hash(secret, "NUM_ENQ", nir), keyed_hash(secret, "NUM_ENQ_IDT", "idt-p1"),
+                          keyed_hash(secret, "NUM_ENQ_ANO", "ano-idt-p1")) for nir in ("psa-a", "psa-a2"))
+    for (label, value), expected in KNOWN_PSEUDONYMS.items():
+        assert keyed_hash(secret, label, value) == expected
+        assert pseudonym_value(value, secret, label) == expected
+    assert KNOWN_PSEUDONYMS["NUM_ENQ", "psa-a"] in {r["NUM_ENQ"] for r in rows}
+    cohort = pq.read_table(Path(settings.lake) / "projects" / "kat" / "cohort").to_pylist()
+    assert [r["NUM_ENQ_IDT"] for r in cohort] == [KNOWN_PSEUDONYMS["NUM_ENQ_IDT", "idt-p1"]]
+    # The secret's fingerprint for the project (secret.check), derived alike: a changed one refuses every secret.
+    check = hmac.new(secret, b"snds_assets/project-pseudonym/key-check/kat", hashlib.sha256).hexdigest()
+    assert (restricted / "secret.check").read_bytes().strip() == check.encode()
 
 
 def test_restricted_data_is_staged_inside_restricted(spark, env, monkeypatch):
@@ -770,8 +861,8 @@ def test_pseudonym_expression_matches_reference(spark):
     df = spark.createDataFrame([("psa-a", "psa-a", "IDT", None, " ")],
                                "BEN_NIR_PSA string, NIR_ANO_17 string, BEN_IDT_ANO string, BEN_NIR_ANO string, ASS_NIR_ANO string")
     row = pseudonymize(df.select("BEN_NIR_PSA", "BEN_IDT_ANO", "BEN_NIR_ANO", "ASS_NIR_ANO"), secret).first()
-    assert row.asDict() == {"NUM_ENQ": pseudonym_value("psa-a", secret, "NUM_ENQ"),
-                            "NUM_ENQ_IDT": pseudonym_value("IDT", secret, "NUM_ENQ_IDT"),
+    assert row.asDict() == {"NUM_ENQ": keyed_hash(secret, "NUM_ENQ", "psa-a"),
+                            "NUM_ENQ_IDT": keyed_hash(secret, "NUM_ENQ_IDT", "IDT"),
                             "NUM_ENQ_ANO": None, "ASS_NIR_ANO": None}
     nir17 = df.select(pseudonym("NIR_ANO_17", secret, "NUM_ENQ", spark).alias("x")).first()["x"]
     assert nir17 == row["NUM_ENQ"] and len(nir17) == 64
@@ -788,10 +879,10 @@ def test_an_insured_pseudonym_is_hashed_as_the_beneficiaries_it_names(spark):
                                 ("ano-child", "ano-parent", "psa-b", "psa-a")],
                                "BEN_NIR_ANO string, ASS_NIR_ANO string, BEN_NIR_PSA string, NIR_ANO_MAM string")
     rows = {r["NUM_ENQ"]: r for r in pseudonymize(df, secret).collect()}
-    parent, child = (rows[pseudonym_value(psa, secret, "NUM_ENQ")] for psa in ("psa-a", "psa-b"))
+    parent, child = (rows[keyed_hash(secret, "NUM_ENQ", psa)] for psa in ("psa-a", "psa-b"))
     assert parent["ASS_NIR_ANO"] == parent["NUM_ENQ_ANO"] == child["ASS_NIR_ANO"] != child["NUM_ENQ_ANO"]
-    assert parent["ASS_NIR_ANO"] == pseudonym_value("ano-parent", secret, "NUM_ENQ_ANO")
-    assert parent["NIR_ANO_MAM"] == pseudonym_value("psa-a", secret, "NIR_ANO_MAM") != parent["NUM_ENQ"]
+    assert parent["ASS_NIR_ANO"] == keyed_hash(secret, "NUM_ENQ_ANO", "ano-parent")
+    assert parent["NIR_ANO_MAM"] == keyed_hash(secret, "NIR_ANO_MAM", "psa-a") != parent["NUM_ENQ"]
 
 
 def test_no_query_plan_holds_a_sub_key(spark):
@@ -800,12 +891,10 @@ def test_no_query_plan_holds_a_sub_key(spark):
     with it anyone computes a pseudo-NIR's NUM_ENQ. Spark now reads it when the query runs."""
     from pyspark.errors import AnalysisException
 
-    from snds_assets.provision.pseudonymize import subkey
-
     secret = bytes(range(32))
-    keys = [subkey(secret, label).hex() for label in ("NUM_ENQ", "NUM_ENQ_IDT")]
+    keys = [label_key(secret, label).hex() for label in ("NUM_ENQ", "NUM_ENQ_IDT")]
     df = pseudonymize(spark.createDataFrame([("psa-a", "IDT")], "BEN_NIR_PSA string, BEN_IDT_ANO string"), secret)
-    assert df.first()["NUM_ENQ"] == pseudonym_value("psa-a", secret, "NUM_ENQ")
+    assert df.first()["NUM_ENQ"] == keyed_hash(secret, "NUM_ENQ", "psa-a")
     execution = df._jdf.queryExecution()
     plans = execution.toString() + execution.executedPlan().toString()
     with pytest.raises(AnalysisException) as failed:
@@ -828,7 +917,7 @@ def test_an_extract_is_not_in_the_order_of_the_snds_pseudonyms(spark, tmp_path):
     rows = spark.createDataFrame([(v, i % 7) for i, v in enumerate(psa)], "BEN_NIR_PSA string, PRS_ACT_QTE int")
     target = str(tmp_path / "ER_PRS_F")
     write_parquet(in_content_order(pseudonymize(rows.repartition(1), secret)), target)
-    back = {pseudonym_value(v, secret, "NUM_ENQ"): v for v in psa}
+    back = {keyed_hash(secret, "NUM_ENQ", v): v for v in psa}
     files = [pq.read_table(f).to_pylist() for f in sorted(Path(target).glob("*.parquet"))]
     for part in files:
         assert [r["NUM_ENQ"] for r in part] == sorted(r["NUM_ENQ"] for r in part)
@@ -857,8 +946,8 @@ def test_death_and_cartography_ids_do_not_leave_the_lake(spark):
     secret, other = bytes(range(32)), bytes(range(1, 33))
     df = spark.createDataFrame([("d" * 64, "carto-1", "x")], "DCD_IDT_ENC string, ID_CARTO string, DCD_CAU string")
     row, row_b = pseudonymize(df, secret).first(), pseudonymize(df, other).first()
-    assert row["DCD_IDT_ENC"] == pseudonym_value("d" * 64, secret, "DCD_IDT_ENC") != "d" * 64
-    assert row["ID_CARTO"] == pseudonym_value("carto-1", secret, "ID_CARTO") != "carto-1"
+    assert row["DCD_IDT_ENC"] == keyed_hash(secret, "DCD_IDT_ENC", "d" * 64) != "d" * 64
+    assert row["ID_CARTO"] == keyed_hash(secret, "ID_CARTO", "carto-1") != "carto-1"
     assert row["DCD_IDT_ENC"] != row_b["DCD_IDT_ENC"] and row["DCD_CAU"] == "x"
 
 
@@ -880,9 +969,9 @@ def test_hospital_patient_ids_do_not_leave_the_lake(spark, catalog, source, tmp_
     secret = bytes(range(32))
     cohort = spark.createDataFrame([("idt-p1",)], "BEN_IDT_ANO string")
     rows = extract_family(spark, catalog, request, "T_RIPaaRSA", cohort, both, secret=secret).collect()
-    assert [r["IPP_IRR_CRY"] for r in rows] == [pseudonym_value("ipp-of-p1", secret, "IPP_IRR_CRY")]
+    assert [r["IPP_IRR_CRY"] for r in rows] == [keyed_hash(secret, "IPP_IRR_CRY", "ipp-of-p1")]
     df = spark.createDataFrame([("m" * 32,)], "ID_MAM_ENF string")
-    assert pseudonymize(df, secret).first()["ID_MAM_ENF"] == pseudonym_value("m" * 32, secret, "ID_MAM_ENF")
+    assert pseudonymize(df, secret).first()["ID_MAM_ENF"] == keyed_hash(secret, "ID_MAM_ENF", "m" * 32)
     assert "ID_MAM_ENF" not in pseudonymize(df, secret, drop_other=True).columns
 
 

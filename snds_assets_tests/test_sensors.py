@@ -202,18 +202,23 @@ def test_a_delivery_received_by_snds_ingest_is_not_received_again(cli_env, capsy
     assert [r.partition_key for r in changed.run_requests] == ["2026-11-15"]
 
 
-def test_many_deliveries_received_already_make_one_note(env, monkeypatch, capsys):
-    """A first tick over a landing zone holding years of received deliveries named each in its skip reason."""
-    from snds_assets.reception import report
-    from snds_assets.reception.manifest import manifest_fingerprint
-    from snds_assets.reception.storage import read_manifest
+# Reception marks as a release before marks named their run wrote them (08bc330), for the manifests _write_delivery
+# writes: an upgrade must not receive those deliveries again, so these fingerprints are literals, not today's.
+EARLIER_MARKS = {"2026-01-05": "e9cf79dea539bf6d", "2026-02-05": "681bfb606761a1ff", "2026-03-05": "0a871afaa48a463b",
+                 "2026-04-05": "2caff1594f5fe137", "2026-05-05": "ce3f8653db98f65c"}
 
+
+def test_many_deliveries_received_already_make_one_note(env, capsys):
+    """A first tick over a landing zone holding years of received deliveries named each in its skip reason. They
+    were received by an earlier release, whose marks the sensor still reads."""
     settings, defs, instance = env
-    ids = [f"2026-0{m}-05" for m in range(1, 6)]
+    ids = list(EARLIER_MARKS)
     for delivery_id in ids:
         _write_delivery(Path(settings.landing), delivery_id)
-    monkeypatch.setattr(report, "received_mark",
-                        lambda s, d: (manifest_fingerprint(read_manifest(s.landing, d)), None))
+        mark = Path(settings.lake) / "reports" / "deliveries" / "_parts" / delivery_id / "_received.json"
+        mark.parent.mkdir(parents=True)
+        mark.write_text(json.dumps({"delivery_id": delivery_id, "manifest": EARLIER_MARKS[delivery_id],
+                                    "received_at": "2026-12-02T10:00:00+00:00"}, indent=2) + "\n")
     first = _tick(defs, instance, "cnam_deliveries")
     assert not first.run_requests
     assert first.skip_reason.skip_message == (
@@ -428,22 +433,64 @@ def test_a_manifest_changed_back_is_requested_again_with_a_new_run_key(env):
     assert not _tick(defs, instance, "cnam_deliveries", cursors[-1]).run_requests
 
 
-def test_a_cursor_of_the_previous_format_is_read(env):
-    """Deployed sensors keep their cursor ({id: fingerprint}): an unchanged delivery is not requested again, and
-    a change back to an earlier content gets a key the first request (``id:fingerprint``) never had."""
-    from snds_assets.reception.manifest import manifest_fingerprint
-    from snds_assets.reception.storage import read_manifest
+# The delivery sensor's cursor as earlier releases wrote it after one tick over _write_manifest(landing,
+# "2026-11-15", ["ER_PRS_F"]): {id: fingerprint} (a717d2e), then {id: {manifest, requests}} (5ccb84e).
+EARLIER_DELIVERY_CURSORS = ['{"2026-11-15": "8769a87db225ef6a"}',
+                            '{"2026-11-15": {"manifest": "8769a87db225ef6a", "requests": 1}}']
 
+
+@pytest.mark.parametrize("cursor", EARLIER_DELIVERY_CURSORS, ids=["bare-fingerprint", "counted"])
+def test_a_cursor_of_the_previous_format_is_read(env, cursor):
+    """Deployed sensors keep their cursor: after an upgrade an unchanged delivery is not requested again (a
+    changed fingerprint would receive every delivery again), and a change back to an earlier content gets a key
+    the first request (``id:fingerprint``, ``id:1:fingerprint``) never had."""
     settings, defs, instance = env
     landing = Path(settings.landing)
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
-    first = manifest_fingerprint(read_manifest(settings.landing, "2026-11-15"))
-    assert not _tick(defs, instance, "cnam_deliveries", json.dumps({"2026-11-15": first})).run_requests
+    kept = _tick(defs, instance, "cnam_deliveries", cursor)
+    assert not kept.run_requests
+    assert json.loads(kept.cursor)["2026-11-15"]["manifest"] == "8769a87db225ef6a"
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F", "T_MCO23C"])
-    changed = _tick(defs, instance, "cnam_deliveries", json.dumps({"2026-11-15": first}))
+    changed = _tick(defs, instance, "cnam_deliveries", cursor)
+    assert [r.run_key.split(":")[:2] for r in changed.run_requests] == [["2026-11-15", "2"]]
     _write_manifest(landing, "2026-11-15", ["ER_PRS_F"])
     back = _tick(defs, instance, "cnam_deliveries", changed.cursor)
-    assert back.run_requests[0].run_key not in (f"2026-11-15:{first}", changed.run_requests[0].run_key)
+    assert back.run_requests[0].run_key not in ("2026-11-15:8769a87db225ef6a", "2026-11-15:1:8769a87db225ef6a",
+                                                changed.run_requests[0].run_key)
+
+
+def test_the_manifest_fingerprint_is_the_one_earlier_releases_wrote(tmp_path):
+    """The fingerprint is what the cursor, the run keys and the reception marks compare: changed by an upgrade (a
+    field added to the manifest's serialisation, another hash), every delivery would be received again and every
+    project refreshed. Fixed manifests, literal values computed by the release that introduced the function
+    (a717d2e). A manifest reformatted, or with the default format spelt out, is the same manifest."""
+    from snds_assets.reception.manifest import manifest_fingerprint, parse_manifest
+    from snds_assets.reception.storage import read_manifest
+
+    manifest = {
+        "delivery_id": "2024-03-01_b", "producer": "CNAM", "created_at": "2024-03-01T08:00:00Z",
+        "format": {"delimiter": "|", "encoding": "latin-1", "header": True, "null_value": "NA", "decimal": ",",
+                   "date_format": "%d/%m/%Y"},
+        "tables": [
+            {"table": "IR_BEN_R", "mode": "full",
+             "files": [{"path": "IR_BEN_R.csv.gz", "rows": 12, "bytes": 345, "sha256": "ab" * 32}]},
+            {"table": "T_MCO23C", "files": [
+                {"path": "T_MCO23C/part-1.csv", "rows": 0, "bytes": 40, "sha256": "0" * 64},
+                {"path": "T_MCO23C/part-2.csv", "rows": 7, "bytes": 410, "sha256": "f" * 64}]},
+        ],
+    }
+    assert manifest_fingerprint(parse_manifest(json.dumps(manifest))) == "901d07a8214d25af"
+    reordered = {"tables": manifest["tables"], "format": dict(reversed(manifest["format"].items())),
+                 **{k: manifest[k] for k in ("created_at", "producer", "delivery_id")}}
+    assert manifest_fingerprint(parse_manifest(json.dumps(reordered, indent=4))) == "901d07a8214d25af"
+
+    _write_manifest(tmp_path, "2026-11-15", ["ER_PRS_F"])
+    assert manifest_fingerprint(read_manifest(str(tmp_path), "2026-11-15")) == "8769a87db225ef6a"
+    path = tmp_path / "2026-11-15" / "manifest.json"
+    spelt = json.loads(path.read_text())
+    spelt.update(producer="CNAM", created_at="", format={"delimiter": ";", "encoding": "utf-8", "header": True})
+    path.write_text(json.dumps(spelt))
+    assert manifest_fingerprint(read_manifest(str(tmp_path), "2026-11-15")) == "8769a87db225ef6a"
 
 
 def test_a_changed_manifest_gets_a_new_run_key_after_the_cursor_was_reset(env):
@@ -846,12 +893,12 @@ def test_project_edited_back_after_a_cursor_reset_runs_again(env):
 
 
 def test_project_sensor_reads_the_older_cursor(env):
-    """A cursor of fingerprints alone (before changes were counted) still says which requests already ran."""
-    from snds_assets.provision.request import list_requests
-
+    """A cursor of fingerprints alone (before changes were counted) still says which requests already ran. It is
+    the one a release of then (326d3b2) wrote for this request: a changed request fingerprint would extract every
+    project again after an upgrade."""
     settings, defs, instance = env
     _project(settings, "p", ["ER_PRS_F"])
-    older = json.dumps(dict(list_requests(settings)))
+    older = '{"p": "12b4f0c5980d47ae"}'
     assert not _tick(defs, instance, "project_requests", older).run_requests
     _project(settings, "p", ["ER_PRS_F"], criterion='drug: {cip13: ["3400930000002"]}')
     assert [r.partition_key for r in _tick(defs, instance, "project_requests", older).run_requests] == ["p"]
