@@ -1512,11 +1512,16 @@ def test_a_new_instance_is_made_by_one_command_at_a_time(tmp_path, monkeypatch):
     (home / "dagster.yaml").write_text(cli.INSTANCE_CONFIG)
     code = "import sys; from snds_assets.cli import create_instance_once; create_instance_once(sys.argv[1])"
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    with open(home / ".snds-instance.lock", "a") as lock:
+    lock_path = home / ".snds-instance.lock"
+    with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         waiting = subprocess.Popen([sys.executable, "-c", code, str(home)], env=env)
-        time.sleep(3)
-        assert waiting.poll() is None and not (home / cli.INSTANCE_MADE).exists()
+        deadline = time.monotonic() + 120  # a hang guard only: the command starts in seconds
+        while not _waits_for_lock(lock_path, waiting.pid):
+            assert waiting.poll() is None, f"the command ended ({waiting.returncode}) without waiting for the lock"
+            assert time.monotonic() < deadline, "the command never asked for the lock"
+            time.sleep(0.1)
+        assert not (home / cli.INSTANCE_MADE).exists() and not list(home.rglob("*.db"))  # blocked before making it
     assert waiting.wait(timeout=120) == 0 and (home / cli.INSTANCE_MADE).exists()
     assert sorted(p.name for p in home.rglob("*.db"))  # the storage the first command made
 
@@ -1527,3 +1532,15 @@ def test_a_new_instance_is_made_by_one_command_at_a_time(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dagster.DagsterInstance, "get", opened)
     cli.create_instance_once(str(home))
+
+
+def _waits_for_lock(path: Path, pid: int) -> bool:
+    """Whether the kernel lists process ``pid`` waiting ("->", a blocked request) for a lock on ``path``."""
+    inode = str(path.stat().st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields:
+            waiter = fields[fields.index("->") + 1:]  # FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> ...
+            if waiter[3] == str(pid) and waiter[4].rsplit(":", 1)[-1] == inode:
+                return True
+    return False
