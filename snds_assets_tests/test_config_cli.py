@@ -975,9 +975,10 @@ def test_a_grpc_server_passes_the_probe(monkeypatch):
 
 
 def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
-    """A host that drops packets: a listening socket whose accept queue is full drops new connections' SYNs."""
+    """A host that drops packets: a listening socket whose accept queue is full drops new connections' SYNs. "no
+    answer within 1 s" is the probe's own timeout expiring: without it, the system's would end the connection
+    attempt after about two minutes of retries, "connection timed out"."""
     import socket
-    import time
 
     from snds_assets.spark import SparkConnectUnreachable, check_spark_connect
 
@@ -987,10 +988,8 @@ def test_a_server_that_does_not_answer_is_told_within_the_timeout(monkeypatch):
         server.listen(0)
         port = server.getsockname()[1]
         queued.connect(("127.0.0.1", port))  # fills the queue: never accepted
-        started = time.monotonic()
         with pytest.raises(SparkConnectUnreachable) as exc:
             check_spark_connect(f"sc://127.0.0.1:{port}/;token=SECRETTOK", timeout=1)
-        assert time.monotonic() - started < 5
     assert str(exc.value) == (f"SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (no answer within "
                               "1 s); is the server started, and is that its address?")
 
