@@ -456,13 +456,27 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, spark) -> Reference:
-    """One generated delivery ingested the default way (local landing, local lake, local Spark), once a session."""
+    """One generated delivery ingested the default way (local landing, local lake, local Spark), once a session.
+
+    The tests only compare their ingestion with this one: it must itself be a good one, or a regression that
+    curates nothing (or rejects everything) in both would pass. The generated delivery has no defect: accepted,
+    every table delivered curated, rows in every family of REFERENCE_TABLES."""
     home = tmp_path_factory.mktemp("reference")
     delivery = generate(home / "landing", DELIVERY_ID, PATIENTS, SEED, "--tables", REFERENCE_TABLES)
     code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=str(home / "landing"))
     lake = home / "lake"
-    assert code in (0, 1), f"reference ingestion failed with exit status {code}"
-    return Reference(home, delivery, code, load_report(lake, DELIVERY_ID), curated_summary(lake, DELIVERY_ID))
+    assert code == 0, f"reference ingestion ended with exit status {code} (its report: {lake / 'reports'})"
+    report, curated = load_report(lake, DELIVERY_ID), curated_summary(lake, DELIVERY_ID)
+    assert report["status"] == "accepted", report["status"]
+    manifest = json.loads((delivery / "manifest.json").read_text(encoding="utf-8"))
+    tables = report["tables"]
+    assert sorted(tables) == sorted(t["table"] for t in manifest["tables"])
+    for name, table in tables.items():
+        assert table["status"] == "accepted" and table["rows_curated"] > 0, (name, table)
+    families = {table["family"] for table in tables.values()}
+    assert families == set(REFERENCE_TABLES.split(","))
+    assert {f: curated.get(f, {}).get("curated_rows", 0) > 0 for f in families} == dict.fromkeys(families, True)
+    return Reference(home, delivery, code, report, curated)
 
 
 class TcpService:
