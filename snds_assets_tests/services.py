@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,25 @@ SEED = 11
 # DCIR (a central table and an affiliated one), a referential, and a PMSI field over two years: every kind of
 # table and link, small enough for four ingestions in CI.
 REFERENCE_TABLES = "IR_BEN_R,ER_PRS_F,ER_PHA_F,T_MCOaaB,T_MCOaaC"
-SNDS_VARIABLES = ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SNDS_SCHEMAS", "SNDS_NOMENCLATURES",
-                  "SNDS_REJECT_TOLERANCE", "DAGSTER_HOME", "SPARK_REMOTE", "SNDS_LAKE_AUTH")
+# What changes what the product does, read from the environment (SPEC §1, the Azure credentials, the Spark Connect
+# server, Dagster's instance and its gRPC timeouts): none comes into a test, nor into a command it runs, from the
+# shell the tests were started in (conftest clears them); a test sets the ones it means. SNDS_SHARED and
+# SNDS_CHROMIUM are not settings: they locate the tests' own material (the reference schemas, the browser).
+SETTING_PREFIXES = ("SNDS_", "AZURE_STORAGE_")
+SETTING_NAMES = frozenset({"DAGSTER_HOME", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "AZURE_CLIENT_ID",
+                           "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST",
+                           "DAGSTER_GRPC_TIMEOUT_SECONDS", "DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS"})
+TEST_LOCATIONS = frozenset({"SNDS_SHARED", "SNDS_CHROMIUM"})
+
+
+def is_setting(name: str) -> bool:
+    """Whether the variable ``name`` is a setting of the product (see SETTING_PREFIXES)."""
+    return name not in TEST_LOCATIONS and (name in SETTING_NAMES or name.startswith(SETTING_PREFIXES))
+
+
+def without_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the product's settings."""
+    return {k: v for k, v in env.items() if not is_setting(k)}
 
 
 def _launch_origin(job: str):
@@ -370,9 +388,8 @@ def snds_command() -> list[str]:
 
 
 def clean_environment(home: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without SNDS settings, plus ``extra``: only what the test says counts."""
-    env = {k: v for k, v in os.environ.items() if k not in SNDS_VARIABLES and not k.startswith("AZURE_STORAGE_")}
-    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    """The caller's environment without the product's settings, plus ``extra``: only what the test says counts."""
+    env = without_settings(os.environ)
     env.update({"SNDS_HOME": str(home), "PYTHONUNBUFFERED": "1", **extra})
     return env
 
@@ -409,8 +426,8 @@ def snds_in_process(home: Path, *args: str, **env: str) -> int:
 
     saved = dict(os.environ)
     try:
-        for name in SNDS_VARIABLES:
-            os.environ.pop(name, None)
+        for name in [name for name in os.environ if is_setting(name)]:
+            del os.environ[name]
         os.environ.update({"SNDS_HOME": str(home), **env})
         return main(list(args))
     finally:
