@@ -97,6 +97,115 @@ def queue_decision(instance) -> set[str]:
         instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
 
 
+# The dagster.yaml that earlier versions of `snds` wrote into a new DAGSTER_HOME, by the commit that last changed it
+# (`git log -p -S _EARLIER_INSTANCE_CONFIGS -- snds_assets/cli.py`); a command replaces each with the current one.
+# Copied as those versions wrote them, not built from the product's pieces: a change to those pieces must not
+# change what the tests take for an earlier version's file.
+EARLIER_INSTANCE_CONFIGS = {
+    "17f7747": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+""",
+    "dfd8449": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+""",
+    "2ba2388": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+    "435e926": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/reception
+        limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+    "68e8de4": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/reception
+        limit: 1
+  pools:
+    granularity: run
+    default_limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+}
+
+
 class ServiceError(AssertionError):
     """A service did not start; the message carries the end of its log."""
 

@@ -3,7 +3,9 @@ import subprocess
 import sys
 import textwrap
 
-from snds_assets.cli import _COMPUTE_LOGS_CONFIG, _EARLIER_INSTANCE_CONFIGS, INSTANCE_CONFIG, main
+from snds_assets.cli import _COMPUTE_LOGS_CONFIG, INSTANCE_CONFIG, main
+
+from .services import EARLIER_INSTANCE_CONFIGS
 
 # A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
 # group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included)
@@ -81,8 +83,8 @@ def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
 
 
 def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path, monkeypatch):
-    for number, earlier in enumerate(_EARLIER_INSTANCE_CONFIGS):
-        assert _instance_file_after_a_command(tmp_path / str(number), earlier, monkeypatch) == INSTANCE_CONFIG
+    for commit, earlier in EARLIER_INSTANCE_CONFIGS.items():
+        assert _instance_file_after_a_command(tmp_path / commit, earlier, monkeypatch) == INSTANCE_CONFIG, commit
 
 
 def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path, monkeypatch):

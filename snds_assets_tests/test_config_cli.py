@@ -264,13 +264,11 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     from dagster import DagsterInstance
     from dagster._core.storage.dagster_run import DagsterRunStatus
 
-    from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
-
-    from .services import queue_decision, queued_run
+    from .services import EARLIER_INSTANCE_CONFIGS, queue_decision, queued_run
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[0])
+    (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["17f7747"])  # the first, without limits
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
@@ -295,14 +293,13 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
     from dagster import DagsterInstance
     from dagster._core.storage.dagster_run import DagsterRunStatus
 
-    from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
     from snds_assets.runs import RECEPTION_TAG
 
-    from .services import queue_decision, queued_run
+    from .services import EARLIER_INSTANCE_CONFIGS, queue_decision, queued_run
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[3])  # the last one without pools
+    (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["435e926"])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
         monkeypatch.delenv(var, raising=False)
@@ -328,16 +325,15 @@ def test_the_local_instance_holds_asset_graph_receptions_in_the_queue(tmp_path, 
     from dagster import DagsterInstance, build_sensor_context
     from dagster._core.storage.dagster_run import DagsterRunStatus
 
-    from snds_assets.cli import _EARLIER_INSTANCE_CONFIGS
     from snds_assets.definitions import build_definitions
     from snds_assets.reception.assets import curated_key, raw_key
     from snds_assets.runs import RECEPTION_POOL, RECEPTION_TAG
 
-    from .services import planned_run, queue_decision, queued_run
+    from .services import EARLIER_INSTANCE_CONFIGS, planned_run, queue_decision, queued_run
 
     dagster_home = tmp_path / "home" / "dagster"
     dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(_EARLIER_INSTANCE_CONFIGS[3])  # the last one without pools
+    (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["435e926"])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SNDS_LANDING", str(tmp_path / "landing"))
     for var in ("DAGSTER_HOME", "SNDS_LAKE"):
