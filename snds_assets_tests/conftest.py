@@ -10,6 +10,8 @@ import pytest
 from snds_assets.catalog import Catalog
 from snds_assets.config import PACKAGED_SCHEMAS
 
+from .services import is_setting
+
 # Fixtures that start services (Azurite, Spark Connect, PostgreSQL) and the shared reference ingestion: one
 # registration, so that session-scoped fixtures are shared by every test module.
 pytest_plugins = ["snds_assets_tests.services"]
@@ -85,6 +87,12 @@ def _cached_entries() -> dict:
     return {identity(data.apply(i)): data.apply(i) for i in range(data.size())}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The product's settings of the shell that started the tests are no test's: each sets those it means."""
+    for name in [name for name in os.environ if is_setting(name)]:
+        del os.environ[name]
+
+
 @pytest.fixture(autouse=True)
 def _environment_restored():
     """`cli.prepare_environment` exports the settings to os.environ for Dagster's runs: a test that calls the CLI
@@ -98,11 +106,9 @@ def _environment_restored():
 
 @pytest.fixture()
 def snds_env(tmp_path, monkeypatch):
-    """An isolated SNDS_HOME (and Dagster instance) per test."""
+    """An isolated SNDS_HOME (and Dagster instance) per test; no other setting comes from the shell (see
+    pytest_configure)."""
     home = tmp_path / "snds"
-    for var in ("SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SNDS_SCHEMAS", "SNDS_NOMENCLATURES", "DAGSTER_HOME",
-                "SPARK_REMOTE"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SNDS_HOME", str(home))
     return home
 

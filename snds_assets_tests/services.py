@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,25 @@ SEED = 11
 # DCIR (a central table and an affiliated one), a referential, and a PMSI field over two years: every kind of
 # table and link, small enough for four ingestions in CI.
 REFERENCE_TABLES = "IR_BEN_R,ER_PRS_F,ER_PHA_F,T_MCOaaB,T_MCOaaC"
-SNDS_VARIABLES = ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SNDS_SCHEMAS", "SNDS_NOMENCLATURES",
-                  "SNDS_REJECT_TOLERANCE", "DAGSTER_HOME", "SPARK_REMOTE", "SNDS_LAKE_AUTH")
+# What changes what the product does, read from the environment (SPEC §1, the Azure credentials, the Spark Connect
+# server, Dagster's instance and its gRPC timeouts): none comes into a test, nor into a command it runs, from the
+# shell the tests were started in (conftest clears them); a test sets the ones it means. SNDS_SHARED and
+# SNDS_CHROMIUM are not settings: they locate the tests' own material (the reference schemas, the browser).
+SETTING_PREFIXES = ("SNDS_", "AZURE_STORAGE_")
+SETTING_NAMES = frozenset({"DAGSTER_HOME", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "AZURE_CLIENT_ID",
+                           "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST",
+                           "DAGSTER_GRPC_TIMEOUT_SECONDS", "DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS"})
+TEST_LOCATIONS = frozenset({"SNDS_SHARED", "SNDS_CHROMIUM"})
+
+
+def is_setting(name: str) -> bool:
+    """Whether the variable ``name`` is a setting of the product (see SETTING_PREFIXES)."""
+    return name not in TEST_LOCATIONS and (name in SETTING_NAMES or name.startswith(SETTING_PREFIXES))
+
+
+def without_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the product's settings."""
+    return {k: v for k, v in env.items() if not is_setting(k)}
 
 
 def _launch_origin(job: str):
@@ -77,6 +95,115 @@ def queue_decision(instance) -> set[str]:
     daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
     return {r.run_id for r in daemon._get_runs_to_dequeue(  # noqa: SLF001 - the daemon's decision itself
         instance, instance.get_concurrency_config(), fixed_iteration_time=None)}
+
+
+# The dagster.yaml that earlier versions of `snds` wrote into a new DAGSTER_HOME, by the commit that last changed it
+# (`git log -p -S _EARLIER_INSTANCE_CONFIGS -- snds_assets/cli.py`); a command replaces each with the current one.
+# Copied as those versions wrote them, not built from the product's pieces: a change to those pieces must not
+# change what the tests take for an earlier version's file.
+EARLIER_INSTANCE_CONFIGS = {
+    "17f7747": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+""",
+    "dfd8449": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+""",
+    "2ba2388": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+    "435e926": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/reception
+        limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+    "68e8de4": """telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/delivery
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/project
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+      - key: snds/reception
+        limit: 1
+  pools:
+    granularity: run
+    default_limit: 1
+compute_logs:
+  module: snds_assets.compute_logs
+  class: InterruptSafeComputeLogManager
+""",
+}
 
 
 class ServiceError(AssertionError):
@@ -370,9 +497,8 @@ def snds_command() -> list[str]:
 
 
 def clean_environment(home: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without SNDS settings, plus ``extra``: only what the test says counts."""
-    env = {k: v for k, v in os.environ.items() if k not in SNDS_VARIABLES and not k.startswith("AZURE_STORAGE_")}
-    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    """The caller's environment without the product's settings, plus ``extra``: only what the test says counts."""
+    env = without_settings(os.environ)
     env.update({"SNDS_HOME": str(home), "PYTHONUNBUFFERED": "1", **extra})
     return env
 
@@ -409,8 +535,8 @@ def snds_in_process(home: Path, *args: str, **env: str) -> int:
 
     saved = dict(os.environ)
     try:
-        for name in SNDS_VARIABLES:
-            os.environ.pop(name, None)
+        for name in [name for name in os.environ if is_setting(name)]:
+            del os.environ[name]
         os.environ.update({"SNDS_HOME": str(home), **env})
         return main(list(args))
     finally:
@@ -456,13 +582,27 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, spark) -> Reference:
-    """One generated delivery ingested the default way (local landing, local lake, local Spark), once a session."""
+    """One generated delivery ingested the default way (local landing, local lake, local Spark), once a session.
+
+    The tests only compare their ingestion with this one: it must itself be a good one, or a regression that
+    curates nothing (or rejects everything) in both would pass. The generated delivery has no defect: accepted,
+    every table delivered curated, rows in every family of REFERENCE_TABLES."""
     home = tmp_path_factory.mktemp("reference")
     delivery = generate(home / "landing", DELIVERY_ID, PATIENTS, SEED, "--tables", REFERENCE_TABLES)
     code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=str(home / "landing"))
     lake = home / "lake"
-    assert code in (0, 1), f"reference ingestion failed with exit status {code}"
-    return Reference(home, delivery, code, load_report(lake, DELIVERY_ID), curated_summary(lake, DELIVERY_ID))
+    assert code == 0, f"reference ingestion ended with exit status {code} (its report: {lake / 'reports'})"
+    report, curated = load_report(lake, DELIVERY_ID), curated_summary(lake, DELIVERY_ID)
+    assert report["status"] == "accepted", report["status"]
+    manifest = json.loads((delivery / "manifest.json").read_text(encoding="utf-8"))
+    tables = report["tables"]
+    assert sorted(tables) == sorted(t["table"] for t in manifest["tables"])
+    for name, table in tables.items():
+        assert table["status"] == "accepted" and table["rows_curated"] > 0, (name, table)
+    families = {table["family"] for table in tables.values()}
+    assert families == set(REFERENCE_TABLES.split(","))
+    assert {f: curated.get(f, {}).get("curated_rows", 0) > 0 for f in families} == dict.fromkeys(families, True)
+    return Reference(home, delivery, code, report, curated)
 
 
 class TcpService:

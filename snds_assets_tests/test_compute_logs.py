@@ -3,10 +3,13 @@ import subprocess
 import sys
 import textwrap
 
-from snds_assets.cli import _COMPUTE_LOGS_CONFIG, _EARLIER_INSTANCE_CONFIGS, INSTANCE_CONFIG, main
+from snds_assets.cli import _COMPUTE_LOGS_CONFIG, INSTANCE_CONFIG, main
+
+from .services import EARLIER_INSTANCE_CONFIGS
 
 # A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
-# group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included).
+# group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included)
+# once the mirror (tail -F, reading the step's log file every second) has copied the line to the terminal, a file.
 RUN = textwrap.dedent("""
     import os, signal, sys, time
     from dagster import DagsterInstance, Definitions, asset, define_asset_job
@@ -14,7 +17,11 @@ RUN = textwrap.dedent("""
     @asset
     def step():
         print("printed by the step", flush=True)
-        time.sleep(1.5)  # tail -F reads the step's log file every second
+        deadline = time.monotonic() + 60  # a hang guard only
+        with open(os.environ["TERMINAL"]) as terminal:
+            while "printed by the step" not in terminal.read() and time.monotonic() < deadline:
+                terminal.seek(0)
+                time.sleep(0.1)
         os.killpg(0, signal.SIGINT)
         time.sleep(3)
 
@@ -32,20 +39,24 @@ def _instance_home(tmp_path, config: str):
     return home
 
 
-def _run_interrupted(home) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "HOME": str(home)}
-    return subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True, text=True, timeout=120,
-                          start_new_session=True)
+def _run_interrupted(home) -> tuple[str, str]:
+    """What the run interrupted by Ctrl-C printed: its terminal (standard output), its standard error."""
+    terminal = home.parent / "terminal.txt"
+    env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "HOME": str(home), "TERMINAL": str(terminal)}
+    with terminal.open("w") as out:
+        done = subprocess.run([sys.executable, "-c", RUN], env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=120, start_new_session=True)
+    return terminal.read_text(), done.stderr
 
 
 def test_ctrl_c_leaves_the_terminal_mirrors_silent(tmp_path):
     """Ctrl-C during `snds ingest` printed a `KeyboardInterrupt` traceback of Dagster's watcher (one per mirrored
     stream) under the command's own one-line message."""
     home = _instance_home(tmp_path, INSTANCE_CONFIG)
-    done = _run_interrupted(home)
-    assert "run interrupted" in done.stderr
-    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
-    assert "printed by the step" in done.stdout  # the mirror still copies the step's output to the terminal
+    terminal, stderr = _run_interrupted(home)
+    assert "printed by the step" in terminal, stderr  # the mirror still copies the step's output to the terminal
+    assert "run interrupted" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     logs = [p.read_text() for p in (home / "storage").rglob("*.out")]
     assert any("printed by the step" in text for text in logs), "the step's output is kept where the UI reads it"
 
@@ -54,9 +65,10 @@ def test_dagster_default_mirrors_print_a_traceback(tmp_path):
     """What the test above guards against, with Dagster's own local compute logs."""
     dagsters = INSTANCE_CONFIG.replace(_COMPUTE_LOGS_CONFIG, "")  # no compute_logs: Dagster's local ones
     assert "compute_logs" not in dagsters
-    done = _run_interrupted(_instance_home(tmp_path, dagsters))
-    assert "run interrupted" in done.stderr
-    assert "KeyboardInterrupt" in done.stderr
+    terminal, stderr = _run_interrupted(_instance_home(tmp_path, dagsters))
+    assert "printed by the step" in terminal, stderr
+    assert "run interrupted" in stderr
+    assert "KeyboardInterrupt" in stderr
 
 
 def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
@@ -71,8 +83,8 @@ def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
 
 
 def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path, monkeypatch):
-    for number, earlier in enumerate(_EARLIER_INSTANCE_CONFIGS):
-        assert _instance_file_after_a_command(tmp_path / str(number), earlier, monkeypatch) == INSTANCE_CONFIG
+    for commit, earlier in EARLIER_INSTANCE_CONFIGS.items():
+        assert _instance_file_after_a_command(tmp_path / commit, earlier, monkeypatch) == INSTANCE_CONFIG, commit
 
 
 def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path, monkeypatch):

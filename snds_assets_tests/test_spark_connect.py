@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -32,7 +31,8 @@ def test_commands_say_at_once_that_no_server_answers(tmp_path, argv):
     """With nothing listening at SPARK_REMOTE, `snds ingest` launched its run and waited about five minutes in
     silence (the Spark Connect client's retries) before failing; `snds demo` generated its delivery first. Now,
     before anything else: exit 2 within seconds, one line naming SPARK_REMOTE and the address, never the token,
-    nothing written and no run launched."""
+    nothing written and no run launched. "connection refused" is the probe's: the client's own retries would end
+    in another error, after the hang guard."""
     from .reception_delivery import Delivery, csv_bytes
 
     home = tmp_path / "home"
@@ -42,14 +42,12 @@ def test_commands_say_at_once_that_no_server_answers(tmp_path, argv):
                                                             [["A" * 16 + "1", "1", "5", "2020-01-15"]]))
         delivery.write()
     url, port = silent_remote()
-    started = time.monotonic()
-    proc = snds(home, *argv, timeout=60, SPARK_REMOTE=url, **NO_LOCAL_JAVA)
-    elapsed = time.monotonic() - started
+    proc = snds(home, *argv, timeout=120, SPARK_REMOTE=url, **NO_LOCAL_JAVA)  # hang guard: the client retries ~5 min
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"snds: error: SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (connection "
                      "refused); is the server started, and is that its address?"], proc.stderr
-    assert elapsed < 60 and proc.stdout == ""
+    assert proc.stdout == ""
     details = home / "logs" / "snds-error.log"
     assert TOKEN not in proc.stdout + proc.stderr + (details.read_text() if details.exists() else "")
     assert not (home / "lake").exists() and not (home / "dagster" / "storage").exists()
@@ -59,29 +57,27 @@ def test_commands_say_at_once_that_no_server_answers(tmp_path, argv):
 
 def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
     """spark.build_session(remote=...) and a run's Spark resource (a run started from the UI) raise the one-line
-    error within seconds, token left out; the run's failure event carries it as its cause."""
+    error of the probe, token left out, not the Spark Connect client's after its retries (about five minutes, past
+    the hang guard); the run's failure event carries it as its cause."""
     url, port = silent_remote()
     script = textwrap.dedent("""
-        import time
         from dagster import DagsterInstance, asset, materialize
         from snds_assets.logs import _failure_message
         from snds_assets.spark import SparkResource, build_session
 
-        started = time.monotonic()
         try:
             build_session(remote=__import__("os").environ["SPARK_REMOTE"])
         except Exception as exc:
-            print(type(exc).__name__, "|", exc, "|", round(time.monotonic() - started, 1))
+            print(type(exc).__name__, "|", exc)
 
         @asset
         def needs_spark(spark: SparkResource):
             spark.get_session()
 
-        started = time.monotonic()
         result = materialize([needs_spark], resources={"spark": SparkResource()}, raise_on_error=False,
                              instance=DagsterInstance.ephemeral())
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        print(_failure_message(failure), "|", round(time.monotonic() - started, 1))
+        print(_failure_message(failure))
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env=clean_environment(tmp_path / "home", SPARK_REMOTE=url, **NO_LOCAL_JAVA))
@@ -89,26 +85,24 @@ def test_the_session_factory_fails_at_once_when_no_server_answers(tmp_path):
     line = (f"SPARK_REMOTE: no Spark Connect server answers at 127.0.0.1:{port} (connection refused); is the server "
             "started, and is that its address?")
     session, run = proc.stdout.strip().splitlines()[-2:]
-    kind, message, seconds = session.split(" | ")
-    assert (kind, message) == ("SparkConnectUnreachable", line)
-    assert float(seconds) < 10
-    message, seconds = run.split(" | ")
-    assert message == line  # our exception's message, without its module path and class
-    assert float(seconds) < 30
+    assert session.split(" | ") == ["SparkConnectUnreachable", line]
+    assert run == line  # our exception's message, without its module path and class
     assert TOKEN not in proc.stdout + proc.stderr
 
 
 class NotSparkConnect(TcpService):
     """A TCP service on 127.0.0.1 that is not a Spark Connect server: it takes each connection and then holds it
     without a word (a hung server), closes it at once (a service that refuses gRPC's handshake), or answers in
-    plain HTTP (a web server where TLS was asked for)."""
+    plain HTTP (a web server where TLS was asked for). It counts the connections it took."""
 
     def __init__(self, behaviour: str):
         self.behaviour = behaviour
         self.held: list[socket.socket] = []
+        self.connections = 0
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
         if self.behaviour == "answer":
             conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
             conn.close()
@@ -129,7 +123,11 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
     client's retries (about five minutes) in silence. Now gRPC's handshake follows the TCP connection: a service
     that holds it without answering is told after HANDSHAKE_SECONDS, one that refuses it at once, saying whether
     TLS was asked for; exit 2, one line, no token, nothing written and no run launched. (A plain answer to a TLS
-    handshake also made gRPC's C core print its own "Handshake failed" line on stderr.)"""
+    handshake also made gRPC's C core print its own "Handshake failed" line on stderr.)
+
+    "At once" is seen in the connections the service took: the probe's and gRPC's first, where a probe waiting out
+    HANDSHAKE_SECONDS after a refusal lets gRPC reconnect (six connections). That the probe waits that long for a
+    server that holds the connection has nothing to show but the time it took: only the hang guard bounds it."""
     from snds_assets.spark import HANDSHAKE_SECONDS
 
     from .reception_delivery import Delivery, csv_bytes
@@ -142,9 +140,7 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
     service = NotSparkConnect(behaviour)
     url = f"sc://127.0.0.1:{service.port}" + (f"/;token={TOKEN}" if token else "")
     try:
-        started = time.monotonic()
-        proc = snds(home, "ingest", "2024-01-15", timeout=120, SPARK_REMOTE=url, **NO_LOCAL_JAVA)
-        elapsed = time.monotonic() - started
+        proc = snds(home, "ingest", "2024-01-15", timeout=120, SPARK_REMOTE=url, **NO_LOCAL_JAVA)  # hang guard
     finally:
         service.close()
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
@@ -154,14 +150,13 @@ def test_a_server_that_accepts_connections_but_not_spark_connect_is_told_at_once
         expected = (f"snds: error: SPARK_REMOTE: {target} accepts connections but does not answer a Spark Connect "
                     f"(gRPC) connection within {HANDSHAKE_SECONDS:g} s; is the server hung, or is that the address of "
                     "another service?")
-        assert HANDSHAKE_SECONDS <= elapsed < HANDSHAKE_SECONDS + 60
     else:
         tls = ("TLS (use_ssl or a token in SPARK_REMOTE)" if token
                else "plain text (neither use_ssl nor a token in SPARK_REMOTE)")
         expected = (f"snds: error: SPARK_REMOTE: {target} accepts connections but refuses a Spark Connect (gRPC) "
                     f"connection over {tls}; is it the Spark Connect server, and does it use TLS as SPARK_REMOTE says?")
-        assert elapsed < HANDSHAKE_SECONDS + 30
     assert lines == [expected], proc.stderr
+    assert service.connections == 2  # the probe's TCP connection, then gRPC's handshake on a connection of its own
     details = home / "logs" / "snds-error.log"
     assert TOKEN not in proc.stdout + proc.stderr + (details.read_text() if details.exists() else "")
     assert not (home / "lake").exists() and not (home / "dagster" / "storage").exists()

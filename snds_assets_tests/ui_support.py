@@ -20,6 +20,8 @@ import requests
 
 from snds_assets.config import Settings
 
+from .services import without_settings
+
 DELIVERY_ID = "2024-01-15"
 PATIENTS = 50
 # A few families, enough for lineage (ER_PHA_F joins ER_PRS_F), identities and yearly PMSI tables, small enough
@@ -29,8 +31,6 @@ REPOSITORY = "__repository__"
 START_TIMEOUT = 300  # seconds for `dagster dev` to serve the loaded code location (2 shared cores)
 RUN_TIMEOUT = 600  # seconds for one reception run, queueing included
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-SNDS_VARIABLES = ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "SNDS_SCHEMAS", "SNDS_NOMENCLATURES",
-                  "SNDS_REJECT_TOLERANCE", "DAGSTER_HOME", "SPARK_REMOTE")
 
 
 class UiError(AssertionError):
@@ -51,8 +51,9 @@ def snds_command() -> list[str]:
 
 
 def clean_environment(home: Path) -> dict[str, str]:
-    """The caller's environment without SNDS settings, so that only `--home` decides where everything lives."""
-    env = {k: v for k, v in os.environ.items() if k not in SNDS_VARIABLES}
+    """The caller's environment without the product's settings, so that only `--home` decides where everything
+    lives."""
+    env = without_settings(os.environ)
     env["SNDS_HOME"] = str(home)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
