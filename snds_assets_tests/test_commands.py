@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from datetime import date, datetime
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from .services import clean_environment
 
 DELIVERY = "2023-10-01"
 START, END = date(2023, 2, 1), date(2023, 5, 31)  # the delivery date would allow care up to 2023-09-30
@@ -24,10 +25,8 @@ FORMAT = {"delimiter": ",", "encoding": "latin-1", "header": True, "null_value":
 
 
 def _snds(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNDS_", "DAGSTER_HOME"))}
-    env["SNDS_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "snds_assets.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "snds_assets.cli", *args], capture_output=True, text=True,
+                          env=clean_environment(home), timeout=600)
 
 
 @pytest.fixture(scope="module")
