@@ -644,7 +644,7 @@ def test_generate_stopped_during_its_upload_leaves_no_folder_in_an_azure_landing
 
 # --- End to end: generate, upload, sense, ingest --------------------------------------------------------------
 @pytest.mark.slow
-def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_path, snds_env, monkeypatch):
+def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, azurite, tmp_path, snds_env, monkeypatch):
     names = upload(az_env, reference.delivery, DELIVERY_ID)
     assert names[-1] == f"{PREFIX}/{DELIVERY_ID}/manifest.json"
     home = tmp_path / "azure-home"
@@ -652,7 +652,8 @@ def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_pat
     picked = _sensor_tick()
     assert [r.partition_key for r in picked.run_requests] == [DELIVERY_ID]
 
-    code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=az_landing())
+    code = ingest_in_process(home, DELIVERY_ID, SNDS_LANDING=az_landing(),
+                             AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
     assert code == reference.exit_code
     lake = home / "lake"
     report = load_report(lake, DELIVERY_ID)
@@ -668,7 +669,7 @@ def test_delivery_from_azure_ingests_like_a_local_one(reference, az_env, tmp_pat
 
 
 @pytest.mark.slow
-def test_file_missing_in_the_container_is_reported(az_env, tmp_path):
+def test_file_missing_in_the_container_is_reported(az_env, azurite, tmp_path):
     delivery_id = "2024-03-02"
     folder = generate(tmp_path / "landing", delivery_id, 10, 5, "--tables", "IR_BEN_R,ER_PRS_F")
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -677,7 +678,8 @@ def test_file_missing_in_the_container_is_reported(az_env, tmp_path):
     upload(az_env, folder, delivery_id, skip=(missing,))
 
     home = tmp_path / "home"
-    code = ingest_in_process(home, delivery_id, SNDS_LANDING=az_landing())
+    code = ingest_in_process(home, delivery_id, SNDS_LANDING=az_landing(),
+                             AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string)
     assert code == 1
     report = load_report(home / "lake", delivery_id)
     assert report["status"] == "rejected"
