@@ -10,8 +10,6 @@ import pytest
 from snds_assets.catalog import Catalog
 from snds_assets.config import PACKAGED_SCHEMAS
 
-from .services import is_setting
-
 # Fixtures that start services (Azurite, Spark Connect, PostgreSQL) and the shared reference ingestion: one
 # registration, so that session-scoped fixtures are shared by every test module.
 pytest_plugins = ["snds_assets_tests.services"]
@@ -89,6 +87,8 @@ def _cached_entries() -> dict:
 
 def pytest_configure(config: pytest.Config) -> None:
     """The product's settings of the shell that started the tests are no test's: each sets those it means."""
+    from .services import is_setting  # here, once pytest_plugins imported it with its asserts rewritten
+
     for name in [name for name in os.environ if is_setting(name)]:
         del os.environ[name]
 
