@@ -82,7 +82,8 @@ def test_ingest_accepts_the_generated_delivery(delivered):
 def test_ingest_log_format_json_prints_one_object_per_line(delivered):
     """README: one JSON object per event on stderr (level, run id, step, asset, partition, event type, message);
     the only other line a local run may print there is the JVM's start-up warning. Every run also writes the same
-    objects to $SNDS_HOME/logs/runs/<RUN_ID>.jsonl."""
+    objects to $SNDS_HOME/logs/runs/<RUN_ID>.jsonl, all of them: the terminal's copy of a step's output (Dagster's
+    tail of its log file) once missed a STEP_SUCCESS on a busy machine."""
     done, home = delivered["ingest"], delivered["home"]
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -100,4 +101,8 @@ def test_ingest_log_format_json_prints_one_object_per_line(delivered):
     def untimed(event: dict) -> dict:
         return {k: v for k, v in event.items() if k != "time"}
 
-    assert [untimed(json.loads(line)) for line in logged] == [untimed(e) for e in events]
+    recorded, shown = [untimed(json.loads(line)) for line in logged], [untimed(e) for e in events]
+    remaining = iter(recorded)  # the terminal's copy can miss a step's last line (README Known limits), not reorder
+    assert all(event in remaining for event in shown), "an event on stderr is not the run's file's, in its order"
+    assert len(recorded) >= len(shown) > len(recorded) - 5
+    assert [e["event"] for e in recorded].count("STEP_SUCCESS") == len({e["step"] for e in recorded if e["step"]})
