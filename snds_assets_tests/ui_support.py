@@ -20,7 +20,7 @@ import requests
 
 from snds_assets.config import Settings
 
-from .services import without_settings
+from .services import clean_environment
 
 DELIVERY_ID = "2024-01-15"
 PATIENTS = 50
@@ -48,15 +48,6 @@ def snds_command() -> list[str]:
     """The installed `snds` script beside this interpreter, else the same entry point through -m."""
     script = Path(sys.executable).with_name("snds")
     return [str(script)] if script.exists() else [sys.executable, "-m", "snds_assets.cli"]
-
-
-def clean_environment(home: Path) -> dict[str, str]:
-    """The caller's environment without the product's settings, so that only `--home` decides where everything
-    lives."""
-    env = without_settings(os.environ)
-    env["SNDS_HOME"] = str(home)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 def generate_delivery(home: Path, delivery_id: str = DELIVERY_ID, patients: int = PATIENTS,
