@@ -16,7 +16,7 @@ import yaml
 from snds_assets.cli import EXIT_ERROR, _iso_date, build_parser, main
 from snds_assets.config import PACKAGED_SCHEMAS, Settings
 
-from .services import TcpService, free_port, without_settings
+from .services import TcpService, clean_environment, free_port
 
 REPOSITORY = Path(__file__).parents[1]
 
@@ -73,10 +73,8 @@ def test_every_option_says_what_it_does():
 
 
 def _snds(args, home, extra_env=None):
-    env = without_settings(os.environ)
-    env.update({"SNDS_HOME": str(home), **(extra_env or {})})
-    return subprocess.run([sys.executable, "-m", "snds_assets.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "snds_assets.cli", *args], capture_output=True, text=True,
+                          env=clean_environment(home, **(extra_env or {})), timeout=300)
 
 
 def test_missing_delivery_is_a_one_line_error(tmp_path):
