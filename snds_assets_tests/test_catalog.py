@@ -108,12 +108,16 @@ def test_reference_nomenclature_references(reference_catalog):
     assert with_nomenclature > 900
 
 
-def test_locate_nomenclature(reference_nomenclatures):
+def test_locate_nomenclature(reference_nomenclatures, tmp_path):
     sex = locate_nomenclature(reference_nomenclatures, ("IR_SEX_V", ""))
     assert sex is not None and sex.code_column == "SEX_COD" and sex.path.name == "IR_SEX_V.csv"
     assert sex.path.read_text(encoding="utf-8").splitlines()[0].split(";")[0] == "SEX_COD"
-    explicit = locate_nomenclature(reference_nomenclatures, ("IR_PHA_R", "PHA_PRS_IDE"))
-    assert explicit is None  # IR_PHA_R.csv is one of the large files missing from this copy
+    # A reference naming its code column keeps it; a CSV absent (some copies lack a few large ones) gives None.
+    (tmp_path / "ORAVAL").mkdir()
+    (tmp_path / "ORAVAL" / "IR_PHA_R.csv").write_text("PHA_CIP_C13;PHA_PRS_IDE\n1;2\n", encoding="utf-8")
+    explicit = locate_nomenclature(tmp_path, ("IR_PHA_R", "PHA_PRS_IDE"))
+    assert explicit.code_column == "PHA_PRS_IDE" and explicit.path == tmp_path / "ORAVAL" / "IR_PHA_R.csv"
+    assert locate_nomenclature(tmp_path, ("IR_SEX_V", "")) is None
     assert locate_nomenclature(reference_nomenclatures, ("IR_NIR_V", "BEN_NIR_COD")).code_column == "BEN_NIR_COD"
     assert locate_nomenclature(reference_nomenclatures, ("NO_SUCH_V", "")) is None
 

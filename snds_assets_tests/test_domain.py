@@ -299,7 +299,7 @@ def test_identity_link_on_the_pseudo_nir_alone_is_upgraded():
 def test_link_parent_columns():
     assert Link("A", "B", ("X",)).parent_columns == ("X",)
     assert Link("A", "B", ("X", "Y"), parent_columns=("U", "V")).pairs == (("X", "U"), ("Y", "V"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"link A -> B: \('X', 'Y'\) vs \('U',\)"):
         Link("A", "B", ("X", "Y"), parent_columns=("U",))
 
 

@@ -630,9 +630,12 @@ def test_tables_option_families_and_delivered_names(tmp_path, packaged_catalog):
     assert set(spelt.rows) == {"ER_PHA_F", "T_MCO23B"}
     with pytest.raises(GenerateError, match="already exists"):
         generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=50, catalog=packaged_catalog, tables=["ER_PHA_F"]))
-    for bad in (dict(delivery_id="2024-3-1"), dict(delimiter="-"), dict(encoding="utf-16"),
-                dict(delivery_id="2022-01-15"), dict(seed=-1)):
-        with pytest.raises(GenerateError):
+    for bad, told in ((dict(delivery_id="2024-3-1"), "'2024-3-1' is not YYYY-MM-DD"),
+                      (dict(delimiter="-"), "delimiter '-' must be one ASCII character that no value holds"),
+                      (dict(encoding="utf-16"), "encoding 'utf-16' is not utf-8 or latin-1"),
+                      (dict(delivery_id="2022-01-15"), "too early for care starting"),
+                      (dict(seed=-1), "seed must be a non-negative integer")):
+        with pytest.raises(GenerateError, match=told):
             generate(GenerateOptions(out=tmp_path, catalog=packaged_catalog, **{"delivery_id": "2024-03-05", **bad}))
     # a delimiter the reception refuses (one ASCII character): é was written, then the delivery was refused
     for delimiter in ("é", "€"):
