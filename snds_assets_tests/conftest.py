@@ -88,10 +88,9 @@ def _cached_entries() -> dict:
 
 def pytest_configure(config: pytest.Config) -> None:
     """The product's settings of the shell that started the tests are no test's: each sets those it means."""
-    from .services import is_setting  # here, once pytest_plugins imported it with its asserts rewritten
+    from .services import clear_settings  # here, once pytest_plugins imported it with its asserts rewritten
 
-    for name in [name for name in os.environ if is_setting(name)]:
-        del os.environ[name]
+    clear_settings(os.environ)
 
 
 @pytest.fixture(autouse=True)

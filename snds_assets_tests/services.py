@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,12 @@ def is_setting(name: str) -> bool:
 def without_settings(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` without the product's settings."""
     return {k: v for k, v in env.items() if not is_setting(k)}
+
+
+def clear_settings(env: MutableMapping[str, str]) -> None:
+    """Remove the product's settings from ``env`` (``os.environ``, for what runs in this process)."""
+    for name in [name for name in env if is_setting(name)]:
+        del env[name]
 
 
 def _launch_origin(job: str):
@@ -492,6 +498,7 @@ def postgres():
 
 # --- Running the product as an operator would ----------------------------------------------------------------
 def snds_command() -> list[str]:
+    """The installed `snds` script beside this interpreter, else the same entry point through -m."""
     script = Path(sys.executable).with_name("snds")
     return [str(script)] if script.exists() else [sys.executable, "-m", "snds_assets.cli"]
 
@@ -535,8 +542,7 @@ def snds_in_process(home: Path, *args: str, **env: str) -> int:
 
     saved = dict(os.environ)
     try:
-        for name in [name for name in os.environ if is_setting(name)]:
-            del os.environ[name]
+        clear_settings(os.environ)
         os.environ.update({"SNDS_HOME": str(home), **env})
         return main(list(args))
     finally:

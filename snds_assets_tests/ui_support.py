@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import requests
 
 from snds_assets.config import Settings
 
-from .services import clean_environment
+from .services import clean_environment, snds_command
 
 DELIVERY_ID = "2024-01-15"
 PATIENTS = 50
@@ -42,12 +41,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def snds_command() -> list[str]:
-    """The installed `snds` script beside this interpreter, else the same entry point through -m."""
-    script = Path(sys.executable).with_name("snds")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "snds_assets.cli"]
 
 
 def generate_delivery(home: Path, delivery_id: str = DELIVERY_ID, patients: int = PATIENTS,
