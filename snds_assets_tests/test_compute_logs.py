@@ -9,17 +9,32 @@ from .services import EARLIER_INSTANCE_CONFIGS
 
 # A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
 # group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included)
-# once the mirror (tail -F, reading the step's log file every second) has copied the line to the terminal, a file.
+# once the mirror (tail -F, reading the step's log file every second) has copied the line to the terminal, a file,
+# and once the watchers' Python has its SIGINT handler (before, a SIGINT ends a watcher silently).
 RUN = textwrap.dedent("""
     import os, signal, sys, time
     from dagster import DagsterInstance, Definitions, asset, define_asset_job
+
+    def watchers_catch_sigint():
+        catching = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline") as cmdline, open(f"/proc/{pid}/status") as status:
+                    command, fields = cmdline.read(), dict(line.split(":", 1) for line in status)
+            except OSError:
+                continue
+            if "watch_orphans" in command and int(fields["PPid"]) == os.getpid():
+                catching.append(int(fields["SigCgt"], 16) >> (signal.SIGINT - 1) & 1)
+        return bool(catching) and all(catching)
 
     @asset
     def step():
         print("printed by the step", flush=True)
         deadline = time.monotonic() + 60  # a hang guard only
         with open(os.environ["TERMINAL"]) as terminal:
-            while "printed by the step" not in terminal.read() and time.monotonic() < deadline:
+            while not ("printed by the step" in terminal.read() and watchers_catch_sigint()):
+                if time.monotonic() > deadline:
+                    break
                 terminal.seek(0)
                 time.sleep(0.1)
         os.killpg(0, signal.SIGINT)
@@ -41,9 +56,11 @@ def _instance_home(tmp_path, config: str):
 def _run_interrupted(home) -> tuple[str, str]:
     """What the run interrupted by Ctrl-C printed: its terminal (standard output), its standard error. Standard
     error is read to its end, which comes when every process holding it has exited, the mirrors included: a
-    traceback of theirs, however late, is in it."""
+    traceback of theirs is in it, if printed within the second Dagster is told to give them after the step."""
     terminal = home.parent / "terminal.txt"
-    env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "HOME": str(home), "TERMINAL": str(terminal)}
+    env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(home), "HOME": str(home), "TERMINAL": str(terminal),
+           # by default Dagster ends the mirrors as the step ends: a watcher slow to print would be ended first
+           "DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH": "1"}
     with terminal.open("w") as out:
         done = subprocess.run([sys.executable, "-c", RUN], env=env, stdout=out, stderr=subprocess.PIPE, text=True,
                               timeout=120, start_new_session=True)
