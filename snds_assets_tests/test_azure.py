@@ -172,9 +172,6 @@ def test_spark_resource_applies_the_lake_settings(monkeypatch):
     monkeypatch.setattr(spark_mod, "build_session", lambda master, remote, conf: calls.append((remote, conf)))
     monkeypatch.setenv("SNDS_LAKE", LAKE)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
-    for var in ("SNDS_LAKE_AUTH", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_CLIENT_SECRET", "AZURE_STORAGE_SAS_TOKEN",
-                "AZURE_STORAGE_CONNECTION_STRING"):
-        monkeypatch.delenv(var, raising=False)
     resource = spark_mod.SparkResource(conf={"spark.sql.shuffle.partitions": "3"})
     resource.get_session()
     spark_mod.SparkResource(remote="sc://spark.internal:15002").get_session()
@@ -521,8 +518,6 @@ def test_a_lake_of_a_sovereign_cloud_is_reached_at_its_own_endpoint(monkeypatch)
     """adlfs reads the account of an abfss:// URL from a ``.core.windows.net`` host only: a lake on a sovereign
     cloud went to AZURE_STORAGE_ACCOUNT_NAME's account (the landing's) on the public cloud, a container of the
     lake's name there. It is given the URL's account and its cloud's Blob endpoint."""
-    for variable in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"):
-        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "landingacct")
     fs, path = filesystem("abfss://lake@chinalake.dfs.core.chinacloudapi.cn/prod/snds")
     assert (fs.account_name, fs.account_url, path) == (

@@ -94,7 +94,7 @@ def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text(config)
     monkeypatch.setenv("SNDS_HOME", str(home))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
+    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):  # as the command before in the test exported them
         monkeypatch.delenv(var, raising=False)
     main(["ingest", "2026-01-01"])
     return (home / "dagster" / "dagster.yaml").read_text()

@@ -230,8 +230,6 @@ def test_unreadable_schema_folder_is_reported(tmp_path, command):
 
 def test_main_creates_the_dagster_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
-        monkeypatch.delenv(var, raising=False)
     assert main(["ingest", "2026-01-01"]) == EXIT_ERROR
     assert (tmp_path / "home" / "dagster" / "dagster.yaml").exists()
 
@@ -268,8 +266,6 @@ def test_the_local_instance_never_runs_one_project_twice_at_once(tmp_path, monke
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["17f7747"])  # the first, without limits
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
-        monkeypatch.delenv(var, raising=False)
     main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(status, project):
@@ -299,8 +295,6 @@ def test_the_local_instance_receives_one_delivery_at_a_time(tmp_path, monkeypatc
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["435e926"])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):
-        monkeypatch.delenv(var, raising=False)
     main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         def run(job, status, **tags):
@@ -334,8 +328,6 @@ def test_the_local_instance_holds_asset_graph_receptions_in_the_queue(tmp_path, 
     (dagster_home / "dagster.yaml").write_text(EARLIER_INSTANCE_CONFIGS["435e926"])  # the last one without pools
     monkeypatch.setenv("SNDS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SNDS_LANDING", str(tmp_path / "landing"))
-    for var in ("DAGSTER_HOME", "SNDS_LAKE"):
-        monkeypatch.delenv(var, raising=False)
     main(["ingest", "2026-01-01"])
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         defs = build_definitions()
@@ -1450,9 +1442,6 @@ def test_the_demo_tells_the_ui_command_that_opens_its_own_instance(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     argv = [a.format(tmp=tmp_path) for a in argv]
     shell = {k: v.format(tmp=tmp_path) for k, v in shell.items()}
-    for var in ("SNDS_HOME", "SNDS_LANDING", "SNDS_LAKE", "SNDS_PROJECTS", "DAGSTER_HOME", "SNDS_SCHEMAS",
-                "SNDS_NOMENCLATURES", "SPARK_REMOTE"):
-        monkeypatch.delenv(var, raising=False)
     for var, value in shell.items():
         monkeypatch.setenv(var, value)
     demo = resolve_settings(build_parser().parse_args([*argv, "demo"]))

@@ -1480,8 +1480,6 @@ def test_files_without_header(settings, catalog):
 def test_unreachable_storage_is_a_one_line_error_without_secrets(monkeypatch):
     from snds_assets.reception.storage import StorageError
 
-    for var in ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=snds;AccountKey=TOPSECRET;bogus")
     with pytest.raises(StorageError) as caught:
         list_deliveries("az://landing/cnam")
