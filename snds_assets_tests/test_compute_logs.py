@@ -3,9 +3,9 @@ import subprocess
 import sys
 import textwrap
 
-from snds_assets.cli import _COMPUTE_LOGS_CONFIG, INSTANCE_CONFIG, main
+from snds_assets.cli import _COMPUTE_LOGS_CONFIG, INSTANCE_CONFIG
 
-from .services import EARLIER_INSTANCE_CONFIGS
+from .services import EARLIER_INSTANCE_CONFIGS, ingest_in_process
 
 # A run in its own process group, as `snds ingest` in a terminal: its step prints, then Ctrl-C reaches the whole
 # group (the terminal sends SIGINT to every process of the foreground group, Dagster's terminal mirrors included)
@@ -89,22 +89,19 @@ def test_dagster_default_mirrors_print_a_traceback(tmp_path):
     assert "KeyboardInterrupt" in stderr
 
 
-def _instance_file_after_a_command(home, config: str, monkeypatch) -> str:
+def _instance_file_after_a_command(home, config: str) -> str:
     """The instance file of SNDS_HOME ``home`` once a command ran over it, as ``config`` left it."""
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text(config)
-    monkeypatch.setenv("SNDS_HOME", str(home))
-    for var in ("DAGSTER_HOME", "SNDS_LANDING", "SNDS_LAKE"):  # as the command before in the test exported them
-        monkeypatch.delenv(var, raising=False)
-    main(["ingest", "2026-01-01"])
+    ingest_in_process(home, "2026-01-01")
     return (home / "dagster" / "dagster.yaml").read_text()
 
 
-def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path, monkeypatch):
+def test_an_instance_configured_by_an_earlier_version_gets_the_compute_logs(tmp_path):
     for commit, earlier in EARLIER_INSTANCE_CONFIGS.items():
-        assert _instance_file_after_a_command(tmp_path / commit, earlier, monkeypatch) == INSTANCE_CONFIG, commit
+        assert _instance_file_after_a_command(tmp_path / commit, earlier) == INSTANCE_CONFIG, commit
 
 
-def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path, monkeypatch):
+def test_an_instance_file_of_its_operator_is_left_as_it_is(tmp_path):
     config = INSTANCE_CONFIG.replace("InterruptSafeComputeLogManager", "Other")
-    assert _instance_file_after_a_command(tmp_path, config, monkeypatch) == config
+    assert _instance_file_after_a_command(tmp_path, config) == config
