@@ -37,8 +37,8 @@ def spark():
     from snds_assets.spark import build_session
 
     # 3 GB: this one JVM runs every test's queries and in-process Dagster runs; with 2 GB, and no frame left cached,
-    # the heap was still collected whole twice during the provision tests in a fresh clone. The product's other
-    # settings (its shuffle partitions among them), which the first in-process run would set anyway.
+    # the heap was still collected whole twice during the provision tests in a fresh clone. Otherwise the product's
+    # own settings (its shuffle partitions among them), which the first in-process run would apply anyway.
     session = build_session("local[2]", conf={"spark.driver.memory": "3g"})
     yield session
 
