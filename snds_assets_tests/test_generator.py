@@ -444,6 +444,28 @@ def test_identities_twins_several_pseudo_nirs_and_fictitious_nirs(clean):
     assert len(iba) == len(set(iba)) and set(iba) == set(by_person)
 
 
+def test_a_fictitious_nir_fits_its_holder(tmp_path, packaged_catalog, reference_nomenclatures):
+    """IR_NIR_V's labels say who holds each fictitious NIR: an abortion's (01) was drawn for men born in 1952."""
+    start = date(2023, 1, 1)
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30000, seed=5, catalog=packaged_catalog,
+                                      nomenclatures=str(reference_nomenclatures), tables=["IR_BEN_R"],
+                                      start=start, end=date(2023, 12, 31)))
+    ben = read_delivery(result.delivery_dir, packaged_catalog)["IR_BEN_R"].dicts()
+    women_only, men_only, minors_only = {"01", "06", "11", "13"}, {"14"}, {"06", "11", "12"}
+    held = Counter()
+    for r in ben:
+        code = r["BEN_CDI_NIR"]
+        if code not in domain.FICTITIOUS_NIR_CODES:
+            continue
+        held[code] += 1
+        assert r["BEN_SEX_COD"] == ("2" if code in women_only else "1" if code in men_only else r["BEN_SEX_COD"]), r
+        if r["BEN_NAI_ANN"] != "1600":
+            age = start.year - int(r["BEN_NAI_ANN"]) - (int(r["BEN_NAI_MOI"]) > start.month)
+            assert code not in minors_only or age <= 18, r
+            assert code not in {"01", "13"} or 14 <= age <= 50, r
+    assert set(held) == domain.FICTITIOUS_NIR_CODES, held  # every code of IR_NIR_V is drawn, each for its holders
+
+
 def test_deaths_agree_between_referentials_and_care_stops(clean):
     _, tables = clean
     ben = tables["IR_BEN_R"].dicts()

@@ -48,6 +48,28 @@ NATURES: dict[str, tuple[int, ...]] = {
 }
 LINE_KINDS: tuple[str, ...] = ("consult", "pharmacy", "biology", "act", "nursing")
 LINE_KIND_WEIGHTS: tuple[float, ...] = (0.30, 0.36, 0.12, 0.10, 0.12)
+# Who can hold each fictitious NIR, read from IR_NIR_V's labels: (sex, 1 man 2 woman 0 either, first and last age).
+FICTITIOUS_NIR_HOLDERS: dict[str, tuple[int, int, int]] = {
+    "01": (2, 15, 49),  # abortion (IVG)
+    "05": (0, 15, 105),  # sexually transmitted infection (IST)
+    "06": (2, 12, 17),  # abortion of a minor without parental consent
+    "08": (0, 0, 105),  # other
+    "09": (0, 0, 105),  # teletransmission aids
+    "11": (2, 12, 17),  # contraception of a minor
+    "12": (0, 0, 17),  # ALD of a minor
+    "13": (2, 15, 49),  # maternity benefits (PS)
+    "14": (1, 15, 69),  # paternity benefits (PS)
+    "15": (0, 20, 60),  # adoption benefits (PS)
+}
+
+
+def fictitious_codes_for(codes: Sequence[str], sex: int, age: int) -> list[str]:
+    """The fictitious NIR codes a person of this sex and age can hold (all of ``codes`` when none fits)."""
+    fit = [c for c in codes if c in FICTITIOUS_NIR_HOLDERS and FICTITIOUS_NIR_HOLDERS[c][0] in (0, sex)
+           and FICTITIOUS_NIR_HOLDERS[c][1] <= age <= FICTITIOUS_NIR_HOLDERS[c][2]]
+    return fit or list(codes)
+
+
 PLAUSIBLE_DEPARTMENTS: tuple[str, ...] = tuple(f"{d:03d}" for d in (1, 6, 13, 31, 33, 34, 35, 38, 44, 59, 62, 67, 69,
                                                                      75, 76, 77, 78, 91, 92, 93, 94, 95))
 

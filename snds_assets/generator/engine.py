@@ -55,8 +55,7 @@ class Engine:
         self.key_min_len = self._key_min_len()
         self.people = PeopleGenerator(PeopleConfig(
             seed=self.seed, start=self.start, end=self.end,
-            codes_cdi_fictitious=self.codes_for(
-                "BEN_CDI_NIR", sorted(domain.FICTITIOUS_NIR_CODES & {"01", "05", "08", "09"})) or ("00",),
+            codes_cdi_fictitious=self.codes_for("BEN_CDI_NIR", sorted(domain.FICTITIOUS_NIR_CODES)) or ("00",),
             codes_cdi_provisional=self.codes_for("BEN_CDI_NIR", ["03", "04"]) or ("00",),
             organisms=self._organisms(pool_rng),
             departments=self.codes_for("BEN_RES_DPT", list(C.PLAUSIBLE_DEPARTMENTS), sample_from_codes=25)

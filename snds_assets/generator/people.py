@@ -16,6 +16,7 @@ from datetime import date
 import numpy as np
 
 from .. import domain
+from . import codes as C
 from .model import Block
 
 M64 = (1 << 64) - 1
@@ -159,7 +160,8 @@ class PeopleGenerator:
                 for k, psa in enumerate(shared.get(int(twin_of[j]), [])):
                     plan.append((psa, 2, "00", 1.0 if k == 0 else 0.25))
             elif fictitious[j]:
-                code = c.codes_cdi_fictitious[g % len(c.codes_cdi_fictitious)]
+                held = C.fictitious_codes_for(c.codes_cdi_fictitious, int(sex[j]), int(age_at_start[j]))
+                code = held[g % len(held)]
                 plan.append((self._new_psa(), 1, code, 0.3))
             else:
                 count = int(n_ids[j]) if not twin_start[j] else (2 if rng.random() < 0.3 else 1)
