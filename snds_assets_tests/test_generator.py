@@ -466,6 +466,46 @@ def test_a_fictitious_nir_fits_its_holder(tmp_path, packaged_catalog, reference_
     assert set(held) == domain.FICTITIOUS_NIR_CODES, held  # every code of IR_NIR_V is drawn, each for its holders
 
 
+def test_mother_child_numbers_belong_to_births_and_deliveries(clean):
+    """NIR_ANO_MAM links a birth's stay to its mother's delivery: a newborn's stays and a woman's delivery stays carry
+    one (32 characters), other stays none, and no number names two patients (a pool of 200 values did)."""
+    _, tables = clean
+    stays = {year: {(r["ETA_NUM"], r["RSA_NUM"]): r for r in rows}
+             for year, rows in _stay_rows(tables, "T_MCOaaB").items()}
+    patients = defaultdict(set)
+    carried = 0
+    for year, rows in _stay_rows(tables, "T_MCOaaC").items():
+        for r in rows:
+            stay = stays[year][(r["ETA_NUM"], r["RSA_NUM"])]
+            newborn = stay["AGE_JOU"] != "" and int(stay["AGE_JOU"]) < 28
+            delivery = stay["DGN_PAL"].startswith("O8") and stay["COD_SEX"] == "2" and stay["AGE_ANN"] != ""
+            assert (r["NIR_ANO_MAM"] != "") == (newborn or delivery), (r, stay)
+            if r["NIR_ANO_MAM"]:
+                carried += 1
+                assert len(r["NIR_ANO_MAM"]) == 32
+                if r["NIR_ANO_17"] not in domain.PLACEHOLDER_NIRS:
+                    patients[r["NIR_ANO_MAM"]].add(r["NIR_ANO_17"])
+    assert carried and all(len(p) == 1 for p in patients.values()), patients
+
+
+def test_other_patient_pseudonyms_are_their_own_patients(tmp_path, reference_catalog):
+    """A patient pseudonym no rule models (BEN_RAT_ANO of ER_RAT_F) is one per person: it was drawn from a pool of
+    200 values, so that unrelated patients shared one."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=1200, seed=6, catalog=reference_catalog,
+                                      tables=["IR_BEN_R", "ER_PRS_F", "ER_RAT_F"]))
+    tables = read_delivery(result.delivery_dir, reference_catalog)
+    person = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_IDT_ANO"] for r in tables["IR_BEN_R"].dicts()}
+    keys = list(domain.DCIR_KEYS)
+    line_person = {tuple(r[k] for k in keys): person[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]
+                   for r in tables["ER_PRS_F"].dicts()}
+    named = defaultdict(set)
+    for r in tables["ER_RAT_F"].dicts():
+        named[line_person[tuple(r[k] for k in keys)]].add(r["BEN_RAT_ANO"])
+    assert len(named) > 200
+    assert all(len(values) == 1 for values in named.values())
+    assert len(set().union(*named.values())) == len(named)
+
+
 def test_deaths_agree_between_referentials_and_care_stops(clean):
     _, tables = clean
     ben = tables["IR_BEN_R"].dicts()

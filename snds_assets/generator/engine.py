@@ -29,6 +29,14 @@ def stable(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+def other_pseudonyms(maker: Pseudonyms, numbers: list[int], width: int) -> list[str]:
+    """Pseudonyms of ``width`` characters (17 as a pseudo-NIR's, hexadecimal otherwise), unique from 16 on."""
+    if width == 17:
+        return [maker(n) for n in numbers]
+    repeat = -(-width // 32)
+    return [(maker.long(n) * repeat)[:width] for n in numbers]
+
+
 class Engine:
     def __init__(self, opts: GenerateOptions, catalog: Catalog, selection: dict[str, set], root: Path):
         self.opts = opts
@@ -263,9 +271,12 @@ class Engine:
             block = Block(0)
         else:
             block = self.children(tp, anchor, self.counts(tp, anchor, rng, year))
+        if "_G" not in block.cols and anchor is not None and "_G" in anchor.cols and block.parent is not None:
+            block.set("_G", take(anchor.cols["_G"], block.parent))  # the person of each row, for its pseudonyms
         for pattern, enrich in ENRICHERS:
             if re.fullmatch(pattern, tp.family):
                 enrich(self, tp, block, anchor, rng, year)
+        self.fill_other_pseudonyms(tp, block)
         self.fill_pools(tp, block, year, rng)
         self.fill_sequences(tp, block)
         for column in list(block.cols):
@@ -287,6 +298,24 @@ class Engine:
             for f, r in zip(fk.fields, fk.reference_fields):
                 if r in parent.cols:
                     block.set(f, take(parent.cols[r], rows), r in parent.dates)
+
+    def fill_other_pseudonyms(self, tp: TablePlan, block: Block) -> None:
+        """A patient's other pseudonyms that no enricher sets (BEN_RAT_ANO, ID_CARTO...): one per person and column
+        where the row's person is known, else one per row, so that unrelated patients never share one. A column its
+        schema declares unique keeps its sequence, and one a foreign key names takes its parent's value."""
+        linked = set(tp.sequences) | {c for fk in tp.table.foreign_keys for c in fk.fields}
+        for column in tp.table.columns:
+            spec = self.specs[tp.family][column]
+            if column not in domain.OTHER_PATIENT_PSEUDONYMS or column in block.cols or column in linked \
+                    or not block.n or spec.kind != "string":
+                continue
+            if "_G" in block.cols:
+                numbers = block.cols["_G"]
+            else:  # beyond the persons' numbers, which a column may also be keyed by in another table
+                numbers = (self.next_numbers(("pseudonym", column), block.n) + (1 << 40)).tolist()
+            values = other_pseudonyms(Pseudonyms(self.seed, 64 + stable(column)), numbers, spec.max_len)
+            if valid_text(spec, values[0]):
+                block.set(column, values)
 
     def fill_sequences(self, tp: TablePlan, block: Block) -> None:
         for column in tp.sequences:

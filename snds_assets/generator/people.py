@@ -78,6 +78,7 @@ class PeopleGenerator:
         self.nir_psa = Pseudonyms(config.seed, 2)
         self.parent_ano = Pseudonyms(config.seed, 3)
         self.death_ids = Pseudonyms(config.seed, 4)  # DCD_IDT_ENC: one per death, by the person's number
+        self.mother_child = Pseudonyms(config.seed, 5)  # NIR_ANO_MAM: by the newborn's number, or a delivery's
         self.identity_counter = 0
         self.end_year = date.fromordinal(config.end).year
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import domain
 from . import codes as C
-from .model import Block
+from .model import Block, take
 from .people import People
 from .plan import TablePlan
 from .registry import enricher
@@ -31,7 +31,7 @@ STAY_ATTRS: tuple[str, ...] = (
     "ENT_AM", "SOR_AM", "MOI_ANN_SOR_SEJ",
     "EXE_SOI_AMD", "EXE_SOI_AMF", "SEJ_NBJ", "AGE_ANN", "AGE_JOU", "COD_SEX", "DGN_PAL", "DGN_REL", "GRG_GHM",
     "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
-    "AGE_GES", "POI_NAI",
+    "AGE_GES", "POI_NAI", "NIR_ANO_MAM",
 )
 STAY_DATES = frozenset({"EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT"})
 BAD_CODES = ("NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET")
@@ -179,6 +179,15 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     block.set("NBR_DGN", np.minimum(rng.poisson(1.2, m), 4).tolist())
     block.set("NBR_ACT", np.minimum(rng.poisson(0.9, m), 3).tolist())
     block.set("NBR_RUM", rng.choice([1, 2], m, p=[0.85, 0.15]).tolist())
+    # The mother-child number links a birth's stay to its mother's delivery stay: the newborn's is keyed by the
+    # child, a delivery's by its stay (mothers and their newborns are not paired here); other stays have none.
+    person = take(persons.cols["_G"], p)
+    delivering = [d.startswith("O8") and sex[i] == 2 for d, i in zip(block.cols["DGN_PAL"], p.tolist())]
+    stay_numbers = eng.next_numbers(("mother-child", field_.name), m) + (1 << 40)
+    block.set("NIR_ANO_MAM", [eng.people.mother_child.long(g) if b else
+                              eng.people.mother_child.long(int(k)) if d and a >= 12 * 365 else ""
+                              for g, b, d, a, k in zip(person, newborn, delivering, age_days.tolist(),
+                                                       stay_numbers.tolist())])
     return block
 
 
