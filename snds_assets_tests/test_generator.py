@@ -506,6 +506,27 @@ def test_other_patient_pseudonyms_are_their_own_patients(tmp_path, reference_cat
     assert len(set().union(*named.values())) == len(named)
 
 
+def test_the_archive_holds_former_identities_of_persons(tmp_path, packaged_catalog):
+    """IR_BEN_R_ARC, when named, holds identities CNAM archived (it was IR_BEN_R again, row for row): former
+    pseudo-NIRs of persons whose lifelong NIR names them, with their last care years before the period, in no care row."""
+    start = date(2023, 1, 1)
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=1500, seed=7, catalog=packaged_catalog,
+                                      tables=["IR_BEN_R", "IR_BEN_R_ARC", "ER_PRS_F"], start=start,
+                                      end=date(2023, 12, 31)))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    ben, arc = tables["IR_BEN_R"].dicts(), tables["IR_BEN_R_ARC"].dicts()
+    assert 50 < len(arc) < len(ben) / 5
+    identity = lambda r: (r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])  # noqa: E731
+    archived = {identity(r) for r in arc}
+    assert len(archived) == len(arc) and not archived & {identity(r) for r in ben}
+    assert not archived & {identity(r) for r in tables["ER_PRS_F"].dicts()}
+    lifelong = {r["BEN_IDT_ANO"] for r in ben if r["BEN_IDT_TOP"] == "1"}
+    for r in arc:
+        assert r["BEN_IDT_TOP"] == "1" and r["BEN_IDT_ANO"] == r["BEN_NIR_ANO"] and r["BEN_IDT_ANO"] in lifelong, r
+        assert "2006-01-01" <= r["MAX_TRT_DTD"] < str(start) and r["BEN_DTE_INS"] <= r["MAX_TRT_DTD"], r
+    assert audit(result.delivery_dir, packaged_catalog) == {}
+
+
 def test_deaths_agree_between_referentials_and_care_stops(clean):
     _, tables = clean
     ben = tables["IR_BEN_R"].dicts()

@@ -12,7 +12,7 @@ import numpy as np
 from .. import domain
 from ..catalog import Catalog
 from . import codes as C
-from . import dcir, health, pmsi  # noqa: F401  (they register the semantics of the modelled tables)
+from . import archive, dcir, health, pmsi  # noqa: F401  (they register the semantics of the modelled tables)
 from .model import Block, take
 from .options import GenerateError, GenerateOptions
 from .people import PeopleConfig, PeopleGenerator, Pseudonyms

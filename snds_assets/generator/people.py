@@ -79,6 +79,7 @@ class PeopleGenerator:
         self.parent_ano = Pseudonyms(config.seed, 3)
         self.death_ids = Pseudonyms(config.seed, 4)  # DCD_IDT_ENC: one per death, by the person's number
         self.mother_child = Pseudonyms(config.seed, 5)  # NIR_ANO_MAM: by the newborn's number, or a delivery's
+        self.archived_psa = Pseudonyms(config.seed, 6)  # IR_BEN_R_ARC: a person's former pseudo-NIR, by its number
         self.identity_counter = 0
         self.end_year = date.fromordinal(config.end).year
 
@@ -220,3 +221,4 @@ class PeopleGenerator:
     def _new_psa(self) -> str:
         self.identity_counter += 1
         return self.nir_psa(self.identity_counter)
+

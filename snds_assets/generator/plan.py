@@ -19,9 +19,9 @@ IDENTITIES, PERSONS, DECEASED, STAYS = "@identities", "@persons", "@deceased", "
 ENTITIES = (IDENTITIES, PERSONS, DECEASED)
 CHUNK, ONCE = "chunk", "once"
 # kinds
-IDENTITY, DCIR, DCIR_CHILD, STAY_LINK, STAY_CHILD, DEATHS, ALD, CHILD, ESTABLISHMENTS, STANDALONE = (
-    "identity", "dcir", "dcir_child", "stay_link", "stay_child", "deaths", "ald", "child", "establishments",
-    "standalone")
+IDENTITY, ARCHIVED, DCIR, DCIR_CHILD, STAY_LINK, STAY_CHILD, DEATHS, ALD, CHILD, ESTABLISHMENTS, STANDALONE = (
+    "identity", "archived", "dcir", "dcir_child", "stay_link", "stay_child", "deaths", "ald", "child",
+    "establishments", "standalone")
 ENTITY_COLUMNS = frozenset(PERSON_ATTRS) | {
     "BEN_IDT_MAJ", "BEN_TOP_CNS", "MAX_TRT_DTD", "ORG_CLE_NEW", "BEN_DTE_INS", "BEN_DTE_MAJ"}
 # Rows per anchor row of tables whose volume the domain suggests (others use the defaults of their kind).
@@ -77,6 +77,8 @@ def classify(catalog: Catalog, family: str, memo: dict | None = None) -> tuple[s
     field_ = domain.pmsi_field(t) if t.is_yearly else None
     if family == "IR_BEN_R" and "BEN_NIR_PSA" in cols:
         result = (IDENTITY, IDENTITIES, {}, True)
+    elif domain.ARCHIVES.get(family) == "IR_BEN_R" and "BEN_NIR_PSA" in cols:
+        result = (ARCHIVED, PERSONS, {}, True)
     elif family == domain.DCIR_CENTRAL and {"BEN_NIR_PSA", "BEN_RNG_GEM"} <= cols:
         result = (DCIR, IDENTITIES, {}, False)
     elif link is not None and link.parent == domain.DCIR_CENTRAL:
@@ -200,7 +202,7 @@ def build_plan(catalog: Catalog, selection: dict[str, set],
         pk = set(t.primary_key)
         extra_pk: tuple[str, ...] = ()
         sequences: list[str] = []
-        if kind in (DCIR, DCIR_CHILD, ALD):
+        if kind in (ARCHIVED, DCIR, DCIR_CHILD, ALD):
             count = ("special",)
         elif family in COUNTS:
             count = COUNTS[family]
