@@ -186,9 +186,14 @@ def numeric_bounds(table: Table, field: Field) -> tuple[float | None, float | No
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     lo, hi = number(field.constraints.get("minimum")), number(field.constraints.get("maximum"))
-    if table.name.startswith("ER_") and any(part in field.name for part in SIGNED_QUANTITY_PARTS):
+    if is_signed_quantity(table, field.name):
         lo = None if hi is None else -hi if lo is None else min(lo, -hi)
     return lo, hi
+
+
+def is_signed_quantity(table: Table, column: str) -> bool:
+    """A DCIR quantity, count or amount, which a regularisation line gives negative."""
+    return table.name.startswith("ER_") and any(part in column for part in SIGNED_QUANTITY_PARTS)
 
 
 def is_month(field: Field) -> bool:

@@ -209,7 +209,10 @@ def audit(delivery: Path, catalog: Catalog, nomenclatures: Path | None = None) -
                     if v != UNKNOWN and not FIRST <= v <= delivered_on:
                         out_of_range.add(i)
                 elif kind in ("integer", "number") and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-                    out_of_range.add(i)
+                    # SNDS.md: a regularisation repeats a DCIR line with its quantity (and amounts) negative
+                    if not (t.name.startswith("ER_") and re.search(r"_(QTE|QSN|NBR|MNT)", name) and v < 0
+                            and (lo is None or -v >= lo) and (hi is None or -v <= hi)):
+                        out_of_range.add(i)
                 if min_len and len(t.rows[i][j]) < min_len:
                     out_of_range.add(i)
         failures[(t.name, "range")] += len(out_of_range)
@@ -378,6 +381,30 @@ def test_dcir_nine_keys_unique_and_every_affiliated_line_has_its_parent(clean):
     assert max(months) > 7 and max(months) <= 29 and sum(m <= 7 for m in months) / len(months) > 0.99
     identities = len(tables["IR_BEN_R"].rows)
     assert len(rows) / identities / 2 > 10  # tens of care lines per person-year
+
+
+def test_regularisation_lines_cancel_earlier_lines(clean):
+    """SNDS.md: a regularisation repeats a line with a negative quantity. Each is a décompte of its own in a later
+    flow, the same care of the same identity as a line released before it, its quantities and amounts negative;
+    no affiliated table describes it."""
+    _, tables = clean
+    keys = list(domain.DCIR_KEYS)
+    lines = tables["ER_PRS_F"].dicts()
+    care = lambda r: (r["BEN_NIR_PSA"], r["BEN_RNG_GEM"], r["EXE_SOI_DTD"], r["EXE_SOI_DTF"], r["PRS_NAT_REF"])  # noqa: E731
+    paid = defaultdict(list)
+    for r in lines:
+        if not r["PRS_ACT_QTE"].startswith("-"):
+            paid[care(r)].append(r)
+    cancelling = [r for r in lines if r["PRS_ACT_QTE"].startswith("-")]
+    assert len(lines) / 200 < len(cancelling) < len(lines) / 50
+    for r in cancelling:
+        assert r["PRS_ORD_NUM"] == "1" and r["DPN_QLF"] != "71", r
+        assert any(o["PRS_ACT_QTE"] == r["PRS_ACT_QTE"][1:] and o["PRS_PAI_MNT"] == r["PRS_PAI_MNT"][1:]
+                   and o["BSE_REM_MNT"] == r["BSE_REM_MNT"][1:] and o["FLX_DIS_DTD"] < r["FLX_DIS_DTD"]
+                   for o in paid[care(r)]), r
+    cancelled = {tuple(r[k] for k in keys) for r in cancelling}
+    for family in ("ER_PHA_F", "ER_BIO_F", "ER_CAM_F", "ER_ETE_F", "ER_UCD_F"):
+        assert not any(tuple(r[k] for k in keys) in cancelled for r in tables[family].dicts()), family
 
 
 def test_pmsi_rows_hang_from_their_stay_in_the_same_year(clean):

@@ -3,7 +3,8 @@
 Each identity gets tens of lines per year it is alive (more with age), grouped in décomptes (one
 ``DCT_ORD_NUM``, ``PRS_ORD_NUM`` 1..3), released in a monthly flow (``FLX_DIS_DTD``, the first day of a month
 after the care, usually the next one, 99 % within 6 months, up to 27 as SNDS.md says), a few of them for information
-only (``DPN_QLF = 71``; ``PRS_DPN_QLP = 71``, wider, on a few more), some of them supplements (``CPL_MAJ_TOP = 2``).
+only (``DPN_QLF = 71``; ``PRS_DPN_QLP = 71``, wider, on a few more), some of them supplements (``CPL_MAJ_TOP = 2``),
+a few cancelled by a regularisation line in a later flow (the line again, its quantities and amounts negative).
 The kind of a line (consultation, pharmacy, biology, technical act, nursing) decides its
 prestation nature and which affiliated tables describe it: ER_PHA_F drugs (CIP13), ER_BIO_F biology acts,
 ER_CAM_F CCAM acts; the other affiliated tables describe a small share of the lines.
@@ -41,6 +42,7 @@ RELEASE_LAGS = (0, 1, 2, 3, 6, 12, 27)  # months between the care and its flow's
 RELEASE_LAG_WEIGHTS = (0.78, 0.14, 0.04, 0.02, 0.015, 0.004, 0.001)
 WIDER_INFORMATION_SHARE = 0.01  # lines with PRS_DPN_QLP = 71 but not DPN_QLF = 71
 SUPPLEMENT_SHARE = 0.02
+REGULARISATION_SHARE = 0.01  # lines cancelled by a later décompte
 
 
 def _draw(choices: list[str], rng: np.random.Generator, n: int) -> np.ndarray:
@@ -165,7 +167,39 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     for column in list(block.cols):
         if column not in keep:
             del block.cols[column]
+    block.append_rows(regularisations(eng, tp, block, np.random.default_rng([int(numbers[0]) if n_dct else 0, n, 1])))
     return block
+
+
+def regularisations(eng: Engine, tp: TablePlan, lines: Block, rng: np.random.Generator) -> Block:
+    """Lines a later flow cancels (SNDS.md): each is repeated in a décompte of its own, released one to three months
+    after it, with its quantities and amounts negative. Affiliated tables describe none of them."""
+    flows = np.asarray(lines.cols["FLX_DIS_DTD"], dtype=np.int64)
+    paid = np.asarray(lines.cols["DPN_QLF"]) != domain.INFORMATION_ONLY_DPN_QLF
+    chosen = np.flatnonzero((rng.random(lines.n) < REGULARISATION_SHARE) & paid & (flows < eng.last_flow))
+    copies = lines.take(chosen)
+    k = copies.n
+    if not k:
+        return copies
+    numbers = eng.next_numbers(("ER_PRS_F", "DCT_ORD_NUM"), k) - 1
+    copies.set("DCT_ORD_NUM", (numbers % DCT_LIMIT + 1).tolist())
+    copies.set("FLX_EMT_ORD", (np.asarray(copies.cols["FLX_EMT_ORD"]) % 1000 + 1000 * (numbers // DCT_LIMIT)).tolist())
+    copies.set("PRS_ORD_NUM", [1] * k)
+    later = np.minimum(month_starts_after(flows[chosen], rng.integers(0, 3, k)), eng.last_flow)
+    treated = np.maximum(later - rng.integers(1, 20, k), np.asarray(copies.cols["FLX_TRT_DTD"], dtype=np.int64))
+    copies.set("FLX_DIS_DTD", later.tolist(), True)
+    copies.set("FLX_TRT_DTD", treated.tolist(), True)
+    for column in copies.cols:
+        if domain.is_signed_quantity(tp.table, column):
+            copies.set(column, [negative(v) for v in copies.cols[column]])
+    copies.set("_KIND", [-1] * k)
+    return copies
+
+
+def negative(value: int | str) -> int | str:
+    if isinstance(value, int):
+        return -value
+    return value if value in ("", "0", "0.00") or value.startswith("-") else f"-{value}"
 
 
 @special(DCIR_CHILD)
@@ -173,7 +207,7 @@ def affiliated_lines(eng: Engine, tp: TablePlan, lines: Block, rng: np.random.Ge
                      year: int | None) -> Block:
     target, share, sizes, weights = CHILD_RULES.get(tp.family, DEFAULT_RULE)
     n = lines.n
-    eligible = np.ones(n, dtype=bool)
+    eligible = np.asarray(lines.cols["_KIND"]) >= 0  # a regularisation (-1) is described by none
     if target is not None:
         eligible = np.asarray(lines.cols["_KIND"]) == KIND[target]
     described = eligible & (rng.random(n) < share)

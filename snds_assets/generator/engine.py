@@ -333,7 +333,9 @@ class Engine:
             if spec is None or column in block.dates or column in keys:
                 continue
             values = block.cols[column]
-            bad = {v for v in set(values) if v != "" and not valid_text(spec, str(v))}
+            signed = domain.is_signed_quantity(tp.table, column)  # a regularisation's is negative
+            bad = {v for v in set(values) if v != "" and not valid_text(spec, str(v))
+                   and not (signed and str(v).startswith("-") and valid_text(spec, str(v)[1:]))}
             if bad:
                 fresh = sample(spec, rng, block.n, self.window, self.hints[tp.family].get(column))
                 block.set(column, [f if v in bad else v for v, f in zip(values, fresh)], spec.is_date)
