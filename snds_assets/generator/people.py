@@ -221,4 +221,3 @@ class PeopleGenerator:
     def _new_psa(self) -> str:
         self.identity_counter += 1
         return self.nir_psa(self.identity_counter)
-
