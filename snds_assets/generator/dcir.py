@@ -38,7 +38,7 @@ CHILD_RULES: dict[str, tuple[str | None, float, tuple[int, ...], tuple[float, ..
     "ER_ETE_F": (None, 0.05, (1,), (1.0,)),
 }
 DEFAULT_RULE = (None, 0.01, (1,), (1.0,))
-RELEASE_LAGS = (0, 1, 2, 3, 6, 12, 27)  # months between the care and its flow's release
+RELEASE_LAGS = (1, 2, 3, 4, 6, 12, 27)  # months from the care's month to its flow's (SNDS.md: up to 27, 99 % within 6)
 RELEASE_LAG_WEIGHTS = (0.78, 0.14, 0.04, 0.02, 0.015, 0.004, 0.001)
 WIDER_INFORMATION_SHARE = 0.01  # lines with PRS_DPN_QLP = 71 but not DPN_QLF = 71
 SUPPLEMENT_SHARE = 0.02
@@ -95,7 +95,7 @@ def care_lines(eng: Engine, tp: TablePlan, ident: Block, rng: np.random.Generato
     stop = np.minimum(stop, np.minimum(hi[line_owner], eng.end))  # no care after death
     # A décompte is released (and processed) once all its care is done: nursing series end days later.
     done = np.maximum.reduceat(stop, np.cumsum(sizes) - sizes) if n else np.zeros(0, np.int64)
-    flow = np.minimum(month_starts_after(done, lag), eng.last_flow)
+    flow = np.minimum(month_starts_after(done, lag - 1), eng.last_flow)
     treated = np.maximum(flow - back, done)
     info_only = rng.random(n) < 0.04
     # Drawn apart (these flags, then IJR_EMP_NUM), so that the lines drawn before them stay as they were for a seed.
