@@ -554,6 +554,43 @@ def test_the_archive_holds_former_identities_of_persons(tmp_path, packaged_catal
     assert audit(result.delivery_dir, packaged_catalog) == {}
 
 
+def test_a_diagnosis_fits_its_patient(tmp_path, packaged_catalog, reference_nomenclatures):
+    """A childbirth (O80) was drawn for men and children, Alzheimer's (G30) at any age, prostate cancer (C61) for
+    women: a project's `diagnosis` criterion then selected them. Stays, their associated diagnoses, long-term
+    illnesses and causes of death now fit their patient's sex and age."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=20000, seed=8, catalog=packaged_catalog,
+                                      nomenclatures=str(reference_nomenclatures),
+                                      tables=["IR_BEN_R", "T_MCOaaB", "T_MCOaaD", "IR_IMB_R", "KI_CCI_R", "KI_ECD_R"]))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    seen = Counter()
+    for year, stays in _stay_rows(tables, "T_MCOaaB").items():
+        age = {(r["ETA_NUM"], r["RSA_NUM"]): int(r["AGE_ANN"] or 0) for r in stays}
+        for r in stays:
+            years = int(r["AGE_ANN"] or 0)
+            if r["DGN_PAL"].startswith("O"):
+                seen["O"] += 1
+                assert r["COD_SEX"] == "2" and 12 <= years <= 55, r
+            if r["DGN_PAL"].startswith("G30"):
+                seen["G30"] += 1
+                assert years >= 40, r
+        for r in _stay_rows(tables, "T_MCOaaD")[year]:
+            if r["ASS_DGN"].startswith("G30"):
+                seen["associated G30"] += 1
+                assert age[(r["ETA_NUM"], r["RSA_NUM"])] >= 40, r
+    sex = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r["BEN_SEX_COD"] for r in tables["IR_BEN_R"].dicts()}
+    for r in tables["IR_IMB_R"].dicts():
+        if r["MED_MTF_COD"].startswith("C61"):
+            seen["C61"] += 1
+            assert sex[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])] == "1", r
+    born = {r["BEN_IDT_ANO"]: int(r["BEN_NAI_ANN"]) for r in tables["IR_BEN_R"].dicts()}
+    for family, column in (("KI_CCI_R", "DCD_CIM_COD"), ("KI_ECD_R", "ECD_CIM_COD")):
+        for r in tables[family].dicts():
+            if r[column].startswith("G30") and born[r["BEN_IDT_ANO"]] != 1600:
+                seen[f"{family} G30"] += 1
+                assert int(r["BEN_DCD_DTE"][:4]) - born[r["BEN_IDT_ANO"]] >= 39, r
+    assert min(seen.values()) > 3 and len(seen) == 6, seen
+
+
 def test_deaths_agree_between_referentials_and_care_stops(clean):
     _, tables = clean
     ben = tables["IR_BEN_R"].dicts()

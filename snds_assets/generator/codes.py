@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+import numpy as np
+
 # ICD-10 main diagnoses of MCO stays, with relative weights.
 STAY_DIAGNOSES: tuple[tuple[str, float], ...] = (
     ("U071", 6), ("E119", 4), ("E1190", 1), ("I10", 3), ("J189", 4), ("I500", 3), ("I214", 2), ("C509", 2),
@@ -68,6 +70,43 @@ def fictitious_codes_for(codes: Sequence[str], sex: int, age: int) -> list[str]:
     fit = [c for c in codes if c in FICTITIOUS_NIR_HOLDERS and FICTITIOUS_NIR_HOLDERS[c][0] in (0, sex)
            and FICTITIOUS_NIR_HOLDERS[c][1] <= age <= FICTITIOUS_NIR_HOLDERS[c][2]]
     return fit or list(codes)
+
+
+# Diagnoses only some patients can have, by ICD-10 prefix: (sex, 1 man 2 woman 0 either, first and last age).
+DIAGNOSIS_HOLDERS: dict[str, tuple[int, int, int]] = {
+    "O": (2, 12, 55),  # pregnancy and childbirth
+    "C61": (1, 15, 120),  # prostate cancer
+    "G30": (0, 40, 120),  # Alzheimer's disease
+    "H25": (0, 40, 120),  # senile cataract
+}
+
+
+def diagnosis_fits(code: str, sex: int, age: int) -> bool:
+    for prefix, (holder_sex, first, last) in DIAGNOSIS_HOLDERS.items():
+        if code.startswith(prefix):
+            return holder_sex in (0, sex) and first <= age <= last
+    return True
+
+
+def fit_to_patients(chosen: list[str], sexes: Sequence[int], ages: Sequence[int], codes: Sequence[str],
+                    weights: Sequence[float] | None, rng: np.random.Generator) -> list[str]:
+    """``chosen`` diagnoses, each one its patient cannot have (a childbirth for a man, Alzheimer's at 30) drawn again
+    among the ``codes`` that fit, so that a criterion such as ``diagnosis: O80`` selects women of childbearing age."""
+    out = list(chosen)
+    unfit = [k for k, (c, s, a) in enumerate(zip(chosen, sexes, ages)) if not diagnosis_fits(c, s, a)]
+    if not unfit:
+        return out
+    w = np.ones(len(codes)) if weights is None else np.asarray(weights, dtype=float)
+    cumulative: dict[tuple[int, int], np.ndarray | None] = {}
+    for k, u in zip(unfit, rng.random(len(unfit)).tolist()):
+        patient = (int(sexes[k]), int(ages[k]))
+        if patient not in cumulative:
+            p = w * np.array([diagnosis_fits(c, *patient) for c in codes])
+            cumulative[patient] = np.cumsum(p) / p.sum() if p.sum() > 0 else None
+        cum = cumulative[patient]
+        if cum is not None:
+            out[k] = codes[min(int(np.searchsorted(cum, u, side="right")), len(codes) - 1)]
+    return out
 
 
 PLAUSIBLE_DEPARTMENTS: tuple[str, ...] = tuple(f"{d:03d}" for d in (1, 6, 13, 31, 33, 34, 35, 38, 44, 59, 62, 67, 69,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import codes as C
-from .model import Block
+from .model import Block, take
 from .plan import ALD, TablePlan
 from .registry import enricher, special
 from .values import UNKNOWN_ORD
@@ -37,8 +37,10 @@ def long_term_illnesses(eng: Engine, tp: TablePlan, ident: Block, rng: np.random
     codes, probs = eng.weighted_codes("MED_MTF_COD", [(c, w) for c, w, _ in C.ALD_DISEASES], tp.family)
     chosen = rng.choice(len(codes), m, p=probs)
     numbers = {c: n for c, _, n in C.ALD_DISEASES}
-    block.set("MED_MTF_COD", [codes[i] for i in chosen.tolist()])
-    block.set("IMB_ALD_NUM", [numbers.get(codes[i], 31) for i in chosen.tolist()])
+    diseases = C.fit_to_patients([codes[i] for i in chosen.tolist()], take(ident.cols["BEN_SEX_COD"], idx),
+                                 take(ident.cols["_AGE"], idx), codes, probs, rng)
+    block.set("MED_MTF_COD", diseases)
+    block.set("IMB_ALD_NUM", [numbers.get(c, 31) for c in diseases])
     birth = np.asarray(ident.cols["_BIRTH"], dtype=np.int64)[idx]
     first = np.maximum(birth, date(2000, 1, 1).toordinal())
     last = np.minimum(np.asarray(ident.cols["_HI"], dtype=np.int64)[idx], eng.end)  # not after the death
@@ -70,7 +72,11 @@ def _death_year_and_cause(eng, tp, block: Block, anchor: Block, rng, cause_colum
         block.set("DCD_IDT_ENC", [eng.people.death_ids(person[i]) for i in block.parent.tolist()])
     block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
     causes = list(eng.codes_for(cause_column, list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
-    block.set(cause_column, [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()])
+    chosen = [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()]
+    if {"BEN_SEX_COD", "_AGE"} <= set(anchor.cols):
+        chosen = C.fit_to_patients(chosen, take(anchor.cols["BEN_SEX_COD"], block.parent),
+                                   take(anchor.cols["_AGE"], block.parent), causes, None, rng)
+    block.set(cause_column, chosen)
 
 
 @enricher(r"KI_CCI_R")

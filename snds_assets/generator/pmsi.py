@@ -179,6 +179,9 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     block.set("NBR_DGN", np.minimum(rng.poisson(1.2, m), 4).tolist())
     block.set("NBR_ACT", np.minimum(rng.poisson(0.9, m), 3).tolist())
     block.set("NBR_RUM", rng.choice([1, 2], m, p=[0.85, 0.15]).tolist())
+    years = (age_days // 365).tolist()
+    block.set("DGN_PAL", C.fit_to_patients(block.cols["DGN_PAL"], [sex[i] for i in p.tolist()], years, main_codes,
+                                           main_p, rng))
     # The mother-child number links a birth's stay to its mother's delivery stay: the newborn's is keyed by the
     # child, a delivery's by its stay (mothers and their newborns are not paired here); other stays have none.
     person = take(persons.cols["_G"], p)
@@ -203,7 +206,12 @@ def _within(block: Block) -> list[int]:
 def associated_diagnoses(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
                          year: int | None) -> None:
     codes, p = eng.weighted_codes("ASS_DGN", C.ASSOCIATED_DIAGNOSES, tp.family)
-    block.set("ASS_DGN", [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()])
+    chosen = [codes[i] for i in rng.choice(len(codes), block.n, p=p).tolist()]
+    if anchor is not None and {"COD_SEX", "AGE_ANN"} <= set(anchor.cols) and block.n:
+        sexes = [int(anchor.cols["COD_SEX"][i]) for i in block.parent.tolist()]
+        ages = [int(a) if a != "" else 0 for a in take(anchor.cols["AGE_ANN"], block.parent)]
+        chosen = C.fit_to_patients(chosen, sexes, ages, codes, p, rng)
+    block.set("ASS_DGN", chosen)
     block.set("DGN_ASS_NUM", _within(block))
 
 
