@@ -573,6 +573,12 @@ def test_a_diagnosis_fits_its_patient(tmp_path, packaged_catalog, reference_nome
             if r["DGN_PAL"].startswith("G30"):
                 seen["G30"] += 1
                 assert years >= 40, r
+            if r["DGN_PAL"].startswith(("I21", "I50")):
+                seen["I21 I50"] += 1
+                assert years >= 18, r
+            if r["DGN_REL"].startswith(("E11", "I10")):
+                seen["related E11 I10"] += 1
+                assert years >= 10, r
         for r in _stay_rows(tables, "T_MCOaaD")[year]:
             if r["ASS_DGN"].startswith("G30"):
                 seen["associated G30"] += 1
@@ -588,7 +594,7 @@ def test_a_diagnosis_fits_its_patient(tmp_path, packaged_catalog, reference_nome
             if r[column].startswith("G30") and born[r["BEN_IDT_ANO"]] != 1600:
                 seen[f"{family} G30"] += 1
                 assert int(r["BEN_DCD_DTE"][:4]) - born[r["BEN_IDT_ANO"]] >= 39, r
-    assert min(seen.values()) > 3 and len(seen) == 6, seen
+    assert min(seen.values()) > 3 and len(seen) == 8, seen
 
 
 def test_deaths_agree_between_referentials_and_care_stops(clean):

@@ -72,12 +72,25 @@ def fictitious_codes_for(codes: Sequence[str], sex: int, age: int) -> list[str]:
     return fit or list(codes)
 
 
-# Diagnoses only some patients can have, by ICD-10 prefix: (sex, 1 man 2 woman 0 either, first and last age).
+# Diagnoses only some patients can have, by ICD-10 prefix: (sex, 1 man 2 woman 0 either, first and last age). The
+# ages are common sense (no myocardial infarction at 2), not an epidemiology.
 DIAGNOSIS_HOLDERS: dict[str, tuple[int, int, int]] = {
     "O": (2, 12, 55),  # pregnancy and childbirth
     "C61": (1, 15, 120),  # prostate cancer
+    "C50": (0, 15, 120),  # breast cancer
     "G30": (0, 40, 120),  # Alzheimer's disease
     "H25": (0, 40, 120),  # senile cataract
+    "M17": (0, 30, 120),  # knee arthrosis
+    "J44": (0, 30, 120),  # chronic obstructive pulmonary disease
+    "I21": (0, 18, 120),  # myocardial infarction
+    "I25": (0, 18, 120),  # chronic ischaemic heart disease
+    "I48": (0, 18, 120),  # atrial fibrillation
+    "I50": (0, 18, 120),  # heart failure
+    "I63": (0, 15, 120),  # cerebral infarction
+    "I10": (0, 15, 120),  # essential hypertension
+    "E11": (0, 10, 120),  # type 2 diabetes
+    "F32": (0, 10, 120),  # depressive episode
+    "F20": (0, 12, 120),  # schizophrenia
 }
 
 

@@ -180,8 +180,9 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     block.set("NBR_ACT", np.minimum(rng.poisson(0.9, m), 3).tolist())
     block.set("NBR_RUM", rng.choice([1, 2], m, p=[0.85, 0.15]).tolist())
     years = (age_days // 365).tolist()
-    block.set("DGN_PAL", C.fit_to_patients(block.cols["DGN_PAL"], [sex[i] for i in p.tolist()], years, main_codes,
-                                           main_p, rng))
+    sexes = [sex[i] for i in p.tolist()]
+    block.set("DGN_PAL", C.fit_to_patients(block.cols["DGN_PAL"], sexes, years, main_codes, main_p, rng))
+    block.set("DGN_REL", C.fit_to_patients(block.cols["DGN_REL"], sexes, years, related + [""], None, rng))
     # The mother-child number links a birth's stay to its mother's delivery stay: the newborn's is keyed by the
     # child, a delivery's by its stay (mothers and their newborns are not paired here); other stays have none.
     person = take(persons.cols["_G"], p)
