@@ -390,7 +390,10 @@ def test_regularisation_lines_cancel_earlier_lines(clean):
     _, tables = clean
     keys = list(domain.DCIR_KEYS)
     lines = tables["ER_PRS_F"].dicts()
-    care = lambda r: (r["BEN_NIR_PSA"], r["BEN_RNG_GEM"], r["EXE_SOI_DTD"], r["EXE_SOI_DTF"], r["PRS_NAT_REF"])  # noqa: E731
+
+    def care(r: dict) -> tuple:
+        return r["BEN_NIR_PSA"], r["BEN_RNG_GEM"], r["EXE_SOI_DTD"], r["EXE_SOI_DTF"], r["PRS_NAT_REF"]
+
     paid = defaultdict(list)
     for r in lines:
         if not r["PRS_ACT_QTE"].startswith("-"):
@@ -543,10 +546,9 @@ def test_the_archive_holds_former_identities_of_persons(tmp_path, packaged_catal
     tables = read_delivery(result.delivery_dir, packaged_catalog)
     ben, arc = tables["IR_BEN_R"].dicts(), tables["IR_BEN_R_ARC"].dicts()
     assert 50 < len(arc) < len(ben) / 5
-    identity = lambda r: (r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])  # noqa: E731
-    archived = {identity(r) for r in arc}
-    assert len(archived) == len(arc) and not archived & {identity(r) for r in ben}
-    assert not archived & {identity(r) for r in tables["ER_PRS_F"].dicts()}
+    archived = {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]) for r in arc}
+    assert len(archived) == len(arc) and not archived & {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]) for r in ben}
+    assert not archived & {(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]) for r in tables["ER_PRS_F"].dicts()}
     lifelong = {r["BEN_IDT_ANO"] for r in ben if r["BEN_IDT_TOP"] == "1"}
     for r in arc:
         assert r["BEN_IDT_TOP"] == "1" and r["BEN_IDT_ANO"] == r["BEN_NIR_ANO"] and r["BEN_IDT_ANO"] in lifelong, r
