@@ -127,6 +127,7 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
         block.set(code, values.tolist())
     block.set("_IDENTITY", chosen)
     block.set("_PERSON", p.tolist())
+    block.set("_G", take(persons.cols["_G"], p))  # the person's number, for the pseudonyms of the field's tables
 
     for column in ("EXE_SOI_DTD", "ENT_DAT"):
         block.set(column, admission.tolist(), True)
@@ -185,12 +186,11 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     block.set("DGN_REL", C.fit_to_patients(block.cols["DGN_REL"], sexes, years, related + [""], None, rng))
     # The mother-child number links a birth's stay to its mother's delivery stay: the newborn's is keyed by the
     # child, a delivery's by its stay (mothers and their newborns are not paired here); other stays have none.
-    person = take(persons.cols["_G"], p)
     delivering = [d.startswith("O8") and sex[i] == 2 for d, i in zip(block.cols["DGN_PAL"], p.tolist())]
     stay_numbers = eng.next_numbers(("mother-child", field_.name), m) + (1 << 40)
     block.set("NIR_ANO_MAM", [eng.people.mother_child.long(g) if b else
                               eng.people.mother_child.long(int(k)) if d and a >= 12 * 365 else ""
-                              for g, b, d, a, k in zip(person, newborn, delivering, age_days.tolist(),
+                              for g, b, d, a, k in zip(block.cols["_G"], newborn, delivering, age_days.tolist(),
                                                        stay_numbers.tolist())])
     return block
 
