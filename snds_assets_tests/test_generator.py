@@ -496,26 +496,105 @@ def test_a_fictitious_nir_fits_its_holder(tmp_path, packaged_catalog, reference_
     assert set(held) == domain.FICTITIOUS_NIR_CODES, held  # every code of IR_NIR_V is drawn, each for its holders
 
 
+def _mco_stays(tables: dict[str, Read]) -> list[dict]:
+    """Every MCO stay of the delivery: its T_MCOaaB row with its T_MCOaaC row's patient, date and number."""
+    out = []
+    for year, rows in _stay_rows(tables, "T_MCOaaB").items():
+        patient = {(r["ETA_NUM"], r["RSA_NUM"]): r for r in _stay_rows(tables, "T_MCOaaC")[year]}
+        for r in rows:
+            c = patient[(r["ETA_NUM"], r["RSA_NUM"])]
+            out.append({**r, **{k: c[k] for k in ("NIR_ANO_17", "EXE_SOI_DTD", "NIR_ANO_MAM")}, "year": year})
+    return out
+
+
+def _is_delivery(stay: dict) -> bool:
+    return stay["DGN_PAL"][:3] in ("O80", "O81", "O82", "O83", "O84") and stay["COD_SEX"] == "2"
+
+
 def test_mother_child_numbers_belong_to_births_and_deliveries(clean):
     """NIR_ANO_MAM links a birth's stay to its mother's delivery: a newborn's stays and a woman's delivery stays carry
-    one (32 characters), other stays none, and no number names two patients (a pool of 200 values did)."""
+    one (32 characters), other stays none, and a number names one child (twins share a pseudo-NIR) and at most one
+    mother (a pool of 200 values named unrelated patients)."""
     _, tables = clean
-    stays = {year: {(r["ETA_NUM"], r["RSA_NUM"]): r for r in rows}
-             for year, rows in _stay_rows(tables, "T_MCOaaB").items()}
-    patients = defaultdict(set)
-    carried = 0
-    for year, rows in _stay_rows(tables, "T_MCOaaC").items():
-        for r in rows:
-            stay = stays[year][(r["ETA_NUM"], r["RSA_NUM"])]
-            newborn = stay["AGE_JOU"] != "" and int(stay["AGE_JOU"]) < 28
-            delivery = stay["DGN_PAL"].startswith("O8") and stay["COD_SEX"] == "2" and stay["AGE_ANN"] != ""
-            assert (r["NIR_ANO_MAM"] != "") == (newborn or delivery), (r, stay)
-            if r["NIR_ANO_MAM"]:
-                carried += 1
-                assert len(r["NIR_ANO_MAM"]) == 32
-                if r["NIR_ANO_17"] not in domain.PLACEHOLDER_NIRS:
-                    patients[r["NIR_ANO_MAM"]].add(r["NIR_ANO_17"])
-    assert carried and all(len(p) == 1 for p in patients.values()), patients
+    children, mothers = defaultdict(set), defaultdict(set)
+    for stay in _mco_stays(tables):
+        newborn = stay["AGE_JOU"] != "" and int(stay["AGE_JOU"]) < 28
+        delivery = _is_delivery(stay) and stay["AGE_ANN"] != ""
+        assert (stay["NIR_ANO_MAM"] != "") == (newborn or delivery), stay
+        if stay["NIR_ANO_MAM"]:
+            assert len(stay["NIR_ANO_MAM"]) == 32
+            if stay["NIR_ANO_17"] not in domain.PLACEHOLDER_NIRS:
+                (children if newborn else mothers)[stay["NIR_ANO_MAM"]].add(stay["NIR_ANO_17"])
+    assert children and all(len(p) == 1 for p in children.values()), children
+    assert mothers and all(len(p) == 1 for p in mothers.values()), mothers
+
+
+def test_a_birth_is_a_stay_of_the_child_and_of_its_mother(clean):
+    """A person born in the care period has a birth stay (Z38, or a perinatal condition when longer) on the day of
+    birth, paired by NIR_ANO_MAM with the delivery stay (O80-O84) of a woman of 15 to 49 in the same establishment
+    the same day. The mother-child numbers were one per newborn and one per delivery: no birth had a mother."""
+    _, tables = clean
+    first_year = min(t.year for t in tables.values() if t.family == "T_MCOaaB")
+    ben = tables["IR_BEN_R"].dicts()
+    born_in_period = {r["BEN_IDT_ANO"] for r in ben
+                      if r["BEN_NAI_ANN"] != "1600" and int(r["BEN_NAI_ANN"]) >= first_year}
+    unknown_birth = {r["BEN_IDT_ANO"] for r in ben if r["BEN_NAI_ANN"] == "1600"}
+    person_of = defaultdict(set)
+    for r in ben:
+        person_of[r["BEN_NIR_PSA"]].add(r["BEN_IDT_ANO"])
+    stays = _mco_stays(tables)
+    births = [s for s in stays if s["AGE_JOU"] == "0" and s["DGN_PAL"].startswith(("Z38", "P"))]
+    deliveries = defaultdict(list)
+    for s in stays:
+        if _is_delivery(s) and s["NIR_ANO_MAM"]:
+            deliveries[s["NIR_ANO_MAM"]].append(s)
+    assert len(born_in_period) >= 10
+    assert len(born_in_period) <= len(births) <= len(born_in_period) + len(unknown_birth)
+    children_of = Counter(s["NIR_ANO_MAM"] for s in births)
+    for s in births:
+        if s["NIR_ANO_17"] not in domain.PLACEHOLDER_NIRS:
+            assert person_of[s["NIR_ANO_17"]] & (born_in_period | unknown_birth), s
+        assert children_of[s["NIR_ANO_MAM"]] in (1, 2), s  # twins share their mother's delivery
+        (mother,) = deliveries[s["NIR_ANO_MAM"]]
+        assert 15 <= int(mother["AGE_ANN"]) <= 49, mother
+        assert (mother["EXE_SOI_DTD"], mother["ETA_NUM"], mother["year"]) == (s["EXE_SOI_DTD"], s["ETA_NUM"], s["year"])
+        assert mother["NIR_ANO_17"] != s["NIR_ANO_17"] or s["NIR_ANO_17"] in domain.PLACEHOLDER_NIRS
+    longer = [s for s in births if s["DGN_PAL"].startswith("P")]
+    assert all(int(s["SEJ_NBJ"]) >= 2 for s in births) and longer
+    assert min(int(s["SEJ_NBJ"]) for s in longer) > max(int(s["SEJ_NBJ"]) for s in births if s["DGN_PAL"] == "Z380")
+
+
+# The CMD of a main diagnosis, by ICD-10 chapter and block (written here from the GHM classification's CMD list, not
+# from the generator's table): the longest matching prefix wins.
+_CMD = {"A": "18", "E1": "10", "F3": "19", "G30": "01", "H25": "02", "I": "05", "I6": "01", "J": "04", "K35": "06",
+        "K80": "07", "M17": "08", "N39": "11", "O8": "14", "P": "15", "S72": "08", "U07": "04", "Z38": "15"}
+
+
+def test_a_ghm_fits_its_stay(clean):
+    """GRG_GHM was drawn apart from the stay (a childbirth in CMD 05, a 12-night stay as ambulatory): its CMD now
+    follows the main diagnosis, its severity what the stay's length allows, Z51.1 without a night is a session."""
+    _, tables = clean
+    checked = Counter()
+    for stay in _mco_stays(tables):
+        ghm, nights, dgn = stay["GRG_GHM"], int(stay["SEJ_NBJ"]), stay["DGN_PAL"]
+        if ghm == "90Z00Z":
+            continue
+        assert re.fullmatch(r"\d\d[CKMZ]\d\d[1-4A-DJTZ]", ghm), stay
+        if dgn.startswith("Z511") and nights == 0:
+            assert ghm == "28Z07Z", stay
+            checked["session"] += 1
+            continue
+        prefix = max((p for p in _CMD if dgn.startswith(p)), key=len, default=None)
+        if prefix is not None:
+            assert ghm[:2] == _CMD[prefix], stay
+            checked[_CMD[prefix]] += 1
+        severity = ghm[5]
+        level = "1234".find(severity) + 1 or "ABCD".find(severity) + 1
+        if level >= 2:
+            assert nights >= level + 1, stay  # level 2 from 3 nights, 3 from 4, 4 from 5
+        assert severity != "J" or nights == 0, stay
+        assert severity != "T" or nights <= 1, stay
+    assert len(checked) >= 8 and checked["14"] and checked["15"] and checked["session"], checked
 
 
 def test_other_patient_pseudonyms_are_their_own_patients(tmp_path, reference_catalog):

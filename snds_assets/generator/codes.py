@@ -18,6 +18,11 @@ STAY_DIAGNOSES: tuple[tuple[str, float], ...] = (
     ("K358", 2), ("S7200", 2), ("O800", 3), ("N390", 2), ("Z511", 4), ("J441", 2), ("I639", 2), ("R074", 3),
     ("A419", 1), ("I480", 2), ("K800", 2), ("M170", 2), ("H251", 2), ("F329", 1), ("G309", 1), ("N183", 1),
 )
+# A birth's stay (the child's): born in hospital (Z38.0), or when it stays longer a perinatal condition (jaundice,
+# prematurity, respiratory distress). The first code is the usual stay's, the others a longer one's.
+BIRTH_DIAGNOSES: tuple[str, ...] = ("Z380", "P599", "P073", "P220", "P071")
+# The mother's delivery stay: vaginal (O80), or caesarean (O82) when she stays longer.
+DELIVERY_DIAGNOSES: tuple[str, ...] = ("O800", "O821")
 ASSOCIATED_DIAGNOSES: tuple[tuple[str, float], ...] = (
     ("E119", 6), ("I10", 8), ("E1190", 2), ("N183", 2), ("J441", 2), ("F329", 2), ("Z515", 1), ("I480", 3),
     ("E10", 1), ("U071", 2), ("R074", 1), ("G309", 1), ("J9600", 1),
@@ -91,6 +96,8 @@ DIAGNOSIS_HOLDERS: dict[str, tuple[int, int, int]] = {
     "E11": (0, 10, 120),  # type 2 diabetes
     "F32": (0, 10, 120),  # depressive episode
     "F20": (0, 12, 120),  # schizophrenia
+    "P": (0, 0, 0),  # perinatal conditions
+    "Z38": (0, 0, 0),  # liveborn infant
 }
 
 
@@ -120,6 +127,53 @@ def fit_to_patients(chosen: list[str], sexes: Sequence[int], ages: Sequence[int]
         if cum is not None:
             out[k] = codes[min(int(np.searchsorted(cum, u, side="right")), len(codes) - 1)]
     return out
+
+
+# The major diagnostic category (CMD, the GHM's first two characters) of a stay by its main diagnosis's ICD-10
+# prefix, the longest one that matches, and the kinds of GHM it takes (C surgical, K a procedure outside the
+# operating room, M medical, Z undifferentiated). Z51.1 (chemotherapy) without a night is a session (CMD 28).
+GHM_CATEGORIES: dict[str, tuple[str, str]] = {
+    "A": ("18", "M"), "B": ("18", "M"), "C": ("17", "M"), "C34": ("04", "M"), "C50": ("09", "CM"),
+    "C61": ("12", "CM"), "D": ("16", "M"), "E": ("10", "M"), "F": ("19", "M"), "F1": ("20", "M"), "G": ("01", "M"),
+    "H": ("02", "M"), "H25": ("02", "C"), "H6": ("03", "M"), "H7": ("03", "M"), "H8": ("03", "M"), "H9": ("03", "M"),
+    "I": ("05", "M"), "I21": ("05", "KM"), "I6": ("01", "M"), "J": ("04", "M"), "K": ("06", "M"), "K35": ("06", "C"),
+    "K7": ("07", "M"), "K8": ("07", "M"), "K80": ("07", "CM"), "L": ("09", "M"), "M": ("08", "M"), "M17": ("08", "C"),
+    "N": ("11", "M"), "N4": ("12", "M"), "N7": ("13", "M"), "N8": ("13", "M"), "N9": ("13", "M"), "N39": ("11", "M"),
+    "O": ("14", "Z"), "O82": ("14", "C"), "P": ("15", "M"), "R": ("23", "M"), "R07": ("05", "M"), "S": ("21", "M"),
+    "S72": ("08", "C"), "T": ("21", "M"), "U07": ("04", "M"), "Z": ("23", "M"), "Z38": ("15", "M"),
+    "Z51": ("17", "M"),
+}
+
+
+def ghm_category(diagnosis: str) -> tuple[str, str]:
+    """(CMD, kinds) of a main diagnosis, by its longest listed prefix (CMD 23, medical, when none is listed)."""
+    for length in range(len(diagnosis), 0, -1):
+        if diagnosis[:length] in GHM_CATEGORIES:
+            return GHM_CATEGORIES[diagnosis[:length]]
+    return "23", "M"
+
+
+def ghm(diagnosis: str, nights: int, kind_draw: float, level_draw: float) -> str:
+    """A GHM fitting the stay: its CMD from the main diagnosis, a kind the diagnosis takes, a severity its length
+    allows (level 2 from 3 nights, 3 from 4, 4 from 5; letters A-D in CMD 14 and 15; J for a surgical stay without a
+    night, T for a medical one of at most one). The root's two-digit number is invented, fixed per diagnosis and
+    kind."""
+    if diagnosis.startswith("Z511") and nights == 0:
+        return "28Z07Z"
+    cmd, kinds = ghm_category(diagnosis)
+    kind = kinds[min(int(kind_draw * len(kinds)), len(kinds) - 1)]
+    root = 1 + sum(ord(ch) * 31 ** i for i, ch in enumerate(diagnosis[:4] + kind)) % 59
+    top = 1 if nights < 3 else min(nights - 1, 4)
+    level = 1 + min(int(level_draw * top), top - 1)
+    if cmd in ("14", "15"):
+        severity = "ABCD"[level - 1]
+    elif nights == 0 and kind in "CK":
+        severity = "J"
+    elif nights <= 1 and kind == "M" and level_draw < 0.5:
+        severity = "T"
+    else:
+        severity = str(level)
+    return f"{cmd}{kind}{root:02d}{severity}"
 
 
 PLAUSIBLE_DEPARTMENTS: tuple[str, ...] = tuple(f"{d:03d}" for d in (1, 6, 13, 31, 33, 34, 35, 38, 44, 59, 62, 67, 69,

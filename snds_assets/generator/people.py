@@ -216,7 +216,33 @@ class PeopleGenerator:
         deceased = persons.take(dead_rows)
         deceased.cols["_PERSON"] = dead_rows.tolist()
         persons.cols["_PERSON"] = list(range(n))
+        mother, birth_of = self._mothers(birth, sex, death, unknown_birth, twin_of, first, rng)
+        persons.cols["_MOTHER"] = mother
+        persons.cols["_BIRTH_OF"] = birth_of
         return People(persons, identities, deceased, identities_of)
+
+    def _mothers(self, birth: np.ndarray, sex: np.ndarray, death: np.ndarray, unknown_birth: np.ndarray,
+                 twin_of: np.ndarray, first: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """Each person born in the care period gets a mother in the chunk when one fits (a woman of 15 to 49 alive
+        at the birth, one birth each, twins sharing theirs), so that the PMSI pairs the child's birth stay with her
+        delivery stay. Also returns, per person, the number of the birth's first child, which keys that pair."""
+        n = len(birth)
+        mother = [-1] * n
+        birth_of = [first + j for j in range(n)]
+        women = np.flatnonzero((sex == 2) & ~unknown_birth)
+        free = np.ones(len(women), dtype=bool)
+        for j in np.flatnonzero(birth >= self.c.start).tolist():
+            if twin_of[j] >= 0:
+                mother[j], birth_of[j] = mother[int(twin_of[j])], birth_of[int(twin_of[j])]
+                continue
+            age = birth[j] - birth[women]
+            fit = free & (age >= 15 * 365.25) & (age < 50 * 365.25) & ((death[women] < 0) | (death[women] >= birth[j]))
+            candidates = np.flatnonzero(fit)
+            if len(candidates):
+                k = int(candidates[int(rng.integers(0, len(candidates)))])
+                mother[j] = int(women[k])
+                free[k] = False
+        return mother, birth_of
 
     def _new_psa(self) -> str:
         self.identity_counter += 1

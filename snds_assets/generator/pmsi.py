@@ -4,7 +4,10 @@ A few percent of the persons alive in a year are hospitalised (more with age); e
 (establishment + stay number, per ``domain.PMSI_FIELDS``), dates within the year of discharge, the patient's
 pseudo-NIR in ``NIR_ANO_17`` (the PMSI has no rank: twins are ambiguous there) with mostly good return codes,
 some bad ones ('1') and some placeholder NIRs. The stay block carries the MCO names of its attributes; every
-table of the field copies the ones it has, so B, C, UM... agree on dates, sex, age and diagnoses.
+table of the field copies the ones it has, so B, C, UM... agree on dates, sex, age and diagnoses. Each birth in the
+care period is an MCO stay of the child and, when a woman of its chunk can be its mother, her delivery stay the same
+day in the same establishment, the two sharing a mother-child number (NIR_ANO_MAM). A stay's GHM follows its main
+diagnosis (CMD) and its length (severity).
 """
 from __future__ import annotations
 
@@ -76,8 +79,13 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
         hospitalised[np.flatnonzero(alive)[:3]] = True
     per = np.where(hospitalised, 1 + np.minimum(rng.poisson(REPEATS[field_.name], persons.n), 4), 0)
     p = np.repeat(np.arange(persons.n), per)
+    admission = ylo[p] + (rng.random(len(p)) * (yhi[p] - ylo[p] + 1)).astype(np.int64)
+    births = _births(field_, persons, first_day, last_day, eng)
+    p = np.concatenate([p, births[:, 0]])
+    admission = np.concatenate([admission, births[:, 1]])
+    kind = np.concatenate([np.zeros(len(p) - len(births), dtype=np.int64), births[:, 2]])
+    birth_key = np.concatenate([np.full(len(p) - len(births), -1, dtype=np.int64), births[:, 3]])
     m = len(p)
-    admission = ylo[p] + (rng.random(m) * (yhi[p] - ylo[p] + 1)).astype(np.int64)
     if field_.name == "MCO":
         los = np.where(rng.random(m) < 0.45, 0, np.minimum(rng.geometric(0.2, m), 45))
     elif "outpatient" in field_.name:
@@ -88,13 +96,25 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
         los = rng.integers(3, 90, m)
     else:
         los = rng.integers(1, 40, m)
+    # A birth keeps mother and child 2 to 5 nights; a caesarean (a fifth of deliveries) or a newborn's perinatal
+    # condition (one in twelve) longer.
+    kept = rng.integers(2, 6, m)
+    longer = np.where(kind == MOTHER, rng.random(m) < 0.2, rng.random(m) < 1 / 12) & (kind != ORDINARY)
+    los = np.where(kind == CHILD, np.where(longer, kept + rng.integers(4, 15, m), kept), los)
+    los = np.where(kind == MOTHER, np.where(longer, kept + 2, kept), los)
     discharge = np.minimum(admission + los, yhi[p])
     los = discharge - admission
-    order = np.lexsort((admission, p))
+    order = np.lexsort((kind, admission, p))
     p, admission, discharge, los = p[order], admission[order], discharge[order], los[order]
+    kind, longer, birth_key = kind[order], longer[order], birth_key[order]
 
     eta_col, num_col = field_.stay_key
     etas = [eng.establishments[i] for i in rng.integers(0, len(eng.establishments), m).tolist()]
+    maternity: dict[int, str] = {}  # a birth's establishment: its first child's, its mother's too
+    for k in np.flatnonzero(kind == CHILD).tolist():
+        etas[k] = maternity.setdefault(int(birth_key[k]), etas[k])
+    for k in np.flatnonzero(kind == MOTHER).tolist():
+        etas[k] = maternity[int(birth_key[k])]
     numbers = []
     for eta in etas:
         key = ("stay", field_.name, year, eta)
@@ -147,9 +167,7 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     age_days = np.maximum(admission - birth, 0)
     block.set("AGE_ANN", ["" if a < 365 else min(a // 365, 120) for a in age_days.tolist()])
     block.set("AGE_JOU", [a if a < 365 else "" for a in age_days.tolist()])
-    newborn = (age_days < 28).tolist()  # gestational age and birth weight describe births only
-    block.set("AGE_GES", [int(g) if b else "" for g, b in zip(rng.integers(36, 42, m).tolist(), newborn)])
-    block.set("POI_NAI", [int(w) if b else "" for w, b in zip(rng.integers(2500, 4200, m).tolist(), newborn)])
+    newborn = (age_days < 28).tolist()
     sex = persons.cols["BEN_SEX_COD"]
     block.set("COD_SEX", [str(sex[i]) for i in p.tolist()])
     dpt = persons.cols["BEN_RES_DPT"]
@@ -160,14 +178,8 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     related = [c for c in eng.codes_for("DGN_REL", ["E119", "I10", "E1190", "N183"], "T_MCOaaB")] or [""]
     rel = rng.integers(0, len(related), m)
     block.set("DGN_REL", [related[r] if x < 0.3 else "" for r, x in zip(rel.tolist(), rng.random(m).tolist())])
-    cmd = rng.integers(1, 24, m)
-    letter = rng.choice(list("MCK"), m)
-    ghm_n = rng.integers(1, 60, m)
-    severity = rng.choice(list("1234JT"), m)
-    ghm = [f"{a:02d}{b}{c:02d}{d}" for a, b, c, d in zip(cmd.tolist(), letter.tolist(), ghm_n.tolist(),
-                                                         severity.tolist())]
+    kind_draw, level_draw = rng.random(m).tolist(), rng.random(m).tolist()
     errors = rng.random(m) < 0.01
-    block.set("GRG_GHM", ["90Z00Z" if e else g for g, e in zip(ghm, errors.tolist())])
     block.set("SEJ_TYP", rng.choice(["A", "B"], m, p=[0.97, 0.03]).tolist())
     entry = rng.choice(["8", "8", "8", "7", "6"], m)
     block.set("ENT_MOD", entry.tolist())
@@ -184,15 +196,73 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     sexes = [sex[i] for i in p.tolist()]
     block.set("DGN_PAL", C.fit_to_patients(block.cols["DGN_PAL"], sexes, years, main_codes, main_p, rng))
     block.set("DGN_REL", C.fit_to_patients(block.cols["DGN_REL"], sexes, years, related + [""], None, rng))
-    # The mother-child number links a birth's stay to its mother's delivery stay: the newborn's is keyed by the
-    # child, a delivery's by its stay (mothers and their newborns are not paired here); other stays have none.
+    _birth_diagnoses(eng, block, kind, longer, rng)
+    errors = errors & (kind == ORDINARY)
+    block.set("GRG_GHM", ["90Z00Z" if e else C.ghm(d, n, a, b) for d, n, a, b, e in zip(
+        block.cols["DGN_PAL"], los.tolist(), kind_draw, level_draw, errors.tolist())])
+    # The mother-child number links a birth's stay to its mother's delivery stay, keyed by the birth's first child;
+    # a newborn's other stays carry it too. A delivery whose child is not among the persons is keyed by its stay.
+    birth_of = np.asarray(take(persons.cols["_BIRTH_OF"], p), dtype=np.int64)
     delivering = [d.startswith("O8") and sex[i] == 2 for d, i in zip(block.cols["DGN_PAL"], p.tolist())]
     stay_numbers = eng.next_numbers(("mother-child", field_.name), m) + (1 << 40)
-    block.set("NIR_ANO_MAM", [eng.people.mother_child.long(g) if b else
-                              eng.people.mother_child.long(int(k)) if d and a >= 12 * 365 else ""
-                              for g, b, d, a, k in zip(block.cols["_G"], newborn, delivering, age_days.tolist(),
-                                                       stay_numbers.tolist())])
+    block.set("NIR_ANO_MAM", [
+        eng.people.mother_child.long(int(b)) if young else
+        eng.people.mother_child.long(int(key)) if k == MOTHER else
+        eng.people.mother_child.long(int(n)) if d and days >= 12 * 365 else ""
+        for young, k, key, b, d, days, n in zip(newborn, kind.tolist(), birth_key.tolist(), birth_of.tolist(),
+                                                delivering, age_days.tolist(), stay_numbers.tolist())])
+    # Gestational age and birth weight describe births (a preterm child's are lower); a birth's gestational age,
+    # its first stay's, is its twins' and its mother's delivery's.
+    preterm = np.array([d.startswith("P07") for d in block.cols["DGN_PAL"]], dtype=bool)
+    gestation = np.where(preterm, rng.integers(26, 37, m), rng.integers(37, 42, m)).tolist()
+    weight = np.where(preterm, rng.integers(800, 2500, m), rng.integers(2500, 4200, m)).tolist()
+    of_birth: dict[str, int] = {}
+    for key, g, young in zip(block.cols["NIR_ANO_MAM"], gestation, newborn):
+        if young:
+            of_birth.setdefault(key, g)
+    block.set("AGE_GES", [of_birth.get(key, g) if young or (k == MOTHER and key in of_birth) else ""
+                          for key, g, young, k in zip(block.cols["NIR_ANO_MAM"], gestation, newborn, kind.tolist())])
+    block.set("POI_NAI", [w if young else "" for w, young in zip(weight, newborn)])
     return block
+
+
+ORDINARY, CHILD, MOTHER = 0, 1, 2
+
+
+def _births(field_: domain.PmsiField, persons: Block, first_day: int, last_day: int, eng: Engine) -> np.ndarray:
+    """The MCO stays of the year's births in the care period: (person, admission, kind, key) rows, the child's
+    birth stay and, where the child has a mother among the persons, her delivery stay (one for twins), keyed by
+    the birth's first child."""
+    if field_.name != "MCO":
+        return np.zeros((0, 4), dtype=np.int64)
+    birth = np.asarray(persons.cols["_BIRTH"], dtype=np.int64)
+    born = np.flatnonzero((birth >= max(first_day, eng.start)) & (birth <= min(last_day, eng.end)))
+    rows = []
+    for j in born.tolist():
+        key, mother = int(persons.cols["_BIRTH_OF"][j]), int(persons.cols["_MOTHER"][j])
+        rows.append((j, int(birth[j]), CHILD, key))
+        if mother >= 0 and key == int(persons.cols["_G"][j]):
+            rows.append((mother, int(birth[j]), MOTHER, key))
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _birth_diagnoses(eng: Engine, block: Block, kind: np.ndarray, longer: np.ndarray,
+                     rng: np.random.Generator) -> None:
+    """A birth stay's main diagnosis is the child's birth (a perinatal condition when it stays longer), the mother's
+    her delivery (a caesarean when she stays longer); neither has a related diagnosis."""
+    main, rel = list(block.cols["DGN_PAL"]), list(block.cols["DGN_REL"])
+    for which, preferred in ((CHILD, C.BIRTH_DIAGNOSES), (MOTHER, C.DELIVERY_DIAGNOSES)):
+        codes = list(eng.codes_for("DGN_PAL", list(preferred), "T_MCOaaB"))
+        rows = np.flatnonzero(kind == which)
+        if not codes or not len(rows):
+            continue
+        usual, other = codes[:1], codes[1:] or codes[:1]
+        draws = rng.integers(0, len(other), len(rows)).tolist()
+        for k, d in zip(rows.tolist(), draws):
+            main[k] = other[d] if longer[k] else usual[0]
+            rel[k] = ""
+    block.set("DGN_PAL", main)
+    block.set("DGN_REL", rel)
 
 
 def _within(block: Block) -> list[int]:
