@@ -532,7 +532,8 @@ def test_mother_child_numbers_belong_to_births_and_deliveries(clean):
 def test_a_birth_is_a_stay_of_the_child_and_of_its_mother(clean):
     """A person born in the care period has a birth stay (Z38, or a perinatal condition when longer) on the day of
     birth, paired by NIR_ANO_MAM with the delivery stay (O80-O84) of a woman of 15 to 49 in the same establishment
-    the same day. The mother-child numbers were one per newborn and one per delivery: no birth had a mother."""
+    the same day, both entered from home. The mother-child numbers were one per newborn and one per delivery: no
+    birth had a mother."""
     _, tables = clean
     first_year = min(t.year for t in tables.values() if t.family == "T_MCOaaB")
     ben = tables["IR_BEN_R"].dicts()
@@ -559,6 +560,7 @@ def test_a_birth_is_a_stay_of_the_child_and_of_its_mother(clean):
         assert 15 <= int(mother["AGE_ANN"]) <= 49, mother
         assert (mother["EXE_SOI_DTD"], mother["ETA_NUM"], mother["year"]) == (s["EXE_SOI_DTD"], s["ETA_NUM"], s["year"])
         assert mother["NIR_ANO_17"] != s["NIR_ANO_17"] or s["NIR_ANO_17"] in domain.PLACEHOLDER_NIRS
+        assert (s["ENT_MOD"], s["ENT_PRV"], mother["ENT_MOD"]) == ("8", "", "8"), (s, mother)  # born there, not moved
     longer = [s for s in births if s["DGN_PAL"].startswith("P")]
     assert all(int(s["SEJ_NBJ"]) >= 2 for s in births) and longer
     assert min(int(s["SEJ_NBJ"]) for s in longer) > max(int(s["SEJ_NBJ"]) for s in births if s["DGN_PAL"] == "Z380")

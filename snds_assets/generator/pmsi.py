@@ -181,10 +181,10 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     kind_draw, level_draw = rng.random(m).tolist(), rng.random(m).tolist()
     errors = rng.random(m) < 0.01
     block.set("SEJ_TYP", rng.choice(["A", "B"], m, p=[0.97, 0.03]).tolist())
-    entry = rng.choice(["8", "8", "8", "7", "6"], m)
+    entry = np.where(kind == ORDINARY, rng.choice(["8", "8", "8", "7", "6"], m), "8")  # a birth comes from home
     block.set("ENT_MOD", entry.tolist())
-    block.set("ENT_PRV", ["5" if e == "8" and x < 0.3 else ("" if e == "8" else "1")
-                          for e, x in zip(entry.tolist(), rng.random(m).tolist())])
+    block.set("ENT_PRV", ["5" if e == "8" and x < 0.3 and k != CHILD else ("" if e == "8" else "1")
+                          for e, x, k in zip(entry.tolist(), rng.random(m).tolist(), kind.tolist())])
     died = np.asarray([persons.cols["BEN_DCD_DTE"][i] for i in p.tolist()], dtype=np.int64) == discharge
     exit_mode = np.where(died, "9", rng.choice(["8", "8", "8", "8", "7"], m))
     block.set("SOR_MOD", exit_mode.tolist())
