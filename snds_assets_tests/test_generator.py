@@ -532,8 +532,8 @@ def test_mother_child_numbers_belong_to_births_and_deliveries(clean):
 def test_a_birth_is_a_stay_of_the_child_and_of_its_mother(clean):
     """A person born in the care period has a birth stay (Z38, or a perinatal condition when longer) on the day of
     birth, paired by NIR_ANO_MAM with the delivery stay (O80-O84) of a woman of 15 to 49 in the same establishment
-    the same day, both entered from home. The mother-child numbers were one per newborn and one per delivery: no
-    birth had a mother."""
+    the same day, both entered from home, and one time in two the child is on her card (ASS_NIR_ANO). The
+    mother-child numbers were one per newborn and one per delivery: no birth had a mother."""
     _, tables = clean
     first_year = min(t.year for t in tables.values() if t.family == "T_MCOaaB")
     ben = tables["IR_BEN_R"].dicts()
@@ -563,6 +563,17 @@ def test_a_birth_is_a_stay_of_the_child_and_of_its_mother(clean):
         assert (s["ENT_MOD"], s["ENT_PRV"], mother["ENT_MOD"]) == ("8", "", "8"), (s, mother)  # born there, not moved
     longer = [s for s in births if s["DGN_PAL"].startswith("P")]
     assert all(int(s["SEJ_NBJ"]) >= 2 for s in births) and longer
+    # a newborn is on its mother's card one time in two: its insured (ASS_NIR_ANO) is then her lifelong NIR
+    identities = defaultdict(list)
+    for r in ben:
+        identities[r["BEN_NIR_PSA"]].append(r)
+    on_card = Counter()
+    for s in births:
+        (mother,) = deliveries[s["NIR_ANO_MAM"]]
+        her_nir = {r["BEN_NIR_ANO"] for r in identities[mother["NIR_ANO_17"]] if r["BEN_IDT_TOP"] == "1"}
+        if her_nir and s["NIR_ANO_17"] not in domain.PLACEHOLDER_NIRS:
+            on_card[bool(her_nir & {r["ASS_NIR_ANO"] for r in identities[s["NIR_ANO_17"]]})] += 1
+    assert on_card[True] >= 3 and on_card[False] >= 3, on_card
     assert min(int(s["SEJ_NBJ"]) for s in longer) > max(int(s["SEJ_NBJ"]) for s in births if s["DGN_PAL"] == "Z380")
 
 

@@ -3,7 +3,8 @@
 A person (``BEN_IDT_ANO``) has one or more identities ``(BEN_NIR_PSA, BEN_RNG_GEM)``: same-sex twins share a
 pseudo-NIR with ranks 1 and 2, some persons have several pseudo-NIRs (a child on both parents' cards, a
 provisional then a final NIR), a few identities carry a fictitious NIR. ``BEN_IDT_ANO`` is ``BEN_NIR_ANO``
-when ``BEN_IDT_TOP = 1``, else the first identity's ``BEN_NIR_PSA || BEN_RNG_GEM`` (SNDS.md).
+when ``BEN_IDT_TOP = 1``, else the first identity's ``BEN_NIR_PSA || BEN_RNG_GEM`` (SNDS.md). A person born in the
+care period has a mother among the persons of its chunk when one fits.
 
 Pseudonyms are an affine bijection of a counter on 64 bits, keyed by the seed: unique by construction,
 different for every seed, and never equal to a placeholder.
@@ -208,6 +209,16 @@ class PeopleGenerator:
                 for name, value in row.items():
                     ids[name].append(value)
                 identities_of[j].append(len(ids["_P"]) - 1)
+        mother, birth_of = self._mothers(birth, sex, death, unknown_birth, twin_of, first, rng)
+        # A newborn is on its mother's card one time in two: its first identity's insured (ASS_NIR_ANO) is then her
+        # lifelong NIR; newborn twins, who share a pseudo-NIR, share their insured.
+        on_card = (rng.random(n) < 0.5).tolist()
+        for j, m in enumerate(mother):
+            child = identities_of[j][0]
+            if twin_of[j] >= 0 and m >= 0:
+                ids["ASS_NIR_ANO"][child] = ids["ASS_NIR_ANO"][identities_of[int(twin_of[j])][0]]
+            elif m >= 0 and on_card[j] and ids["BEN_NIR_ANO"][identities_of[m][0]]:
+                ids["ASS_NIR_ANO"][child] = ids["BEN_NIR_ANO"][identities_of[m][0]]
         identities = Block(len(ids["_P"]), ids, dates=IDENTITY_DATES)
         main = [rows[0] for rows in identities_of]
         persons = identities.take(np.array(main, dtype=np.int64))
@@ -216,7 +227,6 @@ class PeopleGenerator:
         deceased = persons.take(dead_rows)
         deceased.cols["_PERSON"] = dead_rows.tolist()
         persons.cols["_PERSON"] = list(range(n))
-        mother, birth_of = self._mothers(birth, sex, death, unknown_birth, twin_of, first, rng)
         persons.cols["_MOTHER"] = mother
         persons.cols["_BIRTH_OF"] = birth_of
         return People(persons, identities, deceased, identities_of)
