@@ -155,9 +155,9 @@ def ghm_category(diagnosis: str) -> tuple[str, str]:
 
 def ghm(diagnosis: str, nights: int, kind_draw: float, level_draw: float) -> str:
     """A GHM fitting the stay: its CMD from the main diagnosis, a kind the diagnosis takes, a severity its length
-    allows (level 2 from 3 nights, 3 from 4, 4 from 5; letters A-D in CMD 14 and 15; J for a surgical stay without a
-    night, T for a medical one of at most one). The root's two-digit number is invented, fixed per diagnosis and
-    kind."""
+    allows (level 2 from 3 nights, 3 from 4, 4 from 5; letters A-D in CMD 14 and 15; J for a stay with a procedure
+    (C, K) and no night, T for a medical one of at most one). The root's two-digit number is invented, fixed per
+    diagnosis and kind."""
     if diagnosis.startswith("Z511") and nights == 0:
         return "28Z07Z"
     cmd, kinds = ghm_category(diagnosis)
