@@ -474,6 +474,40 @@ def test_identities_twins_several_pseudo_nirs_and_fictitious_nirs(clean):
     assert len(iba) == len(set(iba)) and set(iba) == set(by_person)
 
 
+def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalog):
+    """Deliveries of one seed for successive periods are one population's history: every identity of the first is in
+    the next with its birth, sex, person and entry into the base; a death stays (but the showcase's two persons, who
+    die in every period), the persons born since are added, and whoever dies next was alive. Births were ages in the
+    period's last year, so that across a new year every birth year moved, and deaths were drawn per period."""
+    periods = (("2024-03-01", date(2023, 1, 1), date(2023, 12, 31)), ("2024-09-01", date(2024, 1, 1),
+                                                                       date(2024, 6, 30)))
+    ben = []
+    for delivery_id, start, end in periods:
+        result = generate(GenerateOptions(out=tmp_path, delivery_id=delivery_id, patients=2500, seed=9,
+                                          catalog=packaged_catalog, tables=["IR_BEN_R", "KI_CCI_R"], start=start,
+                                          end=end))
+        tables = read_delivery(result.delivery_dir, packaged_catalog)
+        ben.append({(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r for r in tables["IR_BEN_R"].dicts()})
+        assert {r["BEN_IDT_ANO"] for r in tables["KI_CCI_R"].dicts()} == {
+            r["BEN_IDT_ANO"] for r in ben[-1].values() if r["BEN_DCD_DTE"] != "1600-01-01"}
+    before, after = ben
+    assert set(before) < set(after)
+    for key, r in before.items():
+        later = after[key]
+        assert [r[c] for c in ("BEN_NAI_ANN", "BEN_NAI_MOI", "BEN_SEX_COD", "BEN_IDT_ANO", "BEN_DTE_INS")] == \
+            [later[c] for c in ("BEN_NAI_ANN", "BEN_NAI_MOI", "BEN_SEX_COD", "BEN_IDT_ANO", "BEN_DTE_INS")], (r, later)
+    deaths_moved = {r["BEN_IDT_ANO"] for key, r in before.items()
+                    if r["BEN_DCD_DTE"] != "1600-01-01" and after[key]["BEN_DCD_DTE"] != r["BEN_DCD_DTE"]}
+    assert len(deaths_moved) <= 2, deaths_moved
+    new_deaths = [r for key, r in before.items() if r["BEN_DCD_DTE"] == "1600-01-01"
+                  and after[key]["BEN_DCD_DTE"] != "1600-01-01"]
+    assert new_deaths and all("2024-01-01" <= after[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]["BEN_DCD_DTE"] <= "2024-06-30"
+                              for r in new_deaths)
+    born = [r for key, r in after.items() if key not in before]
+    assert born and all(r["BEN_NAI_ANN"] in ("2024", "1600") for r in born), born
+    assert any(r["BEN_DCD_DTE"] < "2010-01-01" for r in before.values() if r["BEN_DCD_DTE"] != "1600-01-01")
+
+
 def test_a_fictitious_nir_fits_its_holder(tmp_path, packaged_catalog, reference_nomenclatures):
     """IR_NIR_V's labels say who holds each fictitious NIR: an abortion's (01) was drawn for men born in 1952."""
     start = date(2023, 1, 1)
@@ -489,8 +523,9 @@ def test_a_fictitious_nir_fits_its_holder(tmp_path, packaged_catalog, reference_
             continue
         held[code] += 1
         assert r["BEN_SEX_COD"] == ("2" if code in women_only else "1" if code in men_only else r["BEN_SEX_COD"]), r
-        if r["BEN_NAI_ANN"] != "1600":
-            age = start.year - int(r["BEN_NAI_ANN"]) - (int(r["BEN_NAI_MOI"]) > start.month)
+        if r["BEN_NAI_ANN"] != "1600":  # the holder's age when the identity entered the base
+            inserted = date.fromisoformat(r["BEN_DTE_INS"])
+            age = inserted.year - int(r["BEN_NAI_ANN"]) - (int(r["BEN_NAI_MOI"]) > inserted.month)
             assert code not in minors_only or age <= 18, r
             assert code not in {"01", "13"} or 14 <= age <= 50, r
     assert set(held) == domain.FICTITIOUS_NIR_CODES, held  # every code of IR_NIR_V is drawn, each for its holders
@@ -940,7 +975,16 @@ def test_streams_chunks_of_patients_with_progress(tmp_path, packaged_catalog):
     steps = [done for stage, done, total in seen if stage == "patients"]
     assert steps == [2000, 4000, 4500] and seen[-1][0] == "manifest"
     tables = read_delivery(result.delivery_dir, packaged_catalog)
-    assert len(tables["IR_IBA_R"].rows) == 4500
+    # one person of each of the 4500 slots is alive on any day (the start's here); IR_BEN_R also holds the dead since
+    # 2006, and persons of unknown birth (1600) may be born later
+    start = GenerateOptions(out=tmp_path).start  # the default period's
+    persons = tables["IR_IBA_R"].dicts()
+    alive = [r for r in persons if r["BEN_DCD_DTE"] == "1600-01-01" or r["BEN_DCD_DTE"] >= str(start)]
+    known = [r for r in alive if r["BEN_NAI_ANN"] != "1600"
+             and (int(r["BEN_NAI_ANN"]), int(r["BEN_NAI_MOI"])) < (start.year, start.month)]
+    unknown = [r for r in alive if r["BEN_NAI_ANN"] == "1600"]
+    assert len(known) <= 4500 <= len(known) + len(unknown), (len(known), len(unknown))
+    assert len(persons) > 4500 and any(r["BEN_DCD_DTE"][:4] == "2006" for r in persons)
     assert audit(result.delivery_dir, packaged_catalog) == {}  # keys stay unique across chunks
 
 

@@ -29,9 +29,10 @@ def archived_identities(eng: Engine, tp: TablePlan, persons: Block, rng: np.rand
     block = eng.children(tp, persons, has.astype(np.int64))
     m, idx = block.n, block.parent
     born = birth[idx]
+    last = np.minimum(eng.start - 2 * 365, np.asarray(persons.cols["_HI"], dtype=np.int64)[idx])  # not after a death
     first = np.maximum(born, DCIR_START)
-    first = np.where(first < eng.start - 2 * 365, first, born)
-    seen = first + (rng.random(m) * (eng.start - 2 * 365 - first)).astype(np.int64)  # its last care, years ago
+    first = np.where(first < last, first, born)
+    seen = first + (rng.random(m) * np.maximum(last - first, 0)).astype(np.int64)  # its last care, years ago
     registered = np.maximum(born, seen - 20 * 365)
     inserted = registered + (rng.random(m) * (seen - registered + 1)).astype(np.int64)
     updated = seen + rng.integers(1, 365, m)

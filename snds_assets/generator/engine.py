@@ -387,7 +387,7 @@ class Engine:
         total = self.patients
         for number, first in enumerate(range(0, total, CHUNK_PERSONS)):
             n = min(CHUNK_PERSONS, total - first)
-            people = self.people.chunk(first, n, self.rng("people", number))
+            people = self.people.chunk(first, n)
             blocks: dict = {("@identities", None): people.identities, ("@persons", None): people.persons,
                             ("@deceased", None): people.deceased}
             for field_ in self.plan.stay_fields:

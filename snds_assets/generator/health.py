@@ -73,9 +73,10 @@ def _death_year_and_cause(eng, tp, block: Block, anchor: Block, rng, cause_colum
     block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
     causes = list(eng.codes_for(cause_column, list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
     chosen = [causes[i] for i in rng.integers(0, len(causes), block.n).tolist()]
-    if {"BEN_SEX_COD", "_AGE"} <= set(anchor.cols):
-        chosen = C.fit_to_patients(chosen, take(anchor.cols["BEN_SEX_COD"], block.parent),
-                                   take(anchor.cols["_AGE"], block.parent), causes, None, rng)
+    if {"BEN_SEX_COD", "_BIRTH"} <= set(anchor.cols):  # the age at death, which may be years before the period
+        births = take(anchor.cols["_BIRTH"], block.parent)
+        ages = [(d - b) // 365 for d, b in zip(block.cols["BEN_DCD_DTE"], births)]
+        chosen = C.fit_to_patients(chosen, take(anchor.cols["BEN_SEX_COD"], block.parent), ages, causes, None, rng)
     block.set(cause_column, chosen)
 
 

@@ -3,10 +3,15 @@
 A person (``BEN_IDT_ANO``) has one or more identities ``(BEN_NIR_PSA, BEN_RNG_GEM)``: same-sex twins share a
 pseudo-NIR with ranks 1 and 2, some persons have several pseudo-NIRs (a child on both parents' cards, a
 provisional then a final NIR), a few identities carry a fictitious NIR. ``BEN_IDT_ANO`` is ``BEN_NIR_ANO``
-when ``BEN_IDT_TOP = 1``, else the first identity's ``BEN_NIR_PSA || BEN_RNG_GEM`` (SNDS.md). A person born in the
-care period has a mother among the persons of its chunk when one fits.
+when ``BEN_IDT_TOP = 1``, else the first identity's ``BEN_NIR_PSA || BEN_RNG_GEM`` (SNDS.md). A person born since
+2006 has a mother among the persons of its chunk when one fits.
 
-Pseudonyms are an affine bijection of a counter on 64 bits, keyed by the seed: unique by construction,
+The population is a set of slots, each held by one person at a time, from birth to death, then by the next (born
+the day after): ``--patients`` persons alive on any day. A person is a slot and a rank in it; its draws are keyed
+by that number and the seed, never by the chunk's random stream or the period, so that deliveries of one seed for
+any periods tell one history.
+
+Pseudonyms are an affine bijection of a number on 64 bits, keyed by the seed: unique by construction,
 different for every seed, and never equal to a placeholder.
 """
 from __future__ import annotations
@@ -28,6 +33,41 @@ PERSON_ATTRS: tuple[str, ...] = (
 )
 IDENTITY_DATES = frozenset({"BEN_DCD_DTE", "BEN_IDT_MAJ", "MAX_TRT_DTD", "BEN_DTE_INS", "BEN_DTE_MAJ"})
 _SUFFIX = "GHJKMNPQRSTVWXYZ0123456789ABCDEF"
+
+
+OCCUPANTS = 64  # a person's number is its slot's times this plus its rank in the slot (from -32)
+TWINS = 0.007  # share of the slots' pairs whose occupants at the reference date are twins
+DAYS = 365.25
+REFERENCE = date(2015, 1, 1).toordinal()  # occupant 0 of each slot is alive then
+ORIGIN = date(2006, 1, 1).toordinal()  # IR_BEN_R holds the persons dead since (the base's first care)
+INSERTED_FROM = date(2004, 1, 1).toordinal()
+BORN_FROM = date(1901, 1, 1).toordinal()  # a person entered the base from then, or at birth
+# Yearly death rates by age (the same rates the care tables were drawn with): the life table of every occupant.
+_AGES = np.arange(0, 121, 1 / 12)
+_HAZARD = np.select([_AGES < 50, _AGES < 70, _AGES < 85, _AGES < 105], [0.001, 0.008, 0.035, 0.11], 0.5)
+_CUMULATIVE = np.concatenate([[0.0], np.cumsum(_HAZARD[:-1] / 12)])
+_SURVIVAL = np.exp(-_CUMULATIVE)
+_AGE_CDF = np.cumsum(_SURVIVAL) / _SURVIVAL.sum()  # ages of a stationary population: as its survivors
+
+
+def _residual(age: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The age at death of persons alive at ``age``, from a uniform draw each, by the life table."""
+    target = np.interp(age, _AGES, _CUMULATIVE) - np.log1p(-u)
+    return np.interp(target, _CUMULATIVE, _AGES)
+
+
+def keyed(seed: int, stream: int, numbers: np.ndarray) -> np.ndarray:
+    """Uniform draws in [0, 1), one per number, fixed by seed, stream and number (splitmix64): a person's draws do
+    not depend on the chunk or the period it is generated in."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(numbers, dtype=np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x += np.uint64((seed * 0x632BE59BD9B4E019 + stream * 0xD1B54A32D192ED03) & M64)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 class Pseudonyms:
@@ -81,66 +121,62 @@ class PeopleGenerator:
         self.death_ids = Pseudonyms(config.seed, 4)  # DCD_IDT_ENC: one per death, by the person's number
         self.mother_child = Pseudonyms(config.seed, 5)  # NIR_ANO_MAM: by the newborn's number, or a delivery's
         self.archived_psa = Pseudonyms(config.seed, 6)  # IR_BEN_R_ARC: a person's former pseudo-NIR, by its number
-        self.identity_counter = 0
-        self.end_year = date.fromordinal(config.end).year
 
-    def chunk(self, first: int, n: int, rng: np.random.Generator) -> People:
+    def chunk(self, first: int, n: int) -> People:
+        """The persons of slots ``first``..``first + n - 1`` in IR_BEN_R: each slot's occupants alive at some time
+        from the origin to the period's end, with whatever rows the care tables give them in the period."""
         c = self.c
-        ages = np.arange(0, 106)
-        weights = np.where(ages < 60, 1.0, np.maximum(0.02, (106 - ages) / 46.0))
-        age = rng.choice(ages, n, p=weights / weights.sum())
-        sex = rng.integers(1, 3, n)
-        birth = np.array([date(self.end_year - int(a), int(m), int(d)).toordinal() for a, m, d in
-                          zip(age, rng.integers(1, 13, n), rng.integers(1, 29, n))], dtype=np.int64)
-        birth = np.minimum(birth, c.end - rng.integers(0, 60, n))
-        unknown_birth = rng.random(n) < 0.005
-        age_at_start = np.maximum(0, (c.start - birth) // 365)
-        period_years = max((c.end - c.start + 1) / 365.25, 0.1)
-        base = np.select([age_at_start < 50, age_at_start < 70, age_at_start < 85], [0.001, 0.008, 0.035], 0.11)
-        dies = rng.random(n) < np.minimum(0.9, base * period_years)
-        lo = np.maximum(c.start, birth)
-        death = lo + (rng.random(n) * np.maximum(c.end - lo + 1, 1)).astype(np.int64)
-        death = np.where(dies & (lo <= c.end), np.minimum(death, c.end), -1)
-        hi = np.where(death > 0, death, c.end)
-        top = rng.random(n) < 0.93
-        twin_start = rng.random(n) < 0.007
-        fictitious = rng.random(n) < 0.008
-        n_ids = rng.choice([1, 2, 3], n, p=[0.88, 0.09, 0.03])
-        org = rng.integers(0, len(c.organisms), n)
-        dpt = rng.integers(0, len(c.departments), n)
-        com = rng.integers(0, len(c.communes), n)
-        if first == 0:  # a showcase in the first chunk, so that even a tiny delivery has every case
-            head = min(n, 9)
-            twin_start[:head] = False
-            fictitious[:head] = False
-            if n >= 3:
-                twin_start[1] = True  # persons 1 and 2 are twins
-            if n >= 4:
-                n_ids[3] = 3  # person 3 has three identities
-            if n >= 5:
-                fictitious[4] = True
-            if n >= 6:
-                unknown_birth[5] = True
-            for j in (6, 7):
-                if j < n:
-                    death[j] = max(int(lo[j]), min(c.end, int(lo[j]) + 200))
-                    hi[j] = death[j]
+        slot, rank, birth, death = self._lineages(first, n)
+        n = len(slot)
+        g_all = slot * OCCUPANTS + (rank + OCCUPANTS // 2)  # the person's number: fixed whatever the chunk or the period
+        draws = {name: keyed(c.seed, stream, g_all) for stream, name in enumerate((
+            "sex", "unknown", "top", "fictitious", "ids", "org", "dpt", "com", "twin ids", "ins", "upd", "parent0",
+            "parent1"), start=20)}
+        sex = np.where(draws["sex"] < 0.5, 1, 2)
+        unknown_birth = draws["unknown"] < 0.005
+        top = draws["top"] < 0.93
+        fictitious = draws["fictitious"] < 0.008
+        n_ids = np.searchsorted([0.88, 0.97], draws["ids"], side="right") + 1
+        org = (draws["org"] * len(c.organisms)).astype(np.int64)
+        dpt = (draws["dpt"] * len(c.departments)).astype(np.int64)
+        com = (draws["com"] * len(c.communes)).astype(np.int64)
+        # twins: the occupants alive at the reference date of an even slot and of the next one, drawn together
+        pair = (slot % 2 == 0) & (rank == 0) & (keyed(c.seed, 12, slot) < 2 * TWINS)
         twin_of = np.full(n, -1)
-        j = 0
-        while j < n - 1:
-            if twin_start[j] and not fictitious[j] and not fictitious[j + 1]:
-                twin_of[j + 1] = j
-                sex[j + 1], birth[j + 1], age[j + 1] = sex[j], birth[j], age[j]
-                age_at_start[j + 1], unknown_birth[j + 1] = age_at_start[j], unknown_birth[j]
-                lo[j + 1] = lo[j]
-                if death[j + 1] < 0:
-                    hi[j + 1] = c.end
-                else:  # drawn from the twin's own birth: not before the shared one
-                    death[j + 1] = max(int(death[j + 1]), int(lo[j]))
-                    hi[j + 1] = death[j + 1]
-                j += 2
-            else:
-                j += 1
+        current = {}
+        for j in range(n):
+            current[int(slot[j])] = j  # the last occupant born by the period's end
+        if first == 0:  # a showcase in the first chunk, so that even a tiny delivery has every case
+            showcase = [current[s_] for s_ in range(min(n, 9)) if s_ in current]
+            pair[showcase] = False
+            fictitious[showcase] = False
+            pair[(slot == 2) & (rank == 0)] = True  # the persons of slots 2 and 3 at the reference date are twins
+            if 4 in current:
+                n_ids[current[4]] = 3  # person 4 has three identities
+            if 5 in current:
+                fictitious[current[5]] = True
+            if 6 in current:
+                unknown_birth[current[6]] = True
+        first_of_pair = {int(slot[j]): j for j in np.flatnonzero(pair).tolist()}
+        for j in range(n):
+            mate = first_of_pair.get(int(slot[j]) - 1)
+            if rank[j] == 0 and mate is not None and not fictitious[mate] and not fictitious[j]:
+                twin_of[j] = mate
+                sex[j], unknown_birth[j] = sex[mate], unknown_birth[mate]
+        twin_start = np.zeros(n, dtype=bool)
+        twin_start[twin_of[twin_of >= 0]] = True
+        if first == 0:
+            for s_ in (7, 8):  # persons 7 and 8 die in the period (the only draws that depend on it)
+                j = current.get(s_)
+                if j is not None and birth[j] <= c.end and death[j] >= c.start:
+                    death[j] = max(int(max(c.start, birth[j])), min(c.end, int(max(c.start, birth[j])) + 200))
+        dead = death <= c.end
+        death = np.where(dead, death, -1)
+        age_at_start = np.maximum(0, (c.start - birth) // 365)
+        lo = np.maximum(c.start, birth)
+        hi = np.where(dead, death, c.end)  # before lo for a person dead before the period: no care
+        insertion = np.stack([(draws[name] * (1 << 30)).astype(np.int64) for name in
+                              ("ins", "upd", "parent0", "parent1")], axis=1).reshape(-1).tolist()
 
         ids: dict[str, list] = {k: [] for k in (
             "BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_NIR_ANO", "BEN_IDT_ANO", "BEN_IDT_TOP", "ASS_NIR_ANO", "BEN_IDT_MAJ",
@@ -149,30 +185,31 @@ class PeopleGenerator:
             "_P", "_G", "_W", "_LO", "_HI", "_AGE", "_BIRTH")}
         identities_of: list[list[int]] = [[] for _ in range(n)]
         shared: dict[int, list[str]] = {}  # first twin -> the pseudo-NIRs the pair shares
-        insertion = rng.integers(0, 1 << 30, 4 * n).tolist()
         person_ido: list[str] = [""] * n
         person_top: list[bool] = [bool(t) for t in top]
         for j in range(n):
-            g = first + j
+            g = int(g_all[j])
             birth_j, lo_j, hi_j = int(birth[j]), int(lo[j]), int(hi[j])
             if fictitious[j]:
                 person_top[j] = False
             adult = age_at_start[j] >= 18
+            inserted = max(birth_j, INSERTED_FROM + insertion[4 * j] % 3000)  # entered the base, once for all
+            inserted = min(inserted, hi_j)
             plan: list[tuple[str, int, str, float]] = []  # (pseudo-NIR, rank, BEN_CDI_NIR, weight)
             if twin_of[j] >= 0:
                 for k, psa in enumerate(shared.get(int(twin_of[j]), [])):
                     plan.append((psa, 2, "00", 1.0 if k == 0 else 0.25))
             elif fictitious[j]:
-                held = C.fictitious_codes_for(c.codes_cdi_fictitious, int(sex[j]), int(age_at_start[j]))
+                held = C.fictitious_codes_for(c.codes_cdi_fictitious, int(sex[j]), (inserted - birth_j) // 365)
                 code = held[g % len(held)]
-                plan.append((self._new_psa(), 1, code, 0.3))
+                plan.append((self.nir_psa(g * 4), 1, code, 0.3))
             else:
-                count = int(n_ids[j]) if not twin_start[j] else (2 if rng.random() < 0.3 else 1)
+                count = int(n_ids[j]) if not twin_start[j] else (2 if draws["twin ids"][j] < 0.3 else 1)
                 for k in range(count):
                     code = "00" if k == 0 else (c.codes_cdi_provisional[g % len(c.codes_cdi_provisional)]
                                                if k == 2 else "00")
-                    plan.append((self._new_psa(), 1, code, 1.0 if k == 0 else 0.25))
-                if twin_start[j] and j + 1 < n and twin_of[j + 1] == j:
+                    plan.append((self.nir_psa(g * 4 + k), 1, code, 1.0 if k == 0 else 0.25))
+                if twin_start[j]:
                     shared[j] = [p[0] for p in plan]
             # SNDS.md: without a lifelong NIR, BEN_IDT_ANO is the identity's own BEN_NIR_PSA || BEN_RNG_GEM, so that
             # several identities are one person only through a lifelong NIR (BEN_IDT_TOP = 1).
@@ -187,8 +224,6 @@ class PeopleGenerator:
             death_d = date.fromordinal(death_ord)
             year_text = str(domain.UNKNOWN_YEAR) if unknown_birth[j] else str(date.fromordinal(birth_j).year)
             month = date.fromordinal(birth_j).month
-            inserted = max(birth_j, c.start - 4000 + insertion[4 * j] % 3000)
-            inserted = min(inserted, c.end)
             updated = inserted + insertion[4 * j + 1] % max(1, c.end - inserted + 1)
             for k, (psa, rank, code, weight) in enumerate(plan):
                 own = k == 0 and adult and nir_ano
@@ -201,7 +236,7 @@ class PeopleGenerator:
                     "BEN_DCD_AME": f"{death_d.year:04d}{death_d.month:02d}",
                     "ORG_AFF_BEN": c.organisms[int(org[j])], "BEN_RES_DPT": c.departments[int(dpt[j])],
                     "BEN_RES_COM": c.communes[int(com[j])], "BEN_TOP_CNS": "1" if weight >= 1 else "0",
-                    "MAX_TRT_DTD": hi_j if lo_j <= hi_j else updated, "ORG_CLE_NEW": c.organisms[int(org[j])],
+                    "MAX_TRT_DTD": hi_j, "ORG_CLE_NEW": c.organisms[int(org[j])],
                     "BEN_DTE_INS": inserted, "BEN_DTE_MAJ": updated,
                     "_P": j, "_G": g, "_W": weight, "_LO": lo_j, "_HI": hi_j, "_AGE": int(age_at_start[j]),
                     "_BIRTH": birth_j,
@@ -209,10 +244,10 @@ class PeopleGenerator:
                 for name, value in row.items():
                     ids[name].append(value)
                 identities_of[j].append(len(ids["_P"]) - 1)
-        mother, birth_of = self._mothers(birth, sex, death, unknown_birth, twin_of, first, rng)
+        mother, birth_of = self._mothers(birth, sex, death, unknown_birth, twin_of, g_all)
         # A newborn is on its mother's card one time in two: its first identity's insured (ASS_NIR_ANO) is then her
         # lifelong NIR; newborn twins, who share a pseudo-NIR, share their insured.
-        on_card = (rng.random(n) < 0.5).tolist()
+        on_card = (keyed(c.seed, 41, g_all) < 0.5).tolist()
         for j, m in enumerate(mother):
             child = identities_of[j][0]
             if twin_of[j] >= 0 and m >= 0:
@@ -232,28 +267,71 @@ class PeopleGenerator:
         return People(persons, identities, deceased, identities_of)
 
     def _mothers(self, birth: np.ndarray, sex: np.ndarray, death: np.ndarray, unknown_birth: np.ndarray,
-                 twin_of: np.ndarray, first: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
-        """Each person born in the care period gets a mother in the chunk when one fits (a woman of 15 to 49 alive
-        at the birth, one birth each, twins sharing theirs), so that the PMSI pairs the child's birth stay with her
-        delivery stay. Also returns, per person, the number of the birth's first child, which keys that pair."""
+                 twin_of: np.ndarray, numbers: np.ndarray) -> tuple[list[int], list[int]]:
+        """Each person born since the origin gets a mother among the chunk's persons when one fits (a woman of 15 to
+        49 alive at the birth, with no other birth in the 300 days before; twins share theirs), drawn in the order of
+        births with a draw keyed by the child: the same mother in every delivery of the seed. The PMSI pairs a birth
+        of the care period with her delivery stay. Also returns, per person, the number of the birth's first child,
+        which keys that pair."""
         n = len(birth)
         mother = [-1] * n
-        birth_of = [first + j for j in range(n)]
+        birth_of = [int(x) for x in numbers]
         women = np.flatnonzero((sex == 2) & ~unknown_birth)
-        free = np.ones(len(women), dtype=bool)
-        for j in np.flatnonzero(birth >= self.c.start).tolist():
+        last = np.full(len(women), np.iinfo(np.int64).min // 2)
+        draw = keyed(self.c.seed, 40, numbers)
+        children = np.flatnonzero(birth >= min(ORIGIN, self.c.start))
+        for j in children[np.argsort(birth[children], kind="stable")].tolist():
             if twin_of[j] >= 0:
                 mother[j], birth_of[j] = mother[int(twin_of[j])], birth_of[int(twin_of[j])]
                 continue
             age = birth[j] - birth[women]
-            fit = free & (age >= 15 * 365.25) & (age < 50 * 365.25) & ((death[women] < 0) | (death[women] >= birth[j]))
+            fit = ((birth[j] - last > 300) & (age >= 15 * DAYS) & (age < 50 * DAYS)
+                   & ((death[women] < 0) | (death[women] >= birth[j])))
             candidates = np.flatnonzero(fit)
             if len(candidates):
-                k = int(candidates[int(rng.integers(0, len(candidates)))])
+                k = int(candidates[int(draw[j] * len(candidates))])
                 mother[j] = int(women[k])
-                free[k] = False
+                last[k] = birth[j]
         return mother, birth_of
 
-    def _new_psa(self) -> str:
-        self.identity_counter += 1
-        return self.nir_psa(self.identity_counter)
+    def _lineages(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Slot, rank, birth and death of every occupant of slots ``first``..``first + n - 1`` born by the period's
+        end and alive at some time since the origin, ordered by slot then rank. Each slot holds one person at any
+        time: occupant 0 is alive at the reference date (its age drawn from the stationary population's), the next
+        is born the day after its death, the one before died the day before its birth; every draw is keyed by the
+        slot and rank, so that deliveries of one seed for any periods tell one history."""
+        c = self.c
+        origin = min(ORIGIN, c.start)
+        slots = np.arange(first, first + n, dtype=np.int64)
+        number = slots * OCCUPANTS + OCCUPANTS // 2
+        age0 = np.interp(keyed(c.seed, 1, number), _AGE_CDF, _AGES)
+        birth0 = REFERENCE - (age0 * DAYS).astype(np.int64)
+        twin = (slots % 2 == 1) & (slots > first) & (keyed(c.seed, 12, slots - 1) < 2 * TWINS)
+        twin[slots == 3] = first == 0 and n > 3  # the showcase's twins: persons 2 and 3
+        birth0 = np.where(twin, np.roll(birth0, 1), birth0)
+        age0 = (REFERENCE - birth0) / DAYS
+        death0 = birth0 + (_residual(age0, keyed(c.seed, 2, number)) * DAYS).astype(np.int64)
+        rows = [(slots, np.zeros(n, dtype=np.int64), birth0, death0)]
+        born, died, rank, live = birth0, death0, 0, np.ones(n, dtype=bool)
+        while True:  # the later occupants, born by the period's end
+            rank += 1
+            born = died + 1
+            live &= born <= c.end
+            if not live.any():
+                break
+            died = born + (_residual(np.zeros(n), keyed(c.seed, 2, number + rank)) * DAYS).astype(np.int64)
+            rows.append((slots[live], np.full(int(live.sum()), rank), born[live], died[live]))
+        born, rank, live = birth0, 0, np.ones(n, dtype=bool)
+        while True:  # the earlier occupants, dead since the origin
+            rank -= 1
+            died = born - 1
+            live &= died >= origin
+            if not live.any():
+                break
+            born = died - (_residual(np.zeros(n), keyed(c.seed, 2, number + rank)) * DAYS).astype(np.int64)
+            rows.append((slots[live], np.full(int(live.sum()), rank), born[live], died[live]))
+        slot, k, birth, death = (np.concatenate(parts) for parts in zip(*rows))
+        birth = np.maximum(birth, BORN_FROM)  # the base's dates are plausible from 1900 on
+        keep = (birth <= c.end) & (death >= origin)
+        order = np.lexsort((k[keep], slot[keep]))
+        return slot[keep][order], k[keep][order], birth[keep][order], death[keep][order]
