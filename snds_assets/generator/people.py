@@ -40,8 +40,8 @@ TWINS = 0.007  # share of the slots' pairs whose occupants at the reference date
 DAYS = 365.25
 REFERENCE = date(2015, 1, 1).toordinal()  # occupant 0 of each slot is alive then
 ORIGIN = date(2006, 1, 1).toordinal()  # IR_BEN_R holds the persons dead since (the base's first care)
-INSERTED_FROM = date(2004, 1, 1).toordinal()
-BORN_FROM = date(1901, 1, 1).toordinal()  # a person entered the base from then, or at birth
+INSERTED_FROM = date(2004, 1, 1).toordinal()  # a person entered the base from then, or at birth
+BORN_FROM = date(1901, 1, 1).toordinal()  # the base's dates are plausible from 1900 on
 # Yearly death rates by age (the same rates the care tables were drawn with): the life table of every occupant.
 _AGES = np.arange(0, 121, 1 / 12)
 _HAZARD = np.select([_AGES < 50, _AGES < 70, _AGES < 85, _AGES < 105], [0.001, 0.008, 0.035, 0.11], 0.5)
@@ -331,7 +331,7 @@ class PeopleGenerator:
             born = died - (_residual(np.zeros(n), keyed(c.seed, 2, number + rank)) * DAYS).astype(np.int64)
             rows.append((slots[live], np.full(int(live.sum()), rank), born[live], died[live]))
         slot, k, birth, death = (np.concatenate(parts) for parts in zip(*rows))
-        birth = np.maximum(birth, BORN_FROM)  # the base's dates are plausible from 1900 on
+        birth = np.maximum(birth, BORN_FROM)
         keep = (birth <= c.end) & (death >= origin)
         order = np.lexsort((k[keep], slot[keep]))
         return slot[keep][order], k[keep][order], birth[keep][order], death[keep][order]
