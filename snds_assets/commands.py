@@ -478,7 +478,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace, log_format: str) -> i
         # The demo's delivery id is fixed: "choose another delivery id", generate's advice, cannot be followed.
         raise UsageError(f"{join(settings.landing, delivery_id)} already holds a delivery (a previous demo?): remove "
                          f"that folder, or the demo's home {settings.home}, or give the demo another --home")
-    print(f"1/3 generating a synthetic delivery of 2000 persons in {settings.landing}/{delivery_id}")
+    print(f"1/3 generating a synthetic delivery (a population of 2000 persons) in {settings.landing}/{delivery_id}")
     cmd_generate(settings, ns, log_format)
     print(f"2/3 receiving delivery {delivery_id}")
     status = cmd_ingest(settings, argparse.Namespace(delivery_id=delivery_id), log_format)
