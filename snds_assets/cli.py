@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", parents=[common], help="write a synthetic CNAM delivery to LANDING/<ID>/")
     gen.add_argument("--out", help="landing folder to write into (default: SNDS_LANDING)")
     gen.add_argument("--delivery-id", default=date.today().isoformat(), help="YYYY-MM-DD[_suffix] (default: today)")
-    gen.add_argument("--patients", type=int, default=1000, help="persons alive on any day of the period (default 1000; IR_BEN_R also holds those dead since 2006)")
+    gen.add_argument("--patients", type=int, default=1000,
+                     help="persons alive on any day (default 1000; IR_BEN_R also holds those dead since 2006)")
     gen.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")
     gen.add_argument("--defects", action="store_true", help="inject documented defects; ground truth written beside")
     gen.add_argument("--start", type=_iso_date, default=date(2022, 1, 1), help="care period start (ISO date)")

@@ -126,9 +126,9 @@ class PeopleGenerator:
         """The persons of slots ``first``..``first + n - 1`` in IR_BEN_R: each slot's occupants alive at some time
         from the origin to the period's end, with whatever rows the care tables give them in the period."""
         c = self.c
-        slot, rank, birth, death = self._lineages(first, n)
+        slot, rank, birth, death, twinned = self._lineages(first, n)
         n = len(slot)
-        g_all = slot * OCCUPANTS + (rank + OCCUPANTS // 2)  # the person's number: fixed whatever the chunk or the period
+        g_all = slot * OCCUPANTS + (rank + OCCUPANTS // 2)  # the person's number, whatever the chunk or period
         draws = {name: keyed(c.seed, stream, g_all) for stream, name in enumerate((
             "sex", "unknown", "top", "fictitious", "ids", "org", "dpt", "com", "twin ids", "ins", "upd", "parent0",
             "parent1"), start=20)}
@@ -140,27 +140,20 @@ class PeopleGenerator:
         org = (draws["org"] * len(c.organisms)).astype(np.int64)
         dpt = (draws["dpt"] * len(c.departments)).astype(np.int64)
         com = (draws["com"] * len(c.communes)).astype(np.int64)
-        # twins: the occupants alive at the reference date of an even slot and of the next one, drawn together
-        pair = (slot % 2 == 0) & (rank == 0) & (keyed(c.seed, 12, slot) < 2 * TWINS)
-        twin_of = np.full(n, -1)
-        current = {}
-        for j in range(n):
-            current[int(slot[j])] = j  # the last occupant born by the period's end
+        current = {s_: j for j, s_ in enumerate(slot.tolist())}  # each slot's last occupant born by the end
         if first == 0:  # a showcase in the first chunk, so that even a tiny delivery has every case
-            showcase = [current[s_] for s_ in range(min(n, 9)) if s_ in current]
-            pair[showcase] = False
-            fictitious[showcase] = False
-            pair[(slot == 2) & (rank == 0)] = True  # the persons of slots 2 and 3 at the reference date are twins
+            fictitious[[current[s_] for s_ in range(min(n, 9)) if s_ in current]] = False
             if 4 in current:
                 n_ids[current[4]] = 3  # person 4 has three identities
             if 5 in current:
                 fictitious[current[5]] = True
             if 6 in current:
                 unknown_birth[current[6]] = True
-        first_of_pair = {int(slot[j]): j for j in np.flatnonzero(pair).tolist()}
-        for j in range(n):
-            mate = first_of_pair.get(int(slot[j]) - 1)
-            if rank[j] == 0 and mate is not None and not fictitious[mate] and not fictitious[j]:
+        twin_of = np.full(n, -1)
+        at_reference = {s_: j for j, (s_, r) in enumerate(zip(slot.tolist(), rank.tolist())) if r == 0}
+        for j in np.flatnonzero(twinned).tolist():
+            mate = at_reference.get(int(slot[j]) - 1)
+            if mate is not None and not fictitious[mate] and not fictitious[j]:
                 twin_of[j] = mate
                 sex[j], unknown_birth[j] = sex[mate], unknown_birth[mate]
         twin_start = np.zeros(n, dtype=bool)
@@ -294,12 +287,13 @@ class PeopleGenerator:
                 last[k] = birth[j]
         return mother, birth_of
 
-    def _lineages(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Slot, rank, birth and death of every occupant of slots ``first``..``first + n - 1`` born by the period's
-        end and alive at some time since the origin, ordered by slot then rank. Each slot holds one person at any
-        time: occupant 0 is alive at the reference date (its age drawn from the stationary population's), the next
-        is born the day after its death, the one before died the day before its birth; every draw is keyed by the
-        slot and rank, so that deliveries of one seed for any periods tell one history."""
+    def _lineages(self, first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Slot, rank, birth, death and twin flag of every occupant of slots ``first``..``first + n - 1`` born by
+        the period's end and alive at some time since the origin, ordered by slot then rank. Each slot holds one
+        person at any time: occupant 0 is alive at the reference date (its age drawn from the stationary
+        population's), the next is born the day after its death, the one before died the day before its birth; every
+        draw is keyed by the slot and rank, so that deliveries of one seed for any periods tell one history. The
+        occupant 0 of an odd slot is flagged when it is the twin of the previous slot's (born the same day)."""
         c = self.c
         origin = min(ORIGIN, c.start)
         slots = np.arange(first, first + n, dtype=np.int64)
@@ -307,11 +301,12 @@ class PeopleGenerator:
         age0 = np.interp(keyed(c.seed, 1, number), _AGE_CDF, _AGES)
         birth0 = REFERENCE - (age0 * DAYS).astype(np.int64)
         twin = (slots % 2 == 1) & (slots > first) & (keyed(c.seed, 12, slots - 1) < 2 * TWINS)
-        twin[slots == 3] = first == 0 and n > 3  # the showcase's twins: persons 2 and 3
+        if first == 0:  # the showcase's only twins: persons 2 and 3
+            twin[:9] = slots[:9] == 3
         birth0 = np.where(twin, np.roll(birth0, 1), birth0)
         age0 = (REFERENCE - birth0) / DAYS
         death0 = birth0 + (_residual(age0, keyed(c.seed, 2, number)) * DAYS).astype(np.int64)
-        rows = [(slots, np.zeros(n, dtype=np.int64), birth0, death0)]
+        rows = [(slots, np.zeros(n, dtype=np.int64), birth0, death0, twin)]
         born, died, rank, live = birth0, death0, 0, np.ones(n, dtype=bool)
         while True:  # the later occupants, born by the period's end
             rank += 1
@@ -320,7 +315,8 @@ class PeopleGenerator:
             if not live.any():
                 break
             died = born + (_residual(np.zeros(n), keyed(c.seed, 2, number + rank)) * DAYS).astype(np.int64)
-            rows.append((slots[live], np.full(int(live.sum()), rank), born[live], died[live]))
+            alone = np.zeros(int(live.sum()), dtype=bool)  # only occupants 0 are twins
+            rows.append((slots[live], np.full(len(alone), rank), born[live], died[live], alone))
         born, rank, live = birth0, 0, np.ones(n, dtype=bool)
         while True:  # the earlier occupants, dead since the origin
             rank -= 1
@@ -329,9 +325,10 @@ class PeopleGenerator:
             if not live.any():
                 break
             born = died - (_residual(np.zeros(n), keyed(c.seed, 2, number + rank)) * DAYS).astype(np.int64)
-            rows.append((slots[live], np.full(int(live.sum()), rank), born[live], died[live]))
-        slot, k, birth, death = (np.concatenate(parts) for parts in zip(*rows))
+            alone = np.zeros(int(live.sum()), dtype=bool)  # only occupants 0 are twins
+            rows.append((slots[live], np.full(len(alone), rank), born[live], died[live], alone))
+        slot, k, birth, death, twinned = (np.concatenate(parts) for parts in zip(*rows))
         birth = np.maximum(birth, BORN_FROM)
-        keep = (birth <= c.end) & (death >= origin)
-        order = np.lexsort((k[keep], slot[keep]))
-        return slot[keep][order], k[keep][order], birth[keep][order], death[keep][order]
+        keep = np.flatnonzero((birth <= c.end) & (death >= origin))
+        keep = keep[np.lexsort((k[keep], slot[keep]))]
+        return slot[keep], k[keep], birth[keep], death[keep], twinned[keep]

@@ -36,6 +36,7 @@ STAY_ATTRS: tuple[str, ...] = (
     "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
     "AGE_GES", "POI_NAI", "NIR_ANO_MAM",
 )
+ORDINARY, CHILD, MOTHER = 0, 1, 2  # a stay's kind: drawn among a person's, a birth's child's, or its mother's
 STAY_DATES = frozenset({"EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT"})
 BAD_CODES = ("NIR_RET", "NAI_RET", "SEX_RET", "SEJ_RET", "FHO_RET", "PMS_RET")
 PLACEHOLDERS = tuple(sorted(domain.PLACEHOLDER_NIRS))
@@ -225,8 +226,6 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     block.set("POI_NAI", [w if young else "" for w, young in zip(weight, newborn)])
     return block
 
-
-ORDINARY, CHILD, MOTHER = 0, 1, 2
 
 
 def _births(field_: domain.PmsiField, persons: Block, first_day: int, last_day: int, eng: Engine) -> np.ndarray:
