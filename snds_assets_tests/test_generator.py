@@ -477,19 +477,29 @@ def test_identities_twins_several_pseudo_nirs_and_fictitious_nirs(clean):
 def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalog):
     """Deliveries of one seed for successive periods are one population's history: every identity of the first is in
     the next with its birth, sex, person and entry into the base; a death stays (but the showcase's two persons, who
-    die in every period), the persons born since are added, and whoever dies next was alive. Births were ages in the
-    period's last year, so that across a new year every birth year moved, and deaths were drawn per period."""
+    die in every period), the persons born since are added, and whoever dies next was alive. A death's causes and an
+    identity's ALDs stay, the ALDs inserted since are added, and an ended ALD keeps its end. Births were ages in the
+    period's last year, so that across a new year every birth year moved, and deaths, their causes and the ALDs were
+    drawn per period."""
     periods = (("2024-03-01", date(2023, 1, 1), date(2023, 12, 31)), ("2024-09-01", date(2024, 1, 1),
                                                                        date(2024, 6, 30)))
-    ben = []
+    ben, alds, causes = [], [], []
     for delivery_id, start, end in periods:
         result = generate(GenerateOptions(out=tmp_path, delivery_id=delivery_id, patients=2500, seed=9,
-                                          catalog=packaged_catalog, tables=["IR_BEN_R", "KI_CCI_R"], start=start,
-                                          end=end))
+                                          catalog=packaged_catalog, tables=["IR_BEN_R", "IR_IMB_R", "KI_CCI_R",
+                                                                            "KI_ECD_R"], start=start, end=end))
         tables = read_delivery(result.delivery_dir, packaged_catalog)
         ben.append({(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r for r in tables["IR_BEN_R"].dicts()})
         assert {r["BEN_IDT_ANO"] for r in tables["KI_CCI_R"].dicts()} == {
             r["BEN_IDT_ANO"] for r in ben[-1].values() if r["BEN_DCD_DTE"] != "1600-01-01"}
+        alds.append({(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"], r["MED_MTF_COD"], r["IMB_ALD_NUM"], r["IMB_ALD_DTD"],
+                      r["INS_DTE"]): r["IMB_ALD_DTF"] for r in tables["IR_IMB_R"].dicts()})
+        lines = defaultdict(list)
+        for r in sorted(tables["KI_ECD_R"].dicts(), key=lambda r: int(r["CER_LIG_NUM"])):
+            lines[r["BEN_IDT_ANO"]].append(r["ECD_CIM_COD"])
+        certificates = {r["BEN_IDT_ANO"]: (r["DCD_IDT_ENC"], r["DCD_CIM_COD"]) for r in tables["KI_CCI_R"].dicts()}
+        assert all(lines[p][0] == cause for p, (_, cause) in certificates.items())  # the certificate's is the first
+        causes.append({p: (identifier, tuple(lines[p])) for p, (identifier, _) in certificates.items()})
     before, after = ben
     assert set(before) < set(after)
     for key, r in before.items():
@@ -499,6 +509,16 @@ def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalo
     deaths_moved = {r["BEN_IDT_ANO"] for key, r in before.items()
                     if r["BEN_DCD_DTE"] != "1600-01-01" and after[key]["BEN_DCD_DTE"] != r["BEN_DCD_DTE"]}
     assert len(deaths_moved) <= 2, deaths_moved
+    kept = {p: c for p, c in causes[0].items() if p not in deaths_moved}
+    assert len(kept) > 300 and kept.items() <= causes[1].items()
+    assert Counter(len(c[1]) for c in kept.values()).keys() == {1, 2, 3}
+    moved = {key for key, r in before.items() if r["BEN_IDT_ANO"] in deaths_moved}
+    first_alds = {key: end for key, end in alds[0].items() if key[:2] not in moved}
+    assert len(first_alds) > 300 and first_alds.keys() <= alds[1].keys()
+    ended = {key: end for key, end in first_alds.items() if end not in ("", "1600-01-01")}
+    assert ended and ended.items() <= alds[1].items()
+    added = [key for key in alds[1].keys() - alds[0].keys() if key[:2] not in moved]
+    assert added and all(key[5] >= "2024-01-01" for key in added), added
     new_deaths = [r for key, r in before.items() if r["BEN_DCD_DTE"] == "1600-01-01"
                   and after[key]["BEN_DCD_DTE"] != "1600-01-01"]
     assert new_deaths and all("2024-01-01" <= after[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]["BEN_DCD_DTE"] <= "2024-06-30"
@@ -877,9 +897,10 @@ def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path,
     assert set(delivered) == set(reference_catalog.tables) - set(domain.ARCHIVES) - ceased and len(delivered) == 171
     assert all(rows > 0 for rows in delivered.values())
     assert audit(result.delivery_dir, reference_catalog) == {}
-    employers = [v for v in read_delivery(result.delivery_dir, reference_catalog)["ER_PRS_F"].col("IJR_EMP_NUM") if v]
+    tables = read_delivery(result.delivery_dir, reference_catalog)
+    employers = [v for v in tables["ER_PRS_F"].col("IJR_EMP_NUM") if v]
     assert employers and not all(v.isdigit() for v in employers)  # alphanumeric since November 2017 (SNDS.md)
-    fastc = read_delivery(result.delivery_dir, reference_catalog)["T_MCO22FASTC"]
+    fastc = tables["T_MCO22FASTC"]
     assert "NIR_ANO_17" not in fastc.header and fastc.header == list(reference_catalog["T_MCOaaFASTC"].columns_in(2022))
     assert len(fastc.header) < len(reference_catalog["T_MCOaaFASTC"].columns)
     for name in ("T_MCOaaORP", "T_MCO22ORP"):

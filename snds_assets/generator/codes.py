@@ -109,16 +109,19 @@ def diagnosis_fits(code: str, sex: int, age: int) -> bool:
 
 
 def fit_to_patients(chosen: list[str], sexes: Sequence[int], ages: Sequence[int], codes: Sequence[str],
-                    weights: Sequence[float] | None, rng: np.random.Generator) -> list[str]:
+                    weights: Sequence[float] | None, rng: np.random.Generator,
+                    draws: Sequence[float] | None = None) -> list[str]:
     """``chosen`` diagnoses, each one its patient cannot have (a childbirth for a man, Alzheimer's at 30) drawn again
-    among the ``codes`` that fit, so that a criterion such as ``diagnosis: O80`` selects women of childbearing age."""
+    among the ``codes`` that fit, so that a criterion such as ``diagnosis: O80`` selects women of childbearing age.
+    ``draws`` (one uniform per diagnosis) replace ``rng`` where a diagnosis is a person's whatever the delivery."""
     out = list(chosen)
     unfit = [k for k, (c, s, a) in enumerate(zip(chosen, sexes, ages)) if not diagnosis_fits(c, s, a)]
     if not unfit:
         return out
     w = np.ones(len(codes)) if weights is None else np.asarray(weights, dtype=float)
     cumulative: dict[tuple[int, int], np.ndarray | None] = {}
-    for k, u in zip(unfit, rng.random(len(unfit)).tolist()):
+    uniforms = rng.random(len(unfit)).tolist() if draws is None else [float(draws[k]) for k in unfit]
+    for k, u in zip(unfit, uniforms):
         patient = (int(sexes[k]), int(ages[k]))
         if patient not in cumulative:
             p = w * np.array([diagnosis_fits(c, *patient) for c in codes])

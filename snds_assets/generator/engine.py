@@ -15,7 +15,7 @@ from . import codes as C
 from . import archive, dcir, health, pmsi  # noqa: F401  (they register the semantics of the modelled tables)
 from .model import Block, take
 from .options import GenerateError, GenerateOptions
-from .people import PeopleConfig, PeopleGenerator, Pseudonyms
+from .people import PeopleConfig, PeopleGenerator, Pseudonyms, keyed
 from .plan import CHUNK, ENTITIES, ESTABLISHMENTS, ONCE, STAYS, Plan, TablePlan, build_plan
 from .registry import ENRICHERS, SPECIAL
 from .values import FieldSpec, Nomenclatures, Window, field_spec, sample, valid_text
@@ -213,7 +213,10 @@ class Engine:
         rule = tp.count
         if rule[0] == "one":
             counts = np.ones(n, dtype=np.int64)
-        elif rule[0] == "range":
+        elif rule[0] == "person" and "_G" in anchor.cols:  # a person's, the same in every delivery
+            numbers = np.asarray(anchor.cols["_G"], dtype=np.int64)
+            counts = rule[1] + (keyed(self.seed, rule[3], numbers) * (rule[2] - rule[1] + 1)).astype(np.int64)
+        elif rule[0] in ("range", "person"):
             counts = rng.integers(rule[1], rule[2] + 1, n)
         elif rule[0] == "rate":
             counts = np.minimum(rng.poisson(rule[1], n), rule[2])

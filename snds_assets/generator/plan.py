@@ -24,12 +24,13 @@ IDENTITY, ARCHIVED, DCIR, DCIR_CHILD, STAY_LINK, STAY_CHILD, DEATHS, ALD, CHILD,
     "establishments", "standalone")
 ENTITY_COLUMNS = frozenset(PERSON_ATTRS) | {
     "BEN_IDT_MAJ", "BEN_TOP_CNS", "MAX_TRT_DTD", "ORG_CLE_NEW", "BEN_DTE_INS", "BEN_DTE_MAJ"}
-# Rows per anchor row of tables whose volume the domain suggests (others use the defaults of their kind).
 PATIENT_COLUMNS = frozenset({domain.PERSON_COLUMN, domain.RANK_COLUMN, domain.NIR_ANO_COLUMN,
                              *domain.PSEUDO_NIR_COLUMNS})
+# Rows per anchor row of tables whose volume the domain suggests (others use the defaults of their kind); a "person"
+# range is drawn by the person's number (its last item the keyed stream), so that every delivery gives the same.
 COUNTS: dict[str, tuple] = {
     "T_MCOaaD": ("attr", "NBR_DGN"), "T_MCOaaA": ("attr", "NBR_ACT"), "T_MCOaaUM": ("attr", "NBR_RUM"),
-    "KI_CCI_R": ("one",), "KI_ECD_R": ("range", 1, 3), "NS_PRS_F": ("rate", 4.0, 15),
+    "KI_CCI_R": ("one",), "KI_ECD_R": ("person", 1, 3, 48), "NS_PRS_F": ("rate", 4.0, 15),
 }
 
 
