@@ -640,11 +640,14 @@ _CMD = {"A": "18", "E1": "10", "F3": "19", "G30": "01", "H25": "02", "I": "05", 
 
 def test_a_ghm_fits_its_stay(clean):
     """GRG_GHM was drawn apart from the stay (a childbirth in CMD 05, a 12-night stay as ambulatory): its CMD now
-    follows the main diagnosis, its severity what the stay's length allows, Z51.1 without a night is a session."""
+    follows the main diagnosis, its severity what the stay's length allows, Z51.1 without a night is a session. Its
+    GHS_NUM, the filler's, is the GHM's one (9999 for an error)."""
     _, tables = clean
     checked = Counter()
+    tariffs = defaultdict(set)
     for stay in _mco_stays(tables):
         ghm, nights, dgn = stay["GRG_GHM"], int(stay["SEJ_NBJ"]), stay["DGN_PAL"]
+        tariffs[ghm].add(stay["GHS_NUM"])
         if ghm == "90Z00Z":
             continue
         assert re.fullmatch(r"\d\d[CKMZ]\d\d[1-4A-DJTZ]", ghm), stay
@@ -663,6 +666,8 @@ def test_a_ghm_fits_its_stay(clean):
         assert severity != "J" or nights == 0, stay
         assert severity != "T" or nights <= 1, stay
     assert len(checked) >= 8 and checked["14"] and checked["15"] and checked["session"], checked
+    assert tariffs["90Z00Z"] == {"9999"} and all(len(ghs) == 1 for ghs in tariffs.values()), tariffs
+    assert len({ghs for g, (ghs,) in tariffs.items() if g != "90Z00Z"}) > 0.9 * (len(tariffs) - 1)
 
 
 def test_other_patient_pseudonyms_are_their_own_patients(tmp_path, reference_catalog):
@@ -887,7 +892,8 @@ def test_gzip_parts_delimiter_encoding_and_date_format(tmp_path, reference_catal
 def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path, reference_catalog):
     """Every table that existed in the care period (2022-2023) is delivered, with the columns its schema's
     history gives the files of each year, as CNAM's would have: T_MCO22FASTC without NIR_ANO_17 (dropped in 2008);
-    the 17 tables whose every column was dropped before 2022 (T_MCOaaORP in 2017...) are not."""
+    the 17 tables whose every column was dropped before 2022 (T_MCOaaORP in 2017...) are not. A stay's corrected
+    GHM is its GHM, and its GHS the GHM's (they were the filler's)."""
     result = generate(GenerateOptions(out=tmp_path, delivery_id=DID, patients=30, seed=3, catalog=reference_catalog))
     delivered = defaultdict(int)
     for name, rows in result.rows.items():
@@ -900,6 +906,10 @@ def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path,
     tables = read_delivery(result.delivery_dir, reference_catalog)
     employers = [v for v in tables["ER_PRS_F"].col("IJR_EMP_NUM") if v]
     assert employers and not all(v.isdigit() for v in employers)  # alphanumeric since November 2017 (SNDS.md)
+    stays = tables["T_MCO23B"].dicts() + tables["T_MCO22B"].dicts()
+    tariffs = {(r["GRG_GHM"], r["GHS_NUM"]) for r in stays}
+    assert stays and all(r["GRC_GHM"] == r["GRG_GHM"] for r in stays)
+    assert len(tariffs) == len({ghm for ghm, _ in tariffs}) > 5
     fastc = tables["T_MCO22FASTC"]
     assert "NIR_ANO_17" not in fastc.header and fastc.header == list(reference_catalog["T_MCOaaFASTC"].columns_in(2022))
     assert len(fastc.header) < len(reference_catalog["T_MCOaaFASTC"].columns)

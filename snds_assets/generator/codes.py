@@ -179,6 +179,14 @@ def ghm(diagnosis: str, nights: int, kind_draw: float, level_draw: float) -> str
     return f"{cmd}{kind}{root:02d}{severity}"
 
 
+def ghs(ghm_code: str) -> int:
+    """The GHS (tariff group) of a GHM: one per GHM, as the year's classification gives it (the number invented);
+    an error GHM (CMD 90) is not valued, 9999."""
+    if ghm_code.startswith("90"):
+        return 9999
+    return 1000 + sum(ord(ch) * 37 ** i for i, ch in enumerate(ghm_code)) % 8999  # four digits, as the schema
+
+
 PLAUSIBLE_DEPARTMENTS: tuple[str, ...] = tuple(f"{d:03d}" for d in (1, 6, 13, 31, 33, 34, 35, 38, 44, 59, 62, 67, 69,
                                                                      75, 76, 77, 78, 91, 92, 93, 94, 95))
 

@@ -7,7 +7,7 @@ some bad ones ('1') and some placeholder NIRs. The stay block carries the MCO na
 table of the field copies the ones it has, so B, C, UM... agree on dates, sex, age and diagnoses. Each birth in the
 care period is an MCO stay of the child and, when a woman of its chunk can be its mother, her delivery stay the same
 day in the same establishment, the two sharing a mother-child number (NIR_ANO_MAM). A stay's GHM follows its main
-diagnosis (CMD) and its length (severity).
+diagnosis (CMD) and its length (severity), its GHS the GHM.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ STAY_ATTRS: tuple[str, ...] = (
     "COH_SEX_RET", "EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT", "ENT_ANN", "ENT_MOI", "SOR_ANN", "SOR_MOI",
     "ENT_AM", "SOR_AM", "MOI_ANN_SOR_SEJ",
     "EXE_SOI_AMD", "EXE_SOI_AMF", "SEJ_NBJ", "AGE_ANN", "AGE_JOU", "COD_SEX", "DGN_PAL", "DGN_REL", "GRG_GHM",
-    "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT", "NBR_RUM",
-    "AGE_GES", "POI_NAI", "NIR_ANO_MAM",
+    "GRC_GHM", "GHS_NUM", "SEJ_TYP", "ENT_MOD", "ENT_PRV", "SOR_MOD", "SOR_DES", "BDI_DEP", "NBR_DGN", "NBR_ACT",
+    "NBR_RUM", "AGE_GES", "POI_NAI", "NIR_ANO_MAM",
 )
 ORDINARY, CHILD, MOTHER = 0, 1, 2  # a stay's kind: drawn among a person's, a birth's child's, or its mother's
 STAY_DATES = frozenset({"EXE_SOI_DTD", "EXE_SOI_DTF", "ENT_DAT", "SOR_DAT"})
@@ -201,6 +201,8 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     errors = errors & (kind == ORDINARY)
     block.set("GRG_GHM", ["90Z00Z" if e else C.ghm(d, n, a, b) for d, n, a, b, e in zip(
         block.cols["DGN_PAL"], los.tolist(), kind_draw, level_draw, errors.tolist())])
+    block.set("GRC_GHM", list(block.cols["GRG_GHM"]))  # the GHM as corrected after the checks: none here
+    block.set("GHS_NUM", [C.ghs(g) for g in block.cols["GRG_GHM"]])
     # The mother-child number links a birth's stay to its mother's delivery stay, keyed by the birth's first child;
     # a newborn's other stays carry it too. A delivery whose child is not among the persons is keyed by its stay.
     birth_of = np.asarray(take(persons.cols["_BIRTH_OF"], p), dtype=np.int64)
