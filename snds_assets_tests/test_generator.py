@@ -478,16 +478,16 @@ def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalo
     """Deliveries of one seed for successive periods are one population's history: every identity of the first is in
     the next with its birth, sex, person and entry into the base; a death stays (but the showcase's two persons, who
     die in every period), the persons born since are added, and whoever dies next was alive. A death's causes and an
-    identity's ALDs stay, the ALDs inserted since are added, and an ended ALD keeps its end. Births were ages in the
-    period's last year, so that across a new year every birth year moved, and deaths, their causes and the ALDs were
-    drawn per period."""
+    identity's ALDs stay, the ALDs inserted since are added, and an ended ALD keeps its end; an archived identity
+    stays archived. Births were ages in the period's last year, so that across a new year every birth year moved, and
+    deaths, their causes, the ALDs and the archive were drawn per period."""
     periods = (("2024-03-01", date(2023, 1, 1), date(2023, 12, 31)), ("2024-09-01", date(2024, 1, 1),
                                                                        date(2024, 6, 30)))
-    ben, alds, causes = [], [], []
+    ben, alds, causes, archives = [], [], [], []
     for delivery_id, start, end in periods:
         result = generate(GenerateOptions(out=tmp_path, delivery_id=delivery_id, patients=2500, seed=9,
-                                          catalog=packaged_catalog, tables=["IR_BEN_R", "IR_IMB_R", "KI_CCI_R",
-                                                                            "KI_ECD_R"], start=start, end=end))
+                                          catalog=packaged_catalog, tables=["IR_BEN_R", "IR_BEN_R_ARC", "IR_IMB_R",
+                                                                            "KI_CCI_R", "KI_ECD_R"], start=start, end=end))
         tables = read_delivery(result.delivery_dir, packaged_catalog)
         ben.append({(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"]): r for r in tables["IR_BEN_R"].dicts()})
         assert {r["BEN_IDT_ANO"] for r in tables["KI_CCI_R"].dicts()} == {
@@ -500,6 +500,8 @@ def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalo
         certificates = {r["BEN_IDT_ANO"]: (r["DCD_IDT_ENC"], r["DCD_CIM_COD"]) for r in tables["KI_CCI_R"].dicts()}
         assert all(lines[p][0] == cause for p, (_, cause) in certificates.items())  # the certificate's is the first
         causes.append({p: (identifier, tuple(lines[p])) for p, (identifier, _) in certificates.items()})
+        archives.append({(r["BEN_NIR_PSA"], r["BEN_IDT_ANO"], r["MAX_TRT_DTD"], r["BEN_DTE_INS"], r["BEN_DTE_MAJ"])
+                         for r in tables["IR_BEN_R_ARC"].dicts()})
     before, after = ben
     assert set(before) < set(after)
     for key, r in before.items():
@@ -519,6 +521,8 @@ def test_successive_periods_of_a_seed_tell_one_history(tmp_path, packaged_catalo
     assert ended and ended.items() <= alds[1].items()
     added = [key for key in alds[1].keys() - alds[0].keys() if key[:2] not in moved]
     assert added and all(key[5] >= "2024-01-01" for key in added), added
+    archived = {a for a in archives[0] if a[1] not in deaths_moved}
+    assert len(archived) > 50 and archived <= archives[1]
     new_deaths = [r for key, r in before.items() if r["BEN_DCD_DTE"] == "1600-01-01"
                   and after[key]["BEN_DCD_DTE"] != "1600-01-01"]
     assert new_deaths and all("2024-01-01" <= after[(r["BEN_NIR_PSA"], r["BEN_RNG_GEM"])]["BEN_DCD_DTE"] <= "2024-06-30"

@@ -163,6 +163,7 @@ class PeopleGenerator:
                 j = current.get(s_)
                 if j is not None and birth[j] <= c.end and death[j] >= c.start:
                     death[j] = max(int(max(c.start, birth[j])), min(c.end, int(max(c.start, birth[j])) + 200))
+        lifetime = death.copy()  # the day of death, even after the period
         dead = death <= c.end
         death = np.where(dead, death, -1)
         age_at_start = np.maximum(0, (c.start - birth) // 365)
@@ -175,7 +176,7 @@ class PeopleGenerator:
             "BEN_NIR_PSA", "BEN_RNG_GEM", "BEN_NIR_ANO", "BEN_IDT_ANO", "BEN_IDT_TOP", "ASS_NIR_ANO", "BEN_IDT_MAJ",
             "BEN_CDI_NIR", "BEN_NAI_ANN", "BEN_NAI_MOI", "BEN_SEX_COD", "BEN_DCD_DTE", "BEN_DCD_AME", "ORG_AFF_BEN",
             "BEN_RES_DPT", "BEN_RES_COM", "BEN_TOP_CNS", "MAX_TRT_DTD", "ORG_CLE_NEW", "BEN_DTE_INS", "BEN_DTE_MAJ",
-            "_P", "_G", "_I", "_W", "_LO", "_HI", "_AGE", "_BIRTH")}
+            "_P", "_G", "_I", "_W", "_LO", "_HI", "_AGE", "_BIRTH", "_DEATH")}
         identities_of: list[list[int]] = [[] for _ in range(n)]
         shared: dict[int, list[str]] = {}  # first twin -> the pseudo-NIRs the pair shares
         person_ido: list[str] = [""] * n
@@ -232,7 +233,8 @@ class PeopleGenerator:
                     "MAX_TRT_DTD": hi_j, "ORG_CLE_NEW": c.organisms[int(org[j])],
                     "BEN_DTE_INS": inserted, "BEN_DTE_MAJ": updated,
                     "_P": j, "_G": g, "_W": weight, "_LO": lo_j, "_HI": hi_j, "_AGE": int(age_at_start[j]),
-                    "_BIRTH": birth_j, "_I": g * 4 + k,  # the identity's number, whatever the delivery
+                    "_BIRTH": birth_j, "_DEATH": int(lifetime[j]),
+                    "_I": g * 4 + k,  # the identity's number, whatever the delivery
                 }
                 for name, value in row.items():
                     ids[name].append(value)
