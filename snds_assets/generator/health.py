@@ -95,7 +95,7 @@ def _death_year_and_cause(eng, tp, block: Block, anchor: Block, rng, cause_colum
     if "DCD_IDT_ENC" in tp.table.by_name:
         block.set("DCD_IDT_ENC", [eng.people.death_ids(g) for g in person.tolist()])
     block.set("FLX_PER_ANN", [str(d.year) for d in deaths])
-    rank = np.arange(block.n) - np.searchsorted(block.parent, block.parent)
+    rank = block.within() - 1
     cause_u, fit_u = (keyed(eng.seed, stream, person * 4 + rank) for stream in CAUSE_STREAMS)
     causes = list(eng.codes_for(cause_column, list(C.DEATH_CAUSES), tp.family)) or list(C.DEATH_CAUSES)
     chosen = [causes[i] for i in np.minimum((cause_u * len(causes)).astype(np.int64), len(causes) - 1).tolist()]
@@ -124,7 +124,6 @@ def death_causes(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None,
         return
     _death_year_and_cause(eng, tp, block, anchor, rng, "ECD_CIM_COD")
     block.set("DCD_IDT_TOP", [1] * block.n)
-    parent = block.parent
-    within = (np.arange(block.n) - np.searchsorted(parent, parent) + 1).tolist()
+    within = block.within().tolist()
     block.set("CER_LIG_NUM", within)
     block.set("ECD_CAU_RNG", within)

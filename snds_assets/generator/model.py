@@ -39,6 +39,12 @@ class Block:
         return Block(len(idx), {k: take(v, idx) for k, v in self.cols.items()}, self.dates,
                      self.parent[idx] if self.parent is not None else None)
 
+    def within(self) -> np.ndarray:
+        """1, 2, 3... of each row within its anchor row (rows of one anchor are contiguous)."""
+        if self.parent is None or not len(self.parent):
+            return np.zeros(0, dtype=np.int64)
+        return np.arange(len(self.parent)) - np.searchsorted(self.parent, self.parent) + 1
+
     def set(self, column: str, values: list, is_date: bool = False) -> None:
         if len(values) != self.n:
             raise ValueError(f"column {column}: {len(values)} values for {self.n} rows")

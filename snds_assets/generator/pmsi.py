@@ -229,7 +229,6 @@ def stays(eng: Engine, field_: domain.PmsiField, year: int, people: People, rng:
     return block
 
 
-
 def _births(field_: domain.PmsiField, persons: Block, first_day: int, last_day: int, eng: Engine) -> np.ndarray:
     """The MCO stays of the year's births in the care period: (person, admission, kind, key) rows, the child's
     birth stay and, where the child has a mother among the persons, her delivery stay (one for twins), keyed by
@@ -266,14 +265,6 @@ def _birth_diagnoses(eng: Engine, block: Block, kind: np.ndarray, longer: np.nda
     block.set("DGN_REL", rel)
 
 
-def _within(block: Block) -> list[int]:
-    """1, 2, 3... within each anchor row (rows of one anchor are contiguous)."""
-    parent = block.parent
-    if parent is None or not len(parent):
-        return []
-    return (np.arange(len(parent)) - np.searchsorted(parent, parent) + 1).tolist()
-
-
 @enricher(r"T_MCOaaD")
 def associated_diagnoses(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
                          year: int | None) -> None:
@@ -284,7 +275,7 @@ def associated_diagnoses(eng: Engine, tp: TablePlan, block: Block, anchor: Block
         ages = [int(a) if a != "" else 0 for a in take(anchor.cols["AGE_ANN"], block.parent)]
         chosen = C.fit_to_patients(chosen, sexes, ages, codes, p, rng)
     block.set("ASS_DGN", chosen)
-    block.set("DGN_ASS_NUM", _within(block))
+    block.set("DGN_ASS_NUM", block.within().tolist())
 
 
 @enricher(r"T_MCOaaA")
@@ -301,7 +292,7 @@ def stay_acts(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rn
 @enricher(r"T_MCOaaUM")
 def medical_units(eng: Engine, tp: TablePlan, block: Block, anchor: Block | None, rng: np.random.Generator,
                   year: int | None) -> None:
-    block.set("UM_ORD_NUM", _within(block))
+    block.set("UM_ORD_NUM", block.within().tolist())
     if anchor is not None and "SEJ_NBJ" in anchor.cols and block.n:
         stay_days = np.asarray(anchor.cols["SEJ_NBJ"], dtype=np.int64)[block.parent]
         block.set("PAR_DUR_SEJ", stay_days.tolist())
@@ -315,5 +306,5 @@ def weekly_summaries(eng: Engine, tp: TablePlan, block: Block, anchor: Block | N
         return
     entry = np.asarray(anchor.cols["ENT_DAT"], dtype=np.int64)[block.parent]
     exit_ = np.asarray(anchor.cols["SOR_DAT"], dtype=np.int64)[block.parent]
-    week = np.minimum(entry + 7 * (np.asarray(_within(block), dtype=np.int64) - 1), exit_)
+    week = np.minimum(entry + 7 * (block.within() - 1), exit_)
     block.set("MOI_ANN", [f"{d.year:04d}{d.month:02d}" for d in map(date.fromordinal, week.tolist())])
