@@ -437,6 +437,7 @@ def _project_summary(settings: Settings, project_id: str, report: dict, out_of_d
     """Its status, the cohort's size, its unresolved identifiers and every failed check, WARN ones included: a
     COMPLETE project may have left identifiers of its CSV unresolved."""
     from .lake import Lake
+    from .provision.report import archive_not_requested
 
     lake = Lake(settings.lake)
     cohort = report.get("cohort")
@@ -452,6 +453,9 @@ def _project_summary(settings: Settings, project_id: str, report: dict, out_of_d
         head += (f", {unresolved} of {ids.get('rows')} identifiers unresolved ({ids.get('ambiguous') or 0} ambiguous, "
                  f"{ids.get('unknown') or 0} unknown)")
     lines = [head + _failed_checks(cohort or {})]
+    note = archive_not_requested(report)
+    if note:
+        lines.append(f"  {note}")
     for name, table in sorted(report.get("tables", {}).items()):
         status = table.get("status")
         told = f"  {status}" if status not in (None, "extracted") else ""

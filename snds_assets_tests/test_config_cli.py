@@ -486,6 +486,23 @@ def test_the_project_summary_names_its_failed_checks_and_unresolved_identifiers(
                          "  IR_BEN_R       1 rows"], lines
 
 
+def test_the_project_summary_says_what_a_project_without_the_archive_misses(snds_env, capsys):
+    """Two of the cohort's identities only in IR_BEN_R_ARC, which the request does not list: their care is extracted
+    with no IR_BEN_R row naming their person, which the summary says under its first line."""
+    report = snds_env / "lake" / "reports" / "projects" / "p1.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({
+        "project": "p1", "status": "complete", "cohort": {"size": 3, "identities_archived": 2, "checks": []},
+        "tables": {"IR_BEN_R": {"rows": 3, "checks": []}, "ER_PRS_F": {"rows": 9, "checks": []}}}))
+    assert main(["report", "p1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["project p1: COMPLETE, cohort of 3 persons",
+                         "  2 of the cohort's identities are only in IR_BEN_R_ARC, which the request does not list: "
+                         "their rows in the extracts have no IR_BEN_R row naming their person (list IR_BEN_R_ARC in "
+                         "the request's tables to hand them out)",
+                         "  ER_PRS_F       9 rows"], lines
+
+
 def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
     """`snds report p1 | head -1`: the pipe closed before the summary is written gave a traceback."""
     report = tmp_path / "lake" / "reports" / "projects" / "p1.json"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import re
 import shutil
@@ -466,6 +467,42 @@ def test_the_archive_of_identities_finds_persons_and_is_extracted_when_listed(sp
     got = {r["BEN_NIR_PSA"] for r in selector.rows("IR_BEN_R_ARC").collect()}
     assert got == {"psa-old", "psa-99"}  # not idt-p77, outside the cohort
     assert {r["BEN_IDT_ANO"] for r in selector.rows("IR_BEN_R").collect()} == {"idt-p1"}
+    # psa-old (P1's former identity) and psa-99 are the archive's alone: the project lists it, nothing is missed.
+    assert result.counts["identities_archived"] == 2
+
+
+def test_a_project_not_listing_the_archive_is_told_what_it_misses(spark, catalog, source, tmp_path):
+    """A cohort person's former identity is only in IR_BEN_R_ARC: a project granted IR_BEN_R but not the archive
+    gets that identity's care with no IR_BEN_R row naming its person, which its report says (a count, the JSON;
+    a sentence, the readable report). Without an archive delivered, or with the archive listed, it says nothing."""
+    from snds_assets.provision.report import archive_not_requested, build_report, render_html
+
+    frames = {family: df.drop("DELIVERY_ID") for family, df in source.frames.items()}
+    ben = frames["IR_BEN_R"]
+    former = ben.where("BEN_IDT_ANO = 'idt-p1'").limit(1).withColumn("BEN_NIR_PSA", F.lit("psa-old"))
+    archived = FrameSource({**frames, "IR_BEN_R_ARC": former}, delivery_id="2024-05-01")
+    settings = Settings.from_env(env={}, home=str(tmp_path))
+    projects = Path(settings.projects)
+    projects.mkdir(parents=True)
+    for name, tables in (("ben", "[IR_BEN_R, ER_PRS_F]"), ("both", "[IR_BEN_R, IR_BEN_R_ARC]")):
+        (projects / f"{name}.yaml").write_text(f"id: {name}\nperiod: {{start: 2022-01-01, end: 2023-12-31}}\n"
+                                               f"tables: {tables}\ncohort: {{identifiers: ids.csv}}\n")
+    (projects / "ids.csv").write_text("BEN_IDT_ANO\nidt-p1\n")
+    request = load_request(settings, catalog, "ben")
+    report = build_report(request, run_cohort(spark, settings, catalog, request, archived), None)
+    assert report["cohort"]["identities_archived"] == 1
+    note = archive_not_requested(report)
+    assert note == ("1 of the cohort's identities are only in IR_BEN_R_ARC, which the request does not list: their "
+                    "rows in the extracts have no IR_BEN_R row naming their person (list IR_BEN_R_ARC in the "
+                    "request's tables to hand them out)")
+    assert f"<p class='failed'>{html.escape(note)}.</p>" in render_html(report)
+    listed = load_request(settings, catalog, "both")
+    report = build_report(listed, run_cohort(spark, settings, catalog, listed, archived), None)
+    assert report["cohort"]["identities_archived"] == 1 and archive_not_requested(report) is None
+    current = FrameSource(frames, delivery_id="2024-03-01")
+    report = build_report(request, run_cohort(spark, settings, catalog, request, current), None)
+    assert report["cohort"]["identities_archived"] == 0 and archive_not_requested(report) is None
+    assert "IR_BEN_R_ARC" not in render_html(report)
 
 
 def test_an_identity_without_person_makes_its_pseudo_nir_name_no_one(spark, catalog, source, tmp_path):

@@ -110,6 +110,12 @@ def build_cohort(spark: SparkSession, catalog: Catalog, request: ProjectRequest,
 
     cohort_ids = all_ids.join(cohort.select(IDT), IDT, "left_semi").select(IDT, PSA, RNG, ANO, NIR_UNIQUE).persist()
     counts["identities"] = cohort_ids.count()
+    counts["identities_archived"] = 0
+    if any(used[archive] for archive in domain.archives_of(domain.BENEFICIARY_TABLE)):
+        # Identities only the archive holds: a project that does not list it gets their care with no IR_BEN_R row.
+        current = beneficiary_rows(source, archives=False).select(PSA, RNG)
+        counts["identities_archived"] = cohort_ids.join(current, [PSA, RNG], "left_anti").select(PSA, RNG) \
+            .distinct().count()
     return CohortResult(cohort, cohort_ids, resolution, counts, unresolved, used, cached)
 
 

@@ -134,10 +134,11 @@ def _with_person(rows: DataFrame, ident: tuple[str, ...], identity: Column, sour
 
 
 # --- Persons and identities -------------------------------------------------------------------------------
-def beneficiary_rows(source: TableSource) -> DataFrame:
-    """IR_BEN_R read together with its archive: (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO, BEN_NIR_ANO, birth, sex).
-    A row without BEN_IDT_ANO is kept: it names no person, but an unknown beneficiary shares its pseudo-NIR."""
-    archives = [read_optional(source, a) for a in domain.archives_of(BENEFICIARIES)]
+def beneficiary_rows(source: TableSource, archives: bool = True) -> DataFrame:
+    """IR_BEN_R read together with its archive (unless ``archives`` is false): (BEN_NIR_PSA, BEN_RNG_GEM, BEN_IDT_ANO,
+    BEN_NIR_ANO, birth, sex). A row without BEN_IDT_ANO is kept: it names no person, but an unknown beneficiary shares
+    its pseudo-NIR."""
+    archives = [read_optional(source, a) for a in domain.archives_of(BENEFICIARIES)] if archives else []
     frames = [f for f in [source.read(BENEFICIARIES), *archives] if f is not None]
     if not frames:
         raise MissingTable(f"{BENEFICIARIES} is not in the current state: no person can be identified (no accepted "

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from .. import domain
 from ..charts import bar_chart
 from ..checks import ERROR
 from ..config import Settings
@@ -51,6 +52,7 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
             "identified": cohort_info["identified"],
             "targeted": cohort_info["targeted"],
             "identities": cohort_info["identities"],
+            "identities_archived": cohort_info.get("identities_archived", 0),
             "targeted_before_filters": cohort_info.get("targeted_before_filters"),
             "criteria": cohort_info.get("criteria") or {},
             "criteria_tables_missing": cohort_info.get("criteria_tables_missing") or [],
@@ -105,6 +107,18 @@ def build_report(request: ProjectRequest, cohort_info: dict | None, extract_info
     report["status"] = "failed" if failed else ("complete" if complete else "incomplete")
     report["failed_checks"] = failed
     return report
+
+
+def archive_not_requested(report: dict) -> str | None:
+    """What the project misses when its cohort has identities only IR_BEN_R_ARC holds and its request lists
+    IR_BEN_R_ARC nowhere: their rows in the other extracts have no IR_BEN_R row naming their person."""
+    archived = (report.get("cohort") or {}).get("identities_archived") or 0
+    archives = domain.archives_of(domain.BENEFICIARY_TABLE)
+    if not archived or any(a in (report.get("tables") or {}) for a in archives):
+        return None
+    return (f"{archived:,} of the cohort's identities are only in {', '.join(archives)}, which the request does not "
+            f"list: their rows in the extracts have no {domain.BENEFICIARY_TABLE} row naming their person (list "
+            f"{archives[0]} in the request's tables to hand them out)")
 
 
 def state_read(report: dict) -> tuple[dict[str, list[list[str]]], dict[str, str]]:
@@ -225,6 +239,9 @@ def render_html(report: dict) -> str:
     out.append("<h2>Cohort</h2>")
     if cohort:
         out.append(f"<p>{cohort['size']:,} persons ({cohort['identities']:,} identities).</p>")
+        note = archive_not_requested(report)
+        if note:
+            out.append(f"<p class='failed'>{esc(note)}.</p>")
         labels = {"identified": "identified only", "targeted": "targeted only", "both": "identified and targeted"}
         out.append(bar_chart("Persons by how they were found", [(labels[k], [(cohort["found_by"].get(k, 0), "#3b7dd8")])
                                                                  for k in FOUND_BY], []))

@@ -166,6 +166,7 @@ def run_cohort(spark: SparkSession, settings: Settings, catalog: Catalog, reques
         "persons": counts["persons"], "identified": counts["identified"], "targeted": counts["targeted"],
         "identified_only": counts["identified_only"], "targeted_only": counts["targeted_only"],
         "both": counts["both"], "identities": counts["identities"],
+        "identities_archived": counts.get("identities_archived", 0),
         "identifiers_rows": ids.get("rows", 0), "identifiers_resolved": ids.get("resolved", 0),
         "identifiers_ambiguous": ids.get("ambiguous", 0), "identifiers_unknown": ids.get("unknown", 0),
         "identifiers": ids or None,
