@@ -322,18 +322,21 @@ def test_domain_rules_hold_on_clean_output(clean, packaged_catalog, spark):
     checks_, evaluated = [], 0
     for t in tables.values():
         schema = packaged_catalog[t.family]
-        rules = domain.domain_rules(schema)
+        reads = {r: {r.column} | {c for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", r.expr) if c in schema.by_name}
+                 for r in domain.domain_rules(schema)}
+        # A PMSI year's files carry that year's columns (T_SSR22C has no SOR_ANN, dropped in 2009): the rules of
+        # the others cannot be evaluated, and the files are read by their own header's positions.
+        rules = [r for r, columns in reads.items() if columns <= set(t.header)]
         if not rules:
             continue
         paths = [str(result.delivery_dir / f.path) for dt in result.manifest.tables if dt.table == t.name
                  for f in dt.files]
-        strings = StructType([StructField(c, StringType()) for c in schema.columns])
+        strings = StructType([StructField(c, StringType()) for c in t.header])
         df = spark.read.schema(strings).csv(paths, header=True, sep=";", encoding="utf-8")
-        used = {r.column for r in rules} | {c for r in rules for c in re.findall(r"\b[A-Z][A-Z0-9_]{3,}\b", r.expr)
-                                             if c in schema.by_name}
+        used = set().union(*(reads[r] for r in rules))
         df = df.select(*[F.expr(f"try_to_date({c}, 'yyyy-MM-dd')").alias(c)
                          if domain.effective_type(schema, schema.by_name[c]) == "date" else F.col(c)
-                         for c in schema.columns if c in used])
+                         for c in t.header if c in used])
         failed = []
         for rule in rules:
             condition = f"{rule.column} IN ({', '.join(repr(v) for v in rule.values)})" if rule.values else rule.expr
@@ -920,6 +923,20 @@ def test_full_reference_catalog_gives_a_valid_delivery_for_every_table(tmp_path,
     for name in ("T_MCOaaORP", "T_MCO22ORP"):
         with pytest.raises(GenerateError, match="none of its columns is in use in 2022"):
             generate(GenerateOptions(out=tmp_path / name, delivery_id=DID, catalog=reference_catalog, tables=[name]))
+
+
+def test_the_packaged_catalog_dates_the_columns_of_its_pmsi_tables(tmp_path, packaged_catalog):
+    """The packaged catalog carries the PMSI fields' history as schema-snds gives it, so that a year's files have
+    that year's columns whatever the catalog: no NIR_ANO_MAM before 2013, no ETA_NUM_RET before 2017, no
+    DGN_ASS_NUM before 2014, no SSR SOR_ANN since 2009; EXE_SOI_DTD (2009) dates the stays of 2012."""
+    result = generate(GenerateOptions(out=tmp_path, delivery_id="2014-06-01", patients=400, seed=5,
+                                      catalog=packaged_catalog, start=date(2012, 1, 1), end=date(2013, 12, 31)))
+    tables = read_delivery(result.delivery_dir, packaged_catalog)
+    assert "NIR_ANO_MAM" not in tables["T_MCO12C"].header and "NIR_ANO_MAM" in tables["T_MCO13C"].header
+    assert "ETA_NUM_RET" not in tables["T_MCO13C"].header and "EXE_SOI_DTD" in tables["T_MCO12C"].header
+    assert "DGN_ASS_NUM" not in tables["T_MCO13D"].header
+    assert "SOR_ANN" not in tables["T_SSR13C"].header and "SOR_ANN" in tables["T_MCO13C"].header
+    assert list(tables["T_MCO12C"].header) == list(packaged_catalog["T_MCOaaC"].columns_in(2012))
 
 
 def test_an_earlier_care_period_gets_the_tables_and_columns_of_its_years(tmp_path, reference_catalog,
