@@ -29,11 +29,13 @@ def reference_schemas() -> Path:
 
 
 def generator_version() -> str:
-    """A digest of the generator's code and of the SNDS facts it reads (``domain.py``), for a bench's stamp: files
-    made by an earlier generator are made again (run 23 of ``ingest_bench.py`` measured files that broke a rule
-    added since, and so the samples of a failed check)."""
+    """A digest of the generator's code, of the SNDS facts it reads (``domain.py``) and of the packaged catalog it
+    generates from (the columns of each year's files), for a bench's stamp: files made by an earlier generator or
+    catalog are made again (run 23 of ``ingest_bench.py`` measured files that broke a rule added since, and so the
+    samples of a failed check)."""
     package = REPO / "snds_assets"
     digest = hashlib.sha256()
-    for path in sorted([*(package / "generator").glob("*.py"), package / "domain.py"]):
+    schemas = sorted((package / "catalog" / "schemas").rglob("*.json"))
+    for path in sorted([*(package / "generator").glob("*.py"), package / "domain.py"]) + schemas:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
